@@ -1,0 +1,110 @@
+//! The seam between the gateway and the worker: commands travel in, events
+//! travel out. Standalone runs [`memory`]; a cluster plugs in Redis Streams
+//! for commands and Redis pub/sub for events behind the same two types,
+//! without the gateway's connection code or the worker's rules changing.
+//!
+//! Every event names its audience (a chat, some users, or one connection),
+//! so a node only needs to hear about the chats and users it holds.
+
+pub mod memory;
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::Refusal;
+use crate::model::{Applied, ChatAction, ChatEvent, ChatId, ChatSummary, Command, EventId, Millis, UserId};
+
+/// Which connection a command came from, so its reply finds the way back.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Origin {
+    pub node: String,
+    pub connection: u64,
+}
+
+/// One client command on its way to a worker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CommandEnvelope {
+    pub origin: Origin,
+    pub user: UserId,
+    /// The client's `ref`, echoed in the reply.
+    pub reference: Option<Value>,
+    pub command: Command,
+    /// When the gateway received it, for the received-to-ack latency.
+    pub received_at: Millis,
+}
+
+/// Everything a gateway may need to push to its connections.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A persisted event, for every member's connections.
+    Chat(Arc<ChatEvent>),
+    /// Ephemeral: `user` is typing in `chat`; for the other members.
+    Typing { chat: ChatId, user: UserId },
+    /// Ephemeral: `user` came online or went offline cluster-wide; for the
+    /// `recipients` (everyone sharing a chat with `user`).
+    Presence { user: UserId, online: bool, last_seen: Millis, recipients: Arc<[UserId]> },
+    /// A chat appeared, changed or disappeared for `user`.
+    ChatList { user: UserId, action: ChatAction, chat: Box<ChatSummary> },
+    /// The answer to one command, for the connection that sent it.
+    Reply { origin: Origin, reference: Option<Value>, result: Result<Applied, Refusal>, received_at: Millis },
+}
+
+/// What a gateway implements to receive events. It must not block: it hands
+/// events to bounded per-connection queues and returns.
+pub trait EventSink: Send + Sync {
+    fn deliver(&self, event: Event);
+    /// The chat's event ids jumped past `expected` (events were lost between
+    /// the worker and this node); the sink refills from the store.
+    fn gap(&self, _chat: ChatId, _expected: EventId) {}
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("the command queue is closed (shutting down)")]
+    Closed,
+    #[error("the bus is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Where gateways put client commands.
+#[derive(Clone)]
+pub enum CommandQueue {
+    Memory(memory::MemoryCommands),
+}
+
+impl CommandQueue {
+    /// Hands a command to the workers. Waits while the queue is full, which
+    /// slows the sending client down rather than dropping its command.
+    pub async fn submit(&self, envelope: CommandEnvelope) -> Result<(), BusError> {
+        match self {
+            CommandQueue::Memory(q) => q.submit(envelope).await,
+        }
+    }
+}
+
+/// Where workers and gateways publish events, and gateways subscribe.
+#[derive(Clone)]
+pub enum Broker {
+    Memory(memory::MemoryBroker),
+}
+
+impl Broker {
+    pub async fn publish(&self, event: Event) -> Result<(), BusError> {
+        match self {
+            Broker::Memory(b) => {
+                b.publish(event);
+                Ok(())
+            }
+        }
+    }
+
+    /// The node wants `chat`'s events from now on (its first local member
+    /// connected). In memory everything reaches the one node anyway.
+    pub fn subscribe_chat(&self, _chat: ChatId) {}
+    /// The node's last local member of `chat` left.
+    pub fn unsubscribe_chat(&self, _chat: ChatId) {}
+    pub fn subscribe_user(&self, _user: &str) {}
+    pub fn unsubscribe_user(&self, _user: &str) {}
+}

@@ -1,0 +1,64 @@
+//! Settings both binaries share, with their defaults in one place.
+
+use std::time::Duration;
+
+/// Where standalone keeps its SQLite file and generated secret.
+pub const DEFAULT_DATA_DIR: &str = "./data";
+pub const DEFAULT_HEARTBEAT_TIMEOUT_MS: u64 = 20_000;
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 * 1024;
+/// WebSocket frames (or reassembled fragmented messages) above this close the
+/// connection with 1009.
+pub const MAX_FRAME_BYTES: usize = 64 * 1024;
+pub const DEFAULT_RETENTION_DAYS: u64 = 7;
+pub const DEFAULT_RETENTION_EVENTS: i64 = 10_000;
+
+/// `sqlite://<data dir>/chat.db`, the standalone default.
+pub fn default_database_url(data_dir: &str) -> String {
+    format!("sqlite://{}/chat.db", data_dir.trim_end_matches('/'))
+}
+
+/// Parses a duration such as `90s`, `15m`, `1h`, `7d` or plain seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().map_err(|_| format!("{text:?} is not a duration like 30s, 15m, 1h or 7d"))?;
+    let seconds = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(format!("{text:?}: unknown unit {unit:?} (use s, m, h or d)")),
+    };
+    Ok(Duration::from_secs(seconds))
+}
+
+/// A URL with its password replaced, safe to log.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let Some((userinfo, host)) = rest.split_once('@') else { return url.to_owned() };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(604_800)));
+        assert!(parse_duration("1y").is_err());
+        assert!(parse_duration("h").is_err());
+    }
+
+    #[test]
+    fn passwords_never_survive_redaction() {
+        assert_eq!(redact_url("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(redact_url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+    }
+}

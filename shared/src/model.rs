@@ -1,0 +1,241 @@
+//! The core's model of chats, messages, marks and presence. Nothing here knows
+//! a wire format: the native protocol (and later other adapters) translate to
+//! and from these types. Serde derives exist only so that the bus and the
+//! event log can carry them; their field names are internal.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub type ChatId = i64;
+pub type MessageId = i64;
+pub type EventId = i64;
+pub type UserId = String;
+/// Milliseconds since the Unix epoch.
+pub type Millis = i64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChatKind {
+    Dialog,
+    Group,
+}
+
+impl ChatKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChatKind::Dialog => "dialog",
+            ChatKind::Group => "group",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "dialog" => Some(ChatKind::Dialog),
+            "group" => Some(ChatKind::Group),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MarkKind {
+    Delivered,
+    Read,
+}
+
+impl MarkKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MarkKind::Delivered => "dlvrd",
+            MarkKind::Read => "read",
+        }
+    }
+}
+
+/// Where a message stands with the members other than its author.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    Sent,
+    Delivered,
+    Read,
+}
+
+/// A persisted event of one chat. `id` is the chat's event sequence number:
+/// consecutive, no gaps (PROTOCOL.md section 4).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatEvent {
+    pub chat_id: ChatId,
+    pub id: EventId,
+    pub user_id: UserId,
+    pub message_id: MessageId,
+    pub timestamp: Millis,
+    pub kind: EventKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EventKind {
+    New {
+        client_message_id: String,
+        text: String,
+        attachments: Value,
+    },
+    Edit {
+        text: String,
+        attachments: Value,
+    },
+    Delete,
+    Mark {
+        mark: MarkKind,
+    },
+}
+
+/// A state-changing command from a client, already validated for shape.
+/// Membership and authorship are checked by the worker against the store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Command {
+    Send {
+        chat_id: ChatId,
+        client_message_id: String,
+        text: String,
+        attachments: Value,
+    },
+    Edit {
+        chat_id: ChatId,
+        message_id: MessageId,
+        text: String,
+        attachments: Value,
+    },
+    Delete {
+        chat_id: ChatId,
+        message_id: MessageId,
+    },
+    Mark {
+        chat_id: ChatId,
+        message_id: MessageId,
+        mark: MarkKind,
+    },
+}
+
+impl Command {
+    pub fn chat_id(&self) -> ChatId {
+        match self {
+            Command::Send { chat_id, .. }
+            | Command::Edit { chat_id, .. }
+            | Command::Delete { chat_id, .. }
+            | Command::Mark { chat_id, .. } => *chat_id,
+        }
+    }
+
+    /// A short, bounded label for metrics and logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Command::Send { .. } => "new",
+            Command::Edit { .. } => "edit",
+            Command::Delete { .. } => "delete",
+            Command::Mark { mark: MarkKind::Delivered, .. } => "dlvrd",
+            Command::Mark { mark: MarkKind::Read, .. } => "read",
+        }
+    }
+}
+
+/// What a successfully applied command reports back to its sender.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Applied {
+    pub chat_id: ChatId,
+    pub message_id: MessageId,
+    /// Only for `Send`: echoed so the client can match retries.
+    pub client_message_id: Option<String>,
+    pub timestamp: Millis,
+}
+
+/// One chat as a given user sees it in their chat list (PROTOCOL.md 7).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChatSummary {
+    pub kind: ChatKind,
+    pub id: ChatId,
+    pub name: String,
+    pub photo_url: Option<String>,
+    pub members: Vec<UserId>,
+    pub last_message_text: Option<String>,
+    pub last_message_time: Option<Millis>,
+    pub last_message_author: Option<UserId>,
+    pub last_message_status: Option<DeliveryStatus>,
+    pub missed: i64,
+    pub is_mine: bool,
+    pub last_message_id: MessageId,
+    pub last_event_id: EventId,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChatAction {
+    Created,
+    Updated,
+    Deleted,
+}
+
+/// A message as history shows it to a member (PROTOCOL.md 7).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessageView {
+    pub chat_id: ChatId,
+    pub message_id: MessageId,
+    pub user_id: UserId,
+    pub client_message_id: String,
+    pub text: String,
+    pub attachments: Value,
+    pub timestamp: Millis,
+    pub edited_at: Option<Millis>,
+    pub deleted: bool,
+    pub members: Vec<UserId>,
+    pub delivered_members: Vec<UserId>,
+    pub read_members: Vec<UserId>,
+    pub status: DeliveryStatus,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Receipt {
+    pub user_id: UserId,
+    pub delivered_at: Option<Millis>,
+    pub read_at: Option<Millis>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PresenceView {
+    pub user_id: UserId,
+    pub online: bool,
+    pub last_seen: Option<Millis>,
+}
+
+/// The status of message `message_id` written by `author`, given every
+/// member's (delivered, read) marks: `read` once every other member read it,
+/// `dlvrd` once every other member has it (PROTOCOL.md 7, Message).
+pub fn delivery_status<'a>(
+    message_id: MessageId,
+    author: &str,
+    marks: impl IntoIterator<Item = (&'a str, MessageId, MessageId)>,
+) -> DeliveryStatus {
+    let mut others = 0;
+    let mut all_read = true;
+    let mut all_delivered = true;
+    for (user, delivered, read) in marks {
+        if user == author {
+            continue;
+        }
+        others += 1;
+        all_read &= read >= message_id;
+        all_delivered &= delivered >= message_id;
+    }
+    // With nobody else in the chat there is nobody to deliver to: "sent".
+    if others == 0 {
+        DeliveryStatus::Sent
+    } else if all_read {
+        DeliveryStatus::Read
+    } else if all_delivered {
+        DeliveryStatus::Delivered
+    } else {
+        DeliveryStatus::Sent
+    }
+}

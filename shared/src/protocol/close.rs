@@ -1,0 +1,16 @@
+//! WebSocket close codes the server sends, in one place. 4000-4999 are the
+//! application range of RFC 6455.
+
+/// No `ping` within `HEARTBEAT_TIMEOUT_MS` (PROTOCOL.md section 6).
+pub const HEARTBEAT_TIMEOUT: u16 = 4000;
+/// The client read too slowly: its bounded outbound queue overflowed. The
+/// client may reconnect and `sync`; nothing persisted is lost.
+pub const SLOW_CONSUMER: u16 = 4001;
+/// A frame or a fragmented message over the 64 KiB frame limit.
+pub const MESSAGE_TOO_BIG: u16 = 1009;
+/// The server is shutting down; reconnect (to another node).
+pub const GOING_AWAY: u16 = 1001;
+/// The client broke the WebSocket protocol itself (not our JSON protocol).
+pub const PROTOCOL_ERROR: u16 = 1002;
+/// Normal close, echoing a client's close.
+pub const NORMAL: u16 = 1000;

@@ -1,0 +1,188 @@
+//! Durable storage of chats, members, messages, the per-chat event log and
+//! mark ranges. One implementation over `sqlx::Any` serves both backends:
+//! the schemas are kept column-for-column equal and every query is written in
+//! the SQL the two share (`$n` parameters, `RETURNING`, no `FOR UPDATE`).
+//! What differs (connection set-up, migrations) lives in [`sqlite`] and
+//! [`postgres`].
+//!
+//! Concurrency: every write that allocates a message or event id starts with
+//! `UPDATE chats ... RETURNING`, which takes the chat's row lock in
+//! PostgreSQL and the database write lock in SQLite, so concurrent writers of
+//! one chat serialize and ids stay consecutive.
+
+mod chats;
+mod commands;
+mod history;
+mod postgres;
+mod retention;
+mod sqlite;
+mod summaries;
+
+use sqlx::any::AnyPoolOptions;
+use sqlx::AnyPool;
+
+pub use chats::{ChatCreated, NewChat};
+pub use commands::Outcome;
+pub use history::{HistoryQuery, SyncPage};
+pub use retention::Retention;
+
+use crate::error::Refusal;
+use crate::model::{ChatId, UserId};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is inconsistent: {0}")]
+    Corrupt(String),
+    #[error("unsupported DATABASE_URL scheme (use sqlite:// or postgres://)")]
+    UnsupportedUrl,
+}
+
+/// Either the request was refused for a reason the client can act on, or the
+/// store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreRefusal {
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    #[error(transparent)]
+    Failed(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for StoreRefusal {
+    fn from(e: sqlx::Error) -> Self {
+        StoreRefusal::Failed(StoreError::Database(e))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Is `user` in `chat`, and does the chat exist at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Membership {
+    NoChat,
+    NotMember,
+    Member,
+}
+
+impl Membership {
+    /// The protocol's rule: unknown chat is `not_found`, a non-member is
+    /// `forbidden`.
+    pub fn require(self) -> Result<(), Refusal> {
+        match self {
+            Membership::Member => Ok(()),
+            Membership::NotMember => Err(Refusal::not_member()),
+            Membership::NoChat => Err(Refusal::no_chat()),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Store {
+    /// The pool commands and REST writes go through. For SQLite it has one
+    /// connection: SQLite allows one writer, and queueing in the pool is
+    /// cheaper than SQLITE_BUSY retries.
+    writer: AnyPool,
+    /// The pool history, summaries and sync read from.
+    reader: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Opens `url` and brings its schema up to date. For PostgreSQL the
+    /// migration takes an advisory lock, so processes starting together are
+    /// safe.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        if url.starts_with("sqlite:") {
+            sqlite::open(url).await
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            postgres::open(url).await
+        } else {
+            Err(StoreError::UnsupportedUrl)
+        }
+    }
+
+    /// Applies migrations without starting anything else (`worker migrate`).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match self.backend {
+            Backend::Sqlite => sqlite::migrate(&self.writer).await,
+            Backend::Postgres => postgres::migrate(&self.writer).await,
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// True when the database answers a trivial query.
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.reader).await.is_ok()
+    }
+
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+    }
+
+    pub async fn membership(&self, chat: ChatId, user: &str) -> Result<Membership, StoreError> {
+        membership(&self.reader, chat, user).await
+    }
+
+    pub async fn set_last_seen(&self, user: &str, at: i64) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO users (user_id, last_seen) VALUES ($1, $2) \
+             ON CONFLICT (user_id) DO UPDATE SET last_seen = excluded.last_seen",
+        )
+        .bind(user)
+        .bind(at)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn last_seen(&self, user: &str) -> Result<Option<i64>, StoreError> {
+        let row: Option<(Option<i64>,)> =
+            sqlx::query_as("SELECT last_seen FROM users WHERE user_id = $1").bind(user).fetch_optional(&self.reader).await?;
+        Ok(row.and_then(|r| r.0))
+    }
+}
+
+fn pool_options(max: u32) -> AnyPoolOptions {
+    AnyPoolOptions::new().max_connections(max).acquire_timeout(std::time::Duration::from_secs(10))
+}
+
+async fn membership<'e, E>(db: E, chat: ChatId, user: &str) -> Result<Membership, StoreError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let row: Option<(i64, i64)> = sqlx::query_as(
+        "SELECT c.id, (SELECT COUNT(*) FROM members m WHERE m.chat_id = c.id AND m.user_id = $2) \
+         FROM chats c WHERE c.id = $1",
+    )
+    .bind(chat)
+    .bind(user)
+    .fetch_optional(db)
+    .await?;
+    Ok(match row {
+        None => Membership::NoChat,
+        Some((_, 0)) => Membership::NotMember,
+        Some(_) => Membership::Member,
+    })
+}
+
+/// The user ids of `chat`'s members, sorted.
+async fn members_of<'e, E>(db: E, chat: ChatId) -> Result<Vec<UserId>, StoreError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let rows: Vec<(String,)> =
+        sqlx::query_as("SELECT user_id FROM members WHERE chat_id = $1 ORDER BY user_id").bind(chat).fetch_all(db).await?;
+    Ok(rows.into_iter().map(|r| r.0).collect())
+}

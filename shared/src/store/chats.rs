@@ -1,0 +1,245 @@
+//! Chats and their members: creation, deletion and membership changes (the
+//! REST side of PROTOCOL.md section 7), and the membership look-ups the
+//! gateway subscribes by.
+
+use std::collections::BTreeSet;
+
+use super::{members_of, membership, Store, StoreError, StoreRefusal};
+use crate::auth::valid_user_id;
+use crate::error::Refusal;
+use crate::model::{ChatId, ChatKind, Millis, UserId};
+
+/// The most members one chat may have; bounds the work of one fan-out.
+pub const MAX_MEMBERS: usize = 10_000;
+/// Longest group name, in characters.
+pub const MAX_NAME_CHARS: usize = 256;
+
+#[derive(Debug, Clone)]
+pub struct NewChat {
+    pub kind: ChatKind,
+    pub name: Option<String>,
+    pub photo_url: Option<String>,
+    /// The members named in the request; the creator is added if missing.
+    pub members: Vec<UserId>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatCreated {
+    pub chat_id: ChatId,
+    pub members: Vec<UserId>,
+}
+
+impl Store {
+    /// Creates a chat. A dialog between two users exists at most once: a
+    /// second request answers `conflict` naming the existing chat's id in the
+    /// `Err` side's message and in `existing`.
+    pub async fn create_chat(
+        &self,
+        creator: &str,
+        request: NewChat,
+        now: Millis,
+    ) -> Result<ChatCreated, (StoreRefusal, Option<ChatId>)> {
+        let mut members: BTreeSet<UserId> = BTreeSet::new();
+        for m in request.members {
+            if !valid_user_id(&m) {
+                return Err((Refusal::bad_request(format!("{m:?} is not a valid user id")).into(), None));
+            }
+            members.insert(m);
+        }
+        members.insert(creator.to_owned());
+        let (name, dialog_key) = match request.kind {
+            ChatKind::Dialog => {
+                if members.len() != 2 {
+                    return Err((
+                        Refusal::bad_request("a dialog has exactly one member besides you").into(),
+                        None,
+                    ));
+                }
+                let key = members.iter().cloned().collect::<Vec<_>>().join("\n");
+                (None, Some(key))
+            }
+            ChatKind::Group => {
+                let name = request.name.unwrap_or_default();
+                let chars = name.chars().count();
+                if !(1..=MAX_NAME_CHARS).contains(&chars) {
+                    return Err((
+                        Refusal::bad_request(format!("a group needs a name of 1..={MAX_NAME_CHARS} characters")).into(),
+                        None,
+                    ));
+                }
+                (Some(name), None)
+            }
+        };
+        if members.len() > MAX_MEMBERS {
+            return Err((Refusal::bad_request(format!("a chat has at most {MAX_MEMBERS} members")).into(), None));
+        }
+        if let Some(key) = &dialog_key {
+            if let Some(existing) = self.dialog_with_key(key).await.map_err(|e| (e.into(), None))? {
+                return Err((Refusal::conflict("that dialog exists already").into(), Some(existing)));
+            }
+        }
+        let created = self.insert_chat(creator, request.kind, name, request.photo_url, dialog_key.clone(), &members, now).await;
+        match created {
+            Ok(chat_id) => Ok(ChatCreated { chat_id, members: members.into_iter().collect() }),
+            // Two requests raced to create the same dialog: the unique key
+            // let one through; answer the other like any second request.
+            Err(e) => match &dialog_key {
+                Some(key) => match self.dialog_with_key(key).await {
+                    Ok(Some(existing)) => Err((Refusal::conflict("that dialog exists already").into(), Some(existing))),
+                    _ => Err((e.into(), None)),
+                },
+                None => Err((e.into(), None)),
+            },
+        }
+    }
+
+    async fn dialog_with_key(&self, key: &str) -> Result<Option<ChatId>, StoreError> {
+        let row: Option<(i64,)> =
+            sqlx::query_as("SELECT id FROM chats WHERE dialog_key = $1").bind(key).fetch_optional(&self.writer).await?;
+        Ok(row.map(|r| r.0))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn insert_chat(
+        &self,
+        creator: &str,
+        kind: ChatKind,
+        name: Option<String>,
+        photo_url: Option<String>,
+        dialog_key: Option<String>,
+        members: &BTreeSet<UserId>,
+        now: Millis,
+    ) -> Result<ChatId, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let (chat_id,): (i64,) = sqlx::query_as(
+            "INSERT INTO chats (kind, name, photo_url, creator, dialog_key, created_at, last_activity_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING id",
+        )
+        .bind(kind.as_str())
+        .bind(name)
+        .bind(photo_url)
+        .bind(creator)
+        .bind(dialog_key)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        for member in members {
+            sqlx::query("INSERT INTO members (chat_id, user_id, joined_at) VALUES ($1, $2, $3)")
+                .bind(chat_id)
+                .bind(member)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(chat_id)
+    }
+
+    /// Deletes a chat with everything in it. Only its creator may. Returns
+    /// the members it had.
+    pub async fn delete_chat(&self, chat: ChatId, by: &str) -> Result<Vec<UserId>, StoreRefusal> {
+        let mut tx = self.writer.begin().await?;
+        membership(&mut *tx, chat, by).await?.require()?;
+        let (creator,): (String,) =
+            sqlx::query_as("SELECT creator FROM chats WHERE id = $1").bind(chat).fetch_one(&mut *tx).await?;
+        if creator != by {
+            return Err(Refusal::forbidden("only the chat's creator may delete it").into());
+        }
+        let members = members_of(&mut *tx, chat).await?;
+        for table in ["events", "mark_ranges", "messages", "members"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE chat_id = $1")).bind(chat).execute(&mut *tx).await?;
+        }
+        sqlx::query("DELETE FROM chats WHERE id = $1").bind(chat).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(members)
+    }
+
+    /// Adds `user` to group `chat`; any member may. Returns the members after.
+    pub async fn add_member(&self, chat: ChatId, by: &str, user: &str, now: Millis) -> Result<Vec<UserId>, StoreRefusal> {
+        if !valid_user_id(user) {
+            return Err(Refusal::bad_request(format!("{user:?} is not a valid user id")).into());
+        }
+        let mut tx = self.writer.begin().await?;
+        membership(&mut *tx, chat, by).await?.require()?;
+        require_group(&mut tx, chat).await?;
+        let members = members_of(&mut *tx, chat).await?;
+        if members.iter().any(|m| m == user) {
+            return Err(Refusal::conflict(format!("{user} is already a member")).into());
+        }
+        if members.len() >= MAX_MEMBERS {
+            return Err(Refusal::bad_request(format!("a chat has at most {MAX_MEMBERS} members")).into());
+        }
+        // A newcomer's marks start at 0 like everyone's (PROTOCOL.md 5): the
+        // history's status counts them once they are in the chat.
+        sqlx::query("INSERT INTO members (chat_id, user_id, joined_at) VALUES ($1, $2, $3)")
+            .bind(chat)
+            .bind(user)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        let members = members_of(&mut *tx, chat).await?;
+        tx.commit().await?;
+        Ok(members)
+    }
+
+    /// Removes `user` from group `chat`: members may leave; the creator may
+    /// remove anyone. Returns the members before the removal.
+    pub async fn remove_member(&self, chat: ChatId, by: &str, user: &str) -> Result<Vec<UserId>, StoreRefusal> {
+        let mut tx = self.writer.begin().await?;
+        membership(&mut *tx, chat, by).await?.require()?;
+        require_group(&mut tx, chat).await?;
+        let (creator,): (String,) =
+            sqlx::query_as("SELECT creator FROM chats WHERE id = $1").bind(chat).fetch_one(&mut *tx).await?;
+        if by != user && by != creator {
+            return Err(Refusal::forbidden("only the creator may remove other members").into());
+        }
+        let members = members_of(&mut *tx, chat).await?;
+        if !members.iter().any(|m| m == user) {
+            return Err(Refusal::not_found(format!("{user} is not a member")).into());
+        }
+        for table in ["members", "mark_ranges"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE chat_id = $1 AND user_id = $2"))
+                .bind(chat)
+                .bind(user)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(members)
+    }
+
+    pub async fn members(&self, chat: ChatId) -> Result<Vec<UserId>, StoreError> {
+        members_of(&self.reader, chat).await
+    }
+
+    /// The chats `user` is a member of, with each one's last event id: what a
+    /// gateway subscribes a newly connected user to.
+    pub async fn chats_of(&self, user: &str) -> Result<Vec<(ChatId, i64)>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT c.id, c.last_event_id FROM chats c JOIN members m ON m.chat_id = c.id WHERE m.user_id = $1",
+        )
+        .bind(user)
+        .fetch_all(&self.reader)
+        .await?)
+    }
+
+    /// Everyone who shares at least one chat with `user`, without `user`.
+    pub async fn co_members(&self, user: &str) -> Result<Vec<UserId>, StoreError> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT DISTINCT o.user_id FROM members m JOIN members o ON o.chat_id = m.chat_id \
+             WHERE m.user_id = $1 AND o.user_id <> $1",
+        )
+        .bind(user)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows.into_iter().map(|r| r.0).collect())
+    }
+}
+
+async fn require_group(tx: &mut sqlx::Transaction<'static, sqlx::Any>, chat: ChatId) -> Result<(), StoreRefusal> {
+    let (kind,): (String,) = sqlx::query_as("SELECT kind FROM chats WHERE id = $1").bind(chat).fetch_one(&mut **tx).await?;
+    if kind != ChatKind::Group.as_str() {
+        return Err(Refusal::bad_request("members can only be changed in a group").into());
+    }
+    Ok(())
+}

@@ -1,0 +1,377 @@
+//! Applying client commands: the write path of `new`, `edit`, `delete`,
+//! `dlvrd` and `read`. A batch of commands commits in one transaction, so a
+//! busy chat costs one commit per batch rather than per message.
+//!
+//! Every command is safe to apply twice (a redelivered stream entry): `new`
+//! is idempotent on (chat, sender, clientMessageId), `delete` of a deleted
+//! message acknowledges without a new event, and marks only move forward.
+
+use serde_json::Value;
+use sqlx::{Any, Transaction};
+
+use super::{membership, Store, StoreError};
+use crate::error::Refusal;
+use crate::marks::{apply_mark, Marks};
+use crate::model::{Applied, ChatEvent, ChatId, Command, EventId, EventKind, MarkKind, MessageId, Millis};
+
+/// What a command did: the reply its sender gets, and the events (in id
+/// order) that every member's connections get.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub applied: Applied,
+    pub events: Vec<ChatEvent>,
+}
+
+type Tx = Transaction<'static, Any>;
+
+impl Store {
+    /// Applies `batch` in order, in one transaction. A refused command does
+    /// not affect the others; a database failure fails them all (and nothing
+    /// of the batch is committed).
+    pub async fn apply_batch(
+        &self,
+        batch: &[(String, Command)],
+        now: Millis,
+    ) -> Result<Vec<Result<Outcome, Refusal>>, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        let mut results = Vec::with_capacity(batch.len());
+        for (user, command) in batch {
+            results.push(apply(&mut tx, user, command, now).await?);
+        }
+        tx.commit().await?;
+        Ok(results)
+    }
+}
+
+/// The chat's counters, read under its write lock.
+struct Counters {
+    last_message_id: MessageId,
+    last_event_id: EventId,
+}
+
+/// Takes the chat's row lock (a no-op update) and reads its counters. Ids are
+/// only allocated after every check passed, so a refused command never
+/// leaves a gap.
+async fn lock_chat(tx: &mut Tx, chat: ChatId) -> Result<Option<Counters>, StoreError> {
+    let row: Option<(i64, i64)> = sqlx::query_as(
+        "UPDATE chats SET last_event_id = last_event_id WHERE id = $1 RETURNING last_message_id, last_event_id",
+    )
+    .bind(chat)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(row.map(|(last_message_id, last_event_id)| Counters { last_message_id, last_event_id }))
+}
+
+async fn apply(tx: &mut Tx, user: &str, command: &Command, now: Millis) -> Result<Result<Outcome, Refusal>, StoreError> {
+    let chat = command.chat_id();
+    let Some(counters) = lock_chat(tx, chat).await? else {
+        return Ok(Err(Refusal::no_chat()));
+    };
+    if let Err(refusal) = membership(&mut **tx, chat, user).await?.require() {
+        return Ok(Err(refusal));
+    }
+    match command {
+        Command::Send { client_message_id, text, attachments, .. } => {
+            send(tx, user, chat, counters, client_message_id, text, attachments, now).await.map(Ok)
+        }
+        Command::Edit { message_id, text, attachments, .. } => {
+            edit(tx, user, chat, counters, *message_id, text, attachments, now).await
+        }
+        Command::Delete { message_id, .. } => delete(tx, user, chat, counters, *message_id, now).await,
+        Command::Mark { message_id, mark, .. } => mark_range(tx, user, chat, counters, *message_id, *mark, now).await,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn send(
+    tx: &mut Tx,
+    user: &str,
+    chat: ChatId,
+    counters: Counters,
+    client_message_id: &str,
+    text: &str,
+    attachments: &Value,
+    now: Millis,
+) -> Result<Outcome, StoreError> {
+    let existing: Option<(i64, i64)> = sqlx::query_as(
+        "SELECT message_id, created_at FROM messages WHERE chat_id = $1 AND user_id = $2 AND client_message_id = $3",
+    )
+    .bind(chat)
+    .bind(user)
+    .bind(client_message_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    if let Some((message_id, created_at)) = existing {
+        // An idempotent retry: the original answer, nothing broadcast.
+        return Ok(Outcome {
+            applied: Applied { chat_id: chat, message_id, client_message_id: Some(client_message_id.to_owned()), timestamp: created_at },
+            events: Vec::new(),
+        });
+    }
+    let message_id = counters.last_message_id + 1;
+    let event_id = counters.last_event_id + 1;
+    sqlx::query(
+        "INSERT INTO messages (chat_id, message_id, user_id, client_message_id, body, attachments, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(chat)
+    .bind(message_id)
+    .bind(user)
+    .bind(client_message_id)
+    .bind(text)
+    .bind(attachments.to_string())
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("UPDATE chats SET last_message_id = $2, last_event_id = $3, last_activity_at = $4 WHERE id = $1")
+        .bind(chat)
+        .bind(message_id)
+        .bind(event_id)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    let event = ChatEvent {
+        chat_id: chat,
+        id: event_id,
+        user_id: user.to_owned(),
+        message_id,
+        timestamp: now,
+        kind: EventKind::New {
+            client_message_id: client_message_id.to_owned(),
+            text: text.to_owned(),
+            attachments: attachments.clone(),
+        },
+    };
+    insert_event(tx, &event).await?;
+    Ok(Outcome {
+        applied: Applied { chat_id: chat, message_id, client_message_id: Some(client_message_id.to_owned()), timestamp: now },
+        events: vec![event],
+    })
+}
+
+/// Author and deletion time of a message, or the refusal for touching it.
+async fn own_message(
+    tx: &mut Tx,
+    user: &str,
+    chat: ChatId,
+    message_id: MessageId,
+) -> Result<Result<Option<Millis>, Refusal>, StoreError> {
+    let row: Option<(String, Option<i64>)> =
+        sqlx::query_as("SELECT user_id, deleted_at FROM messages WHERE chat_id = $1 AND message_id = $2")
+            .bind(chat)
+            .bind(message_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+    Ok(match row {
+        None => Err(Refusal::not_found(format!("no message {message_id} in this chat"))),
+        Some((author, _)) if author != user => Err(Refusal::forbidden("only the author may change a message")),
+        Some((_, deleted_at)) => Ok(deleted_at),
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn edit(
+    tx: &mut Tx,
+    user: &str,
+    chat: ChatId,
+    counters: Counters,
+    message_id: MessageId,
+    text: &str,
+    attachments: &Value,
+    now: Millis,
+) -> Result<Result<Outcome, Refusal>, StoreError> {
+    match own_message(tx, user, chat, message_id).await? {
+        Err(refusal) => return Ok(Err(refusal)),
+        Ok(Some(_)) => return Ok(Err(Refusal::conflict("a deleted message can't be edited"))),
+        Ok(None) => {}
+    }
+    sqlx::query("UPDATE messages SET body = $3, attachments = $4, edited_at = $5 WHERE chat_id = $1 AND message_id = $2")
+        .bind(chat)
+        .bind(message_id)
+        .bind(text)
+        .bind(attachments.to_string())
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    let event = ChatEvent {
+        chat_id: chat,
+        id: next_event_id(tx, chat, counters.last_event_id).await?,
+        user_id: user.to_owned(),
+        message_id,
+        timestamp: now,
+        kind: EventKind::Edit { text: text.to_owned(), attachments: attachments.clone() },
+    };
+    insert_event(tx, &event).await?;
+    Ok(Ok(Outcome {
+        applied: Applied { chat_id: chat, message_id, client_message_id: None, timestamp: now },
+        events: vec![event],
+    }))
+}
+
+async fn delete(
+    tx: &mut Tx,
+    user: &str,
+    chat: ChatId,
+    counters: Counters,
+    message_id: MessageId,
+    now: Millis,
+) -> Result<Result<Outcome, Refusal>, StoreError> {
+    match own_message(tx, user, chat, message_id).await? {
+        Err(refusal) => return Ok(Err(refusal)),
+        Ok(Some(deleted_at)) => {
+            // Already deleted (a retry, or a redelivered command): same answer, no event.
+            return Ok(Ok(Outcome {
+                applied: Applied { chat_id: chat, message_id, client_message_id: None, timestamp: deleted_at },
+                events: Vec::new(),
+            }));
+        }
+        Ok(None) => {}
+    }
+    sqlx::query("UPDATE messages SET deleted_at = $3, body = '', attachments = '[]' WHERE chat_id = $1 AND message_id = $2")
+        .bind(chat)
+        .bind(message_id)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    redact_events(tx, chat, message_id).await?;
+    let event = ChatEvent {
+        chat_id: chat,
+        id: next_event_id(tx, chat, counters.last_event_id).await?,
+        user_id: user.to_owned(),
+        message_id,
+        timestamp: now,
+        kind: EventKind::Delete,
+    };
+    insert_event(tx, &event).await?;
+    Ok(Ok(Outcome {
+        applied: Applied { chat_id: chat, message_id, client_message_id: None, timestamp: now },
+        events: vec![event],
+    }))
+}
+
+/// A deleted message's text leaves the event log too: `sync` replays its
+/// `new` and `edit` events with empty content, followed by the `delete`.
+async fn redact_events(tx: &mut Tx, chat: ChatId, message_id: MessageId) -> Result<(), StoreError> {
+    let rows: Vec<(i64, String)> =
+        sqlx::query_as("SELECT id, payload FROM events WHERE chat_id = $1 AND message_id = $2 AND kind IN ('new', 'edit')")
+            .bind(chat)
+            .bind(message_id)
+            .fetch_all(&mut **tx)
+            .await?;
+    for (id, payload) in rows {
+        let mut event = decode_event(&payload)?;
+        match &mut event.kind {
+            EventKind::New { text, attachments, .. } | EventKind::Edit { text, attachments } => {
+                text.clear();
+                *attachments = Value::Array(Vec::new());
+            }
+            _ => continue,
+        }
+        sqlx::query("UPDATE events SET payload = $3 WHERE chat_id = $1 AND id = $2")
+            .bind(chat)
+            .bind(id)
+            .bind(encode_event(&event))
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn mark_range(
+    tx: &mut Tx,
+    user: &str,
+    chat: ChatId,
+    counters: Counters,
+    m: MessageId,
+    kind: MarkKind,
+    now: Millis,
+) -> Result<Result<Outcome, Refusal>, StoreError> {
+    let (delivered, read): (i64, i64) =
+        sqlx::query_as("SELECT delivered_mark, read_mark FROM members WHERE chat_id = $1 AND user_id = $2")
+            .bind(chat)
+            .bind(user)
+            .fetch_one(&mut **tx)
+            .await?;
+    let outcome = match apply_mark(Marks { delivered, read }, kind, m, counters.last_message_id, now) {
+        Ok(outcome) => outcome,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+    let mut events = Vec::with_capacity(outcome.ranges.len());
+    let mut last_event_id = counters.last_event_id;
+    for range in &outcome.ranges {
+        sqlx::query(
+            "INSERT INTO mark_ranges (chat_id, user_id, kind, first_message_id, last_message_id, at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(chat)
+        .bind(user)
+        .bind(range.kind.as_str())
+        .bind(range.first)
+        .bind(range.last)
+        .bind(range.at)
+        .execute(&mut **tx)
+        .await?;
+        last_event_id = next_event_id(tx, chat, last_event_id).await?;
+        let event = ChatEvent {
+            chat_id: chat,
+            id: last_event_id,
+            user_id: user.to_owned(),
+            message_id: range.last,
+            timestamp: range.at,
+            kind: EventKind::Mark { mark: range.kind },
+        };
+        insert_event(tx, &event).await?;
+        events.push(event);
+    }
+    if !events.is_empty() {
+        sqlx::query("UPDATE members SET delivered_mark = $3, read_mark = $4 WHERE chat_id = $1 AND user_id = $2")
+            .bind(chat)
+            .bind(user)
+            .bind(outcome.marks.delivered)
+            .bind(outcome.marks.read)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(Ok(Outcome {
+        applied: Applied { chat_id: chat, message_id: m, client_message_id: None, timestamp: now },
+        events,
+    }))
+}
+
+/// Allocates the event id after `previous` for `chat` (whose row this
+/// transaction already holds).
+async fn next_event_id(tx: &mut Tx, chat: ChatId, previous: EventId) -> Result<EventId, StoreError> {
+    let id = previous + 1;
+    sqlx::query("UPDATE chats SET last_event_id = $2 WHERE id = $1").bind(chat).bind(id).execute(&mut **tx).await?;
+    Ok(id)
+}
+
+fn kind_column(kind: &EventKind) -> &'static str {
+    match kind {
+        EventKind::New { .. } => "new",
+        EventKind::Edit { .. } => "edit",
+        EventKind::Delete => "delete",
+        EventKind::Mark { mark } => mark.as_str(),
+    }
+}
+
+async fn insert_event(tx: &mut Tx, event: &ChatEvent) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO events (chat_id, id, message_id, kind, payload, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
+        .bind(event.chat_id)
+        .bind(event.id)
+        .bind(event.message_id)
+        .bind(kind_column(&event.kind))
+        .bind(encode_event(event))
+        .bind(event.timestamp)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+pub(super) fn encode_event(event: &ChatEvent) -> String {
+    serde_json::to_string(event).unwrap_or_default()
+}
+
+pub(super) fn decode_event(payload: &str) -> Result<ChatEvent, StoreError> {
+    serde_json::from_str(payload).map_err(|e| StoreError::Corrupt(format!("event payload: {e}")))
+}

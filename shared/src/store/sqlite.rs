@@ -1,0 +1,45 @@
+//! SQLite specifics: the file is created if missing, WAL journaling lets
+//! readers proceed while the single writer commits, and `synchronous=NORMAL`
+//! makes a commit durable against a process crash without an fsync per
+//! commit (a power loss may lose the last commits; the standalone trade-off,
+//! documented in docs/architecture.md).
+
+use std::path::Path;
+
+use sqlx::AnyPool;
+
+use super::{pool_options, Backend, Store, StoreError};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+pub(super) async fn open(url: &str) -> Result<Store, StoreError> {
+    if let Some(dir) = file_path(url).and_then(|p| Path::new(p).parent().map(Path::to_path_buf)) {
+        if !dir.as_os_str().is_empty() {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| StoreError::Corrupt(format!("cannot create {}: {e}", dir.display())))?;
+        }
+    }
+    let url = if url.contains('?') { url.to_owned() } else { format!("{url}?mode=rwc") };
+    let writer = pool_options(1).after_connect(|conn, _| Box::pin(async move { pragmas(conn).await })).connect(&url).await?;
+    migrate(&writer).await?;
+    let reader = pool_options(4).after_connect(|conn, _| Box::pin(async move { pragmas(conn).await })).connect(&url).await?;
+    Ok(Store { writer, reader, backend: Backend::Sqlite })
+}
+
+async fn pragmas(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
+    use sqlx::Executor;
+    conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000;").await?;
+    Ok(())
+}
+
+pub(super) async fn migrate(pool: &AnyPool) -> Result<(), StoreError> {
+    MIGRATOR.run(pool).await?;
+    Ok(())
+}
+
+/// The file path inside `sqlite://PATH` or `sqlite:PATH`, if it names a file.
+fn file_path(url: &str) -> Option<&str> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next()?;
+    (!path.is_empty() && path != ":memory:").then_some(path)
+}
