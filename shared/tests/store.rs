@@ -130,15 +130,18 @@ async fn edit_delete_rules_and_sync_with_retention() {
 
         let sends: Vec<_> = (2..=6).map(|i| ("bob".to_string(), send(chat, &format!("b{i}"), "m"))).collect();
         store.apply_batch(&sends, 1_000).await.expect("sent");
-        // Keep the newest 4 events (5..=8); anything older is a gap.
-        store.prune(Retention { max_age_ms: 1_000_000, max_events_per_chat: 4 }, 1_000).await.expect("pruned");
+        // Events 1..=3 at t<=2, 4..=8 at t=1000. Both windows must be
+        // exceeded: recent by age keeps everything...
+        store.prune(Retention { max_age_ms: 1_000_000, max_events_per_chat: 4 }, 5_000).await.expect("pruned");
+        assert_eq!(store.events_after(chat, "bob", 0, 100).await.expect("all kept").events.len(), 8);
+        // ...old by age: the newest 4 (5..=8) stay.
+        store.prune(Retention { max_age_ms: 10, max_events_per_chat: 4 }, 5_000).await.expect("pruned");
         let gap = store.events_after(chat, "bob", 3, 100).await.expect_err("gap");
         assert!(matches!(gap, StoreRefusal::Refused(ref r) if r.code == ErrorCode::SyncGap));
         let page = store.events_after(chat, "bob", 4, 100).await.expect("no gap");
         assert_eq!(page.events.iter().map(|e| e.id).collect::<Vec<_>>(), vec![5, 6, 7, 8]);
-        // Age: everything before t=1000 goes.
-        store.prune(Retention { max_age_ms: 10, max_events_per_chat: 100 }, 5_000).await.expect("pruned");
-        assert!(store.events_after(chat, "bob", 7, 100).await.is_err());
+        let ahead = store.events_after(chat, "bob", 9, 100).await.expect_err("ahead of the log");
+        assert!(matches!(ahead, StoreRefusal::Refused(ref r) if r.code == ErrorCode::SyncGap));
         let page = store.events_after(chat, "bob", 8, 100).await.expect("up to date");
         assert!(page.events.is_empty());
     }

@@ -1,6 +1,7 @@
-//! The event log's retention window (PROTOCOL.md 4): events older than the
-//! window or beyond the newest N of their chat are pruned, and the chat
-//! remembers the first id it still keeps so that `sync` can answer
+//! The event log's retention window (PROTOCOL.md 4). A chat keeps at least
+//! the events of the last `max_age_ms` and at least its newest
+//! `max_events_per_chat`: an event is pruned only once it is outside both.
+//! The chat remembers the first id it still keeps, so `sync` answers
 //! `sync_gap` exactly when something the client lacks is gone.
 
 use super::{Store, StoreError};
@@ -12,40 +13,62 @@ pub struct Retention {
     pub max_events_per_chat: i64,
 }
 
+/// The first event id to keep: the lower of the two windows' bounds, never
+/// below what was already kept.
+pub fn first_retained(current: i64, last_event_id: i64, first_recent: Option<i64>, max_events: i64) -> i64 {
+    let by_count = last_event_id - max_events + 1;
+    let by_age = first_recent.unwrap_or(last_event_id + 1);
+    current.max(by_count.min(by_age))
+}
+
 impl Store {
     /// Prunes what is outside `retention`; returns how many events went.
     pub async fn prune(&self, retention: Retention, now: Millis) -> Result<u64, StoreError> {
-        let mut tx = self.writer.begin().await?;
-        sqlx::query(
-            "UPDATE chats SET first_retained_event_id = last_event_id - $1 + 1 \
-             WHERE last_event_id - $1 + 1 > first_retained_event_id",
-        )
-        .bind(retention.max_events_per_chat)
-        .execute(&mut *tx)
-        .await?;
-        let mut pruned = delete_unretained(&mut tx).await?;
-        // After the delete every remaining event is at or above its chat's
-        // first retained id, so this only ever moves the bound forward.
-        sqlx::query(
-            "UPDATE chats SET first_retained_event_id = COALESCE( \
-               (SELECT MIN(e.id) FROM events e WHERE e.chat_id = chats.id AND e.created_at >= $1), \
-               last_event_id + 1) \
-             WHERE EXISTS (SELECT 1 FROM events e WHERE e.chat_id = chats.id AND e.created_at < $1)",
+        // Only chats holding more than the count window can have anything
+        // outside both windows.
+        let candidates: Vec<(i64, i64, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT c.id, c.first_retained_event_id, c.last_event_id, \
+               (SELECT MIN(e.id) FROM events e WHERE e.chat_id = c.id AND e.created_at >= $1) \
+             FROM chats c WHERE c.last_event_id - c.first_retained_event_id + 1 > $2",
         )
         .bind(now - retention.max_age_ms)
-        .execute(&mut *tx)
+        .bind(retention.max_events_per_chat)
+        .fetch_all(&self.reader)
         .await?;
-        pruned += delete_unretained(&mut tx).await?;
-        tx.commit().await?;
+        let mut pruned = 0;
+        for (chat, current, last, first_recent) in candidates {
+            let keep_from = first_retained(current, last, first_recent, retention.max_events_per_chat);
+            if keep_from == current {
+                continue;
+            }
+            let mut tx = self.writer.begin().await?;
+            sqlx::query("UPDATE chats SET first_retained_event_id = $2 WHERE id = $1 AND first_retained_event_id < $2")
+                .bind(chat)
+                .bind(keep_from)
+                .execute(&mut *tx)
+                .await?;
+            pruned += sqlx::query("DELETE FROM events WHERE chat_id = $1 AND id < $2")
+                .bind(chat)
+                .bind(keep_from)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+        }
         Ok(pruned)
     }
 }
 
-async fn delete_unretained(tx: &mut sqlx::Transaction<'static, sqlx::Any>) -> Result<u64, StoreError> {
-    let done = sqlx::query(
-        "DELETE FROM events WHERE id < (SELECT c.first_retained_event_id FROM chats c WHERE c.id = events.chat_id)",
-    )
-    .execute(&mut **tx)
-    .await?;
-    Ok(done.rows_affected())
+#[cfg(test)]
+mod tests {
+    use super::first_retained;
+
+    #[test]
+    fn an_event_goes_only_when_outside_both_windows() {
+        // 100 events, keep 10 by count; events from 50 on are recent.
+        assert_eq!(first_retained(1, 100, Some(50), 10), 50, "age keeps more than count");
+        assert_eq!(first_retained(1, 100, Some(95), 10), 91, "count keeps more than age");
+        assert_eq!(first_retained(1, 100, None, 10), 91, "nothing recent: the count window");
+        assert_eq!(first_retained(95, 100, Some(50), 10), 95, "never moves back");
+    }
 }

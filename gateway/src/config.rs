@@ -1,0 +1,97 @@
+//! The gateway's settings: every one by flag and by environment variable,
+//! with its default shown in `--help`.
+
+use std::net::SocketAddr;
+
+use clap::{Args, Parser, Subcommand};
+use shared::config as defaults;
+
+#[derive(Debug, Parser)]
+#[command(name = "gateway", version, about = "Chat gateway: WebSocket and REST front of the chat service")]
+pub struct Cli {
+    #[command(flatten)]
+    pub settings: Settings,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print a JWT for a user, signed with the configured secret.
+    Token {
+        /// The user id (the token's `sub`).
+        #[arg(long)]
+        user: String,
+        /// How long the token is valid: 30s, 15m, 1h, 7d.
+        #[arg(long, default_value = "1h", value_parser = defaults::parse_duration)]
+        ttl: std::time::Duration,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Settings {
+    /// Address to listen on for WebSocket and HTTP.
+    #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:8080", global = true)]
+    pub listen: SocketAddr,
+
+    /// Storage. Standalone default: an SQLite file in the data directory.
+    /// Cluster: a postgres:// URL.
+    #[arg(long, env = "DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+
+    /// Where standalone keeps its SQLite file and generated JWT secret.
+    #[arg(long, env = "DATA_DIR", default_value = defaults::DEFAULT_DATA_DIR, global = true)]
+    pub data_dir: String,
+
+    /// HS256 secret for client tokens. Standalone creates one in the data
+    /// directory when unset.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true, global = true)]
+    pub jwt_secret: Option<String>,
+
+    /// This node's name in `welcome` and logs (default: generated).
+    #[arg(long, env = "NODE_ID", global = true)]
+    pub node_id: Option<String>,
+
+    /// Close a connection that sent no ping for this long (ms).
+    #[arg(long, env = "HEARTBEAT_TIMEOUT_MS", default_value_t = defaults::DEFAULT_HEARTBEAT_TIMEOUT_MS, global = true)]
+    pub heartbeat_timeout_ms: u64,
+
+    /// Longest message text in bytes; longer gets `too_large`.
+    #[arg(long, env = "MAX_MESSAGE_BYTES", default_value_t = defaults::DEFAULT_MAX_MESSAGE_BYTES, global = true)]
+    pub max_message_bytes: usize,
+
+    /// Frames one connection may have queued before it is closed as a slow
+    /// consumer (close code 4001).
+    #[arg(long, env = "OUTBOUND_QUEUE", default_value_t = 1024, global = true)]
+    pub outbound_queue: usize,
+
+    /// Commands waiting for the embedded worker before senders wait.
+    #[arg(long, env = "COMMAND_QUEUE", default_value_t = 8192, global = true)]
+    pub command_queue: usize,
+
+    /// Keep chat events for `sync` at least this many days,
+    #[arg(long, env = "RETENTION_DAYS", default_value_t = defaults::DEFAULT_RETENTION_DAYS, global = true)]
+    pub retention_days: u64,
+
+    /// and at least this many of the newest events per chat.
+    #[arg(long, env = "RETENTION_EVENTS", default_value_t = defaults::DEFAULT_RETENTION_EVENTS, global = true)]
+    pub retention_events: i64,
+
+    /// Log format: text or json.
+    #[arg(long, env = "LOG_FORMAT", default_value = "text", value_parser = ["text", "json"], global = true)]
+    pub log_format: String,
+}
+
+impl Settings {
+    pub fn database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| defaults::default_database_url(&self.data_dir))
+    }
+
+    pub fn retention(&self) -> shared::store::Retention {
+        // An event is pruned only once it is outside both windows.
+        shared::store::Retention {
+            max_age_ms: (self.retention_days * 86_400_000) as i64,
+            max_events_per_chat: self.retention_events,
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! The node's grip on one connection: its bounded outbound queue, its close
+//! signal and its heartbeat clock. The hub, the heartbeat sweeper and the
+//! connection's own tasks share it.
+
+use std::sync::atomic::{AtomicI64, AtomicU16, Ordering};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::outbound::Outbound;
+
+pub type ConnectionId = u64;
+
+pub struct ClientHandle {
+    pub id: ConnectionId,
+    pub user: String,
+    queue: mpsc::Sender<Outbound>,
+    close_code: AtomicU16,
+    closed: CancellationToken,
+    /// Milliseconds since the epoch of the last `ping` (or WebSocket Ping).
+    last_ping: AtomicI64,
+}
+
+/// Why a frame could not be queued.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Rejected {
+    /// The queue was full: the connection is being closed as slow.
+    Slow,
+    /// The connection is closing already.
+    Closed,
+}
+
+impl ClientHandle {
+    pub fn new(id: ConnectionId, user: String, queue: mpsc::Sender<Outbound>, now: i64) -> Self {
+        ClientHandle {
+            id,
+            user,
+            queue,
+            close_code: AtomicU16::new(0),
+            closed: CancellationToken::new(),
+            last_ping: AtomicI64::new(now),
+        }
+    }
+
+    /// Queues `item` without waiting. A full queue means the client does not
+    /// read fast enough; it is disconnected as a slow consumer rather than
+    /// allowed to hold memory or slow the fan-out to everyone else.
+    pub fn push(&self, item: Outbound) -> Result<(), Rejected> {
+        match self.queue.try_send(item) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                if self.close(shared::protocol::close::SLOW_CONSUMER) {
+                    metrics::counter!("chat_slow_consumer_disconnects_total").increment(1);
+                }
+                Err(Rejected::Slow)
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(Rejected::Closed),
+        }
+    }
+
+    /// Queues `item`, waiting for room: for the connection's own replies,
+    /// where waiting slows only this client.
+    pub async fn push_wait(&self, item: Outbound) -> Result<(), Rejected> {
+        tokio::select! {
+            sent = self.queue.send(item) => sent.map_err(|_| Rejected::Closed),
+            _ = self.closed.cancelled() => Err(Rejected::Closed),
+        }
+    }
+
+    /// Closes the connection now with `code`, skipping whatever is queued.
+    /// Only the first close counts; returns whether this one did.
+    pub fn close(&self, code: u16) -> bool {
+        let first = self.close_code.compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire).is_ok();
+        if first {
+            self.closed.cancel();
+        }
+        first
+    }
+
+    pub fn close_code(&self) -> Option<u16> {
+        match self.close_code.load(Ordering::Acquire) {
+            0 => None,
+            code => Some(code),
+        }
+    }
+
+    pub async fn closed(&self) {
+        self.closed.cancelled().await
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.is_cancelled()
+    }
+
+    pub fn touch(&self, now: i64) {
+        self.last_ping.store(now, Ordering::Relaxed);
+    }
+
+    pub fn last_ping(&self) -> i64 {
+        self.last_ping.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,60 @@
+//! Heartbeat deadlines (PROTOCOL.md 6). One sweeper task per node checks
+//! every connection's last ping, instead of a timer per connection: a sweep
+//! of 20,000 atomics costs microseconds, and a timer per connection would
+//! cost memory and wake-ups on every ping.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use shared::clock::now_ms;
+use shared::protocol::close;
+use tokio_util::sync::CancellationToken;
+
+use crate::hub::Hub;
+
+/// Whether a connection last pinged at `last_ping` is past its deadline.
+pub fn expired(last_ping: i64, now: i64, timeout_ms: u64) -> bool {
+    now.saturating_sub(last_ping) > timeout_ms as i64
+}
+
+/// How often to sweep: a tenth of the timeout, between 50 ms and 1 s, so a
+/// dead connection closes at most that much after its deadline.
+pub fn sweep_interval(timeout_ms: u64) -> Duration {
+    Duration::from_millis((timeout_ms / 10).clamp(50, 1_000))
+}
+
+pub async fn sweep(hub: Arc<Hub>, timeout_ms: u64, stop: CancellationToken) {
+    let mut ticker = tokio::time::interval(sweep_interval(timeout_ms));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        let now = now_ms();
+        hub.for_each_connection(|c| {
+            if expired(c.last_ping(), now, timeout_ms) && c.close(close::HEARTBEAT_TIMEOUT) {
+                metrics::counter!("chat_heartbeat_timeouts_total").increment(1);
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadline_is_exclusive_of_the_timeout_itself() {
+        assert!(!expired(1_000, 21_000, 20_000));
+        assert!(expired(1_000, 21_001, 20_000));
+        assert!(!expired(5_000, 1_000, 20_000), "a clock step back never expires");
+    }
+
+    #[test]
+    fn sweep_interval_is_bounded() {
+        assert_eq!(sweep_interval(20_000), Duration::from_secs(1));
+        assert_eq!(sweep_interval(300), Duration::from_millis(50));
+        assert_eq!(sweep_interval(5_000), Duration::from_millis(500));
+    }
+}
