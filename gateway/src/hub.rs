@@ -81,7 +81,12 @@ pub struct Hub {
 
 impl Hub {
     pub fn new(broker: Broker) -> Self {
-        Hub { broker, connections: DashMap::new(), users: DashMap::new(), chats: DashMap::new() }
+        Hub {
+            broker,
+            connections: DashMap::new(),
+            users: DashMap::new(),
+            chats: DashMap::new(),
+        }
     }
 
     pub fn connection_count(&self) -> usize {
@@ -107,7 +112,10 @@ impl Hub {
                 Arc::new(LocalUser {
                     id: handle.user.clone(),
                     connections: Mutex::new(Vec::new()),
-                    state: Mutex::new(UserState { left_while_loading: Some(HashSet::new()), ..Default::default() }),
+                    state: Mutex::new(UserState {
+                        left_while_loading: Some(HashSet::new()),
+                        ..Default::default()
+                    }),
                 })
             })
             .clone();
@@ -121,7 +129,10 @@ impl Hub {
         let joined: Vec<ChatId> = {
             let mut state = lock(&user.state);
             let left = state.left_while_loading.take().unwrap_or_default();
-            chats.into_iter().filter(|c| !left.contains(c) && state.chats.insert(*c)).collect()
+            chats
+                .into_iter()
+                .filter(|c| !left.contains(c) && state.chats.insert(*c))
+                .collect()
         };
         for chat in joined {
             self.subscribe(user, chat);
@@ -137,7 +148,9 @@ impl Hub {
             connections.retain(|c| c.id != handle.id);
             connections.is_empty()
         });
-        let Some((_, user)) = removed else { return false };
+        let Some((_, user)) = removed else {
+            return false;
+        };
         self.broker.unsubscribe_user(&user.id);
         let chats: Vec<ChatId> = lock(&user.state).chats.drain().collect();
         for chat in chats {
@@ -182,10 +195,18 @@ impl Hub {
         }
     }
 
-    fn fan_out_to_chat(&self, chat: ChatId, except_user: Option<&str>, item: impl Fn() -> Outbound) -> usize {
+    fn fan_out_to_chat(
+        &self,
+        chat: ChatId,
+        except_user: Option<&str>,
+        item: impl Fn() -> Outbound,
+    ) -> usize {
         let mut delivered = 0;
         if let Some(subscribers) = self.chats.get(&chat) {
-            for user in subscribers.iter().filter(|u| Some(u.id.as_str()) != except_user) {
+            for user in subscribers
+                .iter()
+                .filter(|u| Some(u.id.as_str()) != except_user)
+            {
                 user.each_connection(|c| {
                     if c.push(item()).is_ok() {
                         delivered += 1;
@@ -248,8 +269,17 @@ impl EventSink for Hub {
                 let frame = render::typing(chat, &user);
                 self.fan_out_to_chat(chat, Some(&user), || Outbound::Frame(frame.clone()));
             }
-            Event::Presence { user, online, last_seen, recipients } => {
-                let frame = if online { render::online(&user) } else { render::offline(&user, last_seen) };
+            Event::Presence {
+                user,
+                online,
+                last_seen,
+                recipients,
+            } => {
+                let frame = if online {
+                    render::online(&user)
+                } else {
+                    render::offline(&user, last_seen)
+                };
                 for recipient in recipients.iter() {
                     self.to_user(recipient, &frame);
                 }
@@ -258,14 +288,23 @@ impl EventSink for Hub {
                 self.membership_changed(&user, chat.id, action);
                 self.to_user(&user, &render::chats(action, &chat));
             }
-            Event::Reply { origin, reference, result, received_at } => {
-                let Some(handle) = self.connections.get(&origin.connection).map(|c| c.clone()) else { return };
+            Event::Reply {
+                origin,
+                reference,
+                result,
+                received_at,
+            } => {
+                let Some(handle) = self.connections.get(&origin.connection).map(|c| c.clone())
+                else {
+                    return;
+                };
                 let frame = match &result {
                     Ok(applied) => render::ack(&reference, applied),
                     Err(refusal) => render::error(&reference, refusal, None),
                 };
                 let elapsed = shared::clock::now_ms() - received_at;
-                metrics::histogram!("chat_command_duration_seconds").record(elapsed as f64 / 1000.0);
+                metrics::histogram!("chat_command_duration_seconds")
+                    .record(elapsed as f64 / 1000.0);
                 let _ = handle.push(Outbound::Frame(frame));
             }
         }

@@ -1,1 +1,28 @@
-pub fn x(){}
+//! The gateway: holds clients' WebSocket connections, authenticates them,
+//! turns their frames into commands for the worker, and fans the resulting
+//! events out to every connection of every member.
+//!
+//! - [`server`]: the router and the serve loop.
+//! - [`node`]: one process and what it holds; standalone wiring.
+//! - [`client`]: one connection's reader and writer.
+//! - [`handle`]: the node's grip on a connection (queue, close, heartbeat).
+//! - [`outbound`]: the writer's queue items and per-chat cursors.
+//! - [`hub`]: local users, chat subscriptions, fan-out.
+//! - [`presence`]: online/offline tracking and announcements.
+//! - [`heartbeat`]: the deadline sweep.
+//! - [`rest`]: the REST API and health endpoints.
+//! - [`config`], [`secret`], [`metrics`]: settings, the JWT secret, the
+//!   Prometheus recorder.
+
+pub mod client;
+pub mod config;
+pub mod handle;
+pub mod heartbeat;
+pub mod hub;
+pub mod metrics;
+pub mod node;
+pub mod outbound;
+pub mod presence;
+pub mod rest;
+pub mod secret;
+pub mod server;

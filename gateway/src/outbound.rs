@@ -7,20 +7,33 @@ use std::collections::{HashMap, HashSet};
 use bytes::Bytes;
 use shared::model::{ChatId, EventId};
 
+/// A rendered chat event with its chat and id.
+pub type RenderedEvent = (ChatId, EventId, Bytes);
+
 /// One item of a connection's bounded outbound queue.
 #[derive(Debug)]
 pub enum Outbound {
     /// Any frame that is not a persisted chat event (replies, presence...).
     Frame(Bytes),
     /// A persisted chat event, already rendered; shared by every recipient.
-    Event { chat: ChatId, id: EventId, frame: Bytes },
+    Event {
+        chat: ChatId,
+        id: EventId,
+        frame: Bytes,
+    },
     /// A `sync` for these chats begins: hold their live events until the
     /// replay is written, so that replay and live events interleave in order.
     SyncBegin(Vec<(ChatId, EventId)>),
     /// Replayed events of one chat, ascending.
-    Replay(Vec<(ChatId, EventId, Bytes)>),
+    Replay(Vec<RenderedEvent>),
     /// The `sync` replay is complete: write its ack, then the held events.
-    SyncEnd { reference: Option<serde_json::Value>, since: Vec<(ChatId, EventId)> },
+    /// `synced` are the chats replayed (with the client's `since`), `all`
+    /// every chat the sync named, refused ones included.
+    SyncEnd {
+        reference: Option<serde_json::Value>,
+        synced: Vec<(ChatId, EventId)>,
+        all: Vec<ChatId>,
+    },
     /// Reply to a WebSocket Ping.
     Pong(Bytes),
     /// Write what is queued before this, then close with this code.
@@ -33,7 +46,7 @@ pub enum Outbound {
 pub struct Cursors {
     sent: HashMap<ChatId, EventId>,
     holding: HashSet<ChatId>,
-    held: Vec<(ChatId, EventId, Bytes)>,
+    held: Vec<RenderedEvent>,
 }
 
 impl Cursors {
@@ -71,17 +84,23 @@ impl Cursors {
         }
     }
 
-    /// Ends the sync: the last id sent per synced chat (at least the
-    /// client's `since`), and the held events to write next.
-    pub fn end_sync(&mut self, since: &[(ChatId, EventId)]) -> (Vec<(ChatId, EventId)>, Vec<(ChatId, EventId, Bytes)>) {
-        let synced = since
+    /// Ends the sync of `all`: the last id sent per chat of `synced` (at
+    /// least the client's `since`), and the held events to write next.
+    pub fn end_sync(
+        &mut self,
+        all: &[ChatId],
+        synced: &[(ChatId, EventId)],
+    ) -> (Vec<(ChatId, EventId)>, Vec<RenderedEvent>) {
+        let synced = synced
             .iter()
             .map(|&(chat, from)| (chat, self.sent.get(&chat).copied().unwrap_or(from)))
             .collect();
-        for (chat, _) in since {
+        for chat in all {
             self.holding.remove(chat);
         }
-        let (release, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held).into_iter().partition(|(c, _, _)| !self.holding.contains(c));
+        let (release, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held)
+            .into_iter()
+            .partition(|(c, _, _)| !self.holding.contains(c));
         self.held = keep;
         (synced, release)
     }
@@ -115,10 +134,13 @@ mod tests {
         // Replay from since=0: 1..=3 were sent live already, 4..=7 are new.
         let written: Vec<_> = (1..=7).filter(|id| c.admit(1, *id)).collect();
         assert_eq!(written, vec![4, 5, 6, 7]);
-        let (synced, release) = c.end_sync(&[(1, 0)]);
+        let (synced, release) = c.end_sync(&[1], &[(1, 0)]);
         assert_eq!(synced, vec![(1, 7)]);
         assert_eq!(release.len(), 1);
-        assert!(!c.admit(1, release[0].1), "the held copy of 7 is a duplicate now");
+        assert!(
+            !c.admit(1, release[0].1),
+            "the held copy of 7 is a duplicate now"
+        );
         assert_eq!(c.held_len(), 0);
     }
 
@@ -128,6 +150,6 @@ mod tests {
         c.begin_sync(&[(1, 10)]);
         assert!(!c.admit(1, 10));
         assert!(c.admit(1, 11));
-        assert_eq!(c.end_sync(&[(1, 10)]).0, vec![(1, 11)]);
+        assert_eq!(c.end_sync(&[1], &[(1, 10)]).0, vec![(1, 11)]);
     }
 }

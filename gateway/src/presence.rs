@@ -63,12 +63,19 @@ impl Presence {
     }
 
     fn mark_dirty(&self, user: &str) {
-        self.dirty.lock().unwrap_or_else(|e| e.into_inner()).insert(user.to_owned());
+        self.dirty
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(user.to_owned());
         self.wake.notify_one();
     }
 
     /// `GET /v1/presence`: an online user was last seen now.
-    pub async fn view(&self, store: &Store, users: &[String]) -> Result<Vec<PresenceView>, shared::store::StoreError> {
+    pub async fn view(
+        &self,
+        store: &Store,
+        users: &[String],
+    ) -> Result<Vec<PresenceView>, shared::store::StoreError> {
         let mut views = Vec::with_capacity(users.len());
         for user in users {
             let online = self.is_online(user);
@@ -80,7 +87,11 @@ impl Presence {
                     None => store.last_seen(user).await?,
                 }
             };
-            views.push(PresenceView { user_id: user.clone(), online, last_seen });
+            views.push(PresenceView {
+                user_id: user.clone(),
+                online,
+                last_seen,
+            });
         }
         Ok(views)
     }
@@ -94,7 +105,12 @@ impl Presence {
                 _ = self.wake.notified() => false,
                 _ = stop.cancelled() => true,
             };
-            let dirty: Vec<String> = self.dirty.lock().unwrap_or_else(|e| e.into_inner()).drain().collect();
+            let dirty: Vec<String> = self
+                .dirty
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .drain()
+                .collect();
             for user in dirty {
                 let online = self.is_online(&user);
                 if announced.get(&user).copied().unwrap_or(false) == online {
@@ -121,7 +137,12 @@ impl Presence {
                 if recipients.is_empty() {
                     continue;
                 }
-                let event = Event::Presence { user, online, last_seen, recipients: recipients.into() };
+                let event = Event::Presence {
+                    user,
+                    online,
+                    last_seen,
+                    recipients: recipients.into(),
+                };
                 if let Err(e) = broker.publish(event).await {
                     tracing::warn!(error = %e, "presence not announced");
                 }

@@ -135,8 +135,14 @@ impl Command {
             Command::Send { .. } => "new",
             Command::Edit { .. } => "edit",
             Command::Delete { .. } => "delete",
-            Command::Mark { mark: MarkKind::Delivered, .. } => "dlvrd",
-            Command::Mark { mark: MarkKind::Read, .. } => "read",
+            Command::Mark {
+                mark: MarkKind::Delivered,
+                ..
+            } => "dlvrd",
+            Command::Mark {
+                mark: MarkKind::Read,
+                ..
+            } => "read",
         }
     }
 }

@@ -26,13 +26,21 @@ pub struct Processor {
 
 impl Processor {
     pub fn new(store: Store, broker: Broker) -> Self {
-        Processor { store, broker, max_batch: DEFAULT_MAX_BATCH }
+        Processor {
+            store,
+            broker,
+            max_batch: DEFAULT_MAX_BATCH,
+        }
     }
 
     /// Consumes the in-process command channel until `stop` is cancelled;
     /// then applies whatever is still queued and returns, so that a normal
     /// shutdown loses nothing that was accepted.
-    pub async fn run_memory(self, mut commands: mpsc::Receiver<CommandEnvelope>, stop: CancellationToken) {
+    pub async fn run_memory(
+        self,
+        mut commands: mpsc::Receiver<CommandEnvelope>,
+        stop: CancellationToken,
+    ) {
         let mut batch = Vec::with_capacity(self.max_batch);
         loop {
             tokio::select! {
@@ -67,8 +75,10 @@ impl Processor {
         if batch.is_empty() {
             return;
         }
-        let commands: Vec<(String, shared::model::Command)> =
-            batch.iter().map(|e| (e.user.clone(), e.command.clone())).collect();
+        let commands: Vec<(String, shared::model::Command)> = batch
+            .iter()
+            .map(|e| (e.user.clone(), e.command.clone()))
+            .collect();
         metrics::histogram!("chat_worker_batch_size").record(batch.len() as f64);
         let results = match self.store.apply_batch(&commands, now_ms()).await {
             Ok(results) => results.into_iter().map(|r| r.map(Some)).collect::<Vec<_>>(),

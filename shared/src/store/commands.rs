@@ -12,7 +12,9 @@ use sqlx::{Any, Transaction};
 use super::{membership, Store, StoreError};
 use crate::error::Refusal;
 use crate::marks::{apply_mark, Marks};
-use crate::model::{Applied, ChatEvent, ChatId, Command, EventId, EventKind, MarkKind, MessageId, Millis};
+use crate::model::{
+    Applied, ChatEvent, ChatId, Command, EventId, EventKind, MarkKind, MessageId, Millis,
+};
 
 /// What a command did: the reply its sender gets, and the events (in id
 /// order) that every member's connections get.
@@ -59,10 +61,18 @@ async fn lock_chat(tx: &mut Tx, chat: ChatId) -> Result<Option<Counters>, StoreE
     .bind(chat)
     .fetch_optional(&mut **tx)
     .await?;
-    Ok(row.map(|(last_message_id, last_event_id)| Counters { last_message_id, last_event_id }))
+    Ok(row.map(|(last_message_id, last_event_id)| Counters {
+        last_message_id,
+        last_event_id,
+    }))
 }
 
-async fn apply(tx: &mut Tx, user: &str, command: &Command, now: Millis) -> Result<Result<Outcome, Refusal>, StoreError> {
+async fn apply(
+    tx: &mut Tx,
+    user: &str,
+    command: &Command,
+    now: Millis,
+) -> Result<Result<Outcome, Refusal>, StoreError> {
     let chat = command.chat_id();
     let Some(counters) = lock_chat(tx, chat).await? else {
         return Ok(Err(Refusal::no_chat()));
@@ -71,14 +81,47 @@ async fn apply(tx: &mut Tx, user: &str, command: &Command, now: Millis) -> Resul
         return Ok(Err(refusal));
     }
     match command {
-        Command::Send { client_message_id, text, attachments, .. } => {
-            send(tx, user, chat, counters, client_message_id, text, attachments, now).await.map(Ok)
+        Command::Send {
+            client_message_id,
+            text,
+            attachments,
+            ..
+        } => send(
+            tx,
+            user,
+            chat,
+            counters,
+            client_message_id,
+            text,
+            attachments,
+            now,
+        )
+        .await
+        .map(Ok),
+        Command::Edit {
+            message_id,
+            text,
+            attachments,
+            ..
+        } => {
+            edit(
+                tx,
+                user,
+                chat,
+                counters,
+                *message_id,
+                text,
+                attachments,
+                now,
+            )
+            .await
         }
-        Command::Edit { message_id, text, attachments, .. } => {
-            edit(tx, user, chat, counters, *message_id, text, attachments, now).await
+        Command::Delete { message_id, .. } => {
+            delete(tx, user, chat, counters, *message_id, now).await
         }
-        Command::Delete { message_id, .. } => delete(tx, user, chat, counters, *message_id, now).await,
-        Command::Mark { message_id, mark, .. } => mark_range(tx, user, chat, counters, *message_id, *mark, now).await,
+        Command::Mark {
+            message_id, mark, ..
+        } => mark_range(tx, user, chat, counters, *message_id, *mark, now).await,
     }
 }
 
@@ -104,7 +147,12 @@ async fn send(
     if let Some((message_id, created_at)) = existing {
         // An idempotent retry: the original answer, nothing broadcast.
         return Ok(Outcome {
-            applied: Applied { chat_id: chat, message_id, client_message_id: Some(client_message_id.to_owned()), timestamp: created_at },
+            applied: Applied {
+                chat_id: chat,
+                message_id,
+                client_message_id: Some(client_message_id.to_owned()),
+                timestamp: created_at,
+            },
             events: Vec::new(),
         });
     }
@@ -144,7 +192,12 @@ async fn send(
     };
     insert_event(tx, &event).await?;
     Ok(Outcome {
-        applied: Applied { chat_id: chat, message_id, client_message_id: Some(client_message_id.to_owned()), timestamp: now },
+        applied: Applied {
+            chat_id: chat,
+            message_id,
+            client_message_id: Some(client_message_id.to_owned()),
+            timestamp: now,
+        },
         events: vec![event],
     })
 }
@@ -156,15 +209,20 @@ async fn own_message(
     chat: ChatId,
     message_id: MessageId,
 ) -> Result<Result<Option<Millis>, Refusal>, StoreError> {
-    let row: Option<(String, Option<i64>)> =
-        sqlx::query_as("SELECT user_id, deleted_at FROM messages WHERE chat_id = $1 AND message_id = $2")
-            .bind(chat)
-            .bind(message_id)
-            .fetch_optional(&mut **tx)
-            .await?;
+    let row: Option<(String, Option<i64>)> = sqlx::query_as(
+        "SELECT user_id, deleted_at FROM messages WHERE chat_id = $1 AND message_id = $2",
+    )
+    .bind(chat)
+    .bind(message_id)
+    .fetch_optional(&mut **tx)
+    .await?;
     Ok(match row {
-        None => Err(Refusal::not_found(format!("no message {message_id} in this chat"))),
-        Some((author, _)) if author != user => Err(Refusal::forbidden("only the author may change a message")),
+        None => Err(Refusal::not_found(format!(
+            "no message {message_id} in this chat"
+        ))),
+        Some((author, _)) if author != user => {
+            Err(Refusal::forbidden("only the author may change a message"))
+        }
         Some((_, deleted_at)) => Ok(deleted_at),
     })
 }
@@ -199,11 +257,19 @@ async fn edit(
         user_id: user.to_owned(),
         message_id,
         timestamp: now,
-        kind: EventKind::Edit { text: text.to_owned(), attachments: attachments.clone() },
+        kind: EventKind::Edit {
+            text: text.to_owned(),
+            attachments: attachments.clone(),
+        },
     };
     insert_event(tx, &event).await?;
     Ok(Ok(Outcome {
-        applied: Applied { chat_id: chat, message_id, client_message_id: None, timestamp: now },
+        applied: Applied {
+            chat_id: chat,
+            message_id,
+            client_message_id: None,
+            timestamp: now,
+        },
         events: vec![event],
     }))
 }
@@ -221,7 +287,12 @@ async fn delete(
         Ok(Some(deleted_at)) => {
             // Already deleted (a retry, or a redelivered command): same answer, no event.
             return Ok(Ok(Outcome {
-                applied: Applied { chat_id: chat, message_id, client_message_id: None, timestamp: deleted_at },
+                applied: Applied {
+                    chat_id: chat,
+                    message_id,
+                    client_message_id: None,
+                    timestamp: deleted_at,
+                },
                 events: Vec::new(),
             }));
         }
@@ -244,7 +315,12 @@ async fn delete(
     };
     insert_event(tx, &event).await?;
     Ok(Ok(Outcome {
-        applied: Applied { chat_id: chat, message_id, client_message_id: None, timestamp: now },
+        applied: Applied {
+            chat_id: chat,
+            message_id,
+            client_message_id: None,
+            timestamp: now,
+        },
         events: vec![event],
     }))
 }
@@ -261,7 +337,10 @@ async fn redact_events(tx: &mut Tx, chat: ChatId, message_id: MessageId) -> Resu
     for (id, payload) in rows {
         let mut event = decode_event(&payload)?;
         match &mut event.kind {
-            EventKind::New { text, attachments, .. } | EventKind::Edit { text, attachments } => {
+            EventKind::New {
+                text, attachments, ..
+            }
+            | EventKind::Edit { text, attachments } => {
                 text.clear();
                 *attachments = Value::Array(Vec::new());
             }
@@ -286,13 +365,20 @@ async fn mark_range(
     kind: MarkKind,
     now: Millis,
 ) -> Result<Result<Outcome, Refusal>, StoreError> {
-    let (delivered, read): (i64, i64) =
-        sqlx::query_as("SELECT delivered_mark, read_mark FROM members WHERE chat_id = $1 AND user_id = $2")
-            .bind(chat)
-            .bind(user)
-            .fetch_one(&mut **tx)
-            .await?;
-    let outcome = match apply_mark(Marks { delivered, read }, kind, m, counters.last_message_id, now) {
+    let (delivered, read): (i64, i64) = sqlx::query_as(
+        "SELECT delivered_mark, read_mark FROM members WHERE chat_id = $1 AND user_id = $2",
+    )
+    .bind(chat)
+    .bind(user)
+    .fetch_one(&mut **tx)
+    .await?;
+    let outcome = match apply_mark(
+        Marks { delivered, read },
+        kind,
+        m,
+        counters.last_message_id,
+        now,
+    ) {
         Ok(outcome) => outcome,
         Err(refusal) => return Ok(Err(refusal)),
     };
@@ -333,16 +419,29 @@ async fn mark_range(
             .await?;
     }
     Ok(Ok(Outcome {
-        applied: Applied { chat_id: chat, message_id: m, client_message_id: None, timestamp: now },
+        applied: Applied {
+            chat_id: chat,
+            message_id: m,
+            client_message_id: None,
+            timestamp: now,
+        },
         events,
     }))
 }
 
 /// Allocates the event id after `previous` for `chat` (whose row this
 /// transaction already holds).
-async fn next_event_id(tx: &mut Tx, chat: ChatId, previous: EventId) -> Result<EventId, StoreError> {
+async fn next_event_id(
+    tx: &mut Tx,
+    chat: ChatId,
+    previous: EventId,
+) -> Result<EventId, StoreError> {
     let id = previous + 1;
-    sqlx::query("UPDATE chats SET last_event_id = $2 WHERE id = $1").bind(chat).bind(id).execute(&mut **tx).await?;
+    sqlx::query("UPDATE chats SET last_event_id = $2 WHERE id = $1")
+        .bind(chat)
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
     Ok(id)
 }
 

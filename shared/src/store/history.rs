@@ -5,7 +5,22 @@ use super::commands::decode_event;
 use super::{members_of, membership, Store, StoreError, StoreRefusal};
 use crate::error::{ErrorCode, Refusal};
 use crate::marks::{timestamp_of, MarkedRange};
-use crate::model::{delivery_status, ChatEvent, ChatId, EventId, MarkKind, MessageId, MessageView, Receipt};
+use crate::model::{
+    delivery_status, ChatEvent, ChatId, EventId, MarkKind, MessageId, MessageView, Receipt,
+};
+
+/// message_id, author, client_message_id, body, attachments, created_at,
+/// edited_at, deleted_at.
+type MessageRow = (
+    i64,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    Option<i64>,
+    Option<i64>,
+);
 
 pub const DEFAULT_PAGE: i64 = 50;
 pub const MAX_PAGE: i64 = 200;
@@ -29,7 +44,12 @@ impl Store {
     /// A page of history, ascending by messageId. With `before`, the page
     /// ends just below it (the newest such messages); with `after`, it starts
     /// just above it; with neither, it is the newest page.
-    pub async fn messages(&self, chat: ChatId, user: &str, q: HistoryQuery) -> Result<Vec<MessageView>, StoreRefusal> {
+    pub async fn messages(
+        &self,
+        chat: ChatId,
+        user: &str,
+        q: HistoryQuery,
+    ) -> Result<Vec<MessageView>, StoreRefusal> {
         membership(&self.reader, chat, user).await?.require()?;
         let limit = q.limit.unwrap_or(DEFAULT_PAGE);
         if !(1..=MAX_PAGE).contains(&limit) {
@@ -39,8 +59,12 @@ impl Store {
         let after = q.after.unwrap_or(0);
         // Newest-first when paging back from `before` (or the end), oldest
         // first when paging forward from `after`; sorted ascending below.
-        let order = if q.after.is_some() && q.before.is_none() { "ASC" } else { "DESC" };
-        let rows: Vec<(i64, String, String, String, String, i64, Option<i64>, Option<i64>)> = sqlx::query_as(&format!(
+        let order = if q.after.is_some() && q.before.is_none() {
+            "ASC"
+        } else {
+            "DESC"
+        };
+        let rows: Vec<MessageRow> = sqlx::query_as(&format!(
             "SELECT message_id, user_id, client_message_id, body, attachments, created_at, edited_at, deleted_at \
              FROM messages WHERE chat_id = $1 AND message_id < $2 AND message_id > $3 \
              ORDER BY message_id {order} LIMIT $4"
@@ -59,24 +83,46 @@ impl Store {
         let members: Vec<String> = marks.iter().map(|m| m.0.clone()).collect();
         let mut views: Vec<MessageView> = rows
             .into_iter()
-            .map(|(message_id, author, client_message_id, body, attachments, created_at, edited_at, deleted_at)| {
-                let others = || marks.iter().filter(|m| m.0 != author);
-                MessageView {
-                    chat_id: chat,
+            .map(
+                |(
                     message_id,
-                    status: delivery_status(message_id, &author, marks.iter().map(|m| (m.0.as_str(), m.1, m.2))),
-                    delivered_members: others().filter(|m| m.1 >= message_id).map(|m| m.0.clone()).collect(),
-                    read_members: others().filter(|m| m.2 >= message_id).map(|m| m.0.clone()).collect(),
-                    user_id: author,
+                    author,
                     client_message_id,
-                    text: body,
-                    attachments: serde_json::from_str(&attachments).unwrap_or_else(|_| serde_json::json!([])),
-                    timestamp: created_at,
+                    body,
+                    attachments,
+                    created_at,
                     edited_at,
-                    deleted: deleted_at.is_some(),
-                    members: members.clone(),
-                }
-            })
+                    deleted_at,
+                )| {
+                    let others = || marks.iter().filter(|m| m.0 != author);
+                    MessageView {
+                        chat_id: chat,
+                        message_id,
+                        status: delivery_status(
+                            message_id,
+                            &author,
+                            marks.iter().map(|m| (m.0.as_str(), m.1, m.2)),
+                        ),
+                        delivered_members: others()
+                            .filter(|m| m.1 >= message_id)
+                            .map(|m| m.0.clone())
+                            .collect(),
+                        read_members: others()
+                            .filter(|m| m.2 >= message_id)
+                            .map(|m| m.0.clone())
+                            .collect(),
+                        user_id: author,
+                        client_message_id,
+                        text: body,
+                        attachments: serde_json::from_str(&attachments)
+                            .unwrap_or_else(|_| serde_json::json!([])),
+                        timestamp: created_at,
+                        edited_at,
+                        deleted: deleted_at.is_some(),
+                        members: members.clone(),
+                    }
+                },
+            )
             .collect();
         views.sort_by_key(|v| v.message_id);
         Ok(views)
@@ -84,13 +130,19 @@ impl Store {
 
     /// For each current member other than the author: when `message_id`
     /// reached them and when they read it.
-    pub async fn receipts(&self, chat: ChatId, user: &str, message_id: MessageId) -> Result<Vec<Receipt>, StoreRefusal> {
+    pub async fn receipts(
+        &self,
+        chat: ChatId,
+        user: &str,
+        message_id: MessageId,
+    ) -> Result<Vec<Receipt>, StoreRefusal> {
         membership(&self.reader, chat, user).await?.require()?;
-        let author: Option<(String,)> = sqlx::query_as("SELECT user_id FROM messages WHERE chat_id = $1 AND message_id = $2")
-            .bind(chat)
-            .bind(message_id)
-            .fetch_optional(&self.reader)
-            .await?;
+        let author: Option<(String,)> =
+            sqlx::query_as("SELECT user_id FROM messages WHERE chat_id = $1 AND message_id = $2")
+                .bind(chat)
+                .bind(message_id)
+                .fetch_optional(&self.reader)
+                .await?;
         let Some((author,)) = author else {
             return Err(Refusal::not_found(format!("no message {message_id} in this chat")).into());
         };
@@ -111,7 +163,11 @@ impl Store {
                     .iter()
                     .filter(|r| r.0 == member)
                     .map(|r| MarkedRange {
-                        kind: if r.1 == MarkKind::Read.as_str() { MarkKind::Read } else { MarkKind::Delivered },
+                        kind: if r.1 == MarkKind::Read.as_str() {
+                            MarkKind::Read
+                        } else {
+                            MarkKind::Delivered
+                        },
                         first: r.2,
                         last: r.3,
                         at: r.4,
@@ -130,40 +186,68 @@ impl Store {
     /// `sync_gap` when events the client lacks were pruned by retention, or
     /// when `since` is beyond the chat's log (the client's state belongs to
     /// another history; it must reload over REST either way).
-    pub async fn events_after(&self, chat: ChatId, user: &str, since: EventId, limit: i64) -> Result<SyncPage, StoreRefusal> {
+    pub async fn events_after(
+        &self,
+        chat: ChatId,
+        user: &str,
+        since: EventId,
+        limit: i64,
+    ) -> Result<SyncPage, StoreRefusal> {
         membership(&self.reader, chat, user).await?.require()?;
-        let (first_retained, last_event_id): (i64, i64) =
-            sqlx::query_as("SELECT first_retained_event_id, last_event_id FROM chats WHERE id = $1")
-                .bind(chat)
-                .fetch_one(&self.reader)
-                .await?;
+        let (first_retained, last_event_id): (i64, i64) = sqlx::query_as(
+            "SELECT first_retained_event_id, last_event_id FROM chats WHERE id = $1",
+        )
+        .bind(chat)
+        .fetch_one(&self.reader)
+        .await?;
         if since > last_event_id {
-            return Err(Refusal::new(ErrorCode::SyncGap, format!("since {since} is beyond this chat's last event {last_event_id}")).into());
+            return Err(Refusal::new(
+                ErrorCode::SyncGap,
+                format!("since {since} is beyond this chat's last event {last_event_id}"),
+            )
+            .into());
         }
         if since + 1 < first_retained {
-            return Err(Refusal::new(ErrorCode::SyncGap, format!("events before {first_retained} are no longer kept; reload history")).into());
+            return Err(Refusal::new(
+                ErrorCode::SyncGap,
+                format!("events before {first_retained} are no longer kept; reload history"),
+            )
+            .into());
         }
-        let rows: Vec<(String,)> =
-            sqlx::query_as("SELECT payload FROM events WHERE chat_id = $1 AND id > $2 ORDER BY id LIMIT $3")
-                .bind(chat)
-                .bind(since)
-                .bind(limit)
-                .fetch_all(&self.reader)
-                .await?;
-        let events = rows.iter().map(|r| decode_event(&r.0)).collect::<Result<Vec<_>, StoreError>>()?;
-        Ok(SyncPage { events, last_event_id })
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT payload FROM events WHERE chat_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+        )
+        .bind(chat)
+        .bind(since)
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await?;
+        let events = rows
+            .iter()
+            .map(|r| decode_event(&r.0))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(SyncPage {
+            events,
+            last_event_id,
+        })
     }
 
     /// Events of `chat` in `(after, upto]`, for a gateway filling a gap in
     /// what it received (no membership check: the gateway asks for itself).
-    pub async fn events_between(&self, chat: ChatId, after: EventId, upto: EventId) -> Result<Vec<ChatEvent>, StoreError> {
-        let rows: Vec<(String,)> =
-            sqlx::query_as("SELECT payload FROM events WHERE chat_id = $1 AND id > $2 AND id <= $3 ORDER BY id")
-                .bind(chat)
-                .bind(after)
-                .bind(upto)
-                .fetch_all(&self.reader)
-                .await?;
+    pub async fn events_between(
+        &self,
+        chat: ChatId,
+        after: EventId,
+        upto: EventId,
+    ) -> Result<Vec<ChatEvent>, StoreError> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT payload FROM events WHERE chat_id = $1 AND id > $2 AND id <= $3 ORDER BY id",
+        )
+        .bind(chat)
+        .bind(after)
+        .bind(upto)
+        .fetch_all(&self.reader)
+        .await?;
         rows.iter().map(|r| decode_event(&r.0)).collect()
     }
 }

@@ -1,0 +1,475 @@
+//! One WebSocket connection: authentication before the upgrade, then a
+//! reader and a writer.
+//!
+//! The reader owns the socket's read half (fastwebsockets' `read_frame` is
+//! not cancel-safe, so nothing else touches it) and handles the client's
+//! frames one at a time, which keeps each sender's commands in order. The
+//! writer owns the write half and drains the connection's bounded outbound
+//! queue; pongs and close replies go through it too. Both run in the
+//! connection's one task, joined, so a connection costs one task.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use fastwebsockets::upgrade::{IncomingUpgrade, UpgradeFut};
+use fastwebsockets::{Frame, OpCode, Payload, WebSocketError};
+use serde::Deserialize;
+use shared::bus::{CommandEnvelope, Event, Origin};
+use shared::clock::now_ms;
+use shared::config::MAX_FRAME_BYTES;
+use shared::error::Refusal;
+use shared::model::{ChatId, EventId};
+use shared::protocol::close;
+use shared::protocol::native::inbound::{self, Ref, Request};
+use shared::protocol::native::outbound as render;
+use shared::store::{Membership, StoreRefusal};
+use tokio::sync::mpsc;
+
+use crate::handle::ClientHandle;
+use crate::node::Node;
+use crate::outbound::{Cursors, Outbound};
+use crate::rest::auth::{bearer_token, ApiError};
+
+/// Events per `sync` replay page read from the store.
+const SYNC_PAGE: i64 = 500;
+
+#[derive(Deserialize)]
+pub struct TokenQuery {
+    token: Option<String>,
+}
+
+/// `GET /ws`. A missing or bad token is answered 401 before any upgrade.
+pub async fn upgrade(
+    State(node): State<Arc<Node>>,
+    Query(query): Query<TokenQuery>,
+    headers: HeaderMap,
+    ws: Result<IncomingUpgrade, axum::http::StatusCode>,
+) -> Response {
+    let token = bearer_token(&headers).or(query.token.as_deref());
+    let user = match node.authenticate(token) {
+        Ok(user) => user,
+        Err(e) => {
+            metrics::counter!("chat_connections_closed_total", "reason" => "auth_failed")
+                .increment(1);
+            return e.into_response();
+        }
+    };
+    if node.is_draining() {
+        return ApiError::unavailable("the node is shutting down").into_response();
+    }
+    let Ok(ws) = ws else {
+        return ApiError(Refusal::bad_request("expected a WebSocket upgrade request"))
+            .into_response();
+    };
+    let (response, socket) = match ws.upgrade() {
+        Ok(upgraded) => upgraded,
+        Err(_) => return ApiError(Refusal::bad_request("bad WebSocket upgrade")).into_response(),
+    };
+    let task_node = node.clone();
+    node.connections.spawn(async move {
+        if let Err(e) = serve(task_node, user, socket).await {
+            tracing::debug!(error = %e, "connection ended with an error");
+        }
+    });
+    response.into_response()
+}
+
+async fn serve(node: Arc<Node>, user: String, socket: UpgradeFut) -> Result<(), WebSocketError> {
+    let mut ws = socket.await?;
+    ws.set_auto_pong(false);
+    ws.set_auto_close(false);
+    // A frame of exactly the limit is allowed; the check is "len >= max".
+    ws.set_max_message_size(MAX_FRAME_BYTES + 1);
+    let (read, write) = ws.split(tokio::io::split);
+
+    let id = node.next_connection.fetch_add(1, Ordering::Relaxed);
+    let (queue, outbound) = mpsc::channel(node.settings.outbound_queue);
+    let handle = Arc::new(ClientHandle::new(id, user.clone(), queue, now_ms()));
+    // The welcome is the first frame: queue it before the hub can queue
+    // anything else for this connection.
+    let welcome = render::welcome(
+        &user,
+        &id.to_string(),
+        &node.id,
+        node.settings.heartbeat_timeout_ms,
+        now_ms(),
+    );
+    let _ = handle.push(Outbound::Frame(welcome));
+    let (local, fresh) = node.hub.register(handle.clone());
+    metrics::gauge!("chat_connections").increment(1.0);
+    metrics::counter!("chat_connections_opened_total").increment(1);
+    // Subscribe before reading, so that a command the client sends right
+    // after the welcome is followed by its own event on this connection.
+    if fresh {
+        match node.store.chats_of(&user).await {
+            Ok(chats) => node
+                .hub
+                .chats_loaded(&local, chats.into_iter().map(|(chat, _)| chat)),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not load the user's chats; closing");
+                handle.close(close::GOING_AWAY);
+            }
+        }
+    }
+    node.presence.connected(&user);
+
+    let reader = Reader {
+        node: &node,
+        handle: &handle,
+        fragments: None,
+    };
+    tokio::join!(
+        reader.run(read),
+        write_loop(&handle, write, outbound, node.settings.outbound_queue)
+    );
+
+    node.hub.unregister(&handle);
+    node.presence.disconnected(&user);
+    metrics::gauge!("chat_connections").decrement(1.0);
+    metrics::counter!("chat_connections_closed_total", "reason" => close_reason(handle.close_code())).increment(1);
+    Ok(())
+}
+
+fn close_reason(code: Option<u16>) -> &'static str {
+    match code {
+        Some(close::HEARTBEAT_TIMEOUT) => "heartbeat",
+        Some(close::SLOW_CONSUMER) => "slow",
+        Some(close::GOING_AWAY) => "drain",
+        Some(close::MESSAGE_TOO_BIG) => "too_big",
+        Some(close::PROTOCOL_ERROR) => "protocol_error",
+        _ => "normal",
+    }
+}
+
+type ReadHalf = fastwebsockets::WebSocketRead<
+    tokio::io::ReadHalf<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>,
+>;
+type WriteHalf = fastwebsockets::WebSocketWrite<
+    tokio::io::WriteHalf<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>,
+>;
+
+struct Reader<'a> {
+    node: &'a Arc<Node>,
+    handle: &'a Arc<ClientHandle>,
+    /// A fragmented text message being reassembled.
+    fragments: Option<Vec<u8>>,
+}
+
+impl Reader<'_> {
+    async fn run(mut self, mut read: ReadHalf) {
+        // Auto-pong and auto-close are off, so nothing is ever obligated.
+        let mut no_obligations = |_: Frame<'_>| async { Ok::<(), std::convert::Infallible>(()) };
+        loop {
+            let frame = tokio::select! {
+                biased;
+                _ = self.handle.closed() => return,
+                // Shutdown: stop taking commands, let the writer finish.
+                _ = self.node.stop_reading.cancelled() => return,
+                frame = read.read_frame(&mut no_obligations) => frame,
+            };
+            let frame = match frame {
+                Ok(frame) => frame,
+                Err(WebSocketError::FrameTooLarge) => {
+                    self.handle.close(close::MESSAGE_TOO_BIG);
+                    return;
+                }
+                Err(WebSocketError::UnexpectedEOF) | Err(WebSocketError::IoError(_)) => {
+                    self.handle.close(close::NORMAL);
+                    return;
+                }
+                Err(_) => {
+                    self.handle.close(close::PROTOCOL_ERROR);
+                    return;
+                }
+            };
+            match frame.opcode {
+                OpCode::Text if frame.fin => self.on_text(&frame.payload).await,
+                OpCode::Text => self.fragments = Some(frame.payload.to_vec()),
+                OpCode::Continuation => {
+                    let Some(mut message) = self.fragments.take() else {
+                        self.handle.close(close::PROTOCOL_ERROR);
+                        return;
+                    };
+                    if message.len() + frame.payload.len() > MAX_FRAME_BYTES {
+                        self.handle.close(close::MESSAGE_TOO_BIG);
+                        return;
+                    }
+                    message.extend_from_slice(&frame.payload);
+                    if frame.fin {
+                        self.on_text(&message).await;
+                    } else {
+                        self.fragments = Some(message);
+                    }
+                }
+                OpCode::Binary => {
+                    let refusal = Refusal::bad_request(
+                        "binary frames are not part of the protocol; send JSON text",
+                    );
+                    self.reply(Outbound::Frame(render::error(&None, &refusal, None)))
+                        .await;
+                }
+                OpCode::Ping => {
+                    self.handle.touch(now_ms());
+                    self.reply(Outbound::Pong(Bytes::copy_from_slice(&frame.payload)))
+                        .await;
+                }
+                OpCode::Pong => {}
+                OpCode::Close => {
+                    self.reply(Outbound::Close(close::NORMAL, "")).await;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Queues a reply owed to this client, waiting for room: a client that
+    /// pipelines commands without reading only slows itself.
+    async fn reply(&self, item: Outbound) {
+        let _ = self.handle.push_wait(item).await;
+    }
+
+    async fn refuse(&self, reference: &Ref, refusal: &Refusal, chat: Option<ChatId>) {
+        self.reply(Outbound::Frame(render::error(reference, refusal, chat)))
+            .await;
+    }
+
+    async fn on_text(&mut self, text: &[u8]) {
+        let limits = inbound::Limits {
+            max_text_bytes: self.node.settings.max_message_bytes,
+        };
+        let (reference, request) = match inbound::parse(text, limits) {
+            Ok(parsed) => parsed,
+            Err((reference, refusal)) => {
+                metrics::counter!("chat_frames_in_total", "type" => "invalid").increment(1);
+                return self.refuse(&reference, &refusal, None).await;
+            }
+        };
+        match request {
+            Request::Ping => {
+                metrics::counter!("chat_frames_in_total", "type" => "ping").increment(1);
+                self.handle.touch(now_ms());
+                self.reply(Outbound::Frame(render::pong(&reference, now_ms())))
+                    .await;
+            }
+            Request::Command(command) => {
+                metrics::counter!("chat_frames_in_total", "type" => command.label()).increment(1);
+                let envelope = CommandEnvelope {
+                    origin: Origin {
+                        node: self.node.id.clone(),
+                        connection: self.handle.id,
+                    },
+                    user: self.handle.user.clone(),
+                    reference: reference.clone(),
+                    command,
+                    received_at: now_ms(),
+                };
+                if let Err(e) = self.node.commands.submit(envelope).await {
+                    tracing::warn!(error = %e, "command not accepted");
+                    let refusal = Refusal::new(
+                        shared::error::ErrorCode::Internal,
+                        "the command could not be queued; retry",
+                    );
+                    self.refuse(&reference, &refusal, None).await;
+                }
+            }
+            Request::Typing { chat_id } => {
+                metrics::counter!("chat_frames_in_total", "type" => "typing").increment(1);
+                self.typing(&reference, chat_id).await;
+            }
+            Request::Sync { since } => {
+                metrics::counter!("chat_frames_in_total", "type" => "sync").increment(1);
+                self.sync(reference, since).await;
+            }
+        }
+    }
+
+    async fn typing(&self, reference: &Ref, chat: ChatId) {
+        let user = &self.handle.user;
+        let member = match self.node.hub.user(user) {
+            Some(local) if local.is_member(chat) => Some(local),
+            _ => None,
+        };
+        let Some(local) = member else {
+            // Not subscribed here: either not a member or not loaded yet;
+            // the store decides which error applies.
+            let refusal = match self.node.store.membership(chat, user).await {
+                Ok(Membership::Member) => return,
+                Ok(other) => other.require().err().unwrap_or_else(Refusal::internal),
+                Err(_) => Refusal::internal(),
+            };
+            return self.refuse(reference, &refusal, None).await;
+        };
+        if local.typing_allowed(chat, std::time::Instant::now()) {
+            let _ = self
+                .node
+                .broker
+                .publish(Event::Typing {
+                    chat,
+                    user: user.clone(),
+                })
+                .await;
+        }
+    }
+
+    /// Replays what the client missed (PROTOCOL.md 4). The writer holds live
+    /// events of these chats from `SyncBegin` to `SyncEnd`, then drops what
+    /// the replay already covered, so the client sees each event once, in
+    /// order.
+    async fn sync(&self, reference: Ref, since: Vec<(ChatId, EventId)>) {
+        self.reply(Outbound::SyncBegin(since.clone())).await;
+        let mut synced = Vec::with_capacity(since.len());
+        for &(chat, from) in &since {
+            let mut cursor = from;
+            let mut end = None;
+            loop {
+                let page = match self
+                    .node
+                    .store
+                    .events_after(chat, &self.handle.user, cursor, SYNC_PAGE)
+                    .await
+                {
+                    Ok(page) => page,
+                    Err(StoreRefusal::Refused(refusal)) => {
+                        self.refuse(&reference, &refusal, Some(chat)).await;
+                        break;
+                    }
+                    Err(StoreRefusal::Failed(e)) => {
+                        tracing::warn!(error = %e, "sync read failed");
+                        self.refuse(&reference, &Refusal::internal(), Some(chat))
+                            .await;
+                        break;
+                    }
+                };
+                // Replay up to where the log stood at the first read; live
+                // delivery carries on from there.
+                let end = *end.get_or_insert(page.last_event_id);
+                let Some(last) = page.events.last().map(|e| e.id) else {
+                    synced.push((chat, from));
+                    break;
+                };
+                let frames = page
+                    .events
+                    .iter()
+                    .filter(|e| e.id <= end)
+                    .map(|e| (chat, e.id, render::chat_event(e)))
+                    .collect();
+                self.reply(Outbound::Replay(frames)).await;
+                cursor = last;
+                if cursor >= end {
+                    synced.push((chat, from));
+                    break;
+                }
+            }
+        }
+        let all = since.into_iter().map(|(chat, _)| chat).collect();
+        self.reply(Outbound::SyncEnd {
+            reference,
+            synced,
+            all,
+        })
+        .await;
+    }
+}
+
+async fn write_loop(
+    handle: &ClientHandle,
+    mut write: WriteHalf,
+    mut outbound: mpsc::Receiver<Outbound>,
+    hold_limit: usize,
+) {
+    let mut cursors = Cursors::default();
+    loop {
+        let item = tokio::select! {
+            biased;
+            _ = handle.closed() => {
+                let code = handle.close_code().unwrap_or(close::NORMAL);
+                let _ = write.write_frame(Frame::close(code, close_text(code).as_bytes())).await;
+                break;
+            }
+            item = outbound.recv() => item,
+        };
+        let Some(item) = item else { break };
+        let written = match item {
+            Outbound::Frame(frame) => text(&mut write, &frame).await,
+            Outbound::Event { chat, id, frame } => {
+                if cursors.hold(chat, id, &frame) {
+                    if cursors.held_len() > hold_limit {
+                        handle.close(close::SLOW_CONSUMER);
+                    }
+                    Ok(())
+                } else if cursors.admit(chat, id) {
+                    text(&mut write, &frame).await
+                } else {
+                    Ok(())
+                }
+            }
+            Outbound::SyncBegin(since) => {
+                cursors.begin_sync(&since);
+                Ok(())
+            }
+            Outbound::Replay(events) => replay(&mut write, &mut cursors, events).await,
+            Outbound::SyncEnd {
+                reference,
+                synced,
+                all,
+            } => {
+                let (synced, release) = cursors.end_sync(&all, &synced);
+                match text(&mut write, &render::ack_synced(&reference, &synced)).await {
+                    Ok(()) => replay(&mut write, &mut cursors, release).await,
+                    Err(e) => Err(e),
+                }
+            }
+            Outbound::Pong(payload) => {
+                write
+                    .write_frame(Frame::pong(Payload::Borrowed(&payload)))
+                    .await
+            }
+            Outbound::Close(code, reason) => {
+                let _ = write
+                    .write_frame(Frame::close(code, reason.as_bytes()))
+                    .await;
+                handle.close(code);
+                break;
+            }
+        };
+        if written.is_err() {
+            handle.close(close::NORMAL);
+            break;
+        }
+    }
+}
+
+fn close_text(code: u16) -> &'static str {
+    match code {
+        close::HEARTBEAT_TIMEOUT => "heartbeat timeout",
+        close::SLOW_CONSUMER => "slow consumer",
+        close::MESSAGE_TOO_BIG => "frame too large",
+        close::GOING_AWAY => "server shutting down",
+        close::PROTOCOL_ERROR => "protocol error",
+        _ => "",
+    }
+}
+
+async fn text(write: &mut WriteHalf, frame: &Bytes) -> Result<(), WebSocketError> {
+    metrics::counter!("chat_frames_out_total").increment(1);
+    write
+        .write_frame(Frame::text(Payload::Borrowed(frame)))
+        .await
+}
+
+async fn replay(
+    write: &mut WriteHalf,
+    cursors: &mut Cursors,
+    events: Vec<(ChatId, EventId, Bytes)>,
+) -> Result<(), WebSocketError> {
+    for (chat, id, frame) in events {
+        if cursors.admit(chat, id) {
+            text(write, &frame).await?;
+        }
+    }
+    Ok(())
+}

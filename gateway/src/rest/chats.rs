@@ -1,0 +1,179 @@
+//! Chats and members over REST; every change is announced to the affected
+//! members as a `chats` frame (created, updated or deleted).
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::json;
+use shared::bus::Event;
+use shared::clock::now_ms;
+use shared::error::Refusal;
+use shared::model::{ChatAction, ChatId, ChatKind, ChatSummary};
+use shared::protocol::native::outbound::{chat_json, rest_error};
+use shared::store::{NewChat, StoreRefusal};
+
+use super::auth::{id, ApiError, Caller};
+use crate::node::Node;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CreateChat {
+    r#type: String,
+    name: Option<String>,
+    photo_url: Option<String>,
+    #[serde(default)]
+    members: Vec<String>,
+}
+
+pub async fn create(
+    State(node): State<Arc<Node>>,
+    Caller(user): Caller,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let request: CreateChat = serde_json::from_slice(&body)
+        .map_err(|e| Refusal::bad_request(format!("invalid body: {e}")))?;
+    let kind = ChatKind::parse(&request.r#type)
+        .ok_or_else(|| Refusal::bad_request("type must be \"dialog\" or \"group\""))?;
+    let new_chat = NewChat {
+        kind,
+        name: request.name,
+        photo_url: request.photo_url,
+        members: request.members,
+    };
+    let created = match node.store.create_chat(&user, new_chat, now_ms()).await {
+        Ok(created) => created,
+        Err((StoreRefusal::Refused(refusal), Some(existing))) => {
+            let mut body = rest_error(&refusal);
+            body["chatId"] = json!(existing);
+            return Ok((StatusCode::CONFLICT, Json(body)).into_response());
+        }
+        Err((e, _)) => return Err(e.into()),
+    };
+    announce(
+        &node,
+        created.chat_id,
+        &created.members,
+        ChatAction::Created,
+    )
+    .await;
+    let summary = node
+        .store
+        .summary(created.chat_id, &user)
+        .await?
+        .ok_or_else(Refusal::no_chat)?;
+    Ok((StatusCode::CREATED, Json(chat_json(&summary))).into_response())
+}
+
+pub async fn list(
+    State(node): State<Arc<Node>>,
+    Caller(user): Caller,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let chats: Vec<_> = node
+        .store
+        .summaries(&user)
+        .await?
+        .iter()
+        .map(chat_json)
+        .collect();
+    Ok(Json(json!({ "chats": chats })))
+}
+
+pub async fn delete(
+    State(node): State<Arc<Node>>,
+    Caller(user): Caller,
+    Path(chat): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let chat = id(&chat, "chatId")?;
+    // Each member's last view of the chat goes with the `deleted` frame.
+    let before = summaries(&node, chat, &node.store.members(chat).await?).await;
+    let members = node.store.delete_chat(chat, &user).await?;
+    for summary in before.into_iter().filter(|(m, _)| members.contains(m)) {
+        publish(&node, summary.0, ChatAction::Deleted, summary.1).await;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct AddMember {
+    user_id: String,
+}
+
+pub async fn add_member(
+    State(node): State<Arc<Node>>,
+    Caller(user): Caller,
+    Path(chat): Path<String>,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let chat = id(&chat, "chatId")?;
+    let request: AddMember = serde_json::from_slice(&body)
+        .map_err(|e| Refusal::bad_request(format!("invalid body: {e}")))?;
+    let members = node
+        .store
+        .add_member(chat, &user, &request.user_id, now_ms())
+        .await?;
+    announce(
+        &node,
+        chat,
+        std::slice::from_ref(&request.user_id),
+        ChatAction::Created,
+    )
+    .await;
+    let others: Vec<String> = members
+        .into_iter()
+        .filter(|m| *m != request.user_id)
+        .collect();
+    announce(&node, chat, &others, ChatAction::Updated).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn remove_member(
+    State(node): State<Arc<Node>>,
+    Caller(user): Caller,
+    Path((chat, removed)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let chat = id(&chat, "chatId")?;
+    let last_view = node.store.summary(chat, &removed).await?;
+    let members = node.store.remove_member(chat, &user, &removed).await?;
+    if let Some(view) = last_view {
+        publish(&node, removed.clone(), ChatAction::Deleted, view).await;
+    }
+    let others: Vec<String> = members.into_iter().filter(|m| *m != removed).collect();
+    announce(&node, chat, &others, ChatAction::Updated).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Sends each of `users` the chat as they see it now.
+async fn announce(node: &Node, chat: ChatId, users: &[String], action: ChatAction) {
+    for (user, summary) in summaries(node, chat, users).await {
+        publish(node, user, action, summary).await;
+    }
+}
+
+async fn summaries(node: &Node, chat: ChatId, users: &[String]) -> Vec<(String, ChatSummary)> {
+    let mut views = Vec::with_capacity(users.len());
+    for user in users {
+        match node.store.summary(chat, user).await {
+            Ok(Some(summary)) => views.push((user.clone(), summary)),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "chat change not announced to one member"),
+        }
+    }
+    views
+}
+
+async fn publish(node: &Node, user: String, action: ChatAction, chat: ChatSummary) {
+    let event = Event::ChatList {
+        user,
+        action,
+        chat: Box::new(chat),
+    };
+    if let Err(e) = node.broker.publish(event).await {
+        tracing::warn!(error = %e, "chat change not announced");
+    }
+}

@@ -1,0 +1,64 @@
+//! History and receipts over REST.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use serde_json::{json, Value};
+use shared::error::Refusal;
+use shared::protocol::native::outbound::{message_json, receipt_json};
+use shared::store::HistoryQuery;
+
+use super::auth::{id, ApiError, Caller};
+use crate::node::Node;
+
+pub async fn history(
+    State(node): State<Arc<Node>>,
+    Caller(user): Caller,
+    Path(chat): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let chat = id(&chat, "chatId")?;
+    let number = |name: &str| -> Result<Option<i64>, ApiError> {
+        params
+            .get(name)
+            .filter(|v| !v.is_empty())
+            .map(|v| {
+                v.parse::<i64>().map_err(|_| {
+                    ApiError(Refusal::bad_request(format!("{name} must be an integer")))
+                })
+            })
+            .transpose()
+    };
+    let query = HistoryQuery {
+        before: number("before")?,
+        after: number("after")?,
+        limit: number("limit")?,
+    };
+    let messages: Vec<Value> = node
+        .store
+        .messages(chat, &user, query)
+        .await?
+        .iter()
+        .map(message_json)
+        .collect();
+    Ok(Json(json!({ "messages": messages })))
+}
+
+pub async fn receipts(
+    State(node): State<Arc<Node>>,
+    Caller(user): Caller,
+    Path((chat, message)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let chat = id(&chat, "chatId")?;
+    let message = id(&message, "messageId")?;
+    let receipts: Vec<Value> = node
+        .store
+        .receipts(chat, &user, message)
+        .await?
+        .iter()
+        .map(receipt_json)
+        .collect();
+    Ok(Json(json!({ "receipts": receipts })))
+}

@@ -1,0 +1,47 @@
+//! `GET /v1/presence?users=a,b` (PROTOCOL.md 6).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::Json;
+use serde_json::{json, Value};
+use shared::error::Refusal;
+use shared::protocol::native::outbound::presence_json;
+
+use super::auth::{ApiError, Caller};
+use crate::node::Node;
+
+/// Users one request may ask about.
+const MAX_USERS: usize = 500;
+
+pub async fn presence(
+    State(node): State<Arc<Node>>,
+    Caller(_): Caller,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let users: Vec<String> = params
+        .get("users")
+        .map(|list| {
+            list.split(',')
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    if users.is_empty() {
+        return Err(Refusal::bad_request("users=a,b,... is required").into());
+    }
+    if users.len() > MAX_USERS {
+        return Err(Refusal::bad_request(format!("at most {MAX_USERS} users per request")).into());
+    }
+    let views: Vec<Value> = node
+        .presence
+        .view(&node.store, &users)
+        .await?
+        .iter()
+        .map(presence_json)
+        .collect();
+    Ok(Json(json!({ "users": views })))
+}

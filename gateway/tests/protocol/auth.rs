@@ -1,0 +1,99 @@
+//! PROTOCOL.md 1: identity. Bad tokens get 401 before any upgrade.
+
+use serde_json::Value;
+
+use crate::common::{token_with, TestServer, SECRET};
+
+async fn ws_status(server: &TestServer, query: &str, header: Option<&str>) -> (u16, Value) {
+    let mut request = reqwest::Client::new()
+        .get(server.url(&format!("/ws{query}")))
+        .header("Connection", "Upgrade")
+        .header("Upgrade", "websocket")
+        .header("Sec-WebSocket-Version", "13")
+        .header("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==");
+    if let Some(value) = header {
+        request = request.header("Authorization", value);
+    }
+    let response = request.send().await.expect("http");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn websocket_refuses_missing_garbage_wrong_key_and_expired_tokens() {
+    let server = TestServer::start().await;
+    let wrong_key = token_with(b"another-secret", "alice", 3600);
+    let expired = token_with(SECRET, "alice", -10);
+    let cases = [
+        ("missing".to_string(), None),
+        ("?token=garbage".to_string(), None),
+        (format!("?token={wrong_key}"), None),
+        (format!("?token={expired}"), None),
+        (String::new(), Some("Bearer garbage".to_string())),
+        (String::new(), Some(format!("Bearer {expired}"))),
+    ];
+    for (query, header) in cases {
+        let query = if query == "missing" {
+            String::new()
+        } else {
+            query
+        };
+        let (status, body) = ws_status(&server, &query, header.as_deref()).await;
+        assert_eq!(status, 401, "{query} {header:?}");
+        assert_eq!(body["code"], "unauthorized");
+    }
+    let good = server.token("alice");
+    let (status, _) = ws_status(&server, "", Some(&format!("Bearer {good}"))).await;
+    assert_eq!(status, 101, "a header token upgrades");
+}
+
+#[tokio::test]
+async fn rest_refuses_bad_tokens_with_the_json_error() {
+    let server = TestServer::start().await;
+    let http = reqwest::Client::new();
+    let response = http
+        .get(server.url("/v1/chats"))
+        .send()
+        .await
+        .expect("http");
+    assert_eq!(response.status(), 401);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["code"], "unauthorized");
+    assert!(body["message"].is_string());
+    let expired = token_with(SECRET, "alice", -10);
+    let response = http
+        .get(server.url("/v1/chats"))
+        .bearer_auth(expired)
+        .send()
+        .await
+        .expect("http");
+    assert_eq!(response.status(), 401);
+}
+
+#[tokio::test]
+async fn welcome_and_ping() {
+    let server = TestServer::start_with(|s| s.heartbeat_timeout_ms = 15_000).await;
+    let url = format!("ws://{}/ws?token={}", server.addr, server.token("alice"));
+    let (ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("upgrade");
+    let mut client = crate::common::Client {
+        ws,
+        user: "alice".into(),
+    };
+    let welcome = client.recv().await;
+    assert_eq!(welcome["type"], "welcome");
+    assert_eq!(welcome["userId"], "alice");
+    assert_eq!(welcome["node"], "test-node");
+    assert_eq!(welcome["heartbeatTimeout"], 15_000);
+    assert!(welcome["connectionId"].is_string());
+    let now = shared::clock::now_ms();
+    assert!((welcome["serverTime"].as_i64().expect("serverTime") - now).abs() < 60_000);
+    client
+        .send(serde_json::json!({"type": "ping", "ref": 42}))
+        .await;
+    let pong = client.recv().await;
+    assert_eq!(pong["type"], "pong");
+    assert_eq!(pong["ref"], 42);
+    assert!(pong["ts"].is_i64());
+}

@@ -1,0 +1,16 @@
+//! The gateway end to end: a real server on port 0 with a temporary SQLite
+//! file, driven over real WebSockets and real HTTP. One module per section
+//! of PROTOCOL.md.
+
+mod common;
+
+mod auth;
+mod bad_input;
+mod chats;
+mod heartbeat;
+mod marks;
+mod messaging;
+mod presence;
+mod shutdown;
+mod sync;
+mod typing;

@@ -1,0 +1,80 @@
+//! PROTOCOL.md 6: online/offline once per connection, multi-device.
+
+use serde_json::Value;
+
+use crate::common::TestServer;
+
+fn presence_frames(frames: &[Value]) -> Vec<&Value> {
+    frames
+        .iter()
+        .filter(|f| f["type"] == "online" || f["type"] == "offline")
+        .collect()
+}
+
+#[tokio::test]
+async fn a_user_with_two_devices_is_online_until_both_are_gone() {
+    let server = TestServer::start().await;
+    // Two shared chats: still one event per connection.
+    server.group("alice", &["bob"]).await;
+    server.group("bob", &["alice"]).await;
+    let mut bob = server.connect("bob").await;
+    let mut bob_tablet = server.connect("bob").await;
+
+    let phone = server.connect("alice").await;
+    for client in [&mut bob, &mut bob_tablet] {
+        let online = client.recv_type("online").await;
+        assert_eq!(online["userId"], "alice");
+    }
+    let laptop = server.connect("alice").await;
+    let (_, body) = server
+        .call("GET", "bob", "/v1/presence?users=alice,carol", None)
+        .await;
+    assert_eq!(body["users"][0]["userId"], "alice");
+    assert_eq!(body["users"][0]["online"], true);
+    assert_eq!(
+        body["users"][1],
+        serde_json::json!({"userId": "carol", "online": false, "lastSeen": null})
+    );
+
+    phone.close().await;
+    laptop.close().await;
+    // Everything bob hears from here to alice's offline: no second online,
+    // no early offline when the first device left.
+    let mut seen = Vec::new();
+    loop {
+        let frame = bob.recv().await;
+        let done = frame["type"] == "offline";
+        seen.push(frame);
+        if done {
+            break;
+        }
+    }
+    let presence = presence_frames(&seen);
+    assert_eq!(presence.len(), 1, "{seen:?}");
+    assert_eq!(presence[0]["userId"], "alice");
+    let last_seen = presence[0]["lastSeen"].as_i64().expect("lastSeen");
+    assert_eq!(bob_tablet.recv_type("offline").await["lastSeen"], last_seen);
+
+    let (_, body) = server
+        .call("GET", "bob", "/v1/presence?users=alice", None)
+        .await;
+    assert_eq!(body["users"][0]["online"], false);
+    assert_eq!(body["users"][0]["lastSeen"], last_seen);
+}
+
+#[tokio::test]
+async fn presence_goes_only_to_co_members() {
+    let server = TestServer::start().await;
+    server.group("alice", &["bob"]).await;
+    let mut bob = server.connect("bob").await;
+    let mut carol = server.connect("carol").await;
+    let _alice = server.connect("alice").await;
+    assert_eq!(bob.recv_type("online").await["userId"], "alice");
+    // carol shares nothing with alice. Bob heard of alice, so the announcer
+    // is past her; carol's queue holds whatever it would have sent her.
+    let carol_frames = carol.drain().await;
+    assert!(
+        presence_frames(&carol_frames).is_empty(),
+        "{carol_frames:?}"
+    );
+}
