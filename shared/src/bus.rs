@@ -6,7 +6,9 @@
 //! Every event names its audience (a chat, some users, or one connection),
 //! so a node only needs to hear about the chats and users it holds.
 
+pub mod keys;
 pub mod memory;
+pub mod redis;
 
 use std::sync::Arc;
 
@@ -15,7 +17,7 @@ use serde_json::Value;
 
 use crate::error::Refusal;
 use crate::model::{
-    Applied, ChatAction, ChatEvent, ChatId, ChatSummary, Command, EventId, Millis, UserId,
+    Applied, ChatAction, ChatEvent, ChatId, ChatSummary, Command, Millis, UserId,
 };
 
 /// Which connection a command came from, so its reply finds the way back.
@@ -28,6 +30,10 @@ pub struct Origin {
 /// One client command on its way to a worker.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CommandEnvelope {
+    /// Unique per command (node, connection, sequence). A worker records it
+    /// with the command's effects, so a redelivered command is recognised
+    /// and answered from the record instead of being applied twice.
+    pub id: String,
     pub origin: Origin,
     pub user: UserId,
     /// The client's `ref`, echoed in the reply.
@@ -37,8 +43,10 @@ pub struct CommandEnvelope {
     pub received_at: Millis,
 }
 
-/// Everything a gateway may need to push to its connections.
-#[derive(Debug, Clone)]
+/// Everything a gateway may need to push to its connections. Serialized
+/// (JSON) when it crosses Redis; the field names are internal, not wire.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "ev", rename_all = "snake_case")]
 pub enum Event {
     /// A persisted event, for every member's connections.
     Chat(Arc<ChatEvent>),
@@ -71,9 +79,10 @@ pub enum Event {
 /// events to bounded per-connection queues and returns.
 pub trait EventSink: Send + Sync {
     fn deliver(&self, event: Event);
-    /// The chat's event ids jumped past `expected` (events were lost between
-    /// the worker and this node); the sink refills from the store.
-    fn gap(&self, _chat: ChatId, _expected: EventId) {}
+    /// The broker (re)subscribed to these chats: events published while it
+    /// was not listening may be missing at the tail; the sink checks the
+    /// store and fills in.
+    fn resync(&self, _chats: Vec<ChatId>) {}
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +97,7 @@ pub enum BusError {
 #[derive(Clone)]
 pub enum CommandQueue {
     Memory(memory::MemoryCommands),
+    Redis(redis::RedisCommands),
 }
 
 impl CommandQueue {
@@ -96,6 +106,7 @@ impl CommandQueue {
     pub async fn submit(&self, envelope: CommandEnvelope) -> Result<(), BusError> {
         match self {
             CommandQueue::Memory(q) => q.submit(envelope).await,
+            CommandQueue::Redis(q) => q.submit(envelope).await,
         }
     }
 }
@@ -104,6 +115,7 @@ impl CommandQueue {
 #[derive(Clone)]
 pub enum Broker {
     Memory(memory::MemoryBroker),
+    Redis(redis::RedisBroker),
 }
 
 impl Broker {
@@ -113,14 +125,31 @@ impl Broker {
                 b.publish(event);
                 Ok(())
             }
+            Broker::Redis(b) => b.publish(&event).await,
         }
     }
 
     /// The node wants `chat`'s events from now on (its first local member
     /// connected). In memory everything reaches the one node anyway.
-    pub fn subscribe_chat(&self, _chat: ChatId) {}
+    pub fn subscribe_chat(&self, chat: ChatId) {
+        if let Broker::Redis(b) = self {
+            b.want(b.keys().chat_channel(chat), true);
+        }
+    }
     /// The node's last local member of `chat` left.
-    pub fn unsubscribe_chat(&self, _chat: ChatId) {}
-    pub fn subscribe_user(&self, _user: &str) {}
-    pub fn unsubscribe_user(&self, _user: &str) {}
+    pub fn unsubscribe_chat(&self, chat: ChatId) {
+        if let Broker::Redis(b) = self {
+            b.want(b.keys().chat_channel(chat), false);
+        }
+    }
+    pub fn subscribe_user(&self, user: &str) {
+        if let Broker::Redis(b) = self {
+            b.want(b.keys().user_channel(user), true);
+        }
+    }
+    pub fn unsubscribe_user(&self, user: &str) {
+        if let Broker::Redis(b) = self {
+            b.want(b.keys().user_channel(user), false);
+        }
+    }
 }

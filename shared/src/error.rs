@@ -3,9 +3,9 @@
 //! error are built from [`Refusal`], so a code maps to one HTTP status here
 //! and nowhere else.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     BadRequest,
@@ -51,7 +51,7 @@ impl ErrorCode {
 
 /// A command or request the server refused, with a message meant for the
 /// client developer. Never carries internal details such as SQL errors.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 #[error("{code:?}: {message}")]
 pub struct Refusal {
     pub code: ErrorCode,

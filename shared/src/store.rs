@@ -22,7 +22,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::AnyPool;
 
 pub use chats::{ChatCreated, NewChat};
-pub use commands::Outcome;
+pub use commands::{Outcome, Submitted};
 pub use history::{HistoryQuery, SyncPage};
 pub use retention::Retention;
 

@@ -5,12 +5,39 @@
 use serde_json::json;
 use shared::error::ErrorCode;
 use shared::model::{ChatKind, Command, DeliveryStatus, EventKind, MarkKind};
-use shared::store::{HistoryQuery, NewChat, Retention, Store, StoreRefusal};
+use shared::store::{HistoryQuery, NewChat, Outcome, Retention, Store, StoreRefusal, Submitted};
 
 async fn stores() -> Vec<(Store, tempfile::TempDir)> {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("sqlite://{}/t.db", dir.path().display());
     vec![(Store::connect(&url).await.expect("sqlite store"), dir)]
+}
+
+/// The tests name commands as (user, command) pairs; each gets a fresh
+/// command id here.
+trait ApplyPairs {
+    async fn apply_pairs(
+        &self,
+        batch: &[(String, Command)],
+        now: i64,
+    ) -> Result<Vec<Result<Outcome, shared::error::Refusal>>, shared::store::StoreError>;
+}
+
+impl ApplyPairs for Store {
+    async fn apply_pairs(
+        &self,
+        batch: &[(String, Command)],
+        now: i64,
+    ) -> Result<Vec<Result<Outcome, shared::error::Refusal>>, shared::store::StoreError> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let ids: Vec<String> = batch
+            .iter()
+            .map(|_| format!("cmd-{}", NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)))
+            .collect();
+        let submitted: Vec<Submitted> =
+            batch.iter().zip(&ids).map(|((user, command), id)| Submitted { id, user, command }).collect();
+        self.apply_batch(&submitted, now).await
+    }
 }
 
 fn send(chat: i64, cid: &str, text: &str) -> Command {
@@ -54,7 +81,7 @@ async fn ids_are_consecutive_and_retries_are_idempotent() {
             ("bob".to_string(), send(chat, "c1", "two")),
             ("alice".to_string(), send(chat, "c1", "again")),
         ];
-        let results = store.apply_batch(&batch, 10).await.expect("applied");
+        let results = store.apply_pairs(&batch, 10).await.expect("applied");
         let first = results[0].as_ref().expect("ok");
         let second = results[1].as_ref().expect("ok");
         let retry = results[2].as_ref().expect("ok");
@@ -66,7 +93,7 @@ async fn ids_are_consecutive_and_retries_are_idempotent() {
         );
         assert!(retry.events.is_empty(), "a retry broadcasts nothing");
         let outsider = store
-            .apply_batch(&[("eve".to_string(), send(chat, "x", "hi"))], 11)
+            .apply_pairs(&[("eve".to_string(), send(chat, "x", "hi"))], 11)
             .await
             .expect("ran");
         assert_eq!(
@@ -74,7 +101,7 @@ async fn ids_are_consecutive_and_retries_are_idempotent() {
             ErrorCode::Forbidden
         );
         let unknown = store
-            .apply_batch(&[("eve".to_string(), send(999, "x", "hi"))], 11)
+            .apply_pairs(&[("eve".to_string(), send(999, "x", "hi"))], 11)
             .await
             .expect("ran");
         assert_eq!(
@@ -91,9 +118,9 @@ async fn marks_change_status_receipts_and_missed() {
         let sends: Vec<_> = (1..=10)
             .map(|i| ("alice".to_string(), send(chat, &format!("c{i}"), "m")))
             .collect();
-        store.apply_batch(&sends, 100).await.expect("sent");
+        store.apply_pairs(&sends, 100).await.expect("sent");
         let r = store
-            .apply_batch(
+            .apply_pairs(
                 &[("bob".to_string(), mark(chat, 5, MarkKind::Delivered))],
                 200,
             )
@@ -101,7 +128,7 @@ async fn marks_change_status_receipts_and_missed() {
             .expect("ok");
         assert_eq!(r[0].as_ref().expect("ok").events.len(), 1);
         let r = store
-            .apply_batch(&[("bob".to_string(), mark(chat, 8, MarkKind::Read))], 300)
+            .apply_pairs(&[("bob".to_string(), mark(chat, 8, MarkKind::Read))], 300)
             .await
             .expect("ok");
         let events = &r[0].as_ref().expect("ok").events;
@@ -119,7 +146,7 @@ async fn marks_change_status_receipts_and_missed() {
             }
         );
         let r = store
-            .apply_batch(&[("bob".to_string(), mark(chat, 3, MarkKind::Read))], 400)
+            .apply_pairs(&[("bob".to_string(), mark(chat, 3, MarkKind::Read))], 400)
             .await
             .expect("ok");
         assert!(
@@ -127,7 +154,7 @@ async fn marks_change_status_receipts_and_missed() {
             "below the mark: no event"
         );
         let r = store
-            .apply_batch(&[("bob".to_string(), mark(chat, 11, MarkKind::Read))], 400)
+            .apply_pairs(&[("bob".to_string(), mark(chat, 11, MarkKind::Read))], 400)
             .await
             .expect("ok");
         assert_eq!(
@@ -152,7 +179,7 @@ async fn marks_change_status_receipts_and_missed() {
         );
 
         store
-            .apply_batch(
+            .apply_pairs(
                 &[("carol".to_string(), mark(chat, 6, MarkKind::Delivered))],
                 500,
             )
@@ -192,7 +219,7 @@ async fn edit_delete_rules_and_sync_with_retention() {
     for (store, _dir) in stores().await {
         let chat = group(&store, "alice", &["bob"]).await;
         store
-            .apply_batch(&[("alice".to_string(), send(chat, "c1", "secret"))], 1)
+            .apply_pairs(&[("alice".to_string(), send(chat, "c1", "secret"))], 1)
             .await
             .expect("ok");
         let edit = |user: &str, text: &str| {
@@ -216,7 +243,7 @@ async fn edit_delete_rules_and_sync_with_retention() {
             )
         };
         let r = store
-            .apply_batch(
+            .apply_pairs(
                 &[
                     edit("bob", "x"),
                     edit("alice", "edited"),
@@ -265,7 +292,7 @@ async fn edit_delete_rules_and_sync_with_retention() {
         let sends: Vec<_> = (2..=6)
             .map(|i| ("bob".to_string(), send(chat, &format!("b{i}"), "m")))
             .collect();
-        store.apply_batch(&sends, 1_000).await.expect("sent");
+        store.apply_pairs(&sends, 1_000).await.expect("sent");
         // Events 1..=3 at t<=2, 4..=8 at t=1000. Both windows must be
         // exceeded: recent by age keeps everything...
         store

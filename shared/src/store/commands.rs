@@ -16,6 +16,14 @@ use crate::model::{
     Applied, ChatEvent, ChatId, Command, EventId, EventKind, MarkKind, MessageId, Millis,
 };
 
+/// A command to apply: its unique id, its sender and what it asks.
+#[derive(Debug, Clone, Copy)]
+pub struct Submitted<'a> {
+    pub id: &'a str,
+    pub user: &'a str,
+    pub command: &'a Command,
+}
+
 /// What a command did: the reply its sender gets, and the events (in id
 /// order) that every member's connections get.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,17 +40,75 @@ impl Store {
     /// of the batch is committed).
     pub async fn apply_batch(
         &self,
-        batch: &[(String, Command)],
+        batch: &[Submitted<'_>],
         now: Millis,
     ) -> Result<Vec<Result<Outcome, Refusal>>, StoreError> {
         let mut tx = self.writer.begin().await?;
         let mut results = Vec::with_capacity(batch.len());
-        for (user, command) in batch {
-            results.push(apply(&mut tx, user, command, now).await?);
+        for submitted in batch {
+            let result = match already_applied(&mut tx, submitted.id).await? {
+                Some(recorded) => recorded,
+                None => {
+                    let result = apply(&mut tx, submitted.user, submitted.command, now).await?;
+                    record(&mut tx, submitted, &result, now).await?;
+                    result
+                }
+            };
+            results.push(result);
         }
         tx.commit().await?;
         Ok(results)
     }
+}
+
+/// The recorded outcome of command `id`, if it was applied before (a
+/// redelivery after a worker died between commit and acknowledgement).
+async fn already_applied(tx: &mut Tx, id: &str) -> Result<Option<Result<Outcome, Refusal>>, StoreError> {
+    let row: Option<(i64, i64, i64, String)> =
+        sqlx::query_as("SELECT chat_id, first_event_id, last_event_id, result FROM processed_commands WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut **tx)
+            .await?;
+    let Some((chat, first, last, result)) = row else { return Ok(None) };
+    let result: Result<Applied, Refusal> =
+        serde_json::from_str(&result).map_err(|e| StoreError::Corrupt(format!("processed command: {e}")))?;
+    let Ok(applied) = result else { return Ok(Some(Err(result.err().unwrap_or_else(Refusal::internal)))) };
+    // The events are published again: the first attempt may have died
+    // before publishing them. Gateways drop what they already delivered.
+    let rows: Vec<(String,)> =
+        sqlx::query_as("SELECT payload FROM events WHERE chat_id = $1 AND id >= $2 AND id <= $3 ORDER BY id")
+            .bind(chat)
+            .bind(first)
+            .bind(last)
+            .fetch_all(&mut **tx)
+            .await?;
+    let events = rows.iter().map(|r| decode_event(&r.0)).collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(Ok(Outcome { applied, events })))
+}
+
+async fn record(tx: &mut Tx, submitted: &Submitted<'_>, result: &Result<Outcome, Refusal>, now: Millis) -> Result<(), StoreError> {
+    let (first, last) = match result {
+        Ok(outcome) => match (outcome.events.first(), outcome.events.last()) {
+            (Some(first), Some(last)) => (first.id, last.id),
+            _ => (0, -1),
+        },
+        Err(_) => (0, -1),
+    };
+    let reply: Result<&Applied, &Refusal> = result.as_ref().map(|o| &o.applied);
+    let reply = serde_json::to_string(&reply).unwrap_or_default();
+    sqlx::query(
+        "INSERT INTO processed_commands (id, chat_id, first_event_id, last_event_id, result, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(submitted.id)
+    .bind(submitted.command.chat_id())
+    .bind(first)
+    .bind(last)
+    .bind(reply)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// The chat's counters, read under its write lock.

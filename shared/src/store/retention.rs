@@ -7,6 +7,9 @@
 use super::{Store, StoreError};
 use crate::model::Millis;
 
+/// How long applied command ids are remembered for deduplication.
+const PROCESSED_COMMANDS_KEPT_MS: Millis = 86_400_000;
+
 #[derive(Debug, Clone, Copy)]
 pub struct Retention {
     pub max_age_ms: Millis,
@@ -40,6 +43,11 @@ impl Store {
         .bind(retention.max_events_per_chat)
         .fetch_all(&self.reader)
         .await?;
+        // Redelivery happens within seconds; a day of records is plenty.
+        sqlx::query("DELETE FROM processed_commands WHERE created_at < $1")
+            .bind(now - PROCESSED_COMMANDS_KEPT_MS)
+            .execute(&self.writer)
+            .await?;
         let mut pruned = 0;
         for (chat, current, last, first_recent) in candidates {
             let keep_from =

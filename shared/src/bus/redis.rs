@@ -1,0 +1,234 @@
+//! The cluster bus on Redis: commands go into Redis Streams (one per shard,
+//! read by workers through a consumer group), events go out over Redis
+//! pub/sub on per-chat, per-user and per-node channels.
+//!
+//! A node subscribes only to what it has local interest in. Subscriptions
+//! are kept as a desired set that a single task reconciles with Redis, so
+//! the hub's subscribe/unsubscribe calls never wait on the network, and a
+//! reconnect simply re-applies the whole set and asks the sink to check the
+//! chats for events missed meanwhile.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::AsyncCommands;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::keys::Keys;
+use super::{BusError, CommandEnvelope, Event, EventSink};
+
+/// Streams are capped (approximately) at this many entries each, so a
+/// stalled cluster cannot fill Redis' memory. An entry trimmed unread was
+/// never acknowledged to its client, which retries.
+const STREAM_MAX_LEN: usize = 1_000_000;
+/// How long a Redis command may take before it counts as failed: a client
+/// then gets an error quickly instead of hanging during an outage.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Subscriptions per SUBSCRIBE command when re-applying the whole set.
+const SUBSCRIBE_CHUNK: usize = 500;
+
+/// Opens a multiplexed, self-reconnecting connection to `url`.
+pub async fn connect(url: &str) -> Result<ConnectionManager, BusError> {
+    let client = redis::Client::open(url).map_err(unavailable)?;
+    let config = ConnectionManagerConfig::new()
+        .set_response_timeout(Some(RESPONSE_TIMEOUT))
+        .set_connection_timeout(Some(RESPONSE_TIMEOUT))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_secs(1));
+    ConnectionManager::new_with_config(client, config).await.map_err(unavailable)
+}
+
+pub fn unavailable(e: redis::RedisError) -> BusError {
+    BusError::Unavailable(e.to_string())
+}
+
+/// Gateways put commands here.
+#[derive(Clone)]
+pub struct RedisCommands {
+    connection: ConnectionManager,
+    keys: Keys,
+}
+
+impl RedisCommands {
+    pub fn new(connection: ConnectionManager, keys: Keys) -> Self {
+        RedisCommands { connection, keys }
+    }
+
+    /// Appends the command to its chat's shard stream. Returns only once
+    /// Redis has it; an error means the command was not accepted.
+    pub async fn submit(&self, envelope: CommandEnvelope) -> Result<(), BusError> {
+        let stream = self.keys.command_stream(self.keys.shard_of(envelope.command.chat_id()));
+        let payload = serde_json::to_string(&envelope).map_err(|e| BusError::Unavailable(e.to_string()))?;
+        let mut connection = self.connection.clone();
+        let _: String = redis::cmd("XADD")
+            .arg(&stream)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(STREAM_MAX_LEN)
+            .arg("*")
+            .arg("c")
+            .arg(payload)
+            .query_async(&mut connection)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}
+
+/// Publishes events and, on a gateway, receives those of its interest.
+#[derive(Clone)]
+pub struct RedisBroker {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    url: String,
+    keys: Keys,
+    publisher: ConnectionManager,
+    /// Channels this node wants, and those changed since the last
+    /// reconciliation.
+    desired: Mutex<HashSet<String>>,
+    dirty: Mutex<HashSet<String>>,
+    wake: Notify,
+    /// False while the subscriber connection is down.
+    listening: AtomicBool,
+}
+
+impl RedisBroker {
+    pub fn new(url: &str, publisher: ConnectionManager, keys: Keys) -> Self {
+        RedisBroker {
+            inner: Arc::new(Inner {
+                url: url.to_owned(),
+                keys,
+                publisher,
+                desired: Mutex::new(HashSet::new()),
+                dirty: Mutex::new(HashSet::new()),
+                wake: Notify::new(),
+                listening: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.inner.keys
+    }
+
+    pub fn is_listening(&self) -> bool {
+        self.inner.listening.load(Ordering::Acquire)
+    }
+
+    /// The channel an event goes to.
+    fn channel(&self, event: &Event) -> String {
+        let keys = &self.inner.keys;
+        match event {
+            Event::Chat(e) => keys.chat_channel(e.chat_id),
+            Event::Typing { chat, .. } => keys.chat_channel(*chat),
+            Event::Presence { .. } => keys.presence_channel(),
+            Event::ChatList { user, .. } => keys.user_channel(user),
+            Event::Reply { origin, .. } => keys.node_channel(&origin.node),
+        }
+    }
+
+    pub async fn publish(&self, event: &Event) -> Result<(), BusError> {
+        let payload = serde_json::to_string(event).map_err(|e| BusError::Unavailable(e.to_string()))?;
+        let mut publisher = self.inner.publisher.clone();
+        let _: i64 = publisher.publish(self.channel(event), payload).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Marks `channel` as wanted or not; the listener applies it.
+    pub fn want(&self, channel: String, wanted: bool) {
+        let changed = {
+            let mut desired = lock(&self.inner.desired);
+            if wanted {
+                desired.insert(channel.clone())
+            } else {
+                desired.remove(&channel)
+            }
+        };
+        if changed {
+            lock(&self.inner.dirty).insert(channel);
+            self.inner.wake.notify_one();
+        }
+    }
+
+    /// Receives events for `sink` until `stop`, reconnecting as needed.
+    pub async fn listen(self, sink: Arc<dyn EventSink>, stop: CancellationToken) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            if stop.is_cancelled() {
+                return;
+            }
+            match self.listen_once(&sink, &stop).await {
+                Ok(()) => return,
+                Err(e) => {
+                    self.inner.listening.store(false, Ordering::Release);
+                    metrics::counter!("chat_redis_errors_total", "op" => "subscribe").increment(1);
+                    tracing::warn!(error = %e, "event subscription lost; reconnecting");
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = stop.cancelled() => return,
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    async fn listen_once(&self, sink: &Arc<dyn EventSink>, stop: &CancellationToken) -> Result<(), redis::RedisError> {
+        let client = redis::Client::open(self.inner.url.as_str())?;
+        let (mut subscriber, mut messages) = client.get_async_pubsub().await?.split();
+        // Everything wanted now is (re)subscribed; later changes arrive as
+        // dirty channels.
+        lock(&self.inner.dirty).clear();
+        let all: Vec<String> = lock(&self.inner.desired).iter().cloned().collect();
+        for chunk in all.chunks(SUBSCRIBE_CHUNK) {
+            subscriber.subscribe(chunk).await?;
+        }
+        self.inner.listening.store(true, Ordering::Release);
+        tracing::info!(channels = all.len(), "listening for events");
+        sink.resync(all.iter().filter_map(|c| self.inner.keys.chat_of_channel(c)).collect());
+        loop {
+            tokio::select! {
+                message = messages.next() => {
+                    let Some(message) = message else {
+                        return Err(redis::RedisError::from(std::io::Error::other("subscriber connection closed")));
+                    };
+                    let payload: Vec<u8> = message.get_payload_bytes().to_vec();
+                    match serde_json::from_slice::<Event>(&payload) {
+                        Ok(event) => sink.deliver(event),
+                        Err(e) => tracing::warn!(error = %e, channel = message.get_channel_name(), "undecodable event dropped"),
+                    }
+                }
+                _ = self.inner.wake.notified() => {
+                    let dirty: Vec<String> = lock(&self.inner.dirty).drain().collect();
+                    let (add, remove): (Vec<String>, Vec<String>) = {
+                        let desired = lock(&self.inner.desired);
+                        dirty.into_iter().partition(|c| desired.contains(c))
+                    };
+                    if !remove.is_empty() {
+                        subscriber.unsubscribe(&remove).await?;
+                    }
+                    if !add.is_empty() {
+                        subscriber.subscribe(&add).await?;
+                        let chats: Vec<_> = add.iter().filter_map(|c| self.inner.keys.chat_of_channel(c)).collect();
+                        if !chats.is_empty() {
+                            sink.resync(chats);
+                        }
+                    }
+                }
+                _ = stop.cancelled() => return Ok(()),
+            }
+        }
+    }
+}
+
+/// A std mutex: nothing awaits while it is held.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
