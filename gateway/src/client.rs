@@ -31,7 +31,7 @@ use tokio::sync::mpsc;
 
 use crate::handle::ClientHandle;
 use crate::node::Node;
-use crate::outbound::{Cursors, Outbound};
+use crate::outbound::{Cursors, Outbound, RenderedEvent, CONNECT_HOLD};
 use crate::rest::auth::{bearer_token, ApiError};
 
 /// Events per `sync` replay page read from the store.
@@ -53,17 +53,15 @@ pub async fn upgrade(
     let user = match node.authenticate(token) {
         Ok(user) => user,
         Err(e) => {
-            metrics::counter!("chat_connections_closed_total", "reason" => "auth_failed")
-                .increment(1);
+            metrics::counter!("chat_connections_closed_total", "reason" => "auth_failed").increment(1);
             return e.into_response();
         }
     };
     if node.is_draining() {
-        return ApiError::unavailable("the node is shutting down").into_response();
+        return crate::rest::auth::unavailable("the node is shutting down");
     }
     let Ok(ws) = ws else {
-        return ApiError(Refusal::bad_request("expected a WebSocket upgrade request"))
-            .into_response();
+        return ApiError(Refusal::bad_request("expected a WebSocket upgrade request")).into_response();
     };
     let (response, socket) = match ws.upgrade() {
         Ok(upgraded) => upgraded,
@@ -91,13 +89,7 @@ async fn serve(node: Arc<Node>, user: String, socket: UpgradeFut) -> Result<(), 
     let handle = Arc::new(ClientHandle::new(id, user.clone(), queue, now_ms()));
     // The welcome is the first frame: queue it before the hub can queue
     // anything else for this connection.
-    let welcome = render::welcome(
-        &user,
-        &id.to_string(),
-        &node.id,
-        node.settings.heartbeat_timeout_ms,
-        now_ms(),
-    );
+    let welcome = render::welcome(&user, &id.to_string(), &node.id, node.settings.heartbeat_timeout_ms, now_ms());
     let _ = handle.push(Outbound::Frame(welcome));
     let (local, fresh) = node.hub.register(handle.clone());
     metrics::gauge!("chat_connections").increment(1.0);
@@ -106,32 +98,28 @@ async fn serve(node: Arc<Node>, user: String, socket: UpgradeFut) -> Result<(), 
     // after the welcome is followed by its own event on this connection.
     if fresh {
         match node.store.chats_of(&user).await {
-            Ok(chats) => node
-                .hub
-                .chats_loaded(&local, chats.into_iter().map(|(chat, _)| chat)),
+            Ok(chats) => node.hub.chats_loaded(&local, chats),
             Err(e) => {
                 tracing::warn!(error = %e, "could not load the user's chats; closing");
                 handle.close(close::GOING_AWAY);
             }
         }
     }
-    node.presence.connected(&user);
+    node.presence.connected(&user).await;
 
-    let reader = Reader {
-        node: &node,
-        handle: &handle,
-        fragments: None,
-    };
-    tokio::join!(
-        reader.run(read),
-        write_loop(&handle, write, outbound, node.settings.outbound_queue)
-    );
+    let reader = Reader { node: &node, handle: &handle, fragments: None, first_frame: true, sequence: 0 };
+    tokio::join!(reader.run(read), write_loop(&handle, write, outbound, node.settings.outbound_queue));
 
     node.hub.unregister(&handle);
-    node.presence.disconnected(&user);
+    node.presence.disconnected(&user).await;
     metrics::gauge!("chat_connections").decrement(1.0);
     metrics::counter!("chat_connections_closed_total", "reason" => close_reason(handle.close_code())).increment(1);
     Ok(())
+}
+
+/// Whether a text frame is a `sync` (a cheap look before full parsing).
+fn is_sync(payload: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(payload).is_ok_and(|v| v["type"] == "sync")
 }
 
 fn close_reason(code: Option<u16>) -> &'static str {
@@ -145,18 +133,20 @@ fn close_reason(code: Option<u16>) -> &'static str {
     }
 }
 
-type ReadHalf = fastwebsockets::WebSocketRead<
-    tokio::io::ReadHalf<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>,
->;
-type WriteHalf = fastwebsockets::WebSocketWrite<
-    tokio::io::WriteHalf<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>,
->;
+type ReadHalf = fastwebsockets::WebSocketRead<tokio::io::ReadHalf<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>>;
+type WriteHalf =
+    fastwebsockets::WebSocketWrite<tokio::io::WriteHalf<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>>;
 
 struct Reader<'a> {
     node: &'a Arc<Node>,
     handle: &'a Arc<ClientHandle>,
     /// A fragmented text message being reassembled.
     fragments: Option<Vec<u8>>,
+    /// No frame read yet: live events are held until the first one (see
+    /// `outbound`).
+    first_frame: bool,
+    /// Numbers this connection's commands for their unique ids.
+    sequence: u64,
 }
 
 impl Reader<'_> {
@@ -186,6 +176,13 @@ impl Reader<'_> {
                     return;
                 }
             };
+            if self.first_frame {
+                self.first_frame = false;
+                if !(frame.opcode == OpCode::Text && frame.fin && is_sync(&frame.payload)) {
+                    // Not a sync: live events flow from now on.
+                    self.reply(Outbound::Release).await;
+                }
+            }
             match frame.opcode {
                 OpCode::Text if frame.fin => self.on_text(&frame.payload).await,
                 OpCode::Text => self.fragments = Some(frame.payload.to_vec()),
@@ -206,16 +203,12 @@ impl Reader<'_> {
                     }
                 }
                 OpCode::Binary => {
-                    let refusal = Refusal::bad_request(
-                        "binary frames are not part of the protocol; send JSON text",
-                    );
-                    self.reply(Outbound::Frame(render::error(&None, &refusal, None)))
-                        .await;
+                    let refusal = Refusal::bad_request("binary frames are not part of the protocol; send JSON text");
+                    self.reply(Outbound::Frame(render::error(&None, &refusal, None))).await;
                 }
                 OpCode::Ping => {
                     self.handle.touch(now_ms());
-                    self.reply(Outbound::Pong(Bytes::copy_from_slice(&frame.payload)))
-                        .await;
+                    self.reply(Outbound::Pong(Bytes::copy_from_slice(&frame.payload))).await;
                 }
                 OpCode::Pong => {}
                 OpCode::Close => {
@@ -233,14 +226,11 @@ impl Reader<'_> {
     }
 
     async fn refuse(&self, reference: &Ref, refusal: &Refusal, chat: Option<ChatId>) {
-        self.reply(Outbound::Frame(render::error(reference, refusal, chat)))
-            .await;
+        self.reply(Outbound::Frame(render::error(reference, refusal, chat))).await;
     }
 
     async fn on_text(&mut self, text: &[u8]) {
-        let limits = inbound::Limits {
-            max_text_bytes: self.node.settings.max_message_bytes,
-        };
+        let limits = inbound::Limits { max_text_bytes: self.node.settings.max_message_bytes };
         let (reference, request) = match inbound::parse(text, limits) {
             Ok(parsed) => parsed,
             Err((reference, refusal)) => {
@@ -252,27 +242,26 @@ impl Reader<'_> {
             Request::Ping => {
                 metrics::counter!("chat_frames_in_total", "type" => "ping").increment(1);
                 self.handle.touch(now_ms());
-                self.reply(Outbound::Frame(render::pong(&reference, now_ms())))
-                    .await;
+                self.reply(Outbound::Frame(render::pong(&reference, now_ms()))).await;
             }
             Request::Command(command) => {
                 metrics::counter!("chat_frames_in_total", "type" => command.label()).increment(1);
+                self.sequence += 1;
                 let envelope = CommandEnvelope {
-                    origin: Origin {
-                        node: self.node.id.clone(),
-                        connection: self.handle.id,
-                    },
+                    id: format!("{}-{}-{}", self.node.incarnation, self.handle.id, self.sequence),
+                    origin: Origin { node: self.node.id.clone(), connection: self.handle.id },
                     user: self.handle.user.clone(),
                     reference: reference.clone(),
                     command,
                     received_at: now_ms(),
                 };
+                self.node.hub.command_submitted();
                 if let Err(e) = self.node.commands.submit(envelope).await {
+                    self.node.hub.command_settled();
+                    metrics::counter!("chat_redis_errors_total", "op" => "submit").increment(1);
                     tracing::warn!(error = %e, "command not accepted");
-                    let refusal = Refusal::new(
-                        shared::error::ErrorCode::Internal,
-                        "the command could not be queued; retry",
-                    );
+                    let refusal =
+                        Refusal::new(shared::error::ErrorCode::Internal, "the command could not be queued; retry");
                     self.refuse(&reference, &refusal, None).await;
                 }
             }
@@ -297,21 +286,18 @@ impl Reader<'_> {
             // Not subscribed here: either not a member or not loaded yet;
             // the store decides which error applies.
             let refusal = match self.node.store.membership(chat, user).await {
-                Ok(Membership::Member) => return,
+                // A member whose chat list here has not caught up yet.
+                Ok(Membership::Member) => {
+                    let _ = self.node.broker.publish(Event::Typing { chat, user: user.clone() }).await;
+                    return;
+                }
                 Ok(other) => other.require().err().unwrap_or_else(Refusal::internal),
                 Err(_) => Refusal::internal(),
             };
             return self.refuse(reference, &refusal, None).await;
         };
         if local.typing_allowed(chat, std::time::Instant::now()) {
-            let _ = self
-                .node
-                .broker
-                .publish(Event::Typing {
-                    chat,
-                    user: user.clone(),
-                })
-                .await;
+            let _ = self.node.broker.publish(Event::Typing { chat, user: user.clone() }).await;
         }
     }
 
@@ -320,18 +306,13 @@ impl Reader<'_> {
     /// the replay already covered, so the client sees each event once, in
     /// order.
     async fn sync(&self, reference: Ref, since: Vec<(ChatId, EventId)>) {
-        self.reply(Outbound::SyncBegin(since.clone())).await;
+        self.reply(Outbound::SyncBegin(since.iter().map(|(chat, _)| *chat).collect())).await;
         let mut synced = Vec::with_capacity(since.len());
         for &(chat, from) in &since {
             let mut cursor = from;
             let mut end = None;
             loop {
-                let page = match self
-                    .node
-                    .store
-                    .events_after(chat, &self.handle.user, cursor, SYNC_PAGE)
-                    .await
-                {
+                let page = match self.node.store.events_after(chat, &self.handle.user, cursor, SYNC_PAGE).await {
                     Ok(page) => page,
                     Err(StoreRefusal::Refused(refusal)) => {
                         self.refuse(&reference, &refusal, Some(chat)).await;
@@ -339,8 +320,7 @@ impl Reader<'_> {
                     }
                     Err(StoreRefusal::Failed(e)) => {
                         tracing::warn!(error = %e, "sync read failed");
-                        self.refuse(&reference, &Refusal::internal(), Some(chat))
-                            .await;
+                        self.refuse(&reference, &Refusal::internal(), Some(chat)).await;
                         break;
                     }
                 };
@@ -351,12 +331,8 @@ impl Reader<'_> {
                     synced.push((chat, from));
                     break;
                 };
-                let frames = page
-                    .events
-                    .iter()
-                    .filter(|e| e.id <= end)
-                    .map(|e| (chat, e.id, render::chat_event(e)))
-                    .collect();
+                let frames =
+                    page.events.iter().filter(|e| e.id <= end).map(|e| (chat, e.id, render::chat_event(e))).collect();
                 self.reply(Outbound::Replay(frames)).await;
                 cursor = last;
                 if cursor >= end {
@@ -366,12 +342,7 @@ impl Reader<'_> {
             }
         }
         let all = since.into_iter().map(|(chat, _)| chat).collect();
-        self.reply(Outbound::SyncEnd {
-            reference,
-            synced,
-            all,
-        })
-        .await;
+        self.reply(Outbound::SyncEnd { reference, synced, all }).await;
     }
 }
 
@@ -381,8 +352,10 @@ async fn write_loop(
     mut outbound: mpsc::Receiver<Outbound>,
     hold_limit: usize,
 ) {
-    let mut cursors = Cursors::default();
+    let mut cursors = Cursors::on_connect();
+    let hold_until = tokio::time::Instant::now() + CONNECT_HOLD;
     loop {
+        let holding = cursors.is_holding_all();
         let item = tokio::select! {
             biased;
             _ = handle.closed() => {
@@ -391,47 +364,48 @@ async fn write_loop(
                 break;
             }
             item = outbound.recv() => item,
+            _ = tokio::time::sleep_until(hold_until), if holding => Some(Outbound::Release),
         };
         let Some(item) = item else { break };
         let written = match item {
             Outbound::Frame(frame) => text(&mut write, &frame).await,
             Outbound::Event { chat, id, frame } => {
-                if cursors.hold(chat, id, &frame) {
-                    if cursors.held_len() > hold_limit {
-                        handle.close(close::SLOW_CONSUMER);
+                if !cursors.hold(chat, id, &frame) {
+                    if cursors.admit(chat, id) {
+                        text(&mut write, &frame).await
+                    } else {
+                        Ok(())
                     }
+                } else if cursors.held_len() <= hold_limit {
                     Ok(())
-                } else if cursors.admit(chat, id) {
-                    text(&mut write, &frame).await
+                } else if cursors.is_holding_all() {
+                    // Waiting for a first frame is not worth more than this.
+                    let released = cursors.release();
+                    replay(&mut write, &mut cursors, released).await
                 } else {
+                    handle.close(close::SLOW_CONSUMER);
                     Ok(())
                 }
             }
-            Outbound::SyncBegin(since) => {
-                cursors.begin_sync(&since);
+            Outbound::SyncBegin(chats) => {
+                cursors.begin_sync(&chats);
                 Ok(())
             }
+            Outbound::Release => {
+                let released = cursors.release();
+                replay(&mut write, &mut cursors, released).await
+            }
             Outbound::Replay(events) => replay(&mut write, &mut cursors, events).await,
-            Outbound::SyncEnd {
-                reference,
-                synced,
-                all,
-            } => {
+            Outbound::SyncEnd { reference, synced, all } => {
                 let (synced, release) = cursors.end_sync(&all, &synced);
                 match text(&mut write, &render::ack_synced(&reference, &synced)).await {
                     Ok(()) => replay(&mut write, &mut cursors, release).await,
                     Err(e) => Err(e),
                 }
             }
-            Outbound::Pong(payload) => {
-                write
-                    .write_frame(Frame::pong(Payload::Borrowed(&payload)))
-                    .await
-            }
+            Outbound::Pong(payload) => write.write_frame(Frame::pong(Payload::Borrowed(&payload))).await,
             Outbound::Close(code, reason) => {
-                let _ = write
-                    .write_frame(Frame::close(code, reason.as_bytes()))
-                    .await;
+                let _ = write.write_frame(Frame::close(code, reason.as_bytes())).await;
                 handle.close(code);
                 break;
             }
@@ -456,15 +430,13 @@ fn close_text(code: u16) -> &'static str {
 
 async fn text(write: &mut WriteHalf, frame: &Bytes) -> Result<(), WebSocketError> {
     metrics::counter!("chat_frames_out_total").increment(1);
-    write
-        .write_frame(Frame::text(Payload::Borrowed(frame)))
-        .await
+    write.write_frame(Frame::text(Payload::Borrowed(frame))).await
 }
 
 async fn replay(
     write: &mut WriteHalf,
     cursors: &mut Cursors,
-    events: Vec<(ChatId, EventId, Bytes)>,
+    events: Vec<RenderedEvent>,
 ) -> Result<(), WebSocketError> {
     for (chat, id, frame) in events {
         if cursors.admit(chat, id) {

@@ -7,11 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use shared::config as defaults;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "gateway",
-    version,
-    about = "Chat gateway: WebSocket and REST front of the chat service"
-)]
+#[command(name = "gateway", version, about = "Chat gateway: WebSocket and REST front of the chat service")]
 pub struct Cli {
     #[command(flatten)]
     pub settings: Settings,
@@ -35,12 +31,7 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct Settings {
     /// Address to listen on for WebSocket and HTTP.
-    #[arg(
-        long,
-        env = "LISTEN_ADDR",
-        default_value = "127.0.0.1:8080",
-        global = true
-    )]
+    #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:8080", global = true)]
     pub listen: SocketAddr,
 
     /// Storage. Standalone default: an SQLite file in the data directory.
@@ -86,6 +77,9 @@ pub struct Settings {
     #[arg(long, env = "RETENTION_EVENTS", default_value_t = defaults::DEFAULT_RETENTION_EVENTS, global = true)]
     pub retention_events: i64,
 
+    #[command(flatten)]
+    pub cluster: shared::config::ClusterArgs,
+
     /// Log format: text or json.
     #[arg(long, env = "LOG_FORMAT", default_value = "text", value_parser = ["text", "json"], global = true)]
     pub log_format: String,
@@ -93,9 +87,7 @@ pub struct Settings {
 
 impl Settings {
     pub fn database_url(&self) -> String {
-        self.database_url
-            .clone()
-            .unwrap_or_else(|| defaults::default_database_url(&self.data_dir))
+        self.database_url.clone().unwrap_or_else(|| defaults::default_database_url(&self.data_dir))
     }
 
     pub fn retention(&self) -> shared::store::Retention {

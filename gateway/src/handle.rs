@@ -70,10 +70,7 @@ impl ClientHandle {
     /// Closes the connection now with `code`, skipping whatever is queued.
     /// Only the first close counts; returns whether this one did.
     pub fn close(&self, code: u16) -> bool {
-        let first = self
-            .close_code
-            .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok();
+        let first = self.close_code.compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire).is_ok();
         if first {
             self.closed.cancel();
         }

@@ -48,10 +48,7 @@ mod tests {
     fn deadline_is_exclusive_of_the_timeout_itself() {
         assert!(!expired(1_000, 21_000, 20_000));
         assert!(expired(1_000, 21_001, 20_000));
-        assert!(
-            !expired(5_000, 1_000, 20_000),
-            "a clock step back never expires"
-        );
+        assert!(!expired(5_000, 1_000, 20_000), "a clock step back never expires");
     }
 
     #[test]

@@ -6,25 +6,36 @@
 //! subscribes to a chat (on the broker) when its first local member appears
 //! and unsubscribes after the last one leaves.
 //!
+//! Each chat's events are delivered in id order, once: the hub keeps the
+//! last id it delivered per chat and fills gaps from the store (see
+//! [`crate::ordering`]), so events lost between a worker and this node (a
+//! Redis reconnect, a worker dying between commit and publish) are still
+//! delivered, in place.
+//!
 //! Lock order, to stay deadlock-free: a `chats` map shard, then a user's
 //! `connections` mutex; or a `users` map shard, then that mutex. Nothing
 //! takes a map shard while holding a user's mutex, and no lock is held
 //! across an `.await`.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use shared::bus::{Broker, Event, EventSink};
-use shared::model::{ChatAction, ChatId};
+use shared::model::{ChatAction, ChatEvent, ChatId, EventId};
 use shared::protocol::native::outbound as render;
+use shared::store::Store;
 
 use crate::handle::{ClientHandle, ConnectionId};
+use crate::ordering::{classify, Next};
 use crate::outbound::Outbound;
 
 /// Typing is forwarded at most once per this interval per user and chat.
-pub const TYPING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+pub const TYPING_INTERVAL: Duration = Duration::from_secs(1);
+/// Store reads tried before a gap is given up on.
+const FILL_ATTEMPTS: u32 = 5;
 
 pub struct LocalUser {
     pub id: String,
@@ -72,21 +83,35 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// A chat with local members: who they are and how far delivery got.
+#[derive(Default)]
+struct ChatEntry {
+    users: Vec<Arc<LocalUser>>,
+    last_event_id: EventId,
+    /// While a gap is being filled from the store, later events wait here.
+    filling: Option<Vec<Arc<ChatEvent>>>,
+}
+
 pub struct Hub {
     broker: Broker,
+    store: Store,
     connections: DashMap<ConnectionId, Arc<ClientHandle>>,
     users: DashMap<String, Arc<LocalUser>>,
-    chats: DashMap<ChatId, Vec<Arc<LocalUser>>>,
+    chats: DashMap<ChatId, ChatEntry>,
+    /// Commands this node submitted whose reply has not come back yet.
+    in_flight: AtomicI64,
 }
 
 impl Hub {
-    pub fn new(broker: Broker) -> Self {
-        Hub {
+    pub fn new(broker: Broker, store: Store) -> Arc<Self> {
+        Arc::new(Hub {
             broker,
+            store,
             connections: DashMap::new(),
             users: DashMap::new(),
             chats: DashMap::new(),
-        }
+            in_flight: AtomicI64::new(0),
+        })
     }
 
     pub fn connection_count(&self) -> usize {
@@ -95,6 +120,25 @@ impl Hub {
 
     pub fn user(&self, user: &str) -> Option<Arc<LocalUser>> {
         self.users.get(user).map(|u| u.clone())
+    }
+
+    /// A command left for the workers; its reply will come back here.
+    pub fn command_submitted(&self) {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// A submitted command's reply arrived, or it will get none.
+    pub fn command_settled(&self) {
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    pub fn commands_in_flight(&self) -> i64 {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    /// Users with at least one connection here, with how many.
+    pub fn local_users(&self) -> Vec<(String, usize)> {
+        self.users.iter().map(|u| (u.id.clone(), lock(&u.connections).len())).collect()
     }
 
     /// Adds a connection. Returns its user and whether the user's chat list
@@ -112,10 +156,7 @@ impl Hub {
                 Arc::new(LocalUser {
                     id: handle.user.clone(),
                     connections: Mutex::new(Vec::new()),
-                    state: Mutex::new(UserState {
-                        left_while_loading: Some(HashSet::new()),
-                        ..Default::default()
-                    }),
+                    state: Mutex::new(UserState { left_while_loading: Some(HashSet::new()), ..Default::default() }),
                 })
             })
             .clone();
@@ -123,19 +164,16 @@ impl Hub {
         (user, fresh)
     }
 
-    /// The user's chats as loaded from the store: subscribe to them, except
-    /// those left meanwhile.
-    pub fn chats_loaded(&self, user: &Arc<LocalUser>, chats: impl IntoIterator<Item = ChatId>) {
-        let joined: Vec<ChatId> = {
+    /// The user's chats (with their last event id) as loaded from the
+    /// store: subscribe to them, except those left meanwhile.
+    pub fn chats_loaded(&self, user: &Arc<LocalUser>, chats: impl IntoIterator<Item = (ChatId, EventId)>) {
+        let joined: Vec<(ChatId, EventId)> = {
             let mut state = lock(&user.state);
             let left = state.left_while_loading.take().unwrap_or_default();
-            chats
-                .into_iter()
-                .filter(|c| !left.contains(c) && state.chats.insert(*c))
-                .collect()
+            chats.into_iter().filter(|(c, _)| !left.contains(c) && state.chats.insert(*c)).collect()
         };
-        for chat in joined {
-            self.subscribe(user, chat);
+        for (chat, last_event_id) in joined {
+            self.subscribe(user, chat, last_event_id);
         }
     }
 
@@ -148,9 +186,7 @@ impl Hub {
             connections.retain(|c| c.id != handle.id);
             connections.is_empty()
         });
-        let Some((_, user)) = removed else {
-            return false;
-        };
+        let Some((_, user)) = removed else { return false };
         self.broker.unsubscribe_user(&user.id);
         let chats: Vec<ChatId> = lock(&user.state).chats.drain().collect();
         for chat in chats {
@@ -159,22 +195,24 @@ impl Hub {
         true
     }
 
-    fn subscribe(&self, user: &Arc<LocalUser>, chat: ChatId) {
-        let mut subscribers = self.chats.entry(chat).or_default();
-        if subscribers.is_empty() {
+    /// `last_event_id` is where delivery starts if the node had no local
+    /// member of `chat` yet.
+    fn subscribe(&self, user: &Arc<LocalUser>, chat: ChatId, last_event_id: EventId) {
+        let mut entry = self.chats.entry(chat).or_insert_with(|| ChatEntry { last_event_id, ..Default::default() });
+        if entry.users.is_empty() {
             self.broker.subscribe_chat(chat);
         }
-        if !subscribers.iter().any(|u| Arc::ptr_eq(u, user)) {
-            subscribers.push(user.clone());
+        if !entry.users.iter().any(|u| Arc::ptr_eq(u, user)) {
+            entry.users.push(user.clone());
         }
     }
 
     fn unsubscribe(&self, user: &Arc<LocalUser>, chat: ChatId) {
         let emptied = self
             .chats
-            .remove_if_mut(&chat, |_, subscribers| {
-                subscribers.retain(|u| !Arc::ptr_eq(u, user));
-                subscribers.is_empty()
+            .remove_if_mut(&chat, |_, entry| {
+                entry.users.retain(|u| !Arc::ptr_eq(u, user));
+                entry.users.is_empty()
             })
             .is_some();
         if emptied {
@@ -195,26 +233,14 @@ impl Hub {
         }
     }
 
-    fn fan_out_to_chat(
-        &self,
-        chat: ChatId,
-        except_user: Option<&str>,
-        item: impl Fn() -> Outbound,
-    ) -> usize {
-        let mut delivered = 0;
-        if let Some(subscribers) = self.chats.get(&chat) {
-            for user in subscribers
-                .iter()
-                .filter(|u| Some(u.id.as_str()) != except_user)
-            {
-                user.each_connection(|c| {
-                    if c.push(item()).is_ok() {
-                        delivered += 1;
-                    }
-                });
-            }
+    fn typing(&self, chat: ChatId, typist: &str) {
+        let Some(entry) = self.chats.get(&chat) else { return };
+        let frame = render::typing(chat, typist);
+        for user in entry.users.iter().filter(|u| u.id != typist) {
+            user.each_connection(|c| {
+                let _ = c.push(Outbound::Frame(frame.clone()));
+            });
         }
-        delivered
     }
 
     fn to_user(&self, user: &str, frame: &bytes::Bytes) {
@@ -226,13 +252,13 @@ impl Hub {
     }
 
     /// A chat appeared for or disappeared from `user`: follow it here.
-    fn membership_changed(&self, user: &str, chat: ChatId, action: ChatAction) {
+    fn membership_changed(&self, user: &str, chat: ChatId, last_event_id: EventId, action: ChatAction) {
         let Some(local) = self.user(user) else { return };
         match action {
             ChatAction::Created => {
                 let added = lock(&local.state).chats.insert(chat);
                 if added {
-                    self.subscribe(&local, chat);
+                    self.subscribe(&local, chat, last_event_id);
                 }
             }
             ChatAction::Deleted => {
@@ -250,63 +276,141 @@ impl Hub {
             ChatAction::Updated => {}
         }
     }
+
+    /// A persisted chat event arrived: deliver it in order, once, filling a
+    /// gap from the store first if there is one.
+    fn chat_event(self: &Arc<Self>, event: Arc<ChatEvent>) {
+        let chat = event.chat_id;
+        let Some(mut entry) = self.chats.get_mut(&chat) else { return };
+        if let Some(waiting) = entry.filling.as_mut() {
+            waiting.push(event);
+            return;
+        }
+        match classify(entry.last_event_id, event.id) {
+            Next::Duplicate => {}
+            Next::Deliver => fan_out(&mut entry, &event),
+            Next::Gap { after, before } => {
+                metrics::counter!("chat_event_gaps_total").increment(1);
+                entry.filling = Some(vec![event]);
+                drop(entry);
+                self.spawn_fill(chat, after, before - 1);
+            }
+        }
+    }
+
+    /// Checks the store for events of `chats` this node may have missed
+    /// (after (re)subscribing) and delivers them.
+    fn resync_chats(self: &Arc<Self>, chats: Vec<ChatId>) {
+        let hub = self.clone();
+        tokio::spawn(async move {
+            for chat in chats {
+                let Some(last) = hub.chats.get(&chat).filter(|e| e.filling.is_none()).map(|e| e.last_event_id) else {
+                    continue;
+                };
+                match hub.store.last_event_id(chat).await {
+                    Ok(Some(stored)) if stored > last => {
+                        let Some(mut entry) = hub.chats.get_mut(&chat) else { continue };
+                        if entry.filling.is_none() && entry.last_event_id == last {
+                            entry.filling = Some(Vec::new());
+                            drop(entry);
+                            hub.spawn_fill(chat, last, stored);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, chat, "could not check a chat for missed events"),
+                }
+            }
+        });
+    }
+
+    fn spawn_fill(self: &Arc<Self>, chat: ChatId, after: EventId, upto: EventId) {
+        let hub = self.clone();
+        tokio::spawn(async move { hub.fill(chat, after, upto).await });
+    }
+
+    /// Reads events `(after, upto]` of `chat` from the store, then delivers
+    /// them and whatever arrived meanwhile, in order. If the store stays
+    /// unavailable the gap is skipped rather than holding the chat forever;
+    /// clients recover it with `sync`.
+    async fn fill(&self, chat: ChatId, after: EventId, upto: EventId) {
+        let mut missing = Vec::new();
+        for attempt in 0..FILL_ATTEMPTS {
+            match self.store.events_between(chat, after, upto).await {
+                Ok(events) => {
+                    missing = events;
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, chat, attempt, "filling a gap from the store failed");
+                    tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+                }
+            }
+        }
+        let Some(mut entry) = self.chats.get_mut(&chat) else { return };
+        let mut events: Vec<Arc<ChatEvent>> = missing.into_iter().map(Arc::new).collect();
+        events.append(&mut entry.filling.take().unwrap_or_default());
+        events.sort_by_key(|e| e.id);
+        for event in events {
+            // Past a gap the store could not fill, delivery resumes.
+            if event.id > entry.last_event_id {
+                fan_out(&mut entry, &event);
+            }
+        }
+    }
 }
 
-impl EventSink for Hub {
+/// Writes `event` to every connection of every local member, rendered once
+/// and shared.
+fn fan_out(entry: &mut ChatEntry, event: &ChatEvent) {
+    entry.last_event_id = event.id;
+    let frame = render::chat_event(event);
+    let mut delivered = 0u64;
+    for user in &entry.users {
+        user.each_connection(|c| {
+            let item = Outbound::Event { chat: event.chat_id, id: event.id, frame: frame.clone() };
+            if c.push(item).is_ok() {
+                delivered += 1;
+            }
+        });
+    }
+    metrics::counter!("chat_fanout_deliveries_total").increment(delivered);
+}
+
+/// How the bus hands events to the hub. It holds an `Arc<Hub>` because
+/// filling a gap spawns a task that outlives the call.
+pub struct HubSink(pub Arc<Hub>);
+
+impl EventSink for HubSink {
     fn deliver(&self, event: Event) {
+        let hub = &self.0;
         match event {
-            Event::Chat(event) => {
-                // Rendered once; every recipient shares the bytes.
-                let frame = render::chat_event(&event);
-                let delivered = self.fan_out_to_chat(event.chat_id, None, || Outbound::Event {
-                    chat: event.chat_id,
-                    id: event.id,
-                    frame: frame.clone(),
-                });
-                metrics::counter!("chat_fanout_deliveries_total").increment(delivered as u64);
-            }
-            Event::Typing { chat, user } => {
-                let frame = render::typing(chat, &user);
-                self.fan_out_to_chat(chat, Some(&user), || Outbound::Frame(frame.clone()));
-            }
-            Event::Presence {
-                user,
-                online,
-                last_seen,
-                recipients,
-            } => {
-                let frame = if online {
-                    render::online(&user)
-                } else {
-                    render::offline(&user, last_seen)
-                };
+            Event::Chat(event) => hub.chat_event(event),
+            Event::Typing { chat, user } => hub.typing(chat, &user),
+            Event::Presence { user, online, last_seen, recipients } => {
+                let frame = if online { render::online(&user) } else { render::offline(&user, last_seen) };
                 for recipient in recipients.iter() {
-                    self.to_user(recipient, &frame);
+                    hub.to_user(recipient, &frame);
                 }
             }
             Event::ChatList { user, action, chat } => {
-                self.membership_changed(&user, chat.id, action);
-                self.to_user(&user, &render::chats(action, &chat));
+                hub.membership_changed(&user, chat.id, chat.last_event_id, action);
+                hub.to_user(&user, &render::chats(action, &chat));
             }
-            Event::Reply {
-                origin,
-                reference,
-                result,
-                received_at,
-            } => {
-                let Some(handle) = self.connections.get(&origin.connection).map(|c| c.clone())
-                else {
-                    return;
-                };
+            Event::Reply { origin, reference, result, received_at } => {
+                hub.command_settled();
+                let Some(handle) = hub.connections.get(&origin.connection).map(|c| c.clone()) else { return };
                 let frame = match &result {
                     Ok(applied) => render::ack(&reference, applied),
                     Err(refusal) => render::error(&reference, refusal, None),
                 };
                 let elapsed = shared::clock::now_ms() - received_at;
-                metrics::histogram!("chat_command_duration_seconds")
-                    .record(elapsed as f64 / 1000.0);
+                metrics::histogram!("chat_command_duration_seconds").record(elapsed as f64 / 1000.0);
                 let _ = handle.push(Outbound::Frame(frame));
             }
         }
+    }
+
+    fn resync(&self, chats: Vec<ChatId>) {
+        self.0.resync_chats(chats);
     }
 }

@@ -8,6 +8,7 @@
 //! - [`handle`]: the node's grip on a connection (queue, close, heartbeat).
 //! - [`outbound`]: the writer's queue items and per-chat cursors.
 //! - [`hub`]: local users, chat subscriptions, fan-out.
+//! - [`ordering`]: per-chat order and gap detection.
 //! - [`presence`]: online/offline tracking and announcements.
 //! - [`heartbeat`]: the deadline sweep.
 //! - [`rest`]: the REST API and health endpoints.
@@ -21,6 +22,7 @@ pub mod heartbeat;
 pub mod hub;
 pub mod metrics;
 pub mod node;
+pub mod ordering;
 pub mod outbound;
 pub mod presence;
 pub mod rest;

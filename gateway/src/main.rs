@@ -1,5 +1,5 @@
 use clap::Parser;
-use gateway::config::{Cli, Command};
+use gateway::config::{Cli, Command, Settings};
 use gateway::node::Node;
 use tokio::net::TcpListener;
 
@@ -10,10 +10,7 @@ const EXIT_CONFIG: i32 = 64;
 async fn main() {
     let cli = Cli::parse();
     init_logging(&cli.settings.log_format);
-    let secret = match gateway::secret::standalone_secret(
-        cli.settings.jwt_secret.as_deref(),
-        &cli.settings.data_dir,
-    ) {
+    let secret = match secret(&cli.settings) {
         Ok(secret) => secret,
         Err(e) => {
             eprintln!("gateway: {e}");
@@ -26,10 +23,7 @@ async fn main() {
             std::process::exit(EXIT_CONFIG);
         }
         let exp = (shared::clock::now_ms() / 1000) as u64 + ttl.as_secs();
-        println!(
-            "{}",
-            shared::auth::Authenticator::new(&secret).mint(&user, exp)
-        );
+        println!("{}", shared::auth::Authenticator::new(&secret).mint(&user, exp));
         return;
     }
     if let Err(e) = serve(cli.settings, &secret).await {
@@ -38,12 +32,32 @@ async fn main() {
     }
 }
 
-async fn serve(settings: gateway::config::Settings, secret: &[u8]) -> anyhow::Result<()> {
+/// Cluster mode needs the secret every node shares, and PostgreSQL;
+/// standalone makes its own secret if none is given.
+fn secret(settings: &Settings) -> anyhow::Result<Vec<u8>> {
+    if settings.cluster.redis_url.is_none() {
+        return gateway::secret::standalone_secret(settings.jwt_secret.as_deref(), &settings.data_dir);
+    }
+    let Some(secret) = settings.jwt_secret.as_deref().filter(|s| !s.is_empty()) else {
+        anyhow::bail!("cluster mode (REDIS_URL is set) requires JWT_SECRET, shared by every gateway");
+    };
+    if !settings.database_url.as_deref().is_some_and(|u| u.starts_with("postgres")) {
+        anyhow::bail!("cluster mode (REDIS_URL is set) requires a postgres:// DATABASE_URL");
+    }
+    Ok(secret.as_bytes().to_vec())
+}
+
+async fn serve(settings: Settings, secret: &[u8]) -> anyhow::Result<()> {
     let listener = TcpListener::bind(settings.listen).await?;
     let address = listener.local_addr()?;
     let database = shared::config::redact_url(&settings.database_url());
-    let node = Node::standalone(settings, secret, gateway::metrics::handle()).await?;
-    tracing::info!(node = %node.id, %database, "standalone: in-process bus, embedded worker");
+    let mode = if settings.cluster.redis_url.is_some() {
+        "cluster: Redis bus, separate workers"
+    } else {
+        "standalone: in-process bus, embedded worker"
+    };
+    let node = Node::start(settings, secret, gateway::metrics::handle()).await?;
+    tracing::info!(node = %node.id, %database, "{mode}");
     tracing::info!("listening on http://{address} (WebSocket at ws://{address}/ws)");
     tracing::info!("get a token with: cargo run --release -p gateway -- token --user alice");
     gateway::server::run(listener, node, shutdown_signal()).await?;
@@ -63,8 +77,7 @@ async fn shutdown_signal() {
 }
 
 fn init_logging(format: &str) {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     if format == "json" {
         builder.json().init();

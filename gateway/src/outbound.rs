@@ -1,11 +1,21 @@
 //! What travels from the node to one connection's writer, and the writer's
-//! per-chat cursor that keeps each connection's view of a chat gap-free,
-//! duplicate-free and in `id` order across live delivery and `sync` replay.
+//! record of what it sent per chat, which keeps each connection's view of a
+//! chat duplicate-free across live delivery and `sync` replay.
+//!
+//! A new connection starts out holding live chat events until the client's
+//! first frame: if that frame is a `sync`, the replay comes first and the
+//! held events after it, so a client that syncs on connect sees every chat
+//! strictly in id order. Any other first frame (or a second without one)
+//! releases them.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::time::Duration;
 
 use bytes::Bytes;
 use shared::model::{ChatId, EventId};
+
+/// How long a new connection holds live events waiting for a first frame.
+pub const CONNECT_HOLD: Duration = Duration::from_secs(1);
 
 /// A rendered chat event with its chat and id.
 pub type RenderedEvent = (ChatId, EventId, Bytes);
@@ -16,72 +26,81 @@ pub enum Outbound {
     /// Any frame that is not a persisted chat event (replies, presence...).
     Frame(Bytes),
     /// A persisted chat event, already rendered; shared by every recipient.
-    Event {
-        chat: ChatId,
-        id: EventId,
-        frame: Bytes,
-    },
+    Event { chat: ChatId, id: EventId, frame: Bytes },
     /// A `sync` for these chats begins: hold their live events until the
     /// replay is written, so that replay and live events interleave in order.
-    SyncBegin(Vec<(ChatId, EventId)>),
-    /// Replayed events of one chat, ascending.
+    SyncBegin(Vec<ChatId>),
+    /// Replayed events, ascending per chat.
     Replay(Vec<RenderedEvent>),
     /// The `sync` replay is complete: write its ack, then the held events.
     /// `synced` are the chats replayed (with the client's `since`), `all`
     /// every chat the sync named, refused ones included.
-    SyncEnd {
-        reference: Option<serde_json::Value>,
-        synced: Vec<(ChatId, EventId)>,
-        all: Vec<ChatId>,
-    },
+    SyncEnd { reference: Option<serde_json::Value>, synced: Vec<(ChatId, EventId)>, all: Vec<ChatId> },
+    /// The client's first frame was not a `sync`: stop holding.
+    Release,
     /// Reply to a WebSocket Ping.
     Pong(Bytes),
     /// Write what is queued before this, then close with this code.
     Close(u16, &'static str),
 }
 
-/// The writer's memory of what it sent, per chat. Empty for a connection
-/// that received nothing yet, so idle connections cost nothing here.
-#[derive(Debug, Default)]
+/// The ids written per chat, as disjoint ascending ranges (live delivery is
+/// contiguous, so there are one or two), plus what is held back. Empty for a
+/// connection that received nothing, so idle connections cost nothing.
+#[derive(Debug)]
 pub struct Cursors {
-    sent: HashMap<ChatId, EventId>,
-    holding: HashSet<ChatId>,
+    sent: HashMap<ChatId, Vec<(EventId, EventId)>>,
+    holding_all: bool,
+    holding: Vec<ChatId>,
     held: Vec<RenderedEvent>,
 }
 
 impl Cursors {
-    /// Whether to write event `id` of `chat` now. Events at or below what
-    /// was already sent are duplicates (a replay overlapping live delivery).
+    /// A new connection's cursors, holding everything until released.
+    pub fn on_connect() -> Self {
+        Cursors { sent: HashMap::new(), holding_all: true, holding: Vec::new(), held: Vec::new() }
+    }
+
+    /// Whether to write event `id` of `chat` now (and record it as sent):
+    /// false if this connection already wrote it.
     pub fn admit(&mut self, chat: ChatId, id: EventId) -> bool {
-        let sent = self.sent.entry(chat).or_insert(0);
-        if id <= *sent {
+        let ranges = self.sent.entry(chat).or_default();
+        let at = ranges.partition_point(|&(_, hi)| hi < id);
+        if at < ranges.len() && ranges[at].0 <= id {
             return false;
         }
-        *sent = id;
+        ranges.insert(at, (id, id));
+        // Merge with the neighbours it touches.
+        if at + 1 < ranges.len() && ranges[at + 1].0 == id + 1 {
+            ranges[at].1 = ranges[at + 1].1;
+            ranges.remove(at + 1);
+        }
+        if at > 0 && ranges[at - 1].1 + 1 == id {
+            ranges[at - 1].1 = ranges[at].1;
+            ranges.remove(at);
+        }
         true
     }
 
-    /// True (and the event kept for later) when `chat` is being synced.
+    /// True (and the event kept for later) when `chat` is being held.
     pub fn hold(&mut self, chat: ChatId, id: EventId, frame: &Bytes) -> bool {
-        if self.holding.contains(&chat) {
+        if self.holding_all || self.holding.contains(&chat) {
             self.held.push((chat, id, frame.clone()));
             return true;
         }
         false
     }
 
+    pub fn is_holding_all(&self) -> bool {
+        self.holding_all
+    }
+
     pub fn held_len(&self) -> usize {
         self.held.len()
     }
 
-    /// Starts holding the synced chats. The client has seen each up to its
-    /// `since`, so nothing at or below it is written again.
-    pub fn begin_sync(&mut self, since: &[(ChatId, EventId)]) {
-        for &(chat, from) in since {
-            self.holding.insert(chat);
-            let sent = self.sent.entry(chat).or_insert(0);
-            *sent = (*sent).max(from);
-        }
+    pub fn begin_sync(&mut self, chats: &[ChatId]) {
+        self.holding.extend_from_slice(chats);
     }
 
     /// Ends the sync of `all`: the last id sent per chat of `synced` (at
@@ -91,18 +110,33 @@ impl Cursors {
         all: &[ChatId],
         synced: &[(ChatId, EventId)],
     ) -> (Vec<(ChatId, EventId)>, Vec<RenderedEvent>) {
-        let synced = synced
-            .iter()
-            .map(|&(chat, from)| (chat, self.sent.get(&chat).copied().unwrap_or(from)))
-            .collect();
+        let synced = synced.iter().map(|&(chat, from)| (chat, self.last_sent(chat).max(from))).collect();
         for chat in all {
-            self.holding.remove(chat);
+            if let Some(at) = self.holding.iter().position(|c| c == chat) {
+                self.holding.swap_remove(at);
+            }
         }
-        let (release, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.held)
-            .into_iter()
-            .partition(|(c, _, _)| !self.holding.contains(c));
+        self.holding_all = false;
+        (synced, self.take_released())
+    }
+
+    /// Stops holding everything held since connect; returns it.
+    pub fn release(&mut self) -> Vec<RenderedEvent> {
+        self.holding_all = false;
+        self.take_released()
+    }
+
+    fn take_released(&mut self) -> Vec<RenderedEvent> {
+        let holding = std::mem::take(&mut self.holding);
+        let (release, keep): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.held).into_iter().partition(|(c, _, _)| !holding.contains(c));
         self.held = keep;
-        (synced, release)
+        self.holding = holding;
+        release
+    }
+
+    fn last_sent(&self, chat: ChatId) -> EventId {
+        self.sent.get(&chat).and_then(|r| r.last()).map(|r| r.1).unwrap_or(0)
     }
 }
 
@@ -114,42 +148,65 @@ mod tests {
         Bytes::from_static(b"x")
     }
 
+    fn live() -> Cursors {
+        let mut c = Cursors::on_connect();
+        c.release();
+        c
+    }
+
     #[test]
-    fn live_events_are_written_once_in_order() {
-        let mut c = Cursors::default();
+    fn each_event_is_written_once() {
+        let mut c = live();
         assert!(c.admit(1, 5));
         assert!(!c.admit(1, 5), "duplicate");
-        assert!(!c.admit(1, 4), "older than sent");
         assert!(c.admit(1, 6));
+        assert!(c.admit(1, 3), "an older event not yet sent is written");
+        assert!(!c.admit(1, 3));
+        assert!(c.admit(1, 4));
+        assert!(!c.admit(1, 4));
         assert!(c.admit(2, 1), "chats are independent");
+        assert_eq!(c.sent[&1], vec![(3, 6)], "ranges merge");
     }
 
     #[test]
-    fn sync_holds_live_events_and_releases_them_after_the_replay() {
-        let mut c = Cursors::default();
-        assert!(c.admit(1, 3), "live before the sync");
-        c.begin_sync(&[(1, 0)]);
-        assert!(c.hold(1, 7, &b()), "live during the sync is held");
+    fn a_replay_after_live_delivery_fills_in_below_without_repeating() {
+        let mut c = live();
+        assert!(c.admit(1, 8), "live, before the sync arrived");
+        assert!(c.admit(1, 9));
+        c.begin_sync(&[1]);
+        assert!(c.hold(1, 10, &b()), "live during the sync is held");
         assert!(!c.hold(2, 1, &b()), "other chats flow");
-        // Replay from since=0: 1..=3 were sent live already, 4..=7 are new.
-        let written: Vec<_> = (1..=7).filter(|id| c.admit(1, *id)).collect();
-        assert_eq!(written, vec![4, 5, 6, 7]);
-        let (synced, release) = c.end_sync(&[1], &[(1, 0)]);
-        assert_eq!(synced, vec![(1, 7)]);
+        let written: Vec<_> = (3..=10).filter(|id| c.admit(1, *id)).collect();
+        assert_eq!(written, vec![3, 4, 5, 6, 7, 10], "nothing missed, nothing twice");
+        let (synced, release) = c.end_sync(&[1], &[(1, 2)]);
+        assert_eq!(synced, vec![(1, 10)]);
         assert_eq!(release.len(), 1);
-        assert!(
-            !c.admit(1, release[0].1),
-            "the held copy of 7 is a duplicate now"
-        );
-        assert_eq!(c.held_len(), 0);
+        assert!(!c.admit(1, release[0].1), "the held copy of 10 is a duplicate now");
     }
 
     #[test]
-    fn nothing_at_or_below_since_is_written_again() {
-        let mut c = Cursors::default();
-        c.begin_sync(&[(1, 10)]);
-        assert!(!c.admit(1, 10));
-        assert!(c.admit(1, 11));
-        assert_eq!(c.end_sync(&[1], &[(1, 10)]).0, vec![(1, 11)]);
+    fn a_new_connection_holds_until_its_first_frame() {
+        let mut c = Cursors::on_connect();
+        assert!(c.hold(1, 4, &b()));
+        assert!(c.hold(2, 9, &b()));
+        // The first frame is a sync of chat 1 from 2.
+        c.begin_sync(&[1]);
+        assert!(c.admit(1, 3));
+        assert!(c.admit(1, 4));
+        let (synced, release) = c.end_sync(&[1], &[(1, 2)]);
+        assert_eq!(synced, vec![(1, 4)]);
+        let written: Vec<_> =
+            release.into_iter().filter(|(chat, id, _)| c.admit(*chat, *id)).map(|(chat, id, _)| (chat, id)).collect();
+        assert_eq!(written, vec![(2, 9)], "chat 1's held 4 was replayed already; chat 2 flows after the ack");
+        assert!(!c.is_holding_all());
+    }
+
+    #[test]
+    fn a_refused_sync_leaves_nothing_suppressed() {
+        let mut c = live();
+        c.begin_sync(&[1]);
+        let (synced, release) = c.end_sync(&[1], &[]);
+        assert!(synced.is_empty() && release.is_empty());
+        assert!(c.admit(1, 1), "live events of the refused chat still flow");
     }
 }

@@ -1,15 +1,21 @@
 //! Presence (PROTOCOL.md 6): a user is online while they have at least one
-//! connection. Connection counts change on the connection path; a single
-//! announcer task turns changes into `online`/`offline` events for everyone
-//! who shares a chat with the user.
+//! connection anywhere. Connection counts change on the connection path;
+//! whoever moves a user's count from 0 to 1 (or 1 to 0) announces `online`
+//! (or `offline`) to everyone who shares a chat with the user.
 //!
-//! The announcer works from "dirty" users rather than a queue of
-//! transitions: it compares each dirty user's current state with what it
-//! last announced. That keeps its input bounded by the number of users,
-//! makes the events' order follow the real state even when a connect and a
-//! disconnect race, and coalesces a flapping connection into nothing.
+//! Standalone counts in memory. A cluster counts in Redis ([`cluster`]),
+//! where each node also holds a lease, and a node whose lease lapsed (it
+//! died without a word) is reaped by the others: its users' counts drop
+//! and those who went to zero are announced offline.
+//!
+//! Announcements go through one task per node, from a map of pending
+//! transitions rather than a queue: a transition cancelled by its opposite
+//! before it went out (a flapping connection) is dropped, so the input is
+//! bounded by the number of users and order follows the real state.
 
-use std::collections::{HashMap, HashSet};
+pub mod cluster;
+
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use dashmap::DashMap;
@@ -20,65 +26,119 @@ use shared::store::Store;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-#[derive(Default)]
 pub struct Presence {
-    /// Open connections per user (in standalone, on the only node).
-    connections: DashMap<String, usize>,
-    /// When each user's last connection closed, while not yet persisted.
+    /// This node's open connections per user.
+    local: DashMap<String, usize>,
+    /// When each user's last connection closed, until persisted.
     last_seen: DashMap<String, Millis>,
-    dirty: Mutex<HashSet<String>>,
+    cluster: Option<Arc<cluster::ClusterPresence>>,
+    pending: Mutex<HashMap<String, Transition>>,
     wake: Notify,
 }
 
+#[derive(Debug, Clone, Copy)]
+struct Transition {
+    online: bool,
+    at: Millis,
+}
+
 impl Presence {
-    pub fn new() -> Arc<Self> {
-        Arc::new(Self::default())
+    pub fn standalone() -> Arc<Self> {
+        Arc::new(Self::with(None))
     }
 
-    pub fn connected(&self, user: &str) {
-        *self.connections.entry(user.to_owned()).or_insert(0) += 1;
-        self.mark_dirty(user);
+    pub fn clustered_with(cluster: Arc<cluster::ClusterPresence>) -> Arc<Self> {
+        Arc::new(Self::with(Some(cluster)))
     }
 
-    pub fn disconnected(&self, user: &str) {
-        let gone = self
-            .connections
+    fn with(cluster: Option<Arc<cluster::ClusterPresence>>) -> Self {
+        Presence {
+            local: DashMap::new(),
+            last_seen: DashMap::new(),
+            cluster,
+            pending: Mutex::new(HashMap::new()),
+            wake: Notify::new(),
+        }
+    }
+
+    pub async fn connected(&self, user: &str) {
+        let first_here = {
+            let mut count = self.local.entry(user.to_owned()).or_insert(0);
+            *count += 1;
+            *count == 1
+        };
+        let first = match &self.cluster {
+            None => first_here,
+            Some(cluster) => cluster.connected(user).await,
+        };
+        if first {
+            self.transition(user, true, now_ms());
+        }
+    }
+
+    pub async fn disconnected(&self, user: &str) {
+        let last_here = self
+            .local
             .remove_if_mut(user, |_, n| {
                 *n = n.saturating_sub(1);
                 *n == 0
             })
             .is_some();
-        if gone {
-            self.last_seen.insert(user.to_owned(), now_ms());
+        let last = match &self.cluster {
+            None => last_here,
+            Some(cluster) => cluster.disconnected(user).await,
+        };
+        if last {
+            let at = now_ms();
+            self.last_seen.insert(user.to_owned(), at);
+            self.transition(user, false, at);
         }
-        self.mark_dirty(user);
     }
 
-    pub fn is_online(&self, user: &str) -> bool {
-        self.connections.contains_key(user)
+    /// Users whose last connection was on a node that died.
+    pub fn reaped(&self, users: Vec<String>) {
+        let at = now_ms();
+        for user in users {
+            self.last_seen.insert(user.clone(), at);
+            self.transition(&user, false, at);
+        }
     }
 
-    pub fn online_users(&self) -> usize {
-        self.connections.len()
+    pub fn local_online_users(&self) -> usize {
+        self.local.len()
     }
 
-    fn mark_dirty(&self, user: &str) {
-        self.dirty
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(user.to_owned());
+    pub fn local_counts(&self) -> Vec<(String, usize)> {
+        self.local.iter().map(|e| (e.key().clone(), *e.value())).collect()
+    }
+
+    async fn is_online(&self, user: &str) -> bool {
+        match &self.cluster {
+            None => self.local.contains_key(user),
+            Some(cluster) => cluster.is_online(user).await,
+        }
+    }
+
+    fn transition(&self, user: &str, online: bool, at: Millis) {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        match pending.get(user) {
+            // The opposite of what is still pending: the two cancel out.
+            Some(previous) if previous.online != online => {
+                pending.remove(user);
+            }
+            _ => {
+                pending.insert(user.to_owned(), Transition { online, at });
+            }
+        }
+        drop(pending);
         self.wake.notify_one();
     }
 
     /// `GET /v1/presence`: an online user was last seen now.
-    pub async fn view(
-        &self,
-        store: &Store,
-        users: &[String],
-    ) -> Result<Vec<PresenceView>, shared::store::StoreError> {
+    pub async fn view(&self, store: &Store, users: &[String]) -> Result<Vec<PresenceView>, shared::store::StoreError> {
         let mut views = Vec::with_capacity(users.len());
         for user in users {
-            let online = self.is_online(user);
+            let online = self.is_online(user).await;
             let last_seen = if online {
                 Some(now_ms())
             } else {
@@ -87,60 +147,41 @@ impl Presence {
                     None => store.last_seen(user).await?,
                 }
             };
-            views.push(PresenceView {
-                user_id: user.clone(),
-                online,
-                last_seen,
-            });
+            views.push(PresenceView { user_id: user.clone(), online, last_seen });
         }
         Ok(views)
     }
 
-    /// The announcer. Runs until `stop`; then announces what is left, so
-    /// that the users of a node shutting down go offline.
+    /// The announcer. Runs until `stop`, then announces what is left.
     pub async fn announce(self: Arc<Self>, store: Store, broker: Broker, stop: CancellationToken) {
-        let mut announced: HashMap<String, bool> = HashMap::new();
         loop {
             let stopping = tokio::select! {
                 _ = self.wake.notified() => false,
                 _ = stop.cancelled() => true,
             };
-            let dirty: Vec<String> = self
-                .dirty
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .drain()
-                .collect();
-            for user in dirty {
-                let online = self.is_online(&user);
-                if announced.get(&user).copied().unwrap_or(false) == online {
-                    continue;
-                }
-                let last_seen = self.last_seen.get(&user).map(|t| *t).unwrap_or_else(now_ms);
-                if online {
-                    announced.insert(user.clone(), true);
-                } else {
-                    announced.remove(&user);
-                    if let Err(e) = store.set_last_seen(&user, last_seen).await {
-                        tracing::warn!(error = %e, "could not persist last seen");
-                    } else {
-                        self.last_seen.remove_if(&user, |_, t| *t == last_seen);
+            let pending: Vec<(String, Transition)> =
+                self.pending.lock().unwrap_or_else(|e| e.into_inner()).drain().collect();
+            for (user, transition) in pending {
+                if !transition.online {
+                    match store.set_last_seen(&user, transition.at).await {
+                        Ok(()) => {
+                            self.last_seen.remove_if(&user, |_, t| *t == transition.at);
+                        }
+                        Err(e) => tracing::warn!(error = %e, "could not persist last seen"),
                     }
                 }
                 let recipients = match store.co_members(&user).await {
+                    Ok(r) if r.is_empty() => continue,
                     Ok(r) => r,
                     Err(e) => {
                         tracing::warn!(error = %e, "presence not announced: co-members unavailable");
                         continue;
                     }
                 };
-                if recipients.is_empty() {
-                    continue;
-                }
                 let event = Event::Presence {
                     user,
-                    online,
-                    last_seen,
+                    online: transition.online,
+                    last_seen: transition.at,
                     recipients: recipients.into(),
                 };
                 if let Err(e) = broker.publish(event).await {

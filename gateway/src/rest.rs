@@ -20,15 +20,9 @@ pub fn routes() -> Router<Arc<Node>> {
         .route("/v1/chats", post(chats::create).get(chats::list))
         .route("/v1/chats/{chat_id}", delete(chats::delete))
         .route("/v1/chats/{chat_id}/members", post(chats::add_member))
-        .route(
-            "/v1/chats/{chat_id}/members/{user_id}",
-            delete(chats::remove_member),
-        )
+        .route("/v1/chats/{chat_id}/members/{user_id}", delete(chats::remove_member))
         .route("/v1/chats/{chat_id}/messages", get(messages::history))
-        .route(
-            "/v1/chats/{chat_id}/messages/{message_id}/receipts",
-            get(messages::receipts),
-        )
+        .route("/v1/chats/{chat_id}/messages/{message_id}/receipts", get(messages::receipts))
         .route("/v1/presence", get(presence::presence))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

@@ -21,15 +21,8 @@ pub fn standalone_secret(configured: Option<&str>, data_dir: &str) -> anyhow::Re
         Err(e) => anyhow::bail!("cannot read {}: {e}", path.display()),
     }
     std::fs::create_dir_all(data_dir)?;
-    let secret: String = (0..32)
-        .map(|_| format!("{:02x}", rand::random::<u8>()))
-        .collect();
-    match OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-    {
+    let secret: String = (0..32).map(|_| format!("{:02x}", rand::random::<u8>())).collect();
+    match OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
         Ok(mut file) => {
             file.write_all(secret.as_bytes())?;
             tracing::info!(path = %path.display(), "created a JWT secret for standalone mode");
@@ -54,14 +47,8 @@ mod tests {
         let data = dir.path().to_str().expect("utf-8 path");
         let first = standalone_secret(None, data).expect("created");
         assert_eq!(standalone_secret(None, data).expect("read"), first);
-        let mode = std::fs::metadata(dir.path().join(FILE_NAME))
-            .expect("file")
-            .permissions()
-            .mode();
+        let mode = std::fs::metadata(dir.path().join(FILE_NAME)).expect("file").permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
-        assert_eq!(
-            standalone_secret(Some("given"), data).expect("given"),
-            b"given".to_vec()
-        );
+        assert_eq!(standalone_secret(Some("given"), data).expect("given"), b"given".to_vec());
     }
 }

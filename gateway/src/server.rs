@@ -12,10 +12,7 @@ use crate::node::Node;
 
 /// The whole router, for the binary and for tests.
 pub fn app(node: Arc<Node>) -> Router {
-    Router::new()
-        .route("/ws", get(crate::client::upgrade))
-        .merge(crate::rest::routes())
-        .with_state(node)
+    Router::new().route("/ws", get(crate::client::upgrade)).merge(crate::rest::routes()).with_state(node)
 }
 
 /// Serves `node` on `listener` until `shutdown` resolves, then shuts the

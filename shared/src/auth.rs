@@ -49,6 +49,9 @@ impl Authenticator {
         // "exp is required and enforced": no grace period beyond the instant.
         validation.leeway = 0;
         validation.set_required_spec_claims(&["exp", "sub"]);
+        // Identity is `sub` alone: a token minted with an audience for
+        // other services is still this user's.
+        validation.validate_aud = false;
         Authenticator {
             decoding: DecodingKey::from_secret(secret),
             encoding: EncodingKey::from_secret(secret),
@@ -57,13 +60,10 @@ impl Authenticator {
     }
 
     pub fn verify(&self, token: &str) -> Result<UserId, AuthError> {
-        let data =
-            decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| {
-                match e.kind() {
-                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
-                    _ => AuthError::Invalid,
-                }
-            })?;
+        let data = decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
+            _ => AuthError::Invalid,
+        })?;
         let sub = data.claims.sub;
         if !valid_user_id(&sub) {
             return Err(AuthError::BadSubject);
@@ -73,10 +73,7 @@ impl Authenticator {
 
     /// A token for `user` valid until `exp` (seconds since the epoch).
     pub fn mint(&self, user: &str, exp: u64) -> String {
-        let claims = Claims {
-            sub: user.to_owned(),
-            exp,
-        };
+        let claims = Claims { sub: user.to_owned(), exp };
         // HS256 encoding of a two-field struct cannot fail.
         encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).unwrap_or_default()
     }
@@ -102,20 +99,11 @@ mod tests {
         let auth = Authenticator::new(b"secret");
         let token = auth.mint("alice", now() + 60);
         assert_eq!(auth.verify(&token), Ok("alice".to_owned()));
-        assert_eq!(
-            auth.verify(&auth.mint("alice", now() - 1)),
-            Err(AuthError::Expired)
-        );
+        assert_eq!(auth.verify(&auth.mint("alice", now() - 1)), Err(AuthError::Expired));
         let other = Authenticator::new(b"other");
         assert_eq!(other.verify(&token), Err(AuthError::Invalid));
         assert_eq!(auth.verify("garbage"), Err(AuthError::Invalid));
-        assert_eq!(
-            auth.verify(&auth.mint("a,b", now() + 60)),
-            Err(AuthError::BadSubject)
-        );
-        assert_eq!(
-            auth.verify(&auth.mint("", now() + 60)),
-            Err(AuthError::BadSubject)
-        );
+        assert_eq!(auth.verify(&auth.mint("a,b", now() + 60)), Err(AuthError::BadSubject));
+        assert_eq!(auth.verify(&auth.mint("", now() + 60)), Err(AuthError::BadSubject));
     }
 }

@@ -16,9 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::Refusal;
-use crate::model::{
-    Applied, ChatAction, ChatEvent, ChatId, ChatSummary, Command, Millis, UserId,
-};
+use crate::model::{Applied, ChatAction, ChatEvent, ChatId, ChatSummary, Command, Millis, UserId};
 
 /// Which connection a command came from, so its reply finds the way back.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -54,25 +52,11 @@ pub enum Event {
     Typing { chat: ChatId, user: UserId },
     /// Ephemeral: `user` came online or went offline cluster-wide; for the
     /// `recipients` (everyone sharing a chat with `user`).
-    Presence {
-        user: UserId,
-        online: bool,
-        last_seen: Millis,
-        recipients: Arc<[UserId]>,
-    },
+    Presence { user: UserId, online: bool, last_seen: Millis, recipients: Arc<[UserId]> },
     /// A chat appeared, changed or disappeared for `user`.
-    ChatList {
-        user: UserId,
-        action: ChatAction,
-        chat: Box<ChatSummary>,
-    },
+    ChatList { user: UserId, action: ChatAction, chat: Box<ChatSummary> },
     /// The answer to one command, for the connection that sent it.
-    Reply {
-        origin: Origin,
-        reference: Option<Value>,
-        result: Result<Applied, Refusal>,
-        received_at: Millis,
-    },
+    Reply { origin: Origin, reference: Option<Value>, result: Result<Applied, Refusal>, received_at: Millis },
 }
 
 /// What a gateway implements to receive events. It must not block: it hands

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use clap::Args;
+
 /// Where standalone keeps its SQLite file and generated secret.
 pub const DEFAULT_DATA_DIR: &str = "./data";
 pub const DEFAULT_HEARTBEAT_TIMEOUT_MS: u64 = 20_000;
@@ -12,6 +14,34 @@ pub const MAX_FRAME_BYTES: usize = 64 * 1024;
 pub const DEFAULT_RETENTION_DAYS: u64 = 7;
 pub const DEFAULT_RETENTION_EVENTS: i64 = 10_000;
 
+pub const DEFAULT_STREAM_SHARDS: u32 = 16;
+pub const DEFAULT_REDIS_PREFIX: &str = "chat:";
+
+/// What every process of a cluster must agree on.
+#[derive(Debug, Clone, Args)]
+pub struct ClusterArgs {
+    /// Redis for commands and events. Set: cluster mode; unset: standalone.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true, global = true)]
+    pub redis_url: Option<String>,
+
+    /// Prefix of every Redis key and channel, so deployments can share a
+    /// Redis.
+    #[arg(long, env = "REDIS_PREFIX", default_value = DEFAULT_REDIS_PREFIX, global = true)]
+    pub redis_prefix: String,
+
+    /// Command streams (shards); every gateway and worker must use the same
+    /// number.
+    #[arg(long, env = "STREAM_SHARDS", default_value_t = DEFAULT_STREAM_SHARDS, global = true,
+          value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub stream_shards: u32,
+}
+
+impl ClusterArgs {
+    pub fn keys(&self) -> crate::bus::keys::Keys {
+        crate::bus::keys::Keys::new(&self.redis_prefix, self.stream_shards)
+    }
+}
+
 /// `sqlite://<data dir>/chat.db`, the standalone default.
 pub fn default_database_url(data_dir: &str) -> String {
     format!("sqlite://{}/chat.db", data_dir.trim_end_matches('/'))
@@ -20,23 +50,15 @@ pub fn default_database_url(data_dir: &str) -> String {
 /// Parses a duration such as `90s`, `15m`, `1h`, `7d` or plain seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 30s, 15m, 1h or 7d"))?;
+    let n: u64 = number.parse().map_err(|_| format!("{text:?} is not a duration like 30s, 15m, 1h or 7d"))?;
     let seconds = match unit {
         "" | "s" => n,
         "m" => n * 60,
         "h" => n * 3600,
         "d" => n * 86_400,
-        _ => {
-            return Err(format!(
-                "{text:?}: unknown unit {unit:?} (use s, m, h or d)"
-            ))
-        }
+        _ => return Err(format!("{text:?}: unknown unit {unit:?} (use s, m, h or d)")),
     };
     Ok(Duration::from_secs(seconds))
 }
@@ -70,13 +92,7 @@ mod tests {
 
     #[test]
     fn passwords_never_survive_redaction() {
-        assert_eq!(
-            redact_url("postgres://u:secret@h:5432/db"),
-            "postgres://u:***@h:5432/db"
-        );
-        assert_eq!(
-            redact_url("redis://127.0.0.1:6379"),
-            "redis://127.0.0.1:6379"
-        );
+        assert_eq!(redact_url("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(redact_url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
     }
 }

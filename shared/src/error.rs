@@ -60,10 +60,7 @@ pub struct Refusal {
 
 impl Refusal {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Refusal {
-            code,
-            message: message.into(),
-        }
+        Refusal { code, message: message.into() }
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::BadRequest, message)
@@ -78,10 +75,7 @@ impl Refusal {
         Self::new(ErrorCode::Conflict, message)
     }
     pub fn internal() -> Self {
-        Self::new(
-            ErrorCode::Internal,
-            "internal error; the command was not applied",
-        )
+        Self::new(ErrorCode::Internal, "internal error; the command was not applied")
     }
     pub fn not_member() -> Self {
         Self::forbidden("you are not a member of this chat")

@@ -53,21 +53,11 @@ pub fn apply_mark(
     // Reading implies having received: `read m` above D first delivers up to
     // m with the same timestamp.
     if m > marks.delivered {
-        ranges.push(MarkedRange {
-            kind: MarkKind::Delivered,
-            first: marks.delivered + 1,
-            last: m,
-            at,
-        });
+        ranges.push(MarkedRange { kind: MarkKind::Delivered, first: marks.delivered + 1, last: m, at });
         marks.delivered = m;
     }
     if kind == MarkKind::Read && m > marks.read {
-        ranges.push(MarkedRange {
-            kind: MarkKind::Read,
-            first: marks.read + 1,
-            last: m,
-            at,
-        });
+        ranges.push(MarkedRange { kind: MarkKind::Read, first: marks.read + 1, last: m, at });
         marks.read = m;
     }
     if kind == MarkKind::Delivered {
@@ -79,10 +69,7 @@ pub fn apply_mark(
 /// When message `k` got mark `kind`, from a member's recorded ranges (in any
 /// order). Ranges never overlap because marks only move forward.
 pub fn timestamp_of(ranges: &[MarkedRange], kind: MarkKind, k: MessageId) -> Option<Millis> {
-    ranges
-        .iter()
-        .find(|r| r.kind == kind && r.first <= k && k <= r.last)
-        .map(|r| r.at)
+    ranges.iter().find(|r| r.kind == kind && r.first <= k && k <= r.last).map(|r| r.at)
 }
 
 #[cfg(test)]
@@ -98,104 +85,37 @@ mod tests {
     fn protocol_example_marking_ten_after_five_marks_six_to_ten_at_once() {
         let after_five = mark(Marks::default(), MarkKind::Delivered, 5, 1_000).marks;
         let out = mark(after_five, MarkKind::Delivered, 10, 2_000);
-        assert_eq!(
-            out.marks,
-            Marks {
-                delivered: 10,
-                read: 0
-            }
-        );
-        assert_eq!(
-            out.ranges,
-            vec![MarkedRange {
-                kind: MarkKind::Delivered,
-                first: 6,
-                last: 10,
-                at: 2_000
-            }]
-        );
+        assert_eq!(out.marks, Marks { delivered: 10, read: 0 });
+        assert_eq!(out.ranges, vec![MarkedRange { kind: MarkKind::Delivered, first: 6, last: 10, at: 2_000 }]);
     }
 
     #[test]
     fn protocol_example_reading_undelivered_marks_both_with_one_timestamp() {
         let out = mark(Marks::default(), MarkKind::Read, 5, 7);
-        assert_eq!(
-            out.marks,
-            Marks {
-                delivered: 5,
-                read: 5
-            }
-        );
+        assert_eq!(out.marks, Marks { delivered: 5, read: 5 });
         assert_eq!(
             out.ranges,
             vec![
-                MarkedRange {
-                    kind: MarkKind::Delivered,
-                    first: 1,
-                    last: 5,
-                    at: 7
-                },
-                MarkedRange {
-                    kind: MarkKind::Read,
-                    first: 1,
-                    last: 5,
-                    at: 7
-                },
+                MarkedRange { kind: MarkKind::Delivered, first: 1, last: 5, at: 7 },
+                MarkedRange { kind: MarkKind::Read, first: 1, last: 5, at: 7 },
             ]
         );
     }
 
     #[test]
     fn marking_at_or_below_the_mark_changes_nothing() {
-        let current = Marks {
-            delivered: 8,
-            read: 3,
-        };
+        let current = Marks { delivered: 8, read: 3 };
         let out = mark(current, MarkKind::Delivered, 8, 9);
-        assert_eq!(
-            out,
-            MarkOutcome {
-                marks: current,
-                ranges: vec![]
-            }
-        );
+        assert_eq!(out, MarkOutcome { marks: current, ranges: vec![] });
         let out = mark(current, MarkKind::Read, 2, 9);
-        assert_eq!(
-            out,
-            MarkOutcome {
-                marks: current,
-                ranges: vec![]
-            }
-        );
+        assert_eq!(out, MarkOutcome { marks: current, ranges: vec![] });
     }
 
     #[test]
     fn read_below_delivered_moves_only_read() {
-        let out = mark(
-            Marks {
-                delivered: 8,
-                read: 3,
-            },
-            MarkKind::Read,
-            6,
-            9,
-        );
-        assert_eq!(
-            out.marks,
-            Marks {
-                delivered: 8,
-                read: 6
-            }
-        );
-        assert_eq!(
-            out.ranges,
-            vec![MarkedRange {
-                kind: MarkKind::Read,
-                first: 4,
-                last: 6,
-                at: 9
-            }]
-        );
+        let out = mark(Marks { delivered: 8, read: 3 }, MarkKind::Read, 6, 9);
+        assert_eq!(out.marks, Marks { delivered: 8, read: 6 });
+        assert_eq!(out.ranges, vec![MarkedRange { kind: MarkKind::Read, first: 4, last: 6, at: 9 }]);
     }
 
     #[test]
@@ -222,19 +142,12 @@ mod tests {
         let mut ranges = Vec::new();
         let mut per_message: HashMap<(MarkKind, MessageId), Millis> = HashMap::new();
         for at in 1..=400 {
-            let kind = if next(2) == 0 {
-                MarkKind::Delivered
-            } else {
-                MarkKind::Read
-            };
+            let kind = if next(2) == 0 { MarkKind::Delivered } else { MarkKind::Read };
             let m = 1 + next(last);
             let before = marks;
             let out = apply_mark(marks, kind, m, last, at).expect("in range");
             assert!(out.marks.read <= out.marks.delivered, "R <= D");
-            assert!(
-                out.marks.delivered >= before.delivered,
-                "D never moves back"
-            );
+            assert!(out.marks.delivered >= before.delivered, "D never moves back");
             assert!(out.marks.read >= before.read, "R never moves back");
             for r in &out.ranges {
                 assert_eq!(r.at, at, "one timestamp per command");
@@ -244,11 +157,7 @@ mod tests {
                 }
             }
             let moved = out.marks != before;
-            assert_eq!(
-                moved,
-                !out.ranges.is_empty(),
-                "an event exactly when a mark moved"
-            );
+            assert_eq!(moved, !out.ranges.is_empty(), "an event exactly when a mark moved");
             marks = out.marks;
             ranges.extend(out.ranges);
         }
@@ -256,21 +165,12 @@ mod tests {
             for kind in [MarkKind::Delivered, MarkKind::Read] {
                 let expected = per_message.get(&(kind, k)).copied();
                 assert_eq!(timestamp_of(&ranges, kind, k), expected, "{kind:?} of {k}");
-                let mark = if kind == MarkKind::Delivered {
-                    marks.delivered
-                } else {
-                    marks.read
-                };
-                assert_eq!(
-                    expected.is_some(),
-                    k <= mark,
-                    "{kind:?} of {k} matches mark {mark}"
-                );
+                let mark = if kind == MarkKind::Delivered { marks.delivered } else { marks.read };
+                assert_eq!(expected.is_some(), k <= mark, "{kind:?} of {k} matches mark {mark}");
             }
-            if let (Some(d), Some(r)) = (
-                timestamp_of(&ranges, MarkKind::Delivered, k),
-                timestamp_of(&ranges, MarkKind::Read, k),
-            ) {
+            if let (Some(d), Some(r)) =
+                (timestamp_of(&ranges, MarkKind::Delivered, k), timestamp_of(&ranges, MarkKind::Read, k))
+            {
                 assert!(d <= r, "message {k} delivered after it was read");
             }
         }

@@ -76,19 +76,10 @@ pub struct ChatEvent {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum EventKind {
-    New {
-        client_message_id: String,
-        text: String,
-        attachments: Value,
-    },
-    Edit {
-        text: String,
-        attachments: Value,
-    },
+    New { client_message_id: String, text: String, attachments: Value },
+    Edit { text: String, attachments: Value },
     Delete,
-    Mark {
-        mark: MarkKind,
-    },
+    Mark { mark: MarkKind },
 }
 
 /// A state-changing command from a client, already validated for shape.
@@ -96,27 +87,10 @@ pub enum EventKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Command {
-    Send {
-        chat_id: ChatId,
-        client_message_id: String,
-        text: String,
-        attachments: Value,
-    },
-    Edit {
-        chat_id: ChatId,
-        message_id: MessageId,
-        text: String,
-        attachments: Value,
-    },
-    Delete {
-        chat_id: ChatId,
-        message_id: MessageId,
-    },
-    Mark {
-        chat_id: ChatId,
-        message_id: MessageId,
-        mark: MarkKind,
-    },
+    Send { chat_id: ChatId, client_message_id: String, text: String, attachments: Value },
+    Edit { chat_id: ChatId, message_id: MessageId, text: String, attachments: Value },
+    Delete { chat_id: ChatId, message_id: MessageId },
+    Mark { chat_id: ChatId, message_id: MessageId, mark: MarkKind },
 }
 
 impl Command {
@@ -135,14 +109,8 @@ impl Command {
             Command::Send { .. } => "new",
             Command::Edit { .. } => "edit",
             Command::Delete { .. } => "delete",
-            Command::Mark {
-                mark: MarkKind::Delivered,
-                ..
-            } => "dlvrd",
-            Command::Mark {
-                mark: MarkKind::Read,
-                ..
-            } => "read",
+            Command::Mark { mark: MarkKind::Delivered, .. } => "dlvrd",
+            Command::Mark { mark: MarkKind::Read, .. } => "read",
         }
     }
 }

@@ -148,19 +148,16 @@ impl Store {
     }
 
     pub async fn last_seen(&self, user: &str) -> Result<Option<i64>, StoreError> {
-        let row: Option<(Option<i64>,)> =
-            sqlx::query_as("SELECT last_seen FROM users WHERE user_id = $1")
-                .bind(user)
-                .fetch_optional(&self.reader)
-                .await?;
+        let row: Option<(Option<i64>,)> = sqlx::query_as("SELECT last_seen FROM users WHERE user_id = $1")
+            .bind(user)
+            .fetch_optional(&self.reader)
+            .await?;
         Ok(row.and_then(|r| r.0))
     }
 }
 
 fn pool_options(max: u32) -> AnyPoolOptions {
-    AnyPoolOptions::new()
-        .max_connections(max)
-        .acquire_timeout(std::time::Duration::from_secs(10))
+    AnyPoolOptions::new().max_connections(max).acquire_timeout(std::time::Duration::from_secs(10))
 }
 
 async fn membership<'e, E>(db: E, chat: ChatId, user: &str) -> Result<Membership, StoreError>
@@ -187,10 +184,9 @@ async fn members_of<'e, E>(db: E, chat: ChatId) -> Result<Vec<UserId>, StoreErro
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    let rows: Vec<(String,)> =
-        sqlx::query_as("SELECT user_id FROM members WHERE chat_id = $1 ORDER BY user_id")
-            .bind(chat)
-            .fetch_all(db)
-            .await?;
+    let rows: Vec<(String,)> = sqlx::query_as("SELECT user_id FROM members WHERE chat_id = $1 ORDER BY user_id")
+        .bind(chat)
+        .fetch_all(db)
+        .await?;
     Ok(rows.into_iter().map(|r| r.0).collect())
 }

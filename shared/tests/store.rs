@@ -30,10 +30,8 @@ impl ApplyPairs for Store {
         now: i64,
     ) -> Result<Vec<Result<Outcome, shared::error::Refusal>>, shared::store::StoreError> {
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-        let ids: Vec<String> = batch
-            .iter()
-            .map(|_| format!("cmd-{}", NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)))
-            .collect();
+        let ids: Vec<String> =
+            batch.iter().map(|_| format!("cmd-{}", NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))).collect();
         let submitted: Vec<Submitted> =
             batch.iter().zip(&ids).map(|((user, command), id)| Submitted { id, user, command }).collect();
         self.apply_batch(&submitted, now).await
@@ -41,20 +39,11 @@ impl ApplyPairs for Store {
 }
 
 fn send(chat: i64, cid: &str, text: &str) -> Command {
-    Command::Send {
-        chat_id: chat,
-        client_message_id: cid.into(),
-        text: text.into(),
-        attachments: json!([]),
-    }
+    Command::Send { chat_id: chat, client_message_id: cid.into(), text: text.into(), attachments: json!([]) }
 }
 
 fn mark(chat: i64, m: i64, mark: MarkKind) -> Command {
-    Command::Mark {
-        chat_id: chat,
-        message_id: m,
-        mark,
-    }
+    Command::Mark { chat_id: chat, message_id: m, mark }
 }
 
 async fn group(store: &Store, creator: &str, others: &[&str]) -> i64 {
@@ -64,12 +53,7 @@ async fn group(store: &Store, creator: &str, others: &[&str]) -> i64 {
         photo_url: None,
         members: others.iter().map(|s| s.to_string()).collect(),
     };
-    store
-        .create_chat(creator, request, 1)
-        .await
-        .map_err(|e| e.0)
-        .expect("created")
-        .chat_id
+    store.create_chat(creator, request, 1).await.map_err(|e| e.0).expect("created").chat_id
 }
 
 #[tokio::test]
@@ -87,27 +71,12 @@ async fn ids_are_consecutive_and_retries_are_idempotent() {
         let retry = results[2].as_ref().expect("ok");
         assert_eq!((first.applied.message_id, first.events[0].id), (1, 1));
         assert_eq!((second.applied.message_id, second.events[0].id), (2, 2));
-        assert_eq!(
-            retry.applied.message_id, 1,
-            "same clientMessageId, same message"
-        );
+        assert_eq!(retry.applied.message_id, 1, "same clientMessageId, same message");
         assert!(retry.events.is_empty(), "a retry broadcasts nothing");
-        let outsider = store
-            .apply_pairs(&[("eve".to_string(), send(chat, "x", "hi"))], 11)
-            .await
-            .expect("ran");
-        assert_eq!(
-            outsider[0].as_ref().expect_err("refused").code,
-            ErrorCode::Forbidden
-        );
-        let unknown = store
-            .apply_pairs(&[("eve".to_string(), send(999, "x", "hi"))], 11)
-            .await
-            .expect("ran");
-        assert_eq!(
-            unknown[0].as_ref().expect_err("refused").code,
-            ErrorCode::NotFound
-        );
+        let outsider = store.apply_pairs(&[("eve".to_string(), send(chat, "x", "hi"))], 11).await.expect("ran");
+        assert_eq!(outsider[0].as_ref().expect_err("refused").code, ErrorCode::Forbidden);
+        let unknown = store.apply_pairs(&[("eve".to_string(), send(999, "x", "hi"))], 11).await.expect("ran");
+        assert_eq!(unknown[0].as_ref().expect_err("refused").code, ErrorCode::NotFound);
     }
 }
 
@@ -115,52 +84,19 @@ async fn ids_are_consecutive_and_retries_are_idempotent() {
 async fn marks_change_status_receipts_and_missed() {
     for (store, _dir) in stores().await {
         let chat = group(&store, "alice", &["bob", "carol"]).await;
-        let sends: Vec<_> = (1..=10)
-            .map(|i| ("alice".to_string(), send(chat, &format!("c{i}"), "m")))
-            .collect();
+        let sends: Vec<_> = (1..=10).map(|i| ("alice".to_string(), send(chat, &format!("c{i}"), "m"))).collect();
         store.apply_pairs(&sends, 100).await.expect("sent");
-        let r = store
-            .apply_pairs(
-                &[("bob".to_string(), mark(chat, 5, MarkKind::Delivered))],
-                200,
-            )
-            .await
-            .expect("ok");
+        let r = store.apply_pairs(&[("bob".to_string(), mark(chat, 5, MarkKind::Delivered))], 200).await.expect("ok");
         assert_eq!(r[0].as_ref().expect("ok").events.len(), 1);
-        let r = store
-            .apply_pairs(&[("bob".to_string(), mark(chat, 8, MarkKind::Read))], 300)
-            .await
-            .expect("ok");
+        let r = store.apply_pairs(&[("bob".to_string(), mark(chat, 8, MarkKind::Read))], 300).await.expect("ok");
         let events = &r[0].as_ref().expect("ok").events;
         assert_eq!(events.len(), 2, "read above delivered marks both");
-        assert_eq!(
-            events[0].kind,
-            EventKind::Mark {
-                mark: MarkKind::Delivered
-            }
-        );
-        assert_eq!(
-            events[1].kind,
-            EventKind::Mark {
-                mark: MarkKind::Read
-            }
-        );
-        let r = store
-            .apply_pairs(&[("bob".to_string(), mark(chat, 3, MarkKind::Read))], 400)
-            .await
-            .expect("ok");
-        assert!(
-            r[0].as_ref().expect("ok").events.is_empty(),
-            "below the mark: no event"
-        );
-        let r = store
-            .apply_pairs(&[("bob".to_string(), mark(chat, 11, MarkKind::Read))], 400)
-            .await
-            .expect("ok");
-        assert_eq!(
-            r[0].as_ref().expect_err("refused").code,
-            ErrorCode::BadRequest
-        );
+        assert_eq!(events[0].kind, EventKind::Mark { mark: MarkKind::Delivered });
+        assert_eq!(events[1].kind, EventKind::Mark { mark: MarkKind::Read });
+        let r = store.apply_pairs(&[("bob".to_string(), mark(chat, 3, MarkKind::Read))], 400).await.expect("ok");
+        assert!(r[0].as_ref().expect("ok").events.is_empty(), "below the mark: no event");
+        let r = store.apply_pairs(&[("bob".to_string(), mark(chat, 11, MarkKind::Read))], 400).await.expect("ok");
+        assert_eq!(r[0].as_ref().expect_err("refused").code, ErrorCode::BadRequest);
 
         let receipts = store.receipts(chat, "carol", 4).await.expect("receipts");
         let bob = receipts.iter().find(|r| r.user_id == "bob").expect("bob");
@@ -168,46 +104,23 @@ async fn marks_change_status_receipts_and_missed() {
         let receipts = store.receipts(chat, "carol", 7).await.expect("receipts");
         let bob = receipts.iter().find(|r| r.user_id == "bob").expect("bob");
         assert_eq!((bob.delivered_at, bob.read_at), (Some(300), Some(300)));
-        let carol = receipts
-            .iter()
-            .find(|r| r.user_id == "carol")
-            .expect("carol");
+        let carol = receipts.iter().find(|r| r.user_id == "carol").expect("carol");
         assert_eq!((carol.delivered_at, carol.read_at), (None, None));
-        assert!(
-            receipts.iter().all(|r| r.user_id != "alice"),
-            "the author has no receipt"
-        );
+        assert!(receipts.iter().all(|r| r.user_id != "alice"), "the author has no receipt");
 
-        store
-            .apply_pairs(
-                &[("carol".to_string(), mark(chat, 6, MarkKind::Delivered))],
-                500,
-            )
-            .await
-            .expect("ok");
-        let page = store
-            .messages(chat, "alice", HistoryQuery::default())
-            .await
-            .expect("history");
+        store.apply_pairs(&[("carol".to_string(), mark(chat, 6, MarkKind::Delivered))], 500).await.expect("ok");
+        let page = store.messages(chat, "alice", HistoryQuery::default()).await.expect("history");
         assert_eq!(page.len(), 10);
         assert_eq!(page[4].status, DeliveryStatus::Delivered);
         assert_eq!(page[4].read_members, vec!["bob".to_string()]);
         assert_eq!(page[6].status, DeliveryStatus::Sent);
         assert_eq!(page[6].delivered_members, vec!["bob".to_string()]);
 
-        let bob_view = store
-            .summary(chat, "bob")
-            .await
-            .expect("ok")
-            .expect("member");
+        let bob_view = store.summary(chat, "bob").await.expect("ok").expect("member");
         assert_eq!(bob_view.missed, 2);
         assert_eq!(bob_view.last_message_status, Some(DeliveryStatus::Sent));
         assert!(!bob_view.is_mine);
-        let alice_view = store
-            .summary(chat, "alice")
-            .await
-            .expect("ok")
-            .expect("member");
+        let alice_view = store.summary(chat, "alice").await.expect("ok").expect("member");
         assert!(alice_view.is_mine);
         assert_eq!(alice_view.missed, 0);
         assert_eq!(alice_view.last_event_id, 14);
@@ -218,30 +131,14 @@ async fn marks_change_status_receipts_and_missed() {
 async fn edit_delete_rules_and_sync_with_retention() {
     for (store, _dir) in stores().await {
         let chat = group(&store, "alice", &["bob"]).await;
-        store
-            .apply_pairs(&[("alice".to_string(), send(chat, "c1", "secret"))], 1)
-            .await
-            .expect("ok");
+        store.apply_pairs(&[("alice".to_string(), send(chat, "c1", "secret"))], 1).await.expect("ok");
         let edit = |user: &str, text: &str| {
             (
                 user.to_string(),
-                Command::Edit {
-                    chat_id: chat,
-                    message_id: 1,
-                    text: text.into(),
-                    attachments: json!([]),
-                },
+                Command::Edit { chat_id: chat, message_id: 1, text: text.into(), attachments: json!([]) },
             )
         };
-        let del = |user: &str| {
-            (
-                user.to_string(),
-                Command::Delete {
-                    chat_id: chat,
-                    message_id: 1,
-                },
-            )
-        };
+        let del = |user: &str| (user.to_string(), Command::Delete { chat_id: chat, message_id: 1 });
         let r = store
             .apply_pairs(
                 &[
@@ -256,97 +153,39 @@ async fn edit_delete_rules_and_sync_with_retention() {
             )
             .await
             .expect("ok");
-        assert_eq!(
-            r[0].as_ref().expect_err("not author").code,
-            ErrorCode::Forbidden
-        );
+        assert_eq!(r[0].as_ref().expect_err("not author").code, ErrorCode::Forbidden);
         assert_eq!(r[1].as_ref().expect("edited").events.len(), 1);
-        assert_eq!(
-            r[2].as_ref().expect_err("not author").code,
-            ErrorCode::Forbidden
-        );
+        assert_eq!(r[2].as_ref().expect_err("not author").code, ErrorCode::Forbidden);
         assert_eq!(r[3].as_ref().expect("deleted").events.len(), 1);
         assert!(r[4].as_ref().expect("idempotent delete").events.is_empty());
-        assert_eq!(
-            r[5].as_ref().expect_err("deleted").code,
-            ErrorCode::Conflict
-        );
+        assert_eq!(r[5].as_ref().expect_err("deleted").code, ErrorCode::Conflict);
 
         let page = store.events_after(chat, "bob", 0, 100).await.expect("sync");
-        assert_eq!(
-            page.events.iter().map(|e| e.id).collect::<Vec<_>>(),
-            vec![1, 2, 3]
-        );
+        assert_eq!(page.events.iter().map(|e| e.id).collect::<Vec<_>>(), vec![1, 2, 3]);
         match &page.events[0].kind {
             EventKind::New { text, .. } => {
                 assert_eq!(text, "", "deleted text is redacted from the log")
             }
             other => panic!("unexpected {other:?}"),
         }
-        let history = store
-            .messages(chat, "bob", HistoryQuery::default())
-            .await
-            .expect("history");
+        let history = store.messages(chat, "bob", HistoryQuery::default()).await.expect("history");
         assert!(history[0].deleted && history[0].text.is_empty());
 
-        let sends: Vec<_> = (2..=6)
-            .map(|i| ("bob".to_string(), send(chat, &format!("b{i}"), "m")))
-            .collect();
+        let sends: Vec<_> = (2..=6).map(|i| ("bob".to_string(), send(chat, &format!("b{i}"), "m"))).collect();
         store.apply_pairs(&sends, 1_000).await.expect("sent");
         // Events 1..=3 at t<=2, 4..=8 at t=1000. Both windows must be
         // exceeded: recent by age keeps everything...
-        store
-            .prune(
-                Retention {
-                    max_age_ms: 1_000_000,
-                    max_events_per_chat: 4,
-                },
-                5_000,
-            )
-            .await
-            .expect("pruned");
-        assert_eq!(
-            store
-                .events_after(chat, "bob", 0, 100)
-                .await
-                .expect("all kept")
-                .events
-                .len(),
-            8
-        );
+        store.prune(Retention { max_age_ms: 1_000_000, max_events_per_chat: 4 }, 5_000).await.expect("pruned");
+        assert_eq!(store.events_after(chat, "bob", 0, 100).await.expect("all kept").events.len(), 8);
         // ...old by age: the newest 4 (5..=8) stay.
-        store
-            .prune(
-                Retention {
-                    max_age_ms: 10,
-                    max_events_per_chat: 4,
-                },
-                5_000,
-            )
-            .await
-            .expect("pruned");
-        let gap = store
-            .events_after(chat, "bob", 3, 100)
-            .await
-            .expect_err("gap");
+        store.prune(Retention { max_age_ms: 10, max_events_per_chat: 4 }, 5_000).await.expect("pruned");
+        let gap = store.events_after(chat, "bob", 3, 100).await.expect_err("gap");
         assert!(matches!(gap, StoreRefusal::Refused(ref r) if r.code == ErrorCode::SyncGap));
-        let page = store
-            .events_after(chat, "bob", 4, 100)
-            .await
-            .expect("no gap");
-        assert_eq!(
-            page.events.iter().map(|e| e.id).collect::<Vec<_>>(),
-            vec![5, 6, 7, 8]
-        );
-        let ahead = store
-            .events_after(chat, "bob", 9, 100)
-            .await
-            .expect_err("ahead of the log");
+        let page = store.events_after(chat, "bob", 4, 100).await.expect("no gap");
+        assert_eq!(page.events.iter().map(|e| e.id).collect::<Vec<_>>(), vec![5, 6, 7, 8]);
+        let ahead = store.events_after(chat, "bob", 9, 100).await.expect_err("ahead of the log");
         assert!(matches!(ahead, StoreRefusal::Refused(ref r) if r.code == ErrorCode::SyncGap));
-        let page = store
-            .events_after(chat, "bob", 8, 100)
-            .await
-            .expect("up to date");
+        let page = store.events_after(chat, "bob", 8, 100).await.expect("up to date");
         assert!(page.events.is_empty());
     }
 }
@@ -354,55 +193,21 @@ async fn edit_delete_rules_and_sync_with_retention() {
 #[tokio::test]
 async fn dialogs_are_unique_and_membership_rules_hold() {
     for (store, _dir) in stores().await {
-        let dialog = NewChat {
-            kind: ChatKind::Dialog,
-            name: None,
-            photo_url: None,
-            members: vec!["bob".into()],
-        };
-        let created = store
-            .create_chat("alice", dialog.clone(), 1)
-            .await
-            .map_err(|e| e.0)
-            .expect("created");
-        let reverse = NewChat {
-            members: vec!["alice".into()],
-            ..dialog.clone()
-        };
-        let (err, existing) = store
-            .create_chat("bob", reverse, 2)
-            .await
-            .expect_err("conflict");
+        let dialog = NewChat { kind: ChatKind::Dialog, name: None, photo_url: None, members: vec!["bob".into()] };
+        let created = store.create_chat("alice", dialog.clone(), 1).await.map_err(|e| e.0).expect("created");
+        let reverse = NewChat { members: vec!["alice".into()], ..dialog.clone() };
+        let (err, existing) = store.create_chat("bob", reverse, 2).await.expect_err("conflict");
         assert!(matches!(err, StoreRefusal::Refused(ref r) if r.code == ErrorCode::Conflict));
         assert_eq!(existing, Some(created.chat_id));
-        let summary = store
-            .summary(created.chat_id, "alice")
-            .await
-            .expect("ok")
-            .expect("member");
-        assert_eq!(
-            summary.name, "bob",
-            "a dialog is named after the other member"
-        );
+        let summary = store.summary(created.chat_id, "alice").await.expect("ok").expect("member");
+        assert_eq!(summary.name, "bob", "a dialog is named after the other member");
 
         let chat = group(&store, "alice", &["bob"]).await;
-        assert!(
-            store.add_member(chat, "bob", "carol", 3).await.is_ok(),
-            "any member adds"
-        );
-        let err = store
-            .remove_member(chat, "bob", "carol")
-            .await
-            .expect_err("only creator removes others");
+        assert!(store.add_member(chat, "bob", "carol", 3).await.is_ok(), "any member adds");
+        let err = store.remove_member(chat, "bob", "carol").await.expect_err("only creator removes others");
         assert!(matches!(err, StoreRefusal::Refused(ref r) if r.code == ErrorCode::Forbidden));
-        assert!(
-            store.remove_member(chat, "carol", "carol").await.is_ok(),
-            "anyone leaves"
-        );
-        let err = store
-            .delete_chat(chat, "bob")
-            .await
-            .expect_err("only creator deletes");
+        assert!(store.remove_member(chat, "carol", "carol").await.is_ok(), "anyone leaves");
+        let err = store.delete_chat(chat, "bob").await.expect_err("only creator deletes");
         assert!(matches!(err, StoreRefusal::Refused(ref r) if r.code == ErrorCode::Forbidden));
         assert_eq!(
             store.delete_chat(chat, "alice").await.expect("deleted"),

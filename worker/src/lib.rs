@@ -2,11 +2,19 @@
 //! rules and publishes what they changed. Standalone embeds it in the gateway
 //! process behind the in-process bus; a cluster runs it as its own process.
 //!
-//! - [`processor`]: takes commands in batches, applies them in one
-//!   transaction, then publishes events and replies.
+//! - [`processor`]: applies commands in batches, then publishes events and
+//!   replies.
+//! - [`stream`]: consumes one shard's Redis command stream.
+//! - [`lease`]: the rules of shard ownership.
+//! - [`cluster`]: the worker process: leases and one consumer per shard.
 //! - [`retention`]: prunes the event log to the retention window.
+//! - [`config`]: the worker's settings.
 
+pub mod cluster;
+pub mod config;
+pub mod lease;
 pub mod processor;
 pub mod retention;
+pub mod stream;
 
 pub use processor::Processor;

@@ -11,11 +11,13 @@ use std::sync::Arc;
 use shared::bus::{Broker, CommandEnvelope, Event};
 use shared::clock::now_ms;
 use shared::error::Refusal;
-use shared::store::Store;
+use shared::store::{Outcome, Store, StoreError, Submitted};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub const DEFAULT_MAX_BATCH: usize = 256;
+
+pub type Results = Vec<Result<Outcome, Refusal>>;
 
 #[derive(Clone)]
 pub struct Processor {
@@ -26,21 +28,17 @@ pub struct Processor {
 
 impl Processor {
     pub fn new(store: Store, broker: Broker) -> Self {
-        Processor {
-            store,
-            broker,
-            max_batch: DEFAULT_MAX_BATCH,
-        }
+        Processor { store, broker, max_batch: DEFAULT_MAX_BATCH }
+    }
+
+    pub fn max_batch(&self) -> usize {
+        self.max_batch
     }
 
     /// Consumes the in-process command channel until `stop` is cancelled;
     /// then applies whatever is still queued and returns, so that a normal
     /// shutdown loses nothing that was accepted.
-    pub async fn run_memory(
-        self,
-        mut commands: mpsc::Receiver<CommandEnvelope>,
-        stop: CancellationToken,
-    ) {
+    pub async fn run_memory(self, mut commands: mpsc::Receiver<CommandEnvelope>, stop: CancellationToken) {
         let mut batch = Vec::with_capacity(self.max_batch);
         loop {
             tokio::select! {
@@ -57,65 +55,90 @@ impl Processor {
                     Err(_) => break,
                 }
             }
-            self.process(&mut batch).await;
+            self.apply_or_refuse(&mut batch).await;
         }
         // Drain: the gateway stopped reading from clients before stopping
         // us, so what is queued now is all there will be.
         while let Ok(more) = commands.try_recv() {
             batch.push(more);
             if batch.len() == self.max_batch {
-                self.process(&mut batch).await;
+                self.apply_or_refuse(&mut batch).await;
             }
         }
-        self.process(&mut batch).await;
+        self.apply_or_refuse(&mut batch).await;
     }
 
-    /// Applies `batch` and publishes the outcome; leaves `batch` empty.
-    pub async fn process(&self, batch: &mut Vec<CommandEnvelope>) {
+    /// In-process mode has no redelivery: when the store fails, the batch
+    /// is refused as `internal` (never acknowledged) and the clients retry.
+    async fn apply_or_refuse(&self, batch: &mut Vec<CommandEnvelope>) {
         if batch.is_empty() {
             return;
         }
-        let commands: Vec<(String, shared::model::Command)> = batch
-            .iter()
-            .map(|e| (e.user.clone(), e.command.clone()))
-            .collect();
-        metrics::histogram!("chat_worker_batch_size").record(batch.len() as f64);
-        let results = match self.store.apply_batch(&commands, now_ms()).await {
-            Ok(results) => results.into_iter().map(|r| r.map(Some)).collect::<Vec<_>>(),
+        let results = match self.apply(batch).await {
+            Ok(results) => results,
             Err(e) => {
                 tracing::error!(error = %e, commands = batch.len(), "store failed; commands refused as internal");
-                metrics::counter!("chat_worker_store_errors_total").increment(1);
                 batch.iter().map(|_| Err(Refusal::internal())).collect()
             }
         };
-        for (envelope, result) in batch.drain(..).zip(results) {
+        self.publish_outcomes(batch, results).await;
+        batch.clear();
+    }
+
+    /// Applies `batch` in one transaction.
+    pub async fn apply(&self, batch: &[CommandEnvelope]) -> Result<Results, StoreError> {
+        let submitted: Vec<Submitted> =
+            batch.iter().map(|e| Submitted { id: &e.id, user: &e.user, command: &e.command }).collect();
+        metrics::histogram!("chat_worker_batch_size").record(batch.len() as f64);
+        let result = self.store.apply_batch(&submitted, now_ms()).await;
+        if result.is_err() {
+            metrics::counter!("chat_database_errors_total").increment(1);
+        }
+        result
+    }
+
+    /// Publishes each command's events, then its reply, in batch order.
+    /// Returns false if anything failed to publish: the caller then leaves
+    /// the commands unacknowledged, and their redelivery publishes again.
+    pub async fn publish_outcomes(&self, batch: &[CommandEnvelope], results: Results) -> bool {
+        let mut all = true;
+        for (envelope, result) in batch.iter().zip(results) {
+            let label = envelope.command.label();
             let outcome = match result {
-                Ok(Some(outcome)) => {
-                    metrics::counter!("chat_worker_commands_total", "type" => envelope.command.label(), "outcome" => "applied").increment(1);
+                Ok(outcome) => {
+                    metrics::counter!("chat_worker_commands_total", "type" => label, "outcome" => "applied")
+                        .increment(1);
                     for event in outcome.events {
-                        self.publish(Event::Chat(Arc::new(event))).await;
+                        all &= self.publish(Event::Chat(Arc::new(event))).await;
                     }
                     Ok(outcome.applied)
                 }
-                Ok(None) => continue,
                 Err(refusal) => {
-                    metrics::counter!("chat_worker_commands_total", "type" => envelope.command.label(), "outcome" => refusal.code.as_str()).increment(1);
+                    metrics::counter!("chat_worker_commands_total", "type" => label, "outcome" => refusal.code.as_str())
+                        .increment(1);
                     Err(refusal)
                 }
             };
-            self.publish(Event::Reply {
-                origin: envelope.origin,
-                reference: envelope.reference,
-                result: outcome,
-                received_at: envelope.received_at,
-            })
-            .await;
+            all &= self
+                .publish(Event::Reply {
+                    origin: envelope.origin.clone(),
+                    reference: envelope.reference.clone(),
+                    result: outcome,
+                    received_at: envelope.received_at,
+                })
+                .await;
         }
+        all
     }
 
-    async fn publish(&self, event: Event) {
-        if let Err(e) = self.broker.publish(event).await {
-            tracing::warn!(error = %e, "publishing an event failed");
+    async fn publish(&self, event: Event) -> bool {
+        match self.broker.publish(event).await {
+            Ok(()) => true,
+            Err(e) => {
+                metrics::counter!("chat_redis_errors_total", "op" => "publish").increment(1);
+                tracing::warn!(error = %e, "publishing an event failed");
+                false
+            }
         }
     }
 }

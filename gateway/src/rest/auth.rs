@@ -22,15 +22,18 @@ impl ApiError {
     pub fn unauthorized(message: &str) -> Self {
         ApiError(Refusal::new(ErrorCode::Unauthorized, message))
     }
-    pub fn unavailable(message: &str) -> Self {
-        ApiError(Refusal::new(ErrorCode::Internal, message))
-    }
+}
+
+/// 503 with the `internal` code: the node is not taking this now (it is
+/// draining); retry elsewhere.
+pub fn unavailable(message: &str) -> Response {
+    let refusal = Refusal::new(ErrorCode::Internal, message);
+    (StatusCode::SERVICE_UNAVAILABLE, Json(rest_error(&refusal))).into_response()
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.0.code.http_status())
-            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status = StatusCode::from_u16(self.0.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         (status, Json(rest_error(&self.0))).into_response()
     }
 }
@@ -62,9 +65,7 @@ impl From<StoreRefusal> for ApiError {
 pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then_some(token.trim())
+    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
 }
 
 /// The authenticated caller of a REST request.
@@ -73,10 +74,7 @@ pub struct Caller(pub String);
 impl FromRequestParts<Arc<Node>> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        node: &Arc<Node>,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, node: &Arc<Node>) -> Result<Self, Self::Rejection> {
         node.authenticate(bearer_token(&parts.headers)).map(Caller)
     }
 }
@@ -96,9 +94,5 @@ pub fn id(segment: &str, what: &str) -> Result<i64, ApiError> {
         .parse::<i64>()
         .ok()
         .filter(|n| *n >= 1)
-        .ok_or_else(|| {
-            ApiError(Refusal::bad_request(format!(
-                "{what} must be a positive integer"
-            )))
-        })
+        .ok_or_else(|| ApiError(Refusal::bad_request(format!("{what} must be a positive integer"))))
 }

@@ -30,21 +30,12 @@ struct CreateChat {
     members: Vec<String>,
 }
 
-pub async fn create(
-    State(node): State<Arc<Node>>,
-    Caller(user): Caller,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    let request: CreateChat = serde_json::from_slice(&body)
-        .map_err(|e| Refusal::bad_request(format!("invalid body: {e}")))?;
-    let kind = ChatKind::parse(&request.r#type)
-        .ok_or_else(|| Refusal::bad_request("type must be \"dialog\" or \"group\""))?;
-    let new_chat = NewChat {
-        kind,
-        name: request.name,
-        photo_url: request.photo_url,
-        members: request.members,
-    };
+pub async fn create(State(node): State<Arc<Node>>, Caller(user): Caller, body: Bytes) -> Result<Response, ApiError> {
+    let request: CreateChat =
+        serde_json::from_slice(&body).map_err(|e| Refusal::bad_request(format!("invalid body: {e}")))?;
+    let kind =
+        ChatKind::parse(&request.r#type).ok_or_else(|| Refusal::bad_request("type must be \"dialog\" or \"group\""))?;
+    let new_chat = NewChat { kind, name: request.name, photo_url: request.photo_url, members: request.members };
     let created = match node.store.create_chat(&user, new_chat, now_ms()).await {
         Ok(created) => created,
         Err((StoreRefusal::Refused(refusal), Some(existing))) => {
@@ -54,32 +45,13 @@ pub async fn create(
         }
         Err((e, _)) => return Err(e.into()),
     };
-    announce(
-        &node,
-        created.chat_id,
-        &created.members,
-        ChatAction::Created,
-    )
-    .await;
-    let summary = node
-        .store
-        .summary(created.chat_id, &user)
-        .await?
-        .ok_or_else(Refusal::no_chat)?;
+    announce(&node, created.chat_id, &created.members, ChatAction::Created).await;
+    let summary = node.store.summary(created.chat_id, &user).await?.ok_or_else(Refusal::no_chat)?;
     Ok((StatusCode::CREATED, Json(chat_json(&summary))).into_response())
 }
 
-pub async fn list(
-    State(node): State<Arc<Node>>,
-    Caller(user): Caller,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let chats: Vec<_> = node
-        .store
-        .summaries(&user)
-        .await?
-        .iter()
-        .map(chat_json)
-        .collect();
+pub async fn list(State(node): State<Arc<Node>>, Caller(user): Caller) -> Result<Json<serde_json::Value>, ApiError> {
+    let chats: Vec<_> = node.store.summaries(&user).await?.iter().map(chat_json).collect();
     Ok(Json(json!({ "chats": chats })))
 }
 
@@ -111,23 +83,11 @@ pub async fn add_member(
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
     let chat = id(&chat, "chatId")?;
-    let request: AddMember = serde_json::from_slice(&body)
-        .map_err(|e| Refusal::bad_request(format!("invalid body: {e}")))?;
-    let members = node
-        .store
-        .add_member(chat, &user, &request.user_id, now_ms())
-        .await?;
-    announce(
-        &node,
-        chat,
-        std::slice::from_ref(&request.user_id),
-        ChatAction::Created,
-    )
-    .await;
-    let others: Vec<String> = members
-        .into_iter()
-        .filter(|m| *m != request.user_id)
-        .collect();
+    let request: AddMember =
+        serde_json::from_slice(&body).map_err(|e| Refusal::bad_request(format!("invalid body: {e}")))?;
+    let members = node.store.add_member(chat, &user, &request.user_id, now_ms()).await?;
+    announce(&node, chat, std::slice::from_ref(&request.user_id), ChatAction::Created).await;
+    let others: Vec<String> = members.into_iter().filter(|m| *m != request.user_id).collect();
     announce(&node, chat, &others, ChatAction::Updated).await;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -168,11 +128,7 @@ async fn summaries(node: &Node, chat: ChatId, users: &[String]) -> Vec<(String, 
 }
 
 async fn publish(node: &Node, user: String, action: ChatAction, chat: ChatSummary) {
-    let event = Event::ChatList {
-        user,
-        action,
-        chat: Box::new(chat),
-    };
+    let event = Event::ChatList { user, action, chat: Box::new(chat) };
     if let Err(e) = node.broker.publish(event).await {
         tracing::warn!(error = %e, "chat change not announced");
     }

@@ -20,21 +20,11 @@ pub async fn readyz(State(node): State<Arc<Node>>) -> impl IntoResponse {
     let draining = node.is_draining();
     let store = node.store.ping().await;
     let ready = !draining && store;
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (
-        status,
-        Json(json!({"ready": ready, "draining": draining, "database": store})),
-    )
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(json!({"ready": ready, "draining": draining, "database": store})))
 }
 
 pub async fn metrics(State(node): State<Arc<Node>>) -> impl IntoResponse {
-    metrics::gauge!("chat_online_users").set(node.presence.online_users() as f64);
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        node.metrics.render(),
-    )
+    metrics::gauge!("chat_online_users").set(node.presence.local_online_users() as f64);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], node.metrics.render())
 }

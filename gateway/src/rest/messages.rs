@@ -24,25 +24,11 @@ pub async fn history(
         params
             .get(name)
             .filter(|v| !v.is_empty())
-            .map(|v| {
-                v.parse::<i64>().map_err(|_| {
-                    ApiError(Refusal::bad_request(format!("{name} must be an integer")))
-                })
-            })
+            .map(|v| v.parse::<i64>().map_err(|_| ApiError(Refusal::bad_request(format!("{name} must be an integer")))))
             .transpose()
     };
-    let query = HistoryQuery {
-        before: number("before")?,
-        after: number("after")?,
-        limit: number("limit")?,
-    };
-    let messages: Vec<Value> = node
-        .store
-        .messages(chat, &user, query)
-        .await?
-        .iter()
-        .map(message_json)
-        .collect();
+    let query = HistoryQuery { before: number("before")?, after: number("after")?, limit: number("limit")? };
+    let messages: Vec<Value> = node.store.messages(chat, &user, query).await?.iter().map(message_json).collect();
     Ok(Json(json!({ "messages": messages })))
 }
 
@@ -53,12 +39,6 @@ pub async fn receipts(
 ) -> Result<Json<Value>, ApiError> {
     let chat = id(&chat, "chatId")?;
     let message = id(&message, "messageId")?;
-    let receipts: Vec<Value> = node
-        .store
-        .receipts(chat, &user, message)
-        .await?
-        .iter()
-        .map(receipt_json)
-        .collect();
+    let receipts: Vec<Value> = node.store.receipts(chat, &user, message).await?.iter().map(receipt_json).collect();
     Ok(Json(json!({ "receipts": receipts })))
 }

@@ -22,13 +22,7 @@ pub async fn presence(
 ) -> Result<Json<Value>, ApiError> {
     let users: Vec<String> = params
         .get("users")
-        .map(|list| {
-            list.split(',')
-                .map(str::trim)
-                .filter(|u| !u.is_empty())
-                .map(str::to_owned)
-                .collect()
-        })
+        .map(|list| list.split(',').map(str::trim).filter(|u| !u.is_empty()).map(str::to_owned).collect())
         .unwrap_or_default();
     if users.is_empty() {
         return Err(Refusal::bad_request("users=a,b,... is required").into());
@@ -36,12 +30,6 @@ pub async fn presence(
     if users.len() > MAX_USERS {
         return Err(Refusal::bad_request(format!("at most {MAX_USERS} users per request")).into());
     }
-    let views: Vec<Value> = node
-        .presence
-        .view(&node.store, &users)
-        .await?
-        .iter()
-        .map(presence_json)
-        .collect();
+    let views: Vec<Value> = node.presence.view(&node.store, &users).await?.iter().map(presence_json).collect();
     Ok(Json(json!({ "users": views })))
 }

@@ -33,11 +33,7 @@ async fn websocket_refuses_missing_garbage_wrong_key_and_expired_tokens() {
         (String::new(), Some(format!("Bearer {expired}"))),
     ];
     for (query, header) in cases {
-        let query = if query == "missing" {
-            String::new()
-        } else {
-            query
-        };
+        let query = if query == "missing" { String::new() } else { query };
         let (status, body) = ws_status(&server, &query, header.as_deref()).await;
         assert_eq!(status, 401, "{query} {header:?}");
         assert_eq!(body["code"], "unauthorized");
@@ -51,22 +47,13 @@ async fn websocket_refuses_missing_garbage_wrong_key_and_expired_tokens() {
 async fn rest_refuses_bad_tokens_with_the_json_error() {
     let server = TestServer::start().await;
     let http = reqwest::Client::new();
-    let response = http
-        .get(server.url("/v1/chats"))
-        .send()
-        .await
-        .expect("http");
+    let response = http.get(server.url("/v1/chats")).send().await.expect("http");
     assert_eq!(response.status(), 401);
     let body: Value = response.json().await.expect("json");
     assert_eq!(body["code"], "unauthorized");
     assert!(body["message"].is_string());
     let expired = token_with(SECRET, "alice", -10);
-    let response = http
-        .get(server.url("/v1/chats"))
-        .bearer_auth(expired)
-        .send()
-        .await
-        .expect("http");
+    let response = http.get(server.url("/v1/chats")).bearer_auth(expired).send().await.expect("http");
     assert_eq!(response.status(), 401);
 }
 
@@ -74,13 +61,8 @@ async fn rest_refuses_bad_tokens_with_the_json_error() {
 async fn welcome_and_ping() {
     let server = TestServer::start_with(|s| s.heartbeat_timeout_ms = 15_000).await;
     let url = format!("ws://{}/ws?token={}", server.addr, server.token("alice"));
-    let (ws, _) = tokio_tungstenite::connect_async(url)
-        .await
-        .expect("upgrade");
-    let mut client = crate::common::Client {
-        ws,
-        user: "alice".into(),
-    };
+    let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("upgrade");
+    let mut client = crate::common::Client { ws, user: "alice".into() };
     let welcome = client.recv().await;
     assert_eq!(welcome["type"], "welcome");
     assert_eq!(welcome["userId"], "alice");
@@ -89,9 +71,7 @@ async fn welcome_and_ping() {
     assert!(welcome["connectionId"].is_string());
     let now = shared::clock::now_ms();
     assert!((welcome["serverTime"].as_i64().expect("serverTime") - now).abs() < 60_000);
-    client
-        .send(serde_json::json!({"type": "ping", "ref": 42}))
-        .await;
+    client.send(serde_json::json!({"type": "ping", "ref": 42})).await;
     let pong = client.recv().await;
     assert_eq!(pong["type"], "pong");
     assert_eq!(pong["ref"], 42);

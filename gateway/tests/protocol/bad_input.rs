@@ -22,74 +22,33 @@ async fn every_kind_of_bad_frame_gets_an_error_and_the_connection_lives_on() {
     for (raw, code) in raw_cases {
         alice.send_raw(Message::text(raw)).await;
         let error = alice.recv().await;
-        assert_eq!(
-            (error["type"].as_str(), error["code"].as_str()),
-            (Some("error"), Some(code)),
-            "{raw}: {error}"
-        );
+        assert_eq!((error["type"].as_str(), error["code"].as_str()), (Some("error"), Some(code)), "{raw}: {error}");
         assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()));
     }
 
     let cases = [
         (json!({"type": "teleport"}), "bad_request"),
-        (
-            json!({"type": "new", "chatId": chat, "message": "x"}),
-            "bad_request",
-        ),
-        (
-            json!({"type": "new", "chatId": "one", "clientMessageId": "c", "message": "x"}),
-            "bad_request",
-        ),
-        (
-            json!({"type": "new", "chatId": chat, "clientMessageId": "", "message": "x"}),
-            "bad_request",
-        ),
-        (
-            json!({"type": "new", "chatId": chat, "clientMessageId": "c".repeat(65), "message": "x"}),
-            "bad_request",
-        ),
-        (
-            json!({"type": "new", "chatId": chat, "clientMessageId": "c", "message": 5}),
-            "bad_request",
-        ),
+        (json!({"type": "new", "chatId": chat, "message": "x"}), "bad_request"),
+        (json!({"type": "new", "chatId": "one", "clientMessageId": "c", "message": "x"}), "bad_request"),
+        (json!({"type": "new", "chatId": chat, "clientMessageId": "", "message": "x"}), "bad_request"),
+        (json!({"type": "new", "chatId": chat, "clientMessageId": "c".repeat(65), "message": "x"}), "bad_request"),
+        (json!({"type": "new", "chatId": chat, "clientMessageId": "c", "message": 5}), "bad_request"),
         (
             json!({"type": "new", "chatId": chat, "clientMessageId": "c", "message": "x", "attachments": "no"}),
             "bad_request",
         ),
-        (
-            json!({"type": "new", "chatId": chat, "clientMessageId": "c", "message": "x".repeat(101)}),
-            "too_large",
-        ),
-        (
-            json!({"type": "edit", "chatId": chat, "messageId": -1, "message": "x"}),
-            "bad_request",
-        ),
+        (json!({"type": "new", "chatId": chat, "clientMessageId": "c", "message": "x".repeat(101)}), "too_large"),
+        (json!({"type": "edit", "chatId": chat, "messageId": -1, "message": "x"}), "bad_request"),
         (json!({"type": "read", "chatId": chat}), "bad_request"),
         (json!({"type": "sync", "since": [1]}), "bad_request"),
-        (
-            json!({"type": "new", "chatId": 999, "clientMessageId": "c", "message": "x"}),
-            "not_found",
-        ),
-        (
-            json!({"type": "new", "chatId": foreign, "clientMessageId": "c", "message": "x"}),
-            "forbidden",
-        ),
-        (
-            json!({"type": "dlvrd", "chatId": foreign, "messageId": 1}),
-            "forbidden",
-        ),
-        (
-            json!({"type": "read", "chatId": chat, "messageId": 1}),
-            "bad_request",
-        ),
+        (json!({"type": "new", "chatId": 999, "clientMessageId": "c", "message": "x"}), "not_found"),
+        (json!({"type": "new", "chatId": foreign, "clientMessageId": "c", "message": "x"}), "forbidden"),
+        (json!({"type": "dlvrd", "chatId": foreign, "messageId": 1}), "forbidden"),
+        (json!({"type": "read", "chatId": chat, "messageId": 1}), "bad_request"),
     ];
     for (frame, code) in cases {
         let error = alice.request(frame.clone()).await;
-        assert_eq!(
-            (error["type"].as_str(), error["code"].as_str()),
-            (Some("error"), Some(code)),
-            "{frame}: {error}"
-        );
+        assert_eq!((error["type"].as_str(), error["code"].as_str()), (Some("error"), Some(code)), "{frame}: {error}");
     }
 
     alice.send_raw(Message::binary(vec![1, 2, 3])).await;
@@ -106,16 +65,8 @@ async fn a_frame_over_64_kib_closes_with_1009() {
     let limit = shared::config::MAX_FRAME_BYTES;
     // A frame of exactly the limit is read (and refused as too large text).
     let padding = "x".repeat(limit - r#"{"type":"ping","ref":""}"#.len());
-    exactly
-        .send_raw(Message::text(format!(
-            r#"{{"type":"ping","ref":"{padding}"}}"#
-        )))
-        .await;
-    assert_eq!(
-        exactly.recv().await["code"],
-        "bad_request",
-        "an over-long ref is refused, the frame was read"
-    );
+    exactly.send_raw(Message::text(format!(r#"{{"type":"ping","ref":"{padding}"}}"#))).await;
+    assert_eq!(exactly.recv().await["code"], "bad_request", "an over-long ref is refused, the frame was read");
     alice.send_raw(Message::text("x".repeat(limit + 1))).await;
     assert_eq!(alice.ended().await, Ended::Closed(1009));
 }

@@ -8,14 +8,8 @@ use crate::common::TestServer;
 async fn dialogs_are_created_once_and_members_hear_of_it() {
     let server = TestServer::start().await;
     let mut bob = server.connect("bob").await;
-    let (status, chat) = server
-        .call(
-            "POST",
-            "alice",
-            "/v1/chats",
-            Some(json!({"type": "dialog", "members": ["bob"]})),
-        )
-        .await;
+    let (status, chat) =
+        server.call("POST", "alice", "/v1/chats", Some(json!({"type": "dialog", "members": ["bob"]}))).await;
     assert_eq!(status, 201, "{chat}");
     assert_eq!(chat["type"], "dialog");
     assert_eq!(chat["name"], "bob");
@@ -24,19 +18,10 @@ async fn dialogs_are_created_once_and_members_hear_of_it() {
     let created = bob.recv_type("chats").await;
     assert_eq!(created["action"], "created");
     assert_eq!(created["chat"]["id"], chat["id"]);
-    assert_eq!(
-        created["chat"]["name"], "alice",
-        "the dialog as bob sees it"
-    );
+    assert_eq!(created["chat"]["name"], "alice", "the dialog as bob sees it");
 
-    let (status, conflict) = server
-        .call(
-            "POST",
-            "bob",
-            "/v1/chats",
-            Some(json!({"type": "dialog", "members": ["alice"]})),
-        )
-        .await;
+    let (status, conflict) =
+        server.call("POST", "bob", "/v1/chats", Some(json!({"type": "dialog", "members": ["alice"]}))).await;
     assert_eq!(status, 409);
     assert_eq!(conflict["code"], "conflict");
     assert_eq!(conflict["chatId"], chat["id"]);
@@ -68,14 +53,8 @@ async fn membership_changes_take_effect_live() {
     let mut alice = server.connect("alice").await;
     let mut carol = server.connect("carol").await;
 
-    let (status, _) = server
-        .call(
-            "POST",
-            "bob",
-            &format!("/v1/chats/{chat}/members"),
-            Some(json!({"userId": "carol"})),
-        )
-        .await;
+    let (status, _) =
+        server.call("POST", "bob", &format!("/v1/chats/{chat}/members"), Some(json!({"userId": "carol"}))).await;
     assert_eq!(status, 204, "any member adds");
     let created = carol.recv_type("chats").await;
     assert_eq!(created["action"], "created");
@@ -88,49 +67,24 @@ async fn membership_changes_take_effect_live() {
     let new = carol.recv_type("new").await;
     assert_eq!(new["message"], "welcome carol");
 
-    let (status, body) = server
-        .call(
-            "DELETE",
-            "bob",
-            &format!("/v1/chats/{chat}/members/carol"),
-            None,
-        )
-        .await;
+    let (status, body) = server.call("DELETE", "bob", &format!("/v1/chats/{chat}/members/carol"), None).await;
     assert_eq!(status, 403, "only the creator removes others: {body}");
-    let (status, _) = server
-        .call(
-            "DELETE",
-            "alice",
-            &format!("/v1/chats/{chat}/members/carol"),
-            None,
-        )
-        .await;
+    let (status, _) = server.call("DELETE", "alice", &format!("/v1/chats/{chat}/members/carol"), None).await;
     assert_eq!(status, 204);
     let deleted = carol.recv_type("chats").await;
     assert_eq!(deleted["action"], "deleted");
     alice.send_message(chat, "c2", "carol is gone").await;
     let after = carol.drain().await;
-    assert!(
-        after.iter().all(|f| f["type"] != "new"),
-        "a removed member gets no more events: {after:?}"
-    );
-    let refused = carol
-        .request(json!({"type": "new", "chatId": chat, "clientMessageId": "x", "message": "hi"}))
-        .await;
+    assert!(after.iter().all(|f| f["type"] != "new"), "a removed member gets no more events: {after:?}");
+    let refused = carol.request(json!({"type": "new", "chatId": chat, "clientMessageId": "x", "message": "hi"})).await;
     assert_eq!(refused["code"], "forbidden");
 
-    let (status, _) = server
-        .call("DELETE", "bob", &format!("/v1/chats/{chat}"), None)
-        .await;
+    let (status, _) = server.call("DELETE", "bob", &format!("/v1/chats/{chat}"), None).await;
     assert_eq!(status, 403, "only the creator deletes");
-    let (status, _) = server
-        .call("DELETE", "alice", &format!("/v1/chats/{chat}"), None)
-        .await;
+    let (status, _) = server.call("DELETE", "alice", &format!("/v1/chats/{chat}"), None).await;
     assert_eq!(status, 204);
     assert_eq!(alice.recv_type("chats").await["action"], "deleted");
-    let refused = alice
-        .request(json!({"type": "new", "chatId": chat, "clientMessageId": "y", "message": "hi"}))
-        .await;
+    let refused = alice.request(json!({"type": "new", "chatId": chat, "clientMessageId": "y", "message": "hi"})).await;
     assert_eq!(refused["code"], "not_found");
 }
 
@@ -139,64 +93,22 @@ async fn rest_errors_are_json_with_the_right_status() {
     let server = TestServer::start().await;
     let chat = server.group("alice", &["bob"]).await;
     let cases = [
-        (
-            "POST",
-            "/v1/chats",
-            Some(json!({"type": "channel"})),
-            400,
-            "bad_request",
-        ),
-        (
-            "POST",
-            "/v1/chats",
-            Some(json!({"type": "group", "members": ["bob"]})),
-            400,
-            "bad_request",
-        ),
-        (
-            "POST",
-            "/v1/chats",
-            Some(json!({"type": "dialog", "members": []})),
-            400,
-            "bad_request",
-        ),
+        ("POST", "/v1/chats", Some(json!({"type": "channel"})), 400, "bad_request"),
+        ("POST", "/v1/chats", Some(json!({"type": "group", "members": ["bob"]})), 400, "bad_request"),
+        ("POST", "/v1/chats", Some(json!({"type": "dialog", "members": []})), 400, "bad_request"),
         ("GET", "/v1/chats/abc/messages", None, 400, "bad_request"),
         ("GET", "/v1/chats/999/messages", None, 404, "not_found"),
-        (
-            "GET",
-            &format!("/v1/chats/{chat}/messages?limit=500"),
-            None,
-            400,
-            "bad_request",
-        ),
-        (
-            "GET",
-            &format!("/v1/chats/{chat}/messages/1/receipts"),
-            None,
-            404,
-            "not_found",
-        ),
-        (
-            "POST",
-            &format!("/v1/chats/{chat}/members"),
-            Some(json!({"userId": "bob"})),
-            409,
-            "conflict",
-        ),
+        ("GET", &format!("/v1/chats/{chat}/messages?limit=500"), None, 400, "bad_request"),
+        ("GET", &format!("/v1/chats/{chat}/messages/1/receipts"), None, 404, "not_found"),
+        ("POST", &format!("/v1/chats/{chat}/members"), Some(json!({"userId": "bob"})), 409, "conflict"),
         ("GET", "/v1/nothing", None, 404, "not_found"),
         ("GET", "/v1/presence", None, 400, "bad_request"),
     ];
     for (method, path, body, status, code) in cases {
         let (got, error) = server.call(method, "alice", path, body).await;
-        assert_eq!(
-            (got, error["code"].as_str()),
-            (status, Some(code)),
-            "{method} {path}: {error}"
-        );
+        assert_eq!((got, error["code"].as_str()), (status, Some(code)), "{method} {path}: {error}");
     }
-    let (status, error) = server
-        .call("GET", "eve", &format!("/v1/chats/{chat}/messages"), None)
-        .await;
+    let (status, error) = server.call("GET", "eve", &format!("/v1/chats/{chat}/messages"), None).await;
     assert_eq!((status, error["code"].as_str()), (403, Some("forbidden")));
     let raw = reqwest::Client::new()
         .post(server.url("/v1/chats"))

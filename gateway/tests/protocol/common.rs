@@ -52,31 +52,17 @@ impl TestServer {
     }
 
     /// Starts on an existing data directory (a restart).
-    pub async fn start_in(
-        dir: Arc<tempfile::TempDir>,
-        configure: impl FnOnce(&mut Settings),
-    ) -> TestServer {
+    pub async fn start_in(dir: Arc<tempfile::TempDir>, configure: impl FnOnce(&mut Settings)) -> TestServer {
         let mut settings = settings(&dir);
         configure(&mut settings);
-        let listener = tokio::net::TcpListener::bind(settings.listen)
-            .await
-            .expect("bind");
+        let listener = tokio::net::TcpListener::bind(settings.listen).await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let node = Node::standalone(settings, SECRET, gateway::metrics::handle())
-            .await
-            .expect("node");
+        let node = Node::standalone(settings, SECRET, gateway::metrics::handle()).await.expect("node");
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(gateway::server::run(listener, node.clone(), async move {
             let _ = stopped.await;
         }));
-        TestServer {
-            addr,
-            node,
-            dir,
-            stop: Some(stop),
-            task: Some(task),
-            http: reqwest::Client::new(),
-        }
+        TestServer { addr, node, dir, stop: Some(stop), task: Some(task), http: reqwest::Client::new() }
     }
 
     /// Stops the server the way SIGTERM does, and waits until it has.
@@ -99,13 +85,8 @@ impl TestServer {
 
     pub async fn connect(&self, user: &str) -> Client {
         let url = format!("ws://{}/ws?token={}", self.addr, self.token(user));
-        let (ws, _) = tokio_tungstenite::connect_async(url)
-            .await
-            .expect("upgrade");
-        let mut client = Client {
-            ws,
-            user: user.to_owned(),
-        };
+        let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("upgrade");
+        let mut client = Client { ws, user: user.to_owned() };
         let welcome = client.recv().await;
         assert_eq!(welcome["type"], "welcome", "{welcome}");
         client
@@ -113,43 +94,22 @@ impl TestServer {
 
     /// A REST call as `user`; returns the status and the JSON body (Null
     /// when there is none).
-    pub async fn call(
-        &self,
-        method: &str,
-        user: &str,
-        path: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
+    pub async fn call(&self, method: &str, user: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-        let mut request = self
-            .http
-            .request(method, self.url(path))
-            .bearer_auth(self.token(user));
+        let mut request = self.http.request(method, self.url(path)).bearer_auth(self.token(user));
         if let Some(body) = body {
             request = request.json(&body);
         }
         let response = request.send().await.expect("http");
         let status = response.status().as_u16();
         let text = response.text().await.expect("body");
-        (
-            status,
-            if text.is_empty() {
-                Value::Null
-            } else {
-                serde_json::from_str(&text).expect("json body")
-            },
-        )
+        (status, if text.is_empty() { Value::Null } else { serde_json::from_str(&text).expect("json body") })
     }
 
     /// Creates a group of `creator` and `others`; returns its id.
     pub async fn group(&self, creator: &str, others: &[&str]) -> i64 {
         let (status, chat) = self
-            .call(
-                "POST",
-                creator,
-                "/v1/chats",
-                Some(json!({"type": "group", "name": "g", "members": others})),
-            )
+            .call("POST", creator, "/v1/chats", Some(json!({"type": "group", "name": "g", "members": others})))
             .await;
         assert_eq!(status, 201, "{chat}");
         chat["id"].as_i64().expect("id")
@@ -183,10 +143,7 @@ pub enum Ended {
 
 impl Client {
     pub async fn send(&mut self, frame: Value) {
-        self.ws
-            .send(Message::text(frame.to_string()))
-            .await
-            .expect("send");
+        self.ws.send(Message::text(frame.to_string())).await.expect("send");
     }
 
     pub async fn send_raw(&mut self, message: Message) {
@@ -250,7 +207,8 @@ impl Client {
     }
 
     pub async fn send_message(&mut self, chat: i64, client_id: &str, text: &str) -> Value {
-        let ack = self.request(json!({"type": "new", "chatId": chat, "clientMessageId": client_id, "message": text})).await;
+        let ack =
+            self.request(json!({"type": "new", "chatId": chat, "clientMessageId": client_id, "message": text})).await;
         assert_eq!(ack["type"], "ack", "{ack}");
         ack
     }
@@ -258,13 +216,8 @@ impl Client {
     /// Waits for the server to end the connection.
     pub async fn ended(&mut self) -> Ended {
         loop {
-            match tokio::time::timeout(WAIT, self.ws.next())
-                .await
-                .expect("connection should end")
-            {
-                Some(Ok(Message::Close(Some(CloseFrame { code, .. })))) => {
-                    return Ended::Closed(u16::from(code))
-                }
+            match tokio::time::timeout(WAIT, self.ws.next()).await.expect("connection should end") {
+                Some(Ok(Message::Close(Some(CloseFrame { code, .. })))) => return Ended::Closed(u16::from(code)),
                 Some(Ok(Message::Close(None))) => return Ended::Closed(1005),
                 Some(Ok(_)) => continue,
                 Some(Err(_)) | None => return Ended::Dropped,
@@ -273,13 +226,7 @@ impl Client {
     }
 
     pub async fn close(mut self) {
-        let _ = self
-            .ws
-            .close(Some(CloseFrame {
-                code: CloseCode::Normal,
-                reason: "".into(),
-            }))
-            .await;
+        let _ = self.ws.close(Some(CloseFrame { code: CloseCode::Normal, reason: "".into() })).await;
         // Read until the server's close reply so the server saw it.
         while let Ok(Some(Ok(_))) = tokio::time::timeout(WAIT, self.ws.next()).await {}
     }

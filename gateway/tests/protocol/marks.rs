@@ -19,11 +19,7 @@ async fn range_marking_moves_marks_and_changes_the_rest_views() {
     assert_eq!(bob.request(dlvrd(5)).await["type"], "ack");
     let event = alice.recv_type("dlvrd").await;
     assert_eq!(
-        (
-            event["userId"].as_str(),
-            event["messageId"].as_i64(),
-            event["id"].as_i64()
-        ),
+        (event["userId"].as_str(), event["messageId"].as_i64(), event["id"].as_i64()),
         (Some("bob"), Some(5), Some(11))
     );
     let delivered_at = event["timestamp"].as_i64().expect("timestamp");
@@ -32,14 +28,8 @@ async fn range_marking_moves_marks_and_changes_the_rest_views() {
     assert_eq!(bob.request(read(8)).await["type"], "ack");
     let d = alice.recv_type("dlvrd").await;
     let r = alice.recv_type("read").await;
-    assert_eq!(
-        (d["messageId"].as_i64(), d["id"].as_i64()),
-        (Some(8), Some(12))
-    );
-    assert_eq!(
-        (r["messageId"].as_i64(), r["id"].as_i64()),
-        (Some(8), Some(13))
-    );
+    assert_eq!((d["messageId"].as_i64(), d["id"].as_i64()), (Some(8), Some(12)));
+    assert_eq!((r["messageId"].as_i64(), r["id"].as_i64()), (Some(8), Some(13)));
     assert_eq!(d["timestamp"], r["timestamp"]);
     let read_at = r["timestamp"].as_i64().expect("timestamp");
 
@@ -47,44 +37,17 @@ async fn range_marking_moves_marks_and_changes_the_rest_views() {
     assert_eq!(bob.request(dlvrd(3)).await["type"], "ack");
     assert_eq!(bob.request(read(8)).await["type"], "ack");
     let quiet = alice.drain().await;
-    assert!(
-        quiet
-            .iter()
-            .all(|f| f["type"] != "dlvrd" && f["type"] != "read"),
-        "{quiet:?}"
-    );
+    assert!(quiet.iter().all(|f| f["type"] != "dlvrd" && f["type"] != "read"), "{quiet:?}");
 
     // Out of range: refused, nothing marked.
     assert_eq!(bob.request(read(11)).await["code"], "bad_request");
     assert_eq!(bob.request(read(0)).await["code"], "bad_request");
 
-    let (_, receipts) = server
-        .call(
-            "GET",
-            "alice",
-            &format!("/v1/chats/{chat}/messages/4/receipts"),
-            None,
-        )
-        .await;
-    let bob_receipt = receipts["receipts"]
-        .as_array()
-        .expect("receipts")
-        .iter()
-        .find(|r| r["userId"] == "bob")
-        .cloned()
-        .expect("bob");
-    assert_eq!(
-        bob_receipt,
-        json!({"userId": "bob", "deliveredAt": delivered_at, "readAt": read_at})
-    );
-    let (_, receipts) = server
-        .call(
-            "GET",
-            "alice",
-            &format!("/v1/chats/{chat}/messages/7/receipts"),
-            None,
-        )
-        .await;
+    let (_, receipts) = server.call("GET", "alice", &format!("/v1/chats/{chat}/messages/4/receipts"), None).await;
+    let bob_receipt =
+        receipts["receipts"].as_array().expect("receipts").iter().find(|r| r["userId"] == "bob").cloned().expect("bob");
+    assert_eq!(bob_receipt, json!({"userId": "bob", "deliveredAt": delivered_at, "readAt": read_at}));
+    let (_, receipts) = server.call("GET", "alice", &format!("/v1/chats/{chat}/messages/7/receipts"), None).await;
     assert!(receipts["receipts"]
         .as_array()
         .expect("receipts")
@@ -94,9 +57,7 @@ async fn range_marking_moves_marks_and_changes_the_rest_views() {
         .expect("receipts")
         .contains(&json!({"userId": "carol", "deliveredAt": null, "readAt": null})));
 
-    let (_, history) = server
-        .call("GET", "alice", &format!("/v1/chats/{chat}/messages"), None)
-        .await;
+    let (_, history) = server.call("GET", "alice", &format!("/v1/chats/{chat}/messages"), None).await;
     let m = &history["messages"];
     assert_eq!(m[3]["readMembers"], json!(["bob"]));
     assert_eq!(m[3]["status"], "sent", "carol has not got it yet");
@@ -104,16 +65,12 @@ async fn range_marking_moves_marks_and_changes_the_rest_views() {
 
     let mut carol = server.connect("carol").await;
     assert_eq!(carol.request(read(10)).await["type"], "ack");
-    let (_, history) = server
-        .call("GET", "alice", &format!("/v1/chats/{chat}/messages"), None)
-        .await;
+    let (_, history) = server.call("GET", "alice", &format!("/v1/chats/{chat}/messages"), None).await;
     let m = &history["messages"];
     assert_eq!(m[3]["status"], "read", "both others read 4");
     assert_eq!(m[8]["status"], "sent", "bob does not have 9");
     assert_eq!(bob.request(dlvrd(10)).await["type"], "ack");
-    let (_, history) = server
-        .call("GET", "alice", &format!("/v1/chats/{chat}/messages"), None)
-        .await;
+    let (_, history) = server.call("GET", "alice", &format!("/v1/chats/{chat}/messages"), None).await;
     assert_eq!(history["messages"][9]["status"], "dlvrd");
 
     let (_, chats) = server.call("GET", "bob", "/v1/chats", None).await;

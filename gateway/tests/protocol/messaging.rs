@@ -62,13 +62,8 @@ async fn a_retry_with_the_same_client_message_id_is_idempotent() {
     let retry = alice.send_message(chat, "same", "once").await;
     assert_eq!(retry["messageId"], first["messageId"]);
     assert_eq!(retry["timestamp"], first["timestamp"]);
-    assert!(
-        bob.drain().await.iter().all(|f| f["type"] != "new"),
-        "nothing new is broadcast"
-    );
-    let (_, history) = server
-        .call("GET", "bob", &format!("/v1/chats/{chat}/messages"), None)
-        .await;
+    assert!(bob.drain().await.iter().all(|f| f["type"] != "new"), "nothing new is broadcast");
+    let (_, history) = server.call("GET", "bob", &format!("/v1/chats/{chat}/messages"), None).await;
     assert_eq!(history["messages"].as_array().expect("messages").len(), 1);
     // The same clientMessageId from another sender is another message.
     let mut bob_sends = bob;
@@ -94,18 +89,11 @@ async fn fifty_pipelined_sends_keep_their_order() {
     }
     for (i, ack) in acks.iter().enumerate() {
         assert_eq!(ack["ref"], i as i64 + 1, "acks in order");
-        assert_eq!(
-            ack["messageId"],
-            i as i64 + 1,
-            "messageIds follow the send order"
-        );
+        assert_eq!(ack["messageId"], i as i64 + 1, "messageIds follow the send order");
     }
     for i in 1..=50 {
         let new = bob.recv_type("new").await;
-        assert_eq!(
-            (new["id"].as_i64(), new["messageId"].as_i64()),
-            (Some(i), Some(i))
-        );
+        assert_eq!((new["id"].as_i64(), new["messageId"].as_i64()), (Some(i), Some(i)));
         assert_eq!(new["message"], format!("m{i}"));
     }
 }
@@ -119,21 +107,15 @@ async fn edit_and_delete_follow_the_rules() {
     alice.send_message(chat, "c1", "first").await;
     bob.recv_type("new").await;
 
-    let edit =
-        |text: &str| json!({"type": "edit", "chatId": chat, "messageId": 1, "message": text});
+    let edit = |text: &str| json!({"type": "edit", "chatId": chat, "messageId": 1, "message": text});
     let refused = bob.request(edit("not mine")).await;
     assert_eq!(refused["code"], "forbidden");
-    let missing = alice
-        .request(json!({"type": "edit", "chatId": chat, "messageId": 9, "message": "x"}))
-        .await;
+    let missing = alice.request(json!({"type": "edit", "chatId": chat, "messageId": 9, "message": "x"})).await;
     assert_eq!(missing["code"], "not_found");
     let ack = alice.request(edit("fixed")).await;
     assert_eq!(ack["type"], "ack");
     let edited = bob.recv_type("edit").await;
-    assert_eq!(
-        (edited["id"].as_i64(), edited["messageId"].as_i64()),
-        (Some(2), Some(1))
-    );
+    assert_eq!((edited["id"].as_i64(), edited["messageId"].as_i64()), (Some(2), Some(1)));
     assert_eq!(edited["message"], "fixed");
     assert_eq!(edited["attachments"], json!([]));
 
@@ -141,16 +123,11 @@ async fn edit_and_delete_follow_the_rules() {
     assert_eq!(bob.request(delete.clone()).await["code"], "forbidden");
     assert_eq!(alice.request(delete.clone()).await["type"], "ack");
     let deleted = bob.recv_type("delete").await;
-    assert_eq!(
-        (deleted["id"].as_i64(), deleted["messageId"].as_i64()),
-        (Some(3), Some(1))
-    );
+    assert_eq!((deleted["id"].as_i64(), deleted["messageId"].as_i64()), (Some(3), Some(1)));
     assert_eq!(deleted["userId"], "alice");
     assert_eq!(alice.request(edit("too late")).await["code"], "conflict");
 
-    let (_, history) = server
-        .call("GET", "bob", &format!("/v1/chats/{chat}/messages"), None)
-        .await;
+    let (_, history) = server.call("GET", "bob", &format!("/v1/chats/{chat}/messages"), None).await;
     let message: &Value = &history["messages"][0];
     assert_eq!(message["deleted"], true);
     assert_eq!(message["message"], "");
@@ -163,44 +140,16 @@ async fn history_pages_ascend_and_respect_before_after_limit() {
     let chat = server.group("alice", &["bob"]).await;
     let mut alice = server.connect("alice").await;
     for i in 1..=7 {
-        alice
-            .send_message(chat, &format!("c{i}"), &format!("m{i}"))
-            .await;
+        alice.send_message(chat, &format!("c{i}"), &format!("m{i}")).await;
     }
     let ids = |body: &Value| -> Vec<i64> {
-        body["messages"]
-            .as_array()
-            .expect("messages")
-            .iter()
-            .map(|m| m["messageId"].as_i64().expect("id"))
-            .collect()
+        body["messages"].as_array().expect("messages").iter().map(|m| m["messageId"].as_i64().expect("id")).collect()
     };
-    let (_, page) = server
-        .call(
-            "GET",
-            "bob",
-            &format!("/v1/chats/{chat}/messages?limit=3"),
-            None,
-        )
-        .await;
+    let (_, page) = server.call("GET", "bob", &format!("/v1/chats/{chat}/messages?limit=3"), None).await;
     assert_eq!(ids(&page), vec![5, 6, 7], "the newest page, ascending");
-    let (_, page) = server
-        .call(
-            "GET",
-            "bob",
-            &format!("/v1/chats/{chat}/messages?before=5&limit=3"),
-            None,
-        )
-        .await;
+    let (_, page) = server.call("GET", "bob", &format!("/v1/chats/{chat}/messages?before=5&limit=3"), None).await;
     assert_eq!(ids(&page), vec![2, 3, 4]);
-    let (_, page) = server
-        .call(
-            "GET",
-            "bob",
-            &format!("/v1/chats/{chat}/messages?after=2&limit=2"),
-            None,
-        )
-        .await;
+    let (_, page) = server.call("GET", "bob", &format!("/v1/chats/{chat}/messages?after=2&limit=2"), None).await;
     assert_eq!(ids(&page), vec![3, 4]);
     let message = &page["messages"][0];
     assert_eq!(message["members"], json!(["alice", "bob"]));

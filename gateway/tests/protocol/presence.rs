@@ -5,10 +5,7 @@ use serde_json::Value;
 use crate::common::TestServer;
 
 fn presence_frames(frames: &[Value]) -> Vec<&Value> {
-    frames
-        .iter()
-        .filter(|f| f["type"] == "online" || f["type"] == "offline")
-        .collect()
+    frames.iter().filter(|f| f["type"] == "online" || f["type"] == "offline").collect()
 }
 
 #[tokio::test]
@@ -26,15 +23,10 @@ async fn a_user_with_two_devices_is_online_until_both_are_gone() {
         assert_eq!(online["userId"], "alice");
     }
     let laptop = server.connect("alice").await;
-    let (_, body) = server
-        .call("GET", "bob", "/v1/presence?users=alice,carol", None)
-        .await;
+    let (_, body) = server.call("GET", "bob", "/v1/presence?users=alice,carol", None).await;
     assert_eq!(body["users"][0]["userId"], "alice");
     assert_eq!(body["users"][0]["online"], true);
-    assert_eq!(
-        body["users"][1],
-        serde_json::json!({"userId": "carol", "online": false, "lastSeen": null})
-    );
+    assert_eq!(body["users"][1], serde_json::json!({"userId": "carol", "online": false, "lastSeen": null}));
 
     phone.close().await;
     laptop.close().await;
@@ -55,9 +47,7 @@ async fn a_user_with_two_devices_is_online_until_both_are_gone() {
     let last_seen = presence[0]["lastSeen"].as_i64().expect("lastSeen");
     assert_eq!(bob_tablet.recv_type("offline").await["lastSeen"], last_seen);
 
-    let (_, body) = server
-        .call("GET", "bob", "/v1/presence?users=alice", None)
-        .await;
+    let (_, body) = server.call("GET", "bob", "/v1/presence?users=alice", None).await;
     assert_eq!(body["users"][0]["online"], false);
     assert_eq!(body["users"][0]["lastSeen"], last_seen);
 }
@@ -73,8 +63,5 @@ async fn presence_goes_only_to_co_members() {
     // carol shares nothing with alice. Bob heard of alice, so the announcer
     // is past her; carol's queue holds whatever it would have sent her.
     let carol_frames = carol.drain().await;
-    assert!(
-        presence_frames(&carol_frames).is_empty(),
-        "{carol_frames:?}"
-    );
+    assert!(presence_frames(&carol_frames).is_empty(), "{carol_frames:?}");
 }

@@ -14,38 +14,18 @@ async fn typing_reaches_other_members_once_per_second() {
     alice.send(json!({"type": "typing", "chatId": chat})).await;
     alice.send(json!({"type": "typing", "chatId": chat})).await;
     let typing = bob.recv_type("typing").await;
-    assert_eq!(
-        typing,
-        json!({"type": "typing", "chatId": chat, "userId": "alice"})
-    );
+    assert_eq!(typing, json!({"type": "typing", "chatId": chat, "userId": "alice"}));
     let rest = bob.drain().await;
-    assert!(
-        rest.iter().all(|f| f["type"] != "typing"),
-        "the second notice within a second is dropped: {rest:?}"
-    );
-    assert!(
-        alice_laptop
-            .drain()
-            .await
-            .iter()
-            .all(|f| f["type"] != "typing"),
-        "not to the typist's own devices"
-    );
+    assert!(rest.iter().all(|f| f["type"] != "typing"), "the second notice within a second is dropped: {rest:?}");
+    assert!(alice_laptop.drain().await.iter().all(|f| f["type"] != "typing"), "not to the typist's own devices");
     let replies = alice.drain().await;
     assert!(
-        replies
-            .iter()
-            .all(|f| f["type"] != "ack" && f["type"] != "error"),
+        replies.iter().all(|f| f["type"] != "ack" && f["type"] != "error"),
         "no reply owed for typing: {replies:?}"
     );
 
-    let refused = alice
-        .request(json!({"type": "typing", "chatId": 999}))
-        .await;
+    let refused = alice.request(json!({"type": "typing", "chatId": 999})).await;
     assert_eq!(refused["code"], "not_found");
     let mut eve = server.connect("eve").await;
-    assert_eq!(
-        eve.request(json!({"type": "typing", "chatId": chat})).await["code"],
-        "forbidden"
-    );
+    assert_eq!(eve.request(json!({"type": "typing", "chatId": chat})).await["code"], "forbidden");
 }

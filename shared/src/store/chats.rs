@@ -42,10 +42,7 @@ impl Store {
         let mut members: BTreeSet<UserId> = BTreeSet::new();
         for m in request.members {
             if !valid_user_id(&m) {
-                return Err((
-                    Refusal::bad_request(format!("{m:?} is not a valid user id")).into(),
-                    None,
-                ));
+                return Err((Refusal::bad_request(format!("{m:?} is not a valid user id")).into(), None));
             }
             members.insert(m);
         }
@@ -53,10 +50,7 @@ impl Store {
         let (name, dialog_key) = match request.kind {
             ChatKind::Dialog => {
                 if members.len() != 2 {
-                    return Err((
-                        Refusal::bad_request("a dialog has exactly one member besides you").into(),
-                        None,
-                    ));
+                    return Err((Refusal::bad_request("a dialog has exactly one member besides you").into(), None));
                 }
                 let key = members.iter().cloned().collect::<Vec<_>>().join("\n");
                 (None, Some(key))
@@ -66,10 +60,7 @@ impl Store {
                 let chars = name.chars().count();
                 if !(1..=MAX_NAME_CHARS).contains(&chars) {
                     return Err((
-                        Refusal::bad_request(format!(
-                            "a group needs a name of 1..={MAX_NAME_CHARS} characters"
-                        ))
-                        .into(),
+                        Refusal::bad_request(format!("a group needs a name of 1..={MAX_NAME_CHARS} characters")).into(),
                         None,
                     ));
                 }
@@ -77,47 +68,22 @@ impl Store {
             }
         };
         if members.len() > MAX_MEMBERS {
-            return Err((
-                Refusal::bad_request(format!("a chat has at most {MAX_MEMBERS} members")).into(),
-                None,
-            ));
+            return Err((Refusal::bad_request(format!("a chat has at most {MAX_MEMBERS} members")).into(), None));
         }
         if let Some(key) = &dialog_key {
-            if let Some(existing) = self
-                .dialog_with_key(key)
-                .await
-                .map_err(|e| (e.into(), None))?
-            {
-                return Err((
-                    Refusal::conflict("that dialog exists already").into(),
-                    Some(existing),
-                ));
+            if let Some(existing) = self.dialog_with_key(key).await.map_err(|e| (e.into(), None))? {
+                return Err((Refusal::conflict("that dialog exists already").into(), Some(existing)));
             }
         }
-        let created = self
-            .insert_chat(
-                creator,
-                request.kind,
-                name,
-                request.photo_url,
-                dialog_key.clone(),
-                &members,
-                now,
-            )
-            .await;
+        let created =
+            self.insert_chat(creator, request.kind, name, request.photo_url, dialog_key.clone(), &members, now).await;
         match created {
-            Ok(chat_id) => Ok(ChatCreated {
-                chat_id,
-                members: members.into_iter().collect(),
-            }),
+            Ok(chat_id) => Ok(ChatCreated { chat_id, members: members.into_iter().collect() }),
             // Two requests raced to create the same dialog: the unique key
             // let one through; answer the other like any second request.
             Err(e) => match &dialog_key {
                 Some(key) => match self.dialog_with_key(key).await {
-                    Ok(Some(existing)) => Err((
-                        Refusal::conflict("that dialog exists already").into(),
-                        Some(existing),
-                    )),
+                    Ok(Some(existing)) => Err((Refusal::conflict("that dialog exists already").into(), Some(existing))),
                     _ => Err((e.into(), None)),
                 },
                 None => Err((e.into(), None)),
@@ -126,10 +92,8 @@ impl Store {
     }
 
     async fn dialog_with_key(&self, key: &str) -> Result<Option<ChatId>, StoreError> {
-        let row: Option<(i64,)> = sqlx::query_as("SELECT id FROM chats WHERE dialog_key = $1")
-            .bind(key)
-            .fetch_optional(&self.writer)
-            .await?;
+        let row: Option<(i64,)> =
+            sqlx::query_as("SELECT id FROM chats WHERE dialog_key = $1").bind(key).fetch_optional(&self.writer).await?;
         Ok(row.map(|r| r.0))
     }
 
@@ -174,24 +138,16 @@ impl Store {
     pub async fn delete_chat(&self, chat: ChatId, by: &str) -> Result<Vec<UserId>, StoreRefusal> {
         let mut tx = self.writer.begin().await?;
         membership(&mut *tx, chat, by).await?.require()?;
-        let (creator,): (String,) = sqlx::query_as("SELECT creator FROM chats WHERE id = $1")
-            .bind(chat)
-            .fetch_one(&mut *tx)
-            .await?;
+        let (creator,): (String,) =
+            sqlx::query_as("SELECT creator FROM chats WHERE id = $1").bind(chat).fetch_one(&mut *tx).await?;
         if creator != by {
             return Err(Refusal::forbidden("only the chat's creator may delete it").into());
         }
         let members = members_of(&mut *tx, chat).await?;
         for table in ["events", "mark_ranges", "messages", "members"] {
-            sqlx::query(&format!("DELETE FROM {table} WHERE chat_id = $1"))
-                .bind(chat)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(&format!("DELETE FROM {table} WHERE chat_id = $1")).bind(chat).execute(&mut *tx).await?;
         }
-        sqlx::query("DELETE FROM chats WHERE id = $1")
-            .bind(chat)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query("DELETE FROM chats WHERE id = $1").bind(chat).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(members)
     }
@@ -215,9 +171,7 @@ impl Store {
             return Err(Refusal::conflict(format!("{user} is already a member")).into());
         }
         if members.len() >= MAX_MEMBERS {
-            return Err(
-                Refusal::bad_request(format!("a chat has at most {MAX_MEMBERS} members")).into(),
-            );
+            return Err(Refusal::bad_request(format!("a chat has at most {MAX_MEMBERS} members")).into());
         }
         // A newcomer's marks start at 0 like everyone's (PROTOCOL.md 5): the
         // history's status counts them once they are in the chat.
@@ -234,19 +188,12 @@ impl Store {
 
     /// Removes `user` from group `chat`: members may leave; the creator may
     /// remove anyone. Returns the members before the removal.
-    pub async fn remove_member(
-        &self,
-        chat: ChatId,
-        by: &str,
-        user: &str,
-    ) -> Result<Vec<UserId>, StoreRefusal> {
+    pub async fn remove_member(&self, chat: ChatId, by: &str, user: &str) -> Result<Vec<UserId>, StoreRefusal> {
         let mut tx = self.writer.begin().await?;
         membership(&mut *tx, chat, by).await?.require()?;
         require_group(&mut tx, chat).await?;
-        let (creator,): (String,) = sqlx::query_as("SELECT creator FROM chats WHERE id = $1")
-            .bind(chat)
-            .fetch_one(&mut *tx)
-            .await?;
+        let (creator,): (String,) =
+            sqlx::query_as("SELECT creator FROM chats WHERE id = $1").bind(chat).fetch_one(&mut *tx).await?;
         if by != user && by != creator {
             return Err(Refusal::forbidden("only the creator may remove other members").into());
         }
@@ -255,13 +202,11 @@ impl Store {
             return Err(Refusal::not_found(format!("{user} is not a member")).into());
         }
         for table in ["members", "mark_ranges"] {
-            sqlx::query(&format!(
-                "DELETE FROM {table} WHERE chat_id = $1 AND user_id = $2"
-            ))
-            .bind(chat)
-            .bind(user)
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query(&format!("DELETE FROM {table} WHERE chat_id = $1 AND user_id = $2"))
+                .bind(chat)
+                .bind(user)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(members)
@@ -295,16 +240,22 @@ impl Store {
     }
 }
 
-async fn require_group(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-    chat: ChatId,
-) -> Result<(), StoreRefusal> {
-    let (kind,): (String,) = sqlx::query_as("SELECT kind FROM chats WHERE id = $1")
-        .bind(chat)
-        .fetch_one(&mut **tx)
-        .await?;
+async fn require_group(tx: &mut sqlx::Transaction<'static, sqlx::Any>, chat: ChatId) -> Result<(), StoreRefusal> {
+    let (kind,): (String,) =
+        sqlx::query_as("SELECT kind FROM chats WHERE id = $1").bind(chat).fetch_one(&mut **tx).await?;
     if kind != ChatKind::Group.as_str() {
         return Err(Refusal::bad_request("members can only be changed in a group").into());
     }
     Ok(())
+}
+
+impl Store {
+    /// The chat's last event id, if the chat exists.
+    pub async fn last_event_id(&self, chat: ChatId) -> Result<Option<i64>, StoreError> {
+        let row: Option<(i64,)> = sqlx::query_as("SELECT last_event_id FROM chats WHERE id = $1")
+            .bind(chat)
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(row.map(|r| r.0))
+    }
 }

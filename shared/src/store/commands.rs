@@ -12,9 +12,7 @@ use sqlx::{Any, Transaction};
 use super::{membership, Store, StoreError};
 use crate::error::Refusal;
 use crate::marks::{apply_mark, Marks};
-use crate::model::{
-    Applied, ChatEvent, ChatId, Command, EventId, EventKind, MarkKind, MessageId, Millis,
-};
+use crate::model::{Applied, ChatEvent, ChatId, Command, EventId, EventKind, MarkKind, MessageId, Millis};
 
 /// A command to apply: its unique id, its sender and what it asks.
 #[derive(Debug, Clone, Copy)]
@@ -86,7 +84,12 @@ async fn already_applied(tx: &mut Tx, id: &str) -> Result<Option<Result<Outcome,
     Ok(Some(Ok(Outcome { applied, events })))
 }
 
-async fn record(tx: &mut Tx, submitted: &Submitted<'_>, result: &Result<Outcome, Refusal>, now: Millis) -> Result<(), StoreError> {
+async fn record(
+    tx: &mut Tx,
+    submitted: &Submitted<'_>,
+    result: &Result<Outcome, Refusal>,
+    now: Millis,
+) -> Result<(), StoreError> {
     let (first, last) = match result {
         Ok(outcome) => match (outcome.events.first(), outcome.events.last()) {
             (Some(first), Some(last)) => (first.id, last.id),
@@ -127,10 +130,7 @@ async fn lock_chat(tx: &mut Tx, chat: ChatId) -> Result<Option<Counters>, StoreE
     .bind(chat)
     .fetch_optional(&mut **tx)
     .await?;
-    Ok(row.map(|(last_message_id, last_event_id)| Counters {
-        last_message_id,
-        last_event_id,
-    }))
+    Ok(row.map(|(last_message_id, last_event_id)| Counters { last_message_id, last_event_id }))
 }
 
 async fn apply(
@@ -147,47 +147,14 @@ async fn apply(
         return Ok(Err(refusal));
     }
     match command {
-        Command::Send {
-            client_message_id,
-            text,
-            attachments,
-            ..
-        } => send(
-            tx,
-            user,
-            chat,
-            counters,
-            client_message_id,
-            text,
-            attachments,
-            now,
-        )
-        .await
-        .map(Ok),
-        Command::Edit {
-            message_id,
-            text,
-            attachments,
-            ..
-        } => {
-            edit(
-                tx,
-                user,
-                chat,
-                counters,
-                *message_id,
-                text,
-                attachments,
-                now,
-            )
-            .await
+        Command::Send { client_message_id, text, attachments, .. } => {
+            send(tx, user, chat, counters, client_message_id, text, attachments, now).await.map(Ok)
         }
-        Command::Delete { message_id, .. } => {
-            delete(tx, user, chat, counters, *message_id, now).await
+        Command::Edit { message_id, text, attachments, .. } => {
+            edit(tx, user, chat, counters, *message_id, text, attachments, now).await
         }
-        Command::Mark {
-            message_id, mark, ..
-        } => mark_range(tx, user, chat, counters, *message_id, *mark, now).await,
+        Command::Delete { message_id, .. } => delete(tx, user, chat, counters, *message_id, now).await,
+        Command::Mark { message_id, mark, .. } => mark_range(tx, user, chat, counters, *message_id, *mark, now).await,
     }
 }
 
@@ -275,20 +242,15 @@ async fn own_message(
     chat: ChatId,
     message_id: MessageId,
 ) -> Result<Result<Option<Millis>, Refusal>, StoreError> {
-    let row: Option<(String, Option<i64>)> = sqlx::query_as(
-        "SELECT user_id, deleted_at FROM messages WHERE chat_id = $1 AND message_id = $2",
-    )
-    .bind(chat)
-    .bind(message_id)
-    .fetch_optional(&mut **tx)
-    .await?;
+    let row: Option<(String, Option<i64>)> =
+        sqlx::query_as("SELECT user_id, deleted_at FROM messages WHERE chat_id = $1 AND message_id = $2")
+            .bind(chat)
+            .bind(message_id)
+            .fetch_optional(&mut **tx)
+            .await?;
     Ok(match row {
-        None => Err(Refusal::not_found(format!(
-            "no message {message_id} in this chat"
-        ))),
-        Some((author, _)) if author != user => {
-            Err(Refusal::forbidden("only the author may change a message"))
-        }
+        None => Err(Refusal::not_found(format!("no message {message_id} in this chat"))),
+        Some((author, _)) if author != user => Err(Refusal::forbidden("only the author may change a message")),
         Some((_, deleted_at)) => Ok(deleted_at),
     })
 }
@@ -309,33 +271,27 @@ async fn edit(
         Ok(Some(_)) => return Ok(Err(Refusal::conflict("a deleted message can't be edited"))),
         Ok(None) => {}
     }
-    sqlx::query("UPDATE messages SET body = $3, attachments = $4, edited_at = $5 WHERE chat_id = $1 AND message_id = $2")
-        .bind(chat)
-        .bind(message_id)
-        .bind(text)
-        .bind(attachments.to_string())
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "UPDATE messages SET body = $3, attachments = $4, edited_at = $5 WHERE chat_id = $1 AND message_id = $2",
+    )
+    .bind(chat)
+    .bind(message_id)
+    .bind(text)
+    .bind(attachments.to_string())
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
     let event = ChatEvent {
         chat_id: chat,
         id: next_event_id(tx, chat, counters.last_event_id).await?,
         user_id: user.to_owned(),
         message_id,
         timestamp: now,
-        kind: EventKind::Edit {
-            text: text.to_owned(),
-            attachments: attachments.clone(),
-        },
+        kind: EventKind::Edit { text: text.to_owned(), attachments: attachments.clone() },
     };
     insert_event(tx, &event).await?;
     Ok(Ok(Outcome {
-        applied: Applied {
-            chat_id: chat,
-            message_id,
-            client_message_id: None,
-            timestamp: now,
-        },
+        applied: Applied { chat_id: chat, message_id, client_message_id: None, timestamp: now },
         events: vec![event],
     }))
 }
@@ -353,23 +309,20 @@ async fn delete(
         Ok(Some(deleted_at)) => {
             // Already deleted (a retry, or a redelivered command): same answer, no event.
             return Ok(Ok(Outcome {
-                applied: Applied {
-                    chat_id: chat,
-                    message_id,
-                    client_message_id: None,
-                    timestamp: deleted_at,
-                },
+                applied: Applied { chat_id: chat, message_id, client_message_id: None, timestamp: deleted_at },
                 events: Vec::new(),
             }));
         }
         Ok(None) => {}
     }
-    sqlx::query("UPDATE messages SET deleted_at = $3, body = '', attachments = '[]' WHERE chat_id = $1 AND message_id = $2")
-        .bind(chat)
-        .bind(message_id)
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "UPDATE messages SET deleted_at = $3, body = '', attachments = '[]' WHERE chat_id = $1 AND message_id = $2",
+    )
+    .bind(chat)
+    .bind(message_id)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
     redact_events(tx, chat, message_id).await?;
     let event = ChatEvent {
         chat_id: chat,
@@ -381,12 +334,7 @@ async fn delete(
     };
     insert_event(tx, &event).await?;
     Ok(Ok(Outcome {
-        applied: Applied {
-            chat_id: chat,
-            message_id,
-            client_message_id: None,
-            timestamp: now,
-        },
+        applied: Applied { chat_id: chat, message_id, client_message_id: None, timestamp: now },
         events: vec![event],
     }))
 }
@@ -394,19 +342,17 @@ async fn delete(
 /// A deleted message's text leaves the event log too: `sync` replays its
 /// `new` and `edit` events with empty content, followed by the `delete`.
 async fn redact_events(tx: &mut Tx, chat: ChatId, message_id: MessageId) -> Result<(), StoreError> {
-    let rows: Vec<(i64, String)> =
-        sqlx::query_as("SELECT id, payload FROM events WHERE chat_id = $1 AND message_id = $2 AND kind IN ('new', 'edit')")
-            .bind(chat)
-            .bind(message_id)
-            .fetch_all(&mut **tx)
-            .await?;
+    let rows: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT id, payload FROM events WHERE chat_id = $1 AND message_id = $2 AND kind IN ('new', 'edit')",
+    )
+    .bind(chat)
+    .bind(message_id)
+    .fetch_all(&mut **tx)
+    .await?;
     for (id, payload) in rows {
         let mut event = decode_event(&payload)?;
         match &mut event.kind {
-            EventKind::New {
-                text, attachments, ..
-            }
-            | EventKind::Edit { text, attachments } => {
+            EventKind::New { text, attachments, .. } | EventKind::Edit { text, attachments } => {
                 text.clear();
                 *attachments = Value::Array(Vec::new());
             }
@@ -431,20 +377,13 @@ async fn mark_range(
     kind: MarkKind,
     now: Millis,
 ) -> Result<Result<Outcome, Refusal>, StoreError> {
-    let (delivered, read): (i64, i64) = sqlx::query_as(
-        "SELECT delivered_mark, read_mark FROM members WHERE chat_id = $1 AND user_id = $2",
-    )
-    .bind(chat)
-    .bind(user)
-    .fetch_one(&mut **tx)
-    .await?;
-    let outcome = match apply_mark(
-        Marks { delivered, read },
-        kind,
-        m,
-        counters.last_message_id,
-        now,
-    ) {
+    let (delivered, read): (i64, i64) =
+        sqlx::query_as("SELECT delivered_mark, read_mark FROM members WHERE chat_id = $1 AND user_id = $2")
+            .bind(chat)
+            .bind(user)
+            .fetch_one(&mut **tx)
+            .await?;
+    let outcome = match apply_mark(Marks { delivered, read }, kind, m, counters.last_message_id, now) {
         Ok(outcome) => outcome,
         Err(refusal) => return Ok(Err(refusal)),
     };
@@ -485,29 +424,16 @@ async fn mark_range(
             .await?;
     }
     Ok(Ok(Outcome {
-        applied: Applied {
-            chat_id: chat,
-            message_id: m,
-            client_message_id: None,
-            timestamp: now,
-        },
+        applied: Applied { chat_id: chat, message_id: m, client_message_id: None, timestamp: now },
         events,
     }))
 }
 
 /// Allocates the event id after `previous` for `chat` (whose row this
 /// transaction already holds).
-async fn next_event_id(
-    tx: &mut Tx,
-    chat: ChatId,
-    previous: EventId,
-) -> Result<EventId, StoreError> {
+async fn next_event_id(tx: &mut Tx, chat: ChatId, previous: EventId) -> Result<EventId, StoreError> {
     let id = previous + 1;
-    sqlx::query("UPDATE chats SET last_event_id = $2 WHERE id = $1")
-        .bind(chat)
-        .bind(id)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query("UPDATE chats SET last_event_id = $2 WHERE id = $1").bind(chat).bind(id).execute(&mut **tx).await?;
     Ok(id)
 }
 
@@ -521,15 +447,17 @@ fn kind_column(kind: &EventKind) -> &'static str {
 }
 
 async fn insert_event(tx: &mut Tx, event: &ChatEvent) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO events (chat_id, id, message_id, kind, payload, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
-        .bind(event.chat_id)
-        .bind(event.id)
-        .bind(event.message_id)
-        .bind(kind_column(&event.kind))
-        .bind(encode_event(event))
-        .bind(event.timestamp)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "INSERT INTO events (chat_id, id, message_id, kind, payload, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(event.chat_id)
+    .bind(event.id)
+    .bind(event.message_id)
+    .bind(kind_column(&event.kind))
+    .bind(encode_event(event))
+    .bind(event.timestamp)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 

@@ -5,22 +5,11 @@ use super::commands::decode_event;
 use super::{members_of, membership, Store, StoreError, StoreRefusal};
 use crate::error::{ErrorCode, Refusal};
 use crate::marks::{timestamp_of, MarkedRange};
-use crate::model::{
-    delivery_status, ChatEvent, ChatId, EventId, MarkKind, MessageId, MessageView, Receipt,
-};
+use crate::model::{delivery_status, ChatEvent, ChatId, EventId, MarkKind, MessageId, MessageView, Receipt};
 
 /// message_id, author, client_message_id, body, attachments, created_at,
 /// edited_at, deleted_at.
-type MessageRow = (
-    i64,
-    String,
-    String,
-    String,
-    String,
-    i64,
-    Option<i64>,
-    Option<i64>,
-);
+type MessageRow = (i64, String, String, String, String, i64, Option<i64>, Option<i64>);
 
 pub const DEFAULT_PAGE: i64 = 50;
 pub const MAX_PAGE: i64 = 200;
@@ -44,12 +33,7 @@ impl Store {
     /// A page of history, ascending by messageId. With `before`, the page
     /// ends just below it (the newest such messages); with `after`, it starts
     /// just above it; with neither, it is the newest page.
-    pub async fn messages(
-        &self,
-        chat: ChatId,
-        user: &str,
-        q: HistoryQuery,
-    ) -> Result<Vec<MessageView>, StoreRefusal> {
+    pub async fn messages(&self, chat: ChatId, user: &str, q: HistoryQuery) -> Result<Vec<MessageView>, StoreRefusal> {
         membership(&self.reader, chat, user).await?.require()?;
         let limit = q.limit.unwrap_or(DEFAULT_PAGE);
         if !(1..=MAX_PAGE).contains(&limit) {
@@ -59,11 +43,7 @@ impl Store {
         let after = q.after.unwrap_or(0);
         // Newest-first when paging back from `before` (or the end), oldest
         // first when paging forward from `after`; sorted ascending below.
-        let order = if q.after.is_some() && q.before.is_none() {
-            "ASC"
-        } else {
-            "DESC"
-        };
+        let order = if q.after.is_some() && q.before.is_none() { "ASC" } else { "DESC" };
         let rows: Vec<MessageRow> = sqlx::query_as(&format!(
             "SELECT message_id, user_id, client_message_id, body, attachments, created_at, edited_at, deleted_at \
              FROM messages WHERE chat_id = $1 AND message_id < $2 AND message_id > $3 \
@@ -75,54 +55,33 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.reader)
         .await?;
-        let marks: Vec<(String, i64, i64)> =
-            sqlx::query_as("SELECT user_id, delivered_mark, read_mark FROM members WHERE chat_id = $1 ORDER BY user_id")
-                .bind(chat)
-                .fetch_all(&self.reader)
-                .await?;
+        let marks: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT user_id, delivered_mark, read_mark FROM members WHERE chat_id = $1 ORDER BY user_id",
+        )
+        .bind(chat)
+        .fetch_all(&self.reader)
+        .await?;
         let members: Vec<String> = marks.iter().map(|m| m.0.clone()).collect();
         let mut views: Vec<MessageView> = rows
             .into_iter()
-            .map(
-                |(
+            .map(|(message_id, author, client_message_id, body, attachments, created_at, edited_at, deleted_at)| {
+                let others = || marks.iter().filter(|m| m.0 != author);
+                MessageView {
+                    chat_id: chat,
                     message_id,
-                    author,
+                    status: delivery_status(message_id, &author, marks.iter().map(|m| (m.0.as_str(), m.1, m.2))),
+                    delivered_members: others().filter(|m| m.1 >= message_id).map(|m| m.0.clone()).collect(),
+                    read_members: others().filter(|m| m.2 >= message_id).map(|m| m.0.clone()).collect(),
+                    user_id: author,
                     client_message_id,
-                    body,
-                    attachments,
-                    created_at,
+                    text: body,
+                    attachments: serde_json::from_str(&attachments).unwrap_or_else(|_| serde_json::json!([])),
+                    timestamp: created_at,
                     edited_at,
-                    deleted_at,
-                )| {
-                    let others = || marks.iter().filter(|m| m.0 != author);
-                    MessageView {
-                        chat_id: chat,
-                        message_id,
-                        status: delivery_status(
-                            message_id,
-                            &author,
-                            marks.iter().map(|m| (m.0.as_str(), m.1, m.2)),
-                        ),
-                        delivered_members: others()
-                            .filter(|m| m.1 >= message_id)
-                            .map(|m| m.0.clone())
-                            .collect(),
-                        read_members: others()
-                            .filter(|m| m.2 >= message_id)
-                            .map(|m| m.0.clone())
-                            .collect(),
-                        user_id: author,
-                        client_message_id,
-                        text: body,
-                        attachments: serde_json::from_str(&attachments)
-                            .unwrap_or_else(|_| serde_json::json!([])),
-                        timestamp: created_at,
-                        edited_at,
-                        deleted: deleted_at.is_some(),
-                        members: members.clone(),
-                    }
-                },
-            )
+                    deleted: deleted_at.is_some(),
+                    members: members.clone(),
+                }
+            })
             .collect();
         views.sort_by_key(|v| v.message_id);
         Ok(views)
@@ -163,11 +122,7 @@ impl Store {
                     .iter()
                     .filter(|r| r.0 == member)
                     .map(|r| MarkedRange {
-                        kind: if r.1 == MarkKind::Read.as_str() {
-                            MarkKind::Read
-                        } else {
-                            MarkKind::Delivered
-                        },
+                        kind: if r.1 == MarkKind::Read.as_str() { MarkKind::Read } else { MarkKind::Delivered },
                         first: r.2,
                         last: r.3,
                         at: r.4,
@@ -194,12 +149,11 @@ impl Store {
         limit: i64,
     ) -> Result<SyncPage, StoreRefusal> {
         membership(&self.reader, chat, user).await?.require()?;
-        let (first_retained, last_event_id): (i64, i64) = sqlx::query_as(
-            "SELECT first_retained_event_id, last_event_id FROM chats WHERE id = $1",
-        )
-        .bind(chat)
-        .fetch_one(&self.reader)
-        .await?;
+        let (first_retained, last_event_id): (i64, i64) =
+            sqlx::query_as("SELECT first_retained_event_id, last_event_id FROM chats WHERE id = $1")
+                .bind(chat)
+                .fetch_one(&self.reader)
+                .await?;
         if since > last_event_id {
             return Err(Refusal::new(
                 ErrorCode::SyncGap,
@@ -214,22 +168,15 @@ impl Store {
             )
             .into());
         }
-        let rows: Vec<(String,)> = sqlx::query_as(
-            "SELECT payload FROM events WHERE chat_id = $1 AND id > $2 ORDER BY id LIMIT $3",
-        )
-        .bind(chat)
-        .bind(since)
-        .bind(limit)
-        .fetch_all(&self.reader)
-        .await?;
-        let events = rows
-            .iter()
-            .map(|r| decode_event(&r.0))
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        Ok(SyncPage {
-            events,
-            last_event_id,
-        })
+        let rows: Vec<(String,)> =
+            sqlx::query_as("SELECT payload FROM events WHERE chat_id = $1 AND id > $2 ORDER BY id LIMIT $3")
+                .bind(chat)
+                .bind(since)
+                .bind(limit)
+                .fetch_all(&self.reader)
+                .await?;
+        let events = rows.iter().map(|r| decode_event(&r.0)).collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(SyncPage { events, last_event_id })
     }
 
     /// Events of `chat` in `(after, upto]`, for a gateway filling a gap in
@@ -240,14 +187,13 @@ impl Store {
         after: EventId,
         upto: EventId,
     ) -> Result<Vec<ChatEvent>, StoreError> {
-        let rows: Vec<(String,)> = sqlx::query_as(
-            "SELECT payload FROM events WHERE chat_id = $1 AND id > $2 AND id <= $3 ORDER BY id",
-        )
-        .bind(chat)
-        .bind(after)
-        .bind(upto)
-        .fetch_all(&self.reader)
-        .await?;
+        let rows: Vec<(String,)> =
+            sqlx::query_as("SELECT payload FROM events WHERE chat_id = $1 AND id > $2 AND id <= $3 ORDER BY id")
+                .bind(chat)
+                .bind(after)
+                .bind(upto)
+                .fetch_all(&self.reader)
+                .await?;
         rows.iter().map(|r| decode_event(&r.0)).collect()
     }
 }

@@ -11,11 +11,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 pub(super) async fn open(url: &str) -> Result<Store, StoreError> {
     let pool = pool_options(16).connect(url).await?;
     migrate(&pool).await?;
-    Ok(Store {
-        writer: pool.clone(),
-        reader: pool,
-        backend: Backend::Postgres,
-    })
+    Ok(Store { writer: pool.clone(), reader: pool, backend: Backend::Postgres })
 }
 
 pub(super) async fn migrate(pool: &AnyPool) -> Result<(), StoreError> {

@@ -18,12 +18,7 @@ pub struct Retention {
 
 /// The first event id to keep: the lower of the two windows' bounds, never
 /// below what was already kept.
-pub fn first_retained(
-    current: i64,
-    last_event_id: i64,
-    first_recent: Option<i64>,
-    max_events: i64,
-) -> i64 {
+pub fn first_retained(current: i64, last_event_id: i64, first_recent: Option<i64>, max_events: i64) -> i64 {
     let by_count = last_event_id - max_events + 1;
     let by_age = first_recent.unwrap_or(last_event_id + 1);
     current.max(by_count.min(by_age))
@@ -50,8 +45,7 @@ impl Store {
             .await?;
         let mut pruned = 0;
         for (chat, current, last, first_recent) in candidates {
-            let keep_from =
-                first_retained(current, last, first_recent, retention.max_events_per_chat);
+            let keep_from = first_retained(current, last, first_recent, retention.max_events_per_chat);
             if keep_from == current {
                 continue;
             }
@@ -80,25 +74,9 @@ mod tests {
     #[test]
     fn an_event_goes_only_when_outside_both_windows() {
         // 100 events, keep 10 by count; events from 50 on are recent.
-        assert_eq!(
-            first_retained(1, 100, Some(50), 10),
-            50,
-            "age keeps more than count"
-        );
-        assert_eq!(
-            first_retained(1, 100, Some(95), 10),
-            91,
-            "count keeps more than age"
-        );
-        assert_eq!(
-            first_retained(1, 100, None, 10),
-            91,
-            "nothing recent: the count window"
-        );
-        assert_eq!(
-            first_retained(95, 100, Some(50), 10),
-            95,
-            "never moves back"
-        );
+        assert_eq!(first_retained(1, 100, Some(50), 10), 50, "age keeps more than count");
+        assert_eq!(first_retained(1, 100, Some(95), 10), 91, "count keeps more than age");
+        assert_eq!(first_retained(1, 100, None, 10), 91, "nothing recent: the count window");
+        assert_eq!(first_retained(95, 100, Some(50), 10), 95, "never moves back");
     }
 }

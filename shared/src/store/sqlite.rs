@@ -15,38 +15,22 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 pub(super) async fn open(url: &str) -> Result<Store, StoreError> {
     if let Some(dir) = file_path(url).and_then(|p| Path::new(p).parent().map(Path::to_path_buf)) {
         if !dir.as_os_str().is_empty() {
-            std::fs::create_dir_all(&dir).map_err(|e| {
-                StoreError::Corrupt(format!("cannot create {}: {e}", dir.display()))
-            })?;
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| StoreError::Corrupt(format!("cannot create {}: {e}", dir.display())))?;
         }
     }
-    let url = if url.contains('?') {
-        url.to_owned()
-    } else {
-        format!("{url}?mode=rwc")
-    };
-    let writer = pool_options(1)
-        .after_connect(|conn, _| Box::pin(async move { pragmas(conn).await }))
-        .connect(&url)
-        .await?;
+    let url = if url.contains('?') { url.to_owned() } else { format!("{url}?mode=rwc") };
+    let writer =
+        pool_options(1).after_connect(|conn, _| Box::pin(async move { pragmas(conn).await })).connect(&url).await?;
     migrate(&writer).await?;
-    let reader = pool_options(4)
-        .after_connect(|conn, _| Box::pin(async move { pragmas(conn).await }))
-        .connect(&url)
-        .await?;
-    Ok(Store {
-        writer,
-        reader,
-        backend: Backend::Sqlite,
-    })
+    let reader =
+        pool_options(4).after_connect(|conn, _| Box::pin(async move { pragmas(conn).await })).connect(&url).await?;
+    Ok(Store { writer, reader, backend: Backend::Sqlite })
 }
 
 async fn pragmas(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
     use sqlx::Executor;
-    conn.execute(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000;",
-    )
-    .await?;
+    conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000;").await?;
     Ok(())
 }
 
@@ -57,9 +41,7 @@ pub(super) async fn migrate(pool: &AnyPool) -> Result<(), StoreError> {
 
 /// The file path inside `sqlite://PATH` or `sqlite:PATH`, if it names a file.
 fn file_path(url: &str) -> Option<&str> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next()?;
     (!path.is_empty() && path != ":memory:").then_some(path)
 }

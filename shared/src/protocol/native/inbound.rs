@@ -37,29 +37,19 @@ pub enum Request {
 /// Parses one text frame. On error the `ref` is still returned when the frame
 /// carried a usable one.
 pub fn parse(frame: &[u8], limits: Limits) -> Result<(Ref, Request), (Ref, Refusal)> {
-    let value: Value = serde_json::from_slice(frame)
-        .map_err(|e| (None, Refusal::bad_request(format!("malformed JSON: {e}"))))?;
+    let value: Value =
+        serde_json::from_slice(frame).map_err(|e| (None, Refusal::bad_request(format!("malformed JSON: {e}"))))?;
     let Value::Object(obj) = value else {
         return Err((None, Refusal::bad_request("a frame must be a JSON object")));
     };
     let reference = match obj.get("ref") {
         None | Some(Value::Null) => None,
         Some(r @ Value::Number(_)) => Some(r.clone()),
-        Some(Value::String(s)) if s.chars().count() <= MAX_REF_CHARS => {
-            Some(Value::String(s.clone()))
-        }
+        Some(Value::String(s)) if s.chars().count() <= MAX_REF_CHARS => Some(Value::String(s.clone())),
         Some(Value::String(_)) => {
-            return Err((
-                None,
-                Refusal::bad_request(format!("ref is longer than {MAX_REF_CHARS} characters")),
-            ))
+            return Err((None, Refusal::bad_request(format!("ref is longer than {MAX_REF_CHARS} characters"))))
         }
-        Some(_) => {
-            return Err((
-                None,
-                Refusal::bad_request("ref must be a string or a number"),
-            ))
-        }
+        Some(_) => return Err((None, Refusal::bad_request("ref must be a string or a number"))),
     };
     match request(&obj, limits) {
         Ok(request) => Ok((reference, request)),
@@ -94,29 +84,15 @@ fn request(obj: &Map<String, Value>, limits: Limits) -> Result<Request, Refusal>
         }
         "edit" => {
             let (text, attachments) = f.content(limits)?;
-            Request::Command(Command::Edit {
-                chat_id: f.chat_id()?,
-                message_id: f.message_id()?,
-                text,
-                attachments,
-            })
+            Request::Command(Command::Edit { chat_id: f.chat_id()?, message_id: f.message_id()?, text, attachments })
         }
-        "delete" => Request::Command(Command::Delete {
-            chat_id: f.chat_id()?,
-            message_id: f.message_id()?,
-        }),
+        "delete" => Request::Command(Command::Delete { chat_id: f.chat_id()?, message_id: f.message_id()? }),
         "dlvrd" | "read" => Request::Command(Command::Mark {
             chat_id: f.chat_id()?,
             message_id: f.message_id()?,
-            mark: if kind == "read" {
-                MarkKind::Read
-            } else {
-                MarkKind::Delivered
-            },
+            mark: if kind == "read" { MarkKind::Read } else { MarkKind::Delivered },
         }),
-        "typing" => Request::Typing {
-            chat_id: f.chat_id()?,
-        },
+        "typing" => Request::Typing { chat_id: f.chat_id()? },
         "sync" => Request::Sync { since: f.since()? },
         other => {
             let shown: String = other.chars().take(32).collect();
@@ -136,17 +112,13 @@ impl Fields<'_> {
     }
 
     fn string(&self, name: &str) -> Result<&str, Refusal> {
-        self.get(name)?
-            .as_str()
-            .ok_or_else(|| Refusal::bad_request(format!("{name} must be a string")))
+        self.get(name)?.as_str().ok_or_else(|| Refusal::bad_request(format!("{name} must be a string")))
     }
 
     fn positive(&self, name: &str) -> Result<i64, Refusal> {
         match self.get(name)?.as_i64() {
             Some(n) if n >= 1 => Ok(n),
-            _ => Err(Refusal::bad_request(format!(
-                "{name} must be a positive integer"
-            ))),
+            _ => Err(Refusal::bad_request(format!("{name} must be a positive integer"))),
         }
     }
 
@@ -164,37 +136,23 @@ impl Fields<'_> {
         if text.len() > limits.max_text_bytes {
             return Err(Refusal::new(
                 ErrorCode::TooLarge,
-                format!(
-                    "message is {} bytes; the limit is {}",
-                    text.len(),
-                    limits.max_text_bytes
-                ),
+                format!("message is {} bytes; the limit is {}", text.len(), limits.max_text_bytes),
             ));
         }
         let attachments = match self.0.get("attachments") {
             None | Some(Value::Null) => Value::Array(Vec::new()),
-            Some(Value::Array(items)) if items.iter().all(Value::is_object) => {
-                Value::Array(items.clone())
-            }
-            Some(_) => {
-                return Err(Refusal::bad_request(
-                    "attachments must be an array of JSON objects",
-                ))
-            }
+            Some(Value::Array(items)) if items.iter().all(Value::is_object) => Value::Array(items.clone()),
+            Some(_) => return Err(Refusal::bad_request("attachments must be an array of JSON objects")),
         };
         Ok((text.to_owned(), attachments))
     }
 
     fn since(&self) -> Result<Vec<(ChatId, EventId)>, Refusal> {
         let Value::Object(map) = self.get("since")? else {
-            return Err(Refusal::bad_request(
-                "since must be an object of chatId to event id",
-            ));
+            return Err(Refusal::bad_request("since must be an object of chatId to event id"));
         };
         if map.len() > MAX_SYNC_CHATS {
-            return Err(Refusal::bad_request(format!(
-                "since names more than {MAX_SYNC_CHATS} chats"
-            )));
+            return Err(Refusal::bad_request(format!("since names more than {MAX_SYNC_CHATS} chats")));
         }
         map.iter()
             .map(|(chat, id)| {
@@ -202,12 +160,11 @@ impl Fields<'_> {
                     .parse::<ChatId>()
                     .ok()
                     .filter(|c| *c >= 1)
-                    .ok_or_else(|| {
-                        Refusal::bad_request(format!("since key {chat:?} is not a chatId"))
-                    })?;
-                let id = id.as_i64().filter(|i| *i >= 0).ok_or_else(|| {
-                    Refusal::bad_request(format!("since[{chat}] must be an event id >= 0"))
-                })?;
+                    .ok_or_else(|| Refusal::bad_request(format!("since key {chat:?} is not a chatId")))?;
+                let id = id
+                    .as_i64()
+                    .filter(|i| *i >= 0)
+                    .ok_or_else(|| Refusal::bad_request(format!("since[{chat}] must be an event id >= 0")))?;
                 Ok((chat_id, id))
             })
             .collect()
@@ -226,11 +183,8 @@ mod tests {
 
     #[test]
     fn parses_every_command() {
-        let (r, req) = parse(
-            br#"{"type":"new","ref":7,"chatId":1,"clientMessageId":"c1","message":"hi"}"#,
-            LIMITS,
-        )
-        .expect("valid");
+        let (r, req) = parse(br#"{"type":"new","ref":7,"chatId":1,"clientMessageId":"c1","message":"hi"}"#, LIMITS)
+            .expect("valid");
         assert_eq!(r, Some(Value::from(7)));
         assert_eq!(
             req,
@@ -241,20 +195,10 @@ mod tests {
                 attachments: Value::Array(vec![])
             })
         );
-        let (_, req) =
-            parse(br#"{"type":"read","chatId":2,"messageId":3}"#, LIMITS).expect("valid");
-        assert_eq!(
-            req,
-            Request::Command(Command::Mark {
-                chat_id: 2,
-                message_id: 3,
-                mark: MarkKind::Read
-            })
-        );
+        let (_, req) = parse(br#"{"type":"read","chatId":2,"messageId":3}"#, LIMITS).expect("valid");
+        assert_eq!(req, Request::Command(Command::Mark { chat_id: 2, message_id: 3, mark: MarkKind::Read }));
         let (_, req) = parse(br#"{"type":"sync","since":{"4":10,"5":0}}"#, LIMITS).expect("valid");
-        let Request::Sync { mut since } = req else {
-            panic!("not sync")
-        };
+        let Request::Sync { mut since } = req else { panic!("not sync") };
         since.sort();
         assert_eq!(since, vec![(4, 10), (5, 0)]);
     }
@@ -266,26 +210,16 @@ mod tests {
         assert_eq!(e.code, ErrorCode::BadRequest);
         assert!(e.message.contains("clientMessageId"), "{}", e.message);
         assert_eq!(refusal("{nope").1.code, ErrorCode::BadRequest);
-        assert!(refusal(r#"{"type":"fly"}"#)
-            .1
-            .message
-            .contains("unknown type"));
-        assert!(refusal(r#"{"type":"delete","chatId":"1","messageId":1}"#)
-            .1
-            .message
-            .contains("chatId"));
+        assert!(refusal(r#"{"type":"fly"}"#).1.message.contains("unknown type"));
+        assert!(refusal(r#"{"type":"delete","chatId":"1","messageId":1}"#).1.message.contains("chatId"));
         assert_eq!(
-            refusal(r#"{"type":"new","chatId":1,"clientMessageId":"c","message":"12345678901"}"#)
-                .1
-                .code,
+            refusal(r#"{"type":"new","chatId":1,"clientMessageId":"c","message":"12345678901"}"#).1.code,
             ErrorCode::TooLarge
         );
-        assert!(refusal(
-            r#"{"type":"new","chatId":1,"clientMessageId":"c","message":"x","attachments":[1]}"#
-        )
-        .1
-        .message
-        .contains("attachments"));
+        assert!(refusal(r#"{"type":"new","chatId":1,"clientMessageId":"c","message":"x","attachments":[1]}"#)
+            .1
+            .message
+            .contains("attachments"));
         assert!(refusal(&format!(
             r#"{{"type":"new","chatId":1,"clientMessageId":"{}","message":"x"}}"#,
             "c".repeat(65)
@@ -293,10 +227,7 @@ mod tests {
         .1
         .message
         .contains("clientMessageId"));
-        assert!(refusal(r#"{"type":"sync","since":{"x":1}}"#)
-            .1
-            .message
-            .contains("since"));
+        assert!(refusal(r#"{"type":"sync","since":{"x":1}}"#).1.message.contains("since"));
         assert!(refusal(r#"[1,2]"#).1.message.contains("object"));
     }
 }

@@ -8,8 +8,8 @@ use serde_json::{json, Value};
 
 use crate::error::Refusal;
 use crate::model::{
-    Applied, ChatAction, ChatEvent, ChatId, ChatSummary, DeliveryStatus, EventId, EventKind,
-    MarkKind, MessageView, Millis, PresenceView, Receipt,
+    Applied, ChatAction, ChatEvent, ChatId, ChatSummary, DeliveryStatus, EventId, EventKind, MarkKind, MessageView,
+    Millis, PresenceView, Receipt,
 };
 
 use super::inbound::Ref;
@@ -30,13 +30,7 @@ struct Welcome<'a> {
     server_time: Millis,
 }
 
-pub fn welcome(
-    user_id: &str,
-    connection_id: &str,
-    node: &str,
-    heartbeat_timeout_ms: u64,
-    now: Millis,
-) -> Bytes {
+pub fn welcome(user_id: &str, connection_id: &str, node: &str, heartbeat_timeout_ms: u64, now: Millis) -> Bytes {
     render(&Welcome {
         r#type: "welcome",
         user_id,
@@ -56,11 +50,7 @@ struct Pong<'a> {
 }
 
 pub fn pong(reference: &Ref, now: Millis) -> Bytes {
-    render(&Pong {
-        r#type: "pong",
-        reference,
-        ts: now,
-    })
+    render(&Pong { r#type: "pong", reference, ts: now })
 }
 
 #[derive(Serialize)]
@@ -93,10 +83,8 @@ pub fn ack(reference: &Ref, applied: &Applied) -> Bytes {
 
 /// `ack` of `sync`: chatId (as a string key) to the last event id sent.
 pub fn ack_synced(reference: &Ref, synced: &[(ChatId, EventId)]) -> Bytes {
-    let synced: serde_json::Map<String, Value> = synced
-        .iter()
-        .map(|(chat, id)| (chat.to_string(), Value::from(*id)))
-        .collect();
+    let synced: serde_json::Map<String, Value> =
+        synced.iter().map(|(chat, id)| (chat.to_string(), Value::from(*id))).collect();
     let mut frame = json!({"type": "ack", "synced": synced});
     if let Some(r) = reference {
         frame["ref"] = r.clone();
@@ -119,13 +107,7 @@ struct ErrorFrame<'a> {
 /// `error`. `chat_id` is set when one command concerns several chats (`sync`)
 /// and the refusal is for one of them.
 pub fn error(reference: &Ref, refusal: &Refusal, chat_id: Option<ChatId>) -> Bytes {
-    render(&ErrorFrame {
-        r#type: "error",
-        reference,
-        code: refusal.code.as_str(),
-        message: &refusal.message,
-        chat_id,
-    })
+    render(&ErrorFrame { r#type: "error", reference, code: refusal.code.as_str(), message: &refusal.message, chat_id })
 }
 
 #[derive(Serialize)]
@@ -148,26 +130,13 @@ struct EventFrame<'a> {
 /// A persisted chat event: `new`, `edit`, `delete`, `dlvrd` or `read`.
 pub fn chat_event(event: &ChatEvent) -> Bytes {
     let (kind, client_message_id, message, attachments) = match &event.kind {
-        EventKind::New {
-            client_message_id,
-            text,
-            attachments,
-        } => (
-            "new",
-            Some(client_message_id.as_str()),
-            Some(text.as_str()),
-            Some(attachments),
-        ),
-        EventKind::Edit { text, attachments } => {
-            ("edit", None, Some(text.as_str()), Some(attachments))
+        EventKind::New { client_message_id, text, attachments } => {
+            ("new", Some(client_message_id.as_str()), Some(text.as_str()), Some(attachments))
         }
+        EventKind::Edit { text, attachments } => ("edit", None, Some(text.as_str()), Some(attachments)),
         EventKind::Delete => ("delete", None, None, None),
-        EventKind::Mark {
-            mark: MarkKind::Delivered,
-        } => ("dlvrd", None, None, None),
-        EventKind::Mark {
-            mark: MarkKind::Read,
-        } => ("read", None, None, None),
+        EventKind::Mark { mark: MarkKind::Delivered } => ("dlvrd", None, None, None),
+        EventKind::Mark { mark: MarkKind::Read } => ("read", None, None, None),
     };
     render(&EventFrame {
         r#type: kind,

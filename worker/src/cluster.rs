@@ -1,0 +1,148 @@
+//! The worker process in a cluster: holds a fair share of the shard leases
+//! and runs a [`ShardConsumer`] per owned shard.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::AsyncCommands;
+use shared::bus::keys::Keys;
+use shared::bus::redis::RedisBroker;
+use shared::bus::Broker;
+use shared::store::Store;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::lease::{fair_share, preference, surplus, RELEASE, RENEW};
+use crate::processor::Processor;
+use crate::stream::ShardConsumer;
+
+pub struct Worker {
+    pub id: String,
+    pub keys: Keys,
+    pub redis_url: String,
+    pub lease_ttl_ms: u64,
+    pub store: Store,
+    pub redis: ConnectionManager,
+}
+
+struct Owned {
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Worker {
+    /// Runs until `stop`; then stops its consumers (each finishes and
+    /// acknowledges its batch in hand) and releases its leases so another
+    /// worker takes over at once rather than after the TTL.
+    pub async fn run(self, stop: CancellationToken) {
+        let broker = Broker::Redis(RedisBroker::new(&self.redis_url, self.redis.clone(), self.keys.clone()));
+        let processor = Processor::new(self.store.clone(), broker);
+        let mut owned: BTreeMap<u32, Owned> = BTreeMap::new();
+        let mut ticker = tokio::time::interval(Duration::from_millis(self.lease_ttl_ms / 3));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tracing::info!(worker = %self.id, shards = self.keys.shards(), "worker started");
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = stop.cancelled() => break,
+            }
+            if let Err(e) = self.rebalance(&mut owned, &processor).await {
+                metrics::counter!("chat_redis_errors_total", "op" => "lease").increment(1);
+                tracing::warn!(error = %e, "lease round failed; keeping current shards");
+            }
+            metrics::gauge!("chat_worker_owned_shards").set(owned.len() as f64);
+        }
+        let shards: Vec<u32> = owned.keys().copied().collect();
+        for shard in shards {
+            self.give_up(&mut owned, shard).await;
+        }
+        let mut redis = self.redis.clone();
+        let _: Result<(), _> = redis.del(self.keys.worker_alive(&self.id)).await;
+        let _: Result<(), _> = redis.srem(self.keys.workers(), &self.id).await;
+        tracing::info!(worker = %self.id, "worker stopped; shards released");
+    }
+
+    async fn rebalance(&self, owned: &mut BTreeMap<u32, Owned>, processor: &Processor) -> redis::RedisResult<()> {
+        let mut redis = self.redis.clone();
+        let ttl = self.lease_ttl_ms;
+        let _: () = redis
+            .set_options(
+                self.keys.worker_alive(&self.id),
+                1,
+                redis::SetOptions::default().with_expiration(redis::SetExpiry::PX(ttl * 2)),
+            )
+            .await?;
+        let _: () = redis.sadd(self.keys.workers(), &self.id).await?;
+        let workers: Vec<String> = redis.smembers(self.keys.workers()).await?;
+        let mut live = 0;
+        for worker in workers {
+            if redis.exists(self.keys.worker_alive(&worker)).await? {
+                live += 1;
+            } else {
+                let _: () = redis.srem(self.keys.workers(), &worker).await?;
+            }
+        }
+        // Renew what we hold; a lease found lost means another worker owns
+        // the shard now: stop consuming it.
+        let renew = redis::Script::new(RENEW);
+        let held: Vec<u32> = owned.keys().copied().collect();
+        for shard in held {
+            let renewed: i64 =
+                renew.key(self.keys.shard_lease(shard)).arg(&self.id).arg(ttl).invoke_async(&mut redis).await?;
+            if renewed == 0 {
+                tracing::warn!(shard, "lease lost");
+                if let Some(lost) = owned.remove(&shard) {
+                    lost.stop.cancel();
+                }
+            }
+        }
+        let target = fair_share(self.keys.shards(), live);
+        let owned_set: BTreeSet<u32> = owned.keys().copied().collect();
+        for shard in surplus(&owned_set, target) {
+            self.give_up(owned, shard).await;
+        }
+        for shard in preference(&self.id, self.keys.shards()) {
+            if owned.len() >= target {
+                break;
+            }
+            if owned.contains_key(&shard) {
+                continue;
+            }
+            let taken: Option<String> = redis::cmd("SET")
+                .arg(self.keys.shard_lease(shard))
+                .arg(&self.id)
+                .arg("NX")
+                .arg("PX")
+                .arg(ttl)
+                .query_async(&mut redis)
+                .await?;
+            if taken.is_some() {
+                let stop = CancellationToken::new();
+                let consumer = ShardConsumer {
+                    shard,
+                    keys: self.keys.clone(),
+                    processor: processor.clone(),
+                    commands: self.redis.clone(),
+                    redis_url: self.redis_url.clone(),
+                };
+                let task = tokio::spawn(consumer.run(stop.clone()));
+                owned.insert(shard, Owned { stop, task });
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops consuming `shard` (after its batch in hand) and releases it.
+    async fn give_up(&self, owned: &mut BTreeMap<u32, Owned>, shard: u32) {
+        let Some(Owned { stop, task }) = owned.remove(&shard) else { return };
+        stop.cancel();
+        let _ = task.await;
+        let mut redis = self.redis.clone();
+        let released: Result<i64, _> =
+            redis::Script::new(RELEASE).key(self.keys.shard_lease(shard)).arg(&self.id).invoke_async(&mut redis).await;
+        if let Err(e) = released {
+            tracing::warn!(error = %e, shard, "could not release the lease; it expires by itself");
+        }
+    }
+}

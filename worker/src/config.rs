@@ -1,0 +1,61 @@
+//! The worker's settings: every one by flag and by environment variable.
+
+use clap::{Args, Parser, Subcommand};
+use shared::config::{self as defaults, ClusterArgs};
+
+#[derive(Debug, Parser)]
+#[command(name = "worker", version, about = "Chat worker: applies commands from Redis Streams to PostgreSQL")]
+pub struct Cli {
+    #[command(flatten)]
+    pub settings: Settings,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply the database migrations and exit (for a Kubernetes Job).
+    Migrate,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Settings {
+    /// PostgreSQL, e.g. postgres://user:pass@host/db.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
+    pub database_url: Option<String>,
+
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+
+    /// This worker's name in Redis and logs (default: generated).
+    #[arg(long, env = "WORKER_ID", global = true)]
+    pub worker_id: Option<String>,
+
+    /// A shard lease lasts this long unless renewed (ms). A dead worker's
+    /// shards, and the commands it left pending, move to a live worker
+    /// within about this time.
+    #[arg(long, env = "LEASE_TTL_MS", default_value_t = 5_000, global = true,
+          value_parser = clap::value_parser!(u64).range(300..=600_000))]
+    pub lease_ttl_ms: u64,
+
+    /// Keep chat events for `sync` at least this many days,
+    #[arg(long, env = "RETENTION_DAYS", default_value_t = defaults::DEFAULT_RETENTION_DAYS, global = true)]
+    pub retention_days: u64,
+
+    /// and at least this many of the newest events per chat.
+    #[arg(long, env = "RETENTION_EVENTS", default_value_t = defaults::DEFAULT_RETENTION_EVENTS, global = true)]
+    pub retention_events: i64,
+
+    /// Log format: text or json.
+    #[arg(long, env = "LOG_FORMAT", default_value = "text", value_parser = ["text", "json"], global = true)]
+    pub log_format: String,
+}
+
+impl Settings {
+    pub fn retention(&self) -> shared::store::Retention {
+        shared::store::Retention {
+            max_age_ms: (self.retention_days * 86_400_000) as i64,
+            max_events_per_chat: self.retention_events,
+        }
+    }
+}

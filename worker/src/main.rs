@@ -1,0 +1,94 @@
+use clap::Parser;
+use shared::store::Store;
+use tokio_util::sync::CancellationToken;
+use worker::cluster::Worker;
+use worker::config::{Cli, Command, Settings};
+
+/// Exit status for invalid configuration (EX_USAGE).
+const EXIT_CONFIG: i32 = 64;
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    init_logging(&cli.settings.log_format);
+    let Some(database_url) = cli.settings.database_url.clone().filter(|u| u.starts_with("postgres")) else {
+        eprintln!("worker: DATABASE_URL must be a postgres:// URL");
+        std::process::exit(EXIT_CONFIG);
+    };
+    if let Some(Command::Migrate) = cli.command {
+        let started = std::time::Instant::now();
+        eprintln!("worker: applying migrations to {}", shared::config::redact_url(&database_url));
+        match Store::connect(&database_url).await {
+            Ok(_) => eprintln!("worker: migrations applied in {:.1?}; schema is current", started.elapsed()),
+            Err(e) => {
+                eprintln!("worker: migration failed: {e}");
+                std::process::exit(1);
+            }
+        }
+        return;
+    }
+    let Some(redis_url) = cli.settings.cluster.redis_url.clone() else {
+        eprintln!("worker: REDIS_URL is required");
+        std::process::exit(EXIT_CONFIG);
+    };
+    if let Err(e) = run(cli.settings, database_url, redis_url).await {
+        tracing::error!("{e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(settings: Settings, database_url: String, redis_url: String) -> anyhow::Result<()> {
+    let store = Store::connect(&database_url).await?;
+    let redis = shared::bus::redis::connect(&redis_url).await?;
+    let stop = CancellationToken::new();
+    let retention = tokio::spawn(worker::retention::run(
+        store.clone(),
+        settings.retention(),
+        std::time::Duration::from_secs(60),
+        stop.clone(),
+    ));
+    let id = settings.worker_id.clone().unwrap_or_else(|| format!("wk-{:08x}", rand_u32()));
+    let worker = Worker {
+        id,
+        keys: settings.cluster.keys(),
+        redis_url,
+        lease_ttl_ms: settings.lease_ttl_ms,
+        store: store.clone(),
+        redis,
+    };
+    let running = tokio::spawn(worker.run(stop.clone()));
+    shutdown_signal().await;
+    tracing::info!("stopping: finishing batches in hand, releasing shards");
+    stop.cancel();
+    let _ = running.await;
+    let _ = retention.await;
+    store.close().await;
+    Ok(())
+}
+
+fn rand_u32() -> u32 {
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    nanos ^ std::process::id().rotate_left(16)
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
