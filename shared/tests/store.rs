@@ -7,10 +7,19 @@ use shared::error::ErrorCode;
 use shared::model::{ChatKind, Command, DeliveryStatus, EventKind, MarkKind};
 use shared::store::{HistoryQuery, NewChat, Outcome, Retention, Store, StoreRefusal, Submitted};
 
+/// A fresh SQLite store, and a fresh PostgreSQL one when `TEST_DATABASE_URL`
+/// names a server: every store test runs against both.
 async fn stores() -> Vec<(Store, tempfile::TempDir)> {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("sqlite://{}/t.db", dir.path().display());
-    vec![(Store::connect(&url).await.expect("sqlite store"), dir)]
+    let mut stores = vec![(Store::connect(&url).await.expect("sqlite store"), dir)];
+    if let Ok(admin) = std::env::var("TEST_DATABASE_URL") {
+        let url = testkit::services::fresh_database(&admin).await.expect("a fresh database");
+        let store = Store::connect(&url).await.expect("postgres store");
+        assert_eq!(store.backend(), shared::store::Backend::Postgres);
+        stores.push((store, tempfile::tempdir().expect("tempdir")));
+    }
+    stores
 }
 
 /// The tests name commands as (user, command) pairs; each gets a fresh
@@ -77,6 +86,26 @@ async fn ids_are_consecutive_and_retries_are_idempotent() {
         assert_eq!(outsider[0].as_ref().expect_err("refused").code, ErrorCode::Forbidden);
         let unknown = store.apply_pairs(&[("eve".to_string(), send(999, "x", "hi"))], 11).await.expect("ran");
         assert_eq!(unknown[0].as_ref().expect_err("refused").code, ErrorCode::NotFound);
+    }
+}
+
+#[tokio::test]
+async fn a_redelivered_command_is_answered_from_its_record() {
+    for (store, _dir) in stores().await {
+        let chat = group(&store, "alice", &["bob"]).await;
+        let edit = Command::Edit { chat_id: chat, message_id: 1, text: "fixed".into(), attachments: json!([]) };
+        let commands = [send(chat, "c1", "typo"), edit];
+        let batch: Vec<Submitted> = commands
+            .iter()
+            .zip(["redeliver-1", "redeliver-2"])
+            .map(|(command, id)| Submitted { id, user: "alice", command })
+            .collect();
+        let first = store.apply_batch(&batch, 10).await.expect("applied");
+        let again = store.apply_batch(&batch, 20).await.expect("applied again");
+        assert_eq!(first, again, "same replies, same events (to publish again)");
+        let page = store.events_after(chat, "alice", 0, 100).await.expect("log");
+        assert_eq!(page.events.len(), 2, "applied once");
+        assert_eq!(page.last_event_id, 2);
     }
 }
 

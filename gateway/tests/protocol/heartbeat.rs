@@ -39,19 +39,3 @@ async fn pinging_keeps_a_connection_open_past_the_timeout() {
         assert_eq!(alice.recv().await["type"], "pong");
     }
 }
-
-impl crate::common::Client {
-    /// Pings every 50 ms while waiting for the next frame that is not a
-    /// pong, so this client stays alive under a short heartbeat timeout.
-    pub async fn recv_type_or_ping(&mut self) -> serde_json::Value {
-        loop {
-            self.send(json!({"type": "ping"})).await;
-            let next = tokio::time::timeout(Duration::from_millis(50), self.recv()).await;
-            if let Ok(frame) = next {
-                if frame["type"] != "pong" {
-                    return frame;
-                }
-            }
-        }
-    }
-}

@@ -1,0 +1,148 @@
+//! A protocol client over a real WebSocket, with the waits tests need.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// Generous bound for one expected frame; a healthy server answers in
+/// milliseconds, so hitting it means the frame is not coming.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// Connects `user` to `ws_url` (e.g. ws://127.0.0.1:8080/ws) with `token`
+/// and reads the welcome.
+pub async fn connect(ws_url: &str, token: &str, user: &str) -> anyhow::Result<Client> {
+    let (ws, _) = tokio_tungstenite::connect_async(format!("{ws_url}?token={token}")).await?;
+    let mut client = Client { ws, user: user.to_owned() };
+    let welcome = client.recv().await;
+    anyhow::ensure!(welcome["type"] == "welcome", "first frame was {welcome}");
+    Ok(client)
+}
+
+pub struct Client {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub user: String,
+}
+
+/// How a connection ended, as the client saw it.
+#[derive(Debug, PartialEq)]
+pub enum Ended {
+    Closed(u16),
+    Dropped,
+}
+
+impl Client {
+    pub async fn send(&mut self, frame: Value) {
+        self.ws.send(Message::text(frame.to_string())).await.expect("send");
+    }
+
+    pub async fn send_raw(&mut self, message: Message) {
+        self.ws.send(message).await.expect("send");
+    }
+
+    /// The next JSON frame; panics if the connection ends or none comes.
+    #[allow(clippy::result_large_err)]
+    pub async fn recv(&mut self) -> Value {
+        loop {
+            let message = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .unwrap_or_else(|_| panic!("{}: no frame within {WAIT:?}", self.user))
+                .unwrap_or_else(|| panic!("{}: connection ended", self.user))
+                .unwrap_or_else(|e| panic!("{}: {e}", self.user));
+            match message {
+                Message::Text(text) => return serde_json::from_str(&text).expect("JSON frame"),
+                Message::Ping(_) | Message::Pong(_) => continue,
+                other => panic!("{}: unexpected {other:?}", self.user),
+            }
+        }
+    }
+
+    /// The next frame of `kind`, skipping others (presence, chats...).
+    pub async fn recv_type(&mut self, kind: &str) -> Value {
+        loop {
+            let frame = self.recv().await;
+            if frame["type"] == kind {
+                return frame;
+            }
+        }
+    }
+
+    /// A round trip: everything the server queued for this connection before
+    /// the ping arrives first. Returns those frames.
+    pub async fn drain(&mut self) -> Vec<Value> {
+        let marker = format!("barrier-{}", rand_suffix());
+        self.send(json!({"type": "ping", "ref": marker})).await;
+        let mut before = Vec::new();
+        loop {
+            let frame = self.recv().await;
+            if frame["type"] == "pong" && frame["ref"] == marker {
+                return before;
+            }
+            before.push(frame);
+        }
+    }
+
+    /// Sends `command` with a fresh ref and returns the reply owed to it
+    /// (`ack` or `error`), skipping unrelated frames.
+    pub async fn request(&mut self, mut command: Value) -> Value {
+        let reference = format!("r-{}", rand_suffix());
+        command["ref"] = json!(reference);
+        self.send(command).await;
+        loop {
+            let frame = self.recv().await;
+            if frame["ref"] == reference && (frame["type"] == "ack" || frame["type"] == "error") {
+                return frame;
+            }
+        }
+    }
+
+    pub async fn send_message(&mut self, chat: i64, client_id: &str, text: &str) -> Value {
+        let ack =
+            self.request(json!({"type": "new", "chatId": chat, "clientMessageId": client_id, "message": text})).await;
+        assert_eq!(ack["type"], "ack", "{ack}");
+        ack
+    }
+
+    /// Pings every 50 ms while waiting for the next frame that is not a
+    /// pong, so this client stays alive under a short heartbeat timeout.
+    pub async fn recv_type_or_ping(&mut self) -> Value {
+        loop {
+            self.send(json!({"type": "ping"})).await;
+            let next = tokio::time::timeout(Duration::from_millis(50), self.recv()).await;
+            if let Ok(frame) = next {
+                if frame["type"] != "pong" {
+                    return frame;
+                }
+            }
+        }
+    }
+
+    /// Waits for the server to end the connection.
+    pub async fn ended(&mut self) -> Ended {
+        loop {
+            match tokio::time::timeout(WAIT, self.ws.next()).await.expect("connection should end") {
+                Some(Ok(Message::Close(Some(CloseFrame { code, .. })))) => return Ended::Closed(u16::from(code)),
+                Some(Ok(Message::Close(None))) => return Ended::Closed(1005),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => return Ended::Dropped,
+            }
+        }
+    }
+
+    pub async fn close(mut self) {
+        let _ = self.ws.close(Some(CloseFrame { code: CloseCode::Normal, reason: "".into() })).await;
+        // Read until the server's close reply so the server saw it.
+        while let Ok(Some(Ok(_))) = tokio::time::timeout(WAIT, self.ws.next()).await {}
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
