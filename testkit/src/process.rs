@@ -24,7 +24,13 @@ pub struct Service {
 impl Service {
     /// Starts `binary` with `env` (on top of a clean environment plus PATH),
     /// logging to a file in `log_dir`.
-    pub fn spawn(name: &str, binary: &Path, args: &[&str], env: &HashMap<String, String>, log_dir: &Path) -> anyhow::Result<Self> {
+    pub fn spawn(
+        name: &str,
+        binary: &Path,
+        args: &[&str],
+        env: &HashMap<String, String>,
+        log_dir: &Path,
+    ) -> anyhow::Result<Self> {
         anyhow::ensure!(binary.exists(), "{} is not built; run the tests with ./scripts/test", binary.display());
         let log = log_dir.join(format!("{name}.log"));
         let file = std::fs::OpenOptions::new().create(true).append(true).open(&log)?;
@@ -34,7 +40,7 @@ impl Service {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("RUST_LOG", "info")
             .envs(env)
-            .stdout(Stdio::null())
+            .stdout(file.try_clone()?)
             .stderr(file)
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
@@ -67,6 +73,22 @@ impl Service {
             if started.elapsed() > grace {
                 let _ = child.kill();
                 anyhow::bail!("{} did not exit within {grace:?} of SIGTERM", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits up to `limit` for the process to exit by itself.
+    pub fn wait_exit(&mut self, limit: Duration) -> anyhow::Result<Option<i32>> {
+        let Some(mut child) = self.child.take() else { return Ok(None) };
+        let started = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status.code());
+            }
+            if started.elapsed() > limit {
+                let _ = child.kill();
+                anyhow::bail!("{} still running after {limit:?}", self.name);
             }
             std::thread::sleep(Duration::from_millis(20));
         }

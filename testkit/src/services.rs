@@ -98,7 +98,14 @@ impl PostgresServer {
             anyhow::ensure!(status.success(), "chown of the data directory failed");
         }
         let mut initdb = Command::new(bin.join("initdb"));
-        initdb.arg("-D").arg(dir.path().join("data")).args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]);
+        initdb.arg("-D").arg(dir.path().join("data")).args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ]);
         let output = as_owner(&mut initdb, owner).stdout(Stdio::null()).output().context("running initdb")?;
         anyhow::ensure!(output.status.success(), "initdb failed: {}", String::from_utf8_lossy(&output.stderr));
         let mut server = PostgresServer { port: crate::free_port(), dir, bin, owner, child: None };
@@ -179,7 +186,18 @@ fn postgres_bin_dir() -> anyhow::Result<PathBuf> {
 pub async fn fresh_database(admin_url: &str) -> anyhow::Result<String> {
     use sqlx::Connection;
     let name = crate::unique("chat_test_");
-    let mut admin = sqlx::PgConnection::connect(admin_url).await?;
+    // A server just started may accept connections before it takes queries.
+    let started = Instant::now();
+    let mut admin = loop {
+        match sqlx::PgConnection::connect(admin_url).await {
+            Ok(connection) => break connection,
+            Err(e) if started.elapsed() < STARTUP => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
     sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await?;
     let (base, _) = admin_url.rsplit_once('/').context("admin URL without a database")?;
     Ok(format!("{base}/{name}"))

@@ -4,10 +4,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use clap::Parser;
-pub use testkit::client::{Client, Ended};
 use gateway::config::{Cli, Settings};
 use gateway::node::Node;
 use serde_json::{json, Value};
+pub use testkit::client::{Client, Ended};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -114,4 +114,3 @@ pub fn token_with(secret: &[u8], user: &str, ttl_seconds: i64) -> String {
     let exp = shared::clock::now_ms() / 1000 + ttl_seconds;
     shared::auth::Authenticator::new(secret).mint(user, exp.max(0) as u64)
 }
-

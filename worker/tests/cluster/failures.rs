@@ -1,0 +1,212 @@
+//! What each failure costs: nothing acked is lost, nothing is delivered
+//! twice or out of order, and everything recovers without restarts.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use testkit::client::Client;
+
+use crate::harness::{Cluster, Options};
+
+/// Sends `count` messages pipelined, retrying every unacked one (same
+/// clientMessageId) whenever acks stall, as a real client would; calls
+/// `midway` once after `midway_at` acks. Returns clientMessageId ->
+/// messageId.
+async fn send_with_retries(
+    client: &mut Client,
+    chat: i64,
+    count: usize,
+    midway_at: usize,
+    mut midway: impl FnMut(),
+) -> BTreeMap<String, i64> {
+    let frame = |i: usize| json!({"type": "new", "ref": i, "chatId": chat, "clientMessageId": format!("c{i}"), "message": format!("m{i}")});
+    for i in 1..=count {
+        client.send(frame(i)).await;
+    }
+    let mut acked: BTreeMap<String, i64> = BTreeMap::new();
+    let mut fired = false;
+    let started = Instant::now();
+    while acked.len() < count {
+        assert!(started.elapsed() < Duration::from_secs(120), "only {} of {count} acked", acked.len());
+        match tokio::time::timeout(Duration::from_secs(3), client.recv()).await {
+            Ok(reply) if reply["type"] == "ack" => {
+                let id = reply["clientMessageId"].as_str().expect("clientMessageId").to_owned();
+                let message_id = reply["messageId"].as_i64().expect("messageId");
+                if let Some(previous) = acked.insert(id.clone(), message_id) {
+                    assert_eq!(previous, message_id, "a retry of {id} got another message");
+                }
+                if !fired && acked.len() >= midway_at {
+                    fired = true;
+                    midway();
+                }
+            }
+            Ok(_) => {}
+            Err(_) => {
+                // Acks stalled: resend everything unacknowledged.
+                for i in 1..=count {
+                    if !acked.contains_key(&format!("c{i}")) {
+                        client.send(frame(i)).await;
+                    }
+                }
+            }
+        }
+    }
+    acked
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_burst_loses_and_duplicates_nothing() {
+    let mut cluster = Cluster::start(Options::default(), 2, 2).await;
+    let chat = cluster.group(0, "alice", &["bob"]).await;
+    let mut alice = cluster.connect(0, "alice").await;
+    let mut bob = cluster.connect(1, "bob").await;
+    bob.drain().await;
+
+    // Kill the worker that applies this chat's commands.
+    let owner = cluster.shard_owner(chat).await;
+    let victim = cluster.workers.iter().position(|w| w.name == owner).expect("owner is one of ours");
+    let acked = {
+        let workers = &mut cluster.workers;
+        send_with_retries(&mut alice, chat, 1000, 150, || workers[victim].kill9()).await
+    };
+    assert!(!cluster.workers[victim].is_running(), "the owner was killed mid-burst");
+    assert_ne!(cluster.shard_owner(chat).await, owner, "another worker took the shard over");
+    let ids: HashSet<i64> = acked.values().copied().collect();
+    assert_eq!(ids, (1..=1000).collect::<HashSet<i64>>(), "1000 messages, each stored once, ids without gaps");
+
+    let mut seen = Vec::with_capacity(1000);
+    while seen.len() < 1000 {
+        let frame = bob.recv().await;
+        if frame["type"] == "new" {
+            seen.push(frame["id"].as_i64().expect("id"));
+        }
+    }
+    assert_eq!(seen, (1..=1000).collect::<Vec<i64>>(), "every member gets each once, in order");
+    assert!(bob.drain().await.iter().all(|f| f["type"] != "new"), "and nothing twice afterwards");
+    let (_, history) =
+        cluster.call(1, "GET", "bob", &format!("/v1/chats/{chat}/messages?limit=200&after=800"), None).await;
+    assert_eq!(history["messages"].as_array().expect("messages").len(), 200);
+}
+
+#[tokio::test]
+async fn a_killed_gateways_users_go_offline_and_resync_elsewhere() {
+    let mut cluster = Cluster::start(Options { heartbeat_timeout_ms: Some(2_000), ..Options::default() }, 2, 1).await;
+    let chat = cluster.group(1, "bob", &["alice"]).await;
+    let mut bob = cluster.connect(1, "bob").await;
+    let mut alice = cluster.connect(0, "alice").await;
+    let seen = {
+        let ack = alice.send_message(chat, "a1", "before").await;
+        ack["messageId"].as_i64().expect("id")
+    };
+    assert_eq!(bob.recv_type("online").await["userId"], "alice");
+
+    cluster.gateways[0].service.kill9();
+    let killed = Instant::now();
+    let offline = loop {
+        let frame = bob.recv_type_or_ping().await;
+        if frame["type"] == "offline" {
+            break frame;
+        }
+    };
+    let bound = Duration::from_millis(2_000) + Duration::from_secs(10);
+    assert!(killed.elapsed() <= bound, "offline after {:?}, bound {bound:?}", killed.elapsed());
+    assert_eq!(offline["userId"], "alice");
+
+    for i in 1..=3 {
+        bob.send_message(chat, &format!("b{i}"), "while alice was away").await;
+    }
+    let mut alice = cluster.connect(1, "alice").await;
+    alice.send(json!({"type": "sync", "ref": "s", "since": {chat.to_string(): seen}})).await;
+    let mut replay: Vec<Value> = Vec::new();
+    loop {
+        let frame = alice.recv().await;
+        if frame["type"] == "ack" {
+            assert_eq!(frame["synced"], json!({chat.to_string(): seen + 3}));
+            break;
+        }
+        if frame["type"] == "new" {
+            replay.push(frame);
+        }
+    }
+    let ids: Vec<i64> = replay.iter().map(|f| f["id"].as_i64().expect("id")).collect();
+    assert_eq!(ids, vec![seen + 1, seen + 2, seen + 3], "exactly what was missed");
+}
+
+#[tokio::test]
+async fn redis_restarted_errors_during_the_outage_and_recovers_alone() {
+    let mut cluster = Cluster::start(Options { private_redis: true, ..Options::default() }, 1, 1).await;
+    let chat = cluster.group(0, "alice", &["bob"]).await;
+    let mut alice = cluster.connect(0, "alice").await;
+    let mut bob = cluster.connect(0, "bob").await;
+    alice.send_message(chat, "before", "before the outage").await;
+
+    cluster.redis.as_mut().expect("private redis").stop();
+    let during =
+        alice.request(json!({"type": "new", "chatId": chat, "clientMessageId": "during", "message": "x"})).await;
+    assert_eq!(during["type"], "error", "never an ack for something not stored: {during}");
+    cluster.redis.as_mut().expect("private redis").start_again().expect("redis back");
+
+    // The client retries until the cluster has recovered by itself.
+    let started = Instant::now();
+    let ack = loop {
+        let reply =
+            alice.request(json!({"type": "new", "chatId": chat, "clientMessageId": "after", "message": "after"})).await;
+        if reply["type"] == "ack" {
+            break reply;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "no recovery: {reply}\n{}", cluster.logs());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(ack["messageId"], 2, "the refused command was not stored");
+    loop {
+        let frame = bob.recv().await;
+        if frame["type"] == "new" && frame["clientMessageId"] == "after" {
+            assert_eq!(frame["messageId"], 2);
+            break;
+        }
+    }
+    assert!(cluster.gateways[0].service.is_running() && cluster.workers[0].is_running(), "nothing restarted");
+}
+
+#[tokio::test]
+async fn postgres_restarted_loses_no_acked_message() {
+    let mut cluster = Cluster::start(Options { private_postgres: true, ..Options::default() }, 1, 1).await;
+    let chat = cluster.group(0, "alice", &["bob"]).await;
+    let mut alice = cluster.connect(0, "alice").await;
+    let mut bob = cluster.connect(0, "bob").await;
+    alice.send_message(chat, "before", "before the outage").await;
+
+    cluster.postgres.as_mut().expect("private postgres").stop();
+    alice
+        .send(json!({"type": "new", "ref": "during", "chatId": chat, "clientMessageId": "during", "message": "x"}))
+        .await;
+    // The worker met the outage and is retrying, not crashing.
+    cluster.wait_for_log(&cluster.workers[0], "store failed; retrying").await;
+    cluster.postgres.as_mut().expect("private postgres").start_again().expect("postgres back");
+
+    // The worker retried: the command queued during the outage is applied.
+    let ack = loop {
+        let frame = alice.recv().await;
+        if frame["ref"] == "during" {
+            break frame;
+        }
+    };
+    assert_eq!(ack["type"], "ack", "{ack}\n{}", cluster.logs());
+    loop {
+        let new = bob.recv_type("new").await;
+        if new["clientMessageId"] == "during" {
+            assert_eq!(new["messageId"], 2);
+            break;
+        }
+    }
+    let (_, history) = cluster.call(0, "GET", "bob", &format!("/v1/chats/{chat}/messages"), None).await;
+    let stored: Vec<&str> = history["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| m["clientMessageId"].as_str().expect("id"))
+        .collect();
+    assert_eq!(stored, vec!["before", "during"]);
+    assert!(cluster.gateways[0].service.is_running() && cluster.workers[0].is_running(), "no crash loop");
+}

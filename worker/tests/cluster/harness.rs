@@ -1,0 +1,222 @@
+//! A cluster of real processes for one test: its own key prefix in Redis,
+//! its own database in PostgreSQL (or private servers it can restart).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use testkit::client::Client;
+use testkit::process::{binary, Service};
+use testkit::services::{fresh_database, PostgresServer, RedisServer};
+
+pub const SECRET: &str = "cluster-test-secret";
+
+#[derive(Default)]
+pub struct Options {
+    /// Start a private Redis this test may restart (default: the shared one).
+    pub private_redis: bool,
+    /// Start a private PostgreSQL this test may restart.
+    pub private_postgres: bool,
+    pub heartbeat_timeout_ms: Option<u64>,
+}
+
+pub struct Gateway {
+    pub service: Service,
+    pub port: u16,
+}
+
+pub struct Cluster {
+    pub logs: tempfile::TempDir,
+    pub redis_url: String,
+    pub database_url: String,
+    pub prefix: String,
+    pub gateways: Vec<Gateway>,
+    pub workers: Vec<Service>,
+    pub redis: Option<RedisServer>,
+    pub postgres: Option<PostgresServer>,
+    heartbeat_timeout_ms: u64,
+    http: reqwest::Client,
+}
+
+impl Cluster {
+    pub async fn start(options: Options, gateways: usize, workers: usize) -> Cluster {
+        let redis = options.private_redis.then(|| RedisServer::start().expect("private redis"));
+        let postgres = options.private_postgres.then(|| PostgresServer::start().expect("private postgres"));
+        let redis_url = match &redis {
+            Some(r) => r.url(),
+            None => std::env::var("TEST_REDIS_URL").expect("TEST_REDIS_URL (run ./scripts/test)"),
+        };
+        let admin = match &postgres {
+            Some(p) => p.admin_url(),
+            None => std::env::var("TEST_DATABASE_URL").expect("TEST_DATABASE_URL (run ./scripts/test)"),
+        };
+        let database_url = fresh_database(&admin).await.expect("database");
+        let mut cluster = Cluster {
+            logs: tempfile::tempdir().expect("log dir"),
+            redis_url,
+            database_url,
+            prefix: format!("{}:", testkit::unique("t")),
+            gateways: Vec::new(),
+            workers: Vec::new(),
+            redis,
+            postgres,
+            heartbeat_timeout_ms: options.heartbeat_timeout_ms.unwrap_or(20_000),
+            http: reqwest::Client::new(),
+        };
+        for _ in 0..workers {
+            cluster.start_worker();
+        }
+        for _ in 0..gateways {
+            cluster.start_gateway().await;
+        }
+        cluster
+    }
+
+    fn common_env(&self) -> HashMap<String, String> {
+        HashMap::from([
+            ("REDIS_URL".into(), self.redis_url.clone()),
+            ("DATABASE_URL".into(), self.database_url.clone()),
+            ("REDIS_PREFIX".into(), self.prefix.clone()),
+        ])
+    }
+
+    pub fn start_worker(&mut self) {
+        let index = self.workers.len();
+        let mut env = self.common_env();
+        env.insert("WORKER_ID".into(), format!("worker-{index}"));
+        // Short leases: a dead worker's shards move within about a second.
+        env.insert("LEASE_TTL_MS".into(), "1000".into());
+        let name = format!("worker-{index}");
+        let worker = Service::spawn(&name, &binary("worker"), &[], &env, self.logs.path()).expect("worker");
+        self.workers.push(worker);
+    }
+
+    /// Starts a gateway and waits until it is ready.
+    pub async fn start_gateway(&mut self) -> usize {
+        let index = self.gateways.len();
+        let port = testkit::free_port();
+        let mut env = self.common_env();
+        env.insert("LISTEN_ADDR".into(), format!("127.0.0.1:{port}"));
+        env.insert("JWT_SECRET".into(), SECRET.into());
+        env.insert("NODE_ID".into(), format!("gw-{index}"));
+        env.insert("HEARTBEAT_TIMEOUT_MS".into(), self.heartbeat_timeout_ms.to_string());
+        env.insert("DATA_DIR".into(), self.logs.path().join(format!("gw-{index}")).display().to_string());
+        let name = format!("gw-{index}");
+        let service = Service::spawn(&name, &binary("gateway"), &[], &env, self.logs.path()).expect("gateway");
+        self.gateways.push(Gateway { service, port });
+        self.wait_ready(index).await;
+        index
+    }
+
+    /// Polls `/readyz`: readiness has no push signal to await.
+    pub async fn wait_ready(&mut self, index: usize) {
+        let started = Instant::now();
+        loop {
+            let url = format!("http://127.0.0.1:{}/readyz", self.gateways[index].port);
+            if let Ok(response) = self.http.get(&url).send().await {
+                if response.status() == 200 {
+                    return;
+                }
+            }
+            assert!(
+                self.gateways[index].service.is_running(),
+                "gw-{index} exited:\n{}",
+                self.gateways[index].service.log()
+            );
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "gw-{index} not ready:\n{}",
+                self.gateways[index].service.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn token(&self, user: &str) -> String {
+        let exp = (shared::clock::now_ms() / 1000) as u64 + 3600;
+        shared::auth::Authenticator::new(SECRET.as_bytes()).mint(user, exp)
+    }
+
+    pub async fn connect(&self, gateway: usize, user: &str) -> Client {
+        let url = format!("ws://127.0.0.1:{}/ws", self.gateways[gateway].port);
+        testkit::client::connect(&url, &self.token(user), user).await.expect("connect")
+    }
+
+    pub async fn call(
+        &self,
+        gateway: usize,
+        method: &str,
+        user: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let url = format!("http://127.0.0.1:{}{path}", self.gateways[gateway].port);
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut request = self.http.request(method, url).bearer_auth(self.token(user));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("http");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        (status, if text.is_empty() { Value::Null } else { serde_json::from_str(&text).expect("json") })
+    }
+
+    pub async fn group(&self, gateway: usize, creator: &str, others: &[&str]) -> i64 {
+        let body = serde_json::json!({"type": "group", "name": "g", "members": others});
+        let (status, chat) = self.call(gateway, "POST", creator, "/v1/chats", Some(body)).await;
+        assert_eq!(status, 201, "{chat}");
+        chat["id"].as_i64().expect("id")
+    }
+
+    /// The id of the worker holding the lease of `chat`'s shard, waiting
+    /// for one to hold it.
+    pub async fn shard_owner(&self, chat: i64) -> String {
+        let keys = shared::bus::keys::Keys::new(&self.prefix, shared::config::DEFAULT_STREAM_SHARDS);
+        let mut redis = redis::Client::open(self.redis_url.as_str())
+            .expect("redis url")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis");
+        let started = Instant::now();
+        loop {
+            let owner: Option<String> = redis::cmd("GET")
+                .arg(keys.shard_lease(keys.shard_of(chat)))
+                .query_async(&mut redis)
+                .await
+                .expect("GET");
+            if let Some(owner) = owner {
+                return owner;
+            }
+            assert!(started.elapsed() < Duration::from_secs(10), "no worker took shard of chat {chat}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until `process`'s log contains `text` (an event only the log
+    /// shows).
+    pub async fn wait_for_log(&self, process: &Service, text: &str) {
+        let started = Instant::now();
+        while !process.log().contains(text) {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{} never logged {text:?}:\n{}",
+                process.name,
+                process.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Every process's log, for a failing assertion's message.
+    pub fn logs(&self) -> String {
+        let mut all = String::new();
+        for g in &self.gateways {
+            all.push_str(&format!("--- {}\n{}\n", g.service.name, g.service.log()));
+        }
+        for w in &self.workers {
+            all.push_str(&format!("--- {}\n{}\n", w.name, w.log()));
+        }
+        all
+    }
+}

@@ -1,0 +1,12 @@
+//! The cluster end to end: real `gateway` and `worker` processes sharing
+//! only Redis and PostgreSQL, driven over real WebSockets and HTTP, and the
+//! failures the system must survive (a worker or gateway killed, Redis or
+//! PostgreSQL restarted).
+//!
+//! Needs the workspace's binaries built and Redis/PostgreSQL reachable:
+//! run through `./scripts/test`.
+
+mod harness;
+
+mod failures;
+mod protocol;

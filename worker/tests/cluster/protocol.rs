@@ -1,0 +1,70 @@
+//! The protocol holds unchanged when a chat's members sit on different
+//! gateways and their commands go to different workers.
+
+use serde_json::json;
+
+use crate::harness::{Cluster, Options};
+
+#[tokio::test]
+async fn members_on_different_gateways_see_one_ordered_chat() {
+    let cluster = Cluster::start(Options::default(), 2, 2).await;
+    let mut alice = cluster.connect(0, "alice").await;
+    let chat = cluster.group(0, "alice", &["bob"]).await;
+    let mut bob = cluster.connect(1, "bob").await;
+    assert_eq!(alice.recv_type("online").await["userId"], "bob", "presence crosses nodes");
+
+    for i in 1..=30 {
+        alice.send(json!({"type": "new", "ref": i, "chatId": chat, "clientMessageId": format!("c{i}"), "message": format!("m{i}")})).await;
+    }
+    let mut acks = Vec::new();
+    while acks.len() < 30 {
+        let frame = alice.recv().await;
+        if frame["type"] == "ack" {
+            acks.push((frame["ref"].as_i64().expect("ref"), frame["messageId"].as_i64().expect("id")));
+        }
+    }
+    assert_eq!(acks, (1..=30).map(|i| (i, i)).collect::<Vec<_>>(), "acks in order, ids in send order");
+    for i in 1..=30 {
+        let new = bob.recv_type("new").await;
+        assert_eq!((new["id"].as_i64(), new["message"].as_str()), (Some(i), Some(format!("m{i}").as_str())));
+    }
+
+    assert_eq!(bob.request(json!({"type": "read", "chatId": chat, "messageId": 30})).await["type"], "ack");
+    assert_eq!(alice.recv_type("dlvrd").await["userId"], "bob");
+    assert_eq!(alice.recv_type("read").await["id"], 32);
+    bob.send(json!({"type": "typing", "chatId": chat})).await;
+    assert_eq!(alice.recv_type("typing").await["userId"], "bob");
+
+    // Membership changes reach the other node's connections live.
+    let mut carol = cluster.connect(1, "carol").await;
+    let (status, _) =
+        cluster.call(0, "POST", "alice", &format!("/v1/chats/{chat}/members"), Some(json!({"userId": "carol"}))).await;
+    assert_eq!(status, 204);
+    assert_eq!(carol.recv_type("chats").await["action"], "created");
+    alice.send_message(chat, "c31", "hi carol").await;
+    assert_eq!(carol.recv_type("new").await["id"], 33);
+
+    // Sync on the other gateway returns exactly what was missed.
+    bob.close().await;
+    alice.send_message(chat, "c32", "missed").await;
+    let mut bob = cluster.connect(0, "bob").await;
+    let reply = bob.request(json!({"type": "sync", "since": {chat.to_string(): 33}})).await;
+    assert_eq!(reply["synced"], json!({chat.to_string(): 34}), "{}", cluster.logs());
+    let (_, history) = cluster.call(1, "GET", "carol", &format!("/v1/chats/{chat}/messages?limit=200"), None).await;
+    assert_eq!(history["messages"].as_array().expect("messages").len(), 32);
+}
+
+#[tokio::test]
+async fn gateway_refuses_cluster_mode_without_a_jwt_secret() {
+    let env = std::collections::HashMap::from([
+        ("REDIS_URL".to_string(), "redis://127.0.0.1:1".to_string()),
+        ("DATABASE_URL".to_string(), "postgres://nobody@127.0.0.1:1/none".to_string()),
+    ]);
+    let logs = tempfile::tempdir().expect("dir");
+    let mut gateway =
+        testkit::process::Service::spawn("gw", &testkit::process::binary("gateway"), &[], &env, logs.path())
+            .expect("spawn");
+    let code = gateway.wait_exit(std::time::Duration::from_secs(10)).expect("exits");
+    assert_eq!(code, Some(64));
+    assert!(gateway.log().contains("JWT_SECRET"), "{}", gateway.log());
+}
