@@ -53,6 +53,11 @@ impl Worker {
             }
             metrics::gauge!("chat_worker_owned_shards").set(owned.len() as f64);
         }
+        // Stop every consumer at once, then release each lease as its
+        // consumer finishes the batch in hand.
+        for consumer in owned.values() {
+            consumer.stop.cancel();
+        }
         let shards: Vec<u32> = owned.keys().copied().collect();
         for shard in shards {
             self.give_up(&mut owned, shard).await;

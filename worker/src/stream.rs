@@ -56,7 +56,12 @@ impl ShardConsumer {
                 read.arg("BLOCK").arg(BLOCK_MS);
             }
             read.arg("STREAMS").arg(&stream).arg(from);
-            let reply: Result<Option<StreamReadReply>, _> = read.query_async(&mut reader).await;
+            // Abandoning a read at shutdown is safe: anything it was handed
+            // stays pending for the shard and is read again by the next owner.
+            let reply: Result<Option<StreamReadReply>, _> = tokio::select! {
+                reply = read.query_async(&mut reader) => reply,
+                _ = stop.cancelled() => return,
+            };
             let entries = match reply {
                 Ok(reply) => {
                     reply.map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect::<Vec<_>>()).unwrap_or_default()

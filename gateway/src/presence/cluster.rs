@@ -153,8 +153,11 @@ impl ClusterPresence {
                 tracing::warn!(error = %e, "presence lease round failed");
             }
         }
+        // Leaving: this node's users have all disconnected by now.
         let mut redis = self.redis.clone();
         let _: redis::RedisResult<()> = redis.del(self.keys.node_alive(&self.node)).await;
+        let _: redis::RedisResult<()> = redis.del(self.keys.node_users(&self.node)).await;
+        let _: redis::RedisResult<()> = redis.srem(self.keys.nodes(), &self.node).await;
     }
 
     async fn tick(&self, presence: &Presence) -> redis::RedisResult<()> {
