@@ -90,9 +90,9 @@ async fn serve(node: Arc<Node>, user: String, socket: UpgradeFut) -> Result<(), 
     // The welcome is the first frame: queue it before the hub can queue
     // anything else for this connection.
     let welcome = render::welcome(&user, &id.to_string(), &node.id, node.settings.heartbeat_timeout_ms, now_ms());
-    let _ = handle.push(Outbound::Frame(welcome));
+    let _ = handle.push(Outbound::Frame("welcome", welcome));
     let (local, fresh) = node.hub.register(handle.clone());
-    metrics::gauge!("chat_connections").increment(1.0);
+    metrics::gauge!("chat_open_connections").increment(1.0);
     metrics::counter!("chat_connections_opened_total").increment(1);
     // Subscribe before reading, so that a command the client sends right
     // after the welcome is followed by its own event on this connection.
@@ -112,7 +112,7 @@ async fn serve(node: Arc<Node>, user: String, socket: UpgradeFut) -> Result<(), 
 
     node.hub.unregister(&handle);
     node.presence.disconnected(&user).await;
-    metrics::gauge!("chat_connections").decrement(1.0);
+    metrics::gauge!("chat_open_connections").decrement(1.0);
     metrics::counter!("chat_connections_closed_total", "reason" => close_reason(handle.close_code())).increment(1);
     Ok(())
 }
@@ -126,7 +126,7 @@ fn close_reason(code: Option<u16>) -> &'static str {
     match code {
         Some(close::HEARTBEAT_TIMEOUT) => "heartbeat",
         Some(close::SLOW_CONSUMER) => "slow",
-        Some(close::GOING_AWAY) => "drain",
+        Some(close::SERVICE_RESTART) | Some(close::GOING_AWAY) => "drain",
         Some(close::MESSAGE_TOO_BIG) => "too_big",
         Some(close::PROTOCOL_ERROR) => "protocol_error",
         _ => "normal",
@@ -158,7 +158,7 @@ impl Reader<'_> {
                 biased;
                 _ = self.handle.closed() => return,
                 // Shutdown: stop taking commands, let the writer finish.
-                _ = self.node.stop_reading.cancelled() => return,
+                _ = self.handle.reading_stopped() => return,
                 frame = read.read_frame(&mut no_obligations) => frame,
             };
             let frame = match frame {
@@ -204,7 +204,7 @@ impl Reader<'_> {
                 }
                 OpCode::Binary => {
                     let refusal = Refusal::bad_request("binary frames are not part of the protocol; send JSON text");
-                    self.reply(Outbound::Frame(render::error(&None, &refusal, None))).await;
+                    self.reply(Outbound::Frame("error", render::error(&None, &refusal, None))).await;
                 }
                 OpCode::Ping => {
                     self.handle.touch(now_ms());
@@ -226,7 +226,7 @@ impl Reader<'_> {
     }
 
     async fn refuse(&self, reference: &Ref, refusal: &Refusal, chat: Option<ChatId>) {
-        self.reply(Outbound::Frame(render::error(reference, refusal, chat))).await;
+        self.reply(Outbound::Frame("error", render::error(reference, refusal, chat))).await;
     }
 
     async fn on_text(&mut self, text: &[u8]) {
@@ -242,7 +242,7 @@ impl Reader<'_> {
             Request::Ping => {
                 metrics::counter!("chat_frames_in_total", "type" => "ping").increment(1);
                 self.handle.touch(now_ms());
-                self.reply(Outbound::Frame(render::pong(&reference, now_ms()))).await;
+                self.reply(Outbound::Frame("pong", render::pong(&reference, now_ms()))).await;
             }
             Request::Command(command) => {
                 metrics::counter!("chat_frames_in_total", "type" => command.label()).increment(1);
@@ -255,9 +255,9 @@ impl Reader<'_> {
                     command,
                     received_at: now_ms(),
                 };
-                self.node.hub.command_submitted();
+                self.handle.command_submitted();
                 if let Err(e) = self.node.commands.submit(envelope).await {
-                    self.node.hub.command_settled();
+                    self.handle.command_settled();
                     metrics::counter!("chat_redis_errors_total", "op" => "submit").increment(1);
                     tracing::warn!(error = %e, "command not accepted");
                     let refusal =
@@ -331,8 +331,7 @@ impl Reader<'_> {
                     synced.push((chat, from));
                     break;
                 };
-                let frames =
-                    page.events.iter().filter(|e| e.id <= end).map(|e| (chat, e.id, render::chat_event(e))).collect();
+                let frames = page.events.iter().filter(|e| e.id <= end).map(crate::hub::render_event).collect();
                 self.reply(Outbound::Replay(frames)).await;
                 cursor = last;
                 if cursor >= end {
@@ -368,11 +367,14 @@ async fn write_loop(
         };
         let Some(item) = item else { break };
         let written = match item {
-            Outbound::Frame(frame) => text(&mut write, &frame).await,
-            Outbound::Event { chat, id, frame } => {
-                if !cursors.hold(chat, id, &frame) {
-                    if cursors.admit(chat, id) {
-                        text(&mut write, &frame).await
+            Outbound::Frame(kind, frame) => text(&mut write, kind, &frame).await,
+            Outbound::Event(event) => {
+                if !cursors.hold(&event) {
+                    if cursors.admit(event.chat, event.id) {
+                        let written = text(&mut write, event.kind, &event.frame).await;
+                        let delay = now_ms().saturating_sub(event.stored_at);
+                        metrics::histogram!("chat_delivery_duration_seconds").record(delay as f64 / 1000.0);
+                        written
                     } else {
                         Ok(())
                     }
@@ -398,7 +400,7 @@ async fn write_loop(
             Outbound::Replay(events) => replay(&mut write, &mut cursors, events).await,
             Outbound::SyncEnd { reference, synced, all } => {
                 let (synced, release) = cursors.end_sync(&all, &synced);
-                match text(&mut write, &render::ack_synced(&reference, &synced)).await {
+                match text(&mut write, "ack", &render::ack_synced(&reference, &synced)).await {
                     Ok(()) => replay(&mut write, &mut cursors, release).await,
                     Err(e) => Err(e),
                 }
@@ -422,14 +424,15 @@ fn close_text(code: u16) -> &'static str {
         close::HEARTBEAT_TIMEOUT => "heartbeat timeout",
         close::SLOW_CONSUMER => "slow consumer",
         close::MESSAGE_TOO_BIG => "frame too large",
-        close::GOING_AWAY => "server shutting down",
+        close::GOING_AWAY => "server going away",
+        close::SERVICE_RESTART => "server restarting; reconnect",
         close::PROTOCOL_ERROR => "protocol error",
         _ => "",
     }
 }
 
-async fn text(write: &mut WriteHalf, frame: &Bytes) -> Result<(), WebSocketError> {
-    metrics::counter!("chat_frames_out_total").increment(1);
+async fn text(write: &mut WriteHalf, kind: &'static str, frame: &Bytes) -> Result<(), WebSocketError> {
+    metrics::counter!("chat_frames_out_total", "type" => kind).increment(1);
     write.write_frame(Frame::text(Payload::Borrowed(frame))).await
 }
 
@@ -438,9 +441,9 @@ async fn replay(
     cursors: &mut Cursors,
     events: Vec<RenderedEvent>,
 ) -> Result<(), WebSocketError> {
-    for (chat, id, frame) in events {
-        if cursors.admit(chat, id) {
-            text(write, &frame).await?;
+    for event in events {
+        if cursors.admit(event.chat, event.id) {
+            text(write, event.kind, &event.frame).await?;
         }
     }
     Ok(())

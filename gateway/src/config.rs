@@ -36,7 +36,7 @@ pub struct Settings {
 
     /// Storage. Standalone default: an SQLite file in the data directory.
     /// Cluster: a postgres:// URL.
-    #[arg(long, env = "DATABASE_URL", global = true)]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
     pub database_url: Option<String>,
 
     /// Where standalone keeps its SQLite file and generated JWT secret.
@@ -53,7 +53,8 @@ pub struct Settings {
     pub node_id: Option<String>,
 
     /// Close a connection that sent no ping for this long (ms).
-    #[arg(long, env = "HEARTBEAT_TIMEOUT_MS", default_value_t = defaults::DEFAULT_HEARTBEAT_TIMEOUT_MS, global = true)]
+    #[arg(long, env = "HEARTBEAT_TIMEOUT_MS", default_value_t = defaults::DEFAULT_HEARTBEAT_TIMEOUT_MS, global = true,
+          value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
     pub heartbeat_timeout_ms: u64,
 
     /// Longest message text in bytes; longer gets `too_large`.
@@ -62,11 +63,13 @@ pub struct Settings {
 
     /// Frames one connection may have queued before it is closed as a slow
     /// consumer (close code 4001).
-    #[arg(long, env = "OUTBOUND_QUEUE", default_value_t = 1024, global = true)]
+    #[arg(long, env = "OUTBOUND_QUEUE", default_value_t = 1024, global = true,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(8..=1_000_000))]
     pub outbound_queue: usize,
 
     /// Commands waiting for the embedded worker before senders wait.
-    #[arg(long, env = "COMMAND_QUEUE", default_value_t = 8192, global = true)]
+    #[arg(long, env = "COMMAND_QUEUE", default_value_t = 8192, global = true,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000_000))]
     pub command_queue: usize,
 
     /// Keep chat events for `sync` at least this many days,
@@ -76,6 +79,17 @@ pub struct Settings {
     /// and at least this many of the newest events per chat.
     #[arg(long, env = "RETENTION_EVENTS", default_value_t = defaults::DEFAULT_RETENTION_EVENTS, global = true)]
     pub retention_events: i64,
+
+    /// On SIGTERM, close connections (1012) in paced batches over this many
+    /// seconds, so clients reconnect elsewhere without a stampede.
+    #[arg(long, env = "DRAIN_SECONDS", default_value_t = 10, global = true,
+          value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub drain_seconds: u64,
+
+    /// Not ready once the database (or Redis) has not answered for this
+    /// long (ms).
+    #[arg(long, env = "UNREACHABLE_GRACE_MS", default_value_t = shared::health::DEFAULT_UNREACHABLE_GRACE_MS, global = true)]
+    pub unreachable_grace_ms: u64,
 
     #[command(flatten)]
     pub cluster: shared::config::ClusterArgs,

@@ -2,7 +2,7 @@
 //! signal and its heartbeat clock. The hub, the heartbeat sweeper and the
 //! connection's own tasks share it.
 
-use std::sync::atomic::{AtomicI64, AtomicU16, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU16, AtomicU32, Ordering};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -19,6 +19,11 @@ pub struct ClientHandle {
     closed: CancellationToken,
     /// Milliseconds since the epoch of the last `ping` (or WebSocket Ping).
     last_ping: AtomicI64,
+    /// Commands submitted whose reply has not come back yet.
+    in_flight: AtomicU32,
+    /// Cancelled when the node drains this connection: its reader stops
+    /// taking commands, its writer carries on until the close.
+    stop_reading: CancellationToken,
 }
 
 /// Why a frame could not be queued.
@@ -39,7 +44,31 @@ impl ClientHandle {
             close_code: AtomicU16::new(0),
             closed: CancellationToken::new(),
             last_ping: AtomicI64::new(now),
+            in_flight: AtomicU32::new(0),
+            stop_reading: CancellationToken::new(),
         }
+    }
+
+    pub fn command_submitted(&self) {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// A reply arrived, or the command was not accepted. Saturating: a
+    /// redelivered command may be answered twice.
+    pub fn command_settled(&self) {
+        let _ = self.in_flight.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| Some(n.saturating_sub(1)));
+    }
+
+    pub fn commands_in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Acquire)
+    }
+
+    pub fn stop_reading(&self) {
+        self.stop_reading.cancel();
+    }
+
+    pub async fn reading_stopped(&self) {
+        self.stop_reading.cancelled().await
     }
 
     /// Queues `item` without waiting. A full queue means the client does not

@@ -18,7 +18,6 @@
 //! across an `.await`.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -30,7 +29,7 @@ use shared::store::Store;
 
 use crate::handle::{ClientHandle, ConnectionId};
 use crate::ordering::{classify, Next};
-use crate::outbound::Outbound;
+use crate::outbound::{Outbound, RenderedEvent};
 
 /// Typing is forwarded at most once per this interval per user and chat.
 pub const TYPING_INTERVAL: Duration = Duration::from_secs(1);
@@ -98,20 +97,11 @@ pub struct Hub {
     connections: DashMap<ConnectionId, Arc<ClientHandle>>,
     users: DashMap<String, Arc<LocalUser>>,
     chats: DashMap<ChatId, ChatEntry>,
-    /// Commands this node submitted whose reply has not come back yet.
-    in_flight: AtomicI64,
 }
 
 impl Hub {
     pub fn new(broker: Broker, store: Store) -> Arc<Self> {
-        Arc::new(Hub {
-            broker,
-            store,
-            connections: DashMap::new(),
-            users: DashMap::new(),
-            chats: DashMap::new(),
-            in_flight: AtomicI64::new(0),
-        })
+        Arc::new(Hub { broker, store, connections: DashMap::new(), users: DashMap::new(), chats: DashMap::new() })
     }
 
     pub fn connection_count(&self) -> usize {
@@ -120,20 +110,6 @@ impl Hub {
 
     pub fn user(&self, user: &str) -> Option<Arc<LocalUser>> {
         self.users.get(user).map(|u| u.clone())
-    }
-
-    /// A command left for the workers; its reply will come back here.
-    pub fn command_submitted(&self) {
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
-    }
-
-    /// A submitted command's reply arrived, or it will get none.
-    pub fn command_settled(&self) {
-        self.in_flight.fetch_sub(1, Ordering::AcqRel);
-    }
-
-    pub fn commands_in_flight(&self) -> i64 {
-        self.in_flight.load(Ordering::Acquire)
     }
 
     /// Users with at least one connection here, with how many.
@@ -238,15 +214,15 @@ impl Hub {
         let frame = render::typing(chat, typist);
         for user in entry.users.iter().filter(|u| u.id != typist) {
             user.each_connection(|c| {
-                let _ = c.push(Outbound::Frame(frame.clone()));
+                let _ = c.push(Outbound::Frame("typing", frame.clone()));
             });
         }
     }
 
-    fn to_user(&self, user: &str, frame: &bytes::Bytes) {
+    fn to_user(&self, user: &str, kind: &'static str, frame: &bytes::Bytes) {
         if let Some(user) = self.users.get(user) {
             user.each_connection(|c| {
-                let _ = c.push(Outbound::Frame(frame.clone()));
+                let _ = c.push(Outbound::Frame(kind, frame.clone()));
             });
         }
     }
@@ -363,17 +339,27 @@ impl Hub {
 /// and shared.
 fn fan_out(entry: &mut ChatEntry, event: &ChatEvent) {
     entry.last_event_id = event.id;
-    let frame = render::chat_event(event);
+    let rendered = render_event(event);
     let mut delivered = 0u64;
     for user in &entry.users {
         user.each_connection(|c| {
-            let item = Outbound::Event { chat: event.chat_id, id: event.id, frame: frame.clone() };
-            if c.push(item).is_ok() {
+            if c.push(Outbound::Event(rendered.clone())).is_ok() {
                 delivered += 1;
             }
         });
     }
     metrics::counter!("chat_fanout_deliveries_total").increment(delivered);
+}
+
+/// Renders a chat event once, with what the writers need to know about it.
+pub fn render_event(event: &ChatEvent) -> RenderedEvent {
+    RenderedEvent {
+        chat: event.chat_id,
+        id: event.id,
+        kind: render::chat_event_type(&event.kind),
+        stored_at: event.timestamp,
+        frame: render::chat_event(event),
+    }
 }
 
 /// How the bus hands events to the hub. It holds an `Arc<Hub>` because
@@ -387,25 +373,29 @@ impl EventSink for HubSink {
             Event::Chat(event) => hub.chat_event(event),
             Event::Typing { chat, user } => hub.typing(chat, &user),
             Event::Presence { user, online, last_seen, recipients } => {
-                let frame = if online { render::online(&user) } else { render::offline(&user, last_seen) };
+                let (kind, frame) = if online {
+                    ("online", render::online(&user))
+                } else {
+                    ("offline", render::offline(&user, last_seen))
+                };
                 for recipient in recipients.iter() {
-                    hub.to_user(recipient, &frame);
+                    hub.to_user(recipient, kind, &frame);
                 }
             }
             Event::ChatList { user, action, chat } => {
                 hub.membership_changed(&user, chat.id, chat.last_event_id, action);
-                hub.to_user(&user, &render::chats(action, &chat));
+                hub.to_user(&user, "chats", &render::chats(action, &chat));
             }
             Event::Reply { origin, reference, result, received_at } => {
-                hub.command_settled();
                 let Some(handle) = hub.connections.get(&origin.connection).map(|c| c.clone()) else { return };
-                let frame = match &result {
-                    Ok(applied) => render::ack(&reference, applied),
-                    Err(refusal) => render::error(&reference, refusal, None),
+                handle.command_settled();
+                let (kind, frame) = match &result {
+                    Ok(applied) => ("ack", render::ack(&reference, applied)),
+                    Err(refusal) => ("error", render::error(&reference, refusal, None)),
                 };
                 let elapsed = shared::clock::now_ms() - received_at;
                 metrics::histogram!("chat_command_duration_seconds").record(elapsed as f64 / 1000.0);
-                let _ = handle.push(Outbound::Frame(frame));
+                let _ = handle.push(Outbound::Frame(kind, frame));
             }
         }
     }

@@ -12,15 +12,13 @@
 //! - [`presence`]: online/offline tracking and announcements.
 //! - [`heartbeat`]: the deadline sweep.
 //! - [`rest`]: the REST API and health endpoints.
-//! - [`config`], [`secret`], [`metrics`]: settings, the JWT secret, the
-//!   Prometheus recorder.
+//! - [`config`], [`secret`]: settings and the JWT secret.
 
 pub mod client;
 pub mod config;
 pub mod handle;
 pub mod heartbeat;
 pub mod hub;
-pub mod metrics;
 pub mod node;
 pub mod ordering;
 pub mod outbound;

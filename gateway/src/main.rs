@@ -1,4 +1,4 @@
-use clap::Parser;
+use clap::Parser as _;
 use gateway::config::{Cli, Command, Settings};
 use gateway::node::Node;
 use tokio::net::TcpListener;
@@ -8,7 +8,7 @@ const EXIT_CONFIG: i32 = 64;
 
 #[tokio::main]
 async fn main() {
-    let cli = Cli::parse();
+    let cli = parse_or_exit();
     init_logging(&cli.settings.log_format);
     let secret = match secret(&cli.settings) {
         Ok(secret) => secret,
@@ -29,6 +29,23 @@ async fn main() {
     if let Err(e) = serve(cli.settings, &secret).await {
         tracing::error!("{e:#}");
         std::process::exit(1);
+    }
+}
+
+/// Parses flags and environment; an invalid setting stops the start with
+/// clap's message, which names the setting, and exit status 64.
+fn parse_or_exit() -> Cli {
+    match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if e.use_stderr() => {
+            let _ = e.print();
+            std::process::exit(EXIT_CONFIG);
+        }
+        Err(e) => {
+            // --help and --version.
+            let _ = e.print();
+            std::process::exit(0);
+        }
     }
 }
 
@@ -56,7 +73,7 @@ async fn serve(settings: Settings, secret: &[u8]) -> anyhow::Result<()> {
     } else {
         "standalone: in-process bus, embedded worker"
     };
-    let node = Node::start(settings, secret, gateway::metrics::handle()).await?;
+    let node = Node::start(settings, secret, shared::telemetry::Telemetry::get()).await?;
     tracing::info!(node = %node.id, %database, "{mode}");
     tracing::info!("listening on http://{address} (WebSocket at ws://{address}/ws)");
     tracing::info!("get a token with: cargo run --release -p gateway -- token --user alice");

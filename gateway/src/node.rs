@@ -6,12 +6,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use metrics_exporter_prometheus::PrometheusHandle;
 use shared::auth::{AuthError, Authenticator};
 use shared::bus::redis::{RedisBroker, RedisCommands};
 use shared::bus::{memory, Broker, CommandQueue};
+use shared::health::Health;
 use shared::protocol::close;
 use shared::store::Store;
+use shared::telemetry::Telemetry;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -24,10 +25,14 @@ use crate::presence::cluster::ClusterPresence;
 use crate::presence::Presence;
 use crate::rest::auth::ApiError;
 
-/// How long shutdown waits for replies to commands already submitted.
-const REPLY_GRACE: Duration = Duration::from_secs(10);
-/// How long shutdown waits for connections to take their last frames.
+/// How long a draining connection waits for the replies to its commands
+/// already submitted before it is closed anyway.
+const REPLY_GRACE: Duration = Duration::from_secs(5);
+/// How long shutdown waits, after the last batch, for connections to take
+/// their last frames.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// Drain batches are this far apart.
+const DRAIN_STEP: Duration = Duration::from_millis(100);
 
 pub struct Node {
     pub id: String,
@@ -44,9 +49,8 @@ pub struct Node {
     pub next_connection: AtomicU64,
     /// Every connection's task, so shutdown can wait for them.
     pub connections: TaskTracker,
-    /// Cancelled first at shutdown: readers stop taking commands.
-    pub stop_reading: CancellationToken,
-    pub metrics: PrometheusHandle,
+    pub metrics: Telemetry,
+    pub health: Arc<Health>,
     draining: AtomicBool,
     background: std::sync::Mutex<Option<Background>>,
 }
@@ -61,7 +65,7 @@ struct Background {
 
 impl Node {
     /// Standalone without `REDIS_URL`, cluster with it.
-    pub async fn start(settings: Settings, secret: &[u8], metrics: PrometheusHandle) -> anyhow::Result<Arc<Node>> {
+    pub async fn start(settings: Settings, secret: &[u8], metrics: Telemetry) -> anyhow::Result<Arc<Node>> {
         match settings.cluster.redis_url.clone() {
             None => Self::standalone(settings, secret, metrics).await,
             Some(url) => Self::cluster(settings, &url, secret, metrics).await,
@@ -70,7 +74,7 @@ impl Node {
 
     /// A standalone node: in-process bus, embedded worker, store at
     /// `settings.database_url()`.
-    pub async fn standalone(settings: Settings, secret: &[u8], metrics: PrometheusHandle) -> anyhow::Result<Arc<Node>> {
+    pub async fn standalone(settings: Settings, secret: &[u8], metrics: Telemetry) -> anyhow::Result<Arc<Node>> {
         let store = Store::connect(&settings.database_url()).await?;
         let memory_broker = memory::MemoryBroker::new();
         let broker = Broker::Memory(memory_broker.clone());
@@ -90,19 +94,14 @@ impl Node {
             Duration::from_secs(60),
             stop_others.clone(),
         ))];
+        let health = Health::new(settings.unreachable_grace_ms, false);
+        let mut others = others;
+        others.push(tokio::spawn(health.clone().watch(store.clone(), None, stop_others.clone())));
         let background = Background { worker: Some((worker, stop_worker)), others, stop_others };
         let node_id = settings.node_id.clone().unwrap_or_else(generated_node_id);
+        let commands = CommandQueue::Memory(commands);
         Ok(Self::assemble(
-            node_id,
-            settings,
-            secret,
-            metrics,
-            store,
-            hub,
-            broker,
-            CommandQueue::Memory(commands),
-            presence,
-            background,
+            node_id, settings, secret, metrics, health, store, hub, broker, commands, presence, background,
         ))
     }
 
@@ -112,7 +111,7 @@ impl Node {
         settings: Settings,
         redis_url: &str,
         secret: &[u8],
-        metrics: PrometheusHandle,
+        metrics: Telemetry,
     ) -> anyhow::Result<Arc<Node>> {
         let store = Store::connect(&settings.database_url()).await?;
         let keys = settings.cluster.keys();
@@ -134,14 +133,18 @@ impl Node {
         }
         presence.reaped(stale);
 
+        let health = Health::new(settings.unreachable_grace_ms, true);
         let stop_others = CancellationToken::new();
         let others = vec![
             tokio::spawn(redis_broker.listen(Arc::new(HubSink(hub.clone())), stop_others.clone())),
             tokio::spawn(cluster_presence.run(presence.clone(), stop_others.clone())),
+            tokio::spawn(health.clone().watch(store.clone(), Some(redis.clone()), stop_others.clone())),
         ];
         let background = Background { worker: None, others, stop_others };
         let commands = CommandQueue::Redis(RedisCommands::new(redis, keys));
-        Ok(Self::assemble(node_id, settings, secret, metrics, store, hub, broker, commands, presence, background))
+        Ok(Self::assemble(
+            node_id, settings, secret, metrics, health, store, hub, broker, commands, presence, background,
+        ))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -149,7 +152,8 @@ impl Node {
         id: String,
         settings: Settings,
         secret: &[u8],
-        metrics: PrometheusHandle,
+        metrics: Telemetry,
+        health: Arc<Health>,
         store: Store,
         hub: Arc<Hub>,
         broker: Broker,
@@ -178,8 +182,8 @@ impl Node {
             presence,
             next_connection: AtomicU64::new(1),
             connections: TaskTracker::new(),
-            stop_reading: CancellationToken::new(),
             metrics,
+            health,
             draining: AtomicBool::new(false),
             background: std::sync::Mutex::new(Some(background)),
             settings,
@@ -195,40 +199,64 @@ impl Node {
         self.draining.load(Ordering::Acquire)
     }
 
-    /// Stops the node without losing what it accepted: refuse new
-    /// connections, stop reading commands, wait for the replies to what was
-    /// submitted (standalone: the embedded worker drains its queue), then
-    /// close every connection with 1001 behind its last replies, and stop
-    /// the rest.
+    /// Drains and stops the node without losing what it accepted: readiness
+    /// goes false and new upgrades are refused; connections are closed in
+    /// paced batches over `DRAIN_SECONDS`, each one after it stopped taking
+    /// commands and got the replies to those it sent, with 1012 so the
+    /// client reconnects elsewhere; then the embedded worker (standalone)
+    /// and the background tasks stop.
     pub async fn shutdown(&self) {
         self.draining.store(true, Ordering::Release);
-        self.stop_reading.cancel();
+        self.health.stopping();
         let Some(background) = self.background.lock().unwrap_or_else(|e| e.into_inner()).take() else { return };
+        let handles = self.hub.handles();
+        let steps =
+            (Duration::from_secs(self.settings.drain_seconds).as_millis() / DRAIN_STEP.as_millis()).max(1) as usize;
+        let batch = handles.len().div_ceil(steps).max(1);
+        tracing::info!(connections = handles.len(), seconds = self.settings.drain_seconds, "draining");
+        let closing = TaskTracker::new();
+        for (i, chunk) in handles.chunks(batch).enumerate() {
+            if i > 0 {
+                tokio::time::sleep(DRAIN_STEP).await;
+            }
+            for handle in chunk {
+                closing.spawn(drain_one(handle.clone()));
+            }
+        }
+        // Anyone who slipped in while the list was taken.
+        for handle in self.hub.handles() {
+            closing.spawn(drain_one(handle));
+        }
+        closing.close();
+        closing.wait().await;
+        self.connections.close();
+        if tokio::time::timeout(CLOSE_GRACE, self.connections.wait()).await.is_err() {
+            tracing::warn!("some connections did not close in time");
+        }
         if let Some((worker, stop_worker)) = background.worker {
             stop_worker.cancel();
             if let Err(e) = worker.await {
                 tracing::error!(error = %e, "the worker task failed");
             }
         }
-        let deadline = tokio::time::Instant::now() + REPLY_GRACE;
-        while self.hub.commands_in_flight() > 0 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        for handle in self.hub.handles() {
-            // Behind the replies already queued; a full queue closes at once.
-            if handle.push(Outbound::Close(close::GOING_AWAY, "server shutting down")) == Err(Rejected::Slow) {
-                handle.close(close::GOING_AWAY);
-            }
-        }
-        self.connections.close();
-        if tokio::time::timeout(CLOSE_GRACE, self.connections.wait()).await.is_err() {
-            tracing::warn!("some connections did not close in time");
-        }
         background.stop_others.cancel();
         for task in background.others {
             let _ = task.await;
         }
         self.store.close().await;
+    }
+}
+
+/// Stops one connection's reading, waits for the replies it is owed, and
+/// queues its 1012 close behind them.
+async fn drain_one(handle: Arc<crate::handle::ClientHandle>) {
+    handle.stop_reading();
+    let deadline = tokio::time::Instant::now() + REPLY_GRACE;
+    while handle.commands_in_flight() > 0 && tokio::time::Instant::now() < deadline && !handle.is_closed() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    if handle.push(Outbound::Close(close::SERVICE_RESTART, "server restarting; reconnect")) == Err(Rejected::Slow) {
+        handle.close(close::SERVICE_RESTART);
     }
 }
 

@@ -17,16 +17,27 @@ use shared::model::{ChatId, EventId};
 /// How long a new connection holds live events waiting for a first frame.
 pub const CONNECT_HOLD: Duration = Duration::from_secs(1);
 
-/// A rendered chat event with its chat and id.
-pub type RenderedEvent = (ChatId, EventId, Bytes);
+/// A chat event rendered once and shared by its recipients, with what the
+/// writer needs to order, deduplicate and measure it.
+#[derive(Debug, Clone)]
+pub struct RenderedEvent {
+    pub chat: ChatId,
+    pub id: EventId,
+    /// The frame type, for metrics.
+    pub kind: &'static str,
+    /// When the event was stored, for the delivery latency.
+    pub stored_at: i64,
+    pub frame: Bytes,
+}
 
 /// One item of a connection's bounded outbound queue.
 #[derive(Debug)]
 pub enum Outbound {
-    /// Any frame that is not a persisted chat event (replies, presence...).
-    Frame(Bytes),
-    /// A persisted chat event, already rendered; shared by every recipient.
-    Event { chat: ChatId, id: EventId, frame: Bytes },
+    /// Any frame that is not a persisted chat event (replies, presence...),
+    /// with its type for metrics.
+    Frame(&'static str, Bytes),
+    /// A persisted chat event, live.
+    Event(RenderedEvent),
     /// A `sync` for these chats begins: hold their live events until the
     /// replay is written, so that replay and live events interleave in order.
     SyncBegin(Vec<ChatId>),
@@ -83,9 +94,9 @@ impl Cursors {
     }
 
     /// True (and the event kept for later) when `chat` is being held.
-    pub fn hold(&mut self, chat: ChatId, id: EventId, frame: &Bytes) -> bool {
-        if self.holding_all || self.holding.contains(&chat) {
-            self.held.push((chat, id, frame.clone()));
+    pub fn hold(&mut self, event: &RenderedEvent) -> bool {
+        if self.holding_all || self.holding.contains(&event.chat) {
+            self.held.push(event.clone());
             return true;
         }
         false
@@ -129,7 +140,7 @@ impl Cursors {
     fn take_released(&mut self) -> Vec<RenderedEvent> {
         let holding = std::mem::take(&mut self.holding);
         let (release, keep): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut self.held).into_iter().partition(|(c, _, _)| !holding.contains(c));
+            std::mem::take(&mut self.held).into_iter().partition(|e| !holding.contains(&e.chat));
         self.held = keep;
         self.holding = holding;
         release
@@ -144,8 +155,8 @@ impl Cursors {
 mod tests {
     use super::*;
 
-    fn b() -> Bytes {
-        Bytes::from_static(b"x")
+    fn ev(chat: ChatId, id: EventId) -> RenderedEvent {
+        RenderedEvent { chat, id, kind: "new", stored_at: 0, frame: Bytes::from_static(b"x") }
     }
 
     fn live() -> Cursors {
@@ -174,29 +185,28 @@ mod tests {
         assert!(c.admit(1, 8), "live, before the sync arrived");
         assert!(c.admit(1, 9));
         c.begin_sync(&[1]);
-        assert!(c.hold(1, 10, &b()), "live during the sync is held");
-        assert!(!c.hold(2, 1, &b()), "other chats flow");
+        assert!(c.hold(&ev(1, 10)), "live during the sync is held");
+        assert!(!c.hold(&ev(2, 1)), "other chats flow");
         let written: Vec<_> = (3..=10).filter(|id| c.admit(1, *id)).collect();
         assert_eq!(written, vec![3, 4, 5, 6, 7, 10], "nothing missed, nothing twice");
         let (synced, release) = c.end_sync(&[1], &[(1, 2)]);
         assert_eq!(synced, vec![(1, 10)]);
         assert_eq!(release.len(), 1);
-        assert!(!c.admit(1, release[0].1), "the held copy of 10 is a duplicate now");
+        assert!(!c.admit(1, release[0].id), "the held copy of 10 is a duplicate now");
     }
 
     #[test]
     fn a_new_connection_holds_until_its_first_frame() {
         let mut c = Cursors::on_connect();
-        assert!(c.hold(1, 4, &b()));
-        assert!(c.hold(2, 9, &b()));
+        assert!(c.hold(&ev(1, 4)));
+        assert!(c.hold(&ev(2, 9)));
         // The first frame is a sync of chat 1 from 2.
         c.begin_sync(&[1]);
         assert!(c.admit(1, 3));
         assert!(c.admit(1, 4));
         let (synced, release) = c.end_sync(&[1], &[(1, 2)]);
         assert_eq!(synced, vec![(1, 4)]);
-        let written: Vec<_> =
-            release.into_iter().filter(|(chat, id, _)| c.admit(*chat, *id)).map(|(chat, id, _)| (chat, id)).collect();
+        let written: Vec<_> = release.into_iter().filter(|e| c.admit(e.chat, e.id)).map(|e| (e.chat, e.id)).collect();
         assert_eq!(written, vec![(2, 9)], "chat 1's held 4 was replayed already; chat 2 flows after the ack");
         assert!(!c.is_holding_all());
     }

@@ -13,13 +13,17 @@
 //! - [`store`]: durable storage (SQLite standalone, PostgreSQL in a cluster).
 //! - [`bus`]: commands in, events out; in-process for standalone.
 //! - [`clock`]: wall-clock milliseconds.
+//! - [`telemetry`]: the Prometheus recorder and process metrics.
+//! - [`health`]: how long since the database and Redis last answered.
 
 pub mod auth;
 pub mod bus;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod health;
 pub mod marks;
 pub mod model;
 pub mod protocol;
 pub mod store;
+pub mod telemetry;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
-use shared::bus::keys::Keys;
+use shared::bus::keys::{Keys, GROUP};
 use shared::bus::redis::RedisBroker;
 use shared::bus::Broker;
 use shared::store::Store;
@@ -52,6 +52,7 @@ impl Worker {
                 tracing::warn!(error = %e, "lease round failed; keeping current shards");
             }
             metrics::gauge!("chat_worker_owned_shards").set(owned.len() as f64);
+            self.report_streams(&owned).await;
         }
         // Stop every consumer at once, then release each lease as its
         // consumer finishes the batch in hand.
@@ -136,6 +137,37 @@ impl Worker {
             }
         }
         Ok(())
+    }
+
+    /// Length, pending entries and consumer lag of the streams this worker
+    /// owns; a shard it gave up reads 0 here, so sums over workers count
+    /// each stream once.
+    async fn report_streams(&self, owned: &BTreeMap<u32, Owned>) {
+        let mut redis = self.redis.clone();
+        for shard in 0..self.keys.shards() {
+            let label = shard.to_string();
+            if !owned.contains_key(&shard) {
+                for name in ["chat_stream_length", "chat_stream_pending", "chat_stream_lag"] {
+                    metrics::gauge!(name, "shard" => label.clone()).set(0.0);
+                }
+                continue;
+            }
+            let stream = self.keys.command_stream(shard);
+            let length: redis::RedisResult<i64> = redis.xlen(&stream).await;
+            let groups: redis::RedisResult<Vec<std::collections::HashMap<String, redis::Value>>> =
+                redis::cmd("XINFO").arg("GROUPS").arg(&stream).query_async(&mut redis).await;
+            let group = groups.ok().and_then(|gs| {
+                gs.into_iter()
+                    .find(|g| matches!(g.get("name"), Some(redis::Value::BulkString(n)) if n == GROUP.as_bytes()))
+            });
+            let number = |field: &str| match group.as_ref().and_then(|g| g.get(field)) {
+                Some(redis::Value::Int(n)) => *n as f64,
+                _ => 0.0,
+            };
+            metrics::gauge!("chat_stream_length", "shard" => label.clone()).set(length.unwrap_or(0) as f64);
+            metrics::gauge!("chat_stream_pending", "shard" => label.clone()).set(number("pending"));
+            metrics::gauge!("chat_stream_lag", "shard" => label).set(number("lag"));
+        }
     }
 
     /// Stops consuming `shard` (after its batch in hand) and releases it.

@@ -46,6 +46,15 @@ pub struct Settings {
     #[arg(long, env = "RETENTION_EVENTS", default_value_t = defaults::DEFAULT_RETENTION_EVENTS, global = true)]
     pub retention_events: i64,
 
+    /// Address of the admin listener: /metrics, /healthz, /readyz.
+    #[arg(long, env = "ADMIN_LISTEN", default_value = "127.0.0.1:9091", global = true)]
+    pub admin_listen: std::net::SocketAddr,
+
+    /// Not ready once the database or Redis has not answered for this long
+    /// (ms).
+    #[arg(long, env = "UNREACHABLE_GRACE_MS", default_value_t = shared::health::DEFAULT_UNREACHABLE_GRACE_MS, global = true)]
+    pub unreachable_grace_ms: u64,
+
     /// Log format: text or json.
     #[arg(long, env = "LOG_FORMAT", default_value = "text", value_parser = ["text", "json"], global = true)]
     pub log_format: String,

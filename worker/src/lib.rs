@@ -9,7 +9,9 @@
 //! - [`cluster`]: the worker process: leases and one consumer per shard.
 //! - [`retention`]: prunes the event log to the retention window.
 //! - [`config`]: the worker's settings.
+//! - [`admin`]: the metrics and health listener.
 
+pub mod admin;
 pub mod cluster;
 pub mod config;
 pub mod lease;

@@ -1,4 +1,4 @@
-use clap::Parser;
+use clap::Parser as _;
 use shared::store::Store;
 use tokio_util::sync::CancellationToken;
 use worker::cluster::Worker;
@@ -9,7 +9,14 @@ const EXIT_CONFIG: i32 = 64;
 
 #[tokio::main]
 async fn main() {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // An invalid setting: exit 64, naming it (clap's message does).
+            std::process::exit(if e.use_stderr() { EXIT_CONFIG } else { 0 });
+        }
+    };
     init_logging(&cli.settings.log_format);
     let Some(database_url) = cli.settings.database_url.clone().filter(|u| u.starts_with("postgres")) else {
         eprintln!("worker: DATABASE_URL must be a postgres:// URL");
@@ -38,9 +45,16 @@ async fn main() {
 }
 
 async fn run(settings: Settings, database_url: String, redis_url: String) -> anyhow::Result<()> {
+    let admin = tokio::net::TcpListener::bind(settings.admin_listen).await?;
+    let telemetry = shared::telemetry::Telemetry::get();
     let store = Store::connect(&database_url).await?;
     let redis = shared::bus::redis::connect(&redis_url).await?;
     let stop = CancellationToken::new();
+    let health = shared::health::Health::new(settings.unreachable_grace_ms, true);
+    let watching = tokio::spawn(health.clone().watch(store.clone(), Some(redis.clone()), stop.clone()));
+    let stop_admin = CancellationToken::new();
+    tracing::info!(admin = %settings.admin_listen, "metrics at /metrics, health at /healthz and /readyz");
+    let admin = tokio::spawn(worker::admin::serve(admin, health.clone(), telemetry, stop_admin.clone()));
     let retention = tokio::spawn(worker::retention::run(
         store.clone(),
         settings.retention(),
@@ -59,9 +73,13 @@ async fn run(settings: Settings, database_url: String, redis_url: String) -> any
     let running = tokio::spawn(worker.run(stop.clone()));
     shutdown_signal().await;
     tracing::info!("stopping: finishing batches in hand, releasing shards");
+    health.stopping();
     stop.cancel();
     let _ = running.await;
     let _ = retention.await;
+    let _ = watching.await;
+    stop_admin.cancel();
+    let _ = admin.await;
     store.close().await;
     Ok(())
 }

@@ -15,13 +15,15 @@ pub async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
-/// Ready for traffic: not draining, and the store answers.
+/// Ready for traffic: not draining, and the database (and Redis) answered
+/// within `UNREACHABLE_GRACE_MS`.
 pub async fn readyz(State(node): State<Arc<Node>>) -> impl IntoResponse {
-    let draining = node.is_draining();
-    let store = node.store.ping().await;
-    let ready = !draining && store;
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(json!({"ready": ready, "draining": draining, "database": store})))
+    readiness_response(node.health.readiness())
+}
+
+fn readiness_response(readiness: shared::health::Readiness) -> axum::response::Response {
+    let (status, body) = readiness.response();
+    (StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE), Json(body)).into_response()
 }
 
 pub async fn metrics(State(node): State<Arc<Node>>) -> impl IntoResponse {

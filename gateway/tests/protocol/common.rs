@@ -48,7 +48,7 @@ impl TestServer {
         configure(&mut settings);
         let listener = tokio::net::TcpListener::bind(settings.listen).await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let node = Node::standalone(settings, SECRET, gateway::metrics::handle()).await.expect("node");
+        let node = Node::standalone(settings, SECRET, shared::telemetry::Telemetry::get()).await.expect("node");
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(gateway::server::run(listener, node.clone(), async move {
             let _ = stopped.await;

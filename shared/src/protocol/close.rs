@@ -8,8 +8,11 @@ pub const HEARTBEAT_TIMEOUT: u16 = 4000;
 pub const SLOW_CONSUMER: u16 = 4001;
 /// A frame or a fragmented message over the 64 KiB frame limit.
 pub const MESSAGE_TOO_BIG: u16 = 1009;
-/// The server is shutting down; reconnect (to another node).
+/// The server is going away without a drain (it could not load the
+/// connection's state); reconnect.
 pub const GOING_AWAY: u16 = 1001;
+/// The node is draining (shutdown or rollout); reconnect, to another node.
+pub const SERVICE_RESTART: u16 = 1012;
 /// The client broke the WebSocket protocol itself (not our JSON protocol).
 pub const PROTOCOL_ERROR: u16 = 1002;
 /// Normal close, echoing a client's close.

@@ -210,3 +210,24 @@ async fn postgres_restarted_loses_no_acked_message() {
     assert_eq!(stored, vec!["before", "during"]);
     assert!(cluster.gateways[0].service.is_running() && cluster.workers[0].is_running(), "no crash loop");
 }
+
+#[tokio::test]
+async fn a_terminated_worker_finishes_its_batch_and_hands_its_shards_over() {
+    let mut cluster = Cluster::start(Options::default(), 1, 2).await;
+    let chat = cluster.group(0, "alice", &["bob"]).await;
+    let mut alice = cluster.connect(0, "alice").await;
+    let owner = cluster.shard_owner(chat).await;
+    let victim = cluster.workers.iter().position(|w| w.name == owner).expect("owner is one of ours");
+    let mut exit = None;
+    let acked = {
+        let workers = &mut cluster.workers;
+        send_with_retries(&mut alice, chat, 300, 50, || {
+            exit = Some(workers[victim].terminate(Duration::from_secs(10)));
+        })
+        .await
+    };
+    assert_eq!(exit.expect("terminated").expect("exited in time"), Some(0), "a clean exit");
+    let ids: HashSet<i64> = acked.values().copied().collect();
+    assert_eq!(ids, (1..=300).collect::<HashSet<i64>>(), "nothing lost, nothing twice");
+    assert_ne!(cluster.shard_owner(chat).await, owner);
+}

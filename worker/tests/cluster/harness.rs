@@ -32,6 +32,8 @@ pub struct Cluster {
     pub prefix: String,
     pub gateways: Vec<Gateway>,
     pub workers: Vec<Service>,
+    /// Each worker's /metrics, /healthz, /readyz port.
+    pub worker_admin_ports: Vec<u16>,
     pub redis: Option<RedisServer>,
     pub postgres: Option<PostgresServer>,
     heartbeat_timeout_ms: u64,
@@ -58,6 +60,7 @@ impl Cluster {
             prefix: format!("{}:", testkit::unique("t")),
             gateways: Vec::new(),
             workers: Vec::new(),
+            worker_admin_ports: Vec::new(),
             redis,
             postgres,
             heartbeat_timeout_ms: options.heartbeat_timeout_ms.unwrap_or(20_000),
@@ -86,6 +89,9 @@ impl Cluster {
         env.insert("WORKER_ID".into(), format!("worker-{index}"));
         // Short leases: a dead worker's shards move within about a second.
         env.insert("LEASE_TTL_MS".into(), "1000".into());
+        let admin_port = testkit::free_port();
+        env.insert("ADMIN_LISTEN".into(), format!("127.0.0.1:{admin_port}"));
+        self.worker_admin_ports.push(admin_port);
         let name = format!("worker-{index}");
         let worker = Service::spawn(&name, &binary("worker"), &[], &env, self.logs.path()).expect("worker");
         self.workers.push(worker);
@@ -206,6 +212,12 @@ impl Cluster {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// GET a plain-text page (metrics) from `port`.
+    pub async fn text(&self, port: u16, path: &str) -> (u16, String) {
+        let response = self.http.get(format!("http://127.0.0.1:{port}{path}")).send().await.expect("http");
+        (response.status().as_u16(), response.text().await.expect("body"))
     }
 
     /// Every process's log, for a failing assertion's message.

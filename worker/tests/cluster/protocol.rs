@@ -55,6 +55,57 @@ async fn members_on_different_gateways_see_one_ordered_chat() {
 }
 
 #[tokio::test]
+async fn both_binaries_expose_metrics_and_health() {
+    let cluster = Cluster::start(Options::default(), 1, 1).await;
+    let chat = cluster.group(0, "alice", &["bob"]).await;
+    let mut alice = cluster.connect(0, "alice").await;
+    alice.send_message(chat, "c1", "hi").await;
+
+    let (status, gateway) = cluster.text(cluster.gateways[0].port, "/metrics").await;
+    assert_eq!(status, 200);
+    for name in [
+        "chat_open_connections",
+        "chat_connections_opened_total",
+        "chat_frames_in_total{type=\"new\"}",
+        "chat_frames_out_total{type=\"ack\"}",
+        "chat_command_duration_seconds_bucket",
+        "chat_delivery_duration_seconds_bucket",
+        "chat_fanout_deliveries_total",
+        "process_resident_memory_bytes",
+        "process_cpu_seconds_total",
+        "process_open_fds",
+    ] {
+        assert!(gateway.contains(name), "gateway /metrics lacks {name}");
+    }
+    let admin = cluster.worker_admin_ports[0];
+    assert_eq!(cluster.text(admin, "/healthz").await.0, 200);
+    assert_eq!(cluster.text(admin, "/readyz").await.0, 200);
+    // The stream gauges are refreshed on the worker's lease round.
+    let started = std::time::Instant::now();
+    loop {
+        let (status, worker) = cluster.text(admin, "/metrics").await;
+        assert_eq!(status, 200);
+        let complete = [
+            "chat_worker_commands_total{type=\"new\",outcome=\"applied\"}",
+            "chat_worker_batch_size_bucket",
+            "chat_stream_length{shard=",
+            "chat_stream_pending{shard=",
+            "chat_worker_owned_shards 16",
+            "process_resident_memory_bytes",
+        ]
+        .iter()
+        .all(|name| worker.contains(name));
+        if complete {
+            break;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "worker /metrics incomplete:\n{worker}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (status, ready) = cluster.text(cluster.gateways[0].port, "/readyz").await;
+    assert_eq!((status, ready.contains("\"redis\":true")), (200, true), "{ready}");
+}
+
+#[tokio::test]
 async fn gateway_refuses_cluster_mode_without_a_jwt_secret() {
     let env = std::collections::HashMap::from([
         ("REDIS_URL".to_string(), "redis://127.0.0.1:1".to_string()),

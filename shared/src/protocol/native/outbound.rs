@@ -67,9 +67,9 @@ struct Ack<'a> {
 }
 
 /// `ack` of `new`, `edit`, `delete`, `dlvrd` and `read`: the chat, the
-/// message the command concerned (for marks: the member's mark after the
-/// command), and when it was applied (for an idempotent retry of `new`: the
-/// original timestamp).
+/// message the command named (for marks: the `m` requested), and when it
+/// was applied (for a retried `new` or a repeated `delete`: the original
+/// time).
 pub fn ack(reference: &Ref, applied: &Applied) -> Bytes {
     render(&Ack {
         r#type: "ack",
@@ -125,6 +125,17 @@ struct EventFrame<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     attachments: Option<&'a Value>,
     timestamp: Millis,
+}
+
+/// The frame type a chat event renders as.
+pub fn chat_event_type(kind: &EventKind) -> &'static str {
+    match kind {
+        EventKind::New { .. } => "new",
+        EventKind::Edit { .. } => "edit",
+        EventKind::Delete => "delete",
+        EventKind::Mark { mark: MarkKind::Delivered } => "dlvrd",
+        EventKind::Mark { mark: MarkKind::Read } => "read",
+    }
 }
 
 /// A persisted chat event: `new`, `edit`, `delete`, `dlvrd` or `read`.

@@ -1,0 +1,110 @@
+//! Readiness: a process is ready while the database (and Redis, in a
+//! cluster) answered within the last `grace`. A checker task pings them
+//! every second; a blip shorter than the grace does not flap readiness, an
+//! outage longer than it takes the process out of rotation.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::now_ms;
+use crate::store::Store;
+
+pub const DEFAULT_UNREACHABLE_GRACE_MS: u64 = 10_000;
+const CHECK_EVERY: Duration = Duration::from_secs(1);
+
+pub struct Health {
+    grace_ms: i64,
+    database_ok_at: AtomicI64,
+    /// `None`-like: `i64::MAX` when there is no Redis to check.
+    redis_ok_at: AtomicI64,
+    stopping: AtomicBool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Readiness {
+    pub ready: bool,
+    pub stopping: bool,
+    pub database: bool,
+    pub redis: bool,
+}
+
+impl Readiness {
+    /// The HTTP status and JSON body of `/readyz`.
+    pub fn response(&self) -> (u16, serde_json::Value) {
+        let status = if self.ready { 200 } else { 503 };
+        let body = serde_json::json!({
+            "ready": self.ready, "stopping": self.stopping, "database": self.database, "redis": self.redis,
+        });
+        (status, body)
+    }
+}
+
+impl Health {
+    pub fn new(grace_ms: u64, with_redis: bool) -> Arc<Self> {
+        let now = now_ms();
+        Arc::new(Health {
+            grace_ms: grace_ms as i64,
+            database_ok_at: AtomicI64::new(now),
+            redis_ok_at: AtomicI64::new(if with_redis { now } else { i64::MAX }),
+            stopping: AtomicBool::new(false),
+        })
+    }
+
+    /// From now on the process is not ready (draining or stopping).
+    pub fn stopping(&self) {
+        self.stopping.store(true, Ordering::Release);
+    }
+
+    pub fn readiness(&self) -> Readiness {
+        let now = now_ms();
+        let fresh = |at: &AtomicI64| {
+            let at = at.load(Ordering::Acquire);
+            at == i64::MAX || now.saturating_sub(at) <= self.grace_ms
+        };
+        let database = fresh(&self.database_ok_at);
+        let redis = fresh(&self.redis_ok_at);
+        let stopping = self.stopping.load(Ordering::Acquire);
+        Readiness { ready: !stopping && database && redis, stopping, database, redis }
+    }
+
+    /// Pings the store (and Redis) every second until `stop`.
+    pub async fn watch(self: Arc<Self>, store: Store, redis: Option<ConnectionManager>, stop: CancellationToken) {
+        let mut ticker = tokio::time::interval(CHECK_EVERY);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = stop.cancelled() => return,
+            }
+            if store.ping().await {
+                self.database_ok_at.store(now_ms(), Ordering::Release);
+            }
+            if let Some(redis) = &redis {
+                let mut redis = redis.clone();
+                let pong: Result<String, _> = redis::cmd("PING").query_async(&mut redis).await;
+                if pong.is_ok() {
+                    self.redis_ok_at.store(now_ms(), Ordering::Release);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readiness_follows_stopping_and_staleness() {
+        let health = Health::new(1_000, true);
+        assert!(health.readiness().ready);
+        health.redis_ok_at.store(now_ms() - 5_000, Ordering::Release);
+        assert_eq!(health.readiness(), Readiness { ready: false, stopping: false, database: true, redis: false });
+        let standalone = Health::new(1_000, false);
+        standalone.stopping();
+        assert_eq!(standalone.readiness(), Readiness { ready: false, stopping: true, database: true, redis: true });
+    }
+}
