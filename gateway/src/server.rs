@@ -22,7 +22,13 @@ pub async fn run(
     node: Arc<Node>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
     let draining = node.clone();
+    // Frames are small and latency-bound: no Nagle delay (an ack would
+    // otherwise wait for the client's delayed ACK, ~40 ms).
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app(node))
         .with_graceful_shutdown(async move {
             shutdown.await;
