@@ -1,0 +1,234 @@
+//! One agent process: opens its share of the connections, waits for the
+//! coordinator's orders on stdin (`go`, `storm`, `stop`), runs the scenario
+//! and prints progress and its result as JSON lines on stdout.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::mpsc;
+
+use crate::conn::{self, Behaviour, Connection, Order};
+use crate::plan::{AgentSpec, Scenario};
+use crate::state::{now_us, AgentState};
+use crate::stats::AgentLine;
+
+fn emit(line: &AgentLine) {
+    if let Ok(text) = serde_json::to_string(line) {
+        println!("{text}");
+    }
+}
+
+pub async fn run(spec: AgentSpec) -> anyhow::Result<()> {
+    let plan = &spec.plan;
+    let state = Arc::new(AgentState::new(plan.ping_ms, plan.heartbeat_timeout_ms, spec.user_prefix.clone()));
+    let auth = shared::auth::Authenticator::new(spec.secret.as_bytes());
+    let exp = (shared::clock::now_ms() / 1000) as u64 + 86_400;
+    let token = |n: usize| auth.mint(&spec.user(n), exp);
+
+    let progress_state = state.clone();
+    let progress = tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            every.tick().await;
+            emit(&AgentLine::Progress { counters: progress_state.counters() });
+        }
+    });
+
+    let behaviour_of = |n: usize| {
+        let in_group = (n - spec.first_user) % plan.group_size.max(1);
+        match plan.scenario {
+            // Member 0 of each group watches; the others fall silent.
+            Scenario::Silent => Behaviour { ping: in_group == 0, mark: false },
+            Scenario::Receipts => Behaviour { ping: true, mark: true },
+            _ => Behaviour { ping: true, mark: false },
+        }
+    };
+    let url_of = |n: usize| plan.ws_url[n % plan.ws_url.len()].clone();
+
+    // Connect, paced.
+    let mut connections: Vec<Option<Connection>> = Vec::with_capacity(spec.user_count);
+    let pace = Duration::from_secs_f64(1.0 / plan.connect_rate.max(1) as f64);
+    let mut next = tokio::time::Instant::now();
+    let mut pending = Vec::new();
+    for n in spec.first_user..spec.first_user + spec.user_count {
+        tokio::time::sleep_until(next).await;
+        next += pace;
+        let (state, url, token, source) = (state.clone(), url_of(n), token(n), spec.source_ip.clone());
+        let behaviour = behaviour_of(n);
+        if plan.scenario == Scenario::Silent && !behaviour.ping {
+            state.silent_since.lock().unwrap_or_else(|e| e.into_inner()).insert(spec.user(n), now_us());
+        }
+        pending.push(tokio::spawn(async move { conn::open(&url, &token, &source, n, behaviour, state).await }));
+    }
+    for opened in pending {
+        match opened.await {
+            Ok(Ok((connection, _task))) => connections.push(Some(connection)),
+            _ => {
+                state.connect_failed();
+                connections.push(None);
+            }
+        }
+    }
+
+    let mut orders = BufReader::new(tokio::io::stdin()).lines();
+    wait_for(&mut orders, "go").await;
+
+    let (stop_tx, mut stop_rx) = mpsc::channel::<String>(4);
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = orders.next_line().await {
+            let _ = stop_tx.send(line).await;
+        }
+    });
+
+    match plan.scenario {
+        Scenario::Idle | Scenario::Silent => {
+            while let Some(line) = stop_rx.recv().await {
+                if line == "stop" {
+                    break;
+                }
+            }
+        }
+        Scenario::Fanout | Scenario::Receipts | Scenario::Reconnect => {
+            send_messages(&spec, &state, &mut connections, &mut stop_rx, &token).await;
+        }
+        Scenario::Churn => churn(&spec, &state, &mut connections, &mut stop_rx, &token, &url_of).await,
+    }
+    // Let what is in flight arrive, then leave.
+    settle(&state).await;
+    for connection in connections.iter().flatten() {
+        let _ = connection.orders.try_send(Order::Close);
+    }
+    progress.abort();
+    emit(&AgentLine::Result { result: Box::new(state.result()) });
+    Ok(())
+}
+
+async fn wait_for(orders: &mut tokio::io::Lines<BufReader<tokio::io::Stdin>>, word: &str) {
+    while let Ok(Some(line)) = orders.next_line().await {
+        if line.trim() == word {
+            return;
+        }
+    }
+}
+
+/// Waits until deliveries stop growing for a second (at most 15 s).
+async fn settle(state: &AgentState) {
+    let started = Instant::now();
+    let mut last = state.counters().deliveries;
+    while started.elapsed() < Duration::from_secs(15) {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = state.counters().deliveries;
+        if now == last {
+            return;
+        }
+        last = now;
+    }
+}
+
+/// Sends this agent's share of the message rate from random members, until
+/// `stop`; on `storm`, every connection drops and comes back with `sync`.
+async fn send_messages(
+    spec: &AgentSpec,
+    state: &Arc<AgentState>,
+    connections: &mut [Option<Connection>],
+    commands: &mut mpsc::Receiver<String>,
+    token: &impl Fn(usize) -> String,
+) {
+    let every = Duration::from_secs_f64(1.0 / spec.rate.max(0.001));
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut sequence = 0u64;
+    let sending = spec.rate > 0.0 && !connections.is_empty();
+    loop {
+        tokio::select! {
+            _ = ticker.tick(), if sending => {
+                let slot = rand::thread_rng().gen_range(0..connections.len());
+                let Some(connection) = &connections[slot] else { continue };
+                let group = connection.user / spec.plan.group_size.max(1);
+                let Some(chat) = spec.chats.get(group) else { continue };
+                sequence += 1;
+                let sent = now_us();
+                let frame = json!({
+                    "type": "new", "ref": format!("s{sent}"), "chatId": chat,
+                    "clientMessageId": format!("a{}-{sequence}", spec.index), "message": sent.to_string(),
+                });
+                if connection.orders.try_send(Order::Send(frame)).is_ok() {
+                    state.sent();
+                }
+            }
+            line = commands.recv() => match line.as_deref() {
+                Some("storm") => storm(spec, state, connections, token).await,
+                Some("stop") | None => return,
+                Some(_) => {}
+            },
+        }
+    }
+}
+
+/// Every connection drops at once and reconnects with `sync`; records the
+/// time from the drop to the sync's ack.
+async fn storm(
+    spec: &AgentSpec,
+    state: &Arc<AgentState>,
+    connections: &mut [Option<Connection>],
+    token: &impl Fn(usize) -> String,
+) {
+    *state.storm_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+    for connection in connections.iter().flatten() {
+        let _ = connection.orders.try_send(Order::Close);
+    }
+    let mut back = Vec::new();
+    for slot in connections.iter_mut() {
+        let Some(old) = slot.take() else { continue };
+        let n = old.user;
+        let (state, url, token, source) =
+            (state.clone(), spec.plan.ws_url[n % spec.plan.ws_url.len()].clone(), token(n), spec.source_ip.clone());
+        let chat = spec.chats.get(n / spec.plan.group_size.max(1)).copied();
+        back.push(tokio::spawn(async move {
+            let behaviour = Behaviour { ping: true, mark: false };
+            let (connection, _task) = conn::open(&url, &token, &source, n, behaviour, state.clone()).await?;
+            if let Some(chat) = chat {
+                let since = json!({ chat.to_string(): 0 });
+                connection.orders.send(Order::Send(json!({"type": "sync", "ref": "sync", "since": since}))).await?;
+            }
+            anyhow::Ok(connection)
+        }));
+    }
+    for (slot, reconnect) in connections.iter_mut().zip(back) {
+        match reconnect.await {
+            Ok(Ok(connection)) => *slot = Some(connection),
+            _ => state.connect_failed(),
+        }
+    }
+}
+
+/// Closes and reopens connections at this agent's share of the churn rate.
+async fn churn(
+    spec: &AgentSpec,
+    state: &Arc<AgentState>,
+    connections: &mut [Option<Connection>],
+    commands: &mut mpsc::Receiver<String>,
+    token: &impl Fn(usize) -> String,
+    url_of: &impl Fn(usize) -> String,
+) {
+    let every = Duration::from_secs_f64(1.0 / spec.rate.max(0.001));
+    let mut ticker = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = ticker.tick(), if !connections.is_empty() => {
+                let slot = rand::thread_rng().gen_range(0..connections.len());
+                let Some(old) = connections[slot].take() else { continue };
+                let _ = old.orders.send(Order::Close).await;
+                let n = old.user;
+                match conn::open(&url_of(n), &token(n), &spec.source_ip, n, Behaviour { ping: true, mark: false }, state.clone()).await {
+                    Ok((connection, _task)) => connections[slot] = Some(connection),
+                    Err(_) => state.connect_failed(),
+                }
+            }
+            line = commands.recv() => if matches!(line.as_deref(), Some("stop") | None) { return },
+        }
+    }
+}

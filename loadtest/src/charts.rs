@@ -1,0 +1,118 @@
+//! PNG charts of a run: the latency distribution (percentile curve) and
+//! throughput over time. Text is drawn with DejaVu Sans when installed
+//! (Debian's fonts-dejavu-core); without it the charts have no labels.
+
+use std::collections::BTreeMap;
+
+use hdrhistogram::Histogram;
+use plotters::prelude::*;
+
+use crate::plan::Plan;
+
+const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
+
+fn register_font() -> bool {
+    static REGISTERED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *REGISTERED.get_or_init(|| match std::fs::read(FONT) {
+        Ok(bytes) => {
+            let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+            plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_ok()
+        }
+        Err(_) => false,
+    })
+}
+
+pub fn draw(
+    plan: &Plan,
+    latencies: &[(&str, &Histogram<u64>)],
+    timeline: &BTreeMap<u64, (u64, u64, u64)>,
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&plan.charts)?;
+    let labels = register_font();
+    latency(&format!("{}/latency.png", plan.charts), latencies, labels)?;
+    throughput(&format!("{}/throughput.png", plan.charts), timeline, labels)?;
+    Ok(())
+}
+
+/// Latency by percentile, on a log scale of "nines" (50%, 90%, 99%, 99.9%).
+fn latency(path: &str, series: &[(&str, &Histogram<u64>)], labels: bool) -> anyhow::Result<()> {
+    let root = BitMapBackend::new(path, (900, 500)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let max_ms = series.iter().filter(|(_, h)| !h.is_empty()).map(|(_, h)| h.max() as f64 / 1000.0).fold(1.0, f64::max);
+    let mut chart = ChartBuilder::on(&root);
+    if labels {
+        chart.caption("latency by percentile", ("sans-serif", 22));
+    }
+    let mut chart = chart
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0f64..4f64, 0f64..max_ms * 1.1)?;
+    let mut mesh = chart.configure_mesh();
+    if labels {
+        mesh.x_desc("percentile (1 = 90%, 2 = 99%, 3 = 99.9%)")
+            .y_desc("ms")
+            .x_label_formatter(&|n| format!("{:.3}%", 100.0 * (1.0 - 10f64.powf(-n))));
+    } else {
+        mesh.disable_x_mesh().disable_y_mesh().x_labels(0).y_labels(0);
+    }
+    mesh.draw()?;
+    for (i, (name, h)) in series.iter().enumerate() {
+        if h.is_empty() {
+            continue;
+        }
+        let color = Palette99::pick(i).to_rgba();
+        let points: Vec<(f64, f64)> = (0..=400)
+            .map(|step| {
+                let nines = step as f64 / 100.0;
+                let q = (1.0 - 10f64.powf(-nines)).min(0.99999);
+                (nines, h.value_at_quantile(q) as f64 / 1000.0)
+            })
+            .collect();
+        let drawn = chart.draw_series(LineSeries::new(points, color.stroke_width(2)))?;
+        if labels {
+            drawn.label(*name).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+        }
+    }
+    if labels {
+        chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+    }
+    root.present()?;
+    Ok(())
+}
+
+/// Sent, acknowledged and delivered per second.
+fn throughput(path: &str, timeline: &BTreeMap<u64, (u64, u64, u64)>, labels: bool) -> anyhow::Result<()> {
+    let root = BitMapBackend::new(path, (900, 500)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let last = timeline.keys().last().copied().unwrap_or(1).max(1);
+    let top = timeline.values().map(|t| t.0.max(t.1).max(t.2)).max().unwrap_or(1).max(1) as f64;
+    let mut chart = ChartBuilder::on(&root);
+    if labels {
+        chart.caption("throughput per second", ("sans-serif", 22));
+    }
+    let mut chart =
+        chart.margin(15).x_label_area_size(40).y_label_area_size(70).build_cartesian_2d(0u64..last, 0f64..top * 1.1)?;
+    let mut mesh = chart.configure_mesh();
+    if labels {
+        mesh.x_desc("seconds since the agents started").y_desc("per second");
+    } else {
+        mesh.x_labels(0).y_labels(0);
+    }
+    mesh.draw()?;
+    let series: [(&str, fn(&(u64, u64, u64)) -> u64); 3] =
+        [("sent", |t| t.0), ("acked", |t| t.1), ("delivered", |t| t.2)];
+    for (i, (name, pick)) in series.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        let points: Vec<(u64, f64)> = timeline.iter().map(|(s, t)| (*s, pick(t) as f64)).collect();
+        let drawn = chart.draw_series(LineSeries::new(points, color.stroke_width(2)))?;
+        if labels {
+            drawn.label(*name).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+        }
+    }
+    if labels {
+        chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
+    }
+    root.present()?;
+    Ok(())
+}

@@ -1,0 +1,104 @@
+//! One simulated client: a WebSocket from a chosen source address, a
+//! reader that measures what arrives, and a channel of frames to send.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::net::TcpSocket;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::state::AgentState;
+
+/// How a connection behaves.
+#[derive(Debug, Clone, Copy)]
+pub struct Behaviour {
+    pub ping: bool,
+    /// Mark delivered and read every message from others as it arrives.
+    pub mark: bool,
+}
+
+/// What the agent can ask a connection to do.
+#[derive(Debug)]
+pub enum Order {
+    Send(Value),
+    Close,
+}
+
+pub struct Connection {
+    pub user: usize,
+    pub orders: mpsc::Sender<Order>,
+}
+
+/// Connects `user` to `url` from `source_ip`; returns once the welcome
+/// arrived, with the task that serves the connection.
+pub async fn open(
+    url: &str,
+    token: &str,
+    source_ip: &str,
+    user: usize,
+    behaviour: Behaviour,
+    state: Arc<AgentState>,
+) -> anyhow::Result<(Connection, tokio::task::JoinHandle<()>)> {
+    let started = Instant::now();
+    let target = url.trim_start_matches("ws://").split('/').next().unwrap_or_default().to_owned();
+    let server: SocketAddr =
+        tokio::net::lookup_host(&target).await?.next().ok_or_else(|| anyhow::anyhow!("no address for {target}"))?;
+    let socket = TcpSocket::new_v4()?;
+    socket.bind(format!("{source_ip}:0").parse()?)?;
+    let stream = socket.connect(server).await?;
+    stream.set_nodelay(true)?;
+    let (mut ws, _) = tokio_tungstenite::client_async(format!("{url}?token={token}"), stream).await?;
+    match tokio::time::timeout(Duration::from_secs(30), ws.next()).await {
+        Ok(Some(Ok(Message::Text(text)))) if text.contains("\"welcome\"") => {}
+        other => anyhow::bail!("no welcome: {other:?}"),
+    }
+    state.record_connect(started.elapsed());
+    let (orders, mut inbox) = mpsc::channel::<Order>(1024);
+    let task = tokio::spawn(async move {
+        let (mut tx, mut rx) = ws.split();
+        let mut last_ids: HashMap<i64, i64> = HashMap::new();
+        let mut ping = tokio::time::interval(Duration::from_millis(state.ping_ms));
+        ping.tick().await;
+        loop {
+            tokio::select! {
+                frame = rx.next() => match frame {
+                    Some(Ok(Message::Text(text))) => {
+                        let Ok(frame) = serde_json::from_str::<Value>(&text) else { continue };
+                        let replies = state.observe(user, &frame, &mut last_ids, behaviour);
+                        for reply in replies {
+                            if tx.send(Message::text(reply.to_string())).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    _ => {
+                        state.disconnected();
+                        return;
+                    }
+                },
+                order = inbox.recv() => match order {
+                    Some(Order::Send(frame)) => {
+                        if tx.send(Message::text(frame.to_string())).await.is_err() {
+                            state.disconnected();
+                            return;
+                        }
+                    }
+                    Some(Order::Close) | None => {
+                        let _ = tx.send(Message::Close(None)).await;
+                        return;
+                    }
+                },
+                _ = ping.tick(), if behaviour.ping => {
+                    let _ = tx.send(Message::text(json!({"type": "ping"}).to_string())).await;
+                }
+            }
+        }
+    });
+    Ok((Connection { user, orders }, task))
+}

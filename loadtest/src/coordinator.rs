@@ -1,0 +1,234 @@
+//! The coordinator: sets the run up (tokens, chats), starts agent processes
+//! on their own source addresses, shows progress, measures the server, and
+//! gathers the agents' results into one report.
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, Command};
+
+use crate::plan::{AgentSpec, Plan, Scenario};
+use crate::procstat;
+use crate::report::{self, Phases};
+use crate::stats::{AgentLine, AgentResult, Counters};
+
+struct Agent {
+    child: Child,
+    stdin: ChildStdin,
+    users: usize,
+}
+
+#[derive(Default)]
+struct Shared {
+    progress: HashMap<usize, Counters>,
+    results: HashMap<usize, AgentResult>,
+}
+
+pub async fn run(plan: Plan) -> anyhow::Result<()> {
+    let secret = secret(&plan)?;
+    let prefix = plan.user_prefix.clone().unwrap_or_else(|| format!("lt{}-", shared::clock::now_ms() % 1_000_000_000));
+    let group = plan.group_size.max(1);
+    let grouped =
+        matches!(plan.scenario, Scenario::Fanout | Scenario::Receipts | Scenario::Silent | Scenario::Reconnect);
+    let chats = if grouped { create_groups(&plan, &secret, &prefix).await? } else { Vec::new() };
+
+    // Agents take whole groups, so a silent client and its watcher share one.
+    let per_agent = (plan.per_process / group).max(1) * group;
+    let agent_count = plan.connections.div_ceil(per_agent).max(1);
+    eprintln!(
+        "loadtest: {} connections in {agent_count} agent process(es), scenario {:?}",
+        plan.connections, plan.scenario
+    );
+    let baseline = procstat::sample(&plan.server_pids);
+    let shared = Arc::new(Mutex::new(Shared::default()));
+    let mut agents = Vec::new();
+    let spec_dir = std::env::temp_dir().join(format!("loadtest-{}", std::process::id()));
+    std::fs::create_dir_all(&spec_dir)?;
+    for index in 0..agent_count {
+        let first = index * per_agent;
+        let users = per_agent.min(plan.connections - first);
+        let share = users as f64 / plan.connections as f64;
+        let rate = match plan.scenario {
+            Scenario::Churn => plan.churn_rate as f64 * share,
+            _ => plan.rate as f64 * share,
+        };
+        let spec = AgentSpec {
+            plan: plan.clone(),
+            secret: secret.clone(),
+            index,
+            first_user: first,
+            user_count: users,
+            source_ip: format!("127.0.0.{}", index + 1),
+            chats: chats.clone(),
+            rate,
+            user_prefix: prefix.clone(),
+        };
+        let path = spec_dir.join(format!("agent-{index}.json"));
+        std::fs::write(&path, serde_json::to_vec(&spec)?)?;
+        agents.push(spawn_agent(index, &path, users, shared.clone())?);
+    }
+
+    let bar = ProgressBar::new(plan.connections as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:>10} [{bar:40}] {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_prefix("connecting");
+    let connect_started = Instant::now();
+    loop {
+        let (connected, failed) = totals(&shared, |c| (c.connected, c.connect_failures));
+        bar.set_position(connected);
+        bar.set_message(format!("{failed} failed"));
+        if connected + failed >= plan.connections as u64 {
+            break;
+        }
+        anyhow::ensure!(agents_alive(&mut agents), "an agent process exited early");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let connect_seconds = connect_started.elapsed().as_secs_f64();
+    bar.finish_with_message(format!("in {connect_seconds:.1}s"));
+    // Let the server settle (presence announcements) before measuring memory.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let connected = procstat::sample(&plan.server_pids);
+
+    broadcast(&mut agents, "go").await;
+    let phase = ProgressBar::new(plan.duration);
+    phase.set_style(
+        ProgressStyle::with_template("{prefix:>10} [{bar:40}] {pos}/{len}s {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    phase.set_prefix("running");
+    let started = Instant::now();
+    let mut stormed = false;
+    while started.elapsed() < Duration::from_secs(plan.duration) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if plan.scenario == Scenario::Reconnect
+            && !stormed
+            && started.elapsed() >= Duration::from_secs(plan.duration / 2)
+        {
+            stormed = true;
+            broadcast(&mut agents, "storm").await;
+        }
+        let (sent, acked, delivered) = {
+            let s = shared.lock().unwrap_or_else(|e| e.into_inner());
+            s.progress.values().fold((0, 0, 0), |t, c| (t.0 + c.sent, t.1 + c.acked, t.2 + c.deliveries))
+        };
+        phase.set_position(started.elapsed().as_secs());
+        phase.set_message(format!("sent {sent} acked {acked} delivered {delivered}"));
+    }
+    let measured_seconds = started.elapsed().as_secs_f64();
+    let end = procstat::sample(&plan.server_pids);
+    phase.finish();
+    broadcast(&mut agents, "stop").await;
+    for agent in &mut agents {
+        let _ = agent.stdin.shutdown().await;
+    }
+    eprintln!("loadtest: letting in-flight messages arrive, then collecting results");
+    for agent in &mut agents {
+        let _ = agent.child.wait().await;
+    }
+    let results: Vec<AgentResult> =
+        std::mem::take(&mut shared.lock().unwrap_or_else(|e| e.into_inner()).results).into_values().collect();
+    anyhow::ensure!(results.len() == agents.len(), "only {} of {} agents reported", results.len(), agents.len());
+    let _ = std::fs::remove_dir_all(&spec_dir);
+    let phases = Phases { baseline, connected, end, connect_seconds, measured_seconds };
+    report::write(&plan, results, phases)
+}
+
+fn secret(plan: &Plan) -> anyhow::Result<String> {
+    if let Some(secret) = plan.jwt_secret.clone().filter(|s| !s.is_empty()) {
+        return Ok(secret);
+    }
+    let path = std::path::Path::new(&plan.data_dir).join("jwt-secret");
+    std::fs::read_to_string(&path)
+        .map(|s| s.trim().to_owned())
+        .map_err(|e| anyhow::anyhow!("no JWT_SECRET and cannot read {}: {e}", path.display()))
+}
+
+/// One group chat per `group_size` consecutive users; returns their ids.
+async fn create_groups(plan: &Plan, secret: &str, prefix: &str) -> anyhow::Result<Vec<i64>> {
+    let group = plan.group_size.max(1);
+    let count = plan.connections.div_ceil(group);
+    let auth = shared::auth::Authenticator::new(secret.as_bytes());
+    let exp = (shared::clock::now_ms() / 1000) as u64 + 86_400;
+    let http = reqwest::Client::new();
+    let bar = ProgressBar::new(count as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:>10} [{bar:40}] {pos}/{len}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_prefix("chats");
+    let requests = (0..count).map(|g| {
+        let first = g * group;
+        let last = ((g + 1) * group).min(plan.connections);
+        let members: Vec<String> = (first + 1..last).map(|n| format!("{prefix}{n}")).collect();
+        let token = auth.mint(&format!("{prefix}{first}"), exp);
+        let (http, url, bar) = (http.clone(), format!("{}/v1/chats", plan.http_url), bar.clone());
+        async move {
+            let body = json!({"type": "group", "name": format!("load {g}"), "members": members});
+            let response = http.post(url).bearer_auth(token).json(&body).send().await?;
+            anyhow::ensure!(response.status() == 201, "creating a chat: {}", response.status());
+            let chat: serde_json::Value = response.json().await?;
+            bar.inc(1);
+            chat["id"].as_i64().ok_or_else(|| anyhow::anyhow!("no chat id"))
+        }
+    });
+    let chats: Vec<anyhow::Result<i64>> = futures_util::stream::iter(requests).buffered(32).collect().await;
+    bar.finish();
+    chats.into_iter().collect()
+}
+
+fn spawn_agent(
+    index: usize,
+    spec: &std::path::Path,
+    users: usize,
+    shared: Arc<Mutex<Shared>>,
+) -> anyhow::Result<Agent> {
+    let mut child = Command::new(std::env::current_exe()?)
+        .arg("agent")
+        .arg(spec)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()?;
+    let stdin = child.stdin.take().ok_or_else(|| anyhow::anyhow!("agent stdin"))?;
+    let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("agent stdout"))?;
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stdout).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            match serde_json::from_str::<AgentLine>(&line) {
+                Ok(AgentLine::Progress { counters }) => {
+                    shared.lock().unwrap_or_else(|e| e.into_inner()).progress.insert(index, counters);
+                }
+                Ok(AgentLine::Result { result }) => {
+                    shared.lock().unwrap_or_else(|e| e.into_inner()).results.insert(index, *result);
+                }
+                Err(_) => eprintln!("agent {index}: {line}"),
+            }
+        }
+    });
+    Ok(Agent { child, stdin, users })
+}
+
+fn totals(shared: &Mutex<Shared>, pick: impl Fn(&Counters) -> (u64, u64)) -> (u64, u64) {
+    let s = shared.lock().unwrap_or_else(|e| e.into_inner());
+    s.progress.values().map(&pick).fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+}
+
+fn agents_alive(agents: &mut [Agent]) -> bool {
+    agents.iter_mut().all(|a| matches!(a.child.try_wait(), Ok(None)) && a.users > 0)
+}
+
+async fn broadcast(agents: &mut [Agent], order: &str) {
+    for agent in agents {
+        let _ = agent.stdin.write_all(format!("{order}\n").as_bytes()).await;
+        let _ = agent.stdin.flush().await;
+    }
+}

@@ -1,0 +1,47 @@
+//! `loadtest`: drives many WebSocket connections against the native
+//! protocol. `loadtest run SCENARIO` is the coordinator a person starts;
+//! it runs `loadtest agent SPEC` processes (each on its own 127.0.0.x
+//! address, under the per-process file limit) and merges their results.
+
+mod agent;
+mod charts;
+mod conn;
+mod coordinator;
+mod plan;
+mod procstat;
+mod report;
+mod state;
+mod stats;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "loadtest", version, about = "Load tool for the chat gateway's native protocol")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a scenario and report.
+    Run(plan::Plan),
+    /// Internal: one agent process of a run.
+    #[command(hide = true)]
+    Agent { spec: std::path::PathBuf },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Run(plan) => coordinator::run(plan).await,
+        Command::Agent { spec } => {
+            let spec: plan::AgentSpec = serde_json::from_slice(&std::fs::read(spec)?)?;
+            agent::run(spec).await?;
+            // Exit now: a blocking read of stdin would hold the runtime open.
+            use std::io::Write;
+            let _ = std::io::stdout().flush();
+            std::process::exit(0)
+        }
+    }
+}

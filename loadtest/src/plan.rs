@@ -1,0 +1,107 @@
+//! The run's plan: options from the command line, and the part of it each
+//! agent process gets.
+
+use clap::{Args, ValueEnum};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scenario {
+    /// Hold N connections with heartbeats.
+    Idle,
+    /// Groups of --group-size; --rate messages/s in total.
+    Fanout,
+    /// Fanout where members mark delivered and read as messages arrive.
+    Receipts,
+    /// Connections open and close at --churn-rate per second.
+    Churn,
+    /// Clients stop pinging; time until their co-members see `offline`.
+    Silent,
+    /// Everyone drops and comes back with `sync` at once.
+    Reconnect,
+}
+
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+pub struct Plan {
+    #[arg(value_enum)]
+    pub scenario: Scenario,
+    /// The gateways' WebSocket URLs, comma-separated; connections are spread
+    /// over them round-robin.
+    #[arg(long, default_value = "ws://127.0.0.1:8080/ws", value_delimiter = ',')]
+    pub ws_url: Vec<String>,
+    /// A gateway's HTTP base URL, for creating chats.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub http_url: String,
+    /// The JWT secret; default: JWT_SECRET, else DATA_DIR/jwt-secret.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    #[serde(skip)]
+    pub jwt_secret: Option<String>,
+    #[arg(long, env = "DATA_DIR", default_value = "./data")]
+    pub data_dir: String,
+    /// Connections (users) in total.
+    #[arg(long, default_value_t = 1000)]
+    pub connections: usize,
+    /// Connections per agent process (each process may open at most 20,000
+    /// files).
+    #[arg(long, default_value_t = 15_000)]
+    pub per_process: usize,
+    /// New connections per second per agent while connecting.
+    #[arg(long, default_value_t = 2_000)]
+    pub connect_rate: u64,
+    /// Seconds of the measured phase.
+    #[arg(long, default_value_t = 30)]
+    pub duration: u64,
+    /// Members per group (fanout, receipts, silent, reconnect).
+    #[arg(long, default_value_t = 10)]
+    pub group_size: usize,
+    /// Messages per second, in total (fanout, receipts, reconnect).
+    #[arg(long, default_value_t = 1000)]
+    pub rate: u64,
+    /// Connects (and as many disconnects) per second, in total (churn).
+    #[arg(long, default_value_t = 100)]
+    pub churn_rate: u64,
+    /// Ping interval in ms.
+    #[arg(long, default_value_t = 10_000)]
+    pub ping_ms: u64,
+    /// The server's HEARTBEAT_TIMEOUT_MS (silent: the bound to measure
+    /// against).
+    #[arg(long, default_value_t = 20_000)]
+    pub heartbeat_timeout_ms: u64,
+    /// Server processes to measure (RSS, CPU seconds, open fds); repeatable.
+    #[arg(long = "server-pid")]
+    pub server_pids: Vec<u32>,
+    /// Prefix of user ids, so runs do not collide.
+    #[arg(long)]
+    pub user_prefix: Option<String>,
+    /// Where the JSON report goes.
+    #[arg(long, default_value = "loadtest-report.json")]
+    pub report: String,
+    /// Where the PNG charts go.
+    #[arg(long, default_value = "loadtest-charts")]
+    pub charts: String,
+}
+
+/// One agent process's share of the plan.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AgentSpec {
+    pub plan: Plan,
+    pub secret: String,
+    pub index: usize,
+    /// Users `first..first + count` of the run.
+    pub first_user: usize,
+    pub user_count: usize,
+    /// The local address this agent's connections come from (127.0.0.x), so
+    /// that several agents do not exhaust one address's ephemeral ports.
+    pub source_ip: String,
+    /// Chat id of each group, by group index (fanout-like scenarios).
+    pub chats: Vec<i64>,
+    /// Messages per second this agent sends.
+    pub rate: f64,
+    pub user_prefix: String,
+}
+
+impl AgentSpec {
+    pub fn user(&self, n: usize) -> String {
+        format!("{}{n}", self.user_prefix)
+    }
+}

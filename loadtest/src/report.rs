@@ -1,0 +1,156 @@
+//! The run's report: a summary table on the terminal, a JSON file with
+//! everything, and PNG charts (latency distribution, throughput over time).
+
+use std::collections::BTreeMap;
+
+use hdrhistogram::Histogram;
+use serde_json::{json, Value};
+
+use crate::plan::{Plan, Scenario};
+use crate::procstat::ProcStat;
+use crate::stats::{histogram, AgentResult, Counters};
+
+/// Server samples at the phase boundaries.
+pub struct Phases {
+    pub baseline: ProcStat,
+    pub connected: ProcStat,
+    pub end: ProcStat,
+    pub connect_seconds: f64,
+    pub measured_seconds: f64,
+}
+
+fn percentiles(h: &Histogram<u64>) -> Value {
+    if h.is_empty() {
+        return Value::Null;
+    }
+    let ms = |us: u64| (us as f64) / 1000.0;
+    json!({
+        "count": h.len(),
+        "p50_ms": ms(h.value_at_quantile(0.50)),
+        "p90_ms": ms(h.value_at_quantile(0.90)),
+        "p99_ms": ms(h.value_at_quantile(0.99)),
+        "p999_ms": ms(h.value_at_quantile(0.999)),
+        "max_ms": ms(h.max()),
+    })
+}
+
+pub fn write(plan: &Plan, results: Vec<AgentResult>, phases: Phases) -> anyhow::Result<()> {
+    let mut counters = Counters::default();
+    let (mut connect, mut ack, mut delivery, mut scenario) = (histogram(), histogram(), histogram(), histogram());
+    let mut timeline: BTreeMap<u64, (u64, u64, u64)> = BTreeMap::new();
+    for r in results {
+        counters.add(&r.counters);
+        r.connect_us.into_histogram(&mut connect);
+        r.ack_us.into_histogram(&mut ack);
+        r.delivery_us.into_histogram(&mut delivery);
+        r.scenario_us.into_histogram(&mut scenario);
+        for (second, (s, a, d)) in r.timeline {
+            let t = timeline.entry(second).or_default();
+            t.0 += s;
+            t.1 += a;
+            t.2 += d;
+        }
+    }
+    let group = plan.group_size.max(1) as u64;
+    let fanout = matches!(plan.scenario, Scenario::Fanout | Scenario::Receipts | Scenario::Reconnect);
+    // Every acked message reaches every member's connection, the sender's too.
+    let expected = if fanout { counters.acked * group } else { 0 };
+    let lost = expected.saturating_sub(counters.deliveries);
+    let cpu = phases.end.cpu_seconds - phases.connected.cpu_seconds;
+    let memory_per_connection = if counters.connected > 0 {
+        phases.connected.rss_bytes.saturating_sub(phases.baseline.rss_bytes) as f64 / counters.connected as f64
+    } else {
+        0.0
+    };
+    let deliveries_per_second = counters.deliveries as f64 / phases.measured_seconds.max(0.001);
+    let cpu_per_million = if counters.deliveries > 0 { cpu / counters.deliveries as f64 * 1e6 } else { 0.0 };
+    let report = json!({
+        "scenario": plan.scenario,
+        "plan": plan,
+        "counters": counters,
+        "expected_deliveries": expected,
+        "lost_deliveries": lost,
+        "connect_seconds": phases.connect_seconds,
+        "connect_rate_per_second": counters.connected as f64 / phases.connect_seconds.max(0.001),
+        "measured_seconds": phases.measured_seconds,
+        "messages_acked_per_second": counters.acked as f64 / phases.measured_seconds.max(0.001),
+        "deliveries_per_second": deliveries_per_second,
+        "latency": {
+            "connect": percentiles(&connect),
+            "send_to_ack": percentiles(&ack),
+            "send_to_delivery": percentiles(&delivery),
+            "scenario": percentiles(&scenario),
+        },
+        "server": {
+            "pids": plan.server_pids,
+            "baseline": phases.baseline,
+            "connected": phases.connected,
+            "end": phases.end,
+            "rss_per_connection_bytes": memory_per_connection,
+            "cpu_seconds_measured": cpu,
+            "cpu_seconds_per_million_deliveries": cpu_per_million,
+        },
+        "timeline": timeline.iter().map(|(s, (a, b, c))| json!([s, a, b, c])).collect::<Vec<_>>(),
+    });
+    std::fs::write(&plan.report, serde_json::to_vec_pretty(&report)?)?;
+    print_summary(plan, &report);
+    crate::charts::draw(plan, &[("send→ack", &ack), ("send→delivery", &delivery)], &timeline)?;
+    eprintln!("report: {}  charts: {}/", plan.report, plan.charts);
+    Ok(())
+}
+
+fn print_summary(plan: &Plan, r: &Value) {
+    let c = &r["counters"];
+    let row = |name: &str, value: String| println!("  {name:<34} {value}");
+    println!("\n== loadtest {:?}: {} connections ==", plan.scenario, plan.connections);
+    row("connected / failed", format!("{} / {}", c["connected"], c["connect_failures"]));
+    row(
+        "connect time, rate",
+        format!(
+            "{:.1}s, {:.0}/s",
+            r["connect_seconds"].as_f64().unwrap_or(0.0),
+            r["connect_rate_per_second"].as_f64().unwrap_or(0.0)
+        ),
+    );
+    row("sent / acked / errors", format!("{} / {} / {}", c["sent"], c["acked"], c["errors"]));
+    row(
+        "deliveries (expected, lost)",
+        format!("{} ({}, {})", c["deliveries"], r["expected_deliveries"], r["lost_deliveries"]),
+    );
+    row("duplicates / out of order", format!("{} / {}", c["duplicates"], c["out_of_order"]));
+    row(
+        "acked msgs/s, deliveries/s",
+        format!(
+            "{:.0}, {:.0}",
+            r["messages_acked_per_second"].as_f64().unwrap_or(0.0),
+            r["deliveries_per_second"].as_f64().unwrap_or(0.0)
+        ),
+    );
+    for (name, key) in [
+        ("connect", "connect"),
+        ("send→ack", "send_to_ack"),
+        ("send→delivery", "send_to_delivery"),
+        ("scenario", "scenario"),
+    ] {
+        let l = &r["latency"][key];
+        if l.is_null() {
+            continue;
+        }
+        row(
+            &format!("{name} ms p50/p90/p99/p99.9/max"),
+            format!("{}/{}/{}/{}/{}", l["p50_ms"], l["p90_ms"], l["p99_ms"], l["p999_ms"], l["max_ms"]),
+        );
+    }
+    let s = &r["server"];
+    row("server RSS at end (MiB)", format!("{:.1}", s["end"]["rss_bytes"].as_f64().unwrap_or(0.0) / 1048576.0));
+    row(
+        "server RSS per connection (KiB)",
+        format!("{:.2}", s["rss_per_connection_bytes"].as_f64().unwrap_or(0.0) / 1024.0),
+    );
+    row("server CPU s (measured phase)", format!("{:.2}", s["cpu_seconds_measured"].as_f64().unwrap_or(0.0)));
+    row(
+        "server CPU s per 1M deliveries",
+        format!("{:.2}", s["cpu_seconds_per_million_deliveries"].as_f64().unwrap_or(0.0)),
+    );
+    row("server open fds at end", format!("{}", s["end"]["open_fds"]));
+}

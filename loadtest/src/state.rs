@@ -1,0 +1,218 @@
+//! An agent's shared measurement state: counters, histograms, the timeline,
+//! and the rules for reading what arrives (delivery order, latencies).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde_json::{json, Value};
+
+use crate::conn::Behaviour;
+use crate::stats::{histogram, AgentResult, Counters, Recorded};
+
+pub fn now_us() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+}
+
+#[derive(Default)]
+struct Atomics {
+    connected: AtomicU64,
+    connect_failures: AtomicU64,
+    disconnects: AtomicU64,
+    sent: AtomicU64,
+    acked: AtomicU64,
+    errors: AtomicU64,
+    deliveries: AtomicU64,
+    duplicates: AtomicU64,
+    out_of_order: AtomicU64,
+    marks_acked: AtomicU64,
+    presence_events: AtomicU64,
+    synced: AtomicU64,
+}
+
+pub struct AgentState {
+    pub ping_ms: u64,
+    pub started: Instant,
+    pub user_prefix: String,
+    n: Atomics,
+    connect: Mutex<Histogram<u64>>,
+    ack: Mutex<Histogram<u64>>,
+    delivery: Mutex<Histogram<u64>>,
+    scenario: Mutex<Histogram<u64>>,
+    timeline: Mutex<BTreeMap<u64, (u64, u64, u64)>>,
+    /// Silent scenario: when each silent user connected (µs since epoch).
+    pub silent_since: Mutex<HashMap<String, u64>>,
+    pub heartbeat_timeout_us: u64,
+    /// Reconnect scenario: when the storm began.
+    pub storm_at: Mutex<Option<Instant>>,
+}
+
+impl AgentState {
+    pub fn new(ping_ms: u64, heartbeat_timeout_ms: u64, user_prefix: String) -> Self {
+        AgentState {
+            ping_ms,
+            started: Instant::now(),
+            user_prefix,
+            n: Atomics::default(),
+            connect: Mutex::new(histogram()),
+            ack: Mutex::new(histogram()),
+            delivery: Mutex::new(histogram()),
+            scenario: Mutex::new(histogram()),
+            timeline: Mutex::new(BTreeMap::new()),
+            silent_since: Mutex::new(HashMap::new()),
+            heartbeat_timeout_us: heartbeat_timeout_ms * 1000,
+            storm_at: Mutex::new(None),
+        }
+    }
+
+    fn second(&self) -> u64 {
+        self.started.elapsed().as_secs()
+    }
+
+    fn tick(&self, f: impl FnOnce(&mut (u64, u64, u64))) {
+        let second = self.second();
+        f(self.timeline.lock().unwrap_or_else(|e| e.into_inner()).entry(second).or_default());
+    }
+
+    pub fn record_connect(&self, took: Duration) {
+        self.n.connected.fetch_add(1, Ordering::Relaxed);
+        let _ = self.connect.lock().unwrap_or_else(|e| e.into_inner()).record(took.as_micros().max(1) as u64);
+    }
+
+    pub fn connect_failed(&self) {
+        self.n.connect_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn disconnected(&self) {
+        self.n.disconnects.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn sent(&self) {
+        self.n.sent.fetch_add(1, Ordering::Relaxed);
+        self.tick(|t| t.0 += 1);
+    }
+
+    /// A connection's `sync` after the storm was answered.
+    fn synced(&self) {
+        self.n.synced.fetch_add(1, Ordering::Relaxed);
+        let storm_at = *self.storm_at.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(at) = storm_at {
+            let took = at.elapsed().as_micros().max(1) as u64;
+            let _ = self.scenario.lock().unwrap_or_else(|e| e.into_inner()).record(took);
+        }
+    }
+
+    /// Reads one frame; returns frames to send in response (marks).
+    pub fn observe(
+        &self,
+        user: usize,
+        frame: &Value,
+        last_ids: &mut HashMap<i64, i64>,
+        behaviour: Behaviour,
+    ) -> Vec<Value> {
+        let now = now_us();
+        match frame["type"].as_str() {
+            Some("new") => {
+                self.n.deliveries.fetch_add(1, Ordering::Relaxed);
+                self.tick(|t| t.2 += 1);
+                self.check_order(frame, last_ids);
+                if let Some(sent) = frame["message"].as_str().and_then(|m| m.parse::<u64>().ok()) {
+                    let _ =
+                        self.delivery.lock().unwrap_or_else(|e| e.into_inner()).record(now.saturating_sub(sent).max(1));
+                }
+                let mine = frame["userId"].as_str() == Some(&format!("{}{user}", self.user_prefix));
+                if behaviour.mark && !mine {
+                    let (chat, message) = (&frame["chatId"], &frame["messageId"]);
+                    return vec![
+                        json!({"type": "dlvrd", "ref": "m", "chatId": chat, "messageId": message}),
+                        json!({"type": "read", "ref": "m", "chatId": chat, "messageId": message}),
+                    ];
+                }
+            }
+            Some("edit") | Some("delete") | Some("dlvrd") | Some("read") => self.check_order(frame, last_ids),
+            Some("ack") => match frame["ref"].as_str() {
+                Some("m") => {
+                    self.n.marks_acked.fetch_add(1, Ordering::Relaxed);
+                }
+                Some("sync") => self.synced(),
+                Some(reference) => {
+                    self.n.acked.fetch_add(1, Ordering::Relaxed);
+                    self.tick(|t| t.1 += 1);
+                    if let Some(sent) = reference.strip_prefix("s").and_then(|s| s.parse::<u64>().ok()) {
+                        let _ =
+                            self.ack.lock().unwrap_or_else(|e| e.into_inner()).record(now.saturating_sub(sent).max(1));
+                    }
+                }
+                None => {}
+            },
+            Some("error") => {
+                self.n.errors.fetch_add(1, Ordering::Relaxed);
+            }
+            Some("online") => {
+                self.n.presence_events.fetch_add(1, Ordering::Relaxed);
+            }
+            Some("offline") => {
+                self.n.presence_events.fetch_add(1, Ordering::Relaxed);
+                let silent = frame["userId"]
+                    .as_str()
+                    .and_then(|u| self.silent_since.lock().unwrap_or_else(|e| e.into_inner()).remove(u));
+                if let Some(since) = silent {
+                    // How long past its deadline the silent client's offline came.
+                    let past = now.saturating_sub(since + self.heartbeat_timeout_us);
+                    let _ = self.scenario.lock().unwrap_or_else(|e| e.into_inner()).record(past.max(1));
+                }
+            }
+            _ => {}
+        }
+        Vec::new()
+    }
+
+    /// A chat's persisted events must arrive with consecutive ids.
+    fn check_order(&self, frame: &Value, last_ids: &mut HashMap<i64, i64>) {
+        let (Some(chat), Some(id)) = (frame["chatId"].as_i64(), frame["id"].as_i64()) else { return };
+        match last_ids.get(&chat).copied() {
+            Some(last) if id <= last => {
+                self.n.duplicates.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            Some(last) if id != last + 1 => {
+                self.n.out_of_order.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+        last_ids.insert(chat, id);
+    }
+
+    pub fn counters(&self) -> Counters {
+        let n = &self.n;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Counters {
+            connected: get(&n.connected),
+            connect_failures: get(&n.connect_failures),
+            disconnects: get(&n.disconnects),
+            sent: get(&n.sent),
+            acked: get(&n.acked),
+            errors: get(&n.errors),
+            deliveries: get(&n.deliveries),
+            duplicates: get(&n.duplicates),
+            out_of_order: get(&n.out_of_order),
+            marks_acked: get(&n.marks_acked),
+            presence_events: get(&n.presence_events),
+            synced: get(&n.synced),
+        }
+    }
+
+    pub fn result(&self) -> AgentResult {
+        let rec = |h: &Mutex<Histogram<u64>>| Recorded::of(&h.lock().unwrap_or_else(|e| e.into_inner()));
+        AgentResult {
+            counters: self.counters(),
+            connect_us: rec(&self.connect),
+            ack_us: rec(&self.ack),
+            delivery_us: rec(&self.delivery),
+            scenario_us: rec(&self.scenario),
+            timeline: self.timeline.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(s, t)| (*s, *t)).collect(),
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! What an agent measures, in a form that merges across agents: counters,
+//! HDR histograms (microseconds) and a per-second time series.
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+/// Latencies up to an hour, three significant digits.
+pub fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds")
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct Counters {
+    pub connected: u64,
+    pub connect_failures: u64,
+    pub disconnects: u64,
+    pub sent: u64,
+    pub acked: u64,
+    pub errors: u64,
+    pub deliveries: u64,
+    pub duplicates: u64,
+    pub out_of_order: u64,
+    pub marks_acked: u64,
+    pub presence_events: u64,
+    pub synced: u64,
+}
+
+impl Counters {
+    pub fn add(&mut self, o: &Counters) {
+        self.connected += o.connected;
+        self.connect_failures += o.connect_failures;
+        self.disconnects += o.disconnects;
+        self.sent += o.sent;
+        self.acked += o.acked;
+        self.errors += o.errors;
+        self.deliveries += o.deliveries;
+        self.duplicates += o.duplicates;
+        self.out_of_order += o.out_of_order;
+        self.marks_acked += o.marks_acked;
+        self.presence_events += o.presence_events;
+        self.synced += o.synced;
+    }
+}
+
+/// A histogram as (value, count) pairs, which JSON carries and which merge.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct Recorded(pub Vec<(u64, u64)>);
+
+impl Recorded {
+    pub fn of(h: &Histogram<u64>) -> Self {
+        Recorded(h.iter_recorded().map(|v| (v.value_iterated_to(), v.count_at_value())).collect())
+    }
+
+    pub fn into_histogram(self, into: &mut Histogram<u64>) {
+        for (value, count) in self.0 {
+            let _ = into.record_n(value, count);
+        }
+    }
+}
+
+/// An agent's whole result.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct AgentResult {
+    pub counters: Counters,
+    pub connect_us: Recorded,
+    pub ack_us: Recorded,
+    pub delivery_us: Recorded,
+    /// Scenario-specific: time from going silent to `offline`, or to being
+    /// synced after a reconnect.
+    pub scenario_us: Recorded,
+    /// (second since start, (sent, acked, delivered)). A list, not a map:
+    /// inside the tagged `AgentLine`, JSON map keys could not come back as
+    /// numbers.
+    pub timeline: Vec<(u64, (u64, u64, u64))>,
+}
+
+/// What an agent prints on stdout, one JSON object per line.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AgentLine {
+    Progress { counters: Counters },
+    Result { result: Box<AgentResult> },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_agent_line_survives_json() {
+        let mut h = histogram();
+        h.record(5).expect("in range");
+        let result = AgentResult { ack_us: Recorded::of(&h), timeline: vec![(2, (1, 2, 3))], ..Default::default() };
+        let text = serde_json::to_string(&AgentLine::Result { result: Box::new(result) }).expect("json");
+        let back: AgentLine = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+        assert!(
+            matches!(back, AgentLine::Result { result } if result.timeline == vec![(2, (1, 2, 3))] && result.ack_us.0.len() == 1)
+        );
+    }
+}
