@@ -385,7 +385,9 @@ async fn write_loop(
                     let released = cursors.release();
                     replay(&mut write, &mut cursors, released).await
                 } else {
-                    handle.close(close::SLOW_CONSUMER);
+                    if handle.close(close::SLOW_CONSUMER) {
+                        metrics::counter!("chat_slow_consumer_disconnects_total").increment(1);
+                    }
                     Ok(())
                 }
             }

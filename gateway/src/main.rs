@@ -65,6 +65,11 @@ fn secret(settings: &Settings) -> anyhow::Result<Vec<u8>> {
 }
 
 async fn serve(settings: Settings, secret: &[u8]) -> anyhow::Result<()> {
+    // Every connection is a file: take the whole allowance the system grants.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::info!(limit, "open files allowed"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
+    }
     let listener = TcpListener::bind(settings.listen).await?;
     let address = listener.local_addr()?;
     let database = shared::config::redact_url(&settings.database_url());

@@ -81,6 +81,9 @@ fn latency(path: &str, series: &[(&str, &Histogram<u64>)], labels: bool) -> anyh
     Ok(())
 }
 
+/// Picks one of (sent, acked, delivered).
+type Pick = fn(&(u64, u64, u64)) -> u64;
+
 /// Sent, acknowledged and delivered per second.
 fn throughput(path: &str, timeline: &BTreeMap<u64, (u64, u64, u64)>, labels: bool) -> anyhow::Result<()> {
     let root = BitMapBackend::new(path, (900, 500)).into_drawing_area();
@@ -100,8 +103,7 @@ fn throughput(path: &str, timeline: &BTreeMap<u64, (u64, u64, u64)>, labels: boo
         mesh.x_labels(0).y_labels(0);
     }
     mesh.draw()?;
-    let series: [(&str, fn(&(u64, u64, u64)) -> u64); 3] =
-        [("sent", |t| t.0), ("acked", |t| t.1), ("delivered", |t| t.2)];
+    let series: [(&str, Pick); 3] = [("sent", |t| t.0), ("acked", |t| t.1), ("delivered", |t| t.2)];
     for (i, (name, pick)) in series.iter().enumerate() {
         let color = Palette99::pick(i).to_rgba();
         let points: Vec<(u64, f64)> = timeline.iter().map(|(s, t)| (*s, pick(t) as f64)).collect();

@@ -25,7 +25,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a scenario and report.
-    Run(plan::Plan),
+    Run(Box<plan::Plan>),
     /// Internal: one agent process of a run.
     #[command(hide = true)]
     Agent { spec: std::path::PathBuf },
@@ -33,8 +33,10 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Every connection is a file: take the whole allowance the system grants.
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
     match Cli::parse().command {
-        Command::Run(plan) => coordinator::run(plan).await,
+        Command::Run(plan) => coordinator::run(*plan).await,
         Command::Agent { spec } => {
             let spec: plan::AgentSpec = serde_json::from_slice(&std::fs::read(spec)?)?;
             agent::run(spec).await?;

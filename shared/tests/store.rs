@@ -43,7 +43,7 @@ impl ApplyPairs for Store {
             batch.iter().map(|_| format!("cmd-{}", NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))).collect();
         let submitted: Vec<Submitted> =
             batch.iter().zip(&ids).map(|((user, command), id)| Submitted { id, user, command }).collect();
-        self.apply_batch(&submitted, now).await
+        self.apply_batch(&submitted, now, true).await
     }
 }
 
@@ -100,8 +100,8 @@ async fn a_redelivered_command_is_answered_from_its_record() {
             .zip(["redeliver-1", "redeliver-2"])
             .map(|(command, id)| Submitted { id, user: "alice", command })
             .collect();
-        let first = store.apply_batch(&batch, 10).await.expect("applied");
-        let again = store.apply_batch(&batch, 20).await.expect("applied again");
+        let first = store.apply_batch(&batch, 10, true).await.expect("applied");
+        let again = store.apply_batch(&batch, 20, true).await.expect("applied again");
         assert_eq!(first, again, "same replies, same events (to publish again)");
         let page = store.events_after(chat, "alice", 0, 100).await.expect("log");
         assert_eq!(page.events.len(), 2, "applied once");

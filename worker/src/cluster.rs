@@ -37,7 +37,7 @@ impl Worker {
     /// worker takes over at once rather than after the TTL.
     pub async fn run(self, stop: CancellationToken) {
         let broker = Broker::Redis(RedisBroker::new(&self.redis_url, self.redis.clone(), self.keys.clone()));
-        let processor = Processor::new(self.store.clone(), broker);
+        let processor = Processor::with_redelivery(self.store.clone(), broker);
         let mut owned: BTreeMap<u32, Owned> = BTreeMap::new();
         let mut ticker = tokio::time::interval(Duration::from_millis(self.lease_ttl_ms / 3));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -76,7 +76,7 @@ impl Worker {
             .set_options(
                 self.keys.worker_alive(&self.id),
                 1,
-                redis::SetOptions::default().with_expiration(redis::SetExpiry::PX(ttl * 2)),
+                redis::SetOptions::default().with_expiration(redis::SetExpiry::PX(ttl)),
             )
             .await?;
         let _: () = redis.sadd(self.keys.workers(), &self.id).await?;

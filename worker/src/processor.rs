@@ -24,11 +24,22 @@ pub struct Processor {
     store: Store,
     broker: Broker,
     max_batch: usize,
+    /// Whether the queue may deliver a command twice (see
+    /// `Store::apply_batch`).
+    redelivery: bool,
 }
 
 impl Processor {
+    /// A processor for the in-process queue, which delivers each command
+    /// once.
     pub fn new(store: Store, broker: Broker) -> Self {
-        Processor { store, broker, max_batch: DEFAULT_MAX_BATCH }
+        Processor { store, broker, max_batch: DEFAULT_MAX_BATCH, redelivery: false }
+    }
+
+    /// A processor for Redis Streams, which redeliver what was not
+    /// acknowledged.
+    pub fn with_redelivery(store: Store, broker: Broker) -> Self {
+        Processor { redelivery: true, ..Self::new(store, broker) }
     }
 
     pub fn max_batch(&self) -> usize {
@@ -90,7 +101,7 @@ impl Processor {
         let submitted: Vec<Submitted> =
             batch.iter().map(|e| Submitted { id: &e.id, user: &e.user, command: &e.command }).collect();
         metrics::histogram!("chat_worker_batch_size").record(batch.len() as f64);
-        let result = self.store.apply_batch(&submitted, now_ms()).await;
+        let result = self.store.apply_batch(&submitted, now_ms(), self.redelivery).await;
         if result.is_err() {
             metrics::counter!("chat_database_errors_total").increment(1);
         }

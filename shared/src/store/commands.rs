@@ -9,7 +9,7 @@
 use serde_json::Value;
 use sqlx::{Any, Transaction};
 
-use super::{membership, Store, StoreError};
+use super::{Store, StoreError};
 use crate::error::Refusal;
 use crate::marks::{apply_mark, Marks};
 use crate::model::{Applied, ChatEvent, ChatId, Command, EventId, EventKind, MarkKind, MessageId, Millis};
@@ -36,19 +36,28 @@ impl Store {
     /// Applies `batch` in order, in one transaction. A refused command does
     /// not affect the others; a database failure fails them all (and nothing
     /// of the batch is committed).
+    ///
+    /// With `redelivery`, each command's id and outcome are recorded, and a
+    /// command already recorded is answered from the record: for queues
+    /// that may deliver a command twice (Redis Streams). The in-process
+    /// queue delivers each command once and skips that cost.
     pub async fn apply_batch(
         &self,
         batch: &[Submitted<'_>],
         now: Millis,
+        redelivery: bool,
     ) -> Result<Vec<Result<Outcome, Refusal>>, StoreError> {
         let mut tx = self.writer.begin().await?;
         let mut results = Vec::with_capacity(batch.len());
         for submitted in batch {
-            let result = match already_applied(&mut tx, submitted.id).await? {
+            let recorded = if redelivery { already_applied(&mut tx, submitted.id).await? } else { None };
+            let result = match recorded {
                 Some(recorded) => recorded,
                 None => {
                     let result = apply(&mut tx, submitted.user, submitted.command, now).await?;
-                    record(&mut tx, submitted, &result, now).await?;
+                    if redelivery {
+                        record(&mut tx, submitted, &result, now).await?;
+                    }
                     result
                 }
             };
@@ -123,14 +132,19 @@ struct Counters {
 /// Takes the chat's row lock (a no-op update) and reads its counters. Ids are
 /// only allocated after every check passed, so a refused command never
 /// leaves a gap.
-async fn lock_chat(tx: &mut Tx, chat: ChatId) -> Result<Option<Counters>, StoreError> {
-    let row: Option<(i64, i64)> = sqlx::query_as(
-        "UPDATE chats SET last_event_id = last_event_id WHERE id = $1 RETURNING last_message_id, last_event_id",
+/// Also answers, in the same statement, whether `user` is a member: one
+/// round trip instead of two on the hottest path.
+async fn lock_chat(tx: &mut Tx, chat: ChatId, user: &str) -> Result<Option<(Counters, bool)>, StoreError> {
+    let row: Option<(i64, i64, i64)> = sqlx::query_as(
+        "UPDATE chats SET last_event_id = last_event_id WHERE id = $1 \
+         RETURNING last_message_id, last_event_id, \
+           (SELECT COUNT(*) FROM members m WHERE m.chat_id = $1 AND m.user_id = $2)",
     )
     .bind(chat)
+    .bind(user)
     .fetch_optional(&mut **tx)
     .await?;
-    Ok(row.map(|(last_message_id, last_event_id)| Counters { last_message_id, last_event_id }))
+    Ok(row.map(|(last_message_id, last_event_id, member)| (Counters { last_message_id, last_event_id }, member > 0)))
 }
 
 async fn apply(
@@ -140,11 +154,11 @@ async fn apply(
     now: Millis,
 ) -> Result<Result<Outcome, Refusal>, StoreError> {
     let chat = command.chat_id();
-    let Some(counters) = lock_chat(tx, chat).await? else {
+    let Some((counters, member)) = lock_chat(tx, chat, user).await? else {
         return Ok(Err(Refusal::no_chat()));
     };
-    if let Err(refusal) = membership(&mut **tx, chat, user).await?.require() {
-        return Ok(Err(refusal));
+    if !member {
+        return Ok(Err(Refusal::not_member()));
     }
     match command {
         Command::Send { client_message_id, text, attachments, .. } => {
@@ -169,15 +183,33 @@ async fn send(
     attachments: &Value,
     now: Millis,
 ) -> Result<Outcome, StoreError> {
-    let existing: Option<(i64, i64)> = sqlx::query_as(
-        "SELECT message_id, created_at FROM messages WHERE chat_id = $1 AND user_id = $2 AND client_message_id = $3",
+    let message_id = counters.last_message_id + 1;
+    let event_id = counters.last_event_id + 1;
+    // The insert doubles as the idempotency check: the unique key (chat,
+    // sender, clientMessageId) turns a retry into "no row inserted".
+    let inserted: Option<(i64,)> = sqlx::query_as(
+        "INSERT INTO messages (chat_id, message_id, user_id, client_message_id, body, attachments, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         ON CONFLICT (chat_id, user_id, client_message_id) DO NOTHING RETURNING message_id",
     )
     .bind(chat)
+    .bind(message_id)
     .bind(user)
     .bind(client_message_id)
+    .bind(text)
+    .bind(attachments.to_string())
+    .bind(now)
     .fetch_optional(&mut **tx)
     .await?;
-    if let Some((message_id, created_at)) = existing {
+    if inserted.is_none() {
+        let (message_id, created_at): (i64, i64) = sqlx::query_as(
+            "SELECT message_id, created_at FROM messages WHERE chat_id = $1 AND user_id = $2 AND client_message_id = $3",
+        )
+        .bind(chat)
+        .bind(user)
+        .bind(client_message_id)
+        .fetch_one(&mut **tx)
+        .await?;
         // An idempotent retry: the original answer, nothing broadcast.
         return Ok(Outcome {
             applied: Applied {
@@ -189,21 +221,6 @@ async fn send(
             events: Vec::new(),
         });
     }
-    let message_id = counters.last_message_id + 1;
-    let event_id = counters.last_event_id + 1;
-    sqlx::query(
-        "INSERT INTO messages (chat_id, message_id, user_id, client_message_id, body, attachments, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(chat)
-    .bind(message_id)
-    .bind(user)
-    .bind(client_message_id)
-    .bind(text)
-    .bind(attachments.to_string())
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
     sqlx::query("UPDATE chats SET last_message_id = $2, last_event_id = $3, last_activity_at = $4 WHERE id = $1")
         .bind(chat)
         .bind(message_id)

@@ -6,7 +6,17 @@ use sqlx::AnyPool;
 
 use super::{pool_options, Backend, Store, StoreError};
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+/// A binary older than the schema (a rollback, or an old pod during a
+/// rollout) still starts: migrations are additive, so it ignores the newer
+/// ones it does not know.
+fn migrator() -> &'static sqlx::migrate::Migrator {
+    static MIGRATOR: std::sync::OnceLock<sqlx::migrate::Migrator> = std::sync::OnceLock::new();
+    MIGRATOR.get_or_init(|| {
+        let mut migrator = sqlx::migrate!("./migrations/postgres");
+        migrator.set_ignore_missing(true);
+        migrator
+    })
+}
 
 pub(super) async fn open(url: &str) -> Result<Store, StoreError> {
     let pool = pool_options(16).connect(url).await?;
@@ -15,6 +25,6 @@ pub(super) async fn open(url: &str) -> Result<Store, StoreError> {
 }
 
 pub(super) async fn migrate(pool: &AnyPool) -> Result<(), StoreError> {
-    MIGRATOR.run(pool).await?;
+    migrator().run(pool).await?;
     Ok(())
 }

@@ -10,7 +10,17 @@ use sqlx::AnyPool;
 
 use super::{pool_options, Backend, Store, StoreError};
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+/// A binary older than the schema (a rollback, or an old pod during a
+/// rollout) still starts: migrations are additive, so it ignores the newer
+/// ones it does not know.
+fn migrator() -> &'static sqlx::migrate::Migrator {
+    static MIGRATOR: std::sync::OnceLock<sqlx::migrate::Migrator> = std::sync::OnceLock::new();
+    MIGRATOR.get_or_init(|| {
+        let mut migrator = sqlx::migrate!("./migrations/sqlite");
+        migrator.set_ignore_missing(true);
+        migrator
+    })
+}
 
 pub(super) async fn open(url: &str) -> Result<Store, StoreError> {
     if let Some(dir) = file_path(url).and_then(|p| Path::new(p).parent().map(Path::to_path_buf)) {
@@ -35,7 +45,7 @@ async fn pragmas(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
 }
 
 pub(super) async fn migrate(pool: &AnyPool) -> Result<(), StoreError> {
-    MIGRATOR.run(pool).await?;
+    migrator().run(pool).await?;
     Ok(())
 }
 
