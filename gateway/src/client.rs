@@ -31,7 +31,7 @@ use tokio::sync::mpsc;
 
 use crate::handle::ClientHandle;
 use crate::node::Node;
-use crate::outbound::{Cursors, Outbound, RenderedEvent, CONNECT_HOLD};
+use crate::outbound::{Cursors, Outbound, RenderedEvent, SyncEnd, CONNECT_HOLD};
 use crate::rest::auth::{bearer_token, ApiError};
 
 /// Events per `sync` replay page read from the store.
@@ -90,7 +90,7 @@ async fn serve(node: Arc<Node>, user: String, socket: UpgradeFut) -> Result<(), 
     // The welcome is the first frame: queue it before the hub can queue
     // anything else for this connection.
     let welcome = render::welcome(&user, &id.to_string(), &node.id, node.settings.heartbeat_timeout_ms, now_ms());
-    let _ = handle.push(Outbound::Frame("welcome", welcome));
+    let _ = handle.push(Outbound::frame("welcome", welcome));
     let (local, fresh) = node.hub.register(handle.clone());
     metrics::gauge!("chat_open_connections").increment(1.0);
     metrics::counter!("chat_connections_opened_total").increment(1);
@@ -204,11 +204,11 @@ impl Reader<'_> {
                 }
                 OpCode::Binary => {
                     let refusal = Refusal::bad_request("binary frames are not part of the protocol; send JSON text");
-                    self.reply(Outbound::Frame("error", render::error(&None, &refusal, None))).await;
+                    self.reply(Outbound::frame("error", render::error(&None, &refusal, None))).await;
                 }
                 OpCode::Ping => {
                     self.handle.touch(now_ms());
-                    self.reply(Outbound::Pong(Bytes::copy_from_slice(&frame.payload))).await;
+                    self.reply(Outbound::Pong(frame.payload.to_vec().into_boxed_slice())).await;
                 }
                 OpCode::Pong => {}
                 OpCode::Close => {
@@ -226,7 +226,7 @@ impl Reader<'_> {
     }
 
     async fn refuse(&self, reference: &Ref, refusal: &Refusal, chat: Option<ChatId>) {
-        self.reply(Outbound::Frame("error", render::error(reference, refusal, chat))).await;
+        self.reply(Outbound::frame("error", render::error(reference, refusal, chat))).await;
     }
 
     async fn on_text(&mut self, text: &[u8]) {
@@ -242,7 +242,7 @@ impl Reader<'_> {
             Request::Ping => {
                 metrics::counter!("chat_frames_in_total", "type" => "ping").increment(1);
                 self.handle.touch(now_ms());
-                self.reply(Outbound::Frame("pong", render::pong(&reference, now_ms()))).await;
+                self.reply(Outbound::frame("pong", render::pong(&reference, now_ms()))).await;
             }
             Request::Command(command) => {
                 metrics::counter!("chat_frames_in_total", "type" => command.label()).increment(1);
@@ -331,7 +331,8 @@ impl Reader<'_> {
                     synced.push((chat, from));
                     break;
                 };
-                let frames = page.events.iter().filter(|e| e.id <= end).map(crate::hub::render_event).collect();
+                let frames =
+                    page.events.iter().filter(|e| e.id <= end).map(|e| Arc::new(crate::hub::render_event(e))).collect();
                 self.reply(Outbound::Replay(frames)).await;
                 cursor = last;
                 if cursor >= end {
@@ -341,7 +342,7 @@ impl Reader<'_> {
             }
         }
         let all = since.into_iter().map(|(chat, _)| chat).collect();
-        self.reply(Outbound::SyncEnd { reference, synced, all }).await;
+        self.reply(Outbound::SyncEnd(Box::new(SyncEnd { reference, synced, all }))).await;
     }
 }
 
@@ -367,7 +368,7 @@ async fn write_loop(
         };
         let Some(item) = item else { break };
         let written = match item {
-            Outbound::Frame(kind, frame) => text(&mut write, kind, &frame).await,
+            Outbound::Frame(frame) => text(&mut write, frame.kind, &frame.bytes).await,
             Outbound::Event(event) => {
                 if !cursors.hold(&event) {
                     if cursors.admit(event.chat, event.id) {
@@ -400,9 +401,9 @@ async fn write_loop(
                 replay(&mut write, &mut cursors, released).await
             }
             Outbound::Replay(events) => replay(&mut write, &mut cursors, events).await,
-            Outbound::SyncEnd { reference, synced, all } => {
-                let (synced, release) = cursors.end_sync(&all, &synced);
-                match text(&mut write, "ack", &render::ack_synced(&reference, &synced)).await {
+            Outbound::SyncEnd(end) => {
+                let (synced, release) = cursors.end_sync(&end.all, &end.synced);
+                match text(&mut write, "ack", &render::ack_synced(&end.reference, &synced)).await {
                     Ok(()) => replay(&mut write, &mut cursors, release).await,
                     Err(e) => Err(e),
                 }
@@ -441,7 +442,7 @@ async fn text(write: &mut WriteHalf, kind: &'static str, frame: &Bytes) -> Resul
 async fn replay(
     write: &mut WriteHalf,
     cursors: &mut Cursors,
-    events: Vec<RenderedEvent>,
+    events: Vec<Arc<RenderedEvent>>,
 ) -> Result<(), WebSocketError> {
     for event in events {
         if cursors.admit(event.chat, event.id) {

@@ -29,7 +29,7 @@ use shared::store::Store;
 
 use crate::handle::{ClientHandle, ConnectionId};
 use crate::ordering::{classify, Next};
-use crate::outbound::{Outbound, RenderedEvent};
+use crate::outbound::{Framed, Outbound, RenderedEvent};
 
 /// Typing is forwarded at most once per this interval per user and chat.
 pub const TYPING_INTERVAL: Duration = Duration::from_secs(1);
@@ -211,18 +211,18 @@ impl Hub {
 
     fn typing(&self, chat: ChatId, typist: &str) {
         let Some(entry) = self.chats.get(&chat) else { return };
-        let frame = render::typing(chat, typist);
+        let frame = Arc::new(Framed { kind: "typing", bytes: render::typing(chat, typist) });
         for user in entry.users.iter().filter(|u| u.id != typist) {
             user.each_connection(|c| {
-                let _ = c.push(Outbound::Frame("typing", frame.clone()));
+                let _ = c.push(Outbound::Frame(frame.clone()));
             });
         }
     }
 
-    fn to_user(&self, user: &str, kind: &'static str, frame: &bytes::Bytes) {
+    fn to_user(&self, user: &str, frame: &Arc<Framed>) {
         if let Some(user) = self.users.get(user) {
             user.each_connection(|c| {
-                let _ = c.push(Outbound::Frame(kind, frame.clone()));
+                let _ = c.push(Outbound::Frame(frame.clone()));
             });
         }
     }
@@ -339,7 +339,7 @@ impl Hub {
 /// and shared.
 fn fan_out(entry: &mut ChatEntry, event: &ChatEvent) {
     entry.last_event_id = event.id;
-    let rendered = render_event(event);
+    let rendered = Arc::new(render_event(event));
     let mut delivered = 0u64;
     for user in &entry.users {
         user.each_connection(|c| {
@@ -373,18 +373,18 @@ impl EventSink for HubSink {
             Event::Chat(event) => hub.chat_event(event),
             Event::Typing { chat, user } => hub.typing(chat, &user),
             Event::Presence { user, online, last_seen, recipients } => {
-                let (kind, frame) = if online {
-                    ("online", render::online(&user))
+                let frame = Arc::new(if online {
+                    Framed { kind: "online", bytes: render::online(&user) }
                 } else {
-                    ("offline", render::offline(&user, last_seen))
-                };
+                    Framed { kind: "offline", bytes: render::offline(&user, last_seen) }
+                });
                 for recipient in recipients.iter() {
-                    hub.to_user(recipient, kind, &frame);
+                    hub.to_user(recipient, &frame);
                 }
             }
             Event::ChatList { user, action, chat } => {
                 hub.membership_changed(&user, chat.id, chat.last_event_id, action);
-                hub.to_user(&user, "chats", &render::chats(action, &chat));
+                hub.to_user(&user, &Arc::new(Framed { kind: "chats", bytes: render::chats(action, &chat) }));
             }
             Event::Reply { origin, reference, result, received_at } => {
                 let Some(handle) = hub.connections.get(&origin.connection).map(|c| c.clone()) else { return };
@@ -395,7 +395,7 @@ impl EventSink for HubSink {
                 };
                 let elapsed = shared::clock::now_ms() - received_at;
                 metrics::histogram!("chat_command_duration_seconds").record(elapsed as f64 / 1000.0);
-                let _ = handle.push(Outbound::Frame(kind, frame));
+                let _ = handle.push(Outbound::frame(kind, frame));
             }
         }
     }

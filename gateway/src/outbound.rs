@@ -9,6 +9,7 @@
 //! releases them.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -30,27 +31,45 @@ pub struct RenderedEvent {
     pub frame: Bytes,
 }
 
-/// One item of a connection's bounded outbound queue.
+/// A rendered frame that is not a chat event, with its type for metrics.
+#[derive(Debug)]
+pub struct Framed {
+    pub kind: &'static str,
+    pub bytes: Bytes,
+}
+
+/// The end of a `sync`: see [`Outbound::SyncEnd`].
+#[derive(Debug)]
+pub struct SyncEnd {
+    pub reference: Option<serde_json::Value>,
+    pub synced: Vec<(ChatId, EventId)>,
+    pub all: Vec<ChatId>,
+}
+
+/// One item of a connection's bounded outbound queue. Kept to 32 bytes
+/// (payloads behind pointers): the queue allocates its slots in blocks, and
+/// every connection has one.
 #[derive(Debug)]
 pub enum Outbound {
-    /// Any frame that is not a persisted chat event (replies, presence...),
-    /// with its type for metrics.
-    Frame(&'static str, Bytes),
-    /// A persisted chat event, live.
-    Event(RenderedEvent),
+    /// Any frame that is not a persisted chat event (replies, presence...);
+    /// shared when several connections get the same one.
+    Frame(Arc<Framed>),
+    /// A persisted chat event, live; one allocation shared by every
+    /// recipient of the fan-out.
+    Event(Arc<RenderedEvent>),
     /// A `sync` for these chats begins: hold their live events until the
     /// replay is written, so that replay and live events interleave in order.
     SyncBegin(Vec<ChatId>),
     /// Replayed events, ascending per chat.
-    Replay(Vec<RenderedEvent>),
+    Replay(Vec<Arc<RenderedEvent>>),
     /// The `sync` replay is complete: write its ack, then the held events.
     /// `synced` are the chats replayed (with the client's `since`), `all`
     /// every chat the sync named, refused ones included.
-    SyncEnd { reference: Option<serde_json::Value>, synced: Vec<(ChatId, EventId)>, all: Vec<ChatId> },
+    SyncEnd(Box<SyncEnd>),
     /// The client's first frame was not a `sync`: stop holding.
     Release,
-    /// Reply to a WebSocket Ping.
-    Pong(Bytes),
+    /// Reply to a WebSocket Ping, with its payload.
+    Pong(Box<[u8]>),
     /// Write what is queued before this, then close with this code.
     Close(u16, &'static str),
 }
@@ -63,7 +82,13 @@ pub struct Cursors {
     sent: HashMap<ChatId, Vec<(EventId, EventId)>>,
     holding_all: bool,
     holding: Vec<ChatId>,
-    held: Vec<RenderedEvent>,
+    held: Vec<Arc<RenderedEvent>>,
+}
+
+impl Outbound {
+    pub fn frame(kind: &'static str, bytes: Bytes) -> Outbound {
+        Outbound::Frame(Arc::new(Framed { kind, bytes }))
+    }
 }
 
 impl Cursors {
@@ -94,7 +119,7 @@ impl Cursors {
     }
 
     /// True (and the event kept for later) when `chat` is being held.
-    pub fn hold(&mut self, event: &RenderedEvent) -> bool {
+    pub fn hold(&mut self, event: &Arc<RenderedEvent>) -> bool {
         if self.holding_all || self.holding.contains(&event.chat) {
             self.held.push(event.clone());
             return true;
@@ -120,7 +145,7 @@ impl Cursors {
         &mut self,
         all: &[ChatId],
         synced: &[(ChatId, EventId)],
-    ) -> (Vec<(ChatId, EventId)>, Vec<RenderedEvent>) {
+    ) -> (Vec<(ChatId, EventId)>, Vec<Arc<RenderedEvent>>) {
         let synced = synced.iter().map(|&(chat, from)| (chat, self.last_sent(chat).max(from))).collect();
         for chat in all {
             if let Some(at) = self.holding.iter().position(|c| c == chat) {
@@ -132,12 +157,12 @@ impl Cursors {
     }
 
     /// Stops holding everything held since connect; returns it.
-    pub fn release(&mut self) -> Vec<RenderedEvent> {
+    pub fn release(&mut self) -> Vec<Arc<RenderedEvent>> {
         self.holding_all = false;
         self.take_released()
     }
 
-    fn take_released(&mut self) -> Vec<RenderedEvent> {
+    fn take_released(&mut self) -> Vec<Arc<RenderedEvent>> {
         let holding = std::mem::take(&mut self.holding);
         let (release, keep): (Vec<_>, Vec<_>) =
             std::mem::take(&mut self.held).into_iter().partition(|e| !holding.contains(&e.chat));
@@ -155,8 +180,13 @@ impl Cursors {
 mod tests {
     use super::*;
 
-    fn ev(chat: ChatId, id: EventId) -> RenderedEvent {
-        RenderedEvent { chat, id, kind: "new", stored_at: 0, frame: Bytes::from_static(b"x") }
+    fn ev(chat: ChatId, id: EventId) -> Arc<RenderedEvent> {
+        Arc::new(RenderedEvent { chat, id, kind: "new", stored_at: 0, frame: Bytes::from_static(b"x") })
+    }
+
+    #[test]
+    fn a_queue_item_stays_small() {
+        assert!(std::mem::size_of::<Outbound>() <= 32, "{}", std::mem::size_of::<Outbound>());
     }
 
     fn live() -> Cursors {

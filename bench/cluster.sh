@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Benchmarks of a cluster on this machine: 2 gateways and 2 workers on a
+# private Redis and PostgreSQL. Usage:
+#   bench/cluster.sh [ack-latency throughput idle]
+# (default: all). Results: bench/results/<date>-cluster/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib/services.sh
+source bench/common.sh cluster
+
+pids=()
+stop_cluster() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    pids=()
+}
+trap 'stop_cluster; services_stop' EXIT
+services_install
+
+# start_cluster: fresh Redis, PostgreSQL, 2 workers, 2 gateways.
+start_cluster() {
+    stop_cluster
+    services_stop 2>/dev/null || true
+    services_dir=$(mktemp -d); chmod 755 "$services_dir"
+    services_start_redis
+    services_start_postgres
+    export REDIS_URL=$SERVICES_REDIS_URL DATABASE_URL=$SERVICES_POSTGRES_URL JWT_SECRET=bench-secret DRAIN_SECONDS=1
+    target/release/worker migrate
+    for n in 1 2; do
+        WORKER_ID=worker-$n ADMIN_LISTEN=127.0.0.1:0 target/release/worker > "$results/worker-$n.log" 2>&1 &
+        pids+=($!)
+    done
+    ports=()
+    for n in 1 2; do
+        port=$(services_free_port)
+        NODE_ID=gw-$n target/release/gateway --listen "127.0.0.1:$port" > "$results/gateway-$n.log" 2>&1 &
+        pids+=($!)
+        ports+=("$port")
+        bench_wait_ready "$port"
+    done
+    server_pids=()
+    for pid in "${pids[@]}"; do server_pids+=(--server-pid "$pid"); done
+    urls=(--ws-url "ws://127.0.0.1:${ports[0]}/ws,ws://127.0.0.1:${ports[1]}/ws" --http-url "http://127.0.0.1:${ports[0]}" "${server_pids[@]}")
+}
+
+scenarios=("${@:-ack-latency throughput idle}")
+for scenario in ${scenarios[*]}; do
+    case $scenario in
+        ack-latency) start_cluster; bench_run ack-latency fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 "${urls[@]}" ;;
+        throughput) start_cluster; bench_run throughput fanout --connections 2000 --group-size 2 --rate 12000 --duration 20 "${urls[@]}" ;;
+        idle) start_cluster; bench_run idle idle --connections 10000 --connect-rate 3000 --duration 15 "${urls[@]}" ;;
+        *) echo "bench: unknown scenario $scenario" >&2; exit 2 ;;
+    esac
+done
+echo "bench: done; results in $results"

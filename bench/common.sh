@@ -1,0 +1,28 @@
+# Shared by the benchmark scripts: builds, result folders, running one
+# loadtest scenario with its command recorded next to its report.
+
+cargo build --release -q -p gateway -p worker -p loadtest
+results="bench/results/$(date -u +%Y-%m-%d)-$1"
+mkdir -p "$results"
+echo "bench: results in $results"
+
+# bench_run NAME LOADTEST-ARGS...: runs `loadtest run` and records the
+# exact command in NAME.cmd beside NAME.json and NAME/ (charts).
+bench_run() {
+    local name=$1; shift
+    local cmd=(target/release/loadtest run "$@" --report "$results/$name.json" --charts "$results/$name")
+    echo "${cmd[*]}" > "$results/$name.cmd"
+    echo; echo "bench: $name: ${cmd[*]}"
+    "${cmd[@]}" | tee "$results/$name.txt"
+}
+
+# bench_wait_ready PORT: the gateway answers /readyz.
+bench_wait_ready() {
+    for _ in $(seq 1 300); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
+            if printf 'GET /readyz HTTP/1.0\r\n\r\n' | (exec 3<>"/dev/tcp/127.0.0.1/$1"; cat >&3; cat <&3) 2>/dev/null | grep -q ' 200 '; then return 0; fi
+        fi
+        sleep 0.1
+    done
+    echo "bench: gateway on $1 not ready" >&2; return 1
+}

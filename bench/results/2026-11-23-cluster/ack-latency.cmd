@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:29690/ws,ws://127.0.0.1:22902/ws --http-url http://127.0.0.1:29690 --server-pid 29600 --server-pid 29601 --server-pid 29608 --server-pid 29627 --report bench/results/2026-11-23-cluster/ack-latency.json --charts bench/results/2026-11-23-cluster/ack-latency

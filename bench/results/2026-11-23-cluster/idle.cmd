@@ -1,0 +1,1 @@
+target/release/loadtest run idle --connections 10000 --connect-rate 3000 --duration 15 --ws-url ws://127.0.0.1:29475/ws,ws://127.0.0.1:23147/ws --http-url http://127.0.0.1:29475 --server-pid 30372 --server-pid 30373 --server-pid 30382 --server-pid 30397 --report bench/results/2026-11-23-cluster/idle.json --charts bench/results/2026-11-23-cluster/idle

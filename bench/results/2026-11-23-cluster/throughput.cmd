@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 2 --rate 12000 --duration 20 --ws-url ws://127.0.0.1:23573/ws,ws://127.0.0.1:28348/ws --http-url http://127.0.0.1:23573 --server-pid 29940 --server-pid 29941 --server-pid 29946 --server-pid 29965 --report bench/results/2026-11-23-cluster/throughput.json --charts bench/results/2026-11-23-cluster/throughput

@@ -1,0 +1,1 @@
+target/release/loadtest run churn --connections 2000 --churn-rate 200 --duration 20 --ws-url ws://127.0.0.1:25502/ws --http-url http://127.0.0.1:25502 --data-dir /tmp/tmp.cJET68qXAn --server-pid 28358 --report bench/results/2026-11-23-standalone/churn.json --charts bench/results/2026-11-23-standalone/churn

@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 100 --rate 200 --duration 20 --ws-url ws://127.0.0.1:28480/ws --http-url http://127.0.0.1:28480 --data-dir /tmp/tmp.p2xqDaKZFA --server-pid 27448 --report bench/results/2026-11-23-standalone/fanout-g100.json --charts bench/results/2026-11-23-standalone/fanout-g100

@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 1000 --rate 20 --duration 20 --ws-url ws://127.0.0.1:28686/ws --http-url http://127.0.0.1:28686 --data-dir /tmp/tmp.XGrNH8dB7X --server-pid 27538 --report bench/results/2026-11-23-standalone/fanout-g1000.json --charts bench/results/2026-11-23-standalone/fanout-g1000

@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:36323/ws --http-url http://127.0.0.1:36323 --data-dir /tmp/tmp.rTf60Rc3v5 --server-pid 27326 --report bench/results/2026-11-23-standalone/fanout-max.json --charts bench/results/2026-11-23-standalone/fanout-max

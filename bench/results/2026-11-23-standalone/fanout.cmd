@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:32832/ws --http-url http://127.0.0.1:32832 --data-dir /tmp/tmp.AO1M7PDCzP --server-pid 27253 --report bench/results/2026-11-23-standalone/fanout.json --charts bench/results/2026-11-23-standalone/fanout

@@ -1,0 +1,1 @@
+target/release/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:34807/ws --http-url http://127.0.0.1:34807 --data-dir /tmp/tmp.L1nhehl1Hh --server-pid 1686 --report bench/results/2026-11-23-standalone/idle.json --charts bench/results/2026-11-23-standalone/idle

@@ -1,0 +1,1 @@
+target/release/loadtest run receipts --connections 2000 --group-size 10 --rate 500 --duration 20 --ws-url ws://127.0.0.1:29922/ws --http-url http://127.0.0.1:29922 --data-dir /tmp/tmp.9YNO9j3tM2 --server-pid 27915 --report bench/results/2026-11-23-standalone/receipts.json --charts bench/results/2026-11-23-standalone/receipts

@@ -1,0 +1,1 @@
+target/release/loadtest run reconnect --connections 19000 --group-size 10 --rate 200 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:37588/ws --http-url http://127.0.0.1:37588 --data-dir /tmp/tmp.S4HzQJLpcX --server-pid 28817 --report bench/results/2026-11-23-standalone/reconnect.json --charts bench/results/2026-11-23-standalone/reconnect

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Benchmarks of a standalone gateway (SQLite, in-process worker) on this
+# machine. Each scenario gets a fresh server. Usage:
+#   bench/standalone.sh [idle fanout fanout-max fanout-g100 fanout-g1000 receipts churn silent reconnect]
+# (default: all). Results: bench/results/<date>-standalone/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source bench/common.sh standalone
+
+server_pid=""
+stop_server() { [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null; server_pid=""; }
+trap stop_server EXIT
+
+# start_server [ENV=VALUE...]: a fresh standalone gateway on a free port.
+start_server() {
+    stop_server
+    data=$(mktemp -d)
+    port=$(( (RANDOM % 20000) + 20000 ))
+    env "$@" DRAIN_SECONDS=1 target/release/gateway --listen "127.0.0.1:$port" --data-dir "$data" > "$results/gateway.log" 2>&1 &
+    server_pid=$!
+    bench_wait_ready "$port"
+    urls=(--ws-url "ws://127.0.0.1:$port/ws" --http-url "http://127.0.0.1:$port" --data-dir "$data" --server-pid "$server_pid")
+}
+
+scenarios=("${@:-idle fanout fanout-max fanout-g100 fanout-g1000 receipts churn silent reconnect}")
+for scenario in ${scenarios[*]}; do
+    case $scenario in
+        idle) start_server; bench_run idle idle --connections 19000 --connect-rate 3000 --duration 20 "${urls[@]}" ;;
+        fanout) start_server; bench_run fanout fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 "${urls[@]}" ;;
+        fanout-max) start_server; bench_run fanout-max fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 "${urls[@]}" ;;
+        fanout-g100) start_server; bench_run fanout-g100 fanout --connections 2000 --group-size 100 --rate 200 --duration 20 "${urls[@]}" ;;
+        fanout-g1000) start_server; bench_run fanout-g1000 fanout --connections 2000 --group-size 1000 --rate 20 --duration 20 "${urls[@]}" ;;
+        receipts) start_server; bench_run receipts receipts --connections 2000 --group-size 10 --rate 500 --duration 20 "${urls[@]}" ;;
+        churn) start_server; bench_run churn churn --connections 2000 --churn-rate 200 --duration 20 "${urls[@]}" ;;
+        silent) start_server HEARTBEAT_TIMEOUT_MS=5000; bench_run silent silent --connections 10000 --group-size 10 --heartbeat-timeout-ms 5000 --ping-ms 2000 --connect-rate 3000 --duration 15 "${urls[@]}" ;;
+        reconnect) start_server; bench_run reconnect reconnect --connections 19000 --group-size 10 --rate 200 --connect-rate 3000 --duration 20 "${urls[@]}" ;;
+        *) echo "bench: unknown scenario $scenario" >&2; exit 2 ;;
+    esac
+done
+stop_server
+echo "bench: done; results in $results"

@@ -1,0 +1,60 @@
+# Private Redis and PostgreSQL servers on free ports, for the test command
+# and the benchmarks. Source it; call `services_start_redis` and
+# `services_start_postgres`; `services_stop` (set as an EXIT trap) removes
+# everything. Installs Debian's redis-server and postgresql when missing.
+
+services_dir=$(mktemp -d)
+chmod 755 "$services_dir"
+
+services_as_postgres() {
+    # PostgreSQL refuses to run as root.
+    if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+services_free_port() {
+    local port
+    while :; do
+        port=$(( (RANDOM % 20000) + 20000 ))
+        (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return; }
+    done
+}
+
+services_install() {
+    local missing=()
+    command -v redis-server >/dev/null || missing+=(redis-server)
+    compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
+    if [ ${#missing[@]} -gt 0 ]; then
+        echo "services: installing ${missing[*]} from Debian's packages"
+        local sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+    services_pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+}
+
+# Sets SERVICES_REDIS_URL.
+services_start_redis() {
+    local port; port=$(services_free_port)
+    redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --daemonize yes \
+        --pidfile "$services_dir/redis.pid" --dir "$services_dir" --logfile "$services_dir/redis.log"
+    SERVICES_REDIS_URL="redis://127.0.0.1:$port"
+}
+
+# Sets SERVICES_POSTGRES_URL (the admin database).
+services_start_postgres() {
+    local port; port=$(services_free_port)
+    mkdir -p "$services_dir/pg" "$services_dir/pgsock"
+    [ "$(id -u)" = 0 ] && chown postgres "$services_dir/pg" "$services_dir/pgsock"
+    services_as_postgres "$services_pg_bin/initdb" -D "$services_dir/pg" -U postgres --auth=trust -E UTF8 --no-sync >/dev/null
+    services_as_postgres "$services_pg_bin/pg_ctl" -D "$services_dir/pg" -l "$services_dir/pgsock/pg.log" -w \
+        -o "-p $port -h 127.0.0.1 -k $services_dir/pgsock -c fsync=off -c max_connections=500" start >/dev/null
+    SERVICES_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/postgres"
+}
+
+services_stop() {
+    if [ -f "$services_dir/redis.pid" ]; then kill "$(cat "$services_dir/redis.pid")" 2>/dev/null || true; fi
+    if [ -f "$services_dir/pg/postmaster.pid" ]; then
+        services_as_postgres "$services_pg_bin/pg_ctl" -D "$services_dir/pg" -m immediate stop >/dev/null 2>&1 || true
+    fi
+    rm -rf "$services_dir"
+}
