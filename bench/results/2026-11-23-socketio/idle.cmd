@@ -1,0 +1,1 @@
+node --max-old-space-size=4096 load.js idle --connections 19000 --connect-rate 3000 --duration 20 --url ws://127.0.0.1:23301 --server-pid 1860 --report results/2026-11-23-socketio/idle.json --redis-pid 1842
