@@ -9,7 +9,7 @@ const EXIT_CONFIG: i32 = 64;
 #[tokio::main]
 async fn main() {
     let cli = parse_or_exit();
-    init_logging(&cli.settings.log_format);
+    shared::process::init_logging(&cli.settings.log_format);
     let secret = match secret(&cli.settings) {
         Ok(secret) => secret,
         Err(e) => {
@@ -82,28 +82,7 @@ async fn serve(settings: Settings, secret: &[u8]) -> anyhow::Result<()> {
     tracing::info!(node = %node.id, %database, "{mode}");
     tracing::info!("listening on http://{address} (WebSocket at ws://{address}/ws)");
     tracing::info!("get a token with: cargo run --release -p gateway -- token --user alice");
-    gateway::server::run(listener, node, shutdown_signal()).await?;
+    gateway::server::run(listener, node, shared::process::shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-}
-
-fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
 }

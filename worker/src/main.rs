@@ -17,7 +17,7 @@ async fn main() {
             std::process::exit(if e.use_stderr() { EXIT_CONFIG } else { 0 });
         }
     };
-    init_logging(&cli.settings.log_format);
+    shared::process::init_logging(&cli.settings.log_format);
     let Some(database_url) = cli.settings.database_url.clone().filter(|u| u.starts_with("postgres")) else {
         eprintln!("worker: DATABASE_URL must be a postgres:// URL");
         std::process::exit(EXIT_CONFIG);
@@ -61,7 +61,7 @@ async fn run(settings: Settings, database_url: String, redis_url: String) -> any
         std::time::Duration::from_secs(60),
         stop.clone(),
     ));
-    let id = settings.worker_id.clone().unwrap_or_else(|| format!("wk-{:08x}", rand_u32()));
+    let id = settings.worker_id.clone().unwrap_or_else(|| format!("wk-{:08x}", rand::random::<u32>()));
     let worker = Worker {
         id,
         keys: settings.cluster.keys(),
@@ -71,7 +71,7 @@ async fn run(settings: Settings, database_url: String, redis_url: String) -> any
         redis,
     };
     let running = tokio::spawn(worker.run(stop.clone()));
-    shutdown_signal().await;
+    shared::process::shutdown_signal().await;
     tracing::info!("stopping: finishing batches in hand, releasing shards");
     health.stopping();
     stop.cancel();
@@ -82,31 +82,4 @@ async fn run(settings: Settings, database_url: String, redis_url: String) -> any
     let _ = admin.await;
     store.close().await;
     Ok(())
-}
-
-fn rand_u32() -> u32 {
-    let nanos =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    nanos ^ std::process::id().rotate_left(16)
-}
-
-async fn shutdown_signal() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(term) => term,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-}
-
-fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
 }
