@@ -119,3 +119,21 @@ async fn gateway_refuses_cluster_mode_without_a_jwt_secret() {
     assert_eq!(code, Some(64));
     assert!(gateway.log().contains("JWT_SECRET"), "{}", gateway.log());
 }
+
+#[tokio::test]
+async fn an_invalid_setting_stops_either_binary_with_64_naming_it() {
+    let logs = tempfile::tempdir().expect("dir");
+    for (binary, name, value) in [("gateway", "HEARTBEAT_TIMEOUT_MS", "soon"), ("worker", "LEASE_TTL_MS", "-1")] {
+        let env = std::collections::HashMap::from([
+            (name.to_string(), value.to_string()),
+            ("DATABASE_URL".to_string(), "postgres://nobody@127.0.0.1:1/none".to_string()),
+        ]);
+        let mut process =
+            testkit::process::Service::spawn(binary, &testkit::process::binary(binary), &[], &env, logs.path())
+                .expect("spawn");
+        let code = process.wait_exit(std::time::Duration::from_secs(10)).expect("exits");
+        assert_eq!(code, Some(64), "{binary}: {}", process.log());
+        let flag = name.to_lowercase().replace('_', "-");
+        assert!(process.log().contains(&flag), "{binary} names the setting: {}", process.log());
+    }
+}
