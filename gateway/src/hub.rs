@@ -123,20 +123,21 @@ impl Hub {
     pub fn register(&self, handle: Arc<ClientHandle>) -> (Arc<LocalUser>, bool) {
         self.connections.insert(handle.id, handle.clone());
         let mut fresh = false;
-        let user = self
-            .users
-            .entry(handle.user.clone())
-            .or_insert_with(|| {
-                fresh = true;
-                self.broker.subscribe_user(&handle.user);
-                Arc::new(LocalUser {
-                    id: handle.user.clone(),
-                    connections: Mutex::new(Vec::new()),
-                    state: Mutex::new(UserState { left_while_loading: Some(HashSet::new()), ..Default::default() }),
-                })
+        let entry = self.users.entry(handle.user.clone()).or_insert_with(|| {
+            fresh = true;
+            self.broker.subscribe_user(&handle.user);
+            Arc::new(LocalUser {
+                id: handle.user.clone(),
+                connections: Mutex::new(Vec::new()),
+                state: Mutex::new(UserState { left_while_loading: Some(HashSet::new()), ..Default::default() }),
             })
-            .clone();
-        lock(&user.connections).push(handle);
+        });
+        // Added while the map shard is held: `unregister` decides "last
+        // connection, remove the user" under the same shard lock, so a
+        // reconnect racing a disconnect never lands on a removed user.
+        lock(&entry.connections).push(handle);
+        let user = entry.clone();
+        drop(entry);
         (user, fresh)
     }
 
@@ -157,13 +158,18 @@ impl Hub {
     /// local connection. Returns true when that was the user's last one here.
     pub fn unregister(&self, handle: &ClientHandle) -> bool {
         self.connections.remove(&handle.id);
+        // The broker is told under the map's shard lock, like `register`
+        // tells it, so a reconnect racing this cannot end unsubscribed.
         let removed = self.users.remove_if(&handle.user, |_, user| {
             let mut connections = lock(&user.connections);
             connections.retain(|c| c.id != handle.id);
-            connections.is_empty()
+            let last = connections.is_empty();
+            if last {
+                self.broker.unsubscribe_user(&user.id);
+            }
+            last
         });
         let Some((_, user)) = removed else { return false };
-        self.broker.unsubscribe_user(&user.id);
         let chats: Vec<ChatId> = lock(&user.state).chats.drain().collect();
         for chat in chats {
             self.unsubscribe(&user, chat);
@@ -184,16 +190,16 @@ impl Hub {
     }
 
     fn unsubscribe(&self, user: &Arc<LocalUser>, chat: ChatId) {
-        let emptied = self
-            .chats
-            .remove_if_mut(&chat, |_, entry| {
-                entry.users.retain(|u| !Arc::ptr_eq(u, user));
-                entry.users.is_empty()
-            })
-            .is_some();
-        if emptied {
-            self.broker.unsubscribe_chat(chat);
-        }
+        // The broker is told under the chat's shard lock, as `subscribe`
+        // does, so the two never reach it in the wrong order.
+        self.chats.remove_if_mut(&chat, |_, entry| {
+            entry.users.retain(|u| !Arc::ptr_eq(u, user));
+            let last = entry.users.is_empty();
+            if last {
+                self.broker.unsubscribe_chat(chat);
+            }
+            last
+        });
     }
 
     /// Every connection, for shutdown.

@@ -39,6 +39,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("unsupported DATABASE_URL scheme (use sqlite:// or postgres://)")]
     UnsupportedUrl,
+    #[error("the database did not answer within {0:?}")]
+    Timeout(std::time::Duration),
 }
 
 /// Either the request was refused for a reason the client can act on, or the

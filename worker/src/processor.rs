@@ -16,6 +16,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub const DEFAULT_MAX_BATCH: usize = 256;
+/// A batch that takes longer than this counts as failed (and is retried):
+/// a database that stopped answering must not hang a shard forever.
+pub const APPLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub type Results = Vec<Result<Outcome, Refusal>>;
 
@@ -101,7 +104,14 @@ impl Processor {
         let submitted: Vec<Submitted> =
             batch.iter().map(|e| Submitted { id: &e.id, user: &e.user, command: &e.command }).collect();
         metrics::histogram!("chat_worker_batch_size").record(batch.len() as f64);
-        let result = self.store.apply_batch(&submitted, now_ms(), self.redelivery).await;
+        let result =
+            match tokio::time::timeout(APPLY_TIMEOUT, self.store.apply_batch(&submitted, now_ms(), self.redelivery))
+                .await
+            {
+                Ok(result) => result,
+                // Dropping the unfinished transaction rolls it back.
+                Err(_) => Err(StoreError::Timeout(APPLY_TIMEOUT)),
+            };
         if result.is_err() {
             metrics::counter!("chat_database_errors_total").increment(1);
         }
