@@ -122,6 +122,11 @@ impl PostgresServer {
             .arg(self.dir.path())
             // Durability is not under test here; speed is welcome.
             .args(["-c", "fsync=off", "-c", "max_connections=300"]);
+        // Its own process group, so that stopping it kills the backends in
+        // the same instant as the postmaster: a backend left running would
+        // still commit a transaction already on its connection.
+        use std::os::unix::process::CommandExt;
+        postgres.process_group(0);
         let child = as_owner(&mut postgres, self.owner).stdout(Stdio::null()).stderr(Stdio::null()).spawn()?;
         self.child = Some(child);
         wait_for_port(self.port)
@@ -131,7 +136,11 @@ impl PostgresServer {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
+    /// Kills the postmaster and every backend at once, like a crash.
     pub fn stop(&mut self) {
+        if let Some(child) = &self.child {
+            let _ = Command::new("kill").arg("-KILL").arg(format!("-{}", child.id())).status();
+        }
         stop_child(&mut self.child);
     }
 
