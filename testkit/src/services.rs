@@ -139,7 +139,10 @@ impl PostgresServer {
     /// Kills the postmaster and every backend at once, like a crash.
     pub fn stop(&mut self) {
         if let Some(child) = &self.child {
-            let _ = Command::new("kill").arg("-KILL").arg(format!("-{}", child.id())).status();
+            // `--` before the negative id: without it a `kill` may read
+            // "-<pid>" as an option, and this must never reach anything but
+            // the server's own process group.
+            let _ = Command::new("kill").args(["-s", "KILL", "--"]).arg(format!("-{}", child.id())).status();
         }
         stop_child(&mut self.child);
     }
