@@ -154,39 +154,60 @@ async fn apply(
     now: Millis,
 ) -> Result<Result<Outcome, Refusal>, StoreError> {
     let chat = command.chat_id();
-    let Some((counters, member)) = lock_chat(tx, chat, user).await? else {
-        return Ok(Err(Refusal::no_chat()));
-    };
-    if !member {
-        return Ok(Err(Refusal::not_member()));
-    }
     match command {
         Command::Send { client_message_id, text, attachments, .. } => {
-            send(tx, user, chat, counters, client_message_id, text, attachments, now).await.map(Ok)
+            send(tx, user, chat, client_message_id, text, attachments, now).await
         }
         Command::Edit { message_id, text, attachments, .. } => {
-            edit(tx, user, chat, counters, *message_id, text, attachments, now).await
+            edit(tx, user, chat, *message_id, text, attachments, now).await
         }
-        Command::Delete { message_id, .. } => delete(tx, user, chat, counters, *message_id, now).await,
-        Command::Mark { message_id, mark, .. } => mark_range(tx, user, chat, counters, *message_id, *mark, now).await,
+        Command::Delete { message_id, .. } => delete(tx, user, chat, *message_id, now).await,
+        Command::Mark { message_id, mark, .. } => mark_range(tx, user, chat, *message_id, *mark, now).await,
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Locks the chat for `user`'s command: its counters, or the refusal
+/// (unknown chat, not a member).
+async fn locked_for(tx: &mut Tx, chat: ChatId, user: &str) -> Result<Result<Counters, Refusal>, StoreError> {
+    Ok(match lock_chat(tx, chat, user).await? {
+        None => Err(Refusal::no_chat()),
+        Some((_, false)) => Err(Refusal::not_member()),
+        Some((counters, true)) => Ok(counters),
+    })
+}
+
+/// `new`, the hottest command, in three statements: the chat's counters are
+/// advanced in the statement that locks the row and checks membership, the
+/// message insert doubles as the idempotency check, then the event. A retry
+/// (rare) puts the counters back.
 async fn send(
     tx: &mut Tx,
     user: &str,
     chat: ChatId,
-    counters: Counters,
     client_message_id: &str,
     text: &str,
     attachments: &Value,
     now: Millis,
-) -> Result<Outcome, StoreError> {
-    let message_id = counters.last_message_id + 1;
-    let event_id = counters.last_event_id + 1;
-    // The insert doubles as the idempotency check: the unique key (chat,
-    // sender, clientMessageId) turns a retry into "no row inserted".
+) -> Result<Result<Outcome, Refusal>, StoreError> {
+    let advanced: Option<(i64, i64)> = sqlx::query_as(
+        "UPDATE chats SET last_message_id = last_message_id + 1, last_event_id = last_event_id + 1, \
+           last_activity_at = $3 \
+         WHERE id = $1 AND EXISTS (SELECT 1 FROM members m WHERE m.chat_id = $1 AND m.user_id = $2) \
+         RETURNING last_message_id, last_event_id",
+    )
+    .bind(chat)
+    .bind(user)
+    .bind(now)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some((message_id, event_id)) = advanced else {
+        return Ok(Err(match super::membership(&mut **tx, chat, user).await? {
+            super::Membership::NoChat => Refusal::no_chat(),
+            _ => Refusal::not_member(),
+        }));
+    };
+    // The unique key (chat, sender, clientMessageId) turns a retry into
+    // "no row inserted".
     let inserted: Option<(i64,)> = sqlx::query_as(
         "INSERT INTO messages (chat_id, message_id, user_id, client_message_id, body, attachments, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7) \
@@ -202,6 +223,14 @@ async fn send(
     .fetch_optional(&mut **tx)
     .await?;
     if inserted.is_none() {
+        // An idempotent retry: put the counters back (this transaction holds
+        // the row) and answer as the first time; nothing is broadcast.
+        sqlx::query(
+            "UPDATE chats SET last_message_id = last_message_id - 1, last_event_id = last_event_id - 1 WHERE id = $1",
+        )
+        .bind(chat)
+        .execute(&mut **tx)
+        .await?;
         let (message_id, created_at): (i64, i64) = sqlx::query_as(
             "SELECT message_id, created_at FROM messages WHERE chat_id = $1 AND user_id = $2 AND client_message_id = $3",
         )
@@ -210,8 +239,7 @@ async fn send(
         .bind(client_message_id)
         .fetch_one(&mut **tx)
         .await?;
-        // An idempotent retry: the original answer, nothing broadcast.
-        return Ok(Outcome {
+        return Ok(Ok(Outcome {
             applied: Applied {
                 chat_id: chat,
                 message_id,
@@ -219,15 +247,8 @@ async fn send(
                 timestamp: created_at,
             },
             events: Vec::new(),
-        });
+        }));
     }
-    sqlx::query("UPDATE chats SET last_message_id = $2, last_event_id = $3, last_activity_at = $4 WHERE id = $1")
-        .bind(chat)
-        .bind(message_id)
-        .bind(event_id)
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
     let event = ChatEvent {
         chat_id: chat,
         id: event_id,
@@ -241,7 +262,7 @@ async fn send(
         },
     };
     insert_event(tx, &event).await?;
-    Ok(Outcome {
+    Ok(Ok(Outcome {
         applied: Applied {
             chat_id: chat,
             message_id,
@@ -249,7 +270,7 @@ async fn send(
             timestamp: now,
         },
         events: vec![event],
-    })
+    }))
 }
 
 /// Author and deletion time of a message, or the refusal for touching it.
@@ -277,12 +298,15 @@ async fn edit(
     tx: &mut Tx,
     user: &str,
     chat: ChatId,
-    counters: Counters,
     message_id: MessageId,
     text: &str,
     attachments: &Value,
     now: Millis,
 ) -> Result<Result<Outcome, Refusal>, StoreError> {
+    let counters = match locked_for(tx, chat, user).await? {
+        Ok(counters) => counters,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
     match own_message(tx, user, chat, message_id).await? {
         Err(refusal) => return Ok(Err(refusal)),
         Ok(Some(_)) => return Ok(Err(Refusal::conflict("a deleted message can't be edited"))),
@@ -317,10 +341,13 @@ async fn delete(
     tx: &mut Tx,
     user: &str,
     chat: ChatId,
-    counters: Counters,
     message_id: MessageId,
     now: Millis,
 ) -> Result<Result<Outcome, Refusal>, StoreError> {
+    let counters = match locked_for(tx, chat, user).await? {
+        Ok(counters) => counters,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
     match own_message(tx, user, chat, message_id).await? {
         Err(refusal) => return Ok(Err(refusal)),
         Ok(Some(deleted_at)) => {
@@ -389,11 +416,14 @@ async fn mark_range(
     tx: &mut Tx,
     user: &str,
     chat: ChatId,
-    counters: Counters,
     m: MessageId,
     kind: MarkKind,
     now: Millis,
 ) -> Result<Result<Outcome, Refusal>, StoreError> {
+    let counters = match locked_for(tx, chat, user).await? {
+        Ok(counters) => counters,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
     let (delivered, read): (i64, i64) =
         sqlx::query_as("SELECT delivered_mark, read_mark FROM members WHERE chat_id = $1 AND user_id = $2")
             .bind(chat)
