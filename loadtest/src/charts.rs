@@ -74,11 +74,7 @@ fn latency(path: &str, series: &[(&str, &Histogram<u64>)], labels: bool) -> anyh
             drawn.label(*name).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
         }
     }
-    if labels {
-        chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
-    }
-    root.present()?;
-    Ok(())
+    finish(chart, root, labels)
 }
 
 /// Picks one of (sent, acked, delivered).
@@ -112,6 +108,15 @@ fn throughput(path: &str, timeline: &BTreeMap<u64, (u64, u64, u64)>, labels: boo
             drawn.label(*name).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
         }
     }
+    finish(chart, root, labels)
+}
+
+/// Draws the legend (when there is text) and writes the file.
+fn finish<'a, X: Ranged, Y: Ranged>(
+    mut chart: ChartContext<'a, BitMapBackend<'a>, Cartesian2d<X, Y>>,
+    root: DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>,
+    labels: bool,
+) -> anyhow::Result<()> {
     if labels {
         chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
     }

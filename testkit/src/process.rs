@@ -62,23 +62,14 @@ impl Service {
     /// SIGTERM, then waits up to `grace` for the exit; returns its status
     /// code.
     pub fn terminate(&mut self, grace: Duration) -> anyhow::Result<Option<i32>> {
-        let Some(mut child) = self.child.take() else { return Ok(None) };
+        let Some(child) = &self.child else { return Ok(None) };
         let status = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status()?;
         anyhow::ensure!(status.success(), "kill -TERM failed");
-        let started = Instant::now();
-        loop {
-            if let Some(status) = child.try_wait()? {
-                return Ok(status.code());
-            }
-            if started.elapsed() > grace {
-                let _ = child.kill();
-                anyhow::bail!("{} did not exit within {grace:?} of SIGTERM", self.name);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        self.wait_exit(grace)
     }
 
-    /// Waits up to `limit` for the process to exit by itself.
+    /// Waits up to `limit` for the process to exit (killing it after);
+    /// returns its status code.
     pub fn wait_exit(&mut self, limit: Duration) -> anyhow::Result<Option<i32>> {
         let Some(mut child) = self.child.take() else { return Ok(None) };
         let started = Instant::now();
