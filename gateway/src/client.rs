@@ -34,6 +34,10 @@ use crate::node::Node;
 use crate::outbound::{Cursors, Outbound, RenderedEvent, SyncEnd, CONNECT_HOLD};
 use crate::rest::auth::{bearer_token, ApiError};
 
+/// How long a user's second connection waits for the first one to load
+/// the user's chats.
+const LOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Events per `sync` replay page read from the store.
 const SYNC_PAGE: i64 = 500;
 
@@ -101,9 +105,13 @@ async fn serve(node: Arc<Node>, user: String, socket: UpgradeFut) -> Result<(), 
             Ok(chats) => node.hub.chats_loaded(&local, chats),
             Err(e) => {
                 tracing::warn!(error = %e, "could not load the user's chats; closing");
+                local.loading_failed();
                 handle.close(close::GOING_AWAY);
             }
         }
+    } else {
+        // Another connection of this user is loading the chats right now.
+        local.wait_loaded(LOAD_WAIT).await;
     }
     node.presence.connected(&user).await;
 

@@ -40,6 +40,9 @@ pub struct LocalUser {
     pub id: String,
     connections: Mutex<Vec<Arc<ClientHandle>>>,
     state: Mutex<UserState>,
+    /// True once the user's chats are loaded (or their loading gave up):
+    /// a second connection opening meanwhile waits for it before reading.
+    loaded: tokio::sync::watch::Sender<bool>,
 }
 
 #[derive(Default)]
@@ -52,6 +55,17 @@ struct UserState {
 }
 
 impl LocalUser {
+    /// Waits (up to `limit`) until the user's chats are subscribed here.
+    pub async fn wait_loaded(&self, limit: Duration) {
+        let mut loaded = self.loaded.subscribe();
+        let _ = tokio::time::timeout(limit, loaded.wait_for(|l| *l)).await;
+    }
+
+    /// Loading failed: let waiting connections go on (without the chats).
+    pub fn loading_failed(&self) {
+        self.loaded.send_replace(true);
+    }
+
     pub fn is_member(&self, chat: ChatId) -> bool {
         lock(&self.state).chats.contains(&chat)
     }
@@ -130,6 +144,7 @@ impl Hub {
                 id: handle.user.clone(),
                 connections: Mutex::new(Vec::new()),
                 state: Mutex::new(UserState { left_while_loading: Some(HashSet::new()), ..Default::default() }),
+                loaded: tokio::sync::watch::Sender::new(false),
             })
         });
         // Added while the map shard is held: `unregister` decides "last
@@ -152,6 +167,7 @@ impl Hub {
         for (chat, last_event_id) in joined {
             self.subscribe(user, chat, last_event_id);
         }
+        user.loaded.send_replace(true);
     }
 
     /// Removes a connection; drops the user's subscriptions with their last
