@@ -122,11 +122,6 @@ impl PostgresServer {
             .arg(self.dir.path())
             // Durability is not under test here; speed is welcome.
             .args(["-c", "fsync=off", "-c", "max_connections=300"]);
-        // Its own process group, so that stopping it kills the backends in
-        // the same instant as the postmaster: a backend left running would
-        // still commit a transaction already on its connection.
-        use std::os::unix::process::CommandExt;
-        postgres.process_group(0);
         let child = as_owner(&mut postgres, self.owner).stdout(Stdio::null()).stderr(Stdio::null()).spawn()?;
         self.child = Some(child);
         wait_for_port(self.port)
@@ -136,13 +131,16 @@ impl PostgresServer {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
-    /// Kills the postmaster and every backend at once, like a crash.
+    /// Kills the postmaster and every backend, like a crash. PostgreSQL's
+    /// children each lead their own process group, so they are found by
+    /// parent: the postmaster is frozen first (it can fork no more), its
+    /// children killed, then it. A backend left running would still commit
+    /// a transaction already on its connection.
     pub fn stop(&mut self) {
         if let Some(child) = &self.child {
-            // `--` before the negative id: without it a `kill` may read
-            // "-<pid>" as an option, and this must never reach anything but
-            // the server's own process group.
-            let _ = Command::new("kill").args(["-s", "KILL", "--"]).arg(format!("-{}", child.id())).status();
+            let pid = child.id().to_string();
+            let _ = Command::new("kill").args(["-s", "STOP", "--", &pid]).status();
+            let _ = Command::new("pkill").args(["-KILL", "-P", &pid]).status();
         }
         stop_child(&mut self.child);
     }
