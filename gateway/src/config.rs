@@ -72,43 +72,21 @@ pub struct Settings {
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000_000))]
     pub command_queue: usize,
 
-    /// Keep chat events for `sync` at least this many days,
-    #[arg(long, env = "RETENTION_DAYS", default_value_t = defaults::DEFAULT_RETENTION_DAYS, global = true)]
-    pub retention_days: u64,
-
-    /// and at least this many of the newest events per chat.
-    #[arg(long, env = "RETENTION_EVENTS", default_value_t = defaults::DEFAULT_RETENTION_EVENTS, global = true)]
-    pub retention_events: i64,
-
     /// On SIGTERM, close connections (1012) in paced batches over this many
     /// seconds, so clients reconnect elsewhere without a stampede.
     #[arg(long, env = "DRAIN_SECONDS", default_value_t = 10, global = true,
           value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub drain_seconds: u64,
 
-    /// Not ready once the database (or Redis) has not answered for this
-    /// long (ms).
-    #[arg(long, env = "UNREACHABLE_GRACE_MS", default_value_t = shared::health::DEFAULT_UNREACHABLE_GRACE_MS, global = true)]
-    pub unreachable_grace_ms: u64,
+    #[command(flatten)]
+    pub common: shared::config::CommonArgs,
 
     #[command(flatten)]
     pub cluster: shared::config::ClusterArgs,
-
-    /// Log format: text or json.
-    #[arg(long, env = "LOG_FORMAT", default_value = "text", value_parser = ["text", "json"], global = true)]
-    pub log_format: String,
 }
 
 impl Settings {
     pub fn database_url(&self) -> String {
         self.database_url.clone().unwrap_or_else(|| defaults::default_database_url(&self.data_dir))
-    }
-
-    pub fn retention(&self) -> shared::store::Retention {
-        // An event is pruned only once it is outside both windows.
-        shared::store::Retention {
-            max_age_ms: (self.retention_days * 86_400_000) as i64,
-            max_events_per_chat: self.retention_events,
-        }
     }
 }

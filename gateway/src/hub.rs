@@ -118,17 +118,8 @@ impl Hub {
         Arc::new(Hub { broker, store, connections: DashMap::new(), users: DashMap::new(), chats: DashMap::new() })
     }
 
-    pub fn connection_count(&self) -> usize {
-        self.connections.len()
-    }
-
     pub fn user(&self, user: &str) -> Option<Arc<LocalUser>> {
         self.users.get(user).map(|u| u.clone())
-    }
-
-    /// Users with at least one connection here, with how many.
-    pub fn local_users(&self) -> Vec<(String, usize)> {
-        self.users.iter().map(|u| (u.id.clone(), lock(&u.connections).len())).collect()
     }
 
     /// Adds a connection. Returns its user and whether the user's chat list

@@ -9,7 +9,7 @@ const EXIT_CONFIG: i32 = 64;
 #[tokio::main]
 async fn main() {
     let cli = parse_or_exit();
-    shared::process::init_logging(&cli.settings.log_format);
+    shared::process::init_logging(&cli.settings.common.log_format);
     let secret = match secret(&cli.settings) {
         Ok(secret) => secret,
         Err(e) => {

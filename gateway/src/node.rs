@@ -90,11 +90,11 @@ impl Node {
         let stop_others = CancellationToken::new();
         let others = vec![tokio::spawn(worker::retention::run(
             store.clone(),
-            settings.retention(),
+            settings.common.retention(),
             Duration::from_secs(60),
             stop_others.clone(),
         ))];
-        let health = Health::new(settings.unreachable_grace_ms, false);
+        let health = Health::new(settings.common.unreachable_grace_ms, false);
         let mut others = others;
         others.push(tokio::spawn(health.clone().watch(store.clone(), None, stop_others.clone())));
         let background = Background { worker: Some((worker, stop_worker)), others, stop_others };
@@ -133,7 +133,7 @@ impl Node {
         }
         presence.reaped(stale);
 
-        let health = Health::new(settings.unreachable_grace_ms, true);
+        let health = Health::new(settings.common.unreachable_grace_ms, true);
         let stop_others = CancellationToken::new();
         let others = vec![
             tokio::spawn(redis_broker.listen(Arc::new(HubSink(hub.clone())), stop_others.clone())),

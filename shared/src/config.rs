@@ -42,6 +42,37 @@ impl ClusterArgs {
     }
 }
 
+/// Settings every binary has the same way.
+#[derive(Debug, Clone, Args)]
+pub struct CommonArgs {
+    /// Keep chat events for `sync` at least this many days,
+    #[arg(long, env = "RETENTION_DAYS", default_value_t = DEFAULT_RETENTION_DAYS, global = true)]
+    pub retention_days: u64,
+
+    /// and at least this many of the newest events per chat.
+    #[arg(long, env = "RETENTION_EVENTS", default_value_t = DEFAULT_RETENTION_EVENTS, global = true)]
+    pub retention_events: i64,
+
+    /// Not ready once the database (or Redis) has not answered for this
+    /// long (ms).
+    #[arg(long, env = "UNREACHABLE_GRACE_MS", default_value_t = crate::health::DEFAULT_UNREACHABLE_GRACE_MS, global = true)]
+    pub unreachable_grace_ms: u64,
+
+    /// Log format: text or json.
+    #[arg(long, env = "LOG_FORMAT", default_value = "text", value_parser = ["text", "json"], global = true)]
+    pub log_format: String,
+}
+
+impl CommonArgs {
+    /// An event is pruned only once it is outside both windows.
+    pub fn retention(&self) -> crate::store::Retention {
+        crate::store::Retention {
+            max_age_ms: (self.retention_days * 86_400_000) as i64,
+            max_events_per_chat: self.retention_events,
+        }
+    }
+}
+
 /// `sqlite://<data dir>/chat.db`, the standalone default.
 pub fn default_database_url(data_dir: &str) -> String {
     format!("sqlite://{}/chat.db", data_dir.trim_end_matches('/'))

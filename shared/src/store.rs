@@ -111,14 +111,6 @@ impl Store {
         }
     }
 
-    /// Applies migrations without starting anything else (`worker migrate`).
-    pub async fn migrate(&self) -> Result<(), StoreError> {
-        match self.backend {
-            Backend::Sqlite => sqlite::migrate(&self.writer).await,
-            Backend::Postgres => postgres::migrate(&self.writer).await,
-        }
-    }
-
     pub fn backend(&self) -> Backend {
         self.backend
     }

@@ -1,7 +1,7 @@
 //! The worker's settings: every one by flag and by environment variable.
 
 use clap::{Args, Parser, Subcommand};
-use shared::config::{self as defaults, ClusterArgs};
+use shared::config::ClusterArgs;
 
 #[derive(Debug, Parser)]
 #[command(name = "worker", version, about = "Chat worker: applies commands from Redis Streams to PostgreSQL")]
@@ -25,6 +25,9 @@ pub struct Settings {
     pub database_url: Option<String>,
 
     #[command(flatten)]
+    pub common: shared::config::CommonArgs,
+
+    #[command(flatten)]
     pub cluster: ClusterArgs,
 
     /// This worker's name in Redis and logs (default: generated).
@@ -38,33 +41,7 @@ pub struct Settings {
           value_parser = clap::value_parser!(u64).range(300..=600_000))]
     pub lease_ttl_ms: u64,
 
-    /// Keep chat events for `sync` at least this many days,
-    #[arg(long, env = "RETENTION_DAYS", default_value_t = defaults::DEFAULT_RETENTION_DAYS, global = true)]
-    pub retention_days: u64,
-
-    /// and at least this many of the newest events per chat.
-    #[arg(long, env = "RETENTION_EVENTS", default_value_t = defaults::DEFAULT_RETENTION_EVENTS, global = true)]
-    pub retention_events: i64,
-
     /// Address of the admin listener: /metrics, /healthz, /readyz.
     #[arg(long, env = "ADMIN_LISTEN", default_value = "127.0.0.1:9091", global = true)]
     pub admin_listen: std::net::SocketAddr,
-
-    /// Not ready once the database or Redis has not answered for this long
-    /// (ms).
-    #[arg(long, env = "UNREACHABLE_GRACE_MS", default_value_t = shared::health::DEFAULT_UNREACHABLE_GRACE_MS, global = true)]
-    pub unreachable_grace_ms: u64,
-
-    /// Log format: text or json.
-    #[arg(long, env = "LOG_FORMAT", default_value = "text", value_parser = ["text", "json"], global = true)]
-    pub log_format: String,
-}
-
-impl Settings {
-    pub fn retention(&self) -> shared::store::Retention {
-        shared::store::Retention {
-            max_age_ms: (self.retention_days * 86_400_000) as i64,
-            max_events_per_chat: self.retention_events,
-        }
-    }
 }

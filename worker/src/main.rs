@@ -17,7 +17,7 @@ async fn main() {
             std::process::exit(if e.use_stderr() { EXIT_CONFIG } else { 0 });
         }
     };
-    shared::process::init_logging(&cli.settings.log_format);
+    shared::process::init_logging(&cli.settings.common.log_format);
     let Some(database_url) = cli.settings.database_url.clone().filter(|u| u.starts_with("postgres")) else {
         eprintln!("worker: DATABASE_URL must be a postgres:// URL");
         std::process::exit(EXIT_CONFIG);
@@ -50,14 +50,14 @@ async fn run(settings: Settings, database_url: String, redis_url: String) -> any
     let store = Store::connect(&database_url).await?;
     let redis = shared::bus::redis::connect(&redis_url).await?;
     let stop = CancellationToken::new();
-    let health = shared::health::Health::new(settings.unreachable_grace_ms, true);
+    let health = shared::health::Health::new(settings.common.unreachable_grace_ms, true);
     let watching = tokio::spawn(health.clone().watch(store.clone(), Some(redis.clone()), stop.clone()));
     let stop_admin = CancellationToken::new();
     tracing::info!(admin = %settings.admin_listen, "metrics at /metrics, health at /healthz and /readyz");
     let admin = tokio::spawn(worker::admin::serve(admin, health.clone(), telemetry, stop_admin.clone()));
     let retention = tokio::spawn(worker::retention::run(
         store.clone(),
-        settings.retention(),
+        settings.common.retention(),
         std::time::Duration::from_secs(60),
         stop.clone(),
     ));

@@ -91,20 +91,19 @@ impl ClusterPresence {
 
     /// Whether this connection made the user online cluster-wide.
     pub async fn connected(&self, user: &str) -> bool {
-        match self.count(CONNECT, user).await {
-            Ok(total) => total == 1,
-            Err(e) => {
-                metrics::counter!("chat_redis_errors_total", "op" => "presence").increment(1);
-                tracing::warn!(error = %e, "presence not recorded");
-                false
-            }
-        }
+        self.moved_to(CONNECT, user, 1).await
     }
 
     /// Whether this disconnect made the user offline cluster-wide.
     pub async fn disconnected(&self, user: &str) -> bool {
-        match self.count(DISCONNECT, user).await {
-            Ok(total) => total == 0,
+        self.moved_to(DISCONNECT, user, 0).await
+    }
+
+    /// Runs a counting script; true if it left the user's total at `total`.
+    /// A Redis error counts as no transition (logged and counted).
+    async fn moved_to(&self, script: &str, user: &str, total: i64) -> bool {
+        match self.count(script, user).await {
+            Ok(now) => now == total,
             Err(e) => {
                 metrics::counter!("chat_redis_errors_total", "op" => "presence").increment(1);
                 tracing::warn!(error = %e, "presence not recorded");

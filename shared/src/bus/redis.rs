@@ -9,7 +9,6 @@
 //! chats for events missed meanwhile.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -95,8 +94,6 @@ struct Inner {
     desired: Mutex<HashSet<String>>,
     dirty: Mutex<HashSet<String>>,
     wake: Notify,
-    /// False while the subscriber connection is down.
-    listening: AtomicBool,
 }
 
 impl RedisBroker {
@@ -109,17 +106,12 @@ impl RedisBroker {
                 desired: Mutex::new(HashSet::new()),
                 dirty: Mutex::new(HashSet::new()),
                 wake: Notify::new(),
-                listening: AtomicBool::new(false),
             }),
         }
     }
 
     pub fn keys(&self) -> &Keys {
         &self.inner.keys
-    }
-
-    pub fn is_listening(&self) -> bool {
-        self.inner.listening.load(Ordering::Acquire)
     }
 
     /// The channel an event goes to.
@@ -167,7 +159,6 @@ impl RedisBroker {
             match self.listen_once(&sink, &stop).await {
                 Ok(()) => return,
                 Err(e) => {
-                    self.inner.listening.store(false, Ordering::Release);
                     metrics::counter!("chat_redis_errors_total", "op" => "subscribe").increment(1);
                     tracing::warn!(error = %e, "event subscription lost; reconnecting");
                 }
@@ -190,7 +181,6 @@ impl RedisBroker {
         for chunk in all.chunks(SUBSCRIBE_CHUNK) {
             subscriber.subscribe(chunk).await?;
         }
-        self.inner.listening.store(true, Ordering::Release);
         tracing::info!(channels = all.len(), "listening for events");
         sink.resync(all.iter().filter_map(|c| self.inner.keys.chat_of_channel(c)).collect());
         loop {
