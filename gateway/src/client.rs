@@ -4,9 +4,9 @@
 //! The reader owns the socket's read half (fastwebsockets' `read_frame` is
 //! not cancel-safe, so nothing else touches it) and handles the client's
 //! frames one at a time, which keeps each sender's commands in order. The
-//! writer owns the write half and drains the connection's bounded outbound
-//! queue; pongs and close replies go through it too. Both run in the
-//! connection's one task, joined, so a connection costs one task.
+//! writer (`writer`) owns the write half and drains the connection's bounded
+//! outbound queue; pongs and close replies go through it too. Both run in
+//! the connection's one task, joined, so a connection costs one task.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -14,9 +14,8 @@ use std::sync::Arc;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use fastwebsockets::upgrade::{IncomingUpgrade, UpgradeFut};
-use fastwebsockets::{Frame, OpCode, Payload, WebSocketError};
+use fastwebsockets::{Frame, OpCode, Role, WebSocketError};
 use serde::Deserialize;
 use shared::bus::{CommandEnvelope, Event, Origin};
 use shared::clock::now_ms;
@@ -31,8 +30,9 @@ use tokio::sync::mpsc;
 
 use crate::handle::ClientHandle;
 use crate::node::Node;
-use crate::outbound::{Cursors, Outbound, RenderedEvent, SyncEnd, CONNECT_HOLD};
+use crate::outbound::{Outbound, SyncEnd};
 use crate::rest::auth::{bearer_token, ApiError};
+use crate::writer::write_loop;
 
 /// How long a user's second connection waits for the first one to load
 /// the user's chats.
@@ -81,12 +81,14 @@ pub async fn upgrade(
 }
 
 async fn serve(node: Arc<Node>, user: String, socket: UpgradeFut) -> Result<(), WebSocketError> {
-    let mut ws = socket.await?;
-    ws.set_auto_pong(false);
-    ws.set_auto_close(false);
+    // fastwebsockets reads frames; the writer writes the socket itself (see
+    // `writer`), so fastwebsockets' write half gets a sink.
+    let (read, write) = tokio::io::split(socket.await?.into_inner());
+    let (mut read, _) = fastwebsockets::after_handshake_split(read, tokio::io::sink(), Role::Server);
+    read.set_auto_pong(false);
+    read.set_auto_close(false);
     // A frame of exactly the limit is allowed; the check is "len >= max".
-    ws.set_max_message_size(MAX_FRAME_BYTES + 1);
-    let (read, write) = ws.split(tokio::io::split);
+    read.set_max_message_size(MAX_FRAME_BYTES + 1);
 
     let id = node.next_connection.fetch_add(1, Ordering::Relaxed);
     let (queue, outbound) = mpsc::channel(node.settings.outbound_queue);
@@ -142,8 +144,6 @@ fn close_reason(code: Option<u16>) -> &'static str {
 }
 
 type ReadHalf = fastwebsockets::WebSocketRead<tokio::io::ReadHalf<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>>;
-type WriteHalf =
-    fastwebsockets::WebSocketWrite<tokio::io::WriteHalf<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>>;
 
 struct Reader<'a> {
     node: &'a Arc<Node>,
@@ -352,110 +352,4 @@ impl Reader<'_> {
         let all = since.into_iter().map(|(chat, _)| chat).collect();
         self.reply(Outbound::SyncEnd(Box::new(SyncEnd { reference, synced, all }))).await;
     }
-}
-
-async fn write_loop(
-    handle: &ClientHandle,
-    mut write: WriteHalf,
-    mut outbound: mpsc::Receiver<Outbound>,
-    hold_limit: usize,
-) {
-    let mut cursors = Cursors::on_connect();
-    let hold_until = tokio::time::Instant::now() + CONNECT_HOLD;
-    loop {
-        let holding = cursors.is_holding_all();
-        let item = tokio::select! {
-            biased;
-            _ = handle.closed() => {
-                let code = handle.close_code().unwrap_or(close::NORMAL);
-                let _ = write.write_frame(Frame::close(code, close_text(code).as_bytes())).await;
-                break;
-            }
-            item = outbound.recv() => item,
-            _ = tokio::time::sleep_until(hold_until), if holding => Some(Outbound::Release),
-        };
-        let Some(item) = item else { break };
-        let written = match item {
-            Outbound::Frame(frame) => text(&mut write, frame.kind, &frame.bytes).await,
-            Outbound::Event(event) => {
-                if !cursors.hold(&event) {
-                    if cursors.admit(event.chat, event.id) {
-                        let written = text(&mut write, event.kind, &event.frame).await;
-                        let delay = now_ms().saturating_sub(event.stored_at);
-                        metrics::histogram!("chat_delivery_duration_seconds").record(delay as f64 / 1000.0);
-                        written
-                    } else {
-                        Ok(())
-                    }
-                } else if cursors.held_len() <= hold_limit {
-                    Ok(())
-                } else if cursors.is_holding_all() {
-                    // Waiting for a first frame is not worth more than this.
-                    let released = cursors.release();
-                    replay(&mut write, &mut cursors, released).await
-                } else {
-                    if handle.close(close::SLOW_CONSUMER) {
-                        metrics::counter!("chat_slow_consumer_disconnects_total").increment(1);
-                    }
-                    Ok(())
-                }
-            }
-            Outbound::SyncBegin(chats) => {
-                cursors.begin_sync(&chats);
-                Ok(())
-            }
-            Outbound::Release => {
-                let released = cursors.release();
-                replay(&mut write, &mut cursors, released).await
-            }
-            Outbound::Replay(events) => replay(&mut write, &mut cursors, events).await,
-            Outbound::SyncEnd(end) => {
-                let (synced, release) = cursors.end_sync(&end.all, &end.synced);
-                match text(&mut write, "ack", &render::ack_synced(&end.reference, &synced)).await {
-                    Ok(()) => replay(&mut write, &mut cursors, release).await,
-                    Err(e) => Err(e),
-                }
-            }
-            Outbound::Pong(payload) => write.write_frame(Frame::pong(Payload::Borrowed(&payload))).await,
-            Outbound::Close(code, reason) => {
-                let _ = write.write_frame(Frame::close(code, reason.as_bytes())).await;
-                handle.close(code);
-                break;
-            }
-        };
-        if written.is_err() {
-            handle.close(close::NORMAL);
-            break;
-        }
-    }
-}
-
-fn close_text(code: u16) -> &'static str {
-    match code {
-        close::HEARTBEAT_TIMEOUT => "heartbeat timeout",
-        close::SLOW_CONSUMER => "slow consumer",
-        close::MESSAGE_TOO_BIG => "frame too large",
-        close::GOING_AWAY => "server going away",
-        close::SERVICE_RESTART => "server restarting; reconnect",
-        close::PROTOCOL_ERROR => "protocol error",
-        _ => "",
-    }
-}
-
-async fn text(write: &mut WriteHalf, kind: &'static str, frame: &Bytes) -> Result<(), WebSocketError> {
-    metrics::counter!("chat_frames_out_total", "type" => kind).increment(1);
-    write.write_frame(Frame::text(Payload::Borrowed(frame))).await
-}
-
-async fn replay(
-    write: &mut WriteHalf,
-    cursors: &mut Cursors,
-    events: Vec<Arc<RenderedEvent>>,
-) -> Result<(), WebSocketError> {
-    for event in events {
-        if cursors.admit(event.chat, event.id) {
-            text(write, event.kind, &event.frame).await?;
-        }
-    }
-    Ok(())
 }

@@ -4,7 +4,8 @@
 //!
 //! - [`server`]: the router and the serve loop.
 //! - [`node`]: one process and what it holds; standalone wiring.
-//! - [`client`]: one connection's reader and writer.
+//! - [`client`]: one connection: authentication, then its reader.
+//! - [`writer`]: one connection's writer (batched frames, one write).
 //! - [`handle`]: the node's grip on a connection (queue, close, heartbeat).
 //! - [`outbound`]: the writer's queue items and per-chat cursors.
 //! - [`hub`]: local users, chat subscriptions, fan-out.
@@ -26,3 +27,4 @@ pub mod presence;
 pub mod rest;
 pub mod secret;
 pub mod server;
+pub mod writer;
