@@ -113,6 +113,17 @@ impl Broker {
         }
     }
 
+    /// Publishes `events` in order, over Redis in one round trip.
+    pub async fn publish_all(&self, events: Vec<Event>) -> Result<(), BusError> {
+        match self {
+            Broker::Memory(b) => {
+                events.into_iter().for_each(|event| b.publish(event));
+                Ok(())
+            }
+            Broker::Redis(b) => b.publish_all(&events).await,
+        }
+    }
+
     /// The node wants `chat`'s events from now on (its first local member
     /// connected). In memory everything reaches the one node anyway.
     pub fn subscribe_chat(&self, chat: ChatId) {

@@ -118,20 +118,19 @@ impl Processor {
         result
     }
 
-    /// Publishes each command's events, then its reply, in batch order.
-    /// Returns false if anything failed to publish: the caller then leaves
-    /// the commands unacknowledged, and their redelivery publishes again.
+    /// Publishes each command's events, then its reply, in batch order, all
+    /// in one round trip. Returns false if publishing failed: the caller
+    /// then leaves the commands unacknowledged, and their redelivery
+    /// publishes again.
     pub async fn publish_outcomes(&self, batch: &[CommandEnvelope], results: Results) -> bool {
-        let mut all = true;
+        let mut events = Vec::with_capacity(batch.len() * 2);
         for (envelope, result) in batch.iter().zip(results) {
             let label = envelope.command.label();
             let outcome = match result {
                 Ok(outcome) => {
                     metrics::counter!("chat_worker_commands_total", "type" => label, "outcome" => "applied")
                         .increment(1);
-                    for event in outcome.events {
-                        all &= self.publish(Event::Chat(Arc::new(event))).await;
-                    }
+                    events.extend(outcome.events.into_iter().map(|event| Event::Chat(Arc::new(event))));
                     Ok(outcome.applied)
                 }
                 Err(refusal) => {
@@ -140,24 +139,18 @@ impl Processor {
                     Err(refusal)
                 }
             };
-            all &= self
-                .publish(Event::Reply {
-                    origin: envelope.origin.clone(),
-                    reference: envelope.reference.clone(),
-                    result: outcome,
-                    received_at: envelope.received_at,
-                })
-                .await;
+            events.push(Event::Reply {
+                origin: envelope.origin.clone(),
+                reference: envelope.reference.clone(),
+                result: outcome,
+                received_at: envelope.received_at,
+            });
         }
-        all
-    }
-
-    async fn publish(&self, event: Event) -> bool {
-        match self.broker.publish(event).await {
+        match self.broker.publish_all(events).await {
             Ok(()) => true,
             Err(e) => {
                 metrics::counter!("chat_redis_errors_total", "op" => "publish").increment(1);
-                tracing::warn!(error = %e, "publishing an event failed");
+                tracing::warn!(error = %e, "publishing events failed");
                 false
             }
         }
