@@ -6,6 +6,8 @@
 //! is idempotent on (chat, sender, clientMessageId), `delete` of a deleted
 //! message acknowledges without a new event, and marks only move forward.
 
+use std::collections::HashSet;
+
 use serde_json::Value;
 use sqlx::{Any, Transaction};
 
@@ -48,24 +50,45 @@ impl Store {
         redelivery: bool,
     ) -> Result<Vec<Result<Outcome, Refusal>>, StoreError> {
         let mut tx = self.writer.begin().await?;
+        let recorded = if redelivery { recorded_ids(&mut tx, batch).await? } else { HashSet::new() };
         let mut results = Vec::with_capacity(batch.len());
-        for submitted in batch {
-            let recorded = if redelivery { already_applied(&mut tx, submitted.id).await? } else { None };
-            let result = match recorded {
-                Some(recorded) => recorded,
+        let mut records = Vec::new();
+        for (index, submitted) in batch.iter().enumerate() {
+            let earlier = match recorded.contains(submitted.id) {
+                true => already_applied(&mut tx, submitted.id).await?,
+                false => None,
+            };
+            let result = match earlier {
+                Some(earlier) => earlier,
                 None => {
                     let result = apply(&mut tx, submitted.user, submitted.command, now).await?;
                     if redelivery {
-                        record(&mut tx, submitted, &result, now).await?;
+                        records.push(index);
                     }
                     result
                 }
             };
             results.push(result);
         }
+        record(&mut tx, batch, &records, &results, now).await?;
         tx.commit().await?;
         Ok(results)
     }
+}
+
+/// Which of `batch`'s commands were applied before (a redelivery after a
+/// worker died between commit and acknowledgement): one query per batch.
+async fn recorded_ids(tx: &mut Tx, batch: &[Submitted<'_>]) -> Result<HashSet<String>, StoreError> {
+    if batch.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let placeholders = (1..=batch.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+    let sql = format!("SELECT id FROM processed_commands WHERE id IN ({placeholders})");
+    let mut query = sqlx::query_as::<_, (String,)>(&sql);
+    for submitted in batch {
+        query = query.bind(submitted.id);
+    }
+    Ok(query.fetch_all(&mut **tx).await?.into_iter().map(|(id,)| id).collect())
 }
 
 /// The recorded outcome of command `id`, if it was applied before (a
@@ -93,33 +116,45 @@ async fn already_applied(tx: &mut Tx, id: &str) -> Result<Option<Result<Outcome,
     Ok(Some(Ok(Outcome { applied, events })))
 }
 
+/// Records the outcome of `batch[i]` for each `i` in `indices`, in one
+/// statement. `DO NOTHING` keeps a command listed twice in one batch (which
+/// the streams do not produce) from failing the whole batch.
 async fn record(
     tx: &mut Tx,
-    submitted: &Submitted<'_>,
-    result: &Result<Outcome, Refusal>,
+    batch: &[Submitted<'_>],
+    indices: &[usize],
+    results: &[Result<Outcome, Refusal>],
     now: Millis,
 ) -> Result<(), StoreError> {
-    let (first, last) = match result {
-        Ok(outcome) => match (outcome.events.first(), outcome.events.last()) {
-            (Some(first), Some(last)) => (first.id, last.id),
-            _ => (0, -1),
-        },
-        Err(_) => (0, -1),
-    };
-    let reply: Result<&Applied, &Refusal> = result.as_ref().map(|o| &o.applied);
-    let reply = serde_json::to_string(&reply).unwrap_or_default();
-    sqlx::query(
+    if indices.is_empty() {
+        return Ok(());
+    }
+    let rows = (0..indices.len())
+        .map(|row| {
+            let p = row * 6;
+            format!("(${}, ${}, ${}, ${}, ${}, ${})", p + 1, p + 2, p + 3, p + 4, p + 5, p + 6)
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let sql = format!(
         "INSERT INTO processed_commands (id, chat_id, first_event_id, last_event_id, result, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(submitted.id)
-    .bind(submitted.command.chat_id())
-    .bind(first)
-    .bind(last)
-    .bind(reply)
-    .bind(now)
-    .execute(&mut **tx)
-    .await?;
+         VALUES {rows} ON CONFLICT (id) DO NOTHING"
+    );
+    let mut query = sqlx::query(&sql);
+    for &index in indices {
+        let (submitted, result) = (&batch[index], &results[index]);
+        let (first, last) = match result {
+            Ok(outcome) => match (outcome.events.first(), outcome.events.last()) {
+                (Some(first), Some(last)) => (first.id, last.id),
+                _ => (0, -1),
+            },
+            Err(_) => (0, -1),
+        };
+        let reply: Result<&Applied, &Refusal> = result.as_ref().map(|o| &o.applied);
+        let reply = serde_json::to_string(&reply).unwrap_or_default();
+        query = query.bind(submitted.id).bind(submitted.command.chat_id()).bind(first).bind(last).bind(reply).bind(now);
+    }
+    query.execute(&mut **tx).await?;
     Ok(())
 }
 

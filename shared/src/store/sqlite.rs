@@ -22,6 +22,15 @@ fn migrator() -> &'static sqlx::migrate::Migrator {
     })
 }
 
+/// No ping before a pooled connection is handed out: it cost a round trip to
+/// sqlx's SQLite thread on every transaction, the hottest path there is, and
+/// a connection to a local file does not die the way a server's does.
+/// (PostgreSQL keeps the ping: after a server restart it is what keeps a
+/// dead connection from failing a request.)
+fn sqlite_pool_options(max: u32) -> sqlx::any::AnyPoolOptions {
+    pool_options(max).test_before_acquire(false)
+}
+
 pub(super) async fn open(url: &str) -> Result<Store, StoreError> {
     if let Some(dir) = file_path(url).and_then(|p| Path::new(p).parent().map(Path::to_path_buf)) {
         if !dir.as_os_str().is_empty() {
@@ -30,11 +39,15 @@ pub(super) async fn open(url: &str) -> Result<Store, StoreError> {
         }
     }
     let url = if url.contains('?') { url.to_owned() } else { format!("{url}?mode=rwc") };
-    let writer =
-        pool_options(1).after_connect(|conn, _| Box::pin(async move { pragmas(conn).await })).connect(&url).await?;
+    let writer = sqlite_pool_options(1)
+        .after_connect(|conn, _| Box::pin(async move { pragmas(conn).await }))
+        .connect(&url)
+        .await?;
     migrate(&writer).await?;
-    let reader =
-        pool_options(4).after_connect(|conn, _| Box::pin(async move { pragmas(conn).await })).connect(&url).await?;
+    let reader = sqlite_pool_options(4)
+        .after_connect(|conn, _| Box::pin(async move { pragmas(conn).await }))
+        .connect(&url)
+        .await?;
     Ok(Store { writer, reader, backend: Backend::Sqlite })
 }
 
