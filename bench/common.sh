@@ -26,3 +26,13 @@ bench_wait_ready() {
     done
     echo "bench: gateway on $1 not ready" >&2; return 1
 }
+
+# bench_floor NAME [FLOOR-ARGS...]: `loadtest floor` at the fan-out rate,
+# its command in NAME.cmd and its summary in NAME.txt.
+bench_floor() {
+    local name=$1; shift
+    local cmd=(target/release/loadtest floor --connections 2000 --rate 20000 --duration 10 "$@")
+    echo "${cmd[*]}" > "$results/$name.cmd"
+    echo; echo "bench: $name: ${cmd[*]}"
+    "${cmd[@]}" | tee "$results/$name.txt"
+}

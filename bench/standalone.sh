@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks of a standalone gateway (SQLite, in-process worker) on this
 # machine. Each scenario gets a fresh server. Usage:
-#   bench/standalone.sh [idle fanout fanout-max fanout-g100 fanout-g1000 receipts churn silent reconnect]
+#   bench/standalone.sh [idle fanout fanout-max fanout-g100 fanout-g1000 receipts churn silent reconnect floor]
 # (default: all). Results: bench/results/<date>-standalone/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,7 +22,7 @@ start_server() {
     urls=(--ws-url "ws://127.0.0.1:$port/ws" --http-url "http://127.0.0.1:$port" --data-dir "$data" --server-pid "$server_pid")
 }
 
-scenarios=("${@:-idle fanout fanout-max fanout-g100 fanout-g1000 receipts churn silent reconnect}")
+scenarios=("${@:-idle fanout fanout-max fanout-g100 fanout-g1000 receipts churn silent reconnect floor}")
 for scenario in ${scenarios[*]}; do
     case $scenario in
         idle) start_server; bench_run idle idle --connections 19000 --connect-rate 3000 --duration 20 "${urls[@]}" ;;
@@ -34,6 +34,8 @@ for scenario in ${scenarios[*]}; do
         churn) start_server; bench_run churn churn --connections 2000 --churn-rate 200 --duration 20 "${urls[@]}" ;;
         silent) start_server HEARTBEAT_TIMEOUT_MS=5000; bench_run silent silent --connections 10000 --group-size 10 --heartbeat-timeout-ms 5000 --ping-ms 2000 --connect-rate 3000 --duration 15 "${urls[@]}" ;;
         reconnect) start_server; bench_run reconnect reconnect --connections 19000 --group-size 10 --rate 200 --connect-rate 3000 --duration 20 "${urls[@]}" ;;
+        # No server: the kernel's cost of the writes alone (see docs/benchmarks.md).
+        floor) bench_floor floor ; bench_floor floor-tasks --via-tasks ;;
         *) echo "bench: unknown scenario $scenario" >&2; exit 2 ;;
     esac
 done

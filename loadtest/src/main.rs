@@ -7,6 +7,7 @@ mod agent;
 mod charts;
 mod conn;
 mod coordinator;
+mod floor;
 mod plan;
 mod procstat;
 mod report;
@@ -26,9 +27,15 @@ struct Cli {
 enum Command {
     /// Run a scenario and report.
     Run(Box<plan::Plan>),
+    /// Measure the kernel's cost of small loopback writes alone: the floor
+    /// under a server's CPU per delivery on this machine.
+    Floor(floor::FloorArgs),
     /// Internal: one agent process of a run.
     #[command(hide = true)]
     Agent { spec: std::path::PathBuf },
+    /// Internal: the reading end of `floor`.
+    #[command(hide = true)]
+    FloorSink { address: String, connections: usize },
 }
 
 #[tokio::main]
@@ -37,6 +44,8 @@ async fn main() -> anyhow::Result<()> {
     let _ = rlimit::increase_nofile_limit(u64::MAX);
     match Cli::parse().command {
         Command::Run(plan) => coordinator::run(*plan).await,
+        Command::Floor(args) => floor::run(args).await,
+        Command::FloorSink { address, connections } => floor::sink(address, connections).await,
         Command::Agent { spec } => {
             let spec: plan::AgentSpec = serde_json::from_slice(&std::fs::read(spec)?)?;
             agent::run(spec).await?;
