@@ -1,7 +1,6 @@
 //! One simulated client: a WebSocket from a chosen source address, a
 //! reader that measures what arrives, and a channel of frames to send.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,7 +11,7 @@ use tokio::net::TcpSocket;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::state::AgentState;
+use crate::state::{AgentState, Seen};
 
 /// How a connection behaves.
 #[derive(Debug, Clone, Copy)]
@@ -61,7 +60,7 @@ pub async fn open(
     let (orders, mut inbox) = mpsc::channel::<Order>(1024);
     let task = tokio::spawn(async move {
         let (mut tx, mut rx) = ws.split();
-        let mut last_ids: HashMap<i64, i64> = HashMap::new();
+        let mut seen = Seen::default();
         let mut ping = tokio::time::interval(Duration::from_millis(state.ping_ms));
         ping.tick().await;
         loop {
@@ -69,7 +68,7 @@ pub async fn open(
                 frame = rx.next() => match frame {
                     Some(Ok(Message::Text(text))) => {
                         let Ok(frame) = serde_json::from_str::<Value>(&text) else { continue };
-                        let replies = state.observe(user, &frame, &mut last_ids, behaviour);
+                        let replies = state.observe(user, &frame, &mut seen, behaviour);
                         for reply in replies {
                             if tx.send(Message::text(reply.to_string())).await.is_err() {
                                 break;

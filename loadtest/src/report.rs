@@ -117,7 +117,7 @@ fn print_summary(plan: &Plan, r: &Value) {
         "deliveries (expected, lost)",
         format!("{} ({}, {})", c["deliveries"], r["expected_deliveries"], r["lost_deliveries"]),
     );
-    row("duplicates / out of order", format!("{} / {}", c["duplicates"], c["out_of_order"]));
+    row("dups / out of order / filled in", format!("{} / {} / {}", c["duplicates"], c["out_of_order"], c["filled_in"]));
     row(
         "acked msgs/s, deliveries/s",
         format!(

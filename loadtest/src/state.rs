@@ -1,7 +1,7 @@
 //! An agent's shared measurement state: counters, histograms, the timeline,
 //! and the rules for reading what arrives (delivery order, latencies).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -16,6 +16,14 @@ pub fn now_us() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
 }
 
+/// What one connection has received per chat: every event id (to tell a
+/// duplicate), and the newest (to tell order).
+#[derive(Default)]
+pub struct Seen {
+    last: HashMap<i64, i64>,
+    ids: HashSet<(i64, i64)>,
+}
+
 #[derive(Default)]
 struct Atomics {
     connected: AtomicU64,
@@ -27,6 +35,7 @@ struct Atomics {
     deliveries: AtomicU64,
     duplicates: AtomicU64,
     out_of_order: AtomicU64,
+    filled_in: AtomicU64,
     marks_acked: AtomicU64,
     presence_events: AtomicU64,
     synced: AtomicU64,
@@ -105,19 +114,13 @@ impl AgentState {
     }
 
     /// Reads one frame; returns frames to send in response (marks).
-    pub fn observe(
-        &self,
-        user: usize,
-        frame: &Value,
-        last_ids: &mut HashMap<i64, i64>,
-        behaviour: Behaviour,
-    ) -> Vec<Value> {
+    pub fn observe(&self, user: usize, frame: &Value, seen: &mut Seen, behaviour: Behaviour) -> Vec<Value> {
         let now = now_us();
         match frame["type"].as_str() {
             Some("new") => {
                 self.n.deliveries.fetch_add(1, Ordering::Relaxed);
                 self.tick(|t| t.2 += 1);
-                self.check_order(frame, last_ids);
+                self.check_order(frame, seen);
                 if let Some(sent) = frame["message"].as_str().and_then(|m| m.parse::<u64>().ok()) {
                     let _ =
                         self.delivery.lock().unwrap_or_else(|e| e.into_inner()).record(now.saturating_sub(sent).max(1));
@@ -131,7 +134,7 @@ impl AgentState {
                     ];
                 }
             }
-            Some("edit") | Some("delete") | Some("dlvrd") | Some("read") => self.check_order(frame, last_ids),
+            Some("edit") | Some("delete") | Some("dlvrd") | Some("read") => self.check_order(frame, seen),
             Some("ack") => match frame["ref"].as_str() {
                 Some("m") => {
                     self.n.marks_acked.fetch_add(1, Ordering::Relaxed);
@@ -169,12 +172,19 @@ impl AgentState {
         Vec::new()
     }
 
-    /// A chat's persisted events must arrive with consecutive ids.
-    fn check_order(&self, frame: &Value, last_ids: &mut HashMap<i64, i64>) {
+    /// A chat's persisted events must arrive once each, with consecutive
+    /// ids. An id seen before on the connection is a duplicate; one below the
+    /// newest but never seen is a `sync` filling in under live delivery,
+    /// which the protocol allows; a jump forward is out of order.
+    fn check_order(&self, frame: &Value, seen: &mut Seen) {
         let (Some(chat), Some(id)) = (frame["chatId"].as_i64(), frame["id"].as_i64()) else { return };
-        match last_ids.get(&chat).copied() {
-            Some(last) if id <= last => {
-                self.n.duplicates.fetch_add(1, Ordering::Relaxed);
+        if !seen.ids.insert((chat, id)) {
+            self.n.duplicates.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        match seen.last.get(&chat).copied() {
+            Some(last) if id < last => {
+                self.n.filled_in.fetch_add(1, Ordering::Relaxed);
                 return;
             }
             Some(last) if id != last + 1 => {
@@ -182,7 +192,7 @@ impl AgentState {
             }
             _ => {}
         }
-        last_ids.insert(chat, id);
+        seen.last.insert(chat, id);
     }
 
     pub fn counters(&self) -> Counters {
@@ -198,6 +208,7 @@ impl AgentState {
             deliveries: get(&n.deliveries),
             duplicates: get(&n.duplicates),
             out_of_order: get(&n.out_of_order),
+            filled_in: get(&n.filled_in),
             marks_acked: get(&n.marks_acked),
             presence_events: get(&n.presence_events),
             synced: get(&n.synced),

@@ -20,6 +20,10 @@ pub struct Counters {
     pub deliveries: u64,
     pub duplicates: u64,
     pub out_of_order: u64,
+    /// Events that arrived once but below one already received on the
+    /// connection: a `sync` filling in under live delivery (PROTOCOL.md 4).
+    #[serde(default)]
+    pub filled_in: u64,
     pub marks_acked: u64,
     pub presence_events: u64,
     pub synced: u64,
@@ -36,6 +40,7 @@ impl Counters {
         self.deliveries += o.deliveries;
         self.duplicates += o.duplicates;
         self.out_of_order += o.out_of_order;
+        self.filled_in += o.filled_in;
         self.marks_acked += o.marks_acked;
         self.presence_events += o.presence_events;
         self.synced += o.synced;
