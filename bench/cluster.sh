@@ -3,6 +3,8 @@
 # private Redis and PostgreSQL. Usage:
 #   bench/cluster.sh [ack-latency throughput idle]
 # (default: all). Results: bench/results/<date>-cluster/.
+# SERVER_BIN=DIR runs another build's binaries (LABEL=NAME suffixes the
+# result folder), for a before/after comparison on the same day.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/services.sh
@@ -25,15 +27,15 @@ start_cluster() {
     services_start_redis
     services_start_postgres
     export REDIS_URL=$SERVICES_REDIS_URL DATABASE_URL=$SERVICES_POSTGRES_URL JWT_SECRET=bench-secret DRAIN_SECONDS=1
-    target/release/worker migrate
+    "$server_bin"/worker migrate
     for n in 1 2; do
-        WORKER_ID=worker-$n ADMIN_LISTEN=127.0.0.1:0 target/release/worker > "$results/worker-$n.log" 2>&1 &
+        WORKER_ID=worker-$n ADMIN_LISTEN=127.0.0.1:0 "$server_bin"/worker > "$results/worker-$n.log" 2>&1 &
         pids+=($!)
     done
     ports=()
     for n in 1 2; do
         port=$(services_free_port)
-        NODE_ID=gw-$n target/release/gateway --listen "127.0.0.1:$port" > "$results/gateway-$n.log" 2>&1 &
+        NODE_ID=gw-$n "$server_bin"/gateway --listen "127.0.0.1:$port" > "$results/gateway-$n.log" 2>&1 &
         pids+=($!)
         ports+=("$port")
         bench_wait_ready "$port"

@@ -1,8 +1,12 @@
 # Shared by the benchmark scripts: builds, result folders, running one
 # loadtest scenario with its command recorded next to its report.
 
+# SERVER_BIN: where the gateway and worker binaries come from (default: this
+# checkout's release build), e.g. an older commit's build for a before/after
+# run on the same day; LABEL names such a run's result folder.
 cargo build --release -q -p gateway -p worker -p loadtest
-results="bench/results/$(date -u +%Y-%m-%d)-$1"
+server_bin=${SERVER_BIN:-target/release}
+results="bench/results/$(date -u +%Y-%m-%d)-$1${LABEL:+-$LABEL}"
 mkdir -p "$results"
 echo "bench: results in $results"
 
@@ -11,7 +15,7 @@ echo "bench: results in $results"
 bench_run() {
     local name=$1; shift
     local cmd=(target/release/loadtest run "$@" --report "$results/$name.json" --charts "$results/$name")
-    echo "${cmd[*]}" > "$results/$name.cmd"
+    echo "${SERVER_BIN:+SERVER_BIN=$SERVER_BIN }${cmd[*]}" > "$results/$name.cmd"
     echo; echo "bench: $name: ${cmd[*]}"
     "${cmd[@]}" | tee "$results/$name.txt"
 }

@@ -3,6 +3,8 @@
 # machine. Each scenario gets a fresh server. Usage:
 #   bench/standalone.sh [idle fanout fanout-max fanout-g100 fanout-g1000 receipts churn silent reconnect floor]
 # (default: all). Results: bench/results/<date>-standalone/.
+# SERVER_BIN=DIR runs another build's binaries (LABEL=NAME suffixes the
+# result folder), for a before/after comparison on the same day.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/common.sh standalone
@@ -16,7 +18,7 @@ start_server() {
     stop_server
     data=$(mktemp -d)
     port=$(( (RANDOM % 20000) + 20000 ))
-    env "$@" DRAIN_SECONDS=1 target/release/gateway --listen "127.0.0.1:$port" --data-dir "$data" > "$results/gateway.log" 2>&1 &
+    env "$@" DRAIN_SECONDS=1 "$server_bin"/gateway --listen "127.0.0.1:$port" --data-dir "$data" > "$results/gateway.log" 2>&1 &
     server_pid=$!
     bench_wait_ready "$port"
     urls=(--ws-url "ws://127.0.0.1:$port/ws" --http-url "http://127.0.0.1:$port" --data-dir "$data" --server-pid "$server_pid")

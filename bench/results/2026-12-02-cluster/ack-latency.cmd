@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:35836/ws,ws://127.0.0.1:21991/ws --http-url http://127.0.0.1:35836 --server-pid 12409 --server-pid 12410 --server-pid 12416 --server-pid 12434 --report bench/results/2026-12-02-cluster/ack-latency.json --charts bench/results/2026-12-02-cluster/ack-latency

@@ -1,0 +1,1 @@
+target/release/loadtest run idle --connections 10000 --connect-rate 3000 --duration 15 --ws-url ws://127.0.0.1:23887/ws,ws://127.0.0.1:32066/ws --http-url http://127.0.0.1:23887 --server-pid 12741 --server-pid 12742 --server-pid 12748 --server-pid 12770 --report bench/results/2026-12-02-cluster/idle.json --charts bench/results/2026-12-02-cluster/idle

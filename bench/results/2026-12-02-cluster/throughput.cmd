@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 2 --rate 12000 --duration 20 --ws-url ws://127.0.0.1:26770/ws,ws://127.0.0.1:26568/ws --http-url http://127.0.0.1:26770 --server-pid 12558 --server-pid 12559 --server-pid 12564 --server-pid 12587 --report bench/results/2026-12-02-cluster/throughput.json --charts bench/results/2026-12-02-cluster/throughput

@@ -1,0 +1,1 @@
+node --max-old-space-size=4096 load.js idle --connections 19000 --connect-rate 3000 --duration 20 --url ws://127.0.0.1:30012 --server-pid 12920 --report ../results/2026-12-02-socketio/idle.json --redis-pid 12902

@@ -1,0 +1,1 @@
+target/release/loadtest run churn --connections 2000 --churn-rate 200 --duration 20 --ws-url ws://127.0.0.1:31244/ws --http-url http://127.0.0.1:31244 --data-dir /tmp/tmp.7LAbbAuaG8 --server-pid 12141 --report bench/results/2026-12-02-standalone/churn.json --charts bench/results/2026-12-02-standalone/churn

@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:24633/ws --http-url http://127.0.0.1:24633 --data-dir /tmp/tmp.7Zbo7ctSbI --server-pid 11913 --report bench/results/2026-12-02-standalone/fanout-max.json --charts bench/results/2026-12-02-standalone/fanout-max

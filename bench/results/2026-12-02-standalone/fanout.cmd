@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:20825/ws --http-url http://127.0.0.1:20825 --data-dir /tmp/tmp.L828i3A7GN --server-pid 11866 --report bench/results/2026-12-02-standalone/fanout.json --charts bench/results/2026-12-02-standalone/fanout

@@ -1,0 +1,1 @@
+target/release/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:35437/ws --http-url http://127.0.0.1:35437 --data-dir /tmp/tmp.BL1LdsyU4z --server-pid 11797 --report bench/results/2026-12-02-standalone/idle.json --charts bench/results/2026-12-02-standalone/idle

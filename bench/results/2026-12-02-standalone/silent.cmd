@@ -1,0 +1,1 @@
+target/release/loadtest run silent --connections 10000 --group-size 10 --heartbeat-timeout-ms 5000 --ping-ms 2000 --connect-rate 3000 --duration 15 --ws-url ws://127.0.0.1:21852/ws --http-url http://127.0.0.1:21852 --data-dir /tmp/tmp.5rLbYiHGAc --server-pid 13778 --report bench/results/2026-12-02-standalone/silent.json --charts bench/results/2026-12-02-standalone/silent
