@@ -110,6 +110,24 @@ async fn a_redelivered_command_is_answered_from_its_record() {
 }
 
 #[tokio::test]
+async fn a_command_queued_twice_in_one_batch_is_applied_once() {
+    for (store, _dir) in stores().await {
+        let chat = group(&store, "alice", &["bob"]).await;
+        let commands = [send(chat, "c1", "hello")];
+        let edit = Command::Edit { chat_id: chat, message_id: 1, text: "edited".into(), attachments: json!([]) };
+        let batch = [
+            Submitted { id: "twin-send", user: "alice", command: &commands[0] },
+            Submitted { id: "twin-edit", user: "alice", command: &edit },
+            Submitted { id: "twin-edit", user: "alice", command: &edit },
+        ];
+        let results = store.apply_batch(&batch, 10, true).await.expect("applied");
+        assert_eq!(results[1], results[2], "the twin is answered like the first");
+        let page = store.events_after(chat, "alice", 0, 100).await.expect("log");
+        assert_eq!(page.events.len(), 2, "one new, one edit: {:?}", page.events);
+    }
+}
+
+#[tokio::test]
 async fn marks_change_status_receipts_and_missed() {
     for (store, _dir) in stores().await {
         let chat = group(&store, "alice", &["bob", "carol"]).await;

@@ -6,7 +6,7 @@
 //! is idempotent on (chat, sender, clientMessageId), `delete` of a deleted
 //! message acknowledges without a new event, and marks only move forward.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use serde_json::Value;
 use sqlx::{Any, Transaction};
@@ -51,12 +51,16 @@ impl Store {
     ) -> Result<Vec<Result<Outcome, Refusal>>, StoreError> {
         let mut tx = self.writer.begin().await?;
         let recorded = if redelivery { recorded_ids(&mut tx, batch).await? } else { HashSet::new() };
-        let mut results = Vec::with_capacity(batch.len());
+        let mut results: Vec<Result<Outcome, Refusal>> = Vec::with_capacity(batch.len());
         let mut records = Vec::new();
+        // A command queued twice (a retried XADD whose first reply was lost)
+        // can meet its twin in one batch, before either is recorded.
+        let mut applied_here: HashMap<&str, usize> = HashMap::new();
         for (index, submitted) in batch.iter().enumerate() {
-            let earlier = match recorded.contains(submitted.id) {
-                true => already_applied(&mut tx, submitted.id).await?,
-                false => None,
+            let earlier = match (redelivery, applied_here.get(submitted.id)) {
+                (true, Some(&twin)) => Some(results[twin].clone()),
+                _ if recorded.contains(submitted.id) => already_applied(&mut tx, submitted.id).await?,
+                _ => None,
             };
             let result = match earlier {
                 Some(earlier) => earlier,
@@ -64,6 +68,7 @@ impl Store {
                     let result = apply(&mut tx, submitted.user, submitted.command, now).await?;
                     if redelivery {
                         records.push(index);
+                        applied_here.insert(submitted.id, index);
                     }
                     result
                 }
