@@ -12,6 +12,7 @@
 
 mod chats;
 mod commands;
+mod event_log;
 mod history;
 mod postgres;
 mod retention;

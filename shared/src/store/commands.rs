@@ -11,6 +11,7 @@ use std::collections::{HashMap, HashSet};
 use serde_json::Value;
 use sqlx::{Any, Transaction};
 
+use super::event_log::{decode_event, encode_event, EventLog};
 use super::{Store, StoreError};
 use crate::error::Refusal;
 use crate::marks::{apply_mark, Marks};
@@ -56,6 +57,7 @@ impl Store {
         // A command queued twice (a retried XADD whose first reply was lost)
         // can meet its twin in one batch, before either is recorded.
         let mut applied_here: HashMap<&str, usize> = HashMap::new();
+        let mut log = EventLog::default();
         for (index, submitted) in batch.iter().enumerate() {
             let earlier = match (redelivery, applied_here.get(submitted.id)) {
                 (true, Some(&twin)) => Some(results[twin].clone()),
@@ -65,7 +67,7 @@ impl Store {
             let result = match earlier {
                 Some(earlier) => earlier,
                 None => {
-                    let result = apply(&mut tx, submitted.user, submitted.command, now).await?;
+                    let result = apply(&mut tx, &mut log, submitted.user, submitted.command, now).await?;
                     if redelivery {
                         records.push(index);
                         applied_here.insert(submitted.id, index);
@@ -75,6 +77,7 @@ impl Store {
             };
             results.push(result);
         }
+        log.flush(&mut tx).await?;
         record(&mut tx, batch, &records, &results, now).await?;
         tx.commit().await?;
         Ok(results)
@@ -189,6 +192,7 @@ async fn lock_chat(tx: &mut Tx, chat: ChatId, user: &str) -> Result<Option<(Coun
 
 async fn apply(
     tx: &mut Tx,
+    log: &mut EventLog,
     user: &str,
     command: &Command,
     now: Millis,
@@ -196,13 +200,13 @@ async fn apply(
     let chat = command.chat_id();
     match command {
         Command::Send { client_message_id, text, attachments, .. } => {
-            send(tx, user, chat, client_message_id, text, attachments, now).await
+            send(tx, log, user, chat, client_message_id, text, attachments, now).await
         }
         Command::Edit { message_id, text, attachments, .. } => {
-            edit(tx, user, chat, *message_id, text, attachments, now).await
+            edit(tx, log, user, chat, *message_id, text, attachments, now).await
         }
-        Command::Delete { message_id, .. } => delete(tx, user, chat, *message_id, now).await,
-        Command::Mark { message_id, mark, .. } => mark_range(tx, user, chat, *message_id, *mark, now).await,
+        Command::Delete { message_id, .. } => delete(tx, log, user, chat, *message_id, now).await,
+        Command::Mark { message_id, mark, .. } => mark_range(tx, log, user, chat, *message_id, *mark, now).await,
     }
 }
 
@@ -216,12 +220,13 @@ async fn locked_for(tx: &mut Tx, chat: ChatId, user: &str) -> Result<Result<Coun
     })
 }
 
-/// `new`, the hottest command, in three statements: the chat's counters are
-/// advanced in the statement that locks the row and checks membership, the
-/// message insert doubles as the idempotency check, then the event. A retry
-/// (rare) puts the counters back.
+/// `new`, the hottest command, in two statements: the chat's counters are
+/// advanced in the statement that locks the row and checks membership, and
+/// the message insert doubles as the idempotency check; its event joins the
+/// batch's log. A retry (rare) puts the counters back.
 async fn send(
     tx: &mut Tx,
+    log: &mut EventLog,
     user: &str,
     chat: ChatId,
     client_message_id: &str,
@@ -301,7 +306,7 @@ async fn send(
             attachments: attachments.clone(),
         },
     };
-    insert_event(tx, &event).await?;
+    log.append(&event);
     Ok(Ok(Outcome {
         applied: Applied {
             chat_id: chat,
@@ -336,6 +341,7 @@ async fn own_message(
 #[allow(clippy::too_many_arguments)]
 async fn edit(
     tx: &mut Tx,
+    log: &mut EventLog,
     user: &str,
     chat: ChatId,
     message_id: MessageId,
@@ -370,7 +376,7 @@ async fn edit(
         timestamp: now,
         kind: EventKind::Edit { text: text.to_owned(), attachments: attachments.clone() },
     };
-    insert_event(tx, &event).await?;
+    log.append(&event);
     Ok(Ok(Outcome {
         applied: Applied { chat_id: chat, message_id, client_message_id: None, timestamp: now },
         events: vec![event],
@@ -379,6 +385,7 @@ async fn edit(
 
 async fn delete(
     tx: &mut Tx,
+    log: &mut EventLog,
     user: &str,
     chat: ChatId,
     message_id: MessageId,
@@ -407,6 +414,8 @@ async fn delete(
     .bind(now)
     .execute(&mut **tx)
     .await?;
+    // The message's earlier events may still be in this batch's log.
+    log.flush(tx).await?;
     redact_events(tx, chat, message_id).await?;
     let event = ChatEvent {
         chat_id: chat,
@@ -416,7 +425,7 @@ async fn delete(
         timestamp: now,
         kind: EventKind::Delete,
     };
-    insert_event(tx, &event).await?;
+    log.append(&event);
     Ok(Ok(Outcome {
         applied: Applied { chat_id: chat, message_id, client_message_id: None, timestamp: now },
         events: vec![event],
@@ -454,6 +463,7 @@ async fn redact_events(tx: &mut Tx, chat: ChatId, message_id: MessageId) -> Resu
 
 async fn mark_range(
     tx: &mut Tx,
+    log: &mut EventLog,
     user: &str,
     chat: ChatId,
     m: MessageId,
@@ -498,7 +508,7 @@ async fn mark_range(
             timestamp: range.at,
             kind: EventKind::Mark { mark: range.kind },
         };
-        insert_event(tx, &event).await?;
+        log.append(&event);
         events.push(event);
     }
     if !events.is_empty() {
@@ -522,36 +532,4 @@ async fn next_event_id(tx: &mut Tx, chat: ChatId, previous: EventId) -> Result<E
     let id = previous + 1;
     sqlx::query("UPDATE chats SET last_event_id = $2 WHERE id = $1").bind(chat).bind(id).execute(&mut **tx).await?;
     Ok(id)
-}
-
-fn kind_column(kind: &EventKind) -> &'static str {
-    match kind {
-        EventKind::New { .. } => "new",
-        EventKind::Edit { .. } => "edit",
-        EventKind::Delete => "delete",
-        EventKind::Mark { mark } => mark.as_str(),
-    }
-}
-
-async fn insert_event(tx: &mut Tx, event: &ChatEvent) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO events (chat_id, id, message_id, kind, payload, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(event.chat_id)
-    .bind(event.id)
-    .bind(event.message_id)
-    .bind(kind_column(&event.kind))
-    .bind(encode_event(event))
-    .bind(event.timestamp)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-pub(super) fn encode_event(event: &ChatEvent) -> String {
-    serde_json::to_string(event).unwrap_or_default()
-}
-
-pub(super) fn decode_event(payload: &str) -> Result<ChatEvent, StoreError> {
-    serde_json::from_str(payload).map_err(|e| StoreError::Corrupt(format!("event payload: {e}")))
 }

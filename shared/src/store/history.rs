@@ -1,7 +1,7 @@
 //! Reading a chat back: history pages and receipts (REST), and the event log
 //! replay behind `sync` (PROTOCOL.md 4).
 
-use super::commands::decode_event;
+use super::event_log::decode_event;
 use super::{members_of, membership, Store, StoreError, StoreRefusal};
 use crate::error::{ErrorCode, Refusal};
 use crate::marks::{timestamp_of, MarkedRange};
