@@ -12,7 +12,7 @@ use serde_json::Value;
 use sqlx::{Any, Transaction};
 
 use super::event_log::{decode_event, encode_event, EventLog};
-use super::{Store, StoreError};
+use super::{values_placeholders, Store, StoreError};
 use crate::error::Refusal;
 use crate::marks::{apply_mark, Marks};
 use crate::model::{Applied, ChatEvent, ChatId, Command, EventId, EventKind, MarkKind, MessageId, Millis};
@@ -137,13 +137,7 @@ async fn record(
     if indices.is_empty() {
         return Ok(());
     }
-    let rows = (0..indices.len())
-        .map(|row| {
-            let p = row * 6;
-            format!("(${}, ${}, ${}, ${}, ${}, ${})", p + 1, p + 2, p + 3, p + 4, p + 5, p + 6)
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
+    let rows = values_placeholders(indices.len(), 6);
     let sql = format!(
         "INSERT INTO processed_commands (id, chat_id, first_event_id, last_event_id, result, created_at) \
          VALUES {rows} ON CONFLICT (id) DO NOTHING"

@@ -6,7 +6,7 @@
 
 use sqlx::AnyConnection;
 
-use super::StoreError;
+use super::{values_placeholders, StoreError};
 use crate::model::{ChatEvent, ChatId, EventId, EventKind, MessageId, Millis};
 
 /// Rows per `INSERT`, well under both databases' limits on parameters.
@@ -28,13 +28,7 @@ impl EventLog {
     /// Inserts what was appended, in order.
     pub async fn flush(&mut self, conn: &mut AnyConnection) -> Result<(), StoreError> {
         for chunk in self.rows.chunks(ROWS_PER_INSERT) {
-            let values = (0..chunk.len())
-                .map(|row| {
-                    let p = row * 6;
-                    format!("(${}, ${}, ${}, ${}, ${}, ${})", p + 1, p + 2, p + 3, p + 4, p + 5, p + 6)
-                })
-                .collect::<Vec<_>>()
-                .join(", ");
+            let values = values_placeholders(chunk.len(), 6);
             let sql =
                 format!("INSERT INTO events (chat_id, id, message_id, kind, payload, created_at) VALUES {values}");
             let mut query = sqlx::query(&sql);
