@@ -75,6 +75,7 @@ pub async fn run(spec: AgentSpec) -> anyhow::Result<()> {
 
     let mut orders = BufReader::new(tokio::io::stdin()).lines();
     wait_for(&mut orders, "go").await;
+    state.set_measuring(true);
 
     let (stop_tx, mut stop_rx) = mpsc::channel::<String>(4);
     tokio::spawn(async move {
@@ -96,6 +97,7 @@ pub async fn run(spec: AgentSpec) -> anyhow::Result<()> {
         }
         Scenario::Churn => churn(&spec, &state, &mut connections, &mut stop_rx, &token, &url_of).await,
     }
+    state.set_measuring(false);
     // Let what is in flight arrive, then leave.
     settle(&state).await;
     for connection in connections.iter().flatten() {

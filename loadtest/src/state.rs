@@ -2,7 +2,7 @@
 //! and the rules for reading what arrives (delivery order, latencies).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -36,6 +36,10 @@ struct Atomics {
     duplicates: AtomicU64,
     out_of_order: AtomicU64,
     filled_in: AtomicU64,
+    /// Between `go` and `stop`: what arrives then counts toward the rates.
+    measuring: AtomicBool,
+    acked_in_phase: AtomicU64,
+    deliveries_in_phase: AtomicU64,
     marks_acked: AtomicU64,
     presence_events: AtomicU64,
     synced: AtomicU64,
@@ -94,6 +98,17 @@ impl AgentState {
         self.n.connect_failures.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// The measured phase begins (`go`) or ends (`stop`). Rates count only
+    /// what arrives in between: a backlog drained after the load stopped
+    /// would otherwise pass for throughput under load.
+    pub fn set_measuring(&self, on: bool) {
+        self.n.measuring.store(on, Ordering::Relaxed);
+    }
+
+    fn measuring(&self) -> bool {
+        self.n.measuring.load(Ordering::Relaxed)
+    }
+
     pub fn disconnected(&self) {
         self.n.disconnects.fetch_add(1, Ordering::Relaxed);
     }
@@ -119,6 +134,9 @@ impl AgentState {
         match frame["type"].as_str() {
             Some("new") => {
                 self.n.deliveries.fetch_add(1, Ordering::Relaxed);
+                if self.measuring() {
+                    self.n.deliveries_in_phase.fetch_add(1, Ordering::Relaxed);
+                }
                 self.tick(|t| t.2 += 1);
                 self.check_order(frame, seen);
                 if let Some(sent) = frame["message"].as_str().and_then(|m| m.parse::<u64>().ok()) {
@@ -142,6 +160,9 @@ impl AgentState {
                 Some("sync") => self.synced(),
                 Some(reference) => {
                     self.n.acked.fetch_add(1, Ordering::Relaxed);
+                    if self.measuring() {
+                        self.n.acked_in_phase.fetch_add(1, Ordering::Relaxed);
+                    }
                     self.tick(|t| t.1 += 1);
                     if let Some(sent) = reference.strip_prefix("s").and_then(|s| s.parse::<u64>().ok()) {
                         let _ =
@@ -209,6 +230,8 @@ impl AgentState {
             duplicates: get(&n.duplicates),
             out_of_order: get(&n.out_of_order),
             filled_in: get(&n.filled_in),
+            acked_in_phase: get(&n.acked_in_phase),
+            deliveries_in_phase: get(&n.deliveries_in_phase),
             marks_acked: get(&n.marks_acked),
             presence_events: get(&n.presence_events),
             synced: get(&n.synced),

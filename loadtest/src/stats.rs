@@ -24,6 +24,11 @@ pub struct Counters {
     /// connection: a `sync` filling in under live delivery (PROTOCOL.md 4).
     #[serde(default)]
     pub filled_in: u64,
+    /// Acks and deliveries that arrived during the measured phase.
+    #[serde(default)]
+    pub acked_in_phase: u64,
+    #[serde(default)]
+    pub deliveries_in_phase: u64,
     pub marks_acked: u64,
     pub presence_events: u64,
     pub synced: u64,
@@ -41,6 +46,8 @@ impl Counters {
         self.duplicates += o.duplicates;
         self.out_of_order += o.out_of_order;
         self.filled_in += o.filled_in;
+        self.acked_in_phase += o.acked_in_phase;
+        self.deliveries_in_phase += o.deliveries_in_phase;
         self.marks_acked += o.marks_acked;
         self.presence_events += o.presence_events;
         self.synced += o.synced;
