@@ -133,8 +133,9 @@ impl RedisBroker {
     /// whole batch instead of one per event, which is what bounds a shard's
     /// throughput and its acks' latency. A single connection keeps them in
     /// order; on error an unknown prefix may have gone out, which the
-    /// redelivery that follows repeats (gateways drop what they already
-    /// delivered by event id).
+    /// redelivery that follows repeats (gateways drop chat events they
+    /// already delivered by id; a reply may reach its client twice, as it
+    /// could when events were published one by one).
     pub async fn publish_all(&self, events: &[Event]) -> Result<(), BusError> {
         if events.is_empty() {
             return Ok(());
