@@ -59,10 +59,10 @@ impl Store {
         let mut applied_here: HashMap<&str, usize> = HashMap::new();
         let mut log = EventLog::default();
         for (index, submitted) in batch.iter().enumerate() {
-            let earlier = match (redelivery, applied_here.get(submitted.id)) {
-                (true, Some(&twin)) => Some(results[twin].clone()),
-                _ if recorded.contains(submitted.id) => already_applied(&mut tx, submitted.id).await?,
-                _ => None,
+            let earlier = match applied_here.get(submitted.id) {
+                Some(&twin) => Some(results[twin].clone()),
+                None if recorded.contains(submitted.id) => already_applied(&mut tx, submitted.id).await?,
+                None => None,
             };
             let result = match earlier {
                 Some(earlier) => earlier,
@@ -90,8 +90,8 @@ async fn recorded_ids(tx: &mut Tx, batch: &[Submitted<'_>]) -> Result<HashSet<St
     if batch.is_empty() {
         return Ok(HashSet::new());
     }
-    let placeholders = (1..=batch.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
-    let sql = format!("SELECT id FROM processed_commands WHERE id IN ({placeholders})");
+    let ids = values_placeholders(1, batch.len());
+    let sql = format!("SELECT id FROM processed_commands WHERE id IN {ids}");
     let mut query = sqlx::query_as::<_, (String,)>(&sql);
     for submitted in batch {
         query = query.bind(submitted.id);
@@ -125,8 +125,8 @@ async fn already_applied(tx: &mut Tx, id: &str) -> Result<Option<Result<Outcome,
 }
 
 /// Records the outcome of `batch[i]` for each `i` in `indices`, in one
-/// statement. `DO NOTHING` keeps a command listed twice in one batch (which
-/// the streams do not produce) from failing the whole batch.
+/// statement. Recorded ids and twins are answered before they get here;
+/// `DO NOTHING` only keeps a slip from failing (and re-failing) the batch.
 async fn record(
     tx: &mut Tx,
     batch: &[Submitted<'_>],
@@ -194,14 +194,21 @@ async fn apply(
     let chat = command.chat_id();
     match command {
         Command::Send { client_message_id, text, attachments, .. } => {
-            send(tx, log, user, chat, client_message_id, text, attachments, now).await
+            send(tx, log, user, chat, client_message_id, Content { text, attachments }, now).await
         }
         Command::Edit { message_id, text, attachments, .. } => {
-            edit(tx, log, user, chat, *message_id, text, attachments, now).await
+            edit(tx, log, user, chat, *message_id, Content { text, attachments }, now).await
         }
         Command::Delete { message_id, .. } => delete(tx, log, user, chat, *message_id, now).await,
         Command::Mark { message_id, mark, .. } => mark_range(tx, log, user, chat, *message_id, *mark, now).await,
     }
+}
+
+/// What a `new` or `edit` says.
+#[derive(Clone, Copy)]
+struct Content<'a> {
+    text: &'a str,
+    attachments: &'a Value,
 }
 
 /// Locks the chat for `user`'s command: its counters, or the refusal
@@ -224,10 +231,10 @@ async fn send(
     user: &str,
     chat: ChatId,
     client_message_id: &str,
-    text: &str,
-    attachments: &Value,
+    content: Content<'_>,
     now: Millis,
 ) -> Result<Result<Outcome, Refusal>, StoreError> {
+    let Content { text, attachments } = content;
     let advanced: Option<(i64, i64)> = sqlx::query_as(
         "UPDATE chats SET last_message_id = last_message_id + 1, last_event_id = last_event_id + 1, \
            last_activity_at = $3 \
@@ -332,17 +339,16 @@ async fn own_message(
     })
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn edit(
     tx: &mut Tx,
     log: &mut EventLog,
     user: &str,
     chat: ChatId,
     message_id: MessageId,
-    text: &str,
-    attachments: &Value,
+    content: Content<'_>,
     now: Millis,
 ) -> Result<Result<Outcome, Refusal>, StoreError> {
+    let Content { text, attachments } = content;
     let counters = match locked_for(tx, chat, user).await? {
         Ok(counters) => counters,
         Err(refusal) => return Ok(Err(refusal)),
