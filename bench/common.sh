@@ -14,10 +14,16 @@ echo "bench: results in $results"
 # exact command in NAME.cmd beside NAME.json and NAME/ (charts).
 bench_run() {
     local name=$1; shift
-    local cmd=(target/release/loadtest run "$@" --report "$results/$name.json" --charts "$results/$name")
-    echo "${SERVER_BIN:+SERVER_BIN=$SERVER_BIN }${cmd[*]}" > "$results/$name.cmd"
-    echo; echo "bench: $name: ${cmd[*]}"
-    "${cmd[@]}" | tee "$results/$name.txt"
+    bench_record "$name" target/release/loadtest run "$@" --report "$results/$name.json" --charts "$results/$name"
+}
+
+# bench_record NAME COMMAND...: runs COMMAND with its command line in
+# NAME.cmd and its output in NAME.txt.
+bench_record() {
+    local name=$1; shift
+    echo "${SERVER_BIN:+SERVER_BIN=$SERVER_BIN }$*" > "$results/$name.cmd"
+    echo; echo "bench: $name: $*"
+    "$@" | tee "$results/$name.txt"
 }
 
 # bench_wait_ready PORT: the gateway answers /readyz.
@@ -35,8 +41,5 @@ bench_wait_ready() {
 # its command in NAME.cmd and its summary in NAME.txt.
 bench_floor() {
     local name=$1; shift
-    local cmd=(target/release/loadtest floor --connections 2000 --rate 20000 --duration 10 "$@")
-    echo "${cmd[*]}" > "$results/$name.cmd"
-    echo; echo "bench: $name: ${cmd[*]}"
-    "${cmd[@]}" | tee "$results/$name.txt"
+    bench_record "$name" target/release/loadtest floor --connections 2000 --rate 20000 --duration 10 "$@"
 }
