@@ -1,7 +1,7 @@
 //! An agent's shared measurement state: counters, histograms, the timeline,
 //! and the rules for reading what arrives (delivery order, latencies).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -16,12 +16,17 @@ pub fn now_us() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
 }
 
-/// What one connection has received per chat: every event id (to tell a
+/// Event ids remembered per chat and connection to tell a duplicate. Older
+/// ones are forgotten, so a long run's memory stays bounded; a repeat of
+/// an id this far back would count as filled in rather than duplicate.
+const REMEMBERED_IDS: usize = 10_000;
+
+/// What one connection has received per chat: recent event ids (to tell a
 /// duplicate), and the newest (to tell order).
 #[derive(Default)]
 pub struct Seen {
     last: HashMap<i64, i64>,
-    ids: HashSet<(i64, i64)>,
+    ids: HashMap<i64, BTreeSet<i64>>,
 }
 
 #[derive(Default)]
@@ -199,9 +204,13 @@ impl AgentState {
     /// which the protocol allows; a jump forward is out of order.
     fn check_order(&self, frame: &Value, seen: &mut Seen) {
         let (Some(chat), Some(id)) = (frame["chatId"].as_i64(), frame["id"].as_i64()) else { return };
-        if !seen.ids.insert((chat, id)) {
+        let ids = seen.ids.entry(chat).or_default();
+        if !ids.insert(id) {
             self.n.duplicates.fetch_add(1, Ordering::Relaxed);
             return;
+        }
+        if ids.len() > REMEMBERED_IDS {
+            ids.pop_first();
         }
         match seen.last.get(&chat).copied() {
             Some(last) if id < last => {
