@@ -8,7 +8,10 @@
 //! Concurrency: every write that allocates a message or event id starts with
 //! `UPDATE chats ... RETURNING`, which takes the chat's row lock in
 //! PostgreSQL and the database write lock in SQLite, so concurrent writers of
-//! one chat serialize and ids stay consecutive.
+//! one chat serialize and ids stay consecutive. (A run of `new`s reads
+//! its senders' memberships and its retries first: memberships only come
+//! with a chat's creation, and a retry stored in between fails the batch
+//! on the messages' unique key, to be applied again.)
 
 mod chats;
 mod commands;
@@ -16,6 +19,7 @@ mod event_log;
 mod history;
 mod postgres;
 mod retention;
+mod sends;
 mod sqlite;
 mod summaries;
 

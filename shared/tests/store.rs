@@ -89,6 +89,67 @@ async fn ids_are_consecutive_and_retries_are_idempotent() {
     }
 }
 
+/// A batch's consecutive `new`s are applied together (store/sends.rs); what
+/// each gets must be what it would get alone, in order.
+#[tokio::test]
+async fn a_run_of_sends_gets_what_each_would_get_alone() {
+    for (store, _dir) in stores().await {
+        let a = group(&store, "alice", &["bob"]).await;
+        let b = group(&store, "bob", &["carol"]).await;
+        store.apply_pairs(&[("alice".into(), send(a, "old", "stored before"))], 5).await.expect("applied");
+        let edit = Command::Edit { chat_id: a, message_id: 2, text: "edited".into(), attachments: json!([]) };
+        let batch: Vec<(String, Command)> = vec![
+            ("alice".into(), send(a, "a1", "new in a")),
+            ("bob".into(), send(b, "b1", "new in b")),
+            ("alice".into(), send(a, "old", "retry of a stored one")),
+            ("carol".into(), send(a, "x", "not a member")),
+            ("bob".into(), send(a, "a2", "second new in a")),
+            ("alice".into(), send(a, "a1", "retry within the run")),
+            ("bob".into(), send(999, "y", "no such chat")),
+            ("carol".into(), send(b, "b2", "second new in b")),
+            // Ends the run, and must find the message the run stored.
+            ("alice".into(), edit),
+        ];
+        let results = store.apply_pairs(&batch, 10).await.expect("applied");
+        let seen: Vec<Result<(i64, Vec<i64>), ErrorCode>> = results
+            .iter()
+            .map(|r| {
+                r.as_ref().map(|o| (o.applied.message_id, o.events.iter().map(|e| e.id).collect())).map_err(|e| e.code)
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                Ok((2, vec![2])),
+                Ok((1, vec![1])),
+                Ok((1, vec![])),
+                Err(ErrorCode::Forbidden),
+                Ok((3, vec![3])),
+                Ok((2, vec![])),
+                Err(ErrorCode::NotFound),
+                Ok((2, vec![2])),
+                Ok((2, vec![4])),
+            ]
+        );
+        let log = |chat| {
+            let store = store.clone();
+            async move {
+                let page = store.events_after(chat, "bob", 0, 100).await.expect("log");
+                page.events.iter().map(|e| (e.id, e.message_id)).collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(log(a).await, vec![(1, 1), (2, 2), (3, 3), (4, 2)]);
+        assert_eq!(log(b).await, vec![(1, 1), (2, 2)]);
+        let history = store.messages(a, "bob", HistoryQuery::default()).await.expect("history");
+        let mut texts: Vec<(i64, &str)> = history.iter().map(|m| (m.message_id, m.text.as_str())).collect();
+        texts.sort();
+        assert_eq!(texts, [(1, "stored before"), (2, "edited"), (3, "second new in a")]);
+        let next = store.apply_pairs(&[("bob".into(), send(a, "a3", "next"))], 11).await.expect("applied");
+        let next = next[0].as_ref().expect("ok");
+        assert_eq!((next.applied.message_id, next.events[0].id), (4, 5), "the counters continue after the run");
+    }
+}
+
 #[tokio::test]
 async fn a_redelivered_command_is_answered_from_its_record() {
     for (store, _dir) in stores().await {

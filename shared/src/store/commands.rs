@@ -1,6 +1,7 @@
 //! Applying client commands: the write path of `new`, `edit`, `delete`,
 //! `dlvrd` and `read`. A batch of commands commits in one transaction, so a
-//! busy chat costs one commit per batch rather than per message.
+//! busy chat costs one commit per batch rather than per message, and a run
+//! of consecutive `new`s is applied together ([`super::sends`]).
 //!
 //! Every command is safe to apply twice (a redelivered stream entry): `new`
 //! is idempotent on (chat, sender, clientMessageId), `delete` of a deleted
@@ -12,6 +13,7 @@ use serde_json::Value;
 use sqlx::{Any, Transaction};
 
 use super::event_log::{decode_event, encode_event, EventLog};
+use super::sends;
 use super::{values_placeholders, Store, StoreError};
 use crate::error::Refusal;
 use crate::marks::{apply_mark, Marks};
@@ -33,7 +35,7 @@ pub struct Outcome {
     pub events: Vec<ChatEvent>,
 }
 
-type Tx = Transaction<'static, Any>;
+pub(super) type Tx = Transaction<'static, Any>;
 
 impl Store {
     /// Applies `batch` in order, in one transaction. A refused command does
@@ -58,7 +60,21 @@ impl Store {
         // can meet its twin in one batch, before either is recorded.
         let mut applied_here: HashMap<&str, usize> = HashMap::new();
         let mut log = EventLog::default();
-        for (index, submitted) in batch.iter().enumerate() {
+        let mut index = 0;
+        while index < batch.len() {
+            let run = fresh_sends(&batch[index..], &recorded, &applied_here);
+            if run.len() >= sends::SHORTEST_RUN {
+                for result in sends::apply_run(&mut tx, &mut log, &run, now).await? {
+                    if redelivery {
+                        records.push(index);
+                        applied_here.insert(batch[index].id, index);
+                    }
+                    results.push(result);
+                    index += 1;
+                }
+                continue;
+            }
+            let submitted = &batch[index];
             let earlier = match applied_here.get(submitted.id) {
                 Some(&twin) => Some(results[twin].clone()),
                 None if recorded.contains(submitted.id) => already_applied(&mut tx, submitted.id).await?,
@@ -76,12 +92,38 @@ impl Store {
                 }
             };
             results.push(result);
+            index += 1;
         }
         log.flush(&mut tx).await?;
         record(&mut tx, batch, &records, &results, now).await?;
         tx.commit().await?;
         Ok(results)
     }
+}
+
+/// The `new` commands at the start of `rest` that can be applied as one
+/// run (see [`sends`]): up to the first other command, or one applied
+/// before or earlier in the batch (answered from its record instead).
+fn fresh_sends<'a>(
+    rest: &[Submitted<'a>],
+    recorded: &HashSet<String>,
+    applied_here: &HashMap<&str, usize>,
+) -> Vec<sends::NewMessage<'a>> {
+    let mut ids = HashSet::new();
+    let mut run = Vec::new();
+    for submitted in rest.iter().take(sends::LONGEST_RUN) {
+        let Command::Send { chat_id, client_message_id, text, attachments } = submitted.command else { break };
+        if recorded.contains(submitted.id) || applied_here.contains_key(submitted.id) || !ids.insert(submitted.id) {
+            break;
+        }
+        run.push(sends::NewMessage {
+            user: submitted.user,
+            chat: *chat_id,
+            client_message_id,
+            content: Content { text, attachments },
+        });
+    }
+    run
 }
 
 /// Which of `batch`'s commands were applied before (a redelivery after a
@@ -206,9 +248,9 @@ async fn apply(
 
 /// What a `new` or `edit` says.
 #[derive(Clone, Copy)]
-struct Content<'a> {
-    text: &'a str,
-    attachments: &'a Value,
+pub(super) struct Content<'a> {
+    pub text: &'a str,
+    pub attachments: &'a Value,
 }
 
 /// Locks the chat for `user`'s command: its counters, or the refusal
