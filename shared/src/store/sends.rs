@@ -136,9 +136,12 @@ async fn stored_before<'a>(
     run: &'a [NewMessage<'a>],
 ) -> Result<HashMap<(ChatId, &'a str, &'a str), (MessageId, Millis)>, StoreError> {
     let keys = values_placeholders(run.len(), 3);
+    // A join, not `(…) IN (VALUES …)`: SQLite scans the whole table for
+    // the latter, and finds each row by the unique key for the former.
     let sql = format!(
-        "SELECT chat_id, user_id, client_message_id, message_id, created_at FROM messages \
-         WHERE (chat_id, user_id, client_message_id) IN (VALUES {keys})"
+        "SELECT m.chat_id, m.user_id, m.client_message_id, m.message_id, m.created_at \
+         FROM (VALUES {keys}) AS v JOIN messages m \
+           ON m.chat_id = v.column1 AND m.user_id = v.column2 AND m.client_message_id = v.column3"
     );
     let mut query = sqlx::query_as::<_, (i64, String, String, i64, i64)>(&sql);
     for message in run {
@@ -164,7 +167,10 @@ async fn members_among<'a>(tx: &mut Tx, run: &'a [NewMessage<'a>]) -> Result<Has
         run.iter().map(|m| (m.chat, m.user)).filter(|pair| seen.insert(*pair)).collect()
     };
     let values = values_placeholders(pairs.len(), 2);
-    let sql = format!("SELECT chat_id, user_id FROM members WHERE (chat_id, user_id) IN (VALUES {values})");
+    let sql = format!(
+        "SELECT m.chat_id, m.user_id FROM (VALUES {values}) AS v JOIN members m \
+           ON m.chat_id = v.column1 AND m.user_id = v.column2"
+    );
     let mut query = sqlx::query_as::<_, (i64, String)>(&sql);
     for (chat, user) in &pairs {
         query = query.bind(*chat).bind(*user);
