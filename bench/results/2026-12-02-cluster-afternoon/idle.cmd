@@ -1,0 +1,1 @@
+target/release/loadtest run idle --connections 10000 --connect-rate 3000 --duration 15 --ws-url ws://127.0.0.1:38061/ws,ws://127.0.0.1:21306/ws --http-url http://127.0.0.1:38061 --server-pid 8610 --server-pid 8611 --server-pid 8618 --server-pid 8637 --report bench/results/2026-12-02-cluster-afternoon/idle.json --charts bench/results/2026-12-02-cluster-afternoon/idle

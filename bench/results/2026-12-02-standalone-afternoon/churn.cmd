@@ -1,0 +1,1 @@
+target/release/loadtest run churn --connections 2000 --churn-rate 200 --duration 20 --ws-url ws://127.0.0.1:25730/ws --http-url http://127.0.0.1:25730 --data-dir /tmp/tmp.nLzPRXtR4H --server-pid 7779 --report bench/results/2026-12-02-standalone-afternoon/churn.json --charts bench/results/2026-12-02-standalone-afternoon/churn

@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 1000 --rate 20 --duration 20 --ws-url ws://127.0.0.1:23885/ws --http-url http://127.0.0.1:23885 --data-dir /tmp/tmp.WmK2MvR8zl --server-pid 7677 --report bench/results/2026-12-02-standalone-afternoon/fanout-g1000.json --charts bench/results/2026-12-02-standalone-afternoon/fanout-g1000

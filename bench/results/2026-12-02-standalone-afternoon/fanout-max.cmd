@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:31421/ws --http-url http://127.0.0.1:31421 --data-dir /tmp/tmp.9XGwK2SSz0 --server-pid 7579 --report bench/results/2026-12-02-standalone-afternoon/fanout-max.json --charts bench/results/2026-12-02-standalone-afternoon/fanout-max

@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:23656/ws --http-url http://127.0.0.1:23656 --data-dir /tmp/tmp.4ObQe00H9o --server-pid 7514 --report bench/results/2026-12-02-standalone-afternoon/fanout.json --charts bench/results/2026-12-02-standalone-afternoon/fanout

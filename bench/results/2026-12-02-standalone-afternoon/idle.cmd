@@ -1,0 +1,1 @@
+target/release/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:26044/ws --http-url http://127.0.0.1:26044 --data-dir /tmp/tmp.Zpl2KI6yaV --server-pid 7453 --report bench/results/2026-12-02-standalone-afternoon/idle.json --charts bench/results/2026-12-02-standalone-afternoon/idle

@@ -1,0 +1,1 @@
+target/release/loadtest run reconnect --connections 19000 --group-size 10 --rate 200 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:28428/ws --http-url http://127.0.0.1:28428 --data-dir /tmp/tmp.767pQB10nW --server-pid 7894 --report bench/results/2026-12-02-standalone-afternoon/reconnect.json --charts bench/results/2026-12-02-standalone-afternoon/reconnect

@@ -1,0 +1,1 @@
+SERVER_BIN=target/release target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:20727/ws --http-url http://127.0.0.1:20727 --data-dir /tmp/tmp.rxK0Oz3CFW --server-pid 9083 --report bench/results/2026-12-02-standalone-afternoon2/fanout.json --charts bench/results/2026-12-02-standalone-afternoon2/fanout
