@@ -17,6 +17,7 @@ mod chats;
 mod commands;
 mod event_log;
 mod history;
+mod placeholders;
 mod postgres;
 mod retention;
 mod sends;
@@ -155,19 +156,6 @@ impl Store {
     }
 }
 
-/// `($1, $2), ($3, $4)` for 2 rows of 2 columns: the VALUES list of a
-/// multi-row INSERT, numbered the way both databases accept.
-fn values_placeholders(rows: usize, columns: usize) -> String {
-    (0..rows)
-        .map(|row| {
-            let first = row * columns + 1;
-            let params: Vec<String> = (first..first + columns).map(|p| format!("${p}")).collect();
-            format!("({})", params.join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 fn pool_options(max: u32) -> AnyPoolOptions {
     AnyPoolOptions::new().max_connections(max).acquire_timeout(std::time::Duration::from_secs(10))
 }
@@ -201,13 +189,4 @@ where
         .fetch_all(db)
         .await?;
     Ok(rows.into_iter().map(|r| r.0).collect())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn values_placeholders_number_rows_then_columns() {
-        assert_eq!(super::values_placeholders(2, 3), "($1, $2, $3), ($4, $5, $6)");
-        assert_eq!(super::values_placeholders(1, 1), "($1)");
-    }
 }

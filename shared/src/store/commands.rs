@@ -13,8 +13,9 @@ use serde_json::Value;
 use sqlx::{Any, Transaction};
 
 use super::event_log::{decode_event, encode_event, EventLog};
+use super::placeholders::Placeholders;
 use super::sends;
-use super::{values_placeholders, Store, StoreError};
+use super::{Store, StoreError};
 use crate::error::Refusal;
 use crate::marks::{apply_mark, Marks};
 use crate::model::{Applied, ChatEvent, ChatId, Command, EventId, EventKind, MarkKind, MessageId, Millis};
@@ -132,7 +133,7 @@ async fn recorded_ids(tx: &mut Tx, batch: &[Submitted<'_>]) -> Result<HashSet<St
     if batch.is_empty() {
         return Ok(HashSet::new());
     }
-    let ids = values_placeholders(1, batch.len());
+    let ids = Placeholders::for_connection(tx).rows(1, batch.len());
     let sql = format!("SELECT id FROM processed_commands WHERE id IN {ids}");
     let mut query = sqlx::query_as::<_, (String,)>(&sql);
     for submitted in batch {
@@ -179,7 +180,7 @@ async fn record(
     if indices.is_empty() {
         return Ok(());
     }
-    let rows = values_placeholders(indices.len(), 6);
+    let rows = Placeholders::for_connection(tx).rows(indices.len(), 6);
     let sql = format!(
         "INSERT INTO processed_commands (id, chat_id, first_event_id, last_event_id, result, created_at) \
          VALUES {rows} ON CONFLICT (id) DO NOTHING"

@@ -6,7 +6,8 @@
 
 use sqlx::AnyConnection;
 
-use super::{values_placeholders, StoreError};
+use super::placeholders::Placeholders;
+use super::StoreError;
 use crate::model::{ChatEvent, ChatId, EventId, EventKind, MessageId, Millis};
 
 /// Rows per `INSERT`, well under both databases' limits on parameters.
@@ -28,7 +29,7 @@ impl EventLog {
     /// Inserts what was appended, in order.
     pub async fn flush(&mut self, conn: &mut AnyConnection) -> Result<(), StoreError> {
         for chunk in self.rows.chunks(ROWS_PER_INSERT) {
-            let values = values_placeholders(chunk.len(), 6);
+            let values = Placeholders::for_connection(conn).rows(chunk.len(), 6);
             let sql =
                 format!("INSERT INTO events (chat_id, id, message_id, kind, payload, created_at) VALUES {values}");
             let mut query = sqlx::query(&sql);

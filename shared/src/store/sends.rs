@@ -19,7 +19,8 @@ use std::collections::{HashMap, HashSet};
 
 use super::commands::{Content, Tx};
 use super::event_log::EventLog;
-use super::{values_placeholders, Membership, Outcome, StoreError};
+use super::placeholders::Placeholders;
+use super::{Membership, Outcome, StoreError};
 use crate::error::Refusal;
 use crate::model::{Applied, ChatEvent, ChatId, EventKind, MessageId, Millis};
 
@@ -135,7 +136,7 @@ async fn stored_before<'a>(
     tx: &mut Tx,
     run: &'a [NewMessage<'a>],
 ) -> Result<HashMap<(ChatId, &'a str, &'a str), (MessageId, Millis)>, StoreError> {
-    let keys = values_placeholders(run.len(), 3);
+    let keys = Placeholders::for_connection(tx).rows(run.len(), 3);
     // A join, not `(…) IN (VALUES …)`: SQLite scans the whole table for
     // the latter, and finds each row by the unique key for the former.
     let sql = format!(
@@ -166,7 +167,7 @@ async fn members_among<'a>(tx: &mut Tx, run: &'a [NewMessage<'a>]) -> Result<Has
         let mut seen = HashSet::new();
         run.iter().map(|m| (m.chat, m.user)).filter(|pair| seen.insert(*pair)).collect()
     };
-    let values = values_placeholders(pairs.len(), 2);
+    let values = Placeholders::for_connection(tx).rows(pairs.len(), 2);
     let sql = format!(
         "SELECT m.chat_id, m.user_id FROM (VALUES {values}) AS v JOIN members m \
            ON m.chat_id = v.column1 AND m.user_id = v.column2"
@@ -191,20 +192,21 @@ async fn advance_counters(
         return Ok(HashMap::new());
     }
     // VALUES columns are column1, column2 in both databases (SQLite has no
-    // column list on a VALUES alias). `now` is the last parameter.
-    let values = values_placeholders(new_per_chat.len(), 2);
-    let now_param = new_per_chat.len() * 2 + 1;
+    // column list on a VALUES alias). Parameters are bound in text order.
+    let mut params = Placeholders::for_connection(tx);
+    let now_param = params.one();
+    let values = params.rows(new_per_chat.len(), 2);
     let sql = format!(
         "UPDATE chats SET last_message_id = last_message_id + v.column2, \
-           last_event_id = last_event_id + v.column2, last_activity_at = ${now_param} \
+           last_event_id = last_event_id + v.column2, last_activity_at = {now_param} \
          FROM (VALUES {values}) AS v WHERE chats.id = v.column1 \
          RETURNING chats.id, chats.last_message_id, chats.last_event_id"
     );
-    let mut query = sqlx::query_as::<_, (i64, i64, i64)>(&sql);
+    let mut query = sqlx::query_as::<_, (i64, i64, i64)>(&sql).bind(now);
     for (chat, count) in new_per_chat {
         query = query.bind(*chat).bind(*count);
     }
-    let rows = query.bind(now).fetch_all(&mut **tx).await?;
+    let rows = query.fetch_all(&mut **tx).await?;
     Ok(rows
         .into_iter()
         .filter_map(|(chat, last_message, last_event)| {
@@ -222,7 +224,7 @@ async fn insert_messages(tx: &mut Tx, inserts: &[(&NewMessage<'_>, MessageId)], 
     if inserts.is_empty() {
         return Ok(());
     }
-    let values = values_placeholders(inserts.len(), 7);
+    let values = Placeholders::for_connection(tx).rows(inserts.len(), 7);
     let sql = format!(
         "INSERT INTO messages (chat_id, message_id, user_id, client_message_id, body, attachments, created_at) \
          VALUES {values}"
