@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 8000 --duration 20 --ws-url ws://127.0.0.1:23673/ws --http-url http://127.0.0.1:23673 --data-dir /tmp/tmp.rYBMpXinXC --server-pid 15212 --report bench/results/2026-12-02-standalone-final/fanout-80k.json --charts bench/results/2026-12-02-standalone-final/fanout-80k

@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 8500 --duration 20 --ws-url ws://127.0.0.1:24436/ws --http-url http://127.0.0.1:24436 --data-dir /tmp/tmp.4vjrSHnTf4 --server-pid 15079 --report bench/results/2026-12-02-standalone-final/fanout-85k.json --charts bench/results/2026-12-02-standalone-final/fanout-85k

@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:24998/ws --http-url http://127.0.0.1:24998 --data-dir /tmp/tmp.aJAdoHrZyd --server-pid 14080 --report bench/results/2026-12-02-standalone-final/fanout.json --charts bench/results/2026-12-02-standalone-final/fanout

@@ -1,0 +1,1 @@
+target/release/loadtest run receipts --connections 2000 --group-size 10 --rate 500 --duration 20 --ws-url ws://127.0.0.1:25310/ws --http-url http://127.0.0.1:25310 --data-dir /tmp/tmp.WMC8em8U0j --server-pid 14177 --report bench/results/2026-12-02-standalone-final/receipts.json --charts bench/results/2026-12-02-standalone-final/receipts

@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 8500 --duration 20 --ws-url ws://127.0.0.1:32091/ws --http-url http://127.0.0.1:32091 --data-dir /tmp/tmp.V3k4pOjJJn --server-pid 15152 --report bench/results/2026-12-02-standalone-final2/fanout-85k.json --charts bench/results/2026-12-02-standalone-final2/fanout-85k

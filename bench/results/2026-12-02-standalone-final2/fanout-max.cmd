@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:25924/ws --http-url http://127.0.0.1:25924 --data-dir /tmp/tmp.5m1L6RLPYi --server-pid 14320 --report bench/results/2026-12-02-standalone-final2/fanout-max.json --charts bench/results/2026-12-02-standalone-final2/fanout-max

@@ -1,0 +1,1 @@
+target/release/loadtest run receipts --connections 2000 --group-size 10 --rate 500 --duration 20 --ws-url ws://127.0.0.1:32325/ws --http-url http://127.0.0.1:32325 --data-dir /tmp/tmp.N8LkPglXri --server-pid 14353 --report bench/results/2026-12-02-standalone-final2/receipts.json --charts bench/results/2026-12-02-standalone-final2/receipts
