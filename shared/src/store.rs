@@ -17,6 +17,7 @@ mod chats;
 mod commands;
 mod event_log;
 mod history;
+mod mark_runs;
 mod placeholders;
 mod postgres;
 mod retention;

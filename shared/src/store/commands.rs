@@ -1,7 +1,8 @@
 //! Applying client commands: the write path of `new`, `edit`, `delete`,
 //! `dlvrd` and `read`. A batch of commands commits in one transaction, so a
 //! busy chat costs one commit per batch rather than per message, and a run
-//! of consecutive `new`s is applied together ([`super::sends`]).
+//! of consecutive `new`s, or of marks, is applied together
+//! ([`super::sends`], [`super::mark_runs`]).
 //!
 //! Every command is safe to apply twice (a redelivered stream entry): `new`
 //! is idempotent on (chat, sender, clientMessageId), `delete` of a deleted
@@ -14,7 +15,7 @@ use sqlx::{Any, Transaction};
 
 use super::event_log::{decode_event, encode_event, EventLog};
 use super::placeholders::Placeholders;
-use super::sends;
+use super::{mark_runs, sends};
 use super::{Store, StoreError};
 use crate::error::Refusal;
 use crate::marks::{apply_mark, Marks};
@@ -63,9 +64,20 @@ impl Store {
         let mut log = EventLog::default();
         let mut index = 0;
         while index < batch.len() {
-            let run = fresh_sends(&batch[index..], &recorded, &applied_here);
-            if run.len() >= sends::SHORTEST_RUN {
-                for result in sends::apply_run(&mut tx, &mut log, &run, now).await? {
+            let rest = &batch[index..];
+            let sends = fresh_run(rest, &recorded, &applied_here, sends::LONGEST_RUN, as_new_message);
+            let run_results = if sends.len() >= sends::SHORTEST_RUN {
+                Some(sends::apply_run(&mut tx, &mut log, &sends, now).await?)
+            } else {
+                let marks = fresh_run(rest, &recorded, &applied_here, mark_runs::LONGEST_RUN, as_mark);
+                if marks.len() >= mark_runs::SHORTEST_RUN {
+                    Some(mark_runs::apply_run(&mut tx, &mut log, &marks, now).await?)
+                } else {
+                    None
+                }
+            };
+            if let Some(run_results) = run_results {
+                for result in run_results {
                     if redelivery {
                         records.push(index);
                         applied_here.insert(batch[index].id, index);
@@ -102,29 +114,42 @@ impl Store {
     }
 }
 
-/// The `new` commands at the start of `rest` that can be applied as one
-/// run (see [`sends`]): up to the first other command, or one applied
-/// before or earlier in the batch (answered from its record instead).
-fn fresh_sends<'a>(
+/// The commands at the start of `rest` that `pick` takes, as one run (see
+/// [`sends`], [`mark_runs`]): up to the first it does not take, or one
+/// applied before or earlier in the batch (answered from its record
+/// instead).
+fn fresh_run<'a, T>(
     rest: &[Submitted<'a>],
     recorded: &HashSet<String>,
     applied_here: &HashMap<&str, usize>,
-) -> Vec<sends::NewMessage<'a>> {
+    longest: usize,
+    pick: impl Fn(&Submitted<'a>) -> Option<T>,
+) -> Vec<T> {
     let mut ids = HashSet::new();
     let mut run = Vec::new();
-    for submitted in rest.iter().take(sends::LONGEST_RUN) {
-        let Command::Send { chat_id, client_message_id, text, attachments } = submitted.command else { break };
+    for submitted in rest.iter().take(longest) {
+        let Some(item) = pick(submitted) else { break };
         if recorded.contains(submitted.id) || applied_here.contains_key(submitted.id) || !ids.insert(submitted.id) {
             break;
         }
-        run.push(sends::NewMessage {
-            user: submitted.user,
-            chat: *chat_id,
-            client_message_id,
-            content: Content { text, attachments },
-        });
+        run.push(item);
     }
     run
+}
+
+fn as_new_message<'a>(submitted: &Submitted<'a>) -> Option<sends::NewMessage<'a>> {
+    let Command::Send { chat_id, client_message_id, text, attachments } = submitted.command else { return None };
+    Some(sends::NewMessage {
+        user: submitted.user,
+        chat: *chat_id,
+        client_message_id,
+        content: Content { text, attachments },
+    })
+}
+
+fn as_mark<'a>(submitted: &Submitted<'a>) -> Option<mark_runs::MarkCommand<'a>> {
+    let Command::Mark { chat_id, message_id, mark } = submitted.command else { return None };
+    Some(mark_runs::MarkCommand { user: submitted.user, chat: *chat_id, message_id: *message_id, kind: *mark })
 }
 
 /// Which of `batch`'s commands were applied before (a redelivery after a
