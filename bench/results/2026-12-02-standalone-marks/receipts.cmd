@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/bin-marks target/release/loadtest run receipts --connections 2000 --group-size 10 --rate 500 --duration 20 --ws-url ws://127.0.0.1:22266/ws --http-url http://127.0.0.1:22266 --data-dir /tmp/tmp.UM44Hl9Cta --server-pid 24497 --report bench/results/2026-12-02-standalone-marks/receipts.json --charts bench/results/2026-12-02-standalone-marks/receipts

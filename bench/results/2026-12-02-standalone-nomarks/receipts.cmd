@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/bin-nomarks target/release/loadtest run receipts --connections 2000 --group-size 10 --rate 500 --duration 20 --ws-url ws://127.0.0.1:28743/ws --http-url http://127.0.0.1:28743 --data-dir /tmp/tmp.apJCdR4Aw0 --server-pid 24391 --report bench/results/2026-12-02-standalone-nomarks/receipts.json --charts bench/results/2026-12-02-standalone-nomarks/receipts
