@@ -15,8 +15,7 @@ use sqlx::{Any, Transaction};
 
 use super::event_log::{decode_event, encode_event, EventLog};
 use super::placeholders::Placeholders;
-use super::{mark_runs, sends};
-use super::{Store, StoreError};
+use super::{mark_runs, sends, Store, StoreError};
 use crate::error::Refusal;
 use crate::marks::{apply_mark, Marks};
 use crate::model::{Applied, ChatEvent, ChatId, Command, EventId, EventKind, MarkKind, MessageId, Millis};
