@@ -40,15 +40,26 @@ services_start_redis() {
     SERVICES_REDIS_URL="redis://127.0.0.1:$port"
 }
 
-# Sets SERVICES_POSTGRES_URL (the admin database).
+# Sets SERVICES_POSTGRES_URL (the admin database). A port that looked free
+# can be taken before the server binds it (a benchmark once lost one this
+# way, untraced: the log went with the directory), so a failed start is
+# retried on other ports, and the server's log is shown if all fail.
 services_start_postgres() {
-    local port; port=$(services_free_port)
+    local port attempt
     mkdir -p "$services_dir/pg" "$services_dir/pgsock"
     [ "$(id -u)" = 0 ] && chown postgres "$services_dir/pg" "$services_dir/pgsock"
     services_as_postgres "$services_pg_bin/initdb" -D "$services_dir/pg" -U postgres --auth=trust -E UTF8 --no-sync >/dev/null
-    services_as_postgres "$services_pg_bin/pg_ctl" -D "$services_dir/pg" -l "$services_dir/pgsock/pg.log" -w \
-        -o "-p $port -h 127.0.0.1 -k $services_dir/pgsock -c fsync=off -c max_connections=500" start >/dev/null
-    SERVICES_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/postgres"
+    for attempt in 1 2 3; do
+        port=$(services_free_port)
+        if services_as_postgres "$services_pg_bin/pg_ctl" -D "$services_dir/pg" -l "$services_dir/pgsock/pg.log" -w \
+            -o "-p $port -h 127.0.0.1 -k $services_dir/pgsock -c fsync=off -c max_connections=500" start >/dev/null; then
+            SERVICES_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/postgres"
+            return 0
+        fi
+        echo "services: PostgreSQL did not start on port $port (attempt $attempt of 3); its log ends:" >&2
+        tail -n 5 "$services_dir/pgsock/pg.log" >&2 || true
+    done
+    return 1
 }
 
 services_stop() {
