@@ -1,0 +1,1 @@
+target/release/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:29139/ws --http-url http://127.0.0.1:29139 --data-dir /tmp/tmp.nGchFCu4J3 --server-pid 20298 --report bench/results/2026-12-02-standalone-final/idle.json --charts bench/results/2026-12-02-standalone-final/idle
