@@ -34,6 +34,7 @@ pub use history::{HistoryQuery, SyncPage};
 pub use retention::Retention;
 
 use crate::error::Refusal;
+use crate::marks::Marks;
 use crate::model::{ChatId, UserId};
 
 #[derive(Debug, thiserror::Error)]
@@ -178,6 +179,38 @@ where
         Some((_, 0)) => Membership::NotMember,
         Some(_) => Membership::Member,
     })
+}
+
+/// The marks of those of `pairs` (chat, user) that are memberships, in one
+/// statement: a pair missing from the answer is not a member. Runs of
+/// `new` use it as their membership check, runs of marks for the marks.
+async fn marks_of_members<'a>(
+    conn: &mut sqlx::AnyConnection,
+    pairs: impl IntoIterator<Item = (ChatId, &'a str)>,
+) -> Result<std::collections::HashMap<(ChatId, &'a str), Marks>, StoreError> {
+    let mut pairs: Vec<(ChatId, &str)> = pairs.into_iter().collect();
+    pairs.sort_unstable();
+    pairs.dedup();
+    let values = placeholders::Placeholders::for_connection(conn).rows(pairs.len(), 2);
+    // A join, not `(…) IN (VALUES …)`, which SQLite answers with a scan.
+    let sql = format!(
+        "SELECT m.chat_id, m.user_id, m.delivered_mark, m.read_mark FROM (VALUES {values}) AS v JOIN members m \
+           ON m.chat_id = v.column1 AND m.user_id = v.column2"
+    );
+    let mut query = sqlx::query_as::<_, (i64, String, i64, i64)>(&sql);
+    for (chat, user) in &pairs {
+        query = query.bind(*chat).bind(*user);
+    }
+    let rows: std::collections::HashMap<(i64, String), Marks> = query
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .map(|(chat, user, delivered, read)| ((chat, user), Marks { delivered, read }))
+        .collect();
+    Ok(pairs
+        .into_iter()
+        .filter_map(|(chat, user)| Some(((chat, user), *rows.get(&(chat, user.to_owned()))?)))
+        .collect())
 }
 
 /// The user ids of `chat`'s members, sorted.

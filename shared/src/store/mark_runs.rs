@@ -53,7 +53,7 @@ pub(super) async fn apply_run(
     now: Millis,
 ) -> Result<Vec<Result<Outcome, Refusal>>, StoreError> {
     let mut chats = lock_chats(tx, run).await?;
-    let mut marks = marks_of(tx, run).await?;
+    let mut marks = super::marks_of_members(tx, run.iter().map(|c| (c.chat, c.user))).await?;
     let mut changed: BTreeMap<(ChatId, &str), Marks> = BTreeMap::new();
     let mut ranges: Vec<(ChatId, &str, MarkedRange)> = Vec::new();
     let mut results = Vec::with_capacity(run.len());
@@ -124,35 +124,6 @@ async fn lock_chats(tx: &mut Tx, run: &[MarkCommand<'_>]) -> Result<HashMap<Chat
         .await?
         .into_iter()
         .map(|(id, last_message_id, last_event_id)| (id, ChatState { last_message_id, last_event_id, advanced: false }))
-        .collect())
-}
-
-/// The marks of the run's (chat, sender) pairs that are memberships.
-async fn marks_of<'a>(
-    tx: &mut Tx,
-    run: &'a [MarkCommand<'a>],
-) -> Result<HashMap<(ChatId, &'a str), Marks>, StoreError> {
-    let mut pairs: Vec<(ChatId, &str)> = run.iter().map(|c| (c.chat, c.user)).collect();
-    pairs.sort_unstable();
-    pairs.dedup();
-    let values = Placeholders::for_connection(tx).rows(pairs.len(), 2);
-    let sql = format!(
-        "SELECT m.chat_id, m.user_id, m.delivered_mark, m.read_mark FROM (VALUES {values}) AS v JOIN members m \
-           ON m.chat_id = v.column1 AND m.user_id = v.column2"
-    );
-    let mut query = sqlx::query_as::<_, (i64, String, i64, i64)>(&sql);
-    for (chat, user) in &pairs {
-        query = query.bind(*chat).bind(*user);
-    }
-    let rows: HashMap<(i64, String), Marks> = query
-        .fetch_all(&mut **tx)
-        .await?
-        .into_iter()
-        .map(|(chat, user, delivered, read)| ((chat, user), Marks { delivered, read }))
-        .collect();
-    Ok(pairs
-        .into_iter()
-        .filter_map(|(chat, user)| Some(((chat, user), *rows.get(&(chat, user.to_owned()))?)))
         .collect())
 }
 

@@ -15,7 +15,7 @@
 //! the first time with nothing broadcast, and a sender who is not a member
 //! is refused without using an id.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use super::commands::{Content, Tx};
 use super::event_log::EventLog;
@@ -64,7 +64,7 @@ pub(super) async fn apply_run(
     now: Millis,
 ) -> Result<Vec<Result<Outcome, Refusal>>, StoreError> {
     let stored = stored_before(tx, run).await?;
-    let members = members_among(tx, run).await?;
+    let members = super::marks_of_members(tx, run.iter().map(|m| (m.chat, m.user))).await?;
     let mut fates = Vec::with_capacity(run.len());
     let mut first_of: HashMap<(ChatId, &str, &str), usize> = HashMap::new();
     let mut new_per_chat: HashMap<ChatId, i64> = HashMap::new();
@@ -73,7 +73,7 @@ pub(super) async fn apply_run(
             Fate::Stored(id, at)
         } else if let Some(&first) = first_of.get(&message.key()) {
             Fate::Twin(first)
-        } else if !members.contains(&(message.chat, message.user)) {
+        } else if !members.contains_key(&(message.chat, message.user)) {
             Fate::Refused(match super::membership(&mut **tx, message.chat, message.user).await? {
                 Membership::NoChat => Refusal::no_chat(),
                 _ => Refusal::not_member(),
@@ -99,9 +99,10 @@ pub(super) async fn apply_run(
         };
         let result = match fate {
             Fate::Stored(id, at) => Ok(Outcome { applied: applied(*id, *at), events: Vec::new() }),
-            Fate::Twin(first) => {
-                results[*first].clone().map(|first: Outcome| Outcome { applied: first.applied, events: Vec::new() })
-            }
+            Fate::Twin(first) => results[*first]
+                .as_ref()
+                .map(|first| Outcome { applied: first.applied.clone(), events: Vec::new() })
+                .map_err(Refusal::clone),
             Fate::Refused(refusal) => Err(refusal.clone()),
             Fate::New(offset) => {
                 let (first_message, first_event) = first_ids
@@ -159,25 +160,6 @@ async fn stored_before<'a>(
         }
     }
     Ok(stored)
-}
-
-/// Which of the run's (chat, sender) pairs are memberships.
-async fn members_among<'a>(tx: &mut Tx, run: &'a [NewMessage<'a>]) -> Result<HashSet<(ChatId, &'a str)>, StoreError> {
-    let pairs: Vec<(ChatId, &str)> = {
-        let mut seen = HashSet::new();
-        run.iter().map(|m| (m.chat, m.user)).filter(|pair| seen.insert(*pair)).collect()
-    };
-    let values = Placeholders::for_connection(tx).rows(pairs.len(), 2);
-    let sql = format!(
-        "SELECT m.chat_id, m.user_id FROM (VALUES {values}) AS v JOIN members m \
-           ON m.chat_id = v.column1 AND m.user_id = v.column2"
-    );
-    let mut query = sqlx::query_as::<_, (i64, String)>(&sql);
-    for (chat, user) in &pairs {
-        query = query.bind(*chat).bind(*user);
-    }
-    let rows: HashSet<(i64, String)> = query.fetch_all(&mut **tx).await?.into_iter().collect();
-    Ok(pairs.into_iter().filter(|(chat, user)| rows.contains(&(*chat, user.to_string()))).collect())
 }
 
 /// Advances each chat's counters by its number of new messages in one
