@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks of a standalone gateway (SQLite, in-process worker) on this
 # machine. Each scenario gets a fresh server. Usage:
-#   bench/standalone.sh [idle fanout fanout-max fanout-80k fanout-g100 fanout-g1000 receipts churn silent reconnect floor]
+#   bench/standalone.sh [idle fanout fanout-max fanout-80k fanout-g100 fanout-g100-100k fanout-g100-max fanout-g1000 receipts churn silent reconnect floor]
 # (default: all). Results: bench/results/<date>-standalone/.
 # SERVER_BIN=DIR runs another build's binaries (LABEL=NAME suffixes the
 # result folder), for a before/after comparison on the same day.
@@ -24,7 +24,7 @@ start_server() {
     urls=(--ws-url "ws://127.0.0.1:$port/ws" --http-url "http://127.0.0.1:$port" --data-dir "$data" --server-pid "$server_pid")
 }
 
-scenarios=("${@:-idle fanout fanout-max fanout-80k fanout-g100 fanout-g1000 receipts churn silent reconnect floor}")
+scenarios=("${@:-idle fanout fanout-max fanout-80k fanout-g100 fanout-g100-100k fanout-g100-max fanout-g1000 receipts churn silent reconnect floor}")
 for scenario in ${scenarios[*]}; do
     case $scenario in
         idle) start_server; bench_run idle idle --connections 19000 --connect-rate 3000 --duration 20 "${urls[@]}" ;;
@@ -33,6 +33,9 @@ for scenario in ${scenarios[*]}; do
         # The highest rate found with p99 under 100 ms (docs/benchmarks.md).
         fanout-80k) start_server; bench_run fanout-80k fanout --connections 2000 --group-size 10 --rate 8000 --duration 20 "${urls[@]}" ;;
         fanout-g100) start_server; bench_run fanout-g100 fanout --connections 2000 --group-size 100 --rate 200 --duration 20 "${urls[@]}" ;;
+        # 100k and the most deliveries/s with groups of 100 (docs/benchmarks.md).
+        fanout-g100-100k) start_server; bench_run fanout-g100-100k fanout --connections 2000 --group-size 100 --rate 1000 --duration 20 "${urls[@]}" ;;
+        fanout-g100-max) start_server; bench_run fanout-g100-max fanout --connections 2000 --group-size 100 --rate 6000 --duration 20 "${urls[@]}" ;;
         fanout-g1000) start_server; bench_run fanout-g1000 fanout --connections 2000 --group-size 1000 --rate 20 --duration 20 "${urls[@]}" ;;
         receipts) start_server; bench_run receipts receipts --connections 2000 --group-size 10 --rate 500 --duration 20 "${urls[@]}" ;;
         churn) start_server; bench_run churn churn --connections 2000 --churn-rate 200 --duration 20 "${urls[@]}" ;;

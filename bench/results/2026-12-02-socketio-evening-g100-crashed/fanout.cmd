@@ -1,0 +1,1 @@
+node --max-old-space-size=4096 load.js fanout --connections 2000 --group-size 100 --rate 1000 --connect-rate 2000 --duration 20 --url ws://127.0.0.1:34999 --server-pid 17338 --report ../results/2026-12-02-socketio-evening-g100/fanout.json --redis-pid 17320

@@ -1,0 +1,1 @@
+node --max-old-space-size=4096 load.js fanout --connections 2000 --group-size 10 --rate 2000 --connect-rate 2000 --duration 20 --url ws://127.0.0.1:38917 --server-pid 17201 --report ../results/2026-12-02-socketio-evening/fanout.json --redis-pid 17183

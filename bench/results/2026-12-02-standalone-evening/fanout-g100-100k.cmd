@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 100 --rate 1000 --duration 20 --ws-url ws://127.0.0.1:30108/ws --http-url http://127.0.0.1:30108 --data-dir /tmp/tmp.RZQ4Fx4oRY --server-pid 16922 --report bench/results/2026-12-02-standalone-evening/fanout-g100-100k.json --charts bench/results/2026-12-02-standalone-evening/fanout-g100-100k

@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 100 --rate 200 --duration 20 --ws-url ws://127.0.0.1:25457/ws --http-url http://127.0.0.1:25457 --data-dir /tmp/tmp.pIcIizV65X --server-pid 16887 --report bench/results/2026-12-02-standalone-evening/fanout-g100.json --charts bench/results/2026-12-02-standalone-evening/fanout-g100

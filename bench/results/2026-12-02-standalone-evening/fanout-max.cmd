@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:26152/ws --http-url http://127.0.0.1:26152 --data-dir /tmp/tmp.wnmqUvwgGX --server-pid 17020 --report bench/results/2026-12-02-standalone-evening/fanout-max.json --charts bench/results/2026-12-02-standalone-evening/fanout-max

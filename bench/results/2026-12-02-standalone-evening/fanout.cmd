@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:21205/ws --http-url http://127.0.0.1:21205 --data-dir /tmp/tmp.Vb4vSyZRoF --server-pid 16823 --report bench/results/2026-12-02-standalone-evening/fanout.json --charts bench/results/2026-12-02-standalone-evening/fanout
