@@ -260,12 +260,13 @@ async fn drain_one(handle: Arc<crate::handle::ClientHandle>) {
 }
 
 /// The embedded worker. On SQLite it runs on a thread and runtime of its
-/// own: each statement is a hand-off to sqlx's SQLite thread and back, and
-/// on the shared runtime every hand-back waited in line behind the
-/// connection tasks. Saturated standalone fan-out went from about 73k to
-/// 80k deliveries/s (2026-12-02, docs/benchmarks.md). A PostgreSQL
-/// connection's socket belongs to the runtime that opened it, so that
-/// backend stays on the shared runtime.
+/// own, and that thread runs its SQLite statements itself
+/// (vendor/sqlx-sqlite/PATCHED.md) instead of handing each to sqlx's
+/// connection thread and back: on the shared runtime every hand-back waited
+/// in line behind the connection tasks, and each hand-off cost two thread
+/// switches (docs/benchmarks.md). A PostgreSQL connection's socket belongs
+/// to the runtime that opened it, so that backend stays on the shared
+/// runtime.
 fn spawn_embedded_worker(
     processor: worker::Processor,
     commands: tokio::sync::mpsc::Receiver<shared::bus::CommandEnvelope>,
@@ -278,7 +279,10 @@ fn spawn_embedded_worker(
     }
     let shared_runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(own) => own.block_on(work),
+        Ok(own) => {
+            shared::store::run_statements_on_this_thread();
+            own.block_on(work)
+        }
         Err(e) => {
             tracing::warn!(error = %e, "no runtime of its own for the embedded worker; sharing the main one");
             shared_runtime.block_on(work)

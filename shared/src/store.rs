@@ -32,6 +32,7 @@ pub use chats::{ChatCreated, NewChat};
 pub use commands::{Outcome, Submitted};
 pub use history::{HistoryQuery, SyncPage};
 pub use retention::Retention;
+pub use sqlite::run_statements_on_this_thread;
 
 use crate::error::Refusal;
 use crate::marks::Marks;

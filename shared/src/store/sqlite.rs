@@ -31,6 +31,14 @@ fn sqlite_pool_options(max: u32) -> sqlx::any::AnyPoolOptions {
     pool_options(max).test_before_acquire(false)
 }
 
+/// From now on, SQLite statements this thread issues run on it instead of
+/// being handed to each connection's own thread (the project's patch of
+/// sqlx-sqlite, vendor/sqlx-sqlite/PATCHED.md). Only for a thread that does
+/// nothing but apply commands: a statement blocks it while it runs.
+pub fn run_statements_on_this_thread() {
+    sqlx::sqlite::run_statements_on_this_thread();
+}
+
 pub(super) async fn open(url: &str) -> Result<Store, StoreError> {
     if let Some(dir) = file_path(url).and_then(|p| Path::new(p).parent().map(Path::to_path_buf)) {
         if !dir.as_os_str().is_empty() {

@@ -50,6 +50,8 @@ pub use connection::serialize::SqliteOwnedBuf;
 #[cfg(feature = "preupdate-hook")]
 pub use connection::PreupdateHookResult;
 pub use connection::{LockedSqliteHandle, SqliteConnection, SqliteOperation, UpdateHookResult};
+// Patched (PATCHED.md)
+pub use connection::run_statements_on_this_thread;
 pub use database::Sqlite;
 pub use error::SqliteError;
 pub use options::{

@@ -44,6 +44,8 @@ mod preupdate_hook;
 pub(crate) mod serialize;
 
 mod worker;
+// Patched (PATCHED.md)
+pub use worker::run_statements_on_this_thread;
 
 /// A connection to an open [Sqlite] database.
 ///

@@ -1,6 +1,7 @@
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 
@@ -39,6 +40,37 @@ pub(crate) struct WorkerSharedState {
     transaction_depth: AtomicUsize,
     cached_statements_size: AtomicUsize,
     pub(crate) conn: Mutex<ConnectionState>,
+    // Patched (PATCHED.md): commands sent to the worker thread and not yet
+    // finished; a statement runs on its caller's thread only when this is 0.
+    queued: AtomicUsize,
+    // Patched: was a local of the worker loop; shared so that a rollback run
+    // on the caller's thread honours it too.
+    ignore_next_start_rollback: AtomicBool,
+}
+
+// Patched (PATCHED.md): statements run on the calling thread.
+thread_local! {
+    static RUN_HERE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Patched (PATCHED.md): from now on, statements that this thread issues on
+/// an SQLite connection run on this thread, blocking it for their duration,
+/// instead of being handed to the connection's own thread and awaited. For a
+/// thread dedicated to database work: every hand-off costs two thread
+/// switches, which dominated a busy writer's time. A connection whose own
+/// thread still has commands queued keeps using it, so commands never run
+/// out of order.
+pub fn run_statements_on_this_thread() {
+    RUN_HERE.with(|here| here.set(true));
+}
+
+/// Patched: marks a queued command finished when the worker is done with it.
+struct Finished<'a>(&'a AtomicUsize);
+
+impl Drop for Finished<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl WorkerSharedState {
@@ -123,8 +155,9 @@ impl ConnectionWorker {
                     // and then immediately try to relock it; an unfair mutex would immediately
                     // grant us the lock even if another task is waiting.
                     conn: Mutex::new(conn, true),
+                    queued: AtomicUsize::new(0),
+                    ignore_next_start_rollback: AtomicBool::new(false),
                 });
-                let mut conn = shared.conn.try_lock().unwrap();
 
                 if establish_tx
                     .send(Ok(Self {
@@ -139,10 +172,14 @@ impl ConnectionWorker {
                 // If COMMIT or ROLLBACK is processed but not acknowledged, there would be another
                 // ROLLBACK sent when the `Transaction` drops. We need to ignore it otherwise we
                 // would rollback an already completed transaction.
-                let mut ignore_next_start_rollback = false;
+                // (Patched: `shared.ignore_next_start_rollback`.)
 
                 for (cmd, span) in command_rx {
                     let _guard = span.enter();
+                    // Patched: the connection is locked per command, not for the thread's
+                    // lifetime, so that a caller may run statements itself in between.
+                    let mut conn = futures_executor::block_on(shared.conn.lock());
+                    let finished = Finished(&shared.queued);
                     match cmd {
                         Command::Prepare { query, tx } => {
                             tx.send(prepare(&mut conn, &query).map(|prepared| {
@@ -164,48 +201,8 @@ impl ConnectionWorker {
                             tx,
                             limit
                         } => {
-                            let iter = match execute::iter(&mut conn, &query, arguments, persistent)
-                            {
-                                Ok(iter) => iter,
-                                Err(e) => {
-                                    tx.send(Err(e)).ok();
-                                    continue;
-                                }
-                            };
-
-                            match limit {
-                                None => {
-                                    for res in iter {
-                                        let has_error = res.is_err();
-                                        if tx.send(res).is_err() || has_error {
-                                            break;
-                                        }
-                                    }
-                                },
-                                Some(limit) => {
-                                    let mut iter = iter;
-                                    let mut rows_returned = 0;
-
-                                    while let Some(res) = iter.next() {
-                                        if let Ok(ok) = &res {
-                                            if ok.is_right() {
-                                                rows_returned += 1;
-                                                if rows_returned >= limit {
-                                                    drop(iter);
-                                                    let _ = tx.send(res);
-                                                    break;
-                                                }
-                                            }
-                                        }
-                                        let has_error = res.is_err();
-                                        if tx.send(res).is_err() || has_error {
-                                            break;
-                                        }
-                                    }
-                                },
-                            }
-
-                            update_cached_statements_size(&conn, &shared.cached_statements_size);
+                            // Patched: moved to `run_execute`, shared with the caller's thread.
+                            run_execute(&mut conn, &shared, &query, arguments, persistent, &tx, limit);
                         }
                         Command::Begin { tx, statement } => {
                             let depth = shared.transaction_depth.load(Ordering::Acquire);
@@ -252,43 +249,24 @@ impl ConnectionWorker {
                             }
                         }
                         Command::Commit { tx } => {
-                            let depth = shared.transaction_depth.load(Ordering::Acquire);
-
-                            let res = if depth > 0 {
-                                conn.handle
-                                    .exec(commit_ansi_transaction_sql(depth))
-                                    .map(|_| {
-                                        shared.transaction_depth.fetch_sub(1, Ordering::Release);
-                                    })
-                            } else {
-                                Ok(())
-                            };
+                            // Patched: moved to `end_transaction`.
+                            let res = end_transaction(&mut conn, &shared, commit_ansi_transaction_sql);
                             let res_ok = res.is_ok();
 
                             if tx.blocking_send(res).is_err() && res_ok {
                                 // The COMMIT was processed but not acknowledged. This means that
                                 // the `Transaction` doesn't know it was committed and will try to
                                 // rollback on drop. We need to ignore that rollback.
-                                ignore_next_start_rollback = true;
+                                shared.ignore_next_start_rollback.store(true, Ordering::Release);
                             }
                         }
                         Command::Rollback { tx } => {
-                            if ignore_next_start_rollback && tx.is_none() {
-                                ignore_next_start_rollback = false;
+                            if tx.is_none() && shared.ignore_next_start_rollback.swap(false, Ordering::AcqRel) {
                                 continue;
                             }
 
-                            let depth = shared.transaction_depth.load(Ordering::Acquire);
-
-                            let res = if depth > 0 {
-                                conn.handle
-                                    .exec(rollback_ansi_transaction_sql(depth))
-                                    .map(|_| {
-                                        shared.transaction_depth.fetch_sub(1, Ordering::Release);
-                                    })
-                            } else {
-                                Ok(())
-                            };
+                            // Patched: moved to `end_transaction`.
+                            let res = end_transaction(&mut conn, &shared, rollback_ansi_transaction_sql);
 
                             let res_ok = res.is_ok();
 
@@ -298,7 +276,7 @@ impl ConnectionWorker {
                                     // that the `Transaction` doesn't know it was rolled back and
                                     // will try to rollback again on drop. We need to ignore that
                                     // rollback.
-                                    ignore_next_start_rollback = true;
+                                    shared.ignore_next_start_rollback.store(true, Ordering::Release);
                                 }
                             }
                         }
@@ -324,6 +302,7 @@ impl ConnectionWorker {
                             // drop the connection references before sending confirmation
                             // and ending the command loop
                             drop(conn);
+                            drop(finished);
                             drop(shared);
                             let _ = tx.send(());
                             return;
@@ -359,8 +338,17 @@ impl ConnectionWorker {
         persistent: bool,
         limit: Option<usize>,
     ) -> Result<flume::Receiver<Result<Either<SqliteQueryResult, SqliteRow>, Error>>, Error> {
+        // Patched: on the caller's thread, every row is in the channel on return.
+        if let Some(mut conn) = self.lock_here() {
+            let (tx, rx) = flume::unbounded();
+            let arguments = args.map(SqliteArguments::into_static);
+            run_execute(&mut conn, &self.shared, query, arguments, persistent, &tx, limit);
+            return Ok(rx);
+        }
+
         let (tx, rx) = flume::bounded(chan_size);
 
+        self.shared.queued.fetch_add(1, Ordering::AcqRel);
         self.command_tx
             .send_async((
                 Command::Execute {
@@ -382,27 +370,59 @@ impl ConnectionWorker {
         &mut self,
         statement: Option<Cow<'static, str>>,
     ) -> Result<(), Error> {
+        // Patched: on the caller's thread, as the worker does it.
+        if let Some(mut conn) = self.lock_here() {
+            let depth = self.shared.transaction_depth.load(Ordering::Acquire);
+            let statement = match statement {
+                Some(_) if depth > 0 => return Err(Error::InvalidSavePointStatement),
+                Some(statement) => statement,
+                None => begin_ansi_transaction_sql(depth),
+            };
+            return conn.handle.exec(statement).map(|_| {
+                self.shared.transaction_depth.fetch_add(1, Ordering::Release);
+            });
+        }
         self.oneshot_cmd_with_ack(|tx| Command::Begin { tx, statement })
             .await?
     }
 
     pub(crate) async fn commit(&mut self) -> Result<(), Error> {
+        // Patched
+        if let Some(mut conn) = self.lock_here() {
+            return end_transaction(&mut conn, &self.shared, commit_ansi_transaction_sql);
+        }
         self.oneshot_cmd_with_ack(|tx| Command::Commit { tx })
             .await?
     }
 
     pub(crate) async fn rollback(&mut self) -> Result<(), Error> {
+        // Patched
+        if let Some(mut conn) = self.lock_here() {
+            return end_transaction(&mut conn, &self.shared, rollback_ansi_transaction_sql);
+        }
         self.oneshot_cmd_with_ack(|tx| Command::Rollback { tx: Some(tx) })
             .await?
     }
 
     pub(crate) fn start_rollback(&mut self) -> Result<(), Error> {
+        // Patched: as the worker does it, the outcome unreported.
+        if let Some(mut conn) = self.lock_here() {
+            if !self.shared.ignore_next_start_rollback.swap(false, Ordering::AcqRel) {
+                let _ = end_transaction(&mut conn, &self.shared, rollback_ansi_transaction_sql);
+            }
+            return Ok(());
+        }
+        self.shared.queued.fetch_add(1, Ordering::AcqRel);
         self.command_tx
             .send((Command::Rollback { tx: None }, Span::current()))
             .map_err(|_| Error::WorkerCrashed)
     }
 
     pub(crate) async fn ping(&mut self) -> Result<(), Error> {
+        // Patched: the connection is here, and so alive.
+        if self.lock_here().is_some() {
+            return Ok(());
+        }
         self.oneshot_cmd(|tx| Command::Ping { tx }).await
     }
 
@@ -435,6 +455,7 @@ impl ConnectionWorker {
     {
         let (tx, rx) = oneshot::channel();
 
+        self.shared.queued.fetch_add(1, Ordering::AcqRel);
         self.command_tx
             .send_async((command(tx), Span::current()))
             .await
@@ -449,6 +470,7 @@ impl ConnectionWorker {
     {
         let (tx, rx) = rendezvous_oneshot::channel();
 
+        self.shared.queued.fetch_add(1, Ordering::AcqRel);
         self.command_tx
             .send_async((command(tx), Span::current()))
             .await
@@ -462,6 +484,7 @@ impl ConnectionWorker {
     }
 
     pub(crate) async fn unlock_db(&mut self) -> Result<MutexGuard<'_, ConnectionState>, Error> {
+        self.shared.queued.fetch_add(1, Ordering::AcqRel);
         let (guard, res) = futures_util::future::join(
             // we need to join the wait queue for the lock before we send the message
             self.shared.conn.lock(),
@@ -481,6 +504,7 @@ impl ConnectionWorker {
     pub(crate) fn shutdown(&mut self) -> impl Future<Output = Result<(), Error>> {
         let (tx, rx) = oneshot::channel();
 
+        self.shared.queued.fetch_add(1, Ordering::AcqRel);
         let send_res = self
             .command_tx
             .send((Command::Shutdown { tx }, Span::current()))
@@ -518,6 +542,87 @@ fn prepare(conn: &mut ConnectionState, query: &str) -> Result<SqliteStatement<'s
         columns: columns.unwrap_or_default(),
         column_names: column_names.unwrap_or_default(),
         parameters,
+    })
+}
+
+impl ConnectionWorker {
+    /// Patched: the connection, if this thread runs its own statements and
+    /// nothing sent to the worker thread is still waiting or running.
+    fn lock_here(&self) -> Option<MutexGuard<'_, ConnectionState>> {
+        if !RUN_HERE.with(Cell::get) {
+            return None;
+        }
+        let conn = self.shared.conn.try_lock()?;
+        (self.shared.queued.load(Ordering::Acquire) == 0).then_some(conn)
+    }
+}
+
+/// Patched: the worker's `Execute`, callable from either thread.
+fn run_execute(
+    conn: &mut ConnectionState,
+    shared: &WorkerSharedState,
+    query: &str,
+    arguments: Option<SqliteArguments<'static>>,
+    persistent: bool,
+    tx: &flume::Sender<Result<Either<SqliteQueryResult, SqliteRow>, Error>>,
+    limit: Option<usize>,
+) {
+    let iter = match execute::iter(conn, query, arguments, persistent) {
+        Ok(iter) => iter,
+        Err(e) => {
+            tx.send(Err(e)).ok();
+            return;
+        }
+    };
+
+    match limit {
+        None => {
+            for res in iter {
+                let has_error = res.is_err();
+                if tx.send(res).is_err() || has_error {
+                    break;
+                }
+            }
+        }
+        Some(limit) => {
+            let mut iter = iter;
+            let mut rows_returned = 0;
+
+            while let Some(res) = iter.next() {
+                if let Ok(ok) = &res {
+                    if ok.is_right() {
+                        rows_returned += 1;
+                        if rows_returned >= limit {
+                            drop(iter);
+                            let _ = tx.send(res);
+                            break;
+                        }
+                    }
+                }
+                let has_error = res.is_err();
+                if tx.send(res).is_err() || has_error {
+                    break;
+                }
+            }
+        }
+    }
+
+    update_cached_statements_size(conn, &shared.cached_statements_size);
+}
+
+/// Patched: the worker's `Commit` and `Rollback` statements, callable from
+/// either thread.
+fn end_transaction(
+    conn: &mut ConnectionState,
+    shared: &WorkerSharedState,
+    sql: fn(usize) -> Cow<'static, str>,
+) -> Result<(), Error> {
+    let depth = shared.transaction_depth.load(Ordering::Acquire);
+    if depth == 0 {
+        return Ok(());
+    }
+    conn.handle.exec(sql(depth)).map(|_| {
+        shared.transaction_depth.fetch_sub(1, Ordering::Release);
     })
 }
 
