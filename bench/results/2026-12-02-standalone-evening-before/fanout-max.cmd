@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/base target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:39378/ws --http-url http://127.0.0.1:39378 --data-dir /tmp/tmp.psh0j1ksbG --server-pid 8598 --report bench/results/2026-12-02-standalone-evening-before/fanout-max.json --charts bench/results/2026-12-02-standalone-evening-before/fanout-max

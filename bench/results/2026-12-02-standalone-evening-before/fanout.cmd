@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/base target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:25501/ws --http-url http://127.0.0.1:25501 --data-dir /tmp/tmp.J8bIZhoyDC --server-pid 8564 --report bench/results/2026-12-02-standalone-evening-before/fanout.json --charts bench/results/2026-12-02-standalone-evening-before/fanout

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/base target/release/loadtest run receipts --connections 2000 --group-size 10 --rate 500 --duration 20 --ws-url ws://127.0.0.1:33164/ws --http-url http://127.0.0.1:33164 --data-dir /tmp/tmp.vttovWOSCp --server-pid 8663 --report bench/results/2026-12-02-standalone-evening-before/receipts.json --charts bench/results/2026-12-02-standalone-evening-before/receipts

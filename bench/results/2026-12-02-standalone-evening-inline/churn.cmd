@@ -1,0 +1,1 @@
+target/release/loadtest run churn --connections 2000 --churn-rate 200 --duration 20 --ws-url ws://127.0.0.1:36198/ws --http-url http://127.0.0.1:36198 --data-dir /tmp/tmp.rtbJLrMD1r --server-pid 8308 --report bench/results/2026-12-02-standalone-evening-inline/churn.json --charts bench/results/2026-12-02-standalone-evening-inline/churn

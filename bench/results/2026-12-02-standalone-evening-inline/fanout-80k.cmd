@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 8000 --duration 20 --ws-url ws://127.0.0.1:29828/ws --http-url http://127.0.0.1:29828 --data-dir /tmp/tmp.kczVexeGCQ --server-pid 7944 --report bench/results/2026-12-02-standalone-evening-inline/fanout-80k.json --charts bench/results/2026-12-02-standalone-evening-inline/fanout-80k

@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 100 --rate 1000 --duration 20 --ws-url ws://127.0.0.1:27915/ws --http-url http://127.0.0.1:27915 --data-dir /tmp/tmp.T5DwQXup9Y --server-pid 8041 --report bench/results/2026-12-02-standalone-evening-inline/fanout-g100-100k.json --charts bench/results/2026-12-02-standalone-evening-inline/fanout-g100-100k

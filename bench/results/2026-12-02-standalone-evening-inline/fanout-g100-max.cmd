@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 100 --rate 6000 --duration 20 --ws-url ws://127.0.0.1:24551/ws --http-url http://127.0.0.1:24551 --data-dir /tmp/tmp.gTNhBvT2Vp --server-pid 8074 --report bench/results/2026-12-02-standalone-evening-inline/fanout-g100-max.json --charts bench/results/2026-12-02-standalone-evening-inline/fanout-g100-max

@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 100 --rate 200 --duration 20 --ws-url ws://127.0.0.1:37591/ws --http-url http://127.0.0.1:37591 --data-dir /tmp/tmp.LmEKa8Yw3c --server-pid 7977 --report bench/results/2026-12-02-standalone-evening-inline/fanout-g100.json --charts bench/results/2026-12-02-standalone-evening-inline/fanout-g100

@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 1000 --rate 20 --duration 20 --ws-url ws://127.0.0.1:28835/ws --http-url http://127.0.0.1:28835 --data-dir /tmp/tmp.CTJkb5jslY --server-pid 8139 --report bench/results/2026-12-02-standalone-evening-inline/fanout-g1000.json --charts bench/results/2026-12-02-standalone-evening-inline/fanout-g1000

@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:31060/ws --http-url http://127.0.0.1:31060 --data-dir /tmp/tmp.UV4IyztSH1 --server-pid 7879 --report bench/results/2026-12-02-standalone-evening-inline/fanout-max.json --charts bench/results/2026-12-02-standalone-evening-inline/fanout-max

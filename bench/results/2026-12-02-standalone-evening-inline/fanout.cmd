@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:25711/ws --http-url http://127.0.0.1:25711 --data-dir /tmp/tmp.mpcTG1aQEv --server-pid 7800 --report bench/results/2026-12-02-standalone-evening-inline/fanout.json --charts bench/results/2026-12-02-standalone-evening-inline/fanout

@@ -1,0 +1,1 @@
+target/release/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:22605/ws --http-url http://127.0.0.1:22605 --data-dir /tmp/tmp.Qvx6C24RCw --server-pid 8341 --report bench/results/2026-12-02-standalone-evening-inline/idle.json --charts bench/results/2026-12-02-standalone-evening-inline/idle

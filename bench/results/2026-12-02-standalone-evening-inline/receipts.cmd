@@ -1,0 +1,1 @@
+target/release/loadtest run receipts --connections 2000 --group-size 10 --rate 500 --duration 20 --ws-url ws://127.0.0.1:38710/ws --http-url http://127.0.0.1:38710 --data-dir /tmp/tmp.iWGGloFuDG --server-pid 8173 --report bench/results/2026-12-02-standalone-evening-inline/receipts.json --charts bench/results/2026-12-02-standalone-evening-inline/receipts
