@@ -14,6 +14,7 @@
 //! on the messages' unique key, to be applied again.)
 
 mod chats;
+mod checkpoint;
 mod commands;
 mod event_log;
 mod history;
@@ -29,6 +30,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::AnyPool;
 
 pub use chats::{ChatCreated, NewChat};
+pub use checkpoint::Checkpointed;
 pub use commands::{Outcome, Submitted};
 pub use history::{HistoryQuery, SyncPage};
 pub use retention::Retention;

@@ -411,3 +411,22 @@ async fn dialogs_are_unique_and_membership_rules_hold() {
         assert_eq!(co, vec!["alice".to_string()]);
     }
 }
+
+/// Standalone checkpoints SQLite's log beside the writer
+/// (store/checkpoint.rs); PostgreSQL needs no such thing.
+#[tokio::test]
+async fn a_checkpoint_copies_the_sqlite_log_and_is_not_needed_on_postgres() {
+    for (store, _dir) in stores().await {
+        let chat = group(&store, "alice", &["bob"]).await;
+        store.apply_pairs(&[("alice".into(), send(chat, "c1", "one"))], 10).await.expect("applied");
+        let done = store.checkpoint().await.expect("checkpoint");
+        match store.backend() {
+            shared::store::Backend::Sqlite => {
+                let done = done.expect("SQLite checkpoints");
+                assert!(done.log_pages > 0, "the commits are in the log: {done:?}");
+                assert_eq!(done.copied_pages, done.log_pages, "no reader held the copy back: {done:?}");
+            }
+            shared::store::Backend::Postgres => assert_eq!(done, None),
+        }
+    }
+}

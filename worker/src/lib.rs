@@ -8,10 +8,12 @@
 //! - [`lease`]: the rules of shard ownership.
 //! - [`cluster`]: the worker process: leases and one consumer per shard.
 //! - [`retention`]: prunes the event log to the retention window.
+//! - [`checkpoint`]: standalone's SQLite checkpoints, beside the writer.
 //! - [`config`]: the worker's settings.
 //! - [`admin`]: the metrics and health listener.
 
 pub mod admin;
+pub mod checkpoint;
 pub mod cluster;
 pub mod config;
 pub mod lease;

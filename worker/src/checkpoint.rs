@@ -1,0 +1,27 @@
+//! Standalone's SQLite checkpoints, run beside the writer (see
+//! `shared::store::Store::checkpoint`).
+
+use std::time::Duration;
+
+use shared::store::Store;
+use tokio_util::sync::CancellationToken;
+
+/// Checkpoints every `every` until `stop` is cancelled; returns at once on
+/// a store that needs none.
+pub async fn run(store: Store, every: Duration, stop: CancellationToken) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        match store.checkpoint().await {
+            Ok(Some(done)) => {
+                tracing::trace!(log_pages = done.log_pages, copied_pages = done.copied_pages, "checkpoint")
+            }
+            Ok(None) => return,
+            Err(e) => tracing::warn!(error = %e, "checkpointing the SQLite log failed; will retry"),
+        }
+    }
+}
