@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 8000 --duration 20 --ws-url ws://127.0.0.1:32418/ws --http-url http://127.0.0.1:32418 --data-dir /tmp/tmp.t7QjSlyDsy --server-pid 15155 --report bench/results/2026-12-02-standalone-evening-final/fanout-80k.json --charts bench/results/2026-12-02-standalone-evening-final/fanout-80k

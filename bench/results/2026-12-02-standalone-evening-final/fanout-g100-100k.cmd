@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 100 --rate 1000 --duration 20 --ws-url ws://127.0.0.1:29561/ws --http-url http://127.0.0.1:29561 --data-dir /tmp/tmp.yJQwr7BlO7 --server-pid 15188 --report bench/results/2026-12-02-standalone-evening-final/fanout-g100-100k.json --charts bench/results/2026-12-02-standalone-evening-final/fanout-g100-100k

@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:30767/ws --http-url http://127.0.0.1:30767 --data-dir /tmp/tmp.VxGsl37hMD --server-pid 15122 --report bench/results/2026-12-02-standalone-evening-final/fanout-max.json --charts bench/results/2026-12-02-standalone-evening-final/fanout-max

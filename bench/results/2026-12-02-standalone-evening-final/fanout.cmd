@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:26990/ws --http-url http://127.0.0.1:26990 --data-dir /tmp/tmp.nCFOkihFzi --server-pid 14962 --report bench/results/2026-12-02-standalone-evening-final/fanout.json --charts bench/results/2026-12-02-standalone-evening-final/fanout

@@ -1,0 +1,1 @@
+target/release/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:24431/ws --http-url http://127.0.0.1:24431 --data-dir /tmp/tmp.H1eSfkNKE8 --server-pid 15285 --report bench/results/2026-12-02-standalone-evening-final/idle.json --charts bench/results/2026-12-02-standalone-evening-final/idle

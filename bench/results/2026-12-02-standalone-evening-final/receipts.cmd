@@ -1,0 +1,1 @@
+target/release/loadtest run receipts --connections 2000 --group-size 10 --rate 500 --duration 20 --ws-url ws://127.0.0.1:24700/ws --http-url http://127.0.0.1:24700 --data-dir /tmp/tmp.IMskBNynlR --server-pid 15252 --report bench/results/2026-12-02-standalone-evening-final/receipts.json --charts bench/results/2026-12-02-standalone-evening-final/receipts

@@ -1,0 +1,1 @@
+target/release/loadtest run reconnect --connections 19000 --group-size 10 --rate 200 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:31543/ws --http-url http://127.0.0.1:31543 --data-dir /tmp/tmp.Dtn7xlwqou --server-pid 15388 --report bench/results/2026-12-02-standalone-evening-final/reconnect.json --charts bench/results/2026-12-02-standalone-evening-final/reconnect
