@@ -1,6 +1,7 @@
 //! Standalone's SQLite checkpoints, run beside the writer (see
 //! `shared::store::Store::checkpoint`).
 
+use std::ops::ControlFlow;
 use std::time::Duration;
 
 use shared::store::Store;
@@ -9,19 +10,19 @@ use tokio_util::sync::CancellationToken;
 /// Checkpoints every `every` until `stop` is cancelled; returns at once on
 /// a store that needs none.
 pub async fn run(store: Store, every: Duration, stop: CancellationToken) {
-    let mut ticker = tokio::time::interval(every);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = stop.cancelled() => return,
-        }
+    let store = &store;
+    crate::periodic::every(every, stop, move || async move {
         match store.checkpoint().await {
             Ok(Some(done)) => {
-                tracing::trace!(log_pages = done.log_pages, copied_pages = done.copied_pages, "checkpoint")
+                tracing::trace!(log_pages = done.log_pages, copied_pages = done.copied_pages, "checkpoint");
+                ControlFlow::Continue(())
             }
-            Ok(None) => return,
-            Err(e) => tracing::warn!(error = %e, "checkpointing the SQLite log failed; will retry"),
+            Ok(None) => ControlFlow::Break(()),
+            Err(e) => {
+                tracing::warn!(error = %e, "checkpointing the SQLite log failed; will retry");
+                ControlFlow::Continue(())
+            }
         }
-    }
+    })
+    .await
 }

@@ -1,5 +1,6 @@
 //! Periodic pruning of the event log to the retention window.
 
+use std::ops::ControlFlow;
 use std::time::Duration;
 
 use shared::clock::now_ms;
@@ -8,17 +9,14 @@ use tokio_util::sync::CancellationToken;
 
 /// Prunes every `every` until `stop` is cancelled.
 pub async fn run(store: Store, retention: Retention, every: Duration, stop: CancellationToken) {
-    let mut ticker = tokio::time::interval(every);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = stop.cancelled() => return,
-        }
+    let store = &store;
+    crate::periodic::every(every, stop, move || async move {
         match store.prune(retention, now_ms()).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(events = n, "pruned events outside the retention window"),
             Err(e) => tracing::warn!(error = %e, "pruning the event log failed; will retry"),
         }
-    }
+        ControlFlow::Continue(())
+    })
+    .await
 }
