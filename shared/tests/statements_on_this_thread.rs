@@ -78,6 +78,12 @@ fn statements_run_on_the_calling_thread_and_transactions_keep_their_meaning() {
             insert(&mut tx, "rolled back").await;
             tx.rollback().await.expect("rollback");
 
+            let mut tx = conn.begin().await.expect("begin");
+            insert(&mut tx, "before a refused statement").await;
+            let refused = sqlx::query("INSERT INTO t (v) VALUES (NULL)").execute(&mut *tx).await;
+            assert!(refused.is_err(), "NOT NULL refuses the row: {refused:?}");
+            drop(tx);
+
             let mut tx = conn.begin().await.expect("a transaction after a dropped one");
             let mut inner = tx.begin().await.expect("savepoint");
             insert(&mut inner, "in a savepoint rolled back").await;
