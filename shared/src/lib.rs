@@ -13,6 +13,7 @@
 //! - [`store`]: durable storage (SQLite standalone, PostgreSQL in a cluster).
 //! - [`bus`]: commands in, events out; in-process for standalone.
 //! - [`clock`]: wall-clock milliseconds.
+//! - [`periodic`]: background chores run at an interval until stopped.
 //! - [`process`]: logging set-up and the stop signal of both binaries.
 //! - [`telemetry`]: the Prometheus recorder and process metrics.
 //! - [`health`]: how long since the database and Redis last answered.
@@ -25,6 +26,7 @@ pub mod error;
 pub mod health;
 pub mod marks;
 pub mod model;
+pub mod periodic;
 pub mod process;
 pub mod protocol;
 pub mod store;

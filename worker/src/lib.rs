@@ -9,7 +9,6 @@
 //! - [`cluster`]: the worker process: leases and one consumer per shard.
 //! - [`retention`]: prunes the event log to the retention window.
 //! - [`checkpoint`]: standalone's SQLite checkpoints, beside the writer.
-//! - [`periodic`]: runs those chores at an interval.
 //! - [`config`]: the worker's settings.
 //! - [`admin`]: the metrics and health listener.
 
@@ -18,7 +17,6 @@ pub mod checkpoint;
 pub mod cluster;
 pub mod config;
 pub mod lease;
-pub mod periodic;
 pub mod processor;
 pub mod retention;
 pub mod stream;

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 /// Prunes every `every` until `stop` is cancelled.
 pub async fn run(store: Store, retention: Retention, every: Duration, stop: CancellationToken) {
     let store = &store;
-    crate::periodic::every(every, stop, move || async move {
+    shared::periodic::every(every, stop, move || async move {
         match store.prune(retention, now_ms()).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(events = n, "pruned events outside the retention window"),

@@ -140,18 +140,15 @@ impl ClusterPresence {
     /// Renews this node's lease and reaps dead nodes, every second, until
     /// `stop`; then gives the lease up and clears this node's entries.
     pub async fn run(self: Arc<Self>, presence: Arc<Presence>, stop: CancellationToken) {
-        let mut ticker = tokio::time::interval(TICK);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = ticker.tick() => {}
-                _ = stop.cancelled() => break,
-            }
-            if let Err(e) = self.tick(&presence).await {
+        let (this, presence) = (&*self, &*presence);
+        shared::periodic::every(TICK, stop, move || async move {
+            if let Err(e) = this.tick(presence).await {
                 metrics::counter!("chat_redis_errors_total", "op" => "presence").increment(1);
                 tracing::warn!(error = %e, "presence lease round failed");
             }
-        }
+            std::ops::ControlFlow::Continue(())
+        })
+        .await;
         // Leaving: this node's users have all disconnected by now.
         let mut redis = self.redis.clone();
         let _: redis::RedisResult<()> = redis.del(self.keys.node_alive(&self.node)).await;
