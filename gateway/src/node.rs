@@ -87,17 +87,16 @@ impl Node {
         let processor = worker::Processor::new(store.clone(), broker.clone());
         let worker = spawn_embedded_worker(processor, command_rx, stop_worker.clone(), store.backend());
         let stop_others = CancellationToken::new();
-        let others = vec![tokio::spawn(worker::retention::run(
+        let mut others = vec![tokio::spawn(worker::retention::run(
             store.clone(),
             settings.common.retention(),
             Duration::from_secs(60),
             stop_others.clone(),
         ))];
-        let health = Health::new(settings.common.unreachable_grace_ms, false);
-        let mut others = others;
         if store.backend() == Backend::Sqlite {
             others.push(tokio::spawn(worker::checkpoint::run(store.clone(), CHECKPOINT_EVERY, stop_others.clone())));
         }
+        let health = Health::new(settings.common.unreachable_grace_ms, false);
         others.push(tokio::spawn(health.clone().watch(store.clone(), None, stop_others.clone())));
         let background = Background { worker: Some((worker, stop_worker)), others, stop_others };
         let node_id = settings.node_id.clone().unwrap_or_else(generated_node_id);
