@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/base target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:20592/ws --http-url http://127.0.0.1:20592 --data-dir /tmp/tmp.lf3xjjzW89 --server-pid 23869 --report bench/results/2026-12-03-standalone-diag/fanout.json --charts bench/results/2026-12-03-standalone-diag/fanout

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/base target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:23584/ws --http-url http://127.0.0.1:23584 --data-dir /tmp/tmp.XavHPf2m0h --server-pid 21020 --report bench/results/2026-12-03-standalone-ab2-base-1/fanout.json --charts bench/results/2026-12-03-standalone-ab2-base-1/fanout

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/base target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:22727/ws --http-url http://127.0.0.1:22727 --data-dir /tmp/tmp.W7YdskCB76 --server-pid 21096 --report bench/results/2026-12-03-standalone-ab2-base-6/fanout-max.json --charts bench/results/2026-12-03-standalone-ab2-base-6/fanout-max

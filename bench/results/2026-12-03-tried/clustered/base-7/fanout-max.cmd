@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/base target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:25615/ws --http-url http://127.0.0.1:25615 --data-dir /tmp/tmp.FhYSElopAd --server-pid 21534 --report bench/results/2026-12-03-standalone-ab2-base-7/fanout-max.json --charts bench/results/2026-12-03-standalone-ab2-base-7/fanout-max

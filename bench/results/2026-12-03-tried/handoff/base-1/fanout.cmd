@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/base target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:37739/ws --http-url http://127.0.0.1:37739 --data-dir /tmp/tmp.q6W9K4ZLho --server-pid 12197 --report bench/results/2026-12-03-standalone-ab-base-1/fanout.json --charts bench/results/2026-12-03-standalone-ab-base-1/fanout

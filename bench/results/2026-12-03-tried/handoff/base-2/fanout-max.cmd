@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/base target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:27582/ws --http-url http://127.0.0.1:27582 --data-dir /tmp/tmp.R7zx2DGi9M --server-pid 12477 --report bench/results/2026-12-03-standalone-ab-base-2/fanout-max.json --charts bench/results/2026-12-03-standalone-ab-base-2/fanout-max

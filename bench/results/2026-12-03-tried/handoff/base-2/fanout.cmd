@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/base target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:23796/ws --http-url http://127.0.0.1:23796 --data-dir /tmp/tmp.w05G56b6HY --server-pid 12411 --report bench/results/2026-12-03-standalone-ab-base-2/fanout.json --charts bench/results/2026-12-03-standalone-ab-base-2/fanout

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/base target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:35893/ws --http-url http://127.0.0.1:35893 --data-dir /tmp/tmp.TEPFBHe9hH --server-pid 12893 --report bench/results/2026-12-03-standalone-ab-base-3/fanout-max.json --charts bench/results/2026-12-03-standalone-ab-base-3/fanout-max

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/handoff target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:27468/ws --http-url http://127.0.0.1:27468 --data-dir /tmp/tmp.hfgYopmnf5 --server-pid 12370 --report bench/results/2026-12-03-standalone-ab-handoff-1/fanout-max.json --charts bench/results/2026-12-03-standalone-ab-handoff-1/fanout-max

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/handoff target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:30879/ws --http-url http://127.0.0.1:30879 --data-dir /tmp/tmp.TwYGmVLU7t --server-pid 12786 --report bench/results/2026-12-03-standalone-ab-handoff-2/fanout-max.json --charts bench/results/2026-12-03-standalone-ab-handoff-2/fanout-max

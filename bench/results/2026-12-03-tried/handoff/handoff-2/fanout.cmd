@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/handoff target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:26325/ws --http-url http://127.0.0.1:26325 --data-dir /tmp/tmp.zCF6yqp1YI --server-pid 12528 --report bench/results/2026-12-03-standalone-ab-handoff-2/fanout.json --charts bench/results/2026-12-03-standalone-ab-handoff-2/fanout

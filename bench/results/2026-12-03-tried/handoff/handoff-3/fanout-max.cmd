@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/handoff target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:29688/ws --http-url http://127.0.0.1:29688 --data-dir /tmp/tmp.f7k4JtNQ1A --server-pid 12999 --report bench/results/2026-12-03-standalone-ab-handoff-3/fanout-max.json --charts bench/results/2026-12-03-standalone-ab-handoff-3/fanout-max
