@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/base target/release/loadtest run fanout --connections 200 --group-size 10 --rate 30 --duration 10 --ws-url ws://127.0.0.1:27126/ws --http-url http://127.0.0.1:27126 --data-dir /tmp/tmp.NZE9NG2BCn --server-pid 5970 --report bench/results/2026-12-03-instructions-base-2/run-10.json --charts bench/results/2026-12-03-instructions-base-2/run-10

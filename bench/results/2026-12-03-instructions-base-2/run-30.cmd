@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/base target/release/loadtest run fanout --connections 200 --group-size 10 --rate 30 --duration 30 --ws-url ws://127.0.0.1:25021/ws --http-url http://127.0.0.1:25021 --data-dir /tmp/tmp.m05c61Ims7 --server-pid 6053 --report bench/results/2026-12-03-instructions-base-2/run-30.json --charts bench/results/2026-12-03-instructions-base-2/run-30

@@ -1,0 +1,1 @@
+LABEL=repeat bench/instructions.sh 10 30

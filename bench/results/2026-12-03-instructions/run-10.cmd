@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 200 --group-size 10 --rate 30 --duration 10 --ws-url ws://127.0.0.1:25637/ws --http-url http://127.0.0.1:25637 --data-dir /tmp/tmp.q8wcHYMl0r --server-pid 3329 --report bench/results/2026-12-03-instructions/run-10.json --charts bench/results/2026-12-03-instructions/run-10

@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 200 --group-size 10 --rate 30 --duration 30 --ws-url ws://127.0.0.1:39666/ws --http-url http://127.0.0.1:39666 --data-dir /tmp/tmp.0QAB79vOTk --server-pid 3444 --report bench/results/2026-12-03-instructions/run-30.json --charts bench/results/2026-12-03-instructions/run-30

@@ -1,0 +1,1 @@
+bench/instructions.sh 10 30
