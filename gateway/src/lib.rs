@@ -6,6 +6,7 @@
 //! - [`node`]: one process and what it holds; standalone wiring.
 //! - [`client`]: one connection: authentication, then its reader.
 //! - [`writer`]: one connection's writer (batched frames, one write).
+//! - [`frame_metrics`]: the writer's per-frame metrics, by handle.
 //! - [`handle`]: the node's grip on a connection (queue, close, heartbeat).
 //! - [`outbound`]: the writer's queue items and per-chat cursors.
 //! - [`hub`]: local users, chat subscriptions, fan-out.
@@ -17,6 +18,7 @@
 
 pub mod client;
 pub mod config;
+pub mod frame_metrics;
 pub mod handle;
 pub mod heartbeat;
 pub mod hub;

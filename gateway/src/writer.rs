@@ -16,6 +16,7 @@ use shared::protocol::native::outbound as render;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
+use crate::frame_metrics;
 use crate::handle::ClientHandle;
 use crate::outbound::{Cursors, Outbound, RenderedEvent, CONNECT_HOLD};
 
@@ -120,8 +121,7 @@ impl Writer<'_> {
         }
         if self.cursors.admit(event.chat, event.id) {
             self.text(event.kind, &event.frame);
-            let delay = now_ms().saturating_sub(event.stored_at);
-            metrics::histogram!("chat_delivery_duration_seconds").record(delay as f64 / 1000.0);
+            frame_metrics::delivered_after(now_ms().saturating_sub(event.stored_at));
         }
     }
 
@@ -144,7 +144,7 @@ impl Writer<'_> {
     }
 
     fn text(&mut self, kind: &'static str, payload: &[u8]) {
-        metrics::counter!("chat_frames_out_total", "type" => kind).increment(1);
+        frame_metrics::frame_out(kind);
         self.encode(Frame::text(Payload::Borrowed(payload)));
     }
 
@@ -152,6 +152,10 @@ impl Writer<'_> {
         // The longest server header: 2 bytes, 8 of length, no mask.
         let mut head = [0u8; 10];
         let size = frame.fmt_head(&mut head);
+        // Room for the whole frame at once: the first frame of a wake-up
+        // then costs one allocation, not one for its head and another for
+        // its payload.
+        self.out.reserve(size + frame.payload.len());
         self.out.extend_from_slice(&head[..size]);
         self.out.extend_from_slice(&frame.payload);
     }
