@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/fm target/release/loadtest run fanout --connections 200 --group-size 10 --rate 30 --duration 10 --ws-url ws://127.0.0.1:25071/ws --http-url http://127.0.0.1:25071 --data-dir /tmp/tmp.lc1fsmqFCx --server-pid 4516 --report bench/results/2026-12-03-instructions-frame-metrics/run-10.json --charts bench/results/2026-12-03-instructions-frame-metrics/run-10

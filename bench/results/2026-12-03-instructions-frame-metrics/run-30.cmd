@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/fm target/release/loadtest run fanout --connections 200 --group-size 10 --rate 30 --duration 30 --ws-url ws://127.0.0.1:27526/ws --http-url http://127.0.0.1:27526 --data-dir /tmp/tmp.5CaQlLDUvF --server-pid 4884 --report bench/results/2026-12-03-instructions-frame-metrics/run-30.json --charts bench/results/2026-12-03-instructions-frame-metrics/run-30
