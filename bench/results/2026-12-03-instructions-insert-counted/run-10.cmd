@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/ret target/release/loadtest run fanout --connections 200 --group-size 10 --rate 30 --duration 10 --ws-url ws://127.0.0.1:20017/ws --http-url http://127.0.0.1:20017 --data-dir /tmp/tmp.T7u5DC8rpG --server-pid 17071 --report bench/results/2026-12-03-instructions-insert-counted/run-10.json --charts bench/results/2026-12-03-instructions-insert-counted/run-10

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/ret target/release/loadtest run fanout --connections 200 --group-size 10 --rate 30 --duration 30 --ws-url ws://127.0.0.1:27359/ws --http-url http://127.0.0.1:27359 --data-dir /tmp/tmp.Z2VO6J9QuV --server-pid 17145 --report bench/results/2026-12-03-instructions-insert-counted/run-30.json --charts bench/results/2026-12-03-instructions-insert-counted/run-30
