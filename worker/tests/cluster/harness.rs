@@ -97,45 +97,58 @@ impl Cluster {
         self.workers.push(worker);
     }
 
-    /// Starts a gateway and waits until it is ready.
+    /// Starts a gateway and waits until it is ready. A port found free can
+    /// be taken before the gateway binds it, by another test's process
+    /// (tests run in parallel); then the gateway exits, or a worker's admin
+    /// listener (which answers `/readyz` too) holds the port, and the
+    /// gateway is started again on another port.
     pub async fn start_gateway(&mut self) -> usize {
         let index = self.gateways.len();
-        let port = testkit::free_port();
-        let mut env = self.common_env();
-        env.insert("LISTEN_ADDR".into(), format!("127.0.0.1:{port}"));
-        env.insert("JWT_SECRET".into(), SECRET.into());
-        env.insert("NODE_ID".into(), format!("gw-{index}"));
-        env.insert("HEARTBEAT_TIMEOUT_MS".into(), self.heartbeat_timeout_ms.to_string());
-        env.insert("DATA_DIR".into(), self.logs.path().join(format!("gw-{index}")).display().to_string());
-        let name = format!("gw-{index}");
-        let service = Service::spawn(&name, &binary("gateway"), &[], &env, self.logs.path()).expect("gateway");
-        self.gateways.push(Gateway { service, port });
-        self.wait_ready(index).await;
-        index
+        for _ in 0..5 {
+            let port = testkit::free_port();
+            let mut env = self.common_env();
+            env.insert("LISTEN_ADDR".into(), format!("127.0.0.1:{port}"));
+            env.insert("JWT_SECRET".into(), SECRET.into());
+            env.insert("NODE_ID".into(), format!("gw-{index}"));
+            env.insert("HEARTBEAT_TIMEOUT_MS".into(), self.heartbeat_timeout_ms.to_string());
+            env.insert("DATA_DIR".into(), self.logs.path().join(format!("gw-{index}")).display().to_string());
+            let name = format!("gw-{index}");
+            let mut service = Service::spawn(&name, &binary("gateway"), &[], &env, self.logs.path()).expect("gateway");
+            if self.wait_ready(&mut service, port).await {
+                self.gateways.push(Gateway { service, port });
+                return index;
+            }
+        }
+        panic!("gw-{index} found no port of its own in five tries");
     }
 
-    /// Polls `/readyz`: readiness has no push signal to await.
-    pub async fn wait_ready(&mut self, index: usize) {
+    /// Polls `/readyz` (readiness has no push signal to await) until the
+    /// gateway on `port` is ready: true. False if the port turned out to be
+    /// someone else's.
+    async fn wait_ready(&self, service: &mut Service, port: u16) -> bool {
         let started = Instant::now();
         loop {
-            let url = format!("http://127.0.0.1:{}/readyz", self.gateways[index].port);
+            let url = format!("http://127.0.0.1:{port}/readyz");
             if let Ok(response) = self.http.get(&url).send().await {
                 if response.status() == 200 {
-                    return;
+                    return self.is_gateway(port).await && service.is_running();
                 }
             }
-            assert!(
-                self.gateways[index].service.is_running(),
-                "gw-{index} exited:\n{}",
-                self.gateways[index].service.log()
-            );
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "gw-{index} not ready:\n{}",
-                self.gateways[index].service.log()
-            );
+            if !service.is_running() {
+                assert!(service.log().contains("in use"), "gateway exited:\n{}", service.log());
+                return false;
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "gateway not ready:\n{}", service.log());
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Whether a gateway answers on `port`: its REST API refuses a request
+    /// without a token with 401, where a worker's admin listener has no
+    /// such route (404).
+    async fn is_gateway(&self, port: u16) -> bool {
+        let url = format!("http://127.0.0.1:{port}/v1/chats");
+        matches!(self.http.get(&url).send().await, Ok(response) if response.status() == 401)
     }
 
     pub fn token(&self, user: &str) -> String {
