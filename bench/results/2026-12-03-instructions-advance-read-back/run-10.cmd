@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/adv target/release/loadtest run fanout --connections 200 --group-size 10 --rate 30 --duration 10 --ws-url ws://127.0.0.1:21201/ws --http-url http://127.0.0.1:21201 --data-dir /tmp/tmp.C5Hwlj1zmB --server-pid 22319 --report bench/results/2026-12-03-instructions-advance-read-back/run-10.json --charts bench/results/2026-12-03-instructions-advance-read-back/run-10

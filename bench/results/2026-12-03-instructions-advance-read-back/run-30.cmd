@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/adv target/release/loadtest run fanout --connections 200 --group-size 10 --rate 30 --duration 30 --ws-url ws://127.0.0.1:34024/ws --http-url http://127.0.0.1:34024 --data-dir /tmp/tmp.ivphNV2csx --server-pid 22400 --report bench/results/2026-12-03-instructions-advance-read-back/run-30.json --charts bench/results/2026-12-03-instructions-advance-read-back/run-30
