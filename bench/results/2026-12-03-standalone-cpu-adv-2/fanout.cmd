@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/adv target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:32077/ws --http-url http://127.0.0.1:32077 --data-dir /tmp/tmp.deGQbz4nfu --server-pid 8524 --report bench/results/2026-12-03-standalone-cpu-adv-2/fanout.json --charts bench/results/2026-12-03-standalone-cpu-adv-2/fanout

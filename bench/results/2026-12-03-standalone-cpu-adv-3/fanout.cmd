@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/adv target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:20447/ws --http-url http://127.0.0.1:20447 --data-dir /tmp/tmp.xyZngNPCkk --server-pid 8638 --report bench/results/2026-12-03-standalone-cpu-adv-3/fanout.json --charts bench/results/2026-12-03-standalone-cpu-adv-3/fanout

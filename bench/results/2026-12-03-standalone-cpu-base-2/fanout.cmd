@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/base target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:20573/ws --http-url http://127.0.0.1:20573 --data-dir /tmp/tmp.aXgIF9rj2F --server-pid 8484 --report bench/results/2026-12-03-standalone-cpu-base-2/fanout.json --charts bench/results/2026-12-03-standalone-cpu-base-2/fanout
