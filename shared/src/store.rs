@@ -76,6 +76,17 @@ pub enum Backend {
     Postgres,
 }
 
+impl Backend {
+    /// The database behind one of the store's connections.
+    pub(crate) fn of(conn: &sqlx::AnyConnection) -> Backend {
+        if conn.backend_name() == <sqlx::Sqlite as sqlx::Database>::NAME {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        }
+    }
+}
+
 /// Is `user` in `chat`, and does the chat exist at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Membership {

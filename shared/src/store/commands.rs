@@ -302,12 +302,18 @@ async fn advance_for_send(
     user: &str,
     now: Millis,
 ) -> Result<Option<(i64, i64)>, StoreError> {
-    const ADVANCE: &str = "UPDATE chats SET last_message_id = last_message_id + 1, last_event_id = last_event_id + 1, \
-           last_activity_at = $3 \
-         WHERE id = $1 AND EXISTS (SELECT 1 FROM members m WHERE m.chat_id = $1 AND m.user_id = $2)";
-    if tx.backend_name() != <sqlx::Sqlite as sqlx::Database>::NAME {
-        let returning = format!("{ADVANCE} RETURNING last_message_id, last_event_id");
-        let advanced = sqlx::query_as(&returning).bind(chat).bind(user).bind(now).fetch_optional(&mut **tx).await?;
+    macro_rules! advance {
+        () => {
+            "UPDATE chats SET last_message_id = last_message_id + 1, last_event_id = last_event_id + 1, \
+               last_activity_at = $3 \
+             WHERE id = $1 AND EXISTS (SELECT 1 FROM members m WHERE m.chat_id = $1 AND m.user_id = $2)"
+        };
+    }
+    const ADVANCE: &str = advance!();
+    const ADVANCE_RETURNING: &str = concat!(advance!(), " RETURNING last_message_id, last_event_id");
+    if super::Backend::of(tx) == super::Backend::Postgres {
+        let advanced =
+            sqlx::query_as(ADVANCE_RETURNING).bind(chat).bind(user).bind(now).fetch_optional(&mut **tx).await?;
         return Ok(advanced);
     }
     let changed = sqlx::query(ADVANCE).bind(chat).bind(user).bind(now).execute(&mut **tx).await?.rows_affected();

@@ -20,7 +20,7 @@ pub(super) struct Placeholders {
 
 impl Placeholders {
     pub fn for_connection(conn: &AnyConnection) -> Placeholders {
-        Placeholders::new(conn.backend_name() == <sqlx::Sqlite as sqlx::Database>::NAME)
+        Placeholders::new(super::Backend::of(conn) == super::Backend::Sqlite)
     }
 
     fn new(anonymous: bool) -> Placeholders {
