@@ -21,6 +21,7 @@ mod history;
 mod mark_runs;
 mod placeholders;
 mod postgres;
+mod records;
 mod retention;
 mod sends;
 mod sqlite;
@@ -31,7 +32,7 @@ use sqlx::AnyPool;
 
 pub use chats::{ChatCreated, NewChat};
 pub use checkpoint::Checkpointed;
-pub use commands::{Outcome, Submitted};
+pub use commands::{Delivery, Outcome, Submitted};
 pub use history::{HistoryQuery, SyncPage};
 pub use retention::Retention;
 pub use sqlite::run_statements_on_this_thread;

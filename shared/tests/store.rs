@@ -5,7 +5,7 @@
 use serde_json::json;
 use shared::error::ErrorCode;
 use shared::model::{ChatKind, Command, DeliveryStatus, EventKind, MarkKind};
-use shared::store::{HistoryQuery, NewChat, Outcome, Retention, Store, StoreRefusal, Submitted};
+use shared::store::{Delivery, HistoryQuery, NewChat, Outcome, Retention, Store, StoreRefusal, Submitted};
 
 /// A fresh SQLite store, and a fresh PostgreSQL one when `TEST_DATABASE_URL`
 /// names a server: every store test runs against both.
@@ -43,7 +43,7 @@ impl ApplyPairs for Store {
             batch.iter().map(|_| format!("cmd-{}", NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))).collect();
         let submitted: Vec<Submitted> =
             batch.iter().zip(&ids).map(|((user, command), id)| Submitted { id, user, command }).collect();
-        self.apply_batch(&submitted, now, true).await
+        self.apply_batch(&submitted, now, Delivery::Repeat).await
     }
 }
 
@@ -161,12 +161,57 @@ async fn a_redelivered_command_is_answered_from_its_record() {
             .zip(["redeliver-1", "redeliver-2"])
             .map(|(command, id)| Submitted { id, user: "alice", command })
             .collect();
-        let first = store.apply_batch(&batch, 10, true).await.expect("applied");
-        let again = store.apply_batch(&batch, 20, true).await.expect("applied again");
+        let first = store.apply_batch(&batch, 10, Delivery::Repeat).await.expect("applied");
+        let again = store.apply_batch(&batch, 20, Delivery::Repeat).await.expect("applied again");
         assert_eq!(first, again, "same replies, same events (to publish again)");
         let page = store.events_after(chat, "alice", 0, 100).await.expect("log");
         assert_eq!(page.events.len(), 2, "applied once");
         assert_eq!(page.last_event_id, 2);
+    }
+}
+
+/// A first delivery skips the look-up but is recorded, so that its
+/// redelivery is still answered from the record.
+#[tokio::test]
+async fn a_first_delivery_is_recorded_for_its_redelivery() {
+    for (store, _dir) in stores().await {
+        let chat = group(&store, "alice", &["bob"]).await;
+        let edit = Command::Edit { chat_id: chat, message_id: 1, text: "fixed".into(), attachments: json!([]) };
+        let commands = [send(chat, "c1", "typo"), edit];
+        let batch: Vec<Submitted> = commands
+            .iter()
+            .zip(["first-1", "first-2"])
+            .map(|(command, id)| Submitted { id, user: "alice", command })
+            .collect();
+        let first = store.apply_batch(&batch, 10, Delivery::First).await.expect("applied");
+        let again = store.apply_batch(&batch, 20, Delivery::Repeat).await.expect("applied again");
+        assert_eq!(first, again, "same replies, same events (to publish again)");
+        let page = store.events_after(chat, "alice", 0, 100).await.expect("log");
+        assert_eq!(page.events.len(), 2, "applied once: {:?}", page.events);
+    }
+}
+
+/// Should a command taken for a first delivery have been applied before,
+/// its record's key refuses the batch (nothing of it is committed), and the
+/// batch retried as a redelivery is answered from the record.
+#[tokio::test]
+async fn a_recorded_command_taken_for_new_fails_the_batch_instead_of_applying_twice() {
+    for (store, _dir) in stores().await {
+        let chat = group(&store, "alice", &["bob"]).await;
+        let edit = Command::Edit { chat_id: chat, message_id: 1, text: "fixed".into(), attachments: json!([]) };
+        let commands = [send(chat, "c1", "typo"), edit];
+        let batch: Vec<Submitted> = commands
+            .iter()
+            .zip(["twice-1", "twice-2"])
+            .map(|(command, id)| Submitted { id, user: "alice", command })
+            .collect();
+        let first = store.apply_batch(&batch, 10, Delivery::First).await.expect("applied");
+        let refused = store.apply_batch(&batch, 20, Delivery::First).await;
+        assert!(refused.is_err(), "the record's key refuses it: {refused:?}");
+        let page = store.events_after(chat, "alice", 0, 100).await.expect("log");
+        assert_eq!(page.events.len(), 2, "nothing of the refused batch stays: {:?}", page.events);
+        let retried = store.apply_batch(&batch, 30, Delivery::Repeat).await.expect("retried");
+        assert_eq!(first, retried);
     }
 }
 
@@ -181,7 +226,7 @@ async fn a_command_queued_twice_in_one_batch_is_applied_once() {
             Submitted { id: "twin-edit", user: "alice", command: &edit },
             Submitted { id: "twin-edit", user: "alice", command: &edit },
         ];
-        let results = store.apply_batch(&batch, 10, true).await.expect("applied");
+        let results = store.apply_batch(&batch, 10, Delivery::Repeat).await.expect("applied");
         assert_eq!(results[1], results[2], "the twin is answered like the first");
         let page = store.events_after(chat, "alice", 0, 100).await.expect("log");
         assert_eq!(page.events.len(), 2, "one new, one edit: {:?}", page.events);

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use shared::bus::{Broker, CommandEnvelope, Event};
 use shared::clock::now_ms;
 use shared::error::Refusal;
-use shared::store::{Outcome, Store, StoreError, Submitted};
+use shared::store::{Delivery, Outcome, Store, StoreError, Submitted};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -27,8 +27,7 @@ pub struct Processor {
     store: Store,
     broker: Broker,
     max_batch: usize,
-    /// Whether the queue may deliver a command twice (see
-    /// `Store::apply_batch`).
+    /// Whether the queue may deliver a command twice (see [`Delivery`]).
     redelivery: bool,
 }
 
@@ -92,7 +91,7 @@ impl Processor {
         if batch.is_empty() {
             return;
         }
-        let results = match self.apply(batch).await {
+        let results = match self.apply(batch, false).await {
             Ok(results) => results,
             Err(e) => {
                 tracing::error!(error = %e, commands = batch.len(), "store failed; commands refused as internal");
@@ -103,13 +102,20 @@ impl Processor {
         batch.clear();
     }
 
-    /// Applies `batch` in one transaction.
-    pub async fn apply(&self, batch: &[CommandEnvelope]) -> Result<Results, StoreError> {
+    /// Applies `batch` in one transaction. `seen_before`: the queue may
+    /// have handed out these commands before, or an earlier attempt may
+    /// have committed them.
+    pub async fn apply(&self, batch: &[CommandEnvelope], seen_before: bool) -> Result<Results, StoreError> {
         let submitted: Vec<Submitted> =
             batch.iter().map(|e| Submitted { id: &e.id, user: &e.user, command: &e.command }).collect();
         metrics::histogram!("chat_worker_batch_size").record(batch.len() as f64);
+        let delivery = match (self.redelivery, seen_before) {
+            (false, _) => Delivery::Once,
+            (true, false) => Delivery::First,
+            (true, true) => Delivery::Repeat,
+        };
         let result =
-            match tokio::time::timeout(APPLY_TIMEOUT, self.store.apply_batch(&submitted, now_ms(), self.redelivery))
+            match tokio::time::timeout(APPLY_TIMEOUT, self.store.apply_batch(&submitted, now_ms(), delivery))
                 .await
             {
                 Ok(result) => result,

@@ -95,10 +95,14 @@ impl ShardConsumer {
                     _ => tracing::error!(id = %entry.id, "undecodable command entry skipped"),
                 }
             }
+            // Entries read as new were never handed out before; once an
+            // attempt failed, its commit may still have happened.
+            let mut seen_before = backlog;
             let results = loop {
-                match self.processor.apply(&batch).await {
+                match self.processor.apply(&batch, seen_before).await {
                     Ok(results) => break results,
                     Err(e) => {
+                        seen_before = true;
                         tracing::warn!(error = %e, shard = self.shard, "store failed; retrying the batch");
                         // Unacknowledged entries stay pending for whoever
                         // owns the shard next.

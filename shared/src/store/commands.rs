@@ -14,8 +14,7 @@ use serde_json::Value;
 use sqlx::{Any, Transaction};
 
 use super::event_log::{decode_event, encode_event, EventLog};
-use super::placeholders::Placeholders;
-use super::{mark_runs, sends, Store, StoreError};
+use super::{mark_runs, records, sends, Store, StoreError};
 use crate::error::Refusal;
 use crate::marks::{apply_mark, Marks};
 use crate::model::{Applied, ChatEvent, ChatId, Command, EventId, EventKind, MarkKind, MessageId, Millis};
@@ -38,25 +37,43 @@ pub struct Outcome {
 
 pub(super) type Tx = Transaction<'static, Any>;
 
+/// What the queue that handed over a batch may have done with its commands
+/// before, which decides whether their outcomes are recorded
+/// (`processed_commands`) and looked up there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// The queue hands out each command once (in process): nothing is
+    /// recorded.
+    Once,
+    /// The queue may hand these out again later, but hands them out for the
+    /// first time now (Redis entries read as new, on the first attempt):
+    /// their outcomes are recorded; there is nothing to look up, since a
+    /// command's id is made once per submission and never queued twice.
+    First,
+    /// These may have been applied before (pending entries read again, a
+    /// batch retried after a commit whose outcome is unknown): each is
+    /// looked up first, and answered from its record if it has one.
+    Repeat,
+}
+
 impl Store {
     /// Applies `batch` in order, in one transaction. A refused command does
     /// not affect the others; a database failure fails them all (and nothing
-    /// of the batch is committed).
-    ///
-    /// With `redelivery`, each command's id and outcome are recorded, and a
-    /// command already recorded is answered from the record: for queues
-    /// that may deliver a command twice (Redis Streams). The in-process
-    /// queue delivers each command once and skips that cost.
+    /// of the batch is committed). `delivery` says what is recorded and
+    /// looked up: the look-up is one statement per batch, a round trip on
+    /// PostgreSQL, which only a redelivery needs.
     pub async fn apply_batch(
         &self,
         batch: &[Submitted<'_>],
         now: Millis,
-        redelivery: bool,
+        delivery: Delivery,
     ) -> Result<Vec<Result<Outcome, Refusal>>, StoreError> {
         let mut tx = self.writer.begin().await?;
-        let recorded = if redelivery { recorded_ids(&mut tx, batch).await? } else { HashSet::new() };
+        let recording = delivery != Delivery::Once;
+        let recorded =
+            if delivery == Delivery::Repeat { records::recorded_ids(&mut tx, batch).await? } else { HashSet::new() };
         let mut results: Vec<Result<Outcome, Refusal>> = Vec::with_capacity(batch.len());
-        let mut records = Vec::new();
+        let mut to_record = Vec::new();
         // A command queued twice (a retried XADD whose first reply was lost)
         // can meet its twin in one batch, before either is recorded.
         let mut applied_here: HashMap<&str, usize> = HashMap::new();
@@ -77,8 +94,8 @@ impl Store {
             };
             if let Some(run_results) = run_results {
                 for result in run_results {
-                    if redelivery {
-                        records.push(index);
+                    if recording {
+                        to_record.push(index);
                         applied_here.insert(batch[index].id, index);
                     }
                     results.push(result);
@@ -89,15 +106,15 @@ impl Store {
             let submitted = &batch[index];
             let earlier = match applied_here.get(submitted.id) {
                 Some(&twin) => Some(results[twin].clone()),
-                None if recorded.contains(submitted.id) => already_applied(&mut tx, submitted.id).await?,
+                None if recorded.contains(submitted.id) => records::already_applied(&mut tx, submitted.id).await?,
                 None => None,
             };
             let result = match earlier {
                 Some(earlier) => earlier,
                 None => {
                     let result = apply(&mut tx, &mut log, submitted.user, submitted.command, now).await?;
-                    if redelivery {
-                        records.push(index);
+                    if recording {
+                        to_record.push(index);
                         applied_here.insert(submitted.id, index);
                     }
                     result
@@ -106,8 +123,7 @@ impl Store {
             results.push(result);
             index += 1;
         }
-        log.flush(&mut tx).await?;
-        record(&mut tx, batch, &records, &results, now).await?;
+        records::finish(&mut tx, &mut log, batch, &to_record, &results, now).await?;
         tx.commit().await?;
         Ok(results)
     }
@@ -149,82 +165,6 @@ fn as_new_message<'a>(submitted: &Submitted<'a>) -> Option<sends::NewMessage<'a>
 fn as_mark<'a>(submitted: &Submitted<'a>) -> Option<mark_runs::MarkCommand<'a>> {
     let Command::Mark { chat_id, message_id, mark } = submitted.command else { return None };
     Some(mark_runs::MarkCommand { user: submitted.user, chat: *chat_id, message_id: *message_id, kind: *mark })
-}
-
-/// Which of `batch`'s commands were applied before (a redelivery after a
-/// worker died between commit and acknowledgement): one query per batch.
-async fn recorded_ids(tx: &mut Tx, batch: &[Submitted<'_>]) -> Result<HashSet<String>, StoreError> {
-    if batch.is_empty() {
-        return Ok(HashSet::new());
-    }
-    let ids = Placeholders::for_connection(tx).rows(1, batch.len());
-    let sql = format!("SELECT id FROM processed_commands WHERE id IN {ids}");
-    let mut query = sqlx::query_as::<_, (String,)>(&sql);
-    for submitted in batch {
-        query = query.bind(submitted.id);
-    }
-    Ok(query.fetch_all(&mut **tx).await?.into_iter().map(|(id,)| id).collect())
-}
-
-/// The recorded outcome of command `id`, if it was applied before (a
-/// redelivery after a worker died between commit and acknowledgement).
-async fn already_applied(tx: &mut Tx, id: &str) -> Result<Option<Result<Outcome, Refusal>>, StoreError> {
-    let row: Option<(i64, i64, i64, String)> =
-        sqlx::query_as("SELECT chat_id, first_event_id, last_event_id, result FROM processed_commands WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&mut **tx)
-            .await?;
-    let Some((chat, first, last, result)) = row else { return Ok(None) };
-    let result: Result<Applied, Refusal> =
-        serde_json::from_str(&result).map_err(|e| StoreError::Corrupt(format!("processed command: {e}")))?;
-    let Ok(applied) = result else { return Ok(Some(Err(result.err().unwrap_or_else(Refusal::internal)))) };
-    // The events are published again: the first attempt may have died
-    // before publishing them. Gateways drop what they already delivered.
-    let rows: Vec<(String,)> =
-        sqlx::query_as("SELECT payload FROM events WHERE chat_id = $1 AND id >= $2 AND id <= $3 ORDER BY id")
-            .bind(chat)
-            .bind(first)
-            .bind(last)
-            .fetch_all(&mut **tx)
-            .await?;
-    let events = rows.iter().map(|r| decode_event(&r.0)).collect::<Result<Vec<_>, _>>()?;
-    Ok(Some(Ok(Outcome { applied, events })))
-}
-
-/// Records the outcome of `batch[i]` for each `i` in `indices`, in one
-/// statement. Recorded ids and twins are answered before they get here;
-/// `DO NOTHING` only keeps a slip from failing (and re-failing) the batch.
-async fn record(
-    tx: &mut Tx,
-    batch: &[Submitted<'_>],
-    indices: &[usize],
-    results: &[Result<Outcome, Refusal>],
-    now: Millis,
-) -> Result<(), StoreError> {
-    if indices.is_empty() {
-        return Ok(());
-    }
-    let rows = Placeholders::for_connection(tx).rows(indices.len(), 6);
-    let sql = format!(
-        "INSERT INTO processed_commands (id, chat_id, first_event_id, last_event_id, result, created_at) \
-         VALUES {rows} ON CONFLICT (id) DO NOTHING"
-    );
-    let mut query = sqlx::query(&sql);
-    for &index in indices {
-        let (submitted, result) = (&batch[index], &results[index]);
-        let (first, last) = match result {
-            Ok(outcome) => match (outcome.events.first(), outcome.events.last()) {
-                (Some(first), Some(last)) => (first.id, last.id),
-                _ => (0, -1),
-            },
-            Err(_) => (0, -1),
-        };
-        let reply: Result<&Applied, &Refusal> = result.as_ref().map(|o| &o.applied);
-        let reply = serde_json::to_string(&reply).unwrap_or_default();
-        query = query.bind(submitted.id).bind(submitted.command.chat_id()).bind(first).bind(last).bind(reply).bind(now);
-    }
-    query.execute(&mut **tx).await?;
-    Ok(())
 }
 
 /// The chat's counters, read under its write lock.
