@@ -71,6 +71,9 @@ impl ShardConsumer {
                         // New stream, or Redis restarted empty.
                         self.create_group(&stream).await;
                     } else {
+                        // Redis may have handed out entries in a reply that
+                        // was lost: they wait, pending, in the backlog.
+                        backlog = true;
                         metrics::counter!("chat_redis_errors_total", "op" => "xreadgroup").increment(1);
                         tracing::warn!(error = %e, shard = self.shard, "reading commands failed");
                         if sleep_or_stop(backoff(&mut failures), &stop).await {
