@@ -89,6 +89,24 @@ async fn ids_are_consecutive_and_retries_are_idempotent() {
     }
 }
 
+/// A `new` applied on its own (not in a run): a retry gets the first reply,
+/// broadcasts nothing and leaves no gap in the ids.
+#[tokio::test]
+async fn a_single_retried_new_keeps_its_reply_and_the_ids_consecutive() {
+    for (store, _dir) in stores().await {
+        let chat = group(&store, "alice", &["bob"]).await;
+        let first = store.apply_pairs(&[("alice".into(), send(chat, "c1", "one"))], 10).await.expect("applied");
+        let retry = store.apply_pairs(&[("alice".into(), send(chat, "c1", "one"))], 20).await.expect("applied");
+        let next = store.apply_pairs(&[("bob".into(), send(chat, "c1", "two"))], 30).await.expect("applied");
+        let (first, retry, next) =
+            (first[0].as_ref().expect("ok"), retry[0].as_ref().expect("ok"), next[0].as_ref().expect("ok"));
+        assert_eq!((first.applied.message_id, first.events[0].id), (1, 1));
+        assert_eq!(retry.applied, first.applied, "the first reply, timestamp included");
+        assert!(retry.events.is_empty(), "a retry broadcasts nothing");
+        assert_eq!((next.applied.message_id, next.events[0].id), (2, 2), "no gap after the retry");
+    }
+}
+
 /// A batch's consecutive `new`s are applied together (store/sends.rs); what
 /// each gets must be what it would get alone, in order.
 #[tokio::test]

@@ -228,20 +228,27 @@ async fn locked_for(tx: &mut Tx, chat: ChatId, user: &str) -> Result<Result<Coun
     })
 }
 
-/// Advances the chat's counters by one if `user` is a member of it: the new
-/// last message id and event id, or `None` if `user` may not send there.
+/// Advances the chat's counters by one if `user` is a member of it, and
+/// inserts the message under the new id unless it is a retry (the unique
+/// key (chat, sender, clientMessageId)): the new last message id and event
+/// id and whether the message went in, or `None` if `user` may not send
+/// there.
 ///
-/// On SQLite the values are read back with a second statement instead of
-/// `RETURNING`, which costs SQLite a temporary b-tree per execution (see
-/// the insert in [`send`]); the transaction holds the database's write
-/// lock, so the read sees the update. PostgreSQL keeps `RETURNING`: there a
-/// second statement is a second round trip.
-async fn advance_for_send(
+/// On PostgreSQL this is one statement (the update in a `WITH` of the
+/// insert): a round trip fewer on every `new` applied on its own. On SQLite
+/// it is three: neither the update's new values nor the inserted row are
+/// `RETURNING`ed, since SQLite gathers returned rows in a temporary b-tree,
+/// opened, paged and closed every time (8 % of a `new`'s instructions,
+/// bench/instructions.sh, docs/benchmarks.md); the counters are read back
+/// under the write lock the transaction holds, and the insert is counted.
+async fn advance_and_insert(
     tx: &mut Tx,
     chat: ChatId,
     user: &str,
+    client_message_id: &str,
+    content: Content<'_>,
     now: Millis,
-) -> Result<Option<(i64, i64)>, StoreError> {
+) -> Result<Option<(i64, i64, bool)>, StoreError> {
     macro_rules! advance {
         () => {
             "UPDATE chats SET last_message_id = last_message_id + 1, last_event_id = last_event_id + 1, \
@@ -250,28 +257,62 @@ async fn advance_for_send(
         };
     }
     const ADVANCE: &str = advance!();
-    const ADVANCE_RETURNING: &str = concat!(advance!(), " RETURNING last_message_id, last_event_id");
+    const ADVANCE_AND_INSERT: &str = concat!(
+        "WITH advanced AS (",
+        advance!(),
+        " RETURNING last_message_id, last_event_id), \
+         inserted AS (INSERT INTO messages \
+           (chat_id, message_id, user_id, client_message_id, body, attachments, created_at) \
+           SELECT $1, last_message_id, $2, $4, $5, $6, $3 FROM advanced \
+           ON CONFLICT (chat_id, user_id, client_message_id) DO NOTHING RETURNING 1) \
+         SELECT last_message_id, last_event_id, EXISTS (SELECT 1 FROM inserted) FROM advanced"
+    );
+    let attachments = content.attachments.to_string();
     if super::Backend::of(tx) == super::Backend::Postgres {
-        let advanced =
-            sqlx::query_as(ADVANCE_RETURNING).bind(chat).bind(user).bind(now).fetch_optional(&mut **tx).await?;
+        let advanced = sqlx::query_as(ADVANCE_AND_INSERT)
+            .bind(chat)
+            .bind(user)
+            .bind(now)
+            .bind(client_message_id)
+            .bind(content.text)
+            .bind(attachments)
+            .fetch_optional(&mut **tx)
+            .await?;
         return Ok(advanced);
     }
     let changed = sqlx::query(ADVANCE).bind(chat).bind(user).bind(now).execute(&mut **tx).await?.rows_affected();
     if changed == 0 {
         return Ok(None);
     }
-    let counters = sqlx::query_as("SELECT last_message_id, last_event_id FROM chats WHERE id = $1")
-        .bind(chat)
-        .fetch_one(&mut **tx)
-        .await?;
-    Ok(Some(counters))
+    let (message_id, event_id): (i64, i64) =
+        sqlx::query_as("SELECT last_message_id, last_event_id FROM chats WHERE id = $1")
+            .bind(chat)
+            .fetch_one(&mut **tx)
+            .await?;
+    let inserted = sqlx::query(
+        "INSERT INTO messages (chat_id, message_id, user_id, client_message_id, body, attachments, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         ON CONFLICT (chat_id, user_id, client_message_id) DO NOTHING",
+    )
+    .bind(chat)
+    .bind(message_id)
+    .bind(user)
+    .bind(client_message_id)
+    .bind(content.text)
+    .bind(attachments)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected()
+        == 1;
+    Ok(Some((message_id, event_id, inserted)))
 }
 
-/// `new`, the hottest command, in two statements (three on SQLite, see
-/// [`advance_for_send`]): the chat's counters are advanced in the
-/// statement that locks the row and checks membership, and
-/// the message insert doubles as the idempotency check; its event joins the
-/// batch's log. A retry (rare) puts the counters back.
+/// `new`, the hottest command, in one statement on PostgreSQL and three on
+/// SQLite ([`advance_and_insert`]): the chat's counters are advanced in the
+/// statement that locks the row and checks membership, and the message
+/// insert doubles as the idempotency check; its event joins the batch's
+/// log. A retry (rare) puts the counters back.
 async fn send(
     tx: &mut Tx,
     log: &mut EventLog,
@@ -282,33 +323,14 @@ async fn send(
     now: Millis,
 ) -> Result<Result<Outcome, Refusal>, StoreError> {
     let Content { text, attachments } = content;
-    let Some((message_id, event_id)) = advance_for_send(tx, chat, user, now).await? else {
+    let Some((message_id, event_id, inserted)) =
+        advance_and_insert(tx, chat, user, client_message_id, content, now).await?
+    else {
         return Ok(Err(match super::membership(&mut **tx, chat, user).await? {
             super::Membership::NoChat => Refusal::no_chat(),
             _ => Refusal::not_member(),
         }));
     };
-    // The unique key (chat, sender, clientMessageId) turns a retry into
-    // "no row inserted". Counted rather than `RETURNING`ed: SQLite gathers
-    // a statement's returned rows in a temporary b-tree, opened, paged and
-    // closed every time, which cost 8 % of a `new`'s instructions
-    // (bench/instructions.sh, docs/benchmarks.md).
-    let inserted = sqlx::query(
-        "INSERT INTO messages (chat_id, message_id, user_id, client_message_id, body, attachments, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) \
-         ON CONFLICT (chat_id, user_id, client_message_id) DO NOTHING",
-    )
-    .bind(chat)
-    .bind(message_id)
-    .bind(user)
-    .bind(client_message_id)
-    .bind(text)
-    .bind(attachments.to_string())
-    .bind(now)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected()
-        == 1;
     if !inserted {
         // An idempotent retry: put the counters back (this transaction holds
         // the row) and answer as the first time; nothing is broadcast.
