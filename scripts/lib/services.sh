@@ -2,6 +2,8 @@
 # and the benchmarks. Source it; call `services_start_redis` and
 # `services_start_postgres`; `services_stop` (set as an EXIT trap) removes
 # everything. Installs Debian's redis-server and postgresql when missing.
+# SERVICES_PG_EXTRA adds server options for a diagnosis, e.g.
+# "-c shared_preload_libraries=pg_stat_statements" (docs/benchmarks.md).
 
 services_dir=$(mktemp -d)
 chmod 755 "$services_dir"
@@ -52,7 +54,7 @@ services_start_postgres() {
     for attempt in 1 2 3; do
         port=$(services_free_port)
         if services_as_postgres "$services_pg_bin/pg_ctl" -D "$services_dir/pg" -l "$services_dir/pgsock/pg.log" -w \
-            -o "-p $port -h 127.0.0.1 -k $services_dir/pgsock -c fsync=off -c max_connections=500" start >/dev/null; then
+            -o "-p $port -h 127.0.0.1 -k $services_dir/pgsock -c fsync=off -c max_connections=500 ${SERVICES_PG_EXTRA:-}" start >/dev/null; then
             SERVICES_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/postgres"
             return 0
         fi
