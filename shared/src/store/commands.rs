@@ -74,8 +74,9 @@ impl Store {
             if delivery == Delivery::Repeat { records::recorded_ids(&mut tx, batch).await? } else { HashSet::new() };
         let mut results: Vec<Result<Outcome, Refusal>> = Vec::with_capacity(batch.len());
         let mut to_record = Vec::new();
-        // A command queued twice (a retried XADD whose first reply was lost)
-        // can meet its twin in one batch, before either is recorded.
+        // Should a batch hold one command twice (gateways make an id once
+        // per submission, but the queue is not ours alone), the twin is
+        // answered like the first, before either is recorded.
         let mut applied_here: HashMap<&str, usize> = HashMap::new();
         let mut log = EventLog::default();
         let mut index = 0;

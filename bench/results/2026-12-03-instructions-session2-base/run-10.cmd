@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/base target/release/loadtest run fanout --connections 200 --group-size 10 --rate 30 --duration 10 --ws-url ws://127.0.0.1:32116/ws --http-url http://127.0.0.1:32116 --data-dir /tmp/tmp.nX8LYUgWKr --server-pid 322 --report bench/results/2026-12-03-instructions-session2-base/run-10.json --charts bench/results/2026-12-03-instructions-session2-base/run-10

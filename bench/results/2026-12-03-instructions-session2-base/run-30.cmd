@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/base target/release/loadtest run fanout --connections 200 --group-size 10 --rate 30 --duration 30 --ws-url ws://127.0.0.1:30019/ws --http-url http://127.0.0.1:30019 --data-dir /tmp/tmp.hOhgoaj50E --server-pid 368 --report bench/results/2026-12-03-instructions-session2-base/run-30.json --charts bench/results/2026-12-03-instructions-session2-base/run-30

@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 200 --group-size 10 --rate 30 --duration 10 --ws-url ws://127.0.0.1:38228/ws --http-url http://127.0.0.1:38228 --data-dir /tmp/tmp.naghFQHcTk --server-pid 759 --report bench/results/2026-12-03-instructions-session2-repeat/run-10.json --charts bench/results/2026-12-03-instructions-session2-repeat/run-10

@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 200 --group-size 10 --rate 30 --duration 30 --ws-url ws://127.0.0.1:25255/ws --http-url http://127.0.0.1:25255 --data-dir /tmp/tmp.6pSMwqhUFo --server-pid 821 --report bench/results/2026-12-03-instructions-session2-repeat/run-30.json --charts bench/results/2026-12-03-instructions-session2-repeat/run-30

@@ -1,0 +1,1 @@
+LABEL=session2-repeat bench/instructions.sh 10 30

@@ -1,0 +1,1 @@
+LABEL=session2 bench/instructions.sh 10 30
