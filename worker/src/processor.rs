@@ -115,9 +115,7 @@ impl Processor {
             (true, true) => Delivery::Repeat,
         };
         let result =
-            match tokio::time::timeout(APPLY_TIMEOUT, self.store.apply_batch(&submitted, now_ms(), delivery))
-                .await
-            {
+            match tokio::time::timeout(APPLY_TIMEOUT, self.store.apply_batch(&submitted, now_ms(), delivery)).await {
                 Ok(result) => result,
                 // Dropping the unfinished transaction rolls it back.
                 Err(_) => Err(StoreError::Timeout(APPLY_TIMEOUT)),
