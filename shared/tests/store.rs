@@ -168,17 +168,24 @@ async fn a_run_of_sends_gets_what_each_would_get_alone() {
     }
 }
 
+/// A `new` and its edit: a batch whose second application would show, as
+/// a second edit event, if it were applied again.
+fn send_and_fix(chat: i64) -> [Command; 2] {
+    let edit = Command::Edit { chat_id: chat, message_id: 1, text: "fixed".into(), attachments: json!([]) };
+    [send(chat, "c1", "typo"), edit]
+}
+
+/// `commands` sent by alice under the command ids `ids`.
+fn by_alice<'a>(commands: &'a [Command; 2], ids: [&'a str; 2]) -> Vec<Submitted<'a>> {
+    commands.iter().zip(ids).map(|(command, id)| Submitted { id, user: "alice", command }).collect()
+}
+
 #[tokio::test]
 async fn a_redelivered_command_is_answered_from_its_record() {
     for (store, _dir) in stores().await {
         let chat = group(&store, "alice", &["bob"]).await;
-        let edit = Command::Edit { chat_id: chat, message_id: 1, text: "fixed".into(), attachments: json!([]) };
-        let commands = [send(chat, "c1", "typo"), edit];
-        let batch: Vec<Submitted> = commands
-            .iter()
-            .zip(["redeliver-1", "redeliver-2"])
-            .map(|(command, id)| Submitted { id, user: "alice", command })
-            .collect();
+        let commands = send_and_fix(chat);
+        let batch = by_alice(&commands, ["redeliver-1", "redeliver-2"]);
         let first = store.apply_batch(&batch, 10, Delivery::Repeat).await.expect("applied");
         let again = store.apply_batch(&batch, 20, Delivery::Repeat).await.expect("applied again");
         assert_eq!(first, again, "same replies, same events (to publish again)");
@@ -194,13 +201,8 @@ async fn a_redelivered_command_is_answered_from_its_record() {
 async fn a_first_delivery_is_recorded_for_its_redelivery() {
     for (store, _dir) in stores().await {
         let chat = group(&store, "alice", &["bob"]).await;
-        let edit = Command::Edit { chat_id: chat, message_id: 1, text: "fixed".into(), attachments: json!([]) };
-        let commands = [send(chat, "c1", "typo"), edit];
-        let batch: Vec<Submitted> = commands
-            .iter()
-            .zip(["first-1", "first-2"])
-            .map(|(command, id)| Submitted { id, user: "alice", command })
-            .collect();
+        let commands = send_and_fix(chat);
+        let batch = by_alice(&commands, ["first-1", "first-2"]);
         let first = store.apply_batch(&batch, 10, Delivery::First).await.expect("applied");
         let again = store.apply_batch(&batch, 20, Delivery::Repeat).await.expect("applied again");
         assert_eq!(first, again, "same replies, same events (to publish again)");
@@ -216,13 +218,8 @@ async fn a_first_delivery_is_recorded_for_its_redelivery() {
 async fn a_recorded_command_taken_for_new_fails_the_batch_instead_of_applying_twice() {
     for (store, _dir) in stores().await {
         let chat = group(&store, "alice", &["bob"]).await;
-        let edit = Command::Edit { chat_id: chat, message_id: 1, text: "fixed".into(), attachments: json!([]) };
-        let commands = [send(chat, "c1", "typo"), edit];
-        let batch: Vec<Submitted> = commands
-            .iter()
-            .zip(["twice-1", "twice-2"])
-            .map(|(command, id)| Submitted { id, user: "alice", command })
-            .collect();
+        let commands = send_and_fix(chat);
+        let batch = by_alice(&commands, ["twice-1", "twice-2"]);
         let first = store.apply_batch(&batch, 10, Delivery::First).await.expect("applied");
         let refused = store.apply_batch(&batch, 20, Delivery::First).await;
         assert!(refused.is_err(), "the record's key refuses it: {refused:?}");
