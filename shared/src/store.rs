@@ -13,6 +13,7 @@
 //! with a chat's creation, and a retry stored in between fails the batch
 //! on the messages' unique key, to be applied again.)
 
+mod batch_rows;
 mod chats;
 mod checkpoint;
 mod commands;
@@ -206,16 +207,19 @@ async fn marks_of_members<'a>(
     let mut pairs: Vec<(ChatId, &str)> = pairs.into_iter().collect();
     pairs.sort_unstable();
     pairs.dedup();
-    let values = placeholders::Placeholders::for_connection(conn).rows(pairs.len(), 2);
+    let mut keys = batch_rows::BatchRows::new(conn, &[batch_rows::Column::Int, batch_rows::Column::Text]);
+    for (chat, user) in &pairs {
+        keys.push([batch_rows::Value::Int(*chat), batch_rows::Value::Text(*user)]);
+    }
+    let keys_table = keys.table(&mut placeholders::Placeholders::for_connection(conn), "v");
     // A join, not `(…) IN (VALUES …)`, which SQLite answers with a scan.
     let sql = format!(
-        "SELECT m.chat_id, m.user_id, m.delivered_mark, m.read_mark FROM (VALUES {values}) AS v JOIN members m \
+        "SELECT m.chat_id, m.user_id, m.delivered_mark, m.read_mark FROM {keys_table} JOIN members m \
            ON m.chat_id = v.column1 AND m.user_id = v.column2"
     );
-    let mut query = sqlx::query_as::<_, (i64, String, i64, i64)>(&sql);
-    for (chat, user) in &pairs {
-        query = query.bind(*chat).bind(*user);
-    }
+    let mut args = sqlx::any::AnyArguments::default();
+    keys.add_to(&mut args)?;
+    let query = sqlx::query_as_with::<_, (i64, String, i64, i64), _>(&sql, args);
     let rows: std::collections::HashMap<(i64, String), Marks> = query
         .fetch_all(&mut *conn)
         .await?

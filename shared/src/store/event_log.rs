@@ -4,13 +4,15 @@
 //! statement per batch instead of one per event, which is a database round
 //! trip saved on every `new`.
 
+use sqlx::any::AnyArguments;
 use sqlx::AnyConnection;
 
+use super::batch_rows::{BatchRows, Column, Value};
 use super::placeholders::Placeholders;
 use super::StoreError;
 use crate::model::{ChatEvent, ChatId, EventId, EventKind, MessageId, Millis};
 
-/// Rows per `INSERT`, well under both databases' limits on parameters.
+/// Rows per `INSERT`, well under SQLite's limit on parameters.
 const ROWS_PER_INSERT: usize = 500;
 
 /// Events written by the batch so far and not yet inserted.
@@ -20,9 +22,6 @@ pub(super) struct EventLog {
 }
 
 type Row = (ChatId, EventId, MessageId, &'static str, String, Millis);
-
-/// A statement being built, its values bound in placeholder order.
-pub(super) type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
 
 impl EventLog {
     pub fn append(&mut self, event: &ChatEvent) {
@@ -36,7 +35,7 @@ impl EventLog {
     }
 
     /// Whether everything appended goes in with one `INSERT`
-    /// ([`Self::insert_sql`]).
+    /// ([`Self::pending`]).
     pub fn fits_one_insert(&self) -> bool {
         self.rows.len() <= ROWS_PER_INSERT
     }
@@ -44,22 +43,21 @@ impl EventLog {
     /// Inserts what was appended, in order.
     pub async fn flush(&mut self, conn: &mut AnyConnection) -> Result<(), StoreError> {
         for chunk in self.rows.chunks(ROWS_PER_INSERT) {
-            let sql = insert_sql(chunk, &mut Placeholders::for_connection(conn));
-            bind_rows(chunk, sqlx::query(&sql)).execute(&mut *conn).await?;
+            let rows = batch_rows(conn, chunk);
+            let sql = insert_sql(&rows, &mut Placeholders::for_connection(conn));
+            let mut args = AnyArguments::default();
+            rows.add_to(&mut args)?;
+            sqlx::query_with(&sql, args).execute(&mut *conn).await?;
         }
         self.rows.clear();
         Ok(())
     }
 
-    /// The `INSERT` of everything appended, for a caller that makes it part
-    /// of a larger statement; only when [`Self::fits_one_insert`]. Bind
-    /// with [`Self::bind`], then [`Self::clear`] once it ran.
-    pub fn insert_sql(&self, params: &mut Placeholders) -> String {
-        insert_sql(&self.rows, params)
-    }
-
-    pub fn bind<'q>(&'q self, query: AnyQuery<'q>) -> AnyQuery<'q> {
-        bind_rows(&self.rows, query)
+    /// Everything appended, for a caller that makes its `INSERT`
+    /// ([`insert_sql`]) part of a larger statement; only when
+    /// [`Self::fits_one_insert`]. [`Self::clear`] once it ran.
+    pub fn pending(&self, conn: &AnyConnection) -> BatchRows<'_> {
+        batch_rows(conn, &self.rows)
     }
 
     pub fn clear(&mut self) {
@@ -67,16 +65,27 @@ impl EventLog {
     }
 }
 
-fn insert_sql(rows: &[Row], params: &mut Placeholders) -> String {
-    let values = params.rows(rows.len(), 6);
-    format!("INSERT INTO events (chat_id, id, message_id, kind, payload, created_at) VALUES {values}")
+const COLUMNS: &[Column] = &[Column::Int, Column::Int, Column::Int, Column::Text, Column::Text, Column::Int];
+
+fn batch_rows<'q>(conn: &AnyConnection, rows: &'q [Row]) -> BatchRows<'q> {
+    let mut batch = BatchRows::new(conn, COLUMNS);
+    for (chat, id, message, kind, payload, at) in rows {
+        batch.push([
+            Value::Int(*chat),
+            Value::Int(*id),
+            Value::Int(*message),
+            Value::Text(kind),
+            Value::Text(payload),
+            Value::Int(*at),
+        ]);
+    }
+    batch
 }
 
-fn bind_rows<'q>(rows: &'q [Row], mut query: AnyQuery<'q>) -> AnyQuery<'q> {
-    for (chat, id, message, kind, payload, at) in rows {
-        query = query.bind(*chat).bind(*id).bind(*message).bind(*kind).bind(payload.as_str()).bind(*at);
-    }
-    query
+/// The `INSERT` of `rows`.
+pub(super) fn insert_sql(rows: &BatchRows<'_>, params: &mut Placeholders) -> String {
+    let source = rows.insert_source(params);
+    format!("INSERT INTO events (chat_id, id, message_id, kind, payload, created_at) {source}")
 }
 
 fn kind_column(kind: &EventKind) -> &'static str {

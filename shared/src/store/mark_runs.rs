@@ -16,6 +16,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use sqlx::any::AnyArguments;
+
+use super::batch_rows::{BatchRows, Column, Value};
 use super::commands::Tx;
 use super::event_log::EventLog;
 use super::placeholders::Placeholders;
@@ -27,7 +30,7 @@ use crate::model::{Applied, ChatEvent, ChatId, EventId, EventKind, MarkKind, Mes
 /// Runs shorter than this go one command at a time.
 pub(super) const SHORTEST_RUN: usize = 2;
 /// Runs are cut at this length: a mark makes at most two ranges of six
-/// parameters each, far below both databases' limits.
+/// parameters each in SQLite's `VALUES` lists, far below its limit.
 pub(super) const LONGEST_RUN: usize = 256;
 
 /// One `dlvrd` or `read` of the run.
@@ -110,15 +113,18 @@ async fn lock_chats(tx: &mut Tx, run: &[MarkCommand<'_>]) -> Result<HashMap<Chat
     let mut ids: Vec<ChatId> = run.iter().map(|c| c.chat).collect();
     ids.sort_unstable();
     ids.dedup();
-    let values = Placeholders::for_connection(tx).rows(ids.len(), 1);
+    let mut chat_ids = BatchRows::new(tx, &[Column::Int]);
+    for id in &ids {
+        chat_ids.push([Value::Int(*id)]);
+    }
+    let ids_table = chat_ids.table(&mut Placeholders::for_connection(tx), "v");
     let sql = format!(
-        "UPDATE chats SET last_event_id = last_event_id FROM (VALUES {values}) AS v WHERE chats.id = v.column1 \
+        "UPDATE chats SET last_event_id = last_event_id FROM {ids_table} WHERE chats.id = v.column1 \
          RETURNING chats.id, chats.last_message_id, chats.last_event_id"
     );
-    let mut query = sqlx::query_as::<_, (i64, i64, i64)>(&sql);
-    for id in &ids {
-        query = query.bind(*id);
-    }
+    let mut args = AnyArguments::default();
+    chat_ids.add_to(&mut args)?;
+    let query = sqlx::query_as_with::<_, (i64, i64, i64), _>(&sql, args);
     Ok(query
         .fetch_all(&mut **tx)
         .await?
@@ -131,15 +137,24 @@ async fn insert_ranges(tx: &mut Tx, ranges: &[(ChatId, &str, MarkedRange)]) -> R
     if ranges.is_empty() {
         return Ok(());
     }
-    let values = Placeholders::for_connection(tx).rows(ranges.len(), 6);
-    let sql = format!(
-        "INSERT INTO mark_ranges (chat_id, user_id, kind, first_message_id, last_message_id, at) VALUES {values}"
-    );
-    let mut query = sqlx::query(&sql);
+    let mut rows =
+        BatchRows::new(tx, &[Column::Int, Column::Text, Column::Text, Column::Int, Column::Int, Column::Int]);
     for (chat, user, range) in ranges {
-        query =
-            query.bind(*chat).bind(*user).bind(range.kind.as_str()).bind(range.first).bind(range.last).bind(range.at);
+        rows.push([
+            Value::Int(*chat),
+            Value::Text(user),
+            Value::Text(range.kind.as_str()),
+            Value::Int(range.first),
+            Value::Int(range.last),
+            Value::Int(range.at),
+        ]);
     }
+    let source = rows.insert_source(&mut Placeholders::for_connection(tx));
+    let sql =
+        format!("INSERT INTO mark_ranges (chat_id, user_id, kind, first_message_id, last_message_id, at) {source}");
+    let mut args = AnyArguments::default();
+    rows.add_to(&mut args)?;
+    let query = sqlx::query_with(&sql, args);
     query.execute(&mut **tx).await?;
     Ok(())
 }
@@ -150,13 +165,15 @@ async fn write_counters(tx: &mut Tx, chats: &HashMap<ChatId, ChatState>) -> Resu
     if advanced.is_empty() {
         return Ok(());
     }
-    let values = Placeholders::for_connection(tx).rows(advanced.len(), 2);
-    let sql =
-        format!("UPDATE chats SET last_event_id = v.column2 FROM (VALUES {values}) AS v WHERE chats.id = v.column1");
-    let mut query = sqlx::query(&sql);
+    let mut rows = BatchRows::new(tx, &[Column::Int, Column::Int]);
     for (chat, last_event_id) in &advanced {
-        query = query.bind(*chat).bind(*last_event_id);
+        rows.push([Value::Int(*chat), Value::Int(*last_event_id)]);
     }
+    let table = rows.table(&mut Placeholders::for_connection(tx), "v");
+    let sql = format!("UPDATE chats SET last_event_id = v.column2 FROM {table} WHERE chats.id = v.column1");
+    let mut args = AnyArguments::default();
+    rows.add_to(&mut args)?;
+    let query = sqlx::query_with(&sql, args);
     query.execute(&mut **tx).await?;
     Ok(())
 }
@@ -165,15 +182,18 @@ async fn write_marks(tx: &mut Tx, changed: &BTreeMap<(ChatId, &str), Marks>) -> 
     if changed.is_empty() {
         return Ok(());
     }
-    let values = Placeholders::for_connection(tx).rows(changed.len(), 4);
+    let mut rows = BatchRows::new(tx, &[Column::Int, Column::Text, Column::Int, Column::Int]);
+    for ((chat, user), marks) in changed {
+        rows.push([Value::Int(*chat), Value::Text(user), Value::Int(marks.delivered), Value::Int(marks.read)]);
+    }
+    let table = rows.table(&mut Placeholders::for_connection(tx), "v");
     let sql = format!(
-        "UPDATE members SET delivered_mark = v.column3, read_mark = v.column4 FROM (VALUES {values}) AS v \
+        "UPDATE members SET delivered_mark = v.column3, read_mark = v.column4 FROM {table} \
          WHERE members.chat_id = v.column1 AND members.user_id = v.column2"
     );
-    let mut query = sqlx::query(&sql);
-    for ((chat, user), marks) in changed {
-        query = query.bind(*chat).bind(*user).bind(marks.delivered).bind(marks.read);
-    }
+    let mut args = AnyArguments::default();
+    rows.add_to(&mut args)?;
+    let query = sqlx::query_with(&sql, args);
     query.execute(&mut **tx).await?;
     Ok(())
 }

@@ -12,6 +12,8 @@
 
 use sqlx::AnyConnection;
 
+use super::Backend;
+
 /// Hands out one statement's placeholders in text order.
 pub(super) struct Placeholders {
     anonymous: bool,
@@ -20,11 +22,11 @@ pub(super) struct Placeholders {
 
 impl Placeholders {
     pub fn for_connection(conn: &AnyConnection) -> Placeholders {
-        Placeholders::new(super::Backend::of(conn) == super::Backend::Sqlite)
+        Placeholders::for_backend(Backend::of(conn))
     }
 
-    fn new(anonymous: bool) -> Placeholders {
-        Placeholders { anonymous, next: 1 }
+    pub fn for_backend(backend: Backend) -> Placeholders {
+        Placeholders { anonymous: backend == Backend::Sqlite, next: 1 }
     }
 
     /// The next single placeholder.
@@ -53,18 +55,18 @@ impl Placeholders {
 
 #[cfg(test)]
 mod tests {
-    use super::Placeholders;
+    use super::{Backend, Placeholders};
 
     #[test]
     fn numbered_in_text_order_for_postgres() {
-        let mut params = Placeholders::new(false);
+        let mut params = Placeholders::for_backend(Backend::Postgres);
         assert_eq!(params.one(), "$1");
         assert_eq!(params.rows(2, 3), "($2, $3, $4), ($5, $6, $7)");
     }
 
     #[test]
     fn anonymous_for_sqlite() {
-        let mut params = Placeholders::new(true);
+        let mut params = Placeholders::for_backend(Backend::Sqlite);
         assert_eq!(params.one(), "?");
         assert_eq!(params.rows(2, 2), "(?, ?), (?, ?)");
     }

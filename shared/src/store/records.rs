@@ -4,8 +4,11 @@
 
 use std::collections::HashSet;
 
+use sqlx::any::AnyArguments;
+
+use super::batch_rows::{BatchRows, Column, Value};
 use super::commands::{Outcome, Submitted, Tx};
-use super::event_log::{decode_event, AnyQuery, EventLog};
+use super::event_log::{self, decode_event, EventLog};
 use super::placeholders::Placeholders;
 use super::{Backend, StoreError};
 use crate::error::Refusal;
@@ -17,12 +20,17 @@ pub(super) async fn recorded_ids(tx: &mut Tx, batch: &[Submitted<'_>]) -> Result
     if batch.is_empty() {
         return Ok(HashSet::new());
     }
-    let ids = Placeholders::for_connection(tx).rows(1, batch.len());
-    let sql = format!("SELECT id FROM processed_commands WHERE id IN {ids}");
-    let mut query = sqlx::query_as::<_, (String,)>(&sql);
+    let mut ids = BatchRows::new(tx, &[Column::Text]);
     for submitted in batch {
-        query = query.bind(submitted.id);
+        ids.push([Value::Text(submitted.id)]);
     }
+    let ids_table = ids.table(&mut Placeholders::for_connection(tx), "v");
+    // A join, as in the other look-ups by a batch's keys: one probe of the
+    // key per id in both databases.
+    let sql = format!("SELECT p.id FROM {ids_table} JOIN processed_commands p ON p.id = v.column1");
+    let mut args = AnyArguments::default();
+    ids.add_to(&mut args)?;
+    let query = sqlx::query_as_with::<_, (String,), _>(&sql, args);
     Ok(query.fetch_all(&mut **tx).await?.into_iter().map(|(id,)| id).collect())
 }
 
@@ -75,15 +83,23 @@ pub(super) async fn finish(
         if indices.is_empty() {
             return Ok(());
         }
-        let sql = insert_sql(&mut Placeholders::for_connection(tx), indices.len());
-        bind_records(sqlx::query(&sql), batch, indices, results, now).execute(&mut **tx).await?;
+        let records = record_rows(tx, batch, indices, results, now);
+        let sql = insert_sql(&records, &mut Placeholders::for_connection(tx));
+        let mut args = AnyArguments::default();
+        records.add_to(&mut args)?;
+        sqlx::query_with(&sql, args).execute(&mut **tx).await?;
         return Ok(());
     }
+    let events = log.pending(tx);
+    let records = record_rows(tx, batch, indices, results, now);
     let mut params = Placeholders::for_connection(tx);
-    let events = log.insert_sql(&mut params);
-    let records = insert_sql(&mut params, indices.len());
-    let sql = format!("WITH logged AS ({events}) {records}");
-    bind_records(log.bind(sqlx::query(&sql)), batch, indices, results, now).execute(&mut **tx).await?;
+    let events_sql = event_log::insert_sql(&events, &mut params);
+    let records_sql = insert_sql(&records, &mut params);
+    let sql = format!("WITH logged AS ({events_sql}) {records_sql}");
+    let mut args = AnyArguments::default();
+    events.add_to(&mut args)?;
+    records.add_to(&mut args)?;
+    sqlx::query_with(&sql, args).execute(&mut **tx).await?;
     log.clear();
     Ok(())
 }
@@ -94,21 +110,21 @@ pub(super) async fn finish(
 /// entry, or a command taken for a [`super::Delivery::First`] that was not. The
 /// batch then fails and is retried as a [`super::Delivery::Repeat`], which finds
 /// the record: the key is the last guard against applying a command twice.
-fn insert_sql(params: &mut Placeholders, records: usize) -> String {
-    let rows = params.rows(records, 6);
-    format!(
-        "INSERT INTO processed_commands (id, chat_id, first_event_id, last_event_id, result, created_at) \
-         VALUES {rows}"
-    )
+fn insert_sql(records: &BatchRows<'_>, params: &mut Placeholders) -> String {
+    let source = records.insert_source(params);
+    format!("INSERT INTO processed_commands (id, chat_id, first_event_id, last_event_id, result, created_at) {source}")
 }
 
-fn bind_records<'q>(
-    mut query: AnyQuery<'q>,
+/// The rows recording `batch[i]`'s outcome for each `i` in `indices`.
+fn record_rows<'q>(
+    conn: &sqlx::AnyConnection,
     batch: &[Submitted<'q>],
     indices: &[usize],
     results: &[Result<Outcome, Refusal>],
     now: Millis,
-) -> AnyQuery<'q> {
+) -> BatchRows<'q> {
+    let mut rows =
+        BatchRows::new(conn, &[Column::Text, Column::Int, Column::Int, Column::Int, Column::Text, Column::Int]);
     for &index in indices {
         let (submitted, result) = (&batch[index], &results[index]);
         let (first, last) = match result {
@@ -118,9 +134,20 @@ fn bind_records<'q>(
             },
             Err(_) => (0, -1),
         };
-        let reply: Result<&Applied, &Refusal> = result.as_ref().map(|o| &o.applied);
-        let reply = serde_json::to_string(&reply).unwrap_or_default();
-        query = query.bind(submitted.id).bind(submitted.command.chat_id()).bind(first).bind(last).bind(reply).bind(now);
+        let reply = encode_reply(result.as_ref().map(|o| &o.applied));
+        rows.push([
+            Value::Text(submitted.id),
+            Value::Int(submitted.command.chat_id()),
+            Value::Int(first),
+            Value::Int(last),
+            Value::Owned(reply),
+            Value::Int(now),
+        ]);
     }
-    query
+    rows
+}
+
+/// A command's reply as recorded, which [`already_applied`] answers with.
+pub(super) fn encode_reply(reply: Result<&Applied, &Refusal>) -> String {
+    serde_json::to_string(&reply).unwrap_or_default()
 }

@@ -17,6 +17,9 @@
 
 use std::collections::HashMap;
 
+use sqlx::any::AnyArguments;
+
+use super::batch_rows::{add, BatchRows, Column, Value};
 use super::commands::{Content, Tx};
 use super::event_log::EventLog;
 use super::placeholders::Placeholders;
@@ -28,7 +31,7 @@ use crate::model::{Applied, ChatEvent, ChatId, EventKind, MessageId, Millis};
 /// only pay off from three `new`s on (which cost six).
 pub(super) const SHORTEST_RUN: usize = 3;
 /// Runs are cut at this length, which keeps every statement's parameters
-/// (seven per message) far below both databases' limits.
+/// (seven per message in SQLite's `VALUES` lists) far below its limit.
 pub(super) const LONGEST_RUN: usize = 256;
 
 /// One `new` of the run.
@@ -137,7 +140,11 @@ async fn stored_before<'a>(
     tx: &mut Tx,
     run: &'a [NewMessage<'a>],
 ) -> Result<HashMap<(ChatId, &'a str, &'a str), (MessageId, Millis)>, StoreError> {
-    let keys = Placeholders::for_connection(tx).rows(run.len(), 3);
+    let mut keys = BatchRows::new(tx, &[Column::Int, Column::Text, Column::Text]);
+    for message in run {
+        keys.push([Value::Int(message.chat), Value::Text(message.user), Value::Text(message.client_message_id)]);
+    }
+    let keys_table = keys.table(&mut Placeholders::for_connection(tx), "v");
     let sql = if super::Backend::of(tx) == super::Backend::Postgres {
         // One probe of the unique key per row, whatever the table's size
         // when the statement was prepared: PostgreSQL keeps a prepared
@@ -149,7 +156,7 @@ async fn stored_before<'a>(
         // lateral subquery back into that join.
         format!(
             "SELECT v.column1, v.column2, v.column3, m.message_id, m.created_at \
-             FROM (VALUES {keys}) AS v CROSS JOIN LATERAL \
+             FROM {keys_table} CROSS JOIN LATERAL \
                (SELECT message_id, created_at FROM messages \
                 WHERE chat_id = v.column1 AND user_id = v.column2 AND client_message_id = v.column3 \
                 LIMIT 1) AS m"
@@ -159,14 +166,13 @@ async fn stored_before<'a>(
         // the latter, and finds each row by the unique key for the former.
         format!(
             "SELECT m.chat_id, m.user_id, m.client_message_id, m.message_id, m.created_at \
-             FROM (VALUES {keys}) AS v JOIN messages m \
+             FROM {keys_table} JOIN messages m \
                ON m.chat_id = v.column1 AND m.user_id = v.column2 AND m.client_message_id = v.column3"
         )
     };
-    let mut query = sqlx::query_as::<_, (i64, String, String, i64, i64)>(&sql);
-    for message in run {
-        query = query.bind(message.chat).bind(message.user).bind(message.client_message_id);
-    }
+    let mut args = AnyArguments::default();
+    keys.add_to(&mut args)?;
+    let query = sqlx::query_as_with::<_, (i64, String, String, i64, i64), _>(&sql, args);
     let rows = query.fetch_all(&mut **tx).await?;
     let mut stored = HashMap::with_capacity(rows.len());
     for (chat, user, client_message_id, message_id, created_at) in rows {
@@ -191,21 +197,23 @@ async fn advance_counters(
     if new_per_chat.is_empty() {
         return Ok(HashMap::new());
     }
-    // VALUES columns are column1, column2 in both databases (SQLite has no
-    // column list on a VALUES alias). Parameters are bound in text order.
+    let mut counts = BatchRows::new(tx, &[Column::Int, Column::Int]);
+    for (chat, count) in new_per_chat {
+        counts.push([Value::Int(*chat), Value::Int(*count)]);
+    }
     let mut params = Placeholders::for_connection(tx);
     let now_param = params.one();
-    let values = params.rows(new_per_chat.len(), 2);
+    let counts_table = counts.table(&mut params, "v");
     let sql = format!(
         "UPDATE chats SET last_message_id = last_message_id + v.column2, \
            last_event_id = last_event_id + v.column2, last_activity_at = {now_param} \
-         FROM (VALUES {values}) AS v WHERE chats.id = v.column1 \
+         FROM {counts_table} WHERE chats.id = v.column1 \
          RETURNING chats.id, chats.last_message_id, chats.last_event_id"
     );
-    let mut query = sqlx::query_as::<_, (i64, i64, i64)>(&sql).bind(now);
-    for (chat, count) in new_per_chat {
-        query = query.bind(*chat).bind(*count);
-    }
+    let mut args = AnyArguments::default();
+    add(&mut args, now)?;
+    counts.add_to(&mut args)?;
+    let query = sqlx::query_as_with::<_, (i64, i64, i64), _>(&sql, args);
     let rows = query.fetch_all(&mut **tx).await?;
     Ok(rows
         .into_iter()
@@ -224,22 +232,29 @@ async fn insert_messages(tx: &mut Tx, inserts: &[(&NewMessage<'_>, MessageId)], 
     if inserts.is_empty() {
         return Ok(());
     }
-    let values = Placeholders::for_connection(tx).rows(inserts.len(), 7);
+    let mut rows = BatchRows::new(
+        tx,
+        &[Column::Int, Column::Int, Column::Text, Column::Text, Column::Text, Column::Text, Column::Int],
+    );
+    for (message, message_id) in inserts {
+        rows.push([
+            Value::Int(message.chat),
+            Value::Int(*message_id),
+            Value::Text(message.user),
+            Value::Text(message.client_message_id),
+            Value::Text(message.content.text),
+            Value::Owned(message.content.attachments.to_string()),
+            Value::Int(now),
+        ]);
+    }
+    let source = rows.insert_source(&mut Placeholders::for_connection(tx));
     let sql = format!(
         "INSERT INTO messages (chat_id, message_id, user_id, client_message_id, body, attachments, created_at) \
-         VALUES {values}"
+         {source}"
     );
-    let mut query = sqlx::query(&sql);
-    for (message, message_id) in inserts {
-        query = query
-            .bind(message.chat)
-            .bind(*message_id)
-            .bind(message.user)
-            .bind(message.client_message_id)
-            .bind(message.content.text)
-            .bind(message.content.attachments.to_string())
-            .bind(now);
-    }
+    let mut args = AnyArguments::default();
+    rows.add_to(&mut args)?;
+    let query = sqlx::query_with(&sql, args);
     query.execute(&mut **tx).await?;
     Ok(())
 }
