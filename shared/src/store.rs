@@ -19,6 +19,7 @@ mod checkpoint;
 mod commands;
 mod event_log;
 mod history;
+mod lone_send;
 mod mark_runs;
 mod placeholders;
 mod postgres;

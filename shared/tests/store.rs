@@ -107,6 +107,48 @@ async fn a_single_retried_new_keeps_its_reply_and_the_ids_consecutive() {
     }
 }
 
+/// A batch of one `new` handed out for the first time is one statement on
+/// PostgreSQL (store/lone_send.rs), which splices the ids it allocates into
+/// the event and the record: what it stores must be what it replies and
+/// publishes, and what it leaves to the general path (a retry, a refusal)
+/// must be answered as before.
+#[tokio::test]
+async fn a_lone_first_new_is_stored_and_recorded_like_any_other() {
+    for (store, _dir) in stores().await {
+        let chat = group(&store, "alice", &["bob"]).await;
+        // Zeros under the spliced fields' names, where only keys may match.
+        let send = |chat_id, cid: &str| Command::Send {
+            chat_id,
+            client_message_id: cid.into(),
+            text: r#""id":0,"message_id":0"#.into(),
+            attachments: json!([{"id": 0, "message_id": 0}]),
+        };
+        let (first_send, retry_send, next_send) = (send(chat, "c1"), send(chat, "c1"), send(chat, "c2"));
+        let lone = |id, user, command| [Submitted { id, user, command }];
+        let first = store.apply_batch(&lone("lone-1", "alice", &first_send), 10, Delivery::First).await.expect("ran");
+        let outcome = first[0].as_ref().expect("ok");
+        assert_eq!((outcome.applied.message_id, outcome.events[0].id), (1, 1));
+        let page = store.events_after(chat, "bob", 0, 100).await.expect("log");
+        assert_eq!(page.events, outcome.events, "the stored event is the one published");
+        let again = store.apply_batch(&lone("lone-1", "alice", &first_send), 20, Delivery::Repeat).await;
+        assert_eq!(again.expect("ran"), first, "the record answers its redelivery");
+        let retry = store.apply_batch(&lone("lone-2", "alice", &retry_send), 30, Delivery::First).await.expect("ran");
+        let retry = retry[0].as_ref().expect("ok");
+        assert_eq!(retry.applied, outcome.applied, "a retry gets the first reply");
+        assert!(retry.events.is_empty(), "a retry broadcasts nothing");
+        let outsider = store.apply_batch(&lone("lone-3", "eve", &next_send), 40, Delivery::First).await.expect("ran");
+        assert_eq!(outsider[0].as_ref().expect_err("refused").code, ErrorCode::Forbidden);
+        let elsewhere = send(999, "c3");
+        let unknown = store.apply_batch(&lone("lone-4", "bob", &elsewhere), 40, Delivery::First).await.expect("ran");
+        assert_eq!(unknown[0].as_ref().expect_err("refused").code, ErrorCode::NotFound);
+        let next = store.apply_batch(&lone("lone-5", "bob", &next_send), 50, Delivery::First).await.expect("ran");
+        let next = next[0].as_ref().expect("ok");
+        assert_eq!((next.applied.message_id, next.events[0].id), (2, 2), "no gap after the retry and refusals");
+        let page = store.events_after(chat, "bob", 0, 100).await.expect("log");
+        assert_eq!(page.events[1..], next.events[..]);
+    }
+}
+
 /// A batch's consecutive `new`s are applied together (store/sends.rs); what
 /// each gets must be what it would get alone, in order.
 #[tokio::test]

@@ -88,7 +88,7 @@ pub(super) fn insert_sql(rows: &BatchRows<'_>, params: &mut Placeholders) -> Str
     format!("INSERT INTO events (chat_id, id, message_id, kind, payload, created_at) {source}")
 }
 
-fn kind_column(kind: &EventKind) -> &'static str {
+pub(super) fn kind_column(kind: &EventKind) -> &'static str {
     match kind {
         EventKind::New { .. } => "new",
         EventKind::Edit { .. } => "edit",
