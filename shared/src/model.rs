@@ -6,6 +6,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::error::Refusal;
+
 pub type ChatId = i64;
 pub type MessageId = i64;
 pub type EventId = i64;
@@ -80,6 +82,18 @@ pub enum EventKind {
     Edit { text: String, attachments: Value },
     Delete,
     Mark { mark: MarkKind },
+}
+
+/// Refuses a string no store can keep: PostgreSQL's `text` cannot hold
+/// U+0000. Checked where clients hand strings in, for both backends alike
+/// (a deployment may move from SQLite to PostgreSQL): a command the
+/// database refuses fails its whole batch, which the worker retries, and
+/// which meanwhile holds up every chat of its shard.
+pub fn storable(field: &str, value: &str) -> Result<(), Refusal> {
+    if value.contains('\0') {
+        return Err(Refusal::bad_request(format!("{field} must not contain U+0000")));
+    }
+    Ok(())
 }
 
 /// A state-changing command from a client, already validated for shape.

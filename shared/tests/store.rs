@@ -511,6 +511,15 @@ async fn dialogs_are_unique_and_membership_rules_hold() {
         let mut co = store.co_members("bob").await.expect("ok");
         co.sort();
         assert_eq!(co, vec!["alice".to_string()]);
+
+        // PostgreSQL's text cannot hold U+0000: refused on either backend.
+        let nul_name = NewChat { kind: ChatKind::Group, name: Some("a\0b".into()), photo_url: None, members: vec![] };
+        let nul_photo = NewChat { name: Some("g".into()), photo_url: Some("\0".into()), ..nul_name.clone() };
+        for (request, field) in [(nul_name, "name"), (nul_photo, "photoUrl")] {
+            let (err, _) = store.create_chat("alice", request, 4).await.expect_err("refused");
+            let StoreRefusal::Refused(refusal) = err else { panic!("{field}: not a refusal: {err:?}") };
+            assert_eq!(refusal.message, format!("{field} must not contain U+0000"));
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use super::{members_of, membership, Store, StoreError, StoreRefusal};
 use crate::auth::valid_user_id;
 use crate::error::Refusal;
-use crate::model::{ChatId, ChatKind, Millis, UserId};
+use crate::model::{storable, ChatId, ChatKind, Millis, UserId};
 
 /// The most members one chat may have; bounds the work of one fan-out.
 pub const MAX_MEMBERS: usize = 10_000;
@@ -64,9 +64,13 @@ impl Store {
                         None,
                     ));
                 }
+                storable("name", &name).map_err(|refusal| (refusal.into(), None))?;
                 (Some(name), None)
             }
         };
+        if let Some(photo_url) = &request.photo_url {
+            storable("photoUrl", photo_url).map_err(|refusal| (refusal.into(), None))?;
+        }
         if members.len() > MAX_MEMBERS {
             return Err((Refusal::bad_request(format!("a chat has at most {MAX_MEMBERS} members")).into(), None));
         }

@@ -8,7 +8,7 @@
 use serde_json::{Map, Value};
 
 use crate::error::{ErrorCode, Refusal};
-use crate::model::{ChatId, Command, EventId, MarkKind, MessageId};
+use crate::model::{storable, ChatId, Command, EventId, MarkKind, MessageId};
 
 /// `clientMessageId` is 1..=64 characters (PROTOCOL.md section 3).
 pub const MAX_CLIENT_MESSAGE_ID_CHARS: usize = 64;
@@ -74,6 +74,7 @@ fn request(obj: &Map<String, Value>, limits: Limits) -> Result<Request, Refusal>
                     "clientMessageId must be 1..={MAX_CLIENT_MESSAGE_ID_CHARS} characters"
                 )));
             }
+            storable("clientMessageId", client_message_id)?;
             let (text, attachments) = f.content(limits)?;
             Request::Command(Command::Send {
                 chat_id: f.chat_id()?,
@@ -139,6 +140,7 @@ impl Fields<'_> {
                 format!("message is {} bytes; the limit is {}", text.len(), limits.max_text_bytes),
             ));
         }
+        storable("message", text)?;
         let attachments = match self.0.get("attachments") {
             None | Some(Value::Null) => Value::Array(Vec::new()),
             Some(Value::Array(items)) if items.iter().all(Value::is_object) => Value::Array(items.clone()),
@@ -229,5 +231,23 @@ mod tests {
         .contains("clientMessageId"));
         assert!(refusal(r#"{"type":"sync","since":{"x":1}}"#).1.message.contains("since"));
         assert!(refusal(r#"[1,2]"#).1.message.contains("object"));
+    }
+
+    /// PostgreSQL cannot store U+0000; refused here, it cannot stall a
+    /// shard's worker. An escaped one inside attachments is JSON text, and
+    /// stored as such.
+    #[test]
+    fn a_nul_character_is_refused_where_it_would_be_stored_as_text() {
+        let (r, e) = refusal(r#"{"type":"new","ref":1,"chatId":1,"clientMessageId":"c","message":"a\u0000b"}"#);
+        assert_eq!(
+            (r, e.code, e.message.as_str()),
+            (Some(Value::from(1)), ErrorCode::BadRequest, "message must not contain U+0000")
+        );
+        let e = refusal(r#"{"type":"edit","chatId":1,"messageId":1,"message":"\u0000"}"#).1;
+        assert_eq!(e.message, "message must not contain U+0000");
+        let e = refusal(r#"{"type":"new","chatId":1,"clientMessageId":"c\u0000","message":"x"}"#).1;
+        assert_eq!(e.message, "clientMessageId must not contain U+0000");
+        let frame = r#"{"type":"new","chatId":1,"clientMessageId":"c","message":"x","attachments":[{"k":"\u0000"}]}"#;
+        assert!(parse(frame.as_bytes(), LIMITS).is_ok(), "attachments are stored as JSON text");
     }
 }
