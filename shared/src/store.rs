@@ -55,6 +55,9 @@ pub enum StoreError {
     UnsupportedUrl,
     #[error("the database did not answer within {0:?}")]
     Timeout(std::time::Duration),
+    /// The task that applies a worker's batches is gone (shutting down).
+    #[error("the worker's committer stopped")]
+    Stopped,
 }
 
 /// Either the request was refused for a reason the client can act on, or the

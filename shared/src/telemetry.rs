@@ -17,7 +17,7 @@ static TELEMETRY: OnceLock<Telemetry> = OnceLock::new();
 /// Latency buckets (seconds): sub-millisecond fan-out to multi-second
 /// outages.
 const LATENCY_BUCKETS: &[f64] = &[0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
-const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
+const BATCH_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0];
 
 #[derive(Clone)]
 pub struct Telemetry {

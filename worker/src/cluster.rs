@@ -13,6 +13,7 @@ use shared::store::Store;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::group_commit::GroupCommit;
 use crate::lease::{fair_share, preference, surplus, RELEASE, RENEW};
 use crate::processor::Processor;
 use crate::stream::ShardConsumer;
@@ -38,6 +39,7 @@ impl Worker {
     pub async fn run(self, stop: CancellationToken) {
         let broker = Broker::Redis(RedisBroker::new(&self.redis_url, self.redis.clone(), self.keys.clone()));
         let processor = Processor::with_redelivery(self.store.clone(), broker);
+        let committer = GroupCommit::start(processor.clone());
         let mut owned: BTreeMap<u32, Owned> = BTreeMap::new();
         let mut ticker = tokio::time::interval(Duration::from_millis(self.lease_ttl_ms / 3));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -47,7 +49,7 @@ impl Worker {
                 _ = ticker.tick() => {}
                 _ = stop.cancelled() => break,
             }
-            if let Err(e) = self.rebalance(&mut owned, &processor).await {
+            if let Err(e) = self.rebalance(&mut owned, &processor, &committer).await {
                 metrics::counter!("chat_redis_errors_total", "op" => "lease").increment(1);
                 tracing::warn!(error = %e, "lease round failed; keeping current shards");
             }
@@ -69,7 +71,12 @@ impl Worker {
         tracing::info!(worker = %self.id, "worker stopped; shards released");
     }
 
-    async fn rebalance(&self, owned: &mut BTreeMap<u32, Owned>, processor: &Processor) -> redis::RedisResult<()> {
+    async fn rebalance(
+        &self,
+        owned: &mut BTreeMap<u32, Owned>,
+        processor: &Processor,
+        committer: &GroupCommit,
+    ) -> redis::RedisResult<()> {
         let mut redis = self.redis.clone();
         let ttl = self.lease_ttl_ms;
         let _: () = redis
@@ -129,6 +136,7 @@ impl Worker {
                     shard,
                     keys: self.keys.clone(),
                     processor: processor.clone(),
+                    committer: committer.clone(),
                     commands: self.redis.clone(),
                     redis_url: self.redis_url.clone(),
                 };

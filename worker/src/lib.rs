@@ -5,6 +5,8 @@
 //! - [`processor`]: applies commands in batches, then publishes events and
 //!   replies.
 //! - [`stream`]: consumes one shard's Redis command stream.
+//! - [`group_commit`]: one transaction for the shards' batches waiting
+//!   together.
 //! - [`lease`]: the rules of shard ownership.
 //! - [`cluster`]: the worker process: leases and one consumer per shard.
 //! - [`retention`]: prunes the event log to the retention window.
@@ -16,6 +18,7 @@ pub mod admin;
 pub mod checkpoint;
 pub mod cluster;
 pub mod config;
+pub mod group_commit;
 pub mod lease;
 pub mod processor;
 pub mod retention;

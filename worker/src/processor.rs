@@ -106,9 +106,22 @@ impl Processor {
     /// have handed out these commands before, or an earlier attempt may
     /// have committed them.
     pub async fn apply(&self, batch: &[CommandEnvelope], seen_before: bool) -> Result<Results, StoreError> {
-        let submitted: Vec<Submitted> =
-            batch.iter().map(|e| Submitted { id: &e.id, user: &e.user, command: &e.command }).collect();
-        metrics::histogram!("chat_worker_batch_size").record(batch.len() as f64);
+        self.apply_together(&[batch], seen_before).await
+    }
+
+    /// Applies `batches` one after the other in one transaction
+    /// ([`crate::group_commit`]); the results are in the same order.
+    pub async fn apply_together(
+        &self,
+        batches: &[&[CommandEnvelope]],
+        seen_before: bool,
+    ) -> Result<Results, StoreError> {
+        let submitted: Vec<Submitted> = batches
+            .iter()
+            .flat_map(|batch| batch.iter())
+            .map(|e| Submitted { id: &e.id, user: &e.user, command: &e.command })
+            .collect();
+        metrics::histogram!("chat_worker_batch_size").record(submitted.len() as f64);
         let delivery = match (self.redelivery, seen_before) {
             (false, _) => Delivery::Once,
             (true, false) => Delivery::First,

@@ -4,6 +4,7 @@
 //! the XACK leaves the entries pending, and they are applied again, which
 //! the store recognises by command id.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
@@ -12,6 +13,7 @@ use shared::bus::keys::{Keys, GROUP};
 use shared::bus::CommandEnvelope;
 use tokio_util::sync::CancellationToken;
 
+use crate::group_commit::GroupCommit;
 use crate::processor::Processor;
 
 /// How long one read waits for new entries before checking `stop`.
@@ -21,6 +23,8 @@ pub struct ShardConsumer {
     pub shard: u32,
     pub keys: Keys,
     pub processor: Processor,
+    /// Applies the batches, with other shards' (see [`crate::group_commit`]).
+    pub committer: GroupCommit,
     /// For XACK and group creation (never blocks).
     pub commands: ConnectionManager,
     pub redis_url: String,
@@ -101,8 +105,9 @@ impl ShardConsumer {
             // Entries read as new were never handed out before; once an
             // attempt failed, its commit may still have happened.
             let mut seen_before = backlog;
+            let batch = Arc::new(batch);
             let results = loop {
-                match self.processor.apply(&batch, seen_before).await {
+                match self.committer.apply(Arc::clone(&batch), seen_before).await {
                     Ok(results) => break results,
                     Err(e) => {
                         seen_before = true;

@@ -1,0 +1,82 @@
+//! The worker's group commit (src/group_commit.rs) against a real
+//! PostgreSQL: batches waiting together are applied in one transaction,
+//! each gets its own results, and a batch the database refuses does not
+//! take the others down with it.
+//!
+//! Needs `TEST_DATABASE_URL`: run through `./scripts/test`.
+
+use std::sync::Arc;
+
+use serde_json::json;
+use shared::bus::memory::MemoryBroker;
+use shared::bus::{Broker, CommandEnvelope, Origin};
+use shared::model::{ChatKind, Command};
+use shared::store::{NewChat, Store};
+use worker::group_commit::GroupCommit;
+use worker::processor::Results;
+use worker::Processor;
+
+async fn store() -> Store {
+    let admin = std::env::var("TEST_DATABASE_URL").expect("TEST_DATABASE_URL (run ./scripts/test)");
+    let url = testkit::services::fresh_database(&admin).await.expect("database");
+    Store::connect(&url).await.expect("store")
+}
+
+async fn group(store: &Store) -> i64 {
+    let request =
+        NewChat { kind: ChatKind::Group, name: Some("g".into()), photo_url: None, members: vec!["bob".into()] };
+    store.create_chat("alice", request, 1).await.map_err(|e| e.0).expect("created").chat_id
+}
+
+fn send(id: &str, chat: i64, text: &str) -> CommandEnvelope {
+    CommandEnvelope {
+        id: id.into(),
+        origin: Origin { node: "test".into(), connection: 1 },
+        user: "alice".into(),
+        reference: None,
+        command: Command::Send {
+            chat_id: chat,
+            client_message_id: id.into(),
+            text: text.into(),
+            attachments: json!([]),
+        },
+        received_at: 0,
+    }
+}
+
+/// (chat, message id) of each command, all applied.
+fn message_ids(results: Results) -> Vec<(i64, i64)> {
+    results.iter().map(|r| r.as_ref().expect("applied")).map(|o| (o.applied.chat_id, o.applied.message_id)).collect()
+}
+
+/// The test's runtime has one thread: all three requests are queued before
+/// the committer runs, so it merges them.
+#[tokio::test]
+async fn a_refused_batch_does_not_take_the_batches_merged_with_it_down() {
+    let store = store().await;
+    let (one, two) = (group(&store).await, group(&store).await);
+    let committer = GroupCommit::start(Processor::with_redelivery(store, Broker::Memory(MemoryBroker::new())));
+    // PostgreSQL's text cannot hold U+0000 (gateways refuse it; a stream
+    // written by anything else may still carry it).
+    let refused = Arc::new(vec![send("refused", one, "a\0b")]);
+    let first = Arc::new(vec![send("one-1", one, "x"), send("one-2", one, "y")]);
+    let second = Arc::new(vec![send("two-1", two, "z")]);
+    let (refused, first, second) =
+        tokio::join!(committer.apply(refused, false), committer.apply(first, false), committer.apply(second, false));
+    assert!(refused.is_err(), "{refused:?}");
+    assert_eq!(message_ids(first.expect("applied on its own")), [(one, 1), (one, 2)]);
+    assert_eq!(message_ids(second.expect("applied on its own")), [(two, 1)]);
+}
+
+/// Merged batches that all apply get their own results, in order.
+#[tokio::test]
+async fn merged_batches_get_their_own_results() {
+    let store = store().await;
+    let (one, two) = (group(&store).await, group(&store).await);
+    let committer = GroupCommit::start(Processor::with_redelivery(store, Broker::Memory(MemoryBroker::new())));
+    let first = Arc::new(vec![send("a-1", one, "x"), send("a-2", two, "y"), send("a-3", one, "z")]);
+    let second = Arc::new(vec![send("b-1", two, "w")]);
+    let (first, second) = tokio::join!(committer.apply(first, false), committer.apply(second, false));
+    assert_eq!(message_ids(first.expect("applied")), [(one, 1), (two, 1), (one, 2)]);
+    assert_eq!(message_ids(second.expect("applied")), [(two, 2)]);
+}
