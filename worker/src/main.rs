@@ -7,6 +7,11 @@ use worker::config::{Cli, Command, Settings};
 /// Exit status for invalid configuration (EX_USAGE).
 const EXIT_CONFIG: i32 = 64;
 
+/// glibc's malloc was about a fifth of a cluster gateway's samples under
+/// load, much of it consolidating freed chunks (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() {
     let cli = match Cli::try_parse() {
