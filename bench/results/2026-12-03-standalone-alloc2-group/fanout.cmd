@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/group target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:28163/ws --http-url http://127.0.0.1:28163 --data-dir /tmp/tmp.BFBV00ZmLT --server-pid 29313 --report bench/results/2026-12-03-standalone-alloc2-group/fanout.json --charts bench/results/2026-12-03-standalone-alloc2-group/fanout

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/group target/release/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:39438/ws --http-url http://127.0.0.1:39438 --data-dir /tmp/tmp.jZe6HeNNU1 --server-pid 29420 --report bench/results/2026-12-03-standalone-alloc2-group/idle.json --charts bench/results/2026-12-03-standalone-alloc2-group/idle

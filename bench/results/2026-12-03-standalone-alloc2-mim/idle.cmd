@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/mim target/release/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:23259/ws --http-url http://127.0.0.1:23259 --data-dir /tmp/tmp.wQHSAxUuIZ --server-pid 29532 --report bench/results/2026-12-03-standalone-alloc2-mim/idle.json --charts bench/results/2026-12-03-standalone-alloc2-mim/idle
