@@ -7,8 +7,8 @@ use worker::config::{Cli, Command, Settings};
 /// Exit status for invalid configuration (EX_USAGE).
 const EXIT_CONFIG: i32 = 64;
 
-/// glibc's malloc was about a fifth of a cluster gateway's samples under
-/// load, much of it consolidating freed chunks (docs/benchmarks.md).
+/// The gateway's allocator (see its main.rs): the worker allocates per
+/// command as the gateway does, decoding and encoding JSON.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
