@@ -213,7 +213,7 @@ async fn marks_of_members<'a>(
     pairs.dedup();
     let mut keys = batch_rows::BatchRows::new(conn, &[batch_rows::Column::Int, batch_rows::Column::Text]);
     for (chat, user) in &pairs {
-        keys.push([batch_rows::Value::Int(*chat), batch_rows::Value::Text(*user)]);
+        keys.push([batch_rows::Value::Int(*chat), batch_rows::Value::Text(user)]);
     }
     let keys_table = keys.table(&mut placeholders::Placeholders::for_connection(conn), "v");
     // A join, not `(…) IN (VALUES …)`, which SQLite answers with a scan.
