@@ -4,9 +4,11 @@
 # Waits for the run's `loadtest run`, lets it settle 5 s, resets
 # pg_stat_statements and writes to OUT the commits and the 25 most called
 # statements of the next 10 s.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 out=$1
-while ! pgrep -f 'loadtest run' >/dev/null; do sleep 0.2; done
-port=$(ps -eo args | grep -o 'postgres -D [^ ]* -p [0-9]*' | grep -o '[0-9]*$' | head -1)
+diagnose_wait_for_run
+read -r _ port < <(diagnose_private_postgres)
 sql() { psql -h 127.0.0.1 -p "$port" -U postgres -At -c "$1"; }
 sleep 5
 sql "create extension if not exists pg_stat_statements; select pg_stat_statements_reset();" > /dev/null

@@ -3,11 +3,25 @@
 # Waits for the run's `loadtest run`, lets it settle 5 s, then writes to
 # OUT the CPU seconds PostgreSQL's processes and Redis used over the next
 # 10 s: what the load tool's "server CPU" (gateways and workers only)
-# leaves out. Backends that exit within the 10 s are not counted.
+# leaves out: the private PostgreSQL's postmaster and backends, and the
+# newest redis-server (the machine's own are older). Backends that exit
+# within the 10 s are not counted.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
 out=$1
-snap() { for p in $(pgrep -x postgres) $(pgrep -x redis-server); do
-  [ -r /proc/$p/stat ] && awk -v c="$(cat /proc/$p/comm)" '{print c, $14+$15}' /proc/$p/stat; done | awk '{s[$1]+=$2} END {for (k in s) print k, s[k]}'; }
-while ! pgrep -f 'loadtest run' >/dev/null; do sleep 0.2; done
-sleep 5; snap > /tmp/svc0; sleep 10; snap > /tmp/svc1
-join /tmp/svc0 /tmp/svc1 | awk '{printf "%s %.2f CPU-s in 10 s\n", $1, ($3-$2)/100}' > "$out"
+tmp=$(mktemp -d)
+diagnose_wait_for_run
+sleep 5
+read -r postmaster _ < <(diagnose_private_postgres)
+redis=$(pgrep -n -x redis-server) || { echo "svcwatch: no redis-server running" >&2; exit 1; }
+snap() {
+    for p in "$postmaster" $(pgrep -P "$postmaster") "$redis"; do
+        if [ -r "/proc/$p/stat" ]; then
+            awk -v c="$(cat "/proc/$p/comm")" '{print c, $14+$15}' "/proc/$p/stat" 2>/dev/null || true
+        fi
+    done | awk '{s[$1]+=$2} END {for (k in s) print k, s[k]}' | sort
+}
+snap > "$tmp/0"; sleep 10; snap > "$tmp/1"
+join "$tmp/0" "$tmp/1" | awk '{printf "%s %.2f CPU-s in 10 s\n", $1, ($3-$2)/100}' > "$out"
+rm -rf "$tmp"
 echo "svcwatch: $(tr '\n' ' ' < "$out")"

@@ -1,0 +1,24 @@
+# Shared by the bench/diagnose scripts.
+
+# diagnose_wait_for_run: returns once a `loadtest run` starts that was not
+# running when the script began (one still exiting from the previous run
+# must not start the watch).
+diagnose_wait_for_run() {
+    local before
+    before=" $(pgrep -f 'loadtest run' | tr '\n' ' ' || true) "
+    while :; do
+        for pid in $(pgrep -f 'loadtest run'); do
+            [[ $before == *" $pid "* ]] || return 0
+        done
+        sleep 0.2
+    done
+}
+
+# diagnose_private_postgres: the newest postmaster started with `-D DIR -p
+# PORT` (the bench scripts' private server; the machine's is older), as
+# "PID PORT"; fails if there is none.
+diagnose_private_postgres() {
+    local pid
+    pid=$(pgrep -n -f 'postgres -D [^ ]* -p [0-9]+') || { echo "diagnose: no private PostgreSQL running" >&2; return 1; }
+    echo "$pid $(tr '\0' ' ' < "/proc/$pid/cmdline" | grep -o -- '-p [0-9]*' | grep -o '[0-9]*$')"
+}

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/mim target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:34435/ws --http-url http://127.0.0.1:34435 --data-dir /tmp/tmp.XwDWcUfXC3 --server-pid 12038 --report bench/results/2026-12-03-standalone-final-mim/fanout-max.json --charts bench/results/2026-12-03-standalone-final-mim/fanout-max

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/mim target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:24282/ws --http-url http://127.0.0.1:24282 --data-dir /tmp/tmp.UUHD9wcPe5 --server-pid 11251 --report bench/results/2026-12-03-standalone-final-mim/fanout.json --charts bench/results/2026-12-03-standalone-final-mim/fanout
