@@ -232,6 +232,18 @@ async fn locked_for(tx: &mut Tx, chat: ChatId, user: &str) -> Result<Result<Coun
     })
 }
 
+/// The update that advances a chat's counters by one for a `new`, if the
+/// sender is a member: `$1` the chat, `$2` the sender, `$3` the time. A
+/// macro so that the statements built on it are constants (`concat!`).
+macro_rules! advance {
+    () => {
+        "UPDATE chats SET last_message_id = last_message_id + 1, last_event_id = last_event_id + 1, \
+           last_activity_at = $3 \
+         WHERE id = $1 AND EXISTS (SELECT 1 FROM members m WHERE m.chat_id = $1 AND m.user_id = $2)"
+    };
+}
+pub(super) use advance;
+
 /// Advances the chat's counters by one if `user` is a member of it, and
 /// inserts the message under the new id unless it is a retry (the unique
 /// key (chat, sender, clientMessageId)): the new last message id and event
@@ -253,13 +265,6 @@ async fn advance_and_insert(
     content: Content<'_>,
     now: Millis,
 ) -> Result<Option<(i64, i64, bool)>, StoreError> {
-    macro_rules! advance {
-        () => {
-            "UPDATE chats SET last_message_id = last_message_id + 1, last_event_id = last_event_id + 1, \
-               last_activity_at = $3 \
-             WHERE id = $1 AND EXISTS (SELECT 1 FROM members m WHERE m.chat_id = $1 AND m.user_id = $2)"
-        };
-    }
     const ADVANCE: &str = advance!();
     const ADVANCE_AND_INSERT: &str = concat!(
         "WITH advanced AS (",

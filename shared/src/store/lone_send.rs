@@ -17,20 +17,17 @@
 //! place and PostgreSQL splices the ids into the pieces between, so what is
 //! stored is byte for byte what the general path stores.
 
-use super::commands::Outcome;
+use super::commands::{advance, Outcome};
 use super::event_log::{encode_event, kind_column};
 use super::records::encode_reply;
 use super::{Backend, Delivery, Store, StoreError, Submitted};
 use crate::error::Refusal;
 use crate::model::{Applied, ChatEvent, Command, EventKind, Millis};
 
-const SEND_ALONE: &str = "\
-    WITH advanced AS ( \
-      UPDATE chats SET last_message_id = last_message_id + 1, last_event_id = last_event_id + 1, \
-        last_activity_at = $3 \
-      WHERE id = $1 \
-        AND EXISTS (SELECT 1 FROM members m WHERE m.chat_id = $1 AND m.user_id = $2) \
-        AND NOT EXISTS (SELECT 1 FROM messages s \
+const SEND_ALONE: &str = concat!(
+    "WITH advanced AS (",
+    advance!(),
+    " AND NOT EXISTS (SELECT 1 FROM messages s \
           WHERE s.chat_id = $1 AND s.user_id = $2 AND s.client_message_id = $4) \
       RETURNING last_message_id, last_event_id), \
     stored AS (INSERT INTO messages \
@@ -41,7 +38,8 @@ const SEND_ALONE: &str = "\
       FROM advanced), \
     recorded AS (INSERT INTO processed_commands (id, chat_id, first_event_id, last_event_id, result, created_at) \
       SELECT $11, $1, last_event_id, last_event_id, $12 || last_message_id || $13, $3 FROM advanced) \
-    SELECT last_message_id, last_event_id FROM advanced";
+    SELECT last_message_id, last_event_id FROM advanced"
+);
 
 /// Applies `batch` if it is a lone `new` this path takes and the common
 /// case holds; `None` leaves the batch to the general path, untouched.
