@@ -5,12 +5,13 @@
 //! the store recognises by command id.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionManager;
 use redis::streams::StreamReadReply;
 use shared::bus::keys::{Keys, GROUP};
 use shared::bus::CommandEnvelope;
+use shared::clock::now_ms;
 use tokio_util::sync::CancellationToken;
 
 use crate::group_commit::GroupCommit;
@@ -93,7 +94,15 @@ impl ShardConsumer {
             }
             let mut ids = Vec::with_capacity(entries.len());
             let mut batch = Vec::with_capacity(entries.len());
+            // Where a command's time goes between the gateway's XADD and its
+            // reply (`chat_command_duration_seconds` on the gateway): waiting
+            // in the stream, then each stage of its batch.
+            let read_at = now_ms();
             for entry in &entries {
+                if let Some(appended_at) = appended_at_ms(&entry.id) {
+                    metrics::histogram!("chat_worker_queue_wait_seconds")
+                        .record(read_at.saturating_sub(appended_at).max(0) as f64 / 1000.0);
+                }
                 ids.push(entry.id.clone());
                 let payload: Option<String> = entry.get("c");
                 match payload.as_deref().map(serde_json::from_str::<CommandEnvelope>) {
@@ -106,6 +115,7 @@ impl ShardConsumer {
             // attempt failed, its commit may still have happened.
             let mut seen_before = backlog;
             let batch = Arc::new(batch);
+            let applying = Instant::now();
             let results = loop {
                 match self.committer.apply(Arc::clone(&batch), seen_before).await {
                     Ok(results) => break results,
@@ -121,14 +131,19 @@ impl ShardConsumer {
                 }
             };
             failures = 0;
+            let publishing = Instant::now();
+            metrics::histogram!("chat_worker_stage_seconds", "stage" => "apply").record(publishing - applying);
             if !self.processor.publish_outcomes(&batch, results).await {
                 // Re-read the pending entries: their redelivery publishes again.
                 backlog = true;
                 continue;
             }
+            let acking = Instant::now();
+            metrics::histogram!("chat_worker_stage_seconds", "stage" => "publish").record(acking - publishing);
             let mut commands = self.commands.clone();
             let acked: Result<i64, _> =
                 redis::cmd("XACK").arg(&stream).arg(GROUP).arg(&ids).query_async(&mut commands).await;
+            metrics::histogram!("chat_worker_stage_seconds", "stage" => "ack").record(acking.elapsed());
             if let Err(e) = acked {
                 metrics::counter!("chat_redis_errors_total", "op" => "xack").increment(1);
                 tracing::warn!(error = %e, shard = self.shard, "acknowledging failed; entries will be redelivered");
@@ -155,6 +170,11 @@ impl ShardConsumer {
     }
 }
 
+/// The time Redis appended a stream entry: the first part of its id.
+fn appended_at_ms(id: &str) -> Option<i64> {
+    id.split('-').next()?.parse().ok()
+}
+
 fn backoff(failures: &mut u32) -> Duration {
     *failures = (*failures + 1).min(6);
     Duration::from_millis(50 << *failures)
@@ -165,5 +185,14 @@ async fn sleep_or_stop(duration: Duration, stop: &CancellationToken) -> bool {
     tokio::select! {
         _ = tokio::time::sleep(duration) => false,
         _ = stop.cancelled() => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_entry_id_gives_the_time_redis_appended_it() {
+        assert_eq!(super::appended_at_ms("1764772140123-7"), Some(1_764_772_140_123));
+        assert_eq!(super::appended_at_ms("not-an-id"), None);
     }
 }

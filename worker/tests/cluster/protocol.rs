@@ -88,6 +88,10 @@ async fn both_binaries_expose_metrics_and_health() {
         let complete = [
             "chat_worker_commands_total{type=\"new\",outcome=\"applied\"}",
             "chat_worker_batch_size_bucket",
+            "chat_worker_queue_wait_seconds_bucket",
+            "chat_worker_stage_seconds_bucket{stage=\"apply\"",
+            "chat_worker_stage_seconds_bucket{stage=\"publish\"",
+            "chat_worker_stage_seconds_bucket{stage=\"ack\"",
             "chat_stream_length{shard=",
             "chat_stream_pending{shard=",
             "chat_worker_owned_shards 16",
