@@ -60,6 +60,21 @@ pub enum StoreError {
     Stopped,
 }
 
+impl StoreError {
+    /// Whether PostgreSQL refused a statement for the data in it (SQLSTATE
+    /// class 22, data exception, or 54, program limit exceeded): the same
+    /// command will be refused again however often it is retried, unlike a
+    /// lost connection, a timeout, a deadlock, a unique key taken by a
+    /// concurrent writer or a failover, which a retry may get past.
+    pub fn refuses_the_data(&self) -> bool {
+        let StoreError::Database(sqlx::Error::Database(e)) = self else {
+            return false;
+        };
+        e.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+            .is_some_and(|e| e.code().starts_with("22") || e.code().starts_with("54"))
+    }
+}
+
 /// Either the request was refused for a reason the client can act on, or the
 /// store failed.
 #[derive(Debug, thiserror::Error)]

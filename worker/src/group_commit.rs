@@ -14,8 +14,8 @@
 //! Order holds: a chat lives in one shard, and each shard's batch stays
 //! whole and in order within the merged one. A failure stays contained:
 //! when a merged transaction fails, each batch in it is applied again on
-//! its own, so a command the database keeps refusing holds up its own
-//! shard only, as before.
+//! its own, and a command whose data the database refuses is answered
+//! `internal` without holding up the rest ([`Processor::apply_isolating`]).
 
 use std::sync::Arc;
 
@@ -50,7 +50,7 @@ impl GroupCommit {
         GroupCommit { requests }
     }
 
-    /// Applies `batch` as [`Processor::apply`] does, possibly in one
+    /// Applies `batch` as [`Processor::apply_isolating`] does, possibly in one
     /// transaction with other shards' batches.
     pub async fn apply(&self, batch: Arc<Vec<CommandEnvelope>>, seen_before: bool) -> Result<Results, StoreError> {
         let (reply, answer) = oneshot::channel();
@@ -79,7 +79,7 @@ async fn commit(processor: Processor, mut queue: mpsc::Receiver<Request>) {
         }
         if merged.len() == 1 {
             let request = merged.remove(0);
-            let results = processor.apply(&request.batch, request.seen_before).await;
+            let results = processor.apply_isolating(&request.batch, request.seen_before).await;
             let _ = request.reply.send(results);
             continue;
         }
@@ -98,7 +98,7 @@ async fn commit(processor: Processor, mut queue: mpsc::Receiver<Request>) {
                 // Nothing of it is committed, unless the commit itself
                 // went unanswered: each is applied as possibly seen.
                 for request in merged {
-                    let results = processor.apply(&request.batch, true).await;
+                    let results = processor.apply_isolating(&request.batch, true).await;
                     let _ = request.reply.send(results);
                 }
             }

@@ -109,6 +109,36 @@ impl Processor {
         self.apply_together(&[batch], seen_before).await
     }
 
+    /// Applies `batch` as [`Processor::apply`] does; but if the database
+    /// refuses the data of a command in it ([`StoreError::refuses_the_data`]),
+    /// applies the commands one at a time and answers each refused one with
+    /// `internal`. Without this a command that no retry can store would be
+    /// retried forever and hold up every chat of its shard; it can only come
+    /// from something that wrote to the stream without the gateway's
+    /// checks (another version, another tool), so it is logged.
+    pub async fn apply_isolating(&self, batch: &[CommandEnvelope], seen_before: bool) -> Result<Results, StoreError> {
+        match self.apply(batch, seen_before).await {
+            Err(e) if e.refuses_the_data() => {
+                tracing::warn!(error = %e, commands = batch.len(), "the database refuses a command; applying them one by one");
+            }
+            other => return other,
+        }
+        let mut results = Vec::with_capacity(batch.len());
+        for envelope in batch {
+            // The batch's transaction was rolled back, but an earlier
+            // attempt may have committed (its answer lost): applied as seen.
+            match self.apply(std::slice::from_ref(envelope), true).await {
+                Ok(mut own) => results.append(&mut own),
+                Err(e) if e.refuses_the_data() => {
+                    tracing::error!(error = %e, command = %envelope.id, user = %envelope.user, "the database refuses this command; answered internal");
+                    results.push(Err(Refusal::internal()));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(results)
+    }
+
     /// Applies `batches` one after the other in one transaction
     /// ([`crate::group_commit`]); the results are in the same order.
     pub async fn apply_together(

@@ -1,6 +1,6 @@
 //! The worker's group commit (src/group_commit.rs) against a real
 //! PostgreSQL: batches waiting together are applied in one transaction,
-//! each gets its own results, and a batch the database refuses does not
+//! each gets its own results, and a command the database refuses does not
 //! take the others down with it.
 //!
 //! Needs `TEST_DATABASE_URL`: run through `./scripts/test`.
@@ -49,6 +49,11 @@ fn message_ids(results: Results) -> Vec<(i64, i64)> {
     results.iter().map(|r| r.as_ref().expect("applied")).map(|o| (o.applied.chat_id, o.applied.message_id)).collect()
 }
 
+/// Each command's outcome: "applied" or its refusal's code.
+fn codes(results: Results) -> Vec<&'static str> {
+    results.iter().map(|r| r.as_ref().map_or_else(|refusal| refusal.code.as_str(), |_| "applied")).collect()
+}
+
 /// The test's runtime has one thread: all three requests are queued before
 /// the committer runs, so it merges them.
 #[tokio::test]
@@ -63,9 +68,24 @@ async fn a_refused_batch_does_not_take_the_batches_merged_with_it_down() {
     let second = Arc::new(vec![send("two-1", two, "z")]);
     let (refused, first, second) =
         tokio::join!(committer.apply(refused, false), committer.apply(first, false), committer.apply(second, false));
-    assert!(refused.is_err(), "{refused:?}");
+    assert_eq!(codes(refused.expect("answered")), ["internal"]);
     assert_eq!(message_ids(first.expect("applied on its own")), [(one, 1), (one, 2)]);
     assert_eq!(message_ids(second.expect("applied on its own")), [(two, 1)]);
+}
+
+/// A command whose data the database refuses is answered `internal`, and
+/// the commands around it in its batch are applied, in order.
+#[tokio::test]
+async fn a_refused_command_is_answered_and_the_rest_of_its_batch_applied() {
+    let store = store().await;
+    let chat = group(&store).await;
+    let committer = GroupCommit::start(Processor::with_redelivery(store, Broker::Memory(MemoryBroker::new())));
+    let batch = Arc::new(vec![send("before", chat, "x"), send("refused", chat, "a\0b"), send("after", chat, "y")]);
+    let results = committer.apply(batch, false).await.expect("answered");
+    let applied: Vec<(i64, i64)> =
+        results.iter().flatten().map(|o| (o.applied.chat_id, o.applied.message_id)).collect();
+    assert_eq!(applied, [(chat, 1), (chat, 2)], "in order, and the refused command took no id");
+    assert_eq!(codes(results), ["applied", "internal", "applied"]);
 }
 
 /// Merged batches that all apply get their own results, in order.

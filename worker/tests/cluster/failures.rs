@@ -231,3 +231,45 @@ async fn a_terminated_worker_finishes_its_batch_and_hands_its_shards_over() {
     assert_eq!(ids, (1..=300).collect::<HashSet<i64>>(), "nothing lost, nothing twice");
     assert_ne!(cluster.shard_owner(chat).await, owner);
 }
+
+/// A command in the stream that PostgreSQL refuses for its data (U+0000 in
+/// text; the gateway refuses it, anything else writing to the stream may
+/// not) is answered `internal`; the commands after it in its shard are
+/// applied, not held up behind endless retries.
+#[tokio::test]
+async fn a_command_the_database_refuses_does_not_hold_up_its_shard() {
+    let cluster = Cluster::start(Options::default(), 1, 1).await;
+    let chat = cluster.group(0, "alice", &["bob"]).await;
+    let mut alice = cluster.connect(0, "alice").await;
+    cluster.shard_owner(chat).await;
+    let refused = shared::bus::CommandEnvelope {
+        id: "written-by-hand-1".into(),
+        origin: shared::bus::Origin { node: "elsewhere".into(), connection: 1 },
+        user: "alice".into(),
+        reference: None,
+        command: shared::model::Command::Send {
+            chat_id: chat,
+            client_message_id: "refused".into(),
+            text: "a\0b".into(),
+            attachments: json!([]),
+        },
+        received_at: 0,
+    };
+    let keys = shared::bus::keys::Keys::new(&cluster.prefix, shared::config::DEFAULT_STREAM_SHARDS);
+    let mut redis = redis::Client::open(cluster.redis_url.as_str())
+        .expect("redis url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis");
+    let _: String = redis::cmd("XADD")
+        .arg(keys.command_stream(keys.shard_of(chat)))
+        .arg("*")
+        .arg("c")
+        .arg(serde_json::to_string(&refused).expect("JSON"))
+        .query_async(&mut redis)
+        .await
+        .expect("XADD");
+    let ack = alice.send_message(chat, "after", "fine").await;
+    assert_eq!(ack["messageId"], 1, "the refused command took no id: {ack}");
+    cluster.wait_for_log(&cluster.workers[0], "the database refuses this command").await;
+}
