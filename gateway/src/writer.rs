@@ -39,7 +39,7 @@ pub async fn write_loop(
         let holding = state.cursors.is_holding_all();
         let item = tokio::select! {
             biased;
-            _ = handle.closed() => {
+            _ = std::future::poll_fn(|cx| handle.poll_closed_for_writer(cx)) => {
                 let code = handle.close_code().unwrap_or(close::NORMAL);
                 state.encode(Frame::close(code, close_text(code).as_bytes()));
                 let _ = state.flush(&mut write).await;
