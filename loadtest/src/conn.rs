@@ -12,7 +12,9 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::state::{AgentState, Seen};
+use crate::incoming::Incoming;
+use crate::seen::Seen;
+use crate::state::AgentState;
 
 /// How a connection behaves.
 #[derive(Debug, Clone, Copy)]
@@ -78,7 +80,7 @@ pub async fn open(
             tokio::select! {
                 frame = rx.next() => match frame {
                     Some(Ok(Message::Text(text))) => {
-                        let Ok(frame) = serde_json::from_str::<Value>(&text) else { continue };
+                        let Some(frame) = Incoming::parse(&text) else { continue };
                         let replies = state.observe(user, &frame, &mut seen, behaviour);
                         for reply in replies {
                             if tx.send(Message::text(reply.to_string())).await.is_err() {

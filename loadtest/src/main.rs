@@ -8,9 +8,11 @@ mod charts;
 mod conn;
 mod coordinator;
 mod floor;
+mod incoming;
 mod plan;
 mod procstat;
 mod report;
+mod seen;
 mod state;
 mod stats;
 

@@ -1,7 +1,7 @@
 //! An agent's shared measurement state: counters, histograms, the timeline,
 //! and the rules for reading what arrives (delivery order, latencies).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -10,23 +10,12 @@ use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
 use crate::conn::Behaviour;
+use crate::incoming::Incoming;
+use crate::seen::{Arrival, Seen};
 use crate::stats::{histogram, AgentResult, Counters, Recorded};
 
 pub fn now_us() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
-}
-
-/// Event ids remembered per chat and connection to tell a duplicate. Older
-/// ones are forgotten, so a long run's memory stays bounded; a repeat of
-/// an id this far back would count as filled in rather than duplicate.
-const REMEMBERED_IDS: usize = 10_000;
-
-/// What one connection has received per chat: recent event ids (to tell a
-/// duplicate), and the newest (to tell order).
-#[derive(Default)]
-pub struct Seen {
-    last: HashMap<i64, i64>,
-    ids: HashMap<i64, BTreeSet<i64>>,
 }
 
 #[derive(Default)]
@@ -134,31 +123,30 @@ impl AgentState {
     }
 
     /// Reads one frame; returns frames to send in response (marks).
-    pub fn observe(&self, user: usize, frame: &Value, seen: &mut Seen, behaviour: Behaviour) -> Vec<Value> {
+    pub fn observe(&self, user: usize, frame: &Incoming, seen: &mut Seen, behaviour: Behaviour) -> Vec<Value> {
         let now = now_us();
-        match frame["type"].as_str() {
-            Some("new") => {
+        match frame.kind.as_ref() {
+            "new" => {
                 self.n.deliveries.fetch_add(1, Ordering::Relaxed);
                 if self.measuring() {
                     self.n.deliveries_in_phase.fetch_add(1, Ordering::Relaxed);
                 }
                 self.tick(|t| t.2 += 1);
                 self.check_order(frame, seen);
-                if let Some(sent) = frame["message"].as_str().and_then(|m| m.parse::<u64>().ok()) {
+                if let Some(sent) = frame.message.as_deref().and_then(|m| m.parse::<u64>().ok()) {
                     let _ =
                         self.delivery.lock().unwrap_or_else(|e| e.into_inner()).record(now.saturating_sub(sent).max(1));
                 }
-                let mine = frame["userId"].as_str() == Some(&format!("{}{user}", self.user_prefix));
-                if behaviour.mark && !mine {
-                    let (chat, message) = (&frame["chatId"], &frame["messageId"]);
+                if behaviour.mark && !self.is_user(frame.user_id.as_deref(), user) {
+                    let (chat, message) = (frame.chat_id, frame.message_id);
                     return vec![
                         json!({"type": "dlvrd", "ref": "m", "chatId": chat, "messageId": message}),
                         json!({"type": "read", "ref": "m", "chatId": chat, "messageId": message}),
                     ];
                 }
             }
-            Some("edit") | Some("delete") | Some("dlvrd") | Some("read") => self.check_order(frame, seen),
-            Some("ack") => match frame["ref"].as_str() {
+            "edit" | "delete" | "dlvrd" | "read" => self.check_order(frame, seen),
+            "ack" => match frame.reference.as_deref() {
                 Some("m") => {
                     self.n.marks_acked.fetch_add(1, Ordering::Relaxed);
                 }
@@ -176,16 +164,17 @@ impl AgentState {
                 }
                 None => {}
             },
-            Some("error") => {
+            "error" => {
                 self.n.errors.fetch_add(1, Ordering::Relaxed);
             }
-            Some("online") => {
+            "online" => {
                 self.n.presence_events.fetch_add(1, Ordering::Relaxed);
             }
-            Some("offline") => {
+            "offline" => {
                 self.n.presence_events.fetch_add(1, Ordering::Relaxed);
-                let silent = frame["userId"]
-                    .as_str()
+                let silent = frame
+                    .user_id
+                    .as_deref()
                     .and_then(|u| self.silent_since.lock().unwrap_or_else(|e| e.into_inner()).remove(u));
                 if let Some(since) = silent {
                     // How long past its deadline the silent client's offline came.
@@ -199,30 +188,22 @@ impl AgentState {
     }
 
     /// A chat's persisted events must arrive once each, with consecutive
-    /// ids. An id seen before on the connection is a duplicate; one below the
-    /// newest but never seen is a `sync` filling in under live delivery,
-    /// which the protocol allows; a jump forward is out of order.
-    fn check_order(&self, frame: &Value, seen: &mut Seen) {
-        let (Some(chat), Some(id)) = (frame["chatId"].as_i64(), frame["id"].as_i64()) else { return };
-        let ids = seen.ids.entry(chat).or_default();
-        if !ids.insert(id) {
-            self.n.duplicates.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        if ids.len() > REMEMBERED_IDS {
-            ids.pop_first();
-        }
-        match seen.last.get(&chat).copied() {
-            Some(last) if id < last => {
-                self.n.filled_in.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-            Some(last) if id != last + 1 => {
-                self.n.out_of_order.fetch_add(1, Ordering::Relaxed);
-            }
-            _ => {}
-        }
-        seen.last.insert(chat, id);
+    /// ids ([`Seen`]).
+    fn check_order(&self, frame: &Incoming, seen: &mut Seen) {
+        let (Some(chat), Some(id)) = (frame.chat_id, frame.id) else { return };
+        let counter = match seen.arrive(chat, id) {
+            Arrival::InOrder => return,
+            Arrival::Duplicate => &self.n.duplicates,
+            Arrival::OutOfOrder => &self.n.out_of_order,
+            Arrival::FilledIn => &self.n.filled_in,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether `user_id` is this agent's user number `user`.
+    fn is_user(&self, user_id: Option<&str>, user: usize) -> bool {
+        user_id.and_then(|id| id.strip_prefix(self.user_prefix.as_str())).and_then(|n| n.parse::<usize>().ok())
+            == Some(user)
     }
 
     pub fn counters(&self) -> Counters {

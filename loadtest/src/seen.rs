@@ -1,0 +1,123 @@
+//! Telling, per chat and connection, a duplicate from an out-of-order
+//! event from a `sync` filling in, without remembering every id.
+//!
+//! A chat's event ids are consecutive, so what a connection has seen is
+//! the span from the lowest to the newest id it received, minus the gaps
+//! that jumps left. Only the gaps are kept, as ranges: a run where every
+//! event arrives in order keeps nothing, and a check is a map lookup.
+
+use std::collections::{BTreeMap, HashMap};
+
+/// What an arriving event id turned out to be.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Arrival {
+    /// The next one, or the first seen in the chat.
+    InOrder,
+    /// Seen before on this connection.
+    Duplicate,
+    /// Beyond the next one: the ids between are missing for now.
+    OutOfOrder,
+    /// One that was missing (below the newest or below the first seen):
+    /// what a `sync` replay does under live delivery, which the protocol
+    /// allows.
+    FilledIn,
+}
+
+#[derive(Default)]
+pub struct Seen {
+    chats: HashMap<i64, Chat>,
+}
+
+struct Chat {
+    lowest: i64,
+    newest: i64,
+    /// Ids between `lowest` and `newest` not received: start -> end,
+    /// inclusive, disjoint.
+    missing: BTreeMap<i64, i64>,
+}
+
+impl Seen {
+    pub fn arrive(&mut self, chat: i64, id: i64) -> Arrival {
+        let Some(seen) = self.chats.get_mut(&chat) else {
+            self.chats.insert(chat, Chat { lowest: id, newest: id, missing: BTreeMap::new() });
+            return Arrival::InOrder;
+        };
+        if id == seen.newest + 1 {
+            seen.newest = id;
+            Arrival::InOrder
+        } else if id > seen.newest {
+            seen.missing.insert(seen.newest + 1, id - 1);
+            seen.newest = id;
+            Arrival::OutOfOrder
+        } else if id < seen.lowest {
+            if id + 1 < seen.lowest {
+                seen.missing.insert(id + 1, seen.lowest - 1);
+            }
+            seen.lowest = id;
+            Arrival::FilledIn
+        } else if seen.take_missing(id) {
+            Arrival::FilledIn
+        } else {
+            Arrival::Duplicate
+        }
+    }
+}
+
+impl Chat {
+    /// Removes `id` from the gaps; false if it was not missing.
+    fn take_missing(&mut self, id: i64) -> bool {
+        let Some((&start, &end)) = self.missing.range(..=id).next_back() else { return false };
+        if end < id {
+            return false;
+        }
+        self.missing.remove(&start);
+        if start < id {
+            self.missing.insert(start, id - 1);
+        }
+        if id < end {
+            self.missing.insert(id + 1, end);
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Arrival::*, Seen};
+
+    fn arrivals(ids: &[i64]) -> Vec<super::Arrival> {
+        let mut seen = Seen::default();
+        ids.iter().map(|&id| seen.arrive(7, id)).collect()
+    }
+
+    #[test]
+    fn consecutive_ids_are_in_order_and_a_repeat_is_a_duplicate() {
+        assert_eq!(arrivals(&[3, 4, 5, 4, 3, 5]), [InOrder, InOrder, InOrder, Duplicate, Duplicate, Duplicate]);
+    }
+
+    #[test]
+    fn a_jump_is_out_of_order_and_each_skipped_id_fills_in_once() {
+        assert_eq!(
+            arrivals(&[1, 5, 3, 2, 4, 3, 6, 1]),
+            [InOrder, OutOfOrder, FilledIn, FilledIn, FilledIn, Duplicate, InOrder, Duplicate]
+        );
+    }
+
+    #[test]
+    fn ids_below_the_first_seen_fill_in_once() {
+        // Live delivery of 10 came before the sync replay of 1..9.
+        assert_eq!(
+            arrivals(&[10, 1, 5, 9, 5, 1, 10, 11]),
+            [InOrder, FilledIn, FilledIn, FilledIn, Duplicate, Duplicate, Duplicate, InOrder]
+        );
+    }
+
+    #[test]
+    fn chats_are_apart() {
+        let mut seen = Seen::default();
+        assert_eq!(
+            [seen.arrive(1, 1), seen.arrive(2, 1), seen.arrive(1, 2), seen.arrive(2, 1)],
+            [InOrder, InOrder, InOrder, Duplicate]
+        );
+    }
+}
