@@ -1,0 +1,1 @@
+target/release/loadtest run idle --connections 10000 --connect-rate 3000 --duration 15 --ws-url ws://127.0.0.1:20403/ws,ws://127.0.0.1:31162/ws --http-url http://127.0.0.1:20403 --server-pid 2413 --server-pid 2414 --server-pid 2417 --server-pid 2441 --report bench/results/2026-12-03-cluster-s4/idle.json --charts bench/results/2026-12-03-cluster-s4/idle

@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 200 --group-size 10 --rate 30 --duration 10 --ws-url ws://127.0.0.1:24653/ws --http-url http://127.0.0.1:24653 --data-dir /tmp/tmp.U2F7bA3SJt --server-pid 24376 --report bench/results/2026-12-03-instructions-s4-cur/run-10.json --charts bench/results/2026-12-03-instructions-s4-cur/run-10

@@ -1,0 +1,1 @@
+SERVER_BIN=/work/prev/target/release target/release/loadtest run fanout --connections 200 --group-size 10 --rate 30 --duration 30 --ws-url ws://127.0.0.1:29725/ws --http-url http://127.0.0.1:29725 --data-dir /tmp/tmp.gTzzeUsKad --server-pid 24762 --report bench/results/2026-12-03-instructions-s4-prev/run-30.json --charts bench/results/2026-12-03-instructions-s4-prev/run-30

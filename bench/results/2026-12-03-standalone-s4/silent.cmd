@@ -1,0 +1,1 @@
+target/release/loadtest run silent --connections 10000 --group-size 10 --heartbeat-timeout-ms 5000 --ping-ms 2000 --connect-rate 3000 --duration 15 --ws-url ws://127.0.0.1:38560/ws --http-url http://127.0.0.1:38560 --data-dir /tmp/tmp.jeXu5HMgNb --server-pid 3299 --report bench/results/2026-12-03-standalone-s4/silent.json --charts bench/results/2026-12-03-standalone-s4/silent
