@@ -161,18 +161,13 @@ impl Reader<'_> {
     async fn run(mut self, mut read: ReadHalf) {
         // Auto-pong and auto-close are off, so nothing is ever obligated.
         let mut no_obligations = |_: Frame<'_>| async { Ok::<(), std::convert::Infallible>(()) };
-        // Made once, not per frame: each one made registers with its
-        // token's `Notify` and unregisters when dropped.
         let handle = self.handle;
-        let closed = handle.closed();
-        let reading_stopped = handle.reading_stopped();
-        tokio::pin!(closed, reading_stopped);
         loop {
             let frame = tokio::select! {
                 biased;
-                _ = &mut closed => return,
-                // Shutdown: stop taking commands, let the writer finish.
-                _ = &mut reading_stopped => return,
+                // Closed, or shutdown: stop taking commands, let the writer
+                // finish.
+                _ = std::future::poll_fn(|cx| handle.poll_stop_for_reader(cx)) => return,
                 frame = read.read_frame(&mut no_obligations) => frame,
             };
             let frame = match frame {

@@ -2,7 +2,7 @@
 //! signal and its heartbeat clock. The hub, the heartbeat sweeper and the
 //! connection's own tasks share it.
 
-use std::sync::atomic::{AtomicI64, AtomicU16, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU16, AtomicU32, Ordering};
 use std::task::{Context, Poll};
 
 use futures_util::task::AtomicWaker;
@@ -19,15 +19,17 @@ pub struct ClientHandle {
     queue: mpsc::Sender<Outbound>,
     close_code: AtomicU16,
     closed: CancellationToken,
-    /// The writer, woken by `close` (see [`ClientHandle::poll_closed_for_writer`]).
+    /// The connection's writer and reader, woken by `close` and
+    /// `stop_reading` (see [`ClientHandle::poll_closed_for_writer`]).
     writer: AtomicWaker,
+    reader: AtomicWaker,
     /// Milliseconds since the epoch of the last `ping` (or WebSocket Ping).
     last_ping: AtomicI64,
     /// Commands submitted whose reply has not come back yet.
     in_flight: AtomicU32,
-    /// Cancelled when the node drains this connection: its reader stops
-    /// taking commands, its writer carries on until the close.
-    stop_reading: CancellationToken,
+    /// Set when the node drains this connection: its reader stops taking
+    /// commands, its writer carries on until the close.
+    reading_stopped: AtomicBool,
 }
 
 /// Why a frame could not be queued.
@@ -48,9 +50,10 @@ impl ClientHandle {
             close_code: AtomicU16::new(0),
             closed: CancellationToken::new(),
             writer: AtomicWaker::new(),
+            reader: AtomicWaker::new(),
             last_ping: AtomicI64::new(now),
             in_flight: AtomicU32::new(0),
-            stop_reading: CancellationToken::new(),
+            reading_stopped: AtomicBool::new(false),
         }
     }
 
@@ -69,11 +72,8 @@ impl ClientHandle {
     }
 
     pub fn stop_reading(&self) {
-        self.stop_reading.cancel();
-    }
-
-    pub async fn reading_stopped(&self) {
-        self.stop_reading.cancelled().await
+        self.reading_stopped.store(true, Ordering::Release);
+        self.reader.wake();
     }
 
     /// Queues `item` without waiting. A full queue means the client does not
@@ -108,6 +108,7 @@ impl ClientHandle {
         if first {
             self.closed.cancel();
             self.writer.wake();
+            self.reader.wake();
         }
         first
     }
@@ -119,28 +120,27 @@ impl ClientHandle {
         }
     }
 
-    pub async fn closed(&self) {
-        self.closed.cancelled().await
+    /// Ready once the connection is closed, for its one writer, which asks
+    /// at every wake-up (every delivery, under fan-out). A wait on the
+    /// `closed` token locks its mutex and its `Notify`'s at each poll: 2 %
+    /// of the machine's samples at 100,000 deliveries/s (docs/benchmarks.md).
+    /// This is an atomic load and, when the waker is the same as last time,
+    /// a compare-and-swap.
+    pub fn poll_closed_for_writer(&self, cx: &mut Context<'_>) -> Poll<()> {
+        ready_when(&self.writer, cx, || self.close_code.load(Ordering::Acquire) != 0)
     }
 
-    /// Ready once the connection is closed, for its one writer, which asks
-    /// at every wake-up (every delivery, under fan-out). Polling
-    /// [`ClientHandle::closed`] locks the token's mutex and its `Notify`'s
-    /// each time: 2 % of the machine's samples at 100,000 deliveries/s
-    /// (docs/benchmarks.md). This is an atomic load and, when the waker is
-    /// the same as last time, a compare-and-swap.
-    pub fn poll_closed_for_writer(&self, cx: &mut Context<'_>) -> Poll<()> {
-        // Registered before the check: a close in between still wakes us.
-        self.writer.register(cx.waker());
-        if self.close_code.load(Ordering::Acquire) != 0 {
-            Poll::Ready(())
-        } else {
-            Poll::Pending
-        }
+    /// Ready once the connection is closed or draining, for its one reader.
+    /// The reader runs in the writer's task (`client.rs` joins them), so it
+    /// is polled at every delivery too.
+    pub fn poll_stop_for_reader(&self, cx: &mut Context<'_>) -> Poll<()> {
+        ready_when(&self.reader, cx, || {
+            self.close_code.load(Ordering::Acquire) != 0 || self.reading_stopped.load(Ordering::Acquire)
+        })
     }
 
     pub fn is_closed(&self) -> bool {
-        self.closed.is_cancelled()
+        self.close_code().is_some()
     }
 
     pub fn touch(&self, now: i64) {
@@ -149,5 +149,16 @@ impl ClientHandle {
 
     pub fn last_ping(&self) -> i64 {
         self.last_ping.load(Ordering::Relaxed)
+    }
+}
+
+/// Ready once `done()`; otherwise `cx`'s task is woken through `waker`.
+fn ready_when(waker: &AtomicWaker, cx: &mut Context<'_>, done: impl Fn() -> bool) -> Poll<()> {
+    // Registered before the check: a change in between still wakes us.
+    waker.register(cx.waker());
+    if done() {
+        Poll::Ready(())
+    } else {
+        Poll::Pending
     }
 }
