@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 200 --group-size 10 --rate 30 --duration 30 --ws-url ws://127.0.0.1:33630/ws --http-url http://127.0.0.1:33630 --data-dir /tmp/tmp.KRisE4wszj --server-pid 27863 --report bench/results/2026-12-03-instructions-s4-reader/run-30.json --charts bench/results/2026-12-03-instructions-s4-reader/run-30

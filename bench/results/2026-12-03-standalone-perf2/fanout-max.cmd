@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:28977/ws --http-url http://127.0.0.1:28977 --data-dir /tmp/tmp.hZVkoJbHAW --server-pid 25159 --report bench/results/2026-12-03-standalone-perf2/fanout-max.json --charts bench/results/2026-12-03-standalone-perf2/fanout-max

@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:31128/ws --http-url http://127.0.0.1:31128 --data-dir /tmp/tmp.mzBnxttI6v --server-pid 28301 --report bench/results/2026-12-03-standalone-r-cur-2/fanout-max.json --charts bench/results/2026-12-03-standalone-r-cur-2/fanout-max

@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:29315/ws --http-url http://127.0.0.1:29315 --data-dir /tmp/tmp.EXe7zwuOJV --server-pid 28334 --report bench/results/2026-12-03-standalone-r-cur-2/fanout.json --charts bench/results/2026-12-03-standalone-r-cur-2/fanout

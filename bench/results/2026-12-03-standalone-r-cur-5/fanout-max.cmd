@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:27792/ws --http-url http://127.0.0.1:27792 --data-dir /tmp/tmp.hvT7oVeUC3 --server-pid 29036 --report bench/results/2026-12-03-standalone-r-cur-5/fanout-max.json --charts bench/results/2026-12-03-standalone-r-cur-5/fanout-max

@@ -1,0 +1,1 @@
+SERVER_BIN=/work/prev/target/release target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:24867/ws --http-url http://127.0.0.1:24867 --data-dir /tmp/tmp.m4KT8rnXWi --server-pid 28228 --report bench/results/2026-12-03-standalone-r-prev-1/fanout.json --charts bench/results/2026-12-03-standalone-r-prev-1/fanout

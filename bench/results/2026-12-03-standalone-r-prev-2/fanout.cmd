@@ -1,0 +1,1 @@
+SERVER_BIN=/work/prev/target/release target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:22962/ws --http-url http://127.0.0.1:22962 --data-dir /tmp/tmp.cRO6TQ9AAa --server-pid 28439 --report bench/results/2026-12-03-standalone-r-prev-2/fanout.json --charts bench/results/2026-12-03-standalone-r-prev-2/fanout
