@@ -14,6 +14,13 @@ diagnose_wait_for_run() {
     done
 }
 
+# diagnose_settled_run: waits for the run (diagnose_wait_for_run), then 5 s
+# more, past the connecting and into the measured phase.
+diagnose_settled_run() {
+    diagnose_wait_for_run
+    sleep 5
+}
+
 # diagnose_private_postgres: the newest postmaster started with `-D DIR -p
 # PORT` (the bench scripts' private server; the machine's is older), as
 # "PID PORT"; fails if there is none.

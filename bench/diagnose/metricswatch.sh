@@ -11,8 +11,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 out=$1
 tmp=$(mktemp -d)
-diagnose_wait_for_run
-sleep 5
+diagnose_settled_run
 # "NAME PORT" of every gateway and worker listener.
 endpoints=$(ss -ltnpH | awk 'match($0, /users:\(\("(gateway|worker)"/) {
     name = substr($0, RSTART + 9, RLENGTH - 9); sub(/"/, "", name)

@@ -10,8 +10,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 out=$1
 tmp=$(mktemp -d)
-diagnose_wait_for_run
-sleep 5
+diagnose_settled_run
 read -r postmaster _ < <(diagnose_private_postgres)
 redis=$(pgrep -n -x redis-server) || { echo "svcwatch: no redis-server running" >&2; exit 1; }
 snap() {

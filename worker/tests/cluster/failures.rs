@@ -255,12 +255,8 @@ async fn a_command_the_database_refuses_does_not_hold_up_its_shard() {
         },
         received_at: 0,
     };
-    let keys = shared::bus::keys::Keys::new(&cluster.prefix, shared::config::DEFAULT_STREAM_SHARDS);
-    let mut redis = redis::Client::open(cluster.redis_url.as_str())
-        .expect("redis url")
-        .get_multiplexed_async_connection()
-        .await
-        .expect("redis");
+    let keys = cluster.keys();
+    let mut redis = cluster.redis().await;
     let _: String = redis::cmd("XADD")
         .arg(keys.command_stream(keys.shard_of(chat)))
         .arg("*")

@@ -188,15 +188,25 @@ impl Cluster {
         chat["id"].as_i64().expect("id")
     }
 
-    /// The id of the worker holding the lease of `chat`'s shard, waiting
-    /// for one to hold it.
-    pub async fn shard_owner(&self, chat: i64) -> String {
-        let keys = shared::bus::keys::Keys::new(&self.prefix, shared::config::DEFAULT_STREAM_SHARDS);
-        let mut redis = redis::Client::open(self.redis_url.as_str())
+    /// The cluster's Redis names (its prefix, the default shard count).
+    pub fn keys(&self) -> shared::bus::keys::Keys {
+        shared::bus::keys::Keys::new(&self.prefix, shared::config::DEFAULT_STREAM_SHARDS)
+    }
+
+    /// A connection to the cluster's Redis, for looking behind its back.
+    pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.redis_url.as_str())
             .expect("redis url")
             .get_multiplexed_async_connection()
             .await
-            .expect("redis");
+            .expect("redis")
+    }
+
+    /// The id of the worker holding the lease of `chat`'s shard, waiting
+    /// for one to hold it.
+    pub async fn shard_owner(&self, chat: i64) -> String {
+        let keys = self.keys();
+        let mut redis = self.redis().await;
         let started = Instant::now();
         loop {
             let owner: Option<String> = redis::cmd("GET")
