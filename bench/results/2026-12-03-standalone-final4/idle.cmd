@@ -1,0 +1,1 @@
+target/release/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:29399/ws --http-url http://127.0.0.1:29399 --data-dir /tmp/tmp.yaulNWK3RG --server-pid 10379 --report bench/results/2026-12-03-standalone-final4/idle.json --charts bench/results/2026-12-03-standalone-final4/idle

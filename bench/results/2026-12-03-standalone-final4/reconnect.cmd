@@ -1,0 +1,1 @@
+target/release/loadtest run reconnect --connections 19000 --group-size 10 --rate 200 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:25311/ws --http-url http://127.0.0.1:25311 --data-dir /tmp/tmp.DKZnRhV6Mc --server-pid 10537 --report bench/results/2026-12-03-standalone-final4/reconnect.json --charts bench/results/2026-12-03-standalone-final4/reconnect
