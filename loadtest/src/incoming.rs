@@ -7,7 +7,8 @@
 
 use std::borrow::Cow;
 
-use serde::Deserialize;
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Deserializer};
 
 #[derive(Debug, Deserialize)]
 pub struct Incoming<'a> {
@@ -24,9 +25,23 @@ pub struct Incoming<'a> {
     pub message: Option<Cow<'a, str>>,
     #[serde(rename = "userId", borrow)]
     pub user_id: Option<Cow<'a, str>>,
-    /// Echoed by replies; the agent's refs are all strings.
-    #[serde(rename = "ref", borrow)]
+    /// Echoed by replies. The agent's refs are all strings; any other
+    /// reads as none rather than making the whole frame unreadable.
+    #[serde(rename = "ref", borrow, default, deserialize_with = "text_or_none")]
     pub reference: Option<Cow<'a, str>>,
+}
+
+fn text_or_none<'de: 'a, 'a, D: Deserializer<'de>>(d: D) -> Result<Option<Cow<'a, str>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Ref<'a> {
+        Text(#[serde(borrow)] Cow<'a, str>),
+        Other(IgnoredAny),
+    }
+    Ok(match Option::<Ref>::deserialize(d)? {
+        Some(Ref::Text(text)) => Some(text),
+        _ => None,
+    })
 }
 
 impl<'a> Incoming<'a> {
@@ -52,8 +67,16 @@ mod tests {
     }
 
     #[test]
-    fn reads_a_reply_with_a_null_ref() {
-        let frame = Incoming::parse(r#"{"type":"error","ref":null,"code":"internal"}"#).expect("parsed");
-        assert_eq!((frame.kind.as_ref(), frame.reference), ("error", None));
+    fn reads_a_reply_whatever_its_ref() {
+        for (text, reference) in [
+            (r#"{"type":"ack","ref":"s17","messageId":2}"#, Some("s17")),
+            (r#"{"type":"error","ref":null,"code":"internal"}"#, None),
+            (r#"{"type":"error","ref":7,"code":"internal"}"#, None),
+            (r#"{"type":"error","ref":{"a":[1]},"code":"internal"}"#, None),
+            (r#"{"type":"pong","ts":1}"#, None),
+        ] {
+            let frame = Incoming::parse(text).unwrap_or_else(|| panic!("{text} parsed"));
+            assert_eq!(frame.reference.as_deref(), reference, "{text}");
+        }
     }
 }

@@ -1,0 +1,1 @@
+target/release/loadtest run receipts --connections 2000 --group-size 10 --rate 500 --duration 20 --ws-url ws://127.0.0.1:27499/ws --http-url http://127.0.0.1:27499 --data-dir /tmp/tmp.hBa4UfzQok --server-pid 12978 --report bench/results/2026-12-03-standalone-final5/receipts.json --charts bench/results/2026-12-03-standalone-final5/receipts
