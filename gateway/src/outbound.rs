@@ -101,6 +101,13 @@ impl Cursors {
     /// false if this connection already wrote it.
     pub fn admit(&mut self, chat: ChatId, id: EventId) -> bool {
         let ranges = self.sent.entry(chat).or_default();
+        // Live delivery: the next id after everything written so far.
+        if let Some(last) = ranges.last_mut() {
+            if last.1 + 1 == id {
+                last.1 = id;
+                return true;
+            }
+        }
         let at = ranges.partition_point(|&(_, hi)| hi < id);
         if at < ranges.len() && ranges[at].0 <= id {
             return false;

@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 200 --group-size 10 --rate 30 --duration 10 --ws-url ws://127.0.0.1:26133/ws --http-url http://127.0.0.1:26133 --data-dir /tmp/tmp.4UUWMmIudM --server-pid 24964 --report bench/results/2026-12-03-instructions-s4-admit/run-10.json --charts bench/results/2026-12-03-instructions-s4-admit/run-10

@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 200 --group-size 10 --rate 30 --duration 30 --ws-url ws://127.0.0.1:24446/ws --http-url http://127.0.0.1:24446 --data-dir /tmp/tmp.bQykOeLE1Z --server-pid 25008 --report bench/results/2026-12-03-instructions-s4-admit/run-30.json --charts bench/results/2026-12-03-instructions-s4-admit/run-30

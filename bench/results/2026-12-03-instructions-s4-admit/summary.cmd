@@ -1,0 +1,1 @@
+LABEL=s4-admit bench/instructions.sh 10 30
