@@ -7,7 +7,6 @@ use std::task::{Context, Poll};
 
 use futures_util::task::AtomicWaker;
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 use crate::outbound::Outbound;
 
@@ -17,10 +16,12 @@ pub struct ClientHandle {
     pub id: ConnectionId,
     pub user: String,
     queue: mpsc::Sender<Outbound>,
+    /// 0 while open; the close code once closed.
     close_code: AtomicU16,
-    closed: CancellationToken,
-    /// The connection's writer and reader, woken by `close` and
-    /// `stop_reading` (see [`ClientHandle::poll_closed_for_writer`]).
+    /// The connection's writer and its reader (which also makes
+    /// `push_wait`'s waits), woken by `close` and `stop_reading`: how they
+    /// learn of either without a lock (see
+    /// [`ClientHandle::poll_closed_for_writer`]).
     writer: AtomicWaker,
     reader: AtomicWaker,
     /// Milliseconds since the epoch of the last `ping` (or WebSocket Ping).
@@ -48,7 +49,6 @@ impl ClientHandle {
             user,
             queue,
             close_code: AtomicU16::new(0),
-            closed: CancellationToken::new(),
             writer: AtomicWaker::new(),
             reader: AtomicWaker::new(),
             last_ping: AtomicI64::new(now),
@@ -93,11 +93,11 @@ impl ClientHandle {
     }
 
     /// Queues `item`, waiting for room: for the connection's own replies,
-    /// where waiting slows only this client.
+    /// made by its reader, where waiting slows only this client.
     pub async fn push_wait(&self, item: Outbound) -> Result<(), Rejected> {
         tokio::select! {
             sent = self.queue.send(item) => sent.map_err(|_| Rejected::Closed),
-            _ = self.closed.cancelled() => Err(Rejected::Closed),
+            _ = std::future::poll_fn(|cx| ready_when(&self.reader, cx, || self.is_closed())) => Err(Rejected::Closed),
         }
     }
 
@@ -106,7 +106,6 @@ impl ClientHandle {
     pub fn close(&self, code: u16) -> bool {
         let first = self.close_code.compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire).is_ok();
         if first {
-            self.closed.cancel();
             self.writer.wake();
             self.reader.wake();
         }
@@ -121,22 +120,20 @@ impl ClientHandle {
     }
 
     /// Ready once the connection is closed, for its one writer, which asks
-    /// at every wake-up (every delivery, under fan-out). A wait on the
-    /// `closed` token locks its mutex and its `Notify`'s at each poll: 2 %
-    /// of the machine's samples at 100,000 deliveries/s (docs/benchmarks.md).
-    /// This is an atomic load and, when the waker is the same as last time,
-    /// a compare-and-swap.
+    /// at every wake-up (every delivery, under fan-out). A wait on a
+    /// `CancellationToken` locked its mutex and its `Notify`'s at each poll:
+    /// 2 % of the machine's samples at 100,000 deliveries/s
+    /// (docs/benchmarks.md). This is an atomic load and, when the waker is
+    /// the same as last time, a compare-and-swap.
     pub fn poll_closed_for_writer(&self, cx: &mut Context<'_>) -> Poll<()> {
-        ready_when(&self.writer, cx, || self.close_code.load(Ordering::Acquire) != 0)
+        ready_when(&self.writer, cx, || self.is_closed())
     }
 
     /// Ready once the connection is closed or draining, for its one reader.
     /// The reader runs in the writer's task (`client.rs` joins them), so it
     /// is polled at every delivery too.
     pub fn poll_stop_for_reader(&self, cx: &mut Context<'_>) -> Poll<()> {
-        ready_when(&self.reader, cx, || {
-            self.close_code.load(Ordering::Acquire) != 0 || self.reading_stopped.load(Ordering::Acquire)
-        })
+        ready_when(&self.reader, cx, || self.is_closed() || self.reading_stopped.load(Ordering::Acquire))
     }
 
     pub fn is_closed(&self) -> bool {
