@@ -86,9 +86,9 @@ pub enum EventKind {
 
 /// Refuses a string no store can keep: PostgreSQL's `text` cannot hold
 /// U+0000. Checked where clients hand strings in, for both backends alike
-/// (a deployment may move from SQLite to PostgreSQL): a command the
-/// database refuses fails its whole batch, which the worker retries, and
-/// which meanwhile holds up every chat of its shard.
+/// (a deployment may move from SQLite to PostgreSQL), so that the client
+/// learns what is wrong (`bad_request`) instead of getting the `internal`
+/// a worker answers for a command the database refuses.
 pub fn storable(field: &str, value: &str) -> Result<(), Refusal> {
     if value.contains('\0') {
         return Err(Refusal::bad_request(format!("{field} must not contain U+0000")));
