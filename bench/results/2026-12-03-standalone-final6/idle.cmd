@@ -1,0 +1,1 @@
+target/release/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:26839/ws --http-url http://127.0.0.1:26839 --data-dir /tmp/tmp.p3VZ4zGuU0 --server-pid 8393 --report bench/results/2026-12-03-standalone-final6/idle.json --charts bench/results/2026-12-03-standalone-final6/idle
