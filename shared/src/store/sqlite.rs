@@ -73,10 +73,17 @@ async fn pragmas(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
 /// file stays under 17 MiB.
 const WRITER_CHECKPOINT_PAGES: u32 = 4000;
 
+/// `temp_store = MEMORY` keeps statement journals in memory. A multi-row
+/// `INSERT` inside a transaction (every batch's) journals the pages it
+/// changes so that it can be undone alone; with files for temporary data,
+/// each such journal past 64 KiB was a file created, written, closed and
+/// unlinked: at 100,000 deliveries/s half of the writer's `pwrite64`
+/// calls (docs/benchmarks.md, fifth session).
 async fn writer_pragmas(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
     use sqlx::Executor;
     pragmas(conn).await?;
-    conn.execute(format!("PRAGMA wal_autocheckpoint = {WRITER_CHECKPOINT_PAGES}").as_str()).await?;
+    conn.execute(format!("PRAGMA wal_autocheckpoint = {WRITER_CHECKPOINT_PAGES}; PRAGMA temp_store = MEMORY").as_str())
+        .await?;
     Ok(())
 }
 
