@@ -3,9 +3,11 @@
 
 # SERVER_BIN: where the gateway and worker binaries come from (default: this
 # checkout's release build), e.g. an older commit's build for a before/after
-# run on the same day; LABEL names such a run's result folder.
+# run on the same day; LOADTEST_BIN likewise for the load tool (a path to
+# its binary); LABEL names such a run's result folder.
 cargo build --release -q -p gateway -p worker -p loadtest
 server_bin=${SERVER_BIN:-target/release}
+loadtest_bin=${LOADTEST_BIN:-target/release/loadtest}
 results="bench/results/$(date -u +%Y-%m-%d)-$1${LABEL:+-$LABEL}"
 mkdir -p "$results"
 echo "bench: results in $results"
@@ -14,7 +16,7 @@ echo "bench: results in $results"
 # exact command in NAME.cmd beside NAME.json and NAME/ (charts).
 bench_run() {
     local name=$1; shift
-    bench_record "$name" target/release/loadtest run "$@" --report "$results/$name.json" --charts "$results/$name"
+    bench_record "$name" "$loadtest_bin" run "$@" --report "$results/$name.json" --charts "$results/$name"
 }
 
 # bench_record NAME COMMAND...: runs COMMAND with its command line in
@@ -41,5 +43,5 @@ bench_wait_ready() {
 # its command in NAME.cmd and its summary in NAME.txt.
 bench_floor() {
     local name=$1; shift
-    bench_record "$name" target/release/loadtest floor --connections 2000 --rate 20000 --duration 10 "$@"
+    bench_record "$name" "$loadtest_bin" floor --connections 2000 --rate 20000 --duration 10 "$@"
 }
