@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/fin-bin /tmp/lt-ct run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:20425/ws --http-url http://127.0.0.1:20425 --data-dir /tmp/tmp.Yu7sdqhq4f --server-pid 26657 --report bench/results/2026-12-03-standalone-agent-a-1/fanout-max.json --charts bench/results/2026-12-03-standalone-agent-a-1/fanout-max

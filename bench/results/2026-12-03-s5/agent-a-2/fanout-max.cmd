@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/fin-bin /tmp/lt-ct run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:31609/ws --http-url http://127.0.0.1:31609 --data-dir /tmp/tmp.fF5AABVplr --server-pid 27353 --report bench/results/2026-12-03-standalone-agent-a-2/fanout-max.json --charts bench/results/2026-12-03-standalone-agent-a-2/fanout-max

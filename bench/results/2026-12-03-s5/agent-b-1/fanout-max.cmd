@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/fin-bin /tmp/lt-mt run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:20301/ws --http-url http://127.0.0.1:20301 --data-dir /tmp/tmp.HTm55Bf4SR --server-pid 26991 --report bench/results/2026-12-03-standalone-agent-b-1/fanout-max.json --charts bench/results/2026-12-03-standalone-agent-b-1/fanout-max

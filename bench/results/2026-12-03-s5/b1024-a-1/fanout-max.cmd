@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/new-bin target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:33135/ws --http-url http://127.0.0.1:33135 --data-dir /tmp/tmp.WZ5quAEntk --server-pid 17704 --report bench/results/2026-12-03-standalone-b1024-a-1/fanout-max.json --charts bench/results/2026-12-03-standalone-b1024-a-1/fanout-max

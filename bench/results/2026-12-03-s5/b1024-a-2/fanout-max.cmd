@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/new-bin target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:27803/ws --http-url http://127.0.0.1:27803 --data-dir /tmp/tmp.ruMaYlesjy --server-pid 17864 --report bench/results/2026-12-03-standalone-b1024-a-2/fanout-max.json --charts bench/results/2026-12-03-standalone-b1024-a-2/fanout-max

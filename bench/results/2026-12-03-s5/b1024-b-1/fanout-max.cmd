@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/base-bin target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:23576/ws --http-url http://127.0.0.1:23576 --data-dir /tmp/tmp.aI9UmULzcQ --server-pid 17800 --report bench/results/2026-12-03-standalone-b1024-b-1/fanout-max.json --charts bench/results/2026-12-03-standalone-b1024-b-1/fanout-max

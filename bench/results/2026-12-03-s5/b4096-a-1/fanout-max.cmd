@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/b4096-bin target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:20311/ws --http-url http://127.0.0.1:20311 --data-dir /tmp/tmp.76GLOSpTk1 --server-pid 19140 --report bench/results/2026-12-03-standalone-b4096-a-1/fanout-max.json --charts bench/results/2026-12-03-standalone-b4096-a-1/fanout-max

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/b4096-bin target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:22723/ws --http-url http://127.0.0.1:22723 --data-dir /tmp/tmp.2dSP0BooNb --server-pid 19304 --report bench/results/2026-12-03-standalone-b4096-a-2/fanout-max.json --charts bench/results/2026-12-03-standalone-b4096-a-2/fanout-max

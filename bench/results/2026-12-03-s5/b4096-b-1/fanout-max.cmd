@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/b1024-bin target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:29806/ws --http-url http://127.0.0.1:29806 --data-dir /tmp/tmp.EvH2UqBCqM --server-pid 19206 --report bench/results/2026-12-03-standalone-b4096-b-1/fanout-max.json --charts bench/results/2026-12-03-standalone-b4096-b-1/fanout-max

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/b1024-bin target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:24217/ws --http-url http://127.0.0.1:24217 --data-dir /tmp/tmp.hdorRMNlhq --server-pid 19368 --report bench/results/2026-12-03-standalone-b4096-b-2/fanout-max.json --charts bench/results/2026-12-03-standalone-b4096-b-2/fanout-max

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/c64-bin target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:24336/ws --http-url http://127.0.0.1:24336 --data-dir /tmp/tmp.U4H77qF9HI --server-pid 20917 --report bench/results/2026-12-03-standalone-c64-a-1/fanout-max.json --charts bench/results/2026-12-03-standalone-c64-a-1/fanout-max

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/c64-bin target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:28587/ws --http-url http://127.0.0.1:28587 --data-dir /tmp/tmp.pQxMEM3X2t --server-pid 21075 --report bench/results/2026-12-03-standalone-c64-a-2/fanout-max.json --charts bench/results/2026-12-03-standalone-c64-a-2/fanout-max

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/b4096-bin target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:20520/ws --http-url http://127.0.0.1:20520 --data-dir /tmp/tmp.x2oqiQcAsH --server-pid 21142 --report bench/results/2026-12-03-standalone-c64-b-2/fanout-max.json --charts bench/results/2026-12-03-standalone-c64-b-2/fanout-max

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/fin-bin target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:23127/ws --http-url http://127.0.0.1:23127 --data-dir /tmp/tmp.KPcWyAKfzS --server-pid 24969 --report bench/results/2026-12-03-standalone-fin-a-1/fanout-max.json --charts bench/results/2026-12-03-standalone-fin-a-1/fanout-max

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/fin-bin target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:29570/ws --http-url http://127.0.0.1:29570 --data-dir /tmp/tmp.vM1GppUZru --server-pid 25469 --report bench/results/2026-12-03-standalone-fin-a-1/fanout.json --charts bench/results/2026-12-03-standalone-fin-a-1/fanout

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/fin-bin target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:31714/ws --http-url http://127.0.0.1:31714 --data-dir /tmp/tmp.cNqgR1I6vP --server-pid 25129 --report bench/results/2026-12-03-standalone-fin-a-2/fanout-max.json --charts bench/results/2026-12-03-standalone-fin-a-2/fanout-max

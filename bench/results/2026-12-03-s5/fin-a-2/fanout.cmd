@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/fin-bin target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:22982/ws --http-url http://127.0.0.1:22982 --data-dir /tmp/tmp.kUx2e6yBIm --server-pid 25630 --report bench/results/2026-12-03-standalone-fin-a-2/fanout.json --charts bench/results/2026-12-03-standalone-fin-a-2/fanout

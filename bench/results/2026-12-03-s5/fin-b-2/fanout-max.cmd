@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/base-bin target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:31665/ws --http-url http://127.0.0.1:31665 --data-dir /tmp/tmp.dy3NjboUGK --server-pid 25193 --report bench/results/2026-12-03-standalone-fin-b-2/fanout-max.json --charts bench/results/2026-12-03-standalone-fin-b-2/fanout-max

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/base-bin target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:25026/ws --http-url http://127.0.0.1:25026 --data-dir /tmp/tmp.nZHCE8ekCr --server-pid 25691 --report bench/results/2026-12-03-standalone-fin-b-2/fanout.json --charts bench/results/2026-12-03-standalone-fin-b-2/fanout

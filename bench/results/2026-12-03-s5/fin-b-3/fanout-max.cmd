@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/base-bin target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:29638/ws --http-url http://127.0.0.1:29638 --data-dir /tmp/tmp.9QtFpy3png --server-pid 25354 --report bench/results/2026-12-03-standalone-fin-b-3/fanout-max.json --charts bench/results/2026-12-03-standalone-fin-b-3/fanout-max

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/base-bin target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:30801/ws --http-url http://127.0.0.1:30801 --data-dir /tmp/tmp.QOg1rM4uTr --server-pid 16870 --report bench/results/2026-12-03-standalone-pg1k-sys-a/fanout-max.json --charts bench/results/2026-12-03-standalone-pg1k-sys-a/fanout-max

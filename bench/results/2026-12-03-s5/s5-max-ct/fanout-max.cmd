@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:20491/ws --http-url http://127.0.0.1:20491 --data-dir /tmp/tmp.E3uhUnrC22 --server-pid 15514 --report bench/results/2026-12-03-standalone-s5-max-ct/fanout-max.json --charts bench/results/2026-12-03-standalone-s5-max-ct/fanout-max

@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:23384/ws --http-url http://127.0.0.1:23384 --data-dir /tmp/tmp.ATa3v3hi4i --server-pid 12999 --report bench/results/2026-12-03-standalone-s5-max/fanout-max.json --charts bench/results/2026-12-03-standalone-s5-max/fanout-max

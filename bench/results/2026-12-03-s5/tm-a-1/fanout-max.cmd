@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/tm-bin target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:27877/ws --http-url http://127.0.0.1:27877 --data-dir /tmp/tmp.nitSf8r6hi --server-pid 22711 --report bench/results/2026-12-03-standalone-tm-a-1/fanout-max.json --charts bench/results/2026-12-03-standalone-tm-a-1/fanout-max

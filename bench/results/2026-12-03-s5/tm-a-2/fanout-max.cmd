@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/tm-bin target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:23535/ws --http-url http://127.0.0.1:23535 --data-dir /tmp/tmp.vPZkytBw50 --server-pid 22870 --report bench/results/2026-12-03-standalone-tm-a-2/fanout-max.json --charts bench/results/2026-12-03-standalone-tm-a-2/fanout-max

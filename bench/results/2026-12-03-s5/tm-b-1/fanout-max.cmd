@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/c64-bin target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:29565/ws --http-url http://127.0.0.1:29565 --data-dir /tmp/tmp.0jGMPRcuAY --server-pid 22806 --report bench/results/2026-12-03-standalone-tm-b-1/fanout-max.json --charts bench/results/2026-12-03-standalone-tm-b-1/fanout-max

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/c64-bin target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:32809/ws --http-url http://127.0.0.1:32809 --data-dir /tmp/tmp.g66L0wDyV5 --server-pid 22967 --report bench/results/2026-12-03-standalone-tm-b-2/fanout-max.json --charts bench/results/2026-12-03-standalone-tm-b-2/fanout-max

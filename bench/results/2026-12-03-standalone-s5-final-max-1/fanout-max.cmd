@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:24763/ws --http-url http://127.0.0.1:24763 --data-dir /tmp/tmp.LHFMDABUGz --server-pid 11643 --report bench/results/2026-12-03-standalone-s5-final-max-1/fanout-max.json --charts bench/results/2026-12-03-standalone-s5-final-max-1/fanout-max

@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 100 --rate 1000 --duration 20 --ws-url ws://127.0.0.1:28645/ws --http-url http://127.0.0.1:28645 --data-dir /tmp/tmp.W02P2MM0cs --server-pid 11375 --report bench/results/2026-12-03-standalone-s5-final/fanout-g100-100k.json --charts bench/results/2026-12-03-standalone-s5-final/fanout-g100-100k

@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:30446/ws --http-url http://127.0.0.1:30446 --data-dir /tmp/tmp.yzboZpRzIk --server-pid 11342 --report bench/results/2026-12-03-standalone-s5-final/fanout-max.json --charts bench/results/2026-12-03-standalone-s5-final/fanout-max

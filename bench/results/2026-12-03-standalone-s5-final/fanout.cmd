@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:34155/ws --http-url http://127.0.0.1:34155 --data-dir /tmp/tmp.4KecVqmDUF --server-pid 11259 --report bench/results/2026-12-03-standalone-s5-final/fanout.json --charts bench/results/2026-12-03-standalone-s5-final/fanout

@@ -1,0 +1,1 @@
+target/release/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:34484/ws --http-url http://127.0.0.1:34484 --data-dir /tmp/tmp.KyhFbopb8f --server-pid 11209 --report bench/results/2026-12-03-standalone-s5-final/idle.json --charts bench/results/2026-12-03-standalone-s5-final/idle
