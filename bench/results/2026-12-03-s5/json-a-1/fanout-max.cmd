@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/json-bin target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:23314/ws --http-url http://127.0.0.1:23314 --data-dir /tmp/tmp.4giRiwbQEd --server-pid 26625 --report bench/results/2026-12-03-standalone-json-a-1/fanout-max.json --charts bench/results/2026-12-03-standalone-json-a-1/fanout-max

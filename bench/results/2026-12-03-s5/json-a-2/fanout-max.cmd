@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/json-bin target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:37318/ws --http-url http://127.0.0.1:37318 --data-dir /tmp/tmp.50gx3tTaoJ --server-pid 26789 --report bench/results/2026-12-03-standalone-json-a-2/fanout-max.json --charts bench/results/2026-12-03-standalone-json-a-2/fanout-max

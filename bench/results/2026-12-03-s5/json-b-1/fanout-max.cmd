@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/fin-bin target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:33332/ws --http-url http://127.0.0.1:33332 --data-dir /tmp/tmp.I9HXzK895V --server-pid 26723 --report bench/results/2026-12-03-standalone-json-b-1/fanout-max.json --charts bench/results/2026-12-03-standalone-json-b-1/fanout-max
