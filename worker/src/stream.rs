@@ -98,10 +98,11 @@ impl ShardConsumer {
             // reply (`chat_command_duration_seconds` on the gateway): waiting
             // in the stream, then each stage of its batch.
             let read_at = now_ms();
+            // One registry look-up per batch, not per entry.
+            let queue_wait = metrics::histogram!("chat_worker_queue_wait_seconds");
             for entry in &entries {
                 if let Some(appended_at) = appended_at_ms(&entry.id) {
-                    metrics::histogram!("chat_worker_queue_wait_seconds")
-                        .record(read_at.saturating_sub(appended_at).max(0) as f64 / 1000.0);
+                    queue_wait.record(read_at.saturating_sub(appended_at).max(0) as f64 / 1000.0);
                 }
                 ids.push(entry.id.clone());
                 let payload: Option<String> = entry.get("c");
