@@ -84,8 +84,7 @@ fn batch_rows<'q>(conn: &AnyConnection, rows: &'q [Row]) -> BatchRows<'q> {
 
 /// The `INSERT` of `rows`.
 pub(super) fn insert_sql(rows: &BatchRows<'_>, params: &mut Placeholders) -> String {
-    let source = rows.insert_source(params);
-    format!("INSERT INTO events (chat_id, id, message_id, kind, payload, created_at) {source}")
+    rows.insert_into("events (chat_id, id, message_id, kind, payload, created_at)", params)
 }
 
 pub(super) fn kind_column(kind: &EventKind) -> &'static str {

@@ -149,9 +149,10 @@ async fn insert_ranges(tx: &mut Tx, ranges: &[(ChatId, &str, MarkedRange)]) -> R
             Value::Int(range.at),
         ]);
     }
-    let source = rows.insert_source(&mut Placeholders::for_connection(tx));
-    let sql =
-        format!("INSERT INTO mark_ranges (chat_id, user_id, kind, first_message_id, last_message_id, at) {source}");
+    let sql = rows.insert_into(
+        "mark_ranges (chat_id, user_id, kind, first_message_id, last_message_id, at)",
+        &mut Placeholders::for_connection(tx),
+    );
     let mut args = AnyArguments::default();
     rows.add_to(&mut args)?;
     let query = sqlx::query_with(&sql, args);

@@ -111,8 +111,7 @@ pub(super) async fn finish(
 /// batch then fails and is retried as a [`super::Delivery::Repeat`], which finds
 /// the record: the key is the last guard against applying a command twice.
 fn insert_sql(records: &BatchRows<'_>, params: &mut Placeholders) -> String {
-    let source = records.insert_source(params);
-    format!("INSERT INTO processed_commands (id, chat_id, first_event_id, last_event_id, result, created_at) {source}")
+    records.insert_into("processed_commands (id, chat_id, first_event_id, last_event_id, result, created_at)", params)
 }
 
 /// The rows recording `batch[i]`'s outcome for each `i` in `indices`.

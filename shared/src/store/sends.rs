@@ -247,10 +247,9 @@ async fn insert_messages(tx: &mut Tx, inserts: &[(&NewMessage<'_>, MessageId)], 
             Value::Int(now),
         ]);
     }
-    let source = rows.insert_source(&mut Placeholders::for_connection(tx));
-    let sql = format!(
-        "INSERT INTO messages (chat_id, message_id, user_id, client_message_id, body, attachments, created_at) \
-         {source}"
+    let sql = rows.insert_into(
+        "messages (chat_id, message_id, user_id, client_message_id, body, attachments, created_at)",
+        &mut Placeholders::for_connection(tx),
     );
     let mut args = AnyArguments::default();
     rows.add_to(&mut args)?;
