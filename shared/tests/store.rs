@@ -4,20 +4,25 @@
 
 use serde_json::json;
 use shared::error::ErrorCode;
-use shared::model::{ChatKind, Command, DeliveryStatus, EventKind, MarkKind};
+use shared::model::{ChatEvent, ChatKind, Command, DeliveryStatus, EventKind, MarkKind};
 use shared::store::{Delivery, HistoryQuery, NewChat, Outcome, Retention, Store, StoreRefusal, Submitted};
 
 /// A fresh SQLite store, and a fresh PostgreSQL one when `TEST_DATABASE_URL`
 /// names a server: every store test runs against both.
 async fn stores() -> Vec<(Store, tempfile::TempDir)> {
+    stores_with_urls().await.into_iter().map(|(store, dir, _)| (store, dir)).collect()
+}
+
+/// [`stores`] with each one's URL, for a test that also looks underneath.
+async fn stores_with_urls() -> Vec<(Store, tempfile::TempDir, String)> {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("sqlite://{}/t.db", dir.path().display());
-    let mut stores = vec![(Store::connect(&url).await.expect("sqlite store"), dir)];
+    let mut stores = vec![(Store::connect(&url).await.expect("sqlite store"), dir, url)];
     if let Ok(admin) = std::env::var("TEST_DATABASE_URL") {
         let url = testkit::services::fresh_database(&admin).await.expect("a fresh database");
         let store = Store::connect(&url).await.expect("postgres store");
         assert_eq!(store.backend(), shared::store::Backend::Postgres);
-        stores.push((store, tempfile::tempdir().expect("tempdir")));
+        stores.push((store, tempfile::tempdir().expect("tempdir"), url));
     }
     stores
 }
@@ -484,6 +489,65 @@ async fn edit_delete_rules_and_sync_with_retention() {
     }
 }
 
+/// A message's `new` event is found through the id the message keeps
+/// (migration 0003), which each way of storing a `new` must fill in; a
+/// message stored by an older binary keeps none and is redacted as well.
+#[tokio::test]
+async fn a_deleted_message_is_redacted_however_it_was_stored() {
+    for (store, _dir, url) in stores_with_urls().await {
+        let chat = group(&store, "alice", &["bob"]).await;
+        let alice = |command| ("alice".to_string(), command);
+        let run: Vec<_> = (1..=3).map(|i| alice(send(chat, &format!("r{i}"), "secret"))).collect();
+        store.apply_pairs(&run, 1).await.expect("a run of sends");
+        let lone_send = send(chat, "lone", "secret");
+        let lone = [Submitted { id: "lone-1", user: "alice", command: &lone_send }];
+        store.apply_batch(&lone, 2, Delivery::First).await.expect("a lone first send");
+        store.apply_pairs(&[alice(send(chat, "single", "secret"))], 3).await.expect("a single send");
+        store
+            .apply_pairs(
+                &[alice(Command::Edit {
+                    chat_id: chat,
+                    message_id: 2,
+                    text: "secret".into(),
+                    attachments: json!([1]),
+                })],
+                4,
+            )
+            .await
+            .expect("edited");
+        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url).await.expect("connected underneath");
+        let kept: Vec<(i64, Option<i64>)> =
+            sqlx::query_as("SELECT message_id, new_event_id FROM messages WHERE chat_id = $1 ORDER BY message_id")
+                .bind(chat)
+                .fetch_all(&mut conn)
+                .await
+                .expect("read underneath");
+        assert_eq!(kept, (1..=5).map(|m| (m, Some(m))).collect::<Vec<_>>(), "each message keeps its new event's id");
+        sqlx::query("UPDATE messages SET new_event_id = NULL WHERE chat_id = $1 AND message_id = 3")
+            .bind(chat)
+            .execute(&mut conn)
+            .await
+            .expect("as an older binary stores it");
+        let deletes: Vec<_> = (1..=5).map(|m| alice(Command::Delete { chat_id: chat, message_id: m })).collect();
+        let deleted = store.apply_pairs(&deletes, 5).await.expect("deleted");
+        assert!(deleted.iter().all(|r| r.as_ref().is_ok_and(|o| o.events.len() == 1)), "{deleted:?}");
+
+        let page = store.events_after(chat, "bob", 0, 100).await.expect("sync");
+        let contents: Vec<_> = page
+            .events
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::New { text, attachments, .. } | EventKind::Edit { text, attachments } => {
+                    Some((e.message_id, text.as_str(), attachments.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        let redacted: Vec<_> = [1, 2, 3, 4, 5, 2].into_iter().map(|m| (m, "", json!([]))).collect();
+        assert_eq!(contents, redacted, "every new and edit of a deleted message is emptied");
+    }
+}
+
 #[tokio::test]
 async fn dialogs_are_unique_and_membership_rules_hold() {
     for (store, _dir) in stores().await {
@@ -539,5 +603,90 @@ async fn a_checkpoint_copies_the_sqlite_log_and_is_not_needed_on_postgres() {
             }
             shared::store::Backend::Postgres => assert_eq!(done, None),
         }
+    }
+}
+
+/// Migration 0003 on SQLite fills in the id of each stored message's `new`
+/// event, through the index it then drops; on PostgreSQL it adds the
+/// column only and keeps the index. Either way a database of the schema
+/// before it, upgraded by the store, redacts its messages as one made
+/// since.
+#[tokio::test]
+async fn an_upgraded_database_keeps_each_message_s_new_event() {
+    sqlx::any::install_default_drivers();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut databases = vec![(format!("sqlite://{}/old.db?mode=rwc", dir.path().display()), "sqlite")];
+    if let Ok(admin) = std::env::var("TEST_DATABASE_URL") {
+        databases.push((testkit::services::fresh_database(&admin).await.expect("a fresh database"), "postgres"));
+    }
+    for (url, backend) in databases {
+        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url).await.expect("connected");
+        let mut before = match backend {
+            "sqlite" => sqlx::migrate!("./migrations/sqlite"),
+            _ => sqlx::migrate!("./migrations/postgres"),
+        };
+        before.migrations = before.migrations.iter().filter(|m| m.version < 3).cloned().collect::<Vec<_>>().into();
+        before.run(&mut conn).await.expect("the schema before 0003");
+        let event = |id, message_id, kind| ChatEvent {
+            chat_id: 1,
+            id,
+            user_id: "alice".into(),
+            message_id,
+            timestamp: 1,
+            kind,
+        };
+        let new =
+            |text: &str| EventKind::New { client_message_id: text.into(), text: text.into(), attachments: json!([]) };
+        let events = [
+            event(1, 1, new("one")),
+            event(2, 2, new("two")),
+            event(3, 1, EventKind::Edit { text: "one, edited".into(), attachments: json!([]) }),
+        ];
+        for statement in [
+            "INSERT INTO chats (kind, name, creator, last_message_id, last_event_id, created_at, last_activity_at) \
+             VALUES ('group', 'g', 'alice', 2, 3, 1, 1)",
+            "INSERT INTO members (chat_id, user_id, joined_at) VALUES (1, 'alice', 1)",
+            "INSERT INTO messages (chat_id, message_id, user_id, client_message_id, body, attachments, created_at) \
+             VALUES (1, 1, 'alice', 'one', 'one, edited', '[]', 1), (1, 2, 'alice', 'two', 'two', '[]', 1)",
+        ] {
+            sqlx::query(statement).execute(&mut conn).await.expect("stored before");
+        }
+        for e in &events {
+            let kind = if matches!(e.kind, EventKind::New { .. }) { "new" } else { "edit" };
+            sqlx::query(
+                "INSERT INTO events (chat_id, id, message_id, kind, payload, created_at) VALUES (1, $1, $2, $3, $4, 1)",
+            )
+            .bind(e.id)
+            .bind(e.message_id)
+            .bind(kind)
+            .bind(serde_json::to_string(e).expect("encoded"))
+            .execute(&mut conn)
+            .await
+            .expect("logged before");
+        }
+
+        let store = Store::connect(&url).await.expect("upgraded");
+        let kept: Vec<(i64, Option<i64>)> =
+            sqlx::query_as("SELECT message_id, new_event_id FROM messages ORDER BY message_id")
+                .fetch_all(&mut conn)
+                .await
+                .expect("read");
+        let filled_in = |id| (backend == "sqlite").then_some(id);
+        assert_eq!(kept, vec![(1, filled_in(1)), (2, filled_in(2))], "{backend}");
+        let deleted = store
+            .apply_pairs(&[("alice".to_string(), Command::Delete { chat_id: 1, message_id: 1 })], 2)
+            .await
+            .expect("deleted");
+        assert!(deleted[0].is_ok(), "{backend}: {deleted:?}");
+        let page = store.events_after(1, "alice", 0, 100).await.expect("sync");
+        let texts: Vec<_> = page
+            .events
+            .iter()
+            .filter_map(|e| match &e.kind {
+                EventKind::New { text, .. } | EventKind::Edit { text, .. } => Some(text.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(texts, ["", "two", ""], "{backend}: the deleted message's new and edit are emptied, no other");
     }
 }

@@ -271,8 +271,8 @@ async fn advance_and_insert(
         advance!(),
         " RETURNING last_message_id, last_event_id), \
          inserted AS (INSERT INTO messages \
-           (chat_id, message_id, user_id, client_message_id, body, attachments, created_at) \
-           SELECT $1, last_message_id, $2, $4, $5, $6, $3 FROM advanced \
+           (chat_id, message_id, user_id, client_message_id, body, attachments, created_at, new_event_id) \
+           SELECT $1, last_message_id, $2, $4, $5, $6, $3, last_event_id FROM advanced \
            ON CONFLICT (chat_id, user_id, client_message_id) DO NOTHING RETURNING 1) \
          SELECT last_message_id, last_event_id, EXISTS (SELECT 1 FROM inserted) FROM advanced"
     );
@@ -299,8 +299,9 @@ async fn advance_and_insert(
             .fetch_one(&mut **tx)
             .await?;
     let inserted = sqlx::query(
-        "INSERT INTO messages (chat_id, message_id, user_id, client_message_id, body, attachments, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) \
+        "INSERT INTO messages \
+           (chat_id, message_id, user_id, client_message_id, body, attachments, created_at, new_event_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
          ON CONFLICT (chat_id, user_id, client_message_id) DO NOTHING",
     )
     .bind(chat)
@@ -310,6 +311,7 @@ async fn advance_and_insert(
     .bind(content.text)
     .bind(attachments)
     .bind(now)
+    .bind(event_id)
     .execute(&mut **tx)
     .await?
     .rows_affected()
@@ -506,14 +508,44 @@ async fn delete(
 
 /// A deleted message's text leaves the event log too: `sync` replays its
 /// `new` and `edit` events with empty content, followed by the `delete`.
+///
+/// The `new` event is found by the id its message keeps, the edits by an
+/// index (migration 0003 says why). A message that keeps no id (stored by
+/// an older binary, or on PostgreSQL before that migration) has its `new`
+/// event searched for by message: through `events_by_message` on
+/// PostgreSQL, among the chat's events on SQLite.
 async fn redact_events(tx: &mut Tx, chat: ChatId, message_id: MessageId) -> Result<(), StoreError> {
-    let rows: Vec<(i64, String)> = sqlx::query_as(
-        "SELECT id, payload FROM events WHERE chat_id = $1 AND message_id = $2 AND kind IN ('new', 'edit')",
-    )
-    .bind(chat)
-    .bind(message_id)
-    .fetch_all(&mut **tx)
-    .await?;
+    let (new_event_id,): (Option<i64>,) =
+        sqlx::query_as("SELECT new_event_id FROM messages WHERE chat_id = $1 AND message_id = $2")
+            .bind(chat)
+            .bind(message_id)
+            .fetch_one(&mut **tx)
+            .await?;
+    let mut rows: Vec<(i64, String)> = match new_event_id {
+        Some(id) => {
+            sqlx::query_as("SELECT id, payload FROM events WHERE chat_id = $1 AND id = $2")
+                .bind(chat)
+                .bind(id)
+                .fetch_all(&mut **tx)
+                .await?
+        }
+        None => {
+            sqlx::query_as("SELECT id, payload FROM events WHERE chat_id = $1 AND message_id = $2 AND kind = 'new'")
+                .bind(chat)
+                .bind(message_id)
+                .fetch_all(&mut **tx)
+                .await?
+        }
+    };
+    rows.extend(
+        sqlx::query_as::<_, (i64, String)>(
+            "SELECT id, payload FROM events WHERE chat_id = $1 AND message_id = $2 AND kind = 'edit'",
+        )
+        .bind(chat)
+        .bind(message_id)
+        .fetch_all(&mut **tx)
+        .await?,
+    );
     for (id, payload) in rows {
         let mut event = decode_event(&payload)?;
         match &mut event.kind {

@@ -31,8 +31,8 @@ const SEND_ALONE: &str = concat!(
           WHERE s.chat_id = $1 AND s.user_id = $2 AND s.client_message_id = $4) \
       RETURNING last_message_id, last_event_id), \
     stored AS (INSERT INTO messages \
-        (chat_id, message_id, user_id, client_message_id, body, attachments, created_at) \
-      SELECT $1, last_message_id, $2, $4, $5, $6, $3 FROM advanced), \
+        (chat_id, message_id, user_id, client_message_id, body, attachments, created_at, new_event_id) \
+      SELECT $1, last_message_id, $2, $4, $5, $6, $3, last_event_id FROM advanced), \
     logged AS (INSERT INTO events (chat_id, id, message_id, kind, payload, created_at) \
       SELECT $1, last_event_id, last_message_id, $7, $8 || last_event_id || $9 || last_message_id || $10, $3 \
       FROM advanced), \

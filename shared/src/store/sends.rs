@@ -25,13 +25,13 @@ use super::event_log::EventLog;
 use super::placeholders::Placeholders;
 use super::{Membership, Outcome, StoreError};
 use crate::error::Refusal;
-use crate::model::{Applied, ChatEvent, ChatId, EventKind, MessageId, Millis};
+use crate::model::{Applied, ChatEvent, ChatId, EventId, EventKind, MessageId, Millis};
 
 /// Runs shorter than this go one command at a time: the four statements
 /// only pay off from three `new`s on (which cost six).
 pub(super) const SHORTEST_RUN: usize = 3;
 /// Runs are cut at this length, which keeps every statement's parameters
-/// (seven per message in SQLite's `VALUES` lists) far below its limit.
+/// (eight per message in SQLite's `VALUES` lists) far below its limit.
 pub(super) const LONGEST_RUN: usize = 256;
 
 /// One `new` of the run.
@@ -125,7 +125,7 @@ pub(super) async fn apply_run(
                     },
                 };
                 log.append(&event);
-                inserts.push((message, message_id));
+                inserts.push((message, message_id, event_id));
                 Ok(Outcome { applied: applied(message_id, now), events: vec![event] })
             }
         };
@@ -228,15 +228,19 @@ async fn advance_counters(
 /// here means another transaction stored one of them since `stored_before`
 /// looked (two workers briefly applying one shard while its lease moves):
 /// the batch fails and its redelivery finds the message stored.
-async fn insert_messages(tx: &mut Tx, inserts: &[(&NewMessage<'_>, MessageId)], now: Millis) -> Result<(), StoreError> {
+async fn insert_messages(
+    tx: &mut Tx,
+    inserts: &[(&NewMessage<'_>, MessageId, EventId)],
+    now: Millis,
+) -> Result<(), StoreError> {
     if inserts.is_empty() {
         return Ok(());
     }
     let mut rows = BatchRows::new(
         tx,
-        &[Column::Int, Column::Int, Column::Text, Column::Text, Column::Text, Column::Text, Column::Int],
+        &[Column::Int, Column::Int, Column::Text, Column::Text, Column::Text, Column::Text, Column::Int, Column::Int],
     );
-    for (message, message_id) in inserts {
+    for (message, message_id, event_id) in inserts {
         rows.push([
             Value::Int(message.chat),
             Value::Int(*message_id),
@@ -245,10 +249,11 @@ async fn insert_messages(tx: &mut Tx, inserts: &[(&NewMessage<'_>, MessageId)], 
             Value::Text(message.content.text),
             Value::Owned(message.content.attachments.to_string()),
             Value::Int(now),
+            Value::Int(*event_id),
         ]);
     }
     let sql = rows.insert_into(
-        "messages (chat_id, message_id, user_id, client_message_id, body, attachments, created_at)",
+        "messages (chat_id, message_id, user_id, client_message_id, body, attachments, created_at, new_event_id)",
         &mut Placeholders::for_connection(tx),
     );
     let mut args = AnyArguments::default();
