@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/dt-bin /tmp/s6/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:21123/ws --http-url http://127.0.0.1:21123 --data-dir /tmp/tmp.xg9AiFaRz0 --server-pid 4716 --report bench/results/2026-12-03-standalone-dt-a-1/fanout-max.json --charts bench/results/2026-12-03-standalone-dt-a-1/fanout-max

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/dt-bin /tmp/s6/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:22765/ws --http-url http://127.0.0.1:22765 --data-dir /tmp/tmp.5YSrNCK5M6 --server-pid 4993 --report bench/results/2026-12-03-standalone-dt-a-3/fanout-max.json --charts bench/results/2026-12-03-standalone-dt-a-3/fanout-max

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/fail-bin /tmp/s6/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:29035/ws --http-url http://127.0.0.1:29035 --data-dir /tmp/tmp.4t4E0U4gLi --server-pid 14227 --report bench/results/2026-12-03-standalone-fail-a-3/fanout-max.json --charts bench/results/2026-12-03-standalone-fail-a-3/fanout-max

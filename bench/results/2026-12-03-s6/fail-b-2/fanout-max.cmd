@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/s6 /tmp/s6/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:31546/ws --http-url http://127.0.0.1:31546 --data-dir /tmp/tmp.T7GOzuJVZ7 --server-pid 14142 --report bench/results/2026-12-03-standalone-fail-b-2/fanout-max.json --charts bench/results/2026-12-03-standalone-fail-b-2/fanout-max

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/s6 /tmp/s6/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:22366/ws --http-url http://127.0.0.1:22366 --data-dir /tmp/tmp.reMDyo2euA --server-pid 14280 --report bench/results/2026-12-03-standalone-fail-b-3/fanout-max.json --charts bench/results/2026-12-03-standalone-fail-b-3/fanout-max

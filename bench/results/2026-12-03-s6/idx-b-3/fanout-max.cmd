@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/fail-bin /tmp/s6/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:31459/ws --http-url http://127.0.0.1:31459 --data-dir /tmp/tmp.QhVMFAeuKX --server-pid 30967 --report bench/results/2026-12-03-standalone-idx-b-3/fanout-max.json --charts bench/results/2026-12-03-standalone-idx-b-3/fanout-max

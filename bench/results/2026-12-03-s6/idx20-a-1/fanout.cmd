@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/idx-bin /tmp/s6/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:26453/ws --http-url http://127.0.0.1:26453 --data-dir /tmp/tmp.bQRmOGz63n --server-pid 31153 --report bench/results/2026-12-03-standalone-idx20-a-1/fanout.json --charts bench/results/2026-12-03-standalone-idx20-a-1/fanout

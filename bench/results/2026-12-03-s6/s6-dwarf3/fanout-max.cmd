@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:20535/ws --http-url http://127.0.0.1:20535 --data-dir /tmp/tmp.Jy3OSv486L --server-pid 6708 --report bench/results/2026-12-03-standalone-s6-dwarf3/fanout-max.json --charts bench/results/2026-12-03-standalone-s6-dwarf3/fanout-max

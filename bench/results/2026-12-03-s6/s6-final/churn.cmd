@@ -1,0 +1,1 @@
+target/release/loadtest run churn --connections 2000 --churn-rate 200 --duration 20 --ws-url ws://127.0.0.1:39336/ws --http-url http://127.0.0.1:39336 --data-dir /tmp/tmp.41PAxH84BG --server-pid 7431 --report bench/results/2026-12-03-standalone-s6-final/churn.json --charts bench/results/2026-12-03-standalone-s6-final/churn

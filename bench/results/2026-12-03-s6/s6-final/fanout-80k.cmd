@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 8000 --duration 20 --ws-url ws://127.0.0.1:24424/ws --http-url http://127.0.0.1:24424 --data-dir /tmp/tmp.sW0UUecz7F --server-pid 7115 --report bench/results/2026-12-03-standalone-s6-final/fanout-80k.json --charts bench/results/2026-12-03-standalone-s6-final/fanout-80k

@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 100 --rate 1000 --duration 20 --ws-url ws://127.0.0.1:36813/ws --http-url http://127.0.0.1:36813 --data-dir /tmp/tmp.hnCdU5yqDR --server-pid 7212 --report bench/results/2026-12-03-standalone-s6-final/fanout-g100-100k.json --charts bench/results/2026-12-03-standalone-s6-final/fanout-g100-100k

@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 100 --rate 200 --duration 20 --ws-url ws://127.0.0.1:39314/ws --http-url http://127.0.0.1:39314 --data-dir /tmp/tmp.jKxsJz92Od --server-pid 7180 --report bench/results/2026-12-03-standalone-s6-final/fanout-g100.json --charts bench/results/2026-12-03-standalone-s6-final/fanout-g100

@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 1000 --rate 20 --duration 20 --ws-url ws://127.0.0.1:35422/ws --http-url http://127.0.0.1:35422 --data-dir /tmp/tmp.nBK1timV7h --server-pid 7311 --report bench/results/2026-12-03-standalone-s6-final/fanout-g1000.json --charts bench/results/2026-12-03-standalone-s6-final/fanout-g1000

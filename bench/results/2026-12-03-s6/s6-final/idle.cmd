@@ -1,0 +1,1 @@
+target/release/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:21880/ws --http-url http://127.0.0.1:21880 --data-dir /tmp/tmp.TaR5OmHhnl --server-pid 6937 --report bench/results/2026-12-03-standalone-s6-final/idle.json --charts bench/results/2026-12-03-standalone-s6-final/idle

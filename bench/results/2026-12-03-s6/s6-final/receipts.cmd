@@ -1,0 +1,1 @@
+target/release/loadtest run receipts --connections 2000 --group-size 10 --rate 500 --duration 20 --ws-url ws://127.0.0.1:35929/ws --http-url http://127.0.0.1:35929 --data-dir /tmp/tmp.W9tzJPdgav --server-pid 7397 --report bench/results/2026-12-03-standalone-s6-final/receipts.json --charts bench/results/2026-12-03-standalone-s6-final/receipts

@@ -1,0 +1,1 @@
+target/release/loadtest run reconnect --connections 19000 --group-size 10 --rate 200 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:30062/ws --http-url http://127.0.0.1:30062 --data-dir /tmp/tmp.XEM10eOsOP --server-pid 7528 --report bench/results/2026-12-03-standalone-s6-final/reconnect.json --charts bench/results/2026-12-03-standalone-s6-final/reconnect

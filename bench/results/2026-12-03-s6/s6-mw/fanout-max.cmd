@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:29254/ws --http-url http://127.0.0.1:29254 --data-dir /tmp/tmp.DyZBkq9vYN --server-pid 25110 --report bench/results/2026-12-03-standalone-s6-mw/fanout-max.json --charts bench/results/2026-12-03-standalone-s6-mw/fanout-max

@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:21284/ws --http-url http://127.0.0.1:21284 --data-dir /tmp/tmp.MSPyJ0UYcR --server-pid 12004 --report bench/results/2026-12-03-standalone-s6-prof/fanout-max.json --charts bench/results/2026-12-03-standalone-s6-prof/fanout-max
