@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/q-bin /tmp/s6/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:22654/ws --http-url http://127.0.0.1:22654 --data-dir /tmp/tmp.6kWMyx8xkc --server-pid 10430 --report bench/results/2026-12-03-standalone-q-a-2/fanout-max.json --charts bench/results/2026-12-03-standalone-q-a-2/fanout-max

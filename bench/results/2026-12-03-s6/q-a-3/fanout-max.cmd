@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/q-bin /tmp/s6/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:25528/ws --http-url http://127.0.0.1:25528 --data-dir /tmp/tmp.Yv4i8ee7fw --server-pid 10568 --report bench/results/2026-12-03-standalone-q-a-3/fanout-max.json --charts bench/results/2026-12-03-standalone-q-a-3/fanout-max

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/idx-bin /tmp/s6/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:28559/ws --http-url http://127.0.0.1:28559 --data-dir /tmp/tmp.JhGWRmZavr --server-pid 10376 --report bench/results/2026-12-03-standalone-q-b-1/fanout-max.json --charts bench/results/2026-12-03-standalone-q-b-1/fanout-max

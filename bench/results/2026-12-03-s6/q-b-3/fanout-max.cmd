@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/idx-bin /tmp/s6/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:25912/ws --http-url http://127.0.0.1:25912 --data-dir /tmp/tmp.J8ZGdE7INk --server-pid 10653 --report bench/results/2026-12-03-standalone-q-b-3/fanout-max.json --charts bench/results/2026-12-03-standalone-q-b-3/fanout-max
