@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/final-bin /tmp/s6/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:39740/ws --http-url http://127.0.0.1:39740 --data-dir /tmp/tmp.QaqfeYLyTW --server-pid 21476 --report bench/results/2026-12-03-standalone-f20-a-1/fanout.json --charts bench/results/2026-12-03-standalone-f20-a-1/fanout

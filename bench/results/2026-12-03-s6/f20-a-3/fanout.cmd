@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/final-bin /tmp/s6/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:27583/ws --http-url http://127.0.0.1:27583 --data-dir /tmp/tmp.yIsSbi46Te --server-pid 21755 --report bench/results/2026-12-03-standalone-f20-a-3/fanout.json --charts bench/results/2026-12-03-standalone-f20-a-3/fanout

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/s6 /tmp/s6/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:36855/ws --http-url http://127.0.0.1:36855 --data-dir /tmp/tmp.CxNYYrVgQy --server-pid 21562 --report bench/results/2026-12-03-standalone-f20-b-1/fanout.json --charts bench/results/2026-12-03-standalone-f20-b-1/fanout

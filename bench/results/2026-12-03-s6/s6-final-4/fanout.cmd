@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:38624/ws --http-url http://127.0.0.1:38624 --data-dir /tmp/tmp.hxFq2GDONB --server-pid 21414 --report bench/results/2026-12-03-standalone-s6-final-4/fanout.json --charts bench/results/2026-12-03-standalone-s6-final-4/fanout
