@@ -16,16 +16,13 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// Commands per batch read from a stream shard. Not raised with the
-/// in-process limit below: the cluster was not measured with more, and a
-/// group commit merges four shards' batches whose processed-command
-/// records go into one `INSERT` of six parameters a command, which caps a
-/// shard's batch near 2,600 under PostgreSQL's 65,535 parameters.
+/// in-process limit below: the cluster was not measured with more.
 pub const STREAM_MAX_BATCH: usize = 256;
 /// Commands per batch from the in-process queue (standalone). Larger than
 /// a stream's because a commit's cost there is mostly pages, not commands:
 /// SQLite logs every index page a batch touched, and a batch's `new`s
-/// spread over hundreds of chats touch an index page per chat in each of
-/// four indexes whether the batch holds 256 of them or 4,096. Below
+/// spread over hundreds of chats touch an index page per chat in each
+/// index led by the chat whether the batch holds 256 of them or 4,096. Below
 /// saturation a batch is what is queued and stays small; once a burst had
 /// queued more than 256, it was worked off at small batches' cost: at
 /// 100,000 deliveries/s offered (groups of 10), 86-95k delivered with a

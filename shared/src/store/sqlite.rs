@@ -73,12 +73,13 @@ async fn pragmas(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
 /// file stays under 17 MiB.
 const WRITER_CHECKPOINT_PAGES: u32 = 4000;
 
-/// `temp_store = MEMORY` keeps statement journals in memory. A multi-row
-/// `INSERT` inside a transaction (every batch's) journals the pages it
-/// changes so that it can be undone alone; with files for temporary data,
-/// each such journal past 64 KiB was a file created, written, closed and
-/// unlinked: at 100,000 deliveries/s half of the writer's `pwrite64`
-/// calls (docs/benchmarks.md, fifth session).
+/// `temp_store = MEMORY` keeps SQLite's temporary data (statement
+/// journals, the tables `RETURNING` and sorting fill) in memory. Adopted
+/// when every batch's multi-row `INSERT`s kept statement journals, each
+/// past 64 KiB a file created, written, closed and unlinked: half of the
+/// writer's `pwrite64` calls at 100,000 deliveries/s (docs/benchmarks.md,
+/// fifth session). Those inserts no longer keep any (`INSERT OR FAIL`,
+/// `batch_rows.rs`); what temporary data remains is small.
 async fn writer_pragmas(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
     use sqlx::Executor;
     pragmas(conn).await?;
