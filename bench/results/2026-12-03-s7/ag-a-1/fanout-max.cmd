@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/s7/base-bin /tmp/s7/base-bin/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:24171/ws --http-url http://127.0.0.1:24171 --data-dir /tmp/tmp.k12dwU4gc7 --server-pid 14680 --report bench/results/2026-12-03-standalone-ag-a-1/fanout-max.json --charts bench/results/2026-12-03-standalone-ag-a-1/fanout-max

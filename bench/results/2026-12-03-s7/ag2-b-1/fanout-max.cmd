@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/s7/base-bin /tmp/s7/lt-new/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:26368/ws --http-url http://127.0.0.1:26368 --data-dir /tmp/tmp.ah0vCofQkF --server-pid 15441 --report bench/results/2026-12-03-standalone-ag2-b-1/fanout-max.json --charts bench/results/2026-12-03-standalone-ag2-b-1/fanout-max

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/s7/c50-bin /tmp/s7/base-bin/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:24214/ws --http-url http://127.0.0.1:24214 --data-dir /tmp/tmp.Al2VF4Wx0Z --server-pid 4753 --report bench/results/2026-12-03-standalone-c50-a-3/fanout.json --charts bench/results/2026-12-03-standalone-c50-a-3/fanout

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/s7/c50-bin /tmp/s7/base-bin/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:23863/ws --http-url http://127.0.0.1:23863 --data-dir /tmp/tmp.GoZgER7RMy --server-pid 4904 --report bench/results/2026-12-03-standalone-c50-a-4/fanout.json --charts bench/results/2026-12-03-standalone-c50-a-4/fanout

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/s7/x-bin /tmp/s7/base-bin/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:28560/ws --http-url http://127.0.0.1:28560 --data-dir /tmp/tmp.61IDGyGg6m --server-pid 24244 --report bench/results/2026-12-03-standalone-ck3-a-3/fanout-max.json --charts bench/results/2026-12-03-standalone-ck3-a-3/fanout-max

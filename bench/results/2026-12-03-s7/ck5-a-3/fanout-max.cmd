@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/s7/x-bin /tmp/s7/base-bin/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:39184/ws --http-url http://127.0.0.1:39184 --data-dir /tmp/tmp.NiCaEkqkAJ --server-pid 3436 --report bench/results/2026-12-03-standalone-ck5-a-3/fanout-max.json --charts bench/results/2026-12-03-standalone-ck5-a-3/fanout-max

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/s7/base-bin /tmp/s7/base-bin/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:39120/ws --http-url http://127.0.0.1:39120 --data-dir /tmp/tmp.5l6UpiG8hf --server-pid 16875 --report bench/results/2026-12-03-standalone-f20b/fanout.json --charts bench/results/2026-12-03-standalone-f20b/fanout

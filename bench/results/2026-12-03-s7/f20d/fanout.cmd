@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/s7/base-bin /tmp/s7/base-bin/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:24901/ws --http-url http://127.0.0.1:24901 --data-dir /tmp/tmp.pE2MN4OIlU --server-pid 17119 --report bench/results/2026-12-03-standalone-f20d/fanout.json --charts bench/results/2026-12-03-standalone-f20d/fanout

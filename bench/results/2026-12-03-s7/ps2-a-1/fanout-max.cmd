@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/s7/x-bin /tmp/s7/base-bin/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:22485/ws --http-url http://127.0.0.1:22485 --data-dir /tmp/tmp.qZOv0xn4x7 --server-pid 21810 --report bench/results/2026-12-03-standalone-ps2-a-1/fanout-max.json --charts bench/results/2026-12-03-standalone-ps2-a-1/fanout-max

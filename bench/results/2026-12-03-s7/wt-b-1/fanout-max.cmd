@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/s7/wt1-bin /tmp/s7/base-bin/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:26185/ws --http-url http://127.0.0.1:26185 --data-dir /tmp/tmp.slJ6ZRordL --server-pid 16057 --report bench/results/2026-12-03-standalone-wt-b-1/fanout-max.json --charts bench/results/2026-12-03-standalone-wt-b-1/fanout-max
