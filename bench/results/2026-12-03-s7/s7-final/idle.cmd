@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/s7/c50-bin /tmp/s7/base-bin/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:36448/ws --http-url http://127.0.0.1:36448 --data-dir /tmp/tmp.V5KDy1Y6yq --server-pid 15244 --report bench/results/2026-12-03-standalone-s7-final/idle.json --charts bench/results/2026-12-03-standalone-s7-final/idle

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/s7/c50-bin /tmp/s7/base-bin/loadtest run receipts --connections 2000 --group-size 10 --rate 500 --duration 20 --ws-url ws://127.0.0.1:26608/ws --http-url http://127.0.0.1:26608 --data-dir /tmp/tmp.EI8I9TG8Ur --server-pid 15377 --report bench/results/2026-12-03-standalone-s7-final/receipts.json --charts bench/results/2026-12-03-standalone-s7-final/receipts
