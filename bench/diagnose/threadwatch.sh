@@ -5,9 +5,9 @@
 # and the time it spent runnable but waiting for a core (the kernel's
 # schedstat), and each process's disk writes, all per second over 10 s.
 # A thread that every command waits for and that waits for a core much of
-# the time says the machine, not the code, sets the latency; a thread that
-# neither runs nor waits for a core is blocked (on a lock or the disk:
-# bench/diagnose/blockwatch.sh says which).
+# the time says the machine, not the code, sets the latency; the rest of
+# a thread's time it slept: idle, or blocked on a lock or the disk
+# (bench/diagnose/blockwatch.sh lists the calls that stalled).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 out=$1

@@ -264,12 +264,12 @@ async fn drain_one(handle: Arc<crate::handle::ClientHandle>) {
 /// How often standalone checkpoints SQLite's log beside the writer. Each
 /// checkpoint's `fsync`s stall the writer's appends to the log, and a
 /// larger checkpoint stalls them longer: at 20,000 deliveries/s on a
-/// virtual disk, 50 ms made a lower p99 than 100 ms in each of three
+/// virtual disk, 50 ms made a lower p99 than 100 ms in six of seven
 /// alternating pairs (1 s made it two to three times higher), and at
-/// saturation 50 ms did as well as 100. Shorter still costs the writer at
-/// saturation: after each complete checkpoint it starts the log over and
-/// syncs the log's header, and at 25 ms that came four times as often
-/// (docs/benchmarks.md, seventh session of 2026-12-03).
+/// saturation delivered more in each of three. Shorter still costs the
+/// writer at saturation: after each complete checkpoint it starts the log
+/// over and syncs the log's header, and at 25 ms that came four times as
+/// often (docs/benchmarks.md, seventh session of 2026-12-03).
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
 
 /// The embedded worker. On SQLite it runs on a thread and runtime of its
