@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/s7/x-bin /tmp/s7/base-bin/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:33051/ws --http-url http://127.0.0.1:33051 --data-dir /tmp/tmp.hmm8euUvlG --server-pid 31829 --report bench/results/2026-12-03-standalone-ck6-b-2/fanout.json --charts bench/results/2026-12-03-standalone-ck6-b-2/fanout
