@@ -393,23 +393,30 @@ async fn send(
     }))
 }
 
-/// Author and deletion time of a message, or the refusal for touching it.
+/// What changing a message by its author needs to know of it.
+struct OwnMessage {
+    deleted_at: Option<Millis>,
+    /// Its `new` event's id, where the message keeps it (see [`redact_events`]).
+    new_event_id: Option<EventId>,
+}
+
+/// The message if `user` wrote it, or the refusal for touching it.
 async fn own_message(
     tx: &mut Tx,
     user: &str,
     chat: ChatId,
     message_id: MessageId,
-) -> Result<Result<Option<Millis>, Refusal>, StoreError> {
-    let row: Option<(String, Option<i64>)> =
-        sqlx::query_as("SELECT user_id, deleted_at FROM messages WHERE chat_id = $1 AND message_id = $2")
+) -> Result<Result<OwnMessage, Refusal>, StoreError> {
+    let row: Option<(String, Option<i64>, Option<i64>)> =
+        sqlx::query_as("SELECT user_id, deleted_at, new_event_id FROM messages WHERE chat_id = $1 AND message_id = $2")
             .bind(chat)
             .bind(message_id)
             .fetch_optional(&mut **tx)
             .await?;
     Ok(match row {
         None => Err(Refusal::not_found(format!("no message {message_id} in this chat"))),
-        Some((author, _)) if author != user => Err(Refusal::forbidden("only the author may change a message")),
-        Some((_, deleted_at)) => Ok(deleted_at),
+        Some((author, ..)) if author != user => Err(Refusal::forbidden("only the author may change a message")),
+        Some((_, deleted_at, new_event_id)) => Ok(OwnMessage { deleted_at, new_event_id }),
     })
 }
 
@@ -429,8 +436,10 @@ async fn edit(
     };
     match own_message(tx, user, chat, message_id).await? {
         Err(refusal) => return Ok(Err(refusal)),
-        Ok(Some(_)) => return Ok(Err(Refusal::conflict("a deleted message can't be edited"))),
-        Ok(None) => {}
+        Ok(OwnMessage { deleted_at: Some(_), .. }) => {
+            return Ok(Err(Refusal::conflict("a deleted message can't be edited")))
+        }
+        Ok(OwnMessage { deleted_at: None, .. }) => {}
     }
     sqlx::query(
         "UPDATE messages SET body = $3, attachments = $4, edited_at = $5 WHERE chat_id = $1 AND message_id = $2",
@@ -469,17 +478,17 @@ async fn delete(
         Ok(counters) => counters,
         Err(refusal) => return Ok(Err(refusal)),
     };
-    match own_message(tx, user, chat, message_id).await? {
+    let new_event_id = match own_message(tx, user, chat, message_id).await? {
         Err(refusal) => return Ok(Err(refusal)),
-        Ok(Some(deleted_at)) => {
+        Ok(OwnMessage { deleted_at: Some(deleted_at), .. }) => {
             // Already deleted (a retry, or a redelivered command): same answer, no event.
             return Ok(Ok(Outcome {
                 applied: Applied { chat_id: chat, message_id, client_message_id: None, timestamp: deleted_at },
                 events: Vec::new(),
             }));
         }
-        Ok(None) => {}
-    }
+        Ok(OwnMessage { deleted_at: None, new_event_id }) => new_event_id,
+    };
     sqlx::query(
         "UPDATE messages SET deleted_at = $3, body = '', attachments = '[]' WHERE chat_id = $1 AND message_id = $2",
     )
@@ -490,7 +499,7 @@ async fn delete(
     .await?;
     // The message's earlier events may still be in this batch's log.
     log.flush(tx).await?;
-    redact_events(tx, chat, message_id).await?;
+    redact_events(tx, chat, message_id, new_event_id).await?;
     let event = ChatEvent {
         chat_id: chat,
         id: next_event_id(tx, chat, counters.last_event_id).await?,
@@ -514,13 +523,12 @@ async fn delete(
 /// an older binary, or on PostgreSQL before that migration) has its `new`
 /// event searched for by message: through `events_by_message` on
 /// PostgreSQL, among the chat's events on SQLite.
-async fn redact_events(tx: &mut Tx, chat: ChatId, message_id: MessageId) -> Result<(), StoreError> {
-    let (new_event_id,): (Option<i64>,) =
-        sqlx::query_as("SELECT new_event_id FROM messages WHERE chat_id = $1 AND message_id = $2")
-            .bind(chat)
-            .bind(message_id)
-            .fetch_one(&mut **tx)
-            .await?;
+async fn redact_events(
+    tx: &mut Tx,
+    chat: ChatId,
+    message_id: MessageId,
+    new_event_id: Option<EventId>,
+) -> Result<(), StoreError> {
     let mut rows: Vec<(i64, String)> = match new_event_id {
         Some(id) => {
             sqlx::query_as("SELECT id, payload FROM events WHERE chat_id = $1 AND id = $2")
