@@ -19,7 +19,7 @@ stop_cluster() {
 trap 'stop_cluster; services_stop' EXIT
 services_install
 # An acked message is durable only if PostgreSQL flushed its log to disk.
-export SERVICES_PG_FSYNC=on
+export SERVICES_PG_FSYNC=${SERVICES_PG_FSYNC:-on}
 
 # start_cluster: fresh Redis, PostgreSQL, 2 workers, 2 gateways.
 start_cluster() {
