@@ -30,16 +30,18 @@ for scenario in ${scenarios[*]}; do
         idle) start_server; bench_run idle idle --connections 19000 --connect-rate 3000 --duration 20 "${urls[@]}" ;;
         fanout) start_server; bench_run fanout fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 "${urls[@]}" ;;
         fanout-max) start_server; bench_run fanout-max fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 "${urls[@]}" ;;
-        # The highest rate found with p99 under 100 ms (docs/benchmarks.md).
+        # The highest rate found with p99 under 100 ms (docs/benchmarks-journal.md).
         fanout-80k) start_server; bench_run fanout-80k fanout --connections 2000 --group-size 10 --rate 8000 --duration 20 "${urls[@]}" ;;
         fanout-g100) start_server; bench_run fanout-g100 fanout --connections 2000 --group-size 100 --rate 200 --duration 20 "${urls[@]}" ;;
-        # 100k and the most deliveries/s with groups of 100 (docs/benchmarks.md).
+        # 100k and the most deliveries/s with groups of 100 (docs/benchmarks-journal.md).
         fanout-g100-100k) start_server; bench_run fanout-g100-100k fanout --connections 2000 --group-size 100 --rate 1000 --duration 20 "${urls[@]}" ;;
         fanout-g100-max) start_server; bench_run fanout-g100-max fanout --connections 2000 --group-size 100 --rate 6000 --duration 20 "${urls[@]}" ;;
         fanout-g1000) start_server; bench_run fanout-g1000 fanout --connections 2000 --group-size 1000 --rate 20 --duration 20 "${urls[@]}" ;;
         receipts) start_server; bench_run receipts receipts --connections 2000 --group-size 10 --rate 500 --duration 20 "${urls[@]}" ;;
         churn) start_server; bench_run churn churn --connections 2000 --churn-rate 200 --duration 20 "${urls[@]}" ;;
-        silent) start_server HEARTBEAT_TIMEOUT_MS=5000; bench_run silent silent --connections 10000 --group-size 10 --heartbeat-timeout-ms 5000 --ping-ms 2000 --connect-rate 3000 --duration 15 "${urls[@]}" ;;
+        # 1,112 groups of 10: one member of each watches, nine fall silent,
+        # 10,008 silent clients in all.
+        silent) start_server HEARTBEAT_TIMEOUT_MS=5000; bench_run silent silent --connections 11120 --group-size 10 --heartbeat-timeout-ms 5000 --ping-ms 2000 --connect-rate 3000 --duration 15 "${urls[@]}" ;;
         reconnect) start_server; bench_run reconnect reconnect --connections 19000 --group-size 10 --rate 200 --connect-rate 3000 --duration 20 "${urls[@]}" ;;
         # No server: the kernel's cost of the writes alone (see docs/benchmarks.md).
         floor) bench_floor floor ; bench_floor floor-tasks --via-tasks ;;
