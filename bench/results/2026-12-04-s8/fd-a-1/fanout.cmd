@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/s8/base /tmp/s8/base/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:27614/ws --http-url http://127.0.0.1:27614 --data-dir /tmp/tmp.WEEm52sSUB --server-pid 13112 --report bench/results/2026-12-04-standalone-fd-a-1/fanout.json --charts bench/results/2026-12-04-standalone-fd-a-1/fanout

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/s8/base /tmp/s8/base/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:21520/ws --http-url http://127.0.0.1:21520 --data-dir /tmp/tmp.lFpv2Q9se1 --server-pid 13225 --report bench/results/2026-12-04-standalone-fd-a-2/fanout.json --charts bench/results/2026-12-04-standalone-fd-a-2/fanout

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/s8/fds /tmp/s8/base/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:23106/ws --http-url http://127.0.0.1:23106 --data-dir /tmp/tmp.g6raK1JGqF --server-pid 13417 --report bench/results/2026-12-04-standalone-fd-b-3/fanout.json --charts bench/results/2026-12-04-standalone-fd-b-3/fanout

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/s8/base /tmp/s8/base/loadtest run fanout --connections 2000 --group-size 100 --rate 1000 --duration 20 --ws-url ws://127.0.0.1:22640/ws --http-url http://127.0.0.1:22640 --data-dir /tmp/tmp.gw0WNM9o0l --server-pid 13730 --report bench/results/2026-12-04-standalone-fdm-a-1/fanout-g100-100k.json --charts bench/results/2026-12-04-standalone-fdm-a-1/fanout-g100-100k

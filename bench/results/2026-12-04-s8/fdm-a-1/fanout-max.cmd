@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/s8/base /tmp/s8/base/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:20305/ws --http-url http://127.0.0.1:20305 --data-dir /tmp/tmp.UihVTs9Z77 --server-pid 13584 --report bench/results/2026-12-04-standalone-fdm-a-1/fanout-max.json --charts bench/results/2026-12-04-standalone-fdm-a-1/fanout-max

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/s8/base /tmp/s8/base/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:34798/ws --http-url http://127.0.0.1:34798 --data-dir /tmp/tmp.PitloRBCR3 --server-pid 13876 --report bench/results/2026-12-04-standalone-fdm-a-2/fanout-max.json --charts bench/results/2026-12-04-standalone-fdm-a-2/fanout-max

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/s8/fds /tmp/s8/base/loadtest run fanout --connections 2000 --group-size 100 --rate 1000 --duration 20 --ws-url ws://127.0.0.1:31042/ws --http-url http://127.0.0.1:31042 --data-dir /tmp/tmp.81soNk5ozf --server-pid 13836 --report bench/results/2026-12-04-standalone-fdm-b-1/fanout-g100-100k.json --charts bench/results/2026-12-04-standalone-fdm-b-1/fanout-g100-100k

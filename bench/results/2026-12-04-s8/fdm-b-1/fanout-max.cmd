@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/s8/fds /tmp/s8/base/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:22690/ws --http-url http://127.0.0.1:22690 --data-dir /tmp/tmp.iHHVqqdCuK --server-pid 13771 --report bench/results/2026-12-04-standalone-fdm-b-1/fanout-max.json --charts bench/results/2026-12-04-standalone-fdm-b-1/fanout-max

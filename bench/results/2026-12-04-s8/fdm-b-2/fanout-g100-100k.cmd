@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/s8/fds /tmp/s8/base/loadtest run fanout --connections 2000 --group-size 100 --rate 1000 --duration 20 --ws-url ws://127.0.0.1:32727/ws --http-url http://127.0.0.1:32727 --data-dir /tmp/tmp.PPjsJ4BgM5 --server-pid 14047 --report bench/results/2026-12-04-standalone-fdm-b-2/fanout-g100-100k.json --charts bench/results/2026-12-04-standalone-fdm-b-2/fanout-g100-100k
