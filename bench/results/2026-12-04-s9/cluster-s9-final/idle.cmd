@@ -1,0 +1,1 @@
+target/release/loadtest run idle --connections 10000 --connect-rate 3000 --duration 15 --ws-url ws://127.0.0.1:28120/ws,ws://127.0.0.1:34206/ws --http-url http://127.0.0.1:28120 --server-pid 22433 --server-pid 22434 --server-pid 22437 --server-pid 22460 --report bench/results/2026-12-04-cluster-s9-final/idle.json --charts bench/results/2026-12-04-cluster-s9-final/idle

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/s9/final-bin /tmp/s9/final-bin/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:28011/ws --http-url http://127.0.0.1:28011 --data-dir /tmp/tmp.TPtkEpLds5 --server-pid 24184 --report bench/results/2026-12-04-standalone-s9-final-3/fanout.json --charts bench/results/2026-12-04-standalone-s9-final-3/fanout

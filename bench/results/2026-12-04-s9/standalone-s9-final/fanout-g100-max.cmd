@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 100 --rate 6000 --duration 20 --ws-url ws://127.0.0.1:21568/ws --http-url http://127.0.0.1:21568 --data-dir /tmp/tmp.s9Rx3gSgmP --server-pid 21684 --report bench/results/2026-12-04-standalone-s9-final/fanout-g100-max.json --charts bench/results/2026-12-04-standalone-s9-final/fanout-g100-max

@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:20526/ws --http-url http://127.0.0.1:20526 --data-dir /tmp/tmp.h5irF1G6lg --server-pid 21412 --report bench/results/2026-12-04-standalone-s9-final/fanout-max.json --charts bench/results/2026-12-04-standalone-s9-final/fanout-max

@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:22086/ws --http-url http://127.0.0.1:22086 --data-dir /tmp/tmp.ldQW7Hotfy --server-pid 21379 --report bench/results/2026-12-04-standalone-s9-final/fanout.json --charts bench/results/2026-12-04-standalone-s9-final/fanout

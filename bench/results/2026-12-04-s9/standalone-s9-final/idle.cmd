@@ -1,0 +1,1 @@
+target/release/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:32810/ws --http-url http://127.0.0.1:32810 --data-dir /tmp/tmp.8KX5WMlXD9 --server-pid 21309 --report bench/results/2026-12-04-standalone-s9-final/idle.json --charts bench/results/2026-12-04-standalone-s9-final/idle
