@@ -5,7 +5,7 @@
 //! key, hash it and look it up in the recorder's registry on every call.
 //! Per delivery that was two lookups, about a tenth of the user-space
 //! instructions a delivery costs on the connection's side
-//! (`bench/instructions.sh`, docs/benchmarks.md). A handle records to the
+//! (`bench/instructions.sh`, docs/benchmarks-journal.md). A handle records to the
 //! same metric without the lookup.
 //!
 //! Handles are taken on a thread's first frame, after the node installed

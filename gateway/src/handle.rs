@@ -123,7 +123,7 @@ impl ClientHandle {
     /// at every wake-up (every delivery, under fan-out). A wait on a
     /// `CancellationToken` locked its mutex and its `Notify`'s at each poll:
     /// 2 % of the machine's samples at 100,000 deliveries/s
-    /// (docs/benchmarks.md). This is an atomic load and, when the waker is
+    /// (docs/benchmarks-journal.md). This is an atomic load and, when the waker is
     /// the same as last time, a compare-and-swap.
     pub fn poll_closed_for_writer(&self, cx: &mut Context<'_>) -> Poll<()> {
         ready_when(&self.writer, cx, || self.is_closed())

@@ -7,7 +7,7 @@ use tokio::net::TcpListener;
 const EXIT_CONFIG: i32 = 64;
 
 /// glibc's malloc was about a fifth of a cluster gateway's samples under
-/// load, much of it consolidating freed chunks (docs/benchmarks.md).
+/// load, much of it consolidating freed chunks (docs/benchmarks-journal.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

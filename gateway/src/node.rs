@@ -269,7 +269,7 @@ async fn drain_one(handle: Arc<crate::handle::ClientHandle>) {
 /// saturation delivered more in each of three. Shorter still costs the
 /// writer at saturation: after each complete checkpoint it starts the log
 /// over and syncs the log's header, and at 25 ms that came four times as
-/// often (docs/benchmarks.md, seventh session of 2026-12-03).
+/// often (docs/benchmarks-journal.md, seventh session of 2026-12-03).
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
 
 /// The embedded worker. On SQLite it runs on a thread and runtime of its
@@ -277,7 +277,7 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
 /// (vendor/sqlx-sqlite/PATCHED.md) instead of handing each to sqlx's
 /// connection thread and back: on the shared runtime every hand-back waited
 /// in line behind the connection tasks, and each hand-off cost two thread
-/// switches (docs/benchmarks.md). A PostgreSQL connection's socket belongs
+/// switches (docs/benchmarks-journal.md). A PostgreSQL connection's socket belongs
 /// to the runtime that opened it, so that backend stays on the shared
 /// runtime.
 fn spawn_embedded_worker(

@@ -3,7 +3,7 @@
 //! no escapes, so reading a delivery allocates nothing: the agent shares
 //! the machine with the server it measures, and parsing each frame into a
 //! `serde_json::Value` (a map and a string per field) was a visible part
-//! of its CPU at 100,000 deliveries/s (docs/benchmarks.md).
+//! of its CPU at 100,000 deliveries/s (docs/benchmarks-journal.md).
 
 use std::borrow::Cow;
 

@@ -3,7 +3,7 @@
 # `services_start_postgres`; `services_stop` (set as an EXIT trap) removes
 # everything. Installs Debian's redis-server and postgresql when missing.
 # SERVICES_PG_EXTRA adds server options for a diagnosis, e.g.
-# "-c shared_preload_libraries=pg_stat_statements" (docs/benchmarks.md).
+# "-c shared_preload_libraries=pg_stat_statements" (docs/benchmarks-journal.md).
 # SERVICES_PG_FSYNC=on makes PostgreSQL flush its log to disk at every
 # commit, as a production server does; the benchmarks need that for a
 # "durable" figure. The tests leave it off: they check what is stored, not

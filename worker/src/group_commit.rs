@@ -7,7 +7,7 @@
 //! 1,400 transactions a second, and PostgreSQL spent its share of the
 //! machine on the fixed costs of statements and commits. The same cluster
 //! with 2 shards instead of 16 (one loop per worker, so larger batches)
-//! used a third less of PostgreSQL's CPU (docs/benchmarks.md). Merging the
+//! used a third less of PostgreSQL's CPU (docs/benchmarks-journal.md). Merging the
 //! loops' batches gets that while keeping the shards that let more workers
 //! share the load.
 //!

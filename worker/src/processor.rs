@@ -26,7 +26,7 @@ pub const STREAM_MAX_BATCH: usize = 256;
 /// saturation a batch is what is queued and stays small; once a burst had
 /// queued more than 256, it was worked off at small batches' cost: at
 /// 100,000 deliveries/s offered (groups of 10), 86-95k delivered with a
-/// cap of 256, 97-99k with 4,096 (docs/benchmarks.md, fifth session).
+/// cap of 256, 97-99k with 4,096 (docs/benchmarks-journal.md, fifth session).
 /// Statements stay per run, so no statement's parameters grow with the
 /// batch.
 pub const MEMORY_MAX_BATCH: usize = 4096;

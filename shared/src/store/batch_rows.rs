@@ -8,7 +8,7 @@
 //! `VALUES` list of every length from 1 to 256 per kind of statement, a
 //! saturated cluster ran 870 distinct statements in 10 s and PostgreSQL
 //! spent about a fifth of its time parsing and planning them
-//! (docs/benchmarks.md). With one text per kind each connection prepares
+//! (docs/benchmarks-journal.md). With one text per kind each connection prepares
 //! each once. In process, SQLite's prepare is no round trip, and the
 //! standalone benchmarks were measured with its `VALUES` lists.
 //!
@@ -76,7 +76,7 @@ impl<'q> BatchRows<'q> {
     /// keeps a statement journal, a copy of every page it is about to
     /// change, so that it alone can be undone; at 100,000 deliveries/s
     /// that copying and its allocations were an eighth of the embedded
-    /// worker's thread (docs/benchmarks.md, sixth session). `FAIL` stops
+    /// worker's thread (docs/benchmarks-journal.md, sixth session). `FAIL` stops
     /// at the conflicting row without undoing the statement's earlier rows,
     /// and needs no journal. Nothing is lost by it: every statement error
     /// fails its whole batch, whose transaction is rolled back.

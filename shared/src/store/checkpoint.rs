@@ -6,7 +6,7 @@
 //! beside the writer, without blocking it; the writer's own checkpoint
 //! stays as a backstop at a higher limit (`WRITER_CHECKPOINT_PAGES` in `sqlite.rs`).
 //! At 20,000 deliveries/s this took the p99 from about 9 ms to under 6; at
-//! 100,000 it kept the writer from saturating (docs/benchmarks.md).
+//! 100,000 it kept the writer from saturating (docs/benchmarks-journal.md).
 
 use super::{Backend, Store, StoreError};
 

@@ -255,7 +255,7 @@ pub(super) use advance;
 /// it is three: neither the update's new values nor the inserted row are
 /// `RETURNING`ed, since SQLite gathers returned rows in a temporary b-tree,
 /// opened, paged and closed every time (8 % of a `new`'s instructions,
-/// bench/instructions.sh, docs/benchmarks.md); the counters are read back
+/// bench/instructions.sh, docs/benchmarks-journal.md); the counters are read back
 /// under the write lock the transaction holds, and the insert is counted.
 async fn advance_and_insert(
     tx: &mut Tx,

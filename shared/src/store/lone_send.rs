@@ -7,7 +7,7 @@
 //! Why: below saturation most batches hold a single `new` (a cluster at
 //! 2,000 msg/s committed about 1,400 batches a second), and each round trip
 //! costs the worker two system calls and a wait, and PostgreSQL's backend a
-//! wake-up, on a machine whose cores are full (docs/benchmarks.md).
+//! wake-up, on a machine whose cores are full (docs/benchmarks-journal.md).
 //!
 //! The statement only does the common case: the chat exists, the sender is
 //! a member, and the message is not stored yet. Otherwise it changes

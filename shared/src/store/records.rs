@@ -65,7 +65,7 @@ pub(super) async fn already_applied(tx: &mut Tx, id: &str) -> Result<Option<Resu
 /// On PostgreSQL both go in one statement (the events' `INSERT` in a `WITH`
 /// of the records' `INSERT`), which saves a round trip on every batch that
 /// stored something: a cluster at 2,000 msg/s committed about 1,400
-/// batches a second, in seven statements each (docs/benchmarks.md). SQLite
+/// batches a second, in seven statements each (docs/benchmarks-journal.md). SQLite
 /// has no `INSERT` inside `WITH`, and in process a statement is no round
 /// trip.
 pub(super) async fn finish(

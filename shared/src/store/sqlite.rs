@@ -77,7 +77,7 @@ const WRITER_CHECKPOINT_PAGES: u32 = 4000;
 /// journals, the tables `RETURNING` and sorting fill) in memory. Adopted
 /// when every batch's multi-row `INSERT`s kept statement journals, each
 /// past 64 KiB a file created, written, closed and unlinked: half of the
-/// writer's `pwrite64` calls at 100,000 deliveries/s (docs/benchmarks.md,
+/// writer's `pwrite64` calls at 100,000 deliveries/s (docs/benchmarks-journal.md,
 /// fifth session). Those inserts no longer keep any (`INSERT OR FAIL`,
 /// `batch_rows.rs`); what temporary data remains is small.
 async fn writer_pragmas(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
