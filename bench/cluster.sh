@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks of a cluster on this machine: 2 gateways and 2 workers on a
 # private Redis and PostgreSQL. Usage:
-#   bench/cluster.sh [ack-latency throughput idle]
+#   bench/cluster.sh [ack-latency throughput throughput-max idle]
 # (default: all). Results: bench/results/<date>-cluster/.
 # SERVER_BIN=DIR runs another build's binaries (LABEL=NAME suffixes the
 # result folder), for a before/after comparison on the same day.
@@ -47,11 +47,13 @@ start_cluster() {
     urls=(--ws-url "ws://127.0.0.1:${ports[0]}/ws,ws://127.0.0.1:${ports[1]}/ws" --http-url "http://127.0.0.1:${ports[0]}" "${server_pids[@]}")
 }
 
-scenarios=("${@:-ack-latency throughput idle}")
+scenarios=("${@:-ack-latency throughput throughput-max idle}")
 for scenario in ${scenarios[*]}; do
     case $scenario in
         ack-latency) start_cluster; bench_run ack-latency fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 "${urls[@]}" ;;
         throughput) start_cluster; bench_run throughput fanout --connections 2000 --group-size 2 --rate 12000 --duration 20 "${urls[@]}" ;;
+        # Offered more than the cluster stores, to find its most.
+        throughput-max) start_cluster; bench_run throughput-max fanout --connections 2000 --group-size 2 --rate 20000 --duration 20 "${urls[@]}" ;;
         idle) start_cluster; bench_run idle idle --connections 10000 --connect-rate 3000 --duration 15 "${urls[@]}" ;;
         *) echo "bench: unknown scenario $scenario" >&2; exit 2 ;;
     esac
