@@ -20,6 +20,15 @@ trap 'stop_cluster; services_stop' EXIT
 services_install
 # An acked message is durable only if PostgreSQL flushed its log to disk.
 export SERVICES_PG_FSYNC=${SERVICES_PG_FSYNC:-on}
+# Four server processes share this machine's two cores with Redis,
+# PostgreSQL and the client, so each runs one runtime thread, as a pod
+# whose CPU limit is one core would: tokio sizes its runtime by the CPUs
+# it sees, which in a container follows the CPU limit, but here each
+# process sees both cores. Against two threads each: less CPU per
+# delivery and a shorter tail, and no less at saturation
+# (docs/benchmarks-journal.md, 2026-12-04). CLUSTER_THREADS=2 for the old.
+threads=${CLUSTER_THREADS:-1}
+echo "TOKIO_WORKER_THREADS=$threads (each gateway and worker); PostgreSQL fsync=$SERVICES_PG_FSYNC" > "$results/cluster-settings.txt"
 
 # start_cluster: fresh Redis, PostgreSQL, 2 workers, 2 gateways.
 start_cluster() {
@@ -31,13 +40,13 @@ start_cluster() {
     export REDIS_URL=$SERVICES_REDIS_URL DATABASE_URL=$SERVICES_POSTGRES_URL JWT_SECRET=bench-secret DRAIN_SECONDS=1
     "$server_bin"/worker migrate
     for n in 1 2; do
-        WORKER_ID=worker-$n ADMIN_LISTEN=127.0.0.1:0 "$server_bin"/worker > "$results/worker-$n.log" 2>&1 &
+        TOKIO_WORKER_THREADS=$threads WORKER_ID=worker-$n ADMIN_LISTEN=127.0.0.1:0 "$server_bin"/worker > "$results/worker-$n.log" 2>&1 &
         pids+=($!)
     done
     ports=()
     for n in 1 2; do
         port=$(services_free_port)
-        NODE_ID=gw-$n "$server_bin"/gateway --listen "127.0.0.1:$port" > "$results/gateway-$n.log" 2>&1 &
+        TOKIO_WORKER_THREADS=$threads NODE_ID=gw-$n "$server_bin"/gateway --listen "127.0.0.1:$port" > "$results/gateway-$n.log" 2>&1 &
         pids+=($!)
         ports+=("$port")
         bench_wait_ready "$port"
