@@ -1,0 +1,1 @@
+target/release/loadtest run idle --connections 10000 --connect-rate 3000 --duration 15 --ws-url ws://127.0.0.1:33095/ws,ws://127.0.0.1:23559/ws --http-url http://127.0.0.1:33095 --server-pid 7743 --server-pid 7744 --server-pid 7748 --server-pid 7765 --report bench/results/2026-12-04-cluster-s9-t1/idle.json --charts bench/results/2026-12-04-cluster-s9-t1/idle

@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 2 --rate 12000 --duration 20 --ws-url ws://127.0.0.1:29530/ws,ws://127.0.0.1:20066/ws --http-url http://127.0.0.1:29530 --server-pid 7435 --server-pid 7436 --server-pid 7439 --server-pid 7459 --report bench/results/2026-12-04-cluster-s9-t1/throughput.json --charts bench/results/2026-12-04-cluster-s9-t1/throughput
