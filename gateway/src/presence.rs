@@ -11,7 +11,11 @@
 //! Announcements go through one task per node, from a map of pending
 //! transitions rather than a queue: a transition cancelled by its opposite
 //! before it went out (a flapping connection) is dropped, so the input is
-//! bounded by the number of users and order follows the real state.
+//! bounded by the number of users and order follows the real state. The
+//! task takes what is pending in batches: one statement records the
+//! batch's last-seen times, one looks up every co-member, and one round
+//! trip publishes, so that crowds coming and going (a heartbeat sweep, a
+//! reconnect storm) are announced as fast as they arrive.
 
 pub mod cluster;
 
@@ -25,6 +29,10 @@ use shared::model::{Millis, PresenceView};
 use shared::store::Store;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+
+/// The most users announced per statement: bounds one co-member query's
+/// answer (up to this many users times their co-members) and one publish.
+const ANNOUNCE_BATCH: usize = 256;
 
 pub struct Presence {
     /// This node's open connections per user.
@@ -161,36 +169,50 @@ impl Presence {
             };
             let pending: Vec<(String, Transition)> =
                 self.pending.lock().unwrap_or_else(|e| e.into_inner()).drain().collect();
-            for (user, transition) in pending {
-                if !transition.online {
-                    match store.set_last_seen(&user, transition.at).await {
-                        Ok(()) => {
-                            self.last_seen.remove_if(&user, |_, t| *t == transition.at);
-                        }
-                        Err(e) => tracing::warn!(error = %e, "could not persist last seen"),
-                    }
-                }
-                let recipients = match store.co_members(&user).await {
-                    Ok(r) if r.is_empty() => continue,
-                    Ok(r) => r,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "presence not announced: co-members unavailable");
-                        continue;
-                    }
-                };
-                let event = Event::Presence {
-                    user,
-                    online: transition.online,
-                    last_seen: transition.at,
-                    recipients: recipients.into(),
-                };
-                if let Err(e) = broker.publish(event).await {
-                    tracing::warn!(error = %e, "presence not announced");
-                }
+            for batch in pending.chunks(ANNOUNCE_BATCH) {
+                self.announce_batch(&store, &broker, batch).await;
             }
             if stopping {
                 return;
             }
+        }
+    }
+
+    /// Persists the batch's last-seen times, looks up who to tell and
+    /// publishes: three statements or round trips for the whole batch.
+    async fn announce_batch(&self, store: &Store, broker: &Broker, batch: &[(String, Transition)]) {
+        let gone: Vec<(&str, Millis)> =
+            batch.iter().filter(|(_, t)| !t.online).map(|(user, t)| (user.as_str(), t.at)).collect();
+        match store.set_last_seen_all(&gone).await {
+            Ok(()) => {
+                for (user, at) in &gone {
+                    self.last_seen.remove_if(*user, |_, t| t == at);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, users = gone.len(), "could not persist last seen"),
+        }
+        let users: Vec<&str> = batch.iter().map(|(user, _)| user.as_str()).collect();
+        let mut co_members = match store.co_members_of(&users).await {
+            Ok(co_members) => co_members,
+            Err(e) => {
+                tracing::warn!(error = %e, users = users.len(), "presence not announced: co-members unavailable");
+                return;
+            }
+        };
+        let events: Vec<Event> = batch
+            .iter()
+            .filter_map(|(user, transition)| {
+                let recipients = co_members.remove(user.as_str())?;
+                Some(Event::Presence {
+                    user: user.clone(),
+                    online: transition.online,
+                    last_seen: transition.at,
+                    recipients: recipients.into(),
+                })
+            })
+            .collect();
+        if let Err(e) = broker.publish_all(events).await {
+            tracing::warn!(error = %e, users = users.len(), "presence not announced");
         }
     }
 }

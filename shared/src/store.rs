@@ -23,6 +23,7 @@ mod lone_send;
 mod mark_runs;
 mod placeholders;
 mod postgres;
+mod presence;
 mod records;
 mod retention;
 mod sends;
@@ -170,26 +171,6 @@ impl Store {
 
     pub async fn membership(&self, chat: ChatId, user: &str) -> Result<Membership, StoreError> {
         membership(&self.reader, chat, user).await
-    }
-
-    pub async fn set_last_seen(&self, user: &str, at: i64) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO users (user_id, last_seen) VALUES ($1, $2) \
-             ON CONFLICT (user_id) DO UPDATE SET last_seen = excluded.last_seen",
-        )
-        .bind(user)
-        .bind(at)
-        .execute(&self.writer)
-        .await?;
-        Ok(())
-    }
-
-    pub async fn last_seen(&self, user: &str) -> Result<Option<i64>, StoreError> {
-        let row: Option<(Option<i64>,)> = sqlx::query_as("SELECT last_seen FROM users WHERE user_id = $1")
-            .bind(user)
-            .fetch_optional(&self.reader)
-            .await?;
-        Ok(row.and_then(|r| r.0))
     }
 }
 

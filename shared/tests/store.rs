@@ -572,9 +572,10 @@ async fn dialogs_are_unique_and_membership_rules_hold() {
             vec!["alice".to_string(), "bob".to_string()]
         );
         assert!(store.summary(chat, "alice").await.expect("ok").is_none());
-        let mut co = store.co_members("bob").await.expect("ok");
-        co.sort();
-        assert_eq!(co, vec!["alice".to_string()]);
+        let co = store.co_members_of(&["bob", "alice", "nobody"]).await.expect("ok");
+        assert_eq!(co.get("bob"), Some(&vec!["alice".to_string()]));
+        assert_eq!(co.get("alice"), Some(&vec!["bob".to_string()]));
+        assert_eq!(co.len(), 2, "a user who shares no chat is absent: {co:?}");
 
         // PostgreSQL's text cannot hold U+0000: refused on either backend.
         let nul_name = NewChat { kind: ChatKind::Group, name: Some("a\0b".into()), photo_url: None, members: vec![] };
@@ -583,6 +584,20 @@ async fn dialogs_are_unique_and_membership_rules_hold() {
             let (err, _) = store.create_chat("alice", request, 4).await.expect_err("refused");
             let StoreRefusal::Refused(refusal) = err else { panic!("{field}: not a refusal: {err:?}") };
             assert_eq!(refusal.message, format!("{field} must not contain U+0000"));
+        }
+    }
+}
+
+/// The presence announcer persists a batch of users' last-seen times in
+/// one statement: new users are inserted, known ones updated.
+#[tokio::test]
+async fn last_seen_times_are_recorded_for_a_whole_batch() {
+    for (store, _dir) in stores().await {
+        store.set_last_seen_all(&[("alice", 10)]).await.expect("first");
+        store.set_last_seen_all(&[("alice", 20), ("bob", 30), ("q\"uote", 40)]).await.expect("batch");
+        store.set_last_seen_all(&[]).await.expect("nothing to record");
+        for (user, at) in [("alice", Some(20)), ("bob", Some(30)), ("q\"uote", Some(40)), ("carol", None)] {
+            assert_eq!(store.last_seen(user).await.expect("read"), at, "{user} on {:?}", store.backend());
         }
     }
 }

@@ -230,18 +230,6 @@ impl Store {
         .fetch_all(&self.reader)
         .await?)
     }
-
-    /// Everyone who shares at least one chat with `user`, without `user`.
-    pub async fn co_members(&self, user: &str) -> Result<Vec<UserId>, StoreError> {
-        let rows: Vec<(String,)> = sqlx::query_as(
-            "SELECT DISTINCT o.user_id FROM members m JOIN members o ON o.chat_id = m.chat_id \
-             WHERE m.user_id = $1 AND o.user_id <> $1",
-        )
-        .bind(user)
-        .fetch_all(&self.reader)
-        .await?;
-        Ok(rows.into_iter().map(|r| r.0).collect())
-    }
 }
 
 async fn require_group(tx: &mut sqlx::Transaction<'static, sqlx::Any>, chat: ChatId) -> Result<(), StoreRefusal> {
