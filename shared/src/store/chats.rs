@@ -222,13 +222,24 @@ impl Store {
 
     /// The chats `user` is a member of, with each one's last event id: what a
     /// gateway subscribes a newly connected user to.
+    ///
+    /// Each chat is looked up by its key from the user's memberships, not
+    /// joined: on tables PostgreSQL has no statistics for yet (a new
+    /// database, or a burst of new chats before autovacuum analyzes them)
+    /// its generic plan for the join hashed a scan of every chat, ten times
+    /// the cost, on a call every connection makes; a reconnect storm made
+    /// it PostgreSQL's largest cost (docs/benchmarks-journal.md, tenth
+    /// session). A membership whose chat is gone (none should be) is
+    /// skipped, as the join skipped it.
     pub async fn chats_of(&self, user: &str) -> Result<Vec<(ChatId, i64)>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT c.id, c.last_event_id FROM chats c JOIN members m ON m.chat_id = c.id WHERE m.user_id = $1",
+        let rows: Vec<(ChatId, Option<i64>)> = sqlx::query_as(
+            "SELECT m.chat_id, (SELECT c.last_event_id FROM chats c WHERE c.id = m.chat_id) \
+             FROM members m WHERE m.user_id = $1",
         )
         .bind(user)
         .fetch_all(&self.reader)
-        .await?)
+        .await?;
+        Ok(rows.into_iter().filter_map(|(chat, last)| Some((chat, last?))).collect())
     }
 }
 
