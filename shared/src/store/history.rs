@@ -148,12 +148,24 @@ impl Store {
         since: EventId,
         limit: i64,
     ) -> Result<SyncPage, StoreRefusal> {
-        membership(&self.reader, chat, user).await?.require()?;
-        let (first_retained, last_event_id): (i64, i64) =
-            sqlx::query_as("SELECT first_retained_event_id, last_event_id FROM chats WHERE id = $1")
-                .bind(chat)
-                .fetch_one(&self.reader)
-                .await?;
+        // One connection and two statements per page: every client of a
+        // reconnect storm syncs at once, and in a cluster each statement
+        // (and each acquire's liveness check) is a round trip to PostgreSQL.
+        let mut conn = self.reader.acquire().await?;
+        let chat_row: Option<(i64, i64, i64)> = sqlx::query_as(
+            "SELECT first_retained_event_id, last_event_id, \
+               (SELECT COUNT(*) FROM members m WHERE m.chat_id = c.id AND m.user_id = $2) \
+             FROM chats c WHERE c.id = $1",
+        )
+        .bind(chat)
+        .bind(user)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let (first_retained, last_event_id) = match chat_row {
+            None => return Err(Refusal::no_chat().into()),
+            Some((_, _, 0)) => return Err(Refusal::not_member().into()),
+            Some((first_retained, last_event_id, _)) => (first_retained, last_event_id),
+        };
         if since > last_event_id {
             return Err(Refusal::new(
                 ErrorCode::SyncGap,
@@ -173,7 +185,7 @@ impl Store {
                 .bind(chat)
                 .bind(since)
                 .bind(limit)
-                .fetch_all(&self.reader)
+                .fetch_all(&mut *conn)
                 .await?;
         let events = rows.iter().map(|r| decode_event(&r.0)).collect::<Result<Vec<_>, StoreError>>()?;
         Ok(SyncPage { events, last_event_id })
