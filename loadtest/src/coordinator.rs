@@ -95,6 +95,9 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
     bar.finish_with_message(format!("in {connect_seconds:.1}s"));
     // Let the server settle (presence announcements) before measuring memory.
     tokio::time::sleep(Duration::from_secs(2)).await;
+    if plan.scenario.measures_deliveries() {
+        presence_settled(&shared).await;
+    }
     let connected = procstat::sample(&plan.server_pids);
 
     broadcast(&mut agents, "go").await;
@@ -215,6 +218,35 @@ fn spawn_agent(
         }
     });
     Ok(Agent { child, stdin, users })
+}
+
+/// Waits until the members' `online` frames from connecting have all
+/// arrived, so that their fan-out (every member to every co-member: 2,000 ×
+/// 999 frames for two chats of 1,000) is not counted as the scenario's CPU.
+/// Quiet means no new presence frame over a second of progress lines;
+/// waits at most a minute.
+async fn presence_settled(shared: &Mutex<Shared>) {
+    let spinner = ProgressBar::new_spinner();
+    spinner.set_prefix("presence");
+    spinner.set_style(
+        ProgressStyle::with_template("{prefix:>10} {spinner} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    let started = Instant::now();
+    let mut last = totals(shared, |c| (c.presence_events, 0)).0;
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = totals(shared, |c| (c.presence_events, 0)).0;
+        spinner.set_message(format!("{now} presence frames received"));
+        if now == last || started.elapsed() > Duration::from_secs(60) {
+            break;
+        }
+        last = now;
+    }
+    spinner.finish_with_message(format!(
+        "{last} presence frames received; quiet after {:.1}s more",
+        started.elapsed().as_secs_f64()
+    ));
 }
 
 fn totals(shared: &Mutex<Shared>, pick: impl Fn(&Counters) -> (u64, u64)) -> (u64, u64) {

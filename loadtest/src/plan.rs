@@ -21,6 +21,13 @@ pub enum Scenario {
     Reconnect,
 }
 
+impl Scenario {
+    /// Whether the measured phase sends messages and counts deliveries.
+    pub fn measures_deliveries(self) -> bool {
+        matches!(self, Scenario::Fanout | Scenario::Receipts | Scenario::Reconnect)
+    }
+}
+
 #[derive(Debug, Clone, Args, Serialize, Deserialize)]
 pub struct Plan {
     #[arg(value_enum)]
