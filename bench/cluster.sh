@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks of a cluster on this machine: 2 gateways and 2 workers on a
 # private Redis and PostgreSQL. Usage:
-#   bench/cluster.sh [ack-latency throughput throughput-max idle]
+#   bench/cluster.sh [ack-latency throughput throughput-max idle receipts churn silent reconnect]
 # (default: all). Results: bench/results/<date>-cluster/.
 # SERVER_BIN=DIR runs another build's binaries (LABEL=NAME suffixes the
 # result folder), for a before/after comparison on the same day.
@@ -30,7 +30,8 @@ export SERVICES_PG_FSYNC=${SERVICES_PG_FSYNC:-on}
 threads=${CLUSTER_THREADS:-1}
 echo "TOKIO_WORKER_THREADS=$threads (each gateway and worker); PostgreSQL fsync=$SERVICES_PG_FSYNC" > "$results/cluster-settings.txt"
 
-# start_cluster: fresh Redis, PostgreSQL, 2 workers, 2 gateways.
+# start_cluster [ENV=VALUE...]: fresh Redis, PostgreSQL, 2 workers, 2
+# gateways, the gateways with these settings.
 start_cluster() {
     stop_cluster
     services_stop 2>/dev/null || true
@@ -46,7 +47,7 @@ start_cluster() {
     ports=()
     for n in 1 2; do
         port=$(services_free_port)
-        TOKIO_WORKER_THREADS=$threads NODE_ID=gw-$n "$server_bin"/gateway --listen "127.0.0.1:$port" > "$results/gateway-$n.log" 2>&1 &
+        env "$@" TOKIO_WORKER_THREADS=$threads NODE_ID=gw-$n "$server_bin"/gateway --listen "127.0.0.1:$port" > "$results/gateway-$n.log" 2>&1 &
         pids+=($!)
         ports+=("$port")
         bench_wait_ready "$port"
@@ -56,7 +57,7 @@ start_cluster() {
     urls=(--ws-url "ws://127.0.0.1:${ports[0]}/ws,ws://127.0.0.1:${ports[1]}/ws" --http-url "http://127.0.0.1:${ports[0]}" "${server_pids[@]}")
 }
 
-scenarios=("${@:-ack-latency throughput throughput-max idle}")
+scenarios=("${@:-ack-latency throughput throughput-max idle receipts churn silent reconnect}")
 for scenario in ${scenarios[*]}; do
     case $scenario in
         ack-latency) start_cluster; bench_run ack-latency fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 "${urls[@]}" ;;
@@ -64,6 +65,12 @@ for scenario in ${scenarios[*]}; do
         # Offered more than the cluster stores, to find its most.
         throughput-max) start_cluster; bench_run throughput-max fanout --connections 2000 --group-size 2 --rate 20000 --duration 20 "${urls[@]}" ;;
         idle) start_cluster; bench_run idle idle --connections 10000 --connect-rate 3000 --duration 15 "${urls[@]}" ;;
+        # The standalone scenarios of the same names, over two gateways:
+        # presence counted in Redis, sync read from PostgreSQL.
+        receipts) start_cluster; bench_run receipts receipts --connections 2000 --group-size 10 --rate 500 --duration 20 "${urls[@]}" ;;
+        churn) start_cluster; bench_run churn churn --connections 2000 --churn-rate 200 --duration 20 "${urls[@]}" ;;
+        silent) start_cluster HEARTBEAT_TIMEOUT_MS=5000; bench_run silent silent --connections 11120 --group-size 10 --heartbeat-timeout-ms 5000 --ping-ms 2000 --connect-rate 3000 --duration 15 "${urls[@]}" ;;
+        reconnect) start_cluster; bench_run reconnect reconnect --connections 19000 --group-size 10 --rate 200 --connect-rate 3000 --duration 20 "${urls[@]}" ;;
         *) echo "bench: unknown scenario $scenario" >&2; exit 2 ;;
     esac
 done
