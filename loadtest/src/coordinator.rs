@@ -243,10 +243,11 @@ async fn presence_settled(shared: &Mutex<Shared>) {
         }
         last = now;
     }
-    spinner.finish_with_message(format!(
-        "{last} presence frames received; quiet after {:.1}s more",
+    spinner.finish_and_clear();
+    eprintln!(
+        "loadtest: presence settled: {last} frames received, quiet after {:.1}s",
         started.elapsed().as_secs_f64()
-    ));
+    );
 }
 
 fn totals(shared: &Mutex<Shared>, pick: impl Fn(&Counters) -> (u64, u64)) -> (u64, u64) {
