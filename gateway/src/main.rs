@@ -1,7 +1,6 @@
 use clap::Parser as _;
 use gateway::config::{Cli, Command, Settings};
 use gateway::node::Node;
-use tokio::net::TcpListener;
 
 /// Exit status for invalid configuration (EX_USAGE).
 const EXIT_CONFIG: i32 = 64;
@@ -75,7 +74,7 @@ async fn serve(settings: Settings, secret: &[u8]) -> anyhow::Result<()> {
         Ok(limit) => tracing::info!(limit, "open files allowed"),
         Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
     }
-    let listener = TcpListener::bind(settings.listen).await?;
+    let listener = gateway::server::listen(settings.listen)?;
     let address = listener.local_addr()?;
     let database = shared::config::redact_url(&settings.database_url());
     let mode = if settings.cluster.redis_url.is_some() {

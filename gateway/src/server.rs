@@ -6,9 +6,28 @@ use std::sync::Arc;
 
 use axum::routing::get;
 use axum::Router;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 
 use crate::node::Node;
+
+/// How many connections may wait to be accepted. A reconnect storm brings
+/// every client of a node back at once; past the queue the kernel drops
+/// handshakes, and each such client waits for a retransmission, 1, then
+/// 3, then 7 seconds later. tokio's `bind` queues 1,024: 19,000 clients
+/// storming one gateway overflowed it 16,000 to 19,000 times a storm
+/// (docs/benchmarks-journal.md, tenth session). The kernel caps this at
+/// `net.core.somaxconn` (4,096 by default), which operators raise for
+/// nodes that hold many connections.
+pub const LISTEN_BACKLOG: u32 = 65_535;
+
+/// A listener on `address` with [`LISTEN_BACKLOG`].
+pub fn listen(address: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if address.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    // As `TcpListener::bind` does: a restarted node rebinds its port at once.
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
+}
 
 /// The whole router, for the binary and for tests.
 pub fn app(node: Arc<Node>) -> Router {

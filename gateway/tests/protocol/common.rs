@@ -46,7 +46,7 @@ impl TestServer {
     pub async fn start_in(dir: Arc<tempfile::TempDir>, configure: impl FnOnce(&mut Settings)) -> TestServer {
         let mut settings = settings(&dir);
         configure(&mut settings);
-        let listener = tokio::net::TcpListener::bind(settings.listen).await.expect("bind");
+        let listener = gateway::server::listen(settings.listen).expect("listen");
         let addr = listener.local_addr().expect("addr");
         let node = Node::standalone(settings, SECRET, shared::telemetry::Telemetry::get()).await.expect("node");
         let (stop, stopped) = oneshot::channel::<()>();
