@@ -97,6 +97,7 @@ async fn serve(node: Arc<Node>, user: String, socket: UpgradeFut) -> Result<(), 
     // anything else for this connection.
     let welcome = render::welcome(&user, &id.to_string(), &node.id, node.settings.heartbeat_timeout_ms, now_ms());
     let _ = handle.push(Outbound::frame("welcome", welcome));
+    let setup = node.setup_permits.acquire().await;
     let (local, fresh) = node.hub.register(handle.clone());
     metrics::gauge!("chat_open_connections").increment(1.0);
     metrics::counter!("chat_connections_opened_total").increment(1);
@@ -116,12 +117,15 @@ async fn serve(node: Arc<Node>, user: String, socket: UpgradeFut) -> Result<(), 
         local.wait_loaded(LOAD_WAIT).await;
     }
     node.presence.connected(&user).await;
+    drop(setup);
 
     let reader = Reader { node: &node, handle: &handle, fragments: None, first_frame: true, sequence: 0 };
     tokio::join!(reader.run(read), write_loop(&handle, write, outbound, node.settings.outbound_queue));
 
     node.hub.unregister(&handle);
+    let teardown = node.setup_permits.acquire().await;
     node.presence.disconnected(&user).await;
+    drop(teardown);
     metrics::gauge!("chat_open_connections").decrement(1.0);
     metrics::counter!("chat_connections_closed_total", "reason" => close_reason(handle.close_code())).increment(1);
     Ok(())

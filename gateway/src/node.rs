@@ -31,6 +31,15 @@ const REPLY_GRACE: Duration = Duration::from_secs(5);
 /// How long shutdown waits, after the last batch, for connections to take
 /// their last frames.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// How many connections of a cluster node may load their chats and record
+/// their presence (or record their leaving) at once. A reconnect storm
+/// otherwise starts all of them together: their PostgreSQL reads queue for
+/// the pool and their Redis calls for the runtime, long enough for the
+/// presence scripts to time out (2 s) and go unrecorded, thousands of them
+/// in a storm of 19,000 clients over two gateways (docs/benchmarks-journal.md,
+/// tenth session). Past this, connections wait their turn, first come first
+/// served. Standalone has no such calls and no limit.
+pub const SETUP_CONCURRENCY: usize = 128;
 /// Drain batches are this far apart.
 const DRAIN_STEP: Duration = Duration::from_millis(100);
 
@@ -49,6 +58,9 @@ pub struct Node {
     pub next_connection: AtomicU64,
     /// Every connection's task, so shutdown can wait for them.
     pub connections: TaskTracker,
+    /// Connections setting up or tearing down at once (see
+    /// [`SETUP_CONCURRENCY`]).
+    pub setup_permits: tokio::sync::Semaphore,
     pub metrics: Telemetry,
     pub health: Arc<Health>,
     draining: AtomicBool,
@@ -172,6 +184,10 @@ impl Node {
             settings.heartbeat_timeout_ms,
             background.stop_others.clone(),
         )));
+        let setup_concurrency = match broker {
+            Broker::Redis(_) => SETUP_CONCURRENCY,
+            Broker::Memory(_) => tokio::sync::Semaphore::MAX_PERMITS,
+        };
         Arc::new(Node {
             id,
             incarnation: format!("{:016x}", rand::random::<u64>()),
@@ -183,6 +199,7 @@ impl Node {
             presence,
             next_connection: AtomicU64::new(1),
             connections: TaskTracker::new(),
+            setup_permits: tokio::sync::Semaphore::new(setup_concurrency),
             metrics,
             health,
             draining: AtomicBool::new(false),
