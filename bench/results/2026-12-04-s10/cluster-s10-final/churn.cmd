@@ -1,0 +1,1 @@
+target/release/loadtest run churn --connections 2000 --churn-rate 200 --duration 20 --ws-url ws://127.0.0.1:37196/ws,ws://127.0.0.1:32913/ws --http-url http://127.0.0.1:37196 --server-pid 5647 --server-pid 5648 --server-pid 5651 --server-pid 5671 --report bench/results/2026-12-04-cluster-s10-final/churn.json --charts bench/results/2026-12-04-cluster-s10-final/churn

@@ -1,0 +1,1 @@
+target/release/loadtest run churn --connections 2000 --churn-rate 200 --duration 20 --ws-url ws://127.0.0.1:34660/ws,ws://127.0.0.1:21861/ws --http-url http://127.0.0.1:34660 --server-pid 15664 --server-pid 15665 --server-pid 15668 --server-pid 15688 --report bench/results/2026-12-04-cluster-s10-final2/churn.json --charts bench/results/2026-12-04-cluster-s10-final2/churn

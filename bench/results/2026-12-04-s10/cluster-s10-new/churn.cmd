@@ -1,0 +1,1 @@
+target/release/loadtest run churn --connections 2000 --churn-rate 200 --duration 20 --ws-url ws://127.0.0.1:24108/ws,ws://127.0.0.1:38180/ws --http-url http://127.0.0.1:24108 --server-pid 15522 --server-pid 15523 --server-pid 15526 --server-pid 15546 --report bench/results/2026-12-04-cluster-s10-new/churn.json --charts bench/results/2026-12-04-cluster-s10-new/churn

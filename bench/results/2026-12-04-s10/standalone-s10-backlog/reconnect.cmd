@@ -1,0 +1,1 @@
+target/release/loadtest run reconnect --connections 19000 --group-size 10 --rate 200 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:29268/ws --http-url http://127.0.0.1:29268 --data-dir /tmp/tmp.0aqSUytkTV --server-pid 7186 --report bench/results/2026-12-04-standalone-s10-backlog/reconnect.json --charts bench/results/2026-12-04-standalone-s10-backlog/reconnect

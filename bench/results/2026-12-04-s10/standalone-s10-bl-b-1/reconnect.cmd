@@ -1,0 +1,1 @@
+target/release/loadtest run reconnect --connections 19000 --group-size 10 --rate 200 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:30677/ws --http-url http://127.0.0.1:30677 --data-dir /tmp/tmp.gwQJKB5Jpu --server-pid 7844 --report bench/results/2026-12-04-standalone-s10-bl-b-1/reconnect.json --charts bench/results/2026-12-04-standalone-s10-bl-b-1/reconnect

@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:25088/ws --http-url http://127.0.0.1:25088 --data-dir /tmp/tmp.oCRl9Y5POd --server-pid 9381 --report bench/results/2026-12-04-standalone-s10-cal/fanout.json --charts bench/results/2026-12-04-standalone-s10-cal/fanout

@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 1000 --rate 20 --duration 20 --ws-url ws://127.0.0.1:30844/ws --http-url http://127.0.0.1:30844 --data-dir /tmp/tmp.bC27jQed2E --server-pid 5173 --report bench/results/2026-12-04-standalone-s10-g1000/fanout-g1000.json --charts bench/results/2026-12-04-standalone-s10-g1000/fanout-g1000

@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:29152/ws --http-url http://127.0.0.1:29152 --data-dir /tmp/tmp.XQAKV8OdVa --server-pid 5206 --report bench/results/2026-12-04-standalone-s10-g1000/fanout.json --charts bench/results/2026-12-04-standalone-s10-g1000/fanout
