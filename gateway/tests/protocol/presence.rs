@@ -65,3 +65,45 @@ async fn presence_goes_only_to_co_members() {
     let carol_frames = carol.drain().await;
     assert!(presence_frames(&carol_frames).is_empty(), "{carol_frames:?}");
 }
+
+/// A crowd coming and leaving at once (a heartbeat sweep, a network cut),
+/// more users than one announcer round takes: however the rounds fall,
+/// each user is announced online once and offline once, with the
+/// last-seen time that REST then reports.
+#[tokio::test]
+async fn a_crowd_leaving_together_is_announced_one_by_one() {
+    const CROWD: usize = 300;
+    let server = TestServer::start().await;
+    let users: Vec<String> = (0..CROWD).map(|n| format!("crowd{n}")).collect();
+    for user in &users {
+        server.group(user, &["watcher"]).await;
+    }
+    let mut watcher = server.connect("watcher").await;
+    let mut crowd = Vec::with_capacity(CROWD);
+    for user in &users {
+        crowd.push(server.connect(user).await);
+    }
+    let mut online = std::collections::HashSet::new();
+    while online.len() < CROWD {
+        let frame = watcher.recv_type("online").await;
+        assert!(online.insert(frame["userId"].as_str().expect("userId").to_owned()), "twice: {frame}");
+    }
+
+    for client in crowd {
+        client.close().await;
+    }
+    let mut last_seen = std::collections::HashMap::new();
+    while last_seen.len() < CROWD {
+        let frame = watcher.recv_type("offline").await;
+        let user = frame["userId"].as_str().expect("userId").to_owned();
+        let at = frame["lastSeen"].as_i64().expect("lastSeen");
+        assert!(last_seen.insert(user, at).is_none(), "twice: {frame}");
+    }
+    let (status, body) = server.call("GET", "watcher", "/v1/presence?users=crowd0,crowd299", None).await;
+    assert_eq!(status, 200, "{body}");
+    for view in body["users"].as_array().expect("users") {
+        let user = view["userId"].as_str().expect("userId");
+        assert_eq!(view["online"], false, "{view}");
+        assert_eq!(view["lastSeen"].as_i64(), Some(last_seen[user]), "{view}");
+    }
+}
