@@ -118,6 +118,16 @@ pub enum Membership {
 }
 
 impl Membership {
+    /// From a look-up of the chat: `None` when it has no row, else how many
+    /// of its member rows are the user's.
+    pub(crate) fn of(member_rows: Option<i64>) -> Membership {
+        match member_rows {
+            None => Membership::NoChat,
+            Some(0) => Membership::NotMember,
+            Some(_) => Membership::Member,
+        }
+    }
+
     /// The protocol's rule: unknown chat is `not_found`, a non-member is
     /// `forbidden`.
     pub fn require(self) -> Result<(), Refusal> {
@@ -190,11 +200,7 @@ where
     .bind(user)
     .fetch_optional(db)
     .await?;
-    Ok(match row {
-        None => Membership::NoChat,
-        Some((_, 0)) => Membership::NotMember,
-        Some(_) => Membership::Member,
-    })
+    Ok(Membership::of(row.map(|(_, count)| count)))
 }
 
 /// The marks of those of `pairs` (chat, user) that are memberships, in one

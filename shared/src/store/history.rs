@@ -2,7 +2,7 @@
 //! replay behind `sync` (PROTOCOL.md 4).
 
 use super::event_log::decode_event;
-use super::{members_of, membership, Store, StoreError, StoreRefusal};
+use super::{members_of, membership, Membership, Store, StoreError, StoreRefusal};
 use crate::error::{ErrorCode, Refusal};
 use crate::marks::{timestamp_of, MarkedRange};
 use crate::model::{delivery_status, ChatEvent, ChatId, EventId, MarkKind, MessageId, MessageView, Receipt};
@@ -161,11 +161,9 @@ impl Store {
         .bind(user)
         .fetch_optional(&mut *conn)
         .await?;
-        let (first_retained, last_event_id) = match chat_row {
-            None => return Err(Refusal::no_chat().into()),
-            Some((_, _, 0)) => return Err(Refusal::not_member().into()),
-            Some((first_retained, last_event_id, _)) => (first_retained, last_event_id),
-        };
+        Membership::of(chat_row.map(|(_, _, member_rows)| member_rows)).require()?;
+        // The chat exists: `require` refused a missing one.
+        let (first_retained, last_event_id, _) = chat_row.unwrap_or_default();
         if since > last_event_id {
             return Err(Refusal::new(
                 ErrorCode::SyncGap,
