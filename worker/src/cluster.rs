@@ -37,8 +37,8 @@ impl Worker {
     /// acknowledges its batch in hand) and releases its leases so another
     /// worker takes over at once rather than after the TTL.
     pub async fn run(self, stop: CancellationToken) {
-        let broker = Broker::Redis(RedisBroker::new(&self.redis_url, self.redis.clone(), self.keys.clone()));
-        let processor = Processor::with_redelivery(self.store.clone(), broker);
+        let broker = RedisBroker::new(&self.redis_url, self.redis.clone(), self.keys.clone());
+        let processor = Processor::with_redelivery(self.store.clone(), Broker::Redis(broker.clone()));
         let committer = GroupCommit::start(processor.clone());
         let mut owned: BTreeMap<u32, Owned> = BTreeMap::new();
         let mut ticker = tokio::time::interval(Duration::from_millis(self.lease_ttl_ms / 3));
@@ -49,7 +49,7 @@ impl Worker {
                 _ = ticker.tick() => {}
                 _ = stop.cancelled() => break,
             }
-            if let Err(e) = self.rebalance(&mut owned, &processor, &committer).await {
+            if let Err(e) = self.rebalance(&mut owned, &processor, &committer, &broker).await {
                 metrics::counter!("chat_redis_errors_total", "op" => "lease").increment(1);
                 tracing::warn!(error = %e, "lease round failed; keeping current shards");
             }
@@ -76,6 +76,7 @@ impl Worker {
         owned: &mut BTreeMap<u32, Owned>,
         processor: &Processor,
         committer: &GroupCommit,
+        broker: &RedisBroker,
     ) -> redis::RedisResult<()> {
         let mut redis = self.redis.clone();
         let ttl = self.lease_ttl_ms;
@@ -137,6 +138,7 @@ impl Worker {
                     keys: self.keys.clone(),
                     processor: processor.clone(),
                     committer: committer.clone(),
+                    broker: broker.clone(),
                     commands: self.redis.clone(),
                     redis_url: self.redis_url.clone(),
                 };

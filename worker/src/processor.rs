@@ -188,6 +188,21 @@ impl Processor {
     /// then leaves the commands unacknowledged, and their redelivery
     /// publishes again.
     pub async fn publish_outcomes(&self, batch: &[CommandEnvelope], results: Results) -> bool {
+        let events = Self::outcome_events(batch, results);
+        match self.broker.publish_all(events).await {
+            Ok(()) => true,
+            Err(e) => {
+                metrics::counter!("chat_redis_errors_total", "op" => "publish").increment(1);
+                tracing::warn!(error = %e, "publishing events failed");
+                false
+            }
+        }
+    }
+
+    /// Each command's events, then its reply, in batch order: what
+    /// [`Processor::publish_outcomes`] publishes, for a caller that sends
+    /// them itself (a stream consumer, with its acknowledgement and next read).
+    pub fn outcome_events(batch: &[CommandEnvelope], results: Results) -> Vec<Event> {
         let mut events = Vec::with_capacity(batch.len() * 2);
         for (envelope, result) in batch.iter().zip(results) {
             let label = envelope.command.label();
@@ -211,13 +226,6 @@ impl Processor {
                 received_at: envelope.received_at,
             });
         }
-        match self.broker.publish_all(events).await {
-            Ok(()) => true,
-            Err(e) => {
-                metrics::counter!("chat_redis_errors_total", "op" => "publish").increment(1);
-                tracing::warn!(error = %e, "publishing events failed");
-                false
-            }
-        }
+        events
     }
 }

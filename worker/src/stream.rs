@@ -1,8 +1,9 @@
 //! Consuming one shard's command stream: first the entries a previous owner
-//! left pending, then new ones; each batch is applied, its outcome
-//! published, and only then acknowledged (XACK). A failure anywhere before
-//! the XACK leaves the entries pending, and they are applied again, which
-//! the store recognises by command id.
+//! left pending, then new ones. Each batch is applied, then its outcome is
+//! published and the batch acknowledged (XACK) in the request that reads
+//! the next batch. A failure anywhere before the XACK leaves the entries
+//! pending, and they are applied again, which the store recognises by
+//! command id.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,7 +11,8 @@ use std::time::{Duration, Instant};
 use redis::aio::ConnectionManager;
 use redis::streams::StreamReadReply;
 use shared::bus::keys::{Keys, GROUP};
-use shared::bus::CommandEnvelope;
+use shared::bus::redis::RedisBroker;
+use shared::bus::{CommandEnvelope, Event};
 use shared::clock::now_ms;
 use tokio_util::sync::CancellationToken;
 
@@ -26,14 +28,22 @@ pub struct ShardConsumer {
     pub processor: Processor,
     /// Applies the batches, with other shards' (see [`crate::group_commit`]).
     pub committer: GroupCommit,
-    /// For XACK and group creation (never blocks).
+    /// Names the channels of the events the consumer publishes.
+    pub broker: RedisBroker,
+    /// For group creation (never blocks).
     pub commands: ConnectionManager,
     pub redis_url: String,
 }
 
+/// A batch applied whose events and XACK go out with the next read.
+struct Unsent {
+    events: Vec<Event>,
+    ids: Vec<String>,
+}
+
 impl ShardConsumer {
-    /// Runs until `stop`; a batch in hand is finished and acknowledged
-    /// first, so stopping never leaves work half done.
+    /// Runs until `stop`; a batch in hand is finished, published and
+    /// acknowledged first, so stopping never leaves work half done.
     pub async fn run(self, stop: CancellationToken) {
         let stream = self.keys.command_stream(self.shard);
         let consumer = self.keys.shard_consumer(self.shard);
@@ -52,35 +62,74 @@ impl ShardConsumer {
         };
         let mut backlog = true;
         let mut failures = 0u32;
+        let mut unsent: Option<Unsent> = None;
         tracing::info!(shard = self.shard, "consuming");
-        while !stop.is_cancelled() {
+        loop {
+            let stopping = stop.is_cancelled();
+            if stopping && unsent.is_none() {
+                break;
+            }
+            // One request: the last batch's events and replies, its XACK,
+            // then the next read. Redis runs them in that order, so nothing
+            // is acknowledged before its events went out, and the loop makes
+            // one round trip per batch instead of three.
+            let mut request = redis::pipe();
+            let carries_batch = unsent.is_some();
+            if let Some(batch) = unsent.take() {
+                if let Err(e) = self.broker.add_publishes(&mut request, &batch.events) {
+                    // Unacknowledged, the entries are read again.
+                    tracing::error!(error = %e, shard = self.shard, "events could not be encoded; the batch will be read again");
+                    backlog = true;
+                    continue;
+                }
+                request.cmd("XACK").arg(&stream).arg(GROUP).arg(&batch.ids).ignore();
+            }
+            if stopping {
+                let sent: Result<(), _> = request.query_async(&mut reader).await;
+                if let Err(e) = sent {
+                    metrics::counter!("chat_redis_errors_total", "op" => "publish").increment(1);
+                    tracing::warn!(error = %e, shard = self.shard, "publishing the last batch failed; its entries stay pending for the shard's next owner");
+                }
+                break;
+            }
             let from = if backlog { "0" } else { ">" };
-            let mut read = redis::cmd("XREADGROUP");
+            let read = request.cmd("XREADGROUP");
             read.arg("GROUP").arg(GROUP).arg(&consumer).arg("COUNT").arg(self.processor.max_batch());
             if !backlog {
                 read.arg("BLOCK").arg(BLOCK_MS);
             }
             read.arg("STREAMS").arg(&stream).arg(from);
-            // Abandoning a read at shutdown is safe: anything it was handed
-            // stays pending for the shard and is read again by the next owner.
-            let reply: Result<Option<StreamReadReply>, _> = tokio::select! {
-                reply = read.query_async(&mut reader) => reply,
-                _ = stop.cancelled() => return,
+            let reply: Result<(Option<StreamReadReply>,), _> = if carries_batch {
+                // Waited for even when stopping (at most BLOCK_MS): it
+                // carries a batch's acknowledgement.
+                request.query_async(&mut reader).await
+            } else {
+                // Abandoning a bare read at shutdown is safe: anything it
+                // was handed stays pending for the shard and is read again
+                // by the next owner.
+                tokio::select! {
+                    reply = request.query_async(&mut reader) => reply,
+                    _ = stop.cancelled() => return,
+                }
             };
             let entries = match reply {
-                Ok(reply) => {
+                Ok((reply,)) => {
                     reply.map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect::<Vec<_>>()).unwrap_or_default()
                 }
                 Err(e) => {
-                    if e.code() == Some("NOGROUP") {
+                    // Redis may have handed out entries in a reply that was
+                    // lost, and may not have run the XACK: both wait,
+                    // pending, in the backlog.
+                    backlog = true;
+                    if carries_batch {
+                        metrics::counter!("chat_redis_errors_total", "op" => "publish").increment(1);
+                    }
+                    if answered_nogroup(&e) {
                         // New stream, or Redis restarted empty.
                         self.create_group(&stream).await;
                     } else {
-                        // Redis may have handed out entries in a reply that
-                        // was lost: they wait, pending, in the backlog.
-                        backlog = true;
                         metrics::counter!("chat_redis_errors_total", "op" => "xreadgroup").increment(1);
-                        tracing::warn!(error = %e, shard = self.shard, "reading commands failed");
+                        tracing::warn!(error = %e, shard = self.shard, "publishing or reading commands failed");
                         if sleep_or_stop(backoff(&mut failures), &stop).await {
                             return;
                         }
@@ -96,7 +145,7 @@ impl ShardConsumer {
             let mut batch = Vec::with_capacity(entries.len());
             // Where a command's time goes between the gateway's XADD and its
             // reply (`chat_command_duration_seconds` on the gateway): waiting
-            // in the stream, then each stage of its batch.
+            // in the stream, then its batch's transaction.
             let read_at = now_ms();
             // One registry look-up per batch, not per entry.
             let queue_wait = metrics::histogram!("chat_worker_queue_wait_seconds");
@@ -132,24 +181,8 @@ impl ShardConsumer {
                 }
             };
             failures = 0;
-            let publishing = Instant::now();
-            metrics::histogram!("chat_worker_stage_seconds", "stage" => "apply").record(publishing - applying);
-            if !self.processor.publish_outcomes(&batch, results).await {
-                // Re-read the pending entries: their redelivery publishes again.
-                backlog = true;
-                continue;
-            }
-            let acking = Instant::now();
-            metrics::histogram!("chat_worker_stage_seconds", "stage" => "publish").record(acking - publishing);
-            let mut commands = self.commands.clone();
-            let acked: Result<i64, _> =
-                redis::cmd("XACK").arg(&stream).arg(GROUP).arg(&ids).query_async(&mut commands).await;
-            metrics::histogram!("chat_worker_stage_seconds", "stage" => "ack").record(acking.elapsed());
-            if let Err(e) = acked {
-                metrics::counter!("chat_redis_errors_total", "op" => "xack").increment(1);
-                tracing::warn!(error = %e, shard = self.shard, "acknowledging failed; entries will be redelivered");
-                backlog = true;
-            }
+            metrics::histogram!("chat_worker_stage_seconds", "stage" => "apply").record(applying.elapsed());
+            unsent = Some(Unsent { events: Processor::outcome_events(&batch, results), ids });
         }
     }
 
@@ -169,6 +202,12 @@ impl ShardConsumer {
             }
         }
     }
+}
+
+/// Whether Redis answered NOGROUP (no such stream or group), alone or as
+/// one command of a pipeline.
+fn answered_nogroup(e: &redis::RedisError) -> bool {
+    e.clone().into_server_errors().is_some_and(|errors| errors.iter().any(|(_, error)| error.code() == "NOGROUP"))
 }
 
 /// The time Redis appended a stream entry: the first part of its id.

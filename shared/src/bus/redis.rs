@@ -141,12 +141,20 @@ impl RedisBroker {
             return Ok(());
         }
         let mut pipeline = redis::pipe();
+        self.add_publishes(&mut pipeline, events)?;
+        let mut publisher = self.inner.publisher.clone();
+        let () = pipeline.query_async(&mut publisher).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Appends a PUBLISH of each of `events`, in order and with their
+    /// replies ignored, to a pipeline the caller sends: Redis runs them
+    /// before anything the caller appends after them on the same connection.
+    pub fn add_publishes(&self, pipeline: &mut redis::Pipeline, events: &[Event]) -> Result<(), BusError> {
         for event in events {
             let payload = serde_json::to_string(event).map_err(|e| BusError::Unavailable(e.to_string()))?;
             pipeline.publish(self.channel(event), payload).ignore();
         }
-        let mut publisher = self.inner.publisher.clone();
-        let () = pipeline.query_async(&mut publisher).await.map_err(unavailable)?;
         Ok(())
     }
 

@@ -90,8 +90,6 @@ async fn both_binaries_expose_metrics_and_health() {
             "chat_worker_batch_size_bucket",
             "chat_worker_queue_wait_seconds_bucket",
             "chat_worker_stage_seconds_bucket{stage=\"apply\"",
-            "chat_worker_stage_seconds_bucket{stage=\"publish\"",
-            "chat_worker_stage_seconds_bucket{stage=\"ack\"",
             "chat_stream_length{shard=",
             "chat_stream_pending{shard=",
             "chat_worker_owned_shards 16",
