@@ -9,4 +9,5 @@
 mod harness;
 
 mod failures;
+mod presence;
 mod protocol;

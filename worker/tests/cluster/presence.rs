@@ -1,0 +1,91 @@
+//! Presence over two gateways: each node counts its connections in Redis,
+//! announces its users' transitions in batches (last-seen times and
+//! co-members from PostgreSQL) and every node delivers the announcements
+//! its local co-members are owed.
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::Value;
+use testkit::client::Client;
+
+use crate::harness::{Cluster, Options};
+
+/// Users per gateway: more than one announcer round takes (256), so the
+/// rounds split the crowd however its connections fall.
+const PER_GATEWAY: usize = 300;
+
+/// Reads `watcher`'s frames until it has heard `expected` presence frames
+/// of `kind`, and returns them by user (a user heard twice fails). The
+/// watchers' own presence is left out: whether the first watcher is
+/// announced to the second depends on which of them the announcer was
+/// quicker than.
+async fn heard(watcher: &mut Client, kind: &str, expected: usize) -> HashMap<String, Value> {
+    let mut frames = HashMap::new();
+    while frames.len() < expected {
+        let frame = watcher.recv().await;
+        let about_a_watcher = frame["userId"].as_str().is_some_and(|u| u.starts_with("watcher"));
+        if (frame["type"] == "online" || frame["type"] == "offline") && !about_a_watcher {
+            assert_eq!(frame["type"], kind, "{frame}");
+            let user = frame["userId"].as_str().expect("userId").to_owned();
+            assert!(frames.insert(user, frame.clone()).is_none(), "twice: {frame}");
+        }
+    }
+    frames
+}
+
+/// A crowd on both gateways, and one user with a device on each, come and
+/// leave together: watchers on both gateways hear each user online once and
+/// offline once, the two-device user only when the second device leaves,
+/// and REST reports the last-seen time the `offline` frame carried.
+#[tokio::test]
+async fn a_crowd_over_two_gateways_is_announced_once_each_way() {
+    let cluster = Cluster::start(Options::default(), 2, 1).await;
+    let crowd: Vec<(usize, String)> = (0..2 * PER_GATEWAY).map(|n| (n % 2, format!("crowd{n}"))).collect();
+    for (_, user) in &crowd {
+        cluster.group(0, user, &["watcher0", "watcher1"]).await;
+    }
+    cluster.group(0, "twin", &["watcher0", "watcher1"]).await;
+    let mut watchers = [cluster.connect(0, "watcher0").await, cluster.connect(1, "watcher1").await];
+
+    let twin_on_0 = cluster.connect(0, "twin").await;
+    let twin_on_1 = cluster.connect(1, "twin").await;
+    let mut connected = Vec::with_capacity(crowd.len());
+    for (gateway, user) in &crowd {
+        connected.push(cluster.connect(*gateway, user).await);
+    }
+    for watcher in &mut watchers {
+        let online = heard(watcher, "online", crowd.len() + 1).await;
+        assert!(online.contains_key("twin"));
+    }
+
+    // The twin's first device leaves before the crowd: its node's later
+    // announcements (the crowd's) come after anything it said of the twin.
+    twin_on_0.close().await;
+    for client in connected {
+        client.close().await;
+    }
+    let mut last_seen = HashMap::new();
+    for watcher in &mut watchers {
+        let offline = heard(watcher, "offline", crowd.len()).await;
+        assert!(!offline.contains_key("twin"), "the twin still has a device");
+        for (user, frame) in offline {
+            let at = frame["lastSeen"].as_i64().expect("lastSeen");
+            assert_eq!(*last_seen.entry(user).or_insert(at), at, "both watchers hear one lastSeen");
+        }
+    }
+    assert_eq!(last_seen.keys().cloned().collect::<HashSet<_>>(), crowd.iter().map(|(_, u)| u.clone()).collect());
+
+    twin_on_1.close().await;
+    for watcher in &mut watchers {
+        let offline = heard(watcher, "offline", 1).await;
+        let at = offline.get("twin").and_then(|frame| frame["lastSeen"].as_i64()).expect("the twin's offline");
+        assert_eq!(*last_seen.entry("twin".to_owned()).or_insert(at), at, "both watchers hear one lastSeen");
+    }
+    let (status, body) = cluster.call(1, "GET", "watcher1", "/v1/presence?users=crowd0,crowd1,twin", None).await;
+    assert_eq!(status, 200, "{body}");
+    for view in body["users"].as_array().expect("users") {
+        let user = view["userId"].as_str().expect("userId");
+        assert_eq!(view["online"], false, "{view}");
+        assert_eq!(view["lastSeen"].as_i64(), Some(last_seen[user]), "{view}");
+    }
+}
