@@ -103,6 +103,15 @@ impl Presence {
         }
     }
 
+    /// A transition Redis confirmed late: the answer to the change that
+    /// made it was lost, and its retry told.
+    pub fn settled(&self, user: &str, online: bool, at: Millis) {
+        if !online {
+            self.last_seen.insert(user.to_owned(), at);
+        }
+        self.transition(user, online, at);
+    }
+
     /// Users whose last connection was on a node that died.
     pub fn reaped(&self, users: Vec<String>) {
         let at = now_ms();

@@ -4,17 +4,28 @@
 //! count and report the user's total atomically, so exactly one node sees
 //! each 0->1 and 1->0 transition.
 //!
+//! A change whose answer is lost (a timeout, a dropped connection) may or
+//! may not have happened. Each change therefore carries an id, and the
+//! script records its answer under it: the node retries the change every
+//! second until Redis answers, and a retry of a change that happened
+//! returns the recorded answer instead of counting it again. Until a
+//! retried connect arrives, a later disconnect may leave a node's count at
+//! -1 for the user; totals are sums, and online means a total above 0.
+//!
 //! A node whose lease lapsed died without a word: any live node reaps it
 //! (atomically, so only one does), dropping its counts and announcing
 //! offline for the users left with none. A node restarting under the same
 //! `NODE_ID` reaps its own previous entries before taking connections.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
 use shared::bus::keys::Keys;
+use shared::clock::now_ms;
+use shared::model::Millis;
 use tokio_util::sync::CancellationToken;
 
 use super::Presence;
@@ -24,37 +35,48 @@ use super::Presence;
 /// users go offline within about this plus a second.
 pub const NODE_LEASE: Duration = Duration::from_secs(5);
 const TICK: Duration = Duration::from_secs(1);
+/// Answered changes' records cleared per command.
+const FORGET_CHUNK: usize = 1_000;
 
-const CONNECT: &str = r#"
-redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
-redis.call('SADD', KEYS[2], ARGV[2])
-local total = 0
-for _, v in ipairs(redis.call('HVALS', KEYS[1])) do total = total + tonumber(v) end
-return total
-"#;
-
-const DISCONNECT: &str = r#"
-local n = redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
-if n <= 0 then
+/// KEYS: the user's counts, the node's user set, the node's change records.
+/// ARGV: node, user, change id, +1 or -1.
+/// Returns {the user's total right after this change, the total now}: the
+/// same for a change made now, different for one retried after others.
+const COUNT: &str = r#"
+local function total()
+  local sum = 0
+  for _, v in ipairs(redis.call('HVALS', KEYS[1])) do sum = sum + tonumber(v) end
+  return sum
+end
+local done = redis.call('HGET', KEYS[3], ARGV[3])
+if done then return {tonumber(done), total()} end
+local n = redis.call('HINCRBY', KEYS[1], ARGV[1], tonumber(ARGV[4]))
+if n == 0 then
   redis.call('HDEL', KEYS[1], ARGV[1])
   redis.call('SREM', KEYS[2], ARGV[2])
+else
+  redis.call('SADD', KEYS[2], ARGV[2])
 end
-local total = 0
-for _, v in ipairs(redis.call('HVALS', KEYS[1])) do total = total + tonumber(v) end
-return total
+local after = total()
+redis.call('HSET', KEYS[3], ARGV[3], after)
+return {after, after}
 "#;
 
-/// KEYS: the node's user set, the node set, the node's lease.
-/// ARGV: node, key prefix, "force" to reap even with a live lease.
+/// KEYS: the node's user set, the node set, the node's lease, the node's
+/// change records. ARGV: node, key prefix, "force" to reap even with a live
+/// lease.
 const REAP: &str = r#"
 if ARGV[3] ~= 'force' and redis.call('EXISTS', KEYS[3]) == 1 then return {} end
 local gone = {}
 for _, user in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local key = ARGV[2] .. 'online:' .. user
   redis.call('HDEL', key, ARGV[1])
-  if redis.call('HLEN', key) == 0 then table.insert(gone, user) end
+  local sum = 0
+  for _, v in ipairs(redis.call('HVALS', key)) do sum = sum + tonumber(v) end
+  if sum <= 0 then table.insert(gone, user) end
 end
 redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[4])
 redis.call('SREM', KEYS[2], ARGV[1])
 return gone
 "#;
@@ -71,51 +93,129 @@ pub struct ClusterPresence {
     keys: Keys,
     prefix: String,
     node: String,
+    count: redis::Script,
+    next_change: AtomicU64,
+    /// Changes Redis answered, whose records the next round clears.
+    answered: Mutex<Vec<u64>>,
+    /// Changes whose answer was lost, in the order they were made; each
+    /// round retries them until Redis answers.
+    unanswered: Mutex<Vec<Unanswered>>,
+}
+
+struct Unanswered {
+    change: u64,
+    user: String,
+    connect: bool,
+    at: Millis,
 }
 
 impl ClusterPresence {
     pub fn new(redis: ConnectionManager, keys: Keys, prefix: &str, node: &str) -> Self {
-        ClusterPresence { redis, keys, prefix: prefix.to_owned(), node: node.to_owned() }
+        ClusterPresence {
+            redis,
+            keys,
+            prefix: prefix.to_owned(),
+            node: node.to_owned(),
+            count: redis::Script::new(COUNT),
+            next_change: AtomicU64::new(0),
+            answered: Mutex::new(Vec::new()),
+            unanswered: Mutex::new(Vec::new()),
+        }
     }
 
-    async fn count(&self, script: &str, user: &str) -> redis::RedisResult<i64> {
+    /// Applies (or, for a retried `change`, looks up) one connection's
+    /// arrival or departure: the user's total right after it, and now.
+    async fn count(&self, user: &str, change: u64, connect: bool) -> redis::RedisResult<(i64, i64)> {
         let mut redis = self.redis.clone();
-        redis::Script::new(script)
+        self.count
             .key(self.keys.online(user))
             .key(self.keys.node_users(&self.node))
+            .key(self.keys.node_presence_ops(&self.node))
             .arg(&self.node)
             .arg(user)
+            .arg(change)
+            .arg(if connect { 1 } else { -1 })
             .invoke_async(&mut redis)
             .await
     }
 
     /// Whether this connection made the user online cluster-wide.
     pub async fn connected(&self, user: &str) -> bool {
-        self.moved_to(CONNECT, user, 1).await
+        self.changed(user, true).await
     }
 
     /// Whether this disconnect made the user offline cluster-wide.
     pub async fn disconnected(&self, user: &str) -> bool {
-        self.moved_to(DISCONNECT, user, 0).await
+        self.changed(user, false).await
     }
 
-    /// Runs a counting script; true if it left the user's total at `total`.
-    /// A Redis error counts as no transition (logged and counted).
-    async fn moved_to(&self, script: &str, user: &str, total: i64) -> bool {
-        match self.count(script, user).await {
-            Ok(now) => now == total,
+    /// Counts a connection in or out; true if that moved the user's total
+    /// across zero. A change whose answer is lost counts as no transition
+    /// for now: [`ClusterPresence::retry_unanswered`] settles it.
+    async fn changed(&self, user: &str, connect: bool) -> bool {
+        let change = self.next_change.fetch_add(1, Ordering::Relaxed);
+        match self.count(user, change, connect).await {
+            Ok((after, _)) => {
+                lock(&self.answered).push(change);
+                after == if connect { 1 } else { 0 }
+            }
             Err(e) => {
                 metrics::counter!("chat_redis_errors_total", "op" => "presence").increment(1);
-                tracing::warn!(error = %e, "presence not recorded");
+                tracing::warn!(error = %e, "presence change unanswered; retrying it every second");
+                lock(&self.unanswered).push(Unanswered { change, user: user.to_owned(), connect, at: now_ms() });
                 false
             }
         }
     }
 
+    /// Retries the changes whose answer was lost, in order, and announces
+    /// those that moved their user across zero, unless a later change
+    /// already moved the user back (its announcement went out instead).
+    async fn retry_unanswered(&self, presence: &Presence) -> redis::RedisResult<()> {
+        let waiting = std::mem::take(&mut *lock(&self.unanswered));
+        let mut waiting = waiting.into_iter();
+        while let Some(lost) = waiting.next() {
+            match self.count(&lost.user, lost.change, lost.connect).await {
+                Ok((after, now)) => {
+                    lock(&self.answered).push(lost.change);
+                    let target = if lost.connect { 1 } else { 0 };
+                    if after == target && (now > 0) == lost.connect {
+                        presence.settled(&lost.user, lost.connect, lost.at);
+                    }
+                }
+                Err(e) => {
+                    // Keep the order: this one first, then the rest, then
+                    // whatever failed meanwhile.
+                    let mut unanswered = lock(&self.unanswered);
+                    let later = std::mem::take(&mut *unanswered);
+                    unanswered.push(lost);
+                    unanswered.extend(waiting);
+                    unanswered.extend(later);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Clears the records of answered changes: no retry will ask for them.
+    async fn forget_answered(&self) -> redis::RedisResult<()> {
+        let answered = std::mem::take(&mut *lock(&self.answered));
+        let mut redis = self.redis.clone();
+        for (n, chunk) in answered.chunks(FORGET_CHUNK).enumerate() {
+            let forgotten: redis::RedisResult<i64> = redis.hdel(self.keys.node_presence_ops(&self.node), chunk).await;
+            if let Err(e) = forgotten {
+                lock(&self.answered).extend_from_slice(&answered[n * FORGET_CHUNK..]);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
     pub async fn is_online(&self, user: &str) -> bool {
         let mut redis = self.redis.clone();
-        let fields: redis::RedisResult<i64> = redis.hlen(self.keys.online(user)).await;
-        fields.map(|n| n > 0).unwrap_or(false)
+        let counts: redis::RedisResult<Vec<i64>> = redis.hvals(self.keys.online(user)).await;
+        counts.map(|counts| counts.iter().sum::<i64>() > 0).unwrap_or(false)
     }
 
     async fn reap(&self, node: &str, force: bool) -> redis::RedisResult<Vec<String>> {
@@ -124,6 +224,7 @@ impl ClusterPresence {
             .key(self.keys.node_users(node))
             .key(self.keys.nodes())
             .key(self.keys.node_alive(node))
+            .key(self.keys.node_presence_ops(node))
             .arg(node)
             .arg(&self.prefix)
             .arg(if force { "force" } else { "" })
@@ -153,6 +254,7 @@ impl ClusterPresence {
         let mut redis = self.redis.clone();
         let _: redis::RedisResult<()> = redis.del(self.keys.node_alive(&self.node)).await;
         let _: redis::RedisResult<()> = redis.del(self.keys.node_users(&self.node)).await;
+        let _: redis::RedisResult<()> = redis.del(self.keys.node_presence_ops(&self.node)).await;
         let _: redis::RedisResult<()> = redis.srem(self.keys.nodes(), &self.node).await;
     }
 
@@ -168,7 +270,13 @@ impl ClusterPresence {
         let added: i64 = redis.sadd(self.keys.nodes(), &self.node).await?;
         if added == 1 {
             // Redis forgot this node (it restarted empty, or reaped us after
-            // a stall): put our users' counts back.
+            // a stall): put our users' counts back. First clear what a
+            // change made since (a departure counted after a reaping
+            // leaves -1): the counts restored are the whole truth. Those
+            // it leaves offline have no connection here and were
+            // announced offline by whoever reaped us.
+            self.reap(&self.node, true).await?;
+            let _: i64 = redis.sadd(self.keys.nodes(), &self.node).await?;
             for (user, count) in presence.local_counts() {
                 let _: i64 = redis::Script::new(RESTORE)
                     .key(self.keys.online(&user))
@@ -179,6 +287,13 @@ impl ClusterPresence {
                     .invoke_async(&mut redis)
                     .await?;
             }
+            // The counts just restored include every change made so far,
+            // and Redis lost the records of those answered or not.
+            lock(&self.unanswered).clear();
+            lock(&self.answered).clear();
+        } else {
+            self.retry_unanswered(presence).await?;
+            self.forget_answered().await?;
         }
         let nodes: Vec<String> = redis.smembers(self.keys.nodes()).await?;
         for node in nodes.into_iter().filter(|n| *n != self.node) {
@@ -193,4 +308,8 @@ impl ClusterPresence {
         }
         Ok(())
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -81,6 +81,13 @@ impl Keys {
         format!("{}nodeusers:{node}", self.prefix)
     }
 
+    /// Per node: the answer (the user's total) to each presence change
+    /// whose record the node has not yet cleared, so that a change retried
+    /// after a lost answer is not counted twice.
+    pub fn node_presence_ops(&self, node: &str) -> String {
+        format!("{}nodeops:{node}", self.prefix)
+    }
+
     /// A live gateway's lease (with a TTL).
     pub fn node_alive(&self, node: &str) -> String {
         format!("{}nodealive:{node}", self.prefix)

@@ -166,6 +166,17 @@ async fn redis_restarted_errors_during_the_outage_and_recovers_alone() {
             break;
         }
     }
+    // Redis came back empty: the gateway counts its connections there again.
+    let started = Instant::now();
+    loop {
+        let (status, body) = cluster.call(0, "GET", "alice", "/v1/presence?users=alice,bob", None).await;
+        assert_eq!(status, 200, "{body}");
+        if body["users"].as_array().expect("users").iter().all(|view| view["online"] == true) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "presence not restored: {body}\n{}", cluster.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert!(cluster.gateways[0].service.is_running() && cluster.workers[0].is_running(), "nothing restarted");
 }
 

@@ -89,3 +89,34 @@ async fn a_crowd_over_two_gateways_is_announced_once_each_way() {
         assert_eq!(view["lastSeen"].as_i64(), Some(last_seen[user]), "{view}");
     }
 }
+
+/// Redis runs a presence change only after the gateway stopped waiting for
+/// its answer (writes paused past the 2 s response timeout): the change
+/// happened, but the gateway could not tell whether it moved the user
+/// across zero. Its retry reads the recorded answer, so the user is
+/// announced offline, then online again, once each, and counted once.
+#[tokio::test]
+async fn a_presence_change_answered_too_late_is_announced_by_its_retry() {
+    let cluster = Cluster::start(Options { private_redis: true, ..Options::default() }, 1, 1).await;
+    cluster.group(0, "alice", &["watcher"]).await;
+    let mut watcher = cluster.connect(0, "watcher").await;
+    let alice = cluster.connect(0, "alice").await;
+    assert!(heard(&mut watcher, "online", 1).await.contains_key("alice"));
+    let mut redis = cluster.redis().await;
+    let counts = cluster.keys().online("alice");
+
+    let _: () = redis::cmd("CLIENT").arg("PAUSE").arg(3000).arg("WRITE").query_async(&mut redis).await.expect("pause");
+    alice.close().await;
+    let offline = heard(&mut watcher, "offline", 1).await;
+    assert!(offline.contains_key("alice"), "{offline:?}");
+    let left: Vec<i64> = redis::cmd("HVALS").arg(&counts).query_async(&mut redis).await.expect("hvals");
+    assert_eq!(left, Vec::<i64>::new(), "alice's departure counted once");
+
+    let _: () = redis::cmd("CLIENT").arg("PAUSE").arg(3000).arg("WRITE").query_async(&mut redis).await.expect("pause");
+    let _alice = cluster.connect(0, "alice").await;
+    assert!(heard(&mut watcher, "online", 1).await.contains_key("alice"));
+    let now: Vec<i64> = redis::cmd("HVALS").arg(&counts).query_async(&mut redis).await.expect("hvals");
+    assert_eq!(now, vec![1], "alice's arrival counted once");
+    let gateway = &cluster.gateways[0].service;
+    assert_eq!(gateway.log().matches("presence change unanswered").count(), 2, "{}", gateway.log());
+}
