@@ -1,0 +1,1 @@
+target/release/loadtest run churn --connections 2000 --churn-rate 200 --duration 20 --ws-url ws://127.0.0.1:23248/ws,ws://127.0.0.1:27764/ws --http-url http://127.0.0.1:23248 --server-pid 4022 --server-pid 4023 --server-pid 4027 --server-pid 4046 --report bench/results/2026-12-04-cluster-s11-final/churn.json --charts bench/results/2026-12-04-cluster-s11-final/churn

@@ -1,0 +1,1 @@
+target/release/loadtest run idle --connections 10000 --connect-rate 3000 --duration 15 --ws-url ws://127.0.0.1:21493/ws,ws://127.0.0.1:36294/ws --http-url http://127.0.0.1:21493 --server-pid 3678 --server-pid 3679 --server-pid 3682 --server-pid 3701 --report bench/results/2026-12-04-cluster-s11-final/idle.json --charts bench/results/2026-12-04-cluster-s11-final/idle

@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:26369/ws --http-url http://127.0.0.1:26369 --data-dir /tmp/tmp.yk0GTL5j5r --server-pid 27115 --report bench/results/2026-12-04-standalone-s11-cal/fanout.json --charts bench/results/2026-12-04-standalone-s11-cal/fanout

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/p1k-bin target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:29526/ws --http-url http://127.0.0.1:29526 --data-dir /tmp/tmp.ghKVf01Iqu --server-pid 28204 --report bench/results/2026-12-04-standalone-s11-p1k-p-2/fanout.json --charts bench/results/2026-12-04-standalone-s11-p1k-p-2/fanout

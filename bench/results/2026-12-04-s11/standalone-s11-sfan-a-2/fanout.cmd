@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/base-bin target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:28826/ws --http-url http://127.0.0.1:28826 --data-dir /tmp/tmp.bPPYZMY9Jx --server-pid 27362 --report bench/results/2026-12-04-standalone-s11-sfan-a-2/fanout.json --charts bench/results/2026-12-04-standalone-s11-sfan-a-2/fanout

@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:39874/ws --http-url http://127.0.0.1:39874 --data-dir /tmp/tmp.PIyO4FlR8B --server-pid 27317 --report bench/results/2026-12-04-standalone-s11-sfan-c-1/fanout.json --charts bench/results/2026-12-04-standalone-s11-sfan-c-1/fanout

@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:37982/ws --http-url http://127.0.0.1:37982 --data-dir /dev/shm/tmp.ATsVtx2CwO --server-pid 27514 --report bench/results/2026-12-04-standalone-s11-sfan-shm/fanout.json --charts bench/results/2026-12-04-standalone-s11-sfan-shm/fanout
