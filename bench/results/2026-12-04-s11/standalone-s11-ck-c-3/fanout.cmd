@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/c-bin target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:24116/ws --http-url http://127.0.0.1:24116 --data-dir /tmp/tmp.pTOH8c2iMr --server-pid 30125 --report bench/results/2026-12-04-standalone-s11-ck-c-3/fanout.json --charts bench/results/2026-12-04-standalone-s11-ck-c-3/fanout

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/d-bin target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:24717/ws --http-url http://127.0.0.1:24717 --data-dir /tmp/tmp.AigEGNrGTd --server-pid 29962 --report bench/results/2026-12-04-standalone-s11-ck-d-1/fanout.json --charts bench/results/2026-12-04-standalone-s11-ck-d-1/fanout
