@@ -70,6 +70,7 @@ impl Presence {
     }
 
     pub async fn connected(&self, user: &str) {
+        let _counting = self.counting().await;
         let first_here = {
             let mut count = self.local.entry(user.to_owned()).or_insert(0);
             *count += 1;
@@ -85,6 +86,7 @@ impl Presence {
     }
 
     pub async fn disconnected(&self, user: &str) {
+        let _counting = self.counting().await;
         let last_here = self
             .local
             .remove_if_mut(user, |_, n| {
@@ -100,6 +102,15 @@ impl Presence {
             let at = now_ms();
             self.last_seen.insert(user.to_owned(), at);
             self.transition(user, false, at);
+        }
+    }
+
+    /// In a cluster, keeps the counts from being written back to Redis
+    /// while this connection changes them here and there.
+    async fn counting(&self) -> Option<tokio::sync::RwLockReadGuard<'_, ()>> {
+        match &self.cluster {
+            Some(cluster) => Some(cluster.counting().await),
+            None => None,
         }
     }
 

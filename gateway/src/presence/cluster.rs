@@ -37,6 +37,8 @@ pub const NODE_LEASE: Duration = Duration::from_secs(5);
 const TICK: Duration = Duration::from_secs(1);
 /// Answered changes' records cleared per command.
 const FORGET_CHUNK: usize = 1_000;
+/// Users' counts written back per round trip after Redis forgot the node.
+const RESTORE_CHUNK: usize = 500;
 
 /// KEYS: the user's counts, the node's user set, the node's change records.
 /// ARGV: node, user, change id, +1 or -1.
@@ -94,6 +96,9 @@ pub struct ClusterPresence {
     prefix: String,
     node: String,
     count: redis::Script,
+    /// Held (shared) by every connection while it changes its counts, here
+    /// and in Redis; held alone while the counts are written back.
+    counting: tokio::sync::RwLock<()>,
     next_change: AtomicU64,
     /// Changes Redis answered, whose records the next round clears.
     answered: Mutex<Vec<u64>>,
@@ -117,6 +122,7 @@ impl ClusterPresence {
             prefix: prefix.to_owned(),
             node: node.to_owned(),
             count: redis::Script::new(COUNT),
+            counting: tokio::sync::RwLock::new(()),
             next_change: AtomicU64::new(0),
             answered: Mutex::new(Vec::new()),
             unanswered: Mutex::new(Vec::new()),
@@ -137,6 +143,11 @@ impl ClusterPresence {
             .arg(if connect { 1 } else { -1 })
             .invoke_async(&mut redis)
             .await
+    }
+
+    /// Held while a connection changes its user's counts (see `counting`).
+    pub async fn counting(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
+        self.counting.read().await
     }
 
     /// Whether this connection made the user online cluster-wide.
@@ -270,22 +281,27 @@ impl ClusterPresence {
         let added: i64 = redis.sadd(self.keys.nodes(), &self.node).await?;
         if added == 1 {
             // Redis forgot this node (it restarted empty, or reaped us after
-            // a stall): put our users' counts back. First clear what a
-            // change made since (a departure counted after a reaping
-            // leaves -1): the counts restored are the whole truth. Those
-            // it leaves offline have no connection here and were
-            // announced offline by whoever reaped us.
+            // a stall): put our users' counts back. No connection changes
+            // its count meanwhile, or the count written back would miss it
+            // or hold it twice. First clear what a change made since (a
+            // departure counted after a reaping leaves -1): the counts
+            // restored are the whole truth. Those it leaves offline have no
+            // connection here and were announced offline by whoever reaped
+            // us.
+            let _restoring = self.counting.write().await;
             self.reap(&self.node, true).await?;
             let _: i64 = redis.sadd(self.keys.nodes(), &self.node).await?;
-            for (user, count) in presence.local_counts() {
-                let _: i64 = redis::Script::new(RESTORE)
-                    .key(self.keys.online(&user))
-                    .key(self.keys.node_users(&self.node))
-                    .arg(&self.node)
-                    .arg(&user)
-                    .arg(count)
-                    .invoke_async(&mut redis)
-                    .await?;
+            let restore = redis::Script::new(RESTORE);
+            for chunk in presence.local_counts().chunks(RESTORE_CHUNK) {
+                let mut pipeline = redis::pipe();
+                pipeline.load_script(&restore).ignore();
+                for (user, count) in chunk {
+                    let mut invocation = restore.prepare_invoke();
+                    invocation.key(self.keys.online(user)).key(self.keys.node_users(&self.node));
+                    invocation.arg(&self.node).arg(user).arg(*count);
+                    pipeline.invoke_script(&invocation).ignore();
+                }
+                let () = pipeline.query_async(&mut redis).await?;
             }
             // The counts just restored include every change made so far,
             // and Redis lost the records of those answered or not.

@@ -120,3 +120,42 @@ async fn a_presence_change_answered_too_late_is_announced_by_its_retry() {
     let gateway = &cluster.gateways[0].service;
     assert_eq!(gateway.log().matches("presence change unanswered").count(), 2, "{}", gateway.log());
 }
+
+/// Redis restarts empty under a gateway holding more users than one
+/// write-back round takes (500): every one of them is counted online again,
+/// once, without reconnecting.
+#[tokio::test]
+async fn after_redis_restarts_empty_every_user_is_counted_again() {
+    const USERS: usize = 700;
+    let mut cluster = Cluster::start(Options { private_redis: true, ..Options::default() }, 1, 1).await;
+    let users: Vec<String> = (0..USERS).map(|n| format!("held{n}")).collect();
+    let mut held = Vec::with_capacity(USERS);
+    for user in &users {
+        held.push(cluster.connect(0, user).await);
+    }
+    cluster.redis.as_mut().expect("private redis").stop();
+    cluster.redis.as_mut().expect("private redis").start_again().expect("redis back");
+
+    let mut redis = cluster.redis().await;
+    let keys = cluster.keys();
+    let started = std::time::Instant::now();
+    loop {
+        let mut counted = Vec::with_capacity(USERS);
+        for user in &users {
+            let counts: Vec<i64> =
+                redis::cmd("HVALS").arg(keys.online(user)).query_async(&mut redis).await.expect("hvals");
+            counted.push(counts.iter().sum::<i64>());
+        }
+        if counted.iter().all(|&total| total == 1) {
+            break;
+        }
+        assert!(counted.iter().all(|&total| total <= 1), "counted twice: {counted:?}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "not written back: {counted:?}\n{}",
+            cluster.logs()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    drop(held);
+}
