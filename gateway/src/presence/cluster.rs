@@ -269,6 +269,26 @@ impl ClusterPresence {
         let _: redis::RedisResult<()> = redis.srem(self.keys.nodes(), &self.node).await;
     }
 
+    /// Replaces whatever Redis holds for this node with its local counts.
+    async fn write_counts_back(&self, presence: &Presence) -> redis::RedisResult<()> {
+        let mut redis = self.redis.clone();
+        self.reap(&self.node, true).await?;
+        let _: i64 = redis.sadd(self.keys.nodes(), &self.node).await?;
+        let restore = redis::Script::new(RESTORE);
+        for chunk in presence.local_counts().chunks(RESTORE_CHUNK) {
+            let mut pipeline = redis::pipe();
+            pipeline.load_script(&restore).ignore();
+            for (user, count) in chunk {
+                let mut invocation = restore.prepare_invoke();
+                invocation.key(self.keys.online(user)).key(self.keys.node_users(&self.node));
+                invocation.arg(&self.node).arg(user).arg(*count);
+                pipeline.invoke_script(&invocation).ignore();
+            }
+            let () = pipeline.query_async(&mut redis).await?;
+        }
+        Ok(())
+    }
+
     async fn tick(&self, presence: &Presence) -> redis::RedisResult<()> {
         let mut redis = self.redis.clone();
         let _: () = redis
@@ -289,19 +309,10 @@ impl ClusterPresence {
             // connection here and were announced offline by whoever reaped
             // us.
             let _restoring = self.counting.write().await;
-            self.reap(&self.node, true).await?;
-            let _: i64 = redis.sadd(self.keys.nodes(), &self.node).await?;
-            let restore = redis::Script::new(RESTORE);
-            for chunk in presence.local_counts().chunks(RESTORE_CHUNK) {
-                let mut pipeline = redis::pipe();
-                pipeline.load_script(&restore).ignore();
-                for (user, count) in chunk {
-                    let mut invocation = restore.prepare_invoke();
-                    invocation.key(self.keys.online(user)).key(self.keys.node_users(&self.node));
-                    invocation.arg(&self.node).arg(user).arg(*count);
-                    pipeline.invoke_script(&invocation).ignore();
-                }
-                let () = pipeline.query_async(&mut redis).await?;
+            if let Err(e) = self.write_counts_back(presence).await {
+                // Forgotten again, so that the next round starts over.
+                let _: redis::RedisResult<i64> = redis.srem(self.keys.nodes(), &self.node).await;
+                return Err(e);
             }
             // The counts just restored include every change made so far,
             // and Redis lost the records of those answered or not.
