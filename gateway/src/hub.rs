@@ -26,6 +26,7 @@ use shared::bus::{Broker, Event, EventSink};
 use shared::model::{ChatAction, ChatEvent, ChatId, EventId};
 use shared::protocol::native::outbound as render;
 use shared::store::Store;
+use shared::sync::lock;
 
 use crate::handle::{ClientHandle, ConnectionId};
 use crate::ordering::{classify, Next};
@@ -87,13 +88,6 @@ impl LocalUser {
             f(c);
         }
     }
-}
-
-/// A std mutex, not a Tokio one: nothing awaits while it is held. A panic
-/// elsewhere while holding it leaves data that is still consistent (every
-/// critical section is a single insert or remove), so poisoning is ignored.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A chat with local members: who they are and how far delivery got.

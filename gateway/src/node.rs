@@ -12,6 +12,7 @@ use shared::bus::{memory, Broker, CommandQueue};
 use shared::health::Health;
 use shared::protocol::close;
 use shared::store::{Backend, Store};
+use shared::sync::lock;
 use shared::telemetry::Telemetry;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -226,7 +227,7 @@ impl Node {
     pub async fn shutdown(&self) {
         self.draining.store(true, Ordering::Release);
         self.health.stopping();
-        let Some(background) = self.background.lock().unwrap_or_else(|e| e.into_inner()).take() else { return };
+        let Some(background) = lock(&self.background).take() else { return };
         let handles = self.hub.handles();
         let steps =
             (Duration::from_secs(self.settings.drain_seconds).as_millis() / DRAIN_STEP.as_millis()).max(1) as usize;

@@ -27,6 +27,7 @@ use shared::bus::{Broker, Event};
 use shared::clock::now_ms;
 use shared::model::{Millis, PresenceView};
 use shared::store::Store;
+use shared::sync::lock;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -148,7 +149,7 @@ impl Presence {
     }
 
     fn transition(&self, user: &str, online: bool, at: Millis) {
-        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pending = lock(&self.pending);
         match pending.get(user) {
             // The opposite of what is still pending: the two cancel out.
             Some(previous) if previous.online != online => {
@@ -187,8 +188,7 @@ impl Presence {
                 _ = self.wake.notified() => false,
                 _ = stop.cancelled() => true,
             };
-            let pending: Vec<(String, Transition)> =
-                self.pending.lock().unwrap_or_else(|e| e.into_inner()).drain().collect();
+            let pending: Vec<(String, Transition)> = lock(&self.pending).drain().collect();
             for batch in pending.chunks(ANNOUNCE_BATCH) {
                 self.announce_batch(&store, &broker, batch).await;
             }

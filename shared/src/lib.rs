@@ -17,6 +17,7 @@
 //! - [`process`]: logging set-up and the stop signal of both binaries.
 //! - [`telemetry`]: the Prometheus recorder and process metrics.
 //! - [`health`]: how long since the database and Redis last answered.
+//! - [`sync`]: locking shared std mutexes.
 
 pub mod auth;
 pub mod bus;
@@ -30,4 +31,5 @@ pub mod periodic;
 pub mod process;
 pub mod protocol;
 pub mod store;
+pub mod sync;
 pub mod telemetry;

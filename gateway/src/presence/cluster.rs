@@ -26,6 +26,7 @@ use redis::AsyncCommands;
 use shared::bus::keys::Keys;
 use shared::clock::now_ms;
 use shared::model::Millis;
+use shared::sync::lock;
 use tokio_util::sync::CancellationToken;
 
 use super::Presence;
@@ -335,8 +336,4 @@ impl ClusterPresence {
         }
         Ok(())
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::keys::Keys;
 use super::{BusError, CommandEnvelope, Event, EventSink};
+use crate::sync::lock;
 
 /// Streams are capped (approximately) at this many entries each, so a
 /// stalled cluster cannot fill Redis' memory. An entry trimmed unread was
@@ -241,9 +242,4 @@ impl RedisBroker {
             }
         }
     }
-}
-
-/// A std mutex: nothing awaits while it is held.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
