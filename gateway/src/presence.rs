@@ -128,8 +128,7 @@ impl Presence {
     pub fn reaped(&self, users: Vec<String>) {
         let at = now_ms();
         for user in users {
-            self.last_seen.insert(user.clone(), at);
-            self.transition(&user, false, at);
+            self.settled(&user, false, at);
         }
     }
 
