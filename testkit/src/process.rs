@@ -68,6 +68,24 @@ impl Service {
         self.wait_exit(grace)
     }
 
+    /// SIGSTOP: the process stalls, holding its sockets, as one starved of
+    /// CPU or swapped out would.
+    pub fn pause(&self) -> anyhow::Result<()> {
+        self.signal("-STOP")
+    }
+
+    /// SIGCONT: a paused process carries on.
+    pub fn resume(&self) -> anyhow::Result<()> {
+        self.signal("-CONT")
+    }
+
+    fn signal(&self, signal: &str) -> anyhow::Result<()> {
+        let Some(child) = &self.child else { anyhow::bail!("{} is not running", self.name) };
+        let status = Command::new("kill").arg(signal).arg(child.id().to_string()).status()?;
+        anyhow::ensure!(status.success(), "kill {signal} failed");
+        Ok(())
+    }
+
     /// Waits up to `limit` for the process to exit (killing it after);
     /// returns its status code.
     pub fn wait_exit(&mut self, limit: Duration) -> anyhow::Result<Option<i32>> {

@@ -14,8 +14,11 @@
 //!
 //! A node whose lease lapsed died without a word: any live node reaps it
 //! (atomically, so only one does), dropping its counts and announcing
-//! offline for the users left with none. A node restarting under the same
-//! `NODE_ID` reaps its own previous entries before taking connections.
+//! offline for the users left with none. If it had only stalled, it finds
+//! itself forgotten when it comes back, writes its counts back and
+//! announces online again those of them it still holds. A node restarting
+//! under the same `NODE_ID` reaps its own previous entries before taking
+//! connections.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -41,18 +44,29 @@ const FORGET_CHUNK: usize = 1_000;
 /// Users' counts written back per round trip after Redis forgot the node.
 const RESTORE_CHUNK: usize = 500;
 
+/// Defines `total(key)`: a user's total over every node, the sum of the
+/// counts under `key`. Totals are sums because a node's count may be -1
+/// until a retried connect arrives.
+macro_rules! lua_total {
+    () => {
+        "local function total(key)
+  local sum = 0
+  for _, v in ipairs(redis.call('HVALS', key)) do sum = sum + tonumber(v) end
+  return sum
+end
+"
+    };
+}
+
 /// KEYS: the user's counts, the node's user set, the node's change records.
 /// ARGV: node, user, change id, +1 or -1.
 /// Returns {the user's total right after this change, the total now}: the
 /// same for a change made now, different for one retried after others.
-const COUNT: &str = r#"
-local function total()
-  local sum = 0
-  for _, v in ipairs(redis.call('HVALS', KEYS[1])) do sum = sum + tonumber(v) end
-  return sum
-end
+const COUNT: &str = concat!(
+    lua_total!(),
+    r#"
 local done = redis.call('HGET', KEYS[3], ARGV[3])
-if done then return {tonumber(done), total()} end
+if done then return {tonumber(done), total(KEYS[1])} end
 local n = redis.call('HINCRBY', KEYS[1], ARGV[1], tonumber(ARGV[4]))
 if n == 0 then
   redis.call('HDEL', KEYS[1], ARGV[1])
@@ -60,36 +74,55 @@ if n == 0 then
 else
   redis.call('SADD', KEYS[2], ARGV[2])
 end
-local after = total()
+local after = total(KEYS[1])
 redis.call('HSET', KEYS[3], ARGV[3], after)
 return {after, after}
-"#;
+"#
+);
 
 /// KEYS: the node's user set, the node set, the node's lease, the node's
-/// change records. ARGV: node, key prefix, "force" to reap even with a live
-/// lease.
-const REAP: &str = r#"
-if ARGV[3] ~= 'force' and redis.call('EXISTS', KEYS[3]) == 1 then return {} end
+/// change records, the users its reaping announced offline.
+/// ARGV: node, key prefix, "force" to reap even with a live lease (a node
+/// clearing its own entries, which announces nothing it must take back).
+/// Returns the users left with no connection anywhere.
+const REAP: &str = concat!(
+    lua_total!(),
+    r#"
+local others = ARGV[3] ~= 'force'
+if others and redis.call('EXISTS', KEYS[3]) == 1 then return {} end
 local gone = {}
 for _, user in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local key = ARGV[2] .. 'online:' .. user
   redis.call('HDEL', key, ARGV[1])
-  local sum = 0
-  for _, v in ipairs(redis.call('HVALS', key)) do sum = sum + tonumber(v) end
-  if sum <= 0 then table.insert(gone, user) end
+  if total(key) <= 0 then
+    table.insert(gone, user)
+    if others then redis.call('SADD', KEYS[5], user) end
+  end
 end
+if others and #gone > 0 then redis.call('EXPIRE', KEYS[5], 86400) end
 redis.call('DEL', KEYS[1])
 redis.call('DEL', KEYS[4])
 redis.call('SREM', KEYS[2], ARGV[1])
 return gone
-"#;
+"#
+);
 
-/// Re-asserts this node's counts after Redis lost them (a restart).
-const RESTORE: &str = r#"
+/// Re-asserts this node's count for one user after Redis lost it (a
+/// restart, or a reaping after a stall). KEYS: the user's counts, the
+/// node's user set, the users the node's reaping announced offline.
+/// ARGV: node, user, count. Returns 1 if the user must be announced online
+/// again: its reaping announced it offline, and no other node has counted
+/// (and announced) it online since.
+const RESTORE: &str = concat!(
+    lua_total!(),
+    r#"
+local before = total(KEYS[1])
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 redis.call('SADD', KEYS[2], ARGV[2])
-return 1
-"#;
+if before <= 0 and total(KEYS[1]) > 0 and redis.call('SISMEMBER', KEYS[3], ARGV[2]) == 1 then return 1 end
+return 0
+"#
+);
 
 pub struct ClusterPresence {
     redis: ConnectionManager,
@@ -237,6 +270,7 @@ impl ClusterPresence {
             .key(self.keys.nodes())
             .key(self.keys.node_alive(node))
             .key(self.keys.node_presence_ops(node))
+            .key(self.keys.node_reaped(node))
             .arg(node)
             .arg(&self.prefix)
             .arg(if force { "force" } else { "" })
@@ -247,7 +281,11 @@ impl ClusterPresence {
     /// Clears what a previous process under this node's id left behind;
     /// returns the users that leaves offline.
     pub async fn reap_previous_self(&self) -> redis::RedisResult<Vec<String>> {
-        self.reap(&self.node, true).await
+        let gone = self.reap(&self.node, true).await?;
+        // A previous life's users were reaped with it; none is here now.
+        let mut redis = self.redis.clone();
+        let _: i64 = redis.del(self.keys.node_reaped(&self.node)).await?;
+        Ok(gone)
     }
 
     /// Renews this node's lease and reaps dead nodes, every second, until
@@ -270,22 +308,40 @@ impl ClusterPresence {
         let _: redis::RedisResult<()> = redis.srem(self.keys.nodes(), &self.node).await;
     }
 
-    /// Replaces whatever Redis holds for this node with its local counts.
+    /// Replaces whatever Redis holds for this node with its local counts,
+    /// and announces online again the users whose reaping (this node
+    /// stalled past its lease) announced them offline. A write-back that
+    /// fails part way is started over, and may announce some of them twice.
     async fn write_counts_back(&self, presence: &Presence) -> redis::RedisResult<()> {
         let mut redis = self.redis.clone();
         self.reap(&self.node, true).await?;
         let _: i64 = redis.sadd(self.keys.nodes(), &self.node).await?;
         let restore = redis::Script::new(RESTORE);
+        let at = now_ms();
+        let mut online_again = 0;
         for chunk in presence.local_counts().chunks(RESTORE_CHUNK) {
             let mut pipeline = redis::pipe();
             pipeline.load_script(&restore).ignore();
             for (user, count) in chunk {
                 let mut invocation = restore.prepare_invoke();
-                invocation.key(self.keys.online(user)).key(self.keys.node_users(&self.node));
+                invocation
+                    .key(self.keys.online(user))
+                    .key(self.keys.node_users(&self.node))
+                    .key(self.keys.node_reaped(&self.node));
                 invocation.arg(&self.node).arg(user).arg(*count);
-                pipeline.invoke_script(&invocation).ignore();
+                pipeline.invoke_script(&invocation);
             }
-            let () = pipeline.query_async(&mut redis).await?;
+            let announce: Vec<i64> = pipeline.query_async(&mut redis).await?;
+            for ((user, _), announce) in chunk.iter().zip(announce) {
+                if announce == 1 {
+                    presence.settled(user, true, at);
+                    online_again += 1;
+                }
+            }
+        }
+        let _: i64 = redis.del(self.keys.node_reaped(&self.node)).await?;
+        if online_again > 0 {
+            tracing::info!(users = online_again, "this gateway was reaped; its users announced online again");
         }
         Ok(())
     }
@@ -308,7 +364,7 @@ impl ClusterPresence {
             // departure counted after a reaping leaves -1): the counts
             // restored are the whole truth. Those it leaves offline have no
             // connection here and were announced offline by whoever reaped
-            // us.
+            // us; those it brings back are announced online again.
             let _restoring = self.counting.write().await;
             if let Err(e) = self.write_counts_back(presence).await {
                 // Forgotten again, so that the next round starts over.

@@ -88,6 +88,13 @@ impl Keys {
         format!("{}nodeops:{node}", self.prefix)
     }
 
+    /// Per reaped node: the users its reaping announced offline. Read if
+    /// the node was only stalled and comes back to write its counts back,
+    /// so that it announces them online again; gone after a day otherwise.
+    pub fn node_reaped(&self, node: &str) -> String {
+        format!("{}nodereaped:{node}", self.prefix)
+    }
+
     /// A live gateway's lease (with a TTL).
     pub fn node_alive(&self, node: &str) -> String {
         format!("{}nodealive:{node}", self.prefix)

@@ -159,3 +159,35 @@ async fn after_redis_restarts_empty_every_user_is_counted_again() {
     }
     drop(held);
 }
+
+/// A gateway stalls past its lease (SIGSTOP) while it holds a user: the
+/// other gateway reaps it and announces the user offline. When the stalled
+/// gateway carries on, the user is still connected there, so it writes its
+/// counts back and announces the user online again.
+#[tokio::test]
+async fn a_gateway_reaped_after_a_stall_announces_its_users_online_again() {
+    let cluster = Cluster::start(Options::default(), 2, 1).await;
+    cluster.group(0, "alice", &["watcher", "bob"]).await;
+    let mut watcher = cluster.connect(0, "watcher").await;
+    let _alice = cluster.connect(1, "alice").await;
+    let _bob = cluster.connect(1, "bob").await;
+    assert_eq!(heard(&mut watcher, "online", 2).await.len(), 2);
+
+    let stalled = &cluster.gateways[1].service;
+    stalled.pause().expect("SIGSTOP");
+    let offline = heard(&mut watcher, "offline", 2).await;
+    stalled.resume().expect("SIGCONT");
+    assert!(offline.contains_key("alice") && offline.contains_key("bob"), "{offline:?}");
+
+    let online = heard(&mut watcher, "online", 2).await;
+    assert!(online.contains_key("alice") && online.contains_key("bob"), "{online:?}");
+    let (status, body) = cluster.call(0, "GET", "watcher", "/v1/presence?users=alice,bob", None).await;
+    assert_eq!(status, 200, "{body}");
+    for view in body["users"].as_array().expect("users") {
+        assert_eq!(view["online"], true, "{view}");
+    }
+    let mut redis = cluster.redis().await;
+    let reaped: bool =
+        redis::cmd("EXISTS").arg(cluster.keys().node_reaped("gw-1")).query_async(&mut redis).await.expect("exists");
+    assert!(!reaped, "the reaping's record is cleared once answered");
+}
