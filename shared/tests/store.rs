@@ -154,6 +154,76 @@ async fn a_lone_first_new_is_stored_and_recorded_like_any_other() {
     }
 }
 
+/// A batch of only `new`s handed out for the first time is one statement
+/// on PostgreSQL (store/first_sends.rs): ids per chat in batch order, and
+/// stored what was replied and published. A batch holding a retry, a twin
+/// or a refusal takes the general path, untouched by the attempt.
+#[tokio::test]
+async fn a_first_batch_of_only_sends_is_stored_and_recorded_like_any_other() {
+    for (store, _dir) in stores().await {
+        let a = group(&store, "alice", &["bob"]).await;
+        let b = group(&store, "bob", &["carol"]).await;
+        // Zeros under the spliced fields' names, where only keys may match.
+        let send = |chat_id, cid: &str| Command::Send {
+            chat_id,
+            client_message_id: cid.into(),
+            text: r#""id":0,"message_id":0"#.into(),
+            attachments: json!([{"id": 0, "message_id": 0}]),
+        };
+        let shape = |results: &[Result<Outcome, shared::error::Refusal>]| -> Vec<Result<(i64, Vec<i64>), ErrorCode>> {
+            results
+                .iter()
+                .map(|r| {
+                    r.as_ref()
+                        .map(|o| (o.applied.message_id, o.events.iter().map(|e| e.id).collect()))
+                        .map_err(|e| e.code)
+                })
+                .collect()
+        };
+
+        let commands = [send(a, "a1"), send(b, "b1"), send(a, "a2"), send(b, "b2")];
+        let senders = [("many-1", "alice"), ("many-2", "bob"), ("many-3", "bob"), ("many-4", "carol")];
+        let batch: Vec<Submitted> =
+            commands.iter().zip(senders).map(|(command, (id, user))| Submitted { id, user, command }).collect();
+        let first = store.apply_batch(&batch, 10, Delivery::First).await.expect("ran");
+        assert_eq!(shape(&first), vec![Ok((1, vec![1])), Ok((1, vec![1])), Ok((2, vec![2])), Ok((2, vec![2]))]);
+        let published = |chat| -> Vec<ChatEvent> {
+            first.iter().flat_map(|r| r.as_ref().expect("ok").events.clone()).filter(|e| e.chat_id == chat).collect()
+        };
+        assert_eq!(store.events_after(a, "bob", 0, 100).await.expect("log").events, published(a));
+        assert_eq!(store.events_after(b, "carol", 0, 100).await.expect("log").events, published(b));
+        let again = store.apply_batch(&batch, 20, Delivery::Repeat).await.expect("ran");
+        assert_eq!(again, first, "the records answer the redelivery");
+
+        let commands = [send(a, "a3"), send(a, "a1"), send(a, "a3"), send(b, "x"), send(b, "b3")];
+        let senders =
+            [("mixed-1", "bob"), ("mixed-2", "alice"), ("mixed-3", "bob"), ("mixed-4", "alice"), ("mixed-5", "bob")];
+        let batch: Vec<Submitted> =
+            commands.iter().zip(senders).map(|(command, (id, user))| Submitted { id, user, command }).collect();
+        let mixed = store.apply_batch(&batch, 30, Delivery::First).await.expect("ran");
+        assert_eq!(
+            shape(&mixed),
+            vec![Ok((3, vec![3])), Ok((1, vec![])), Ok((3, vec![])), Err(ErrorCode::Forbidden), Ok((3, vec![3]))]
+        );
+        let retry = mixed[1].as_ref().expect("ok");
+        assert_eq!(retry.applied, first[0].as_ref().expect("ok").applied, "a retry gets the first reply");
+
+        let commands = [send(a, "a4"), send(a, "a5")];
+        let batch: Vec<Submitted> = commands
+            .iter()
+            .zip([("next-1", "alice"), ("next-2", "bob")])
+            .map(|(command, (id, user))| Submitted { id, user, command })
+            .collect();
+        let next = store.apply_batch(&batch, 40, Delivery::First).await.expect("ran");
+        assert_eq!(shape(&next), vec![Ok((4, vec![4])), Ok((5, vec![5]))], "no gap after the general path");
+        let log = store.events_after(a, "bob", 0, 100).await.expect("log");
+        assert_eq!(
+            log.events.iter().map(|e| (e.id, e.message_id)).collect::<Vec<_>>(),
+            [(1, 1), (2, 2), (3, 3), (4, 4), (5, 5)]
+        );
+    }
+}
+
 /// A batch's consecutive `new`s are applied together (store/sends.rs); what
 /// each gets must be what it would get alone, in order.
 #[tokio::test]

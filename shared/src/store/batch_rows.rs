@@ -47,7 +47,12 @@ pub(super) struct BatchRows<'q> {
 
 impl<'q> BatchRows<'q> {
     pub fn new(conn: &sqlx::AnyConnection, columns: &'static [Column]) -> BatchRows<'q> {
-        BatchRows { backend: Backend::of(conn), columns, values: Vec::new() }
+        Self::for_backend(Backend::of(conn), columns)
+    }
+
+    /// For a statement run on the pool rather than on a connection in hand.
+    pub fn for_backend(backend: Backend, columns: &'static [Column]) -> BatchRows<'q> {
+        BatchRows { backend, columns, values: Vec::new() }
     }
 
     /// Adds a row: one value per column, in the columns' order.

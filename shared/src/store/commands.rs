@@ -14,7 +14,7 @@ use serde_json::Value;
 use sqlx::{Any, Transaction};
 
 use super::event_log::{decode_event, encode_event, EventLog};
-use super::{lone_send, mark_runs, records, sends, Store, StoreError};
+use super::{first_sends, mark_runs, records, sends, Store, StoreError};
 use crate::error::Refusal;
 use crate::marks::{apply_mark, Marks};
 use crate::model::{Applied, ChatEvent, ChatId, Command, EventId, EventKind, MarkKind, MessageId, Millis};
@@ -68,8 +68,8 @@ impl Store {
         now: Millis,
         delivery: Delivery,
     ) -> Result<Vec<Result<Outcome, Refusal>>, StoreError> {
-        if let Some(result) = lone_send::apply(self, batch, now, delivery).await? {
-            return Ok(vec![result]);
+        if let Some(results) = first_sends::apply(self, batch, now, delivery).await? {
+            return Ok(results);
         }
         let mut tx = self.writer.begin().await?;
         let recording = delivery != Delivery::Once;
