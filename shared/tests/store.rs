@@ -113,7 +113,7 @@ async fn a_single_retried_new_keeps_its_reply_and_the_ids_consecutive() {
 }
 
 /// A batch of one `new` handed out for the first time is one statement on
-/// PostgreSQL (store/lone_send.rs), which splices the ids it allocates into
+/// PostgreSQL (store/first_sends.rs), which splices the ids it allocates into
 /// the event and the record: what it stores must be what it replies and
 /// publishes, and what it leaves to the general path (a retry, a refusal)
 /// must be answered as before.
