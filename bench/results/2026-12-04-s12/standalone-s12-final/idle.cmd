@@ -1,0 +1,1 @@
+target/release/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:33342/ws --http-url http://127.0.0.1:33342 --data-dir /tmp/tmp.vHDX9Wq0AO --server-pid 26712 --report bench/results/2026-12-04-standalone-s12-final/idle.json --charts bench/results/2026-12-04-standalone-s12-final/idle

@@ -1,0 +1,1 @@
+target/release/loadtest run reconnect --connections 19000 --group-size 10 --rate 200 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:33588/ws --http-url http://127.0.0.1:33588 --data-dir /tmp/tmp.iZjo8I5GDd --server-pid 26903 --report bench/results/2026-12-04-standalone-s12-final/reconnect.json --charts bench/results/2026-12-04-standalone-s12-final/reconnect
