@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:31167/ws --http-url http://127.0.0.1:31167 --data-dir /tmp/tmp.ekztSb090n --server-pid 10851 --report bench/results/2026-12-04-standalone-s12-max/fanout-max.json --charts bench/results/2026-12-04-standalone-s12-max/fanout-max
