@@ -112,6 +112,28 @@ async fn a_single_retried_new_keeps_its_reply_and_the_ids_consecutive() {
     }
 }
 
+/// A `new` whose text and attachments hold zeros under the names of the
+/// fields PostgreSQL splices ids into (store/first_sends.rs), where only
+/// the top-level keys may match.
+fn send_with_zeros_inside(chat_id: i64, cid: &str) -> Command {
+    Command::Send {
+        chat_id,
+        client_message_id: cid.into(),
+        text: r#""id":0,"message_id":0"#.into(),
+        attachments: json!([{"id": 0, "message_id": 0}]),
+    }
+}
+
+/// Each result as (message id, event ids), or its refusal's code.
+fn ids(results: &[Result<Outcome, shared::error::Refusal>]) -> Vec<Result<(i64, Vec<i64>), ErrorCode>> {
+    results
+        .iter()
+        .map(|r| {
+            r.as_ref().map(|o| (o.applied.message_id, o.events.iter().map(|e| e.id).collect())).map_err(|e| e.code)
+        })
+        .collect()
+}
+
 /// A batch of one `new` handed out for the first time is one statement on
 /// PostgreSQL (store/first_sends.rs), which splices the ids it allocates into
 /// the event and the record: what it stores must be what it replies and
@@ -121,13 +143,7 @@ async fn a_single_retried_new_keeps_its_reply_and_the_ids_consecutive() {
 async fn a_lone_first_new_is_stored_and_recorded_like_any_other() {
     for (store, _dir) in stores().await {
         let chat = group(&store, "alice", &["bob"]).await;
-        // Zeros under the spliced fields' names, where only keys may match.
-        let send = |chat_id, cid: &str| Command::Send {
-            chat_id,
-            client_message_id: cid.into(),
-            text: r#""id":0,"message_id":0"#.into(),
-            attachments: json!([{"id": 0, "message_id": 0}]),
-        };
+        let send = send_with_zeros_inside;
         let (first_send, retry_send, next_send) = (send(chat, "c1"), send(chat, "c1"), send(chat, "c2"));
         let lone = |id, user, command| [Submitted { id, user, command }];
         let first = store.apply_batch(&lone("lone-1", "alice", &first_send), 10, Delivery::First).await.expect("ran");
@@ -163,30 +179,13 @@ async fn a_first_batch_of_only_sends_is_stored_and_recorded_like_any_other() {
     for (store, _dir) in stores().await {
         let a = group(&store, "alice", &["bob"]).await;
         let b = group(&store, "bob", &["carol"]).await;
-        // Zeros under the spliced fields' names, where only keys may match.
-        let send = |chat_id, cid: &str| Command::Send {
-            chat_id,
-            client_message_id: cid.into(),
-            text: r#""id":0,"message_id":0"#.into(),
-            attachments: json!([{"id": 0, "message_id": 0}]),
-        };
-        let shape = |results: &[Result<Outcome, shared::error::Refusal>]| -> Vec<Result<(i64, Vec<i64>), ErrorCode>> {
-            results
-                .iter()
-                .map(|r| {
-                    r.as_ref()
-                        .map(|o| (o.applied.message_id, o.events.iter().map(|e| e.id).collect()))
-                        .map_err(|e| e.code)
-                })
-                .collect()
-        };
-
+        let send = send_with_zeros_inside;
         let commands = [send(a, "a1"), send(b, "b1"), send(a, "a2"), send(b, "b2")];
         let senders = [("many-1", "alice"), ("many-2", "bob"), ("many-3", "bob"), ("many-4", "carol")];
         let batch: Vec<Submitted> =
             commands.iter().zip(senders).map(|(command, (id, user))| Submitted { id, user, command }).collect();
         let first = store.apply_batch(&batch, 10, Delivery::First).await.expect("ran");
-        assert_eq!(shape(&first), vec![Ok((1, vec![1])), Ok((1, vec![1])), Ok((2, vec![2])), Ok((2, vec![2]))]);
+        assert_eq!(ids(&first), vec![Ok((1, vec![1])), Ok((1, vec![1])), Ok((2, vec![2])), Ok((2, vec![2]))]);
         let published = |chat| -> Vec<ChatEvent> {
             first.iter().flat_map(|r| r.as_ref().expect("ok").events.clone()).filter(|e| e.chat_id == chat).collect()
         };
@@ -202,7 +201,7 @@ async fn a_first_batch_of_only_sends_is_stored_and_recorded_like_any_other() {
             commands.iter().zip(senders).map(|(command, (id, user))| Submitted { id, user, command }).collect();
         let mixed = store.apply_batch(&batch, 30, Delivery::First).await.expect("ran");
         assert_eq!(
-            shape(&mixed),
+            ids(&mixed),
             vec![Ok((3, vec![3])), Ok((1, vec![])), Ok((3, vec![])), Err(ErrorCode::Forbidden), Ok((3, vec![3]))]
         );
         let retry = mixed[1].as_ref().expect("ok");
@@ -215,7 +214,7 @@ async fn a_first_batch_of_only_sends_is_stored_and_recorded_like_any_other() {
             .map(|(command, (id, user))| Submitted { id, user, command })
             .collect();
         let next = store.apply_batch(&batch, 40, Delivery::First).await.expect("ran");
-        assert_eq!(shape(&next), vec![Ok((4, vec![4])), Ok((5, vec![5]))], "no gap after the general path");
+        assert_eq!(ids(&next), vec![Ok((4, vec![4])), Ok((5, vec![5]))], "no gap after the general path");
         let log = store.events_after(a, "bob", 0, 100).await.expect("log");
         assert_eq!(
             log.events.iter().map(|e| (e.id, e.message_id)).collect::<Vec<_>>(),
@@ -246,14 +245,8 @@ async fn a_run_of_sends_gets_what_each_would_get_alone() {
             ("alice".into(), edit),
         ];
         let results = store.apply_pairs(&batch, 10).await.expect("applied");
-        let seen: Vec<Result<(i64, Vec<i64>), ErrorCode>> = results
-            .iter()
-            .map(|r| {
-                r.as_ref().map(|o| (o.applied.message_id, o.events.iter().map(|e| e.id).collect())).map_err(|e| e.code)
-            })
-            .collect();
         assert_eq!(
-            seen,
+            ids(&results),
             vec![
                 Ok((2, vec![2])),
                 Ok((1, vec![1])),

@@ -62,9 +62,10 @@ impl Service {
     /// SIGTERM, then waits up to `grace` for the exit; returns its status
     /// code.
     pub fn terminate(&mut self, grace: Duration) -> anyhow::Result<Option<i32>> {
-        let Some(child) = &self.child else { return Ok(None) };
-        let status = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status()?;
-        anyhow::ensure!(status.success(), "kill -TERM failed");
+        if self.child.is_none() {
+            return Ok(None);
+        }
+        self.signal("-TERM")?;
         self.wait_exit(grace)
     }
 

@@ -141,6 +141,15 @@ impl<'a> Pending<'a> {
         Some(Pending { submitted, text, attachments: attachments.to_string(), event, applied, payload, reply })
     }
 
+    /// The payload cut around its id and message id, the reply around its
+    /// message id.
+    fn pieces(&self) -> Option<([&str; 3], [&str; 2])> {
+        Some((
+            split_around_zeros(&self.payload, ["id", "message_id"])?,
+            split_around_zeros(&self.reply, ["message_id"])?,
+        ))
+    }
+
     fn client_message_id(&self) -> &str {
         self.applied.client_message_id.as_deref().unwrap_or_default()
     }
@@ -169,23 +178,19 @@ pub(super) async fn apply(
     let Some(pending) = batch.iter().map(|s| Pending::of(s, now)).collect::<Option<Vec<_>>>() else {
         return Ok(None);
     };
-    match pending.len() {
-        0 => Ok(None),
-        1 => Ok(apply_one(store, pending.into_iter().next(), now).await?.map(|result| vec![result])),
-        _ => apply_many(store, pending, now).await,
+    match <[Pending; 1]>::try_from(pending) {
+        Ok([one]) => Ok(apply_one(store, one, now).await?.map(|result| vec![result])),
+        Err(pending) if pending.is_empty() => Ok(None),
+        Err(pending) => apply_many(store, pending, now).await,
     }
 }
 
 async fn apply_one(
     store: &Store,
-    pending: Option<Pending<'_>>,
+    pending: Pending<'_>,
     now: Millis,
 ) -> Result<Option<Result<Outcome, Refusal>>, StoreError> {
-    let Some(pending) = pending else { return Ok(None) };
-    let (Some([before_id, before_message_id, payload_rest]), Some([before_reply_id, reply_rest])) = (
-        split_around_zeros(&pending.payload, ["id", "message_id"]),
-        split_around_zeros(&pending.reply, ["message_id"]),
-    ) else {
+    let Some(([before_id, before_message_id, payload_rest], [before_reply_id, reply_rest])) = pending.pieces() else {
         return Ok(None);
     };
     let row: Option<(i64, i64)> = sqlx::query_as(SEND_ALONE)
@@ -215,9 +220,7 @@ async fn apply_many(
 ) -> Result<Option<Vec<Result<Outcome, Refusal>>>, StoreError> {
     let mut rows = BatchRows::for_backend(Backend::Postgres, ROW);
     for (place, p) in pending.iter().enumerate() {
-        let (Some([before_id, before_message_id, payload_rest]), Some([before_reply_id, reply_rest])) =
-            (split_around_zeros(&p.payload, ["id", "message_id"]), split_around_zeros(&p.reply, ["message_id"]))
-        else {
+        let Some(([before_id, before_message_id, payload_rest], [before_reply_id, reply_rest])) = p.pieces() else {
             return Ok(None);
         };
         rows.push([
