@@ -58,7 +58,9 @@ end
     };
 }
 
-/// KEYS: the user's counts, the node's user set, the node's change records.
+/// KEYS: the user's counts, the node's user set, the node's change records,
+/// the users the node's reaping announced offline (a connect here that
+/// makes the user online announces it, so the write-back must not again).
 /// ARGV: node, user, change id, +1 or -1.
 /// Returns {the user's total right after this change, the total now}: the
 /// same for a change made now, different for one retried after others.
@@ -76,6 +78,7 @@ else
 end
 local after = total(KEYS[1])
 redis.call('HSET', KEYS[3], ARGV[3], after)
+if after == 1 and tonumber(ARGV[4]) == 1 then redis.call('SREM', KEYS[4], ARGV[2]) end
 return {after, after}
 "#
 );
@@ -111,8 +114,8 @@ return gone
 /// restart, or a reaping after a stall). KEYS: the user's counts, the
 /// node's user set, the users the node's reaping announced offline.
 /// ARGV: node, user, count. Returns 1 if the user must be announced online
-/// again: its reaping announced it offline, and no other node has counted
-/// (and announced) it online since.
+/// again: its reaping announced it offline, and no node (this one
+/// included) has announced it online since.
 const RESTORE: &str = concat!(
     lua_total!(),
     r#"
@@ -171,6 +174,7 @@ impl ClusterPresence {
             .key(self.keys.online(user))
             .key(self.keys.node_users(&self.node))
             .key(self.keys.node_presence_ops(&self.node))
+            .key(self.keys.node_reaped(&self.node))
             .arg(&self.node)
             .arg(user)
             .arg(change)
