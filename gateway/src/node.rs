@@ -97,8 +97,8 @@ impl Node {
         let presence = Presence::standalone();
 
         let stop_worker = CancellationToken::new();
-        let processor = worker::Processor::new(store.clone(), broker.clone());
-        let worker = spawn_embedded_worker(processor, command_rx, stop_worker.clone(), store.backend());
+        let processor = worker::Processor::new(store.clone());
+        let worker = spawn_embedded_worker(processor, broker.clone(), command_rx, stop_worker.clone(), store.backend());
         let stop_others = CancellationToken::new();
         let mut others = vec![tokio::spawn(worker::retention::run(
             store.clone(),
@@ -300,11 +300,12 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
 /// runtime.
 fn spawn_embedded_worker(
     processor: worker::Processor,
+    broker: Broker,
     commands: tokio::sync::mpsc::Receiver<shared::bus::CommandEnvelope>,
     stop: CancellationToken,
     backend: Backend,
 ) -> JoinHandle<()> {
-    let work = processor.run_memory(commands, stop);
+    let work = processor.run_memory(broker, commands, stop);
     if backend != Backend::Sqlite {
         return tokio::spawn(work);
     }

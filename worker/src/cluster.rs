@@ -8,7 +8,6 @@ use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
 use shared::bus::keys::{Keys, GROUP};
 use shared::bus::redis::RedisBroker;
-use shared::bus::Broker;
 use shared::store::Store;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -38,7 +37,7 @@ impl Worker {
     /// worker takes over at once rather than after the TTL.
     pub async fn run(self, stop: CancellationToken) {
         let broker = RedisBroker::new(&self.redis_url, self.redis.clone(), self.keys.clone());
-        let processor = Processor::with_redelivery(self.store.clone(), Broker::Redis(broker.clone()));
+        let processor = Processor::with_redelivery(self.store.clone());
         let committer = GroupCommit::start(processor.clone());
         let mut owned: BTreeMap<u32, Owned> = BTreeMap::new();
         let mut ticker = tokio::time::interval(Duration::from_millis(self.lease_ttl_ms / 3));

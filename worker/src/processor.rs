@@ -39,7 +39,6 @@ pub type Results = Vec<Result<Outcome, Refusal>>;
 #[derive(Clone)]
 pub struct Processor {
     store: Store,
-    broker: Broker,
     max_batch: usize,
     /// Whether the queue may deliver a command twice (see [`Delivery`]).
     redelivery: bool,
@@ -48,24 +47,31 @@ pub struct Processor {
 impl Processor {
     /// A processor for the in-process queue, which delivers each command
     /// once.
-    pub fn new(store: Store, broker: Broker) -> Self {
-        Processor { store, broker, max_batch: MEMORY_MAX_BATCH, redelivery: false }
+    pub fn new(store: Store) -> Self {
+        Processor { store, max_batch: MEMORY_MAX_BATCH, redelivery: false }
     }
 
     /// A processor for Redis Streams, which redeliver what was not
-    /// acknowledged.
-    pub fn with_redelivery(store: Store, broker: Broker) -> Self {
-        Processor { redelivery: true, max_batch: STREAM_MAX_BATCH, ..Self::new(store, broker) }
+    /// acknowledged. Its shard consumers publish the outcomes themselves,
+    /// with their acknowledgement ([`Processor::outcome_events`]).
+    pub fn with_redelivery(store: Store) -> Self {
+        Processor { redelivery: true, max_batch: STREAM_MAX_BATCH, ..Self::new(store) }
     }
 
     pub fn max_batch(&self) -> usize {
         self.max_batch
     }
 
-    /// Consumes the in-process command channel until `stop` is cancelled;
-    /// then applies whatever is still queued and returns, so that a normal
-    /// shutdown loses nothing that was accepted.
-    pub async fn run_memory(self, mut commands: mpsc::Receiver<CommandEnvelope>, stop: CancellationToken) {
+    /// Consumes the in-process command channel until `stop` is cancelled,
+    /// publishing each batch's outcomes on `broker`; then applies whatever
+    /// is still queued and returns, so that a normal shutdown loses nothing
+    /// that was accepted.
+    pub async fn run_memory(
+        self,
+        broker: Broker,
+        mut commands: mpsc::Receiver<CommandEnvelope>,
+        stop: CancellationToken,
+    ) {
         let mut batch = Vec::with_capacity(self.max_batch);
         loop {
             tokio::select! {
@@ -86,22 +92,22 @@ impl Processor {
                     Err(_) => break,
                 }
             }
-            self.apply_or_refuse(&mut batch).await;
+            self.apply_or_refuse(&broker, &mut batch).await;
         }
         // Drain: the gateway stopped reading from clients before stopping
         // us, so what is queued now is all there will be.
         while let Ok(more) = commands.try_recv() {
             batch.push(more);
             if batch.len() == self.max_batch {
-                self.apply_or_refuse(&mut batch).await;
+                self.apply_or_refuse(&broker, &mut batch).await;
             }
         }
-        self.apply_or_refuse(&mut batch).await;
+        self.apply_or_refuse(&broker, &mut batch).await;
     }
 
     /// In-process mode has no redelivery: when the store fails, the batch
     /// is refused as `internal` (never acknowledged) and the clients retry.
-    async fn apply_or_refuse(&self, batch: &mut Vec<CommandEnvelope>) {
+    async fn apply_or_refuse(&self, broker: &Broker, batch: &mut Vec<CommandEnvelope>) {
         if batch.is_empty() {
             return;
         }
@@ -112,7 +118,10 @@ impl Processor {
                 batch.iter().map(|_| Err(Refusal::internal())).collect()
             }
         };
-        self.publish_outcomes(batch, results).await;
+        if let Err(e) = broker.publish_all(Self::outcome_events(batch, results)).await {
+            metrics::counter!("chat_redis_errors_total", "op" => "publish").increment(1);
+            tracing::warn!(error = %e, "publishing events failed");
+        }
         batch.clear();
     }
 
@@ -183,25 +192,9 @@ impl Processor {
         result
     }
 
-    /// Publishes each command's events, then its reply, in batch order, all
-    /// in one round trip. Returns false if publishing failed: the caller
-    /// then leaves the commands unacknowledged, and their redelivery
-    /// publishes again.
-    pub async fn publish_outcomes(&self, batch: &[CommandEnvelope], results: Results) -> bool {
-        let events = Self::outcome_events(batch, results);
-        match self.broker.publish_all(events).await {
-            Ok(()) => true,
-            Err(e) => {
-                metrics::counter!("chat_redis_errors_total", "op" => "publish").increment(1);
-                tracing::warn!(error = %e, "publishing events failed");
-                false
-            }
-        }
-    }
-
-    /// Each command's events, then its reply, in batch order: what
-    /// [`Processor::publish_outcomes`] publishes, for a caller that sends
-    /// them itself (a stream consumer, with its acknowledgement and next read).
+    /// Each command's events, then its reply, in batch order: what is
+    /// published after a batch (by a stream consumer, with its
+    /// acknowledgement and next read).
     pub fn outcome_events(batch: &[CommandEnvelope], results: Results) -> Vec<Event> {
         let mut events = Vec::with_capacity(batch.len() * 2);
         for (envelope, result) in batch.iter().zip(results) {

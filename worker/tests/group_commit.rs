@@ -8,8 +8,7 @@
 use std::sync::Arc;
 
 use serde_json::json;
-use shared::bus::memory::MemoryBroker;
-use shared::bus::{Broker, CommandEnvelope, Origin};
+use shared::bus::{CommandEnvelope, Origin};
 use shared::model::{ChatKind, Command};
 use shared::store::{NewChat, Store};
 use worker::group_commit::GroupCommit;
@@ -60,7 +59,7 @@ fn codes(results: Results) -> Vec<&'static str> {
 async fn a_refused_batch_does_not_take_the_batches_merged_with_it_down() {
     let store = store().await;
     let (one, two) = (group(&store).await, group(&store).await);
-    let committer = GroupCommit::start(Processor::with_redelivery(store, Broker::Memory(MemoryBroker::new())));
+    let committer = GroupCommit::start(Processor::with_redelivery(store));
     // PostgreSQL's text cannot hold U+0000 (gateways refuse it; a stream
     // written by anything else may still carry it).
     let refused = Arc::new(vec![send("refused", one, "a\0b")]);
@@ -79,7 +78,7 @@ async fn a_refused_batch_does_not_take_the_batches_merged_with_it_down() {
 async fn a_refused_command_is_answered_and_the_rest_of_its_batch_applied() {
     let store = store().await;
     let chat = group(&store).await;
-    let committer = GroupCommit::start(Processor::with_redelivery(store, Broker::Memory(MemoryBroker::new())));
+    let committer = GroupCommit::start(Processor::with_redelivery(store));
     let batch = Arc::new(vec![send("before", chat, "x"), send("refused", chat, "a\0b"), send("after", chat, "y")]);
     let results = committer.apply(batch, false).await.expect("answered");
     let applied: Vec<(i64, i64)> =
@@ -93,7 +92,7 @@ async fn a_refused_command_is_answered_and_the_rest_of_its_batch_applied() {
 async fn merged_batches_get_their_own_results() {
     let store = store().await;
     let (one, two) = (group(&store).await, group(&store).await);
-    let committer = GroupCommit::start(Processor::with_redelivery(store, Broker::Memory(MemoryBroker::new())));
+    let committer = GroupCommit::start(Processor::with_redelivery(store));
     let first = Arc::new(vec![send("a-1", one, "x"), send("a-2", two, "y"), send("a-3", one, "z")]);
     let second = Arc::new(vec![send("b-1", two, "w")]);
     let (first, second) = tokio::join!(committer.apply(first, false), committer.apply(second, false));
