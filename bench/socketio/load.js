@@ -189,15 +189,16 @@ const counters = {
   out_of_order: 0,
 };
 const latency = { connect: new Samples(), send_to_ack: new Samples(), send_to_delivery: new Samples() };
-const timeline = new Map(); // second since start -> [sent, acked, delivered]
+const timeline = new Map(); // second since start -> [sent, acked, delivered, slowest send→ack in ms]
 const connectErrors = new Map(); // message -> count
 const started = now();
 
-function tick(column) {
+function tick(column, ackMs = 0) {
   const second = Math.floor((now() - started) / 1000);
   let row = timeline.get(second);
-  if (!row) timeline.set(second, (row = [0, 0, 0]));
+  if (!row) timeline.set(second, (row = [0, 0, 0, 0]));
   row[column]++;
+  row[3] = Math.max(row[3], ackMs);
 }
 
 // ---------------------------------------------------------------- connections
@@ -263,8 +264,9 @@ function send(conn) {
   conn.socket.emit("msg", { text: String(Math.round(ts * 1000)), ts, seq: conn.seq }, (reply) => {
     if (reply && reply.ok) {
       counters.acked++;
-      tick(1);
-      latency.send_to_ack.record(now() - ts);
+      const took = now() - ts;
+      tick(1, took);
+      latency.send_to_ack.record(took);
     } else {
       counters.errors++;
     }
@@ -483,7 +485,7 @@ async function main() {
       cpu_seconds_measured: (clientCpu.user + clientCpu.system) / 1e6,
       rss_bytes_at_end: process.memoryUsage.rss(),
     },
-    timeline: [...timeline.entries()].sort((a, b) => a[0] - b[0]).map(([s, [a, b, c]]) => [s, a, b, c]),
+    timeline: [...timeline.entries()].sort((a, b) => a[0] - b[0]).map(([s, [a, b, c, slowest]]) => [s, a, b, c, slowest]),
   };
   fs.mkdirSync(path.dirname(path.resolve(opts.report)), { recursive: true });
   fs.writeFileSync(opts.report, JSON.stringify(report, null, 2));

@@ -1,5 +1,5 @@
-//! PNG charts of a run: the latency distribution (percentile curve) and
-//! throughput over time. Text is drawn with DejaVu Sans when installed
+//! PNG charts of a run: the latency distribution (percentile curve),
+//! throughput over time, and the slowest ack of each second. Text is drawn with DejaVu Sans when installed
 //! (Debian's fonts-dejavu-core); without it the charts have no labels.
 
 use std::collections::BTreeMap;
@@ -8,6 +8,7 @@ use hdrhistogram::Histogram;
 use plotters::prelude::*;
 
 use crate::plan::Plan;
+use crate::stats::Second;
 
 const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 
@@ -25,12 +26,15 @@ fn register_font() -> bool {
 pub fn draw(
     plan: &Plan,
     latencies: &[(&str, &Histogram<u64>)],
-    timeline: &BTreeMap<u64, (u64, u64, u64)>,
+    timeline: &BTreeMap<u64, Second>,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(&plan.charts)?;
     let labels = register_font();
     latency(&format!("{}/latency.png", plan.charts), latencies, labels)?;
     throughput(&format!("{}/throughput.png", plan.charts), timeline, labels)?;
+    if timeline.values().any(|t| t.slowest_ack_us > 0) {
+        slowest_ack(&format!("{}/slowest-ack.png", plan.charts), timeline, labels)?;
+    }
     Ok(())
 }
 
@@ -77,15 +81,15 @@ fn latency(path: &str, series: &[(&str, &Histogram<u64>)], labels: bool) -> anyh
     finish(chart, root, labels)
 }
 
-/// Picks one of (sent, acked, delivered).
-type Pick = fn(&(u64, u64, u64)) -> u64;
+/// Picks one figure of a second.
+type Pick = fn(&Second) -> u64;
 
 /// Sent, acknowledged and delivered per second.
-fn throughput(path: &str, timeline: &BTreeMap<u64, (u64, u64, u64)>, labels: bool) -> anyhow::Result<()> {
+fn throughput(path: &str, timeline: &BTreeMap<u64, Second>, labels: bool) -> anyhow::Result<()> {
     let root = BitMapBackend::new(path, (900, 500)).into_drawing_area();
     root.fill(&WHITE)?;
     let last = timeline.keys().last().copied().unwrap_or(1).max(1);
-    let top = timeline.values().map(|t| t.0.max(t.1).max(t.2)).max().unwrap_or(1).max(1) as f64;
+    let top = timeline.values().map(|t| t.sent.max(t.acked).max(t.delivered)).max().unwrap_or(1).max(1) as f64;
     let mut chart = ChartBuilder::on(&root);
     if labels {
         chart.caption("throughput per second", ("sans-serif", 22));
@@ -99,7 +103,7 @@ fn throughput(path: &str, timeline: &BTreeMap<u64, (u64, u64, u64)>, labels: boo
         mesh.x_labels(0).y_labels(0);
     }
     mesh.draw()?;
-    let series: [(&str, Pick); 3] = [("sent", |t| t.0), ("acked", |t| t.1), ("delivered", |t| t.2)];
+    let series: [(&str, Pick); 3] = [("sent", |t| t.sent), ("acked", |t| t.acked), ("delivered", |t| t.delivered)];
     for (i, (name, pick)) in series.iter().enumerate() {
         let color = Palette99::pick(i).to_rgba();
         let points: Vec<(u64, f64)> = timeline.iter().map(|(s, t)| (*s, pick(t) as f64)).collect();
@@ -107,6 +111,36 @@ fn throughput(path: &str, timeline: &BTreeMap<u64, (u64, u64, u64)>, labels: boo
         if labels {
             drawn.label(*name).legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
         }
+    }
+    finish(chart, root, labels)
+}
+
+/// The slowest send→ack of each second: whether a tail is a few stalls or
+/// spread over the run.
+fn slowest_ack(path: &str, timeline: &BTreeMap<u64, Second>, labels: bool) -> anyhow::Result<()> {
+    let root = BitMapBackend::new(path, (900, 500)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let last = timeline.keys().last().copied().unwrap_or(1).max(1);
+    let ms = |t: &Second| t.slowest_ack_us as f64 / 1000.0;
+    let top = timeline.values().map(ms).fold(1.0, f64::max);
+    let mut chart = ChartBuilder::on(&root);
+    if labels {
+        chart.caption("slowest send→ack of each second", ("sans-serif", 22));
+    }
+    let mut chart =
+        chart.margin(15).x_label_area_size(40).y_label_area_size(70).build_cartesian_2d(0u64..last, 0f64..top * 1.1)?;
+    let mut mesh = chart.configure_mesh();
+    if labels {
+        mesh.x_desc("seconds since the agents started").y_desc("ms");
+    } else {
+        mesh.x_labels(0).y_labels(0);
+    }
+    mesh.draw()?;
+    let color = Palette99::pick(1).to_rgba();
+    let points: Vec<(u64, f64)> = timeline.iter().filter(|(_, t)| t.acked > 0).map(|(s, t)| (*s, ms(t))).collect();
+    let drawn = chart.draw_series(LineSeries::new(points, color.stroke_width(2)))?;
+    if labels {
+        drawn.label("slowest send→ack").legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
     }
     finish(chart, root, labels)
 }

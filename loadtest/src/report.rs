@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use crate::plan::{Plan, Scenario};
 use crate::procstat::ProcStat;
-use crate::stats::{histogram, AgentResult, Counters};
+use crate::stats::{histogram, AgentResult, Counters, Second};
 
 /// Server samples at the phase boundaries.
 pub struct Phases {
@@ -37,18 +37,15 @@ fn percentiles(h: &Histogram<u64>) -> Value {
 pub fn write(plan: &Plan, results: Vec<AgentResult>, phases: Phases) -> anyhow::Result<()> {
     let mut counters = Counters::default();
     let (mut connect, mut ack, mut delivery, mut scenario) = (histogram(), histogram(), histogram(), histogram());
-    let mut timeline: BTreeMap<u64, (u64, u64, u64)> = BTreeMap::new();
+    let mut timeline: BTreeMap<u64, Second> = BTreeMap::new();
     for r in results {
         counters.add(&r.counters);
         r.connect_us.into_histogram(&mut connect);
         r.ack_us.into_histogram(&mut ack);
         r.delivery_us.into_histogram(&mut delivery);
         r.scenario_us.into_histogram(&mut scenario);
-        for (second, (s, a, d)) in r.timeline {
-            let t = timeline.entry(second).or_default();
-            t.0 += s;
-            t.1 += a;
-            t.2 += d;
+        for (second, seen) in r.timeline {
+            timeline.entry(second).or_default().add(&seen);
         }
     }
     let group = plan.group_size.max(1) as u64;
@@ -93,7 +90,11 @@ pub fn write(plan: &Plan, results: Vec<AgentResult>, phases: Phases) -> anyhow::
             "cpu_seconds_measured": cpu,
             "cpu_seconds_per_million_deliveries": cpu_per_million,
         },
-        "timeline": timeline.iter().map(|(s, (a, b, c))| json!([s, a, b, c])).collect::<Vec<_>>(),
+        // [second, sent, acked, delivered, slowest send→ack in ms]
+        "timeline": timeline
+            .iter()
+            .map(|(s, t)| json!([s, t.sent, t.acked, t.delivered, t.slowest_ack_us as f64 / 1000.0]))
+            .collect::<Vec<_>>(),
     });
     std::fs::write(&plan.report, serde_json::to_vec_pretty(&report)?)?;
     print_summary(plan, &report);

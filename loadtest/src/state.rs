@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use crate::conn::Behaviour;
 use crate::incoming::Incoming;
 use crate::seen::{Arrival, Seen};
-use crate::stats::{histogram, AgentResult, Counters, Recorded};
+use crate::stats::{histogram, AgentResult, Counters, Recorded, Second};
 
 pub fn now_us() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
@@ -48,7 +48,7 @@ pub struct AgentState {
     ack: Mutex<Histogram<u64>>,
     delivery: Mutex<Histogram<u64>>,
     scenario: Mutex<Histogram<u64>>,
-    timeline: Mutex<BTreeMap<u64, (u64, u64, u64)>>,
+    timeline: Mutex<BTreeMap<u64, Second>>,
     /// Silent scenario: when each silent user connected (µs since epoch).
     pub silent_since: Mutex<HashMap<String, u64>>,
     pub heartbeat_timeout_us: u64,
@@ -78,7 +78,7 @@ impl AgentState {
         self.started.elapsed().as_secs()
     }
 
-    fn tick(&self, f: impl FnOnce(&mut (u64, u64, u64))) {
+    fn tick(&self, f: impl FnOnce(&mut Second)) {
         let second = self.second();
         f(self.timeline.lock().unwrap_or_else(|e| e.into_inner()).entry(second).or_default());
     }
@@ -109,7 +109,7 @@ impl AgentState {
 
     pub fn sent(&self) {
         self.n.sent.fetch_add(1, Ordering::Relaxed);
-        self.tick(|t| t.0 += 1);
+        self.tick(|t| t.sent += 1);
     }
 
     /// A connection's `sync` after the storm was answered.
@@ -131,7 +131,7 @@ impl AgentState {
                 if self.measuring() {
                     self.n.deliveries_in_phase.fetch_add(1, Ordering::Relaxed);
                 }
-                self.tick(|t| t.2 += 1);
+                self.tick(|t| t.delivered += 1);
                 self.check_order(frame, seen);
                 if let Some(sent) = frame.message.as_deref().and_then(|m| m.parse::<u64>().ok()) {
                     let _ =
@@ -156,10 +156,16 @@ impl AgentState {
                     if self.measuring() {
                         self.n.acked_in_phase.fetch_add(1, Ordering::Relaxed);
                     }
-                    self.tick(|t| t.1 += 1);
-                    if let Some(sent) = reference.strip_prefix("s").and_then(|s| s.parse::<u64>().ok()) {
-                        let _ =
-                            self.ack.lock().unwrap_or_else(|e| e.into_inner()).record(now.saturating_sub(sent).max(1));
+                    let took = reference
+                        .strip_prefix("s")
+                        .and_then(|s| s.parse::<u64>().ok())
+                        .map(|sent| now.saturating_sub(sent).max(1));
+                    self.tick(|t| {
+                        t.acked += 1;
+                        t.slowest_ack_us = t.slowest_ack_us.max(took.unwrap_or(0));
+                    });
+                    if let Some(took) = took {
+                        let _ = self.ack.lock().unwrap_or_else(|e| e.into_inner()).record(took);
                     }
                 }
                 None => {}

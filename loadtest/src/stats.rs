@@ -54,6 +54,27 @@ impl Counters {
     }
 }
 
+/// One second of a run, as the agents saw it.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Second {
+    pub sent: u64,
+    pub acked: u64,
+    pub delivered: u64,
+    /// The slowest send→ack that arrived in this second: a stall anywhere
+    /// on the path shows as a spike here, where the run's percentiles only
+    /// say that a tail exists.
+    pub slowest_ack_us: u64,
+}
+
+impl Second {
+    pub fn add(&mut self, o: &Second) {
+        self.sent += o.sent;
+        self.acked += o.acked;
+        self.delivered += o.delivered;
+        self.slowest_ack_us = self.slowest_ack_us.max(o.slowest_ack_us);
+    }
+}
+
 /// A histogram as (value, count) pairs, which JSON carries and which merge.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct Recorded(pub Vec<(u64, u64)>);
@@ -80,10 +101,10 @@ pub struct AgentResult {
     /// Scenario-specific: time from going silent to `offline`, or to being
     /// synced after a reconnect.
     pub scenario_us: Recorded,
-    /// (second since start, (sent, acked, delivered)). A list, not a map:
+    /// (second since start, what happened in it). A list, not a map:
     /// inside the tagged `AgentLine`, JSON map keys could not come back as
     /// numbers.
-    pub timeline: Vec<(u64, (u64, u64, u64))>,
+    pub timeline: Vec<(u64, Second)>,
 }
 
 /// What an agent prints on stdout, one JSON object per line.
@@ -102,11 +123,12 @@ mod tests {
     fn an_agent_line_survives_json() {
         let mut h = histogram();
         h.record(5).expect("in range");
-        let result = AgentResult { ack_us: Recorded::of(&h), timeline: vec![(2, (1, 2, 3))], ..Default::default() };
+        let second = Second { sent: 1, acked: 2, delivered: 3, slowest_ack_us: 4 };
+        let result = AgentResult { ack_us: Recorded::of(&h), timeline: vec![(2, second)], ..Default::default() };
         let text = serde_json::to_string(&AgentLine::Result { result: Box::new(result) }).expect("json");
         let back: AgentLine = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
         assert!(
-            matches!(back, AgentLine::Result { result } if result.timeline == vec![(2, (1, 2, 3))] && result.ack_us.0.len() == 1)
+            matches!(back, AgentLine::Result { result } if result.timeline == vec![(2, second)] && result.ack_us.0.len() == 1)
         );
     }
 }
