@@ -1,0 +1,1 @@
+target/release/loadtest run churn --connections 2000 --churn-rate 200 --duration 20 --ws-url ws://127.0.0.1:20126/ws,ws://127.0.0.1:22570/ws --http-url http://127.0.0.1:20126 --server-pid 3064 --server-pid 3065 --server-pid 3069 --server-pid 3088 --report bench/results/2026-12-04-cluster-s13-final/churn.json --charts bench/results/2026-12-04-cluster-s13-final/churn

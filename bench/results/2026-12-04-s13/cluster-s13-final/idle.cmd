@@ -1,0 +1,1 @@
+target/release/loadtest run idle --connections 10000 --connect-rate 3000 --duration 15 --ws-url ws://127.0.0.1:24175/ws,ws://127.0.0.1:38440/ws --http-url http://127.0.0.1:24175 --server-pid 2735 --server-pid 2736 --server-pid 2740 --server-pid 2758 --report bench/results/2026-12-04-cluster-s13-final/idle.json --charts bench/results/2026-12-04-cluster-s13-final/idle

@@ -1,0 +1,1 @@
+node --max-old-space-size=4096 load.js idle --connections 19000 --connect-rate 3000 --duration 20 --url ws://127.0.0.1:36432 --server-pid 31530 --report /work/main/bench/results/2026-12-04-s13/socketio/idle.json --redis-pid 31476

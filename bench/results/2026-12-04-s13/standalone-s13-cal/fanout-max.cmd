@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:25105/ws --http-url http://127.0.0.1:25105 --data-dir /tmp/tmp.9j9CBtdb1L --server-pid 31309 --report bench/results/2026-12-04-standalone-s13-cal/fanout-max.json --charts bench/results/2026-12-04-standalone-s13-cal/fanout-max

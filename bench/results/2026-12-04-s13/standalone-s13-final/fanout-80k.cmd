@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 8000 --duration 20 --ws-url ws://127.0.0.1:22327/ws --http-url http://127.0.0.1:22327 --data-dir /tmp/tmp.C4pggyrh3H --server-pid 1112 --report bench/results/2026-12-04-standalone-s13-final/fanout-80k.json --charts bench/results/2026-12-04-standalone-s13-final/fanout-80k

@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:32651/ws --http-url http://127.0.0.1:32651 --data-dir /tmp/tmp.2fxI2uM6Kj --server-pid 1013 --report bench/results/2026-12-04-standalone-s13-final/fanout.json --charts bench/results/2026-12-04-standalone-s13-final/fanout

@@ -1,0 +1,1 @@
+target/release/loadtest run receipts --connections 2000 --group-size 10 --rate 500 --duration 20 --ws-url ws://127.0.0.1:28756/ws --http-url http://127.0.0.1:28756 --data-dir /tmp/tmp.W7avqlGQud --server-pid 1375 --report bench/results/2026-12-04-standalone-s13-final/receipts.json --charts bench/results/2026-12-04-standalone-s13-final/receipts

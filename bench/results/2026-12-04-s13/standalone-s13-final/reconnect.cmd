@@ -1,0 +1,1 @@
+target/release/loadtest run reconnect --connections 19000 --group-size 10 --rate 200 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:21169/ws --http-url http://127.0.0.1:21169 --data-dir /tmp/tmp.Ka0xtYGisO --server-pid 1524 --report bench/results/2026-12-04-standalone-s13-final/reconnect.json --charts bench/results/2026-12-04-standalone-s13-final/reconnect

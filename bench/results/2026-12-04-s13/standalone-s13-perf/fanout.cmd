@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:28275/ws --http-url http://127.0.0.1:28275 --data-dir /tmp/tmp.WHdSOiPDd1 --server-pid 31659 --report bench/results/2026-12-04-standalone-s13-perf/fanout.json --charts bench/results/2026-12-04-standalone-s13-perf/fanout

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/s13-a target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:37276/ws --http-url http://127.0.0.1:37276 --data-dir /tmp/tmp.cC57PSMOa4 --server-pid 32267 --report bench/results/2026-12-04-standalone-s13-ps-a-1/fanout.json --charts bench/results/2026-12-04-standalone-s13-ps-a-1/fanout

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/s13-b target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:35399/ws --http-url http://127.0.0.1:35399 --data-dir /tmp/tmp.Ofr2zplazC --server-pid 32546 --report bench/results/2026-12-04-standalone-s13-ps-b-2/fanout.json --charts bench/results/2026-12-04-standalone-s13-ps-b-2/fanout

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/s13-a target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:20116/ws --http-url http://127.0.0.1:20116 --data-dir /tmp/tmp.PjakGy8Bca --server-pid 5295 --report bench/results/2026-12-04-standalone-s13-relay-a-1/fanout-max.json --charts bench/results/2026-12-04-standalone-s13-relay-a-1/fanout-max

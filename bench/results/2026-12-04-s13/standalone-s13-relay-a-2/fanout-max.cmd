@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/s13-a target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:34005/ws --http-url http://127.0.0.1:34005 --data-dir /tmp/tmp.U4gHA53Tt2 --server-pid 5490 --report bench/results/2026-12-04-standalone-s13-relay-a-2/fanout-max.json --charts bench/results/2026-12-04-standalone-s13-relay-a-2/fanout-max

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/s13-a target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:23408/ws --http-url http://127.0.0.1:23408 --data-dir /tmp/tmp.DNrheEXqX8 --server-pid 5085 --report bench/results/2026-12-04-standalone-s13-relay-a-4/fanout.json --charts bench/results/2026-12-04-standalone-s13-relay-a-4/fanout

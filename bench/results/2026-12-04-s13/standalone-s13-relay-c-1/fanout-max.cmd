@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/s13-c target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:27177/ws --http-url http://127.0.0.1:27177 --data-dir /tmp/tmp.dg06VTO8xO --server-pid 5377 --report bench/results/2026-12-04-standalone-s13-relay-c-1/fanout-max.json --charts bench/results/2026-12-04-standalone-s13-relay-c-1/fanout-max

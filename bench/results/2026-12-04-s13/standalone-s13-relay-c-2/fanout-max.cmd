@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/s13-c target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:24031/ws --http-url http://127.0.0.1:24031 --data-dir /tmp/tmp.5uXUz58Pz9 --server-pid 5572 --report bench/results/2026-12-04-standalone-s13-relay-c-2/fanout-max.json --charts bench/results/2026-12-04-standalone-s13-relay-c-2/fanout-max

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/s13-c target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:38163/ws --http-url http://127.0.0.1:38163 --data-dir /tmp/tmp.oMdrDpdfT8 --server-pid 5167 --report bench/results/2026-12-04-standalone-s13-relay-c-4/fanout.json --charts bench/results/2026-12-04-standalone-s13-relay-c-4/fanout
