@@ -120,6 +120,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn seconds_of_two_agents_add_their_counts_and_keep_the_slowest_ack() {
+        let mut merged = Second { sent: 1, acked: 2, delivered: 3, slowest_ack_us: 900 };
+        merged.add(&Second { sent: 10, acked: 20, delivered: 30, slowest_ack_us: 400 });
+        assert_eq!(merged, Second { sent: 11, acked: 22, delivered: 33, slowest_ack_us: 900 });
+        merged.add(&Second { slowest_ack_us: 5_000, ..Default::default() });
+        assert_eq!(merged.slowest_ack_us, 5_000);
+    }
+
+    #[test]
     fn an_agent_line_survives_json() {
         let mut h = histogram();
         h.record(5).expect("in range");
