@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/s13-a target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:29323/ws --http-url http://127.0.0.1:29323 --data-dir /tmp/tmp.ICua8LgeCr --server-pid 8512 --report bench/results/2026-12-04-standalone-s13-sys-a/fanout.json --charts bench/results/2026-12-04-standalone-s13-sys-a/fanout
