@@ -1,10 +1,13 @@
 //! PNG charts of a run: the latency distribution (percentile curve),
-//! throughput over time, and the slowest ack of each second. Text is drawn with DejaVu Sans when installed
-//! (Debian's fonts-dejavu-core); without it the charts have no labels.
+//! throughput over time, and the slowest ack of each second. Text is drawn
+//! with DejaVu Sans when installed (Debian's fonts-dejavu-core); without it
+//! the charts have no labels.
 
 use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
+use plotters::coord::types::{RangedCoordf64, RangedCoordu64};
+use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::plan::Plan;
@@ -87,22 +90,8 @@ type Pick = fn(&Second) -> u64;
 /// Sent, acknowledged and delivered per second.
 fn throughput(path: &str, timeline: &BTreeMap<u64, Second>, labels: bool) -> anyhow::Result<()> {
     let root = BitMapBackend::new(path, (900, 500)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let last = timeline.keys().last().copied().unwrap_or(1).max(1);
     let top = timeline.values().map(|t| t.sent.max(t.acked).max(t.delivered)).max().unwrap_or(1).max(1) as f64;
-    let mut chart = ChartBuilder::on(&root);
-    if labels {
-        chart.caption("throughput per second", ("sans-serif", 22));
-    }
-    let mut chart =
-        chart.margin(15).x_label_area_size(40).y_label_area_size(70).build_cartesian_2d(0u64..last, 0f64..top * 1.1)?;
-    let mut mesh = chart.configure_mesh();
-    if labels {
-        mesh.x_desc("seconds since the agents started").y_desc("per second");
-    } else {
-        mesh.x_labels(0).y_labels(0);
-    }
-    mesh.draw()?;
+    let mut chart = over_time(&root, "throughput per second", "per second", timeline, top, labels)?;
     let series: [(&str, Pick); 3] = [("sent", |t| t.sent), ("acked", |t| t.acked), ("delivered", |t| t.delivered)];
     for (i, (name, pick)) in series.iter().enumerate() {
         let color = Palette99::pick(i).to_rgba();
@@ -119,23 +108,9 @@ fn throughput(path: &str, timeline: &BTreeMap<u64, Second>, labels: bool) -> any
 /// spread over the run.
 fn slowest_ack(path: &str, timeline: &BTreeMap<u64, Second>, labels: bool) -> anyhow::Result<()> {
     let root = BitMapBackend::new(path, (900, 500)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let last = timeline.keys().last().copied().unwrap_or(1).max(1);
     let ms = |t: &Second| t.slowest_ack_us as f64 / 1000.0;
     let top = timeline.values().map(ms).fold(1.0, f64::max);
-    let mut chart = ChartBuilder::on(&root);
-    if labels {
-        chart.caption("slowest send→ack of each second", ("sans-serif", 22));
-    }
-    let mut chart =
-        chart.margin(15).x_label_area_size(40).y_label_area_size(70).build_cartesian_2d(0u64..last, 0f64..top * 1.1)?;
-    let mut mesh = chart.configure_mesh();
-    if labels {
-        mesh.x_desc("seconds since the agents started").y_desc("ms");
-    } else {
-        mesh.x_labels(0).y_labels(0);
-    }
-    mesh.draw()?;
+    let mut chart = over_time(&root, "slowest send→ack of each second", "ms", timeline, top, labels)?;
     let color = Palette99::pick(1).to_rgba();
     let points: Vec<(u64, f64)> = timeline.iter().filter(|(_, t)| t.acked > 0).map(|(s, t)| (*s, ms(t))).collect();
     let drawn = chart.draw_series(LineSeries::new(points, color.stroke_width(2)))?;
@@ -145,10 +120,38 @@ fn slowest_ack(path: &str, timeline: &BTreeMap<u64, Second>, labels: bool) -> an
     finish(chart, root, labels)
 }
 
+/// A white chart with the run's seconds across and 0 to a tenth above
+/// `top` up, its caption and axis names drawn when there is text.
+fn over_time<'a>(
+    root: &DrawingArea<BitMapBackend<'a>, Shift>,
+    caption: &str,
+    y_desc: &str,
+    timeline: &BTreeMap<u64, Second>,
+    top: f64,
+    labels: bool,
+) -> anyhow::Result<ChartContext<'a, BitMapBackend<'a>, Cartesian2d<RangedCoordu64, RangedCoordf64>>> {
+    root.fill(&WHITE)?;
+    let last = timeline.keys().last().copied().unwrap_or(1).max(1);
+    let mut chart = ChartBuilder::on(root);
+    if labels {
+        chart.caption(caption, ("sans-serif", 22));
+    }
+    let mut chart =
+        chart.margin(15).x_label_area_size(40).y_label_area_size(70).build_cartesian_2d(0u64..last, 0f64..top * 1.1)?;
+    let mut mesh = chart.configure_mesh();
+    if labels {
+        mesh.x_desc("seconds since the agents started").y_desc(y_desc);
+    } else {
+        mesh.x_labels(0).y_labels(0);
+    }
+    mesh.draw()?;
+    Ok(chart)
+}
+
 /// Draws the legend (when there is text) and writes the file.
 fn finish<'a, X: Ranged, Y: Ranged>(
     mut chart: ChartContext<'a, BitMapBackend<'a>, Cartesian2d<X, Y>>,
-    root: DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>,
+    root: DrawingArea<BitMapBackend<'a>, Shift>,
     labels: bool,
 ) -> anyhow::Result<()> {
     if labels {
