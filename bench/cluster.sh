@@ -74,4 +74,6 @@ for scenario in ${scenarios[*]}; do
         *) echo "bench: unknown scenario $scenario" >&2; exit 2 ;;
     esac
 done
+# Every scenario's figures side by side, on the terminal and in the folder.
+echo; "$loadtest_bin" summary "$results" | tee "$results/summary.txt" || true
 echo "bench: done; results in $results"

@@ -49,4 +49,6 @@ for scenario in ${scenarios[*]}; do
     esac
 done
 stop_server
+# Every scenario's figures side by side, on the terminal and in the folder.
+echo; "$loadtest_bin" summary "$results" | tee "$results/summary.txt" || true
 echo "bench: done; results in $results"

@@ -15,6 +15,7 @@ mod report;
 mod seen;
 mod state;
 mod stats;
+mod summary;
 
 use clap::{Parser, Subcommand};
 
@@ -32,6 +33,8 @@ enum Command {
     /// Measure the kernel's cost of small loopback writes alone: the floor
     /// under a server's CPU per delivery on this machine.
     Floor(floor::FloorArgs),
+    /// One table of every run report in the given folders.
+    Summary(summary::SummaryArgs),
     /// Internal: one agent process of a run.
     #[command(hide = true)]
     Agent { spec: std::path::PathBuf },
@@ -47,6 +50,7 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Run(plan) => coordinator::run(*plan).await,
         Command::Floor(args) => floor::run(args).await,
+        Command::Summary(args) => summary::run(args),
         Command::FloorSink { address, connections } => floor::sink(address, connections).await,
         Command::Agent { spec } => {
             let spec: plan::AgentSpec = serde_json::from_slice(&std::fs::read(spec)?)?;
