@@ -12,7 +12,7 @@ use shared::store::Store;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::group_commit::GroupCommit;
+use crate::group_commit::{GroupCommit, Hold};
 use crate::lease::{fair_share, preference, surplus, RELEASE, RENEW};
 use crate::processor::Processor;
 use crate::stream::ShardConsumer;
@@ -22,6 +22,8 @@ pub struct Worker {
     pub keys: Keys,
     pub redis_url: String,
     pub lease_ttl_ms: u64,
+    /// See [`crate::group_commit::Hold`].
+    pub commit_hold: Hold,
     pub store: Store,
     pub redis: ConnectionManager,
 }
@@ -38,7 +40,7 @@ impl Worker {
     pub async fn run(self, stop: CancellationToken) {
         let broker = RedisBroker::new(&self.redis_url, self.redis.clone(), self.keys.clone());
         let processor = Processor::with_redelivery(self.store.clone());
-        let committer = GroupCommit::start(processor.clone());
+        let committer = GroupCommit::start(processor.clone(), self.commit_hold);
         let mut owned: BTreeMap<u32, Owned> = BTreeMap::new();
         let mut ticker = tokio::time::interval(Duration::from_millis(self.lease_ttl_ms / 3));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -72,6 +72,7 @@ async fn run(settings: Settings, database_url: String, redis_url: String) -> any
         keys: settings.cluster.keys(),
         redis_url,
         lease_ttl_ms: settings.lease_ttl_ms,
+        commit_hold: worker::group_commit::Hold::up_to(std::time::Duration::from_micros(settings.group_commit_hold_us)),
         store: store.clone(),
         redis,
     };

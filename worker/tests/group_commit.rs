@@ -11,7 +11,7 @@ use serde_json::json;
 use shared::bus::{CommandEnvelope, Origin};
 use shared::model::{ChatKind, Command};
 use shared::store::{NewChat, Store};
-use worker::group_commit::GroupCommit;
+use worker::group_commit::{GroupCommit, Hold};
 use worker::processor::Results;
 use worker::Processor;
 
@@ -59,7 +59,7 @@ fn codes(results: Results) -> Vec<&'static str> {
 async fn a_refused_batch_does_not_take_the_batches_merged_with_it_down() {
     let store = store().await;
     let (one, two) = (group(&store).await, group(&store).await);
-    let committer = GroupCommit::start(Processor::with_redelivery(store));
+    let committer = GroupCommit::start(Processor::with_redelivery(store), Hold::NONE);
     // PostgreSQL's text cannot hold U+0000 (gateways refuse it; a stream
     // written by anything else may still carry it).
     let refused = Arc::new(vec![send("refused", one, "a\0b")]);
@@ -78,7 +78,7 @@ async fn a_refused_batch_does_not_take_the_batches_merged_with_it_down() {
 async fn a_refused_command_is_answered_and_the_rest_of_its_batch_applied() {
     let store = store().await;
     let chat = group(&store).await;
-    let committer = GroupCommit::start(Processor::with_redelivery(store));
+    let committer = GroupCommit::start(Processor::with_redelivery(store), Hold::NONE);
     let batch = Arc::new(vec![send("before", chat, "x"), send("refused", chat, "a\0b"), send("after", chat, "y")]);
     let results = committer.apply(batch, false).await.expect("answered");
     let applied: Vec<(i64, i64)> =
@@ -92,10 +92,32 @@ async fn a_refused_command_is_answered_and_the_rest_of_its_batch_applied() {
 async fn merged_batches_get_their_own_results() {
     let store = store().await;
     let (one, two) = (group(&store).await, group(&store).await);
-    let committer = GroupCommit::start(Processor::with_redelivery(store));
+    let committer = GroupCommit::start(Processor::with_redelivery(store), Hold::NONE);
     let first = Arc::new(vec![send("a-1", one, "x"), send("a-2", two, "y"), send("a-3", one, "z")]);
     let second = Arc::new(vec![send("b-1", two, "w")]);
     let (first, second) = tokio::join!(committer.apply(first, false), committer.apply(second, false));
     assert_eq!(message_ids(first.expect("applied")), [(one, 1), (two, 1), (one, 2)]);
     assert_eq!(message_ids(second.expect("applied")), [(two, 2)]);
+}
+
+/// With a hold, a batch that follows a commit closely waits for company;
+/// when none comes it is applied once the hold runs out (a hold that never
+/// ended would hang here). Batches merged under a hold still get their own
+/// results.
+#[tokio::test]
+async fn a_held_batch_is_applied_with_or_without_company() {
+    let store = store().await;
+    let (one, two) = (group(&store).await, group(&store).await);
+    let hold =
+        Hold { wait: std::time::Duration::from_millis(20), busy_within: std::time::Duration::from_secs(60), enough: 8 };
+    let committer = GroupCommit::start(Processor::with_redelivery(store), hold);
+    let first = committer.apply(Arc::new(vec![send("first", one, "x")]), false).await;
+    assert_eq!(message_ids(first.expect("applied")), [(one, 1)]);
+    let alone = committer.apply(Arc::new(vec![send("alone", one, "y")]), false).await;
+    assert_eq!(message_ids(alone.expect("applied when the hold ran out")), [(one, 2)]);
+    let held = Arc::new(vec![send("held", two, "z")]);
+    let company = Arc::new(vec![send("c-1", one, "w"), send("c-2", two, "v")]);
+    let (held, company) = tokio::join!(committer.apply(held, false), committer.apply(company, false));
+    assert_eq!(message_ids(held.expect("applied")), [(two, 1)]);
+    assert_eq!(message_ids(company.expect("applied")), [(one, 3), (two, 2)]);
 }
