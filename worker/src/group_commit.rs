@@ -15,10 +15,11 @@
 //! small transaction ([`Hold`]): at 2,000 msg/s it still found about 1.4
 //! commands waiting per transaction, and each statement cost PostgreSQL
 //! about 200 µs of CPU beyond its execution (commit, log flush, protocol).
-//! Holding for 500 µs cut PostgreSQL's CPU by a third and the gateways' and
-//! workers' by a sixth, for about 2 ms more at the median and no longer a
-//! tail (docs/benchmarks-journal.md, thirteenth session). Idle, nothing
-//! waits: the hold applies only while commits follow each other closely.
+//! Holding for 500 µs cut PostgreSQL's CPU by 29–36 % and the gateways'
+//! and workers' by 11–15 %, for about 1.5 ms more at the median and 0–3 ms
+//! at the p99 (docs/benchmarks-journal.md, thirteenth session). Idle,
+//! nothing waits: the hold applies only while commits follow each other
+//! closely.
 //!
 //! Order holds: a chat lives in one shard, and each shard's batch stays
 //! whole and in order within the merged one. A failure stays contained:
