@@ -11,15 +11,16 @@
 //! loops' batches gets that while keeping the shards that let more workers
 //! share the load.
 //!
-//! Under load the committer also waits a little for more batches before a
-//! small transaction ([`Hold`]): at 2,000 msg/s it still found about 1.4
-//! commands waiting per transaction, and each statement cost PostgreSQL
-//! about 200 µs of CPU beyond its execution (commit, log flush, protocol).
-//! Holding for 500 µs cut PostgreSQL's CPU by 29–36 % and the gateways'
-//! and workers' by 11–15 %, for about 1.5 ms more at the median and 0–3 ms
-//! at the p99 (docs/benchmarks-journal.md, thirteenth session). Idle,
-//! nothing waits: the hold applies only while commits follow each other
-//! closely.
+//! When configured ([`Hold`], `GROUP_COMMIT_HOLD_US`), the committer also
+//! waits a little under load for more batches before a small transaction:
+//! at 2,000 msg/s it found about 1.4 commands waiting per transaction, and
+//! each statement cost PostgreSQL about 200 µs of CPU beyond its execution
+//! (commit, log flush, protocol). Holding for 500 µs cut PostgreSQL's CPU
+//! by 29–36 % and the gateways' and workers' by 11–15 %, for about 1.5 ms
+//! more at the median and up to 3 ms at the p99 in every setting measured
+//! (docs/benchmarks-journal.md, thirteenth session). Off by default: the
+//! tail is what this gateway is chosen for. Idle, nothing waits: the hold
+//! applies only while commits follow each other closely.
 //!
 //! Order holds: a chat lives in one shard, and each shard's batch stays
 //! whole and in order within the merged one. A failure stays contained:
