@@ -25,7 +25,18 @@ diagnose_settled_run() {
 # PORT` (the bench scripts' private server; the machine's is older), as
 # "PID PORT"; fails if there is none.
 diagnose_private_postgres() {
-    local pid
-    pid=$(pgrep -n -f 'postgres -D [^ ]* -p [0-9]+') || { echo "diagnose: no private PostgreSQL running" >&2; return 1; }
-    echo "$pid $(tr '\0' ' ' < "/proc/$pid/cmdline" | grep -o -- '-p [0-9]*' | grep -o '[0-9]*$')"
+    local pid port
+    # Newest first, skipping a backend caught between its fork and renaming
+    # itself: it still carries the postmaster's command line, but its
+    # parent is the postmaster (and by the time it is read it may be gone).
+    local matching
+    matching=$(pgrep -d, -f 'postgres -D [^ ]* -p [0-9]+') || matching=""
+    for pid in $([ -n "$matching" ] && ps -o pid= --sort=-start_time -p "$matching"); do
+        [ "$(cat "/proc/$(awk '{print $4}' "/proc/$pid/stat" 2>/dev/null)/comm" 2>/dev/null)" = postgres ] && continue
+        port=$(tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -o -- '-p [0-9]*' | grep -o '[0-9]*$') || continue
+        echo "$pid $port"
+        return 0
+    done
+    echo "diagnose: no private PostgreSQL running" >&2
+    return 1
 }
