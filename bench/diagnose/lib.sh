@@ -40,3 +40,18 @@ diagnose_private_postgres() {
     echo "diagnose: no private PostgreSQL running" >&2
     return 1
 }
+
+# diagnose_cpu_delta OUT SNAPSHOT: runs SNAPSHOT, a function printing
+# "name|clock ticks" lines (a name may repeat: they are summed), now and
+# 10 s later, and writes to OUT each name's CPU seconds in between.
+# Processes that exit within the 10 s are not counted.
+diagnose_cpu_delta() {
+    local out=$1 snapshot=$2 tmp
+    tmp=$(mktemp -d)
+    sum_by_name() { awk -F'|' '{s[$1]+=$2} END {for (k in s) print k "|" s[k]}' | sort; }
+    "$snapshot" | sum_by_name > "$tmp/0"
+    sleep 10
+    "$snapshot" | sum_by_name > "$tmp/1"
+    join -t'|' "$tmp/0" "$tmp/1" | awk -F'|' '{printf "%s %.2f CPU-s in 10 s\n", $1, ($3-$2)/100}' > "$out"
+    rm -rf "$tmp"
+}

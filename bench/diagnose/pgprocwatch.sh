@@ -4,23 +4,29 @@
 # 5 s, then writes to OUT the CPU seconds the private PostgreSQL's
 # processes used over the next 10 s by kind: the postmaster, the backends
 # that answer the gateways and workers together, and each background
-# process (log writer, checkpointer, autovacuum, ...) on its own. Backends that exit within the
-# 10 s are not counted.
+# process (log writer, checkpointer, autovacuum, ...) on its own.
+# Backends that exit within the 10 s are not counted.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 out=$1
-tmp=$(mktemp -d)
 diagnose_settled_run
 read -r postmaster _ < <(diagnose_private_postgres)
+# Without a process per child (there are dozens of backends), so that a
+# snapshot is one instant.
 snap() {
-    awk '{print "postmaster|" $14+$15}' "/proc/$postmaster/stat"
-    for p in $(pgrep -P "$postmaster"); do
+    local p title stat kind
+    for p in "$postmaster" $(pgrep -P "$postmaster"); do
+        title=""
+        IFS= read -r -d '' title < "/proc/$p/cmdline" 2>/dev/null || [ -n "$title" ] || continue
+        read -r -a stat < "/proc/$p/stat" 2>/dev/null || continue
         # "postgres: walwriter", or "postgres: postgres postgres 127.0.0.1(5432) idle" for a backend.
-        kind=$(tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | sed -E 's/^postgres: //; s/^[^ ]+ [^ ]+ [0-9.]+\([0-9]+\).*/backends/; s/ +$//') || continue
-        awk -v k="$kind" '{print k "|" $14+$15}' "/proc/$p/stat" 2>/dev/null || true
-    done | awk -F'|' '{s[$1]+=$2} END {for (k in s) print k "|" s[k]}' | sort
+        case $title in
+            "postgres: "*"("*")"*) kind=backends ;;
+            "postgres: "*) kind=${title#postgres: }; while [[ $kind == *" " ]]; do kind=${kind% }; done ;;
+            *) kind=postmaster ;;
+        esac
+        echo "$kind|$((stat[13] + stat[14]))"
+    done
 }
-snap > "$tmp/0"; sleep 10; snap > "$tmp/1"
-join -t'|' "$tmp/0" "$tmp/1" | awk -F'|' '{printf "%s: %.2f CPU-s in 10 s\n", $1, ($3-$2)/100}' > "$out"
-rm -rf "$tmp"
+diagnose_cpu_delta "$out" snap
 echo "pgprocwatch: $(tr '\n' ';' < "$out")"

@@ -9,18 +9,15 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 out=$1
-tmp=$(mktemp -d)
 diagnose_settled_run
 read -r postmaster _ < <(diagnose_private_postgres)
 redis=$(pgrep -n -x redis-server) || { echo "svcwatch: no redis-server running" >&2; exit 1; }
 snap() {
     for p in "$postmaster" $(pgrep -P "$postmaster") "$redis"; do
         if [ -r "/proc/$p/stat" ]; then
-            awk -v c="$(cat "/proc/$p/comm")" '{print c, $14+$15}' "/proc/$p/stat" 2>/dev/null || true
+            awk -v c="$(cat "/proc/$p/comm")" '{print c "|" $14+$15}' "/proc/$p/stat" 2>/dev/null || true
         fi
-    done | awk '{s[$1]+=$2} END {for (k in s) print k, s[k]}' | sort
+    done
 }
-snap > "$tmp/0"; sleep 10; snap > "$tmp/1"
-join "$tmp/0" "$tmp/1" | awk '{printf "%s %.2f CPU-s in 10 s\n", $1, ($3-$2)/100}' > "$out"
-rm -rf "$tmp"
+diagnose_cpu_delta "$out" snap
 echo "svcwatch: $(tr '\n' ' ' < "$out")"
