@@ -193,8 +193,8 @@ impl Processor {
     }
 
     /// Each command's events, then its reply, in batch order: what is
-    /// published after a batch (by a stream consumer, with its
-    /// acknowledgement and next read).
+    /// published after a batch (in process at once; by a stream consumer
+    /// with its acknowledgement and next read).
     pub fn outcome_events(batch: &[CommandEnvelope], results: Results) -> Vec<Event> {
         let mut events = Vec::with_capacity(batch.len() * 2);
         for (envelope, result) in batch.iter().zip(results) {
