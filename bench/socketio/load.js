@@ -130,6 +130,17 @@ function sample(pids) {
   return total;
 }
 
+// The machine's idle and total CPU ticks since boot, as loadtest's
+// procstat.rs reads them (the first eight fields of /proc/stat's "cpu").
+function machineTicks() {
+  try {
+    const fields = fs.readFileSync("/proc/stat", "utf8").split("\n")[0].trim().split(/\s+/).slice(1, 9).map(Number);
+    return { idle: fields[3] + fields[4], total: fields.reduce((a, b) => a + b, 0) };
+  } catch {
+    return null;
+  }
+}
+
 function openFileLimit() {
   try {
     const m = /^Max open files\s+(\d+|unlimited)\s+/m.exec(fs.readFileSync("/proc/self/limits", "utf8"));
@@ -376,6 +387,7 @@ async function main() {
   const live = conns.filter(Boolean);
   const phaseStarted = now();
   const clientCpuBefore = process.cpuUsage();
+  const machineBefore = machineTicks();
   let sender = null;
   if (opts.scenario === "fanout" && opts.rate > 0 && live.length > 0) {
     // One message per 1/rate s from a random connection; ticks missed
@@ -403,6 +415,11 @@ async function main() {
   const redisEnd = sample(redisPids);
   if (sender) clearInterval(sender);
   const clientCpu = process.cpuUsage(clientCpuBefore);
+  const machineAfter = machineTicks();
+  const idleShare =
+    machineBefore && machineAfter && machineAfter.total > machineBefore.total
+      ? (machineAfter.idle - machineBefore.idle) / (machineAfter.total - machineBefore.total)
+      : null;
 
   // Let what is in flight arrive: until deliveries stop growing for a
   // second, at most 15 s (loadtest's settle()).
@@ -485,6 +502,11 @@ async function main() {
       cpu_seconds_measured: (clientCpu.user + clientCpu.system) / 1e6,
       rss_bytes_at_end: process.memoryUsage.rss(),
     },
+    // The same keys as loadtest's report; here the one client process is the load agent.
+    machine: {
+      load_agents_cpu_seconds_measured: (clientCpu.user + clientCpu.system) / 1e6,
+      idle_share_measured: idleShare,
+    },
     timeline: [...timeline.entries()].sort((a, b) => a[0] - b[0]).map(([s, [a, b, c, slowest]]) => [s, a, b, c, slowest]),
   };
   fs.mkdirSync(path.dirname(path.resolve(opts.report)), { recursive: true });
@@ -524,6 +546,7 @@ function printSummary(r) {
     row("redis CPU s per 1M deliveries", fixed(r.redis.cpu_seconds_per_million_deliveries, 2));
   }
   row("client CPU s (measured phase)", fixed(r.client.cpu_seconds_measured, 2));
+  if (r.machine.idle_share_measured !== null) row("machine idle (measured phase)", `${fixed(r.machine.idle_share_measured * 100, 0)} %`);
 }
 
 process.on("SIGINT", () => process.exit(130));

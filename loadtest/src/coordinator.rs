@@ -99,6 +99,8 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
         presence_settled(&shared).await;
     }
     let connected = procstat::sample(&plan.server_pids);
+    let agent_pids: Vec<u32> = agents.iter().filter_map(|a| a.child.id()).collect();
+    let (agents_connected, machine_connected) = (procstat::sample(&agent_pids), procstat::machine());
 
     broadcast(&mut agents, "go").await;
     let phase = ProgressBar::new(plan.duration);
@@ -127,6 +129,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
     }
     let measured_seconds = started.elapsed().as_secs_f64();
     let end = procstat::sample(&plan.server_pids);
+    let (agents_end, machine_end) = (procstat::sample(&agent_pids), procstat::machine());
     phase.finish();
     broadcast(&mut agents, "stop").await;
     for agent in &mut agents {
@@ -140,7 +143,15 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
         std::mem::take(&mut shared.lock().unwrap_or_else(|e| e.into_inner()).results).into_values().collect();
     anyhow::ensure!(results.len() == agents.len(), "only {} of {} agents reported", results.len(), agents.len());
     let _ = std::fs::remove_dir_all(&spec_dir);
-    let phases = Phases { baseline, connected, end, connect_seconds, measured_seconds };
+    let phases = Phases {
+        baseline,
+        connected,
+        end,
+        connect_seconds,
+        measured_seconds,
+        agents_cpu_seconds: agents_end.cpu_seconds - agents_connected.cpu_seconds,
+        idle_share: machine_connected.zip(machine_end).and_then(|(from, to)| from.idle_share_until(to)),
+    };
     report::write(&plan, results, phases)
 }
 

@@ -1,5 +1,6 @@
-//! The server processes' resource use, read from /proc: resident memory,
-//! CPU seconds and open file descriptors.
+//! Resource use read from /proc: the server processes' (and the load
+//! agents') resident memory, CPU seconds and open file descriptors, and how
+//! busy the whole machine was.
 
 use serde::{Deserialize, Serialize};
 
@@ -50,4 +51,56 @@ pub fn sample(pids: &[u32]) -> ProcStat {
         }
     }
     total
+}
+
+/// The machine's CPU time since boot, in clock ticks over all cores.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct MachineTicks {
+    /// Idle and waiting for I/O.
+    pub idle: u64,
+    pub total: u64,
+}
+
+impl MachineTicks {
+    /// The share of the time between `self` and `later` that no process
+    /// used: near zero, every process (the server, the load agents, the
+    /// databases) queued for a core, and latency includes that wait.
+    pub fn idle_share_until(self, later: MachineTicks) -> Option<f64> {
+        let total = later.total.checked_sub(self.total).filter(|&t| t > 0)?;
+        Some(later.idle.saturating_sub(self.idle) as f64 / total as f64)
+    }
+}
+
+/// The first line of /proc/stat: "cpu  user nice system idle iowait irq
+/// softirq steal ..."; `None` where there is none (not Linux).
+pub fn machine() -> Option<MachineTicks> {
+    parse_machine(&std::fs::read_to_string("/proc/stat").ok()?)
+}
+
+fn parse_machine(stat: &str) -> Option<MachineTicks> {
+    let fields: Vec<u64> =
+        stat.lines().next()?.strip_prefix("cpu ")?.split_whitespace().map(str::parse).collect::<Result<_, _>>().ok()?;
+    // Guest time is already counted in user time; the first eight are disjoint.
+    let counted = fields.get(..8)?;
+    Some(MachineTicks { idle: counted[3] + counted[4], total: counted.iter().sum() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_machine_line_gives_idle_and_total_ticks() {
+        let stat = "cpu  100 5 50 800 20 0 10 15 0 0\ncpu0 50 2 25 400 10 0 5 8 0 0\n";
+        assert_eq!(parse_machine(stat), Some(MachineTicks { idle: 820, total: 1000 }));
+        assert_eq!(parse_machine("intr 1 2 3\n"), None);
+    }
+
+    #[test]
+    fn the_idle_share_is_of_the_ticks_in_between() {
+        let before = MachineTicks { idle: 820, total: 1000 };
+        let later = MachineTicks { idle: 870, total: 1200 };
+        assert_eq!(before.idle_share_until(later), Some(0.25));
+        assert_eq!(before.idle_share_until(before), None);
+    }
 }

@@ -17,6 +17,12 @@ pub struct Phases {
     pub end: ProcStat,
     pub connect_seconds: f64,
     pub measured_seconds: f64,
+    /// The load agents' own CPU over the measured phase: on a machine they
+    /// share with the server, what they take is not the server's to use.
+    pub agents_cpu_seconds: f64,
+    /// The machine's idle share over the measured phase (see
+    /// [`crate::procstat::MachineTicks::idle_share_until`]).
+    pub idle_share: Option<f64>,
 }
 
 fn percentiles(h: &Histogram<u64>) -> Value {
@@ -90,6 +96,10 @@ pub fn write(plan: &Plan, results: Vec<AgentResult>, phases: Phases) -> anyhow::
             "cpu_seconds_measured": cpu,
             "cpu_seconds_per_million_deliveries": cpu_per_million,
         },
+        "machine": {
+            "load_agents_cpu_seconds_measured": phases.agents_cpu_seconds,
+            "idle_share_measured": phases.idle_share,
+        },
         // [second, sent, acked, delivered, slowest send→ack in ms]
         "timeline": timeline
             .iter()
@@ -157,4 +167,12 @@ fn print_summary(plan: &Plan, r: &Value) {
         format!("{:.2}", s["cpu_seconds_per_million_deliveries"].as_f64().unwrap_or(0.0)),
     );
     row("server open fds at end", format!("{}", s["end"]["open_fds"]));
+    let m = &r["machine"];
+    row(
+        "agents' CPU s (measured phase)",
+        format!("{:.2}", m["load_agents_cpu_seconds_measured"].as_f64().unwrap_or(0.0)),
+    );
+    if let Some(idle) = m["idle_share_measured"].as_f64() {
+        row("machine idle (measured phase)", format!("{:.0} %", idle * 100.0));
+    }
 }

@@ -16,7 +16,7 @@ pub struct SummaryArgs {
     folders: Vec<PathBuf>,
 }
 
-const HEADER: [&str; 11] = [
+const HEADER: [&str; 12] = [
     "run",
     "connected",
     "connect p99 ms",
@@ -28,6 +28,7 @@ const HEADER: [&str; 11] = [
     "scenario p99/max ms",
     "KiB/conn",
     "CPU-s/1M",
+    "idle %",
 ];
 
 pub fn run(args: SummaryArgs) -> anyhow::Result<()> {
@@ -95,6 +96,10 @@ fn read(path: &Path, with_folder: bool) -> Option<Vec<String>> {
         scenario,
         figure(&kib, 2),
         cpu,
+        figure(
+            &report["machine"]["idle_share_measured"].as_f64().map(|s| Value::from(s * 100.0)).unwrap_or(Value::Null),
+            0,
+        ),
     ])
 }
 
@@ -140,11 +145,15 @@ mod tests {
             "deliveries_per_second": 19996.2,
             "latency": {"connect": {"p99_ms": 21.84}, "send_to_ack": {"p99_ms": 7.84}, "send_to_delivery": {"p99_ms": 7.91}, "scenario": null},
             "server": {"rss_per_connection_bytes": 7680.0, "cpu_seconds_per_million_deliveries": 31.712},
+            "machine": {"idle_share_measured": 0.124},
         });
         std::fs::write(dir.join("ack-latency.json"), report.to_string()).expect("write");
         std::fs::write(dir.join("other.json"), "{\"pids\": []}").expect("write");
         let row = read(&dir.join("ack-latency.json"), false).expect("a report");
-        assert_eq!(row, ["ack-latency", "2000", "21.8", "2000", "19996", "3/1/2", "7.8", "7.9", "–", "7.50", "31.71"]);
+        assert_eq!(
+            row,
+            ["ack-latency", "2000", "21.8", "2000", "19996", "3/1/2", "7.8", "7.9", "–", "7.50", "31.71", "12"]
+        );
         assert!(read(&dir.join("other.json"), false).is_none());
         let printed = table(&[HEADER.map(str::to_owned).to_vec(), row]);
         let lines: Vec<&str> = printed.lines().collect();
