@@ -1,0 +1,1 @@
+target/release/loadtest run churn --connections 2000 --churn-rate 200 --duration 20 --ws-url ws://127.0.0.1:22673/ws,ws://127.0.0.1:25256/ws --http-url http://127.0.0.1:22673 --server-pid 25794 --server-pid 25795 --server-pid 25799 --server-pid 25818 --report bench/results/2026-12-04-cluster-s14-final/churn.json --charts bench/results/2026-12-04-cluster-s14-final/churn

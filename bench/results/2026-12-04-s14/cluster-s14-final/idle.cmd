@@ -1,0 +1,1 @@
+target/release/loadtest run idle --connections 10000 --connect-rate 3000 --duration 15 --ws-url ws://127.0.0.1:38631/ws,ws://127.0.0.1:23165/ws --http-url http://127.0.0.1:38631 --server-pid 25493 --server-pid 25494 --server-pid 25497 --server-pid 25517 --report bench/results/2026-12-04-cluster-s14-final/idle.json --charts bench/results/2026-12-04-cluster-s14-final/idle

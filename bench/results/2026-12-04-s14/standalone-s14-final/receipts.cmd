@@ -1,0 +1,1 @@
+target/release/loadtest run receipts --connections 2000 --group-size 10 --rate 500 --duration 20 --ws-url ws://127.0.0.1:39751/ws --http-url http://127.0.0.1:39751 --data-dir /tmp/tmp.sijK7bP1bn --server-pid 26449 --report bench/results/2026-12-04-standalone-s14-final/receipts.json --charts bench/results/2026-12-04-standalone-s14-final/receipts

@@ -1,0 +1,1 @@
+target/release/loadtest run reconnect --connections 19000 --group-size 10 --rate 200 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:26734/ws --http-url http://127.0.0.1:26734 --data-dir /tmp/tmp.yJ9dVZk1Qh --server-pid 26409 --report bench/results/2026-12-04-standalone-s14-final/reconnect.json --charts bench/results/2026-12-04-standalone-s14-final/reconnect

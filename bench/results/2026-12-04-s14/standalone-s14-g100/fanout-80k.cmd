@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 8000 --duration 20 --ws-url ws://127.0.0.1:27705/ws --http-url http://127.0.0.1:27705 --data-dir /tmp/tmp.HsGfWJ8bOW --server-pid 24727 --report bench/results/2026-12-04-standalone-s14-g100/fanout-80k.json --charts bench/results/2026-12-04-standalone-s14-g100/fanout-80k

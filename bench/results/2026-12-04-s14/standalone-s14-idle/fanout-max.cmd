@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:32697/ws --http-url http://127.0.0.1:32697 --data-dir /tmp/tmp.MSu4RF5qXU --server-pid 21124 --report bench/results/2026-12-04-standalone-s14-idle/fanout-max.json --charts bench/results/2026-12-04-standalone-s14-idle/fanout-max

@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:38966/ws --http-url http://127.0.0.1:38966 --data-dir /tmp/tmp.JFQOIqj3qz --server-pid 13097 --report bench/results/2026-12-04-standalone-s14-slow/fanout.json --charts bench/results/2026-12-04-standalone-s14-slow/fanout
