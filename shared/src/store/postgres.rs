@@ -2,7 +2,9 @@
 //! migrations that take sqlx's advisory lock so that several processes
 //! starting at once apply them exactly once.
 
-use sqlx::AnyPool;
+use std::time::Duration;
+
+use sqlx::{AnyPool, Connection};
 
 use super::{pool_options, Backend, Store, StoreError};
 
@@ -18,8 +20,27 @@ fn migrator() -> &'static sqlx::migrate::Migrator {
     })
 }
 
+/// A connection used this recently is taken as alive without asking the
+/// server: HikariCP's rule (its `aliveBypassWindowMs`, 500 ms by default).
+/// sqlx otherwise pings before every acquire, a round trip that on a busy
+/// cluster came with every batch the worker committed and every read a
+/// gateway made. One that sat idle longer is still pinged, so that after
+/// a server restart an idle connection fails the ping, not a request.
+const ALIVE_WITHOUT_PING: Duration = Duration::from_millis(500);
+
 pub(super) async fn open(url: &str) -> Result<Store, StoreError> {
-    let pool = pool_options(16).connect(url).await?;
+    let pool = pool_options(16)
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= ALIVE_WITHOUT_PING {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
+        .connect(url)
+        .await?;
     migrate(&pool).await?;
     Ok(Store { writer: pool.clone(), reader: pool, backend: Backend::Postgres })
 }
