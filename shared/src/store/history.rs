@@ -1,8 +1,10 @@
 //! Reading a chat back: history pages and receipts (REST), and the event log
 //! replay behind `sync` (PROTOCOL.md 4).
 
+use sqlx::AnyPool;
+
 use super::event_log::decode_event;
-use super::{members_of, membership, Membership, Store, StoreError, StoreRefusal};
+use super::{members_of, membership, Backend, Membership, Store, StoreError, StoreRefusal};
 use crate::error::{ErrorCode, Refusal};
 use crate::marks::{timestamp_of, MarkedRange};
 use crate::model::{delivery_status, ChatEvent, ChatId, EventId, MarkKind, MessageId, MessageView, Receipt};
@@ -148,19 +150,11 @@ impl Store {
         since: EventId,
         limit: i64,
     ) -> Result<SyncPage, StoreRefusal> {
-        // One connection and two statements per page: every client of a
-        // reconnect storm syncs at once, and in a cluster each statement
-        // (and each acquire's liveness check) is a round trip to PostgreSQL.
-        let mut conn = self.reader.acquire().await?;
-        let chat_row: Option<(i64, i64, i64)> = sqlx::query_as(
-            "SELECT first_retained_event_id, last_event_id, \
-               (SELECT COUNT(*) FROM members m WHERE m.chat_id = c.id AND m.user_id = $2) \
-             FROM chats c WHERE c.id = $1",
-        )
-        .bind(chat)
-        .bind(user)
-        .fetch_optional(&mut *conn)
-        .await?;
+        let (chat_row, payloads) = if self.backend == Backend::Postgres {
+            sync_page_in_one_statement(&self.reader, chat, user, since, limit).await?
+        } else {
+            sync_page_in_two_statements(&self.reader, chat, user, since, limit).await?
+        };
         Membership::of(chat_row.map(|(_, _, member_rows)| member_rows)).require()?;
         // The chat exists: `require` refused a missing one.
         let (first_retained, last_event_id, _) = chat_row.unwrap_or_default();
@@ -178,14 +172,7 @@ impl Store {
             )
             .into());
         }
-        let rows: Vec<(String,)> =
-            sqlx::query_as("SELECT payload FROM events WHERE chat_id = $1 AND id > $2 ORDER BY id LIMIT $3")
-                .bind(chat)
-                .bind(since)
-                .bind(limit)
-                .fetch_all(&mut *conn)
-                .await?;
-        let events = rows.iter().map(|r| decode_event(&r.0)).collect::<Result<Vec<_>, StoreError>>()?;
+        let events = payloads.iter().map(|p| decode_event(p)).collect::<Result<Vec<_>, StoreError>>()?;
         Ok(SyncPage { events, last_event_id })
     }
 
@@ -206,4 +193,69 @@ impl Store {
                 .await?;
         rows.iter().map(|r| decode_event(&r.0)).collect()
     }
+}
+
+/// The chat's first retained and last event ids and the user's membership
+/// rows (none if there is no such chat), and the page's event payloads,
+/// which the caller discards unless the user may read them.
+type SyncRead = (Option<(i64, i64, i64)>, Vec<String>);
+
+/// Every client of a reconnect storm syncs at once, and each statement is a
+/// round trip to PostgreSQL: the chat's row and the page in one. The
+/// lateral join keeps the page an index range of the chat's events, and
+/// returns the chat's row once with no payload when the page is empty.
+async fn sync_page_in_one_statement(
+    pool: &AnyPool,
+    chat: ChatId,
+    user: &str,
+    since: EventId,
+    limit: i64,
+) -> Result<SyncRead, StoreError> {
+    let rows: Vec<(i64, i64, i64, Option<String>)> = sqlx::query_as(
+        "SELECT c.first_retained_event_id, c.last_event_id, \
+           (SELECT COUNT(*) FROM members m WHERE m.chat_id = c.id AND m.user_id = $2), e.payload \
+         FROM chats c LEFT JOIN LATERAL \
+           (SELECT id, payload FROM events WHERE chat_id = c.id AND id > $3 ORDER BY id LIMIT $4) AS e ON TRUE \
+         WHERE c.id = $1 ORDER BY e.id",
+    )
+    .bind(chat)
+    .bind(user)
+    .bind(since)
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    let chat_row = rows.first().map(|&(first, last, member_rows, _)| (first, last, member_rows));
+    Ok((chat_row, rows.into_iter().filter_map(|row| row.3).collect()))
+}
+
+/// SQLite has no lateral join, and in process a statement is no round
+/// trip: the chat's row, then the page, on one connection.
+async fn sync_page_in_two_statements(
+    pool: &AnyPool,
+    chat: ChatId,
+    user: &str,
+    since: EventId,
+    limit: i64,
+) -> Result<SyncRead, StoreError> {
+    let mut conn = pool.acquire().await?;
+    let chat_row: Option<(i64, i64, i64)> = sqlx::query_as(
+        "SELECT first_retained_event_id, last_event_id, \
+           (SELECT COUNT(*) FROM members m WHERE m.chat_id = c.id AND m.user_id = $2) \
+         FROM chats c WHERE c.id = $1",
+    )
+    .bind(chat)
+    .bind(user)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if chat_row.is_none() {
+        return Ok((None, Vec::new()));
+    }
+    let rows: Vec<(String,)> =
+        sqlx::query_as("SELECT payload FROM events WHERE chat_id = $1 AND id > $2 ORDER BY id LIMIT $3")
+            .bind(chat)
+            .bind(since)
+            .bind(limit)
+            .fetch_all(&mut *conn)
+            .await?;
+    Ok((chat_row, rows.into_iter().map(|(payload,)| payload).collect()))
 }
