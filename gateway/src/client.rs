@@ -104,7 +104,7 @@ async fn serve(node: Arc<Node>, user: String, socket: UpgradeFut) -> Result<(), 
     // Subscribe before reading, so that a command the client sends right
     // after the welcome is followed by its own event on this connection.
     if fresh {
-        match node.store.chats_of(&user).await {
+        match node.chat_lists.of(&user).await {
             Ok(chats) => node.hub.chats_loaded(&local, chats),
             Err(e) => {
                 tracing::warn!(error = %e, "could not load the user's chats; closing");

@@ -10,12 +10,14 @@
 //! - [`handle`]: the node's grip on a connection (queue, close, heartbeat).
 //! - [`outbound`]: the writer's queue items and per-chat cursors.
 //! - [`hub`]: local users, chat subscriptions, fan-out.
+//! - [`chat_lists`]: connections' chat lists, loaded many at a time.
 //! - [`ordering`]: per-chat order and gap detection.
 //! - [`presence`]: online/offline tracking and announcements.
 //! - [`heartbeat`]: the deadline sweep.
 //! - [`rest`]: the REST API and health endpoints.
 //! - [`config`], [`secret`]: settings and the JWT secret.
 
+pub mod chat_lists;
 pub mod client;
 pub mod config;
 pub mod frame_metrics;

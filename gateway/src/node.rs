@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::chat_lists::ChatLists;
 use crate::config::Settings;
 use crate::handle::Rejected;
 use crate::hub::{Hub, HubSink};
@@ -52,6 +53,8 @@ pub struct Node {
     pub settings: Settings,
     pub auth: Authenticator,
     pub store: Store,
+    /// Loads the chat lists of connections setting up.
+    pub chat_lists: ChatLists,
     pub hub: Arc<Hub>,
     pub broker: Broker,
     pub commands: CommandQueue,
@@ -193,6 +196,7 @@ impl Node {
             id,
             incarnation: format!("{:016x}", rand::random::<u64>()),
             auth: Authenticator::new(secret),
+            chat_lists: ChatLists::start(store.clone()),
             store,
             hub,
             broker,

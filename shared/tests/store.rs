@@ -552,6 +552,53 @@ async fn edit_delete_rules_and_sync_with_retention() {
     }
 }
 
+/// A sync page is the events after `since`, at most `limit` of them, with
+/// the chat's last event id; only a member reads it, and a chat that does
+/// not exist is not found (on PostgreSQL all of it comes from one
+/// statement, whose rows repeat the chat's for each event).
+#[tokio::test]
+async fn a_sync_page_is_cut_at_its_limit_and_read_by_members_only() {
+    for (store, _dir) in stores().await {
+        let chat = group(&store, "alice", &["bob"]).await;
+        let sends: Vec<_> = (1..=5).map(|i| ("alice".to_string(), send(chat, &format!("p{i}"), "m"))).collect();
+        store.apply_pairs(&sends, 10).await.expect("sent");
+        let ids = |page: &shared::store::SyncPage| page.events.iter().map(|e| e.id).collect::<Vec<_>>();
+        let first = store.events_after(chat, "bob", 0, 2).await.expect("first page");
+        assert_eq!((ids(&first), first.last_event_id), (vec![1, 2], 5));
+        let next = store.events_after(chat, "bob", 2, 2).await.expect("next page");
+        assert_eq!(ids(&next), vec![3, 4]);
+        let last = store.events_after(chat, "bob", 4, 2).await.expect("last page");
+        assert_eq!(ids(&last), vec![5]);
+        let done = store.events_after(chat, "bob", 5, 2).await.expect("up to date");
+        assert_eq!((ids(&done), done.last_event_id), (vec![], 5));
+        let stranger = store.events_after(chat, "eve", 0, 2).await.expect_err("not a member");
+        assert!(matches!(stranger, StoreRefusal::Refused(ref r) if r.code == ErrorCode::Forbidden));
+        let missing = store.events_after(chat + 1_000, "bob", 0, 2).await.expect_err("no such chat");
+        assert!(matches!(missing, StoreRefusal::Refused(ref r) if r.code == ErrorCode::NotFound));
+    }
+}
+
+/// The chat lists of many users read at once are each the user's own,
+/// with the chats' last event ids; a user in no chat is absent.
+#[tokio::test]
+async fn many_users_chat_lists_read_at_once_are_each_their_own() {
+    for (store, _dir) in stores().await {
+        let both = group(&store, "alice", &["bob"]).await;
+        let alone = group(&store, "alice", &[]).await;
+        store.apply_pairs(&[("bob".to_string(), send(both, "l1", "m"))], 10).await.expect("sent");
+        let lists = store.chats_of_users(&["alice", "bob", "nobody"]).await.expect("read");
+        let sorted = |mut chats: Vec<(i64, i64)>| {
+            chats.sort();
+            chats
+        };
+        assert_eq!(sorted(lists["alice"].clone()), vec![(both, 1), (alone, 0)]);
+        assert_eq!(lists["bob"], vec![(both, 1)]);
+        assert!(!lists.contains_key("nobody"));
+        let alone_read = store.chats_of_users(&["bob"]).await.expect("read alone");
+        assert_eq!(alone_read["bob"], lists["bob"], "the same read alone");
+    }
+}
+
 /// A message's `new` event is found through the id the message keeps
 /// (migration 0003), which each way of storing a `new` must fill in; a
 /// message stored by an older binary keeps none and is redacted as well.

@@ -2,9 +2,13 @@
 //! REST side of PROTOCOL.md section 7), and the membership look-ups the
 //! gateway subscribes by.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
-use super::{members_of, membership, Store, StoreError, StoreRefusal};
+use sqlx::any::AnyArguments;
+
+use super::batch_rows::{BatchRows, Column, Value};
+use super::placeholders::Placeholders;
+use super::{members_of, membership, Backend, Store, StoreError, StoreRefusal};
 use crate::auth::valid_user_id;
 use crate::error::Refusal;
 use crate::model::{storable, ChatId, ChatKind, Millis, UserId};
@@ -220,26 +224,48 @@ impl Store {
         members_of(&self.reader, chat).await
     }
 
-    /// The chats `user` is a member of, with each one's last event id: what a
-    /// gateway subscribes a newly connected user to.
+    /// The chats of each of `users`, with each chat's last event id (a user
+    /// in none is absent): what a gateway subscribes newly connected users
+    /// to, read for many at once (`gateway::chat_lists`).
     ///
-    /// Each chat is looked up by its key from the user's memberships, not
+    /// Each chat is looked up by its key from a user's memberships, not
     /// joined: on tables PostgreSQL has no statistics for yet (a new
     /// database, or a burst of new chats before autovacuum analyzes them)
     /// its generic plan for the join hashed a scan of every chat, ten times
     /// the cost, on a call every connection makes; a reconnect storm made
     /// it PostgreSQL's largest cost (docs/benchmarks-journal.md, tenth
-    /// session). A membership whose chat is gone (none should be) is
-    /// skipped, as the join skipped it.
-    pub async fn chats_of(&self, user: &str) -> Result<Vec<(ChatId, i64)>, StoreError> {
-        let rows: Vec<(ChatId, Option<i64>)> = sqlx::query_as(
-            "SELECT m.chat_id, (SELECT c.last_event_id FROM chats c WHERE c.id = m.chat_id) \
-             FROM members m WHERE m.user_id = $1",
-        )
-        .bind(user)
-        .fetch_all(&self.reader)
-        .await?;
-        Ok(rows.into_iter().filter_map(|(chat, last)| Some((chat, last?))).collect())
+    /// session). Each user's memberships are probed by key too; on
+    /// PostgreSQL through a lateral subquery that `OFFSET 0` keeps the
+    /// planner from flattening into a join it may hash (SQLite, which has
+    /// no lateral joins, probes its join by key). A membership whose chat
+    /// is gone (none should be) is skipped.
+    pub async fn chats_of_users(&self, users: &[&str]) -> Result<HashMap<String, Vec<(ChatId, i64)>>, StoreError> {
+        let mut keys = BatchRows::for_backend(self.backend, &[Column::Text]);
+        for user in users {
+            keys.push([Value::Text(user)]);
+        }
+        let users_table = keys.table(&mut Placeholders::for_backend(self.backend), "v");
+        let last_event_id = "(SELECT c.last_event_id FROM chats c WHERE c.id = m.chat_id)";
+        let sql = match self.backend {
+            Backend::Postgres => format!(
+                "SELECT v.column1, mc.chat_id, mc.last_event_id FROM {users_table} CROSS JOIN LATERAL \
+                   (SELECT m.chat_id, {last_event_id} AS last_event_id \
+                    FROM members m WHERE m.user_id = v.column1 OFFSET 0) AS mc"
+            ),
+            Backend::Sqlite => format!(
+                "SELECT v.column1, m.chat_id, {last_event_id} FROM {users_table} JOIN members m ON m.user_id = v.column1"
+            ),
+        };
+        let mut args = AnyArguments::default();
+        keys.add_to(&mut args)?;
+        let rows: Vec<(String, ChatId, Option<i64>)> = sqlx::query_as_with(&sql, args).fetch_all(&self.reader).await?;
+        let mut chats: HashMap<String, Vec<(ChatId, i64)>> = HashMap::new();
+        for (user, chat, last) in rows {
+            if let Some(last) = last {
+                chats.entry(user).or_default().push((chat, last));
+            }
+        }
+        Ok(chats)
     }
 }
 
