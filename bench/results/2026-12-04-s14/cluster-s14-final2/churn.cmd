@@ -1,0 +1,1 @@
+target/release/loadtest run churn --connections 2000 --churn-rate 200 --duration 20 --ws-url ws://127.0.0.1:33719/ws,ws://127.0.0.1:30189/ws --http-url http://127.0.0.1:33719 --server-pid 22895 --server-pid 22896 --server-pid 22899 --server-pid 22919 --report bench/results/2026-12-04-cluster-s14-final2/churn.json --charts bench/results/2026-12-04-cluster-s14-final2/churn

@@ -1,0 +1,1 @@
+target/release/loadtest run idle --connections 10000 --connect-rate 3000 --duration 15 --ws-url ws://127.0.0.1:39557/ws,ws://127.0.0.1:31081/ws --http-url http://127.0.0.1:39557 --server-pid 22598 --server-pid 22599 --server-pid 22604 --server-pid 22623 --report bench/results/2026-12-04-cluster-s14-final2/idle.json --charts bench/results/2026-12-04-cluster-s14-final2/idle

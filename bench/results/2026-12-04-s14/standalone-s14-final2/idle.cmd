@@ -1,0 +1,1 @@
+target/release/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:27332/ws --http-url http://127.0.0.1:27332 --data-dir /tmp/tmp.DVnjXyiiff --server-pid 23540 --report bench/results/2026-12-04-standalone-s14-final2/idle.json --charts bench/results/2026-12-04-standalone-s14-final2/idle

@@ -1,0 +1,1 @@
+target/release/loadtest run reconnect --connections 19000 --group-size 10 --rate 200 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:28806/ws --http-url http://127.0.0.1:28806 --data-dir /tmp/tmp.yBX2A4AF6o --server-pid 23330 --report bench/results/2026-12-04-standalone-s14-final2/reconnect.json --charts bench/results/2026-12-04-standalone-s14-final2/reconnect

@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:27171/ws --http-url http://127.0.0.1:27171 --data-dir /tmp/tmp.9k1YKSO1Al --server-pid 27730 --report bench/results/2026-12-04-standalone-s14-sysagent/fanout-max.json --charts bench/results/2026-12-04-standalone-s14-sysagent/fanout-max
