@@ -150,11 +150,7 @@ impl Store {
         since: EventId,
         limit: i64,
     ) -> Result<SyncPage, StoreRefusal> {
-        let (chat_row, payloads) = if self.backend == Backend::Postgres {
-            sync_page_in_one_statement(&self.reader, chat, user, since, limit).await?
-        } else {
-            sync_page_in_two_statements(&self.reader, chat, user, since, limit).await?
-        };
+        let (chat_row, payloads) = read_sync_page(&self.reader, self.backend, chat, user, since, limit).await?;
         Membership::of(chat_row.map(|(_, _, member_rows)| member_rows)).require()?;
         // The chat exists: `require` refused a missing one.
         let (first_retained, last_event_id, _) = chat_row.unwrap_or_default();
@@ -200,43 +196,37 @@ impl Store {
 /// which the caller discards unless the user may read them.
 type SyncRead = (Option<(i64, i64, i64)>, Vec<String>);
 
-/// Every client of a reconnect storm syncs at once, and each statement is a
-/// round trip to PostgreSQL: the chat's row and the page in one. The
-/// lateral join keeps the page an index range of the chat's events, and
-/// returns the chat's row once with no payload when the page is empty.
-async fn sync_page_in_one_statement(
+/// The chat's row and a page of its events. Every client of a reconnect
+/// storm syncs at once, and on PostgreSQL each statement is a round trip:
+/// there the two come from one, whose lateral join keeps the page an index
+/// range of the chat's events and returns the chat's row once, with no
+/// payload, when the page is empty. SQLite has no lateral join, and in
+/// process a statement is no round trip: two statements on one connection.
+async fn read_sync_page(
     pool: &AnyPool,
+    backend: Backend,
     chat: ChatId,
     user: &str,
     since: EventId,
     limit: i64,
 ) -> Result<SyncRead, StoreError> {
-    let rows: Vec<(i64, i64, i64, Option<String>)> = sqlx::query_as(
-        "SELECT c.first_retained_event_id, c.last_event_id, \
-           (SELECT COUNT(*) FROM members m WHERE m.chat_id = c.id AND m.user_id = $2), e.payload \
-         FROM chats c LEFT JOIN LATERAL \
-           (SELECT id, payload FROM events WHERE chat_id = c.id AND id > $3 ORDER BY id LIMIT $4) AS e ON TRUE \
-         WHERE c.id = $1 ORDER BY e.id",
-    )
-    .bind(chat)
-    .bind(user)
-    .bind(since)
-    .bind(limit)
-    .fetch_all(pool)
-    .await?;
-    let chat_row = rows.first().map(|&(first, last, member_rows, _)| (first, last, member_rows));
-    Ok((chat_row, rows.into_iter().filter_map(|row| row.3).collect()))
-}
-
-/// SQLite has no lateral join, and in process a statement is no round
-/// trip: the chat's row, then the page, on one connection.
-async fn sync_page_in_two_statements(
-    pool: &AnyPool,
-    chat: ChatId,
-    user: &str,
-    since: EventId,
-    limit: i64,
-) -> Result<SyncRead, StoreError> {
+    if backend == Backend::Postgres {
+        let rows: Vec<(i64, i64, i64, Option<String>)> = sqlx::query_as(
+            "SELECT c.first_retained_event_id, c.last_event_id, \
+               (SELECT COUNT(*) FROM members m WHERE m.chat_id = c.id AND m.user_id = $2), e.payload \
+             FROM chats c LEFT JOIN LATERAL \
+               (SELECT id, payload FROM events WHERE chat_id = c.id AND id > $3 ORDER BY id LIMIT $4) AS e ON TRUE \
+             WHERE c.id = $1 ORDER BY e.id",
+        )
+        .bind(chat)
+        .bind(user)
+        .bind(since)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?;
+        let chat_row = rows.first().map(|&(first, last, member_rows, _)| (first, last, member_rows));
+        return Ok((chat_row, rows.into_iter().filter_map(|row| row.3).collect()));
+    }
     let mut conn = pool.acquire().await?;
     let chat_row: Option<(i64, i64, i64)> = sqlx::query_as(
         "SELECT first_retained_event_id, last_event_id, \
