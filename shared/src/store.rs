@@ -25,6 +25,7 @@ mod placeholders;
 mod postgres;
 mod presence;
 mod records;
+mod replay;
 mod retention;
 mod sends;
 mod sqlite;
@@ -36,7 +37,8 @@ use sqlx::AnyPool;
 pub use chats::{ChatCreated, NewChat};
 pub use checkpoint::Checkpointed;
 pub use commands::{Delivery, Outcome, Submitted};
-pub use history::{HistoryQuery, SyncPage};
+pub use history::HistoryQuery;
+pub use replay::{PageRequest, SyncPage};
 pub use retention::Retention;
 pub use sqlite::run_statements_on_this_thread;
 

@@ -5,7 +5,7 @@
 use serde_json::json;
 use shared::error::ErrorCode;
 use shared::model::{ChatEvent, ChatKind, Command, DeliveryStatus, EventKind, MarkKind};
-use shared::store::{Delivery, HistoryQuery, NewChat, Outcome, Retention, Store, StoreRefusal, Submitted};
+use shared::store::{Delivery, HistoryQuery, NewChat, Outcome, PageRequest, Retention, Store, StoreRefusal, Submitted};
 
 /// A fresh SQLite store, and a fresh PostgreSQL one when `TEST_DATABASE_URL`
 /// names a server: every store test runs against both.
@@ -575,6 +575,42 @@ async fn a_sync_page_is_cut_at_its_limit_and_read_by_members_only() {
         assert!(matches!(stranger, StoreRefusal::Refused(ref r) if r.code == ErrorCode::Forbidden));
         let missing = store.events_after(chat + 1_000, "bob", 0, 2).await.expect_err("no such chat");
         assert!(matches!(missing, StoreRefusal::Refused(ref r) if r.code == ErrorCode::NotFound));
+    }
+}
+
+/// Many clients' sync pages read at once are each what the client's read
+/// alone gives: its page, or its refusal (not a member, no such chat,
+/// `since` beyond the log), in the order asked.
+#[tokio::test]
+async fn many_sync_pages_read_at_once_are_each_what_one_read_gives() {
+    for (store, _dir) in stores().await {
+        let chat = group(&store, "alice", &["bob"]).await;
+        let other = group(&store, "carol", &["bob"]).await;
+        let sends: Vec<_> = (1..=5).map(|i| ("alice".to_string(), send(chat, &format!("q{i}"), "m"))).collect();
+        store.apply_pairs(&sends, 10).await.expect("sent");
+        store.apply_pairs(&[("carol".to_string(), send(other, "o1", "m"))], 10).await.expect("sent");
+        let asks = [
+            (chat, "bob", 0),
+            (other, "bob", 0),
+            (chat, "bob", 3),
+            (chat, "eve", 0),
+            (chat + 1_000, "bob", 0),
+            (chat, "alice", 9),
+            (chat, "alice", 5),
+        ];
+        let requests: Vec<PageRequest> =
+            asks.iter().map(|&(chat, user, since)| PageRequest { chat, user: user.into(), since }).collect();
+        let together = store.events_after_many(&requests, 2).await.expect("read");
+        assert_eq!(together.len(), asks.len());
+        for (&(chat, user, since), page) in asks.iter().zip(together) {
+            let alone = store.events_after(chat, user, since, 2).await.map_err(|e| match e {
+                StoreRefusal::Refused(refusal) => refusal.code,
+                StoreRefusal::Failed(e) => panic!("{e}"),
+            });
+            assert_eq!(page.map_err(|r| r.code), alone, "{user} in {chat} after {since}");
+        }
+        let first = store.events_after_many(&requests[..1], 2).await.expect("read one");
+        assert_eq!(first[0].as_ref().expect("a page").events.iter().map(|e| e.id).collect::<Vec<_>>(), vec![1, 2]);
     }
 }
 

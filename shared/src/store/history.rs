@@ -1,13 +1,10 @@
-//! Reading a chat back: history pages and receipts (REST), and the event log
-//! replay behind `sync` (PROTOCOL.md 4).
+//! Reading a chat back over REST: history pages and receipts. (The event
+//! log's replay behind `sync` is in `replay.rs`.)
 
-use sqlx::AnyPool;
-
-use super::event_log::decode_event;
-use super::{members_of, membership, Backend, Membership, Store, StoreError, StoreRefusal};
-use crate::error::{ErrorCode, Refusal};
+use super::{members_of, membership, Store, StoreRefusal};
+use crate::error::Refusal;
 use crate::marks::{timestamp_of, MarkedRange};
-use crate::model::{delivery_status, ChatEvent, ChatId, EventId, MarkKind, MessageId, MessageView, Receipt};
+use crate::model::{delivery_status, ChatId, MarkKind, MessageId, MessageView, Receipt};
 
 /// message_id, author, client_message_id, body, attachments, created_at,
 /// edited_at, deleted_at.
@@ -21,14 +18,6 @@ pub struct HistoryQuery {
     pub before: Option<MessageId>,
     pub after: Option<MessageId>,
     pub limit: Option<i64>,
-}
-
-/// Events of one chat after the client's `since`, up to a page.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SyncPage {
-    pub events: Vec<ChatEvent>,
-    /// The chat's last event id when the page was read.
-    pub last_event_id: EventId,
 }
 
 impl Store {
@@ -138,114 +127,4 @@ impl Store {
             })
             .collect())
     }
-
-    /// Up to `limit` events of `chat` after `since`, for `user`. Answers
-    /// `sync_gap` when events the client lacks were pruned by retention, or
-    /// when `since` is beyond the chat's log (the client's state belongs to
-    /// another history; it must reload over REST either way).
-    pub async fn events_after(
-        &self,
-        chat: ChatId,
-        user: &str,
-        since: EventId,
-        limit: i64,
-    ) -> Result<SyncPage, StoreRefusal> {
-        let (chat_row, payloads) = read_sync_page(&self.reader, self.backend, chat, user, since, limit).await?;
-        Membership::of(chat_row.map(|(_, _, member_rows)| member_rows)).require()?;
-        // The chat exists: `require` refused a missing one.
-        let (first_retained, last_event_id, _) = chat_row.unwrap_or_default();
-        if since > last_event_id {
-            return Err(Refusal::new(
-                ErrorCode::SyncGap,
-                format!("since {since} is beyond this chat's last event {last_event_id}"),
-            )
-            .into());
-        }
-        if since + 1 < first_retained {
-            return Err(Refusal::new(
-                ErrorCode::SyncGap,
-                format!("events before {first_retained} are no longer kept; reload history"),
-            )
-            .into());
-        }
-        let events = payloads.iter().map(|p| decode_event(p)).collect::<Result<Vec<_>, StoreError>>()?;
-        Ok(SyncPage { events, last_event_id })
-    }
-
-    /// Events of `chat` in `(after, upto]`, for a gateway filling a gap in
-    /// what it received (no membership check: the gateway asks for itself).
-    pub async fn events_between(
-        &self,
-        chat: ChatId,
-        after: EventId,
-        upto: EventId,
-    ) -> Result<Vec<ChatEvent>, StoreError> {
-        let rows: Vec<(String,)> =
-            sqlx::query_as("SELECT payload FROM events WHERE chat_id = $1 AND id > $2 AND id <= $3 ORDER BY id")
-                .bind(chat)
-                .bind(after)
-                .bind(upto)
-                .fetch_all(&self.reader)
-                .await?;
-        rows.iter().map(|r| decode_event(&r.0)).collect()
-    }
-}
-
-/// The chat's first retained and last event ids and the user's membership
-/// rows (none if there is no such chat), and the page's event payloads,
-/// which the caller discards unless the user may read them.
-type SyncRead = (Option<(i64, i64, i64)>, Vec<String>);
-
-/// The chat's row and a page of its events. Every client of a reconnect
-/// storm syncs at once, and on PostgreSQL each statement is a round trip:
-/// there the two come from one, whose lateral join keeps the page an index
-/// range of the chat's events and returns the chat's row once, with no
-/// payload, when the page is empty. SQLite has no lateral join, and in
-/// process a statement is no round trip: two statements on one connection.
-async fn read_sync_page(
-    pool: &AnyPool,
-    backend: Backend,
-    chat: ChatId,
-    user: &str,
-    since: EventId,
-    limit: i64,
-) -> Result<SyncRead, StoreError> {
-    if backend == Backend::Postgres {
-        let rows: Vec<(i64, i64, i64, Option<String>)> = sqlx::query_as(
-            "SELECT c.first_retained_event_id, c.last_event_id, \
-               (SELECT COUNT(*) FROM members m WHERE m.chat_id = c.id AND m.user_id = $2), e.payload \
-             FROM chats c LEFT JOIN LATERAL \
-               (SELECT id, payload FROM events WHERE chat_id = c.id AND id > $3 ORDER BY id LIMIT $4) AS e ON TRUE \
-             WHERE c.id = $1 ORDER BY e.id",
-        )
-        .bind(chat)
-        .bind(user)
-        .bind(since)
-        .bind(limit)
-        .fetch_all(pool)
-        .await?;
-        let chat_row = rows.first().map(|&(first, last, member_rows, _)| (first, last, member_rows));
-        return Ok((chat_row, rows.into_iter().filter_map(|row| row.3).collect()));
-    }
-    let mut conn = pool.acquire().await?;
-    let chat_row: Option<(i64, i64, i64)> = sqlx::query_as(
-        "SELECT first_retained_event_id, last_event_id, \
-           (SELECT COUNT(*) FROM members m WHERE m.chat_id = c.id AND m.user_id = $2) \
-         FROM chats c WHERE c.id = $1",
-    )
-    .bind(chat)
-    .bind(user)
-    .fetch_optional(&mut *conn)
-    .await?;
-    if chat_row.is_none() {
-        return Ok((None, Vec::new()));
-    }
-    let rows: Vec<(String,)> =
-        sqlx::query_as("SELECT payload FROM events WHERE chat_id = $1 AND id > $2 ORDER BY id LIMIT $3")
-            .bind(chat)
-            .bind(since)
-            .bind(limit)
-            .fetch_all(&mut *conn)
-            .await?;
-    Ok((chat_row, rows.into_iter().map(|(payload,)| payload).collect()))
 }
