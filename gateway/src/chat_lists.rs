@@ -1,19 +1,13 @@
-//! Users' chat lists for connections setting up, many users to a statement.
-//!
-//! Why: every connection loads its user's chats before it reads a frame,
-//! and in a reconnect storm thousands do at once. Each load was a statement
-//! of its own, a round trip to PostgreSQL with its pooled connection's
-//! checks around it, and PostgreSQL's CPU per statement is mostly what a
-//! statement costs whatever it reads (docs/benchmarks-journal.md,
-//! fourteenth session). Here a few loaders take whatever requests are
-//! waiting when they are free and read them in one statement. Idle, a
-//! request goes alone at once: nothing waits for company.
+//! Users' chat lists for connections setting up, many users to a
+//! statement ([`crate::batched`]): every connection loads its user's chats
+//! before it reads a frame, and in a reconnect storm thousands do at once.
 
 use std::sync::Arc;
 
 use shared::model::ChatId;
 use shared::store::{Store, StoreError};
-use tokio::sync::{mpsc, oneshot, Mutex};
+
+use crate::batched::Batched;
 
 /// Loaders reading at once: a few of the database pool's connections,
 /// leaving the rest to `sync` and the REST API.
@@ -24,74 +18,33 @@ const MOST_USERS: usize = 256;
 /// A user's chats and each one's last event id.
 pub type ChatList = Vec<(ChatId, i64)>;
 
-/// Hands users to the loaders; one per node.
-pub struct ChatLists {
-    requests: mpsc::UnboundedSender<Request>,
-}
+type Answer = Result<ChatList, Arc<StoreError>>;
 
-struct Request {
-    user: String,
-    reply: oneshot::Sender<Result<ChatList, Arc<StoreError>>>,
-}
+/// Loads chat lists; one per node.
+pub struct ChatLists(Batched<String, Answer>);
 
 impl ChatLists {
-    /// Starts the loaders; they stop once this is dropped.
     pub fn start(store: Store) -> ChatLists {
-        // Unbounded: every request comes from a connection waiting for its
-        // answer, so they are bounded by the connections setting up.
-        let (requests, queue) = mpsc::unbounded_channel();
-        let queue = Arc::new(Mutex::new(queue));
-        for _ in 0..LOADERS {
-            tokio::spawn(load(store.clone(), Arc::clone(&queue)));
-        }
-        ChatLists { requests }
+        ChatLists(Batched::start(LOADERS, MOST_USERS, move |users| read(store.clone(), users)))
     }
 
     /// `user`'s chats, read with whichever other users' are waiting.
-    pub async fn of(&self, user: &str) -> Result<ChatList, Arc<StoreError>> {
-        let (reply, answer) = oneshot::channel();
-        let request = Request { user: user.to_owned(), reply };
-        if self.requests.send(request).is_err() {
-            return Err(Arc::new(StoreError::Stopped));
-        }
-        answer.await.unwrap_or(Err(Arc::new(StoreError::Stopped)))
+    pub async fn of(&self, user: &str) -> Answer {
+        self.0.ask(user.to_owned()).await.unwrap_or(Err(Arc::new(StoreError::Stopped)))
     }
 }
 
-async fn load(store: Store, queue: Arc<Mutex<mpsc::UnboundedReceiver<Request>>>) {
-    loop {
-        let mut batch = Vec::new();
-        {
-            let mut queue = queue.lock().await;
-            match queue.recv().await {
-                Some(first) => batch.push(first),
-                None => return,
-            }
-            while batch.len() < MOST_USERS {
-                match queue.try_recv() {
-                    Ok(request) => batch.push(request),
-                    Err(_) => break,
-                }
-            }
-        }
-        // A user asked for twice (two connections setting up at once)
-        // is read once.
-        let mut users: Vec<&str> = batch.iter().map(|r| r.user.as_str()).collect();
-        users.sort_unstable();
-        users.dedup();
-        match store.chats_of_users(&users).await {
-            Ok(lists) => {
-                for request in batch {
-                    let list = lists.get(&request.user).cloned().unwrap_or_default();
-                    let _ = request.reply.send(Ok(list));
-                }
-            }
-            Err(e) => {
-                let e = Arc::new(e);
-                for request in batch {
-                    let _ = request.reply.send(Err(Arc::clone(&e)));
-                }
-            }
+async fn read(store: Store, users: Vec<String>) -> Vec<Answer> {
+    // A user asked for twice (two connections setting up at once) is read
+    // once.
+    let mut distinct: Vec<&str> = users.iter().map(String::as_str).collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    match store.chats_of_users(&distinct).await {
+        Ok(lists) => users.iter().map(|user| Ok(lists.get(user).cloned().unwrap_or_default())).collect(),
+        Err(e) => {
+            let e = Arc::new(e);
+            users.iter().map(|_| Err(Arc::clone(&e))).collect()
         }
     }
 }

@@ -25,7 +25,7 @@ use shared::model::{ChatId, EventId};
 use shared::protocol::close;
 use shared::protocol::native::inbound::{self, Ref, Request};
 use shared::protocol::native::outbound as render;
-use shared::store::{Membership, StoreRefusal};
+use shared::store::{Membership, PageRequest};
 use tokio::sync::mpsc;
 
 use crate::handle::ClientHandle;
@@ -39,7 +39,7 @@ use crate::writer::write_loop;
 const LOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Events per `sync` replay page read from the store.
-const SYNC_PAGE: i64 = 500;
+pub const SYNC_PAGE: i64 = 500;
 
 #[derive(Deserialize)]
 pub struct TokenQuery {
@@ -325,13 +325,14 @@ impl Reader<'_> {
             let mut cursor = from;
             let mut end = None;
             loop {
-                let page = match self.node.store.events_after(chat, &self.handle.user, cursor, SYNC_PAGE).await {
-                    Ok(page) => page,
-                    Err(StoreRefusal::Refused(refusal)) => {
+                let request = PageRequest { chat, user: self.handle.user.clone(), since: cursor };
+                let page = match self.node.sync_pages.page(request).await {
+                    Ok(Ok(page)) => page,
+                    Ok(Err(refusal)) => {
                         self.refuse(&reference, &refusal, Some(chat)).await;
                         break;
                     }
-                    Err(StoreRefusal::Failed(e)) => {
+                    Err(e) => {
                         tracing::warn!(error = %e, "sync read failed");
                         self.refuse(&reference, &Refusal::internal(), Some(chat)).await;
                         break;

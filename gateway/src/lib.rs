@@ -10,13 +10,15 @@
 //! - [`handle`]: the node's grip on a connection (queue, close, heartbeat).
 //! - [`outbound`]: the writer's queue items and per-chat cursors.
 //! - [`hub`]: local users, chat subscriptions, fan-out.
-//! - [`chat_lists`]: connections' chat lists, loaded many at a time.
+//! - [`batched`]: reads many connections ask for at once, many to a statement.
+//! - [`chat_lists`], [`sync_pages`]: the two such reads, when connecting and syncing.
 //! - [`ordering`]: per-chat order and gap detection.
 //! - [`presence`]: online/offline tracking and announcements.
 //! - [`heartbeat`]: the deadline sweep.
 //! - [`rest`]: the REST API and health endpoints.
 //! - [`config`], [`secret`]: settings and the JWT secret.
 
+pub mod batched;
 pub mod chat_lists;
 pub mod client;
 pub mod config;
@@ -31,4 +33,5 @@ pub mod presence;
 pub mod rest;
 pub mod secret;
 pub mod server;
+pub mod sync_pages;
 pub mod writer;

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::chat_lists::ChatLists;
+use crate::client::SYNC_PAGE;
 use crate::config::Settings;
 use crate::handle::Rejected;
 use crate::hub::{Hub, HubSink};
@@ -26,6 +27,7 @@ use crate::outbound::Outbound;
 use crate::presence::cluster::ClusterPresence;
 use crate::presence::Presence;
 use crate::rest::auth::ApiError;
+use crate::sync_pages::SyncPages;
 
 /// How long a draining connection waits for the replies to its commands
 /// already submitted before it is closed anyway.
@@ -55,6 +57,8 @@ pub struct Node {
     pub store: Store,
     /// Loads the chat lists of connections setting up.
     pub chat_lists: ChatLists,
+    /// Reads the pages of connections' `sync`.
+    pub sync_pages: SyncPages,
     pub hub: Arc<Hub>,
     pub broker: Broker,
     pub commands: CommandQueue,
@@ -197,6 +201,7 @@ impl Node {
             incarnation: format!("{:016x}", rand::random::<u64>()),
             auth: Authenticator::new(secret),
             chat_lists: ChatLists::start(store.clone()),
+            sync_pages: SyncPages::start(store.clone(), SYNC_PAGE),
             store,
             hub,
             broker,

@@ -1,0 +1,42 @@
+//! The pages a `sync` replays, many clients' to a statement
+//! ([`crate::batched`]): every client of a reconnect storm syncs at once.
+
+use std::sync::Arc;
+
+use shared::error::Refusal;
+use shared::store::{PageRequest, Store, StoreError, SyncPage};
+
+use crate::batched::Batched;
+
+/// Loaders reading at once (see [`crate::chat_lists`]'s).
+const LOADERS: usize = 4;
+/// Pages per statement: each may hold up to a page of events, so fewer
+/// than chat lists, lest one large backlog hold up many clients.
+const MOST_PAGES: usize = 32;
+
+type Answer = Result<Result<SyncPage, Refusal>, Arc<StoreError>>;
+
+/// Reads sync pages of `page_size` events; one per node.
+pub struct SyncPages(Batched<PageRequest, Answer>);
+
+impl SyncPages {
+    pub fn start(store: Store, page_size: i64) -> SyncPages {
+        SyncPages(Batched::start(LOADERS, MOST_PAGES, move |requests| read(store.clone(), requests, page_size)))
+    }
+
+    /// The page, or why the client gets none (a refusal), or the database's
+    /// failure.
+    pub async fn page(&self, request: PageRequest) -> Answer {
+        self.0.ask(request).await.unwrap_or(Err(Arc::new(StoreError::Stopped)))
+    }
+}
+
+async fn read(store: Store, requests: Vec<PageRequest>, page_size: i64) -> Vec<Answer> {
+    match store.events_after_many(&requests, page_size).await {
+        Ok(pages) => pages.into_iter().map(Ok).collect(),
+        Err(e) => {
+            let e = Arc::new(e);
+            requests.iter().map(|_| Err(Arc::clone(&e))).collect()
+        }
+    }
+}
