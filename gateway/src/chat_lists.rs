@@ -9,8 +9,9 @@ use shared::store::{Store, StoreError};
 
 use crate::batched::Batched;
 
-/// Loaders reading at once: a few of the database pool's connections,
-/// leaving the rest to `sync` and the REST API.
+/// Loaders reading at once: four of the database pool's sixteen
+/// connections, as many for the sync pages' loaders, and the rest for the
+/// REST API, presence and gap fills.
 const LOADERS: usize = 4;
 /// Users per statement, well under SQLite's limit on parameters.
 const MOST_USERS: usize = 256;
