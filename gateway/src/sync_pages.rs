@@ -1,10 +1,10 @@
-//! The pages a `sync` replays, many clients' to a statement
+//! The pages a `sync` replays, many clients' to a statement on PostgreSQL
 //! ([`crate::batched`]): every client of a reconnect storm syncs at once.
 
 use std::sync::Arc;
 
 use shared::error::Refusal;
-use shared::store::{PageRequest, Store, StoreError, SyncPage};
+use shared::store::{Backend, PageRequest, Store, StoreError, StoreRefusal, SyncPage};
 
 use crate::batched::Batched;
 
@@ -17,17 +17,36 @@ const MOST_PAGES: usize = 32;
 type Answer = Result<Result<SyncPage, Refusal>, Arc<StoreError>>;
 
 /// Reads sync pages of `page_size` events; one per node.
-pub struct SyncPages(Batched<PageRequest, Answer>);
+pub struct SyncPages {
+    store: Store,
+    page_size: i64,
+    /// On PostgreSQL only. On SQLite each client reads its own pages: in
+    /// process a statement is no round trip, and going through loaders made
+    /// a standalone storm's slowest client sync in 10.9–13.9 s instead of
+    /// 7.0–9.1 (docs/benchmarks-journal.md, fourteenth session).
+    batched: Option<Batched<PageRequest, Answer>>,
+}
 
 impl SyncPages {
     pub fn start(store: Store, page_size: i64) -> SyncPages {
-        SyncPages(Batched::start(LOADERS, MOST_PAGES, move |requests| read(store.clone(), requests, page_size)))
+        let batched = (store.backend() == Backend::Postgres).then(|| {
+            let store = store.clone();
+            Batched::start(LOADERS, MOST_PAGES, move |requests| read(store.clone(), requests, page_size))
+        });
+        SyncPages { store, page_size, batched }
     }
 
     /// The page, or why the client gets none (a refusal), or the database's
     /// failure.
     pub async fn page(&self, request: PageRequest) -> Answer {
-        self.0.ask(request).await.unwrap_or(Err(Arc::new(StoreError::Stopped)))
+        let Some(batched) = &self.batched else {
+            return match self.store.events_after(request.chat, &request.user, request.since, self.page_size).await {
+                Ok(page) => Ok(Ok(page)),
+                Err(StoreRefusal::Refused(refusal)) => Ok(Err(refusal)),
+                Err(StoreRefusal::Failed(e)) => Err(Arc::new(e)),
+            };
+        };
+        batched.ask(request).await.unwrap_or(Err(Arc::new(StoreError::Stopped)))
     }
 }
 
