@@ -1,0 +1,1 @@
+target/release/loadtest run churn --connections 2000 --churn-rate 200 --duration 20 --ws-url ws://127.0.0.1:35516/ws,ws://127.0.0.1:30267/ws --http-url http://127.0.0.1:35516 --server-pid 16855 --server-pid 16856 --server-pid 16859 --server-pid 16879 --report bench/results/2026-12-04-cluster-s14-final3/churn.json --charts bench/results/2026-12-04-cluster-s14-final3/churn

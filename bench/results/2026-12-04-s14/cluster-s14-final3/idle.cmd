@@ -1,0 +1,1 @@
+target/release/loadtest run idle --connections 10000 --connect-rate 3000 --duration 15 --ws-url ws://127.0.0.1:38269/ws,ws://127.0.0.1:23035/ws --http-url http://127.0.0.1:38269 --server-pid 16562 --server-pid 16563 --server-pid 16566 --server-pid 16586 --report bench/results/2026-12-04-cluster-s14-final3/idle.json --charts bench/results/2026-12-04-cluster-s14-final3/idle
