@@ -38,9 +38,6 @@ use crate::writer::write_loop;
 /// the user's chats.
 const LOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Events per `sync` replay page read from the store.
-pub const SYNC_PAGE: i64 = 500;
-
 #[derive(Deserialize)]
 pub struct TokenQuery {
     token: Option<String>,

@@ -19,7 +19,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::chat_lists::ChatLists;
-use crate::client::SYNC_PAGE;
 use crate::config::Settings;
 use crate::handle::Rejected;
 use crate::hub::{Hub, HubSink};
@@ -201,7 +200,7 @@ impl Node {
             incarnation: format!("{:016x}", rand::random::<u64>()),
             auth: Authenticator::new(secret),
             chat_lists: ChatLists::start(store.clone()),
-            sync_pages: SyncPages::start(store.clone(), SYNC_PAGE),
+            sync_pages: SyncPages::start(store.clone()),
             store,
             hub,
             broker,

@@ -8,6 +8,8 @@ use shared::store::{Backend, PageRequest, Store, StoreError, StoreRefusal, SyncP
 
 use crate::batched::Batched;
 
+/// Events per page a `sync` replays.
+const SYNC_PAGE: i64 = 500;
 /// Loaders reading at once (see [`crate::chat_lists`]'s).
 const LOADERS: usize = 4;
 /// Pages per statement: each may hold up to a page of events, so fewer
@@ -16,10 +18,9 @@ const MOST_PAGES: usize = 32;
 
 type Answer = Result<Result<SyncPage, Refusal>, Arc<StoreError>>;
 
-/// Reads sync pages of `page_size` events; one per node.
+/// Reads sync pages; one per node.
 pub struct SyncPages {
     store: Store,
-    page_size: i64,
     /// On PostgreSQL only. On SQLite each client reads its own pages: in
     /// process a statement is no round trip, and going through loaders made
     /// a standalone storm's slowest client sync in 10.9–13.9 s instead of
@@ -28,19 +29,19 @@ pub struct SyncPages {
 }
 
 impl SyncPages {
-    pub fn start(store: Store, page_size: i64) -> SyncPages {
+    pub fn start(store: Store) -> SyncPages {
         let batched = (store.backend() == Backend::Postgres).then(|| {
             let store = store.clone();
-            Batched::start(LOADERS, MOST_PAGES, move |requests| read(store.clone(), requests, page_size))
+            Batched::start(LOADERS, MOST_PAGES, move |requests| read(store.clone(), requests))
         });
-        SyncPages { store, page_size, batched }
+        SyncPages { store, batched }
     }
 
     /// The page, or why the client gets none (a refusal), or the database's
     /// failure.
     pub async fn page(&self, request: PageRequest) -> Answer {
         let Some(batched) = &self.batched else {
-            return match self.store.events_after(request.chat, &request.user, request.since, self.page_size).await {
+            return match self.store.events_after(request.chat, &request.user, request.since, SYNC_PAGE).await {
                 Ok(page) => Ok(Ok(page)),
                 Err(StoreRefusal::Refused(refusal)) => Ok(Err(refusal)),
                 Err(StoreRefusal::Failed(e)) => Err(Arc::new(e)),
@@ -50,8 +51,8 @@ impl SyncPages {
     }
 }
 
-async fn read(store: Store, requests: Vec<PageRequest>, page_size: i64) -> Vec<Answer> {
-    match store.events_after_many(&requests, page_size).await {
+async fn read(store: Store, requests: Vec<PageRequest>) -> Vec<Answer> {
+    match store.events_after_many(&requests, SYNC_PAGE).await {
         Ok(pages) => pages.into_iter().map(Ok).collect(),
         Err(e) => {
             let e = Arc::new(e);
