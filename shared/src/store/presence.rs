@@ -5,11 +5,11 @@
 //! one flushed commit at a time, fall seconds behind 10,000 clients going
 //! silent at once (docs/benchmarks-journal.md, 2026-12-04, tenth session).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::batch_rows::{BatchRows, Column, Value};
 use super::placeholders::Placeholders;
-use super::{Store, StoreError};
+use super::{Backend, Store, StoreError};
 use crate::model::{Millis, UserId};
 
 impl Store {
@@ -47,6 +47,19 @@ impl Store {
 
     /// For each of `users`, everyone who shares at least one chat with
     /// them, themselves excepted; a user who shares none is absent.
+    ///
+    /// The statement returns each chat of theirs once, with its members, and
+    /// the pairs are made here: asked for pairs, PostgreSQL returned (and
+    /// deduplicated) a row per pair, which for a chat of 1,000 is 999 rows
+    /// for each of its members that comes or goes, instead of its 1,000
+    /// members once per batch. Every membership is read by key: on
+    /// PostgreSQL the users' and then their chats' through lateral
+    /// subqueries that `OFFSET 0` keeps from being flattened into joins (as
+    /// in [`Store::chats_of_users`]). Joined, the planner's guess of a
+    /// hundred users made it hash a scan of every membership, a cost that
+    /// grows with the table instead of with the batch: written with `IN`,
+    /// this statement took 1.7 ms a call in a reconnect storm, against
+    /// 0.14 ms for the pairs (docs/benchmarks-journal.md, fifteenth session).
     pub async fn co_members_of(&self, users: &[&str]) -> Result<HashMap<UserId, Vec<UserId>>, StoreError> {
         if users.is_empty() {
             return Ok(HashMap::new());
@@ -57,19 +70,74 @@ impl Store {
             keys.push([Value::Text(user)]);
         }
         let table = keys.table(&mut Placeholders::for_connection(&conn), "v");
-        let sql = format!(
-            "SELECT DISTINCT m.user_id, o.user_id FROM {table} \
-             JOIN members m ON m.user_id = v.column1 \
-             JOIN members o ON o.chat_id = m.chat_id \
-             WHERE o.user_id <> m.user_id"
-        );
+        let sql = match self.backend {
+            Backend::Postgres => format!(
+                "SELECT c.chat_id, o.user_id FROM \
+                   (SELECT DISTINCT m.chat_id FROM {table} CROSS JOIN LATERAL \
+                     (SELECT chat_id FROM members WHERE user_id = v.column1 OFFSET 0) AS m) AS c \
+                 CROSS JOIN LATERAL (SELECT user_id FROM members WHERE chat_id = c.chat_id OFFSET 0) AS o"
+            ),
+            Backend::Sqlite => format!(
+                "SELECT o.chat_id, o.user_id FROM members o \
+                 WHERE o.chat_id IN (SELECT m.chat_id FROM {table} JOIN members m ON m.user_id = v.column1)"
+            ),
+        };
         let mut args = sqlx::any::AnyArguments::default();
         keys.add_to(&mut args)?;
-        let rows: Vec<(String, String)> = sqlx::query_as_with(&sql, args).fetch_all(&mut *conn).await?;
-        let mut co_members: HashMap<UserId, Vec<UserId>> = HashMap::new();
-        for (user, other) in rows {
-            co_members.entry(user).or_default().push(other);
+        let rows: Vec<(i64, String)> = sqlx::query_as_with(&sql, args).fetch_all(&mut *conn).await?;
+        drop(conn);
+        Ok(pairs_by_chat(users, &rows))
+    }
+}
+
+/// From `members` as (chat, member) rows: for each of `asked`, the others
+/// of every chat they are in, each once.
+fn pairs_by_chat(asked: &[&str], members: &[(i64, String)]) -> HashMap<UserId, Vec<UserId>> {
+    let asked: HashSet<&str> = asked.iter().copied().collect();
+    let mut chats: HashMap<i64, Vec<&str>> = HashMap::new();
+    for (chat, user) in members {
+        chats.entry(*chat).or_default().push(user);
+    }
+    let mut others: HashMap<&str, HashSet<&str>> = HashMap::new();
+    for chat in chats.values() {
+        for &user in chat.iter().filter(|user| asked.contains(*user)) {
+            let of_user = others.entry(user).or_default();
+            of_user.extend(chat.iter().copied().filter(|&other| other != user));
         }
-        Ok(co_members)
+    }
+    others
+        .into_iter()
+        .filter(|(_, of_user)| !of_user.is_empty())
+        .map(|(user, of_user)| (user.to_owned(), of_user.into_iter().map(str::to_owned).collect()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(members: &[(i64, &str)]) -> Vec<(i64, String)> {
+        members.iter().map(|(chat, user)| (*chat, user.to_string())).collect()
+    }
+
+    fn sorted(mut users: Vec<UserId>) -> Vec<UserId> {
+        users.sort();
+        users
+    }
+
+    #[test]
+    fn each_asked_user_gets_the_others_of_all_their_chats_once() {
+        let members =
+            rows(&[(1, "ann"), (2, "bob"), (1, "bob"), (1, "cat"), (3, "eve"), (2, "ann"), (2, "dan"), (3, "bob")]);
+        let mut pairs = pairs_by_chat(&["ann", "eve", "zed"], &members);
+        assert_eq!(sorted(pairs.remove("ann").expect("ann")), ["bob", "cat", "dan"], "bob, in both chats, once");
+        assert_eq!(sorted(pairs.remove("eve").expect("eve")), ["bob"]);
+        assert!(pairs.is_empty(), "only the asked, and only those who share a chat: {pairs:?}");
+    }
+
+    #[test]
+    fn a_user_alone_in_their_chats_shares_none() {
+        let pairs = pairs_by_chat(&["ann"], &rows(&[(1, "ann"), (2, "ann")]));
+        assert!(pairs.is_empty(), "{pairs:?}");
     }
 }
