@@ -734,6 +734,24 @@ async fn dialogs_are_unique_and_membership_rules_hold() {
     }
 }
 
+/// Presence asks who shares a chat with each of a batch of users: every
+/// co-member once, whichever and however many chats they share.
+#[tokio::test]
+async fn co_members_are_everyone_sharing_any_chat_once() {
+    for (store, _dir) in stores().await {
+        group(&store, "ann", &["bob", "cat"]).await;
+        group(&store, "ann", &["bob", "dan"]).await;
+        group(&store, "eve", &["bob"]).await;
+        group(&store, "fay", &[]).await;
+        let mut co = store.co_members_of(&["ann", "eve", "fay", "zed"]).await.expect("ok");
+        let mut ann = co.remove("ann").expect("ann shares chats");
+        ann.sort();
+        assert_eq!(ann, ["bob", "cat", "dan"], "bob, in two of ann's chats, once");
+        assert_eq!(co.remove("eve"), Some(vec!["bob".to_string()]));
+        assert!(co.is_empty(), "fay is alone in hers, zed in none: {co:?}");
+    }
+}
+
 /// The presence announcer persists a batch of users' last-seen times in
 /// one statement: new users are inserted, known ones updated.
 #[tokio::test]

@@ -55,11 +55,12 @@ impl Store {
     /// members once per batch. Every membership is read by key: on
     /// PostgreSQL the users' and then their chats' through lateral
     /// subqueries that `OFFSET 0` keeps from being flattened into joins (as
-    /// in [`Store::chats_of_users`]). Joined, the planner's guess of a
-    /// hundred users made it hash a scan of every membership, a cost that
-    /// grows with the table instead of with the batch: written with `IN`,
-    /// this statement took 1.7 ms a call in a reconnect storm, against
-    /// 0.14 ms for the pairs (docs/benchmarks-journal.md, fifteenth session).
+    /// in [`Store::chats_of_users`]). Read through joins or `IN`, the
+    /// planner, guessing a hundred rows, may hash a scan of every
+    /// membership, a cost that grows with the table instead of with the
+    /// batch: one such version took 1.7 ms a call in a reconnect storm,
+    /// against 0.14 ms for the pairs and 0.07 ms for this one
+    /// (docs/benchmarks-journal.md, fifteenth session).
     pub async fn co_members_of(&self, users: &[&str]) -> Result<HashMap<UserId, Vec<UserId>>, StoreError> {
         if users.is_empty() {
             return Ok(HashMap::new());

@@ -1,0 +1,1 @@
+target/release/loadtest run churn --connections 2000 --churn-rate 200 --duration 20 --ws-url ws://127.0.0.1:35882/ws,ws://127.0.0.1:20383/ws --http-url http://127.0.0.1:35882 --server-pid 1329 --server-pid 1330 --server-pid 1334 --server-pid 1354 --report bench/results/2026-12-04-cluster-s15-final/churn.json --charts bench/results/2026-12-04-cluster-s15-final/churn

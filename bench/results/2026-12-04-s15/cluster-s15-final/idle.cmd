@@ -1,0 +1,1 @@
+target/release/loadtest run idle --connections 10000 --connect-rate 3000 --duration 15 --ws-url ws://127.0.0.1:23400/ws,ws://127.0.0.1:22645/ws --http-url http://127.0.0.1:23400 --server-pid 1050 --server-pid 1051 --server-pid 1055 --server-pid 1074 --report bench/results/2026-12-04-cluster-s15-final/idle.json --charts bench/results/2026-12-04-cluster-s15-final/idle

@@ -1,0 +1,1 @@
+node --max-old-space-size=4096 load.js fanout --connections 2000 --group-size 10 --rate 2000 --connect-rate 2000 --duration 20 --url ws://127.0.0.1:33800 --server-pid 15253 --report /work/main/bench/results/2026-12-04-s15/socketio-vs-1/fanout.json --redis-pid 15235

@@ -1,0 +1,1 @@
+target/release/loadtest run churn --connections 2000 --churn-rate 200 --duration 20 --ws-url ws://127.0.0.1:22312/ws --http-url http://127.0.0.1:22312 --data-dir /tmp/tmp.W7zmXHs0N7 --server-pid 32214 --report bench/results/2026-12-04-standalone-s15-final/churn.json --charts bench/results/2026-12-04-standalone-s15-final/churn

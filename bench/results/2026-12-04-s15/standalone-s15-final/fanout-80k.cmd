@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 8000 --duration 20 --ws-url ws://127.0.0.1:35557/ws --http-url http://127.0.0.1:35557 --data-dir /tmp/tmp.ZpwhXLfEF6 --server-pid 31909 --report bench/results/2026-12-04-standalone-s15-final/fanout-80k.json --charts bench/results/2026-12-04-standalone-s15-final/fanout-80k

@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:20569/ws --http-url http://127.0.0.1:20569 --data-dir /tmp/tmp.I8fvDiMs5z --server-pid 31874 --report bench/results/2026-12-04-standalone-s15-final/fanout-max.json --charts bench/results/2026-12-04-standalone-s15-final/fanout-max

@@ -1,0 +1,1 @@
+target/release/loadtest run receipts --connections 2000 --group-size 10 --rate 500 --duration 20 --ws-url ws://127.0.0.1:30223/ws --http-url http://127.0.0.1:30223 --data-dir /tmp/tmp.hSKw43eSvC --server-pid 32180 --report bench/results/2026-12-04-standalone-s15-final/receipts.json --charts bench/results/2026-12-04-standalone-s15-final/receipts

@@ -1,0 +1,1 @@
+target/release/loadtest run reconnect --connections 19000 --group-size 10 --rate 200 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:26905/ws --http-url http://127.0.0.1:26905 --data-dir /tmp/tmp.WHoa8xNwuP --server-pid 32316 --report bench/results/2026-12-04-standalone-s15-final/reconnect.json --charts bench/results/2026-12-04-standalone-s15-final/reconnect

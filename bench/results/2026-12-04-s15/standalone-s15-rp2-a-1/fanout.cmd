@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-a target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:28849/ws --http-url http://127.0.0.1:28849 --data-dir /tmp/tmp.p07dImb6Yw --server-pid 28756 --report bench/results/2026-12-04-standalone-s15-rp2-a-1/fanout.json --charts bench/results/2026-12-04-standalone-s15-rp2-a-1/fanout

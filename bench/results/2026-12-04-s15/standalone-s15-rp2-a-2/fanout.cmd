@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-a target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:24321/ws --http-url http://127.0.0.1:24321 --data-dir /tmp/tmp.7unrflW7Cv --server-pid 28889 --report bench/results/2026-12-04-standalone-s15-rp2-a-2/fanout.json --charts bench/results/2026-12-04-standalone-s15-rp2-a-2/fanout

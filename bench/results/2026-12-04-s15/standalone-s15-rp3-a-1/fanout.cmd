@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-a target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:29295/ws --http-url http://127.0.0.1:29295 --data-dir /tmp/tmp.IYNolHgUhF --server-pid 30301 --report bench/results/2026-12-04-standalone-s15-rp3-a-1/fanout.json --charts bench/results/2026-12-04-standalone-s15-rp3-a-1/fanout

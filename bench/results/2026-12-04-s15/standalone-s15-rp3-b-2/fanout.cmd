@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-b target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:27405/ws --http-url http://127.0.0.1:27405 --data-dir /tmp/tmp.0MNkvFdiV8 --server-pid 30352 --report bench/results/2026-12-04-standalone-s15-rp3-b-2/fanout.json --charts bench/results/2026-12-04-standalone-s15-rp3-b-2/fanout

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-e target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:32476/ws --http-url http://127.0.0.1:32476 --data-dir /tmp/tmp.5vPXrWR8QX --server-pid 15084 --report bench/results/2026-12-04-standalone-s15-vs-gw-1/fanout.json --charts bench/results/2026-12-04-standalone-s15-vs-gw-1/fanout

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-e target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:28198/ws --http-url http://127.0.0.1:28198 --data-dir /tmp/tmp.eatLaoG2KQ --server-pid 15307 --report bench/results/2026-12-04-standalone-s15-vs-gw-2/fanout.json --charts bench/results/2026-12-04-standalone-s15-vs-gw-2/fanout
