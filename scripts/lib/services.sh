@@ -17,10 +17,18 @@ services_as_postgres() {
     if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
+# A port nothing listens on, below the kernel's ephemeral range: a port in
+# that range may be the local port of a client socket, open or in
+# TIME_WAIT for a minute after a run's clients closed, and a server cannot
+# bind it although connecting to it fails (a benchmark after a reconnect
+# storm of 38,000 connections lost its gateway to `Address already in
+# use`, docs/benchmarks-journal.md, fifteenth session).
 services_free_port() {
-    local port
+    local port low=32768
+    read -r low _ < /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
+    [ "$low" -gt 12000 ] || low=32768
     while :; do
-        port=$(( (RANDOM % 20000) + 20000 ))
+        port=$(( (RANDOM % (low - 10000)) + 10000 ))
         (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return; }
     done
 }
