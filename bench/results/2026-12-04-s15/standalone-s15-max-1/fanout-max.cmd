@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:21051/ws --http-url http://127.0.0.1:21051 --data-dir /tmp/tmp.G5KmlB2sX9 --server-pid 19418 --report bench/results/2026-12-04-standalone-s15-max-1/fanout-max.json --charts bench/results/2026-12-04-standalone-s15-max-1/fanout-max
