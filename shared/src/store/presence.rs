@@ -65,12 +65,11 @@ impl Store {
         if users.is_empty() {
             return Ok(HashMap::new());
         }
-        let mut conn = self.reader.acquire().await?;
-        let mut keys = BatchRows::new(&conn, &[Column::Text]);
+        let mut keys = BatchRows::for_backend(self.backend, &[Column::Text]);
         for user in users {
             keys.push([Value::Text(user)]);
         }
-        let table = keys.table(&mut Placeholders::for_connection(&conn), "v");
+        let table = keys.table(&mut Placeholders::for_backend(self.backend), "v");
         let sql = match self.backend {
             Backend::Postgres => format!(
                 "SELECT c.chat_id, o.user_id FROM \
@@ -85,8 +84,7 @@ impl Store {
         };
         let mut args = sqlx::any::AnyArguments::default();
         keys.add_to(&mut args)?;
-        let rows: Vec<(i64, String)> = sqlx::query_as_with(&sql, args).fetch_all(&mut *conn).await?;
-        drop(conn);
+        let rows: Vec<(i64, String)> = sqlx::query_as_with(&sql, args).fetch_all(&self.reader).await?;
         Ok(pairs_by_chat(users, &rows))
     }
 }
