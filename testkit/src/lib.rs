@@ -11,9 +11,43 @@ pub mod client;
 pub mod process;
 pub mod services;
 
-/// A TCP port free on 127.0.0.1 right now.
+/// A TCP port free on 127.0.0.1 right now, for a server a test starts.
+///
+/// Chosen at random below the kernel's ephemeral range, never from it: a
+/// port found free there (by binding port 0) goes back to the pool that
+/// outgoing connections draw their local ports from, so in the moment
+/// before the server binds it, or while a test has stopped the server to
+/// restart it on the same port, a client's socket can take it, even as a
+/// connection to itself (the bench scripts' picker, scripts/lib/services.sh,
+/// lost a port that way). Ports this process handed out are not handed
+/// out again.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+    use std::collections::BTreeSet;
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::Mutex;
+    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    const LOWEST: u32 = 10_000;
+    let below = ephemeral_range_start().max(LOWEST + 1_000);
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    for attempt in 0..10_000u64 {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u64(attempt);
+        let port = (LOWEST + (hasher.finish() % u64::from(below - LOWEST)) as u32) as u16;
+        if !handed_out.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            handed_out.insert(port);
+            return port;
+        }
+    }
+    panic!("no free port between {LOWEST} and {below}")
+}
+
+/// The first port of the kernel's ephemeral range (Linux's default where
+/// it cannot be read).
+fn ephemeral_range_start() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
 }
 
 /// A string unique within this test run, for key prefixes and names.
@@ -21,4 +55,19 @@ pub fn unique(label: &str) -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(1);
     format!("{label}{}x{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn free_ports_are_bindable_distinct_and_outside_the_ephemeral_range() {
+        let ports: Vec<u16> = (0..50).map(|_| super::free_port()).collect();
+        let start = super::ephemeral_range_start();
+        for &port in &ports {
+            assert!(u32::from(port) < start, "{port} is in the ephemeral range from {start}");
+            std::net::TcpListener::bind(("127.0.0.1", port)).expect("still free");
+        }
+        let distinct: std::collections::BTreeSet<_> = ports.iter().collect();
+        assert_eq!(distinct.len(), ports.len(), "a port handed out twice: {ports:?}");
+    }
 }
