@@ -1,0 +1,1 @@
+target/release/loadtest run churn --connections 2000 --churn-rate 200 --duration 20 --ws-url ws://127.0.0.1:11417/ws,ws://127.0.0.1:20222/ws --http-url http://127.0.0.1:11417 --server-pid 30249 --server-pid 30250 --server-pid 30254 --server-pid 30271 --report bench/results/2026-12-04-cluster-s16-final/churn.json --charts bench/results/2026-12-04-cluster-s16-final/churn

@@ -1,0 +1,1 @@
+target/release/loadtest run idle --connections 10000 --connect-rate 3000 --duration 15 --ws-url ws://127.0.0.1:16294/ws,ws://127.0.0.1:30813/ws --http-url http://127.0.0.1:16294 --server-pid 29975 --server-pid 29976 --server-pid 29982 --server-pid 29997 --report bench/results/2026-12-04-cluster-s16-final/idle.json --charts bench/results/2026-12-04-cluster-s16-final/idle

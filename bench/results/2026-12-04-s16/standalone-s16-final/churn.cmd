@@ -1,0 +1,1 @@
+target/release/loadtest run churn --connections 2000 --churn-rate 200 --duration 20 --ws-url ws://127.0.0.1:25731/ws --http-url http://127.0.0.1:25731 --data-dir /tmp/tmp.XRem7mqbK1 --server-pid 29283 --report bench/results/2026-12-04-standalone-s16-final/churn.json --charts bench/results/2026-12-04-standalone-s16-final/churn

@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 8000 --duration 20 --ws-url ws://127.0.0.1:23124/ws --http-url http://127.0.0.1:23124 --data-dir /tmp/tmp.s0T8F178s5 --server-pid 28977 --report bench/results/2026-12-04-standalone-s16-final/fanout-80k.json --charts bench/results/2026-12-04-standalone-s16-final/fanout-80k

@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 100 --rate 200 --duration 20 --ws-url ws://127.0.0.1:24119/ws --http-url http://127.0.0.1:24119 --data-dir /tmp/tmp.6LI1EBczwx --server-pid 29044 --report bench/results/2026-12-04-standalone-s16-final/fanout-g100.json --charts bench/results/2026-12-04-standalone-s16-final/fanout-g100

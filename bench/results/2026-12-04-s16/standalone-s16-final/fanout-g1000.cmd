@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 1000 --rate 20 --duration 20 --ws-url ws://127.0.0.1:32931/ws --http-url http://127.0.0.1:32931 --data-dir /tmp/tmp.lC1c9LWRZs --server-pid 29181 --report bench/results/2026-12-04-standalone-s16-final/fanout-g1000.json --charts bench/results/2026-12-04-standalone-s16-final/fanout-g1000

@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:35340/ws --http-url http://127.0.0.1:35340 --data-dir /tmp/tmp.OO0HBxp4vr --server-pid 28942 --report bench/results/2026-12-04-standalone-s16-final/fanout-max.json --charts bench/results/2026-12-04-standalone-s16-final/fanout-max

@@ -1,0 +1,1 @@
+target/release/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:21882/ws --http-url http://127.0.0.1:21882 --data-dir /tmp/tmp.77kcSAMkH0 --server-pid 28836 --report bench/results/2026-12-04-standalone-s16-final/idle.json --charts bench/results/2026-12-04-standalone-s16-final/idle

@@ -1,0 +1,1 @@
+target/release/loadtest run reconnect --connections 19000 --group-size 10 --rate 200 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:30858/ws --http-url http://127.0.0.1:30858 --data-dir /tmp/tmp.ExKPNQecZ4 --server-pid 29387 --report bench/results/2026-12-04-standalone-s16-final/reconnect.json --charts bench/results/2026-12-04-standalone-s16-final/reconnect

@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:29633/ws --http-url http://127.0.0.1:29633 --data-dir /tmp/tmp.ZyrlIggZOW --server-pid 32756 --report bench/results/2026-12-04-standalone-s16-fm-4/fanout-max.json --charts bench/results/2026-12-04-standalone-s16-fm-4/fanout-max

@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:26138/ws --http-url http://127.0.0.1:26138 --data-dir /tmp/tmp.0l7ripAfSy --server-pid 31054 --report bench/results/2026-12-04-standalone-s16-vs-2/fanout.json --charts bench/results/2026-12-04-standalone-s16-vs-2/fanout

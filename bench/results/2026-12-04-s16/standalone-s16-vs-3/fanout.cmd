@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:30790/ws --http-url http://127.0.0.1:30790 --data-dir /tmp/tmp.szNcIswjfs --server-pid 31251 --report bench/results/2026-12-04-standalone-s16-vs-3/fanout.json --charts bench/results/2026-12-04-standalone-s16-vs-3/fanout
