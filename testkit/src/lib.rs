@@ -4,12 +4,14 @@
 //! - [`services`]: private Redis and PostgreSQL servers on free ports, which
 //!   a test may stop and restart, and fresh databases on a shared server.
 //! - [`process`]: the gateway and worker binaries as real processes.
+//! - [`signal`]: signals to those processes, and their children.
 
 #![allow(clippy::unwrap_used)]
 
 pub mod client;
 pub mod process;
 pub mod services;
+pub mod signal;
 
 /// A TCP port free on 127.0.0.1 right now, for a server a test starts.
 ///

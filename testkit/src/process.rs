@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use crate::signal::Signal;
+
 /// Where cargo put the workspace's binaries for this test run: beside the
 /// test executable's `deps` directory.
 pub fn binary(name: &str) -> PathBuf {
@@ -65,26 +67,24 @@ impl Service {
         if self.child.is_none() {
             return Ok(None);
         }
-        self.signal("-TERM")?;
+        self.signal(Signal::TERM)?;
         self.wait_exit(grace)
     }
 
     /// SIGSTOP: the process stalls, holding its sockets, as one starved of
     /// CPU or swapped out would.
     pub fn pause(&self) -> anyhow::Result<()> {
-        self.signal("-STOP")
+        self.signal(Signal::STOP)
     }
 
     /// SIGCONT: a paused process carries on.
     pub fn resume(&self) -> anyhow::Result<()> {
-        self.signal("-CONT")
+        self.signal(Signal::CONT)
     }
 
-    fn signal(&self, signal: &str) -> anyhow::Result<()> {
+    fn signal(&self, signal: Signal) -> anyhow::Result<()> {
         let Some(child) = &self.child else { anyhow::bail!("{} is not running", self.name) };
-        let status = Command::new("kill").arg(signal).arg(child.id().to_string()).status()?;
-        anyhow::ensure!(status.success(), "kill {signal} failed");
-        Ok(())
+        crate::signal::send(child.id(), signal).map_err(|e| anyhow::anyhow!("{signal:?} to {}: {e}", self.name))
     }
 
     /// Waits up to `limit` for the process to exit (killing it after);

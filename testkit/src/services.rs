@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
+use crate::signal::{self, Signal};
+
 /// How long a server may take to accept connections after starting.
 const STARTUP: Duration = Duration::from_secs(30);
 
@@ -138,9 +140,11 @@ impl PostgresServer {
     /// a transaction already on its connection.
     pub fn stop(&mut self) {
         if let Some(child) = &self.child {
-            let pid = child.id().to_string();
-            let _ = Command::new("kill").args(["-s", "STOP", "--", &pid]).status();
-            let _ = Command::new("pkill").args(["-KILL", "-P", &pid]).status();
+            let pid = child.id();
+            let _ = signal::send(pid, Signal::STOP);
+            for backend in signal::children_of(pid).unwrap_or_default() {
+                let _ = signal::send(backend, Signal::KILL);
+            }
         }
         stop_child(&mut self.child);
     }
