@@ -8,7 +8,6 @@
 //! strictly in id order. Any other first frame (or a second without one)
 //! releases them.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -77,9 +76,16 @@ pub enum Outbound {
 /// The ids written per chat, as disjoint ascending ranges (live delivery is
 /// contiguous, so there are one or two), plus what is held back. Empty for a
 /// connection that received nothing, so idle connections cost nothing.
+///
+/// The chats are kept sorted in one array and found by binary search: this
+/// look-up runs for every delivery, and a hash map's (hashing the id, then
+/// a control group and a bucket, each likely a cache miss on a connection
+/// written to ten times a second) made it the largest function of ours in
+/// the profile (docs/benchmarks-journal.md, sixteenth session). A new chat
+/// is inserted in place, once per chat a connection hears from.
 #[derive(Debug)]
 pub struct Cursors {
-    sent: HashMap<ChatId, Vec<(EventId, EventId)>>,
+    sent: Vec<(ChatId, Vec<(EventId, EventId)>)>,
     holding_all: bool,
     holding: Vec<ChatId>,
     held: Vec<Arc<RenderedEvent>>,
@@ -94,13 +100,13 @@ impl Outbound {
 impl Cursors {
     /// A new connection's cursors, holding everything until released.
     pub fn on_connect() -> Self {
-        Cursors { sent: HashMap::new(), holding_all: true, holding: Vec::new(), held: Vec::new() }
+        Cursors { sent: Vec::new(), holding_all: true, holding: Vec::new(), held: Vec::new() }
     }
 
     /// Whether to write event `id` of `chat` now (and record it as sent):
     /// false if this connection already wrote it.
     pub fn admit(&mut self, chat: ChatId, id: EventId) -> bool {
-        let ranges = self.sent.entry(chat).or_default();
+        let ranges = self.ranges_of(chat);
         // Live delivery: the next id after everything written so far.
         if let Some(last) = ranges.last_mut() {
             if last.1 + 1 == id {
@@ -179,7 +185,22 @@ impl Cursors {
     }
 
     fn last_sent(&self, chat: ChatId) -> EventId {
-        self.sent.get(&chat).and_then(|r| r.last()).map(|r| r.1).unwrap_or(0)
+        match self.sent.binary_search_by_key(&chat, |(c, _)| *c) {
+            Ok(at) => self.sent[at].1.last().map(|r| r.1).unwrap_or(0),
+            Err(_) => 0,
+        }
+    }
+
+    /// The ranges written of `chat`, empty (and in place) if none yet.
+    fn ranges_of(&mut self, chat: ChatId) -> &mut Vec<(EventId, EventId)> {
+        let at = match self.sent.binary_search_by_key(&chat, |(c, _)| *c) {
+            Ok(at) => at,
+            Err(at) => {
+                self.sent.insert(at, (chat, Vec::new()));
+                at
+            }
+        };
+        &mut self.sent[at].1
     }
 }
 
@@ -213,7 +234,24 @@ mod tests {
         assert!(c.admit(1, 4));
         assert!(!c.admit(1, 4));
         assert!(c.admit(2, 1), "chats are independent");
-        assert_eq!(c.sent[&1], vec![(3, 6)], "ranges merge");
+        assert_eq!(c.sent[0], (1, vec![(3, 6)]), "ranges merge");
+        assert_eq!(c.sent[1], (2, vec![(1, 1)]), "chats in order");
+    }
+
+    #[test]
+    fn chats_heard_from_in_any_order_are_each_tracked_apart() {
+        let mut c = live();
+        let chats = [50, 3, 97, 1, 64, 3, 50, 2, 99, 1];
+        for (round, &chat) in chats.iter().enumerate() {
+            let id = round as EventId + 1;
+            assert!(c.admit(chat, id), "chat {chat} event {id} is new");
+            assert!(!c.admit(chat, id), "chat {chat} event {id} again");
+        }
+        let order: Vec<ChatId> = c.sent.iter().map(|(chat, _)| *chat).collect();
+        assert_eq!(order, vec![1, 2, 3, 50, 64, 97, 99]);
+        assert_eq!(c.last_sent(3), 6);
+        assert_eq!(c.last_sent(1), 10);
+        assert_eq!(c.last_sent(4), 0, "a chat never heard from");
     }
 
     #[test]
