@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-a target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:21636/ws --http-url http://127.0.0.1:21636 --data-dir /tmp/tmp.jqOkCb3CBg --server-pid 24435 --report bench/results/2026-12-04-standalone-s16-adm-a-3/fanout.json --charts bench/results/2026-12-04-standalone-s16-adm-a-3/fanout

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-a target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:26773/ws --http-url http://127.0.0.1:26773 --data-dir /tmp/tmp.Wdc3u0Mlne --server-pid 24917 --report bench/results/2026-12-04-standalone-s16-adm-a-6/fanout.json --charts bench/results/2026-12-04-standalone-s16-adm-a-6/fanout

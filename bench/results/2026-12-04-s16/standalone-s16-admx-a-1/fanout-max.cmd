@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-a target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:24135/ws --http-url http://127.0.0.1:24135 --data-dir /tmp/tmp.d1UGIGV0OX --server-pid 25499 --report bench/results/2026-12-04-standalone-s16-admx-a-1/fanout-max.json --charts bench/results/2026-12-04-standalone-s16-admx-a-1/fanout-max

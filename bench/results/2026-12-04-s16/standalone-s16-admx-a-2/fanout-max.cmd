@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-a target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:26096/ws --http-url http://127.0.0.1:26096 --data-dir /tmp/tmp.wpf9NautqV --server-pid 25592 --report bench/results/2026-12-04-standalone-s16-admx-a-2/fanout-max.json --charts bench/results/2026-12-04-standalone-s16-admx-a-2/fanout-max

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-b target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:30277/ws --http-url http://127.0.0.1:30277 --data-dir /tmp/tmp.PpUF2hLzvc --server-pid 25671 --report bench/results/2026-12-04-standalone-s16-admx-b-2/fanout-max.json --charts bench/results/2026-12-04-standalone-s16-admx-b-2/fanout-max
