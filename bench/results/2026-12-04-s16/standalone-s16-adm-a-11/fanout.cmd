@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-a target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:21233/ws --http-url http://127.0.0.1:21233 --data-dir /tmp/tmp.E5N4dls1IR --server-pid 26432 --report bench/results/2026-12-04-standalone-s16-adm-a-11/fanout.json --charts bench/results/2026-12-04-standalone-s16-adm-a-11/fanout
