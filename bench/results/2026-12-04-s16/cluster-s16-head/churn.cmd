@@ -1,0 +1,1 @@
+target/release/loadtest run churn --connections 2000 --churn-rate 200 --duration 20 --ws-url ws://127.0.0.1:27168/ws,ws://127.0.0.1:16917/ws --http-url http://127.0.0.1:27168 --server-pid 8338 --server-pid 8339 --server-pid 8345 --server-pid 8362 --report bench/results/2026-12-04-cluster-s16-head/churn.json --charts bench/results/2026-12-04-cluster-s16-head/churn

@@ -1,0 +1,1 @@
+target/release/loadtest run idle --connections 10000 --connect-rate 3000 --duration 15 --ws-url ws://127.0.0.1:19704/ws,ws://127.0.0.1:15933/ws --http-url http://127.0.0.1:19704 --server-pid 7773 --server-pid 7774 --server-pid 7779 --server-pid 7797 --report bench/results/2026-12-04-cluster-s16-head/idle.json --charts bench/results/2026-12-04-cluster-s16-head/idle

@@ -1,0 +1,1 @@
+target/release/loadtest run churn --connections 2000 --churn-rate 200 --duration 20 --ws-url ws://127.0.0.1:28946/ws --http-url http://127.0.0.1:28946 --data-dir /tmp/tmp.161RvOwOog --server-pid 7178 --report bench/results/2026-12-04-standalone-s16-head/churn.json --charts bench/results/2026-12-04-standalone-s16-head/churn

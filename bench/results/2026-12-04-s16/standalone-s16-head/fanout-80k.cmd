@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 8000 --duration 20 --ws-url ws://127.0.0.1:21588/ws --http-url http://127.0.0.1:21588 --data-dir /tmp/tmp.F7TqqRvPT6 --server-pid 6868 --report bench/results/2026-12-04-standalone-s16-head/fanout-80k.json --charts bench/results/2026-12-04-standalone-s16-head/fanout-80k

@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 100 --rate 1000 --duration 20 --ws-url ws://127.0.0.1:25547/ws --http-url http://127.0.0.1:25547 --data-dir /tmp/tmp.XvYBPAEIGS --server-pid 6971 --report bench/results/2026-12-04-standalone-s16-head/fanout-g100-100k.json --charts bench/results/2026-12-04-standalone-s16-head/fanout-g100-100k

@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 100 --rate 6000 --duration 20 --ws-url ws://127.0.0.1:22323/ws --http-url http://127.0.0.1:22323 --data-dir /tmp/tmp.OKgKftuZo2 --server-pid 7040 --report bench/results/2026-12-04-standalone-s16-head/fanout-g100-max.json --charts bench/results/2026-12-04-standalone-s16-head/fanout-g100-max

@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 100 --rate 200 --duration 20 --ws-url ws://127.0.0.1:30267/ws --http-url http://127.0.0.1:30267 --data-dir /tmp/tmp.9f5ychF652 --server-pid 6936 --report bench/results/2026-12-04-standalone-s16-head/fanout-g100.json --charts bench/results/2026-12-04-standalone-s16-head/fanout-g100

@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 1000 --rate 20 --duration 20 --ws-url ws://127.0.0.1:39957/ws --http-url http://127.0.0.1:39957 --data-dir /tmp/tmp.C5ARVYezs6 --server-pid 7074 --report bench/results/2026-12-04-standalone-s16-head/fanout-g1000.json --charts bench/results/2026-12-04-standalone-s16-head/fanout-g1000

@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:29619/ws --http-url http://127.0.0.1:29619 --data-dir /tmp/tmp.4Lo95PFRTb --server-pid 6834 --report bench/results/2026-12-04-standalone-s16-head/fanout-max.json --charts bench/results/2026-12-04-standalone-s16-head/fanout-max

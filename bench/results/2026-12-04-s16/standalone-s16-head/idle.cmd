@@ -1,0 +1,1 @@
+target/release/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:22207/ws --http-url http://127.0.0.1:22207 --data-dir /tmp/tmp.PG2tJgJIRV --server-pid 6726 --report bench/results/2026-12-04-standalone-s16-head/idle.json --charts bench/results/2026-12-04-standalone-s16-head/idle

@@ -1,0 +1,1 @@
+target/release/loadtest run receipts --connections 2000 --group-size 10 --rate 500 --duration 20 --ws-url ws://127.0.0.1:25730/ws --http-url http://127.0.0.1:25730 --data-dir /tmp/tmp.dcfr4jXN2C --server-pid 7142 --report bench/results/2026-12-04-standalone-s16-head/receipts.json --charts bench/results/2026-12-04-standalone-s16-head/receipts

@@ -1,0 +1,1 @@
+target/release/loadtest run reconnect --connections 19000 --group-size 10 --rate 200 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:32688/ws --http-url http://127.0.0.1:32688 --data-dir /tmp/tmp.uBR3NAOfUq --server-pid 7279 --report bench/results/2026-12-04-standalone-s16-head/reconnect.json --charts bench/results/2026-12-04-standalone-s16-head/reconnect
