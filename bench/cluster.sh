@@ -46,7 +46,7 @@ start_cluster() {
     done
     ports=()
     for n in 1 2; do
-        port=$(services_free_port)
+        port=$(free_port)
         env "$@" TOKIO_WORKER_THREADS=$threads NODE_ID=gw-$n "$server_bin"/gateway --listen "127.0.0.1:$port" > "$results/gateway-$n.log" 2>&1 &
         pids+=($!)
         ports+=("$port")

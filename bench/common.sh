@@ -5,6 +5,7 @@
 # checkout's release build), e.g. an older commit's build for a before/after
 # run on the same day; LOADTEST_BIN likewise for the load tool (a path to
 # its binary); LABEL names such a run's result folder.
+source scripts/lib/free_port.sh
 cargo build --release -q -p gateway -p worker -p loadtest
 server_bin=${SERVER_BIN:-target/release}
 loadtest_bin=${LOADTEST_BIN:-target/release/loadtest}

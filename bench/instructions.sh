@@ -37,7 +37,7 @@ trap stop_server EXIT
 counted() {
     local seconds=$1 data port
     data=$(mktemp -d)
-    port=$(( (RANDOM % 20000) + 20000 ))
+    port=$(free_port)
     echo "bench: ${seconds}s of load under callgrind (about ten times slower than natively)"
     DRAIN_SECONDS=1 valgrind --tool=callgrind --callgrind-out-file="$results/run-$seconds.callgrind" \
         "$server_bin"/gateway --listen "127.0.0.1:$port" --data-dir "$data" > "$results/gateway-$seconds.log" 2>&1 &

@@ -17,7 +17,7 @@ trap stop_server EXIT
 start_server() {
     stop_server
     data=$(mktemp -d)
-    port=$(( (RANDOM % 20000) + 20000 ))
+    port=$(free_port)
     env "$@" DRAIN_SECONDS=1 "$server_bin"/gateway --listen "127.0.0.1:$port" --data-dir "$data" > "$results/gateway.log" 2>&1 &
     server_pid=$!
     bench_wait_ready "$port"

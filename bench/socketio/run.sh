@@ -66,13 +66,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-free_port() {
-    local port
-    while :; do
-        port=$(( (RANDOM % 20000) + 20000 ))
-        (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return; }
-    done
-}
+source ../../scripts/lib/free_port.sh
 
 [ -d node_modules ] || npm ci --no-audit --no-fund
 mkdir -p "$results"

@@ -9,28 +9,14 @@
 # "durable" figure. The tests leave it off: they check what is stored, not
 # what survives a power cut, and the flushes would only slow them.
 
+source "$(dirname "${BASH_SOURCE[0]}")/free_port.sh"
+
 services_dir=$(mktemp -d)
 chmod 755 "$services_dir"
 
 services_as_postgres() {
     # PostgreSQL refuses to run as root.
     if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
-}
-
-# A port nothing listens on, below the kernel's ephemeral range: a port in
-# that range may be the local port of a client socket, open or in
-# TIME_WAIT for a minute after a run's clients closed, and a server cannot
-# bind it although connecting to it fails (a benchmark after a reconnect
-# storm of 38,000 connections lost its gateway to `Address already in
-# use`, docs/benchmarks-journal.md, fifteenth session).
-services_free_port() {
-    local port low=32768
-    read -r low _ < /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
-    [ "$low" -gt 12000 ] || low=32768
-    while :; do
-        port=$(( (RANDOM % (low - 10000)) + 10000 ))
-        (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return; }
-    done
 }
 
 services_install() {
@@ -48,7 +34,7 @@ services_install() {
 
 # Sets SERVICES_REDIS_URL.
 services_start_redis() {
-    local port; port=$(services_free_port)
+    local port; port=$(free_port)
     redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --daemonize yes \
         --pidfile "$services_dir/redis.pid" --dir "$services_dir" --logfile "$services_dir/redis.log"
     SERVICES_REDIS_URL="redis://127.0.0.1:$port"
@@ -64,7 +50,7 @@ services_start_postgres() {
     [ "$(id -u)" = 0 ] && chown postgres "$services_dir/pg" "$services_dir/pgsock"
     services_as_postgres "$services_pg_bin/initdb" -D "$services_dir/pg" -U postgres --auth=trust -E UTF8 --no-sync >/dev/null
     for attempt in 1 2 3; do
-        port=$(services_free_port)
+        port=$(free_port)
         if services_as_postgres "$services_pg_bin/pg_ctl" -D "$services_dir/pg" -l "$services_dir/pgsock/pg.log" -w \
             -o "-p $port -h 127.0.0.1 -k $services_dir/pgsock -c fsync=${SERVICES_PG_FSYNC:-off} -c max_connections=500 ${SERVICES_PG_EXTRA:-}" start >/dev/null; then
             SERVICES_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/postgres"
