@@ -16,6 +16,8 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use fastwebsockets::upgrade::{IncomingUpgrade, UpgradeFut};
 use fastwebsockets::{Frame, OpCode, Role, WebSocketError};
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use shared::bus::{CommandEnvelope, Event, Origin};
 use shared::clock::now_ms;
@@ -26,6 +28,8 @@ use shared::protocol::close;
 use shared::protocol::native::inbound::{self, Ref, Request};
 use shared::protocol::native::outbound as render;
 use shared::store::{Membership, PageRequest};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use crate::handle::ClientHandle;
@@ -78,9 +82,10 @@ pub async fn upgrade(
 }
 
 async fn serve(node: Arc<Node>, user: String, socket: UpgradeFut) -> Result<(), WebSocketError> {
-    // fastwebsockets reads frames; the writer writes the socket itself (see
-    // `writer`), so fastwebsockets' write half gets a sink.
-    let (read, write) = tokio::io::split(socket.await?.into_inner());
+    // fastwebsockets reads frames; the writer and the fan-out write the
+    // socket themselves (see `writer`, `write_through`), so fastwebsockets'
+    // write half gets a sink.
+    let (read, write) = tcp_halves(socket.await?.into_inner().into_inner())?;
     let (mut read, _) = fastwebsockets::after_handshake_split(read, tokio::io::sink(), Role::Server);
     read.set_auto_pong(false);
     read.set_auto_close(false);
@@ -117,7 +122,7 @@ async fn serve(node: Arc<Node>, user: String, socket: UpgradeFut) -> Result<(), 
     drop(setup);
 
     let reader = Reader { node: &node, handle: &handle, fragments: None, first_frame: true, sequence: 0 };
-    tokio::join!(reader.run(read), write_loop(&handle, write, outbound, node.settings.outbound_queue));
+    tokio::join!(reader.run(read), write_loop(&handle, Arc::new(write), outbound, node.settings.outbound_queue));
 
     node.hub.unregister(&handle);
     let teardown = node.setup_permits.acquire().await;
@@ -126,6 +131,25 @@ async fn serve(node: Arc<Node>, user: String, socket: UpgradeFut) -> Result<(), 
     metrics::gauge!("chat_open_connections").decrement(1.0);
     metrics::counter!("chat_connections_closed_total", "reason" => close_reason(handle.close_code())).increment(1);
     Ok(())
+}
+
+/// The upgraded connection's TCP socket in two halves: the write half for
+/// `&self` writes from the writer and the fan-out.
+///
+/// A client must wait for the handshake's answer before sending frames (RFC
+/// 6455, 4.1), so hyper has read nothing past the upgrade request; one that
+/// did not wait is refused here rather than every connection carrying a
+/// buffer for it.
+fn tcp_halves(upgraded: Upgraded) -> Result<(OwnedReadHalf, OwnedWriteHalf), WebSocketError> {
+    let parts = upgraded
+        .downcast::<TokioIo<TcpStream>>()
+        .map_err(|_| WebSocketError::IoError(std::io::Error::other("the upgraded connection is not a TCP stream")))?;
+    if !parts.read_buf.is_empty() {
+        return Err(WebSocketError::IoError(std::io::Error::other(
+            "the client sent data before the WebSocket handshake's answer",
+        )));
+    }
+    Ok(parts.io.into_inner().into_split())
 }
 
 /// Whether a text frame is a `sync` (a cheap look before full parsing).
@@ -144,7 +168,7 @@ fn close_reason(code: Option<u16>) -> &'static str {
     }
 }
 
-type ReadHalf = fastwebsockets::WebSocketRead<tokio::io::ReadHalf<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>>;
+type ReadHalf = fastwebsockets::WebSocketRead<OwnedReadHalf>;
 
 struct Reader<'a> {
     node: &'a Arc<Node>,

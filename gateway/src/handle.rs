@@ -1,14 +1,17 @@
-//! The node's grip on one connection: its bounded outbound queue, its close
-//! signal and its heartbeat clock. The hub, the heartbeat sweeper and the
-//! connection's own tasks share it.
+//! The node's grip on one connection: its bounded outbound queue, what its
+//! writer shares with the fan-out, its close signal and its heartbeat
+//! clock. The hub, the heartbeat sweeper and the connection's own tasks
+//! share it.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU16, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
 use futures_util::task::AtomicWaker;
 use tokio::sync::mpsc;
 
-use crate::outbound::Outbound;
+use crate::outbound::{Outbound, RenderedEvent};
+use crate::write_through::{Deferred, FanOutBatch, Socket, WriteState, Written};
 
 pub type ConnectionId = u64;
 
@@ -16,6 +19,9 @@ pub struct ClientHandle {
     pub id: ConnectionId,
     pub user: String,
     queue: mpsc::Sender<Outbound>,
+    /// Taken by whoever queues or writes (see `write_through`); held for
+    /// a queue push or one non-blocking write, never across an await.
+    write: Mutex<WriteState>,
     /// 0 while open; the close code once closed.
     close_code: AtomicU16,
     /// The connection's writer and its reader (which also makes
@@ -48,6 +54,7 @@ impl ClientHandle {
             id,
             user,
             queue,
+            write: Mutex::new(WriteState::on_connect()),
             close_code: AtomicU16::new(0),
             writer: AtomicWaker::new(),
             reader: AtomicWaker::new(),
@@ -76,12 +83,79 @@ impl ClientHandle {
         self.reader.wake();
     }
 
+    /// The writer's and the fan-out's shared state. A panic elsewhere while
+    /// it was held leaves nothing half-changed that matters more than the
+    /// connection, so a poisoned lock is used as is.
+    pub fn write_state(&self) -> MutexGuard<'_, WriteState> {
+        self.write.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Gives the fan-out the socket to write through.
+    pub fn attach_socket(&self, socket: Arc<Socket>) {
+        self.write_state().attach(socket);
+    }
+
+    /// Delivers a live chat event: deferred, to be written when `batch`
+    /// ends, if the writer is idle and the batch has room; queued for the
+    /// writer otherwise (see `write_through`).
+    pub fn deliver(self: &Arc<Self>, event: &Arc<RenderedEvent>, batch: &mut FanOutBatch) -> Result<(), Rejected> {
+        if self.is_closed() {
+            return Err(Rejected::Closed);
+        }
+        let mut state = self.write_state();
+        let deferred = if batch.has_room() || state.has_deferred() { state.defer(event) } else { Deferred::Queue };
+        match deferred {
+            Deferred::Encoded { first } => {
+                if first {
+                    batch.deferred_to(self);
+                }
+                Ok(())
+            }
+            Deferred::Duplicate => Ok(()),
+            Deferred::Queue => self.queue_locked(&mut state, Outbound::Event(event.clone())),
+        }
+    }
+
+    /// Writes what the fan-out deferred to this connection, unless
+    /// something queued since took it along.
+    pub fn write_deferred(&self) {
+        let mut state = self.write_state();
+        match state.write_deferred() {
+            Written::Whole => {}
+            Written::Rest(rest) => {
+                let _ = self.queue_locked(&mut state, rest);
+            }
+            Written::Failed => {
+                drop(state);
+                self.close(shared::protocol::close::NORMAL);
+            }
+        }
+    }
+
     /// Queues `item` without waiting. A full queue means the client does not
     /// read fast enough; it is disconnected as a slow consumer rather than
     /// allowed to hold memory or slow the fan-out to everyone else.
     pub fn push(&self, item: Outbound) -> Result<(), Rejected> {
+        let mut state = self.write_state();
+        self.queue_locked(&mut state, item)
+    }
+
+    /// Queues under the write lock, so that the fan-out, which takes it
+    /// too, sees the writer busy and queues behind this item.
+    fn queue_locked(&self, state: &mut WriteState, item: Outbound) -> Result<(), Rejected> {
+        // The fan-out's deferred frames were delivered first: they go first.
+        if let Some(deferred) = state.take_deferred() {
+            self.try_queue(state, deferred)?;
+        }
+        self.try_queue(state, item)
+    }
+
+    fn try_queue(&self, state: &mut WriteState, item: Outbound) -> Result<(), Rejected> {
         match self.queue.try_send(item) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                state.writer_busy = true;
+                Ok(())
+            }
             Err(mpsc::error::TrySendError::Full(_)) => {
                 if self.close(shared::protocol::close::SLOW_CONSUMER) {
                     metrics::counter!("chat_slow_consumer_disconnects_total").increment(1);
@@ -95,9 +169,24 @@ impl ClientHandle {
     /// Queues `item`, waiting for room: for the connection's own replies,
     /// made by its reader, where waiting slows only this client.
     pub async fn push_wait(&self, item: Outbound) -> Result<(), Rejected> {
-        tokio::select! {
-            sent = self.queue.send(item) => sent.map_err(|_| Rejected::Closed),
-            _ = std::future::poll_fn(|cx| ready_when(&self.reader, cx, || self.is_closed())) => Err(Rejected::Closed),
+        let slot = tokio::select! {
+            slot = self.queue.reserve() => slot.map_err(|_| Rejected::Closed)?,
+            _ = std::future::poll_fn(|cx| ready_when(&self.reader, cx, || self.is_closed())) => return Err(Rejected::Closed),
+        };
+        // Filled under the lock, behind anything the fan-out deferred, as
+        // `queue_locked` does.
+        let mut state = self.write_state();
+        match state.take_deferred() {
+            None => {
+                slot.send(item);
+                state.writer_busy = true;
+                Ok(())
+            }
+            Some(deferred) => {
+                slot.send(deferred);
+                state.writer_busy = true;
+                self.try_queue(&mut state, item)
+            }
         }
     }
 

@@ -31,6 +31,7 @@ use shared::sync::lock;
 use crate::handle::{ClientHandle, ConnectionId};
 use crate::ordering::{classify, Next};
 use crate::outbound::{Framed, Outbound, RenderedEvent};
+use crate::write_through::FanOutBatch;
 
 /// Typing is forwarded at most once per this interval per user and chat.
 pub const TYPING_INTERVAL: Duration = Duration::from_secs(1);
@@ -262,7 +263,7 @@ impl Hub {
 
     /// A persisted chat event arrived: deliver it in order, once, filling a
     /// gap from the store first if there is one.
-    fn chat_event(self: &Arc<Self>, event: Arc<ChatEvent>) {
+    fn chat_event(self: &Arc<Self>, event: Arc<ChatEvent>, batch: &mut FanOutBatch) {
         let chat = event.chat_id;
         let Some(mut entry) = self.chats.get_mut(&chat) else { return };
         if let Some(waiting) = entry.filling.as_mut() {
@@ -271,7 +272,7 @@ impl Hub {
         }
         match classify(entry.last_event_id, event.id) {
             Next::Duplicate => {}
-            Next::Deliver => fan_out(&mut entry, &event),
+            Next::Deliver => fan_out(&mut entry, &event, batch),
             Next::Gap { after, before } => {
                 metrics::counter!("chat_event_gaps_total").increment(1);
                 entry.filling = Some(vec![event]);
@@ -329,6 +330,8 @@ impl Hub {
                 }
             }
         }
+        // Declared first, so dropped (and written) after the chat's lock.
+        let mut batch = FanOutBatch::new();
         let Some(mut entry) = self.chats.get_mut(&chat) else { return };
         let mut events: Vec<Arc<ChatEvent>> = missing.into_iter().map(Arc::new).collect();
         events.append(&mut entry.filling.take().unwrap_or_default());
@@ -336,7 +339,7 @@ impl Hub {
         for event in events {
             // Past a gap the store could not fill, delivery resumes.
             if event.id > entry.last_event_id {
-                fan_out(&mut entry, &event);
+                fan_out(&mut entry, &event, &mut batch);
             }
         }
     }
@@ -344,13 +347,13 @@ impl Hub {
 
 /// Writes `event` to every connection of every local member, rendered once
 /// and shared.
-fn fan_out(entry: &mut ChatEntry, event: &ChatEvent) {
+fn fan_out(entry: &mut ChatEntry, event: &ChatEvent, batch: &mut FanOutBatch) {
     entry.last_event_id = event.id;
     let rendered = Arc::new(render_event(event));
     let mut delivered = 0u64;
     for user in &entry.users {
         user.each_connection(|c| {
-            if c.push(Outbound::Event(rendered.clone())).is_ok() {
+            if c.deliver(&rendered, batch).is_ok() {
                 delivered += 1;
             }
         });
@@ -375,9 +378,28 @@ pub struct HubSink(pub Arc<Hub>);
 
 impl EventSink for HubSink {
     fn deliver(&self, event: Event) {
+        self.deliver_within(event, &mut FanOutBatch::new());
+    }
+
+    fn deliver_all(&self, events: Vec<Event>) {
+        // Dropped at the end, which writes what it deferred.
+        let mut batch = FanOutBatch::new();
+        for event in events {
+            self.deliver_within(event, &mut batch);
+        }
+    }
+
+    fn resync(&self, chats: Vec<ChatId>) {
+        self.0.resync_chats(chats);
+    }
+}
+
+impl HubSink {
+    /// Delivers `event` as part of `batch` (see `write_through`).
+    fn deliver_within(&self, event: Event, batch: &mut FanOutBatch) {
         let hub = &self.0;
         match event {
-            Event::Chat(event) => hub.chat_event(event),
+            Event::Chat(event) => hub.chat_event(event, batch),
             Event::Typing { chat, user } => hub.typing(chat, &user),
             Event::Presence { user, online, last_seen, recipients } => {
                 let frame = Arc::new(if online {
@@ -405,9 +427,5 @@ impl EventSink for HubSink {
                 let _ = handle.push(Outbound::frame(kind, frame));
             }
         }
-    }
-
-    fn resync(&self, chats: Vec<ChatId>) {
-        self.0.resync_chats(chats);
     }
 }

@@ -6,6 +6,7 @@
 //! - [`node`]: one process and what it holds; standalone wiring.
 //! - [`client`]: one connection: authentication, then its reader.
 //! - [`writer`]: one connection's writer (batched frames, one write).
+//! - [`write_through`]: live events written by the fan-out while the writer is idle.
 //! - [`frame_metrics`]: the writer's per-frame metrics, by handle.
 //! - [`handle`]: the node's grip on a connection (queue, close, heartbeat).
 //! - [`outbound`]: the writer's queue items and per-chat cursors.
@@ -34,4 +35,5 @@ pub mod rest;
 pub mod secret;
 pub mod server;
 pub mod sync_pages;
+pub mod write_through;
 pub mod writer;

@@ -69,6 +69,9 @@ pub enum Outbound {
     Release,
     /// Reply to a WebSocket Ping, with its payload.
     Pong(Box<[u8]>),
+    /// The rest of a frame the fan-out began writing (`write_through`):
+    /// written first, as is.
+    Rest(Box<[u8]>),
     /// Write what is queued before this, then close with this code.
     Close(u16, &'static str),
 }
@@ -87,6 +90,14 @@ pub enum Outbound {
 pub struct Cursors {
     sent: Vec<(ChatId, Vec<(EventId, EventId)>)>,
     holding_all: bool,
+    /// Only while a `sync` runs: boxed, so that every other connection
+    /// carries one pointer for it (every connection has cursors).
+    holds: Option<Box<Holds>>,
+}
+
+/// The chats whose live events wait for a `sync`'s replay, and the events.
+#[derive(Debug, Default)]
+struct Holds {
     holding: Vec<ChatId>,
     held: Vec<Arc<RenderedEvent>>,
 }
@@ -100,7 +111,7 @@ impl Outbound {
 impl Cursors {
     /// A new connection's cursors, holding everything until released.
     pub fn on_connect() -> Self {
-        Cursors { sent: Vec::new(), holding_all: true, holding: Vec::new(), held: Vec::new() }
+        Cursors { sent: Vec::new(), holding_all: true, holds: None }
     }
 
     /// Whether to write event `id` of `chat` now (and record it as sent):
@@ -133,8 +144,9 @@ impl Cursors {
 
     /// True (and the event kept for later) when `chat` is being held.
     pub fn hold(&mut self, event: &Arc<RenderedEvent>) -> bool {
-        if self.holding_all || self.holding.contains(&event.chat) {
-            self.held.push(event.clone());
+        let holding_chat = self.holds.as_ref().is_some_and(|h| h.holding.contains(&event.chat));
+        if self.holding_all || holding_chat {
+            self.holds.get_or_insert_with(Box::default).held.push(event.clone());
             return true;
         }
         false
@@ -144,12 +156,17 @@ impl Cursors {
         self.holding_all
     }
 
+    /// Whether any chat's live events are being held.
+    pub fn holds_any(&self) -> bool {
+        self.holding_all || self.holds.as_ref().is_some_and(|h| !h.holding.is_empty())
+    }
+
     pub fn held_len(&self) -> usize {
-        self.held.len()
+        self.holds.as_ref().map_or(0, |h| h.held.len())
     }
 
     pub fn begin_sync(&mut self, chats: &[ChatId]) {
-        self.holding.extend_from_slice(chats);
+        self.holds.get_or_insert_with(Box::default).holding.extend_from_slice(chats);
     }
 
     /// Ends the sync of `all`: the last id sent per chat of `synced` (at
@@ -160,9 +177,11 @@ impl Cursors {
         synced: &[(ChatId, EventId)],
     ) -> (Vec<(ChatId, EventId)>, Vec<Arc<RenderedEvent>>) {
         let synced = synced.iter().map(|&(chat, from)| (chat, self.last_sent(chat).max(from))).collect();
-        for chat in all {
-            if let Some(at) = self.holding.iter().position(|c| c == chat) {
-                self.holding.swap_remove(at);
+        if let Some(holds) = self.holds.as_mut() {
+            for chat in all {
+                if let Some(at) = holds.holding.iter().position(|c| c == chat) {
+                    holds.holding.swap_remove(at);
+                }
             }
         }
         self.holding_all = false;
@@ -176,11 +195,13 @@ impl Cursors {
     }
 
     fn take_released(&mut self) -> Vec<Arc<RenderedEvent>> {
-        let holding = std::mem::take(&mut self.holding);
-        let (release, keep): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut self.held).into_iter().partition(|e| !holding.contains(&e.chat));
-        self.held = keep;
-        self.holding = holding;
+        let Some(holds) = self.holds.as_mut() else { return Vec::new() };
+        let held = std::mem::take(&mut holds.held);
+        let (release, keep): (Vec<_>, Vec<_>) = held.into_iter().partition(|e| !holds.holding.contains(&e.chat));
+        holds.held = keep;
+        if holds.holding.is_empty() && holds.held.is_empty() {
+            self.holds = None;
+        }
         release
     }
 

@@ -6,7 +6,11 @@ use std::sync::Arc;
 
 use axum::routing::get;
 use axum::Router;
-use tokio::net::{TcpListener, TcpSocket};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::watch;
+use tokio_util::task::TaskTracker;
 
 use crate::node::Node;
 
@@ -36,23 +40,73 @@ pub fn app(node: Arc<Node>) -> Router {
 
 /// Serves `node` on `listener` until `shutdown` resolves, then shuts the
 /// node down (see [`Node::shutdown`]) before the listener stops.
+///
+/// HTTP/1.1 served by hyper directly rather than through `axum::serve`:
+/// axum's server sniffs each connection for HTTP/2 behind a wrapper type of
+/// hyper-util's own, so an upgraded WebSocket could not be turned back into
+/// its `TcpStream`, which the fan-out writes through (`write_through`).
+/// Clients, probes and ingress controllers speak HTTP/1.1 to the gateway.
 pub async fn run(
     listener: TcpListener,
     node: Arc<Node>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    let draining = node.clone();
-    // Frames are small and latency-bound: no Nagle delay (an ack would
-    // otherwise wait for the client's delayed ACK, ~40 ms).
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, app(node))
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down: closing connections after their last replies");
-            draining.shutdown().await;
-        })
-        .await
+    let app = app(node.clone());
+    let shutdown = async move {
+        shutdown.await;
+        tracing::info!("shutting down: closing connections after their last replies");
+        node.shutdown().await;
+    };
+    tokio::pin!(shutdown);
+    let (stop, stopping) = watch::channel(false);
+    let connections = TaskTracker::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => {
+                    // Frames are small and latency-bound: no Nagle delay (an
+                    // ack would otherwise wait for the client's delayed ACK,
+                    // ~40 ms).
+                    let _ = tcp.set_nodelay(true);
+                    connections.spawn(serve_http(tcp, app.clone(), stopping.clone()));
+                }
+                Err(e) => accept_failed(e).await,
+            },
+            _ = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    let _ = stop.send(true);
+    connections.close();
+    connections.wait().await;
+    Ok(())
+}
+
+/// One HTTP connection until it ends, or is upgraded, or the server stops
+/// (requests in progress finish first).
+async fn serve_http(tcp: TcpStream, app: Router, mut stopping: watch::Receiver<bool>) {
+    // With a timer, hyper closes a connection that takes over 30 s to send a
+    // request's headers (idle keep-alive too); without one it never would.
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .serve_connection(TokioIo::new(tcp), TowerToHyperService::new(app))
+        .with_upgrades();
+    tokio::pin!(connection);
+    tokio::select! {
+        _ = connection.as_mut() => return,
+        _ = stopping.wait_for(|stopped| *stopped) => connection.as_mut().graceful_shutdown(),
+    }
+    let _ = connection.await;
+}
+
+/// A failed accept: a client that gave up is nothing; anything else, most
+/// likely the process's file limit (`EMFILE`), waits a second for
+/// connections to close rather than spinning, as hyper's server did.
+async fn accept_failed(e: std::io::Error) {
+    use std::io::ErrorKind;
+    if matches!(e.kind(), ErrorKind::ConnectionRefused | ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset) {
+        return;
+    }
+    tracing::error!(error = %e, "accepting a connection failed");
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
 }

@@ -5,7 +5,10 @@
 //! syscall (and the kernel's per-write loopback or TCP work) instead of
 //! paying one each, and an idle connection keeps no write buffer at all.
 //! fastwebsockets encodes each frame's header; the socket is written here
-//! because its writer has no way to write several frames at once.
+//! because its writer has no way to write several frames at once. While
+//! the writer is idle the fan-out may write the socket itself
+//! (`write_through`); the writer goes idle only under the connection's
+//! lock, once its queue is empty.
 
 use std::sync::Arc;
 
@@ -13,14 +16,13 @@ use fastwebsockets::{Frame, Payload};
 use shared::clock::now_ms;
 use shared::protocol::close;
 use shared::protocol::native::outbound as render;
-use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TryRecvError;
 
 use crate::frame_metrics;
 use crate::handle::ClientHandle;
 use crate::outbound::{Cursors, Outbound, RenderedEvent, CONNECT_HOLD};
-
-pub type RawWrite = tokio::io::WriteHalf<hyper_util::rt::TokioIo<hyper::upgrade::Upgraded>>;
+use crate::write_through::Socket;
 
 /// A wake-up's frames are written once they reach this many bytes, so a
 /// long queue or a large `sync` replay goes out in bounded pieces.
@@ -29,26 +31,34 @@ const FLUSH_BYTES: usize = 64 * 1024;
 /// Runs until the connection closes: writes the close frame last.
 pub async fn write_loop(
     handle: &ClientHandle,
-    mut write: RawWrite,
+    socket: Arc<Socket>,
     mut outbound: mpsc::Receiver<Outbound>,
     hold_limit: usize,
 ) {
-    let mut state = Writer { handle, cursors: Cursors::on_connect(), out: Vec::new(), hold_limit };
+    handle.attach_socket(socket.clone());
+    let mut state = Writer { handle, out: Vec::new(), hold_limit };
     let hold_until = tokio::time::Instant::now() + CONNECT_HOLD;
+    // An item found while going idle, taken before waiting again.
+    let mut next: Option<Outbound> = None;
     loop {
-        let holding = state.cursors.is_holding_all();
-        let item = tokio::select! {
-            biased;
-            _ = std::future::poll_fn(|cx| handle.poll_closed_for_writer(cx)) => {
-                let code = handle.close_code().unwrap_or(close::NORMAL);
-                state.encode(Frame::close(code, close_text(code).as_bytes()));
-                let _ = state.flush(&mut write).await;
-                return;
+        let item = match next.take() {
+            Some(item) => Some(item),
+            None => {
+                let holding = handle.write_state().cursors.is_holding_all();
+                tokio::select! {
+                    biased;
+                    _ = std::future::poll_fn(|cx| handle.poll_closed_for_writer(cx)) => {
+                        state.close(&mut outbound);
+                        let _ = state.flush(&socket).await;
+                        handle.write_state().detach();
+                        return;
+                    }
+                    item = outbound.recv() => item,
+                    _ = tokio::time::sleep_until(hold_until), if holding => Some(Outbound::Release),
+                }
             }
-            item = outbound.recv() => item,
-            _ = tokio::time::sleep_until(hold_until), if holding => Some(Outbound::Release),
         };
-        let Some(mut item) = item else { return };
+        let Some(mut item) = item else { break };
         let finished = loop {
             if state.step(item) == Step::Finished {
                 break true;
@@ -57,18 +67,27 @@ pub async fn write_loop(
                 break false;
             }
             match outbound.try_recv() {
-                Ok(next) => item = next,
+                Ok(more) => item = more,
                 Err(_) => break false,
             }
         };
-        if state.flush(&mut write).await.is_err() {
+        if state.flush(&socket).await.is_err() {
             handle.close(close::NORMAL);
-            return;
+            break;
         }
         if finished {
-            return;
+            break;
+        }
+        // Idle only with nothing queued, checked under the lock that every
+        // push takes: from here the fan-out may write the socket itself.
+        let mut shared = handle.write_state();
+        match outbound.try_recv() {
+            Ok(more) => next = Some(more),
+            Err(TryRecvError::Empty) => shared.writer_busy = false,
+            Err(TryRecvError::Disconnected) => break,
         }
     }
+    handle.write_state().detach();
 }
 
 #[derive(PartialEq)]
@@ -80,7 +99,6 @@ enum Step {
 
 struct Writer<'a> {
     handle: &'a ClientHandle,
-    cursors: Cursors,
     /// Frames encoded since the last write.
     out: Vec<u8>,
     hold_limit: usize,
@@ -88,21 +106,23 @@ struct Writer<'a> {
 
 impl Writer<'_> {
     fn step(&mut self, item: Outbound) -> Step {
+        let handle = self.handle;
         match item {
             Outbound::Frame(frame) => self.text(frame.kind, &frame.bytes),
-            Outbound::Event(event) => self.live(event),
-            Outbound::SyncBegin(chats) => self.cursors.begin_sync(&chats),
+            Outbound::Event(event) => self.live(&mut handle.write_state().cursors, event),
+            Outbound::SyncBegin(chats) => handle.write_state().cursors.begin_sync(&chats),
             Outbound::Release => {
-                let released = self.cursors.release();
+                let released = handle.write_state().cursors.release();
                 self.replay(released);
             }
             Outbound::Replay(events) => self.replay(events),
             Outbound::SyncEnd(end) => {
-                let (synced, release) = self.cursors.end_sync(&end.all, &end.synced);
+                let (synced, release) = handle.write_state().cursors.end_sync(&end.all, &end.synced);
                 self.text("ack", &render::ack_synced(&end.reference, &synced));
                 self.replay(release);
             }
             Outbound::Pong(payload) => self.encode(Frame::pong(Payload::Borrowed(&payload))),
+            Outbound::Rest(bytes) => self.out.extend_from_slice(&bytes),
             Outbound::Close(code, reason) => {
                 self.encode(Frame::close(code, reason.as_bytes()));
                 self.handle.close(code);
@@ -112,32 +132,52 @@ impl Writer<'_> {
         Step::Continue
     }
 
-    fn live(&mut self, event: Arc<RenderedEvent>) {
-        if self.cursors.hold(&event) {
-            if self.cursors.held_len() > self.hold_limit {
-                self.held_too_many();
+    /// The connection is closing: what is queued is skipped, except what
+    /// the fan-out began writing or deferred, which is always the queue's
+    /// first item (it is queued only while nothing else is): a frame begun
+    /// must be finished before the close frame.
+    fn close(&mut self, outbound: &mut mpsc::Receiver<Outbound>) {
+        let mut shared = self.handle.write_state();
+        shared.writer_busy = true;
+        if let Ok(Outbound::Rest(bytes)) = outbound.try_recv() {
+            self.out.extend_from_slice(&bytes);
+        }
+        drop(shared);
+        let code = self.handle.close_code().unwrap_or(close::NORMAL);
+        self.encode(Frame::close(code, close_text(code).as_bytes()));
+    }
+
+    fn live(&mut self, cursors: &mut Cursors, event: Arc<RenderedEvent>) {
+        if cursors.hold(&event) {
+            if cursors.held_len() > self.hold_limit {
+                self.held_too_many(cursors);
             }
             return;
         }
-        if self.cursors.admit(event.chat, event.id) {
+        if cursors.admit(event.chat, event.id) {
             self.text(event.kind, &event.frame);
             frame_metrics::delivered_after(now_ms().saturating_sub(event.stored_at));
         }
     }
 
-    fn held_too_many(&mut self) {
-        if self.cursors.is_holding_all() {
+    fn held_too_many(&mut self, cursors: &mut Cursors) {
+        if cursors.is_holding_all() {
             // Waiting for a first frame is not worth more than this.
-            let released = self.cursors.release();
-            self.replay(released);
+            let released = cursors.release();
+            self.replay_with(cursors, released);
         } else if self.handle.close(close::SLOW_CONSUMER) {
             metrics::counter!("chat_slow_consumer_disconnects_total").increment(1);
         }
     }
 
     fn replay(&mut self, events: Vec<Arc<RenderedEvent>>) {
+        let handle = self.handle;
+        self.replay_with(&mut handle.write_state().cursors, events);
+    }
+
+    fn replay_with(&mut self, cursors: &mut Cursors, events: Vec<Arc<RenderedEvent>>) {
         for event in events {
-            if self.cursors.admit(event.chat, event.id) {
+            if cursors.admit(event.chat, event.id) {
                 self.text(event.kind, &event.frame);
             }
         }
@@ -162,12 +202,21 @@ impl Writer<'_> {
 
     /// Writes what is encoded, then lets the buffer go: a connection between
     /// bursts holds no write memory.
-    async fn flush(&mut self, write: &mut RawWrite) -> std::io::Result<()> {
+    async fn flush(&mut self, socket: &Socket) -> std::io::Result<()> {
         let out = std::mem::take(&mut self.out);
-        if out.is_empty() {
-            return Ok(());
+        let mut rest = &out[..];
+        while !rest.is_empty() {
+            match socket.try_write(rest) {
+                Ok(written) => rest = &rest[written..],
+                // Polled rather than `writable()`, whose future would be
+                // stored in every connection's task.
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::future::poll_fn(|cx| socket.as_ref().poll_write_ready(cx)).await?
+                }
+                Err(e) => return Err(e),
+            }
         }
-        write.write_all(&out).await
+        Ok(())
     }
 }
 

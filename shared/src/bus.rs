@@ -63,6 +63,11 @@ pub enum Event {
 /// events to bounded per-connection queues and returns.
 pub trait EventSink: Send + Sync {
     fn deliver(&self, event: Event);
+    /// The events of one batch the worker committed, in order: how much
+    /// arrives at once tells the sink how far behind its load the node is.
+    fn deliver_all(&self, events: Vec<Event>) {
+        events.into_iter().for_each(|event| self.deliver(event));
+    }
     /// The broker (re)subscribed to these chats: events published while it
     /// was not listening may be missing at the tail; the sink checks the
     /// store and fills in.
@@ -117,7 +122,7 @@ impl Broker {
     pub async fn publish_all(&self, events: Vec<Event>) -> Result<(), BusError> {
         match self {
             Broker::Memory(b) => {
-                events.into_iter().for_each(|event| b.publish(event));
+                b.publish_all(events);
                 Ok(())
             }
             Broker::Redis(b) => b.publish_all(&events).await,

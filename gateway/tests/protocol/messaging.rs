@@ -98,6 +98,33 @@ async fn fifty_pipelined_sends_keep_their_order() {
     }
 }
 
+/// Bob stops reading while 400 messages of 16 KiB (6.5 MB, more than his
+/// socket's buffers hold) are sent. Deliveries the fan-out writes itself
+/// then meet a full socket part-way through a frame, the frame's rest goes
+/// to bob's writer, and everything after it queues behind (gateway
+/// `write_through`). Once bob reads again, every event arrives whole, once,
+/// in order.
+#[tokio::test]
+async fn a_member_who_stops_reading_later_gets_every_event_whole_once_in_order() {
+    const MESSAGES: usize = 400;
+    let server = TestServer::start().await;
+    let chat = server.group("alice", &["bob"]).await;
+    let mut alice = server.connect("alice").await;
+    let mut bob = server.connect("bob").await;
+    // A first frame, so that bob's connection no longer holds live events.
+    bob.drain().await;
+    let body = |i: usize| format!("{i:05}").repeat(16_384 / 5);
+    for i in 1..=MESSAGES {
+        alice.send_message(chat, &format!("c{i}"), &body(i)).await;
+    }
+    for i in 1..=MESSAGES {
+        let new = bob.recv_type("new").await;
+        assert_eq!(new["messageId"], i as i64, "in order, none missing");
+        assert!(new["message"].as_str() == Some(body(i).as_str()), "message {i} arrived whole");
+    }
+    assert!(bob.drain().await.iter().all(|frame| frame["type"] != "new"), "nothing twice");
+}
+
 #[tokio::test]
 async fn edit_and_delete_follow_the_rules() {
     let server = TestServer::start().await;

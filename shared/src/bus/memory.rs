@@ -48,4 +48,10 @@ impl MemoryBroker {
             sink.deliver(event);
         }
     }
+
+    pub fn publish_all(&self, events: Vec<Event>) {
+        if let Some(sink) = self.sink.get() {
+            sink.deliver_all(events);
+        }
+    }
 }

@@ -1,0 +1,188 @@
+//! Live chat events written by the fan-out straight onto a connection's
+//! socket, when the connection's writer has nothing queued.
+//!
+//! Why: handing each delivery to the connection's task costs a queue push,
+//! a wake-up (often of a parked runtime thread, through its `eventfd`) and
+//! a poll of the task, on top of the write itself. On this machine that is
+//! a quarter to a third more than the write alone (`loadtest floor`, with
+//! and without `--via-tasks`; docs/benchmarks-journal.md). A fan-out that
+//! finds the writer idle encodes the frame into the connection's deferred
+//! bytes, and once the batch of events it is delivering is done writes
+//! each such connection's bytes with one non-blocking call: the task is not
+//! woken at all, and a connection that gets several events of a batch
+//! (receipts: a message's marks from every member) gets them in one write.
+//!
+//! Order is kept by one rule: the socket is written either by the fan-out,
+//! while nothing is queued and the writer is not writing, or by the writer.
+//! Anything queued (a reply, a presence frame, a `sync`'s replay) goes in
+//! behind the connection's deferred bytes and marks the writer busy under
+//! the same lock, so later events queue behind it until the writer has
+//! written everything and finds its queue empty. A write the socket takes
+//! only in part hands the rest to the writer as the first item of its
+//! queue. Events of a chat being held (on connect, during a `sync`) go
+//! through the writer, which owns that logic.
+
+use std::io::ErrorKind;
+use std::sync::Arc;
+
+use fastwebsockets::{Frame, Payload};
+use shared::clock::now_ms;
+
+use crate::frame_metrics;
+use crate::handle::ClientHandle;
+use crate::outbound::{Cursors, Outbound, RenderedEvent};
+
+/// How many connections the fan-out writes itself per batch of events; the
+/// rest are queued for their writers.
+///
+/// Why a bound: the fan-out runs on one thread (in standalone the embedded
+/// worker's, which also runs every SQLite statement), while writers run on
+/// every connection thread and, when they fall behind, write all that
+/// waits in one call. At 20,000 deliveries/s in groups of 10 a batch holds
+/// two commands on average and 99.6 % hold at most four, 40 deliveries;
+/// near saturation (100,000/s) batches hold 38 on average, and writing all
+/// of them through made that one thread the bottleneck: p99 153 and 160 ms
+/// against 42 and 43 with every delivery queued (docs/benchmarks-journal.md,
+/// seventeenth session).
+pub const WRITES_THROUGH_PER_BATCH: usize = 64;
+
+/// The write half of a connection's socket, shared by its writer and the
+/// fan-out (both write through `&self`, one at a time by the rule above).
+pub type Socket = tokio::net::tcp::OwnedWriteHalf;
+
+/// What the fan-out and the connection's writer share, under one lock.
+pub struct WriteState {
+    /// What this connection was written per chat, and what is held back.
+    pub cursors: Cursors,
+    /// Something is queued for the writer, or the writer is writing: the
+    /// fan-out must queue too.
+    pub writer_busy: bool,
+    /// None until the connection is set up, and again once its writer ended.
+    socket: Option<Arc<Socket>>,
+    /// Frames the fan-out encoded during its current batch, written when
+    /// the batch ends (or queued ahead of anything queued before that).
+    /// Empty, without an allocation, between batches.
+    deferred: Vec<u8>,
+}
+
+/// What became of an event offered to [`WriteState::defer`].
+pub enum Deferred {
+    /// Encoded; the connection's first of this batch when `first`.
+    Encoded { first: bool },
+    /// This connection had it already.
+    Duplicate,
+    /// The writer must take it: queue it.
+    Queue,
+}
+
+/// What became of a connection's deferred bytes when written.
+pub enum Written {
+    /// All of them, or there were none.
+    Whole,
+    /// The writer must finish: queue this item.
+    Rest(Outbound),
+    /// The socket refused the write: the connection is gone.
+    Failed,
+}
+
+impl WriteState {
+    /// A new connection's state: busy until its welcome is written.
+    pub fn on_connect() -> Self {
+        WriteState { cursors: Cursors::on_connect(), writer_busy: true, socket: None, deferred: Vec::new() }
+    }
+
+    pub fn attach(&mut self, socket: Arc<Socket>) {
+        self.socket = Some(socket);
+    }
+
+    /// The writer has ended: nothing writes the socket any more.
+    pub fn detach(&mut self) {
+        self.socket = None;
+        self.writer_busy = true;
+        self.deferred = Vec::new();
+    }
+
+    /// Encodes `event` into the deferred bytes if the writer is idle and
+    /// its chat is not held.
+    pub fn defer(&mut self, event: &RenderedEvent) -> Deferred {
+        if self.socket.is_none() || self.writer_busy || self.cursors.holds_any() {
+            return Deferred::Queue;
+        }
+        if !self.cursors.admit(event.chat, event.id) {
+            return Deferred::Duplicate;
+        }
+        frame_metrics::frame_out(event.kind);
+        frame_metrics::delivered_after(now_ms().saturating_sub(event.stored_at));
+        let first = self.deferred.is_empty();
+        // The longest server header: 2 bytes, 8 of length, no mask.
+        let mut head = [0u8; 10];
+        let head_len = Frame::text(Payload::Borrowed(&event.frame)).fmt_head(&mut head);
+        self.deferred.extend_from_slice(&head[..head_len]);
+        self.deferred.extend_from_slice(&event.frame);
+        Deferred::Encoded { first }
+    }
+
+    pub fn has_deferred(&self) -> bool {
+        !self.deferred.is_empty()
+    }
+
+    /// The deferred bytes, for the queue ahead of an item being queued.
+    pub fn take_deferred(&mut self) -> Option<Outbound> {
+        if self.deferred.is_empty() {
+            return None;
+        }
+        Some(Outbound::Rest(std::mem::take(&mut self.deferred).into_boxed_slice()))
+    }
+
+    /// Writes the deferred bytes with one non-blocking call.
+    pub fn write_deferred(&mut self) -> Written {
+        if self.writer_busy {
+            // Only a closing writer takes the socket back while frames are
+            // deferred: they must not follow its close frame.
+            return self.take_deferred().map_or(Written::Whole, Written::Rest);
+        }
+        let deferred = std::mem::take(&mut self.deferred);
+        let Some(socket) = self.socket.as_ref().filter(|_| !deferred.is_empty()) else { return Written::Whole };
+        match socket.try_write(&deferred) {
+            Ok(written) if written == deferred.len() => Written::Whole,
+            Ok(written) => Written::Rest(Outbound::Rest(deferred[written..].into())),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => Written::Rest(Outbound::Rest(deferred.into_boxed_slice())),
+            Err(_) => Written::Failed,
+        }
+    }
+}
+
+/// One batch of the fan-out: the connections it deferred frames to, which
+/// are written when it ends (dropped), and how many more it may take.
+pub struct FanOutBatch {
+    deferred_to: Vec<Arc<ClientHandle>>,
+}
+
+impl FanOutBatch {
+    pub fn new() -> Self {
+        FanOutBatch { deferred_to: Vec::new() }
+    }
+
+    /// Whether the fan-out may defer to one more connection.
+    pub fn has_room(&self) -> bool {
+        self.deferred_to.len() < WRITES_THROUGH_PER_BATCH
+    }
+
+    pub fn deferred_to(&mut self, connection: &Arc<ClientHandle>) {
+        self.deferred_to.push(connection.clone());
+    }
+}
+
+impl Default for FanOutBatch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for FanOutBatch {
+    fn drop(&mut self) {
+        for connection in self.deferred_to.drain(..) {
+            connection.write_deferred();
+        }
+    }
+}
