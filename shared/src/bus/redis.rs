@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -215,11 +215,18 @@ impl RedisBroker {
                     let Some(message) = message else {
                         return Err(redis::RedisError::from(std::io::Error::other("subscriber connection closed")));
                     };
-                    let payload: Vec<u8> = message.get_payload_bytes().to_vec();
-                    match serde_json::from_slice::<Event>(&payload) {
-                        Ok(event) => sink.deliver(event),
-                        Err(e) => tracing::warn!(error = %e, channel = message.get_channel_name(), "undecodable event dropped"),
+                    // Whatever else has arrived goes with it, in order, as
+                    // one batch: the sink writes each connection once per
+                    // batch (a member's receipts from every other member).
+                    let mut events = Vec::new();
+                    decode_into(&mut events, &message);
+                    while events.len() < DELIVER_AT_ONCE {
+                        match messages.next().now_or_never() {
+                            Some(Some(more)) => decode_into(&mut events, &more),
+                            _ => break,
+                        }
                     }
+                    sink.deliver_all(events);
                 }
                 _ = self.inner.wake.notified() => {
                     let dirty: Vec<String> = lock(&self.inner.dirty).drain().collect();
@@ -241,5 +248,15 @@ impl RedisBroker {
                 _ = stop.cancelled() => return Ok(()),
             }
         }
+    }
+}
+
+/// The most events of the subscription handed to the sink as one batch.
+const DELIVER_AT_ONCE: usize = 256;
+
+fn decode_into(events: &mut Vec<Event>, message: &redis::Msg) {
+    match serde_json::from_slice::<Event>(message.get_payload_bytes()) {
+        Ok(event) => events.push(event),
+        Err(e) => tracing::warn!(error = %e, channel = message.get_channel_name(), "undecodable event dropped"),
     }
 }
