@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-a target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:16844/ws --http-url http://127.0.0.1:16844 --data-dir /tmp/tmp.orMcs8WRPq --server-pid 29812 --report bench/results/2026-12-05-standalone-s17-bf-a2/fanout.json --charts bench/results/2026-12-05-standalone-s17-bf-a2/fanout

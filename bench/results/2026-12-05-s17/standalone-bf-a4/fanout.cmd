@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-a target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:29305/ws --http-url http://127.0.0.1:29305 --data-dir /tmp/tmp.Wklwm0tsE4 --server-pid 30185 --report bench/results/2026-12-05-standalone-s17-bf-a4/fanout.json --charts bench/results/2026-12-05-standalone-s17-bf-a4/fanout

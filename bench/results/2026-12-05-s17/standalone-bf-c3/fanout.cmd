@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-c target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:12172/ws --http-url http://127.0.0.1:12172 --data-dir /tmp/tmp.43EH9nU6kW --server-pid 29998 --report bench/results/2026-12-05-standalone-s17-bf-c3/fanout.json --charts bench/results/2026-12-05-standalone-s17-bf-c3/fanout

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-c target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:27166/ws --http-url http://127.0.0.1:27166 --data-dir /tmp/tmp.1M9M0NuQi7 --server-pid 30259 --report bench/results/2026-12-05-standalone-s17-bf-c5/fanout.json --charts bench/results/2026-12-05-standalone-s17-bf-c5/fanout

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-a target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:26363/ws --http-url http://127.0.0.1:26363 --data-dir /tmp/tmp.SP92tUOTHs --server-pid 29423 --report bench/results/2026-12-05-standalone-s17-bm-a1/fanout-max.json --charts bench/results/2026-12-05-standalone-s17-bm-a1/fanout-max

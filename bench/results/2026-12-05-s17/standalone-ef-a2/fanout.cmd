@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-a target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:10574/ws --http-url http://127.0.0.1:10574 --data-dir /tmp/tmp.DxRC2Py6lv --server-pid 12253 --report bench/results/2026-12-05-standalone-s17-ef-a2/fanout.json --charts bench/results/2026-12-05-standalone-s17-ef-a2/fanout

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-e target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:15348/ws --http-url http://127.0.0.1:15348 --data-dir /tmp/tmp.2TyNys9hd0 --server-pid 12041 --report bench/results/2026-12-05-standalone-s17-ef-e1/fanout.json --charts bench/results/2026-12-05-standalone-s17-ef-e1/fanout

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-e target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:24162/ws --http-url http://127.0.0.1:24162 --data-dir /tmp/tmp.7w9O7Xhyi8 --server-pid 12172 --report bench/results/2026-12-05-standalone-s17-ef-e2/fanout.json --charts bench/results/2026-12-05-standalone-s17-ef-e2/fanout

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-e target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:11654/ws --http-url http://127.0.0.1:11654 --data-dir /tmp/tmp.ftowXf4WcG --server-pid 12301 --report bench/results/2026-12-05-standalone-s17-ef-e3/fanout.json --charts bench/results/2026-12-05-standalone-s17-ef-e3/fanout

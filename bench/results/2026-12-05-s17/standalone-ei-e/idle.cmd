@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-e target/release/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:18374/ws --http-url http://127.0.0.1:18374 --data-dir /tmp/tmp.oo1MybR3rG --server-pid 13138 --report bench/results/2026-12-05-standalone-s17-ei-e/idle.json --charts bench/results/2026-12-05-standalone-s17-ei-e/idle

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-a target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:14907/ws --http-url http://127.0.0.1:14907 --data-dir /tmp/tmp.WY2IiYusVJ --server-pid 12798 --report bench/results/2026-12-05-standalone-s17-em-a1/fanout-max.json --charts bench/results/2026-12-05-standalone-s17-em-a1/fanout-max

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-e target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:15430/ws --http-url http://127.0.0.1:15430 --data-dir /tmp/tmp.pTvK55hmXq --server-pid 12749 --report bench/results/2026-12-05-standalone-s17-em-e1/fanout-max.json --charts bench/results/2026-12-05-standalone-s17-em-e1/fanout-max

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-a target/release/loadtest run receipts --connections 2000 --group-size 10 --rate 500 --duration 20 --ws-url ws://127.0.0.1:16091/ws --http-url http://127.0.0.1:16091 --data-dir /tmp/tmp.O78tub6ogZ --server-pid 12481 --report bench/results/2026-12-05-standalone-s17-er-a1/receipts.json --charts bench/results/2026-12-05-standalone-s17-er-a1/receipts

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-a target/release/loadtest run receipts --connections 2000 --group-size 10 --rate 500 --duration 20 --ws-url ws://127.0.0.1:17239/ws --http-url http://127.0.0.1:17239 --data-dir /tmp/tmp.rymL7AQJiH --server-pid 12612 --report bench/results/2026-12-05-standalone-s17-er-a2/receipts.json --charts bench/results/2026-12-05-standalone-s17-er-a2/receipts

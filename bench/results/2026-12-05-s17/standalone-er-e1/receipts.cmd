@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-e target/release/loadtest run receipts --connections 2000 --group-size 10 --rate 500 --duration 20 --ws-url ws://127.0.0.1:28657/ws --http-url http://127.0.0.1:28657 --data-dir /tmp/tmp.ZkGcFnZn6y --server-pid 12432 --report bench/results/2026-12-05-standalone-s17-er-e1/receipts.json --charts bench/results/2026-12-05-standalone-s17-er-e1/receipts

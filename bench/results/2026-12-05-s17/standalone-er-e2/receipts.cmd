@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-e target/release/loadtest run receipts --connections 2000 --group-size 10 --rate 500 --duration 20 --ws-url ws://127.0.0.1:25896/ws --http-url http://127.0.0.1:25896 --data-dir /tmp/tmp.fHCJ3DCwU9 --server-pid 12562 --report bench/results/2026-12-05-standalone-s17-er-e2/receipts.json --charts bench/results/2026-12-05-standalone-s17-er-e2/receipts

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-a target/release/loadtest run fanout --connections 2000 --group-size 100 --rate 200 --duration 20 --ws-url ws://127.0.0.1:15341/ws --http-url http://127.0.0.1:15341 --data-dir /tmp/tmp.BKfUkFnhie --server-pid 22709 --report bench/results/2026-12-05-standalone-s17-g100-a2/fanout-g100.json --charts bench/results/2026-12-05-standalone-s17-g100-a2/fanout-g100

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-f target/release/loadtest run fanout --connections 2000 --group-size 100 --rate 200 --duration 20 --ws-url ws://127.0.0.1:14249/ws --http-url http://127.0.0.1:14249 --data-dir /tmp/tmp.03qqxe4S0e --server-pid 22660 --report bench/results/2026-12-05-standalone-s17-g100-f2/fanout-g100.json --charts bench/results/2026-12-05-standalone-s17-g100-f2/fanout-g100

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-f target/release/loadtest run churn --connections 2000 --churn-rate 200 --duration 20 --ws-url ws://127.0.0.1:20557/ws --http-url http://127.0.0.1:20557 --data-dir /tmp/tmp.hgNJ4CbIn4 --server-pid 19698 --report bench/results/2026-12-05-standalone-s17-head/churn.json --charts bench/results/2026-12-05-standalone-s17-head/churn

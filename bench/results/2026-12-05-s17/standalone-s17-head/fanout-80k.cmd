@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-f target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 8000 --duration 20 --ws-url ws://127.0.0.1:25853/ws --http-url http://127.0.0.1:25853 --data-dir /tmp/tmp.TDIGjznwtv --server-pid 19235 --report bench/results/2026-12-05-standalone-s17-head/fanout-80k.json --charts bench/results/2026-12-05-standalone-s17-head/fanout-80k

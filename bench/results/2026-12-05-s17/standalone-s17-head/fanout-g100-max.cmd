@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-f target/release/loadtest run fanout --connections 2000 --group-size 100 --rate 6000 --duration 20 --ws-url ws://127.0.0.1:20538/ws --http-url http://127.0.0.1:20538 --data-dir /tmp/tmp.qns1T6uzJC --server-pid 19433 --report bench/results/2026-12-05-standalone-s17-head/fanout-g100-max.json --charts bench/results/2026-12-05-standalone-s17-head/fanout-g100-max

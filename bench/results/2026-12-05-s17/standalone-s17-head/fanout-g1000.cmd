@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-f target/release/loadtest run fanout --connections 2000 --group-size 1000 --rate 20 --duration 20 --ws-url ws://127.0.0.1:15885/ws --http-url http://127.0.0.1:15885 --data-dir /tmp/tmp.OkDid0C4S8 --server-pid 19502 --report bench/results/2026-12-05-standalone-s17-head/fanout-g1000.json --charts bench/results/2026-12-05-standalone-s17-head/fanout-g1000

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-f target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:16547/ws --http-url http://127.0.0.1:16547 --data-dir /tmp/tmp.V1h8wWsQZE --server-pid 19140 --report bench/results/2026-12-05-standalone-s17-head/fanout-max.json --charts bench/results/2026-12-05-standalone-s17-head/fanout-max

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-f target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:18353/ws --http-url http://127.0.0.1:18353 --data-dir /tmp/tmp.LXQfj7IyaI --server-pid 19103 --report bench/results/2026-12-05-standalone-s17-head/fanout.json --charts bench/results/2026-12-05-standalone-s17-head/fanout

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-f target/release/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:14874/ws --http-url http://127.0.0.1:14874 --data-dir /tmp/tmp.M2j7wFyOnO --server-pid 19016 --report bench/results/2026-12-05-standalone-s17-head/idle.json --charts bench/results/2026-12-05-standalone-s17-head/idle

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-f target/release/loadtest run receipts --connections 2000 --group-size 10 --rate 500 --duration 20 --ws-url ws://127.0.0.1:11516/ws --http-url http://127.0.0.1:11516 --data-dir /tmp/tmp.MVhawkB0Bm --server-pid 19621 --report bench/results/2026-12-05-standalone-s17-head/receipts.json --charts bench/results/2026-12-05-standalone-s17-head/receipts

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-a target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:25931/ws --http-url http://127.0.0.1:25931 --data-dir /tmp/tmp.uPwcVSYps7 --server-pid 27427 --report bench/results/2026-12-05-standalone-s17-wt-a3/fanout.json --charts bench/results/2026-12-05-standalone-s17-wt-a3/fanout

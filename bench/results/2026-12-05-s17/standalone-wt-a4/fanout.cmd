@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-a target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:11878/ws --http-url http://127.0.0.1:11878 --data-dir /tmp/tmp.V0Xl2Igti5 --server-pid 27558 --report bench/results/2026-12-05-standalone-s17-wt-a4/fanout.json --charts bench/results/2026-12-05-standalone-s17-wt-a4/fanout

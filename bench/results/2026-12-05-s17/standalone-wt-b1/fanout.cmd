@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-b target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:11206/ws --http-url http://127.0.0.1:11206 --data-dir /tmp/tmp.04QsoIfBhw --server-pid 26764 --report bench/results/2026-12-05-standalone-s17-wt-b1/fanout.json --charts bench/results/2026-12-05-standalone-s17-wt-b1/fanout

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-b target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:26776/ws --http-url http://127.0.0.1:26776 --data-dir /tmp/tmp.NWPz3C0SOL --server-pid 27737 --report bench/results/2026-12-05-standalone-s17-wt-b6/fanout.json --charts bench/results/2026-12-05-standalone-s17-wt-b6/fanout

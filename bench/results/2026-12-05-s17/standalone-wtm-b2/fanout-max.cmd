@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-b target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:10328/ws --http-url http://127.0.0.1:10328 --data-dir /tmp/tmp.vsUJlcDkSW --server-pid 28072 --report bench/results/2026-12-05-standalone-s17-wtm-b2/fanout-max.json --charts bench/results/2026-12-05-standalone-s17-wtm-b2/fanout-max

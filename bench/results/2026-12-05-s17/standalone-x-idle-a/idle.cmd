@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-a target/release/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:19694/ws --http-url http://127.0.0.1:19694 --data-dir /tmp/tmp.WiXUP0lOzK --server-pid 3839 --report bench/results/2026-12-05-standalone-s17-x-idle-a/idle.json --charts bench/results/2026-12-05-standalone-s17-x-idle-a/idle

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-c target/release/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:21129/ws --http-url http://127.0.0.1:21129 --data-dir /tmp/tmp.PZgBpur2fK --server-pid 3893 --report bench/results/2026-12-05-standalone-s17-x-idle-c/idle.json --charts bench/results/2026-12-05-standalone-s17-x-idle-c/idle

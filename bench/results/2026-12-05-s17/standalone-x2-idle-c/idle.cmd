@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-c target/release/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:17547/ws --http-url http://127.0.0.1:17547 --data-dir /tmp/tmp.39WI6O5qVj --server-pid 4432 --report bench/results/2026-12-05-standalone-s17-x2-idle-c/idle.json --charts bench/results/2026-12-05-standalone-s17-x2-idle-c/idle

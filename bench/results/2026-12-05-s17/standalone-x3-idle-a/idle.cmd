@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-a target/release/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:17884/ws --http-url http://127.0.0.1:17884 --data-dir /tmp/tmp.m7BaHVdr0W --server-pid 6645 --report bench/results/2026-12-05-standalone-s17-x3-idle-a/idle.json --charts bench/results/2026-12-05-standalone-s17-x3-idle-a/idle

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-d target/release/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:19616/ws --http-url http://127.0.0.1:19616 --data-dir /tmp/tmp.eBFqQQRkcC --server-pid 6559 --report bench/results/2026-12-05-standalone-s17-x3-idle-d/idle.json --charts bench/results/2026-12-05-standalone-s17-x3-idle-d/idle
