@@ -69,7 +69,8 @@ pub enum Outbound {
     Release,
     /// Reply to a WebSocket Ping, with its payload.
     Pong(Box<[u8]>),
-    /// The rest of a frame the fan-out began writing (`write_through`):
+    /// Frames the fan-out encoded for this connection and did not write,
+    /// all of them or the rest of a partial write (`write_through`):
     /// written first, as is.
     Rest(Box<[u8]>),
     /// Write what is queued before this, then close with this code.

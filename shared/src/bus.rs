@@ -59,8 +59,9 @@ pub enum Event {
     Reply { origin: Origin, reference: Option<Value>, result: Result<Applied, Refusal>, received_at: Millis },
 }
 
-/// What a gateway implements to receive events. It must not block: it hands
-/// events to bounded per-connection queues and returns.
+/// What a gateway implements to receive events. It must not block: it
+/// hands events to bounded per-connection queues, or writes them to
+/// sockets without waiting, and returns.
 pub trait EventSink: Send + Sync {
     fn deliver(&self, event: Event);
     /// The events of one batch the worker committed, in order: how much
