@@ -116,6 +116,27 @@ impl ClientHandle {
         }
     }
 
+    /// Delivers the reply to one of this connection's commands, as
+    /// [`ClientHandle::deliver`] does an event: deferred to the end of
+    /// `batch` while the writer is idle, so that an ack does not wake the
+    /// connection's task either.
+    pub fn reply(self: &Arc<Self>, kind: &'static str, frame: bytes::Bytes, batch: &mut FanOutBatch) {
+        let mut state = self.write_state();
+        let deferred =
+            if batch.has_room() || state.has_deferred() { state.defer_reply(kind, &frame) } else { Deferred::Queue };
+        match deferred {
+            Deferred::Encoded { first } => {
+                if first {
+                    batch.deferred_to(self);
+                }
+            }
+            Deferred::Duplicate => {}
+            Deferred::Queue => {
+                let _ = self.queue_locked(&mut state, Outbound::frame(kind, frame));
+            }
+        }
+    }
+
     /// Writes what the fan-out deferred to this connection, unless
     /// something queued since took it along.
     pub fn write_deferred(&self) {

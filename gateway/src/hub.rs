@@ -424,7 +424,7 @@ impl HubSink {
                 };
                 let elapsed = shared::clock::now_ms() - received_at;
                 metrics::histogram!("chat_command_duration_seconds").record(elapsed as f64 / 1000.0);
-                let _ = handle.push(Outbound::frame(kind, frame));
+                handle.reply(kind, frame, batch);
             }
         }
     }

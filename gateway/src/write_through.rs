@@ -111,14 +111,27 @@ impl WriteState {
         if !self.cursors.admit(event.chat, event.id) {
             return Deferred::Duplicate;
         }
-        frame_metrics::frame_out(event.kind);
         frame_metrics::delivered_after(now_ms().saturating_sub(event.stored_at));
+        self.encode(event.kind, &event.frame)
+    }
+
+    /// Encodes a reply into the deferred bytes if the writer is idle.
+    /// Replies are never held, so a `sync` in progress does not matter.
+    pub fn defer_reply(&mut self, kind: &'static str, frame: &[u8]) -> Deferred {
+        if self.socket.is_none() || self.writer_busy {
+            return Deferred::Queue;
+        }
+        self.encode(kind, frame)
+    }
+
+    fn encode(&mut self, kind: &'static str, payload: &[u8]) -> Deferred {
+        frame_metrics::frame_out(kind);
         let first = self.deferred.is_empty();
         // The longest server header: 2 bytes, 8 of length, no mask.
         let mut head = [0u8; 10];
-        let head_len = Frame::text(Payload::Borrowed(&event.frame)).fmt_head(&mut head);
+        let head_len = Frame::text(Payload::Borrowed(payload)).fmt_head(&mut head);
         self.deferred.extend_from_slice(&head[..head_len]);
-        self.deferred.extend_from_slice(&event.frame);
+        self.deferred.extend_from_slice(payload);
         Deferred::Encoded { first }
     }
 
