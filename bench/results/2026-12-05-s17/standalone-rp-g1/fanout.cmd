@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-g target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:18755/ws --http-url http://127.0.0.1:18755 --data-dir /tmp/tmp.KXH4DB3HCV --server-pid 32339 --report bench/results/2026-12-05-standalone-s17-rp-g1/fanout.json --charts bench/results/2026-12-05-standalone-s17-rp-g1/fanout

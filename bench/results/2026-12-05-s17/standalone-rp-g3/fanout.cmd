@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-g target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:12239/ws --http-url http://127.0.0.1:12239 --data-dir /tmp/tmp.ovGWO4yw9x --server-pid 32599 --report bench/results/2026-12-05-standalone-s17-rp-g3/fanout.json --charts bench/results/2026-12-05-standalone-s17-rp-g3/fanout

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-g target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:31386/ws --http-url http://127.0.0.1:31386 --data-dir /tmp/tmp.CleI4OHBQN --server-pid 318 --report bench/results/2026-12-05-standalone-s17-rpm-g/fanout-max.json --charts bench/results/2026-12-05-standalone-s17-rpm-g/fanout-max

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-h target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:11734/ws --http-url http://127.0.0.1:11734 --data-dir /tmp/tmp.RfeMayeXA5 --server-pid 32705 --report bench/results/2026-12-05-standalone-s17-rpm-h/fanout-max.json --charts bench/results/2026-12-05-standalone-s17-rpm-h/fanout-max

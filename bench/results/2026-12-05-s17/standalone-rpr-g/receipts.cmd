@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-g target/release/loadtest run receipts --connections 2000 --group-size 10 --rate 500 --duration 20 --ws-url ws://127.0.0.1:11664/ws --http-url http://127.0.0.1:11664 --data-dir /tmp/tmp.ZYc2saqvTz --server-pid 367 --report bench/results/2026-12-05-standalone-s17-rpr-g/receipts.json --charts bench/results/2026-12-05-standalone-s17-rpr-g/receipts

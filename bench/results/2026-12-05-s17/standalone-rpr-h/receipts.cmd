@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-h target/release/loadtest run receipts --connections 2000 --group-size 10 --rate 500 --duration 20 --ws-url ws://127.0.0.1:29097/ws --http-url http://127.0.0.1:29097 --data-dir /tmp/tmp.QS3YF5hQz6 --server-pid 447 --report bench/results/2026-12-05-standalone-s17-rpr-h/receipts.json --charts bench/results/2026-12-05-standalone-s17-rpr-h/receipts
