@@ -102,8 +102,28 @@ impl ClientHandle {
         if self.is_closed() {
             return Err(Rejected::Closed);
         }
+        self.defer_or_queue(batch, |state| state.defer(event), || Outbound::Event(event.clone()))
+    }
+
+    /// Delivers the reply to one of this connection's commands the same
+    /// way, so that an ack does not wake the connection's task either.
+    pub fn reply(self: &Arc<Self>, kind: &'static str, frame: bytes::Bytes, batch: &mut FanOutBatch) {
+        let _ = self.defer_or_queue(
+            batch,
+            |state| state.defer_reply(kind, &frame),
+            || Outbound::frame(kind, frame.clone()),
+        );
+    }
+
+    fn defer_or_queue(
+        self: &Arc<Self>,
+        batch: &mut FanOutBatch,
+        defer: impl FnOnce(&mut WriteState) -> Deferred,
+        item: impl FnOnce() -> Outbound,
+    ) -> Result<(), Rejected> {
         let mut state = self.write_state();
-        let deferred = if batch.has_room() || state.has_deferred() { state.defer(event) } else { Deferred::Queue };
+        // A connection already in the batch takes more frames past its bound.
+        let deferred = if batch.has_room() || state.has_deferred() { defer(&mut state) } else { Deferred::Queue };
         match deferred {
             Deferred::Encoded { first } => {
                 if first {
@@ -112,28 +132,7 @@ impl ClientHandle {
                 Ok(())
             }
             Deferred::Duplicate => Ok(()),
-            Deferred::Queue => self.queue_locked(&mut state, Outbound::Event(event.clone())),
-        }
-    }
-
-    /// Delivers the reply to one of this connection's commands, as
-    /// [`ClientHandle::deliver`] does an event: deferred to the end of
-    /// `batch` while the writer is idle, so that an ack does not wake the
-    /// connection's task either.
-    pub fn reply(self: &Arc<Self>, kind: &'static str, frame: bytes::Bytes, batch: &mut FanOutBatch) {
-        let mut state = self.write_state();
-        let deferred =
-            if batch.has_room() || state.has_deferred() { state.defer_reply(kind, &frame) } else { Deferred::Queue };
-        match deferred {
-            Deferred::Encoded { first } => {
-                if first {
-                    batch.deferred_to(self);
-                }
-            }
-            Deferred::Duplicate => {}
-            Deferred::Queue => {
-                let _ = self.queue_locked(&mut state, Outbound::frame(kind, frame));
-            }
+            Deferred::Queue => self.queue_locked(&mut state, item()),
         }
     }
 

@@ -167,13 +167,14 @@ impl WriteState {
 
 /// One batch of the fan-out: the connections it deferred frames to, which
 /// are written when it ends (dropped), and how many more it may take.
+#[derive(Default)]
 pub struct FanOutBatch {
     deferred_to: Vec<Arc<ClientHandle>>,
 }
 
 impl FanOutBatch {
     pub fn new() -> Self {
-        FanOutBatch { deferred_to: Vec::new() }
+        Self::default()
     }
 
     /// Whether the fan-out may defer to one more connection.
@@ -183,12 +184,6 @@ impl FanOutBatch {
 
     pub fn deferred_to(&mut self, connection: &Arc<ClientHandle>) {
         self.deferred_to.push(connection.clone());
-    }
-}
-
-impl Default for FanOutBatch {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
