@@ -28,6 +28,13 @@ use crate::write_through::Socket;
 /// long queue or a large `sync` replay goes out in bounded pieces.
 const FLUSH_BYTES: usize = 64 * 1024;
 
+/// How long a closed connection's writer waits for a client whose socket
+/// takes no bytes, to finish the frame it began and send the close frame,
+/// before resetting the connection. Short, because a heartbeat close's
+/// `offline` waits for it and is owed within the timeout plus one second
+/// (PROTOCOL.md 6); a client that reads at all makes room much sooner.
+const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Runs until the connection closes: writes the close frame last.
 pub async fn write_loop(
     handle: &ClientHandle,
@@ -49,7 +56,9 @@ pub async fn write_loop(
                     biased;
                     _ = std::future::poll_fn(|cx| handle.poll_closed_for_writer(cx)) => {
                         state.close(&mut outbound);
-                        let _ = state.flush(&socket).await;
+                        if state.flush(&socket).await.is_err() {
+                            reset(&socket);
+                        }
                         handle.write_state().detach();
                         return;
                     }
@@ -73,6 +82,7 @@ pub async fn write_loop(
         };
         if state.flush(&socket).await.is_err() {
             handle.close(close::NORMAL);
+            reset(&socket);
             break;
         }
         if finished {
@@ -210,14 +220,41 @@ impl Writer<'_> {
                 Ok(written) => rest = &rest[written..],
                 // Polled rather than `writable()`, whose future would be
                 // stored in every connection's task.
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    std::future::poll_fn(|cx| socket.as_ref().poll_write_ready(cx)).await?
-                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => self.writable(socket).await?,
                 Err(e) => return Err(e),
             }
         }
         Ok(())
     }
+
+    /// Waits until the socket takes bytes again. A client that stopped
+    /// reading can keep its socket full for as long as its TCP answers,
+    /// which would hold the connection, and its `offline`, past a heartbeat
+    /// or slow-consumer close: once the connection is closed, the wait ends
+    /// after [`CLOSE_GRACE`].
+    async fn writable(&self, socket: &Socket) -> std::io::Result<()> {
+        let handle = self.handle;
+        // Polled rather than `writable()`, whose future would be stored in
+        // every connection's task.
+        let ready = || std::future::poll_fn(|cx| socket.as_ref().poll_write_ready(cx));
+        tokio::select! {
+            biased;
+            ready = ready() => return ready,
+            _ = std::future::poll_fn(|cx| handle.poll_closed_for_writer(cx)) => {}
+        }
+        // Boxed: only a closed connection that is stuck pays for a timer.
+        match Box::pin(tokio::time::timeout(CLOSE_GRACE, ready())).await {
+            Ok(ready) => ready,
+            Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the client takes no bytes")),
+        }
+    }
+}
+
+/// Resets a connection the writer gave up on: whatever its socket still
+/// holds for the client would otherwise stay in the kernel, retried for as
+/// long as the client's TCP answers.
+fn reset(socket: &Socket) {
+    let _ = socket.as_ref().set_zero_linger();
 }
 
 fn close_text(code: u16) -> &'static str {

@@ -39,3 +39,46 @@ async fn pinging_keeps_a_connection_open_past_the_timeout() {
         assert_eq!(alice.recv().await["type"], "pong");
     }
 }
+
+/// A phone that loses its network in a busy chat: alice stops reading
+/// while 6.5 MB of events are sent to her (more than her socket's buffers
+/// hold, so her connection's writer waits for room that never comes), then
+/// stops pinging. Her heartbeat deadline must still end the connection, and
+/// carol must still learn that she went offline, rather than alice staying
+/// online until TCP gives up on her minutes later.
+#[tokio::test]
+async fn a_client_that_stops_reading_then_pinging_still_goes_offline() {
+    const MESSAGES: usize = 400;
+    let server = TestServer::start_with(|s| s.heartbeat_timeout_ms = 1_000).await;
+    let busy = server.group("bob", &["alice"]).await;
+    server.group("carol", &["alice"]).await;
+    let mut carol = server.connect("carol").await;
+    let mut bob = server.connect("bob").await;
+    let mut alice = server.connect("alice").await;
+    // A first frame, so that alice's connection no longer holds live events.
+    alice.drain().await;
+
+    let body = "x".repeat(16_384);
+    let flood = async {
+        for i in 1..=MESSAGES {
+            // Both keep pinging through the flood; only bob reads.
+            alice.send(json!({"type": "ping"})).await;
+            bob.send(json!({"type": "ping"})).await;
+            bob.send_message(busy, &format!("c{i}"), &body).await;
+        }
+    };
+    let watch = async {
+        loop {
+            let frame = carol.recv_type_or_ping().await;
+            if frame["type"] == "offline" && frame["userId"] == "alice" {
+                return;
+            }
+        }
+    };
+    // Bounded: the deadline, a sweep, the close's grace and the
+    // announcement take well under this.
+    let flooded_then_offline = async { tokio::join!(flood, watch) };
+    tokio::time::timeout(Duration::from_secs(30), flooded_then_offline)
+        .await
+        .expect("carol hears that alice went offline");
+}
