@@ -4,7 +4,9 @@
 # SERVER_BIN: where the gateway and worker binaries come from (default: this
 # checkout's release build), e.g. an older commit's build for a before/after
 # run on the same day; LOADTEST_BIN likewise for the load tool (a path to
-# its binary); LABEL names such a run's result folder.
+# its binary); LABEL names such a run's result folder. LOADTEST_ARGS adds
+# flags to every `loadtest run` (e.g. "--ping-ms 25000"), recorded in
+# each run's .cmd like the rest.
 source scripts/lib/free_port.sh
 cargo build --release -q -p gateway -p worker -p loadtest
 server_bin=${SERVER_BIN:-target/release}
@@ -17,7 +19,8 @@ echo "bench: results in $results"
 # exact command in NAME.cmd beside NAME.json and NAME/ (charts).
 bench_run() {
     local name=$1; shift
-    bench_record "$name" "$loadtest_bin" run "$@" --report "$results/$name.json" --charts "$results/$name"
+    # shellcheck disable=SC2086 # LOADTEST_ARGS is a list of flags
+    bench_record "$name" "$loadtest_bin" run "$@" ${LOADTEST_ARGS:-} --report "$results/$name.json" --charts "$results/$name"
 }
 
 # bench_record NAME COMMAND...: runs COMMAND with its command line in

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks of a standalone gateway (SQLite, in-process worker) on this
 # machine. Each scenario gets a fresh server. Usage:
-#   bench/standalone.sh [idle fanout fanout-max fanout-80k fanout-g100 fanout-g100-100k fanout-g100-max fanout-g1000 receipts churn silent reconnect floor]
+#   bench/standalone.sh [idle fanout fanout-19k fanout-max fanout-80k fanout-g100 fanout-g100-100k fanout-g100-max fanout-g1000 receipts churn silent reconnect floor]
 # (default: all). Results: bench/results/<date>-standalone/.
 # SERVER_BIN=DIR runs another build's binaries (LABEL=NAME suffixes the
 # result folder), for a before/after comparison on the same day.
@@ -24,11 +24,14 @@ start_server() {
     urls=(--ws-url "ws://127.0.0.1:$port/ws" --http-url "http://127.0.0.1:$port" --data-dir "$data" --server-pid "$server_pid")
 }
 
-scenarios=("${@:-idle fanout fanout-max fanout-80k fanout-g100 fanout-g100-100k fanout-g100-max fanout-g1000 receipts churn silent reconnect floor}")
+scenarios=("${@:-idle fanout fanout-19k fanout-max fanout-80k fanout-g100 fanout-g100-100k fanout-g100-max fanout-g1000 receipts churn silent reconnect floor}")
 for scenario in ${scenarios[*]}; do
     case $scenario in
         idle) start_server; bench_run idle idle --connections 19000 --connect-rate 3000 --duration 20 "${urls[@]}" ;;
         fanout) start_server; bench_run fanout fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 "${urls[@]}" ;;
+        # The same rate spread over as many connections as one process may
+        # hold: 1,900 groups, each member getting about one event a second.
+        fanout-19k) start_server; bench_run fanout-19k fanout --connections 19000 --group-size 10 --rate 2000 --connect-rate 3000 --duration 20 "${urls[@]}" ;;
         fanout-max) start_server; bench_run fanout-max fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 "${urls[@]}" ;;
         # The highest rate found with p99 under 100 ms (docs/benchmarks-journal.md).
         fanout-80k) start_server; bench_run fanout-80k fanout --connections 2000 --group-size 10 --rate 8000 --duration 20 "${urls[@]}" ;;
