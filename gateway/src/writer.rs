@@ -218,8 +218,6 @@ impl Writer<'_> {
         while !rest.is_empty() {
             match socket.try_write(rest) {
                 Ok(written) => rest = &rest[written..],
-                // Polled rather than `writable()`, whose future would be
-                // stored in every connection's task.
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => self.writable(socket).await?,
                 Err(e) => return Err(e),
             }
@@ -234,8 +232,9 @@ impl Writer<'_> {
     /// after [`CLOSE_GRACE`].
     async fn writable(&self, socket: &Socket) -> std::io::Result<()> {
         let handle = self.handle;
-        // Polled rather than `writable()`, whose future would be stored in
-        // every connection's task.
+        // Readiness is polled rather than awaited through tokio's
+        // `writable()`, whose future would be stored in every connection's
+        // task.
         let ready = || std::future::poll_fn(|cx| socket.as_ref().poll_write_ready(cx));
         tokio::select! {
             biased;
