@@ -11,6 +11,7 @@
 //! lock, once its queue is empty.
 
 use std::sync::Arc;
+use std::task::Poll;
 
 use fastwebsockets::{Frame, Payload};
 use shared::clock::now_ms;
@@ -233,16 +234,18 @@ impl Writer<'_> {
     async fn writable(&self, socket: &Socket) -> std::io::Result<()> {
         let handle = self.handle;
         // Readiness is polled rather than awaited through tokio's
-        // `writable()`, whose future would be stored in every connection's
-        // task.
-        let ready = || std::future::poll_fn(|cx| socket.as_ref().poll_write_ready(cx));
-        tokio::select! {
-            biased;
-            ready = ready() => return ready,
-            _ = std::future::poll_fn(|cx| handle.poll_closed_for_writer(cx)) => {}
+        // `writable()`, and both waits share one `poll_fn`: whatever this
+        // future holds is stored in every connection's task.
+        let ready_or_closed = std::future::poll_fn(|cx| match socket.as_ref().poll_write_ready(cx) {
+            Poll::Ready(ready) => Poll::Ready(Some(ready)),
+            Poll::Pending => handle.poll_closed_for_writer(cx).map(|()| None),
+        });
+        if let Some(ready) = ready_or_closed.await {
+            return ready;
         }
         // Boxed: only a closed connection that is stuck pays for a timer.
-        match Box::pin(tokio::time::timeout(CLOSE_GRACE, ready())).await {
+        let ready = std::future::poll_fn(|cx| socket.as_ref().poll_write_ready(cx));
+        match Box::pin(tokio::time::timeout(CLOSE_GRACE, ready)).await {
             Ok(ready) => ready,
             Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the client takes no bytes")),
         }
