@@ -1,0 +1,1 @@
+target/release/loadtest run churn --connections 2000 --churn-rate 200 --duration 20 --ws-url ws://127.0.0.1:16926/ws,ws://127.0.0.1:13432/ws --http-url http://127.0.0.1:16926 --server-pid 29468 --server-pid 29469 --server-pid 29473 --server-pid 29492 --report bench/results/2026-12-05-cluster-s18/churn.json --charts bench/results/2026-12-05-cluster-s18/churn

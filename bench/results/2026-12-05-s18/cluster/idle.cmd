@@ -1,0 +1,1 @@
+target/release/loadtest run idle --connections 10000 --connect-rate 3000 --duration 15 --ws-url ws://127.0.0.1:24256/ws,ws://127.0.0.1:21592/ws --http-url http://127.0.0.1:24256 --server-pid 29223 --server-pid 29224 --server-pid 29228 --server-pid 29247 --report bench/results/2026-12-05-cluster-s18/idle.json --charts bench/results/2026-12-05-cluster-s18/idle

@@ -1,0 +1,1 @@
+target/release/loadtest run receipts --connections 2000 --group-size 10 --rate 500 --duration 20 --ws-url ws://127.0.0.1:28550/ws,ws://127.0.0.1:11899/ws --http-url http://127.0.0.1:28550 --server-pid 29345 --server-pid 29346 --server-pid 29351 --server-pid 29368 --report bench/results/2026-12-05-cluster-s18/receipts.json --charts bench/results/2026-12-05-cluster-s18/receipts

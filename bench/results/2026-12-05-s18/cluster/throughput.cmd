@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 2 --rate 12000 --duration 20 --ws-url ws://127.0.0.1:19090/ws,ws://127.0.0.1:23923/ws --http-url http://127.0.0.1:19090 --server-pid 28869 --server-pid 28870 --server-pid 28875 --server-pid 28893 --report bench/results/2026-12-05-cluster-s18/throughput.json --charts bench/results/2026-12-05-cluster-s18/throughput

@@ -1,0 +1,1 @@
+node --max-old-space-size=4096 load.js fanout --connections 19000 --group-size 10 --rate 2000 --connect-rate 3000 --duration 20 --url ws://127.0.0.1:14425 --server-pid 26788 --report /work/main/bench/results/2026-12-05-socketio-s18-f19k-1/fanout.json --redis-pid 26770

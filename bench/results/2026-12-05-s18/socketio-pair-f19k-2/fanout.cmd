@@ -1,0 +1,1 @@
+node --max-old-space-size=4096 load.js fanout --connections 19000 --group-size 10 --rate 2000 --connect-rate 3000 --duration 20 --url ws://127.0.0.1:17336 --server-pid 31107 --report /work/main/bench/results/2026-12-05-socketio-s18-pair-f19k-2/fanout.json --redis-pid 31089

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-i target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:22516/ws --http-url http://127.0.0.1:22516 --data-dir /tmp/tmp.jEJrmiyxPW --server-pid 26097 --report bench/results/2026-12-05-standalone-s18-ctx/fanout.json --charts bench/results/2026-12-05-standalone-s18-ctx/fanout

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-h target/release/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:27932/ws --http-url http://127.0.0.1:27932 --data-dir /tmp/tmp.yNZlGEjw5H --server-pid 25232 --report bench/results/2026-12-05-standalone-s18-idle-h/idle.json --charts bench/results/2026-12-05-standalone-s18-idle-h/idle

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-i target/release/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:22560/ws --http-url http://127.0.0.1:22560 --data-dir /tmp/tmp.iUvUEQpuKf --server-pid 25318 --report bench/results/2026-12-05-standalone-s18-idle-i/idle.json --charts bench/results/2026-12-05-standalone-s18-idle-i/idle

@@ -1,0 +1,1 @@
+target/release/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:12047/ws --http-url http://127.0.0.1:12047 --data-dir /tmp/tmp.dSeuPBw0Aq --server-pid 2776 --report bench/results/2026-12-05-standalone-s18-j/idle.json --charts bench/results/2026-12-05-standalone-s18-j/idle

@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:14129/ws --http-url http://127.0.0.1:14129 --data-dir /tmp/tmp.H5x6ETps48 --server-pid 30348 --report bench/results/2026-12-05-standalone-s18-pair-fanout-1/fanout.json --charts bench/results/2026-12-05-standalone-s18-pair-fanout-1/fanout

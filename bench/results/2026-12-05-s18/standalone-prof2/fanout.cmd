@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-h target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:14582/ws --http-url http://127.0.0.1:14582 --data-dir /tmp/tmp.mNWX1fKNGF --server-pid 12801 --report bench/results/2026-12-05-standalone-s18-prof2/fanout.json --charts bench/results/2026-12-05-standalone-s18-prof2/fanout

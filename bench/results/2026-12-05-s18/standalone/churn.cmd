@@ -1,0 +1,1 @@
+target/release/loadtest run churn --connections 2000 --churn-rate 200 --duration 20 --ws-url ws://127.0.0.1:12185/ws --http-url http://127.0.0.1:12185 --data-dir /tmp/tmp.4gjY000azn --server-pid 28446 --report bench/results/2026-12-05-standalone-s18/churn.json --charts bench/results/2026-12-05-standalone-s18/churn

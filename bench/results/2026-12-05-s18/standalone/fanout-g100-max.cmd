@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 100 --rate 6000 --duration 20 --ws-url ws://127.0.0.1:22131/ws --http-url http://127.0.0.1:22131 --data-dir /tmp/tmp.NxNUEwwqQf --server-pid 28301 --report bench/results/2026-12-05-standalone-s18/fanout-g100-max.json --charts bench/results/2026-12-05-standalone-s18/fanout-g100-max

@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 1000 --rate 20 --duration 20 --ws-url ws://127.0.0.1:21266/ws --http-url http://127.0.0.1:21266 --data-dir /tmp/tmp.5UAkC6sDQO --server-pid 28339 --report bench/results/2026-12-05-standalone-s18/fanout-g1000.json --charts bench/results/2026-12-05-standalone-s18/fanout-g1000

@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:21389/ws --http-url http://127.0.0.1:21389 --data-dir /tmp/tmp.75NpvCvG2p --server-pid 28089 --report bench/results/2026-12-05-standalone-s18/fanout-max.json --charts bench/results/2026-12-05-standalone-s18/fanout-max

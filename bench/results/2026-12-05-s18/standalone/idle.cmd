@@ -1,0 +1,1 @@
+target/release/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:12905/ws --http-url http://127.0.0.1:12905 --data-dir /tmp/tmp.X6R46jabkF --server-pid 27877 --report bench/results/2026-12-05-standalone-s18/idle.json --charts bench/results/2026-12-05-standalone-s18/idle
