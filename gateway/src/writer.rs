@@ -247,7 +247,10 @@ impl Writer<'_> {
         let ready = std::future::poll_fn(|cx| socket.as_ref().poll_write_ready(cx));
         match Box::pin(tokio::time::timeout(CLOSE_GRACE, ready)).await {
             Ok(ready) => ready,
-            Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the client takes no bytes")),
+            Err(_) => {
+                metrics::counter!("chat_connections_reset_total").increment(1);
+                Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the client takes no bytes"))
+            }
         }
     }
 }

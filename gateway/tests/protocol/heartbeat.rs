@@ -81,4 +81,9 @@ async fn a_client_that_stops_reading_then_pinging_still_goes_offline() {
     tokio::time::timeout(Duration::from_secs(30), flooded_then_offline)
         .await
         .expect("carol hears that alice went offline");
+    let metrics = reqwest::get(server.url("/metrics")).await.expect("metrics").text().await.expect("text");
+    assert!(
+        metrics.lines().any(|line| line.starts_with("chat_connections_reset_total ") && !line.ends_with(" 0")),
+        "the reset is counted:\n{metrics}"
+    );
 }
