@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks of a cluster on this machine: 2 gateways and 2 workers on a
 # private Redis and PostgreSQL. Usage:
-#   bench/cluster.sh [ack-latency ack-latency-3k throughput throughput-max idle receipts churn silent reconnect]
+#   bench/cluster.sh [ack-latency ack-latency-19k ack-latency-3k throughput throughput-max idle receipts churn silent reconnect]
 # (default: all). Results: bench/results/<date>-cluster/.
 # SERVER_BIN=DIR runs another build's binaries (LABEL=NAME suffixes the
 # result folder), for a before/after comparison on the same day.
@@ -63,6 +63,10 @@ for scenario in ${scenarios[*]}; do
         ack-latency) start_cluster; bench_run ack-latency fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 "${urls[@]}" ;;
         # The same with half as much again: the machine nearly full, as
         # 2,000 msg/s fill a slower day's machine (docs/benchmarks-journal.md).
+        # The same rate over 19,000 connections (9,500 a gateway), each
+        # member hearing about an event a second, as in standalone's
+        # fanout-19k.
+        ack-latency-19k) start_cluster; bench_run ack-latency-19k fanout --connections 19000 --group-size 10 --rate 2000 --connect-rate 3000 --duration 20 "${urls[@]}" ;;
         ack-latency-3k) start_cluster; bench_run ack-latency-3k fanout --connections 2000 --group-size 10 --rate 3000 --duration 20 "${urls[@]}" ;;
         throughput) start_cluster; bench_run throughput fanout --connections 2000 --group-size 2 --rate 12000 --duration 20 "${urls[@]}" ;;
         # Offered more than the cluster stores, to find its most.

@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 19000 --group-size 10 --rate 2000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:19864/ws --http-url http://127.0.0.1:19864 --data-dir /tmp/tmp.y7a3rtGBwe --server-pid 4344 --report bench/results/2026-12-05-standalone-s18-ctx19k/fanout-19k.json --charts bench/results/2026-12-05-standalone-s18-ctx19k/fanout-19k
