@@ -2,7 +2,7 @@
 # Benchmarks of a cluster on this machine: 2 gateways and 2 workers on a
 # private Redis and PostgreSQL. Usage:
 #   bench/cluster.sh [ack-latency ack-latency-19k ack-latency-3k throughput throughput-max idle receipts churn silent reconnect]
-# (default: all). Results: bench/results/<date>-cluster/.
+# (default: all but ack-latency-3k). Results: bench/results/<date>-cluster/
 # SERVER_BIN=DIR runs another build's binaries (LABEL=NAME suffixes the
 # result folder), for a before/after comparison on the same day.
 set -euo pipefail
@@ -57,7 +57,7 @@ start_cluster() {
     urls=(--ws-url "ws://127.0.0.1:${ports[0]}/ws,ws://127.0.0.1:${ports[1]}/ws" --http-url "http://127.0.0.1:${ports[0]}" "${server_pids[@]}")
 }
 
-scenarios=("${@:-ack-latency throughput throughput-max idle receipts churn silent reconnect}")
+scenarios=("${@:-ack-latency ack-latency-19k throughput throughput-max idle receipts churn silent reconnect}")
 for scenario in ${scenarios[*]}; do
     case $scenario in
         ack-latency) start_cluster; bench_run ack-latency fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 "${urls[@]}" ;;
