@@ -1,5 +1,6 @@
-//! Live chat events written by the fan-out straight onto a connection's
-//! socket, when the connection's writer has nothing queued.
+//! Live chat events, and the replies to a connection's commands, written
+//! by the fan-out straight onto the connection's socket when its writer
+//! has nothing queued.
 //!
 //! Why: handing each delivery to the connection's task costs a queue push,
 //! a wake-up (often of a parked runtime thread, through its `eventfd`) and
@@ -31,6 +32,7 @@ use shared::clock::now_ms;
 use crate::frame_metrics;
 use crate::handle::ClientHandle;
 use crate::outbound::{Cursors, Outbound, RenderedEvent};
+use crate::writer::append_frame;
 
 /// How many connections the fan-out writes itself per batch of events; the
 /// rest are queued for their writers.
@@ -127,11 +129,7 @@ impl WriteState {
     fn encode(&mut self, kind: &'static str, payload: &[u8]) -> Deferred {
         frame_metrics::frame_out(kind);
         let first = self.deferred.is_empty();
-        // The longest server header: 2 bytes, 8 of length, no mask.
-        let mut head = [0u8; 10];
-        let head_len = Frame::text(Payload::Borrowed(payload)).fmt_head(&mut head);
-        self.deferred.extend_from_slice(&head[..head_len]);
-        self.deferred.extend_from_slice(payload);
+        append_frame(&mut self.deferred, Frame::text(Payload::Borrowed(payload)));
         Deferred::Encoded { first }
     }
 

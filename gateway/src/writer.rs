@@ -199,16 +199,8 @@ impl Writer<'_> {
         self.encode(Frame::text(Payload::Borrowed(payload)));
     }
 
-    fn encode(&mut self, mut frame: Frame<'_>) {
-        // The longest server header: 2 bytes, 8 of length, no mask.
-        let mut head = [0u8; 10];
-        let size = frame.fmt_head(&mut head);
-        // Room for the whole frame at once: the first frame of a wake-up
-        // then costs one allocation, not one for its head and another for
-        // its payload.
-        self.out.reserve(size + frame.payload.len());
-        self.out.extend_from_slice(&head[..size]);
-        self.out.extend_from_slice(&frame.payload);
+    fn encode(&mut self, frame: Frame<'_>) {
+        append_frame(&mut self.out, frame);
     }
 
     /// Writes what is encoded, then lets the buffer go: a connection between
@@ -260,6 +252,20 @@ impl Writer<'_> {
 /// long as the client's TCP answers.
 fn reset(socket: &Socket) {
     let _ = socket.as_ref().set_zero_linger();
+}
+
+/// Appends `frame`, encoded, to `out`: the writer's buffer, or the bytes the
+/// fan-out defers (`write_through`).
+pub fn append_frame(out: &mut Vec<u8>, mut frame: Frame<'_>) {
+    // The longest server header: 2 bytes, 8 of length, no mask.
+    let mut head = [0u8; 10];
+    let size = frame.fmt_head(&mut head);
+    // Room for the whole frame at once: the first frame of a wake-up then
+    // costs one allocation, not one for its head and another for its
+    // payload.
+    out.reserve(size + frame.payload.len());
+    out.extend_from_slice(&head[..size]);
+    out.extend_from_slice(&frame.payload);
 }
 
 fn close_text(code: u16) -> &'static str {

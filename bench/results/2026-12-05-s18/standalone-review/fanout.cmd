@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:17693/ws --http-url http://127.0.0.1:17693 --data-dir /tmp/tmp.HC3C5dhA9P --server-pid 3442 --report bench/results/2026-12-05-standalone-s18-review/fanout.json --charts bench/results/2026-12-05-standalone-s18-review/fanout

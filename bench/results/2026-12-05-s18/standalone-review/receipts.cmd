@@ -1,0 +1,1 @@
+target/release/loadtest run receipts --connections 2000 --group-size 10 --rate 500 --duration 20 --ws-url ws://127.0.0.1:31446/ws --http-url http://127.0.0.1:31446 --data-dir /tmp/tmp.eafaGv2Y1m --server-pid 3511 --report bench/results/2026-12-05-standalone-s18-review/receipts.json --charts bench/results/2026-12-05-standalone-s18-review/receipts
