@@ -15,6 +15,10 @@ use crate::store::Store;
 
 pub const DEFAULT_UNREACHABLE_GRACE_MS: u64 = 10_000;
 const CHECK_EVERY: Duration = Duration::from_secs(1);
+/// A ping unanswered this long failed. Unbounded, a ping sent to a
+/// database that went silent would wait until TCP gave up, minutes after
+/// the database was back, and readiness would stay 503 all that time.
+const PING_LIMIT: Duration = Duration::from_secs(2);
 
 pub struct Health {
     grace_ms: i64,
@@ -79,7 +83,7 @@ impl Health {
                 _ = ticker.tick() => {}
                 _ = stop.cancelled() => return,
             }
-            if store.ping().await {
+            if tokio::time::timeout(PING_LIMIT, store.ping()).await == Ok(true) {
                 self.database_ok_at.store(now_ms(), Ordering::Release);
             }
             if let Some(redis) = &redis {

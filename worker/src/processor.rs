@@ -11,7 +11,7 @@ use std::sync::Arc;
 use shared::bus::{Broker, CommandEnvelope, Event};
 use shared::clock::now_ms;
 use shared::error::Refusal;
-use shared::store::{Delivery, Outcome, Store, StoreError, Submitted};
+use shared::store::{within, Delivery, Outcome, Store, StoreError, Submitted};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -180,12 +180,7 @@ impl Processor {
             (true, false) => Delivery::First,
             (true, true) => Delivery::Repeat,
         };
-        let result =
-            match tokio::time::timeout(APPLY_TIMEOUT, self.store.apply_batch(&submitted, now_ms(), delivery)).await {
-                Ok(result) => result,
-                // Dropping the unfinished transaction rolls it back.
-                Err(_) => Err(StoreError::Timeout(APPLY_TIMEOUT)),
-            };
+        let result = within(APPLY_TIMEOUT, self.store.apply_batch(&submitted, now_ms(), delivery)).await;
         if result.is_err() {
             metrics::counter!("chat_database_errors_total").increment(1);
         }
