@@ -5,9 +5,10 @@
 use std::sync::Arc;
 
 use shared::model::ChatId;
-use shared::store::{Store, StoreError};
+use shared::store::{within, Store, StoreError};
 
 use crate::batched::Batched;
+use crate::node::STORE_DEADLINE;
 
 /// Loaders reading at once: four of the database pool's sixteen
 /// connections, as many for the sync pages' loaders, and the rest for the
@@ -41,7 +42,7 @@ async fn read(store: Store, users: Vec<String>) -> Vec<Answer> {
     let mut distinct: Vec<&str> = users.iter().map(String::as_str).collect();
     distinct.sort_unstable();
     distinct.dedup();
-    match store.chats_of_users(&distinct).await {
+    match within(STORE_DEADLINE, store.chats_of_users(&distinct)).await {
         Ok(lists) => users.iter().map(|user| Ok(lists.get(user).cloned().unwrap_or_default())).collect(),
         Err(e) => {
             let e = Arc::new(e);

@@ -27,13 +27,13 @@ use shared::model::{ChatId, EventId};
 use shared::protocol::close;
 use shared::protocol::native::inbound::{self, Ref, Request};
 use shared::protocol::native::outbound as render;
-use shared::store::{Membership, PageRequest};
+use shared::store::{within, Membership, PageRequest};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
 use crate::handle::ClientHandle;
-use crate::node::Node;
+use crate::node::{Node, STORE_DEADLINE};
 use crate::outbound::{Outbound, SyncEnd};
 use crate::rest::auth::{bearer_token, ApiError};
 use crate::writer::write_loop;
@@ -63,14 +63,14 @@ pub async fn upgrade(
         }
     };
     if node.is_draining() {
-        return crate::rest::auth::unavailable("the node is shutting down");
+        return ApiError::unavailable("the node is shutting down").into_response();
     }
     let Ok(ws) = ws else {
-        return ApiError(Refusal::bad_request("expected a WebSocket upgrade request")).into_response();
+        return ApiError::from(Refusal::bad_request("expected a WebSocket upgrade request")).into_response();
     };
     let (response, socket) = match ws.upgrade() {
         Ok(upgraded) => upgraded,
-        Err(_) => return ApiError(Refusal::bad_request("bad WebSocket upgrade")).into_response(),
+        Err(_) => return ApiError::from(Refusal::bad_request("bad WebSocket upgrade")).into_response(),
     };
     let task_node = node.clone();
     node.connections.spawn(async move {
@@ -319,7 +319,7 @@ impl Reader<'_> {
         let Some(local) = member else {
             // Not subscribed here: either not a member or not loaded yet;
             // the store decides which error applies.
-            let refusal = match self.node.store.membership(chat, user).await {
+            let refusal = match within(STORE_DEADLINE, self.node.store.membership(chat, user)).await {
                 // A member whose chat list here has not caught up yet.
                 Ok(Membership::Member) => {
                     let _ = self.node.broker.publish(Event::Typing { chat, user: user.clone() }).await;

@@ -25,10 +25,11 @@ use dashmap::DashMap;
 use shared::bus::{Broker, Event, EventSink};
 use shared::model::{ChatAction, ChatEvent, ChatId, EventId};
 use shared::protocol::native::outbound as render;
-use shared::store::Store;
+use shared::store::{within, Store};
 use shared::sync::lock;
 
 use crate::handle::{ClientHandle, ConnectionId};
+use crate::node::STORE_DEADLINE;
 use crate::ordering::{classify, Next};
 use crate::outbound::{Framed, Outbound, RenderedEvent};
 use crate::write_through::FanOutBatch;
@@ -291,7 +292,7 @@ impl Hub {
                 let Some(last) = hub.chats.get(&chat).filter(|e| e.filling.is_none()).map(|e| e.last_event_id) else {
                     continue;
                 };
-                match hub.store.last_event_id(chat).await {
+                match within(STORE_DEADLINE, hub.store.last_event_id(chat)).await {
                     Ok(Some(stored)) if stored > last => {
                         let Some(mut entry) = hub.chats.get_mut(&chat) else { continue };
                         if entry.filling.is_none() && entry.last_event_id == last {
@@ -319,7 +320,7 @@ impl Hub {
     async fn fill(&self, chat: ChatId, after: EventId, upto: EventId) {
         let mut missing = Vec::new();
         for attempt in 0..FILL_ATTEMPTS {
-            match self.store.events_between(chat, after, upto).await {
+            match within(STORE_DEADLINE, self.store.events_between(chat, after, upto)).await {
                 Ok(events) => {
                     missing = events;
                     break;

@@ -43,6 +43,13 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// tenth session). Past this, connections wait their turn, first come first
 /// served. Standalone has no such calls and no limit.
 pub const SETUP_CONCURRENCY: usize = 128;
+/// The longest the gateway waits for one call to the store (a chat list,
+/// a sync page, a REST read or write, a presence lookup) before answering
+/// that the database is unavailable: shorter than readiness's default
+/// grace (`UNREACHABLE_GRACE_MS`, 10 s), so a client hears of the outage
+/// before its pod leaves rotation, and hundreds of times the slowest such
+/// call measured under load. See [`shared::store::within`].
+pub const STORE_DEADLINE: Duration = Duration::from_secs(5);
 /// Drain batches are this far apart.
 const DRAIN_STEP: Duration = Duration::from_millis(100);
 

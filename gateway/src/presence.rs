@@ -26,10 +26,12 @@ use dashmap::DashMap;
 use shared::bus::{Broker, Event};
 use shared::clock::now_ms;
 use shared::model::{Millis, PresenceView};
-use shared::store::Store;
+use shared::store::{within, Store};
 use shared::sync::lock;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+
+use crate::node::STORE_DEADLINE;
 
 /// The most users announced per statement: bounds one co-member query's
 /// answer (up to this many users times their co-members) and one publish.
@@ -172,7 +174,7 @@ impl Presence {
             } else {
                 match self.last_seen.get(user).map(|t| *t) {
                     Some(t) => Some(t),
-                    None => store.last_seen(user).await?,
+                    None => within(STORE_DEADLINE, store.last_seen(user)).await?,
                 }
             };
             views.push(PresenceView { user_id: user.clone(), online, last_seen });
@@ -202,7 +204,7 @@ impl Presence {
     async fn announce_batch(&self, store: &Store, broker: &Broker, batch: &[(String, Transition)]) {
         let gone: Vec<(&str, Millis)> =
             batch.iter().filter(|(_, t)| !t.online).map(|(user, t)| (user.as_str(), t.at)).collect();
-        match store.set_last_seen_all(&gone).await {
+        match within(STORE_DEADLINE, store.set_last_seen_all(&gone)).await {
             Ok(()) => {
                 for (user, at) in &gone {
                     self.last_seen.remove_if(*user, |_, t| t == at);
@@ -211,7 +213,7 @@ impl Presence {
             Err(e) => tracing::warn!(error = %e, users = gone.len(), "could not persist last seen"),
         }
         let users: Vec<&str> = batch.iter().map(|(user, _)| user.as_str()).collect();
-        let mut co_members = match store.co_members_of(&users).await {
+        let mut co_members = match within(STORE_DEADLINE, store.co_members_of(&users)).await {
             Ok(co_members) => co_members,
             Err(e) => {
                 tracing::warn!(error = %e, users = users.len(), "presence not announced: co-members unavailable");

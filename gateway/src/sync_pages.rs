@@ -4,9 +4,10 @@
 use std::sync::Arc;
 
 use shared::error::Refusal;
-use shared::store::{Backend, PageRequest, Store, StoreError, StoreRefusal, SyncPage};
+use shared::store::{within, Backend, PageRequest, Store, StoreError, StoreRefusal, SyncPage};
 
 use crate::batched::Batched;
+use crate::node::STORE_DEADLINE;
 
 /// Events per page a `sync` replays.
 const SYNC_PAGE: i64 = 500;
@@ -41,7 +42,8 @@ impl SyncPages {
     /// failure.
     pub async fn page(&self, request: PageRequest) -> Answer {
         let Some(batched) = &self.batched else {
-            return match self.store.events_after(request.chat, &request.user, request.since, SYNC_PAGE).await {
+            let read = self.store.events_after(request.chat, &request.user, request.since, SYNC_PAGE);
+            return match within(STORE_DEADLINE, read).await {
                 Ok(page) => Ok(Ok(page)),
                 Err(StoreRefusal::Refused(refusal)) => Ok(Err(refusal)),
                 Err(StoreRefusal::Failed(e)) => Err(Arc::new(e)),
@@ -52,7 +54,7 @@ impl SyncPages {
 }
 
 async fn read(store: Store, requests: Vec<PageRequest>) -> Vec<Answer> {
-    match store.events_after_many(&requests, SYNC_PAGE).await {
+    match within(STORE_DEADLINE, store.events_after_many(&requests, SYNC_PAGE)).await {
         Ok(pages) => pages.into_iter().map(Ok).collect(),
         Err(e) => {
             let e = Arc::new(e);

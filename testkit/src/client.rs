@@ -17,11 +17,16 @@ pub const WAIT: Duration = Duration::from_secs(10);
 /// Connects `user` to `ws_url` (e.g. ws://127.0.0.1:8080/ws) with `token`
 /// and reads the welcome.
 pub async fn connect(ws_url: &str, token: &str, user: &str) -> anyhow::Result<Client> {
-    let (ws, _) = tokio_tungstenite::connect_async(format!("{ws_url}?token={token}")).await?;
-    let mut client = Client { ws, user: user.to_owned() };
+    let mut client = open(ws_url, token, user).await?;
     let welcome = client.recv().await;
     anyhow::ensure!(welcome["type"] == "welcome", "first frame was {welcome}");
     Ok(client)
+}
+
+/// Opens the WebSocket and reads nothing yet.
+pub async fn open(ws_url: &str, token: &str, user: &str) -> anyhow::Result<Client> {
+    let (ws, _) = tokio_tungstenite::connect_async(format!("{ws_url}?token={token}")).await?;
+    Ok(Client { ws, user: user.to_owned() })
 }
 
 pub struct Client {

@@ -152,6 +152,30 @@ impl PostgresServer {
     pub fn start_again(&mut self) -> anyhow::Result<()> {
         self.spawn()
     }
+
+    /// Stops the postmaster and every backend without ending them, as a
+    /// frozen VM or a stuck disk would: connections stay open and the
+    /// kernel still acknowledges what clients send, but nothing answers.
+    pub fn freeze(&self) {
+        if let Some(child) = &self.child {
+            let pid = child.id();
+            let _ = signal::send(pid, Signal::STOP);
+            for process in signal::children_of(pid).unwrap_or_default() {
+                let _ = signal::send(process, Signal::STOP);
+            }
+        }
+    }
+
+    /// Lets a frozen server run on.
+    pub fn thaw(&self) {
+        if let Some(child) = &self.child {
+            let pid = child.id();
+            for process in signal::children_of(pid).unwrap_or_default() {
+                let _ = signal::send(process, Signal::CONT);
+            }
+            let _ = signal::send(pid, Signal::CONT);
+        }
+    }
 }
 
 impl Drop for PostgresServer {

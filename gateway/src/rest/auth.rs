@@ -14,33 +14,39 @@ use shared::store::{StoreError, StoreRefusal};
 use crate::node::Node;
 
 /// A REST error: the protocol's `{"code","message"}` body with the status
-/// the code maps to.
+/// the code maps to, or 503 for "not now, try again".
 #[derive(Debug)]
-pub struct ApiError(pub Refusal);
+pub struct ApiError {
+    pub refusal: Refusal,
+    /// Overrides the status the code maps to.
+    status: Option<StatusCode>,
+}
 
 impl ApiError {
     pub fn unauthorized(message: &str) -> Self {
-        ApiError(Refusal::new(ErrorCode::Unauthorized, message))
+        ApiError::from(Refusal::new(ErrorCode::Unauthorized, message))
     }
-}
 
-/// 503 with the `internal` code: the node is not taking this now (it is
-/// draining); retry elsewhere.
-pub fn unavailable(message: &str) -> Response {
-    let refusal = Refusal::new(ErrorCode::Internal, message);
-    (StatusCode::SERVICE_UNAVAILABLE, Json(rest_error(&refusal))).into_response()
+    /// 503 with the `internal` code: the node cannot take this now (it is
+    /// draining, or its database did not answer in time); retry, elsewhere
+    /// if need be.
+    pub fn unavailable(message: &str) -> Self {
+        ApiError { refusal: Refusal::new(ErrorCode::Internal, message), status: Some(StatusCode::SERVICE_UNAVAILABLE) }
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.0.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (status, Json(rest_error(&self.0))).into_response()
+        let status = self.status.unwrap_or_else(|| {
+            StatusCode::from_u16(self.refusal.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        });
+        (status, Json(rest_error(&self.refusal))).into_response()
     }
 }
 
 impl From<Refusal> for ApiError {
-    fn from(r: Refusal) -> Self {
-        ApiError(r)
+    fn from(refusal: Refusal) -> Self {
+        ApiError { refusal, status: None }
     }
 }
 
@@ -48,14 +54,17 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         tracing::error!(error = %e, "store error in a REST request");
         metrics::counter!("chat_database_errors_total").increment(1);
-        ApiError(Refusal::new(ErrorCode::Internal, "internal error"))
+        match e {
+            StoreError::Timeout(_) => ApiError::unavailable("the database did not answer in time; try again"),
+            _ => ApiError::from(Refusal::new(ErrorCode::Internal, "internal error")),
+        }
     }
 }
 
 impl From<StoreRefusal> for ApiError {
     fn from(e: StoreRefusal) -> Self {
         match e {
-            StoreRefusal::Refused(r) => ApiError(r),
+            StoreRefusal::Refused(r) => ApiError::from(r),
             StoreRefusal::Failed(e) => e.into(),
         }
     }
@@ -80,7 +89,7 @@ impl FromRequestParts<Arc<Node>> for Caller {
 }
 
 pub async fn not_found() -> ApiError {
-    ApiError(Refusal::not_found("no such endpoint"))
+    ApiError::from(Refusal::not_found("no such endpoint"))
 }
 
 pub async fn method_not_allowed() -> Response {
@@ -94,5 +103,5 @@ pub fn id(segment: &str, what: &str) -> Result<i64, ApiError> {
         .parse::<i64>()
         .ok()
         .filter(|n| *n >= 1)
-        .ok_or_else(|| ApiError(Refusal::bad_request(format!("{what} must be a positive integer"))))
+        .ok_or_else(|| ApiError::from(Refusal::bad_request(format!("{what} must be a positive integer"))))
 }

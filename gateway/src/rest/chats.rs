@@ -15,10 +15,10 @@ use shared::clock::now_ms;
 use shared::error::Refusal;
 use shared::model::{ChatAction, ChatId, ChatKind, ChatSummary};
 use shared::protocol::native::outbound::{chat_json, rest_error};
-use shared::store::{NewChat, StoreRefusal};
+use shared::store::{within, NewChat, StoreRefusal};
 
 use super::auth::{id, ApiError, Caller};
-use crate::node::Node;
+use crate::node::{Node, STORE_DEADLINE};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -36,7 +36,8 @@ pub async fn create(State(node): State<Arc<Node>>, Caller(user): Caller, body: B
     let kind =
         ChatKind::parse(&request.r#type).ok_or_else(|| Refusal::bad_request("type must be \"dialog\" or \"group\""))?;
     let new_chat = NewChat { kind, name: request.name, photo_url: request.photo_url, members: request.members };
-    let created = match node.store.create_chat(&user, new_chat, now_ms()).await {
+    let creating = async { Ok(node.store.create_chat(&user, new_chat, now_ms()).await) };
+    let created = match within::<_, ApiError>(STORE_DEADLINE, creating).await? {
         Ok(created) => created,
         Err((StoreRefusal::Refused(refusal), Some(existing))) => {
             let mut body = rest_error(&refusal);
@@ -46,12 +47,13 @@ pub async fn create(State(node): State<Arc<Node>>, Caller(user): Caller, body: B
         Err((e, _)) => return Err(e.into()),
     };
     announce(&node, created.chat_id, &created.members, ChatAction::Created).await;
-    let summary = node.store.summary(created.chat_id, &user).await?.ok_or_else(Refusal::no_chat)?;
+    let summary =
+        within(STORE_DEADLINE, node.store.summary(created.chat_id, &user)).await?.ok_or_else(Refusal::no_chat)?;
     Ok((StatusCode::CREATED, Json(chat_json(&summary))).into_response())
 }
 
 pub async fn list(State(node): State<Arc<Node>>, Caller(user): Caller) -> Result<Json<serde_json::Value>, ApiError> {
-    let chats: Vec<_> = node.store.summaries(&user).await?.iter().map(chat_json).collect();
+    let chats: Vec<_> = within(STORE_DEADLINE, node.store.summaries(&user)).await?.iter().map(chat_json).collect();
     Ok(Json(json!({ "chats": chats })))
 }
 
@@ -62,8 +64,8 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     let chat = id(&chat, "chatId")?;
     // Each member's last view of the chat goes with the `deleted` frame.
-    let before = summaries(&node, chat, &node.store.members(chat).await?).await;
-    let members = node.store.delete_chat(chat, &user).await?;
+    let before = summaries(&node, chat, &within(STORE_DEADLINE, node.store.members(chat)).await?).await;
+    let members = within(STORE_DEADLINE, node.store.delete_chat(chat, &user)).await?;
     for summary in before.into_iter().filter(|(m, _)| members.contains(m)) {
         publish(&node, summary.0, ChatAction::Deleted, summary.1).await;
     }
@@ -85,7 +87,7 @@ pub async fn add_member(
     let chat = id(&chat, "chatId")?;
     let request: AddMember =
         serde_json::from_slice(&body).map_err(|e| Refusal::bad_request(format!("invalid body: {e}")))?;
-    let members = node.store.add_member(chat, &user, &request.user_id, now_ms()).await?;
+    let members = within(STORE_DEADLINE, node.store.add_member(chat, &user, &request.user_id, now_ms())).await?;
     announce(&node, chat, std::slice::from_ref(&request.user_id), ChatAction::Created).await;
     let others: Vec<String> = members.into_iter().filter(|m| *m != request.user_id).collect();
     announce(&node, chat, &others, ChatAction::Updated).await;
@@ -98,8 +100,8 @@ pub async fn remove_member(
     Path((chat, removed)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let chat = id(&chat, "chatId")?;
-    let last_view = node.store.summary(chat, &removed).await?;
-    let members = node.store.remove_member(chat, &user, &removed).await?;
+    let last_view = within(STORE_DEADLINE, node.store.summary(chat, &removed)).await?;
+    let members = within(STORE_DEADLINE, node.store.remove_member(chat, &user, &removed)).await?;
     if let Some(view) = last_view {
         publish(&node, removed.clone(), ChatAction::Deleted, view).await;
     }
@@ -118,7 +120,7 @@ async fn announce(node: &Node, chat: ChatId, users: &[String], action: ChatActio
 async fn summaries(node: &Node, chat: ChatId, users: &[String]) -> Vec<(String, ChatSummary)> {
     let mut views = Vec::with_capacity(users.len());
     for user in users {
-        match node.store.summary(chat, user).await {
+        match within(STORE_DEADLINE, node.store.summary(chat, user)).await {
             Ok(Some(summary)) => views.push((user.clone(), summary)),
             Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "chat change not announced to one member"),

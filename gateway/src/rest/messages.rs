@@ -8,10 +8,10 @@ use axum::Json;
 use serde_json::{json, Value};
 use shared::error::Refusal;
 use shared::protocol::native::outbound::{message_json, receipt_json};
-use shared::store::HistoryQuery;
+use shared::store::{within, HistoryQuery};
 
 use super::auth::{id, ApiError, Caller};
-use crate::node::Node;
+use crate::node::{Node, STORE_DEADLINE};
 
 pub async fn history(
     State(node): State<Arc<Node>>,
@@ -24,11 +24,14 @@ pub async fn history(
         params
             .get(name)
             .filter(|v| !v.is_empty())
-            .map(|v| v.parse::<i64>().map_err(|_| ApiError(Refusal::bad_request(format!("{name} must be an integer")))))
+            .map(|v| {
+                v.parse::<i64>().map_err(|_| ApiError::from(Refusal::bad_request(format!("{name} must be an integer"))))
+            })
             .transpose()
     };
     let query = HistoryQuery { before: number("before")?, after: number("after")?, limit: number("limit")? };
-    let messages: Vec<Value> = node.store.messages(chat, &user, query).await?.iter().map(message_json).collect();
+    let messages: Vec<Value> =
+        within(STORE_DEADLINE, node.store.messages(chat, &user, query)).await?.iter().map(message_json).collect();
     Ok(Json(json!({ "messages": messages })))
 }
 
@@ -39,6 +42,7 @@ pub async fn receipts(
 ) -> Result<Json<Value>, ApiError> {
     let chat = id(&chat, "chatId")?;
     let message = id(&message, "messageId")?;
-    let receipts: Vec<Value> = node.store.receipts(chat, &user, message).await?.iter().map(receipt_json).collect();
+    let receipts: Vec<Value> =
+        within(STORE_DEADLINE, node.store.receipts(chat, &user, message)).await?.iter().map(receipt_json).collect();
     Ok(Json(json!({ "receipts": receipts })))
 }

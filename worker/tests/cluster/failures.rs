@@ -222,6 +222,49 @@ async fn postgres_restarted_loses_no_acked_message() {
     assert!(cluster.gateways[0].service.is_running() && cluster.workers[0].is_running(), "no crash loop");
 }
 
+/// A PostgreSQL that stops answering without closing its connections (a
+/// frozen VM, a stuck disk) gets the gateway's clients an error within the
+/// gateway's store deadline (5 s), not requests and connections that hang
+/// until TCP gives up; once it answers again, so does the gateway.
+#[tokio::test]
+async fn a_silent_postgres_gets_timely_errors_and_the_gateway_recovers() {
+    let cluster = Cluster::start(Options { private_postgres: true, ..Options::default() }, 1, 1).await;
+    let chat = cluster.group(0, "alice", &["bob"]).await;
+    let postgres = cluster.postgres.as_ref().expect("private postgres");
+
+    postgres.freeze();
+    // Well past the deadline: only an answer that never comes hits this.
+    let bound = Duration::from_secs(20);
+    let (listing, connecting) = tokio::join!(
+        tokio::time::timeout(bound, cluster.call(0, "GET", "alice", "/v1/chats", None)),
+        tokio::time::timeout(bound, async {
+            let url = format!("ws://127.0.0.1:{}/ws", cluster.gateways[0].port);
+            let mut bob = testkit::client::open(&url, &cluster.token("bob"), "bob").await.expect("upgrade");
+            bob.ended().await
+        }),
+    );
+    postgres.thaw();
+    let (status, body) = listing.expect("the REST read answered while the database was silent");
+    assert_eq!((status, &body["code"]), (503, &json!("internal")), "{body}");
+    let ended = connecting.expect("the connection was closed while the database was silent");
+    assert_eq!(ended, testkit::client::Ended::Closed(1001), "closed as going away, for the client to reconnect");
+    let (_, metrics) = cluster.text(cluster.gateways[0].port, "/metrics").await;
+    let timeouts = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("chat_database_timeouts_total "))
+        .and_then(|value| value.trim().parse::<f64>().ok());
+    assert!(timeouts >= Some(2.0), "the list and the chat list load each timed out: {timeouts:?}");
+
+    let (status, body) =
+        tokio::time::timeout(bound, cluster.call(0, "GET", "alice", "/v1/chats", None)).await.expect("answered");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["chats"][0]["id"], chat, "{body}");
+    let mut bob = cluster.connect(0, "bob").await;
+    let mut alice = cluster.connect(0, "alice").await;
+    alice.send_message(chat, "after", "the database is back").await;
+    assert_eq!(bob.recv_type("new").await["clientMessageId"], "after");
+}
+
 #[tokio::test]
 async fn a_terminated_worker_finishes_its_batch_and_hands_its_shards_over() {
     let mut cluster = Cluster::start(Options::default(), 1, 2).await;
