@@ -9,6 +9,7 @@
 pub mod keys;
 pub mod memory;
 pub mod redis;
+pub mod redis_connection;
 
 use std::sync::Arc;
 

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use crate::bus::redis_connection::RedisConnection;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::now_ms;
@@ -76,7 +76,7 @@ impl Health {
     }
 
     /// Pings the store (and Redis) every second until `stop`.
-    pub async fn watch(self: Arc<Self>, store: Store, redis: Option<ConnectionManager>, stop: CancellationToken) {
+    pub async fn watch(self: Arc<Self>, store: Store, redis: Option<RedisConnection>, stop: CancellationToken) {
         let mut ticker = tokio::time::interval(CHECK_EVERY);
         loop {
             tokio::select! {

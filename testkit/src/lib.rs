@@ -5,11 +5,13 @@
 //!   a test may stop and restart, and fresh databases on a shared server.
 //! - [`process`]: the gateway and worker binaries as real processes.
 //! - [`signal`]: signals to those processes, and their children.
+//! - [`proxy`]: a TCP proxy whose open connections a test can silence.
 
 #![allow(clippy::unwrap_used)]
 
 pub mod client;
 pub mod process;
+pub mod proxy;
 pub mod services;
 pub mod signal;
 

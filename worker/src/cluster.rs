@@ -4,10 +4,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
 use shared::bus::keys::{Keys, GROUP};
 use shared::bus::redis::RedisBroker;
+use shared::bus::redis_connection::RedisConnection;
 use shared::store::Store;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -25,7 +25,7 @@ pub struct Worker {
     /// See [`crate::group_commit::Hold`].
     pub commit_hold: Hold,
     pub store: Store,
-    pub redis: ConnectionManager,
+    pub redis: RedisConnection,
 }
 
 struct Owned {

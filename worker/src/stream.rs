@@ -8,10 +8,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redis::aio::ConnectionManager;
 use redis::streams::StreamReadReply;
 use shared::bus::keys::{Keys, GROUP};
 use shared::bus::redis::RedisBroker;
+use shared::bus::redis_connection::RedisConnection;
 use shared::bus::{CommandEnvelope, Event};
 use shared::clock::now_ms;
 use tokio_util::sync::CancellationToken;
@@ -31,7 +31,7 @@ pub struct ShardConsumer {
     /// Names the channels of the events the consumer publishes.
     pub broker: RedisBroker,
     /// For group creation (never blocks).
-    pub commands: ConnectionManager,
+    pub commands: RedisConnection,
     pub redis_url: String,
 }
 

@@ -24,9 +24,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
 use shared::bus::keys::Keys;
+use shared::bus::redis_connection::RedisConnection;
 use shared::clock::now_ms;
 use shared::model::Millis;
 use shared::sync::lock;
@@ -128,7 +128,7 @@ return 0
 );
 
 pub struct ClusterPresence {
-    redis: ConnectionManager,
+    redis: RedisConnection,
     keys: Keys,
     prefix: String,
     node: String,
@@ -152,7 +152,7 @@ struct Unanswered {
 }
 
 impl ClusterPresence {
-    pub fn new(redis: ConnectionManager, keys: Keys, prefix: &str, node: &str) -> Self {
+    pub fn new(redis: RedisConnection, keys: Keys, prefix: &str, node: &str) -> Self {
         ClusterPresence {
             redis,
             keys,

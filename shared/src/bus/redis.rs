@@ -9,15 +9,17 @@
 //! chats for events missed meanwhile.
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{FutureExt, StreamExt};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManagerConfig;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::keys::Keys;
+use super::redis_connection::RedisConnection;
 use super::{BusError, CommandEnvelope, Event, EventSink};
 use crate::sync::lock;
 
@@ -30,16 +32,20 @@ const STREAM_MAX_LEN: usize = 1_000_000;
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Subscriptions per SUBSCRIBE command when re-applying the whole set.
 const SUBSCRIBE_CHUNK: usize = 500;
+/// The event subscription pings Redis this often. Redis sends nothing on
+/// a quiet subscription, so without pings a subscription whose connection
+/// went silent (a failover, a dead host) would wait for events forever.
+const SUBSCRIPTION_PING_EVERY: Duration = Duration::from_secs(1);
 
 /// Opens a multiplexed, self-reconnecting connection to `url`.
-pub async fn connect(url: &str) -> Result<ConnectionManager, BusError> {
+pub async fn connect(url: &str) -> Result<RedisConnection, BusError> {
     let client = redis::Client::open(url).map_err(unavailable)?;
     let config = ConnectionManagerConfig::new()
         .set_response_timeout(Some(RESPONSE_TIMEOUT))
         .set_connection_timeout(Some(RESPONSE_TIMEOUT))
         .set_number_of_retries(1)
         .set_max_delay(Duration::from_secs(1));
-    ConnectionManager::new_with_config(client, config).await.map_err(unavailable)
+    RedisConnection::connect(client, config).await.map_err(unavailable)
 }
 
 pub fn unavailable(e: redis::RedisError) -> BusError {
@@ -49,12 +55,12 @@ pub fn unavailable(e: redis::RedisError) -> BusError {
 /// Gateways put commands here.
 #[derive(Clone)]
 pub struct RedisCommands {
-    connection: ConnectionManager,
+    connection: RedisConnection,
     keys: Keys,
 }
 
 impl RedisCommands {
-    pub fn new(connection: ConnectionManager, keys: Keys) -> Self {
+    pub fn new(connection: RedisConnection, keys: Keys) -> Self {
         RedisCommands { connection, keys }
     }
 
@@ -88,7 +94,7 @@ pub struct RedisBroker {
 struct Inner {
     url: String,
     keys: Keys,
-    publisher: ConnectionManager,
+    publisher: RedisConnection,
     /// Channels this node wants, and those changed since the last
     /// reconciliation.
     desired: Mutex<HashSet<String>>,
@@ -97,7 +103,7 @@ struct Inner {
 }
 
 impl RedisBroker {
-    pub fn new(url: &str, publisher: ConnectionManager, keys: Keys) -> Self {
+    pub fn new(url: &str, publisher: RedisConnection, keys: Keys) -> Self {
         RedisBroker {
             inner: Arc::new(Inner {
                 url: url.to_owned(),
@@ -199,18 +205,25 @@ impl RedisBroker {
 
     async fn listen_once(&self, sink: &Arc<dyn EventSink>, stop: &CancellationToken) -> Result<(), redis::RedisError> {
         let client = redis::Client::open(self.inner.url.as_str())?;
-        let (mut subscriber, mut messages) = client.get_async_pubsub().await?.split();
+        let (mut subscriber, mut messages) = answered(client.get_async_pubsub()).await?.split();
         // Everything wanted now is (re)subscribed; later changes arrive as
         // dirty channels.
         lock(&self.inner.dirty).clear();
         let all: Vec<String> = lock(&self.inner.desired).iter().cloned().collect();
         for chunk in all.chunks(SUBSCRIBE_CHUNK) {
-            subscriber.subscribe(chunk).await?;
+            answered(subscriber.subscribe(chunk)).await?;
         }
         tracing::info!(channels = all.len(), "listening for events");
         sink.resync(all.iter().filter_map(|c| self.inner.keys.chat_of_channel(c)).collect());
+        let mut ping = tokio::time::interval(SUBSCRIPTION_PING_EVERY);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                _ = ping.tick() => {
+                    // The reconnect that follows a silent ping resyncs every
+                    // chat, which recovers what was published meanwhile.
+                    answered(subscriber.ping::<redis::Value>()).await?;
+                }
                 message = messages.next() => {
                     let Some(message) = message else {
                         return Err(redis::RedisError::from(std::io::Error::other("subscriber connection closed")));
@@ -235,10 +248,10 @@ impl RedisBroker {
                         dirty.into_iter().partition(|c| desired.contains(c))
                     };
                     if !remove.is_empty() {
-                        subscriber.unsubscribe(&remove).await?;
+                        answered(subscriber.unsubscribe(&remove)).await?;
                     }
                     if !add.is_empty() {
-                        subscriber.subscribe(&add).await?;
+                        answered(subscriber.subscribe(&add)).await?;
                         let chats: Vec<_> = add.iter().filter_map(|c| self.inner.keys.chat_of_channel(c)).collect();
                         if !chats.is_empty() {
                             sink.resync(chats);
@@ -248,6 +261,16 @@ impl RedisBroker {
                 _ = stop.cancelled() => return Ok(()),
             }
         }
+    }
+}
+
+/// `request`'s answer, or a timeout error once `RESPONSE_TIMEOUT` has
+/// passed: the subscription's connection has no response timeout of its
+/// own.
+async fn answered<T>(request: impl Future<Output = redis::RedisResult<T>>) -> redis::RedisResult<T> {
+    match tokio::time::timeout(RESPONSE_TIMEOUT, request).await {
+        Ok(answer) => answer,
+        Err(_) => Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into()),
     }
 }
 

@@ -265,6 +265,53 @@ async fn a_silent_postgres_gets_timely_errors_and_the_gateway_recovers() {
     assert_eq!(bob.recv_type("new").await["clientMessageId"], "after");
 }
 
+/// Redis connections that went silent (Redis failed over and its old
+/// address drops packets, leaving them half-open) are replaced: the
+/// gateway's and the workers' commands after their first timeout, the
+/// gateway's event subscription after a ping goes unanswered. The events
+/// the subscription missed are filled from the store.
+#[tokio::test]
+async fn silent_redis_connections_are_replaced_and_nothing_is_missed() {
+    // The clients here do not ping; the heartbeat must outlast the test.
+    let options = Options { redis_through_proxy: true, heartbeat_timeout_ms: Some(120_000), ..Options::default() };
+    let cluster = Cluster::start(options, 1, 1).await;
+    let chat = cluster.group(0, "alice", &["bob"]).await;
+    let mut alice = cluster.connect(0, "alice").await;
+    let mut bob = cluster.connect(0, "bob").await;
+    alice.send_message(chat, "before", "the subscription works").await;
+    assert_eq!(bob.recv_type("new").await["clientMessageId"], "before");
+
+    cluster.redis_proxy.as_ref().expect("proxy").silence_open_connections();
+    // Commands time out (2 s) until the gateway has replaced its
+    // connection, and a reply published into the dead subscription is
+    // lost: the client retries, as clients do, until acked.
+    let started = Instant::now();
+    let mut attempt = 0;
+    'acked: loop {
+        assert!(started.elapsed() < Duration::from_secs(30), "never acked\n{}", cluster.logs());
+        attempt += 1;
+        let reference = format!("during-{attempt}");
+        alice
+            .send(json!({"type": "new", "ref": reference, "chatId": chat, "clientMessageId": "during", "message": "x"}))
+            .await;
+        while let Ok(reply) = tokio::time::timeout(Duration::from_secs(3), alice.recv()).await {
+            if reply["ref"] == reference.as_str() {
+                if reply["type"] == "ack" {
+                    break 'acked;
+                }
+                break;
+            }
+        }
+    }
+    let new = tokio::time::timeout(Duration::from_secs(20), bob.recv_type("new"))
+        .await
+        .unwrap_or_else(|_| panic!("bob never got the message sent after the silence\n{}", cluster.logs()));
+    assert_eq!(new["clientMessageId"], "during");
+    assert_eq!(new["messageId"], 2);
+    cluster.wait_for_log(&cluster.workers[0], "replacing the connection").await;
+    cluster.wait_for_log(&cluster.gateways[0].service, "replacing the connection").await;
+}
+
 #[tokio::test]
 async fn a_terminated_worker_finishes_its_batch_and_hands_its_shards_over() {
     let mut cluster = Cluster::start(Options::default(), 1, 2).await;

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use testkit::client::Client;
 use testkit::process::{binary, Service};
+use testkit::proxy::Proxy;
 use testkit::services::{fresh_database, PostgresServer, RedisServer};
 
 pub const SECRET: &str = "cluster-test-secret";
@@ -18,6 +19,9 @@ pub struct Options {
     /// Start a private PostgreSQL this test may restart.
     pub private_postgres: bool,
     pub heartbeat_timeout_ms: Option<u64>,
+    /// Gateways and workers reach Redis through a proxy the test may
+    /// silence.
+    pub redis_through_proxy: bool,
 }
 
 pub struct Gateway {
@@ -36,6 +40,8 @@ pub struct Cluster {
     pub worker_admin_ports: Vec<u16>,
     pub redis: Option<RedisServer>,
     pub postgres: Option<PostgresServer>,
+    /// Between the processes and Redis, when asked for.
+    pub redis_proxy: Option<Proxy>,
     heartbeat_timeout_ms: u64,
     http: reqwest::Client,
 }
@@ -53,6 +59,14 @@ impl Cluster {
             None => std::env::var("TEST_DATABASE_URL").expect("TEST_DATABASE_URL (run ./scripts/test)"),
         };
         let database_url = fresh_database(&admin).await.expect("database");
+        let redis_proxy = match options.redis_through_proxy {
+            true => {
+                let address = redis_url.trim_start_matches("redis://").split('/').next().expect("host:port");
+                let target = tokio::net::lookup_host(address).await.expect("redis address").next().expect("an address");
+                Some(Proxy::start(target).await.expect("proxy"))
+            }
+            false => None,
+        };
         let mut cluster = Cluster {
             logs: tempfile::tempdir().expect("log dir"),
             redis_url,
@@ -63,6 +77,7 @@ impl Cluster {
             worker_admin_ports: Vec::new(),
             redis,
             postgres,
+            redis_proxy,
             heartbeat_timeout_ms: options.heartbeat_timeout_ms.unwrap_or(20_000),
             http: reqwest::Client::new(),
         };
@@ -77,7 +92,10 @@ impl Cluster {
 
     fn common_env(&self) -> HashMap<String, String> {
         HashMap::from([
-            ("REDIS_URL".into(), self.redis_url.clone()),
+            (
+                "REDIS_URL".into(),
+                self.redis_proxy.as_ref().map_or(self.redis_url.clone(), |p| format!("redis://{}", p.addr)),
+            ),
             ("DATABASE_URL".into(), self.database_url.clone()),
             ("REDIS_PREFIX".into(), self.prefix.clone()),
         ])

@@ -1,0 +1,84 @@
+//! A TCP proxy whose open connections a test can silence, as a failover
+//! or a dead host does to a client's half-open connections: the
+//! connections stay open and nothing comes back, while new connections
+//! reach the server.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::AbortHandle;
+
+pub struct Proxy {
+    pub addr: SocketAddr,
+    /// Connections accepted in an earlier generation are silent.
+    generation: Arc<AtomicU64>,
+    tasks: Arc<Mutex<Vec<AbortHandle>>>,
+}
+
+impl Proxy {
+    /// Listens on a free port of 127.0.0.1 and forwards to `target`.
+    pub async fn start(target: SocketAddr) -> std::io::Result<Proxy> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let generation = Arc::new(AtomicU64::new(0));
+        let tasks: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
+        let accepting = {
+            let (generation, tasks) = (Arc::clone(&generation), Arc::clone(&tasks));
+            tokio::spawn(async move {
+                while let Ok((client, _)) = listener.accept().await {
+                    let Ok(server) = TcpStream::connect(target).await else { continue };
+                    let born = generation.load(Ordering::SeqCst);
+                    let (client_read, client_write) = client.into_split();
+                    let (server_read, server_write) = server.into_split();
+                    let up = tokio::spawn(pump(client_read, server_write, Arc::clone(&generation), born));
+                    let down = tokio::spawn(pump(server_read, client_write, Arc::clone(&generation), born));
+                    let mut tasks = tasks.lock().unwrap();
+                    tasks.push(up.abort_handle());
+                    tasks.push(down.abort_handle());
+                }
+            })
+        };
+        tasks.lock().unwrap().push(accepting.abort_handle());
+        Ok(Proxy { addr, generation, tasks })
+    }
+
+    /// From now on the connections open now carry nothing either way; they
+    /// are not closed. Connections made later work.
+    pub fn silence_open_connections(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Copies `from` to `to` until either end closes; once its connection's
+/// generation is past, reads and drops what arrives.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    generation: Arc<AtomicU64>,
+    born: u64,
+) {
+    let mut buffer = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if generation.load(Ordering::SeqCst) != born {
+            continue;
+        }
+        if to.write_all(&buffer[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        for task in self.tasks.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
+}
