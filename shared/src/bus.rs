@@ -11,8 +11,10 @@ pub mod memory;
 pub mod redis;
 pub mod redis_connection;
 
+use std::future::Future;
 use std::sync::Arc;
 
+use futures_util::future::Either;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -94,10 +96,15 @@ pub enum CommandQueue {
 impl CommandQueue {
     /// Hands a command to the workers. Waits while the queue is full, which
     /// slows the sending client down rather than dropping its command.
-    pub async fn submit(&self, envelope: CommandEnvelope) -> Result<(), BusError> {
+    ///
+    /// Not an `async fn`, which would keep the envelope beside the inner
+    /// future holding it too; Redis's future is boxed (a round trip dwarfs
+    /// the allocation). See [`memory::MemoryCommands::submit`] for why the
+    /// size counts.
+    pub fn submit(&self, envelope: CommandEnvelope) -> impl Future<Output = Result<(), BusError>> + '_ {
         match self {
-            CommandQueue::Memory(q) => q.submit(envelope).await,
-            CommandQueue::Redis(q) => q.submit(envelope).await,
+            CommandQueue::Memory(q) => Either::Left(q.submit(envelope)),
+            CommandQueue::Redis(q) => Either::Right(Box::pin(q.submit(envelope))),
         }
     }
 }

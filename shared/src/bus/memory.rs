@@ -1,9 +1,13 @@
 //! The in-process bus of standalone mode: a bounded channel carries commands
 //! to the embedded worker, and events go straight to the one local sink.
 
+use std::future::{ready, Future};
 use std::sync::{Arc, OnceLock};
 
+use futures_util::future::Either;
+use futures_util::FutureExt;
 use tokio::sync::mpsc;
+use tokio::sync::mpsc::error::TrySendError;
 
 use super::{BusError, CommandEnvelope, Event, EventSink};
 
@@ -21,8 +25,20 @@ pub fn command_channel(capacity: usize) -> (MemoryCommands, mpsc::Receiver<Comma
 }
 
 impl MemoryCommands {
-    pub async fn submit(&self, envelope: CommandEnvelope) -> Result<(), BusError> {
-        self.tx.send(envelope).await.map_err(|_| BusError::Closed)
+    /// Queues at once while there is room; only a full queue makes the
+    /// caller wait, in a boxed future. Every connection's task holds this
+    /// future's state while it submits, so its size is the task's: an
+    /// `async fn` around `send` stored the command three times over (the
+    /// envelope in each layer and in `send`'s own state), 792 bytes against
+    /// a pointer and a tag.
+    pub fn submit(&self, envelope: CommandEnvelope) -> impl Future<Output = Result<(), BusError>> + '_ {
+        match self.tx.try_send(envelope) {
+            Ok(()) => Either::Left(ready(Ok(()))),
+            Err(TrySendError::Closed(_)) => Either::Left(ready(Err(BusError::Closed))),
+            Err(TrySendError::Full(envelope)) => {
+                Either::Right(Box::pin(self.tx.send(envelope)).map(|sent| sent.map_err(|_| BusError::Closed)))
+            }
+        }
     }
 }
 
@@ -53,5 +69,40 @@ impl MemoryBroker {
         if let Some(sink) = self.sink.get() {
             sink.deliver_all(events);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::FutureExt;
+
+    use super::*;
+    use crate::bus::Origin;
+    use crate::model::Command;
+
+    fn envelope(id: &str) -> CommandEnvelope {
+        CommandEnvelope {
+            id: id.to_owned(),
+            origin: Origin { node: "n".into(), connection: 1 },
+            user: "u".into(),
+            reference: None,
+            command: Command::Delete { chat_id: 1, message_id: 1 },
+            received_at: 0,
+        }
+    }
+
+    /// Room: queued at once. Full: the submit waits for room, then queues,
+    /// behind what was there. Closed: refused.
+    #[tokio::test]
+    async fn a_full_queue_makes_the_submit_wait_and_keeps_the_order() {
+        let (commands, mut worker) = command_channel(1);
+        assert!(matches!(commands.submit(envelope("a")).now_or_never(), Some(Ok(()))));
+        let mut waiting = Box::pin(commands.submit(envelope("b")));
+        assert!((&mut waiting).now_or_never().is_none(), "a full queue queued at once");
+        assert_eq!(worker.recv().await.map(|e| e.id), Some("a".into()));
+        waiting.await.expect("queued once there was room");
+        assert_eq!(worker.recv().await.map(|e| e.id), Some("b".into()));
+        drop(worker);
+        assert!(matches!(commands.submit(envelope("c")).await, Err(BusError::Closed)));
     }
 }
