@@ -301,11 +301,14 @@ impl Reader<'_> {
             }
             Request::Typing { chat_id } => {
                 metrics::counter!("chat_frames_in_total", "type" => "typing").increment(1);
-                self.typing(&reference, chat_id).await;
+                // Boxed, as is `sync`: a connection's task is as large as
+                // its largest state, and these two, rarer than commands and
+                // pings, were the largest (about 600 bytes each).
+                Box::pin(self.typing(&reference, chat_id)).await;
             }
             Request::Sync { since } => {
                 metrics::counter!("chat_frames_in_total", "type" => "sync").increment(1);
-                self.sync(reference, since).await;
+                Box::pin(self.sync(reference, since)).await;
             }
         }
     }
