@@ -11,7 +11,7 @@
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::{FutureExt, StreamExt};
 use redis::aio::ConnectionManagerConfig;
@@ -32,12 +32,15 @@ const STREAM_MAX_LEN: usize = 1_000_000;
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Subscriptions per SUBSCRIBE command when re-applying the whole set.
 const SUBSCRIBE_CHUNK: usize = 500;
-/// The event subscription pings Redis this often. Redis sends nothing on
-/// a quiet subscription, so without pings a subscription whose connection
-/// went silent (a failover, a dead host) would wait for events forever.
+/// The event subscription pings Redis after this long without a message.
+/// Redis sends nothing on a quiet subscription, so without pings one whose
+/// connection went silent (a failover, a dead host) would wait for events
+/// forever. A busy one is not pinged: its messages show it alive, and a
+/// pong queued behind a backlog of them could come late.
 const SUBSCRIPTION_PING_EVERY: Duration = Duration::from_secs(1);
 
-/// Opens a multiplexed, self-reconnecting connection to `url`.
+/// Opens a multiplexed connection to `url` that reconnects when it breaks
+/// and is replaced when it goes silent ([`RedisConnection`]).
 pub async fn connect(url: &str) -> Result<RedisConnection, BusError> {
     let client = redis::Client::open(url).map_err(unavailable)?;
     let config = ConnectionManagerConfig::new()
@@ -217,17 +220,21 @@ impl RedisBroker {
         sink.resync(all.iter().filter_map(|c| self.inner.keys.chat_of_channel(c)).collect());
         let mut ping = tokio::time::interval(SUBSCRIPTION_PING_EVERY);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_message = Instant::now();
         loop {
             tokio::select! {
                 _ = ping.tick() => {
                     // The reconnect that follows a silent ping resyncs every
                     // chat, which recovers what was published meanwhile.
-                    answered(subscriber.ping::<redis::Value>()).await?;
+                    if last_message.elapsed() >= SUBSCRIPTION_PING_EVERY {
+                        answered(subscriber.ping::<redis::Value>()).await?;
+                    }
                 }
                 message = messages.next() => {
                     let Some(message) = message else {
                         return Err(redis::RedisError::from(std::io::Error::other("subscriber connection closed")));
                     };
+                    last_message = Instant::now();
                     // Whatever else has arrived goes with it, in order, as
                     // one batch: the sink writes each connection once per
                     // batch (a member's receipts from every other member).
