@@ -1,0 +1,1 @@
+target/release/loadtest run churn --connections 2000 --churn-rate 200 --duration 20 --ws-url ws://127.0.0.1:10734/ws,ws://127.0.0.1:18990/ws --http-url http://127.0.0.1:10734 --server-pid 20707 --server-pid 20708 --server-pid 20711 --server-pid 20731 --report bench/results/2026-12-05-cluster-s19-suite/churn.json --charts bench/results/2026-12-05-cluster-s19-suite/churn

@@ -1,0 +1,1 @@
+target/release/loadtest run idle --connections 10000 --connect-rate 3000 --duration 15 --ws-url ws://127.0.0.1:25806/ws,ws://127.0.0.1:18904/ws --http-url http://127.0.0.1:25806 --server-pid 20430 --server-pid 20431 --server-pid 20436 --server-pid 20454 --report bench/results/2026-12-05-cluster-s19-suite/idle.json --charts bench/results/2026-12-05-cluster-s19-suite/idle

@@ -1,0 +1,1 @@
+node --max-old-space-size=4096 load.js fanout --connections 2000 --group-size 10 --rate 2000 --connect-rate 2000 --duration 20 --url ws://127.0.0.1:25795 --server-pid 26624 --report /work/main/bench/results/2026-12-05-s19/socketio/fanout.json --redis-pid 26567

@@ -1,0 +1,1 @@
+node --max-old-space-size=4096 load.js idle --connections 19000 --connect-rate 3000 --duration 20 --url ws://127.0.0.1:26706 --server-pid 26585 --report /work/main/bench/results/2026-12-05-s19/socketio/idle.json --redis-pid 26567

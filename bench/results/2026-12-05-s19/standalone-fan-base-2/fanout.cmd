@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-base target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:17269/ws --http-url http://127.0.0.1:17269 --data-dir /tmp/tmp.Q9MBKayQyU --server-pid 8919 --report bench/results/2026-12-05-standalone-s19-fan-base-2/fanout.json --charts bench/results/2026-12-05-standalone-s19-fan-base-2/fanout

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-base target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:14038/ws --http-url http://127.0.0.1:14038 --data-dir /tmp/tmp.S19MxOCa8g --server-pid 9060 --report bench/results/2026-12-05-standalone-s19-fan-base-4/fanout.json --charts bench/results/2026-12-05-standalone-s19-fan-base-4/fanout

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-head3 target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:16173/ws --http-url http://127.0.0.1:16173 --data-dir /tmp/tmp.CVm0q8GY34 --server-pid 9006 --report bench/results/2026-12-05-standalone-s19-fan-head3-3/fanout.json --charts bench/results/2026-12-05-standalone-s19-fan-head3-3/fanout

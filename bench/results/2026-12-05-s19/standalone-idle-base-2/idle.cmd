@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-base target/release/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:25884/ws --http-url http://127.0.0.1:25884 --data-dir /tmp/tmp.Z4igrDLV5c --server-pid 8609 --report bench/results/2026-12-05-standalone-s19-idle-base-2/idle.json --charts bench/results/2026-12-05-standalone-s19-idle-base-2/idle

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-base target/release/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:12381/ws --http-url http://127.0.0.1:12381 --data-dir /tmp/tmp.ERkq8AWn6Q --server-pid 8759 --report bench/results/2026-12-05-standalone-s19-idle-base-4/idle.json --charts bench/results/2026-12-05-standalone-s19-idle-base-4/idle

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-base target/release/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:13974/ws --http-url http://127.0.0.1:13974 --data-dir /tmp/tmp.NVQrpWmdcf --server-pid 31252 --report bench/results/2026-12-05-standalone-s19-idle-base/idle.json --charts bench/results/2026-12-05-standalone-s19-idle-base/idle

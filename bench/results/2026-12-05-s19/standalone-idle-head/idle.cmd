@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-head target/release/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:24603/ws --http-url http://127.0.0.1:24603 --data-dir /tmp/tmp.sL3oe1i3Lz --server-pid 30392 --report bench/results/2026-12-05-standalone-s19-idle-head/idle.json --charts bench/results/2026-12-05-standalone-s19-idle-head/idle

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-head2 target/release/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:10687/ws --http-url http://127.0.0.1:10687 --data-dir /tmp/tmp.1qFWC3vU7E --server-pid 31163 --report bench/results/2026-12-05-standalone-s19-idle-head2/idle.json --charts bench/results/2026-12-05-standalone-s19-idle-head2/idle

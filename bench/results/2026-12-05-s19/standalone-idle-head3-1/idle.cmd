@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-head3 target/release/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:15227/ws --http-url http://127.0.0.1:15227 --data-dir /tmp/tmp.mLfUICxuHT --server-pid 8551 --report bench/results/2026-12-05-standalone-s19-idle-head3-1/idle.json --charts bench/results/2026-12-05-standalone-s19-idle-head3-1/idle

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-head3 target/release/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:14568/ws --http-url http://127.0.0.1:14568 --data-dir /tmp/tmp.ph5sMb7r59 --server-pid 8700 --report bench/results/2026-12-05-standalone-s19-idle-head3-3/idle.json --charts bench/results/2026-12-05-standalone-s19-idle-head3-3/idle

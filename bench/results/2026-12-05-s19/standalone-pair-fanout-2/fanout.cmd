@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:31146/ws --http-url http://127.0.0.1:31146 --data-dir /tmp/tmp.Qq19QlCvIL --server-pid 27084 --report bench/results/2026-12-05-standalone-s19-pair-fanout-2/fanout.json --charts bench/results/2026-12-05-standalone-s19-pair-fanout-2/fanout

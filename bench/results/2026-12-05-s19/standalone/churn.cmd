@@ -1,0 +1,1 @@
+target/release/loadtest run churn --connections 2000 --churn-rate 200 --duration 20 --ws-url ws://127.0.0.1:24090/ws --http-url http://127.0.0.1:24090 --data-dir /tmp/tmp.di4xeyev7R --server-pid 19043 --report bench/results/2026-12-05-standalone-s19-suite/churn.json --charts bench/results/2026-12-05-standalone-s19-suite/churn

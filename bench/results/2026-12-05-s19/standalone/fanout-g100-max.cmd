@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 100 --rate 6000 --duration 20 --ws-url ws://127.0.0.1:19351/ws --http-url http://127.0.0.1:19351 --data-dir /tmp/tmp.kkPA6cISsq --server-pid 18898 --report bench/results/2026-12-05-standalone-s19-suite/fanout-g100-max.json --charts bench/results/2026-12-05-standalone-s19-suite/fanout-g100-max

@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 100 --rate 200 --duration 20 --ws-url ws://127.0.0.1:13080/ws --http-url http://127.0.0.1:13080 --data-dir /tmp/tmp.Xp9uNfvKK1 --server-pid 18792 --report bench/results/2026-12-05-standalone-s19-suite/fanout-g100.json --charts bench/results/2026-12-05-standalone-s19-suite/fanout-g100

@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:14997/ws --http-url http://127.0.0.1:14997 --data-dir /tmp/tmp.TUBP6OMcyI --server-pid 18686 --report bench/results/2026-12-05-standalone-s19-suite/fanout-max.json --charts bench/results/2026-12-05-standalone-s19-suite/fanout-max

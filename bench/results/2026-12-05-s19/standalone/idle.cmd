@@ -1,0 +1,1 @@
+target/release/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:27329/ws --http-url http://127.0.0.1:27329 --data-dir /tmp/tmp.ySCp7j5fpL --server-pid 18235 --report bench/results/2026-12-05-standalone-s19-suite/idle.json --charts bench/results/2026-12-05-standalone-s19-suite/idle

@@ -1,0 +1,1 @@
+target/release/loadtest run reconnect --connections 19000 --group-size 10 --rate 200 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:22776/ws --http-url http://127.0.0.1:22776 --data-dir /tmp/tmp.Qsa5wwOOfX --server-pid 19149 --report bench/results/2026-12-05-standalone-s19-suite/reconnect.json --charts bench/results/2026-12-05-standalone-s19-suite/reconnect
