@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-head3 target/release/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:21959/ws --http-url http://127.0.0.1:21959 --data-dir /tmp/tmp.cLOc7wH9zw --server-pid 18049 --report bench/results/2026-12-05-standalone-s19-pw-idle-head3-2/idle.json --charts bench/results/2026-12-05-standalone-s19-pw-idle-head3-2/idle

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-head3 target/release/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:31917/ws --http-url http://127.0.0.1:31917 --data-dir /tmp/tmp.ZN1GeQUGQV --server-pid 18197 --report bench/results/2026-12-05-standalone-s19-pw-idle-head3-4/idle.json --charts bench/results/2026-12-05-standalone-s19-pw-idle-head3-4/idle

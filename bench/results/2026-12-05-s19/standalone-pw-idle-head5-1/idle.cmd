@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-head5 target/release/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:15149/ws --http-url http://127.0.0.1:15149 --data-dir /tmp/tmp.1yCWSJ8GmK --server-pid 17992 --report bench/results/2026-12-05-standalone-s19-pw-idle-head5-1/idle.json --charts bench/results/2026-12-05-standalone-s19-pw-idle-head5-1/idle
