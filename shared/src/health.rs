@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::bus::redis_connection::RedisConnection;
 use tokio_util::sync::CancellationToken;
 
+use crate::bus::redis_connection::RedisConnection;
 use crate::clock::now_ms;
 use crate::store::Store;
 

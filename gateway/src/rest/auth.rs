@@ -17,7 +17,7 @@ use crate::node::Node;
 /// the code maps to, or 503 for "not now, try again".
 #[derive(Debug)]
 pub struct ApiError {
-    pub refusal: Refusal,
+    refusal: Refusal,
     /// Overrides the status the code maps to.
     status: Option<StatusCode>,
 }
