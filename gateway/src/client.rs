@@ -30,7 +30,6 @@ use shared::protocol::native::outbound as render;
 use shared::store::{within, Membership, PageRequest};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 
 use crate::handle::ClientHandle;
 use crate::node::{Node, STORE_DEADLINE};
@@ -93,8 +92,7 @@ async fn serve(node: Arc<Node>, user: String, socket: UpgradeFut) -> Result<(), 
     read.set_max_message_size(MAX_FRAME_BYTES + 1);
 
     let id = node.next_connection.fetch_add(1, Ordering::Relaxed);
-    let (queue, outbound) = mpsc::channel(node.settings.outbound_queue);
-    let handle = Arc::new(ClientHandle::new(id, user.clone(), queue, now_ms()));
+    let handle = Arc::new(ClientHandle::new(id, user.clone(), node.settings.outbound_queue, now_ms()));
     // The welcome is the first frame: queue it before the hub can queue
     // anything else for this connection.
     let welcome = render::welcome(&user, &id.to_string(), &node.id, node.settings.heartbeat_timeout_ms, now_ms());
@@ -122,7 +120,7 @@ async fn serve(node: Arc<Node>, user: String, socket: UpgradeFut) -> Result<(), 
     drop(setup);
 
     let reader = Reader { node: &node, handle: &handle, fragments: None, first_frame: true, sequence: 0 };
-    tokio::join!(reader.run(read), write_loop(&handle, Arc::new(write), outbound, node.settings.outbound_queue));
+    tokio::join!(reader.run(read), write_loop(&handle, Arc::new(write), node.settings.outbound_queue));
 
     node.hub.unregister(&handle);
     let teardown = node.setup_permits.acquire().await;

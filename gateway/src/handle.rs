@@ -3,14 +3,15 @@
 //! clock. The hub, the heartbeat sweeper and the connection's own tasks
 //! share it.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU16, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
 use futures_util::task::AtomicWaker;
-use tokio::sync::mpsc;
 
 use crate::outbound::{Outbound, RenderedEvent};
+use crate::outbound_queue::Pushed;
 use crate::write_through::{Deferred, FanOutBatch, Socket, WriteState, Written};
 
 pub type ConnectionId = u64;
@@ -18,7 +19,6 @@ pub type ConnectionId = u64;
 pub struct ClientHandle {
     pub id: ConnectionId,
     pub user: String,
-    queue: mpsc::Sender<Outbound>,
     /// Taken by whoever queues or writes (see `write_through`); held for
     /// a queue push or one non-blocking write, never across an await.
     write: Mutex<WriteState>,
@@ -27,7 +27,9 @@ pub struct ClientHandle {
     /// The connection's writer and its reader (which also makes
     /// `push_wait`'s waits), woken by `close` and `stop_reading`: how they
     /// learn of either without a lock (see
-    /// [`ClientHandle::poll_closed_for_writer`]).
+    /// [`ClientHandle::poll_closed_for_writer`]). The writer is woken too
+    /// when something is queued while it waits, the reader when a full
+    /// queue is emptied.
     writer: AtomicWaker,
     reader: AtomicWaker,
     /// Milliseconds since the epoch of the last `ping` (or WebSocket Ping).
@@ -49,12 +51,13 @@ pub enum Rejected {
 }
 
 impl ClientHandle {
-    pub fn new(id: ConnectionId, user: String, queue: mpsc::Sender<Outbound>, now: i64) -> Self {
+    /// `queue_limit`: how many items may wait for the writer before the
+    /// connection is closed as a slow consumer.
+    pub fn new(id: ConnectionId, user: String, queue_limit: usize, now: i64) -> Self {
         ClientHandle {
             id,
             user,
-            queue,
-            write: Mutex::new(WriteState::on_connect()),
+            write: Mutex::new(WriteState::on_connect(queue_limit)),
             close_code: AtomicU16::new(0),
             writer: AtomicWaker::new(),
             reader: AtomicWaker::new(),
@@ -171,53 +174,91 @@ impl ClientHandle {
     }
 
     fn try_queue(&self, state: &mut WriteState, item: Outbound) -> Result<(), Rejected> {
-        match self.queue.try_send(item) {
-            Ok(()) => {
-                state.writer_busy = true;
+        match state.queue.push(item) {
+            Pushed::Queued => {
+                if !state.writer_busy {
+                    // The writer waits for the queue (see `poll_queued`).
+                    state.writer_busy = true;
+                    self.writer.wake();
+                }
                 Ok(())
             }
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Pushed::Full => {
                 if self.close(shared::protocol::close::SLOW_CONSUMER) {
                     metrics::counter!("chat_slow_consumer_disconnects_total").increment(1);
                 }
                 Err(Rejected::Slow)
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(Rejected::Closed),
+            Pushed::Ended => Err(Rejected::Closed),
         }
     }
 
     /// Queues `item`, waiting for room: for the connection's own replies,
     /// made by its reader, where waiting slows only this client.
     pub async fn push_wait(&self, item: Outbound) -> Result<(), Rejected> {
+        {
+            let mut state = self.write_state();
+            if !state.queue.is_full() {
+                return self.queue_locked(&mut state, item);
+            }
+        }
         // Room now is the rule; the wait for it is boxed, so that the reader
         // (and with it every connection's task) does not carry the wait's
-        // state, 144 of this future's 248 bytes, while it never waits.
-        let slot = match self.queue.try_reserve() {
-            Ok(slot) => slot,
-            Err(mpsc::error::TrySendError::Closed(())) => return Err(Rejected::Closed),
-            Err(mpsc::error::TrySendError::Full(())) => Box::pin(self.wait_for_room()).await?,
-        };
-        // Filled under the lock, behind anything the fan-out deferred, as
-        // `queue_locked` does.
+        // state while it never waits.
+        Box::pin(self.wait_for_room(item)).await
+    }
+
+    async fn wait_for_room(&self, item: Outbound) -> Result<(), Rejected> {
+        let mut item = Some(item);
+        std::future::poll_fn(|cx| {
+            // Registered before the checks: `poll_queued` emptying the
+            // queue in between still wakes us.
+            self.reader.register(cx.waker());
+            if self.is_closed() {
+                return Poll::Ready(Err(Rejected::Closed));
+            }
+            let mut state = self.write_state();
+            if state.queue.is_full() {
+                return Poll::Pending;
+            }
+            Poll::Ready(item.take().map_or(Ok(()), |item| self.queue_locked(&mut state, item)))
+        })
+        .await
+    }
+
+    /// For the connection's one writer: everything queued, once there is
+    /// something. Finding the queue empty, the writer goes idle: from then
+    /// on the fan-out may write the socket itself, and the next item
+    /// queued wakes it.
+    pub fn poll_queued(&self, cx: &mut Context<'_>) -> Poll<VecDeque<Outbound>> {
+        // Registered before the check, as in `ready_when`.
+        self.writer.register(cx.waker());
         let mut state = self.write_state();
-        match state.take_deferred() {
-            None => {
-                slot.send(item);
-                state.writer_busy = true;
-                Ok(())
-            }
-            Some(deferred) => {
-                slot.send(deferred);
-                state.writer_busy = true;
-                self.try_queue(&mut state, item)
-            }
+        let was_full = state.queue.is_full();
+        // Asking again means the writer wrote what it took: room for more.
+        let items = state.queue.take_all();
+        state.writer_busy = !items.is_empty();
+        drop(state);
+        if was_full {
+            self.reader.wake();
+        }
+        if items.is_empty() {
+            Poll::Pending
+        } else {
+            Poll::Ready(items)
         }
     }
 
-    async fn wait_for_room(&self) -> Result<mpsc::Permit<'_, Outbound>, Rejected> {
-        tokio::select! {
-            slot = self.queue.reserve() => slot.map_err(|_| Rejected::Closed),
-            _ = std::future::poll_fn(|cx| ready_when(&self.reader, cx, || self.is_closed())) => Err(Rejected::Closed),
+    /// For a closing writer: takes the socket back from the fan-out, and
+    /// returns the frames it began writing or deferred, if any. They are
+    /// always the queue's first item, queued only while nothing else was,
+    /// and a frame begun must be finished before the close frame.
+    pub fn take_begun_for_close(&self) -> Option<Box<[u8]>> {
+        let mut state = self.write_state();
+        state.writer_busy = true;
+        match state.queue.take_front() {
+            Some(Outbound::Rest(bytes)) => Some(bytes),
+            _ => None,
         }
     }
 
@@ -287,30 +328,56 @@ mod tests {
 
     use super::*;
 
-    fn kind(item: Option<Outbound>) -> Option<&'static str> {
-        match item {
-            Some(Outbound::Frame(framed)) => Some(framed.kind),
-            _ => None,
-        }
+    fn kinds(items: VecDeque<Outbound>) -> Vec<&'static str> {
+        items
+            .into_iter()
+            .map(|item| match item {
+                Outbound::Frame(framed) => framed.kind,
+                _ => "other",
+            })
+            .collect()
+    }
+
+    async fn queued(handle: &ClientHandle) -> Vec<&'static str> {
+        kinds(std::future::poll_fn(|cx| handle.poll_queued(cx)).await)
     }
 
     /// A reply queues at once while there is room; with the queue full it
-    /// waits, and is queued behind what was there once the writer takes
-    /// some; a close ends the wait.
+    /// waits, and is queued behind what was there once the writer has
+    /// written it; a close ends the wait.
     #[tokio::test]
     async fn a_reply_waits_for_room_and_a_close_ends_the_wait() {
-        let (queue, mut writer) = mpsc::channel(1);
-        let handle = ClientHandle::new(1, "u".into(), queue, 0);
+        let handle = ClientHandle::new(1, "u".into(), 1, 0);
         let reply = |kind| Outbound::frame(kind, Bytes::from_static(b"{}"));
         assert_eq!(handle.push_wait(reply("first")).now_or_never(), Some(Ok(())));
         let mut waiting = Box::pin(handle.push_wait(reply("second")));
         assert!((&mut waiting).now_or_never().is_none(), "queued into a full queue");
-        assert_eq!(kind(writer.recv().await), Some("first"));
+        assert_eq!(queued(&handle).await, ["first"]);
+        assert!((&mut waiting).now_or_never().is_none(), "queued while the writer writes the first");
+        assert!(Box::pin(queued(&handle)).now_or_never().is_none(), "the writer finds nothing more");
         assert_eq!(waiting.await, Ok(()));
         let mut stuck = Box::pin(handle.push_wait(reply("third")));
         assert!((&mut stuck).now_or_never().is_none(), "queued into a full queue");
         handle.close(shared::protocol::close::GOING_AWAY);
         assert_eq!(stuck.await, Err(Rejected::Closed));
-        assert_eq!(kind(writer.recv().await), Some("second"));
+        assert_eq!(queued(&handle).await, ["second"]);
+    }
+
+    /// The writer, finding nothing queued, goes idle and waits; the next
+    /// item queued marks it busy and wakes it. Once it has ended, nothing
+    /// more is queued.
+    #[tokio::test]
+    async fn an_idle_writer_is_woken_by_the_next_item_and_an_ended_one_takes_none() {
+        let handle = ClientHandle::new(1, "u".into(), 8, 0);
+        assert_eq!(handle.push(Outbound::frame("welcome", Bytes::from_static(b"{}"))), Ok(()));
+        assert_eq!(queued(&handle).await, ["welcome"]);
+        let mut waiting = Box::pin(queued(&handle));
+        assert!((&mut waiting).now_or_never().is_none(), "nothing is queued");
+        assert!(!handle.write_state().writer_busy, "a waiting writer is idle");
+        assert_eq!(handle.push(Outbound::frame("online", Bytes::from_static(b"{}"))), Ok(()));
+        assert!(handle.write_state().writer_busy);
+        assert_eq!(waiting.await, ["online"]);
+        handle.write_state().detach();
+        assert_eq!(handle.push(Outbound::frame("late", Bytes::from_static(b"{}"))), Err(Rejected::Closed));
     }
 }

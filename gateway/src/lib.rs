@@ -10,6 +10,7 @@
 //! - [`frame_metrics`]: the writer's per-frame metrics, by handle.
 //! - [`handle`]: the node's grip on a connection (queue, close, heartbeat).
 //! - [`outbound`]: the writer's queue items and per-chat cursors.
+//! - [`outbound_queue`]: the bounded queue of those items, under the connection's lock.
 //! - [`hub`]: local users, chat subscriptions, fan-out.
 //! - [`batched`]: reads many connections ask for at once, many to a statement.
 //! - [`chat_lists`], [`sync_pages`]: the two such reads, when connecting and syncing.
@@ -30,6 +31,7 @@ pub mod hub;
 pub mod node;
 pub mod ordering;
 pub mod outbound;
+pub mod outbound_queue;
 pub mod presence;
 pub mod rest;
 pub mod secret;

@@ -32,6 +32,7 @@ use shared::clock::now_ms;
 use crate::frame_metrics;
 use crate::handle::ClientHandle;
 use crate::outbound::{Cursors, Outbound, RenderedEvent};
+use crate::outbound_queue::OutboundQueue;
 use crate::writer::append_frame;
 
 /// How many connections the fan-out writes itself per batch of events; the
@@ -56,8 +57,11 @@ pub type Socket = tokio::net::tcp::OwnedWriteHalf;
 pub struct WriteState {
     /// What this connection was written per chat, and what is held back.
     pub cursors: Cursors,
+    /// What the writer has yet to write.
+    pub queue: OutboundQueue,
     /// Something is queued for the writer, or the writer is writing: the
-    /// fan-out must queue too.
+    /// fan-out must queue too. While it is false the writer waits for the
+    /// queue, and whoever queues wakes it.
     pub writer_busy: bool,
     /// None until the connection is set up, and again once its writer ended.
     socket: Option<Arc<Socket>>,
@@ -89,19 +93,27 @@ pub enum Written {
 
 impl WriteState {
     /// A new connection's state: busy until its welcome is written.
-    pub fn on_connect() -> Self {
-        WriteState { cursors: Cursors::on_connect(), writer_busy: true, socket: None, deferred: Vec::new() }
+    pub fn on_connect(queue_limit: usize) -> Self {
+        WriteState {
+            cursors: Cursors::on_connect(),
+            queue: OutboundQueue::new(queue_limit),
+            writer_busy: true,
+            socket: None,
+            deferred: Vec::new(),
+        }
     }
 
     pub fn attach(&mut self, socket: Arc<Socket>) {
         self.socket = Some(socket);
     }
 
-    /// The writer has ended: nothing writes the socket any more.
+    /// The writer has ended: nothing writes the socket any more, and what
+    /// is queued is dropped.
     pub fn detach(&mut self) {
         self.socket = None;
         self.writer_busy = true;
         self.deferred = Vec::new();
+        self.queue.end();
     }
 
     /// Encodes `event` into the deferred bytes if the writer is idle and

@@ -10,6 +10,7 @@
 //! (`write_through`); the writer goes idle only under the connection's
 //! lock, once its queue is empty.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::task::Poll;
 
@@ -17,8 +18,6 @@ use fastwebsockets::{Frame, Payload};
 use shared::clock::now_ms;
 use shared::protocol::close;
 use shared::protocol::native::outbound as render;
-use tokio::sync::mpsc;
-use tokio::sync::mpsc::error::TryRecvError;
 
 use crate::frame_metrics;
 use crate::handle::ClientHandle;
@@ -37,66 +36,40 @@ const FLUSH_BYTES: usize = 64 * 1024;
 const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Runs until the connection closes: writes the close frame last.
-pub async fn write_loop(
-    handle: &ClientHandle,
-    socket: Arc<Socket>,
-    mut outbound: mpsc::Receiver<Outbound>,
-    hold_limit: usize,
-) {
+pub async fn write_loop(handle: &ClientHandle, socket: Arc<Socket>, hold_limit: usize) {
     handle.attach_socket(socket.clone());
     let mut state = Writer { handle, out: Vec::new(), hold_limit };
     let hold_until = tokio::time::Instant::now() + CONNECT_HOLD;
-    // An item found while going idle, taken before waiting again.
-    let mut next: Option<Outbound> = None;
     loop {
-        let item = match next.take() {
-            Some(item) => Some(item),
-            None => {
-                let holding = handle.write_state().cursors.is_holding_all();
-                tokio::select! {
-                    biased;
-                    _ = std::future::poll_fn(|cx| handle.poll_closed_for_writer(cx)) => {
-                        state.close(&mut outbound);
-                        if state.flush(&socket).await.is_err() {
-                            reset(&socket);
-                        }
-                        handle.write_state().detach();
-                        return;
-                    }
-                    item = outbound.recv() => item,
-                    _ = tokio::time::sleep_until(hold_until), if holding => Some(Outbound::Release),
-                }
+        let holding = handle.write_state().cursors.is_holding_all();
+        let items = tokio::select! {
+            biased;
+            _ = std::future::poll_fn(|cx| handle.poll_closed_for_writer(cx)) => break,
+            items = std::future::poll_fn(|cx| handle.poll_queued(cx)) => items,
+            _ = tokio::time::sleep_until(hold_until), if holding => {
+                // Queued like any item, so that the fan-out, which may be
+                // writing while the writer waits, sees the writer busy.
+                let _ = handle.push(Outbound::Release);
+                continue;
             }
         };
-        let Some(mut item) = item else { break };
-        let finished = loop {
-            if state.step(item) == Step::Finished {
-                break true;
+        match state.write(items, &socket).await {
+            Ok(Step::Continue) => {}
+            Ok(Step::Finished) => {
+                handle.write_state().detach();
+                return;
             }
-            if state.out.len() >= FLUSH_BYTES {
-                break false;
+            Err(_) => {
+                handle.close(close::NORMAL);
+                reset(&socket);
+                handle.write_state().detach();
+                return;
             }
-            match outbound.try_recv() {
-                Ok(more) => item = more,
-                Err(_) => break false,
-            }
-        };
-        if state.flush(&socket).await.is_err() {
-            handle.close(close::NORMAL);
-            reset(&socket);
-            break;
         }
-        if finished {
-            break;
-        }
-        // Idle only with nothing queued, checked under the lock that every
-        // push takes: from here the fan-out may write the socket itself.
-        let mut shared = handle.write_state();
-        match outbound.try_recv() {
-            Ok(more) => next = Some(more),
-            Err(TryRecvError::Empty) => shared.writer_busy = false,
-            Err(TryRecvError::Disconnected) => break,
-        }
+    }
+    state.close();
+    if state.flush(&socket).await.is_err() {
+        reset(&socket);
     }
     handle.write_state().detach();
 }
@@ -116,6 +89,25 @@ struct Writer<'a> {
 }
 
 impl Writer<'_> {
+    /// Encodes `items` and writes them, in pieces of about [`FLUSH_BYTES`].
+    /// Stops early once the connection is closed: the rest is skipped.
+    async fn write(&mut self, mut items: VecDeque<Outbound>, socket: &Socket) -> std::io::Result<Step> {
+        while let Some(item) = items.pop_front() {
+            if self.step(item) == Step::Finished {
+                self.flush(socket).await?;
+                return Ok(Step::Finished);
+            }
+            if self.out.len() >= FLUSH_BYTES {
+                self.flush(socket).await?;
+                if self.handle.is_closed() {
+                    return Ok(Step::Continue);
+                }
+            }
+        }
+        self.flush(socket).await?;
+        Ok(Step::Continue)
+    }
+
     fn step(&mut self, item: Outbound) -> Step {
         let handle = self.handle;
         match item {
@@ -143,17 +135,12 @@ impl Writer<'_> {
         Step::Continue
     }
 
-    /// The connection is closing: what is queued is skipped, except what
-    /// the fan-out began writing or deferred, which is always the queue's
-    /// first item (it is queued only while nothing else is): a frame begun
-    /// must be finished before the close frame.
-    fn close(&mut self, outbound: &mut mpsc::Receiver<Outbound>) {
-        let mut shared = self.handle.write_state();
-        shared.writer_busy = true;
-        if let Ok(Outbound::Rest(bytes)) = outbound.try_recv() {
-            self.out.extend_from_slice(&bytes);
+    /// The connection is closing: what is queued is skipped, except a frame
+    /// the fan-out began writing, which must be finished first.
+    fn close(&mut self) {
+        if let Some(begun) = self.handle.take_begun_for_close() {
+            self.out.extend_from_slice(&begun);
         }
-        drop(shared);
         let code = self.handle.close_code().unwrap_or(close::NORMAL);
         self.encode(Frame::close(code, close_text(code).as_bytes()));
     }
