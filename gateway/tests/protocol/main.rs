@@ -12,5 +12,6 @@ mod marks;
 mod messaging;
 mod presence;
 mod shutdown;
+mod slow_consumer;
 mod sync;
 mod typing;
