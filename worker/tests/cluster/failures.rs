@@ -265,6 +265,54 @@ async fn a_silent_postgres_gets_timely_errors_and_the_gateway_recovers() {
     assert_eq!(bob.recv_type("new").await["clientMessageId"], "after");
 }
 
+/// A rollout while PostgreSQL is silent: the worker and the gateway are
+/// stopped (SIGTERM) with a command in hand that the database never
+/// answers. Each must still exit, cleanly and within Kubernetes' grace
+/// (30 s for a worker, 45 for a gateway), rather than wait for the
+/// database until it is killed.
+#[tokio::test]
+async fn processes_stopped_while_postgres_is_silent_exit_in_time() {
+    let mut cluster = Cluster::start(Options { private_postgres: true, ..Options::default() }, 1, 1).await;
+    let chat = cluster.group(0, "alice", &["bob"]).await;
+    let mut alice = cluster.connect(0, "alice").await;
+    let mut bob = cluster.connect(0, "bob").await;
+    alice.send_message(chat, "before", "the database answers").await;
+    assert_eq!(bob.recv_type("new").await["clientMessageId"], "before");
+
+    let postgres = cluster.postgres.as_ref().expect("private postgres");
+    postgres.freeze();
+    alice
+        .send(json!({"type": "new", "ref": "during", "chatId": chat, "clientMessageId": "during", "message": "x"}))
+        .await;
+    // The worker has read it: it is pending in the shard's consumer group.
+    let keys = cluster.keys();
+    let stream = keys.command_stream(keys.shard_of(chat));
+    let mut redis = cluster.redis().await;
+    let started = Instant::now();
+    loop {
+        let summary: Vec<redis::Value> = redis::cmd("XPENDING")
+            .arg(&stream)
+            .arg(shared::bus::keys::GROUP)
+            .query_async(&mut redis)
+            .await
+            .expect("XPENDING");
+        if summary.first().is_some_and(|pending| *pending != redis::Value::Int(0)) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "the worker never read the command");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The worker gives up on its batch after 10 s (`APPLY_TIMEOUT`). The
+    // gateway waits 5 s for alice's reply, then 5 s for its last presence
+    // announcements; it took 20 s when each batch of them waited for the
+    // database in turn, and longer the more users it held.
+    let worker = cluster.workers[0].terminate(Duration::from_secs(20));
+    let gateway = cluster.gateways[0].service.terminate(Duration::from_secs(15));
+    postgres.thaw();
+    assert_eq!(worker.expect("the worker exited in time"), Some(0), "a clean exit\n{}", cluster.logs());
+    assert_eq!(gateway.expect("the gateway exited in time"), Some(0), "a clean exit\n{}", cluster.logs());
+}
+
 /// Redis connections that went silent (Redis failed over and its old
 /// address drops packets, leaving them half-open) are replaced: the
 /// gateway's and the workers' commands after their first timeout, the
