@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 /// a store that needs none.
 pub async fn run(store: Store, every: Duration, stop: CancellationToken) {
     let store = &store;
-    shared::periodic::every(every, stop, move || async move {
+    shared::periodic::every_until_stopped(every, stop, move || async move {
         match store.checkpoint().await {
             Ok(Some(done)) => {
                 tracing::trace!(log_pages = done.log_pages, copied_pages = done.copied_pages, "checkpoint");
