@@ -46,8 +46,8 @@ pub struct SyncEnd {
 }
 
 /// One item of a connection's bounded outbound queue. Kept to 32 bytes
-/// (payloads behind pointers): the queue allocates its slots in blocks, and
-/// every connection has one.
+/// (payloads behind pointers): every item waiting takes a slot this size,
+/// up to `OUTBOUND_QUEUE` of them for a client that reads slowly.
 #[derive(Debug)]
 pub enum Outbound {
     /// Any frame that is not a persisted chat event (replies, presence...);
