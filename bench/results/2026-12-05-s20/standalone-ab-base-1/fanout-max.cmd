@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-base target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:14191/ws --http-url http://127.0.0.1:14191 --data-dir /tmp/tmp.tulQaCOCRs --server-pid 29479 --report bench/results/2026-12-05-standalone-s20-base-r1/fanout-max.json --charts bench/results/2026-12-05-standalone-s20-base-r1/fanout-max

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-base target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:22789/ws --http-url http://127.0.0.1:22789 --data-dir /tmp/tmp.z4tFKY7mmV --server-pid 29442 --report bench/results/2026-12-05-standalone-s20-base-r1/fanout.json --charts bench/results/2026-12-05-standalone-s20-base-r1/fanout

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-base target/release/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:29664/ws --http-url http://127.0.0.1:29664 --data-dir /tmp/tmp.VTyNImSUGv --server-pid 29367 --report bench/results/2026-12-05-standalone-s20-base-r1/idle.json --charts bench/results/2026-12-05-standalone-s20-base-r1/idle

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-base target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:15870/ws --http-url http://127.0.0.1:15870 --data-dir /tmp/tmp.DK4z0G6nq9 --server-pid 29864 --report bench/results/2026-12-05-standalone-s20-base-r2/fanout-max.json --charts bench/results/2026-12-05-standalone-s20-base-r2/fanout-max

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-base target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:27164/ws --http-url http://127.0.0.1:27164 --data-dir /tmp/tmp.G2lq9DjU2C --server-pid 29795 --report bench/results/2026-12-05-standalone-s20-base-r2/fanout.json --charts bench/results/2026-12-05-standalone-s20-base-r2/fanout

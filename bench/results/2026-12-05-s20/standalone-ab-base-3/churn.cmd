@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-base target/release/loadtest run churn --connections 2000 --churn-rate 200 --duration 20 --ws-url ws://127.0.0.1:30980/ws --http-url http://127.0.0.1:30980 --data-dir /tmp/tmp.8xhdcZ4aEM --server-pid 4791 --report bench/results/2026-12-05-standalone-s20-base-r3/churn.json --charts bench/results/2026-12-05-standalone-s20-base-r3/churn

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-base target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:28969/ws --http-url http://127.0.0.1:28969 --data-dir /tmp/tmp.OcYLipRNa6 --server-pid 4686 --report bench/results/2026-12-05-standalone-s20-base-r3/fanout.json --charts bench/results/2026-12-05-standalone-s20-base-r3/fanout

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-base target/release/loadtest run receipts --connections 2000 --group-size 10 --rate 500 --duration 20 --ws-url ws://127.0.0.1:12953/ws --http-url http://127.0.0.1:12953 --data-dir /tmp/tmp.pIZdKaOSL8 --server-pid 4755 --report bench/results/2026-12-05-standalone-s20-base-r3/receipts.json --charts bench/results/2026-12-05-standalone-s20-base-r3/receipts

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-q target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:12965/ws --http-url http://127.0.0.1:12965 --data-dir /tmp/tmp.nKmCLRW32J --server-pid 29249 --report bench/results/2026-12-05-standalone-s20-q-r1/fanout.json --charts bench/results/2026-12-05-standalone-s20-q-r1/fanout

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-q target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:18939/ws --http-url http://127.0.0.1:18939 --data-dir /tmp/tmp.fHeptavCAQ --server-pid 29673 --report bench/results/2026-12-05-standalone-s20-q-r2/fanout-max.json --charts bench/results/2026-12-05-standalone-s20-q-r2/fanout-max

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-q target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:12125/ws --http-url http://127.0.0.1:12125 --data-dir /tmp/tmp.vX69Tt77iw --server-pid 29636 --report bench/results/2026-12-05-standalone-s20-q-r2/fanout.json --charts bench/results/2026-12-05-standalone-s20-q-r2/fanout

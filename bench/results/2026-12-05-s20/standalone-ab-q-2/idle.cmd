@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-q target/release/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:27998/ws --http-url http://127.0.0.1:27998 --data-dir /tmp/tmp.3IsgkQxqSy --server-pid 29594 --report bench/results/2026-12-05-standalone-s20-q-r2/idle.json --charts bench/results/2026-12-05-standalone-s20-q-r2/idle

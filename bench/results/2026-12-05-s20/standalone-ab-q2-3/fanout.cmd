@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-q2 target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:13270/ws --http-url http://127.0.0.1:13270 --data-dir /tmp/tmp.1awKDXNm7c --server-pid 4913 --report bench/results/2026-12-05-standalone-s20-q2-r3/fanout.json --charts bench/results/2026-12-05-standalone-s20-q2-r3/fanout

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-q2 target/release/loadtest run receipts --connections 2000 --group-size 10 --rate 500 --duration 20 --ws-url ws://127.0.0.1:10794/ws --http-url http://127.0.0.1:10794 --data-dir /tmp/tmp.MA8qMeWBef --server-pid 4982 --report bench/results/2026-12-05-standalone-s20-q2-r3/receipts.json --charts bench/results/2026-12-05-standalone-s20-q2-r3/receipts

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-q2 target/release/loadtest run churn --connections 2000 --churn-rate 200 --duration 20 --ws-url ws://127.0.0.1:14429/ws --http-url http://127.0.0.1:14429 --data-dir /tmp/tmp.lEl3YzWfQy --server-pid 4361 --report bench/results/2026-12-05-standalone-s20-suite/churn.json --charts bench/results/2026-12-05-standalone-s20-suite/churn

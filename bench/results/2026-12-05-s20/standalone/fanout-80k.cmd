@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-q2 target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 8000 --duration 20 --ws-url ws://127.0.0.1:12172/ws --http-url http://127.0.0.1:12172 --data-dir /tmp/tmp.WD2vSC0gtL --server-pid 4041 --report bench/results/2026-12-05-standalone-s20-suite/fanout-80k.json --charts bench/results/2026-12-05-standalone-s20-suite/fanout-80k

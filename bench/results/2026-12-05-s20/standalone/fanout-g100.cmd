@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-q2 target/release/loadtest run fanout --connections 2000 --group-size 100 --rate 200 --duration 20 --ws-url ws://127.0.0.1:13160/ws --http-url http://127.0.0.1:13160 --data-dir /tmp/tmp.TEIr0sX03s --server-pid 4109 --report bench/results/2026-12-05-standalone-s20-suite/fanout-g100.json --charts bench/results/2026-12-05-standalone-s20-suite/fanout-g100

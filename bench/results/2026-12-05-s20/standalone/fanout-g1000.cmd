@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-q2 target/release/loadtest run fanout --connections 2000 --group-size 1000 --rate 20 --duration 20 --ws-url ws://127.0.0.1:31635/ws --http-url http://127.0.0.1:31635 --data-dir /tmp/tmp.EfqOgf4I27 --server-pid 4256 --report bench/results/2026-12-05-standalone-s20-suite/fanout-g1000.json --charts bench/results/2026-12-05-standalone-s20-suite/fanout-g1000

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-q2 target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:15461/ws --http-url http://127.0.0.1:15461 --data-dir /tmp/tmp.iM0AOeScOc --server-pid 4003 --report bench/results/2026-12-05-standalone-s20-suite/fanout-max.json --charts bench/results/2026-12-05-standalone-s20-suite/fanout-max

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-q2 target/release/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:12980/ws --http-url http://127.0.0.1:12980 --data-dir /tmp/tmp.fOxTHfOOxJ --server-pid 3727 --report bench/results/2026-12-05-standalone-s20-suite/idle.json --charts bench/results/2026-12-05-standalone-s20-suite/idle

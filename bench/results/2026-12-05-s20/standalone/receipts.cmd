@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-q2 target/release/loadtest run receipts --connections 2000 --group-size 10 --rate 500 --duration 20 --ws-url ws://127.0.0.1:14312/ws --http-url http://127.0.0.1:14312 --data-dir /tmp/tmp.CuvzAjevg7 --server-pid 4325 --report bench/results/2026-12-05-standalone-s20-suite/receipts.json --charts bench/results/2026-12-05-standalone-s20-suite/receipts
