@@ -56,10 +56,6 @@ impl OutboundQueue {
         self.items.len() + self.with_writer >= self.limit
     }
 
-    pub fn is_ended(&self) -> bool {
-        self.ended
-    }
-
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()
     }

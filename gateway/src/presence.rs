@@ -215,7 +215,10 @@ impl Presence {
             tokio::select! {
                 () = round => {}
                 () = cut_off => {
-                    tracing::warn!(users = pending.len(), "stopping: presence changes left unannounced");
+                    tracing::warn!(
+                        users_in_round = pending.len(),
+                        "stopping: the last presence changes were cut off, some or all unannounced"
+                    );
                     return;
                 }
             }
