@@ -53,6 +53,12 @@ pub const STORE_DEADLINE: Duration = Duration::from_secs(5);
 /// Drain batches are this far apart.
 const DRAIN_STEP: Duration = Duration::from_millis(100);
 
+/// How long the background tasks get to stop once told: the presence
+/// announcer's last round (5 s) and a margin. A task still waiting then,
+/// on a database or Redis that does not answer, is abandoned, so that a
+/// stopping gateway exits within its grace period.
+const BACKGROUND_STOP_LIMIT: Duration = Duration::from_secs(6);
+
 pub struct Node {
     pub id: String,
     /// Distinguishes this process from an earlier one with the same id, in
@@ -85,7 +91,8 @@ pub struct Node {
 struct Background {
     /// The embedded worker (standalone only).
     worker: Option<(JoinHandle<()>, CancellationToken)>,
-    others: Vec<JoinHandle<()>>,
+    /// Named for the log, should one not stop in time.
+    others: Vec<(&'static str, JoinHandle<()>)>,
     stop_others: CancellationToken,
 }
 
@@ -113,17 +120,23 @@ impl Node {
         let processor = worker::Processor::new(store.clone());
         let worker = spawn_embedded_worker(processor, broker.clone(), command_rx, stop_worker.clone(), store.backend());
         let stop_others = CancellationToken::new();
-        let mut others = vec![tokio::spawn(worker::retention::run(
-            store.clone(),
-            settings.common.retention(),
-            Duration::from_secs(60),
-            stop_others.clone(),
-        ))];
+        let mut others = vec![(
+            "retention",
+            tokio::spawn(worker::retention::run(
+                store.clone(),
+                settings.common.retention(),
+                Duration::from_secs(60),
+                stop_others.clone(),
+            )),
+        )];
         if store.backend() == Backend::Sqlite {
-            others.push(tokio::spawn(worker::checkpoint::run(store.clone(), CHECKPOINT_EVERY, stop_others.clone())));
+            others.push((
+                "checkpoints",
+                tokio::spawn(worker::checkpoint::run(store.clone(), CHECKPOINT_EVERY, stop_others.clone())),
+            ));
         }
         let health = Health::new(settings.common.unreachable_grace_ms, false);
-        others.push(tokio::spawn(health.clone().watch(store.clone(), None, stop_others.clone())));
+        others.push(("health checks", tokio::spawn(health.clone().watch(store.clone(), None, stop_others.clone()))));
         let background = Background { worker: Some((worker, stop_worker)), others, stop_others };
         let node_id = settings.node_id.clone().unwrap_or_else(generated_node_id);
         let commands = CommandQueue::Memory(commands);
@@ -163,9 +176,15 @@ impl Node {
         let health = Health::new(settings.common.unreachable_grace_ms, true);
         let stop_others = CancellationToken::new();
         let others = vec![
-            tokio::spawn(redis_broker.listen(Arc::new(HubSink(hub.clone())), stop_others.clone())),
-            tokio::spawn(cluster_presence.run(presence.clone(), stop_others.clone())),
-            tokio::spawn(health.clone().watch(store.clone(), Some(redis.clone()), stop_others.clone())),
+            (
+                "event subscription",
+                tokio::spawn(redis_broker.listen(Arc::new(HubSink(hub.clone())), stop_others.clone())),
+            ),
+            ("cluster presence", tokio::spawn(cluster_presence.run(presence.clone(), stop_others.clone()))),
+            (
+                "health checks",
+                tokio::spawn(health.clone().watch(store.clone(), Some(redis.clone()), stop_others.clone())),
+            ),
         ];
         let background = Background { worker: None, others, stop_others };
         let commands = CommandQueue::Redis(RedisCommands::new(redis, keys));
@@ -188,16 +207,18 @@ impl Node {
         presence: Arc<Presence>,
         mut background: Background,
     ) -> Arc<Node> {
-        background.others.push(tokio::spawn(presence.clone().announce(
-            store.clone(),
-            broker.clone(),
-            background.stop_others.clone(),
-        )));
-        background.others.push(tokio::spawn(crate::heartbeat::sweep(
-            hub.clone(),
-            settings.heartbeat_timeout_ms,
-            background.stop_others.clone(),
-        )));
+        background.others.push((
+            "presence announcements",
+            tokio::spawn(presence.clone().announce(store.clone(), broker.clone(), background.stop_others.clone())),
+        ));
+        background.others.push((
+            "heartbeat sweep",
+            tokio::spawn(crate::heartbeat::sweep(
+                hub.clone(),
+                settings.heartbeat_timeout_ms,
+                background.stop_others.clone(),
+            )),
+        ));
         let setup_concurrency = match broker {
             Broker::Redis(_) => SETUP_CONCURRENCY,
             Broker::Memory(_) => tokio::sync::Semaphore::MAX_PERMITS,
@@ -274,10 +295,16 @@ impl Node {
             }
         }
         background.stop_others.cancel();
-        for task in background.others {
-            let _ = task.await;
+        let stopped_by = tokio::time::Instant::now() + BACKGROUND_STOP_LIMIT;
+        for (name, mut task) in background.others {
+            if tokio::time::timeout_at(stopped_by, &mut task).await.is_err() {
+                tracing::warn!(task = name, "a background task did not stop in time; abandoned");
+                task.abort();
+            }
         }
-        self.store.close().await;
+        if !self.store.close_before_exit().await {
+            tracing::warn!("the database did not let its connections go in time; leaving them to the exit");
+        }
     }
 }
 

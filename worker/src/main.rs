@@ -86,6 +86,8 @@ async fn run(settings: Settings, database_url: String, redis_url: String) -> any
     let _ = watching.await;
     stop_admin.cancel();
     let _ = admin.await;
-    store.close().await;
+    if !store.close_before_exit().await {
+        tracing::warn!("the database did not let its connections go in time; leaving them to the exit");
+    }
     Ok(())
 }
