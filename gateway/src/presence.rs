@@ -37,15 +37,6 @@ use crate::node::STORE_DEADLINE;
 /// answer (up to this many users times their co-members) and one publish.
 const ANNOUNCE_BATCH: usize = 256;
 
-/// How long a stopping node keeps announcing. Each batch waits for the
-/// store up to [`STORE_DEADLINE`] twice, one batch after another: with the
-/// database silent, a node drained of 10,000 users would otherwise outlast
-/// its grace period (Kubernetes' 45 s) by minutes, 10 s a batch. What is
-/// cut off is the live `offline` frames and the last-seen times not yet
-/// written; whether a user is online is counted apart from them (in Redis,
-/// in a cluster), so `GET /v1/presence` stays right.
-const LAST_ANNOUNCEMENTS_LIMIT: std::time::Duration = STORE_DEADLINE;
-
 pub struct Presence {
     /// This node's open connections per user.
     local: DashMap<String, usize>,
@@ -191,36 +182,19 @@ impl Presence {
         Ok(views)
     }
 
-    /// The announcer. Runs until `stop`, then announces what is left, for
-    /// at most [`LAST_ANNOUNCEMENTS_LIMIT`] in all.
+    /// The announcer. Runs until `stop`, then announces what is left. A
+    /// stopping node abandons it if that takes too long (with the database
+    /// silent, each batch waits for the store twice, one batch after
+    /// another; see `node::BACKGROUND_STOP_LIMIT`).
     pub async fn announce(self: Arc<Self>, store: Store, broker: Broker, stop: CancellationToken) {
-        // Set once the node stops: when the announcements left must be done.
-        let mut give_up_at = None;
         loop {
             let stopping = tokio::select! {
                 _ = self.wake.notified() => false,
                 _ = stop.cancelled() => true,
             };
             let pending: Vec<(String, Transition)> = lock(&self.pending).drain().collect();
-            let round = async {
-                for batch in pending.chunks(ANNOUNCE_BATCH) {
-                    self.announce_batch(&store, &broker, batch).await;
-                }
-            };
-            let cut_off = async {
-                stop.cancelled().await;
-                let at = *give_up_at.get_or_insert_with(|| tokio::time::Instant::now() + LAST_ANNOUNCEMENTS_LIMIT);
-                tokio::time::sleep_until(at).await;
-            };
-            tokio::select! {
-                () = round => {}
-                () = cut_off => {
-                    tracing::warn!(
-                        users_in_round = pending.len(),
-                        "stopping: the last presence changes were cut off, some or all unannounced"
-                    );
-                    return;
-                }
+            for batch in pending.chunks(ANNOUNCE_BATCH) {
+                self.announce_batch(&store, &broker, batch).await;
             }
             if stopping {
                 return;

@@ -304,8 +304,8 @@ async fn processes_stopped_while_postgres_is_silent_exit_in_time() {
     }
     // The worker gives up on its batch after 10 s (`APPLY_TIMEOUT`). The
     // gateway waits 5 s for alice's reply, then at most 6 s for its
-    // background tasks (5 for the last presence announcements) and 2 s to
-    // close the store; it took 20 s when each batch of announcements
+    // background tasks (the last presence announcements among them) and
+    // 2 s to close the store; it took 20 s when each batch of announcements
     // waited for the database in turn, and longer the more users it held.
     let worker = cluster.workers[0].terminate(Duration::from_secs(20));
     let gateway = cluster.gateways[0].service.terminate(Duration::from_secs(15));
