@@ -40,8 +40,14 @@ pub async fn write_loop(handle: &ClientHandle, socket: Arc<Socket>, hold_limit: 
     handle.attach_socket(socket.clone());
     let mut state = Writer { handle, out: Vec::new(), hold_limit };
     let hold_until = tokio::time::Instant::now() + CONNECT_HOLD;
+    // A connection holds all live events from its connect until released,
+    // never again after: once it stops, the writer stops asking, which
+    // would take the lock at every wake-up.
+    let mut holding = true;
     loop {
-        let holding = handle.write_state().cursors.is_holding_all();
+        if holding {
+            holding = handle.write_state().cursors.is_holding_all();
+        }
         let items = tokio::select! {
             biased;
             _ = std::future::poll_fn(|cx| handle.poll_closed_for_writer(cx)) => break,
