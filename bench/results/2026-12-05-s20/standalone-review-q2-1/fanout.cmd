@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-q2 target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:24354/ws --http-url http://127.0.0.1:24354 --data-dir /tmp/tmp.Qp6n8lvcq4 --server-pid 15074 --report bench/results/2026-12-05-standalone-s20-review-q2-1/fanout.json --charts bench/results/2026-12-05-standalone-s20-review-q2-1/fanout

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-q2 target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:31123/ws --http-url http://127.0.0.1:31123 --data-dir /tmp/tmp.haYsgyXRWd --server-pid 15206 --report bench/results/2026-12-05-standalone-s20-review-q2-3/fanout.json --charts bench/results/2026-12-05-standalone-s20-review-q2-3/fanout

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-r target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:16405/ws --http-url http://127.0.0.1:16405 --data-dir /tmp/tmp.VYuxjrjfbs --server-pid 15289 --report bench/results/2026-12-05-standalone-s20-review-r-4/fanout.json --charts bench/results/2026-12-05-standalone-s20-review-r-4/fanout

@@ -1,0 +1,1 @@
+target/release/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:19376/ws --http-url http://127.0.0.1:19376 --data-dir /tmp/tmp.ZhfDMcvjm7 --server-pid 15003 --report bench/results/2026-12-05-standalone-s20-review/idle.json --charts bench/results/2026-12-05-standalone-s20-review/idle
