@@ -31,8 +31,9 @@ pub async fn sweep(hub: Arc<Hub>, timeout_ms: u64, stop: CancellationToken) {
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = ticker.tick() => {}
+            biased;
             _ = stop.cancelled() => return,
+            _ = ticker.tick() => {}
         }
         let now = now_ms();
         hub.for_each_connection(|c| {

@@ -3,6 +3,7 @@
 //! every second; a blip shorter than the grace does not flap readiness, an
 //! outage longer than it takes the process out of rotation.
 
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,23 +76,28 @@ impl Health {
         Readiness { ready: !stopping && database && redis, stopping, database, redis }
     }
 
-    /// Pings the store (and Redis) every second until `stop`.
+    /// Pings the store (and Redis) every second until `stop`; a check in
+    /// progress when `stop` comes is dropped, since nothing waits for its
+    /// answer any more.
     pub async fn watch(self: Arc<Self>, store: Store, redis: Option<RedisConnection>, stop: CancellationToken) {
-        let mut ticker = tokio::time::interval(CHECK_EVERY);
-        loop {
-            tokio::select! {
-                _ = ticker.tick() => {}
-                _ = stop.cancelled() => return,
+        crate::periodic::every_until_stopped(CHECK_EVERY, stop, || {
+            let (health, store, redis) = (self.clone(), store.clone(), redis.clone());
+            async move {
+                health.check(&store, redis).await;
+                ControlFlow::Continue(())
             }
-            if tokio::time::timeout(PING_LIMIT, store.ping()).await == Ok(true) {
-                self.database_ok_at.store(now_ms(), Ordering::Release);
-            }
-            if let Some(redis) = &redis {
-                let mut redis = redis.clone();
-                let pong: Result<String, _> = redis::cmd("PING").query_async(&mut redis).await;
-                if pong.is_ok() {
-                    self.redis_ok_at.store(now_ms(), Ordering::Release);
-                }
+        })
+        .await
+    }
+
+    async fn check(&self, store: &Store, redis: Option<RedisConnection>) {
+        if tokio::time::timeout(PING_LIMIT, store.ping()).await == Ok(true) {
+            self.database_ok_at.store(now_ms(), Ordering::Release);
+        }
+        if let Some(mut redis) = redis {
+            let pong: Result<String, _> = redis::cmd("PING").query_async(&mut redis).await;
+            if pong.is_ok() {
+                self.redis_ok_at.store(now_ms(), Ordering::Release);
             }
         }
     }

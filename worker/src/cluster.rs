@@ -46,9 +46,13 @@ impl Worker {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tracing::info!(worker = %self.id, shards = self.keys.shards(), "worker started");
         loop {
+            // Stop first: after a slow round the next tick is due at once,
+            // and a stopping worker should not start another (see
+            // `shared::periodic`).
             tokio::select! {
-                _ = ticker.tick() => {}
+                biased;
                 _ = stop.cancelled() => break,
+                _ = ticker.tick() => {}
             }
             if let Err(e) = self.rebalance(&mut owned, &processor, &committer, &broker).await {
                 metrics::counter!("chat_redis_errors_total", "op" => "lease").increment(1);

@@ -223,8 +223,9 @@ fn backoff(failures: &mut u32) -> Duration {
 /// Sleeps `duration`; true if `stop` fired meanwhile.
 async fn sleep_or_stop(duration: Duration, stop: &CancellationToken) -> bool {
     tokio::select! {
-        _ = tokio::time::sleep(duration) => false,
+        biased;
         _ = stop.cancelled() => true,
+        _ = tokio::time::sleep(duration) => false,
     }
 }
 

@@ -199,8 +199,9 @@ impl RedisBroker {
                 }
             }
             tokio::select! {
-                _ = tokio::time::sleep(backoff) => {}
+                biased;
                 _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(backoff) => {}
             }
             backoff = (backoff * 2).min(Duration::from_secs(2));
         }
