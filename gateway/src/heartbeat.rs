@@ -3,6 +3,7 @@
 //! of 20,000 atomics costs microseconds, and a timer per connection would
 //! cost memory and wake-ups on every ping.
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,21 +28,16 @@ pub fn sweep_interval(timeout_ms: u64) -> Duration {
 }
 
 pub async fn sweep(hub: Arc<Hub>, timeout_ms: u64, stop: CancellationToken) {
-    let mut ticker = tokio::time::interval(sweep_interval(timeout_ms));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            biased;
-            _ = stop.cancelled() => return,
-            _ = ticker.tick() => {}
-        }
+    shared::periodic::every(sweep_interval(timeout_ms), stop, || {
         let now = now_ms();
         hub.for_each_connection(|c| {
             if expired(c.last_ping(), now, timeout_ms) && c.close(close::HEARTBEAT_TIMEOUT) {
                 metrics::counter!("chat_heartbeat_timeouts_total").increment(1);
             }
         });
-    }
+        std::future::ready(ControlFlow::Continue(()))
+    })
+    .await
 }
 
 #[cfg(test)]
