@@ -94,6 +94,16 @@ impl<'q> BatchRows<'q> {
         }
     }
 
+    /// Inserts the rows into `target` ("table (columns)") on `conn`, as
+    /// [`Self::insert_into`] writes the statement.
+    pub async fn insert(self, conn: &mut sqlx::AnyConnection, target: &str) -> Result<(), StoreError> {
+        let sql = self.insert_into(target, &mut Placeholders::for_connection(conn));
+        let mut args = AnyArguments::default();
+        self.add_to(&mut args)?;
+        sqlx::query_with(&sql, args).execute(conn).await?;
+        Ok(())
+    }
+
     /// Binds the rows where [`Self::table`] or [`Self::insert_into`] put
     /// their placeholders.
     pub fn add_to(self, args: &mut AnyArguments<'q>) -> Result<(), StoreError> {

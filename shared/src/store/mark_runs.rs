@@ -149,15 +149,7 @@ async fn insert_ranges(tx: &mut Tx, ranges: &[(ChatId, &str, MarkedRange)]) -> R
             Value::Int(range.at),
         ]);
     }
-    let sql = rows.insert_into(
-        "mark_ranges (chat_id, user_id, kind, first_message_id, last_message_id, at)",
-        &mut Placeholders::for_connection(tx),
-    );
-    let mut args = AnyArguments::default();
-    rows.add_to(&mut args)?;
-    let query = sqlx::query_with(&sql, args);
-    query.execute(&mut **tx).await?;
-    Ok(())
+    rows.insert(tx, "mark_ranges (chat_id, user_id, kind, first_message_id, last_message_id, at)").await
 }
 
 async fn write_counters(tx: &mut Tx, chats: &HashMap<ChatId, ChatState>) -> Result<(), StoreError> {

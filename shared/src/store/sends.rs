@@ -252,13 +252,9 @@ async fn insert_messages(
             Value::Int(*event_id),
         ]);
     }
-    let sql = rows.insert_into(
+    rows.insert(
+        tx,
         "messages (chat_id, message_id, user_id, client_message_id, body, attachments, created_at, new_event_id)",
-        &mut Placeholders::for_connection(tx),
-    );
-    let mut args = AnyArguments::default();
-    rows.add_to(&mut args)?;
-    let query = sqlx::query_with(&sql, args);
-    query.execute(&mut **tx).await?;
-    Ok(())
+    )
+    .await
 }
