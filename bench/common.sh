@@ -27,7 +27,7 @@ bench_run() {
 # NAME.cmd and its output in NAME.txt.
 bench_record() {
     local name=$1; shift
-    echo "${SERVER_BIN:+SERVER_BIN=$SERVER_BIN }$*" > "$results/$name.cmd"
+    echo "${SERVER_BIN:+SERVER_BIN=$SERVER_BIN }${SERVER_ENV:+SERVER_ENV=\"$SERVER_ENV\" }$*" > "$results/$name.cmd"
     echo; echo "bench: $name: $*"
     "$@" | tee "$results/$name.txt"
 }

@@ -5,6 +5,9 @@
 # (default: all). Results: bench/results/<date>-standalone/.
 # SERVER_BIN=DIR runs another build's binaries (LABEL=NAME suffixes the
 # result folder), for a before/after comparison on the same day.
+# SERVER_ENV="NAME=VALUE ..." sets variables for the gateway only (not the
+# load tool), e.g. SERVER_ENV=TOKIO_WORKER_THREADS=1; recorded in each
+# run's .cmd.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/common.sh standalone
@@ -18,7 +21,8 @@ start_server() {
     stop_server
     data=$(mktemp -d)
     port=$(free_port)
-    env "$@" DRAIN_SECONDS=1 "$server_bin"/gateway --listen "127.0.0.1:$port" --data-dir "$data" > "$results/gateway.log" 2>&1 &
+    # shellcheck disable=SC2086 # SERVER_ENV is a list of assignments
+    env ${SERVER_ENV:-} "$@" DRAIN_SECONDS=1 "$server_bin"/gateway --listen "127.0.0.1:$port" --data-dir "$data" > "$results/gateway.log" 2>&1 &
     server_pid=$!
     bench_wait_ready "$port"
     urls=(--ws-url "ws://127.0.0.1:$port/ws" --http-url "http://127.0.0.1:$port" --data-dir "$data" --server-pid "$server_pid")
