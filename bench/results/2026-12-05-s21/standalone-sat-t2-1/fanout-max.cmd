@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-s21 /tmp/build-s21/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:12914/ws --http-url http://127.0.0.1:12914 --data-dir /tmp/tmp.ybzrBiefvg --server-pid 25187 --report bench/results/2026-12-05-standalone-s21-sat-t2-1/fanout-max.json --charts bench/results/2026-12-05-standalone-s21-sat-t2-1/fanout-max

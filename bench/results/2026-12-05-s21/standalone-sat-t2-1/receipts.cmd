@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-s21 /tmp/build-s21/loadtest run receipts --connections 2000 --group-size 10 --rate 500 --duration 20 --ws-url ws://127.0.0.1:16269/ws --http-url http://127.0.0.1:16269 --data-dir /tmp/tmp.OaAvIoPFv5 --server-pid 25368 --report bench/results/2026-12-05-standalone-s21-sat-t2-1/receipts.json --charts bench/results/2026-12-05-standalone-s21-sat-t2-1/receipts

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-s21 /tmp/build-s21/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:17247/ws --http-url http://127.0.0.1:17247 --data-dir /tmp/tmp.sHr5RtJMte --server-pid 25762 --report bench/results/2026-12-05-standalone-s21-sat-t2-2/fanout-max.json --charts bench/results/2026-12-05-standalone-s21-sat-t2-2/fanout-max

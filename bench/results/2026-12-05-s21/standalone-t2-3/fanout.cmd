@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-s21 /tmp/build-s21/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:30874/ws --http-url http://127.0.0.1:30874 --data-dir /tmp/tmp.xRfGy9zFm8 --server-pid 23811 --report bench/results/2026-12-05-standalone-s21-t2-3/fanout.json --charts bench/results/2026-12-05-standalone-s21-t2-3/fanout
