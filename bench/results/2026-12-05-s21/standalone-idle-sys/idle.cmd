@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-s21 /tmp/build-s21/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:19239/ws --http-url http://127.0.0.1:19239 --data-dir /tmp/tmp.QDHVgccj4v --server-pid 28041 --report bench/results/2026-12-05-standalone-s21-idle-sys/idle.json --charts bench/results/2026-12-05-standalone-s21-idle-sys/idle
