@@ -316,6 +316,16 @@ async fn processes_stopped_while_postgres_is_silent_exit_in_time() {
     };
     exited("worker", worker);
     exited("gateway", gateway);
+    // The announcer's last round waits on the database by design and is
+    // abandoned at the bound; any other task abandoned did not stop when
+    // asked (health checks once started new rounds after the stop).
+    let log = cluster.gateways[0].service.log();
+    let abandoned: Vec<&str> = log.lines().filter(|line| line.contains("did not stop in time")).collect();
+    assert!(
+        abandoned.iter().all(|line| line.contains("\"presence announcements\"")),
+        "only the announcer may be abandoned:\n{}",
+        abandoned.join("\n")
+    );
 }
 
 /// Redis connections that went silent (Redis failed over and its old
