@@ -308,9 +308,7 @@ impl Node {
                 task.abort();
             }
         }
-        if !self.store.close_before_exit().await {
-            tracing::warn!("the database did not let its connections go in time; leaving them to the exit");
-        }
+        self.store.close_before_exit().await;
     }
 }
 

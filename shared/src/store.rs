@@ -183,13 +183,14 @@ impl Store {
         self.reader.close().await;
     }
 
-    /// [`Store::close`] for a process about to exit: gives up after 2 s and
-    /// returns whether it finished. sqlx's `close` waits for every
-    /// connection in use, and one waiting on a database that does not
-    /// answer would hold the exit until TCP gives up; the exit closes its
-    /// socket anyway.
-    pub async fn close_before_exit(&self) -> bool {
-        tokio::time::timeout(std::time::Duration::from_secs(2), self.close()).await.is_ok()
+    /// [`Store::close`] for a process about to exit: gives up after 2 s,
+    /// with a warning. sqlx's `close` waits for every connection in use,
+    /// and one waiting on a database that does not answer would hold the
+    /// exit until TCP gives up; the exit closes its socket anyway.
+    pub async fn close_before_exit(&self) {
+        if tokio::time::timeout(std::time::Duration::from_secs(2), self.close()).await.is_err() {
+            tracing::warn!("the database did not let its connections go in time; leaving them to the exit");
+        }
     }
 
     pub async fn membership(&self, chat: ChatId, user: &str) -> Result<Membership, StoreError> {

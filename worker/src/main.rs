@@ -86,8 +86,6 @@ async fn run(settings: Settings, database_url: String, redis_url: String) -> any
     let _ = watching.await;
     stop_admin.cancel();
     let _ = admin.await;
-    if !store.close_before_exit().await {
-        tracing::warn!("the database did not let its connections go in time; leaving them to the exit");
-    }
+    store.close_before_exit().await;
     Ok(())
 }
