@@ -65,7 +65,7 @@ pub async fn run(spec: AgentSpec) -> anyhow::Result<()> {
     }
     for opened in pending {
         match opened.await {
-            Ok(Ok((connection, _task))) => connections.push(Some(connection)),
+            Ok(Ok(connection)) => connections.push(Some(connection)),
             _ => {
                 state.connect_failed();
                 connections.push(None);
@@ -171,7 +171,8 @@ async fn send_messages(
 }
 
 /// Every connection drops at once and reconnects with `sync`; records the
-/// time from the drop to the sync's ack.
+/// time from the drop to the sync's ack. As a client would, each sends
+/// again what the server had not acknowledged before the drop.
 async fn storm(
     spec: &AgentSpec,
     state: &Arc<AgentState>,
@@ -190,11 +191,18 @@ async fn storm(
             (state.clone(), spec.plan.ws_url[n % spec.plan.ws_url.len()].clone(), token(n), spec.source_ip.clone());
         let chat = spec.chats.get(n / spec.plan.group_size.max(1)).copied();
         back.push(tokio::spawn(async move {
+            // A full queue refused the close above; this one waits its turn.
+            let _ = old.orders.send(Order::Close).await;
+            let retries = old.served.await.unwrap_or_default();
             let behaviour = Behaviour { ping: true, mark: false };
-            let (connection, _task) = conn::open(&url, &token, &source, n, behaviour, state.clone()).await?;
+            let connection = conn::open(&url, &token, &source, n, behaviour, state.clone()).await?;
             if let Some(chat) = chat {
                 let since = json!({ chat.to_string(): 0 });
                 connection.orders.send(Order::Send(json!({"type": "sync", "ref": "sync", "since": since}))).await?;
+            }
+            for frame in retries {
+                connection.orders.send(Order::Send(frame)).await?;
+                state.resent();
             }
             anyhow::Ok(connection)
         }));
@@ -226,7 +234,7 @@ async fn churn(
                 let _ = old.orders.send(Order::Close).await;
                 let n = old.user;
                 match conn::open(&url_of(n), &token(n), &spec.source_ip, n, Behaviour { ping: true, mark: false }, state.clone()).await {
-                    Ok((connection, _task)) => connections[slot] = Some(connection),
+                    Ok(connection) => connections[slot] = Some(connection),
                     Err(_) => state.connect_failed(),
                 }
             }

@@ -13,6 +13,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::incoming::Incoming;
+use crate::outbox::Outbox;
 use crate::seen::Seen;
 use crate::state::AgentState;
 
@@ -34,6 +35,9 @@ pub enum Order {
 pub struct Connection {
     pub user: usize,
     pub orders: mpsc::Sender<Order>,
+    /// Ends with the sends the server had not answered when the connection
+    /// closed or dropped, ready to send again ([`Outbox`]).
+    pub served: tokio::task::JoinHandle<Vec<Value>>,
 }
 
 /// tungstenite zero-fills its whole read buffer (128 KiB by default) before
@@ -45,7 +49,7 @@ fn socket_config() -> WebSocketConfig {
 }
 
 /// Connects `user` to `url` from `source_ip`; returns once the welcome
-/// arrived, with the task that serves the connection.
+/// arrived.
 pub async fn open(
     url: &str,
     token: &str,
@@ -53,7 +57,7 @@ pub async fn open(
     user: usize,
     behaviour: Behaviour,
     state: Arc<AgentState>,
-) -> anyhow::Result<(Connection, tokio::task::JoinHandle<()>)> {
+) -> anyhow::Result<Connection> {
     let started = Instant::now();
     let target = url.trim_start_matches("ws://").split('/').next().unwrap_or_default().to_owned();
     let server: SocketAddr =
@@ -71,9 +75,10 @@ pub async fn open(
     }
     state.record_connect(started.elapsed());
     let (orders, mut inbox) = mpsc::channel::<Order>(1024);
-    let task = tokio::spawn(async move {
+    let served = tokio::spawn(async move {
         let (mut tx, mut rx) = ws.split();
         let mut seen = Seen::default();
+        let mut outbox = Outbox::default();
         let mut ping = tokio::time::interval(Duration::from_millis(state.ping_ms));
         ping.tick().await;
         loop {
@@ -81,6 +86,9 @@ pub async fn open(
                 frame = rx.next() => match frame {
                     Some(Ok(Message::Text(text))) => {
                         let Some(frame) = Incoming::parse(&text) else { continue };
+                        if let ("ack" | "error", Some(reference)) = (frame.kind.as_ref(), frame.reference.as_deref()) {
+                            outbox.answered(reference);
+                        }
                         let replies = state.observe(user, &frame, &mut seen, behaviour);
                         for reply in replies {
                             if tx.send(Message::text(reply.to_string())).await.is_err() {
@@ -91,19 +99,20 @@ pub async fn open(
                     Some(Ok(_)) => {}
                     _ => {
                         state.disconnected();
-                        return;
+                        return retries(outbox, &mut inbox);
                     }
                 },
                 order = inbox.recv() => match order {
                     Some(Order::Send(frame)) => {
+                        outbox.sending(&frame);
                         if tx.send(Message::text(frame.to_string())).await.is_err() {
                             state.disconnected();
-                            return;
+                            return retries(outbox, &mut inbox);
                         }
                     }
                     Some(Order::Close) | None => {
                         let _ = tx.send(Message::Close(None)).await;
-                        return;
+                        return retries(outbox, &mut inbox);
                     }
                 },
                 _ = ping.tick(), if behaviour.ping => {
@@ -112,5 +121,16 @@ pub async fn open(
             }
         }
     });
-    Ok((Connection { user, orders }, task))
+    Ok(Connection { user, orders, served })
+}
+
+/// What to send again on the next connection: the unanswered sends, and
+/// those still queued here, which were counted as sent.
+fn retries(mut outbox: Outbox, inbox: &mut mpsc::Receiver<Order>) -> Vec<Value> {
+    while let Ok(order) = inbox.try_recv() {
+        if let Order::Send(frame) = order {
+            outbox.sending(&frame);
+        }
+    }
+    outbox.into_retries()
 }

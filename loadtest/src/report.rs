@@ -127,6 +127,9 @@ fn print_summary(plan: &Plan, r: &Value) {
         ),
     );
     row("sent / acked / errors", format!("{} / {} / {}", c["sent"], c["acked"], c["errors"]));
+    if plan.scenario == Scenario::Reconnect || c["resent"].as_u64().unwrap_or(0) > 0 {
+        row("unacked sent again after reconnect", format!("{}", c["resent"]));
+    }
     row(
         "deliveries (expected, lost)",
         format!("{} ({}, {})", c["deliveries"], r["expected_deliveries"], r["lost_deliveries"]),

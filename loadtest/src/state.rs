@@ -24,6 +24,7 @@ struct Atomics {
     connect_failures: AtomicU64,
     disconnects: AtomicU64,
     sent: AtomicU64,
+    resent: AtomicU64,
     acked: AtomicU64,
     errors: AtomicU64,
     deliveries: AtomicU64,
@@ -112,6 +113,12 @@ impl AgentState {
         self.tick(|t| t.sent += 1);
     }
 
+    /// A send the server had not answered went out again on a new
+    /// connection. Not counted as sent: it is the same message.
+    pub fn resent(&self) {
+        self.n.resent.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// A connection's `sync` after the storm was answered.
     fn synced(&self) {
         self.n.synced.fetch_add(1, Ordering::Relaxed);
@@ -151,6 +158,8 @@ impl AgentState {
                     self.n.marks_acked.fetch_add(1, Ordering::Relaxed);
                 }
                 Some("sync") => self.synced(),
+                // `s…` a first attempt, `r…` a retry after a reconnect
+                // (whose latency is not recorded: it spans the drop).
                 Some(reference) => {
                     self.n.acked.fetch_add(1, Ordering::Relaxed);
                     if self.measuring() {
@@ -220,6 +229,7 @@ impl AgentState {
             connect_failures: get(&n.connect_failures),
             disconnects: get(&n.disconnects),
             sent: get(&n.sent),
+            resent: get(&n.resent),
             acked: get(&n.acked),
             errors: get(&n.errors),
             deliveries: get(&n.deliveries),

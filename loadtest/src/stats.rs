@@ -15,6 +15,10 @@ pub struct Counters {
     pub connect_failures: u64,
     pub disconnects: u64,
     pub sent: u64,
+    /// Unanswered sends sent again after a reconnect (same message, same
+    /// `clientMessageId`); not part of `sent`.
+    #[serde(default)]
+    pub resent: u64,
     pub acked: u64,
     pub errors: u64,
     pub deliveries: u64,
@@ -40,6 +44,7 @@ impl Counters {
         self.connect_failures += o.connect_failures;
         self.disconnects += o.disconnects;
         self.sent += o.sent;
+        self.resent += o.resent;
         self.acked += o.acked;
         self.errors += o.errors;
         self.deliveries += o.deliveries;
