@@ -1,0 +1,1 @@
+target/release/loadtest run churn --connections 2000 --churn-rate 200 --duration 20 --ws-url ws://127.0.0.1:13371/ws,ws://127.0.0.1:14774/ws --http-url http://127.0.0.1:13371 --server-pid 30128 --server-pid 30129 --server-pid 30134 --server-pid 30152 --report bench/results/2026-12-05-cluster-s22/churn.json --charts bench/results/2026-12-05-cluster-s22/churn

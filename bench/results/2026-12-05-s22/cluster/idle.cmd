@@ -1,0 +1,1 @@
+target/release/loadtest run idle --connections 10000 --connect-rate 3000 --duration 15 --ws-url ws://127.0.0.1:12358/ws,ws://127.0.0.1:23359/ws --http-url http://127.0.0.1:12358 --server-pid 29826 --server-pid 29827 --server-pid 29831 --server-pid 29850 --report bench/results/2026-12-05-cluster-s22/idle.json --charts bench/results/2026-12-05-cluster-s22/idle

@@ -1,0 +1,1 @@
+target/release/loadtest run receipts --connections 2000 --group-size 10 --rate 500 --duration 20 --ws-url ws://127.0.0.1:28680/ws,ws://127.0.0.1:26651/ws --http-url http://127.0.0.1:28680 --server-pid 29945 --server-pid 29946 --server-pid 29949 --server-pid 29969 --report bench/results/2026-12-05-cluster-s22/receipts.json --charts bench/results/2026-12-05-cluster-s22/receipts

@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 2 --rate 12000 --duration 20 --ws-url ws://127.0.0.1:10551/ws,ws://127.0.0.1:18081/ws --http-url http://127.0.0.1:10551 --server-pid 29539 --server-pid 29540 --server-pid 29544 --server-pid 29563 --report bench/results/2026-12-05-cluster-s22/throughput.json --charts bench/results/2026-12-05-cluster-s22/throughput

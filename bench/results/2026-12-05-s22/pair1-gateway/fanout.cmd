@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:29666/ws --http-url http://127.0.0.1:29666 --data-dir /tmp/tmp.vhdrOYaaRk --server-pid 31067 --report bench/results/2026-12-05-standalone-s22-pair1/fanout.json --charts bench/results/2026-12-05-standalone-s22-pair1/fanout

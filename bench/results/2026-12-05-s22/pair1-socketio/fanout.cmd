@@ -1,0 +1,1 @@
+node --max-old-space-size=4096 load.js fanout --connections 2000 --group-size 10 --rate 2000 --connect-rate 2000 --duration 20 --url ws://127.0.0.1:24180 --server-pid 31243 --report /work/main/bench/results/2026-12-05-socketio-s22-pair1/fanout.json --redis-pid 31225

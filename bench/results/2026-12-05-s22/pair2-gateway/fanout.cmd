@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:28506/ws --http-url http://127.0.0.1:28506 --data-dir /tmp/tmp.cr4GGJGa6J --server-pid 31328 --report bench/results/2026-12-05-standalone-s22-pair2/fanout.json --charts bench/results/2026-12-05-standalone-s22-pair2/fanout

@@ -1,0 +1,1 @@
+node --max-old-space-size=4096 load.js idle --connections 19000 --connect-rate 3000 --duration 20 --url ws://127.0.0.1:12280 --server-pid 30675 --report /work/main/bench/results/2026-12-05-socketio-s22/idle.json --redis-pid 30657

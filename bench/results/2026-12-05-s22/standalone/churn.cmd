@@ -1,0 +1,1 @@
+target/release/loadtest run churn --connections 2000 --churn-rate 200 --duration 20 --ws-url ws://127.0.0.1:13432/ws --http-url http://127.0.0.1:13432 --data-dir /tmp/tmp.hC9BfugoZA --server-pid 28979 --report bench/results/2026-12-05-standalone-s22/churn.json --charts bench/results/2026-12-05-standalone-s22/churn

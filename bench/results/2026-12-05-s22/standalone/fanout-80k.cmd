@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 8000 --duration 20 --ws-url ws://127.0.0.1:16190/ws --http-url http://127.0.0.1:16190 --data-dir /tmp/tmp.HEIqqf3bDx --server-pid 28660 --report bench/results/2026-12-05-standalone-s22/fanout-80k.json --charts bench/results/2026-12-05-standalone-s22/fanout-80k

@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 100 --rate 6000 --duration 20 --ws-url ws://127.0.0.1:19344/ws --http-url http://127.0.0.1:19344 --data-dir /tmp/tmp.XzEq1khfWv --server-pid 28835 --report bench/results/2026-12-05-standalone-s22/fanout-g100-max.json --charts bench/results/2026-12-05-standalone-s22/fanout-g100-max

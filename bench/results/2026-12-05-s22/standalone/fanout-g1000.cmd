@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 1000 --rate 20 --duration 20 --ws-url ws://127.0.0.1:21985/ws --http-url http://127.0.0.1:21985 --data-dir /tmp/tmp.ClrHI1oNxm --server-pid 28872 --report bench/results/2026-12-05-standalone-s22/fanout-g1000.json --charts bench/results/2026-12-05-standalone-s22/fanout-g1000

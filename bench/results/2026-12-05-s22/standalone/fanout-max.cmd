@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:13679/ws --http-url http://127.0.0.1:13679 --data-dir /tmp/tmp.Ib5kWBqP3S --server-pid 28622 --report bench/results/2026-12-05-standalone-s22/fanout-max.json --charts bench/results/2026-12-05-standalone-s22/fanout-max

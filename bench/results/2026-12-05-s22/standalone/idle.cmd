@@ -1,0 +1,1 @@
+target/release/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:12491/ws --http-url http://127.0.0.1:12491 --data-dir /tmp/tmp.wdIBXGzjY3 --server-pid 28372 --report bench/results/2026-12-05-standalone-s22/idle.json --charts bench/results/2026-12-05-standalone-s22/idle

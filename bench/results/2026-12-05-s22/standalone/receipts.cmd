@@ -1,0 +1,1 @@
+target/release/loadtest run receipts --connections 2000 --group-size 10 --rate 500 --duration 20 --ws-url ws://127.0.0.1:11291/ws --http-url http://127.0.0.1:11291 --data-dir /tmp/tmp.ZMcrzMziBo --server-pid 28942 --report bench/results/2026-12-05-standalone-s22/receipts.json --charts bench/results/2026-12-05-standalone-s22/receipts
