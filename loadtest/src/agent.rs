@@ -100,9 +100,15 @@ pub async fn run(spec: AgentSpec) -> anyhow::Result<()> {
     state.set_measuring(false);
     // Let what is in flight arrive, then leave.
     settle(&state).await;
-    for connection in connections.iter().flatten() {
-        let _ = connection.orders.try_send(Order::Close);
-    }
+    // Each connection counts what it never got as it finishes; one that
+    // does not finish within the bound is left out of that count.
+    let finish = async move {
+        for connection in connections.iter().flatten() {
+            let _ = connection.orders.send(Order::Finish).await;
+        }
+        futures_util::future::join_all(connections.into_iter().flatten().map(|c| c.served)).await;
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(10), finish).await;
     progress.abort();
     emit(&AgentLine::Result { result: Box::new(state.result()) });
     Ok(())

@@ -29,7 +29,11 @@ pub struct Behaviour {
 #[derive(Debug)]
 pub enum Order {
     Send(Value),
+    /// Drop the connection (a storm, churn): what it saw dies with it.
     Close,
+    /// The run is over: count what never arrived ([`Seen::never_arrived`]),
+    /// then close.
+    Finish,
 }
 
 pub struct Connection {
@@ -105,10 +109,22 @@ pub async fn open(
                 order = inbox.recv() => match order {
                     Some(Order::Send(frame)) => {
                         outbox.sending(&frame);
+                        if frame["type"] == "sync" {
+                            for (chat, since) in frame["since"].as_object().into_iter().flatten() {
+                                if let (Ok(chat), Some(since)) = (chat.parse(), since.as_i64()) {
+                                    seen.synced_since(chat, since);
+                                }
+                            }
+                        }
                         if tx.send(Message::text(frame.to_string())).await.is_err() {
                             state.disconnected();
                             return retries(outbox, &mut inbox);
                         }
+                    }
+                    Some(Order::Finish) => {
+                        state.never_arrived(seen.never_arrived());
+                        let _ = tx.send(Message::Close(None)).await;
+                        return retries(outbox, &mut inbox);
                     }
                     Some(Order::Close) | None => {
                         let _ = tx.send(Message::Close(None)).await;

@@ -135,6 +135,7 @@ fn print_summary(plan: &Plan, r: &Value) {
         format!("{} ({}, {})", c["deliveries"], r["expected_deliveries"], r["lost_deliveries"]),
     );
     row("dups / out of order / filled in", format!("{} / {} / {}", c["duplicates"], c["out_of_order"], c["filled_in"]));
+    row("event ids never arrived", format!("{}", c["never_arrived"]));
     row(
         "acked/s, deliveries/s under load",
         format!(

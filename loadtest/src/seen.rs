@@ -26,6 +26,9 @@ pub enum Arrival {
 #[derive(Default)]
 pub struct Seen {
     chats: HashMap<i64, Chat>,
+    /// Chats this connection asked to `sync` from an id: every later id
+    /// must arrive, including those below the first one it happened to see.
+    synced_from: HashMap<i64, i64>,
 }
 
 struct Chat {
@@ -60,6 +63,31 @@ impl Seen {
         } else {
             Arrival::Duplicate
         }
+    }
+}
+
+impl Seen {
+    /// The connection sent `sync` with `since` for `chat`: every id above it
+    /// is owed (PROTOCOL.md: a reconnecting client gets exactly what it
+    /// missed).
+    pub fn synced_since(&mut self, chat: i64, since: i64) {
+        self.synced_from.insert(chat, since + 1);
+    }
+
+    /// How many ids this connection will never have: the gaps left between
+    /// the first and the newest it saw in each chat, and, in a chat it
+    /// synced, those between the sync's start and the first it saw. Ids
+    /// newer than the newest seen are not counted: they may be on their
+    /// way.
+    pub fn never_arrived(&self) -> u64 {
+        self.chats
+            .iter()
+            .map(|(chat, seen)| {
+                let gaps: i64 = seen.missing.iter().map(|(start, end)| end - start + 1).sum();
+                let before_first = self.synced_from.get(chat).map_or(0, |&from| (seen.lowest - from).max(0));
+                (gaps + before_first) as u64
+            })
+            .sum()
     }
 }
 
@@ -110,6 +138,26 @@ mod tests {
             arrivals(&[10, 1, 5, 9, 5, 1, 10, 11]),
             [InOrder, FilledIn, FilledIn, FilledIn, Duplicate, Duplicate, Duplicate, InOrder]
         );
+    }
+
+    #[test]
+    fn what_never_arrived_is_the_gaps_left_and_what_a_sync_owed_below_the_first_seen() {
+        let mut seen = Seen::default();
+        for id in [1, 2, 5, 9, 3] {
+            seen.arrive(1, id);
+        }
+        // Chat 1: 4 and 6..=8 missing; 10 and later may still come.
+        assert_eq!(seen.never_arrived(), 4);
+        seen.synced_since(2, 0);
+        for id in [4, 5] {
+            seen.arrive(2, id);
+        }
+        // Chat 2: synced from the start, so 1..=3 are owed too.
+        assert_eq!(seen.never_arrived(), 7);
+        for id in [1, 2, 3, 4, 6, 7, 8] {
+            seen.arrive(if id <= 3 { 2 } else { 1 }, id);
+        }
+        assert_eq!(seen.never_arrived(), 0);
     }
 
     #[test]

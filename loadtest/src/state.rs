@@ -31,6 +31,7 @@ struct Atomics {
     duplicates: AtomicU64,
     out_of_order: AtomicU64,
     filled_in: AtomicU64,
+    never_arrived: AtomicU64,
     /// Between `go` and `stop`: what arrives then counts toward the rates.
     measuring: AtomicBool,
     acked_in_phase: AtomicU64,
@@ -117,6 +118,11 @@ impl AgentState {
     /// connection. Not counted as sent: it is the same message.
     pub fn resent(&self) {
         self.n.resent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// At the end of the run, ids a connection will never have.
+    pub fn never_arrived(&self, ids: u64) {
+        self.n.never_arrived.fetch_add(ids, Ordering::Relaxed);
     }
 
     /// A connection's `sync` after the storm was answered.
@@ -236,6 +242,7 @@ impl AgentState {
             duplicates: get(&n.duplicates),
             out_of_order: get(&n.out_of_order),
             filled_in: get(&n.filled_in),
+            never_arrived: Some(get(&n.never_arrived)),
             acked_in_phase: get(&n.acked_in_phase),
             deliveries_in_phase: get(&n.deliveries_in_phase),
             marks_acked: get(&n.marks_acked),

@@ -28,6 +28,11 @@ pub struct Counters {
     /// connection: a `sync` filling in under live delivery (PROTOCOL.md 4).
     #[serde(default)]
     pub filled_in: u64,
+    /// Event ids that never arrived on connections open at the end: gaps
+    /// never filled, and what a `sync` owed that did not come. `None` in
+    /// reports from before it was counted (2026-12-05).
+    #[serde(default)]
+    pub never_arrived: Option<u64>,
     /// Acks and deliveries that arrived during the measured phase.
     #[serde(default)]
     pub acked_in_phase: u64,
@@ -51,6 +56,10 @@ impl Counters {
         self.duplicates += o.duplicates;
         self.out_of_order += o.out_of_order;
         self.filled_in += o.filled_in;
+        self.never_arrived = match (self.never_arrived, o.never_arrived) {
+            (None, None) => None,
+            (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+        };
         self.acked_in_phase += o.acked_in_phase;
         self.deliveries_in_phase += o.deliveries_in_phase;
         self.marks_acked += o.marks_acked;

@@ -16,13 +16,14 @@ pub struct SummaryArgs {
     folders: Vec<PathBuf>,
 }
 
-const HEADER: [&str; 13] = [
+const HEADER: [&str; 14] = [
     "run",
     "connected",
     "connect p99 ms",
     "acked/s",
     "delivered/s",
     "lost/dup/ooo",
+    "never arrived",
     "unacked",
     "ack p99 ms",
     "delivery p99 ms",
@@ -92,6 +93,7 @@ fn read(path: &Path, with_folder: bool) -> Option<Vec<String>> {
             count("duplicates"),
             count("out_of_order")
         ),
+        counters["never_arrived"].as_u64().map_or("–".to_owned(), |n| n.to_string()),
         count("sent").saturating_sub(count("acked")).to_string(),
         p99("send_to_ack"),
         p99("send_to_delivery"),
@@ -141,7 +143,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("loadtest-summary-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let report = serde_json::json!({
-            "counters": {"connected": 2000, "sent": 40_000, "acked": 39_996, "duplicates": 1, "out_of_order": 2},
+            "counters": {"connected": 2000, "sent": 40_000, "acked": 39_996, "duplicates": 1, "out_of_order": 2, "never_arrived": 5},
             "lost_deliveries": 3,
             "messages_acked_per_second": 1999.6,
             "deliveries_per_second": 19996.2,
@@ -154,9 +156,29 @@ mod tests {
         let row = read(&dir.join("ack-latency.json"), false).expect("a report");
         assert_eq!(
             row,
-            ["ack-latency", "2000", "21.8", "2000", "19996", "3/1/2", "4", "7.8", "7.9", "–", "7.50", "31.71", "12"]
+            [
+                "ack-latency",
+                "2000",
+                "21.8",
+                "2000",
+                "19996",
+                "3/1/2",
+                "5",
+                "4",
+                "7.8",
+                "7.9",
+                "–",
+                "7.50",
+                "31.71",
+                "12"
+            ]
         );
         assert!(read(&dir.join("other.json"), false).is_none());
+        // A report from before the count says so, not zero.
+        let mut older = report.clone();
+        older["counters"].as_object_mut().expect("counters").remove("never_arrived");
+        std::fs::write(dir.join("older.json"), older.to_string()).expect("write");
+        assert_eq!(read(&dir.join("older.json"), false).expect("a report")[6], "–");
         let printed = table(&[HEADER.map(str::to_owned).to_vec(), row]);
         let lines: Vec<&str> = printed.lines().collect();
         assert_eq!(lines.len(), 2);
