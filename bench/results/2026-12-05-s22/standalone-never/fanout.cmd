@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:26533/ws --http-url http://127.0.0.1:26533 --data-dir /tmp/tmp.GOwuLJHDzc --server-pid 12593 --report bench/results/2026-12-05-standalone-s22-never/fanout.json --charts bench/results/2026-12-05-standalone-s22-never/fanout
