@@ -5,8 +5,10 @@
 //! not cancel-safe, so nothing else touches it) and handles the client's
 //! frames one at a time, which keeps each sender's commands in order. The
 //! writer (`writer`) owns the write half and drains the connection's bounded
-//! outbound queue; pongs and close replies go through it too. Both run in
-//! the connection's one task, joined, so a connection costs one task.
+//! outbound queue; WebSocket pongs and close replies go through it too. The
+//! reader's text replies (`pong`, `error`) are written at once while
+//! nothing is queued (`ClientHandle::reply_from_reader`). Both run in the
+//! connection's one task, joined, so a connection costs one task.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -236,7 +238,7 @@ impl Reader<'_> {
                 }
                 OpCode::Binary => {
                     let refusal = Refusal::bad_request("binary frames are not part of the protocol; send JSON text");
-                    self.reply(Outbound::frame("error", render::error(&None, &refusal, None))).await;
+                    self.reply_text("error", render::error(&None, &refusal, None)).await;
                 }
                 OpCode::Ping => {
                     self.handle.touch(now_ms());
@@ -257,8 +259,13 @@ impl Reader<'_> {
         let _ = self.handle.push_wait(item).await;
     }
 
+    /// A text reply, written at once if nothing is queued before it.
+    async fn reply_text(&self, kind: &'static str, frame: bytes::Bytes) {
+        let _ = self.handle.reply_from_reader(kind, frame).await;
+    }
+
     async fn refuse(&self, reference: &Ref, refusal: &Refusal, chat: Option<ChatId>) {
-        self.reply(Outbound::frame("error", render::error(reference, refusal, chat))).await;
+        self.reply_text("error", render::error(reference, refusal, chat)).await;
     }
 
     async fn on_text(&mut self, text: &[u8]) {
@@ -274,7 +281,7 @@ impl Reader<'_> {
             Request::Ping => {
                 metrics::counter!("chat_frames_in_total", "type" => "ping").increment(1);
                 self.handle.touch(now_ms());
-                self.reply(Outbound::frame("pong", render::pong(&reference, now_ms()))).await;
+                self.reply_text("pong", render::pong(&reference, now_ms())).await;
             }
             Request::Command(command) => {
                 metrics::counter!("chat_frames_in_total", "type" => command.label()).increment(1);

@@ -70,3 +70,50 @@ async fn a_frame_over_64_kib_closes_with_1009() {
     alice.send_raw(Message::text("x".repeat(limit + 1))).await;
     assert_eq!(alice.ended().await, Ended::Closed(1009));
 }
+
+/// The reader's replies leave in the order of the frames they answer,
+/// whether each is written to the socket at once (text replies, while
+/// nothing is queued) or queued behind another (a WebSocket pong).
+#[tokio::test]
+async fn replies_keep_the_order_of_the_frames_they_answer() {
+    use futures_util::StreamExt;
+
+    let server = TestServer::start().await;
+    let mut alice = server.connect("alice").await;
+    let mut expected = Vec::new();
+    for i in 0..300 {
+        match i % 3 {
+            0 => {
+                alice.send(json!({"type": "ping", "ref": i})).await;
+                expected.push(format!("pong {i}"));
+            }
+            1 => {
+                alice.send(json!({"type": "teleport", "ref": i})).await;
+                expected.push(format!("error {i}"));
+            }
+            _ => {
+                alice.send_raw(Message::Ping(i.to_string().into_bytes().into())).await;
+                expected.push(format!("control {i}"));
+            }
+        }
+    }
+    let mut answered = Vec::new();
+    while answered.len() < expected.len() {
+        let message = tokio::time::timeout(std::time::Duration::from_secs(10), alice.ws.next())
+            .await
+            .expect("a reply within 10 s")
+            .expect("the connection open")
+            .expect("a frame");
+        match message {
+            Message::Text(text) => {
+                let frame: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+                answered.push(format!("{} {}", frame["type"].as_str().unwrap_or("?"), frame["ref"]));
+            }
+            Message::Pong(payload) => {
+                answered.push(format!("control {}", String::from_utf8_lossy(&payload)));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(answered, expected);
+}
