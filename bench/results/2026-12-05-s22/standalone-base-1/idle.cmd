@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-base /tmp/build-base/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:20658/ws --http-url http://127.0.0.1:20658 --data-dir /tmp/tmp.Fj1sp5cTZD --server-pid 22986 --report bench/results/2026-12-05-standalone-s22-base-1/idle.json --charts bench/results/2026-12-05-standalone-s22-base-1/idle

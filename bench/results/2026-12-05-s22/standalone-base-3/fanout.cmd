@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-base /tmp/build-base/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:12013/ws --http-url http://127.0.0.1:12013 --data-dir /tmp/tmp.h1PZ3CE5Oe --server-pid 23835 --report bench/results/2026-12-05-standalone-s22-base-3/fanout.json --charts bench/results/2026-12-05-standalone-s22-base-3/fanout

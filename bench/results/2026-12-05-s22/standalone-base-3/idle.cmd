@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-base /tmp/build-base/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:13018/ws --http-url http://127.0.0.1:13018 --data-dir /tmp/tmp.v6zYH7ICcI --server-pid 23702 --report bench/results/2026-12-05-standalone-s22-base-3/idle.json --charts bench/results/2026-12-05-standalone-s22-base-3/idle

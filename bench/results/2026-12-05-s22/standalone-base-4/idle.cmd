@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-base /tmp/build-base/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:32205/ws --http-url http://127.0.0.1:32205 --data-dir /tmp/tmp.KR210tgOLc --server-pid 24575 --report bench/results/2026-12-05-standalone-s22-base-4/idle.json --charts bench/results/2026-12-05-standalone-s22-base-4/idle

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-base /tmp/build-base/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:16106/ws --http-url http://127.0.0.1:16106 --data-dir /tmp/tmp.lOcfxJSlSd --server-pid 24833 --report bench/results/2026-12-05-standalone-s22-base-5/idle.json --charts bench/results/2026-12-05-standalone-s22-base-5/idle

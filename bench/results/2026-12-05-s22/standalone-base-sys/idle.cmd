@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-base /tmp/build-base/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:28169/ws --http-url http://127.0.0.1:28169 --data-dir /tmp/tmp.Qi2GRvufBe --server-pid 25353 --report bench/results/2026-12-05-standalone-s22-base-sys/idle.json --charts bench/results/2026-12-05-standalone-s22-base-sys/idle

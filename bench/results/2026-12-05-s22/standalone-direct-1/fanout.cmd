@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-direct /tmp/build-base/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:11108/ws --http-url http://127.0.0.1:11108 --data-dir /tmp/tmp.LZcp4LLiPm --server-pid 23294 --report bench/results/2026-12-05-standalone-s22-direct-1/fanout.json --charts bench/results/2026-12-05-standalone-s22-direct-1/fanout

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-direct /tmp/build-base/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:19496/ws --http-url http://127.0.0.1:19496 --data-dir /tmp/tmp.7GV4r6ZY7k --server-pid 23181 --report bench/results/2026-12-05-standalone-s22-direct-1/idle.json --charts bench/results/2026-12-05-standalone-s22-direct-1/idle

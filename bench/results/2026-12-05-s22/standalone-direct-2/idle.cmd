@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-direct /tmp/build-base/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:27544/ws --http-url http://127.0.0.1:27544 --data-dir /tmp/tmp.OHDERnTSDk --server-pid 23538 --report bench/results/2026-12-05-standalone-s22-direct-2/idle.json --charts bench/results/2026-12-05-standalone-s22-direct-2/idle

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-direct /tmp/build-base/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:19953/ws --http-url http://127.0.0.1:19953 --data-dir /tmp/tmp.klod6x99uw --server-pid 23916 --report bench/results/2026-12-05-standalone-s22-direct-3/idle.json --charts bench/results/2026-12-05-standalone-s22-direct-3/idle

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-direct /tmp/build-base/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:19850/ws --http-url http://127.0.0.1:19850 --data-dir /tmp/tmp.AUXFuM8ICX --server-pid 24377 --report bench/results/2026-12-05-standalone-s22-direct-4/idle.json --charts bench/results/2026-12-05-standalone-s22-direct-4/idle

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-direct /tmp/build-base/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:21034/ws --http-url http://127.0.0.1:21034 --data-dir /tmp/tmp.5gv29wCxSu --server-pid 24704 --report bench/results/2026-12-05-standalone-s22-direct-5/idle.json --charts bench/results/2026-12-05-standalone-s22-direct-5/idle

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-direct /tmp/build-base/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:14997/ws --http-url http://127.0.0.1:14997 --data-dir /tmp/tmp.nBv3RxNf4u --server-pid 25430 --report bench/results/2026-12-05-standalone-s22-direct-sys/idle.json --charts bench/results/2026-12-05-standalone-s22-direct-sys/idle
