@@ -5,8 +5,8 @@
 //! not cancel-safe, so nothing else touches it) and handles the client's
 //! frames one at a time, which keeps each sender's commands in order. The
 //! writer (`writer`) owns the write half and drains the connection's bounded
-//! outbound queue; WebSocket pongs and close replies go through it too. The
-//! reader's text replies (`pong`, `error`) are written at once while
+//! outbound queue; close replies go through it too. The reader's other
+//! replies (`pong`, `error`, and WebSocket pongs) are written at once while
 //! nothing is queued (`ClientHandle::reply_from_reader`). Both run in the
 //! connection's one task, joined, so a connection costs one task.
 
@@ -242,7 +242,7 @@ impl Reader<'_> {
                 }
                 OpCode::Ping => {
                     self.handle.touch(now_ms());
-                    self.reply(Outbound::Pong(frame.payload.to_vec().into_boxed_slice())).await;
+                    let _ = self.handle.pong_from_reader(frame.payload.to_vec().into_boxed_slice()).await;
                 }
                 OpCode::Pong => {}
                 OpCode::Close => {

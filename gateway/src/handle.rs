@@ -203,13 +203,30 @@ impl ClientHandle {
     /// same system calls (docs/benchmarks-journal.md, twenty-second
     /// session).
     pub async fn reply_from_reader(&self, kind: &'static str, frame: bytes::Bytes) -> Result<(), Rejected> {
-        let encoded = matches!(self.write_state().defer_reply(kind, &frame), Deferred::Encoded { .. });
-        if encoded {
-            // With anything the fan-out deferred to this connection before it.
-            self.write_deferred();
-            return if self.is_closed() { Err(Rejected::Closed) } else { Ok(()) };
+        match self.write_if_idle(|state| state.defer_reply(kind, &frame)) {
+            Some(written) => written,
+            None => self.push_wait(Outbound::frame(kind, frame)).await,
         }
-        self.push_wait(Outbound::frame(kind, frame)).await
+    }
+
+    /// The pong owed to a WebSocket Ping, the same way.
+    pub async fn pong_from_reader(&self, payload: Box<[u8]>) -> Result<(), Rejected> {
+        match self.write_if_idle(|state| state.defer_control_pong(&payload)) {
+            Some(written) => written,
+            None => self.push_wait(Outbound::Pong(payload)).await,
+        }
+    }
+
+    /// Encodes with `defer` and writes at once, or `None` if the writer
+    /// must take it.
+    fn write_if_idle(&self, defer: impl FnOnce(&mut WriteState) -> Deferred) -> Option<Result<(), Rejected>> {
+        let encoded = matches!(defer(&mut self.write_state()), Deferred::Encoded { .. });
+        if !encoded {
+            return None;
+        }
+        // With anything the fan-out deferred to this connection before it.
+        self.write_deferred();
+        Some(if self.is_closed() { Err(Rejected::Closed) } else { Ok(()) })
     }
 
     /// Queues `item`, waiting for room: for the connection's own replies,

@@ -138,6 +138,16 @@ impl WriteState {
         self.encode(kind, frame)
     }
 
+    /// Encodes the pong owed to a WebSocket Ping if the writer is idle.
+    pub fn defer_control_pong(&mut self, payload: &[u8]) -> Deferred {
+        if self.socket.is_none() || self.writer_busy {
+            return Deferred::Queue;
+        }
+        let first = self.deferred.is_empty();
+        append_frame(&mut self.deferred, Frame::pong(Payload::Borrowed(payload)));
+        Deferred::Encoded { first }
+    }
+
     fn encode(&mut self, kind: &'static str, payload: &[u8]) -> Deferred {
         frame_metrics::frame_out(kind);
         let first = self.deferred.is_empty();

@@ -72,8 +72,9 @@ async fn a_frame_over_64_kib_closes_with_1009() {
 }
 
 /// The reader's replies leave in the order of the frames they answer,
-/// whether each is written to the socket at once (text replies, while
-/// nothing is queued) or queued behind another (a WebSocket pong).
+/// whether each is written to the socket at once (pongs and errors, while
+/// nothing is queued) or goes through the writer (a `sync`'s ack), and
+/// whatever the writer still holds when the next one comes.
 #[tokio::test]
 async fn replies_keep_the_order_of_the_frames_they_answer() {
     use futures_util::StreamExt;
@@ -81,8 +82,12 @@ async fn replies_keep_the_order_of_the_frames_they_answer() {
     let server = TestServer::start().await;
     let mut alice = server.connect("alice").await;
     let mut expected = Vec::new();
-    for i in 0..300 {
-        match i % 3 {
+    for i in 0..400 {
+        match i % 4 {
+            3 => {
+                alice.send(json!({"type": "sync", "ref": i, "since": {}})).await;
+                expected.push(format!("ack {i}"));
+            }
             0 => {
                 alice.send(json!({"type": "ping", "ref": i})).await;
                 expected.push(format!("pong {i}"));
