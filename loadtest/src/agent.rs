@@ -23,7 +23,8 @@ fn emit(line: &AgentLine) {
 
 pub async fn run(spec: AgentSpec) -> anyhow::Result<()> {
     let plan = &spec.plan;
-    let state = Arc::new(AgentState::new(plan.ping_ms, plan.heartbeat_timeout_ms, spec.user_prefix.clone()));
+    let state =
+        Arc::new(AgentState::new(plan.ping_ms, plan.ws_pings, plan.heartbeat_timeout_ms, spec.user_prefix.clone()));
     let auth = shared::auth::Authenticator::new(spec.secret.as_bytes());
     let exp = (shared::clock::now_ms() / 1000) as u64 + 86_400;
     let token = |n: usize| auth.mint(&spec.user(n), exp);

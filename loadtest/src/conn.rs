@@ -132,7 +132,12 @@ pub async fn open(
                     }
                 },
                 _ = ping.tick(), if behaviour.ping => {
-                    let _ = tx.send(Message::text(json!({"type": "ping"}).to_string())).await;
+                    let ping = if state.ws_pings {
+                        Message::Ping(Default::default())
+                    } else {
+                        Message::text(json!({"type": "ping"}).to_string())
+                    };
+                    let _ = tx.send(ping).await;
                 }
             }
         }

@@ -70,6 +70,11 @@ pub struct Plan {
     /// Ping interval in ms.
     #[arg(long, default_value_t = 10_000)]
     pub ping_ms: u64,
+    /// Ping with WebSocket Ping frames, as many native client libraries
+    /// do, instead of the protocol's JSON `ping`.
+    #[arg(long)]
+    #[serde(default)]
+    pub ws_pings: bool,
     /// The server's HEARTBEAT_TIMEOUT_MS (silent: the bound to measure
     /// against).
     #[arg(long, default_value_t = 20_000)]

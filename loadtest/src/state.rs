@@ -43,6 +43,8 @@ struct Atomics {
 
 pub struct AgentState {
     pub ping_ms: u64,
+    /// Ping with WebSocket Ping frames instead of JSON `ping`s.
+    pub ws_pings: bool,
     pub started: Instant,
     pub user_prefix: String,
     n: Atomics,
@@ -59,9 +61,10 @@ pub struct AgentState {
 }
 
 impl AgentState {
-    pub fn new(ping_ms: u64, heartbeat_timeout_ms: u64, user_prefix: String) -> Self {
+    pub fn new(ping_ms: u64, ws_pings: bool, heartbeat_timeout_ms: u64, user_prefix: String) -> Self {
         AgentState {
             ping_ms,
+            ws_pings,
             started: Instant::now(),
             user_prefix,
             n: Atomics::default(),

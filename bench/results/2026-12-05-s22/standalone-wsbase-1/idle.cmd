@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-wsbase /tmp/build-wsdirect/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:22216/ws --http-url http://127.0.0.1:22216 --data-dir /tmp/tmp.LpE8VM8Lcy --server-pid 19832 --ws-pings --report bench/results/2026-12-05-standalone-s22-wsbase-1/idle.json --charts bench/results/2026-12-05-standalone-s22-wsbase-1/idle

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-wsbase /tmp/build-wsdirect/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:15599/ws --http-url http://127.0.0.1:15599 --data-dir /tmp/tmp.K8nmHXvIxb --server-pid 20111 --ws-pings --report bench/results/2026-12-05-standalone-s22-wsbase-3/idle.json --charts bench/results/2026-12-05-standalone-s22-wsbase-3/idle
