@@ -119,7 +119,7 @@ impl WriteState {
     /// Encodes `event` into the deferred bytes if the writer is idle and
     /// its chat is not held.
     pub fn defer(&mut self, event: &RenderedEvent) -> Deferred {
-        if self.socket.is_none() || self.writer_busy || self.cursors.holds_any() {
+        if !self.writer_idle() || self.cursors.holds_any() {
             return Deferred::Queue;
         }
         if !self.cursors.admit(event.chat, event.id) {
@@ -132,7 +132,7 @@ impl WriteState {
     /// Encodes a reply into the deferred bytes if the writer is idle.
     /// Replies are never held, so a `sync` in progress does not matter.
     pub fn defer_reply(&mut self, kind: &'static str, frame: &[u8]) -> Deferred {
-        if self.socket.is_none() || self.writer_busy {
+        if !self.writer_idle() {
             return Deferred::Queue;
         }
         self.encode(kind, frame)
@@ -140,18 +140,25 @@ impl WriteState {
 
     /// Encodes the pong owed to a WebSocket Ping if the writer is idle.
     pub fn defer_control_pong(&mut self, payload: &[u8]) -> Deferred {
-        if self.socket.is_none() || self.writer_busy {
+        if !self.writer_idle() {
             return Deferred::Queue;
         }
-        let first = self.deferred.is_empty();
-        append_frame(&mut self.deferred, Frame::pong(Payload::Borrowed(payload)));
-        Deferred::Encoded { first }
+        self.append(Frame::pong(Payload::Borrowed(payload)))
+    }
+
+    /// The rule that lets anyone but the writer write the socket.
+    fn writer_idle(&self) -> bool {
+        self.socket.is_some() && !self.writer_busy
     }
 
     fn encode(&mut self, kind: &'static str, payload: &[u8]) -> Deferred {
         frame_metrics::frame_out(kind);
+        self.append(Frame::text(Payload::Borrowed(payload)))
+    }
+
+    fn append(&mut self, frame: Frame<'_>) -> Deferred {
         let first = self.deferred.is_empty();
-        append_frame(&mut self.deferred, Frame::text(Payload::Borrowed(payload)));
+        append_frame(&mut self.deferred, frame);
         Deferred::Encoded { first }
     }
 
