@@ -152,6 +152,8 @@ pub struct Store {
     /// The pool history, summaries and sync read from.
     reader: AnyPool,
     backend: Backend,
+    /// SQLite's only: whether a checkpoint has anything to copy.
+    log: std::sync::Arc<checkpoint::LogWatch>,
 }
 
 impl Store {

@@ -4,7 +4,7 @@
 use std::ops::ControlFlow;
 use std::time::Duration;
 
-use shared::store::Store;
+use shared::store::{Checkpointed, Store};
 use tokio_util::sync::CancellationToken;
 
 /// Checkpoints every `every` until `stop` is cancelled; returns at once on
@@ -13,10 +13,11 @@ pub async fn run(store: Store, every: Duration, stop: CancellationToken) {
     let store = &store;
     shared::periodic::every_until_stopped(every, stop, move || async move {
         match store.checkpoint().await {
-            Ok(Some(done)) => {
-                tracing::trace!(log_pages = done.log_pages, copied_pages = done.copied_pages, "checkpoint");
+            Ok(Some(Checkpointed::Ran { log_pages, copied_pages })) => {
+                tracing::trace!(log_pages, copied_pages, "checkpoint");
                 ControlFlow::Continue(())
             }
+            Ok(Some(Checkpointed::NothingNew)) => ControlFlow::Continue(()),
             Ok(None) => ControlFlow::Break(()),
             Err(e) => {
                 tracing::warn!(error = %e, "checkpointing the SQLite log failed; will retry");

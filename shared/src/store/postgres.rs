@@ -42,7 +42,7 @@ pub(super) async fn open(url: &str) -> Result<Store, StoreError> {
         .connect(url)
         .await?;
     migrate(&pool).await?;
-    Ok(Store { writer: pool.clone(), reader: pool, backend: Backend::Postgres })
+    Ok(Store { writer: pool.clone(), reader: pool, backend: Backend::Postgres, log: Default::default() })
 }
 
 pub(super) async fn migrate(pool: &AnyPool) -> Result<(), StoreError> {

@@ -5,9 +5,11 @@
 //! documented in docs/architecture.md).
 
 use std::path::Path;
+use std::sync::Arc;
 
 use sqlx::AnyPool;
 
+use super::checkpoint::LogWatch;
 use super::{pool_options, Backend, Store, StoreError};
 
 /// A binary older than the schema (a rollback, or an old pod during a
@@ -47,8 +49,15 @@ pub(super) async fn open(url: &str) -> Result<Store, StoreError> {
         }
     }
     let url = if url.contains('?') { url.to_owned() } else { format!("{url}?mode=rwc") };
-    let writer = sqlite_pool_options(1)
-        .after_connect(|conn, _| Box::pin(async move { writer_pragmas(conn).await }))
+    let log = Arc::new(LogWatch::default());
+    let writer = watched_by(sqlite_pool_options(1), &log)
+        .after_connect({
+            let log = log.clone();
+            move |conn, _| {
+                log.mark_written();
+                Box::pin(async move { writer_pragmas(conn).await })
+            }
+        })
         .connect(&url)
         .await?;
     migrate(&writer).await?;
@@ -56,7 +65,23 @@ pub(super) async fn open(url: &str) -> Result<Store, StoreError> {
         .after_connect(|conn, _| Box::pin(async move { pragmas(conn).await }))
         .connect(&url)
         .await?;
-    Ok(Store { writer, reader, backend: Backend::Sqlite })
+    Ok(Store { writer, reader, backend: Backend::Sqlite, log })
+}
+
+/// The writer's pool marks `log` whenever its connection is handed out or
+/// comes back (`LogWatch` says why both); a new connection is marked by
+/// `after_connect`, which runs instead of `before_acquire`.
+fn watched_by(options: sqlx::any::AnyPoolOptions, log: &Arc<LogWatch>) -> sqlx::any::AnyPoolOptions {
+    let (acquired, released) = (log.clone(), log.clone());
+    options
+        .before_acquire(move |_, _| {
+            acquired.mark_written();
+            Box::pin(async { Ok(true) })
+        })
+        .after_release(move |_, _| {
+            released.mark_written();
+            Box::pin(async { Ok(true) })
+        })
 }
 
 async fn pragmas(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {

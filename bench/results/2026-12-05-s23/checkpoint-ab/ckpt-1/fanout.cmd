@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-ckpt /tmp/build-base/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:18292/ws --http-url http://127.0.0.1:18292 --data-dir /tmp/tmp.jOhMZWhozz --server-pid 22106 --report bench/results/2026-12-05-standalone-s23-ckpt-1/fanout.json --charts bench/results/2026-12-05-standalone-s23-ckpt-1/fanout

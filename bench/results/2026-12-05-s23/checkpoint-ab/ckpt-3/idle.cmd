@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-ckpt /tmp/build-base/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:16669/ws --http-url http://127.0.0.1:16669 --data-dir /tmp/tmp.FIHFdo9vPS --server-pid 23024 --report bench/results/2026-12-05-standalone-s23-ckpt-3/idle.json --charts bench/results/2026-12-05-standalone-s23-ckpt-3/idle
