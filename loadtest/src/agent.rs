@@ -11,7 +11,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
 
 use crate::conn::{self, Behaviour, Connection, Order};
-use crate::plan::{AgentSpec, Scenario};
+use crate::plan::{AgentSpec, Scenario, SyncFrom};
+use crate::seen::Seen;
 use crate::state::{now_us, AgentState};
 use crate::stats::AgentLine;
 
@@ -62,7 +63,9 @@ pub async fn run(spec: AgentSpec) -> anyhow::Result<()> {
         if plan.scenario == Scenario::Silent && !behaviour.ping {
             state.silent_since.lock().unwrap_or_else(|e| e.into_inner()).insert(spec.user(n), now_us());
         }
-        pending.push(tokio::spawn(async move { conn::open(&url, &token, &source, n, behaviour, state).await }));
+        pending.push(tokio::spawn(async move {
+            conn::open(&url, &token, &source, n, behaviour, state, Seen::default()).await
+        }));
     }
     for opened in pending {
         match opened.await {
@@ -178,7 +181,8 @@ async fn send_messages(
 }
 
 /// Every connection drops at once and reconnects with `sync`; records the
-/// time from the drop to the sync's ack. As a client would, each sends
+/// time from the drop to the sync's ack. As a client would, each syncs
+/// from the newest event it saw (unless `--sync-from start`) and sends
 /// again what the server had not acknowledged before the drop.
 async fn storm(
     spec: &AgentSpec,
@@ -197,17 +201,25 @@ async fn storm(
         let (state, url, token, source) =
             (state.clone(), spec.plan.ws_url[n % spec.plan.ws_url.len()].clone(), token(n), spec.source_ip.clone());
         let chat = spec.chats.get(n / spec.plan.group_size.max(1)).copied();
+        let sync_from = spec.plan.sync_from;
         back.push(tokio::spawn(async move {
             // A full queue refused the close above; this one waits its turn.
             let _ = old.orders.send(Order::Close).await;
-            let retries = old.served.await.unwrap_or_default();
+            let left = old.served.await.unwrap_or_default();
+            let (seen, since) = match sync_from {
+                SyncFrom::Newest => {
+                    let since = chat.map_or(0, |chat| left.seen.resume_from(chat));
+                    (left.seen, since)
+                }
+                SyncFrom::Start => (Seen::default(), 0),
+            };
             let behaviour = Behaviour { ping: true, mark: false };
-            let connection = conn::open(&url, &token, &source, n, behaviour, state.clone()).await?;
+            let connection = conn::open(&url, &token, &source, n, behaviour, state.clone(), seen).await?;
             if let Some(chat) = chat {
-                let since = json!({ chat.to_string(): 0 });
+                let since = json!({ chat.to_string(): since });
                 connection.orders.send(Order::Send(json!({"type": "sync", "ref": "sync", "since": since}))).await?;
             }
-            for frame in retries {
+            for frame in left.retries {
                 connection.orders.send(Order::Send(frame)).await?;
                 state.resent();
             }
@@ -240,7 +252,7 @@ async fn churn(
                 let Some(old) = connections[slot].take() else { continue };
                 let _ = old.orders.send(Order::Close).await;
                 let n = old.user;
-                match conn::open(&url_of(n), &token(n), &spec.source_ip, n, Behaviour { ping: true, mark: false }, state.clone()).await {
+                match conn::open(&url_of(n), &token(n), &spec.source_ip, n, Behaviour { ping: true, mark: false }, state.clone(), Seen::default()).await {
                     Ok(connection) => connections[slot] = Some(connection),
                     Err(_) => state.connect_failed(),
                 }

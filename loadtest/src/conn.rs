@@ -29,7 +29,7 @@ pub struct Behaviour {
 #[derive(Debug)]
 pub enum Order {
     Send(Value),
-    /// Drop the connection (a storm, churn): what it saw dies with it.
+    /// Drop the connection (a storm, churn).
     Close,
     /// The run is over: count what never arrived ([`Seen::never_arrived`]),
     /// then close.
@@ -39,9 +39,19 @@ pub enum Order {
 pub struct Connection {
     pub user: usize,
     pub orders: mpsc::Sender<Order>,
-    /// Ends with the sends the server had not answered when the connection
-    /// closed or dropped, ready to send again ([`Outbox`]).
-    pub served: tokio::task::JoinHandle<Vec<Value>>,
+    /// Ends with what the next connection of the same client carries on
+    /// from.
+    pub served: tokio::task::JoinHandle<Leftover>,
+}
+
+/// What a connection leaves its client when it closes or drops.
+#[derive(Default)]
+pub struct Leftover {
+    /// The sends the server had not answered, ready to send again
+    /// ([`Outbox`]).
+    pub retries: Vec<Value>,
+    /// The event ids it received, from which the client's `sync` resumes.
+    pub seen: Seen,
 }
 
 /// tungstenite zero-fills its whole read buffer (128 KiB by default) before
@@ -53,7 +63,9 @@ fn socket_config() -> WebSocketConfig {
 }
 
 /// Connects `user` to `url` from `source_ip`; returns once the welcome
-/// arrived.
+/// arrived. `seen` is what the client held before (a reconnect), or
+/// nothing.
+#[allow(clippy::too_many_arguments)]
 pub async fn open(
     url: &str,
     token: &str,
@@ -61,6 +73,7 @@ pub async fn open(
     user: usize,
     behaviour: Behaviour,
     state: Arc<AgentState>,
+    mut seen: Seen,
 ) -> anyhow::Result<Connection> {
     let started = Instant::now();
     let target = url.trim_start_matches("ws://").split('/').next().unwrap_or_default().to_owned();
@@ -81,7 +94,6 @@ pub async fn open(
     let (orders, mut inbox) = mpsc::channel::<Order>(1024);
     let served = tokio::spawn(async move {
         let (mut tx, mut rx) = ws.split();
-        let mut seen = Seen::default();
         let mut outbox = Outbox::default();
         let mut ping = tokio::time::interval(Duration::from_millis(state.ping_ms));
         ping.tick().await;
@@ -103,7 +115,7 @@ pub async fn open(
                     Some(Ok(_)) => {}
                     _ => {
                         state.disconnected();
-                        return retries(outbox, &mut inbox);
+                        return leftover(outbox, &mut inbox, seen);
                     }
                 },
                 order = inbox.recv() => match order {
@@ -118,17 +130,17 @@ pub async fn open(
                         }
                         if tx.send(Message::text(frame.to_string())).await.is_err() {
                             state.disconnected();
-                            return retries(outbox, &mut inbox);
+                            return leftover(outbox, &mut inbox, seen);
                         }
                     }
                     Some(Order::Finish) => {
                         state.never_arrived(seen.never_arrived());
                         let _ = tx.send(Message::Close(None)).await;
-                        return retries(outbox, &mut inbox);
+                        return leftover(outbox, &mut inbox, seen);
                     }
                     Some(Order::Close) | None => {
                         let _ = tx.send(Message::Close(None)).await;
-                        return retries(outbox, &mut inbox);
+                        return leftover(outbox, &mut inbox, seen);
                     }
                 },
                 _ = ping.tick(), if behaviour.ping => {
@@ -145,13 +157,13 @@ pub async fn open(
     Ok(Connection { user, orders, served })
 }
 
-/// What to send again on the next connection: the unanswered sends, and
-/// those still queued here, which were counted as sent.
-fn retries(mut outbox: Outbox, inbox: &mut mpsc::Receiver<Order>) -> Vec<Value> {
+/// What the next connection carries on from. Its sends are the unanswered
+/// ones and those still queued here, which were counted as sent.
+fn leftover(mut outbox: Outbox, inbox: &mut mpsc::Receiver<Order>, seen: Seen) -> Leftover {
     while let Ok(order) = inbox.try_recv() {
         if let Order::Send(frame) = order {
             outbox.sending(&frame);
         }
     }
-    outbox.into_retries()
+    Leftover { retries: outbox.into_retries(), seen }
 }

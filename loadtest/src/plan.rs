@@ -21,6 +21,21 @@ pub enum Scenario {
     Reconnect,
 }
 
+/// Where a reconnecting client's `sync` starts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncFrom {
+    /// After the newest event id the client saw, as a client does: the
+    /// replay is exactly what it missed, so anything repeated, skipped or
+    /// out of order counts.
+    #[default]
+    Newest,
+    /// From the chat's start: every client replays the chat's whole
+    /// history, a heavier storm (every `reconnect` run before the
+    /// twenty-third session, 2026-12-05).
+    Start,
+}
+
 impl Scenario {
     /// Whether the measured phase sends messages and counts deliveries.
     pub fn measures_deliveries(self) -> bool {
@@ -67,6 +82,10 @@ pub struct Plan {
     /// Connects (and as many disconnects) per second, in total (churn).
     #[arg(long, default_value_t = 100)]
     pub churn_rate: u64,
+    /// Where each client's `sync` starts after the storm (reconnect).
+    #[arg(long, value_enum, default_value_t = SyncFrom::Newest)]
+    #[serde(default)]
+    pub sync_from: SyncFrom,
     /// Ping interval in ms.
     #[arg(long, default_value_t = 10_000)]
     pub ping_ms: u64,

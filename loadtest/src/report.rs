@@ -136,6 +136,9 @@ fn print_summary(plan: &Plan, r: &Value) {
     );
     row("dups / out of order / filled in", format!("{} / {} / {}", c["duplicates"], c["out_of_order"], c["filled_in"]));
     row("event ids never arrived", format!("{}", c["never_arrived"]));
+    if plan.scenario == Scenario::Reconnect {
+        row("events replayed by the syncs", format!("{}", c["replayed"]));
+    }
     row(
         "acked/s, deliveries/s under load",
         format!(

@@ -21,6 +21,12 @@ pub enum Arrival {
     /// what a `sync` replay does under live delivery, which the protocol
     /// allows.
     FilledIn,
+    /// Beyond the next one while a `sync` of the chat is unanswered: live
+    /// events the connection stopped holding (its first frame came more
+    /// than a second after the welcome) overtaking the replay, which the
+    /// protocol allows. The ids between are missing until the replay
+    /// brings them.
+    AheadOfReplay,
 }
 
 #[derive(Default)]
@@ -29,6 +35,8 @@ pub struct Seen {
     /// Chats this connection asked to `sync` from an id: every later id
     /// must arrive, including those below the first one it happened to see.
     synced_from: HashMap<i64, i64>,
+    /// Whether a `sync` is sent and not yet answered.
+    syncing: bool,
 }
 
 struct Chat {
@@ -51,7 +59,11 @@ impl Seen {
         } else if id > seen.newest {
             seen.missing.insert(seen.newest + 1, id - 1);
             seen.newest = id;
-            Arrival::OutOfOrder
+            if self.replaying(chat) {
+                Arrival::AheadOfReplay
+            } else {
+                Arrival::OutOfOrder
+            }
         } else if id < seen.lowest {
             if id + 1 < seen.lowest {
                 seen.missing.insert(id + 1, seen.lowest - 1);
@@ -72,6 +84,25 @@ impl Seen {
     /// missed).
     pub fn synced_since(&mut self, chat: i64, since: i64) {
         self.synced_from.insert(chat, since + 1);
+        self.syncing = true;
+    }
+
+    /// Whether a `sync` of `chat` is sent and not yet answered.
+    pub fn replaying(&self, chat: i64) -> bool {
+        self.syncing && self.synced_from.contains_key(&chat)
+    }
+
+    /// The `sync`'s `ack` came: the replay is complete.
+    pub fn sync_answered(&mut self) {
+        self.syncing = false;
+    }
+
+    /// Where a `sync` of `chat` on a new connection starts: the newest id
+    /// seen, 0 if none. A gap below it is not asked for again: the run
+    /// already counts it (out of order, and never arrived if it stays),
+    /// and asking would replay the ids seen after it as duplicates.
+    pub fn resume_from(&self, chat: i64) -> i64 {
+        self.chats.get(&chat).map_or(0, |seen| seen.newest)
     }
 
     /// How many ids this connection will never have: the gaps left between
@@ -158,6 +189,22 @@ mod tests {
             seen.arrive(if id <= 3 { 2 } else { 1 }, id);
         }
         assert_eq!(seen.never_arrived(), 0);
+    }
+
+    #[test]
+    fn a_connection_that_comes_back_resumes_after_the_newest_it_saw() {
+        let mut seen = Seen::default();
+        for id in [4, 5, 6] {
+            seen.arrive(1, id);
+        }
+        assert_eq!((seen.resume_from(1), seen.resume_from(2)), (6, 0));
+        seen.synced_since(1, 6);
+        // Live 9 overtook the replay of 7 and 8 (the connect hold ran out).
+        assert_eq!([seen.arrive(1, 9), seen.arrive(1, 7)], [AheadOfReplay, FilledIn]);
+        assert_eq!(seen.never_arrived(), 1, "8 is still owed");
+        seen.arrive(1, 8);
+        seen.sync_answered();
+        assert_eq!([seen.arrive(1, 6), seen.arrive(1, 11)], [Duplicate, OutOfOrder]);
     }
 
     #[test]

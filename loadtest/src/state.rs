@@ -31,6 +31,7 @@ struct Atomics {
     duplicates: AtomicU64,
     out_of_order: AtomicU64,
     filled_in: AtomicU64,
+    replayed: AtomicU64,
     never_arrived: AtomicU64,
     /// Between `go` and `stop`: what arrives then counts toward the rates.
     measuring: AtomicBool,
@@ -166,7 +167,10 @@ impl AgentState {
                 Some("m") => {
                     self.n.marks_acked.fetch_add(1, Ordering::Relaxed);
                 }
-                Some("sync") => self.synced(),
+                Some("sync") => {
+                    seen.sync_answered();
+                    self.synced();
+                }
                 // `s…` a first attempt, `r…` a retry after a reconnect
                 // (whose latency is not recorded: it spans the drop).
                 Some(reference) => {
@@ -215,8 +219,13 @@ impl AgentState {
     /// ids ([`Seen`]).
     fn check_order(&self, frame: &Incoming, seen: &mut Seen) {
         let (Some(chat), Some(id)) = (frame.chat_id, frame.id) else { return };
+        if seen.replaying(chat) {
+            self.n.replayed.fetch_add(1, Ordering::Relaxed);
+        }
         let counter = match seen.arrive(chat, id) {
-            Arrival::InOrder => return,
+            // A replay overtaken is counted by what it fills in, or by what
+            // never arrives.
+            Arrival::InOrder | Arrival::AheadOfReplay => return,
             Arrival::Duplicate => &self.n.duplicates,
             Arrival::OutOfOrder => &self.n.out_of_order,
             Arrival::FilledIn => &self.n.filled_in,
@@ -245,6 +254,7 @@ impl AgentState {
             duplicates: get(&n.duplicates),
             out_of_order: get(&n.out_of_order),
             filled_in: get(&n.filled_in),
+            replayed: get(&n.replayed),
             never_arrived: Some(get(&n.never_arrived)),
             acked_in_phase: get(&n.acked_in_phase),
             deliveries_in_phase: get(&n.deliveries_in_phase),

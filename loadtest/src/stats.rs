@@ -28,6 +28,10 @@ pub struct Counters {
     /// connection: a `sync` filling in under live delivery (PROTOCOL.md 4).
     #[serde(default)]
     pub filled_in: u64,
+    /// Events that arrived in a chat while the connection's `sync` of it
+    /// was unanswered: what the replay brought.
+    #[serde(default)]
+    pub replayed: u64,
     /// Event ids that never arrived on connections open at the end: gaps
     /// never filled, and what a `sync` owed that did not come. `None` in
     /// reports from before it was counted (2026-12-05).
@@ -50,6 +54,7 @@ impl Counters {
         self.disconnects += o.disconnects;
         self.sent += o.sent;
         self.resent += o.resent;
+        self.replayed += o.replayed;
         self.acked += o.acked;
         self.errors += o.errors;
         self.deliveries += o.deliveries;
