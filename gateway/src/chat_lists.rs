@@ -71,6 +71,7 @@ mod tests {
                 name: Some(format!("g{n}")),
                 photo_url: None,
                 members: vec![format!("u{}", n + 1)],
+                idempotency_key: None,
             };
             let created = store.create_chat(&format!("u{n}"), chat, 1).await.map_err(|e| e.0).expect("created");
             expected[n].push((created.chat_id, 0));

@@ -68,8 +68,47 @@ async fn group(store: &Store, creator: &str, others: &[&str]) -> i64 {
         name: Some("g".into()),
         photo_url: None,
         members: others.iter().map(|s| s.to_string()).collect(),
+        idempotency_key: None,
     };
     store.create_chat(creator, request, 1).await.map_err(|e| e.0).expect("created").chat_id
+}
+
+/// A chat creation retried under its idempotency key gets the chat the
+/// first created, also when both run at once; another key, or the same
+/// key of another creator, creates its own. A retry after the chat was
+/// deleted is told so rather than given a new one.
+#[tokio::test]
+async fn a_creation_retried_under_its_idempotency_key_creates_one_chat() {
+    for (store, _dir) in stores().await {
+        let request = |key: &str| NewChat {
+            kind: ChatKind::Group,
+            name: Some("g".into()),
+            photo_url: None,
+            members: vec!["bob".into()],
+            idempotency_key: Some(key.into()),
+        };
+        let (first, second) =
+            tokio::join!(store.create_chat("alice", request("k1"), 1), store.create_chat("alice", request("k1"), 1));
+        let (first, second) = (first.map_err(|e| e.0).expect("first"), second.map_err(|e| e.0).expect("second"));
+        assert_eq!(first.chat_id, second.chat_id, "{:?}", store.backend());
+        assert_ne!(first.earlier, second.earlier, "one created it, the other found it");
+        assert_eq!((first.members.clone(), second.members), (vec!["alice".into(), "bob".into()], first.members));
+        let later = store.create_chat("alice", request("k1"), 2).await.map_err(|e| e.0).expect("later retry");
+        assert_eq!((later.chat_id, later.earlier), (first.chat_id, true));
+
+        let other_key = store.create_chat("alice", request("k2"), 3).await.map_err(|e| e.0).expect("k2");
+        let other_creator = store.create_chat("bob", request("k1"), 3).await.map_err(|e| e.0).expect("bob's k1");
+        let ids = [first.chat_id, other_key.chat_id, other_creator.chat_id];
+        assert!(ids[0] != ids[1] && ids[1] != ids[2] && ids[0] != ids[2], "three chats: {ids:?}");
+        assert!(!other_key.earlier && !other_creator.earlier);
+        assert_eq!(store.summaries("alice").await.expect("alice's chats").len(), 2, "k1's once, and k2's");
+
+        store.delete_chat(first.chat_id, "alice").await.expect("deleted");
+        match store.create_chat("alice", request("k1"), 4).await {
+            Err((StoreRefusal::Refused(refusal), None)) => assert_eq!(refusal.code, ErrorCode::NotFound, "{refusal:?}"),
+            other => panic!("a retry after the chat was deleted: {other:?}"),
+        }
+    }
 }
 
 #[tokio::test]
@@ -699,7 +738,13 @@ async fn a_deleted_message_is_redacted_however_it_was_stored() {
 #[tokio::test]
 async fn dialogs_are_unique_and_membership_rules_hold() {
     for (store, _dir) in stores().await {
-        let dialog = NewChat { kind: ChatKind::Dialog, name: None, photo_url: None, members: vec!["bob".into()] };
+        let dialog = NewChat {
+            kind: ChatKind::Dialog,
+            name: None,
+            photo_url: None,
+            members: vec!["bob".into()],
+            idempotency_key: None,
+        };
         let created = store.create_chat("alice", dialog.clone(), 1).await.map_err(|e| e.0).expect("created");
         let reverse = NewChat { members: vec!["alice".into()], ..dialog.clone() };
         let (err, existing) = store.create_chat("bob", reverse, 2).await.expect_err("conflict");
@@ -726,7 +771,13 @@ async fn dialogs_are_unique_and_membership_rules_hold() {
         assert_eq!(co.len(), 2, "a user who shares no chat is absent: {co:?}");
 
         // PostgreSQL's text cannot hold U+0000: refused on either backend.
-        let nul_name = NewChat { kind: ChatKind::Group, name: Some("a\0b".into()), photo_url: None, members: vec![] };
+        let nul_name = NewChat {
+            kind: ChatKind::Group,
+            name: Some("a\0b".into()),
+            photo_url: None,
+            members: vec![],
+            idempotency_key: None,
+        };
         let nul_photo = NewChat { name: Some("g".into()), photo_url: Some("\0".into()), ..nul_name.clone() };
         for (request, field) in [(nul_name, "name"), (nul_photo, "photoUrl")] {
             let (err, _) = store.create_chat("alice", request, 4).await.expect_err("refused");

@@ -22,8 +22,13 @@ async fn store() -> Store {
 }
 
 async fn group(store: &Store) -> i64 {
-    let request =
-        NewChat { kind: ChatKind::Group, name: Some("g".into()), photo_url: None, members: vec!["bob".into()] };
+    let request = NewChat {
+        kind: ChatKind::Group,
+        name: Some("g".into()),
+        photo_url: None,
+        members: vec!["bob".into()],
+        idempotency_key: None,
+    };
     store.create_chat("alice", request, 1).await.map_err(|e| e.0).expect("created").chat_id
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
@@ -30,12 +30,26 @@ struct CreateChat {
     members: Vec<String>,
 }
 
-pub async fn create(State(node): State<Arc<Node>>, Caller(user): Caller, body: Bytes) -> Result<Response, ApiError> {
+/// Longest `Idempotency-Key`, in bytes.
+const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+/// Creates a chat. With an `Idempotency-Key` header, a retry (after a 503,
+/// a timeout or a dropped connection) answers with the chat the first
+/// attempt created, and announces it to the members again in case the
+/// first attempt stored it but never got to announce it.
+pub async fn create(
+    State(node): State<Arc<Node>>,
+    Caller(user): Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let idempotency_key = idempotency_key(&headers)?;
     let request: CreateChat =
         serde_json::from_slice(&body).map_err(|e| Refusal::bad_request(format!("invalid body: {e}")))?;
     let kind =
         ChatKind::parse(&request.r#type).ok_or_else(|| Refusal::bad_request("type must be \"dialog\" or \"group\""))?;
-    let new_chat = NewChat { kind, name: request.name, photo_url: request.photo_url, members: request.members };
+    let new_chat =
+        NewChat { kind, name: request.name, photo_url: request.photo_url, members: request.members, idempotency_key };
     let creating = async { Ok(node.store.create_chat(&user, new_chat, now_ms()).await) };
     let created = match within::<_, ApiError>(STORE_DEADLINE, creating).await? {
         Ok(created) => created,
@@ -46,10 +60,25 @@ pub async fn create(State(node): State<Arc<Node>>, Caller(user): Caller, body: B
         }
         Err((e, _)) => return Err(e.into()),
     };
+    if created.earlier {
+        tracing::debug!(chat = created.chat_id, "a chat creation retried under its idempotency key");
+    }
     announce(&node, created.chat_id, &created.members, ChatAction::Created).await;
     let summary =
         within(STORE_DEADLINE, node.store.summary(created.chat_id, &user)).await?.ok_or_else(Refusal::no_chat)?;
     Ok((StatusCode::CREATED, Json(chat_json(&summary))).into_response())
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Refusal> {
+    let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
+    match value.to_str() {
+        Ok(key) if (1..=MAX_IDEMPOTENCY_KEY).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()) => {
+            Ok(Some(key.to_owned()))
+        }
+        _ => Err(Refusal::bad_request(format!(
+            "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"
+        ))),
+    }
 }
 
 pub async fn list(State(node): State<Arc<Node>>, Caller(user): Caller) -> Result<Json<serde_json::Value>, ApiError> {

@@ -31,6 +31,39 @@ async fn dialogs_are_created_once_and_members_hear_of_it() {
     assert_eq!(list["chats"].as_array().expect("chats").len(), 1);
 }
 
+/// A creation retried under its `Idempotency-Key` (after a 503, a timeout
+/// or a dropped connection) answers with the chat the first attempt
+/// created, and announces it to the members again.
+#[tokio::test]
+async fn a_creation_retried_under_its_idempotency_key_answers_with_the_first_chat() {
+    let server = TestServer::start().await;
+    let mut bob = server.connect("bob").await;
+    let body = json!({"type": "group", "name": "trip", "members": ["bob"]});
+    let create = |key: &str| {
+        let (body, key, server) = (body.clone(), key.to_owned(), &server);
+        async move { server.call_with("POST", "alice", "/v1/chats", Some(body), &[("Idempotency-Key", &key)]).await }
+    };
+    let (status, first) = create("trip-1").await;
+    assert_eq!(status, 201, "{first}");
+    assert_eq!(bob.recv_type("chats").await["chat"]["id"], first["id"]);
+
+    let (status, retry) = create("trip-1").await;
+    assert_eq!((status, &retry), (201, &first), "the same chat, as it is now");
+    let announced = bob.recv_type("chats").await;
+    assert_eq!((&announced["action"], &announced["chat"]["id"]), (&json!("created"), &first["id"]));
+    let (_, list) = server.call("GET", "alice", "/v1/chats", None).await;
+    assert_eq!(list["chats"].as_array().expect("chats").len(), 1, "{list}");
+
+    let (status, other) = create("trip-2").await;
+    assert_eq!(status, 201, "{other}");
+    assert_ne!(other["id"], first["id"], "another key, another chat");
+
+    for bad in ["", "with space", &"k".repeat(256)] {
+        let (status, error) = create(bad).await;
+        assert_eq!((status, &error["code"]), (400, &json!("bad_request")), "{bad:?}: {error}");
+    }
+}
+
 #[tokio::test]
 async fn chat_list_is_newest_activity_first() {
     let server = TestServer::start().await;

@@ -81,8 +81,23 @@ impl TestServer {
     /// A REST call as `user`; returns the status and the JSON body (Null
     /// when there is none).
     pub async fn call(&self, method: &str, user: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.call_with(method, user, path, body, &[]).await
+    }
+
+    /// [`TestServer::call`] with extra request headers.
+    pub async fn call_with(
+        &self,
+        method: &str,
+        user: &str,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> (u16, Value) {
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
         let mut request = self.http.request(method, self.url(path)).bearer_auth(self.token(user));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
         if let Some(body) = body {
             request = request.json(&body);
         }

@@ -25,18 +25,35 @@ pub struct NewChat {
     pub photo_url: Option<String>,
     /// The members named in the request; the creator is added if missing.
     pub members: Vec<UserId>,
+    /// The request's `Idempotency-Key`: a retry of the same creator with
+    /// the same key gets the chat the first request created, not a second.
+    pub idempotency_key: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChatCreated {
     pub chat_id: ChatId,
     pub members: Vec<UserId>,
+    /// True when an earlier request with the same idempotency key created
+    /// the chat, and this one only found it.
+    pub earlier: bool,
+}
+
+/// A chat's own row, as `create_chat` validated it.
+struct NewChatRow {
+    kind: ChatKind,
+    name: Option<String>,
+    photo_url: Option<String>,
+    dialog_key: Option<String>,
 }
 
 impl Store {
     /// Creates a chat. A dialog between two users exists at most once: a
     /// second request answers `conflict` naming the existing chat's id in the
-    /// `Err` side's message and in `existing`.
+    /// `Err` side's message and in `existing`. A request carrying the
+    /// idempotency key of an earlier one by the same creator answers with
+    /// the chat that one created (`not_found` if it has been deleted since),
+    /// however its body differs.
     pub async fn create_chat(
         &self,
         creator: &str,
@@ -78,15 +95,31 @@ impl Store {
         if members.len() > MAX_MEMBERS {
             return Err((Refusal::bad_request(format!("a chat has at most {MAX_MEMBERS} members")).into(), None));
         }
+        let idempotency_key = request.idempotency_key.as_deref();
+        if let Some(key) = idempotency_key {
+            if let Some(earlier) = self.created_under(creator, key).await.map_err(|e| (e, None))? {
+                return Ok(earlier);
+            }
+        }
         if let Some(key) = &dialog_key {
             if let Some(existing) = self.dialog_with_key(key).await.map_err(|e| (e.into(), None))? {
                 return Err((Refusal::conflict("that dialog exists already").into(), Some(existing)));
             }
         }
-        let created =
-            self.insert_chat(creator, request.kind, name, request.photo_url, dialog_key.clone(), &members, now).await;
+        let chat =
+            NewChatRow { kind: request.kind, name, photo_url: request.photo_url, dialog_key: dialog_key.clone() };
+        let created = self.insert_chat(creator, chat, &members, idempotency_key, now).await;
         match created {
-            Ok(chat_id) => Ok(ChatCreated { chat_id, members: members.into_iter().collect() }),
+            Ok(Some(chat_id)) => Ok(ChatCreated { chat_id, members: members.into_iter().collect(), earlier: false }),
+            // A request with the same idempotency key committed first.
+            Ok(None) => match self.created_under(creator, idempotency_key.unwrap_or_default()).await {
+                Ok(Some(earlier)) => Ok(earlier),
+                Ok(None) => Err((
+                    StoreError::Corrupt("an idempotency key was taken, with no chat under it".into()).into(),
+                    None,
+                )),
+                Err(e) => Err((e, None)),
+            },
             // Two requests raced to create the same dialog: the unique key
             // let one through; answer the other like any second request.
             Err(e) => match &dialog_key {
@@ -99,23 +132,46 @@ impl Store {
         }
     }
 
+    /// The chat an earlier request of `creator` with idempotency key `key`
+    /// created, with its members now; `None` if no request did.
+    async fn created_under(&self, creator: &str, key: &str) -> Result<Option<ChatCreated>, StoreRefusal> {
+        let row: Option<(i64,)> =
+            sqlx::query_as("SELECT chat_id FROM chat_creations WHERE creator = $1 AND idempotency_key = $2")
+                .bind(creator)
+                .bind(key)
+                .fetch_optional(&self.writer)
+                .await?;
+        let Some((chat_id,)) = row else { return Ok(None) };
+        let exists: Option<(i64,)> =
+            sqlx::query_as("SELECT id FROM chats WHERE id = $1").bind(chat_id).fetch_optional(&self.writer).await?;
+        if exists.is_none() {
+            return Err(Refusal::not_found(format!(
+                "chat {chat_id}, created under this idempotency key, has been deleted"
+            ))
+            .into());
+        }
+        let members = members_of(&self.writer, chat_id).await?;
+        Ok(Some(ChatCreated { chat_id, members, earlier: true }))
+    }
+
     async fn dialog_with_key(&self, key: &str) -> Result<Option<ChatId>, StoreError> {
         let row: Option<(i64,)> =
             sqlx::query_as("SELECT id FROM chats WHERE dialog_key = $1").bind(key).fetch_optional(&self.writer).await?;
         Ok(row.map(|r| r.0))
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Inserts the chat, its members and the idempotency key it was
+    /// created under in one transaction. `None`, with nothing inserted, when
+    /// another request took the key first.
     async fn insert_chat(
         &self,
         creator: &str,
-        kind: ChatKind,
-        name: Option<String>,
-        photo_url: Option<String>,
-        dialog_key: Option<String>,
+        chat: NewChatRow,
         members: &BTreeSet<UserId>,
+        idempotency_key: Option<&str>,
         now: Millis,
-    ) -> Result<ChatId, StoreError> {
+    ) -> Result<Option<ChatId>, StoreError> {
+        let NewChatRow { kind, name, photo_url, dialog_key } = chat;
         let mut tx = self.writer.begin().await?;
         let (chat_id,): (i64,) = sqlx::query_as(
             "INSERT INTO chats (kind, name, photo_url, creator, dialog_key, created_at, last_activity_at) \
@@ -137,8 +193,25 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
+        if let Some(key) = idempotency_key {
+            // On PostgreSQL this waits for a concurrent request holding the
+            // same key to finish, then inserts nothing if it committed.
+            let recorded = sqlx::query(
+                "INSERT INTO chat_creations (creator, idempotency_key, chat_id, created_at) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            )
+            .bind(creator)
+            .bind(key)
+            .bind(chat_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if recorded.rows_affected() == 0 {
+                return Ok(None);
+            }
+        }
         tx.commit().await?;
-        Ok(chat_id)
+        Ok(Some(chat_id))
     }
 
     /// Deletes a chat with everything in it. Only its creator may. Returns

@@ -7,7 +7,8 @@
 use super::{Store, StoreError};
 use crate::model::Millis;
 
-/// How long applied command ids are remembered for deduplication.
+/// How long applied command ids, and the idempotency keys chats were
+/// created under, are remembered for deduplication.
 const PROCESSED_COMMANDS_KEPT_MS: Millis = 86_400_000;
 
 #[derive(Debug, Clone, Copy)]
@@ -38,11 +39,14 @@ impl Store {
         .bind(retention.max_events_per_chat)
         .fetch_all(&self.reader)
         .await?;
-        // Redelivery happens within seconds; a day of records is plenty.
-        sqlx::query("DELETE FROM processed_commands WHERE created_at < $1")
-            .bind(now - PROCESSED_COMMANDS_KEPT_MS)
-            .execute(&self.writer)
-            .await?;
+        // Redelivery happens within seconds, and a client retries a request
+        // within minutes; a day of records is plenty.
+        for table in ["processed_commands", "chat_creations"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE created_at < $1"))
+                .bind(now - PROCESSED_COMMANDS_KEPT_MS)
+                .execute(&self.writer)
+                .await?;
+        }
         let mut pruned = 0;
         for (chat, current, last, first_recent) in candidates {
             let keep_from = first_retained(current, last, first_recent, retention.max_events_per_chat);
