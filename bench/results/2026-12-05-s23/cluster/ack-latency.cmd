@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:32380/ws,ws://127.0.0.1:12142/ws --http-url http://127.0.0.1:32380 --server-pid 3265 --server-pid 3266 --server-pid 3272 --server-pid 3290 --report bench/results/2026-12-05-cluster-s23/ack-latency.json --charts bench/results/2026-12-05-cluster-s23/ack-latency

@@ -1,0 +1,1 @@
+target/release/loadtest run churn --connections 2000 --churn-rate 200 --duration 20 --ws-url ws://127.0.0.1:21400/ws,ws://127.0.0.1:13767/ws --http-url http://127.0.0.1:21400 --server-pid 4136 --server-pid 4137 --server-pid 4140 --server-pid 4160 --report bench/results/2026-12-05-cluster-s23/churn.json --charts bench/results/2026-12-05-cluster-s23/churn

@@ -1,0 +1,1 @@
+target/release/loadtest run idle --connections 10000 --connect-rate 3000 --duration 15 --ws-url ws://127.0.0.1:19889/ws,ws://127.0.0.1:20282/ws --http-url http://127.0.0.1:19889 --server-pid 3861 --server-pid 3862 --server-pid 3865 --server-pid 3885 --report bench/results/2026-12-05-cluster-s23/idle.json --charts bench/results/2026-12-05-cluster-s23/idle

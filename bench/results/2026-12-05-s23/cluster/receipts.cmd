@@ -1,0 +1,1 @@
+target/release/loadtest run receipts --connections 2000 --group-size 10 --rate 500 --duration 20 --ws-url ws://127.0.0.1:17605/ws,ws://127.0.0.1:23301/ws --http-url http://127.0.0.1:17605 --server-pid 3980 --server-pid 3981 --server-pid 3984 --server-pid 4001 --report bench/results/2026-12-05-cluster-s23/receipts.json --charts bench/results/2026-12-05-cluster-s23/receipts

@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 2 --rate 12000 --duration 20 --ws-url ws://127.0.0.1:18386/ws,ws://127.0.0.1:15527/ws --http-url http://127.0.0.1:18386 --server-pid 3565 --server-pid 3566 --server-pid 3572 --server-pid 3589 --report bench/results/2026-12-05-cluster-s23/throughput.json --charts bench/results/2026-12-05-cluster-s23/throughput

@@ -1,0 +1,1 @@
+target/release/loadtest run churn --connections 2000 --churn-rate 200 --duration 20 --ws-url ws://127.0.0.1:28076/ws --http-url http://127.0.0.1:28076 --data-dir /tmp/tmp.kGck4rMozn --server-pid 2940 --report bench/results/2026-12-05-standalone-s23/churn.json --charts bench/results/2026-12-05-standalone-s23/churn

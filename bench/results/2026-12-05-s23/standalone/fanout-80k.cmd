@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 8000 --duration 20 --ws-url ws://127.0.0.1:20079/ws --http-url http://127.0.0.1:20079 --data-dir /tmp/tmp.7jCvOsOGJS --server-pid 2620 --report bench/results/2026-12-05-standalone-s23/fanout-80k.json --charts bench/results/2026-12-05-standalone-s23/fanout-80k

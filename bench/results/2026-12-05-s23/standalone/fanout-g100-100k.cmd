@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 100 --rate 1000 --duration 20 --ws-url ws://127.0.0.1:15642/ws --http-url http://127.0.0.1:15642 --data-dir /tmp/tmp.H89VGKUMz0 --server-pid 2725 --report bench/results/2026-12-05-standalone-s23/fanout-g100-100k.json --charts bench/results/2026-12-05-standalone-s23/fanout-g100-100k

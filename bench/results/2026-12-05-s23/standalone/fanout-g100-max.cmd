@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 100 --rate 6000 --duration 20 --ws-url ws://127.0.0.1:26374/ws --http-url http://127.0.0.1:26374 --data-dir /tmp/tmp.0kJvsjv0YQ --server-pid 2762 --report bench/results/2026-12-05-standalone-s23/fanout-g100-max.json --charts bench/results/2026-12-05-standalone-s23/fanout-g100-max

@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 100 --rate 200 --duration 20 --ws-url ws://127.0.0.1:13593/ws --http-url http://127.0.0.1:13593 --data-dir /tmp/tmp.4lBfxQvC2L --server-pid 2689 --report bench/results/2026-12-05-standalone-s23/fanout-g100.json --charts bench/results/2026-12-05-standalone-s23/fanout-g100

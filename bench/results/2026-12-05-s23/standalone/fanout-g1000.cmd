@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 1000 --rate 20 --duration 20 --ws-url ws://127.0.0.1:23621/ws --http-url http://127.0.0.1:23621 --data-dir /tmp/tmp.tRwrM0CmVx --server-pid 2831 --report bench/results/2026-12-05-standalone-s23/fanout-g1000.json --charts bench/results/2026-12-05-standalone-s23/fanout-g1000

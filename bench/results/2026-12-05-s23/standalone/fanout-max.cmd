@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:31940/ws --http-url http://127.0.0.1:31940 --data-dir /tmp/tmp.oH3YEL5HJF --server-pid 2582 --report bench/results/2026-12-05-standalone-s23/fanout-max.json --charts bench/results/2026-12-05-standalone-s23/fanout-max

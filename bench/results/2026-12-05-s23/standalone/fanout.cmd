@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:26361/ws --http-url http://127.0.0.1:26361 --data-dir /tmp/tmp.oAYwE1jLuB --server-pid 2470 --report bench/results/2026-12-05-standalone-s23/fanout.json --charts bench/results/2026-12-05-standalone-s23/fanout

@@ -1,0 +1,1 @@
+target/release/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:13111/ws --http-url http://127.0.0.1:13111 --data-dir /tmp/tmp.l6ax00QjHL --server-pid 2395 --report bench/results/2026-12-05-standalone-s23/idle.json --charts bench/results/2026-12-05-standalone-s23/idle

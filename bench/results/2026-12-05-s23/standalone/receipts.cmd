@@ -1,0 +1,1 @@
+target/release/loadtest run receipts --connections 2000 --group-size 10 --rate 500 --duration 20 --ws-url ws://127.0.0.1:18336/ws --http-url http://127.0.0.1:18336 --data-dir /tmp/tmp.3oS4vTs7zi --server-pid 2868 --report bench/results/2026-12-05-standalone-s23/receipts.json --charts bench/results/2026-12-05-standalone-s23/receipts

@@ -1,0 +1,1 @@
+target/release/loadtest run silent --connections 11120 --group-size 10 --heartbeat-timeout-ms 5000 --ping-ms 2000 --connect-rate 3000 --duration 15 --ws-url ws://127.0.0.1:16479/ws --http-url http://127.0.0.1:16479 --data-dir /tmp/tmp.zyF8pL2zGT --server-pid 2981 --report bench/results/2026-12-05-standalone-s23/silent.json --charts bench/results/2026-12-05-standalone-s23/silent
