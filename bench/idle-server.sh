@@ -15,7 +15,7 @@ builds=("$server_bin")
 [ -n "${BASE_BIN:-}" ] && builds=("${BASE_BIN}" "$server_bin")
 
 measure() {
-    local bin=$1 data port pid before after calls
+    local bin=$1 data port before after calls
     data=$(mktemp -d)
     port=$(free_port)
     "$bin"/gateway --listen "127.0.0.1:$port" --data-dir "$data" > "$results/gateway.log" 2>&1 &
@@ -31,6 +31,7 @@ measure() {
     calls=$({ timeout 5 strace -f -c -p "$pid" 2>&1 || true; } | awk '/ total$/ {print $4}')
     kill "$pid"
     wait "$pid" 2>/dev/null || true
+    pid=""
     rm -rf "$data"
     printf '\r' >&2
     # /proc counts CPU time in ticks of 1/100 s.
@@ -39,6 +40,11 @@ measure() {
 
 echo "${SERVER_BIN:+SERVER_BIN=$SERVER_BIN }${BASE_BIN:+BASE_BIN=$BASE_BIN }$0 $seconds $pairs" > "$results/idle-server.cmd"
 {
+    # (A subshell, as part of the pipe: the trap and `pid` live in it.) A
+    # failure midway must not leave a gateway running under later
+    # benchmarks.
+    pid=""
+    trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null' EXIT
     printf '%-40s %8s %14s\n' "build" "CPU-s in ${seconds} s" "syscalls in 5 s"
     for ((i = 1; i <= pairs; i++)); do
         # Alternate which build goes first, so that a drift of the machine
