@@ -36,6 +36,7 @@ use tokio::net::TcpStream;
 use crate::handle::ClientHandle;
 use crate::node::{Node, STORE_DEADLINE};
 use crate::outbound::{Outbound, SyncEnd};
+use crate::reassembly::{Message, Reassembly, Violation};
 use crate::rest::auth::{bearer_token, ApiError};
 use crate::writer::write_loop;
 
@@ -121,7 +122,8 @@ async fn serve(node: Arc<Node>, user: String, socket: UpgradeFut) -> Result<(), 
     node.presence.connected(&user).await;
     drop(setup);
 
-    let reader = Reader { node: &node, handle: &handle, fragments: None, first_frame: true, sequence: 0 };
+    let reader =
+        Reader { node: &node, handle: &handle, fragments: Reassembly::default(), first_frame: true, sequence: 0 };
     tokio::join!(reader.run(read), write_loop(&handle, Arc::new(write), node.settings.outbound_queue));
 
     node.hub.unregister(&handle);
@@ -173,8 +175,7 @@ type ReadHalf = fastwebsockets::WebSocketRead<OwnedReadHalf>;
 struct Reader<'a> {
     node: &'a Arc<Node>,
     handle: &'a Arc<ClientHandle>,
-    /// A fragmented text message being reassembled.
-    fragments: Option<Vec<u8>>,
+    fragments: Reassembly,
     /// No frame read yet: live events are held until the first one (see
     /// `outbound`).
     first_frame: bool,
@@ -218,27 +219,24 @@ impl Reader<'_> {
                 }
             }
             match frame.opcode {
-                OpCode::Text if frame.fin => self.on_text(&frame.payload).await,
-                OpCode::Text => self.fragments = Some(frame.payload.to_vec()),
-                OpCode::Continuation => {
-                    let Some(mut message) = self.fragments.take() else {
-                        self.handle.close(close::PROTOCOL_ERROR);
-                        return;
-                    };
-                    if message.len() + frame.payload.len() > MAX_FRAME_BYTES {
-                        self.handle.close(close::MESSAGE_TOO_BIG);
-                        return;
+                OpCode::Text | OpCode::Binary | OpCode::Continuation => {
+                    match self.fragments.push(frame.opcode, frame.fin, &frame.payload, MAX_FRAME_BYTES) {
+                        Ok(Message::Text(text)) => self.on_text(&text).await,
+                        Ok(Message::Binary) => {
+                            let refusal =
+                                Refusal::bad_request("binary frames are not part of the protocol; send JSON text");
+                            self.reply_text("error", render::error(&None, &refusal, None)).await;
+                        }
+                        Ok(Message::Unfinished) => {}
+                        Err(Violation::TooLarge) => {
+                            self.handle.close(close::MESSAGE_TOO_BIG);
+                            return;
+                        }
+                        Err(Violation::OutOfSequence) => {
+                            self.handle.close(close::PROTOCOL_ERROR);
+                            return;
+                        }
                     }
-                    message.extend_from_slice(&frame.payload);
-                    if frame.fin {
-                        self.on_text(&message).await;
-                    } else {
-                        self.fragments = Some(message);
-                    }
-                }
-                OpCode::Binary => {
-                    let refusal = Refusal::bad_request("binary frames are not part of the protocol; send JSON text");
-                    self.reply_text("error", render::error(&None, &refusal, None)).await;
                 }
                 OpCode::Ping => {
                     self.handle.touch(now_ms());

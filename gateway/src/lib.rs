@@ -5,6 +5,7 @@
 //! - [`server`]: the router and the serve loop.
 //! - [`node`]: one process and what it holds; standalone wiring.
 //! - [`client`]: one connection: authentication, then its reader.
+//! - [`reassembly`]: fragmented WebSocket messages put back together.
 //! - [`writer`]: one connection's writer (batched frames, one write).
 //! - [`write_through`]: live events written by the fan-out while the writer is idle.
 //! - [`frame_metrics`]: the writer's per-frame metrics, by handle.
@@ -33,6 +34,7 @@ pub mod ordering;
 pub mod outbound;
 pub mod outbound_queue;
 pub mod presence;
+pub mod reassembly;
 pub mod rest;
 pub mod secret;
 pub mod server;

@@ -71,6 +71,58 @@ async fn a_frame_over_64_kib_closes_with_1009() {
     assert_eq!(alice.ended().await, Ended::Closed(1009));
 }
 
+/// A message split into frames (RFC 6455, 5.4) is put back together, with
+/// control frames allowed between its parts; a data frame out of sequence
+/// fails the connection with 1002 rather than dropping half a command.
+#[tokio::test]
+async fn fragmented_messages_are_reassembled_and_frames_out_of_sequence_close_with_1002() {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    let part =
+        |bytes: &str, data: Data, fin: bool| Message::Frame(Frame::message(bytes.to_owned(), OpCode::Data(data), fin));
+
+    let server = TestServer::start().await;
+    let chat = server.group("alice", &["bob"]).await;
+    let mut alice = server.connect("alice").await;
+    let send = format!(r#"{{"type":"new","ref":"split","chatId":{chat},"clientMessageId":"c1","message":"in parts"}}"#);
+    let (head, tail) = send.split_at(send.len() / 2);
+    let (middle, tail) = tail.split_at(tail.len() / 2);
+    alice.send_raw(part(head, Data::Text, false)).await;
+    alice.send_raw(Message::Ping(vec![7].into())).await;
+    alice.send_raw(part(middle, Data::Continue, false)).await;
+    alice.send_raw(part(tail, Data::Continue, true)).await;
+    let (mut ack, mut new) = (None, None);
+    while ack.is_none() || new.is_none() {
+        let frame = alice.recv().await;
+        match frame["type"].as_str() {
+            Some("ack") => ack = Some(frame),
+            Some("new") => new = Some(frame),
+            _ => {}
+        }
+    }
+    assert_eq!(ack.expect("ack")["ref"], "split");
+    let new = new.expect("new");
+    assert_eq!((new["message"].as_str(), new["clientMessageId"].as_str()), (Some("in parts"), Some("c1")));
+
+    // Binary in parts: one refusal when it ends, and the connection lives on.
+    alice.send_raw(part("\u{1}", Data::Binary, false)).await;
+    alice.send_raw(part("\u{2}", Data::Continue, true)).await;
+    let refusal = alice.recv_type("error").await;
+    assert_eq!(refusal["code"], "bad_request");
+    alice.send(json!({"type": "ping", "ref": "alive"})).await;
+    assert_eq!(alice.recv_type("pong").await["ref"], "alive");
+
+    // A new message before the last one ended.
+    alice.send_raw(part(r#"{"type":"#, Data::Text, false)).await;
+    alice.send_raw(part(r#"{"type":"ping"}"#, Data::Text, true)).await;
+    assert_eq!(alice.ended().await, Ended::Closed(1002));
+
+    // A continuation with nothing to continue.
+    let mut bob = server.connect("bob").await;
+    bob.send_raw(part("}", Data::Continue, true)).await;
+    assert_eq!(bob.ended().await, Ended::Closed(1002));
+}
+
 /// The reader's replies leave in the order of the frames they answer,
 /// whether each is written to the socket at once (pongs and errors, while
 /// nothing is queued) or goes through the writer (a `sync`'s ack), and
