@@ -135,16 +135,17 @@ impl Store {
     /// The chat an earlier request of `creator` with idempotency key `key`
     /// created, with its members now; `None` if no request did.
     async fn created_under(&self, creator: &str, key: &str) -> Result<Option<ChatCreated>, StoreRefusal> {
-        let row: Option<(i64,)> =
-            sqlx::query_as("SELECT chat_id FROM chat_creations WHERE creator = $1 AND idempotency_key = $2")
-                .bind(creator)
-                .bind(key)
-                .fetch_optional(&self.writer)
-                .await?;
-        let Some((chat_id,)) = row else { return Ok(None) };
-        let exists: Option<(i64,)> =
-            sqlx::query_as("SELECT id FROM chats WHERE id = $1").bind(chat_id).fetch_optional(&self.writer).await?;
-        if exists.is_none() {
+        // The chat's own row, joined, tells a deleted chat from a live one.
+        let row: Option<(i64, Option<i64>)> = sqlx::query_as(
+            "SELECT k.chat_id, c.id FROM chat_creations k LEFT JOIN chats c ON c.id = k.chat_id \
+             WHERE k.creator = $1 AND k.idempotency_key = $2",
+        )
+        .bind(creator)
+        .bind(key)
+        .fetch_optional(&self.writer)
+        .await?;
+        let Some((chat_id, live)) = row else { return Ok(None) };
+        if live.is_none() {
             return Err(Refusal::not_found(format!(
                 "chat {chat_id}, created under this idempotency key, has been deleted"
             ))
