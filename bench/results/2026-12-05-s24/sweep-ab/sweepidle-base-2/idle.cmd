@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-base /tmp/build-base/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:17042/ws --http-url http://127.0.0.1:17042 --data-dir /tmp/tmp.1q6ywaWIfv --server-pid 30617 --report bench/results/2026-12-05-standalone-s24-sweepidle-base-2/idle.json --charts bench/results/2026-12-05-standalone-s24-sweepidle-base-2/idle
