@@ -2,9 +2,12 @@
 //! logging and wait for the signal to stop.
 
 /// Logs to stdout, readable by default, JSON with `format == "json"`;
-/// `RUST_LOG` filters (default `info`).
+/// `RUST_LOG` filters (default `info`, without PostgreSQL's notices, such
+/// as the one every start's migration check raises about its table
+/// existing already).
 pub fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,sqlx::postgres::notice=warn".into());
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     if format == "json" {
         builder.json().init();

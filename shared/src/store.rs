@@ -22,6 +22,7 @@ mod event_log;
 mod first_sends;
 mod history;
 mod mark_runs;
+mod migrations;
 mod placeholders;
 mod postgres;
 mod presence;
@@ -40,6 +41,7 @@ pub use checkpoint::Checkpointed;
 pub use commands::{Delivery, Outcome, Submitted};
 pub use deadline::within;
 pub use history::HistoryQuery;
+pub use migrations::{Migrated, Migration};
 pub use replay::{PageRequest, SyncPage};
 pub use retention::Retention;
 pub use sqlite::run_statements_on_this_thread;
@@ -161,6 +163,11 @@ impl Store {
     /// migration takes an advisory lock, so processes starting together are
     /// safe.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        Ok(Store::connect_migrated(url).await?.0)
+    }
+
+    /// [`Store::connect`], with what bringing the schema up to date did.
+    pub async fn connect_migrated(url: &str) -> Result<(Store, Migrated), StoreError> {
         sqlx::any::install_default_drivers();
         if url.starts_with("sqlite:") {
             sqlite::open(url).await

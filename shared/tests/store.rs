@@ -29,6 +29,26 @@ async fn stores_with_urls() -> Vec<(Store, tempfile::TempDir, String)> {
     stores
 }
 
+/// A new database gets every migration, named and in order; opening it
+/// again applies none and reports the same version.
+#[tokio::test]
+async fn opening_a_store_says_which_migrations_it_applied() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut urls = vec![format!("sqlite://{}/t.db", dir.path().display())];
+    if let Ok(admin) = std::env::var("TEST_DATABASE_URL") {
+        urls.push(testkit::services::fresh_database(&admin).await.expect("a fresh database"));
+    }
+    for url in urls {
+        let (store, first) = Store::connect_migrated(&url).await.expect("store");
+        let versions: Vec<i64> = first.applied.iter().map(|m| m.version).collect();
+        assert_eq!(versions, (1..=first.version).collect::<Vec<_>>(), "{url}");
+        assert_eq!(first.applied[3].to_string(), "0004 chat creations");
+        store.close().await;
+        let (_, again) = Store::connect_migrated(&url).await.expect("store again");
+        assert_eq!((again.applied.len(), again.version), (0, first.version), "{url}");
+    }
+}
+
 /// The tests name commands as (user, command) pairs; each gets a fresh
 /// command id here.
 trait ApplyPairs {

@@ -28,10 +28,22 @@ async fn main() {
         std::process::exit(EXIT_CONFIG);
     };
     if let Some(Command::Migrate) = cli.command {
-        let started = std::time::Instant::now();
-        eprintln!("worker: applying migrations to {}", shared::config::redact_url(&database_url));
-        match Store::connect(&database_url).await {
-            Ok(_) => eprintln!("worker: migrations applied in {:.1?}; schema is current", started.elapsed()),
+        eprintln!("worker: bringing the schema of {} up to date", shared::config::redact_url(&database_url));
+        match Store::connect_migrated(&database_url).await {
+            Ok((_, migrated)) if migrated.applied.is_empty() => {
+                eprintln!("worker: nothing to apply; the schema is at version {}", migrated.version)
+            }
+            Ok((_, migrated)) => {
+                for migration in &migrated.applied {
+                    eprintln!("worker: applied {migration}");
+                }
+                eprintln!(
+                    "worker: {} migration(s) applied in {:.1?}; the schema is at version {}",
+                    migrated.applied.len(),
+                    migrated.took,
+                    migrated.version
+                );
+            }
             Err(e) => {
                 eprintln!("worker: migration failed: {e}");
                 std::process::exit(1);

@@ -4,8 +4,9 @@
 
 use std::time::Duration;
 
-use sqlx::{AnyPool, Connection};
+use sqlx::Connection;
 
+use super::migrations::{self, Migrated};
 use super::{pool_options, Backend, Store, StoreError};
 
 /// A binary older than the schema (a rollback, or an old pod during a
@@ -28,7 +29,7 @@ fn migrator() -> &'static sqlx::migrate::Migrator {
 /// a server restart an idle connection fails the ping, not a request.
 const ALIVE_WITHOUT_PING: Duration = Duration::from_millis(500);
 
-pub(super) async fn open(url: &str) -> Result<Store, StoreError> {
+pub(super) async fn open(url: &str) -> Result<(Store, Migrated), StoreError> {
     let pool = pool_options(16)
         .test_before_acquire(false)
         .before_acquire(|conn, meta| {
@@ -41,11 +42,6 @@ pub(super) async fn open(url: &str) -> Result<Store, StoreError> {
         })
         .connect(url)
         .await?;
-    migrate(&pool).await?;
-    Ok(Store { writer: pool.clone(), reader: pool, backend: Backend::Postgres, log: Default::default() })
-}
-
-pub(super) async fn migrate(pool: &AnyPool) -> Result<(), StoreError> {
-    migrator().run(pool).await?;
-    Ok(())
+    let migrated = migrations::apply(&pool, migrator()).await?;
+    Ok((Store { writer: pool.clone(), reader: pool, backend: Backend::Postgres, log: Default::default() }, migrated))
 }

@@ -7,9 +7,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use sqlx::AnyPool;
-
 use super::checkpoint::LogWatch;
+use super::migrations::{self, Migrated};
 use super::{pool_options, Backend, Store, StoreError};
 
 /// A binary older than the schema (a rollback, or an old pod during a
@@ -41,7 +40,7 @@ pub fn run_statements_on_this_thread() {
     sqlx::sqlite::run_statements_on_this_thread();
 }
 
-pub(super) async fn open(url: &str) -> Result<Store, StoreError> {
+pub(super) async fn open(url: &str) -> Result<(Store, Migrated), StoreError> {
     if let Some(dir) = file_path(url).and_then(|p| Path::new(p).parent().map(Path::to_path_buf)) {
         if !dir.as_os_str().is_empty() {
             std::fs::create_dir_all(&dir)
@@ -60,12 +59,12 @@ pub(super) async fn open(url: &str) -> Result<Store, StoreError> {
         })
         .connect(&url)
         .await?;
-    migrate(&writer).await?;
+    let migrated = migrations::apply(&writer, migrator()).await?;
     let reader = sqlite_pool_options(4)
         .after_connect(|conn, _| Box::pin(async move { pragmas(conn).await }))
         .connect(&url)
         .await?;
-    Ok(Store { writer, reader, backend: Backend::Sqlite, log })
+    Ok((Store { writer, reader, backend: Backend::Sqlite, log }, migrated))
 }
 
 /// The writer's pool marks `log` whenever its connection is handed out or
@@ -110,11 +109,6 @@ async fn writer_pragmas(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Erro
     pragmas(conn).await?;
     conn.execute(format!("PRAGMA wal_autocheckpoint = {WRITER_CHECKPOINT_PAGES}; PRAGMA temp_store = MEMORY").as_str())
         .await?;
-    Ok(())
-}
-
-pub(super) async fn migrate(pool: &AnyPool) -> Result<(), StoreError> {
-    migrator().run(pool).await?;
     Ok(())
 }
 
