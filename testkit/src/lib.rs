@@ -58,7 +58,10 @@ fn ephemeral_range_start() -> u32 {
 pub fn unique(label: &str) -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(1);
-    format!("{label}{}x{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+    // scripts/test sets TEST_RUN_ID so that what a run leaves on servers it
+    // was given (databases, Redis keys) can be found and removed after it.
+    let run = std::env::var("TEST_RUN_ID").unwrap_or_default();
+    format!("{label}{run}{}x{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 #[cfg(test)]
