@@ -339,8 +339,9 @@ async fn a_run_of_sends_gets_what_each_would_get_alone() {
     }
 }
 
-/// A `new` and its edit: a batch whose second application would show, as
-/// a second edit event, if it were applied again.
+/// A `new` and its edit: a batch whose second application would show if
+/// it were applied again, the edit then changing nothing and answered
+/// without its event.
 fn send_and_fix(chat: i64) -> [Command; 2] {
     let edit = Command::Edit { chat_id: chat, message_id: 1, text: "fixed".into(), attachments: json!([]) };
     [send(chat, "c1", "typo"), edit]
@@ -363,6 +364,42 @@ async fn a_redelivered_command_is_answered_from_its_record() {
         let page = store.events_after(chat, "alice", 0, 100).await.expect("log");
         assert_eq!(page.events.len(), 2, "applied once");
         assert_eq!(page.last_event_id, 2);
+    }
+}
+
+/// An edit that changes nothing (say, one resent after its ack was lost)
+/// is acknowledged as of when the message got that content, with no event;
+/// attachments compare as JSON, whatever the order of their keys.
+#[tokio::test]
+async fn an_edit_that_changes_nothing_makes_no_event() {
+    for (store, _dir) in stores().await {
+        let chat = group(&store, "alice", &["bob"]).await;
+        let edit = |text: &str, attachments: serde_json::Value| {
+            ("alice".to_string(), Command::Edit { chat_id: chat, message_id: 1, text: text.into(), attachments })
+        };
+        store.apply_pairs(&[("alice".into(), send(chat, "c1", "hello"))], 10).await.expect("sent")[0]
+            .as_ref()
+            .expect("acked");
+        let results = store
+            .apply_pairs(
+                &[
+                    edit("hello", json!([])),
+                    edit("fixed", json!([{"url": "a", "size": 1}])),
+                    edit("fixed", json!([{"size": 1, "url": "a"}])),
+                    edit("fixed", json!([])),
+                ],
+                20,
+            )
+            .await
+            .expect("applied");
+        let answers: Vec<(i64, usize)> =
+            results.iter().map(|r| r.as_ref().map(|o| (o.applied.timestamp, o.events.len())).expect("acked")).collect();
+        assert_eq!(answers, [(10, 0), (20, 1), (20, 0), (20, 1)], "as sent; changed; unchanged; attachments changed");
+        let later = store.apply_pairs(&[edit("fixed", json!([]))], 30).await.expect("applied");
+        let later = later[0].as_ref().expect("acked");
+        assert_eq!((later.applied.timestamp, later.events.len()), (20, 0), "the time of the last edit");
+        let page = store.events_after(chat, "alice", 0, 100).await.expect("log");
+        assert_eq!(page.last_event_id, 3, "new and two edits: {:?}", page.events);
     }
 }
 

@@ -145,6 +145,10 @@ async fn edit_and_delete_follow_the_rules() {
     assert_eq!((edited["id"].as_i64(), edited["messageId"].as_i64()), (Some(2), Some(1)));
     assert_eq!(edited["message"], "fixed");
     assert_eq!(edited["attachments"], json!([]));
+    // Resent (its ack lost, say): the same answer and no second event, so
+    // the delete below takes the next id.
+    let again = alice.request(edit("fixed")).await;
+    assert_eq!((again["type"].as_str(), again["timestamp"].as_i64()), (Some("ack"), ack["timestamp"].as_i64()));
 
     let delete = json!({"type": "delete", "chatId": chat, "messageId": 1});
     assert_eq!(bob.request(delete.clone()).await["code"], "forbidden");

@@ -398,6 +398,11 @@ struct OwnMessage {
     deleted_at: Option<Millis>,
     /// Its `new` event's id, where the message keeps it (see [`redact_events`]).
     new_event_id: Option<EventId>,
+    text: String,
+    /// As stored: JSON text.
+    attachments: String,
+    /// When it got its present content: its last edit, or its sending.
+    content_since: Millis,
 }
 
 /// The message if `user` wrote it, or the refusal for touching it.
@@ -407,16 +412,21 @@ async fn own_message(
     chat: ChatId,
     message_id: MessageId,
 ) -> Result<Result<OwnMessage, Refusal>, StoreError> {
-    let row: Option<(String, Option<i64>, Option<i64>)> =
-        sqlx::query_as("SELECT user_id, deleted_at, new_event_id FROM messages WHERE chat_id = $1 AND message_id = $2")
-            .bind(chat)
-            .bind(message_id)
-            .fetch_optional(&mut **tx)
-            .await?;
+    type Row = (String, Option<i64>, Option<i64>, String, String, i64);
+    let row: Option<Row> = sqlx::query_as(
+        "SELECT user_id, deleted_at, new_event_id, body, attachments, COALESCE(edited_at, created_at) \
+         FROM messages WHERE chat_id = $1 AND message_id = $2",
+    )
+    .bind(chat)
+    .bind(message_id)
+    .fetch_optional(&mut **tx)
+    .await?;
     Ok(match row {
         None => Err(Refusal::not_found(format!("no message {message_id} in this chat"))),
         Some((author, ..)) if author != user => Err(Refusal::forbidden("only the author may change a message")),
-        Some((_, deleted_at, new_event_id)) => Ok(OwnMessage { deleted_at, new_event_id }),
+        Some((_, deleted_at, new_event_id, text, attachments, content_since)) => {
+            Ok(OwnMessage { deleted_at, new_event_id, text, attachments, content_since })
+        }
     })
 }
 
@@ -434,12 +444,22 @@ async fn edit(
         Ok(counters) => counters,
         Err(refusal) => return Ok(Err(refusal)),
     };
-    match own_message(tx, user, chat, message_id).await? {
+    let message = match own_message(tx, user, chat, message_id).await? {
         Err(refusal) => return Ok(Err(refusal)),
         Ok(OwnMessage { deleted_at: Some(_), .. }) => {
             return Ok(Err(Refusal::conflict("a deleted message can't be edited")))
         }
-        Ok(OwnMessage { deleted_at: None, .. }) => {}
+        Ok(message) => message,
+    };
+    // An edit that changes nothing, such as one resent after its ack was
+    // lost, is acknowledged as of when the message got that content, with
+    // no event: members would only see the same text again.
+    let same_attachments = serde_json::from_str::<Value>(&message.attachments).is_ok_and(|a| &a == attachments);
+    if message.text == text && same_attachments {
+        return Ok(Ok(Outcome {
+            applied: Applied { chat_id: chat, message_id, client_message_id: None, timestamp: message.content_since },
+            events: Vec::new(),
+        }));
     }
     sqlx::query(
         "UPDATE messages SET body = $3, attachments = $4, edited_at = $5 WHERE chat_id = $1 AND message_id = $2",
@@ -487,7 +507,7 @@ async fn delete(
                 events: Vec::new(),
             }));
         }
-        Ok(OwnMessage { deleted_at: None, new_event_id }) => new_event_id,
+        Ok(OwnMessage { deleted_at: None, new_event_id, .. }) => new_event_id,
     };
     sqlx::query(
         "UPDATE messages SET deleted_at = $3, body = '', attachments = '[]' WHERE chat_id = $1 AND message_id = $2",
