@@ -115,6 +115,14 @@ async fn a_creation_retried_under_its_idempotency_key_creates_one_chat() {
         assert_eq!((first.members.clone(), second.members), (vec!["alice".into(), "bob".into()], first.members));
         let later = store.create_chat("alice", request("k1"), 2).await.map_err(|e| e.0).expect("later retry");
         assert_eq!((later.chat_id, later.earlier), (first.chat_id, true));
+        let restated = NewChat { members: vec!["bob".into(), "alice".into()], ..request("k1") };
+        let restated = store.create_chat("alice", restated, 2).await.map_err(|e| e.0).expect("same request");
+        assert_eq!((restated.chat_id, restated.earlier), (first.chat_id, true), "the creator named, or not");
+        let renamed = NewChat { name: Some("h".into()), ..request("k1") };
+        match store.create_chat("alice", renamed, 2).await {
+            Err((StoreRefusal::Refused(refusal), None)) => assert_eq!(refusal.code, ErrorCode::Conflict, "{refusal:?}"),
+            other => panic!("a key reused for another request: {other:?}"),
+        }
 
         let other_key = store.create_chat("alice", request("k2"), 3).await.map_err(|e| e.0).expect("k2");
         let other_creator = store.create_chat("bob", request("k1"), 3).await.map_err(|e| e.0).expect("bob's k1");
@@ -123,11 +131,37 @@ async fn a_creation_retried_under_its_idempotency_key_creates_one_chat() {
         assert!(!other_key.earlier && !other_creator.earlier);
         assert_eq!(store.summaries("alice").await.expect("alice's chats").len(), 2, "k1's once, and k2's");
 
+        // One key, two different requests at once: one creates, the other is refused.
+        let named = |name: &str| NewChat { name: Some(name.into()), ..request("k3") };
+        let (a, b) = tokio::join!(store.create_chat("alice", named("a"), 5), store.create_chat("alice", named("b"), 5));
+        let refused = |r: &Result<_, (StoreRefusal, _)>| matches!(r, Err((StoreRefusal::Refused(refusal), None)) if refusal.code == ErrorCode::Conflict);
+        assert!(a.is_ok() != b.is_ok() && (refused(&a) || refused(&b)), "{a:?} {b:?}");
+
         store.delete_chat(first.chat_id, "alice").await.expect("deleted");
         match store.create_chat("alice", request("k1"), 4).await {
             Err((StoreRefusal::Refused(refusal), None)) => assert_eq!(refusal.code, ErrorCode::NotFound, "{refusal:?}"),
             other => panic!("a retry after the chat was deleted: {other:?}"),
         }
+    }
+}
+
+/// A key stored by a binary older than the request digest (no digest) is
+/// not compared: a retry under it gets its chat whatever it asks.
+#[tokio::test]
+async fn a_key_stored_without_a_digest_is_not_compared() {
+    for (store, _dir, url) in stores_with_urls().await {
+        let request = |name: &str| NewChat {
+            kind: ChatKind::Group,
+            name: Some(name.into()),
+            photo_url: None,
+            members: vec!["bob".into()],
+            idempotency_key: Some("old".into()),
+        };
+        let first = store.create_chat("alice", request("g"), 1).await.map_err(|e| e.0).expect("created");
+        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url).await.expect("connected underneath");
+        sqlx::query("UPDATE chat_creations SET request_digest = NULL").execute(&mut conn).await.expect("forgotten");
+        let retry = store.create_chat("alice", request("renamed"), 2).await.map_err(|e| e.0).expect("answered");
+        assert_eq!((retry.chat_id, retry.earlier), (first.chat_id, true));
     }
 }
 

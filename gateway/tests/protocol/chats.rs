@@ -58,6 +58,14 @@ async fn a_creation_retried_under_its_idempotency_key_answers_with_the_first_cha
     assert_eq!(status, 201, "{other}");
     assert_ne!(other["id"], first["id"], "another key, another chat");
 
+    let renamed = json!({"type": "group", "name": "another trip", "members": ["bob"]});
+    let (status, reused) =
+        server.call_with("POST", "alice", "/v1/chats", Some(renamed), &[("Idempotency-Key", "trip-1")]).await;
+    assert_eq!((status, &reused["code"]), (409, &json!("conflict")), "a key reused for another chat: {reused}");
+    assert!(reused.get("chatId").is_none(), "not the dialog conflict: {reused}");
+    let (_, list) = server.call("GET", "alice", "/v1/chats", None).await;
+    assert_eq!(list["chats"].as_array().expect("chats").len(), 2, "nothing created: {list}");
+
     for bad in ["", "with space", &"k".repeat(256)] {
         let (status, error) = create(bad).await;
         assert_eq!((status, &error["code"]), (400, &json!("bad_request")), "{bad:?}: {error}");

@@ -39,6 +39,22 @@ pub struct ChatCreated {
     pub earlier: bool,
 }
 
+/// A creation's `Idempotency-Key`, with a digest of what it asked for.
+struct Keyed<'a> {
+    key: &'a str,
+    digest: String,
+}
+
+/// SHA-256, in hex, of a creation request as validated: its kind, name,
+/// photo and members (the creator among them, sorted), so that a retry
+/// that names the members in another order or leaves the creator out is
+/// the same request.
+fn request_digest(kind: ChatKind, name: Option<&str>, photo_url: Option<&str>, members: &BTreeSet<UserId>) -> String {
+    use sha2::{Digest, Sha256};
+    let canonical = serde_json::json!([kind.as_str(), name, photo_url, members]).to_string();
+    Sha256::digest(canonical.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
 /// A chat's own row, as `create_chat` validated it.
 struct NewChatRow {
     kind: ChatKind,
@@ -53,7 +69,8 @@ impl Store {
     /// `Err` side's message and in `existing`. A request carrying the
     /// idempotency key of an earlier one by the same creator answers with
     /// the chat that one created (`not_found` if it has been deleted since),
-    /// however its body differs.
+    /// or `conflict` if it asks for something else (another kind, name,
+    /// photo or set of members).
     pub async fn create_chat(
         &self,
         creator: &str,
@@ -95,9 +112,12 @@ impl Store {
         if members.len() > MAX_MEMBERS {
             return Err((Refusal::bad_request(format!("a chat has at most {MAX_MEMBERS} members")).into(), None));
         }
-        let idempotency_key = request.idempotency_key.as_deref();
-        if let Some(key) = idempotency_key {
-            if let Some(earlier) = self.created_under(creator, key).await.map_err(|e| (e, None))? {
+        let keyed = request.idempotency_key.as_deref().map(|key| Keyed {
+            key,
+            digest: request_digest(request.kind, name.as_deref(), request.photo_url.as_deref(), &members),
+        });
+        if let Some(keyed) = &keyed {
+            if let Some(earlier) = self.created_under(creator, keyed).await.map_err(|e| (e, None))? {
                 return Ok(earlier);
             }
         }
@@ -108,11 +128,13 @@ impl Store {
         }
         let chat =
             NewChatRow { kind: request.kind, name, photo_url: request.photo_url, dialog_key: dialog_key.clone() };
-        let created = self.insert_chat(creator, chat, &members, idempotency_key, now).await;
-        match created {
-            Ok(Some(chat_id)) => Ok(ChatCreated { chat_id, members: members.into_iter().collect(), earlier: false }),
+        let created = self.insert_chat(creator, chat, &members, keyed.as_ref(), now).await;
+        match (created, &keyed) {
+            (Ok(Some(chat_id)), _) => {
+                Ok(ChatCreated { chat_id, members: members.into_iter().collect(), earlier: false })
+            }
             // A request with the same idempotency key committed first.
-            Ok(None) => match self.created_under(creator, idempotency_key.unwrap_or_default()).await {
+            (Ok(None), Some(keyed)) => match self.created_under(creator, keyed).await {
                 Ok(Some(earlier)) => Ok(earlier),
                 Ok(None) => Err((
                     StoreError::Corrupt("an idempotency key was taken, with no chat under it".into()).into(),
@@ -120,9 +142,10 @@ impl Store {
                 )),
                 Err(e) => Err((e, None)),
             },
+            (Ok(None), None) => Err((StoreError::Corrupt("a chat without a key was not inserted".into()).into(), None)),
             // Two requests raced to create the same dialog: the unique key
             // let one through; answer the other like any second request.
-            Err(e) => match &dialog_key {
+            (Err(e), _) => match &dialog_key {
                 Some(key) => match self.dialog_with_key(key).await {
                     Ok(Some(existing)) => Err((Refusal::conflict("that dialog exists already").into(), Some(existing))),
                     _ => Err((e.into(), None)),
@@ -132,19 +155,29 @@ impl Store {
         }
     }
 
-    /// The chat an earlier request of `creator` with idempotency key `key`
-    /// created, with its members now; `None` if no request did.
-    async fn created_under(&self, creator: &str, key: &str) -> Result<Option<ChatCreated>, StoreRefusal> {
+    /// The chat an earlier request of `creator` under the same key created,
+    /// with its members now; `None` if no request did. A key first used for
+    /// a different request is refused rather than answered with that
+    /// request's chat.
+    async fn created_under(&self, creator: &str, keyed: &Keyed<'_>) -> Result<Option<ChatCreated>, StoreRefusal> {
         // The chat's own row, joined, tells a deleted chat from a live one.
-        let row: Option<(i64, Option<i64>)> = sqlx::query_as(
-            "SELECT k.chat_id, c.id FROM chat_creations k LEFT JOIN chats c ON c.id = k.chat_id \
+        let row: Option<(i64, Option<i64>, Option<String>)> = sqlx::query_as(
+            "SELECT k.chat_id, c.id, k.request_digest FROM chat_creations k LEFT JOIN chats c ON c.id = k.chat_id \
              WHERE k.creator = $1 AND k.idempotency_key = $2",
         )
         .bind(creator)
-        .bind(key)
+        .bind(keyed.key)
         .fetch_optional(&self.writer)
         .await?;
-        let Some((chat_id, live)) = row else { return Ok(None) };
+        let Some((chat_id, live, digest)) = row else { return Ok(None) };
+        // Keys stored by a binary older than the digest are not compared.
+        if digest.is_some_and(|digest| digest != keyed.digest) {
+            return Err(Refusal::conflict(format!(
+                "this Idempotency-Key was first used for a different request (chat {chat_id}); \
+                 use a new key for a new chat"
+            ))
+            .into());
+        }
         if live.is_none() {
             return Err(Refusal::not_found(format!(
                 "chat {chat_id}, created under this idempotency key, has been deleted"
@@ -169,7 +202,7 @@ impl Store {
         creator: &str,
         chat: NewChatRow,
         members: &BTreeSet<UserId>,
-        idempotency_key: Option<&str>,
+        keyed: Option<&Keyed<'_>>,
         now: Millis,
     ) -> Result<Option<ChatId>, StoreError> {
         let NewChatRow { kind, name, photo_url, dialog_key } = chat;
@@ -194,17 +227,18 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        if let Some(key) = idempotency_key {
+        if let Some(keyed) = keyed {
             // On PostgreSQL this waits for a concurrent request holding the
             // same key to finish, then inserts nothing if it committed.
             let recorded = sqlx::query(
-                "INSERT INTO chat_creations (creator, idempotency_key, chat_id, created_at) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                "INSERT INTO chat_creations (creator, idempotency_key, chat_id, created_at, request_digest) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
             )
             .bind(creator)
-            .bind(key)
+            .bind(keyed.key)
             .bind(chat_id)
             .bind(now)
+            .bind(&keyed.digest)
             .execute(&mut *tx)
             .await?;
             if recorded.rows_affected() == 0 {
