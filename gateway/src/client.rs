@@ -24,7 +24,7 @@ use serde::Deserialize;
 use shared::bus::{CommandEnvelope, Event, Origin};
 use shared::clock::now_ms;
 use shared::config::MAX_FRAME_BYTES;
-use shared::error::Refusal;
+use shared::error::{ErrorCode, Refusal};
 use shared::model::{ChatId, EventId};
 use shared::protocol::close;
 use shared::protocol::native::inbound::{self, Ref, Request};
@@ -33,6 +33,7 @@ use shared::store::{within, Membership, PageRequest};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
+use crate::command_budget::CommandBudget;
 use crate::handle::ClientHandle;
 use crate::node::{Node, STORE_DEADLINE};
 use crate::outbound::{Outbound, SyncEnd};
@@ -122,8 +123,14 @@ async fn serve(node: Arc<Node>, user: String, socket: UpgradeFut) -> Result<(), 
     node.presence.connected(&user).await;
     drop(setup);
 
-    let reader =
-        Reader { node: &node, handle: &handle, fragments: Reassembly::default(), first_frame: true, sequence: 0 };
+    let reader = Reader {
+        node: &node,
+        handle: &handle,
+        fragments: Reassembly::default(),
+        budget: CommandBudget::new(node.settings.command_allowance(), now_ms()),
+        first_frame: true,
+        sequence: 0,
+    };
     tokio::join!(reader.run(read), write_loop(&handle, Arc::new(write), node.settings.outbound_queue));
 
     node.hub.unregister(&handle);
@@ -176,6 +183,7 @@ struct Reader<'a> {
     node: &'a Arc<Node>,
     handle: &'a Arc<ClientHandle>,
     fragments: Reassembly,
+    budget: CommandBudget,
     /// No frame read yet: live events are held until the first one (see
     /// `outbound`).
     first_frame: bool,
@@ -275,6 +283,20 @@ impl Reader<'_> {
                 return self.refuse(&reference, &refusal, None).await;
             }
         };
+        if !matches!(request, Request::Ping | Request::Typing { .. })
+            && !self.budget.take(self.node.settings.command_allowance(), now_ms())
+        {
+            metrics::counter!("chat_commands_rate_limited_total").increment(1);
+            let allowance = self.node.settings.command_allowance();
+            let refusal = Refusal::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "more than {} commands a second (bursts of {}); slow down, then resend",
+                    allowance.per_second, allowance.burst
+                ),
+            );
+            return self.refuse(&reference, &refusal, None).await;
+        }
         match request {
             Request::Ping => {
                 metrics::counter!("chat_frames_in_total", "type" => "ping").increment(1);
@@ -297,8 +319,7 @@ impl Reader<'_> {
                     self.handle.command_settled();
                     metrics::counter!("chat_redis_errors_total", "op" => "submit").increment(1);
                     tracing::warn!(error = %e, "command not accepted");
-                    let refusal =
-                        Refusal::new(shared::error::ErrorCode::Internal, "the command could not be queued; retry");
+                    let refusal = Refusal::new(ErrorCode::Internal, "the command could not be queued; retry");
                     self.refuse(&reference, &refusal, None).await;
                 }
             }

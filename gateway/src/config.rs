@@ -72,6 +72,18 @@ pub struct Settings {
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000_000))]
     pub command_queue: usize,
 
+    /// Commands (all but `ping` and `typing`) one connection may send a
+    /// second, sustained; past it they are refused with `rate_limited`.
+    /// 0 for no limit.
+    #[arg(long, env = "COMMAND_RATE", default_value_t = 200, global = true)]
+    pub command_rate: u32,
+
+    /// Commands one connection may send at once after a quiet spell (or
+    /// right after connecting), beyond `COMMAND_RATE`.
+    #[arg(long, env = "COMMAND_BURST", default_value_t = 2000, global = true,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub command_burst: u32,
+
     /// On SIGTERM, close connections (1012) in paced batches over this many
     /// seconds, so clients reconnect elsewhere without a stampede.
     #[arg(long, env = "DRAIN_SECONDS", default_value_t = 10, global = true,
@@ -86,6 +98,10 @@ pub struct Settings {
 }
 
 impl Settings {
+    pub fn command_allowance(&self) -> crate::command_budget::Allowance {
+        crate::command_budget::Allowance { per_second: self.command_rate, burst: self.command_burst }
+    }
+
     pub fn database_url(&self) -> String {
         self.database_url.clone().unwrap_or_else(|| defaults::default_database_url(&self.data_dir))
     }

@@ -19,11 +19,13 @@
 //! - [`presence`]: online/offline tracking and announcements.
 //! - [`heartbeat`]: the deadline sweep.
 //! - [`rest`]: the REST API and health endpoints.
+//! - [`command_budget`]: how many commands a connection may send.
 //! - [`config`], [`secret`]: settings and the JWT secret.
 
 pub mod batched;
 pub mod chat_lists;
 pub mod client;
+pub mod command_budget;
 pub mod config;
 pub mod frame_metrics;
 pub mod handle;

@@ -174,3 +174,42 @@ async fn replies_keep_the_order_of_the_frames_they_answer() {
     }
     assert_eq!(answered, expected);
 }
+
+/// Past its burst, a connection's commands are refused with `rate_limited`
+/// (each with its own ref) and not applied; pings still answer, and the
+/// connection stays open.
+#[tokio::test]
+async fn commands_past_the_allowance_are_refused_and_not_applied() {
+    let server = TestServer::start_with(|s| {
+        s.command_rate = 1;
+        s.command_burst = 10;
+    })
+    .await;
+    let chat = server.group("alice", &["bob"]).await;
+    let mut alice = server.connect("alice").await;
+    const SENT: usize = 15;
+    for i in 0..SENT {
+        alice
+            .send(json!({"type": "new", "ref": i, "chatId": chat, "clientMessageId": format!("c{i}"), "message": "hi"}))
+            .await;
+    }
+    let (mut acked, mut refused) = (Vec::new(), Vec::new());
+    while acked.len() + refused.len() < SENT {
+        let frame = alice.recv().await;
+        match frame["type"].as_str() {
+            Some("ack") => acked.push(frame["ref"].as_u64().expect("ref")),
+            Some("error") => {
+                assert_eq!(frame["code"], "rate_limited", "{frame}");
+                refused.push(frame["ref"].as_u64().expect("ref"));
+            }
+            _ => {}
+        }
+    }
+    // At one command a second, only a stall of seconds would let more through.
+    assert!(acked.len() >= 10 && !refused.is_empty(), "acked {acked:?}, refused {refused:?}");
+    assert!((0..10).all(|r| acked.contains(&r)), "the burst is the first ten: {acked:?}");
+    alice.send(json!({"type": "ping", "ref": "still"})).await;
+    assert_eq!(alice.recv_type("pong").await["ref"], "still");
+    let (_, history) = server.call("GET", "bob", &format!("/v1/chats/{chat}/messages"), None).await;
+    assert_eq!(history["messages"].as_array().expect("messages").len(), acked.len(), "refused ones were not stored");
+}

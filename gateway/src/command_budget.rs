@@ -1,0 +1,91 @@
+//! How many commands one connection may send: a token bucket of `burst`
+//! commands refilled at `per_second`. A client in a loop would otherwise
+//! take the worker's time from everyone else's commands; past its
+//! allowance a command is refused with `rate_limited` and not applied, so
+//! the client knows to slow down and resend. Pings are never counted (they
+//! keep the connection alive) and typing has its own limit per chat.
+
+use shared::model::Millis;
+
+/// The allowance every connection of a node gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Allowance {
+    /// Commands a second, sustained; 0 for no limit.
+    pub per_second: u32,
+    /// Commands that may come at once after a quiet spell.
+    pub burst: u32,
+}
+
+/// One connection's bucket.
+#[derive(Debug)]
+pub struct CommandBudget {
+    /// Commands that may be sent now, in thousandths.
+    available_milli: u64,
+    refilled_at: Millis,
+}
+
+impl CommandBudget {
+    /// A full bucket: a new connection may send its first burst at once
+    /// (a reconnecting client resending what was not acknowledged).
+    pub fn new(allowance: Allowance, now: Millis) -> Self {
+        CommandBudget { available_milli: u64::from(allowance.burst) * 1000, refilled_at: now }
+    }
+
+    /// Takes one command's worth; false when the allowance is spent.
+    pub fn take(&mut self, allowance: Allowance, now: Millis) -> bool {
+        if allowance.per_second == 0 {
+            return true;
+        }
+        // A clock stepped back refills nothing, and takes nothing away.
+        let elapsed_ms = u64::try_from(now.saturating_sub(self.refilled_at)).unwrap_or(0);
+        let full = u64::from(allowance.burst) * 1000;
+        let refill = elapsed_ms.saturating_mul(u64::from(allowance.per_second));
+        self.available_milli = self.available_milli.saturating_add(refill).min(full);
+        self.refilled_at = self.refilled_at.max(now);
+        if self.available_milli < 1000 {
+            return false;
+        }
+        self.available_milli -= 1000;
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FIVE_A_SECOND: Allowance = Allowance { per_second: 5, burst: 3 };
+
+    fn taken(budget: &mut CommandBudget, allowance: Allowance, now: Millis, tries: usize) -> usize {
+        (0..tries).filter(|_| budget.take(allowance, now)).count()
+    }
+
+    #[test]
+    fn a_burst_then_the_sustained_rate() {
+        let mut budget = CommandBudget::new(FIVE_A_SECOND, 1_000);
+        assert_eq!(taken(&mut budget, FIVE_A_SECOND, 1_000, 10), 3, "the burst");
+        assert_eq!(taken(&mut budget, FIVE_A_SECOND, 1_199, 10), 0, "not yet a whole command");
+        assert_eq!(taken(&mut budget, FIVE_A_SECOND, 1_200, 10), 1, "one each 200 ms");
+        assert_eq!(taken(&mut budget, FIVE_A_SECOND, 1_600, 10), 2);
+        assert_eq!(taken(&mut budget, FIVE_A_SECOND, 60_000, 10), 3, "a quiet spell refills the burst, no more");
+    }
+
+    #[test]
+    fn fractions_of_a_command_carry_over() {
+        let mut budget = CommandBudget::new(FIVE_A_SECOND, 0);
+        assert_eq!(taken(&mut budget, FIVE_A_SECOND, 0, 3), 3);
+        let sent: usize = (1..=10).map(|step| taken(&mut budget, FIVE_A_SECOND, step * 100, 1)).sum();
+        assert_eq!(sent, 5, "a second in steps of 100 ms carries five");
+    }
+
+    #[test]
+    fn no_limit_and_a_clock_stepped_back() {
+        let unlimited = Allowance { per_second: 0, burst: 0 };
+        let mut budget = CommandBudget::new(unlimited, 0);
+        assert_eq!(taken(&mut budget, unlimited, 0, 10_000), 10_000);
+        let mut budget = CommandBudget::new(FIVE_A_SECOND, 10_000);
+        assert_eq!(taken(&mut budget, FIVE_A_SECOND, 5_000, 10), 3, "back in time: the burst, no refill");
+        assert_eq!(taken(&mut budget, FIVE_A_SECOND, 10_199, 10), 0, "refills from the latest time seen");
+        assert_eq!(taken(&mut budget, FIVE_A_SECOND, 10_200, 10), 1);
+    }
+}
