@@ -283,8 +283,9 @@ impl Reader<'_> {
                 return self.refuse(&reference, &refusal, None).await;
             }
         };
+        let now = now_ms();
         if !matches!(request, Request::Ping | Request::Typing { .. })
-            && !self.budget.take(self.node.settings.command_allowance(), now_ms())
+            && !self.budget.take(self.node.settings.command_allowance(), now)
         {
             metrics::counter!("chat_commands_rate_limited_total").increment(1);
             let allowance = self.node.settings.command_allowance();
@@ -300,8 +301,8 @@ impl Reader<'_> {
         match request {
             Request::Ping => {
                 metrics::counter!("chat_frames_in_total", "type" => "ping").increment(1);
-                self.handle.touch(now_ms());
-                self.reply_text("pong", render::pong(&reference, now_ms())).await;
+                self.handle.touch(now);
+                self.reply_text("pong", render::pong(&reference, now)).await;
             }
             Request::Command(command) => {
                 metrics::counter!("chat_frames_in_total", "type" => command.label()).increment(1);
@@ -312,7 +313,7 @@ impl Reader<'_> {
                     user: self.handle.user.clone(),
                     reference: reference.clone(),
                     command,
-                    received_at: now_ms(),
+                    received_at: now,
                 };
                 self.handle.command_submitted();
                 if let Err(e) = self.node.commands.submit(envelope).await {
