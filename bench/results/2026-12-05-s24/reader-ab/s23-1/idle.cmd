@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-s23 /tmp/build-s24/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:26059/ws --http-url http://127.0.0.1:26059 --data-dir /tmp/tmp.EAuTV577uD --server-pid 28617 --report bench/results/2026-12-05-standalone-s24-reader-s23-1/idle.json --charts bench/results/2026-12-05-standalone-s24-reader-s23-1/idle

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-s23 /tmp/build-s24/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:23018/ws --http-url http://127.0.0.1:23018 --data-dir /tmp/tmp.nt5QptCogZ --server-pid 29321 --report bench/results/2026-12-05-standalone-s24-reader-s23-3/fanout.json --charts bench/results/2026-12-05-standalone-s24-reader-s23-3/fanout

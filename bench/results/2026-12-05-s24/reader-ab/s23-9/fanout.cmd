@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-s23 /tmp/build-s24/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:27645/ws --http-url http://127.0.0.1:27645 --data-dir /tmp/tmp.f4O8QwyIx7 --server-pid 31980 --report bench/results/2026-12-05-standalone-s24-reader-s23-9/fanout.json --charts bench/results/2026-12-05-standalone-s24-reader-s23-9/fanout

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-s24 /tmp/build-s24/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:19445/ws --http-url http://127.0.0.1:19445 --data-dir /tmp/tmp.moI77xSeMj --server-pid 29019 --report bench/results/2026-12-05-standalone-s24-reader-s24-2/idle.json --charts bench/results/2026-12-05-standalone-s24-reader-s24-2/idle

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-s24 /tmp/build-s24/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:28913/ws --http-url http://127.0.0.1:28913 --data-dir /tmp/tmp.nDZzPCY2tl --server-pid 29403 --report bench/results/2026-12-05-standalone-s24-reader-s24-3/idle.json --charts bench/results/2026-12-05-standalone-s24-reader-s24-3/idle
