@@ -20,7 +20,9 @@ pub struct Migration {
 /// What bringing the schema up to date did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Migrated {
-    /// The migrations applied now, in order; empty when the schema was current.
+    /// The migrations applied now, in order; empty when the schema was
+    /// current. On PostgreSQL, processes starting together take turns
+    /// under sqlx's lock, and each may list what the first one applied.
     pub applied: Vec<Migration>,
     /// The newest migration this binary knows (a newer schema, left by a
     /// newer binary, is accepted: migrations are additive).
