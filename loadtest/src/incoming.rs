@@ -25,6 +25,9 @@ pub struct Incoming<'a> {
     pub message: Option<Cow<'a, str>>,
     #[serde(rename = "userId", borrow)]
     pub user_id: Option<Cow<'a, str>>,
+    /// An `error`'s code.
+    #[serde(borrow)]
+    pub code: Option<Cow<'a, str>>,
     /// Echoed by replies. The agent's refs are all strings; any other
     /// reads as none rather than making the whole frame unreadable.
     #[serde(rename = "ref", borrow, default, deserialize_with = "text_or_none")]

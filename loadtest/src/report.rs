@@ -127,6 +127,10 @@ fn print_summary(plan: &Plan, r: &Value) {
         ),
     );
     row("sent / acked / errors", format!("{} / {} / {}", c["sent"], c["acked"], c["errors"]));
+    let rate_limited = c["rate_limited"].as_u64().unwrap_or(0);
+    if rate_limited > 0 {
+        row("of the errors, rate_limited", format!("{rate_limited} (see below)"));
+    }
     if plan.scenario == Scenario::Reconnect || c["resent"].as_u64().unwrap_or(0) > 0 {
         row("unacked sent again after reconnect", format!("{}", c["resent"]));
     }
@@ -181,5 +185,12 @@ fn print_summary(plan: &Plan, r: &Value) {
     );
     if let Some(idle) = m["idle_share_measured"].as_f64() {
         row("machine idle (measured phase)", format!("{:.0} %", idle * 100.0));
+    }
+    if rate_limited > 0 {
+        println!(
+            "\n  {rate_limited} commands were refused as rate_limited: a connection sent faster than the \
+             gateway's COMMAND_RATE / COMMAND_BURST allow. Spread the rate over more connections, or \
+             raise those settings on the gateway."
+        );
     }
 }

@@ -27,6 +27,7 @@ struct Atomics {
     resent: AtomicU64,
     acked: AtomicU64,
     errors: AtomicU64,
+    rate_limited: AtomicU64,
     deliveries: AtomicU64,
     duplicates: AtomicU64,
     out_of_order: AtomicU64,
@@ -194,6 +195,9 @@ impl AgentState {
             },
             "error" => {
                 self.n.errors.fetch_add(1, Ordering::Relaxed);
+                if frame.code.as_deref() == Some("rate_limited") {
+                    self.n.rate_limited.fetch_add(1, Ordering::Relaxed);
+                }
             }
             "online" => {
                 self.n.presence_events.fetch_add(1, Ordering::Relaxed);
@@ -250,6 +254,7 @@ impl AgentState {
             resent: get(&n.resent),
             acked: get(&n.acked),
             errors: get(&n.errors),
+            rate_limited: get(&n.rate_limited),
             deliveries: get(&n.deliveries),
             duplicates: get(&n.duplicates),
             out_of_order: get(&n.out_of_order),

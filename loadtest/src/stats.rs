@@ -21,6 +21,10 @@ pub struct Counters {
     pub resent: u64,
     pub acked: u64,
     pub errors: u64,
+    /// Of the errors, commands refused as `rate_limited`: the scenario asks
+    /// more of one connection than the gateway's allowance.
+    #[serde(default)]
+    pub rate_limited: u64,
     pub deliveries: u64,
     pub duplicates: u64,
     pub out_of_order: u64,
@@ -57,6 +61,7 @@ impl Counters {
         self.replayed += o.replayed;
         self.acked += o.acked;
         self.errors += o.errors;
+        self.rate_limited += o.rate_limited;
         self.deliveries += o.deliveries;
         self.duplicates += o.duplicates;
         self.out_of_order += o.out_of_order;
