@@ -10,6 +10,7 @@ mod chats;
 mod heartbeat;
 mod marks;
 mod messaging;
+mod mutated_frames;
 mod presence;
 mod shutdown;
 mod slow_consumer;
