@@ -1,0 +1,1 @@
+bench/cache-sim.sh 30 2000 19000
