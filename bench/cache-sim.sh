@@ -14,13 +14,8 @@
 # vector, which valgrind replaces, and crashes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v valgrind > /dev/null; then
-    sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo
-    echo "bench: installing valgrind"
-    $sudo apt-get update -q > /dev/null
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q valgrind > /dev/null
-fi
 source bench/common.sh cache-sim
+bench_need_valgrind
 
 window=${1:-30}
 shift || true

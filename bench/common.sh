@@ -49,3 +49,13 @@ bench_floor() {
     local name=$1; shift
     bench_record "$name" "$loadtest_bin" floor --connections 2000 --rate 20000 --duration 10 "$@"
 }
+
+# bench_need_valgrind: installs Debian's valgrind if it is missing (the
+# callgrind scripts).
+bench_need_valgrind() {
+    command -v valgrind > /dev/null && return 0
+    local sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo
+    echo "bench: installing valgrind"
+    $sudo apt-get update -q > /dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q valgrind > /dev/null
+}

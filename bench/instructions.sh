@@ -16,13 +16,8 @@
 # transaction: this is the per-message cost of a lightly loaded gateway.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v valgrind > /dev/null; then
-    sudo=""; [ "$(id -u)" -ne 0 ] && sudo=sudo
-    echo "bench: installing valgrind"
-    $sudo apt-get update -q > /dev/null
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q valgrind > /dev/null
-fi
 source bench/common.sh instructions
+bench_need_valgrind
 
 short=${1:-10}
 long=${2:-30}
