@@ -284,11 +284,9 @@ impl Reader<'_> {
             }
         };
         let now = now_ms();
-        if !matches!(request, Request::Ping | Request::Typing { .. })
-            && !self.budget.take(self.node.settings.command_allowance(), now)
-        {
+        let allowance = self.node.settings.command_allowance();
+        if !matches!(request, Request::Ping | Request::Typing { .. }) && !self.budget.take(allowance, now) {
             metrics::counter!("chat_commands_rate_limited_total").increment(1);
-            let allowance = self.node.settings.command_allowance();
             let refusal = Refusal::new(
                 ErrorCode::RateLimited,
                 format!(

@@ -454,8 +454,10 @@ async fn edit(
     // An edit that changes nothing, such as one resent after its ack was
     // lost, is acknowledged as of when the message got that content, with
     // no event: members would only see the same text again.
-    let same_attachments = serde_json::from_str::<Value>(&message.attachments).is_ok_and(|a| &a == attachments);
-    if message.text == text && same_attachments {
+    // The text first: a real edit then never parses the stored attachments.
+    let unchanged = message.text == text
+        && serde_json::from_str::<Value>(&message.attachments).is_ok_and(|stored| &stored == attachments);
+    if unchanged {
         return Ok(Ok(Outcome {
             applied: Applied { chat_id: chat, message_id, client_message_id: None, timestamp: message.content_since },
             events: Vec::new(),
