@@ -1,0 +1,181 @@
+//! Chats: creation under an idempotency key, dialogs and membership, the
+//! lists and co-members that connections and presence read.
+
+use super::*;
+
+/// A chat creation retried under its idempotency key gets the chat the
+/// first created, also when both run at once; another key, or the same
+/// key of another creator, creates its own. A retry after the chat was
+/// deleted is told so rather than given a new one.
+#[tokio::test]
+async fn a_creation_retried_under_its_idempotency_key_creates_one_chat() {
+    for (store, _dir) in stores().await {
+        let request = |key: &str| NewChat {
+            kind: ChatKind::Group,
+            name: Some("g".into()),
+            photo_url: None,
+            members: vec!["bob".into()],
+            idempotency_key: Some(key.into()),
+        };
+        let (first, second) =
+            tokio::join!(store.create_chat("alice", request("k1"), 1), store.create_chat("alice", request("k1"), 1));
+        let (first, second) = (first.map_err(|e| e.0).expect("first"), second.map_err(|e| e.0).expect("second"));
+        assert_eq!(first.chat_id, second.chat_id, "{:?}", store.backend());
+        assert_ne!(first.earlier, second.earlier, "one created it, the other found it");
+        assert_eq!((first.members.clone(), second.members), (vec!["alice".into(), "bob".into()], first.members));
+        let later = store.create_chat("alice", request("k1"), 2).await.map_err(|e| e.0).expect("later retry");
+        assert_eq!((later.chat_id, later.earlier), (first.chat_id, true));
+        let restated = NewChat { members: vec!["bob".into(), "alice".into()], ..request("k1") };
+        let restated = store.create_chat("alice", restated, 2).await.map_err(|e| e.0).expect("same request");
+        assert_eq!((restated.chat_id, restated.earlier), (first.chat_id, true), "the creator named, or not");
+        let renamed = NewChat { name: Some("h".into()), ..request("k1") };
+        match store.create_chat("alice", renamed, 2).await {
+            Err((StoreRefusal::Refused(refusal), None)) => assert_eq!(refusal.code, ErrorCode::Conflict, "{refusal:?}"),
+            other => panic!("a key reused for another request: {other:?}"),
+        }
+
+        let other_key = store.create_chat("alice", request("k2"), 3).await.map_err(|e| e.0).expect("k2");
+        let other_creator = store.create_chat("bob", request("k1"), 3).await.map_err(|e| e.0).expect("bob's k1");
+        let ids = [first.chat_id, other_key.chat_id, other_creator.chat_id];
+        assert!(ids[0] != ids[1] && ids[1] != ids[2] && ids[0] != ids[2], "three chats: {ids:?}");
+        assert!(!other_key.earlier && !other_creator.earlier);
+        assert_eq!(store.summaries("alice").await.expect("alice's chats").len(), 2, "k1's once, and k2's");
+
+        // One key, two different requests at once: one creates, the other is refused.
+        let named = |name: &str| NewChat { name: Some(name.into()), ..request("k3") };
+        let (a, b) = tokio::join!(store.create_chat("alice", named("a"), 5), store.create_chat("alice", named("b"), 5));
+        let refused = |r: &Result<_, (StoreRefusal, _)>| matches!(r, Err((StoreRefusal::Refused(refusal), None)) if refusal.code == ErrorCode::Conflict);
+        assert!(a.is_ok() != b.is_ok() && (refused(&a) || refused(&b)), "{a:?} {b:?}");
+
+        store.delete_chat(first.chat_id, "alice").await.expect("deleted");
+        match store.create_chat("alice", request("k1"), 4).await {
+            Err((StoreRefusal::Refused(refusal), None)) => assert_eq!(refusal.code, ErrorCode::NotFound, "{refusal:?}"),
+            other => panic!("a retry after the chat was deleted: {other:?}"),
+        }
+    }
+}
+
+/// A key stored by a binary older than the request digest (no digest) is
+/// not compared: a retry under it gets its chat whatever it asks.
+#[tokio::test]
+async fn a_key_stored_without_a_digest_is_not_compared() {
+    for (store, _dir, url) in stores_with_urls().await {
+        let request = |name: &str| NewChat {
+            kind: ChatKind::Group,
+            name: Some(name.into()),
+            photo_url: None,
+            members: vec!["bob".into()],
+            idempotency_key: Some("old".into()),
+        };
+        let first = store.create_chat("alice", request("g"), 1).await.map_err(|e| e.0).expect("created");
+        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url).await.expect("connected underneath");
+        sqlx::query("UPDATE chat_creations SET request_digest = NULL").execute(&mut conn).await.expect("forgotten");
+        let retry = store.create_chat("alice", request("renamed"), 2).await.map_err(|e| e.0).expect("answered");
+        assert_eq!((retry.chat_id, retry.earlier), (first.chat_id, true));
+    }
+}
+
+/// The chat lists of many users read at once are each the user's own,
+/// with the chats' last event ids; a user in no chat is absent.
+#[tokio::test]
+async fn many_users_chat_lists_read_at_once_are_each_their_own() {
+    for (store, _dir) in stores().await {
+        let both = group(&store, "alice", &["bob"]).await;
+        let alone = group(&store, "alice", &[]).await;
+        store.apply_pairs(&[("bob".to_string(), send(both, "l1", "m"))], 10).await.expect("sent");
+        let lists = store.chats_of_users(&["alice", "bob", "nobody"]).await.expect("read");
+        let sorted = |mut chats: Vec<(i64, i64)>| {
+            chats.sort();
+            chats
+        };
+        assert_eq!(sorted(lists["alice"].clone()), vec![(both, 1), (alone, 0)]);
+        assert_eq!(lists["bob"], vec![(both, 1)]);
+        assert!(!lists.contains_key("nobody"));
+        let alone_read = store.chats_of_users(&["bob"]).await.expect("read alone");
+        assert_eq!(alone_read["bob"], lists["bob"], "the same read alone");
+    }
+}
+
+#[tokio::test]
+async fn dialogs_are_unique_and_membership_rules_hold() {
+    for (store, _dir) in stores().await {
+        let dialog = NewChat {
+            kind: ChatKind::Dialog,
+            name: None,
+            photo_url: None,
+            members: vec!["bob".into()],
+            idempotency_key: None,
+        };
+        let created = store.create_chat("alice", dialog.clone(), 1).await.map_err(|e| e.0).expect("created");
+        let reverse = NewChat { members: vec!["alice".into()], ..dialog.clone() };
+        let (err, existing) = store.create_chat("bob", reverse, 2).await.expect_err("conflict");
+        assert!(matches!(err, StoreRefusal::Refused(ref r) if r.code == ErrorCode::Conflict));
+        assert_eq!(existing, Some(created.chat_id));
+        let summary = store.summary(created.chat_id, "alice").await.expect("ok").expect("member");
+        assert_eq!(summary.name, "bob", "a dialog is named after the other member");
+
+        let chat = group(&store, "alice", &["bob"]).await;
+        assert!(store.add_member(chat, "bob", "carol", 3).await.is_ok(), "any member adds");
+        let err = store.remove_member(chat, "bob", "carol").await.expect_err("only creator removes others");
+        assert!(matches!(err, StoreRefusal::Refused(ref r) if r.code == ErrorCode::Forbidden));
+        assert!(store.remove_member(chat, "carol", "carol").await.is_ok(), "anyone leaves");
+        let err = store.delete_chat(chat, "bob").await.expect_err("only creator deletes");
+        assert!(matches!(err, StoreRefusal::Refused(ref r) if r.code == ErrorCode::Forbidden));
+        assert_eq!(
+            store.delete_chat(chat, "alice").await.expect("deleted"),
+            vec!["alice".to_string(), "bob".to_string()]
+        );
+        assert!(store.summary(chat, "alice").await.expect("ok").is_none());
+        let co = store.co_members_of(&["bob", "alice", "nobody"]).await.expect("ok");
+        assert_eq!(co.get("bob"), Some(&vec!["alice".to_string()]));
+        assert_eq!(co.get("alice"), Some(&vec!["bob".to_string()]));
+        assert_eq!(co.len(), 2, "a user who shares no chat is absent: {co:?}");
+
+        // PostgreSQL's text cannot hold U+0000: refused on either backend.
+        let nul_name = NewChat {
+            kind: ChatKind::Group,
+            name: Some("a\0b".into()),
+            photo_url: None,
+            members: vec![],
+            idempotency_key: None,
+        };
+        let nul_photo = NewChat { name: Some("g".into()), photo_url: Some("\0".into()), ..nul_name.clone() };
+        for (request, field) in [(nul_name, "name"), (nul_photo, "photoUrl")] {
+            let (err, _) = store.create_chat("alice", request, 4).await.expect_err("refused");
+            let StoreRefusal::Refused(refusal) = err else { panic!("{field}: not a refusal: {err:?}") };
+            assert_eq!(refusal.message, format!("{field} must not contain U+0000"));
+        }
+    }
+}
+
+/// Presence asks who shares a chat with each of a batch of users: every
+/// co-member once, whichever and however many chats they share.
+#[tokio::test]
+async fn co_members_are_everyone_sharing_any_chat_once() {
+    for (store, _dir) in stores().await {
+        group(&store, "ann", &["bob", "cat"]).await;
+        group(&store, "ann", &["bob", "dan"]).await;
+        group(&store, "eve", &["bob"]).await;
+        group(&store, "fay", &[]).await;
+        let mut co = store.co_members_of(&["ann", "eve", "fay", "zed"]).await.expect("ok");
+        let mut ann = co.remove("ann").expect("ann shares chats");
+        ann.sort();
+        assert_eq!(ann, ["bob", "cat", "dan"], "bob, in two of ann's chats, once");
+        assert_eq!(co.remove("eve"), Some(vec!["bob".to_string()]));
+        assert!(co.is_empty(), "fay is alone in hers, zed in none: {co:?}");
+    }
+}
+
+/// The presence announcer persists a batch of users' last-seen times in
+/// one statement: new users are inserted, known ones updated.
+#[tokio::test]
+async fn last_seen_times_are_recorded_for_a_whole_batch() {
+    for (store, _dir) in stores().await {
+        store.set_last_seen_all(&[("alice", 10)]).await.expect("first");
+        store.set_last_seen_all(&[("alice", 20), ("bob", 30), ("q\"uote", 40)]).await.expect("batch");
+        store.set_last_seen_all(&[]).await.expect("nothing to record");
+        for (user, at) in [("alice", Some(20)), ("bob", Some(30)), ("q\"uote", Some(40)), ("carol", None)] {
+            assert_eq!(store.last_seen(user).await.expect("read"), at, "{user} on {:?}", store.backend());
+        }
+    }
+}

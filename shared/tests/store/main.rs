@@ -1,0 +1,82 @@
+//! The store against real databases: a temporary SQLite file always, and
+//! PostgreSQL too when `TEST_DATABASE_URL` names one (the test command sets
+//! it up; each test gets its own schema-free database by name prefix).
+
+use serde_json::json;
+use shared::error::ErrorCode;
+use shared::model::{ChatEvent, ChatKind, Command, DeliveryStatus, EventKind, MarkKind};
+use shared::store::{
+    Checkpointed, Delivery, HistoryQuery, NewChat, Outcome, PageRequest, Retention, Store, StoreRefusal, Submitted,
+};
+
+mod chats;
+mod edits;
+mod marks;
+mod redelivery;
+mod schema;
+mod sends;
+mod sync;
+
+/// A fresh SQLite store, and a fresh PostgreSQL one when `TEST_DATABASE_URL`
+/// names a server: every store test runs against both.
+async fn stores() -> Vec<(Store, tempfile::TempDir)> {
+    stores_with_urls().await.into_iter().map(|(store, dir, _)| (store, dir)).collect()
+}
+
+/// [`stores`] with each one's URL, for a test that also looks underneath.
+async fn stores_with_urls() -> Vec<(Store, tempfile::TempDir, String)> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}/t.db", dir.path().display());
+    let mut stores = vec![(Store::connect(&url).await.expect("sqlite store"), dir, url)];
+    if let Ok(admin) = std::env::var("TEST_DATABASE_URL") {
+        let url = testkit::services::fresh_database(&admin).await.expect("a fresh database");
+        let store = Store::connect(&url).await.expect("postgres store");
+        assert_eq!(store.backend(), shared::store::Backend::Postgres);
+        stores.push((store, tempfile::tempdir().expect("tempdir"), url));
+    }
+    stores
+}
+
+/// The tests name commands as (user, command) pairs; each gets a fresh
+/// command id here.
+trait ApplyPairs {
+    async fn apply_pairs(
+        &self,
+        batch: &[(String, Command)],
+        now: i64,
+    ) -> Result<Vec<Result<Outcome, shared::error::Refusal>>, shared::store::StoreError>;
+}
+
+impl ApplyPairs for Store {
+    async fn apply_pairs(
+        &self,
+        batch: &[(String, Command)],
+        now: i64,
+    ) -> Result<Vec<Result<Outcome, shared::error::Refusal>>, shared::store::StoreError> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let ids: Vec<String> =
+            batch.iter().map(|_| format!("cmd-{}", NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))).collect();
+        let submitted: Vec<Submitted> =
+            batch.iter().zip(&ids).map(|((user, command), id)| Submitted { id, user, command }).collect();
+        self.apply_batch(&submitted, now, Delivery::Repeat).await
+    }
+}
+
+fn send(chat: i64, cid: &str, text: &str) -> Command {
+    Command::Send { chat_id: chat, client_message_id: cid.into(), text: text.into(), attachments: json!([]) }
+}
+
+fn mark(chat: i64, m: i64, mark: MarkKind) -> Command {
+    Command::Mark { chat_id: chat, message_id: m, mark }
+}
+
+async fn group(store: &Store, creator: &str, others: &[&str]) -> i64 {
+    let request = NewChat {
+        kind: ChatKind::Group,
+        name: Some("g".into()),
+        photo_url: None,
+        members: others.iter().map(|s| s.to_string()).collect(),
+        idempotency_key: None,
+    };
+    store.create_chat(creator, request, 1).await.map_err(|e| e.0).expect("created").chat_id
+}
