@@ -14,6 +14,7 @@
 //! on the messages' unique key, to be applied again.)
 
 mod batch_rows;
+mod changes;
 mod chats;
 mod checkpoint;
 mod commands;
