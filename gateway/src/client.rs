@@ -34,6 +34,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
 use crate::command_budget::CommandBudget;
+use crate::command_order::{Admission, CommandOrder};
 use crate::handle::ClientHandle;
 use crate::node::{Node, STORE_DEADLINE};
 use crate::outbound::{Outbound, SyncEnd};
@@ -128,6 +129,7 @@ async fn serve(node: Arc<Node>, user: String, socket: UpgradeFut) -> Result<(), 
         handle: &handle,
         fragments: Reassembly::default(),
         budget: CommandBudget::new(node.settings.command_allowance(), now_ms()),
+        order: CommandOrder::default(),
         first_frame: true,
         sequence: 0,
     };
@@ -184,6 +186,7 @@ struct Reader<'a> {
     handle: &'a Arc<ClientHandle>,
     fragments: Reassembly,
     budget: CommandBudget,
+    order: CommandOrder,
     /// No frame read yet: live events are held until the first one (see
     /// `outbound`).
     first_frame: bool,
@@ -202,6 +205,14 @@ impl Reader<'_> {
                 // Closed, or shutdown: stop taking commands, let the writer
                 // finish.
                 _ = std::future::poll_fn(|cx| handle.poll_stop_for_reader(cx)) => return,
+                // Commands held for order go once those before them are
+                // answered (`command_order`).
+                _ = std::future::poll_fn(|cx| handle.poll_settled_for_reader(cx)), if self.order.is_holding() => {
+                    // Boxed: rare, and a connection's task is as large as
+                    // its largest wait.
+                    Box::pin(self.submit_released()).await;
+                    continue;
+                }
                 frame = read.read_frame(&mut no_obligations) => frame,
             };
             let frame = match frame {
@@ -313,13 +324,19 @@ impl Reader<'_> {
                     command,
                     received_at: now,
                 };
-                self.handle.command_submitted();
-                if let Err(e) = self.node.commands.submit(envelope).await {
-                    self.handle.command_settled();
-                    metrics::counter!("chat_redis_errors_total", "op" => "submit").increment(1);
-                    tracing::warn!(error = %e, "command not accepted");
-                    let refusal = Refusal::new(ErrorCode::Internal, "the command could not be queued; retry");
-                    self.refuse(&reference, &refusal, None).await;
+                let lane = self.node.commands.lane_of(envelope.command.chat_id());
+                let in_flight = self.handle.commands_in_flight();
+                match self.order.admit(lane, envelope, in_flight, self.node.settings.outbound_queue) {
+                    Admission::Submit(envelope) => self.submit(envelope).await,
+                    Admission::Held => metrics::counter!("chat_commands_held_total").increment(1),
+                    Admission::Full(envelope) => {
+                        metrics::counter!("chat_commands_rate_limited_total").increment(1);
+                        let refusal = Refusal::new(
+                            ErrorCode::RateLimited,
+                            "too many commands wait for earlier ones, of other chats, to be applied; resend after their acks",
+                        );
+                        self.refuse(&envelope.reference, &refusal, None).await;
+                    }
                 }
             }
             Request::Typing { chat_id } => {
@@ -333,6 +350,27 @@ impl Reader<'_> {
                 metrics::counter!("chat_frames_in_total", "type" => "sync").increment(1);
                 Box::pin(self.sync(reference, since)).await;
             }
+        }
+    }
+
+    async fn submit_released(&mut self) {
+        let released = self.order.release();
+        for envelope in released {
+            self.submit(envelope).await;
+        }
+    }
+
+    /// Hands a command to the workers; a queue that refuses it is told to
+    /// the client, whose command then was not applied.
+    async fn submit(&self, envelope: CommandEnvelope) {
+        self.handle.command_submitted();
+        let reference = envelope.reference.clone();
+        if let Err(e) = self.node.commands.submit(envelope).await {
+            self.handle.command_settled();
+            metrics::counter!("chat_redis_errors_total", "op" => "submit").increment(1);
+            tracing::warn!(error = %e, "command not accepted");
+            let refusal = Refusal::new(ErrorCode::Internal, "the command could not be queued; retry");
+            self.refuse(&reference, &refusal, None).await;
         }
     }
 

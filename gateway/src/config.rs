@@ -62,7 +62,8 @@ pub struct Settings {
     pub max_message_bytes: usize,
 
     /// Frames one connection may have queued before it is closed as a slow
-    /// consumer (close code 4001).
+    /// consumer (close code 4001); in a cluster also the commands it may
+    /// have held for order (`command_order`) before more are refused.
     #[arg(long, env = "OUTBOUND_QUEUE", default_value_t = 1024, global = true,
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(8..=1_000_000))]
     pub outbound_queue: usize,

@@ -72,9 +72,27 @@ impl ClientHandle {
     }
 
     /// A reply arrived, or the command was not accepted. Saturating: a
-    /// redelivered command may be answered twice.
+    /// redelivered command may be answered twice. The last one answered
+    /// wakes the reader, which may hold commands until then
+    /// (`command_order`).
     pub fn command_settled(&self) {
-        let _ = self.in_flight.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| Some(n.saturating_sub(1)));
+        let before = self.in_flight.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| Some(n.saturating_sub(1)));
+        if before == Ok(1) {
+            self.reader.wake();
+        }
+    }
+
+    /// Replies may have been lost (the broker reconnected): waiting for them
+    /// would hold this connection's next commands for good.
+    pub fn settle_all(&self) {
+        if self.in_flight.swap(0, Ordering::AcqRel) > 0 {
+            self.reader.wake();
+        }
+    }
+
+    /// Ready once no command of this connection is unanswered.
+    pub fn poll_settled_for_reader(&self, cx: &mut Context<'_>) -> Poll<()> {
+        ready_when(&self.reader, cx, || self.commands_in_flight() == 0)
     }
 
     pub fn commands_in_flight(&self) -> u32 {

@@ -393,6 +393,10 @@ impl EventSink for HubSink {
     fn resync(&self, chats: Vec<ChatId>) {
         self.0.resync_chats(chats);
     }
+
+    fn replies_may_be_lost(&self) {
+        self.0.for_each_connection(ClientHandle::settle_all);
+    }
 }
 
 impl HubSink {

@@ -20,12 +20,14 @@
 //! - [`heartbeat`]: the deadline sweep.
 //! - [`rest`]: the REST API and health endpoints.
 //! - [`command_budget`]: how many commands a connection may send.
+//! - [`command_order`]: a connection's commands applied in order across shards.
 //! - [`config`], [`secret`]: settings and the JWT secret.
 
 pub mod batched;
 pub mod chat_lists;
 pub mod client;
 pub mod command_budget;
+pub mod command_order;
 pub mod config;
 pub mod frame_metrics;
 pub mod handle;

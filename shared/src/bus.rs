@@ -76,6 +76,9 @@ pub trait EventSink: Send + Sync {
     /// was not listening may be missing at the tail; the sink checks the
     /// store and fills in.
     fn resync(&self, _chats: Vec<ChatId>) {}
+    /// The broker (re)connected: replies to commands published while it
+    /// was not listening are lost, so no connection should wait for one.
+    fn replies_may_be_lost(&self) {}
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +108,16 @@ impl CommandQueue {
         match self {
             CommandQueue::Memory(q) => Either::Left(q.submit(envelope)),
             CommandQueue::Redis(q) => Either::Right(Box::pin(q.submit(envelope))),
+        }
+    }
+
+    /// The lane `chat`'s commands take: commands of one lane are applied in
+    /// the order submitted, those of two lanes in no order between them.
+    /// In process there is one lane; over Redis, one per shard stream.
+    pub fn lane_of(&self, chat: ChatId) -> u32 {
+        match self {
+            CommandQueue::Memory(_) => 0,
+            CommandQueue::Redis(q) => q.keys().shard_of(chat),
         }
     }
 }

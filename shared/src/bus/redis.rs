@@ -67,6 +67,10 @@ impl RedisCommands {
         RedisCommands { connection, keys }
     }
 
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
     /// Appends the command to its chat's shard stream. Returns only once
     /// Redis has it; an error means the command was not accepted.
     pub async fn submit(&self, envelope: CommandEnvelope) -> Result<(), BusError> {
@@ -218,6 +222,7 @@ impl RedisBroker {
             answered(subscriber.subscribe(chunk)).await?;
         }
         tracing::info!(channels = all.len(), "listening for events");
+        sink.replies_may_be_lost();
         sink.resync(all.iter().filter_map(|c| self.inner.keys.chat_of_channel(c)).collect());
         let mut ping = tokio::time::interval(SUBSCRIPTION_PING_EVERY);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -332,13 +332,20 @@ async fn processes_stopped_while_postgres_is_silent_exit_in_time() {
 /// address drops packets, leaving them half-open) are replaced: the
 /// gateway's and the workers' commands after their first timeout, the
 /// gateway's event subscription after a ping goes unanswered. The events
-/// the subscription missed are filled from the store.
+/// the subscription missed are filled from the store. The replies it
+/// missed are not waited for: a command for another shard, which waits for
+/// this connection's unanswered ones, goes on.
 #[tokio::test]
 async fn silent_redis_connections_are_replaced_and_nothing_is_missed() {
     // The clients here do not ping; the heartbeat must outlast the test.
     let options = Options { redis_through_proxy: true, heartbeat_timeout_ms: Some(120_000), ..Options::default() };
     let cluster = Cluster::start(options, 1, 1).await;
     let chat = cluster.group(0, "alice", &["bob"]).await;
+    let keys = cluster.keys();
+    let mut elsewhere = cluster.group(0, "alice", &["bob"]).await;
+    while keys.shard_of(elsewhere) == keys.shard_of(chat) {
+        elsewhere = cluster.group(0, "alice", &["bob"]).await;
+    }
     let mut alice = cluster.connect(0, "alice").await;
     let mut bob = cluster.connect(0, "bob").await;
     alice.send_message(chat, "before", "the subscription works").await;
@@ -373,6 +380,11 @@ async fn silent_redis_connections_are_replaced_and_nothing_is_missed() {
     assert_eq!(new["messageId"], 2);
     cluster.wait_for_log(&cluster.workers[0], "replacing the connection").await;
     cluster.wait_for_log(&cluster.gateways[0].service, "replacing the connection").await;
+    let other_shard = json!({"type": "new", "chatId": elsewhere, "clientMessageId": "elsewhere", "message": "x"});
+    let reply = tokio::time::timeout(Duration::from_secs(10), alice.request(other_shard))
+        .await
+        .unwrap_or_else(|_| panic!("held for a lost reply\n{}", cluster.logs()));
+    assert_eq!(reply["type"], "ack", "{reply}");
 }
 
 #[tokio::test]

@@ -54,6 +54,56 @@ async fn members_on_different_gateways_see_one_ordered_chat() {
     assert_eq!(history["messages"].as_array().expect("messages").len(), 32);
 }
 
+/// One connection's commands are applied in the order sent, also when
+/// their chats' commands go to different shards, applied by different
+/// workers (PROTOCOL.md 3). With no worker running yet, a command for a
+/// second shard waits at the gateway behind the first shard's unanswered
+/// one, and so does everything after it; once a worker applies the first,
+/// the rest follow in order.
+#[tokio::test]
+async fn a_connection_s_commands_are_applied_in_order_across_shards() {
+    let mut cluster = Cluster::start(Options::default(), 1, 0).await;
+    let keys = cluster.keys();
+    let first = cluster.group(0, "alice", &["bob"]).await;
+    let mut second = cluster.group(0, "alice", &["bob"]).await;
+    while keys.shard_of(second) == keys.shard_of(first) {
+        second = cluster.group(0, "alice", &["bob"]).await;
+    }
+    let mut alice = cluster.connect(0, "alice").await;
+    let new = |r: i64, chat: i64| json!({"type": "new", "ref": r, "chatId": chat, "clientMessageId": format!("o{r}"), "message": "m"});
+    alice.send(new(1, first)).await;
+    alice.send(new(2, second)).await;
+    alice.send(new(3, first)).await;
+    // Frames are read in order: once the pong is back, all three were taken.
+    alice.send(json!({"type": "ping", "ref": "after"})).await;
+    loop {
+        let frame = alice.recv().await;
+        if frame["type"] == "pong" && frame["ref"] == "after" {
+            break;
+        }
+    }
+    let mut redis = cluster.redis().await;
+    let mut queued = Vec::new();
+    for chat in [first, second] {
+        let stream = keys.command_stream(keys.shard_of(chat));
+        let length: i64 = redis::cmd("XLEN").arg(stream).query_async(&mut redis).await.expect("XLEN");
+        queued.push(length);
+    }
+    assert_eq!(queued, [1, 0], "the second shard's command waits for the first's answer");
+
+    cluster.start_worker();
+    let mut acks = Vec::new();
+    while acks.len() < 3 {
+        let frame = alice.recv().await;
+        if frame["type"] == "ack" {
+            acks.push((frame["ref"].as_i64().expect("ref"), frame["timestamp"].as_i64().expect("timestamp")));
+        }
+    }
+    let refs: Vec<i64> = acks.iter().map(|(r, _)| *r).collect();
+    assert_eq!(refs, [1, 2, 3], "{}", cluster.logs());
+    assert!(acks.windows(2).all(|pair| pair[0].1 <= pair[1].1), "applied in order: {acks:?}");
+}
+
 #[tokio::test]
 async fn both_binaries_expose_metrics_and_health() {
     let cluster = Cluster::start(Options::default(), 1, 1).await;
