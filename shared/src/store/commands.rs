@@ -338,6 +338,13 @@ async fn send(
     let Some((message_id, event_id, inserted)) =
         advance_and_insert(tx, chat, user, client_message_id, content, now).await?
     else {
+        // A retry of a message stored while the sender was a member is
+        // answered as the first time, as a run of sends answers it
+        // (`sends.rs`): it was accepted then, and refusing it now would
+        // tell the client it was not.
+        if let Some(stored) = stored_send(tx, chat, user, client_message_id).await? {
+            return Ok(Ok(stored));
+        }
         return Ok(Err(match super::membership(&mut **tx, chat, user).await? {
             super::Membership::NoChat => Refusal::no_chat(),
             _ => Refusal::not_member(),
@@ -352,23 +359,8 @@ async fn send(
         .bind(chat)
         .execute(&mut **tx)
         .await?;
-        let (message_id, created_at): (i64, i64) = sqlx::query_as(
-            "SELECT message_id, created_at FROM messages WHERE chat_id = $1 AND user_id = $2 AND client_message_id = $3",
-        )
-        .bind(chat)
-        .bind(user)
-        .bind(client_message_id)
-        .fetch_one(&mut **tx)
-        .await?;
-        return Ok(Ok(Outcome {
-            applied: Applied {
-                chat_id: chat,
-                message_id,
-                client_message_id: Some(client_message_id.to_owned()),
-                timestamp: created_at,
-            },
-            events: Vec::new(),
-        }));
+        let stored = stored_send(tx, chat, user, client_message_id).await?;
+        return stored.ok_or_else(|| StoreError::Corrupt(format!("message {client_message_id} not found"))).map(Ok);
     }
     let event = ChatEvent {
         chat_id: chat,
@@ -391,6 +383,33 @@ async fn send(
             timestamp: now,
         },
         events: vec![event],
+    }))
+}
+
+/// The reply a `new` already stored under (chat, sender, clientMessageId)
+/// got: its message id and time, and no event.
+async fn stored_send(
+    tx: &mut Tx,
+    chat: ChatId,
+    user: &str,
+    client_message_id: &str,
+) -> Result<Option<Outcome>, StoreError> {
+    let stored: Option<(i64, i64)> = sqlx::query_as(
+        "SELECT message_id, created_at FROM messages WHERE chat_id = $1 AND user_id = $2 AND client_message_id = $3",
+    )
+    .bind(chat)
+    .bind(user)
+    .bind(client_message_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(stored.map(|(message_id, created_at)| Outcome {
+        applied: Applied {
+            chat_id: chat,
+            message_id,
+            client_message_id: Some(client_message_id.to_owned()),
+            timestamp: created_at,
+        },
+        events: Vec::new(),
     }))
 }
 

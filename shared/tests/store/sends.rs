@@ -46,6 +46,29 @@ async fn a_single_retried_new_keeps_its_reply_and_the_ids_consecutive() {
     }
 }
 
+/// A sender removed from a chat after a message was stored gets that
+/// message's first reply for a retry, alone or in a run of sends, since it
+/// was accepted then; a message not stored before is refused.
+#[tokio::test]
+async fn a_retry_after_the_sender_left_gets_its_first_reply() {
+    for (store, _dir) in stores().await {
+        let chat = group(&store, "alice", &["bob", "carol"]).await;
+        let first = store.apply_pairs(&[("bob".into(), send(chat, "b1", "one"))], 10).await.expect("applied");
+        let first = first[0].as_ref().expect("ok").applied.clone();
+        store.remove_member(chat, "bob", "bob").await.expect("left");
+        let alone = store.apply_pairs(&[("bob".into(), send(chat, "b1", "one"))], 20).await.expect("applied");
+        let run: Vec<_> = ["b1", "b2", "b1"].iter().map(|cid| ("bob".to_string(), send(chat, cid, "x"))).collect();
+        let run = store.apply_pairs(&run, 30).await.expect("applied");
+        let alone = alone[0].as_ref().expect("the retry is acked");
+        assert_eq!((&alone.applied, alone.events.len()), (&first, 0));
+        assert_eq!(run[0].as_ref().expect("acked in a run").applied, first);
+        assert_eq!(run[1].as_ref().expect_err("a new message").code, ErrorCode::Forbidden);
+        assert_eq!(run[2].as_ref().expect("acked in a run").applied, first);
+        let next = store.apply_pairs(&[("alice".into(), send(chat, "a1", "two"))], 40).await.expect("applied");
+        assert_eq!(next[0].as_ref().expect("ok").applied.message_id, 2, "nothing allocated for bob");
+    }
+}
+
 /// A `new` whose text and attachments hold zeros under the names of the
 /// fields PostgreSQL splices ids into (store/first_sends.rs), where only
 /// the top-level keys may match.
