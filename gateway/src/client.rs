@@ -13,6 +13,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
@@ -51,15 +52,22 @@ pub struct TokenQuery {
     token: Option<String>,
 }
 
-/// `GET /ws`. A missing or bad token is answered 401 before any upgrade.
+/// `GET /ws`. A missing or bad token is answered 401 before any upgrade;
+/// so is a query the token cannot be read from (say, two `token`s).
 pub async fn upgrade(
     State(node): State<Arc<Node>>,
-    Query(query): Query<TokenQuery>,
+    query: Result<Query<TokenQuery>, QueryRejection>,
     headers: HeaderMap,
     ws: Result<IncomingUpgrade, axum::http::StatusCode>,
 ) -> Response {
-    let token = bearer_token(&headers).or(query.token.as_deref());
-    let user = match node.authenticate(token) {
+    let authenticated = match (bearer_token(&headers), &query) {
+        (Some(token), _) => node.authenticate(Some(token)),
+        (None, Ok(Query(query))) => node.authenticate(query.token.as_deref()),
+        (None, Err(rejection)) => {
+            Err(ApiError::unauthorized(&format!("malformed token query: {}", rejection.body_text())))
+        }
+    };
+    let user = match authenticated {
         Ok(user) => user,
         Err(e) => {
             metrics::counter!("chat_connections_closed_total", "reason" => "auth_failed").increment(1);

@@ -4,6 +4,7 @@
 
 pub mod auth;
 mod chats;
+pub mod framework_errors;
 mod health;
 mod messages;
 mod presence;

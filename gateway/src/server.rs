@@ -35,7 +35,11 @@ pub fn listen(address: std::net::SocketAddr) -> std::io::Result<TcpListener> {
 
 /// The whole router, for the binary and for tests.
 pub fn app(node: Arc<Node>) -> Router {
-    Router::new().route("/ws", get(crate::client::upgrade)).merge(crate::rest::routes()).with_state(node)
+    Router::new()
+        .route("/ws", get(crate::client::upgrade))
+        .merge(crate::rest::routes())
+        .layer(axum::middleware::map_response(crate::rest::framework_errors::as_json))
+        .with_state(node)
 }
 
 /// Serves `node` on `listener` until `shutdown` resolves, then shuts the

@@ -106,4 +106,18 @@ mod tests {
         assert_eq!(auth.verify(&auth.mint("a,b", now() + 60)), Err(AuthError::BadSubject));
         assert_eq!(auth.verify(&auth.mint("", now() + 60)), Err(AuthError::BadSubject));
     }
+
+    /// PROTOCOL.md 1: `exp` is required, and the token is HS256.
+    #[test]
+    fn a_token_without_exp_or_of_another_algorithm_is_refused() {
+        let auth = Authenticator::new(b"secret");
+        let key = EncodingKey::from_secret(b"secret");
+        let no_exp = encode(&Header::new(Algorithm::HS256), &serde_json::json!({"sub": "alice"}), &key).expect("jwt");
+        assert_eq!(auth.verify(&no_exp), Err(AuthError::Invalid));
+        let claims = serde_json::json!({"sub": "alice", "exp": now() + 60});
+        let hs512 = encode(&Header::new(Algorithm::HS512), &claims, &key).expect("jwt");
+        assert_eq!(auth.verify(&hs512), Err(AuthError::Invalid));
+        let hs256 = encode(&Header::new(Algorithm::HS256), &claims, &key).expect("jwt");
+        assert_eq!(auth.verify(&hs256), Ok("alice".to_owned()), "the same claims, as HS256");
+    }
 }

@@ -52,9 +52,55 @@ async fn rest_refuses_bad_tokens_with_the_json_error() {
     let body: Value = response.json().await.expect("json");
     assert_eq!(body["code"], "unauthorized");
     assert!(body["message"].is_string());
+    let wrong_key = token_with(b"another-secret", "alice", 3600);
     let expired = token_with(SECRET, "alice", -10);
-    let response = http.get(server.url("/v1/chats")).bearer_auth(expired).send().await.expect("http");
-    assert_eq!(response.status(), 401);
+    for token in ["garbage".to_string(), wrong_key, expired] {
+        let response = http.get(server.url("/v1/chats")).bearer_auth(&token).send().await.expect("http");
+        assert_eq!(response.status(), 401, "{token}");
+        let body: Value = response.json().await.expect("json");
+        assert_eq!(body["code"], "unauthorized", "{token}");
+    }
+}
+
+/// A token query that cannot be read (two `token`s) is a malformed token:
+/// 401 before any upgrade, as JSON.
+#[tokio::test]
+async fn websocket_refuses_a_token_query_it_cannot_read() {
+    let server = TestServer::start().await;
+    let good = server.token("alice");
+    let (status, body) = ws_status(&server, &format!("?token={good}&token={good}"), None).await;
+    assert_eq!((status, body["code"].as_str()), (401, Some("unauthorized")), "{body}");
+    let (status, _) = ws_status(&server, &format!("?token={good}"), None).await;
+    assert_eq!(status, 101);
+}
+
+/// What the framework refuses before a handler runs (a path segment that
+/// is not UTF-8, a body past its limit) is the JSON error too (PROTOCOL.md
+/// 1: every REST error has that shape).
+#[tokio::test]
+async fn errors_the_framework_answers_are_json_too() {
+    let server = TestServer::start().await;
+    let http = reqwest::Client::new();
+    let token = server.token("alice");
+    let response = http.get(server.url("/v1/chats/%FF/messages")).bearer_auth(&token).send().await.expect("http");
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.expect("a JSON body");
+    assert_eq!(body["code"], "bad_request", "{body}");
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+
+    let chat = server.group("alice", &["bob"]).await;
+    let huge = vec![b' '; 3 << 20];
+    let response = http
+        .post(server.url(&format!("/v1/chats/{chat}/members")))
+        .bearer_auth(&token)
+        .header("Content-Type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .expect("http");
+    assert_eq!(response.status(), 413);
+    let body: Value = response.json().await.expect("a JSON body");
+    assert_eq!(body["code"], "too_large", "{body}");
 }
 
 #[tokio::test]
