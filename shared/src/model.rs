@@ -155,6 +155,11 @@ pub struct ChatSummary {
     pub is_mine: bool,
     pub last_message_id: MessageId,
     pub last_event_id: EventId,
+    /// When the chat was created or last got a message: what the list is
+    /// ordered by. Defaults to 0 when read from a node that did not send it
+    /// (a rolling upgrade).
+    #[serde(default)]
+    pub last_activity_at: Millis,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -15,6 +15,14 @@ async fn dialogs_are_created_once_and_members_hear_of_it() {
     assert_eq!(chat["name"], "bob");
     assert_eq!(chat["members"], json!(["alice", "bob"]));
     assert_eq!(chat["lastMessageId"], 0);
+    // No message yet: the fields the contract does not mark optional are
+    // still there, typed; the author is absent.
+    assert_eq!(
+        (&chat["lastMessageText"], &chat["lastMessageStatus"], &chat["lastMessageAuthor"], &chat["lastEventId"]),
+        (&json!(""), &json!("sent"), &json!(null), &json!(0))
+    );
+    assert!(chat["lastMessageTime"].as_i64().is_some_and(|t| t > 0), "the creation time: {chat}");
+    assert_eq!((&chat["photoUrl"], &chat["missed"], &chat["isMine"]), (&json!(null), &json!(0), &json!(false)));
     let created = bob.recv_type("chats").await;
     assert_eq!(created["action"], "created");
     assert_eq!(created["chat"]["id"], chat["id"]);
@@ -80,19 +88,28 @@ async fn chat_list_is_newest_activity_first() {
     let (_, list) = server.call("GET", "alice", "/v1/chats", None).await;
     assert_eq!(list["chats"][0]["id"], second);
     let mut alice = server.connect("alice").await;
-    alice.send_message(first, "c1", "bump").await;
+    let ack = alice.send_message(first, "c1", "bump").await;
     let (_, list) = server.call("GET", "alice", "/v1/chats", None).await;
-    assert_eq!(list["chats"][0]["id"], first);
-    assert_eq!(list["chats"][0]["lastMessageText"], "bump");
-    assert_eq!(list["chats"][0]["isMine"], true);
+    let top = &list["chats"][0];
+    assert_eq!(top["id"], first);
+    assert_eq!((&top["lastMessageText"], &top["lastMessageAuthor"]), (&json!("bump"), &json!("alice")));
+    assert_eq!(top["lastMessageTime"], ack["timestamp"]);
+    assert_eq!((&top["isMine"], &top["lastMessageId"], &top["lastEventId"]), (&json!(true), &json!(1), &json!(1)));
+    let mut bob = server.connect("bob").await;
+    assert_eq!(bob.request(json!({"type": "read", "chatId": first, "messageId": 1})).await["type"], "ack");
+    let (_, list) = server.call("GET", "alice", "/v1/chats", None).await;
+    assert_eq!(list["chats"][0]["lastMessageStatus"], "read", "every other member read it");
+    assert_eq!(list["chats"][0]["lastEventId"], 3, "the new, bob's dlvrd and read");
 }
 
 #[tokio::test]
 async fn membership_changes_take_effect_live() {
     let server = TestServer::start().await;
-    let chat = server.group("alice", &["bob"]).await;
+    let chat = server.group("alice", &["bob", "dave"]).await;
     let mut alice = server.connect("alice").await;
+    let mut bob = server.connect("bob").await;
     let mut carol = server.connect("carol").await;
+    let mut dave = server.connect("dave").await;
 
     let (status, _) =
         server.call("POST", "bob", &format!("/v1/chats/{chat}/members"), Some(json!({"userId": "carol"}))).await;
@@ -102,7 +119,7 @@ async fn membership_changes_take_effect_live() {
     assert_eq!(created["chat"]["id"], chat);
     let updated = alice.recv_type("chats").await;
     assert_eq!(updated["action"], "updated");
-    assert_eq!(updated["chat"]["members"], json!(["alice", "bob", "carol"]));
+    assert_eq!(updated["chat"]["members"], json!(["alice", "bob", "carol", "dave"]));
 
     alice.send_message(chat, "c1", "welcome carol").await;
     let new = carol.recv_type("new").await;
@@ -114,6 +131,13 @@ async fn membership_changes_take_effect_live() {
     assert_eq!(status, 204);
     let deleted = carol.recv_type("chats").await;
     assert_eq!(deleted["action"], "deleted");
+    let updated = alice.recv_type("chats").await;
+    assert_eq!(updated["action"], "updated", "the others hear of a removal");
+    assert_eq!(updated["chat"]["members"], json!(["alice", "bob", "dave"]));
+    let (status, _) = server.call("DELETE", "dave", &format!("/v1/chats/{chat}/members/dave"), None).await;
+    assert_eq!(status, 204, "anyone leaves");
+    assert_eq!(actions_until_deleted(&mut dave).await, ["updated", "updated", "deleted"]);
+    assert_eq!(alice.recv_type("chats").await["chat"]["members"], json!(["alice", "bob"]));
     alice.send_message(chat, "c2", "carol is gone").await;
     let after = carol.drain().await;
     assert!(after.iter().all(|f| f["type"] != "new"), "a removed member gets no more events: {after:?}");
@@ -125,6 +149,8 @@ async fn membership_changes_take_effect_live() {
     let (status, _) = server.call("DELETE", "alice", &format!("/v1/chats/{chat}"), None).await;
     assert_eq!(status, 204);
     assert_eq!(alice.recv_type("chats").await["action"], "deleted");
+    let for_bob = actions_until_deleted(&mut bob).await;
+    assert_eq!(for_bob, ["updated", "updated", "updated", "deleted"], "every member hears, in order");
     let refused = alice.request(json!({"type": "new", "chatId": chat, "clientMessageId": "y", "message": "hi"})).await;
     assert_eq!(refused["code"], "not_found");
 }
@@ -159,4 +185,29 @@ async fn rest_errors_are_json_with_the_right_status() {
         .await
         .expect("http");
     assert_eq!(raw.status(), 400);
+}
+
+/// The `action` of each `chats` frame `client` gets, up to a `deleted`.
+async fn actions_until_deleted(client: &mut testkit::client::Client) -> Vec<String> {
+    let mut actions = Vec::new();
+    while actions.last().map(String::as_str) != Some("deleted") {
+        actions.push(client.recv_type("chats").await["action"].as_str().unwrap_or("?").to_owned());
+    }
+    actions
+}
+
+/// Membership of a dialog is fixed: neither added to nor removed from.
+#[tokio::test]
+async fn a_dialog_s_members_do_not_change() {
+    let server = TestServer::start().await;
+    let (_, dialog) =
+        server.call("POST", "alice", "/v1/chats", Some(json!({"type": "dialog", "members": ["bob"]}))).await;
+    let id = &dialog["id"];
+    let (status, body) =
+        server.call("POST", "alice", &format!("/v1/chats/{id}/members"), Some(json!({"userId": "carol"}))).await;
+    assert_eq!((status, &body["code"]), (400, &json!("bad_request")), "{body}");
+    let (status, body) = server.call("DELETE", "alice", &format!("/v1/chats/{id}/members/bob"), None).await;
+    assert_eq!((status, &body["code"]), (400, &json!("bad_request")), "{body}");
+    let (_, list) = server.call("GET", "bob", "/v1/chats", None).await;
+    assert_eq!(list["chats"][0]["members"], json!(["alice", "bob"]));
 }

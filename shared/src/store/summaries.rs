@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use super::{Store, StoreError};
 use crate::model::{delivery_status, ChatId, ChatKind, ChatSummary, MessageId, UserId};
 
-/// id, kind, name, photo_url, last_message_id, last_event_id.
-type ChatRow = (i64, String, Option<String>, Option<String>, i64, i64);
+/// id, kind, name, photo_url, last_message_id, last_event_id, last_activity_at.
+type ChatRow = (i64, String, Option<String>, Option<String>, i64, i64, i64);
 
 struct MemberMarks {
     user: UserId,
@@ -30,7 +30,7 @@ impl Store {
     /// `chat == 0` means every chat of `user`.
     async fn summaries_filtered(&self, user: &str, chat: ChatId) -> Result<Vec<ChatSummary>, StoreError> {
         let chats: Vec<ChatRow> = sqlx::query_as(
-            "SELECT c.id, c.kind, c.name, c.photo_url, c.last_message_id, c.last_event_id \
+            "SELECT c.id, c.kind, c.name, c.photo_url, c.last_message_id, c.last_event_id, c.last_activity_at \
              FROM chats c JOIN members m ON m.chat_id = c.id \
              WHERE m.user_id = $1 AND ($2 = 0 OR c.id = $2) \
              ORDER BY c.last_activity_at DESC, c.id DESC",
@@ -82,7 +82,7 @@ impl Store {
 
         chats
             .into_iter()
-            .map(|(id, kind, name, photo_url, last_message_id, last_event_id)| {
+            .map(|(id, kind, name, photo_url, last_message_id, last_event_id, last_activity_at)| {
                 let kind = ChatKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("chat kind {kind}")))?;
                 let marks = members.remove(&id).unwrap_or_default();
                 let member_ids: Vec<UserId> = marks.iter().map(|m| m.user.clone()).collect();
@@ -112,6 +112,7 @@ impl Store {
                     members: member_ids,
                     last_message_id,
                     last_event_id,
+                    last_activity_at,
                 })
             })
             .collect()

@@ -192,6 +192,12 @@ fn status_str(status: DeliveryStatus) -> &'static str {
 }
 
 /// A ChatList item, for the `chats` frame and `GET /v1/chats`.
+///
+/// PROTOCOL.md 7 marks only `photoUrl` and `lastMessageAuthor` optional,
+/// so a chat with no message (every new chat) still gets the other three,
+/// as a client typed after the contract decodes them: an empty text, the
+/// chat's last activity (its creation) as the time, and `sent`. The absent
+/// author (`null`) and `lastMessageId` 0 say there is no message.
 pub fn chat_json(chat: &ChatSummary) -> Value {
     json!({
         "type": chat.kind.as_str(),
@@ -199,10 +205,10 @@ pub fn chat_json(chat: &ChatSummary) -> Value {
         "name": chat.name,
         "photoUrl": chat.photo_url,
         "members": chat.members,
-        "lastMessageText": chat.last_message_text,
-        "lastMessageTime": chat.last_message_time,
+        "lastMessageText": chat.last_message_text.as_deref().unwrap_or(""),
+        "lastMessageTime": chat.last_message_time.unwrap_or(chat.last_activity_at),
         "lastMessageAuthor": chat.last_message_author,
-        "lastMessageStatus": chat.last_message_status.map(status_str),
+        "lastMessageStatus": status_str(chat.last_message_status.unwrap_or(DeliveryStatus::Sent)),
         "missed": chat.missed,
         "isMine": chat.is_mine,
         "lastMessageId": chat.last_message_id,
