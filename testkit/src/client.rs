@@ -67,6 +67,20 @@ impl Client {
         }
     }
 
+    /// The payload of the next Pong control frame, skipping JSON frames.
+    pub async fn recv_pong(&mut self) -> Vec<u8> {
+        loop {
+            let message = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .unwrap_or_else(|_| panic!("{}: no Pong within {WAIT:?}", self.user))
+                .unwrap_or_else(|| panic!("{}: connection ended", self.user))
+                .unwrap_or_else(|e| panic!("{}: {e}", self.user));
+            if let Message::Pong(payload) = message {
+                return payload.to_vec();
+            }
+        }
+    }
+
     /// The next frame of `kind`, skipping others (presence, chats...).
     pub async fn recv_type(&mut self, kind: &str) -> Value {
         loop {

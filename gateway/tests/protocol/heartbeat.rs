@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
 
 use crate::common::{Ended, TestServer};
 
@@ -38,6 +39,21 @@ async fn pinging_keeps_a_connection_open_past_the_timeout() {
         alice.send(json!({"type": "ping"})).await;
         assert_eq!(alice.recv().await["type"], "pong");
     }
+}
+
+/// A WebSocket Ping control frame counts as a heartbeat too (PROTOCOL.md
+/// 6), and is answered with a Pong carrying its payload.
+#[tokio::test]
+async fn websocket_ping_frames_keep_a_connection_open_past_the_timeout() {
+    let server = TestServer::start_with(|s| s.heartbeat_timeout_ms = 300).await;
+    let mut alice = server.connect("alice").await;
+    for n in 0..9u8 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        alice.send_raw(Message::Ping(vec![n].into())).await;
+        assert_eq!(alice.recv_pong().await, [n], "the Pong echoes the Ping");
+    }
+    alice.send(json!({"type": "ping", "ref": "still"})).await;
+    assert_eq!(alice.recv().await["ref"], "still", "open after three timeouts' worth");
 }
 
 /// A phone that loses its network in a busy chat: alice stops reading

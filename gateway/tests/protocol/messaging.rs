@@ -139,6 +139,17 @@ async fn edit_and_delete_follow_the_rules() {
     assert_eq!(refused["code"], "forbidden");
     let missing = alice.request(json!({"type": "edit", "chatId": chat, "messageId": 9, "message": "x"})).await;
     assert_eq!(missing["code"], "not_found");
+    // Only a member edits or deletes, in a chat that exists (PROTOCOL.md 3).
+    let (_, other) = server
+        .call("POST", "carol", "/v1/chats", Some(json!({"type": "group", "name": "c", "members": ["dave"]})))
+        .await;
+    let other = other["id"].as_i64().expect("id");
+    for (chat_id, code) in [(other, "forbidden"), (999_999, "not_found")] {
+        let edit = json!({"type": "edit", "chatId": chat_id, "messageId": 1, "message": "x"});
+        assert_eq!(alice.request(edit).await["code"], code, "edit in chat {chat_id}");
+        let delete = json!({"type": "delete", "chatId": chat_id, "messageId": 1});
+        assert_eq!(alice.request(delete).await["code"], code, "delete in chat {chat_id}");
+    }
     let ack = alice.request(edit("fixed")).await;
     assert_eq!(ack["type"], "ack");
     let edited = bob.recv_type("edit").await;
@@ -186,4 +197,16 @@ async fn history_pages_ascend_and_respect_before_after_limit() {
     assert_eq!(message["members"], json!(["alice", "bob"]));
     assert_eq!(message["status"], "sent");
     assert_eq!(message["clientMessageId"], "c3");
+    // Both bounds: the newest messages between them, ascending.
+    let (_, page) = server.call("GET", "bob", &format!("/v1/chats/{chat}/messages?after=2&before=7"), None).await;
+    assert_eq!(ids(&page), vec![3, 4, 5, 6]);
+    let (_, page) =
+        server.call("GET", "bob", &format!("/v1/chats/{chat}/messages?after=2&before=7&limit=2"), None).await;
+    assert_eq!(ids(&page), vec![5, 6]);
+    // No limit: the newest 50.
+    for i in 8..=60 {
+        alice.send_message(chat, &format!("c{i}"), &format!("m{i}")).await;
+    }
+    let (_, page) = server.call("GET", "bob", &format!("/v1/chats/{chat}/messages"), None).await;
+    assert_eq!(ids(&page), (11..=60).collect::<Vec<_>>(), "a default page of 50");
 }
