@@ -50,16 +50,21 @@ impl Client {
         self.ws.send(message).await.expect("send");
     }
 
-    /// The next JSON frame; panics if the connection ends or none comes.
+    /// The next message of any kind; panics if the connection ends or none
+    /// comes.
     #[allow(clippy::result_large_err)]
+    async fn next_message(&mut self) -> Message {
+        tokio::time::timeout(WAIT, self.ws.next())
+            .await
+            .unwrap_or_else(|_| panic!("{}: no frame within {WAIT:?}", self.user))
+            .unwrap_or_else(|| panic!("{}: connection ended", self.user))
+            .unwrap_or_else(|e| panic!("{}: {e}", self.user))
+    }
+
+    /// The next JSON frame; panics if the connection ends or none comes.
     pub async fn recv(&mut self) -> Value {
         loop {
-            let message = tokio::time::timeout(WAIT, self.ws.next())
-                .await
-                .unwrap_or_else(|_| panic!("{}: no frame within {WAIT:?}", self.user))
-                .unwrap_or_else(|| panic!("{}: connection ended", self.user))
-                .unwrap_or_else(|e| panic!("{}: {e}", self.user));
-            match message {
+            match self.next_message().await {
                 Message::Text(text) => return serde_json::from_str(&text).expect("JSON frame"),
                 Message::Ping(_) | Message::Pong(_) => continue,
                 other => panic!("{}: unexpected {other:?}", self.user),
@@ -70,12 +75,7 @@ impl Client {
     /// The payload of the next Pong control frame, skipping JSON frames.
     pub async fn recv_pong(&mut self) -> Vec<u8> {
         loop {
-            let message = tokio::time::timeout(WAIT, self.ws.next())
-                .await
-                .unwrap_or_else(|_| panic!("{}: no Pong within {WAIT:?}", self.user))
-                .unwrap_or_else(|| panic!("{}: connection ended", self.user))
-                .unwrap_or_else(|e| panic!("{}: {e}", self.user));
-            if let Message::Pong(payload) = message {
+            if let Message::Pong(payload) = self.next_message().await {
                 return payload.to_vec();
             }
         }
