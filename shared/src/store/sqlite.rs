@@ -1,8 +1,6 @@
 //! SQLite specifics: the file is created if missing, WAL journaling lets
-//! readers proceed while the single writer commits, and `synchronous=NORMAL`
-//! makes a commit durable against a process crash without an fsync per
-//! commit (a power loss may lose the last commits; the standalone trade-off,
-//! documented in docs/architecture.md).
+//! readers proceed while the single writer commits, and each commit is
+//! synced to disk before it counts ([`Synchronous`]).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -40,7 +38,60 @@ pub fn run_statements_on_this_thread() {
     sqlx::sqlite::run_statements_on_this_thread();
 }
 
+/// When SQLite makes a commit reach the disk, chosen by the URL's
+/// `synchronous` parameter (ours: sqlx's URL knows none, so it is taken out
+/// before sqlx reads the URL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Synchronous {
+    /// The default: the log is synced at every commit, so an ack means the
+    /// message survives a power loss too (PROTOCOL.md 3: acked once durably
+    /// stored). A batch of commands is one commit, so under load the cost
+    /// is shared; about a tenth more CPU per delivery than `Normal` at
+    /// 20,000 deliveries/s on the test machine (docs/benchmarks-journal.md,
+    /// twenty-fifth session).
+    Full,
+    /// `?synchronous=normal`: synced only at checkpoints. A process crash
+    /// loses nothing; a power loss or kernel crash may lose the last
+    /// commits, already acked.
+    Normal,
+}
+
+impl Synchronous {
+    fn pragma(self) -> &'static str {
+        match self {
+            Synchronous::Full => "PRAGMA synchronous = FULL",
+            Synchronous::Normal => "PRAGMA synchronous = NORMAL",
+        }
+    }
+}
+
+/// `url` without its `synchronous` parameter, and what that asked for.
+fn take_synchronous(url: &str) -> Result<(String, Synchronous), StoreError> {
+    let Some((base, query)) = url.split_once('?') else { return Ok((url.to_owned(), Synchronous::Full)) };
+    let mut synchronous = Synchronous::Full;
+    let mut kept = Vec::new();
+    for pair in query.split('&') {
+        match pair.split_once('=') {
+            Some(("synchronous", value)) => {
+                synchronous = match value.to_ascii_lowercase().as_str() {
+                    "full" => Synchronous::Full,
+                    "normal" => Synchronous::Normal,
+                    _ => {
+                        let message = format!("unknown value {value:?} for `synchronous` (use full or normal)");
+                        return Err(StoreError::Database(sqlx::Error::Configuration(message.into())));
+                    }
+                }
+            }
+            _ => kept.push(pair),
+        }
+    }
+    let url = if kept.is_empty() { base.to_owned() } else { format!("{base}?{}", kept.join("&")) };
+    Ok((url, synchronous))
+}
+
 pub(super) async fn open(url: &str) -> Result<(Store, Migrated), StoreError> {
+    let (url, synchronous) = take_synchronous(url)?;
+    let url = url.as_str();
     if let Some(dir) = file_path(url).and_then(|p| Path::new(p).parent().map(Path::to_path_buf)) {
         if !dir.as_os_str().is_empty() {
             std::fs::create_dir_all(&dir)
@@ -54,14 +105,14 @@ pub(super) async fn open(url: &str) -> Result<(Store, Migrated), StoreError> {
             let log = log.clone();
             move |conn, _| {
                 log.mark_written();
-                Box::pin(async move { writer_pragmas(conn).await })
+                Box::pin(async move { writer_pragmas(conn, synchronous).await })
             }
         })
         .connect(&url)
         .await?;
     let migrated = migrations::apply(&writer, migrator()).await?;
     let reader = sqlite_pool_options(4)
-        .after_connect(|conn, _| Box::pin(async move { pragmas(conn).await }))
+        .after_connect(move |conn, _| Box::pin(async move { pragmas(conn, synchronous).await }))
         .connect(&url)
         .await?;
     Ok((Store { writer, reader, backend: Backend::Sqlite, log }, migrated))
@@ -83,9 +134,10 @@ fn watched_by(options: sqlx::any::AnyPoolOptions, log: &Arc<LogWatch>) -> sqlx::
         })
 }
 
-async fn pragmas(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
+async fn pragmas(conn: &mut sqlx::AnyConnection, synchronous: Synchronous) -> Result<(), sqlx::Error> {
     use sqlx::Executor;
-    conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 10000;").await?;
+    conn.execute(format!("PRAGMA journal_mode = WAL; {}; PRAGMA busy_timeout = 10000;", synchronous.pragma()).as_str())
+        .await?;
     Ok(())
 }
 
@@ -104,9 +156,9 @@ const WRITER_CHECKPOINT_PAGES: u32 = 4000;
 /// writer's `pwrite64` calls at 100,000 deliveries/s (docs/benchmarks-journal.md,
 /// fifth session). Those inserts no longer keep any (`INSERT OR FAIL`,
 /// `batch_rows.rs`); what temporary data remains is small.
-async fn writer_pragmas(conn: &mut sqlx::AnyConnection) -> Result<(), sqlx::Error> {
+async fn writer_pragmas(conn: &mut sqlx::AnyConnection, synchronous: Synchronous) -> Result<(), sqlx::Error> {
     use sqlx::Executor;
-    pragmas(conn).await?;
+    pragmas(conn, synchronous).await?;
     conn.execute(format!("PRAGMA wal_autocheckpoint = {WRITER_CHECKPOINT_PAGES}; PRAGMA temp_store = MEMORY").as_str())
         .await?;
     Ok(())
@@ -117,4 +169,37 @@ fn file_path(url: &str) -> Option<&str> {
     let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next()?;
     (!path.is_empty() && path != ":memory:").then_some(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_synchronous_parameter_is_ours_and_taken_out() {
+        let cases = [
+            ("sqlite://d/c.db", "sqlite://d/c.db", Synchronous::Full),
+            ("sqlite://d/c.db?synchronous=normal", "sqlite://d/c.db", Synchronous::Normal),
+            ("sqlite://d/c.db?mode=rwc&synchronous=FULL", "sqlite://d/c.db?mode=rwc", Synchronous::Full),
+            ("sqlite://d/c.db?synchronous=normal&mode=rwc", "sqlite://d/c.db?mode=rwc", Synchronous::Normal),
+        ];
+        for (given, url, synchronous) in cases {
+            assert_eq!(take_synchronous(given).expect(given), (url.to_owned(), synchronous), "{given}");
+        }
+        assert!(take_synchronous("sqlite://d/c.db?synchronous=off").is_err(), "only full or normal");
+    }
+
+    /// What the writer's connection runs with, as SQLite reports it (2 is
+    /// FULL, 1 NORMAL).
+    #[tokio::test]
+    async fn commits_are_synced_unless_the_url_says_normal() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (query, expected) in [("", 2), ("?synchronous=normal", 1)] {
+            let url = format!("sqlite://{}/s{expected}.db{query}", dir.path().display());
+            let (store, _) = Store::connect_migrated(&url).await.expect("store");
+            let level: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(&store.writer).await.expect("pragma");
+            assert_eq!(level, expected, "{url}");
+            store.close().await;
+        }
+    }
 }

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-full /tmp/build-full/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:26587/ws --http-url http://127.0.0.1:26587 --data-dir /tmp/tmp.DJyFBSe47Z --server-pid 29227 --report bench/results/2026-12-05-standalone-s25-sync-full-2/fanout.json --charts bench/results/2026-12-05-standalone-s25-sync-full-2/fanout
