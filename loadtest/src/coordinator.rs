@@ -22,6 +22,9 @@ struct Agent {
     child: Child,
     stdin: ChildStdin,
     users: usize,
+    /// Reads the agent's lines until its stdout closes: the result line is
+    /// only counted once this ends, which can be after the process exits.
+    lines: tokio::task::JoinHandle<()>,
 }
 
 #[derive(Default)]
@@ -138,6 +141,8 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
     eprintln!("loadtest: letting in-flight messages arrive, then collecting results");
     for agent in &mut agents {
         let _ = agent.child.wait().await;
+        // Its last lines may still be unread when it has exited.
+        let _ = (&mut agent.lines).await;
     }
     let results: Vec<AgentResult> =
         std::mem::take(&mut shared.lock().unwrap_or_else(|e| e.into_inner()).results).into_values().collect();
@@ -214,7 +219,7 @@ fn spawn_agent(
         .spawn()?;
     let stdin = child.stdin.take().ok_or_else(|| anyhow::anyhow!("agent stdin"))?;
     let stdout = child.stdout.take().ok_or_else(|| anyhow::anyhow!("agent stdout"))?;
-    tokio::spawn(async move {
+    let lines = tokio::spawn(async move {
         let mut lines = BufReader::new(stdout).lines();
         while let Ok(Some(line)) = lines.next_line().await {
             match serde_json::from_str::<AgentLine>(&line) {
@@ -228,7 +233,7 @@ fn spawn_agent(
             }
         }
     });
-    Ok(Agent { child, stdin, users })
+    Ok(Agent { child, stdin, users, lines })
 }
 
 /// Waits until the members' `online` frames from connecting have all
