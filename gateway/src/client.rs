@@ -335,7 +335,7 @@ impl Reader<'_> {
                 let lane = self.node.commands.lane_of(envelope.command.chat_id());
                 let in_flight = self.handle.commands_in_flight();
                 match self.order.admit(lane, envelope, in_flight, self.node.settings.outbound_queue) {
-                    Admission::Submit(envelope) => self.submit(envelope).await,
+                    Admission::Submit(envelope) => self.submit(envelope, &reference).await,
                     Admission::Held => metrics::counter!("chat_commands_held_total").increment(1),
                     Admission::Full(envelope) => {
                         metrics::counter!("chat_commands_rate_limited_total").increment(1);
@@ -364,21 +364,22 @@ impl Reader<'_> {
     async fn submit_released(&mut self) {
         let released = self.order.release();
         for envelope in released {
-            self.submit(envelope).await;
+            let reference = envelope.reference.clone();
+            self.submit(envelope, &reference).await;
         }
     }
 
     /// Hands a command to the workers; a queue that refuses it is told to
-    /// the client, whose command then was not applied.
-    async fn submit(&self, envelope: CommandEnvelope) {
+    /// the client (under `reference`, the command's), whose command then was
+    /// not applied.
+    async fn submit(&self, envelope: CommandEnvelope, reference: &Ref) {
         self.handle.command_submitted();
-        let reference = envelope.reference.clone();
         if let Err(e) = self.node.commands.submit(envelope).await {
             self.handle.command_settled();
             metrics::counter!("chat_redis_errors_total", "op" => "submit").increment(1);
             tracing::warn!(error = %e, "command not accepted");
             let refusal = Refusal::new(ErrorCode::Internal, "the command could not be queued; retry");
-            self.refuse(&reference, &refusal, None).await;
+            self.refuse(reference, &refusal, None).await;
         }
     }
 
