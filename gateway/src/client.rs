@@ -10,6 +10,7 @@
 //! nothing is queued (`ClientHandle::reply_from_reader`). Both run in the
 //! connection's one task, joined, so a connection costs one task.
 
+use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -22,7 +23,7 @@ use fastwebsockets::{Frame, OpCode, Role, WebSocketError};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
-use shared::bus::{CommandEnvelope, Event, Origin};
+use shared::bus::{BusError, CommandEnvelope, Event, Origin};
 use shared::clock::now_ms;
 use shared::config::MAX_FRAME_BYTES;
 use shared::error::{ErrorCode, Refusal};
@@ -35,7 +36,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
 use crate::command_budget::CommandBudget;
-use crate::command_order::{Admission, CommandOrder};
+use crate::command_order::CommandOrder;
 use crate::handle::ClientHandle;
 use crate::node::{Node, STORE_DEADLINE};
 use crate::outbound::{Outbound, SyncEnd};
@@ -323,6 +324,10 @@ impl Reader<'_> {
             }
             Request::Command(command) => {
                 metrics::counter!("chat_frames_in_total", "type" => command.label()).increment(1);
+                // Read off `command`, not the envelope: a local once
+                // borrowed keeps its room in the connection's task across
+                // every later wait, and the envelope is the larger.
+                let lane = self.node.commands.lane_of(command.chat_id());
                 self.sequence += 1;
                 let envelope = CommandEnvelope {
                     id: format!("{}-{}-{}", self.node.incarnation, self.handle.id, self.sequence),
@@ -332,19 +337,18 @@ impl Reader<'_> {
                     command,
                     received_at: now,
                 };
-                let lane = self.node.commands.lane_of(envelope.command.chat_id());
                 let in_flight = self.handle.commands_in_flight();
-                match self.order.admit(lane, envelope, in_flight, self.node.settings.outbound_queue) {
-                    Admission::Submit(envelope) => self.submit(envelope, &reference).await,
-                    Admission::Held => metrics::counter!("chat_commands_held_total").increment(1),
-                    Admission::Full(envelope) => {
-                        metrics::counter!("chat_commands_rate_limited_total").increment(1);
-                        let refusal = Refusal::new(
-                            ErrorCode::RateLimited,
-                            "too many commands wait for earlier ones, of other chats, to be applied; resend after their acks",
-                        );
-                        self.refuse(&envelope.reference, &refusal, None).await;
-                    }
+                if self.order.may_submit(lane, in_flight) {
+                    self.submit(envelope, &reference).await;
+                } else if self.order.hold(lane, envelope, self.node.settings.outbound_queue) {
+                    metrics::counter!("chat_commands_held_total").increment(1);
+                } else {
+                    metrics::counter!("chat_commands_rate_limited_total").increment(1);
+                    let refusal = Refusal::new(
+                        ErrorCode::RateLimited,
+                        "too many commands wait for earlier ones, of other chats, to be applied; resend after their acks",
+                    );
+                    self.refuse(&reference, &refusal, None).await;
                 }
             }
             Request::Typing { chat_id } => {
@@ -372,15 +376,27 @@ impl Reader<'_> {
     /// Hands a command to the workers; a queue that refuses it is told to
     /// the client (under `reference`, the command's), whose command then was
     /// not applied.
-    async fn submit(&self, envelope: CommandEnvelope, reference: &Ref) {
+    ///
+    /// Not an `async fn`: that would keep the envelope in its own state
+    /// beside the queue's future holding it, and every connection's task is
+    /// as large as this state (`CommandQueue::submit` says more).
+    fn submit<'s>(&'s self, envelope: CommandEnvelope, reference: &'s Ref) -> impl Future<Output = ()> + 's {
         self.handle.command_submitted();
-        if let Err(e) = self.node.commands.submit(envelope).await {
-            self.handle.command_settled();
-            metrics::counter!("chat_redis_errors_total", "op" => "submit").increment(1);
-            tracing::warn!(error = %e, "command not accepted");
-            let refusal = Refusal::new(ErrorCode::Internal, "the command could not be queued; retry");
-            self.refuse(reference, &refusal, None).await;
+        let queued = self.node.commands.submit(envelope);
+        async move {
+            if let Err(e) = queued.await {
+                // Boxed, as the refusal's wait is rare.
+                Box::pin(self.not_queued(reference, e)).await;
+            }
         }
+    }
+
+    async fn not_queued(&self, reference: &Ref, e: BusError) {
+        self.handle.command_settled();
+        metrics::counter!("chat_redis_errors_total", "op" => "submit").increment(1);
+        tracing::warn!(error = %e, "command not accepted");
+        let refusal = Refusal::new(ErrorCode::Internal, "the command could not be queued; retry");
+        self.refuse(reference, &refusal, None).await;
     }
 
     async fn typing(&self, reference: &Ref, chat: ChatId) {

@@ -20,50 +20,61 @@ use shared::bus::CommandEnvelope;
 pub struct CommandOrder {
     /// The lane of the commands in flight, while any are.
     lane: u32,
-    /// In the order received; each with its lane.
-    held: VecDeque<(u32, CommandEnvelope)>,
-}
-
-/// What to do with a command now.
-#[derive(Debug)]
-pub enum Admission {
-    /// Hand it to the queue now.
-    Submit(CommandEnvelope),
-    /// It waits behind earlier commands; nothing to do now.
-    Held,
-    /// Too many wait already: refuse it, unapplied.
-    Full(CommandEnvelope),
+    /// In the order received, each with its lane; `None` while none wait.
+    /// Boxed: every connection's task carries this struct, and the task's
+    /// size decides the size class of its allocation (2 KiB when this was
+    /// written, a few dozen bytes to spare), while few connections ever
+    /// hold a command.
+    #[allow(clippy::box_collection)] // 8 bytes here instead of 32, on purpose
+    held: Option<Box<VecDeque<(u32, CommandEnvelope)>>>,
 }
 
 impl CommandOrder {
-    /// Decides for a command of `lane`, with `in_flight` commands of this
-    /// connection unanswered; at most `limit` wait at once.
-    pub fn admit(&mut self, lane: u32, envelope: CommandEnvelope, in_flight: u32, limit: usize) -> Admission {
-        if self.held.is_empty() && (in_flight == 0 || lane == self.lane) {
+    /// Whether a command of `lane` may go to the queue now, with
+    /// `in_flight` commands of this connection unanswered; if so, it is
+    /// taken as sent. Otherwise it must be [`held`](Self::hold).
+    ///
+    /// The envelope stays with the caller, which awaits its hand-off: a
+    /// decision carrying it would keep a second envelope's room in every
+    /// connection's task.
+    pub fn may_submit(&mut self, lane: u32, in_flight: u32) -> bool {
+        let may = self.held.is_none() && (in_flight == 0 || lane == self.lane);
+        if may {
             self.lane = lane;
-            return Admission::Submit(envelope);
         }
-        if self.held.len() >= limit {
-            return Admission::Full(envelope);
+        may
+    }
+
+    /// Holds a command behind those before it; false, and dropped, when
+    /// `limit` wait already (refuse it, unapplied).
+    pub fn hold(&mut self, lane: u32, envelope: CommandEnvelope, limit: usize) -> bool {
+        let held = self.held.get_or_insert_with(Box::default);
+        if held.len() >= limit {
+            return false;
         }
-        self.held.push_back((lane, envelope));
-        Admission::Held
+        held.push_back((lane, envelope));
+        true
     }
 
     /// Whether commands wait, so that the reader watches for the ones in
     /// flight to be answered.
     pub fn is_holding(&self) -> bool {
-        !self.held.is_empty()
+        self.held.is_some()
     }
 
     /// Once nothing is in flight: the waiting commands that may go now, in
     /// order (the first, and those after it of the same lane). The next one
     /// of another lane waits for these in turn.
     pub fn release(&mut self) -> Vec<CommandEnvelope> {
-        let Some(&(lane, _)) = self.held.front() else { return Vec::new() };
+        let Some(held) = self.held.as_mut() else { return Vec::new() };
+        let Some(&(lane, _)) = held.front() else { return Vec::new() };
         self.lane = lane;
-        let run = self.held.iter().take_while(|(l, _)| *l == lane).count();
-        self.held.drain(..run).map(|(_, envelope)| envelope).collect()
+        let run = held.iter().take_while(|(l, _)| *l == lane).count();
+        let released = held.drain(..run).map(|(_, envelope)| envelope).collect();
+        if held.is_empty() {
+            self.held = None;
+        }
+        released
     }
 }
 
@@ -84,18 +95,25 @@ mod tests {
         }
     }
 
-    fn submitted(admission: Admission) -> Option<String> {
-        match admission {
-            Admission::Submit(envelope) => Some(envelope.id),
-            _ => None,
+    /// What the reader does: submit when it may, hold otherwise. The id of
+    /// a command submitted, or `None` when held.
+    fn take(order: &mut CommandOrder, lane: u32, sequence: u64, in_flight: u32) -> Option<u64> {
+        if order.may_submit(lane, in_flight) {
+            return Some(sequence);
         }
+        assert!(order.hold(lane, envelope(sequence), 8));
+        None
+    }
+
+    fn ids(run: Vec<CommandEnvelope>) -> Vec<String> {
+        run.into_iter().map(|e| e.id).collect()
     }
 
     #[test]
     fn one_lane_never_waits() {
         let mut order = CommandOrder::default();
         for (n, in_flight) in [0, 1, 2, 3].into_iter().enumerate() {
-            assert_eq!(submitted(order.admit(4, envelope(n as u64), in_flight, 8)), Some(n.to_string()));
+            assert_eq!(take(&mut order, 4, n as u64, in_flight), Some(n as u64));
         }
         assert!(!order.is_holding());
     }
@@ -103,39 +121,40 @@ mod tests {
     #[test]
     fn another_lane_waits_until_nothing_is_in_flight_and_keeps_the_order() {
         let mut order = CommandOrder::default();
-        assert!(submitted(order.admit(1, envelope(1), 0, 8)).is_some());
-        assert!(matches!(order.admit(2, envelope(2), 1, 8), Admission::Held));
+        assert_eq!(take(&mut order, 1, 1, 0), Some(1));
+        assert_eq!(take(&mut order, 2, 2, 1), None);
         // Same lane as in flight, but behind a held one: it waits too.
-        assert!(matches!(order.admit(1, envelope(3), 1, 8), Admission::Held));
-        assert!(matches!(order.admit(2, envelope(4), 1, 8), Admission::Held));
+        assert_eq!(take(&mut order, 1, 3, 1), None);
+        assert_eq!(take(&mut order, 2, 4, 1), None);
         assert!(order.is_holding());
-        let ids = |run: Vec<CommandEnvelope>| run.into_iter().map(|e| e.id).collect::<Vec<_>>();
         assert_eq!(ids(order.release()), ["2"]);
         assert_eq!(ids(order.release()), ["3"]);
         assert_eq!(ids(order.release()), ["4"]);
         assert!(!order.is_holding());
         // Lane 2 is now the one in flight: more of it go at once.
-        assert!(submitted(order.admit(2, envelope(5), 1, 8)).is_some());
+        assert_eq!(take(&mut order, 2, 5, 1), Some(5));
     }
 
     #[test]
     fn a_run_of_one_lane_is_released_together() {
         let mut order = CommandOrder::default();
-        order.admit(1, envelope(1), 0, 8);
+        take(&mut order, 1, 1, 0);
         for n in 2..=4 {
-            order.admit(2, envelope(n), 1, 8);
+            take(&mut order, 2, n, 1);
         }
-        order.admit(3, envelope(5), 1, 8);
-        assert_eq!(order.release().len(), 3);
-        assert_eq!(order.release().len(), 1);
+        take(&mut order, 3, 5, 1);
+        assert_eq!(ids(order.release()), ["2", "3", "4"]);
+        assert_eq!(ids(order.release()), ["5"]);
     }
 
     #[test]
-    fn past_the_limit_a_command_is_handed_back() {
+    fn past_the_limit_a_command_is_not_held() {
         let mut order = CommandOrder::default();
-        order.admit(1, envelope(1), 0, 2);
-        assert!(matches!(order.admit(2, envelope(2), 1, 2), Admission::Held));
-        assert!(matches!(order.admit(2, envelope(3), 1, 2), Admission::Held));
-        assert!(matches!(order.admit(2, envelope(4), 1, 2), Admission::Full(e) if e.id == "4"));
+        assert!(order.may_submit(1, 0));
+        assert!(!order.may_submit(2, 1));
+        assert!(order.hold(2, envelope(2), 2));
+        assert!(order.hold(2, envelope(3), 2));
+        assert!(!order.hold(2, envelope(4), 2));
+        assert_eq!(ids(order.release()), ["2", "3"]);
     }
 }

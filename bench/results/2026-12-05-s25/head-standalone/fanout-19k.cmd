@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 19000 --group-size 10 --rate 2000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:13189/ws --http-url http://127.0.0.1:13189 --data-dir /tmp/tmp.VlOzwEQKUs --server-pid 16542 --report bench/results/2026-12-05-standalone-s25-head/fanout-19k.json --charts bench/results/2026-12-05-standalone-s25-head/fanout-19k

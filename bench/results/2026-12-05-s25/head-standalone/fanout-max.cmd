@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 10000 --duration 20 --ws-url ws://127.0.0.1:15715/ws --http-url http://127.0.0.1:15715 --data-dir /tmp/tmp.R6Lx8e3MX1 --server-pid 16616 --report bench/results/2026-12-05-standalone-s25-head/fanout-max.json --charts bench/results/2026-12-05-standalone-s25-head/fanout-max

@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:17232/ws --http-url http://127.0.0.1:17232 --data-dir /tmp/tmp.YajHUt32P2 --server-pid 16507 --report bench/results/2026-12-05-standalone-s25-head/fanout.json --charts bench/results/2026-12-05-standalone-s25-head/fanout

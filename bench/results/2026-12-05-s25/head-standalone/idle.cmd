@@ -1,0 +1,1 @@
+target/release/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:31889/ws --http-url http://127.0.0.1:31889 --data-dir /tmp/tmp.4j2e1zsy7X --server-pid 16434 --report bench/results/2026-12-05-standalone-s25-head/idle.json --charts bench/results/2026-12-05-standalone-s25-head/idle

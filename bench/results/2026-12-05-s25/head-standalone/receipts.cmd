@@ -1,0 +1,1 @@
+target/release/loadtest run receipts --connections 2000 --group-size 10 --rate 500 --duration 20 --ws-url ws://127.0.0.1:16255/ws --http-url http://127.0.0.1:16255 --data-dir /tmp/tmp.nFOp3Qj8a3 --server-pid 16652 --report bench/results/2026-12-05-standalone-s25-head/receipts.json --charts bench/results/2026-12-05-standalone-s25-head/receipts

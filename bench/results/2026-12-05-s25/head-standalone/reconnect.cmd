@@ -1,0 +1,1 @@
+target/release/loadtest run reconnect --connections 19000 --group-size 10 --rate 200 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:24996/ws --http-url http://127.0.0.1:24996 --data-dir /tmp/tmp.jL5nFW4bUd --server-pid 16688 --report bench/results/2026-12-05-standalone-s25-head/reconnect.json --charts bench/results/2026-12-05-standalone-s25-head/reconnect

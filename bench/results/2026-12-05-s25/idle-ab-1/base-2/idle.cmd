@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-base /tmp/build-head2/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:19124/ws --http-url http://127.0.0.1:19124 --data-dir /tmp/tmp.HD1mqJbpJV --server-pid 28223 --report bench/results/2026-12-05-standalone-s25-idle-base-2/idle.json --charts bench/results/2026-12-05-standalone-s25-idle-base-2/idle

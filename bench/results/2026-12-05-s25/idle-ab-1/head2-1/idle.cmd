@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-head2 /tmp/build-head2/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:12901/ws --http-url http://127.0.0.1:12901 --data-dir /tmp/tmp.JF3W90Ck0X --server-pid 28083 --report bench/results/2026-12-05-standalone-s25-idle-head2-1/idle.json --charts bench/results/2026-12-05-standalone-s25-idle-head2-1/idle

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-head2 /tmp/build-head2/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:15970/ws --http-url http://127.0.0.1:15970 --data-dir /tmp/tmp.hQy3kAOL4B --server-pid 28138 --report bench/results/2026-12-05-standalone-s25-idle-head2-2/idle.json --charts bench/results/2026-12-05-standalone-s25-idle-head2-2/idle

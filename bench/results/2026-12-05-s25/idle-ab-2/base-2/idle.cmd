@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-base /tmp/build-head3/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:11857/ws --http-url http://127.0.0.1:11857 --data-dir /tmp/tmp.EFHMRdS2HA --server-pid 29522 --report bench/results/2026-12-05-standalone-s25-idle2-base-2/idle.json --charts bench/results/2026-12-05-standalone-s25-idle2-base-2/idle

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-head3 /tmp/build-head3/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:15764/ws --http-url http://127.0.0.1:15764 --data-dir /tmp/tmp.zx4YWxiIGn --server-pid 29381 --report bench/results/2026-12-05-standalone-s25-idle2-head3-1/idle.json --charts bench/results/2026-12-05-standalone-s25-idle2-head3-1/idle

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-head3 /tmp/build-head3/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:25620/ws --http-url http://127.0.0.1:25620 --data-dir /tmp/tmp.XDDm4rarhG --server-pid 29435 --report bench/results/2026-12-05-standalone-s25-idle2-head3-2/idle.json --charts bench/results/2026-12-05-standalone-s25-idle2-head3-2/idle
