@@ -22,13 +22,19 @@ struct OwnMessage {
     content_since: Millis,
 }
 
-/// The message if `user` wrote it, or the refusal for touching it.
+/// Locks the chat for `user`'s change and reads the message if `user`
+/// wrote it: the chat's last event id and the message, or the refusal for
+/// touching it (no chat, not a member, no message, not the author).
 async fn own_message(
     tx: &mut Tx,
     user: &str,
     chat: ChatId,
     message_id: MessageId,
-) -> Result<Result<OwnMessage, Refusal>, StoreError> {
+) -> Result<Result<(EventId, OwnMessage), Refusal>, StoreError> {
+    let last_event_id = match locked_for(tx, chat, user).await? {
+        Ok(counters) => counters.last_event_id,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
     type Row = (String, Option<i64>, Option<i64>, String, String, i64);
     let row: Option<Row> = sqlx::query_as(
         "SELECT user_id, deleted_at, new_event_id, body, attachments, COALESCE(edited_at, created_at) \
@@ -42,7 +48,7 @@ async fn own_message(
         None => Err(Refusal::not_found(format!("no message {message_id} in this chat"))),
         Some((author, ..)) if author != user => Err(Refusal::forbidden("only the author may change a message")),
         Some((_, deleted_at, new_event_id, text, attachments, content_since)) => {
-            Ok(OwnMessage { deleted_at, new_event_id, text, attachments, content_since })
+            Ok((last_event_id, OwnMessage { deleted_at, new_event_id, text, attachments, content_since }))
         }
     })
 }
@@ -57,16 +63,12 @@ pub(super) async fn edit(
     now: Millis,
 ) -> Result<Result<Outcome, Refusal>, StoreError> {
     let Content { text, attachments } = content;
-    let counters = match locked_for(tx, chat, user).await? {
-        Ok(counters) => counters,
+    let (last_event_id, message) = match own_message(tx, user, chat, message_id).await? {
         Err(refusal) => return Ok(Err(refusal)),
-    };
-    let message = match own_message(tx, user, chat, message_id).await? {
-        Err(refusal) => return Ok(Err(refusal)),
-        Ok(OwnMessage { deleted_at: Some(_), .. }) => {
+        Ok((_, OwnMessage { deleted_at: Some(_), .. })) => {
             return Ok(Err(Refusal::conflict("a deleted message can't be edited")))
         }
-        Ok(message) => message,
+        Ok(found) => found,
     };
     // An edit that changes nothing, such as one resent after its ack was
     // lost, is acknowledged as of when the message got that content, with
@@ -92,7 +94,7 @@ pub(super) async fn edit(
     .await?;
     let event = ChatEvent {
         chat_id: chat,
-        id: next_event_id(tx, chat, counters.last_event_id).await?,
+        id: next_event_id(tx, chat, last_event_id).await?,
         user_id: user.to_owned(),
         message_id,
         timestamp: now,
@@ -113,20 +115,16 @@ pub(super) async fn delete(
     message_id: MessageId,
     now: Millis,
 ) -> Result<Result<Outcome, Refusal>, StoreError> {
-    let counters = match locked_for(tx, chat, user).await? {
-        Ok(counters) => counters,
+    let (last_event_id, new_event_id) = match own_message(tx, user, chat, message_id).await? {
         Err(refusal) => return Ok(Err(refusal)),
-    };
-    let new_event_id = match own_message(tx, user, chat, message_id).await? {
-        Err(refusal) => return Ok(Err(refusal)),
-        Ok(OwnMessage { deleted_at: Some(deleted_at), .. }) => {
+        Ok((_, OwnMessage { deleted_at: Some(deleted_at), .. })) => {
             // Already deleted (a retry, or a redelivered command): same answer, no event.
             return Ok(Ok(Outcome {
                 applied: Applied { chat_id: chat, message_id, client_message_id: None, timestamp: deleted_at },
                 events: Vec::new(),
             }));
         }
-        Ok(OwnMessage { deleted_at: None, new_event_id, .. }) => new_event_id,
+        Ok((last_event_id, OwnMessage { deleted_at: None, new_event_id, .. })) => (last_event_id, new_event_id),
     };
     sqlx::query(
         "UPDATE messages SET deleted_at = $3, body = '', attachments = '[]' WHERE chat_id = $1 AND message_id = $2",
@@ -141,7 +139,7 @@ pub(super) async fn delete(
     redact_events(tx, chat, message_id, new_event_id).await?;
     let event = ChatEvent {
         chat_id: chat,
-        id: next_event_id(tx, chat, counters.last_event_id).await?,
+        id: next_event_id(tx, chat, last_event_id).await?,
         user_id: user.to_owned(),
         message_id,
         timestamp: now,
