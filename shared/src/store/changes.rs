@@ -92,19 +92,8 @@ pub(super) async fn edit(
     .bind(now)
     .execute(&mut **tx)
     .await?;
-    let event = ChatEvent {
-        chat_id: chat,
-        id: next_event_id(tx, chat, last_event_id).await?,
-        user_id: user.to_owned(),
-        message_id,
-        timestamp: now,
-        kind: EventKind::Edit { text: text.to_owned(), attachments: attachments.clone() },
-    };
-    log.append(&event);
-    Ok(Ok(Outcome {
-        applied: Applied { chat_id: chat, message_id, client_message_id: None, timestamp: now },
-        events: vec![event],
-    }))
+    let kind = EventKind::Edit { text: text.to_owned(), attachments: attachments.clone() };
+    announce_change(tx, log, user, chat, message_id, last_event_id, now, kind).await.map(Ok)
 }
 
 pub(super) async fn delete(
@@ -137,19 +126,35 @@ pub(super) async fn delete(
     // The message's earlier events may still be in this batch's log.
     log.flush(tx).await?;
     redact_events(tx, chat, message_id, new_event_id).await?;
+    announce_change(tx, log, user, chat, message_id, last_event_id, now, EventKind::Delete).await.map(Ok)
+}
+
+/// The change's event, under the chat's next id, into the batch's log,
+/// and the reply that carries it.
+#[allow(clippy::too_many_arguments)] // each is one fact of the change
+async fn announce_change(
+    tx: &mut Tx,
+    log: &mut EventLog,
+    user: &str,
+    chat: ChatId,
+    message_id: MessageId,
+    last_event_id: EventId,
+    now: Millis,
+    kind: EventKind,
+) -> Result<Outcome, StoreError> {
     let event = ChatEvent {
         chat_id: chat,
         id: next_event_id(tx, chat, last_event_id).await?,
         user_id: user.to_owned(),
         message_id,
         timestamp: now,
-        kind: EventKind::Delete,
+        kind,
     };
     log.append(&event);
-    Ok(Ok(Outcome {
+    Ok(Outcome {
         applied: Applied { chat_id: chat, message_id, client_message_id: None, timestamp: now },
         events: vec![event],
-    }))
+    })
 }
 
 /// A deleted message's text leaves the event log too: `sync` replays its
