@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks of a cluster on this machine: 2 gateways and 2 workers on a
 # private Redis and PostgreSQL. Usage:
-#   bench/cluster.sh [ack-latency ack-latency-19k ack-latency-3k throughput throughput-max idle receipts churn silent reconnect]
-# (default: all but ack-latency-3k). Results: bench/results/<date>-cluster/
+#   bench/cluster.sh [ack-latency ack-latency-19k ack-latency-3k burst-one-chat burst-two-chats throughput throughput-max idle idle-k20 receipts churn silent reconnect]
+# (default: all but ack-latency-3k, the bursts and idle-k20). Results: bench/results/<date>-cluster/
 # SERVER_BIN=DIR runs another build's binaries (LABEL=NAME suffixes the
 # result folder), for a before/after comparison on the same day.
 set -euo pipefail
@@ -68,6 +68,13 @@ for scenario in ${scenarios[*]}; do
         # fanout-19k.
         ack-latency-19k) start_cluster; bench_run ack-latency-19k fanout --connections 19000 --group-size 10 --rate 2000 --connect-rate 3000 --duration 20 "${urls[@]}" ;;
         ack-latency-3k) start_cluster; bench_run ack-latency-3k fanout --connections 2000 --group-size 10 --rate 3000 --duration 20 "${urls[@]}" ;;
+        # Each sender sends two messages back to back, without waiting for
+        # the first ack: to one chat (no hold), or to two chats, which lie on
+        # different stream shards 15 times in 16, so the second waits for the
+        # first's ack (gateway/src/command_order.rs). Same rate, same layout.
+        burst-one-chat) start_cluster; bench_run burst-one-chat fanout --connections 2000 --group-size 10 --chats-per-user 1 --burst 2 --rate 2000 --duration 20 "${urls[@]}" ;;
+        burst-two-chats) start_cluster; bench_run burst-two-chats fanout --connections 2000 --group-size 10 --chats-per-user 2 --burst 2 --rate 2000 --duration 20 "${urls[@]}" ;;
+        idle-k20) start_cluster; bench_run idle-k20 idle --connections 10000 --chats-per-user 20 --group-size 10 --connect-rate 3000 --duration 15 "${urls[@]}" ;;
         throughput) start_cluster; bench_run throughput fanout --connections 2000 --group-size 2 --rate 12000 --duration 20 "${urls[@]}" ;;
         # Offered more than the cluster stores, to find its most.
         throughput-max) start_cluster; bench_run throughput-max fanout --connections 2000 --group-size 2 --rate 20000 --duration 20 "${urls[@]}" ;;

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks of a standalone gateway (SQLite, in-process worker) on this
 # machine. Each scenario gets a fresh server. Usage:
-#   bench/standalone.sh [idle fanout fanout-19k fanout-max fanout-80k fanout-g100 fanout-g100-100k fanout-g100-max fanout-g1000 receipts churn silent reconnect floor]
-# (default: all). Results: bench/results/<date>-standalone/.
+#   bench/standalone.sh [idle idle-k20 fanout fanout-19k fanout-max fanout-80k fanout-g100 fanout-g100-100k fanout-g100-max fanout-g1000 receipts churn silent reconnect floor]
+# (default: all but idle-k20). Results: bench/results/<date>-standalone/.
 # SERVER_BIN=DIR runs another build's binaries (LABEL=NAME suffixes the
 # result folder), for a before/after comparison on the same day.
 # SERVER_ENV="NAME=VALUE ..." sets variables for the gateway only (not the
@@ -32,6 +32,9 @@ scenarios=("${@:-idle fanout fanout-19k fanout-max fanout-80k fanout-g100 fanout
 for scenario in ${scenarios[*]}; do
     case $scenario in
         idle) start_server; bench_run idle idle --connections 19000 --connect-rate 3000 --duration 20 "${urls[@]}" ;;
+        # The same connections, each user a member of 20 chats of 10 (38,000
+        # chats): what a user's chats add to a connection's memory.
+        idle-k20) start_server; bench_run idle-k20 idle --connections 19000 --chats-per-user 20 --group-size 10 --connect-rate 3000 --duration 20 "${urls[@]}" ;;
         fanout) start_server; bench_run fanout fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 "${urls[@]}" ;;
         # The same rate spread over as many connections as one process may
         # hold: 1,900 groups, each member getting about one event a second.

@@ -142,6 +142,8 @@ async fn settle(state: &AgentState) {
 
 /// Sends this agent's share of the message rate from random members, until
 /// `stop`; on `storm`, every connection drops and comes back with `sync`.
+/// Each turn one member sends `--burst` messages back to back, to its
+/// chats in turn from a random one.
 async fn send_messages(
     spec: &AgentSpec,
     state: &Arc<AgentState>,
@@ -149,26 +151,32 @@ async fn send_messages(
     commands: &mut mpsc::Receiver<String>,
     token: &impl Fn(usize) -> String,
 ) {
-    let every = Duration::from_secs_f64(1.0 / spec.rate.max(0.001));
+    let layout = spec.plan.layout();
+    let burst = spec.plan.burst.max(1);
+    let every = Duration::from_secs_f64(burst as f64 / spec.rate.max(0.001));
     let mut ticker = tokio::time::interval(every);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut sequence = 0u64;
-    let sending = spec.rate > 0.0 && !connections.is_empty();
+    let sending = spec.rate > 0.0 && !connections.is_empty() && layout.chats_per_user() > 0;
     loop {
         tokio::select! {
             _ = ticker.tick(), if sending => {
-                let slot = rand::thread_rng().gen_range(0..connections.len());
+                let mut random = rand::thread_rng();
+                let slot = random.gen_range(0..connections.len());
                 let Some(connection) = &connections[slot] else { continue };
-                let group = connection.user / spec.plan.group_size.max(1);
-                let Some(chat) = spec.chats.get(group) else { continue };
-                sequence += 1;
-                let sent = now_us();
-                let frame = json!({
-                    "type": "new", "ref": format!("s{sent}"), "chatId": chat,
-                    "clientMessageId": format!("a{}-{sequence}", spec.index), "message": sent.to_string(),
-                });
-                if connection.orders.try_send(Order::Send(frame)).is_ok() {
-                    state.sent();
+                let first_layer = random.gen_range(0..layout.chats_per_user());
+                for turn in 0..burst as usize {
+                    let layer = (first_layer + turn) % layout.chats_per_user();
+                    let Some(chat) = spec.chats.get(layout.chat_of(connection.user, layer)) else { continue };
+                    sequence += 1;
+                    let sent = now_us();
+                    let frame = json!({
+                        "type": "new", "ref": format!("s{sent}-{sequence}"), "chatId": chat,
+                        "clientMessageId": format!("a{}-{sequence}", spec.index), "message": sent.to_string(),
+                    });
+                    if connection.orders.try_send(Order::Send(frame)).is_ok() {
+                        state.sent();
+                    }
                 }
             }
             line = commands.recv() => match line.as_deref() {
@@ -191,6 +199,7 @@ async fn storm(
     token: &impl Fn(usize) -> String,
 ) {
     *state.storm_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+    let layout = spec.plan.layout();
     for connection in connections.iter().flatten() {
         let _ = connection.orders.try_send(Order::Close);
     }
@@ -200,23 +209,20 @@ async fn storm(
         let n = old.user;
         let (state, url, token, source) =
             (state.clone(), spec.plan.ws_url[n % spec.plan.ws_url.len()].clone(), token(n), spec.source_ip.clone());
-        let chat = spec.chats.get(n / spec.plan.group_size.max(1)).copied();
+        let chats: Vec<i64> = layout.chats_of(n).filter_map(|c| spec.chats.get(c).copied()).collect();
         let sync_from = spec.plan.sync_from;
         back.push(tokio::spawn(async move {
             // A full queue refused the close above; this one waits its turn.
             let _ = old.orders.send(Order::Close).await;
             let left = old.served.await.unwrap_or_default();
-            let (seen, since) = match sync_from {
-                SyncFrom::Newest => {
-                    let since = chat.map_or(0, |chat| left.seen.resume_from(chat));
-                    (left.seen, since)
-                }
-                SyncFrom::Start => (Seen::default(), 0),
+            let since = sync_since(&chats, &left.seen, sync_from);
+            let seen = match sync_from {
+                SyncFrom::Newest => left.seen,
+                SyncFrom::Start => Seen::default(),
             };
             let behaviour = Behaviour { ping: true, mark: false };
             let connection = conn::open(&url, &token, &source, n, behaviour, state.clone(), seen).await?;
-            if let Some(chat) = chat {
-                let since = json!({ chat.to_string(): since });
+            if !since.is_empty() {
                 connection.orders.send(Order::Send(json!({"type": "sync", "ref": "sync", "since": since}))).await?;
             }
             for frame in left.retries {
@@ -232,6 +238,16 @@ async fn storm(
             _ => state.connect_failed(),
         }
     }
+}
+
+/// A reconnecting client's `sync.since`: every chat of the user, from the
+/// newest event it saw there or from the start.
+fn sync_since(chats: &[i64], seen: &Seen, from: SyncFrom) -> serde_json::Map<String, serde_json::Value> {
+    let since = |chat: i64| match from {
+        SyncFrom::Newest => seen.resume_from(chat),
+        SyncFrom::Start => 0,
+    };
+    chats.iter().map(|&chat| (chat.to_string(), since(chat).into())).collect()
 }
 
 /// Closes and reopens connections at this agent's share of the churn rate.
@@ -259,5 +275,31 @@ async fn churn(
             }
             line = commands.recv() => if matches!(line.as_deref(), Some("stop") | None) { return },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::sync_since;
+    use crate::plan::SyncFrom;
+    use crate::seen::Seen;
+
+    #[test]
+    fn a_sync_names_every_chat_from_where_the_client_left_it() {
+        let mut seen = Seen::default();
+        for (chat, id) in [(7, 1), (7, 2), (9, 5)] {
+            seen.arrive(chat, id);
+        }
+        let chats = [7, 8, 9];
+        assert_eq!(
+            serde_json::Value::Object(sync_since(&chats, &seen, SyncFrom::Newest)),
+            json!({"7": 2, "8": 0, "9": 5})
+        );
+        assert_eq!(
+            serde_json::Value::Object(sync_since(&chats, &seen, SyncFrom::Start)),
+            json!({"7": 0, "8": 0, "9": 0})
+        );
     }
 }

@@ -13,6 +13,7 @@ use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 
+use crate::layout::Layout;
 use crate::plan::{AgentSpec, Plan, Scenario};
 use crate::procstat;
 use crate::report::{self, Phases};
@@ -37,9 +38,12 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
     let secret = secret(&plan)?;
     let prefix = plan.user_prefix.clone().unwrap_or_else(|| format!("lt{}-", shared::clock::now_ms() % 1_000_000_000));
     let group = plan.group_size.max(1);
-    let grouped =
-        matches!(plan.scenario, Scenario::Fanout | Scenario::Receipts | Scenario::Silent | Scenario::Reconnect);
-    let chats = if grouped { create_groups(&plan, &secret, &prefix).await? } else { Vec::new() };
+    let layout = plan.layout();
+    anyhow::ensure!(
+        plan.scenario != Scenario::Silent || layout.chats_per_user() <= 1,
+        "silent takes one chat per user: a silent client's watcher must be in its agent"
+    );
+    let chats = create_chats(&plan, &layout, &secret, &prefix).await?;
 
     // Agents take whole groups, so a silent client and its watcher share one.
     let per_agent = (plan.per_process / group).max(1) * group;
@@ -170,10 +174,12 @@ fn secret(plan: &Plan) -> anyhow::Result<String> {
         .map_err(|e| anyhow::anyhow!("no JWT_SECRET and cannot read {}: {e}", path.display()))
 }
 
-/// One group chat per `group_size` consecutive users; returns their ids.
-async fn create_groups(plan: &Plan, secret: &str, prefix: &str) -> anyhow::Result<Vec<i64>> {
-    let group = plan.group_size.max(1);
-    let count = plan.connections.div_ceil(group);
+/// Every chat of the layout, in chat index order; returns their ids.
+async fn create_chats(plan: &Plan, layout: &Layout, secret: &str, prefix: &str) -> anyhow::Result<Vec<i64>> {
+    let count = layout.chat_count();
+    if count == 0 {
+        return Ok(Vec::new());
+    }
     let auth = shared::auth::Authenticator::new(secret.as_bytes());
     let exp = (shared::clock::now_ms() / 1000) as u64 + 86_400;
     let http = reqwest::Client::new();
@@ -183,14 +189,14 @@ async fn create_groups(plan: &Plan, secret: &str, prefix: &str) -> anyhow::Resul
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar.set_prefix("chats");
-    let requests = (0..count).map(|g| {
-        let first = g * group;
-        let last = ((g + 1) * group).min(plan.connections);
-        let members: Vec<String> = (first + 1..last).map(|n| format!("{prefix}{n}")).collect();
-        let token = auth.mint(&format!("{prefix}{first}"), exp);
+    let requests = (0..count).map(|c| {
+        // Member 0 of every chat is a user (see `Layout::members`): it creates it.
+        let users = layout.members(c);
+        let members: Vec<String> = users.iter().skip(1).map(|n| format!("{prefix}{n}")).collect();
+        let token = auth.mint(&format!("{prefix}{}", users.first().copied().unwrap_or_default()), exp);
         let (http, url, bar) = (http.clone(), format!("{}/v1/chats", plan.http_url), bar.clone());
         async move {
-            let body = json!({"type": "group", "name": format!("load {g}"), "members": members});
+            let body = json!({"type": "group", "name": format!("load {c}"), "members": members});
             let response = http.post(url).bearer_auth(token).json(&body).send().await?;
             anyhow::ensure!(response.status() == 201, "creating a chat: {}", response.status());
             let chat: serde_json::Value = response.json().await?;

@@ -9,6 +9,7 @@ mod conn;
 mod coordinator;
 mod floor;
 mod incoming;
+mod layout;
 mod outbox;
 mod plan;
 mod procstat;

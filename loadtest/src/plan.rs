@@ -4,6 +4,8 @@
 use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 
+use crate::layout::Layout;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Scenario {
@@ -34,6 +36,10 @@ pub enum SyncFrom {
     /// history, a heavier storm (every `reconnect` run before the
     /// twenty-third session, 2026-12-05).
     Start,
+}
+
+fn one() -> u64 {
+    1
 }
 
 impl Scenario {
@@ -76,9 +82,22 @@ pub struct Plan {
     /// Members per group (fanout, receipts, silent, reconnect).
     #[arg(long, default_value_t = 10)]
     pub group_size: usize,
+    /// Chats each user is a member of, each of --group-size members
+    /// (see `layout.rs`); default 1 where messages flow or presence is
+    /// watched, 0 (no chats) for idle and churn. More than one is not
+    /// supported by silent, whose watcher must share its group's agent.
+    #[arg(long)]
+    #[serde(default)]
+    pub chats_per_user: Option<usize>,
     /// Messages per second, in total (fanout, receipts, reconnect).
     #[arg(long, default_value_t = 1000)]
     pub rate: u64,
+    /// Messages a sender sends back to back, one to each of its chats in
+    /// turn, without waiting for acks: a client pipelining across chats.
+    /// --rate still counts messages.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    #[serde(default = "one")]
+    pub burst: u64,
     /// Connects (and as many disconnects) per second, in total (churn).
     #[arg(long, default_value_t = 100)]
     pub churn_rate: u64,
@@ -112,6 +131,19 @@ pub struct Plan {
     pub charts: String,
 }
 
+impl Plan {
+    /// Chats per user, after the scenario's default.
+    pub fn chats_per_user(&self) -> usize {
+        let grouped =
+            matches!(self.scenario, Scenario::Fanout | Scenario::Receipts | Scenario::Silent | Scenario::Reconnect);
+        self.chats_per_user.unwrap_or(usize::from(grouped))
+    }
+
+    pub fn layout(&self) -> Layout {
+        Layout::new(self.connections, self.group_size, self.chats_per_user())
+    }
+}
+
 /// One agent process's share of the plan.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AgentSpec {
@@ -124,7 +156,7 @@ pub struct AgentSpec {
     /// The local address this agent's connections come from (127.0.0.x), so
     /// that several agents do not exhaust one address's ephemeral ports.
     pub source_ip: String,
-    /// Chat id of each group, by group index (fanout-like scenarios).
+    /// Chat id of each chat index of the [`Layout`].
     pub chats: Vec<i64>,
     /// Messages per second this agent sends.
     pub rate: f64,

@@ -117,6 +117,12 @@ fn print_summary(plan: &Plan, r: &Value) {
     let c = &r["counters"];
     let row = |name: &str, value: String| println!("  {name:<34} {value}");
     println!("\n== loadtest {:?}: {} connections ==", plan.scenario, plan.connections);
+    if plan.chats_per_user() > 0 {
+        row("chats per user, members per chat", format!("{}, {}", plan.chats_per_user(), plan.group_size.max(1)));
+    }
+    if plan.burst > 1 {
+        row("sends per burst, over the chats", format!("{}", plan.burst));
+    }
     row("connected / failed", format!("{} / {}", c["connected"], c["connect_failures"]));
     row(
         "connect time, rate",

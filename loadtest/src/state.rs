@@ -172,8 +172,10 @@ impl AgentState {
                     seen.sync_answered();
                     self.synced();
                 }
-                // `s…` a first attempt, `r…` a retry after a reconnect
-                // (whose latency is not recorded: it spans the drop).
+                // `s<sent µs>-<sequence>` a first attempt (the sequence
+                // tells apart a burst's sends within one µs), `r…` a retry
+                // after a reconnect (whose latency is not recorded: it
+                // spans the drop).
                 Some(reference) => {
                     self.n.acked.fetch_add(1, Ordering::Relaxed);
                     if self.measuring() {
@@ -181,7 +183,7 @@ impl AgentState {
                     }
                     let took = reference
                         .strip_prefix("s")
-                        .and_then(|s| s.parse::<u64>().ok())
+                        .and_then(|s| s.split('-').next()?.parse::<u64>().ok())
                         .map(|sent| now.saturating_sub(sent).max(1));
                     self.tick(|t| {
                         t.acked += 1;
