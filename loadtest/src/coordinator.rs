@@ -52,7 +52,8 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
         "loadtest: {} connections in {agent_count} agent process(es), scenario {:?}",
         plan.connections, plan.scenario
     );
-    let baseline = procstat::sample(&plan.server_pids);
+    let baseline = procstat::each(&plan.server_pids);
+    let server_names: Vec<String> = plan.server_pids.iter().map(|&pid| procstat::name(pid)).collect();
     let shared = Arc::new(Mutex::new(Shared::default()));
     let mut agents = Vec::new();
     let spec_dir = std::env::temp_dir().join(format!("loadtest-{}", std::process::id()));
@@ -102,10 +103,13 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
     bar.finish_with_message(format!("in {connect_seconds:.1}s"));
     // Let the server settle (presence announcements) before measuring memory.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    if plan.scenario.measures_deliveries() {
+    // Silent is left out: its clients' `offline`s begin while it would wait.
+    let members_announced = plan.scenario.measures_deliveries()
+        || (matches!(plan.scenario, Scenario::Idle | Scenario::Churn) && plan.chats_per_user() > 0);
+    if members_announced {
         presence_settled(&shared).await;
     }
-    let connected = procstat::sample(&plan.server_pids);
+    let connected = procstat::each(&plan.server_pids);
     let agent_pids: Vec<u32> = agents.iter().filter_map(|a| a.child.id()).collect();
     let (agents_connected, machine_connected) = (procstat::sample(&agent_pids), procstat::machine());
 
@@ -135,7 +139,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
         phase.set_message(format!("sent {sent} acked {acked} delivered {delivered}"));
     }
     let measured_seconds = started.elapsed().as_secs_f64();
-    let end = procstat::sample(&plan.server_pids);
+    let end = procstat::each(&plan.server_pids);
     let (agents_end, machine_end) = (procstat::sample(&agent_pids), procstat::machine());
     phase.finish();
     broadcast(&mut agents, "stop").await;
@@ -153,6 +157,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
     anyhow::ensure!(results.len() == agents.len(), "only {} of {} agents reported", results.len(), agents.len());
     let _ = std::fs::remove_dir_all(&spec_dir);
     let phases = Phases {
+        server_names,
         baseline,
         connected,
         end,

@@ -24,33 +24,53 @@ fn ticks_per_second() -> f64 {
 
 /// The sum over `pids` (several gateways and workers).
 pub fn sample(pids: &[u32]) -> ProcStat {
+    total(&each(pids))
+}
+
+pub fn total(samples: &[ProcStat]) -> ProcStat {
+    samples.iter().fold(ProcStat::default(), |sum, one| ProcStat {
+        rss_bytes: sum.rss_bytes + one.rss_bytes,
+        cpu_seconds: sum.cpu_seconds + one.cpu_seconds,
+        open_fds: sum.open_fds + one.open_fds,
+    })
+}
+
+/// One sample per pid, in order: a cluster's gateways and workers apart.
+pub fn each(pids: &[u32]) -> Vec<ProcStat> {
     let ticks = ticks_per_second();
-    let mut total = ProcStat::default();
-    for pid in pids {
-        if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
-            if let Some(kb) = status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-            {
-                total.rss_bytes += kb * 1024;
-            }
-        }
-        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            // Fields after the parenthesised command name; utime and stime
-            // are the 14th and 15th fields of the whole line.
-            if let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) {
-                let fields: Vec<&str> = rest.split_whitespace().collect();
-                let utime: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-                let stime: f64 = fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-                total.cpu_seconds += (utime + stime) / ticks;
-            }
-        }
-        if let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
-            total.open_fds += fds.count() as u64;
+    pids.iter().map(|&pid| one(pid, ticks)).collect()
+}
+
+/// The process's command name, or its pid where it cannot be read.
+pub fn name(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).map_or_else(|_| pid.to_string(), |n| n.trim().to_owned())
+}
+
+fn one(pid: u32, ticks: f64) -> ProcStat {
+    let mut sample = ProcStat::default();
+    if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+        if let Some(kb) = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        {
+            sample.rss_bytes = kb * 1024;
         }
     }
-    total
+    if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // Fields after the parenthesised command name; utime and stime
+        // are the 14th and 15th fields of the whole line.
+        if let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) {
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let utime: f64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+            let stime: f64 = fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+            sample.cpu_seconds = (utime + stime) / ticks;
+        }
+    }
+    if let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
+        sample.open_fds = fds.count() as u64;
+    }
+    sample
 }
 
 /// The machine's CPU time since boot, in clock ticks over all cores.

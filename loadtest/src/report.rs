@@ -7,14 +7,16 @@ use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
 use crate::plan::{Plan, Scenario};
-use crate::procstat::ProcStat;
+use crate::procstat::{self, ProcStat};
 use crate::stats::{histogram, AgentResult, Counters, Second};
 
-/// Server samples at the phase boundaries.
+/// Server samples at the phase boundaries, one per server process.
 pub struct Phases {
-    pub baseline: ProcStat,
-    pub connected: ProcStat,
-    pub end: ProcStat,
+    /// The processes' command names (`gateway`, `worker`), by pid order.
+    pub server_names: Vec<String>,
+    pub baseline: Vec<ProcStat>,
+    pub connected: Vec<ProcStat>,
+    pub end: Vec<ProcStat>,
     pub connect_seconds: f64,
     pub measured_seconds: f64,
     /// The load agents' own CPU over the measured phase: on a machine they
@@ -59,12 +61,30 @@ pub fn write(plan: &Plan, results: Vec<AgentResult>, phases: Phases) -> anyhow::
     // Every acked message reaches every member's connection, the sender's too.
     let expected = if fanout { counters.acked * group } else { 0 };
     let lost = expected.saturating_sub(counters.deliveries);
-    let cpu = phases.end.cpu_seconds - phases.connected.cpu_seconds;
+    let (baseline, connected, end) =
+        (procstat::total(&phases.baseline), procstat::total(&phases.connected), procstat::total(&phases.end));
+    let cpu = end.cpu_seconds - connected.cpu_seconds;
     let memory_per_connection = if counters.connected > 0 {
-        phases.connected.rss_bytes.saturating_sub(phases.baseline.rss_bytes) as f64 / counters.connected as f64
+        connected.rss_bytes.saturating_sub(baseline.rss_bytes) as f64 / counters.connected as f64
     } else {
         0.0
     };
+    // A cluster's gateways and workers apart: where the memory and CPU went.
+    let processes: Vec<Value> = plan
+        .server_pids
+        .iter()
+        .enumerate()
+        .map(|(i, pid)| {
+            let at = |samples: &[ProcStat]| samples.get(i).copied().unwrap_or_default();
+            json!({
+                "pid": pid,
+                "name": phases.server_names.get(i),
+                "baseline": at(&phases.baseline),
+                "connected": at(&phases.connected),
+                "end": at(&phases.end),
+            })
+        })
+        .collect();
     // Rates and CPU per delivery count what arrived while the load was
     // offered, the same window the server's CPU seconds cover.
     let deliveries_per_second = counters.deliveries_in_phase as f64 / phases.measured_seconds.max(0.001);
@@ -89,9 +109,10 @@ pub fn write(plan: &Plan, results: Vec<AgentResult>, phases: Phases) -> anyhow::
         },
         "server": {
             "pids": plan.server_pids,
-            "baseline": phases.baseline,
-            "connected": phases.connected,
-            "end": phases.end,
+            "baseline": baseline,
+            "connected": connected,
+            "end": end,
+            "processes": processes,
             "rss_per_connection_bytes": memory_per_connection,
             "cpu_seconds_measured": cpu,
             "cpu_seconds_per_million_deliveries": cpu_per_million,
@@ -184,6 +205,22 @@ fn print_summary(plan: &Plan, r: &Value) {
         format!("{:.2}", s["cpu_seconds_per_million_deliveries"].as_f64().unwrap_or(0.0)),
     );
     row("server open fds at end", format!("{}", s["end"]["open_fds"]));
+    if let Some(processes) = s["processes"].as_array().filter(|p| p.len() > 1) {
+        for p in processes {
+            let mib = |phase: &str| p[phase]["rss_bytes"].as_f64().unwrap_or(0.0) / 1048576.0;
+            let cpu =
+                p["end"]["cpu_seconds"].as_f64().unwrap_or(0.0) - p["connected"]["cpu_seconds"].as_f64().unwrap_or(0.0);
+            row(
+                &format!("  {} {}", p["name"].as_str().unwrap_or("?"), p["pid"]),
+                format!(
+                    "RSS {:.1} → {:.1} → {:.1} MiB (baseline, connected, end), CPU {cpu:.2} s measured",
+                    mib("baseline"),
+                    mib("connected"),
+                    mib("end")
+                ),
+            );
+        }
+    }
     let m = &r["machine"];
     row(
         "agents' CPU s (measured phase)",
