@@ -64,11 +64,18 @@ pub fn write(plan: &Plan, results: Vec<AgentResult>, phases: Phases) -> anyhow::
     let (baseline, connected, end) =
         (procstat::total(&phases.baseline), procstat::total(&phases.connected), procstat::total(&phases.end));
     let cpu = end.cpu_seconds - connected.cpu_seconds;
-    let memory_per_connection = if counters.connected > 0 {
-        connected.rss_bytes.saturating_sub(baseline.rss_bytes) as f64 / counters.connected as f64
-    } else {
-        0.0
+    let per_connection = |at: ProcStat| {
+        if counters.connected > 0 {
+            at.rss_bytes.saturating_sub(baseline.rss_bytes) as f64 / counters.connected as f64
+        } else {
+            0.0
+        }
     };
+    // At the end of an idle phase, what connecting left behind (presence
+    // announcements to members of many chats, say) has gone back to the
+    // allocator: the memory of holding them, where `connected` can still
+    // include the memory of making them.
+    let (memory_per_connection, memory_per_connection_at_end) = (per_connection(connected), per_connection(end));
     // A cluster's gateways and workers apart: where the memory and CPU went.
     let processes: Vec<Value> = plan
         .server_pids
@@ -114,6 +121,7 @@ pub fn write(plan: &Plan, results: Vec<AgentResult>, phases: Phases) -> anyhow::
             "end": end,
             "processes": processes,
             "rss_per_connection_bytes": memory_per_connection,
+            "rss_per_connection_at_end_bytes": memory_per_connection_at_end,
             "cpu_seconds_measured": cpu,
             "cpu_seconds_per_million_deliveries": cpu_per_million,
         },
@@ -199,6 +207,12 @@ fn print_summary(plan: &Plan, r: &Value) {
         "server RSS per connection (KiB)",
         format!("{:.2}", s["rss_per_connection_bytes"].as_f64().unwrap_or(0.0) / 1024.0),
     );
+    if plan.scenario == Scenario::Idle {
+        row(
+            "server RSS per conn. at end (KiB)",
+            format!("{:.2}", s["rss_per_connection_at_end_bytes"].as_f64().unwrap_or(0.0) / 1024.0),
+        );
+    }
     row("server CPU s (measured phase)", format!("{:.2}", s["cpu_seconds_measured"].as_f64().unwrap_or(0.0)));
     row(
         "server CPU s per 1M deliveries",
