@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks of a cluster on this machine: 2 gateways and 2 workers on a
 # private Redis and PostgreSQL. Usage:
-#   bench/cluster.sh [ack-latency ack-latency-19k ack-latency-3k burst-one-chat burst-two-chats throughput throughput-max idle idle-k20 receipts churn silent reconnect]
-# (default: all but ack-latency-3k, the bursts and idle-k20). Results: bench/results/<date>-cluster/
+#   bench/cluster.sh [ack-latency ack-latency-19k ack-latency-3k burst-one-chat burst-two-chats throughput throughput-max idle idle-k20 idle-k20-g2 receipts churn silent reconnect]
+# (default: all but ack-latency-3k, the bursts and the idle-k20s). Results: bench/results/<date>-cluster/
 # SERVER_BIN=DIR runs another build's binaries (LABEL=NAME suffixes the
 # result folder), for a before/after comparison on the same day.
 set -euo pipefail
@@ -75,6 +75,9 @@ for scenario in ${scenarios[*]}; do
         burst-one-chat) start_cluster; bench_run burst-one-chat fanout --connections 2000 --group-size 10 --chats-per-user 1 --burst 2 --rate 2000 --duration 20 "${urls[@]}" ;;
         burst-two-chats) start_cluster; bench_run burst-two-chats fanout --connections 2000 --group-size 10 --chats-per-user 2 --burst 2 --rate 2000 --duration 20 "${urls[@]}" ;;
         idle-k20) start_cluster; bench_run idle-k20 idle --connections 10000 --chats-per-user 20 --group-size 10 --connect-rate 3000 --duration 15 "${urls[@]}" ;;
+        # Chats of two, one member on each gateway: every membership is a
+        # chat a gateway subscribes to, as in a fleet of many gateways.
+        idle-k20-g2) start_cluster; bench_run idle-k20-g2 idle --connections 10000 --chats-per-user 20 --group-size 2 --connect-rate 3000 --duration 15 "${urls[@]}" ;;
         throughput) start_cluster; bench_run throughput fanout --connections 2000 --group-size 2 --rate 12000 --duration 20 "${urls[@]}" ;;
         # Offered more than the cluster stores, to find its most.
         throughput-max) start_cluster; bench_run throughput-max fanout --connections 2000 --group-size 2 --rate 20000 --duration 20 "${urls[@]}" ;;
