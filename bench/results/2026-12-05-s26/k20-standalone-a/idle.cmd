@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-s26 /tmp/build-s26/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:21744/ws --http-url http://127.0.0.1:21744 --data-dir /tmp/tmp.vCg0wpGV1T --server-pid 24339 --report bench/results/2026-12-05-standalone-s26-k20-a/idle.json --charts bench/results/2026-12-05-standalone-s26-k20-a/idle

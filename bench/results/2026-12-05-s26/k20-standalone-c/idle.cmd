@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-s26 /tmp/build-s26/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:22194/ws --http-url http://127.0.0.1:22194 --data-dir /tmp/tmp.Ym5iI0Tzqb --server-pid 649 --report bench/results/2026-12-05-standalone-s26-k20-c/idle.json --charts bench/results/2026-12-05-standalone-s26-k20-c/idle
