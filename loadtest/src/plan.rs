@@ -38,7 +38,7 @@ pub enum SyncFrom {
     Start,
 }
 
-fn one() -> u64 {
+fn default_burst() -> u64 {
     1
 }
 
@@ -96,7 +96,7 @@ pub struct Plan {
     /// turn, without waiting for acks: a client pipelining across chats.
     /// --rate still counts messages.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
-    #[serde(default = "one")]
+    #[serde(default = "default_burst")]
     pub burst: u64,
     /// Connects (and as many disconnects) per second, in total (churn).
     #[arg(long, default_value_t = 100)]
