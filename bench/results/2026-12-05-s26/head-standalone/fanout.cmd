@@ -1,0 +1,1 @@
+target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:29647/ws --http-url http://127.0.0.1:29647 --data-dir /tmp/tmp.8l1bTd6Xc2 --server-pid 25015 --report bench/results/2026-12-05-standalone-s26-head/fanout.json --charts bench/results/2026-12-05-standalone-s26-head/fanout

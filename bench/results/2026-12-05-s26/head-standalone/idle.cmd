@@ -1,0 +1,1 @@
+target/release/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:16804/ws --http-url http://127.0.0.1:16804 --data-dir /tmp/tmp.Ml4nuHPy8u --server-pid 25051 --report bench/results/2026-12-05-standalone-s26-head/idle.json --charts bench/results/2026-12-05-standalone-s26-head/idle
