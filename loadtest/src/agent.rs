@@ -126,17 +126,22 @@ async fn wait_for(orders: &mut tokio::io::Lines<BufReader<tokio::io::Stdin>>, wo
     }
 }
 
-/// Waits until deliveries stop growing for a second (at most 15 s).
+/// Waits until this agent's sends are all answered and deliveries then
+/// stop growing for a second (at most 30 s). Quiet alone was not enough:
+/// after a reconnect storm of users in 20 chats the server stalled for
+/// seconds with messages acked and their deliveries still to come, and
+/// the run counted 174 of them lost that a longer run saw arrive.
 async fn settle(state: &AgentState) {
     let started = Instant::now();
     let mut last = state.counters().deliveries;
-    while started.elapsed() < Duration::from_secs(15) {
+    while started.elapsed() < Duration::from_secs(30) {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let now = state.counters().deliveries;
-        if now == last {
+        let now = state.counters();
+        let answered = now.acked + now.errors >= now.sent;
+        if answered && now.deliveries == last {
             return;
         }
-        last = now;
+        last = now.deliveries;
     }
 }
 
