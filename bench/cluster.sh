@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks of a cluster on this machine: 2 gateways and 2 workers on a
 # private Redis and PostgreSQL. Usage:
-#   bench/cluster.sh [ack-latency ack-latency-19k ack-latency-3k burst-one-chat burst-two-chats throughput throughput-max idle idle-k20 idle-k20-g2 receipts churn silent reconnect]
-# (default: all but ack-latency-3k, the bursts and the idle-k20s). Results: bench/results/<date>-cluster/
+#   bench/cluster.sh [ack-latency ack-latency-19k ack-latency-3k burst-one-chat burst-two-chats throughput throughput-max idle idle-k20 idle-k20-g2 receipts churn silent reconnect reconnect-k20]
+# (default: all but ack-latency-3k, the bursts and the k20s). Results: bench/results/<date>-cluster/
 # SERVER_BIN=DIR runs another build's binaries (LABEL=NAME suffixes the
 # result folder), for a before/after comparison on the same day.
 set -euo pipefail
@@ -88,6 +88,10 @@ for scenario in ${scenarios[*]}; do
         churn) start_cluster; bench_run churn churn --connections 2000 --churn-rate 200 --duration 20 "${urls[@]}" ;;
         silent) start_cluster HEARTBEAT_TIMEOUT_MS=5000; bench_run silent silent --connections 11120 --group-size 10 --heartbeat-timeout-ms 5000 --ping-ms 2000 --connect-rate 3000 --duration 15 "${urls[@]}" ;;
         reconnect) start_cluster; bench_run reconnect reconnect --connections 19000 --group-size 10 --rate 200 --connect-rate 3000 --duration 20 "${urls[@]}" ;;
+        # The same storm with every user in 20 chats of 10 (38,000 chats):
+        # each client syncs 20 chats, and each return announces it to 180
+        # co-members.
+        reconnect-k20) start_cluster; bench_run reconnect-k20 reconnect --chats-per-user 20 --connections 19000 --group-size 10 --rate 200 --connect-rate 3000 --duration 20 "${urls[@]}" ;;
         *) echo "bench: unknown scenario $scenario" >&2; exit 2 ;;
     esac
 done

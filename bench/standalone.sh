@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks of a standalone gateway (SQLite, in-process worker) on this
 # machine. Each scenario gets a fresh server. Usage:
-#   bench/standalone.sh [idle idle-k20 fanout fanout-19k fanout-max fanout-80k fanout-g100 fanout-g100-100k fanout-g100-max fanout-g1000 receipts churn silent reconnect floor]
-# (default: all but idle-k20). Results: bench/results/<date>-standalone/.
+#   bench/standalone.sh [idle idle-k20 fanout fanout-19k fanout-max fanout-80k fanout-g100 fanout-g100-100k fanout-g100-max fanout-g1000 receipts churn silent reconnect reconnect-k20 floor]
+# (default: all but idle-k20 and reconnect-k20). Results: bench/results/<date>-standalone/.
 # SERVER_BIN=DIR runs another build's binaries (LABEL=NAME suffixes the
 # result folder), for a before/after comparison on the same day.
 # SERVER_ENV="NAME=VALUE ..." sets variables for the gateway only (not the
@@ -53,6 +53,10 @@ for scenario in ${scenarios[*]}; do
         # 10,008 silent clients in all.
         silent) start_server HEARTBEAT_TIMEOUT_MS=5000; bench_run silent silent --connections 11120 --group-size 10 --heartbeat-timeout-ms 5000 --ping-ms 2000 --connect-rate 3000 --duration 15 "${urls[@]}" ;;
         reconnect) start_server; bench_run reconnect reconnect --connections 19000 --group-size 10 --rate 200 --connect-rate 3000 --duration 20 "${urls[@]}" ;;
+        # The same storm with every user in 20 chats of 10 (38,000 chats):
+        # each client syncs 20 chats, and each return announces it to 180
+        # co-members.
+        reconnect-k20) start_server; bench_run reconnect-k20 reconnect --chats-per-user 20 --connections 19000 --group-size 10 --rate 200 --connect-rate 3000 --duration 20 "${urls[@]}" ;;
         # No server: the kernel's cost of the writes alone (see docs/benchmarks.md).
         floor) bench_floor floor ; bench_floor floor-tasks --via-tasks ;;
         *) echo "bench: unknown scenario $scenario" >&2; exit 2 ;;
