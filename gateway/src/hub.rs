@@ -38,8 +38,6 @@ use crate::write_through::FanOutBatch;
 pub const TYPING_INTERVAL: Duration = Duration::from_secs(1);
 /// Store reads tried before a gap is given up on.
 const FILL_ATTEMPTS: u32 = 5;
-/// Chats whose last event id one store read looks up when (re)subscribing.
-const RESYNC_BATCH: usize = 500;
 
 pub struct LocalUser {
     pub id: String,
@@ -312,29 +310,25 @@ impl Hub {
     }
 
     /// Checks the store for events of `chats` this node may have missed
-    /// (after (re)subscribing) and delivers them. The chats are looked up
-    /// a batch at a time: a node subscribing to thousands of chats at once
-    /// otherwise spent a round trip on each.
+    /// (after (re)subscribing) and delivers them.
     fn resync_chats(self: &Arc<Self>, chats: Vec<ChatId>) {
         let hub = self.clone();
         tokio::spawn(async move {
-            for batch in chats.chunks(RESYNC_BATCH) {
-                let stored = match within(STORE_DEADLINE, hub.store.last_event_ids(batch)).await {
-                    Ok(stored) => stored,
-                    Err(e) => {
-                        tracing::warn!(error = %e, chats = batch.len(), "could not check chats for missed events");
-                        continue;
-                    }
+            for chat in chats {
+                let Some(last) = hub.chats.get(&chat).filter(|e| e.filling.is_none()).map(|e| e.last_event_id) else {
+                    continue;
                 };
-                for &chat in batch {
-                    let Some(&stored) = stored.get(&chat) else { continue };
-                    let Some(mut entry) = hub.chats.get_mut(&chat) else { continue };
-                    let last = entry.last_event_id;
-                    if entry.filling.is_none() && stored > last {
-                        entry.filling = Some(Box::default());
-                        drop(entry);
-                        hub.spawn_fill(chat, last, stored);
+                match within(STORE_DEADLINE, hub.store.last_event_id(chat)).await {
+                    Ok(Some(stored)) if stored > last => {
+                        let Some(mut entry) = hub.chats.get_mut(&chat) else { continue };
+                        if entry.filling.is_none() && entry.last_event_id == last {
+                            entry.filling = Some(Box::default());
+                            drop(entry);
+                            hub.spawn_fill(chat, last, stored);
+                        }
                     }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, chat, "could not check a chat for missed events"),
                 }
             }
         });

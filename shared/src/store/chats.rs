@@ -387,23 +387,12 @@ async fn require_group(tx: &mut sqlx::Transaction<'static, sqlx::Any>, chat: Cha
 }
 
 impl Store {
-    /// The last event id of each of `chats` that exists, in one statement:
-    /// a node that subscribes to many chats at once (a reconnect storm of
-    /// users in 20 chats each, a Redis reconnect) asked one statement per
-    /// chat, 36,523 of them in 12 s of such a storm.
-    pub async fn last_event_ids(&self, chats: &[ChatId]) -> Result<HashMap<ChatId, i64>, StoreError> {
-        if chats.is_empty() {
-            return Ok(HashMap::new());
-        }
-        let mut keys = BatchRows::for_backend(self.backend, &[Column::Int]);
-        for chat in chats {
-            keys.push([Value::Int(*chat)]);
-        }
-        let table = keys.table(&mut Placeholders::for_backend(self.backend), "v");
-        let sql = format!("SELECT c.id, c.last_event_id FROM {table} JOIN chats c ON c.id = v.column1");
-        let mut args = AnyArguments::default();
-        keys.add_to(&mut args)?;
-        let rows: Vec<(ChatId, i64)> = sqlx::query_as_with(&sql, args).fetch_all(&self.reader).await?;
-        Ok(rows.into_iter().collect())
+    /// The chat's last event id, if the chat exists.
+    pub async fn last_event_id(&self, chat: ChatId) -> Result<Option<i64>, StoreError> {
+        let row: Option<(i64,)> = sqlx::query_as("SELECT last_event_id FROM chats WHERE id = $1")
+            .bind(chat)
+            .fetch_optional(&self.reader)
+            .await?;
+        Ok(row.map(|r| r.0))
     }
 }

@@ -96,22 +96,6 @@ async fn many_users_chat_lists_read_at_once_are_each_their_own() {
     }
 }
 
-/// Chats' last event ids read at once, for a node resubscribing: each
-/// chat's own, and a chat that does not exist absent.
-#[tokio::test]
-async fn many_chats_last_event_ids_read_at_once_are_each_their_own() {
-    for (store, _dir) in stores().await {
-        let busy = group(&store, "alice", &["bob"]).await;
-        let quiet = group(&store, "alice", &[]).await;
-        let sends: Vec<_> = ["l1", "l2"].iter().map(|cid| ("bob".to_string(), send(busy, cid, "m"))).collect();
-        store.apply_pairs(&sends, 10).await.expect("sent");
-        let last = store.last_event_ids(&[busy, quiet, quiet + 1000]).await.expect("read");
-        assert_eq!(last.len(), 2, "{last:?}");
-        assert_eq!((last[&busy], last[&quiet]), (2, 0), "{:?}", store.backend());
-        assert!(store.last_event_ids(&[]).await.expect("none asked").is_empty());
-    }
-}
-
 #[tokio::test]
 async fn dialogs_are_unique_and_membership_rules_hold() {
     for (store, _dir) in stores().await {
