@@ -18,8 +18,8 @@
 //! reconnect storm) are announced as fast as they arrive.
 
 pub mod cluster;
+mod pending;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use dashmap::DashMap;
@@ -32,6 +32,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::node::STORE_DEADLINE;
+use pending::{PendingTransitions, Transition};
 
 /// The most users announced per statement: bounds one co-member query's
 /// answer (up to this many users times their co-members) and one publish.
@@ -43,14 +44,8 @@ pub struct Presence {
     /// When each user's last connection closed, until persisted.
     last_seen: DashMap<String, Millis>,
     cluster: Option<Arc<cluster::ClusterPresence>>,
-    pending: Mutex<HashMap<String, Transition>>,
+    pending: Mutex<PendingTransitions>,
     wake: Notify,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Transition {
-    online: bool,
-    at: Millis,
 }
 
 impl Presence {
@@ -67,7 +62,7 @@ impl Presence {
             local: DashMap::new(),
             last_seen: DashMap::new(),
             cluster,
-            pending: Mutex::new(HashMap::new()),
+            pending: Mutex::new(PendingTransitions::default()),
             wake: Notify::new(),
         }
     }
@@ -150,17 +145,7 @@ impl Presence {
     }
 
     fn transition(&self, user: &str, online: bool, at: Millis) {
-        let mut pending = lock(&self.pending);
-        match pending.get(user) {
-            // The opposite of what is still pending: the two cancel out.
-            Some(previous) if previous.online != online => {
-                pending.remove(user);
-            }
-            _ => {
-                pending.insert(user.to_owned(), Transition { online, at });
-            }
-        }
-        drop(pending);
+        lock(&self.pending).record(user, Transition { online, at });
         self.wake.notify_one();
     }
 
@@ -192,9 +177,13 @@ impl Presence {
                 _ = self.wake.notified() => false,
                 _ = stop.cancelled() => true,
             };
-            let pending: Vec<(String, Transition)> = lock(&self.pending).drain().collect();
-            for batch in pending.chunks(ANNOUNCE_BATCH) {
-                self.announce_batch(&store, &broker, batch).await;
+            // A batch at a time: what waits can still cancel (pending.rs).
+            loop {
+                let batch = lock(&self.pending).take(ANNOUNCE_BATCH);
+                if batch.is_empty() {
+                    break;
+                }
+                self.announce_batch(&store, &broker, &batch).await;
             }
             if stopping {
                 return;
