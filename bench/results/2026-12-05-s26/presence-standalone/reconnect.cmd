@@ -1,0 +1,1 @@
+target/release/loadtest run reconnect --connections 19000 --group-size 10 --rate 200 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:15327/ws --http-url http://127.0.0.1:15327 --data-dir /tmp/tmp.7XhwL3VNej --server-pid 15503 --report bench/results/2026-12-05-standalone-s26-presence/reconnect.json --charts bench/results/2026-12-05-standalone-s26-presence/reconnect
