@@ -106,7 +106,7 @@ async fn serve(node: Arc<Node>, user: String, socket: UpgradeFut) -> Result<(), 
     read.set_max_message_size(MAX_FRAME_BYTES + 1);
 
     let id = node.next_connection.fetch_add(1, Ordering::Relaxed);
-    let handle = Arc::new(ClientHandle::new(id, user.clone(), node.settings.outbound_queue, now_ms()));
+    let handle = Arc::new(ClientHandle::new(id, user.clone(), node.settings.outbound_queue));
     // The welcome is the first frame: queue it before the hub can queue
     // anything else for this connection.
     let welcome = render::welcome(&user, &id.to_string(), &node.id, node.settings.heartbeat_timeout_ms, now_ms());
@@ -132,6 +132,11 @@ async fn serve(node: Arc<Node>, user: String, socket: UpgradeFut) -> Result<(), 
     }
     node.presence.connected(&user).await;
     drop(setup);
+    // The heartbeat's clock starts now, not at the upgrade: until here the
+    // server read nothing and wrote no welcome. Counted from the upgrade,
+    // a storm of users in 20 chats, whose welcomes took 12 s to come,
+    // closed most of them for silence while they pinged as asked.
+    handle.touch(now_ms());
 
     let reader = Reader {
         node: &node,

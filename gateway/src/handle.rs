@@ -32,7 +32,8 @@ pub struct ClientHandle {
     /// queue is emptied.
     writer: AtomicWaker,
     reader: AtomicWaker,
-    /// Milliseconds since the epoch of the last `ping` (or WebSocket Ping).
+    /// Milliseconds since the epoch of the last `ping` (or WebSocket Ping),
+    /// or of the moment the connection was served; `NOT_SERVED_YET` before.
     last_ping: AtomicI64,
     /// Commands submitted whose reply has not come back yet.
     in_flight: AtomicU32,
@@ -40,6 +41,12 @@ pub struct ClientHandle {
     /// commands, its writer carries on until the close.
     reading_stopped: AtomicBool,
 }
+
+/// A connection being set up has no heartbeat deadline: the server reads
+/// nothing from it yet, and its client owes a first ping only an interval
+/// after the welcome, which is written once setup is done. Later than any
+/// clock reading, so never past a deadline (`heartbeat::expired`).
+const NOT_SERVED_YET: i64 = i64::MAX;
 
 /// Why a frame could not be queued.
 #[derive(Debug, PartialEq, Eq)]
@@ -53,7 +60,7 @@ pub enum Rejected {
 impl ClientHandle {
     /// `queue_limit`: how many items may wait for the writer before the
     /// connection is closed as a slow consumer.
-    pub fn new(id: ConnectionId, user: String, queue_limit: usize, now: i64) -> Self {
+    pub fn new(id: ConnectionId, user: String, queue_limit: usize) -> Self {
         ClientHandle {
             id,
             user,
@@ -61,7 +68,7 @@ impl ClientHandle {
             close_code: AtomicU16::new(0),
             writer: AtomicWaker::new(),
             reader: AtomicWaker::new(),
-            last_ping: AtomicI64::new(now),
+            last_ping: AtomicI64::new(NOT_SERVED_YET),
             in_flight: AtomicU32::new(0),
             reading_stopped: AtomicBool::new(false),
         }
@@ -401,7 +408,7 @@ mod tests {
     /// written it; a close ends the wait.
     #[tokio::test]
     async fn a_reply_waits_for_room_and_a_close_ends_the_wait() {
-        let handle = ClientHandle::new(1, "u".into(), 1, 0);
+        let handle = ClientHandle::new(1, "u".into(), 1);
         let reply = |kind| Outbound::frame(kind, Bytes::from_static(b"{}"));
         assert_eq!(handle.push_wait(reply("first")).now_or_never(), Some(Ok(())));
         let mut waiting = Box::pin(handle.push_wait(reply("second")));
@@ -422,7 +429,7 @@ mod tests {
     /// more is queued.
     #[tokio::test]
     async fn an_idle_writer_is_woken_by_the_next_item_and_an_ended_one_takes_none() {
-        let handle = ClientHandle::new(1, "u".into(), 8, 0);
+        let handle = ClientHandle::new(1, "u".into(), 8);
         assert_eq!(handle.push(Outbound::frame("welcome", Bytes::from_static(b"{}"))), Ok(()));
         assert_eq!(queued(&handle).await, ["welcome"]);
         let mut waiting = Box::pin(queued(&handle));

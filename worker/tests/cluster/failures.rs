@@ -265,6 +265,31 @@ async fn a_silent_postgres_gets_timely_errors_and_the_gateway_recovers() {
     assert_eq!(bob.recv_type("new").await["clientMessageId"], "after");
 }
 
+/// A connection whose setup waits (here for a silent database to give its
+/// user's chats) owes no ping for that wait: the server read nothing from
+/// it, and the welcome that starts its client's ping interval came only
+/// at the end. Counted from the upgrade, the heartbeat closed it at once.
+#[tokio::test]
+async fn a_slow_setup_does_not_count_against_the_heartbeat() {
+    const TIMEOUT_MS: u64 = 1_000;
+    let options = Options { private_postgres: true, heartbeat_timeout_ms: Some(TIMEOUT_MS), ..Options::default() };
+    let cluster = Cluster::start(options, 1, 1).await;
+    cluster.group(0, "alice", &["bob"]).await;
+    let postgres = cluster.postgres.as_ref().expect("private postgres");
+
+    postgres.freeze();
+    let url = format!("ws://127.0.0.1:{}/ws", cluster.gateways[0].port);
+    let mut bob = testkit::client::open(&url, &cluster.token("bob"), "bob").await.expect("upgrade");
+    // The stall itself: twice the timeout, within the store's 5 s deadline.
+    tokio::time::sleep(Duration::from_millis(2 * TIMEOUT_MS)).await;
+    postgres.thaw();
+    assert_eq!(bob.recv().await["type"], "welcome");
+    // Quiet for half the timeout after the welcome, as a client may be.
+    tokio::time::sleep(Duration::from_millis(TIMEOUT_MS / 2)).await;
+    // Answered, not closed with 4000 (`recv` fails on a close frame).
+    bob.drain().await;
+}
+
 /// A rollout while PostgreSQL is silent: the worker and the gateway are
 /// stopped (SIGTERM) with a command in hand that the database never
 /// answers. Each must still exit, cleanly and within Kubernetes' grace
