@@ -254,6 +254,25 @@ impl Hub {
         }
     }
 
+    /// Tells every local member of `chats` but `user` once per connection,
+    /// however many of the chats they share. Only members whose chats are
+    /// loaded here are in a chat's entry; a connection's welcome is written
+    /// only after its user's chats are, so no client can tell the
+    /// difference.
+    fn to_co_members(&self, user: &str, chats: &[ChatId], frame: &Arc<Framed>) {
+        let mut told: HashSet<*const LocalUser> = HashSet::new();
+        for chat in chats {
+            let Some(entry) = self.chats.get(chat) else { continue };
+            for member in entry.users.iter().filter(|m| m.id != user) {
+                if told.insert(Arc::as_ptr(member)) {
+                    member.each_connection(|c| {
+                        let _ = c.push(Outbound::Frame(frame.clone()));
+                    });
+                }
+            }
+        }
+    }
+
     fn to_user(&self, user: &str, frame: &Arc<Framed>) {
         if let Some(user) = self.users.get(user) {
             user.each_connection(|c| {
@@ -432,15 +451,13 @@ impl HubSink {
         match event {
             Event::Chat(event) => hub.chat_event(event, batch),
             Event::Typing { chat, user } => hub.typing(chat, &user),
-            Event::Presence { user, online, last_seen, recipients } => {
+            Event::Presence { user, online, last_seen, chats } => {
                 let frame = Arc::new(if online {
                     Framed { kind: "online", bytes: render::online(&user) }
                 } else {
                     Framed { kind: "offline", bytes: render::offline(&user, last_seen) }
                 });
-                for recipient in recipients.iter() {
-                    hub.to_user(recipient, &frame);
-                }
+                hub.to_co_members(&user, &chats, &frame);
             }
             Event::ChatList { user, action, chat } => {
                 hub.membership_changed(&user, chat.id, chat.last_event_id, action);

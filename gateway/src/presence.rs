@@ -1,7 +1,8 @@
 //! Presence (PROTOCOL.md 6): a user is online while they have at least one
 //! connection anywhere. Connection counts change on the connection path;
 //! whoever moves a user's count from 0 to 1 (or 1 to 0) announces `online`
-//! (or `offline`) to everyone who shares a chat with the user.
+//! (or `offline`) to everyone who shares a chat with the user: the event
+//! names the user's chats, and each node tells the members it holds.
 //!
 //! Standalone counts in memory. A cluster counts in Redis ([`cluster`]),
 //! where each node also holds a lease, and a node whose lease lapsed (it
@@ -13,8 +14,8 @@
 //! before it went out (a flapping connection) is dropped, so the input is
 //! bounded by the number of users and order follows the real state. The
 //! task takes what is pending in batches: one statement records the
-//! batch's last-seen times, one looks up every co-member, and one round
-//! trip publishes, so that crowds coming and going (a heartbeat sweep, a
+//! batch's last-seen times, one looks up their chats, and one round trip
+//! publishes, so that crowds coming and going (a heartbeat sweep, a
 //! reconnect storm) are announced as fast as they arrive.
 
 pub mod cluster;
@@ -34,8 +35,8 @@ use tokio_util::sync::CancellationToken;
 use crate::node::STORE_DEADLINE;
 use pending::{PendingTransitions, Transition};
 
-/// The most users announced per statement: bounds one co-member query's
-/// answer (up to this many users times their co-members) and one publish.
+/// The most users announced per statement: bounds one chat query's answer
+/// (this many users times their chats) and one publish.
 const ANNOUNCE_BATCH: usize = 256;
 
 pub struct Presence {
@@ -205,22 +206,22 @@ impl Presence {
             Err(e) => tracing::warn!(error = %e, users = gone.len(), "could not persist last seen"),
         }
         let users: Vec<&str> = batch.iter().map(|(user, _)| user.as_str()).collect();
-        let mut co_members = match within(STORE_DEADLINE, store.co_members_of(&users)).await {
-            Ok(co_members) => co_members,
+        let mut chats = match within(STORE_DEADLINE, store.chat_ids_of_users(&users)).await {
+            Ok(chats) => chats,
             Err(e) => {
-                tracing::warn!(error = %e, users = users.len(), "presence not announced: co-members unavailable");
+                tracing::warn!(error = %e, users = users.len(), "presence not announced: chats unavailable");
                 return;
             }
         };
         let events: Vec<Event> = batch
             .iter()
             .filter_map(|(user, transition)| {
-                let recipients = co_members.remove(user.as_str())?;
+                let chats = chats.remove(user.as_str())?;
                 Some(Event::Presence {
                     user: user.clone(),
                     online: transition.online,
                     last_seen: transition.at,
-                    recipients: recipients.into(),
+                    chats: chats.into(),
                 })
             })
             .collect();

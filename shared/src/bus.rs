@@ -54,8 +54,11 @@ pub enum Event {
     /// Ephemeral: `user` is typing in `chat`; for the other members.
     Typing { chat: ChatId, user: UserId },
     /// Ephemeral: `user` came online or went offline cluster-wide; for the
-    /// `recipients` (everyone sharing a chat with `user`).
-    Presence { user: UserId, online: bool, last_seen: Millis, recipients: Arc<[UserId]> },
+    /// other members of `chats` (the user's), each told once however many
+    /// of them they share. Naming chats rather than people keeps the event
+    /// a user's chat count long, and each gateway finds the members it
+    /// holds from the chats it already follows.
+    Presence { user: UserId, online: bool, last_seen: Millis, chats: Arc<[ChatId]> },
     /// A chat appeared, changed or disappeared for `user`.
     ChatList { user: UserId, action: ChatAction, chat: Box<ChatSummary> },
     /// The answer to one command, for the connection that sent it.

@@ -1,6 +1,6 @@
 //! PROTOCOL.md 6: online/offline once per connection, multi-device.
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::common::TestServer;
 
@@ -64,6 +64,33 @@ async fn presence_goes_only_to_co_members() {
     // is past her; carol's queue holds whatever it would have sent her.
     let carol_frames = carol.drain().await;
     assert!(presence_frames(&carol_frames).is_empty(), "{carol_frames:?}");
+}
+
+/// Presence follows membership as it changes while users are connected:
+/// a member added to a group hears its members come and go from then on,
+/// and one removed no longer does.
+#[tokio::test]
+async fn presence_follows_members_added_and_removed() {
+    let server = TestServer::start().await;
+    let chat = server.group("alice", &["bob"]).await;
+    let mut alice = server.connect("alice").await;
+    let mut carol = server.connect("carol").await;
+    let members = format!("/v1/chats/{chat}/members");
+    let (status, body) = server.call("POST", "alice", &members, Some(json!({"userId": "carol"}))).await;
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(carol.recv_type("chats").await["action"], "created");
+    let bob = server.connect("bob").await;
+    assert_eq!(carol.recv_type("online").await["userId"], "bob", "added, so told");
+
+    let (status, body) = server.call("DELETE", "alice", &format!("{members}/carol"), None).await;
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(carol.recv_type("chats").await["action"], "deleted");
+    bob.close().await;
+    assert_eq!(alice.recv_type("offline").await["userId"], "bob");
+    // The announcer is past bob's offline; carol's queue holds whatever it
+    // would have sent her.
+    let carol_frames = carol.drain().await;
+    assert!(presence_frames(&carol_frames).is_empty(), "removed, so not told: {carol_frames:?}");
 }
 
 /// A crowd coming and leaving at once (a heartbeat sweep, a network cut),

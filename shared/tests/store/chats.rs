@@ -126,10 +126,10 @@ async fn dialogs_are_unique_and_membership_rules_hold() {
             vec!["alice".to_string(), "bob".to_string()]
         );
         assert!(store.summary(chat, "alice").await.expect("ok").is_none());
-        let co = store.co_members_of(&["bob", "alice", "nobody"]).await.expect("ok");
-        assert_eq!(co.get("bob"), Some(&vec!["alice".to_string()]));
-        assert_eq!(co.get("alice"), Some(&vec!["bob".to_string()]));
-        assert_eq!(co.len(), 2, "a user who shares no chat is absent: {co:?}");
+        let of = store.chat_ids_of_users(&["bob", "alice", "nobody"]).await.expect("ok");
+        assert_eq!(of.get("bob"), Some(&vec![created.chat_id]), "the deleted group is gone");
+        assert_eq!(of.get("alice"), Some(&vec![created.chat_id]));
+        assert_eq!(of.len(), 2, "a user in no chat is absent: {of:?}");
 
         // PostgreSQL's text cannot hold U+0000: refused on either backend.
         let nul_name = NewChat {
@@ -148,21 +148,22 @@ async fn dialogs_are_unique_and_membership_rules_hold() {
     }
 }
 
-/// Presence asks who shares a chat with each of a batch of users: every
-/// co-member once, whichever and however many chats they share.
+/// Presence asks for the chats of a batch of users: each of theirs once,
+/// alone in it or not, and nobody else's.
 #[tokio::test]
-async fn co_members_are_everyone_sharing_any_chat_once() {
+async fn presence_reads_each_users_chats() {
     for (store, _dir) in stores().await {
-        group(&store, "ann", &["bob", "cat"]).await;
-        group(&store, "ann", &["bob", "dan"]).await;
-        group(&store, "eve", &["bob"]).await;
-        group(&store, "fay", &[]).await;
-        let mut co = store.co_members_of(&["ann", "eve", "fay", "zed"]).await.expect("ok");
-        let mut ann = co.remove("ann").expect("ann shares chats");
-        ann.sort();
-        assert_eq!(ann, ["bob", "cat", "dan"], "bob, in two of ann's chats, once");
-        assert_eq!(co.remove("eve"), Some(vec!["bob".to_string()]));
-        assert!(co.is_empty(), "fay is alone in hers, zed in none: {co:?}");
+        let first = group(&store, "ann", &["bob", "cat"]).await;
+        let second = group(&store, "ann", &["bob", "dan"]).await;
+        let eves = group(&store, "eve", &["bob"]).await;
+        let fays = group(&store, "fay", &[]).await;
+        let mut of = store.chat_ids_of_users(&["ann", "eve", "fay", "zed"]).await.expect("ok");
+        let mut anns = of.remove("ann").expect("ann has chats");
+        anns.sort();
+        assert_eq!(anns, [first, second]);
+        assert_eq!(of.remove("eve"), Some(vec![eves]), "not bob's other chats");
+        assert_eq!(of.remove("fay"), Some(vec![fays]));
+        assert!(of.is_empty(), "zed is in none: {of:?}");
     }
 }
 
