@@ -441,7 +441,13 @@ impl Reader<'_> {
             let mut end = None;
             loop {
                 let request = PageRequest { chat, user: self.handle.user.clone(), since: cursor };
-                let page = match self.node.sync_pages.page(request).await {
+                // In a storm of users in 20 chats the pages queued for
+                // over 20 s: counted, that closed clients that pinged.
+                let read = {
+                    let _store_wait = self.handle.deadline_paused();
+                    self.node.sync_pages.page(request).await
+                };
+                let page = match read {
                     Ok(Ok(page)) => page,
                     Ok(Err(refusal)) => {
                         self.refuse(&reference, &refusal, Some(chat)).await;

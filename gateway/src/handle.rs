@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
 use futures_util::task::AtomicWaker;
+use shared::clock::now_ms;
 
 use crate::outbound::{Outbound, RenderedEvent};
 use crate::outbound_queue::Pushed;
@@ -366,8 +367,31 @@ impl ClientHandle {
         self.last_ping.store(now, Ordering::Relaxed);
     }
 
+    /// Stops the heartbeat's clock while the reader waits on the server's
+    /// own work for this client (a `sync`'s reads from the store): it reads
+    /// nothing meanwhile, so the client's pings wait in the socket, and
+    /// that wait is not the client's silence. The silence before still
+    /// counts when the clock runs again, as the guard drops.
+    pub fn deadline_paused(&self) -> DeadlinePause<'_> {
+        let silent_for = now_ms().saturating_sub(self.last_ping()).max(0);
+        self.last_ping.store(NOT_SERVED_YET, Ordering::Relaxed);
+        DeadlinePause { handle: self, silent_for }
+    }
+
     pub fn last_ping(&self) -> i64 {
         self.last_ping.load(Ordering::Relaxed)
+    }
+}
+
+/// See [`ClientHandle::deadline_paused`].
+pub struct DeadlinePause<'a> {
+    handle: &'a ClientHandle,
+    silent_for: i64,
+}
+
+impl Drop for DeadlinePause<'_> {
+    fn drop(&mut self) {
+        self.handle.touch(now_ms() - self.silent_for);
     }
 }
 
@@ -440,5 +464,17 @@ mod tests {
         assert_eq!(waiting.await, ["online"]);
         handle.write_state().detach();
         assert_eq!(handle.push(Outbound::frame("late", Bytes::from_static(b"{}"))), Err(Rejected::Closed));
+    }
+
+    #[test]
+    fn a_paused_deadline_keeps_the_silence_before_and_not_the_pause() {
+        let handle = ClientHandle::new(1, "u".into(), 1);
+        handle.touch(now_ms() - 5_000);
+        let paused = handle.deadline_paused();
+        let much_later = now_ms() + 3_600_000;
+        assert!(!crate::heartbeat::expired(handle.last_ping(), much_later, 20_000), "no deadline while paused");
+        drop(paused);
+        let silent = now_ms() - handle.last_ping();
+        assert!((5_000..6_000).contains(&silent), "the 5 s before the pause still count: {silent} ms");
     }
 }

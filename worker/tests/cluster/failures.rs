@@ -290,6 +290,29 @@ async fn a_slow_setup_does_not_count_against_the_heartbeat() {
     bob.drain().await;
 }
 
+/// Likewise a `sync` whose pages wait on a silent database: the reader
+/// reads nothing while it waits, so the client's silence meanwhile is not
+/// counted against it.
+#[tokio::test]
+async fn a_sync_waiting_on_the_store_does_not_count_against_the_heartbeat() {
+    const TIMEOUT_MS: u64 = 1_000;
+    let options = Options { private_postgres: true, heartbeat_timeout_ms: Some(TIMEOUT_MS), ..Options::default() };
+    let cluster = Cluster::start(options, 1, 1).await;
+    let chat = cluster.group(0, "alice", &["bob"]).await;
+    let mut bob = cluster.connect(0, "bob").await;
+    let postgres = cluster.postgres.as_ref().expect("private postgres");
+
+    postgres.freeze();
+    bob.send(json!({"type": "sync", "ref": "s", "since": {chat.to_string(): 0}})).await;
+    // The stall: twice the timeout, within the store's 5 s deadline.
+    tokio::time::sleep(Duration::from_millis(2 * TIMEOUT_MS)).await;
+    postgres.thaw();
+    let ack = bob.recv_type("ack").await;
+    assert_eq!(ack["ref"], "s", "{ack}");
+    // Answered, not closed with 4000 (`recv` fails on a close frame).
+    bob.drain().await;
+}
+
 /// A rollout while PostgreSQL is silent: the worker and the gateway are
 /// stopped (SIGTERM) with a command in hand that the database never
 /// answers. Each must still exit, cleanly and within Kubernetes' grace
