@@ -34,7 +34,8 @@ pub struct ClientHandle {
     writer: AtomicWaker,
     reader: AtomicWaker,
     /// Milliseconds since the epoch of the last `ping` (or WebSocket Ping),
-    /// or of the moment the connection was served; `NOT_SERVED_YET` before.
+    /// or of the moment the connection was served; `NOT_SERVED_YET` before
+    /// that and while the deadline is paused.
     last_ping: AtomicI64,
     /// Commands submitted whose reply has not come back yet.
     in_flight: AtomicU32,
@@ -45,8 +46,9 @@ pub struct ClientHandle {
 
 /// A connection being set up has no heartbeat deadline: the server reads
 /// nothing from it yet, and its client owes a first ping only an interval
-/// after the welcome, which is written once setup is done. Later than any
-/// clock reading, so never past a deadline (`heartbeat::expired`).
+/// after the welcome, which is written once setup is done (the same value
+/// stands in while the deadline is paused). Later than any clock reading,
+/// so never past a deadline (`heartbeat::expired`).
 const NOT_SERVED_YET: i64 = i64::MAX;
 
 /// Why a frame could not be queued.
