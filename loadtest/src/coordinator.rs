@@ -90,7 +90,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
     bar.set_prefix("connecting");
     let connect_started = Instant::now();
     loop {
-        let (connected, failed) = totals(&shared, |c| (c.connected, c.connect_failures));
+        let Counters { connected, connect_failures: failed, .. } = totals(&shared);
         bar.set_position(connected);
         bar.set_message(format!("{failed} failed"));
         if connected + failed >= plan.connections as u64 {
@@ -131,12 +131,9 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
             stormed = true;
             broadcast(&mut agents, "storm").await;
         }
-        let (sent, acked, delivered) = {
-            let s = shared.lock().unwrap_or_else(|e| e.into_inner());
-            s.progress.values().fold((0, 0, 0), |t, c| (t.0 + c.sent, t.1 + c.acked, t.2 + c.deliveries))
-        };
+        let now = totals(&shared);
         phase.set_position(started.elapsed().as_secs());
-        phase.set_message(format!("sent {sent} acked {acked} delivered {delivered}"));
+        phase.set_message(format!("sent {} acked {} delivered {}", now.sent, now.acked, now.deliveries));
     }
     let measured_seconds = started.elapsed().as_secs_f64();
     let end = procstat::each(&plan.server_pids);
@@ -146,12 +143,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
     for agent in &mut agents {
         let _ = agent.stdin.shutdown().await;
     }
-    eprintln!("loadtest: letting in-flight messages arrive, then collecting results");
-    for agent in &mut agents {
-        let _ = agent.child.wait().await;
-        // Its last lines may still be unread when it has exited.
-        let _ = (&mut agent.lines).await;
-    }
+    wait_settled(&mut agents, &shared).await;
     let results: Vec<AgentResult> =
         std::mem::take(&mut shared.lock().unwrap_or_else(|e| e.into_inner()).results).into_values().collect();
     anyhow::ensure!(results.len() == agents.len(), "only {} of {} agents reported", results.len(), agents.len());
@@ -167,6 +159,56 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
         idle_share: machine_connected.zip(machine_end).and_then(|(from, to)| from.idle_share_until(to)),
     };
     report::write(&plan, results, phases)
+}
+
+/// Waits for the agents to exit, showing what has arrived meanwhile: they
+/// let what is in flight arrive first (see `agent::settle`), which after a
+/// storm can take minutes.
+async fn wait_settled(agents: &mut [Agent], shared: &Mutex<Shared>) {
+    let settling = ProgressBar::new_spinner();
+    settling.set_style(
+        ProgressStyle::with_template("{prefix:>10} {spinner} {elapsed} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    settling.set_prefix("settling");
+    let finished = async {
+        for agent in agents.iter_mut() {
+            let _ = agent.child.wait().await;
+            // Its last lines may still be unread when it has exited.
+            let _ = (&mut agent.lines).await;
+        }
+    };
+    tokio::pin!(finished);
+    loop {
+        tokio::select! {
+            _ = &mut finished => break,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {
+                let now = totals(shared);
+                let syncs = if now.syncs_asked > 0 {
+                    format!(", syncs answered {}/{}", now.synced + now.syncs_failed, now.syncs_asked)
+                } else {
+                    String::new()
+                };
+                settling.set_message(format!(
+                    "acked {}/{}{syncs}, delivered {}",
+                    now.acked + now.errors,
+                    now.sent,
+                    now.deliveries
+                ));
+                settling.tick();
+            }
+        }
+    }
+    settling.finish_with_message("agents done; collecting results");
+}
+
+/// The agents' latest counters, summed.
+fn totals(shared: &Mutex<Shared>) -> Counters {
+    let s = shared.lock().unwrap_or_else(|e| e.into_inner());
+    s.progress.values().fold(Counters::default(), |mut sum, c| {
+        sum.add(c);
+        sum
+    })
 }
 
 fn secret(plan: &Plan) -> anyhow::Result<String> {
@@ -260,10 +302,10 @@ async fn presence_settled(shared: &Mutex<Shared>) {
             .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
     let started = Instant::now();
-    let mut last = totals(shared, |c| (c.presence_events, 0)).0;
+    let mut last = totals(shared).presence_events;
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let now = totals(shared, |c| (c.presence_events, 0)).0;
+        let now = totals(shared).presence_events;
         spinner.set_message(format!("{now} presence frames received"));
         if now == last || started.elapsed() > Duration::from_secs(60) {
             break;
@@ -275,11 +317,6 @@ async fn presence_settled(shared: &Mutex<Shared>) {
         "loadtest: presence settled: {last} frames received, quiet after {:.1}s",
         started.elapsed().as_secs_f64()
     );
-}
-
-fn totals(shared: &Mutex<Shared>, pick: impl Fn(&Counters) -> (u64, u64)) -> (u64, u64) {
-    let s = shared.lock().unwrap_or_else(|e| e.into_inner());
-    s.progress.values().map(&pick).fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
 }
 
 fn agents_alive(agents: &mut [Agent]) -> bool {

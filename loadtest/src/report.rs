@@ -176,6 +176,10 @@ fn print_summary(plan: &Plan, r: &Value) {
     row("dups / out of order / filled in", format!("{} / {} / {}", c["duplicates"], c["out_of_order"], c["filled_in"]));
     row("event ids never arrived", format!("{}", c["never_arrived"]));
     if plan.scenario == Scenario::Reconnect {
+        row(
+            "syncs asked / answered / failed",
+            format!("{} / {} / {}", c["syncs_asked"], c["synced"], c["syncs_failed"]),
+        );
         row("events replayed by the syncs", format!("{}", c["replayed"]));
     }
     row(

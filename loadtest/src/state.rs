@@ -41,6 +41,8 @@ struct Atomics {
     marks_acked: AtomicU64,
     presence_events: AtomicU64,
     synced: AtomicU64,
+    syncs_asked: AtomicU64,
+    syncs_failed: AtomicU64,
 }
 
 pub struct AgentState {
@@ -130,6 +132,11 @@ impl AgentState {
         self.n.never_arrived.fetch_add(ids, Ordering::Relaxed);
     }
 
+    /// A reconnected connection sent its `sync`.
+    pub fn sync_asked(&self) {
+        self.n.syncs_asked.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// A connection's `sync` after the storm was answered.
     fn synced(&self) {
         self.n.synced.fetch_add(1, Ordering::Relaxed);
@@ -195,6 +202,11 @@ impl AgentState {
                 }
                 None => {}
             },
+            // Kept apart from the sends' errors, which `settle` weighs
+            // against what was sent.
+            "error" if frame.reference.as_deref() == Some("sync") => {
+                self.n.syncs_failed.fetch_add(1, Ordering::Relaxed);
+            }
             "error" => {
                 self.n.errors.fetch_add(1, Ordering::Relaxed);
                 if frame.code.as_deref() == Some("rate_limited") {
@@ -268,6 +280,8 @@ impl AgentState {
             marks_acked: get(&n.marks_acked),
             presence_events: get(&n.presence_events),
             synced: get(&n.synced),
+            syncs_asked: get(&n.syncs_asked),
+            syncs_failed: get(&n.syncs_failed),
         }
     }
 

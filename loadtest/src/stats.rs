@@ -49,6 +49,12 @@ pub struct Counters {
     pub marks_acked: u64,
     pub presence_events: u64,
     pub synced: u64,
+    /// Syncs sent after the storm, and those answered with an error. Zero
+    /// in reports from before they were counted (2026-12-05).
+    #[serde(default)]
+    pub syncs_asked: u64,
+    #[serde(default)]
+    pub syncs_failed: u64,
 }
 
 impl Counters {
@@ -75,6 +81,8 @@ impl Counters {
         self.marks_acked += o.marks_acked;
         self.presence_events += o.presence_events;
         self.synced += o.synced;
+        self.syncs_asked += o.syncs_asked;
+        self.syncs_failed += o.syncs_failed;
     }
 }
 

@@ -12,6 +12,7 @@ async fn a_reconnect_storm_comes_back_with_every_event_once_and_in_order() {
 
     let counters = &report["counters"];
     assert_eq!(counters["connected"], 120, "each client connected before the storm and after: {counters}");
+    assert_eq!(counters["syncs_asked"], 60, "each came back with a sync: {counters}");
     assert_eq!(counters["synced"], 60, "each came back with a sync that was answered: {counters}");
     let acked = counters["acked"].as_u64().expect("acked");
     assert!(acked > 0, "messages were sent: {counters}");
@@ -21,7 +22,9 @@ async fn a_reconnect_storm_comes_back_with_every_event_once_and_in_order() {
         counters["deliveries"], report["expected_deliveries"],
         "each message reached each member once: {counters}"
     );
-    for count in ["duplicates", "out_of_order", "filled_in", "never_arrived", "errors", "connect_failures"] {
+    for count in
+        ["duplicates", "out_of_order", "filled_in", "never_arrived", "errors", "syncs_failed", "connect_failures"]
+    {
         assert_eq!(counters[count], 0, "{count}: {counters}");
     }
     assert!(charts.join("latency.png").exists() && charts.join("throughput.png").exists(), "the charts were drawn");
@@ -51,12 +54,15 @@ async fn a_storm_over_several_chats_per_user_comes_back_exact() {
     let (report, _) = common::run(&gateway, &args).await;
 
     let counters = &report["counters"];
+    assert_eq!(counters["syncs_asked"], 60, "each came back with a sync: {counters}");
     assert_eq!(counters["synced"], 60, "each came back with a sync that was answered: {counters}");
     let acked = counters["acked"].as_u64().expect("acked");
     assert!(acked > 0, "messages were sent: {counters}");
     assert_eq!(counters["sent"], acked, "every send was acked, retried ones included: {counters}");
     assert_eq!(counters["deliveries"], acked * 10, "each message reached each member of its chat once: {counters}");
-    for count in ["duplicates", "out_of_order", "filled_in", "never_arrived", "errors", "connect_failures"] {
+    for count in
+        ["duplicates", "out_of_order", "filled_in", "never_arrived", "errors", "syncs_failed", "connect_failures"]
+    {
         assert_eq!(counters[count], 0, "{count}: {counters}");
     }
     let timed_acks = report["latency"]["send_to_ack"]["count"].as_u64().expect("ack latencies");
