@@ -31,7 +31,7 @@ use shared::model::{ChatId, EventId};
 use shared::protocol::close;
 use shared::protocol::native::inbound::{self, Ref, Request};
 use shared::protocol::native::outbound as render;
-use shared::store::{within, Membership, PageRequest};
+use shared::store::{within, BoundsRequest, Membership, PageRequest};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
@@ -435,48 +435,64 @@ impl Reader<'_> {
     /// order.
     async fn sync(&self, reference: Ref, since: Vec<(ChatId, EventId)>) {
         self.reply(Outbound::SyncBegin(since.iter().map(|(chat, _)| *chat).collect())).await;
+        // In a storm of users in 20 chats the reads queued for over 20 s:
+        // counted, that closed clients that pinged.
+        let bounds = {
+            let _store_wait = self.handle.deadline_paused();
+            self.node.sync_pages.bounds(BoundsRequest { user: self.handle.user.clone(), since: since.clone() }).await
+        };
+        let bounds = bounds.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "sync read failed");
+            vec![Err(Refusal::internal()); since.len()]
+        });
         let mut synced = Vec::with_capacity(since.len());
-        for &(chat, from) in &since {
-            let mut cursor = from;
-            let mut end = None;
-            loop {
-                let request = PageRequest { chat, user: self.handle.user.clone(), since: cursor };
-                // In a storm of users in 20 chats the pages queued for
-                // over 20 s: counted, that closed clients that pinged.
-                let read = {
-                    let _store_wait = self.handle.deadline_paused();
-                    self.node.sync_pages.page(request).await
-                };
-                let page = match read {
-                    Ok(Ok(page)) => page,
-                    Ok(Err(refusal)) => {
-                        self.refuse(&reference, &refusal, Some(chat)).await;
-                        break;
+        for (&(chat, from), bound) in since.iter().zip(bounds) {
+            // Replay up to where the log stood when the bounds were read;
+            // live delivery carries on from there.
+            match bound {
+                Ok(end) if end == from => synced.push((chat, from)),
+                Ok(end) => {
+                    if self.replay(&reference, chat, from, end).await {
+                        synced.push((chat, from));
                     }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "sync read failed");
-                        self.refuse(&reference, &Refusal::internal(), Some(chat)).await;
-                        break;
-                    }
-                };
-                // Replay up to where the log stood at the first read; live
-                // delivery carries on from there.
-                let end = *end.get_or_insert(page.last_event_id);
-                let Some(last) = page.events.last().map(|e| e.id) else {
-                    synced.push((chat, from));
-                    break;
-                };
-                let frames =
-                    page.events.iter().filter(|e| e.id <= end).map(|e| Arc::new(crate::hub::render_event(e))).collect();
-                self.reply(Outbound::Replay(frames)).await;
-                cursor = last;
-                if cursor >= end {
-                    synced.push((chat, from));
-                    break;
                 }
+                Err(refusal) => self.refuse(&reference, &refusal, Some(chat)).await,
             }
         }
         let all = since.into_iter().map(|(chat, _)| chat).collect();
         self.reply(Outbound::SyncEnd(Box::new(SyncEnd { reference, synced, all }))).await;
+    }
+
+    /// Replays `chat`'s events in `(from, end]`, page by page; false (and
+    /// the client told why) if a page could not be read.
+    async fn replay(&self, reference: &Ref, chat: ChatId, from: EventId, end: EventId) -> bool {
+        let mut cursor = from;
+        loop {
+            let request = PageRequest { chat, user: self.handle.user.clone(), since: cursor };
+            let read = {
+                let _store_wait = self.handle.deadline_paused();
+                self.node.sync_pages.page(request).await
+            };
+            let page = match read {
+                Ok(Ok(page)) => page,
+                Ok(Err(refusal)) => {
+                    self.refuse(reference, &refusal, Some(chat)).await;
+                    return false;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "sync read failed");
+                    self.refuse(reference, &Refusal::internal(), Some(chat)).await;
+                    return false;
+                }
+            };
+            let Some(last) = page.events.last().map(|e| e.id) else { return true };
+            let frames =
+                page.events.iter().filter(|e| e.id <= end).map(|e| Arc::new(crate::hub::render_event(e))).collect();
+            self.reply(Outbound::Replay(frames)).await;
+            cursor = last;
+            if cursor >= end {
+                return true;
+            }
+        }
     }
 }

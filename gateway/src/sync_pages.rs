@@ -1,23 +1,31 @@
-//! The pages a `sync` replays, many clients' to a statement on PostgreSQL
+//! What a `sync` reads, many clients' to a statement on PostgreSQL
 //! ([`crate::batched`]): every client of a reconnect storm syncs at once.
+//! First where each chat it names stands ([`shared::store::Bounds`]), all
+//! in one read; then pages, only of chats with something to replay.
 
 use std::sync::Arc;
 
 use shared::error::Refusal;
-use shared::store::{within, Backend, PageRequest, Store, StoreError, StoreRefusal, SyncPage};
+use shared::store::{within, Backend, Bounds, BoundsRequest, PageRequest, Store, StoreError, StoreRefusal, SyncPage};
 
 use crate::batched::Batched;
 use crate::node::STORE_DEADLINE;
 
 /// Events per page a `sync` replays.
 const SYNC_PAGE: i64 = 500;
-/// Loaders reading at once (see [`crate::chat_lists`]'s).
+/// Loaders reading pages at once (see [`crate::chat_lists`]'s).
 const LOADERS: usize = 4;
+/// Loaders reading bounds: two, as one statement answers many clients
+/// whole and the database pool is shared with pages, chat lists and REST.
+const BOUNDS_LOADERS: usize = 2;
+/// Clients per bounds statement (split further by the store, by chats).
+const MOST_CLIENTS: usize = 64;
 /// Pages per statement: each may hold up to a page of events, so fewer
 /// than chat lists, lest one large backlog hold up many clients.
 const MOST_PAGES: usize = 32;
 
 type Answer = Result<Result<SyncPage, Refusal>, Arc<StoreError>>;
+type BoundsAnswer = Result<Bounds, Arc<StoreError>>;
 
 /// Reads sync pages; one per node.
 pub struct SyncPages {
@@ -27,6 +35,8 @@ pub struct SyncPages {
     /// a standalone storm's slowest client sync in 10.9–13.9 s instead of
     /// 7.0–9.1 (docs/benchmarks-journal.md, fourteenth session).
     batched: Option<Batched<PageRequest, Answer>>,
+    /// Likewise on PostgreSQL only.
+    bounds: Option<Batched<BoundsRequest, BoundsAnswer>>,
 }
 
 impl SyncPages {
@@ -35,7 +45,20 @@ impl SyncPages {
             let store = store.clone();
             Batched::start(LOADERS, MOST_PAGES, move |requests| read(store.clone(), requests))
         });
-        SyncPages { store, batched }
+        let bounds = (store.backend() == Backend::Postgres).then(|| {
+            let store = store.clone();
+            Batched::start(BOUNDS_LOADERS, MOST_CLIENTS, move |requests| read_bounds(store.clone(), requests))
+        });
+        SyncPages { store, batched, bounds }
+    }
+
+    /// Where each chat of `request` stands, in its order.
+    pub async fn bounds(&self, request: BoundsRequest) -> BoundsAnswer {
+        let Some(bounds) = &self.bounds else {
+            let read = within(STORE_DEADLINE, self.store.replay_bounds(std::slice::from_ref(&request))).await;
+            return read.map(|mut all| all.pop().unwrap_or_default()).map_err(Arc::new);
+        };
+        bounds.ask(request).await.unwrap_or(Err(Arc::new(StoreError::Stopped)))
     }
 
     /// The page, or why the client gets none (a refusal), or the database's
@@ -56,6 +79,16 @@ impl SyncPages {
 async fn read(store: Store, requests: Vec<PageRequest>) -> Vec<Answer> {
     match within(STORE_DEADLINE, store.events_after_many(&requests, SYNC_PAGE)).await {
         Ok(pages) => pages.into_iter().map(Ok).collect(),
+        Err(e) => {
+            let e = Arc::new(e);
+            requests.iter().map(|_| Err(Arc::clone(&e))).collect()
+        }
+    }
+}
+
+async fn read_bounds(store: Store, requests: Vec<BoundsRequest>) -> Vec<BoundsAnswer> {
+    match within(STORE_DEADLINE, store.replay_bounds(&requests)).await {
+        Ok(bounds) => bounds.into_iter().map(Ok).collect(),
         Err(e) => {
             let e = Arc::new(e);
             requests.iter().map(|_| Err(Arc::clone(&e))).collect()

@@ -29,6 +29,7 @@ mod postgres;
 mod presence;
 mod records;
 mod replay;
+mod replay_bounds;
 mod retention;
 mod sends;
 mod sqlite;
@@ -44,6 +45,7 @@ pub use deadline::within;
 pub use history::HistoryQuery;
 pub use migrations::{Migrated, Migration};
 pub use replay::{PageRequest, SyncPage};
+pub use replay_bounds::{Bounds, BoundsRequest};
 pub use retention::Retention;
 pub use sqlite::run_statements_on_this_thread;
 

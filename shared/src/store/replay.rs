@@ -96,21 +96,30 @@ impl Store {
 
 /// The page a read makes for a client at `since`, or why it gets none.
 fn page_from((chat_row, payloads): PageRead, since: EventId) -> Result<Result<SyncPage, Refusal>, StoreError> {
-    if let Err(refusal) = Membership::of(chat_row.map(|(_, _, member_rows)| member_rows)).require() {
-        return Ok(Err(refusal));
-    }
+    let last_event_id = match replay_bound(chat_row, since) {
+        Ok(last) => last,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+    let events = payloads.iter().map(|p| decode_event(p)).collect::<Result<Vec<_>, StoreError>>()?;
+    Ok(Ok(SyncPage { events, last_event_id }))
+}
+
+/// The chat's last event id, to replay up to from `since`, or why the
+/// client gets no replay. `chat_row` is the chat's first retained and last
+/// event ids and the user's member rows; `None` if there is no such chat.
+pub(super) fn replay_bound(chat_row: Option<(i64, i64, i64)>, since: EventId) -> Result<EventId, Refusal> {
+    Membership::of(chat_row.map(|(_, _, member_rows)| member_rows)).require()?;
     // The chat exists: `require` refused a missing one.
     let (first_retained, last_event_id, _) = chat_row.unwrap_or_default();
     if since > last_event_id {
         let message = format!("since {since} is beyond this chat's last event {last_event_id}");
-        return Ok(Err(Refusal::new(ErrorCode::SyncGap, message)));
+        return Err(Refusal::new(ErrorCode::SyncGap, message));
     }
     if since + 1 < first_retained {
         let message = format!("events before {first_retained} are no longer kept; reload history");
-        return Ok(Err(Refusal::new(ErrorCode::SyncGap, message)));
+        return Err(Refusal::new(ErrorCode::SyncGap, message));
     }
-    let events = payloads.iter().map(|p| decode_event(p)).collect::<Result<Vec<_>, StoreError>>()?;
-    Ok(Ok(SyncPage { events, last_event_id }))
+    Ok(last_event_id)
 }
 
 /// The chat's row and a page of its events. On PostgreSQL one statement,

@@ -64,3 +64,44 @@ async fn many_sync_pages_read_at_once_are_each_what_one_read_gives() {
         assert_eq!(first[0].as_ref().expect("a page").events.iter().map(|e| e.id).collect::<Vec<_>>(), vec![1, 2]);
     }
 }
+
+/// The bounds a sync reads before its pages agree with the pages: for each
+/// chat a client names, the last event id its first page would report, or
+/// the refusal that page would get; for several clients at once, each in
+/// the order it named its chats.
+#[tokio::test]
+async fn replay_bounds_are_what_each_chats_first_page_would_say() {
+    for (store, _dir) in stores().await {
+        let chat = group(&store, "alice", &["bob"]).await;
+        let quiet = group(&store, "carol", &["bob"]).await;
+        let sends: Vec<_> = (1..=5).map(|i| ("alice".to_string(), send(chat, &format!("b{i}"), "m"))).collect();
+        store.apply_pairs(&sends, 10).await.expect("sent");
+        let bob = BoundsRequest {
+            user: "bob".into(),
+            since: vec![(chat, 2), (quiet, 0), (chat + 1_000, 0), (chat, 5), (chat, 9)],
+        };
+        let eve = BoundsRequest { user: "eve".into(), since: vec![(chat, 0)] };
+        let alice = BoundsRequest { user: "alice".into(), since: vec![] };
+        let read = store.replay_bounds(&[bob.clone(), alice, eve.clone()]).await.expect("read");
+        assert_eq!(read.len(), 3);
+        assert!(read[1].is_empty(), "a sync naming no chat has no bounds");
+        for (request, bounds) in [(&bob, &read[0]), (&eve, &read[2])] {
+            assert_eq!(bounds.len(), request.since.len());
+            for (&(chat, since), bound) in request.since.iter().zip(bounds) {
+                let page = store.events_after(chat, &request.user, since, 2).await.map(|p| p.last_event_id);
+                let page = page.map_err(|e| match e {
+                    StoreRefusal::Refused(refusal) => refusal.code,
+                    StoreRefusal::Failed(e) => panic!("{e}"),
+                });
+                assert_eq!(bound.clone().map_err(|r| r.code), page, "{} in {chat} after {since}", request.user);
+            }
+        }
+        let codes: Vec<_> = read[0].iter().map(|b| b.clone().map_err(|r| r.code)).collect();
+        assert_eq!(
+            codes,
+            vec![Ok(5), Ok(0), Err(ErrorCode::NotFound), Ok(5), Err(ErrorCode::SyncGap)],
+            "behind, quiet, missing, caught up, beyond"
+        );
+        assert_eq!(read[2][0].clone().map_err(|r| r.code), Err(ErrorCode::Forbidden));
+    }
+}
