@@ -11,8 +11,9 @@ use crate::batched::Batched;
 use crate::node::STORE_DEADLINE;
 
 /// Loaders reading at once: four of the database pool's sixteen
-/// connections, as many for the sync pages' loaders, and the rest for the
-/// REST API, presence and gap fills.
+/// connections, as many for the sync pages' loaders and two for the sync
+/// bounds' ([`crate::sync_pages`]), and the rest for the REST API,
+/// presence and gap fills.
 const LOADERS: usize = 4;
 /// Users per statement, well under SQLite's limit on parameters.
 const MOST_USERS: usize = 256;

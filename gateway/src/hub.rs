@@ -36,6 +36,9 @@ use crate::write_through::FanOutBatch;
 
 /// Typing is forwarded at most once per this interval per user and chat.
 pub const TYPING_INTERVAL: Duration = Duration::from_secs(1);
+/// Chats checked for missed events per statement (see
+/// [`Store::last_event_ids`]).
+const RESYNC_BATCH: usize = 1_000;
 /// Store reads tried before a gap is given up on.
 const FILL_ATTEMPTS: u32 = 5;
 
@@ -333,21 +336,24 @@ impl Hub {
     fn resync_chats(self: &Arc<Self>, chats: Vec<ChatId>) {
         let hub = self.clone();
         tokio::spawn(async move {
-            for chat in chats {
-                let Some(last) = hub.chats.get(&chat).filter(|e| e.filling.is_none()).map(|e| e.last_event_id) else {
-                    continue;
-                };
-                match within(STORE_DEADLINE, hub.store.last_event_id(chat)).await {
-                    Ok(Some(stored)) if stored > last => {
-                        let Some(mut entry) = hub.chats.get_mut(&chat) else { continue };
-                        if entry.filling.is_none() && entry.last_event_id == last {
-                            entry.filling = Some(Box::default());
-                            drop(entry);
-                            hub.spawn_fill(chat, last, stored);
-                        }
+            for part in chats.chunks(RESYNC_BATCH) {
+                let stored = match within(STORE_DEADLINE, hub.store.last_event_ids(part)).await {
+                    Ok(stored) => stored,
+                    Err(e) => {
+                        tracing::warn!(error = %e, chats = part.len(), "could not check chats for missed events");
+                        continue;
                     }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, chat, "could not check a chat for missed events"),
+                };
+                for (chat, stored) in stored {
+                    let Some(mut entry) = hub.chats.get_mut(&chat) else { continue };
+                    // What arrived since the read is delivered already, or
+                    // waits behind the fill and is deduplicated there.
+                    let last = entry.last_event_id;
+                    if entry.filling.is_none() && stored > last {
+                        entry.filling = Some(Box::default());
+                        drop(entry);
+                        hub.spawn_fill(chat, last, stored);
+                    }
                 }
             }
         });

@@ -96,6 +96,24 @@ async fn many_users_chat_lists_read_at_once_are_each_their_own() {
     }
 }
 
+/// The last event ids a gateway checks after subscribing, many chats in
+/// one read: each chat's own, and none for a chat that does not exist.
+#[tokio::test]
+async fn many_chats_last_event_ids_read_at_once_are_each_their_own() {
+    for (store, _dir) in stores().await {
+        let busy = group(&store, "alice", &["bob"]).await;
+        let quiet = group(&store, "alice", &[]).await;
+        let sends: Vec<_> = (1..=3).map(|i| ("alice".to_string(), send(busy, &format!("e{i}"), "m"))).collect();
+        store.apply_pairs(&sends, 10).await.expect("sent");
+        let mut read = store.last_event_ids(&[quiet, busy + 1_000, busy]).await.expect("read");
+        read.sort();
+        let mut expected = vec![(busy, 3), (quiet, 0)];
+        expected.sort();
+        assert_eq!(read, expected);
+        assert!(store.last_event_ids(&[]).await.expect("read none").is_empty());
+    }
+}
+
 #[tokio::test]
 async fn dialogs_are_unique_and_membership_rules_hold() {
     for (store, _dir) in stores().await {
