@@ -102,8 +102,13 @@ pub async fn run(spec: AgentSpec) -> anyhow::Result<()> {
         Scenario::Churn => churn(&spec, &state, &mut connections, &mut stop_rx, &token, &url_of).await,
     }
     state.set_measuring(false);
-    // Let what is in flight arrive, then leave.
-    settle(&state).await;
+    // The coordinator, which sees every agent's counts, says when what is
+    // in flight has arrived (or stops waiting for it).
+    while let Some(line) = stop_rx.recv().await {
+        if line == "finish" {
+            break;
+        }
+    }
     // Each connection counts what it never got as it finishes; one that
     // does not finish within the bound is left out of that count.
     let finish = async move {
@@ -123,44 +128,6 @@ async fn wait_for(orders: &mut tokio::io::Lines<BufReader<tokio::io::Stdin>>, wo
         if line.trim() == word {
             return;
         }
-    }
-}
-
-/// Waits until this agent's sends and syncs are all answered and
-/// deliveries then stop growing for a second. Quiet alone was not enough:
-/// after a reconnect storm of users in 20 chats the server stalled for
-/// seconds with messages acked and their deliveries still to come, and
-/// the run counted 174 of them lost that a longer run saw arrive.
-///
-/// Bounded at 30 s, except while syncs are still being answered: a storm
-/// of 19,000 users in 20 chats took the slow machine of 2026-12-05 longer
-/// than that, and the runs ended with syncs queued, counting only those
-/// answered. Syncs that stop being answered for 10 s are given up on (a
-/// connection closed before its answer never gets one); the report says
-/// how many were asked and answered.
-async fn settle(state: &AgentState) {
-    const BOUND: Duration = Duration::from_secs(30);
-    const SYNCS_STALLED: Duration = Duration::from_secs(10);
-    const HARD_BOUND: Duration = Duration::from_secs(300);
-    let started = Instant::now();
-    let mut last = state.counters();
-    let mut syncs_moved = Instant::now();
-    while started.elapsed() < HARD_BOUND {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let now = state.counters();
-        let sends_answered = now.acked + now.errors >= now.sent;
-        let syncs_answered = now.synced + now.syncs_failed >= now.syncs_asked;
-        if sends_answered && syncs_answered && now.deliveries == last.deliveries {
-            return;
-        }
-        if now.synced + now.syncs_failed > last.synced + last.syncs_failed {
-            syncs_moved = Instant::now();
-        }
-        let waiting_on_syncs = !syncs_answered && syncs_moved.elapsed() < SYNCS_STALLED;
-        if started.elapsed() >= BOUND && !waiting_on_syncs {
-            return;
-        }
-        last = now;
     }
 }
 

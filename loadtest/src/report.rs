@@ -42,6 +42,18 @@ fn percentiles(h: &Histogram<u64>) -> Value {
     })
 }
 
+/// Deliveries the run owes for `acked` messages: every acked message
+/// reaches every member's connection, the sender's too (live, or replayed
+/// by a sync after a reconnect). None in scenarios that send nothing.
+pub fn expected_deliveries(plan: &Plan, acked: u64) -> u64 {
+    let fanout = matches!(plan.scenario, Scenario::Fanout | Scenario::Receipts | Scenario::Reconnect);
+    if fanout {
+        acked * plan.group_size.max(1) as u64
+    } else {
+        0
+    }
+}
+
 pub fn write(plan: &Plan, results: Vec<AgentResult>, phases: Phases) -> anyhow::Result<()> {
     let mut counters = Counters::default();
     let (mut connect, mut ack, mut delivery, mut scenario) = (histogram(), histogram(), histogram(), histogram());
@@ -56,10 +68,7 @@ pub fn write(plan: &Plan, results: Vec<AgentResult>, phases: Phases) -> anyhow::
             timeline.entry(second).or_default().add(&seen);
         }
     }
-    let group = plan.group_size.max(1) as u64;
-    let fanout = matches!(plan.scenario, Scenario::Fanout | Scenario::Receipts | Scenario::Reconnect);
-    // Every acked message reaches every member's connection, the sender's too.
-    let expected = if fanout { counters.acked * group } else { 0 };
+    let expected = expected_deliveries(plan, counters.acked);
     let lost = expected.saturating_sub(counters.deliveries);
     let (baseline, connected, end) =
         (procstat::total(&phases.baseline), procstat::total(&phases.connected), procstat::total(&phases.end));
