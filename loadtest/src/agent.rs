@@ -1,5 +1,5 @@
 //! One agent process: opens its share of the connections, waits for the
-//! coordinator's orders on stdin (`go`, `storm`, `stop`), runs the scenario
+//! coordinator's orders on stdin (`go`, `storm`, `stop`, `finish`), runs the scenario
 //! and prints progress and its result as JSON lines on stdout.
 
 use std::sync::Arc;

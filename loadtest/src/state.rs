@@ -202,8 +202,8 @@ impl AgentState {
                 }
                 None => {}
             },
-            // Kept apart from the sends' errors, which `settle` weighs
-            // against what was sent.
+            // Kept apart from the sends' errors, which the coordinator
+            // weighs against what was sent before it ends a run.
             "error" if frame.reference.as_deref() == Some("sync") => {
                 self.n.syncs_failed.fetch_add(1, Ordering::Relaxed);
             }
