@@ -52,6 +52,18 @@ impl<Ask: Send + 'static, Answer: Send + 'static> Batched<Ask, Answer> {
     }
 }
 
+/// One answer per request from a read that answered them together: its
+/// answers, in the requests' order, or its failure, shared by every one.
+pub fn each_or_all_failed<T, E>(requests: usize, read: Result<Vec<T>, E>) -> Vec<Result<T, Arc<E>>> {
+    match read {
+        Ok(answers) => answers.into_iter().map(Ok).collect(),
+        Err(e) => {
+            let e = Arc::new(e);
+            (0..requests).map(|_| Err(Arc::clone(&e))).collect()
+        }
+    }
+}
+
 async fn load<Ask, Answer, Read, Reading>(queue: Queue<Ask, Answer>, read: Arc<Read>, most: usize)
 where
     Read: Fn(Vec<Ask>) -> Reading,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use shared::model::ChatId;
 use shared::store::{within, Store, StoreError};
 
-use crate::batched::Batched;
+use crate::batched::{each_or_all_failed, Batched};
 use crate::node::STORE_DEADLINE;
 
 /// Loaders reading at once: four of the database pool's sixteen
@@ -43,13 +43,9 @@ async fn read(store: Store, users: Vec<String>) -> Vec<Answer> {
     let mut distinct: Vec<&str> = users.iter().map(String::as_str).collect();
     distinct.sort_unstable();
     distinct.dedup();
-    match within(STORE_DEADLINE, store.chats_of_users(&distinct)).await {
-        Ok(lists) => users.iter().map(|user| Ok(lists.get(user).cloned().unwrap_or_default())).collect(),
-        Err(e) => {
-            let e = Arc::new(e);
-            users.iter().map(|_| Err(Arc::clone(&e))).collect()
-        }
-    }
+    let read = within(STORE_DEADLINE, store.chats_of_users(&distinct)).await;
+    let lists = read.map(|lists| users.iter().map(|user| lists.get(user).cloned().unwrap_or_default()).collect());
+    each_or_all_failed(users.len(), lists)
 }
 
 #[cfg(test)]

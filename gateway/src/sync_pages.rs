@@ -8,7 +8,7 @@ use std::sync::Arc;
 use shared::error::Refusal;
 use shared::store::{within, Backend, Bounds, BoundsRequest, PageRequest, Store, StoreError, StoreRefusal, SyncPage};
 
-use crate::batched::Batched;
+use crate::batched::{each_or_all_failed, Batched};
 use crate::node::STORE_DEADLINE;
 
 /// Events per page a `sync` replays.
@@ -77,21 +77,9 @@ impl SyncPages {
 }
 
 async fn read(store: Store, requests: Vec<PageRequest>) -> Vec<Answer> {
-    match within(STORE_DEADLINE, store.events_after_many(&requests, SYNC_PAGE)).await {
-        Ok(pages) => pages.into_iter().map(Ok).collect(),
-        Err(e) => {
-            let e = Arc::new(e);
-            requests.iter().map(|_| Err(Arc::clone(&e))).collect()
-        }
-    }
+    each_or_all_failed(requests.len(), within(STORE_DEADLINE, store.events_after_many(&requests, SYNC_PAGE)).await)
 }
 
 async fn read_bounds(store: Store, requests: Vec<BoundsRequest>) -> Vec<BoundsAnswer> {
-    match within(STORE_DEADLINE, store.replay_bounds(&requests)).await {
-        Ok(bounds) => bounds.into_iter().map(Ok).collect(),
-        Err(e) => {
-            let e = Arc::new(e);
-            requests.iter().map(|_| Err(Arc::clone(&e))).collect()
-        }
-    }
+    each_or_all_failed(requests.len(), within(STORE_DEADLINE, store.replay_bounds(&requests)).await)
 }
