@@ -182,6 +182,7 @@ fn print_summary(plan: &Plan, r: &Value) {
         "deliveries (expected, lost)",
         format!("{} ({}, {})", c["deliveries"], r["expected_deliveries"], r["lost_deliveries"]),
     );
+    row("presence frames, all / measured", format!("{} / {}", c["presence_events"], c["presence_in_phase"]));
     row("dups / out of order / filled in", format!("{} / {} / {}", c["duplicates"], c["out_of_order"], c["filled_in"]));
     row("event ids never arrived", format!("{}", c["never_arrived"]));
     if plan.scenario == Scenario::Reconnect {

@@ -40,6 +40,7 @@ struct Atomics {
     deliveries_in_phase: AtomicU64,
     marks_acked: AtomicU64,
     presence_events: AtomicU64,
+    presence_in_phase: AtomicU64,
     synced: AtomicU64,
     syncs_asked: AtomicU64,
     syncs_failed: AtomicU64,
@@ -147,6 +148,13 @@ impl AgentState {
         }
     }
 
+    fn presence_frame(&self) {
+        self.n.presence_events.fetch_add(1, Ordering::Relaxed);
+        if self.measuring() {
+            self.n.presence_in_phase.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// Reads one frame; returns frames to send in response (marks).
     pub fn observe(&self, user: usize, frame: &Incoming, seen: &mut Seen, behaviour: Behaviour) -> Vec<Value> {
         let now = now_us();
@@ -213,11 +221,9 @@ impl AgentState {
                     self.n.rate_limited.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            "online" => {
-                self.n.presence_events.fetch_add(1, Ordering::Relaxed);
-            }
+            "online" => self.presence_frame(),
             "offline" => {
-                self.n.presence_events.fetch_add(1, Ordering::Relaxed);
+                self.presence_frame();
                 let silent = frame
                     .user_id
                     .as_deref()
@@ -279,6 +285,7 @@ impl AgentState {
             deliveries_in_phase: get(&n.deliveries_in_phase),
             marks_acked: get(&n.marks_acked),
             presence_events: get(&n.presence_events),
+            presence_in_phase: get(&n.presence_in_phase),
             synced: get(&n.synced),
             syncs_asked: get(&n.syncs_asked),
             syncs_failed: get(&n.syncs_failed),

@@ -48,6 +48,11 @@ pub struct Counters {
     pub deliveries_in_phase: u64,
     pub marks_acked: u64,
     pub presence_events: u64,
+    /// `online` and `offline` frames that arrived during the measured
+    /// phase: in a reconnect storm, nearly all it sends (zero in reports
+    /// from before it was counted, 2026-12-06).
+    #[serde(default)]
+    pub presence_in_phase: u64,
     pub synced: u64,
     /// Syncs sent after the storm, and those answered with an error. Zero
     /// in reports from before they were counted (2026-12-05).
@@ -80,6 +85,7 @@ impl Counters {
         self.deliveries_in_phase += o.deliveries_in_phase;
         self.marks_acked += o.marks_acked;
         self.presence_events += o.presence_events;
+        self.presence_in_phase += o.presence_in_phase;
         self.synced += o.synced;
         self.syncs_asked += o.syncs_asked;
         self.syncs_failed += o.syncs_failed;
