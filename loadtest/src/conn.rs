@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
+use nix::sys::socket::setsockopt;
+use nix::sys::socket::sockopt::IpBindAddressNoPort;
 use serde_json::{json, Value};
 use tokio::net::TcpSocket;
 use tokio::sync::mpsc;
@@ -80,6 +82,13 @@ pub async fn open(
     let server: SocketAddr =
         tokio::net::lookup_host(&target).await?.next().ok_or_else(|| anyhow::anyhow!("no address for {target}"))?;
     let socket = TcpSocket::new_v4()?;
+    // Without it, bind() to a source address and port 0 reserves a port
+    // by searching the bound ports of that address, which grows with every
+    // connection the agent holds: in a storm of 19,000 reconnects that
+    // search was nearly half of the agents' CPU, and the agents shared the
+    // machine with the server they measured (docs/benchmarks-journal.md,
+    // twenty-ninth session). connect() then picks the port, by 4-tuple.
+    setsockopt(&socket, IpBindAddressNoPort, &true)?;
     socket.bind(format!("{source_ip}:0").parse()?)?;
     let stream = socket.connect(server).await?;
     stream.set_nodelay(true)?;
