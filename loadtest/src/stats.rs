@@ -49,8 +49,8 @@ pub struct Counters {
     pub marks_acked: u64,
     pub presence_events: u64,
     /// `online` and `offline` frames that arrived during the measured
-    /// phase: in a reconnect storm, nearly all it sends (zero in reports
-    /// from before it was counted, 2026-12-06).
+    /// phase: in a reconnect storm, nearly all the frames the server
+    /// sends (zero in reports from before it was counted, 2026-12-06).
     #[serde(default)]
     pub presence_in_phase: u64,
     pub synced: u64,
