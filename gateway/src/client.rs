@@ -130,7 +130,7 @@ async fn serve(node: Arc<Node>, user: String, socket: UpgradeFut) -> Result<(), 
         // Another connection of this user is loading the chats right now.
         local.wait_loaded(LOAD_WAIT).await;
     }
-    node.presence.connected(&user).await;
+    node.presence.connected(&user, local.chat_ids()).await;
     drop(setup);
     // The heartbeat's clock starts now, not at the upgrade: until here the
     // server read nothing and wrote no welcome. Counted from the upgrade,
@@ -149,9 +149,9 @@ async fn serve(node: Arc<Node>, user: String, socket: UpgradeFut) -> Result<(), 
     };
     tokio::join!(reader.run(read), write_loop(&handle, Arc::new(write), node.settings.outbound_queue));
 
-    node.hub.unregister(&handle);
+    let chats = node.hub.unregister(&handle);
     let teardown = node.setup_permits.acquire().await;
-    node.presence.disconnected(&user).await;
+    node.presence.disconnected(&user, chats).await;
     drop(teardown);
     metrics::gauge!("chat_open_connections").decrement(1.0);
     metrics::counter!("chat_connections_closed_total", "reason" => close_reason(handle.close_code())).increment(1);

@@ -55,7 +55,7 @@ pub struct LocalUser {
 struct UserState {
     chats: HashSet<ChatId>,
     /// Chats the user left while their chat list was loading; the load
-    /// must not resubscribe them.
+    /// must not resubscribe them. `None` once the list is loaded.
     left_while_loading: Option<HashSet<ChatId>>,
     last_typing: HashMap<ChatId, Instant>,
 }
@@ -70,6 +70,13 @@ impl LocalUser {
     /// Loading failed: let waiting connections go on (without the chats).
     pub fn loading_failed(&self) {
         self.loaded.send_replace(true);
+    }
+
+    /// The user's chats as this node follows them, once they are loaded
+    /// (`None` while loading, or if loading failed).
+    pub fn chat_ids(&self) -> Option<Arc<[ChatId]>> {
+        let state = lock(&self.state);
+        state.left_while_loading.is_none().then(|| state.chats.iter().copied().collect())
     }
 
     pub fn is_member(&self, chat: ChatId) -> bool {
@@ -189,8 +196,9 @@ impl Hub {
     }
 
     /// Removes a connection; drops the user's subscriptions with their last
-    /// local connection. Returns true when that was the user's last one here.
-    pub fn unregister(&self, handle: &ClientHandle) -> bool {
+    /// local connection. Returns the user's chats when that was their last
+    /// one here and the chats had been loaded.
+    pub fn unregister(&self, handle: &ClientHandle) -> Option<Arc<[ChatId]>> {
         self.connections.remove(&handle.id);
         // The broker is told under the map's shard lock, like `register`
         // tells it, so a reconnect racing this cannot end unsubscribed.
@@ -203,12 +211,15 @@ impl Hub {
             }
             last
         });
-        let Some((_, user)) = removed else { return false };
-        let chats: Vec<ChatId> = lock(&user.state).chats.drain().collect();
-        for chat in chats {
-            self.unsubscribe(&user, chat);
+        let (_, user) = removed?;
+        let (chats, loaded): (Arc<[ChatId]>, bool) = {
+            let mut state = lock(&user.state);
+            (state.chats.drain().collect(), state.left_while_loading.is_none())
+        };
+        for chat in chats.iter() {
+            self.unsubscribe(&user, *chat);
         }
-        true
+        loaded.then_some(chats)
     }
 
     /// `last_event_id` is where delivery starts if the node had no local

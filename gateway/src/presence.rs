@@ -14,19 +14,29 @@
 //! before it went out (a flapping connection) is dropped, so the input is
 //! bounded by the number of users and order follows the real state. The
 //! task takes what is pending in batches: one statement records the
-//! batch's last-seen times, one looks up their chats, and one round trip
-//! publishes, so that crowds coming and going (a heartbeat sweep, a
-//! reconnect storm) are announced as fast as they arrive.
+//! batch's last-seen times, one looks up the chats of users this node did
+//! not know them for, and one round trip publishes, so that crowds coming
+//! and going (a heartbeat sweep, a reconnect storm) are announced as fast
+//! as they arrive.
+//!
+//! A transition made by a connection here carries its user's chats as the
+//! hub holds them (loaded as the first connection opened, kept up to date
+//! by membership events): in a reconnect storm of users in 20 chats each,
+//! reading them again for every `offline` and `online` was most of the
+//! announcer's time and hundreds of thousands of rows for the database.
+//! Transitions this node learns of otherwise (a late confirmation, a dead
+//! node's users) are looked up.
 
 pub mod cluster;
 mod pending;
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use dashmap::DashMap;
 use shared::bus::{Broker, Event};
 use shared::clock::now_ms;
-use shared::model::{Millis, PresenceView};
+use shared::model::{ChatId, Millis, PresenceView};
 use shared::store::{within, Store};
 use shared::sync::lock;
 use tokio::sync::Notify;
@@ -68,7 +78,9 @@ impl Presence {
         }
     }
 
-    pub async fn connected(&self, user: &str) {
+    /// A connection of `user` opened here; `chats` are the user's chats if
+    /// this node has them loaded.
+    pub async fn connected(&self, user: &str, chats: Option<Arc<[ChatId]>>) {
         let _counting = self.counting().await;
         let first_here = {
             let mut count = self.local.entry(user.to_owned()).or_insert(0);
@@ -80,11 +92,13 @@ impl Presence {
             Some(cluster) => cluster.connected(user).await,
         };
         if first {
-            self.transition(user, true, now_ms());
+            self.transition(user, Transition { online: true, at: now_ms(), chats });
         }
     }
 
-    pub async fn disconnected(&self, user: &str) {
+    /// A connection of `user` closed here; `chats` are the user's chats if
+    /// it was their last one here and the chats were loaded.
+    pub async fn disconnected(&self, user: &str, chats: Option<Arc<[ChatId]>>) {
         let _counting = self.counting().await;
         let last_here = self
             .local
@@ -100,7 +114,7 @@ impl Presence {
         if last {
             let at = now_ms();
             self.last_seen.insert(user.to_owned(), at);
-            self.transition(user, false, at);
+            self.transition(user, Transition { online: false, at, chats });
         }
     }
 
@@ -119,7 +133,7 @@ impl Presence {
         if !online {
             self.last_seen.insert(user.to_owned(), at);
         }
-        self.transition(user, online, at);
+        self.transition(user, Transition { online, at, chats: None });
     }
 
     /// Users whose last connection was on a node that died.
@@ -145,8 +159,8 @@ impl Presence {
         }
     }
 
-    fn transition(&self, user: &str, online: bool, at: Millis) {
-        lock(&self.pending).record(user, Transition { online, at });
+    fn transition(&self, user: &str, transition: Transition) {
+        lock(&self.pending).record(user, transition);
         self.wake.notify_one();
     }
 
@@ -192,8 +206,10 @@ impl Presence {
         }
     }
 
-    /// Persists the batch's last-seen times, looks up who to tell and
-    /// publishes: three statements or round trips for the whole batch.
+    /// Persists the batch's last-seen times, looks up who to tell where
+    /// the transition did not bring it, and publishes: at most three
+    /// statements or round trips for the whole batch. Users whose chats
+    /// cannot be read are not announced; the rest still are.
     async fn announce_batch(&self, store: &Store, broker: &Broker, batch: &[(String, Transition)]) {
         let gone: Vec<(&str, Millis)> =
             batch.iter().filter(|(_, t)| !t.online).map(|(user, t)| (user.as_str(), t.at)).collect();
@@ -205,28 +221,36 @@ impl Presence {
             }
             Err(e) => tracing::warn!(error = %e, users = gone.len(), "could not persist last seen"),
         }
-        let users: Vec<&str> = batch.iter().map(|(user, _)| user.as_str()).collect();
-        let mut chats = match within(STORE_DEADLINE, store.chat_ids_of_users(&users)).await {
-            Ok(chats) => chats,
-            Err(e) => {
-                tracing::warn!(error = %e, users = users.len(), "presence not announced: chats unavailable");
-                return;
+        let unknown: Vec<&str> =
+            batch.iter().filter(|(_, t)| t.chats.is_none()).map(|(user, _)| user.as_str()).collect();
+        let mut read = HashMap::new();
+        if !unknown.is_empty() {
+            match within(STORE_DEADLINE, store.chat_ids_of_users(&unknown)).await {
+                Ok(chats) => read = chats,
+                Err(e) => {
+                    tracing::warn!(error = %e, users = unknown.len(), "presence not announced: chats unavailable")
+                }
             }
-        };
+        }
         let events: Vec<Event> = batch
             .iter()
             .filter_map(|(user, transition)| {
-                let chats = chats.remove(user.as_str())?;
-                Some(Event::Presence {
+                let chats = match &transition.chats {
+                    Some(known) => known.clone(),
+                    None => read.remove(user.as_str())?.into(),
+                };
+                // A user in no chat has no one to tell.
+                (!chats.is_empty()).then(|| Event::Presence {
                     user: user.clone(),
                     online: transition.online,
                     last_seen: transition.at,
-                    chats: chats.into(),
+                    chats,
                 })
             })
             .collect();
+        let announced = events.len();
         if let Err(e) = broker.publish_all(events).await {
-            tracing::warn!(error = %e, users = users.len(), "presence not announced");
+            tracing::warn!(error = %e, users = announced, "presence not announced");
         }
     }
 }

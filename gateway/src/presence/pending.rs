@@ -9,13 +9,17 @@
 //! after it, while they were connected again all along.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
-use shared::model::Millis;
+use shared::model::{ChatId, Millis};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transition {
     pub online: bool,
     pub at: Millis,
+    /// The user's chats, when this node knew them as the transition
+    /// happened; otherwise the announcer reads them from the store.
+    pub chats: Option<Arc<[ChatId]>>,
 }
 
 #[derive(Default)]
@@ -35,8 +39,12 @@ impl PendingTransitions {
                 self.by_user.remove(user);
                 self.queue.remove(&place);
             }
-            // The same again (a late confirmation): it keeps its place.
-            Some((waiting, _)) => *waiting = transition,
+            // The same again (a late confirmation): it keeps its place,
+            // and the chats known with the first.
+            Some((waiting, _)) => {
+                let chats = transition.chats.or_else(|| waiting.chats.take());
+                *waiting = Transition { chats, ..transition };
+            }
             None => {
                 self.by_user.insert(user.to_owned(), (transition, self.next));
                 self.queue.insert(self.next, user.to_owned());
@@ -63,7 +71,7 @@ mod tests {
     use super::*;
 
     fn went(online: bool, at: Millis) -> Transition {
-        Transition { online, at }
+        Transition { online, at, chats: None }
     }
 
     #[test]
@@ -88,5 +96,16 @@ mod tests {
             ]
         );
         assert!(pending.take(10).is_empty());
+    }
+
+    /// A late confirmation (Redis's retry telling) knows no chats; the
+    /// chats known when the transition happened still go out with it.
+    #[test]
+    fn a_repeated_transition_keeps_the_chats_first_known() {
+        let mut pending = PendingTransitions::default();
+        let chats: Arc<[ChatId]> = Arc::from([7, 9]);
+        pending.record("u0", Transition { online: true, at: 1, chats: Some(chats.clone()) });
+        pending.record("u0", went(true, 2));
+        assert_eq!(pending.take(10), vec![("u0".to_string(), Transition { online: true, at: 2, chats: Some(chats) })]);
     }
 }

@@ -134,3 +134,33 @@ async fn a_crowd_leaving_together_is_announced_one_by_one() {
         assert_eq!(view["lastSeen"].as_i64(), Some(last_seen[user]), "{view}");
     }
 }
+
+/// A user's `offline` goes to the chats they are in when they leave,
+/// joined and left while connected included: the gateway announces it
+/// with the chats it followed for them, not the ones they had on
+/// connecting.
+#[tokio::test]
+async fn offline_goes_to_the_chats_a_user_has_when_leaving() {
+    let server = TestServer::start().await;
+    let left_chat = server.group("alice", &["dave"]).await;
+    let mut carol = server.connect("carol").await;
+    let mut dave = server.connect("dave").await;
+    let mut alice = server.connect("alice").await;
+    assert_eq!(dave.recv_type("online").await["userId"], "alice");
+
+    let (status, body) = server
+        .call("POST", "alice", "/v1/chats", Some(json!({"type": "group", "name": "new", "members": ["carol"]})))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(alice.recv_type("chats").await["action"], "created");
+    let (status, body) = server.call("DELETE", "alice", &format!("/v1/chats/{left_chat}/members/alice"), None).await;
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(alice.recv_type("chats").await["action"], "deleted");
+
+    alice.close().await;
+    assert_eq!(carol.recv_type("offline").await["userId"], "alice", "joined while connected, so told");
+    // The announcer is past alice's offline; dave's queue holds whatever
+    // it would have sent him.
+    let dave_frames = dave.drain().await;
+    assert!(presence_frames(&dave_frames).is_empty(), "left while connected, so not told: {dave_frames:?}");
+}
