@@ -25,6 +25,10 @@ pub struct Incoming<'a> {
     pub message: Option<Cow<'a, str>>,
     #[serde(rename = "userId", borrow)]
     pub user_id: Option<Cow<'a, str>>,
+    /// An `offline`'s `lastSeen`: when the server saw the user's last
+    /// connection close (ms since the epoch).
+    #[serde(rename = "lastSeen")]
+    pub last_seen: Option<i64>,
     /// An `error`'s code.
     #[serde(borrow)]
     pub code: Option<Cow<'a, str>>,

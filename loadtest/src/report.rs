@@ -57,6 +57,7 @@ pub fn expected_deliveries(plan: &Plan, acked: u64) -> u64 {
 pub fn write(plan: &Plan, results: Vec<AgentResult>, phases: Phases) -> anyhow::Result<()> {
     let mut counters = Counters::default();
     let (mut connect, mut ack, mut delivery, mut scenario) = (histogram(), histogram(), histogram(), histogram());
+    let mut offline_lag = histogram();
     let mut timeline: BTreeMap<u64, Second> = BTreeMap::new();
     for r in results {
         counters.add(&r.counters);
@@ -64,6 +65,7 @@ pub fn write(plan: &Plan, results: Vec<AgentResult>, phases: Phases) -> anyhow::
         r.ack_us.into_histogram(&mut ack);
         r.delivery_us.into_histogram(&mut delivery);
         r.scenario_us.into_histogram(&mut scenario);
+        r.offline_lag_us.into_histogram(&mut offline_lag);
         for (second, seen) in r.timeline {
             timeline.entry(second).or_default().add(&seen);
         }
@@ -122,6 +124,7 @@ pub fn write(plan: &Plan, results: Vec<AgentResult>, phases: Phases) -> anyhow::
             "send_to_ack": percentiles(&ack),
             "send_to_delivery": percentiles(&delivery),
             "scenario": percentiles(&scenario),
+            "last_seen_to_offline": percentiles(&offline_lag),
         },
         "server": {
             "pids": plan.server_pids,
@@ -205,6 +208,7 @@ fn print_summary(plan: &Plan, r: &Value) {
         ("send→ack", "send_to_ack"),
         ("send→delivery", "send_to_delivery"),
         ("scenario", "scenario"),
+        ("lastSeen→offline", "last_seen_to_offline"),
     ] {
         let l = &r["latency"][key];
         if l.is_null() {

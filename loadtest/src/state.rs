@@ -57,6 +57,7 @@ pub struct AgentState {
     ack: Mutex<Histogram<u64>>,
     delivery: Mutex<Histogram<u64>>,
     scenario: Mutex<Histogram<u64>>,
+    offline_lag: Mutex<Histogram<u64>>,
     timeline: Mutex<BTreeMap<u64, Second>>,
     /// Silent scenario: when each silent user connected (µs since epoch).
     pub silent_since: Mutex<HashMap<String, u64>>,
@@ -77,6 +78,7 @@ impl AgentState {
             ack: Mutex::new(histogram()),
             delivery: Mutex::new(histogram()),
             scenario: Mutex::new(histogram()),
+            offline_lag: Mutex::new(histogram()),
             timeline: Mutex::new(BTreeMap::new()),
             silent_since: Mutex::new(HashMap::new()),
             heartbeat_timeout_us: heartbeat_timeout_ms * 1000,
@@ -224,6 +226,11 @@ impl AgentState {
             "online" => self.presence_frame(),
             "offline" => {
                 self.presence_frame();
+                if let Some(last_seen) = frame.last_seen {
+                    // Server and agents share this machine's clock.
+                    let lag = now.saturating_sub(u64::try_from(last_seen).unwrap_or(0).saturating_mul(1000));
+                    let _ = self.offline_lag.lock().unwrap_or_else(|e| e.into_inner()).record(lag.max(1));
+                }
                 let silent = frame
                     .user_id
                     .as_deref()
@@ -300,7 +307,38 @@ impl AgentState {
             ack_us: rec(&self.ack),
             delivery_us: rec(&self.delivery),
             scenario_us: rec(&self.scenario),
+            offline_lag_us: rec(&self.offline_lag),
             timeline: self.timeline.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(s, t)| (*s, *t)).collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An `offline` is timed from the `lastSeen` it carries; one without it
+    /// (or an `online`) is counted but not timed.
+    #[test]
+    fn an_offline_is_timed_from_its_last_seen() {
+        let state = AgentState::new(10_000, false, 30_000, "u".into());
+        let behaviour = Behaviour { ping: true, mark: false };
+        let last_seen = now_us() / 1000 - 250;
+        for text in [
+            format!(r#"{{"type":"offline","userId":"u1","lastSeen":{last_seen}}}"#),
+            r#"{"type":"offline","userId":"u2"}"#.to_string(),
+            r#"{"type":"online","userId":"u3"}"#.to_string(),
+        ] {
+            let frame = Incoming::parse(&text).expect("parsed");
+            state.observe(0, &frame, &mut Seen::default(), behaviour);
+        }
+        let result = state.result();
+        assert_eq!(result.counters.presence_events, 3);
+        let mut lag = histogram();
+        result.offline_lag_us.into_histogram(&mut lag);
+        assert_eq!(lag.len(), 1, "only the offline with a lastSeen is timed");
+        // At least the 250 ms it was sent after; at most a generous bound,
+        // so that a slow test machine does not fail it.
+        assert!((250_000..60_000_000).contains(&lag.max()), "{} µs", lag.max());
     }
 }

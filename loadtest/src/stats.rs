@@ -139,6 +139,11 @@ pub struct AgentResult {
     /// Scenario-specific: time from going silent to `offline`, or to being
     /// synced after a reconnect.
     pub scenario_us: Recorded,
+    /// From an `offline`'s `lastSeen` to its arrival: how far presence
+    /// announcements run behind the connections closing. Empty in reports
+    /// from before it was measured (2026-12-06).
+    #[serde(default)]
+    pub offline_lag_us: Recorded,
     /// (second since start, what happened in it). A list, not a map:
     /// inside the tagged `AgentLine`, JSON map keys could not come back as
     /// numbers.
