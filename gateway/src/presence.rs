@@ -232,25 +232,39 @@ impl Presence {
                 }
             }
         }
-        let events: Vec<Event> = batch
-            .iter()
-            .filter_map(|(user, transition)| {
-                let chats = match &transition.chats {
-                    Some(known) => known.clone(),
-                    None => read.remove(user.as_str())?.into(),
-                };
-                // A user in no chat has no one to tell.
-                (!chats.is_empty()).then(|| Event::Presence {
-                    user: user.clone(),
-                    online: transition.online,
-                    last_seen: transition.at,
-                    chats,
-                })
-            })
-            .collect();
-        let announced = events.len();
-        if let Err(e) = broker.publish_all(events).await {
-            tracing::warn!(error = %e, users = announced, "presence not announced");
+        let mut events = Vec::with_capacity(batch.len());
+        let mut happened_at = Vec::with_capacity(batch.len());
+        for (user, transition) in batch {
+            let chats: Arc<[ChatId]> = match &transition.chats {
+                Some(known) => known.clone(),
+                None => match read.remove(user.as_str()) {
+                    Some(read) => read.into(),
+                    None => continue,
+                },
+            };
+            // A user in no chat has no one to tell.
+            if chats.is_empty() {
+                continue;
+            }
+            happened_at.push(transition.at);
+            events.push(Event::Presence {
+                user: user.clone(),
+                online: transition.online,
+                last_seen: transition.at,
+                chats,
+            });
+        }
+        match broker.publish_all(events).await {
+            Ok(()) => {
+                // How far announcements run behind the connections: the
+                // one presence figure users notice.
+                let now = now_ms();
+                let delay = metrics::histogram!("chat_presence_delay_seconds");
+                for at in happened_at {
+                    delay.record(now.saturating_sub(at).max(0) as f64 / 1000.0);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, users = happened_at.len(), "presence not announced"),
         }
     }
 }

@@ -191,3 +191,43 @@ async fn a_gateway_reaped_after_a_stall_announces_its_users_online_again() {
         redis::cmd("EXISTS").arg(cluster.keys().node_reaped("gw-1")).query_async(&mut redis).await.expect("exists");
     assert!(!reaped, "the reaping's record is cleared once answered");
 }
+
+/// Each gateway times the announcements it makes for operators
+/// (`chat_presence_delay_seconds`), and only those: bob's `online` on the
+/// first, alice's `online` and `offline` on the second.
+#[tokio::test]
+async fn each_gateway_times_the_announcements_it_makes() {
+    let cluster = Cluster::start(Options::default(), 2, 1).await;
+    cluster.group(0, "alice", &["bob"]).await;
+    let mut bob = cluster.connect(0, "bob").await;
+    let alice = cluster.connect(1, "alice").await;
+    assert_eq!(bob.recv_type("online").await["userId"], "alice");
+    announcements_timed(&cluster, 0, 1).await;
+    announcements_timed(&cluster, 1, 1).await;
+    alice.close().await;
+    assert_eq!(bob.recv_type("offline").await["userId"], "alice");
+    announcements_timed(&cluster, 1, 2).await;
+    announcements_timed(&cluster, 0, 1).await;
+}
+
+/// Waits until gateway `gateway`'s `chat_presence_delay_seconds` has
+/// counted `expected` announcements: a client can hear one as Redis
+/// delivers it, a moment before the announcer records it.
+async fn announcements_timed(cluster: &Cluster, gateway: usize, expected: u64) {
+    let started = std::time::Instant::now();
+    loop {
+        let (status, metrics) = cluster.text(cluster.gateways[gateway].port, "/metrics").await;
+        assert_eq!(status, 200);
+        let counted = metrics
+            .lines()
+            .find_map(|line| line.strip_prefix("chat_presence_delay_seconds_count "))
+            .map(|n| n.trim().parse::<u64>().expect("a count"));
+        match counted {
+            Some(n) if n == expected => return,
+            Some(n) => assert!(n < expected, "gateway {gateway}: {n} announcements timed, {expected} made"),
+            None => {}
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "gateway {gateway}:\n{metrics}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
