@@ -352,9 +352,15 @@ async fn send(
     };
     if !inserted {
         // An idempotent retry: put the counters back (this transaction holds
-        // the row) and answer as the first time; nothing is broadcast.
+        // the row) and answer as the first time; nothing is broadcast. The
+        // chat's activity goes back too, to its latest message's time (the
+        // time every way of storing a `new` gives both) or, with none, its
+        // creation's, so that a retry does not move the chat up the list.
         sqlx::query(
-            "UPDATE chats SET last_message_id = last_message_id - 1, last_event_id = last_event_id - 1 WHERE id = $1",
+            "UPDATE chats SET last_message_id = last_message_id - 1, last_event_id = last_event_id - 1, \
+               last_activity_at = COALESCE((SELECT m.created_at FROM messages m \
+                 WHERE m.chat_id = chats.id AND m.message_id = chats.last_message_id - 1), chats.created_at) \
+             WHERE id = $1",
         )
         .bind(chat)
         .execute(&mut **tx)

@@ -46,6 +46,23 @@ async fn a_single_retried_new_keeps_its_reply_and_the_ids_consecutive() {
     }
 }
 
+/// A retry applied on its own leaves the chat's activity, and so its place
+/// in the chat list, where the latest message put it.
+#[tokio::test]
+async fn a_single_retried_new_leaves_the_chat_list_order() {
+    for (store, _dir) in stores().await {
+        let older = group(&store, "alice", &["bob"]).await;
+        let newer = group(&store, "alice", &["carol"]).await;
+        for (chat, cid, at) in [(older, "c1", 10), (older, "c2", 15), (newer, "c3", 20), (older, "c1", 30)] {
+            let applied = store.apply_pairs(&[("alice".into(), send(chat, cid, "x"))], at).await.expect("applied");
+            applied[0].as_ref().expect("ok");
+        }
+        let list: Vec<_> =
+            store.summaries("alice").await.expect("listed").iter().map(|c| (c.id, c.last_activity_at)).collect();
+        assert_eq!(list, [(newer, 20), (older, 15)], "the retry at 30 is no activity");
+    }
+}
+
 /// A sender removed from a chat after a message was stored gets that
 /// message's first reply for a retry, alone or in a run of sends, since it
 /// was accepted then; a message not stored before is refused.
