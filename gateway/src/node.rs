@@ -81,6 +81,7 @@ pub struct Node {
     pub broker: Broker,
     pub commands: CommandQueue,
     pub presence: Arc<Presence>,
+    /// The next connection's number, from [`first_connection_number`].
     pub next_connection: AtomicU64,
     /// Every connection's task, so shutdown can wait for them.
     pub connections: TaskTracker,
@@ -240,7 +241,7 @@ impl Node {
             broker,
             commands,
             presence,
-            next_connection: AtomicU64::new(1),
+            next_connection: AtomicU64::new(first_connection_number()),
             connections: TaskTracker::new(),
             setup_permits: tokio::sync::Semaphore::new(setup_concurrency),
             metrics,
@@ -366,6 +367,17 @@ fn spawn_embedded_worker(
             shared_runtime.block_on(work)
         }
     })
+}
+
+/// Where this process starts numbering its connections: a random multiple
+/// of 2^32, plus one. A reply finds its connection by node id and number
+/// alone, and a worker may still answer commands that an earlier process
+/// with the same `NODE_ID` left in the streams when it died; numbered from
+/// 1 each time, those answers went to whichever new connection took the
+/// number, another user's perhaps. Two processes' ranges meet only if one
+/// opens 2^32 connections or both draw the same start (one in 2^32).
+fn first_connection_number() -> u64 {
+    (u64::from(rand::random::<u32>()) << 32) | 1
 }
 
 fn generated_node_id() -> String {

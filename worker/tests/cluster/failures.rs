@@ -133,6 +133,42 @@ async fn a_killed_gateways_users_go_offline_and_resync_elsewhere() {
     assert_eq!(ids, vec![seen + 1, seen + 2, seen + 3], "exactly what was missed");
 }
 
+/// A gateway killed with a command in its stream and started again under
+/// the same `NODE_ID`: the worker's reply to that command, addressed to
+/// the dead process's connection, reaches no connection of the new one,
+/// though the new one's first connection is another user's.
+#[tokio::test]
+async fn a_dead_gateways_replies_reach_no_connection_of_its_successor() {
+    let mut cluster = Cluster::start(Options::default(), 1, 0).await;
+    let chat = cluster.group(0, "alice", &["bob"]).await;
+    let mut alice = cluster.connect(0, "alice").await;
+    let left_behind =
+        json!({"type": "new", "ref": "alice's", "chatId": chat, "clientMessageId": "a1", "message": "hi"});
+    alice.send(left_behind).await;
+    // A connection's frames are read one at a time and a command is in
+    // Redis before the next is read: the pong says the command is queued.
+    alice.drain().await;
+    cluster.gateways[0].service.kill9();
+    cluster.restart_gateway(0).await;
+    let mut bob = cluster.connect(0, "bob").await;
+    cluster.start_worker();
+    bob.send(json!({"type": "new", "ref": "bob's", "chatId": chat, "clientMessageId": "b1", "message": "hello"})).await;
+    // Commands of one chat are applied in order, so alice's reply would
+    // come first.
+    let mut heard = Vec::new();
+    let reply = loop {
+        let frame = bob.recv().await;
+        if frame["type"] == "ack" || frame["type"] == "error" {
+            break frame;
+        }
+        heard.push(frame);
+    };
+    assert_eq!(reply["ref"], "bob's", "{reply}");
+    assert_eq!(reply["messageId"], 2, "alice's message was applied first: {reply}");
+    let alices = heard.iter().filter(|f| f["type"] == "new" && f["userId"] == "alice").count();
+    assert_eq!(alices, 1, "bob hears alice's message as an event, not as a reply: {heard:?}");
+}
+
 #[tokio::test]
 async fn redis_restarted_errors_during_the_outage_and_recovers_alone() {
     let mut cluster = Cluster::start(Options { private_redis: true, ..Options::default() }, 1, 1).await;

@@ -122,6 +122,18 @@ impl Cluster {
     /// gateway is started again on another port.
     pub async fn start_gateway(&mut self) -> usize {
         let index = self.gateways.len();
+        let gateway = self.spawn_gateway(index, &format!("gw-{index}")).await;
+        self.gateways.push(gateway);
+        index
+    }
+
+    /// Starts gateway `index` again, as a new process under the same
+    /// `NODE_ID`, in place of the one the test stopped.
+    pub async fn restart_gateway(&mut self, index: usize) {
+        self.gateways[index] = self.spawn_gateway(index, &format!("gw-{index}-again")).await;
+    }
+
+    async fn spawn_gateway(&self, index: usize, name: &str) -> Gateway {
         for _ in 0..5 {
             let port = testkit::free_port();
             let mut env = self.common_env();
@@ -130,14 +142,12 @@ impl Cluster {
             env.insert("NODE_ID".into(), format!("gw-{index}"));
             env.insert("HEARTBEAT_TIMEOUT_MS".into(), self.heartbeat_timeout_ms.to_string());
             env.insert("DATA_DIR".into(), self.logs.path().join(format!("gw-{index}")).display().to_string());
-            let name = format!("gw-{index}");
-            let mut service = Service::spawn(&name, &binary("gateway"), &[], &env, self.logs.path()).expect("gateway");
+            let mut service = Service::spawn(name, &binary("gateway"), &[], &env, self.logs.path()).expect("gateway");
             if self.wait_ready(&mut service, port).await {
-                self.gateways.push(Gateway { service, port });
-                return index;
+                return Gateway { service, port };
             }
         }
-        panic!("gw-{index} found no port of its own in five tries");
+        panic!("{name} found no port of its own in five tries");
     }
 
     /// Polls `/readyz` (readiness has no push signal to await) until the
