@@ -32,6 +32,7 @@ use crate::handle::{ClientHandle, ConnectionId};
 use crate::node::STORE_DEADLINE;
 use crate::ordering::{classify, Next};
 use crate::outbound::{Framed, Outbound, RenderedEvent};
+use crate::presence::order::LatestPresence;
 use crate::write_through::FanOutBatch;
 
 /// Typing is forwarded at most once per this interval per user and chat.
@@ -145,11 +146,19 @@ pub struct Hub {
     connections: DashMap<ConnectionId, Arc<ClientHandle>>,
     users: DashMap<String, Arc<LocalUser>>,
     chats: DashMap<ChatId, ChatEntry>,
+    latest_presence: LatestPresence,
 }
 
 impl Hub {
     pub fn new(broker: Broker, store: Store) -> Arc<Self> {
-        Arc::new(Hub { broker, store, connections: DashMap::new(), users: DashMap::new(), chats: DashMap::new() })
+        Arc::new(Hub {
+            broker,
+            store,
+            connections: DashMap::new(),
+            users: DashMap::new(),
+            chats: DashMap::new(),
+            latest_presence: LatestPresence::new(),
+        })
     }
 
     pub fn user(&self, user: &str) -> Option<Arc<LocalUser>> {
@@ -468,7 +477,11 @@ impl HubSink {
         match event {
             Event::Chat(event) => hub.chat_event(event, batch),
             Event::Typing { chat, user } => hub.typing(chat, &user),
-            Event::Presence { user, online, last_seen, chats } => {
+            Event::Presence { user, online, last_seen, chats, seq } => {
+                // Ordered (and remembered) only where someone hears it.
+                if !chats.iter().any(|chat| hub.chats.contains_key(chat)) || !hub.latest_presence.is_news(&user, seq) {
+                    return;
+                }
                 let frame = Arc::new(if online {
                     Framed { kind: "online", bytes: render::online(&user) }
                 } else {

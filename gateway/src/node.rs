@@ -174,11 +174,11 @@ impl Node {
             Arc::new(ClusterPresence::new(redis.clone(), keys.clone(), &settings.cluster.redis_prefix, &node_id));
         let presence = Presence::clustered_with(cluster_presence.clone());
         // A previous process under this id may have died with users online.
-        let stale = cluster_presence.reap_previous_self().await?;
+        let (seq, stale) = cluster_presence.reap_previous_self().await?;
         if !stale.is_empty() {
             tracing::info!(users = stale.len(), "cleared presence left by a previous run of this node");
         }
-        presence.reaped(stale);
+        presence.reaped(stale, seq);
 
         let health = Health::new(settings.common.unreachable_grace_ms, true);
         let stop_others = CancellationToken::new();

@@ -28,6 +28,7 @@
 //! node's users) are looked up.
 
 pub mod cluster;
+pub mod order;
 mod pending;
 
 use std::collections::HashMap;
@@ -44,6 +45,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::node::STORE_DEADLINE;
 use pending::{PendingTransitions, Transition};
+
+/// Standalone's announcements are numbered 0: one announcer, this node's,
+/// makes them all, in order (see `Event::Presence`).
+const STANDALONE_SEQ: u64 = 0;
 
 /// The most users announced per statement: bounds one chat query's answer
 /// (this many users times their chats) and one publish.
@@ -88,11 +93,11 @@ impl Presence {
             *count == 1
         };
         let first = match &self.cluster {
-            None => first_here,
+            None => first_here.then_some(STANDALONE_SEQ),
             Some(cluster) => cluster.connected(user).await,
         };
-        if first {
-            self.transition(user, Transition { online: true, at: now_ms(), chats });
+        if let Some(seq) = first {
+            self.transition(user, Transition { online: true, at: now_ms(), chats, seq });
         }
     }
 
@@ -108,13 +113,13 @@ impl Presence {
             })
             .is_some();
         let last = match &self.cluster {
-            None => last_here,
+            None => last_here.then_some(STANDALONE_SEQ),
             Some(cluster) => cluster.disconnected(user).await,
         };
-        if last {
+        if let Some(seq) = last {
             let at = now_ms();
             self.last_seen.insert(user.to_owned(), at);
-            self.transition(user, Transition { online: false, at, chats });
+            self.transition(user, Transition { online: false, at, chats, seq });
         }
     }
 
@@ -129,18 +134,18 @@ impl Presence {
 
     /// A transition Redis confirmed late: the answer to the change that
     /// made it was lost, and its retry told.
-    pub fn settled(&self, user: &str, online: bool, at: Millis) {
+    pub fn settled(&self, user: &str, online: bool, at: Millis, seq: u64) {
         if !online {
             self.last_seen.insert(user.to_owned(), at);
         }
-        self.transition(user, Transition { online, at, chats: None });
+        self.transition(user, Transition { online, at, chats: None, seq });
     }
 
     /// Users whose last connection was on a node that died.
-    pub fn reaped(&self, users: Vec<String>) {
+    pub fn reaped(&self, users: Vec<String>, seq: u64) {
         let at = now_ms();
         for user in users {
-            self.settled(&user, false, at);
+            self.settled(&user, false, at, seq);
         }
     }
 
@@ -252,6 +257,7 @@ impl Presence {
                 online: transition.online,
                 last_seen: transition.at,
                 chats,
+                seq: transition.seq,
             });
         }
         match broker.publish_all(events).await {

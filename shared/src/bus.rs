@@ -57,8 +57,19 @@ pub enum Event {
     /// other members of `chats` (the user's), each told once however many
     /// of them they share. Naming chats rather than people keeps the event
     /// a user's chat count long, and each gateway finds the members it
-    /// holds from the chats it already follows.
-    Presence { user: UserId, online: bool, last_seen: Millis, chats: Arc<[ChatId]> },
+    /// holds from the chats it already follows. `seq` orders one user's
+    /// announcements when several gateways make them (a user leaving one
+    /// gateway for another): a gateway drops one older than what it last
+    /// applied for the user. 0 where one announcer orders them all
+    /// (standalone), or from a gateway that predates the field.
+    Presence {
+        user: UserId,
+        online: bool,
+        last_seen: Millis,
+        chats: Arc<[ChatId]>,
+        #[serde(default)]
+        seq: u64,
+    },
     /// A chat appeared, changed or disappeared for `user`.
     ChatList { user: UserId, action: ChatAction, chat: Box<ChatSummary> },
     /// The answer to one command, for the connection that sent it.

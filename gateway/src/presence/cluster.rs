@@ -58,17 +58,44 @@ end
     };
 }
 
+/// Defines `next_seq(key)`: the number of a transition about to be
+/// announced, above every one taken before it cluster-wide (scripts run one
+/// at a time). Redis's clock in microseconds, or one more than the last
+/// number when that is ahead, so that numbers keep rising after a Redis
+/// restart that lost the key; gateways remember numbers for minutes
+/// (`presence/order.rs`). `string.format`, because Lua would write the
+/// number in exponent notation, losing its last digits.
+macro_rules! lua_next_seq {
+    () => {
+        "local function next_seq(key)
+  local time = redis.call('TIME')
+  local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
+  local seq = redis.call('INCR', key)
+  if seq < now then
+    redis.call('SET', key, string.format('%d', now))
+    seq = now
+  end
+  return seq
+end
+"
+    };
+}
+
 /// KEYS: the user's counts, the node's user set, the node's change records,
 /// the users the node's reaping announced offline (a connect here that
-/// makes the user online announces it, so the write-back must not again).
+/// makes the user online announces it, so the write-back must not again),
+/// the presence sequence.
 /// ARGV: node, user, change id, +1 or -1.
-/// Returns {the user's total right after this change, the total now}: the
-/// same for a change made now, different for one retried after others.
+/// Returns {the user's total right after this change, the total now, the
+/// number to announce it under}: the totals the same for a change made
+/// now, different for one retried after others; the number 0 for a change
+/// made now that moved no total across zero.
 const COUNT: &str = concat!(
     lua_total!(),
+    lua_next_seq!(),
     r#"
 local done = redis.call('HGET', KEYS[3], ARGV[3])
-if done then return {tonumber(done), total(KEYS[1])} end
+if done then return {tonumber(done), total(KEYS[1]), next_seq(KEYS[5])} end
 local n = redis.call('HINCRBY', KEYS[1], ARGV[1], tonumber(ARGV[4]))
 if n == 0 then
   redis.call('HDEL', KEYS[1], ARGV[1])
@@ -79,20 +106,24 @@ end
 local after = total(KEYS[1])
 redis.call('HSET', KEYS[3], ARGV[3], after)
 if after == 1 and tonumber(ARGV[4]) == 1 then redis.call('SREM', KEYS[4], ARGV[2]) end
-return {after, after}
+local crossed = (after == 1 and tonumber(ARGV[4]) == 1) or (after == 0 and tonumber(ARGV[4]) == -1)
+return {after, after, crossed and next_seq(KEYS[5]) or 0}
 "#
 );
 
 /// KEYS: the node's user set, the node set, the node's lease, the node's
-/// change records, the users its reaping announced offline.
+/// change records, the users its reaping announced offline, the presence
+/// sequence.
 /// ARGV: node, key prefix, "force" to reap even with a live lease (a node
 /// clearing its own entries, which announces nothing it must take back).
-/// Returns the users left with no connection anywhere.
+/// Returns {the number to announce them under, the users left with no
+/// connection anywhere}.
 const REAP: &str = concat!(
     lua_total!(),
+    lua_next_seq!(),
     r#"
 local others = ARGV[3] ~= 'force'
-if others and redis.call('EXISTS', KEYS[3]) == 1 then return {} end
+if others and redis.call('EXISTS', KEYS[3]) == 1 then return {0, {}} end
 local gone = {}
 for _, user in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local key = ARGV[2] .. 'online:' .. user
@@ -106,23 +137,28 @@ if others and #gone > 0 then redis.call('EXPIRE', KEYS[5], 86400) end
 redis.call('DEL', KEYS[1])
 redis.call('DEL', KEYS[4])
 redis.call('SREM', KEYS[2], ARGV[1])
-return gone
+if #gone == 0 then return {0, gone} end
+return {next_seq(KEYS[6]), gone}
 "#
 );
 
 /// Re-asserts this node's count for one user after Redis lost it (a
 /// restart, or a reaping after a stall). KEYS: the user's counts, the
-/// node's user set, the users the node's reaping announced offline.
-/// ARGV: node, user, count. Returns 1 if the user must be announced online
-/// again: its reaping announced it offline, and no node (this one
-/// included) has announced it online since.
+/// node's user set, the users the node's reaping announced offline, the
+/// presence sequence.
+/// ARGV: node, user, count. Returns the number to announce the user online
+/// again under, if it must be: its reaping announced it offline, and no
+/// node (this one included) has announced it online since; 0 otherwise.
 const RESTORE: &str = concat!(
     lua_total!(),
+    lua_next_seq!(),
     r#"
 local before = total(KEYS[1])
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 redis.call('SADD', KEYS[2], ARGV[2])
-if before <= 0 and total(KEYS[1]) > 0 and redis.call('SISMEMBER', KEYS[3], ARGV[2]) == 1 then return 1 end
+if before <= 0 and total(KEYS[1]) > 0 and redis.call('SISMEMBER', KEYS[3], ARGV[2]) == 1 then
+  return next_seq(KEYS[4])
+end
 return 0
 "#
 );
@@ -167,14 +203,16 @@ impl ClusterPresence {
     }
 
     /// Applies (or, for a retried `change`, looks up) one connection's
-    /// arrival or departure: the user's total right after it, and now.
-    async fn count(&self, user: &str, change: u64, connect: bool) -> redis::RedisResult<(i64, i64)> {
+    /// arrival or departure: the user's total right after it, and now, and
+    /// the number to announce it under (see [`COUNT`]).
+    async fn count(&self, user: &str, change: u64, connect: bool) -> redis::RedisResult<(i64, i64, u64)> {
         let mut redis = self.redis.clone();
         self.count
             .key(self.keys.online(user))
             .key(self.keys.node_users(&self.node))
             .key(self.keys.node_presence_ops(&self.node))
             .key(self.keys.node_reaped(&self.node))
+            .key(self.keys.presence_seq())
             .arg(&self.node)
             .arg(user)
             .arg(change)
@@ -188,31 +226,34 @@ impl ClusterPresence {
         self.counting.read().await
     }
 
-    /// Whether this connection made the user online cluster-wide.
-    pub async fn connected(&self, user: &str) -> bool {
+    /// If this connection made the user online cluster-wide, the number to
+    /// announce it under.
+    pub async fn connected(&self, user: &str) -> Option<u64> {
         self.changed(user, true).await
     }
 
-    /// Whether this disconnect made the user offline cluster-wide.
-    pub async fn disconnected(&self, user: &str) -> bool {
+    /// If this disconnect made the user offline cluster-wide, the number to
+    /// announce it under.
+    pub async fn disconnected(&self, user: &str) -> Option<u64> {
         self.changed(user, false).await
     }
 
-    /// Counts a connection in or out; true if that moved the user's total
-    /// across zero. A change whose answer is lost counts as no transition
-    /// for now: [`ClusterPresence::retry_unanswered`] settles it.
-    async fn changed(&self, user: &str, connect: bool) -> bool {
+    /// Counts a connection in or out; if that moved the user's total across
+    /// zero, the number to announce it under. A change whose answer is lost
+    /// counts as no transition for now:
+    /// [`ClusterPresence::retry_unanswered`] settles it.
+    async fn changed(&self, user: &str, connect: bool) -> Option<u64> {
         let change = self.next_change.fetch_add(1, Ordering::Relaxed);
         match self.count(user, change, connect).await {
-            Ok((after, _)) => {
+            Ok((after, _, seq)) => {
                 lock(&self.answered).push(change);
-                after == if connect { 1 } else { 0 }
+                (after == if connect { 1 } else { 0 }).then_some(seq)
             }
             Err(e) => {
                 metrics::counter!("chat_redis_errors_total", "op" => "presence").increment(1);
                 tracing::warn!(error = %e, "presence change unanswered; retrying it every second");
                 lock(&self.unanswered).push(Unanswered { change, user: user.to_owned(), connect, at: now_ms() });
-                false
+                None
             }
         }
     }
@@ -220,16 +261,18 @@ impl ClusterPresence {
     /// Retries the changes whose answer was lost, in order, and announces
     /// those that moved their user across zero, unless a later change
     /// already moved the user back (its announcement went out instead).
+    /// What is announced is the user's state now, so under a number taken
+    /// now.
     async fn retry_unanswered(&self, presence: &Presence) -> redis::RedisResult<()> {
         let waiting = std::mem::take(&mut *lock(&self.unanswered));
         let mut waiting = waiting.into_iter();
         while let Some(lost) = waiting.next() {
             match self.count(&lost.user, lost.change, lost.connect).await {
-                Ok((after, now)) => {
+                Ok((after, now, seq)) => {
                     lock(&self.answered).push(lost.change);
                     let target = if lost.connect { 1 } else { 0 };
                     if after == target && (now > 0) == lost.connect {
-                        presence.settled(&lost.user, lost.connect, lost.at);
+                        presence.settled(&lost.user, lost.connect, lost.at, seq);
                     }
                 }
                 Err(e) => {
@@ -267,7 +310,9 @@ impl ClusterPresence {
         counts.map(|counts| counts.iter().sum::<i64>() > 0).unwrap_or(false)
     }
 
-    async fn reap(&self, node: &str, force: bool) -> redis::RedisResult<Vec<String>> {
+    /// The users `node`'s reaping left offline, and the number to announce
+    /// them under.
+    async fn reap(&self, node: &str, force: bool) -> redis::RedisResult<(u64, Vec<String>)> {
         let mut redis = self.redis.clone();
         redis::Script::new(REAP)
             .key(self.keys.node_users(node))
@@ -275,6 +320,7 @@ impl ClusterPresence {
             .key(self.keys.node_alive(node))
             .key(self.keys.node_presence_ops(node))
             .key(self.keys.node_reaped(node))
+            .key(self.keys.presence_seq())
             .arg(node)
             .arg(&self.prefix)
             .arg(if force { "force" } else { "" })
@@ -283,8 +329,9 @@ impl ClusterPresence {
     }
 
     /// Clears what a previous process under this node's id left behind;
-    /// returns the users that leaves offline.
-    pub async fn reap_previous_self(&self) -> redis::RedisResult<Vec<String>> {
+    /// returns the users that leaves offline, and the number to announce
+    /// them under.
+    pub async fn reap_previous_self(&self) -> redis::RedisResult<(u64, Vec<String>)> {
         let gone = self.reap(&self.node, true).await?;
         // A previous life's users were reaped with it; none is here now.
         let mut redis = self.redis.clone();
@@ -331,14 +378,15 @@ impl ClusterPresence {
                 invocation
                     .key(self.keys.online(user))
                     .key(self.keys.node_users(&self.node))
-                    .key(self.keys.node_reaped(&self.node));
+                    .key(self.keys.node_reaped(&self.node))
+                    .key(self.keys.presence_seq());
                 invocation.arg(&self.node).arg(user).arg(*count);
                 pipeline.invoke_script(&invocation);
             }
-            let announce: Vec<i64> = pipeline.query_async(&mut redis).await?;
-            for ((user, _), announce) in chunk.iter().zip(announce) {
-                if announce == 1 {
-                    presence.settled(user, true, at);
+            let announce: Vec<u64> = pipeline.query_async(&mut redis).await?;
+            for ((user, _), seq) in chunk.iter().zip(announce) {
+                if seq != 0 {
+                    presence.settled(user, true, at, seq);
                     online_again += 1;
                 }
             }
@@ -387,11 +435,11 @@ impl ClusterPresence {
         for node in nodes.into_iter().filter(|n| *n != self.node) {
             let alive: bool = redis.exists(self.keys.node_alive(&node)).await?;
             if !alive {
-                let gone = self.reap(&node, false).await?;
+                let (seq, gone) = self.reap(&node, false).await?;
                 if !gone.is_empty() {
                     tracing::info!(node, users = gone.len(), "reaped a dead gateway");
                 }
-                presence.reaped(gone);
+                presence.reaped(gone, seq);
             }
         }
         Ok(())

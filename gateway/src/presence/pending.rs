@@ -20,6 +20,9 @@ pub struct Transition {
     /// The user's chats, when this node knew them as the transition
     /// happened; otherwise the announcer reads them from the store.
     pub chats: Option<Arc<[ChatId]>>,
+    /// Orders it against transitions other gateways announce for the user
+    /// (`Event::Presence`).
+    pub seq: u64,
 }
 
 #[derive(Default)]
@@ -71,7 +74,7 @@ mod tests {
     use super::*;
 
     fn went(online: bool, at: Millis) -> Transition {
-        Transition { online, at, chats: None }
+        Transition { online, at, chats: None, seq: 0 }
     }
 
     #[test]
@@ -104,8 +107,11 @@ mod tests {
     fn a_repeated_transition_keeps_the_chats_first_known() {
         let mut pending = PendingTransitions::default();
         let chats: Arc<[ChatId]> = Arc::from([7, 9]);
-        pending.record("u0", Transition { online: true, at: 1, chats: Some(chats.clone()) });
+        pending.record("u0", Transition { online: true, at: 1, chats: Some(chats.clone()), seq: 0 });
         pending.record("u0", went(true, 2));
-        assert_eq!(pending.take(10), vec![("u0".to_string(), Transition { online: true, at: 2, chats: Some(chats) })]);
+        assert_eq!(
+            pending.take(10),
+            vec![("u0".to_string(), Transition { online: true, at: 2, chats: Some(chats), seq: 0 })]
+        );
     }
 }

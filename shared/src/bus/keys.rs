@@ -95,6 +95,14 @@ impl Keys {
         format!("{}nodereaped:{node}", self.prefix)
     }
 
+    /// The number the latest presence transition took, cluster-wide: each
+    /// announcement carries its own, so that a gateway hearing of a user's
+    /// transitions out of order (two gateways announced them) keeps the
+    /// latest.
+    pub fn presence_seq(&self) -> String {
+        format!("{}presenceseq", self.prefix)
+    }
+
     /// A live gateway's lease (with a TTL).
     pub fn node_alive(&self, node: &str) -> String {
         format!("{}nodealive:{node}", self.prefix)

@@ -4,8 +4,11 @@
 //! its local co-members are owed.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
-use serde_json::Value;
+use redis::AsyncCommands;
+use serde_json::{json, Value};
+use shared::bus::Event;
 use testkit::client::Client;
 
 use crate::harness::{Cluster, Options};
@@ -230,4 +233,35 @@ async fn announcements_timed(cluster: &Cluster, gateway: usize, expected: u64) {
         assert!(started.elapsed() < std::time::Duration::from_secs(10), "gateway {gateway}:\n{metrics}");
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+}
+
+/// A user's announcements, made by two gateways, reach co-members in the
+/// order of the transitions rather than of their publishing: an `offline`
+/// numbered below the `online` already applied (as the gateway a user left
+/// publishes it when the gateway they moved to was quicker) is dropped,
+/// and a later one is not.
+#[tokio::test]
+async fn an_announcement_older_than_the_last_applied_is_dropped() {
+    let cluster = Cluster::start(Options::default(), 2, 1).await;
+    let chat = cluster.group(0, "bob", &["alice"]).await;
+    let mut bob = cluster.connect(0, "bob").await;
+    let _alice = cluster.connect(1, "alice").await;
+    assert_eq!(bob.recv_type("online").await["userId"], "alice");
+    // Alice's transition took the latest number.
+    let mut redis = cluster.redis().await;
+    let latest: u64 = redis.get(cluster.keys().presence_seq()).await.expect("GET");
+    assert!(latest > 0);
+    let offline = |last_seen: i64, seq: u64| Event::Presence {
+        user: "alice".into(),
+        online: false,
+        last_seen,
+        chats: Arc::from([chat]),
+        seq,
+    };
+    for event in [offline(1, latest - 1), offline(2, latest + 1)] {
+        let payload = serde_json::to_string(&event).expect("JSON");
+        let _: i64 = redis.publish(cluster.keys().presence_channel(), payload).await.expect("PUBLISH");
+    }
+    let heard = bob.recv_type("offline").await;
+    assert_eq!((&heard["userId"], &heard["lastSeen"]), (&json!("alice"), &json!(2)), "{heard}");
 }
