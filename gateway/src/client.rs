@@ -188,7 +188,7 @@ fn close_reason(code: Option<u16>) -> &'static str {
         Some(close::SLOW_CONSUMER) => "slow",
         Some(close::SERVICE_RESTART) | Some(close::GOING_AWAY) => "drain",
         Some(close::MESSAGE_TOO_BIG) => "too_big",
-        Some(close::PROTOCOL_ERROR) => "protocol_error",
+        Some(close::PROTOCOL_ERROR) | Some(close::INVALID_PAYLOAD) => "protocol_error",
         _ => "normal",
     }
 }
@@ -239,6 +239,10 @@ impl Reader<'_> {
                     self.handle.close(close::NORMAL);
                     return;
                 }
+                Err(WebSocketError::InvalidUTF8) => {
+                    self.handle.close(close::INVALID_PAYLOAD);
+                    return;
+                }
                 Err(_) => {
                     self.handle.close(close::PROTOCOL_ERROR);
                     return;
@@ -267,6 +271,10 @@ impl Reader<'_> {
                         }
                         Err(Violation::OutOfSequence) => {
                             self.handle.close(close::PROTOCOL_ERROR);
+                            return;
+                        }
+                        Err(Violation::NotUtf8) => {
+                            self.handle.close(close::INVALID_PAYLOAD);
                             return;
                         }
                     }

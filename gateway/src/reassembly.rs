@@ -6,7 +6,10 @@
 //! fails the connection (1002): dropping the unfinished message quietly
 //! would lose a command the client believes it sent. A fragmented binary
 //! message is refused once, when it ends, like a binary frame, and its
-//! payload is not kept.
+//! payload is not kept. A reassembled text message that is not UTF-8 fails
+//! the connection (1007), as a single frame's does (the WebSocket library
+//! checks those); a character split between fragments is whole again by
+//! then.
 
 use std::borrow::Cow;
 
@@ -31,6 +34,8 @@ pub enum Violation {
     OutOfSequence,
     /// The reassembled message would exceed the frame limit (close 1009).
     TooLarge,
+    /// The reassembled text is not UTF-8 (close 1007).
+    NotUtf8,
 }
 
 /// The message being reassembled on one connection, if any.
@@ -83,6 +88,9 @@ impl Reassembly {
                     }
                     text.extend_from_slice(payload);
                     if fin {
+                        if std::str::from_utf8(&text).is_err() {
+                            return Err(Violation::NotUtf8);
+                        }
                         return Ok(Message::Text(Cow::Owned(text)));
                     }
                     self.unfinished = Some(Unfinished::Text(text));
@@ -149,6 +157,17 @@ mod tests {
         assert_eq!(reassembly.push(OpCode::Text, false, b"ab", LIMIT), Ok(Message::Unfinished));
         assert_eq!(reassembly.push(OpCode::Ping, true, b"", LIMIT), Ok(Message::Unfinished));
         assert_eq!(reassembly.push(OpCode::Continuation, true, b"c", LIMIT), Ok(text(b"abc")));
+    }
+
+    #[test]
+    fn reassembled_text_must_be_utf8_but_may_split_a_character() {
+        let mut reassembly = Reassembly::default();
+        assert_eq!(reassembly.push(OpCode::Text, false, b"\"\xc3", LIMIT), Ok(Message::Unfinished));
+        assert_eq!(reassembly.push(OpCode::Continuation, true, b"\xa9\"", LIMIT), Ok(text("\"é\"".as_bytes())));
+        assert_eq!(reassembly.push(OpCode::Text, false, b"\"\xc3", LIMIT), Ok(Message::Unfinished));
+        assert_eq!(reassembly.push(OpCode::Continuation, true, b"\"", LIMIT), Err(Violation::NotUtf8));
+        // The connection fails then; were it read on, nothing is left over.
+        assert_eq!(reassembly.push(OpCode::Text, true, b"g", LIMIT), Ok(text(b"g")));
     }
 
     #[test]

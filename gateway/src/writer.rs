@@ -269,6 +269,7 @@ fn close_text(code: u16) -> &'static str {
         close::GOING_AWAY => "server going away",
         close::SERVICE_RESTART => "server restarting; reconnect",
         close::PROTOCOL_ERROR => "protocol error",
+        close::INVALID_PAYLOAD => "invalid UTF-8",
         _ => "",
     }
 }

@@ -123,6 +123,32 @@ async fn fragmented_messages_are_reassembled_and_frames_out_of_sequence_close_wi
     assert_eq!(bob.ended().await, Ended::Closed(1002));
 }
 
+/// Text that is not UTF-8 fails the connection with 1007 (RFC 6455, 8.1),
+/// in one frame or in fragments; a character split between fragments is
+/// read whole.
+#[tokio::test]
+async fn text_that_is_not_utf8_closes_with_1007() {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    let part =
+        |bytes: &[u8], data: Data, fin: bool| Message::Frame(Frame::message(bytes.to_vec(), OpCode::Data(data), fin));
+
+    let server = TestServer::start().await;
+    let mut alice = server.connect("alice").await;
+    let ping = r#"{"type":"ping","ref":"é"}"#.as_bytes();
+    let split = ping.iter().position(|&b| b == 0xc3).expect("é") + 1;
+    alice.send_raw(part(&ping[..split], Data::Text, false)).await;
+    alice.send_raw(part(&ping[split..], Data::Continue, true)).await;
+    assert_eq!(alice.recv_type("pong").await["ref"], "é");
+    alice.send_raw(part(b"{\"type\":\"ping\",\"ref\":\"\xc3", Data::Text, false)).await;
+    alice.send_raw(part(b"\"}", Data::Continue, true)).await;
+    assert_eq!(alice.ended().await, Ended::Closed(1007));
+
+    let mut bob = server.connect("bob").await;
+    bob.send_raw(part(b"{\"type\":\"ping\",\"ref\":\"\xff\"}", Data::Text, true)).await;
+    assert_eq!(bob.ended().await, Ended::Closed(1007));
+}
+
 /// The reader's replies leave in the order of the frames they answer,
 /// whether each is written to the socket at once (pongs and errors, while
 /// nothing is queued) or goes through the writer (a `sync`'s ack), and

@@ -15,5 +15,8 @@ pub const GOING_AWAY: u16 = 1001;
 pub const SERVICE_RESTART: u16 = 1012;
 /// The client broke the WebSocket protocol itself (not our JSON protocol).
 pub const PROTOCOL_ERROR: u16 = 1002;
+/// A text message that is not UTF-8, in one frame or in fragments: RFC
+/// 6455 (8.1) has the connection failed with this code.
+pub const INVALID_PAYLOAD: u16 = 1007;
 /// Normal close, echoing a client's close.
 pub const NORMAL: u16 = 1000;
