@@ -33,10 +33,38 @@ impl Service {
         env: &HashMap<String, String>,
         log_dir: &Path,
     ) -> anyhow::Result<Self> {
+        Self::start(name, binary, args, env, log_dir, None)
+    }
+
+    /// [`Service::spawn`] with `dir` as the working directory, where the
+    /// default paths of a binary started bare lead.
+    pub fn spawn_in(
+        name: &str,
+        binary: &Path,
+        args: &[&str],
+        env: &HashMap<String, String>,
+        log_dir: &Path,
+        dir: &Path,
+    ) -> anyhow::Result<Self> {
+        Self::start(name, binary, args, env, log_dir, Some(dir))
+    }
+
+    fn start(
+        name: &str,
+        binary: &Path,
+        args: &[&str],
+        env: &HashMap<String, String>,
+        log_dir: &Path,
+        dir: Option<&Path>,
+    ) -> anyhow::Result<Self> {
         anyhow::ensure!(binary.exists(), "{} is not built; run the tests with ./scripts/test", binary.display());
         let log = log_dir.join(format!("{name}.log"));
         let file = std::fs::OpenOptions::new().create(true).append(true).open(&log)?;
-        let child = Command::new(binary)
+        let mut command = Command::new(binary);
+        if let Some(dir) = dir {
+            command.current_dir(dir);
+        }
+        let child = command
             .args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())

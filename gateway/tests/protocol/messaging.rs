@@ -49,6 +49,14 @@ async fn every_connection_of_every_member_gets_the_message() {
         assert_eq!(new["timestamp"], ack["timestamp"]);
     }
     assert!(eve.drain().await.is_empty(), "a non-member hears nothing");
+
+    // Without attachments, the message has none: `[]`, in the event and in
+    // the history.
+    alice_phone.send_message(chat, "m2", "plain").await;
+    let plain = bob.recv_type("new").await;
+    assert_eq!((&plain["clientMessageId"], &plain["attachments"]), (&json!("m2"), &json!([])), "{plain}");
+    let (_, history) = server.call("GET", "bob", &format!("/v1/chats/{chat}/messages"), None).await;
+    assert_eq!(history["messages"][1]["attachments"], json!([]), "{history}");
 }
 
 #[tokio::test]

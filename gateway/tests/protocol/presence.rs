@@ -19,8 +19,9 @@ async fn a_user_with_two_devices_is_online_until_both_are_gone() {
 
     let phone = server.connect("alice").await;
     for client in [&mut bob, &mut bob_tablet] {
+        // Exactly these fields: presence is not a chat event, so no `id`.
         let online = client.recv_type("online").await;
-        assert_eq!(online["userId"], "alice");
+        assert_eq!(online, json!({"type": "online", "userId": "alice"}));
     }
     let laptop = server.connect("alice").await;
     let (_, body) = server.call("GET", "bob", "/v1/presence?users=alice,carol", None).await;
@@ -45,6 +46,7 @@ async fn a_user_with_two_devices_is_online_until_both_are_gone() {
     assert_eq!(presence.len(), 1, "{seen:?}");
     assert_eq!(presence[0]["userId"], "alice");
     let last_seen = presence[0]["lastSeen"].as_i64().expect("lastSeen");
+    assert_eq!(presence[0], &json!({"type": "offline", "userId": "alice", "lastSeen": last_seen}));
     assert_eq!(bob_tablet.recv_type("offline").await["lastSeen"], last_seen);
 
     let (_, body) = server.call("GET", "bob", "/v1/presence?users=alice", None).await;

@@ -11,3 +11,4 @@ mod harness;
 mod failures;
 mod presence;
 mod protocol;
+mod standalone;

@@ -1,0 +1,68 @@
+//! The `gateway` binary started bare, as the README has a newcomer start
+//! it: no settings but `--listen` (PROTOCOL.md 8), in an empty directory.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use testkit::process::{binary, Service};
+
+/// Standalone with the contract's defaults: its data in an SQLite file
+/// under `./data`, a generated node id and signing secret (tokens from
+/// `gateway token` in the same directory are accepted), a 20 s heartbeat,
+/// and liveness and readiness answered.
+#[tokio::test]
+async fn a_bare_gateway_runs_standalone_with_the_contract_defaults() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (mut gateway, listen) = start_bare(dir.path()).await;
+    let live = reqwest::get(format!("http://{listen}/healthz")).await.expect("healthz");
+    assert_eq!(live.status(), 200);
+    assert!(dir.path().join("data/chat.db").is_file(), "the default database file");
+
+    let token = std::process::Command::new(binary("gateway"))
+        .args(["token", "--user", "alice"])
+        .current_dir(dir.path())
+        .env_clear()
+        .output()
+        .expect("gateway token");
+    assert!(token.status.success(), "{}", String::from_utf8_lossy(&token.stderr));
+    let token = String::from_utf8(token.stdout).expect("token text");
+    let mut alice = testkit::client::open(&format!("ws://{listen}/ws"), token.trim(), "alice").await.expect("accepted");
+    let welcome = alice.recv().await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    assert_eq!(welcome["heartbeatTimeout"], 20_000, "{welcome}");
+    assert!(welcome["node"].as_str().is_some_and(|node| node.starts_with("gw-") && node.len() > 3), "{welcome}");
+    alice.close().await;
+    assert_eq!(gateway.terminate(Duration::from_secs(20)).expect("stops"), Some(0), "{}", gateway.log());
+}
+
+/// Starts `gateway --listen 127.0.0.1:PORT` in `dir` and waits until it is
+/// ready. A port found free can be taken by another test's process before
+/// the gateway binds it; then it is started again on another.
+async fn start_bare(dir: &Path) -> (Service, String) {
+    let http = reqwest::Client::new();
+    for _ in 0..5 {
+        let listen = format!("127.0.0.1:{}", testkit::free_port());
+        let mut gateway =
+            Service::spawn_in("gateway", &binary("gateway"), &["--listen", &listen], &HashMap::new(), dir, dir)
+                .expect("gateway");
+        let started = Instant::now();
+        loop {
+            // Readiness has no push signal to await. Ours is the one that
+            // refuses a request without a token.
+            let ready = http.get(format!("http://{listen}/readyz")).send().await.is_ok_and(|r| r.status() == 200);
+            let ours =
+                async { http.get(format!("http://{listen}/v1/chats")).send().await.is_ok_and(|r| r.status() == 401) };
+            if ready && ours.await && gateway.is_running() {
+                return (gateway, listen);
+            }
+            if !gateway.is_running() {
+                assert!(gateway.log().contains("in use"), "gateway exited:\n{}", gateway.log());
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "gateway not ready:\n{}", gateway.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    panic!("the gateway found no port of its own in five tries");
+}
