@@ -79,3 +79,23 @@ async fn range_marking_moves_marks_and_changes_the_rest_views() {
     let (_, chats) = server.call("GET", "carol", "/v1/chats", None).await;
     assert_eq!(chats["chats"][0]["missed"], 0);
 }
+
+/// Marks in a chat that does not exist are `not_found`, in another's chat
+/// `forbidden`, and move nothing.
+#[tokio::test]
+async fn marks_outside_ones_chats_are_refused() {
+    let server = TestServer::start().await;
+    let chat = server.group("alice", &["bob"]).await;
+    let mut alice = server.connect("alice").await;
+    alice.send_message(chat, "c1", "m").await;
+    let mut eve = server.connect("eve").await;
+    for kind in ["dlvrd", "read"] {
+        let foreign = eve.request(json!({"type": kind, "chatId": chat, "messageId": 1})).await;
+        assert_eq!((&foreign["type"], &foreign["code"]), (&json!("error"), &json!("forbidden")), "{foreign}");
+        let unknown = eve.request(json!({"type": kind, "chatId": 999, "messageId": 1})).await;
+        assert_eq!((&unknown["type"], &unknown["code"]), (&json!("error"), &json!("not_found")), "{unknown}");
+    }
+    let (_, receipts) = server.call("GET", "alice", &format!("/v1/chats/{chat}/messages/1/receipts"), None).await;
+    assert_eq!(receipts["receipts"], json!([{"userId": "bob", "deliveredAt": null, "readAt": null}]), "{receipts}");
+    assert!(alice.drain().await.iter().all(|f| f["type"] != "dlvrd" && f["type"] != "read"), "no mark events");
+}

@@ -52,6 +52,7 @@ async fn sync_answers_gaps_and_refusals_per_chat() {
     let kept = server.group("alice", &["bob"]).await;
     let pruned = server.group("alice", &["bob"]).await;
     let foreign = server.group("carol", &["dave"]).await;
+    let ahead = server.group("alice", &["bob"]).await;
     let mut alice = server.connect("alice").await;
     for i in 1..=5 {
         alice.send_message(pruned, &format!("p{i}"), "m").await;
@@ -66,7 +67,8 @@ async fn sync_answers_gaps_and_refusals_per_chat() {
         .expect("prune");
 
     let mut bob = server.connect("bob").await;
-    let since = json!({kept.to_string(): 0, pruned.to_string(): 1, foreign.to_string(): 0, "999": 0});
+    let since =
+        json!({kept.to_string(): 0, pruned.to_string(): 1, foreign.to_string(): 0, "999": 0, ahead.to_string(): 7});
     bob.send(json!({"type": "sync", "ref": 1, "since": since})).await;
     let mut errors = Vec::new();
     let mut events = Vec::new();
@@ -80,7 +82,12 @@ async fn sync_answers_gaps_and_refusals_per_chat() {
         }
     };
     errors.sort();
-    let mut expected = vec![(pruned, "sync_gap".to_string()), (foreign, "forbidden".into()), (999, "not_found".into())];
+    let mut expected = vec![
+        (pruned, "sync_gap".to_string()),
+        (foreign, "forbidden".into()),
+        (999, "not_found".into()),
+        (ahead, "sync_gap".into()),
+    ];
     expected.sort();
     assert_eq!(errors, expected);
     assert_eq!(ack["ref"], 1);
