@@ -218,3 +218,27 @@ async fn history_pages_ascend_and_respect_before_after_limit() {
     let (_, page) = server.call("GET", "bob", &format!("/v1/chats/{chat}/messages"), None).await;
     assert_eq!(ids(&page), (11..=60).collect::<Vec<_>>(), "a default page of 50");
 }
+
+/// Attachments nested as deep as allowed (32 levels) go through every copy
+/// the system makes: stored, delivered, replayed by `sync`; one level more
+/// is refused up front rather than stored beyond what can be read back.
+#[tokio::test]
+async fn the_deepest_attachments_allowed_are_delivered_and_replayed() {
+    let server = TestServer::start().await;
+    let chat = server.group("alice", &["bob"]).await;
+    let mut alice = server.connect("alice").await;
+    let nested = |levels: usize| -> Value {
+        let inner = format!("{}0{}", "[".repeat(levels - 2), "]".repeat(levels - 2));
+        json!([{"a": serde_json::from_str::<Value>(&inner).expect("nested")}])
+    };
+    let send = |cid: &str, levels| json!({"type": "new", "chatId": chat, "clientMessageId": cid, "message": "deep", "attachments": nested(levels)});
+    let too_deep = alice.request(send("c2", 33)).await;
+    assert_eq!((&too_deep["type"], &too_deep["code"]), (&json!("error"), &json!("bad_request")), "{too_deep}");
+    assert_eq!(alice.request(send("c1", 32)).await["type"], "ack");
+
+    let mut bob = server.connect("bob").await;
+    bob.send(json!({"type": "sync", "ref": "s", "since": {chat.to_string(): 0}})).await;
+    let replayed = bob.recv_type("new").await;
+    assert_eq!(replayed["attachments"], nested(32));
+    assert_eq!(bob.recv_type("ack").await["synced"], json!({chat.to_string(): 1}));
+}

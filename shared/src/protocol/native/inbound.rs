@@ -16,6 +16,12 @@ pub const MAX_CLIENT_MESSAGE_ID_CHARS: usize = 64;
 pub const MAX_REF_CHARS: usize = 128;
 /// Chats one `sync` may name; more would let one frame demand unbounded work.
 pub const MAX_SYNC_CHATS: usize = 10_000;
+/// How deep `attachments` may nest, the array itself counting as one. The
+/// JSON reader stops at 128 levels, and every copy the system makes (the
+/// command on its way to a worker, the event logged and published) wraps
+/// the attachments in a few more: a frame that just fit once read became
+/// a command no worker could decode and an event no `sync` could replay.
+pub const MAX_ATTACHMENT_DEPTH: usize = 32;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -146,6 +152,9 @@ impl Fields<'_> {
             Some(Value::Array(items)) if items.iter().all(Value::is_object) => Value::Array(items.clone()),
             Some(_) => return Err(Refusal::bad_request("attachments must be an array of JSON objects")),
         };
+        if depth(&attachments) > MAX_ATTACHMENT_DEPTH {
+            return Err(Refusal::bad_request(format!("attachments nest deeper than {MAX_ATTACHMENT_DEPTH} levels")));
+        }
         Ok((text.to_owned(), attachments))
     }
 
@@ -170,6 +179,16 @@ impl Fields<'_> {
                 Ok((chat_id, id))
             })
             .collect()
+    }
+}
+
+/// Levels of arrays and objects in `value`: 0 for a scalar. Recursion is
+/// bounded by the JSON reader's own limit of 128.
+fn depth(value: &Value) -> usize {
+    match value {
+        Value::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+        Value::Object(fields) => 1 + fields.values().map(depth).max().unwrap_or(0),
+        _ => 0,
     }
 }
 
@@ -249,5 +268,21 @@ mod tests {
         assert_eq!(e.message, "clientMessageId must not contain U+0000");
         let frame = r#"{"type":"new","chatId":1,"clientMessageId":"c","message":"x","attachments":[{"k":"\u0000"}]}"#;
         assert!(parse(frame.as_bytes(), LIMITS).is_ok(), "attachments are stored as JSON text");
+    }
+
+    /// Attachments may nest 32 levels (the array, its objects, 30 more), not
+    /// 33, for `new` and `edit` alike.
+    #[test]
+    fn attachments_nest_at_most_32_levels() {
+        let nested = |levels: usize| format!("[{{\"a\":{}0{}}}]", "[".repeat(levels - 2), "]".repeat(levels - 2));
+        for head in [r#""type":"new","clientMessageId":"c""#, r#""type":"edit","messageId":1"#] {
+            let frame = |levels| format!(r#"{{{head},"chatId":1,"message":"x","attachments":{}}}"#, nested(levels));
+            assert!(parse(frame(32).as_bytes(), LIMITS).is_ok(), "32 levels");
+            let (_, refusal) = refusal(&frame(33));
+            assert_eq!(
+                (refusal.code, refusal.message.as_str()),
+                (ErrorCode::BadRequest, "attachments nest deeper than 32 levels")
+            );
+        }
     }
 }
