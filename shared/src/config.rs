@@ -94,18 +94,49 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(seconds))
 }
 
-/// A URL with its password replaced, safe to log.
+/// A URL with its passwords replaced, safe to log: the one in the user
+/// info and any query parameter that names one (`password=`, `pass=`,
+/// `sslpassword=`...). Split as URL parsers split it, so as sqlx and
+/// redis-rs read it: the authority ends at the first `/`, `?` or `#`, and
+/// the user info at its last `@` (a user name may hold one, and so may a
+/// password that was not percent-encoded).
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let Some((userinfo, host)) = rest.split_once('@') else {
-        return url.to_owned();
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{user}:***@{host}"),
+            None => authority.to_owned(),
+        },
+        None => authority.to_owned(),
     };
-    match userinfo.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-        None => url.to_owned(),
-    }
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let (query, fragment) = match query.split_once('#') {
+                Some((query, fragment)) => (query, Some(fragment)),
+                None => (query, None),
+            };
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if names_a_secret(key) => format!("{key}=***"),
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            let fragment = fragment.map(|f| format!("#{f}")).unwrap_or_default();
+            format!("{path}?{}{fragment}", query.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    format!("{scheme}://{authority}{tail}")
+}
+
+fn names_a_secret(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    key.contains("pass") || key.contains("secret") || key == "pwd" || key.contains("token")
 }
 
 #[cfg(test)]
@@ -123,7 +154,27 @@ mod tests {
 
     #[test]
     fn passwords_never_survive_redaction() {
-        assert_eq!(redact_url("postgres://u:secret@h:5432/db"), "postgres://u:***@h:5432/db");
-        assert_eq!(redact_url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        for (url, redacted) in [
+            ("postgres://u:secret@h:5432/db", "postgres://u:***@h:5432/db"),
+            ("redis://127.0.0.1:6379", "redis://127.0.0.1:6379"),
+            ("rediss://:secret@h:6380/0", "rediss://:***@h:6380/0"),
+            // Passwords in the query, with and without a user.
+            ("postgres://h/db?password=secret", "postgres://h/db?password=***"),
+            ("postgres://app@h/db?sslmode=require&password=secret", "postgres://app@h/db?sslmode=require&password=***"),
+            (
+                "postgres://h/db?sslpassword=secret&application_name=chat",
+                "postgres://h/db?sslpassword=***&application_name=chat",
+            ),
+            ("redis+unix:///run/redis.sock?pass=secret", "redis+unix:///run/redis.sock?pass=***"),
+            // An `@` in the user name (Azure), or unencoded in the password.
+            ("postgres://app@tenant:secret@h/db", "postgres://app@tenant:***@h/db"),
+            ("postgres://u:se@cret@h/db", "postgres://u:***@h/db"),
+            // An `@` after the authority is not user info.
+            ("postgres://h/db?application_name=a@b", "postgres://h/db?application_name=a@b"),
+            ("sqlite://data/chat.db?mode=rwc", "sqlite://data/chat.db?mode=rwc"),
+        ] {
+            assert_eq!(redact_url(url), redacted, "{url}");
+            assert!(!redact_url(url).contains("secret") && !redact_url(url).contains("cret"), "{url}");
+        }
     }
 }

@@ -1,13 +1,22 @@
 //! What both binaries do the same way at the edges of their lives: set up
 //! logging and wait for the signal to stop.
 
+/// sqlx-postgres's module that warns of unknown URL parameters, values
+/// included.
+const SECRET_PRINTING_TARGET: &str = "sqlx_postgres::options::parse=error";
+
 /// Logs to stdout, readable by default, JSON with `format == "json"`;
 /// `RUST_LOG` filters (default `info`, without PostgreSQL's notices, such
 /// as the one every start's migration check raises about its table
 /// existing already).
+///
+/// Whatever `RUST_LOG` says, sqlx's warning about a `DATABASE_URL`
+/// parameter it does not know stays off: it prints the parameter's value,
+/// and the one such parameter people set is libpq's `sslpassword`.
 pub fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "info,sqlx::postgres::notice=warn".into());
+        .unwrap_or_else(|_| "info,sqlx::postgres::notice=warn".into())
+        .add_directive(SECRET_PRINTING_TARGET.parse().expect("a valid directive"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     if format == "json" {
         builder.json().init();
@@ -25,5 +34,14 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_directive_that_silences_secrets_parses() {
+        let directive = super::SECRET_PRINTING_TARGET.parse::<tracing_subscriber::filter::Directive>();
+        assert!(directive.is_ok(), "{directive:?}");
     }
 }
