@@ -129,6 +129,11 @@ pub async fn remove_member(
     Path((chat, removed)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let chat = id(&chat, "chatId")?;
+    // Before any query: PostgreSQL refuses a U+0000 in a parameter, which
+    // would answer 500 for what is the client's mistake.
+    if !shared::auth::valid_user_id(&removed) {
+        return Err(Refusal::bad_request(format!("{removed:?} is not a valid user id")).into());
+    }
     let last_view = within(STORE_DEADLINE, node.store.summary(chat, &removed)).await?;
     let members = within(STORE_DEADLINE, node.store.remove_member(chat, &user, &removed)).await?;
     if let Some(view) = last_view {

@@ -30,6 +30,11 @@ pub async fn presence(
     if users.len() > MAX_USERS {
         return Err(Refusal::bad_request(format!("at most {MAX_USERS} users per request")).into());
     }
+    // No user has such an id, and PostgreSQL would refuse a U+0000 in one
+    // with an error that reads as the server's.
+    if let Some(invalid) = users.iter().find(|u| !shared::auth::valid_user_id(u)) {
+        return Err(Refusal::bad_request(format!("{invalid:?} is not a valid user id")).into());
+    }
     let views: Vec<Value> = node.presence.view(&node.store, &users).await?.iter().map(presence_json).collect();
     Ok(Json(json!({ "users": views })))
 }

@@ -170,6 +170,8 @@ async fn rest_errors_are_json_with_the_right_status() {
         ("POST", &format!("/v1/chats/{chat}/members"), Some(json!({"userId": "bob"})), 409, "conflict"),
         ("GET", "/v1/nothing", None, 404, "not_found"),
         ("GET", "/v1/presence", None, 400, "bad_request"),
+        ("GET", "/v1/presence?users=bob,%00", None, 400, "bad_request"),
+        ("DELETE", &format!("/v1/chats/{chat}/members/%00"), None, 400, "bad_request"),
     ];
     for (method, path, body, status, code) in cases {
         let (got, error) = server.call(method, "alice", path, body).await;

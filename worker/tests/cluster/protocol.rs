@@ -189,3 +189,18 @@ async fn an_invalid_setting_stops_either_binary_with_64_naming_it() {
         assert!(process.log().contains(&flag), "{binary} names the setting: {}", process.log());
     }
 }
+
+/// User ids no user can have, in a REST path or query, are the client's
+/// mistake (400), also where PostgreSQL would refuse them (a U+0000) with
+/// an error that read as the server's (500).
+#[tokio::test]
+async fn user_ids_postgres_cannot_hold_are_refused_as_bad_requests() {
+    let cluster = Cluster::start(Options::default(), 1, 1).await;
+    let chat = cluster.group(0, "alice", &["bob"]).await;
+    for (method, path) in
+        [("GET", "/v1/presence?users=%00".to_string()), ("DELETE", format!("/v1/chats/{chat}/members/%00"))]
+    {
+        let (status, error) = cluster.call(0, method, "alice", &path, None).await;
+        assert_eq!((status, error["code"].as_str()), (400, Some("bad_request")), "{method} {path}: {error}");
+    }
+}
