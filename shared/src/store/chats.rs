@@ -290,7 +290,17 @@ impl Store {
             return Err(Refusal::bad_request(format!("a chat has at most {MAX_MEMBERS} members")).into());
         }
         // A newcomer's marks start at 0 like everyone's (PROTOCOL.md 5): the
-        // history's status counts them once they are in the chat.
+        // history's status counts them once they are in the chat. Ranges of
+        // an earlier membership go first: on PostgreSQL a mark committed
+        // alongside the removal can outlive it (the removal's delete does
+        // not see it), and would show in receipts and take the key of the
+        // same range marked again, a refusal the worker would retry for
+        // ever.
+        sqlx::query("DELETE FROM mark_ranges WHERE chat_id = $1 AND user_id = $2")
+            .bind(chat)
+            .bind(user)
+            .execute(&mut *tx)
+            .await?;
         sqlx::query("INSERT INTO members (chat_id, user_id, joined_at) VALUES ($1, $2, $3)")
             .bind(chat)
             .bind(user)

@@ -133,3 +133,39 @@ async fn a_run_of_marks_gets_what_each_would_get_alone() {
         assert_eq!(ids, vec![16, 17], "counters and marks continue after the run");
     }
 }
+
+/// On PostgreSQL a member's removal does not see a mark of theirs committed
+/// alongside it (read committed), so that mark's range can outlive the
+/// membership. Added back, the member marks from 0 again: the leftover
+/// range must neither take the key the new one needs (a refused insert a
+/// worker would retry for ever, its shard stalled) nor show in receipts.
+#[tokio::test]
+async fn a_member_added_back_marks_afresh_over_a_range_left_behind() {
+    for (store, _dir, url) in stores_with_urls().await {
+        let chat = group(&store, "alice", &["bob"]).await;
+        let sends: Vec<_> = (1..=2).map(|i| ("alice".to_string(), send(chat, &format!("c{i}"), "m"))).collect();
+        store.apply_pairs(&sends, 10).await.expect("sent");
+        store.remove_member(chat, "bob", "bob").await.expect("left");
+        // What that race leaves behind.
+        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url).await.expect("connected underneath");
+        sqlx::query(
+            "INSERT INTO mark_ranges (chat_id, user_id, kind, first_message_id, last_message_id, at) \
+             VALUES ($1, 'bob', 'dlvrd', 1, 2, 15)",
+        )
+        .bind(chat)
+        .execute(&mut conn)
+        .await
+        .expect("a leftover range");
+
+        store.add_member(chat, "alice", "bob", 20).await.expect("added back");
+        let receipts = store.receipts(chat, "alice", 2).await.expect("receipts");
+        assert_eq!(receipts.iter().map(|r| (r.user_id.as_str(), r.delivered_at)).collect::<Vec<_>>(), [("bob", None)]);
+        let marked = store.apply_pairs(&[("bob".to_string(), mark(chat, 2, MarkKind::Delivered))], 30).await;
+        assert_eq!(marked.expect("applied")[0].as_ref().expect("marked").events.len(), 1);
+        let receipts = store.receipts(chat, "alice", 2).await.expect("receipts");
+        assert_eq!(
+            receipts.iter().map(|r| (r.user_id.as_str(), r.delivered_at)).collect::<Vec<_>>(),
+            [("bob", Some(30))]
+        );
+    }
+}
