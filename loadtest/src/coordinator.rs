@@ -19,6 +19,25 @@ use crate::procstat;
 use crate::report::{self, Phases};
 use crate::stats::{AgentLine, AgentResult, Counters};
 
+/// Where the agents' specs are written. They hold the JWT secret, so the
+/// directory is this user's alone, and it is removed however the run ends.
+struct SpecDir(std::path::PathBuf);
+
+impl SpecDir {
+    fn create() -> std::io::Result<Self> {
+        use std::os::unix::fs::DirBuilderExt;
+        let path = std::env::temp_dir().join(format!("loadtest-{}", std::process::id()));
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&path)?;
+        Ok(SpecDir(path))
+    }
+}
+
+impl Drop for SpecDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 struct Agent {
     child: Child,
     stdin: ChildStdin,
@@ -56,8 +75,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
     let server_names: Vec<String> = plan.server_pids.iter().map(|&pid| procstat::name(pid)).collect();
     let shared = Arc::new(Mutex::new(Shared::default()));
     let mut agents = Vec::new();
-    let spec_dir = std::env::temp_dir().join(format!("loadtest-{}", std::process::id()));
-    std::fs::create_dir_all(&spec_dir)?;
+    let spec_dir = SpecDir::create()?;
     for index in 0..agent_count {
         let first = index * per_agent;
         let users = per_agent.min(plan.connections - first);
@@ -77,7 +95,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
             rate,
             user_prefix: prefix.clone(),
         };
-        let path = spec_dir.join(format!("agent-{index}.json"));
+        let path = spec_dir.0.join(format!("agent-{index}.json"));
         std::fs::write(&path, serde_json::to_vec(&spec)?)?;
         agents.push(spawn_agent(index, &path, users, shared.clone())?);
     }
@@ -154,7 +172,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
     let results: Vec<AgentResult> =
         std::mem::take(&mut shared.lock().unwrap_or_else(|e| e.into_inner()).results).into_values().collect();
     anyhow::ensure!(results.len() == agents.len(), "only {} of {} agents reported", results.len(), agents.len());
-    let _ = std::fs::remove_dir_all(&spec_dir);
+    drop(spec_dir);
     let phases = Phases {
         server_names,
         baseline,
