@@ -44,6 +44,33 @@ pub struct CommandEnvelope {
     pub received_at: Millis,
 }
 
+/// Where a command's reply goes, read from an envelope whose command could
+/// not be (a newer gateway's command that an older worker does not know):
+/// the sender is still told that it was not applied, and its connection's
+/// later commands are not held behind one that would never be answered.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ReplyAddress {
+    pub origin: Origin,
+    pub reference: Option<Value>,
+    pub received_at: Millis,
+}
+
+impl ReplyAddress {
+    /// The reply to a command no worker could read.
+    pub fn unreadable(self) -> Event {
+        let refusal = Refusal::new(
+            crate::error::ErrorCode::Internal,
+            "the worker could not read this command (a gateway newer than the workers?); it was not applied",
+        );
+        Event::Reply {
+            origin: self.origin,
+            reference: self.reference,
+            result: Err(refusal),
+            received_at: self.received_at,
+        }
+    }
+}
+
 /// Everything a gateway may need to push to its connections. Serialized
 /// (JSON) when it crosses Redis; the field names are internal, not wire.
 #[derive(Debug, Clone, Serialize, Deserialize)]

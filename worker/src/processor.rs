@@ -191,8 +191,24 @@ impl Processor {
     /// published after a batch (in process at once; by a stream consumer
     /// with its acknowledgement and next read).
     pub fn outcome_events(batch: &[CommandEnvelope], results: Results) -> Vec<Event> {
-        let mut events = Vec::with_capacity(batch.len() * 2);
-        for (envelope, result) in batch.iter().zip(results) {
+        Self::outcome_events_among(batch, results, Vec::new())
+    }
+
+    /// [`Processor::outcome_events`], with the replies to entries of the
+    /// batch that could not be read, each given with the number of readable
+    /// commands before it: every reply keeps its command's place, since a
+    /// connection's replies come in the order it sent the commands.
+    pub fn outcome_events_among(
+        batch: &[CommandEnvelope],
+        results: Results,
+        unreadable: Vec<(usize, Event)>,
+    ) -> Vec<Event> {
+        let mut events = Vec::with_capacity(batch.len() * 2 + unreadable.len());
+        let mut unreadable = unreadable.into_iter().peekable();
+        for (index, (envelope, result)) in batch.iter().zip(results).enumerate() {
+            while let Some((_, reply)) = unreadable.next_if(|(before, _)| *before <= index) {
+                events.push(reply);
+            }
             let label = envelope.command.label();
             let outcome = match result {
                 Ok(outcome) => {
@@ -214,6 +230,7 @@ impl Processor {
                 received_at: envelope.received_at,
             });
         }
+        events.extend(unreadable.map(|(_, reply)| reply));
         events
     }
 }

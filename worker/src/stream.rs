@@ -12,7 +12,7 @@ use redis::streams::StreamReadReply;
 use shared::bus::keys::{Keys, GROUP};
 use shared::bus::redis::RedisBroker;
 use shared::bus::redis_connection::RedisConnection;
-use shared::bus::{CommandEnvelope, Event};
+use shared::bus::{CommandEnvelope, Event, ReplyAddress};
 use shared::clock::now_ms;
 use tokio_util::sync::CancellationToken;
 
@@ -143,6 +143,7 @@ impl ShardConsumer {
             }
             let mut ids = Vec::with_capacity(entries.len());
             let mut batch = Vec::with_capacity(entries.len());
+            let mut unreadable = Vec::new();
             // Where a command's time goes between the gateway's XADD and its
             // reply (`chat_command_duration_seconds` on the gateway): waiting
             // in the stream, then its batch's transaction.
@@ -157,8 +158,16 @@ impl ShardConsumer {
                 let payload: Option<String> = entry.get("c");
                 match payload.as_deref().map(serde_json::from_str::<CommandEnvelope>) {
                     Some(Ok(envelope)) => batch.push(envelope),
-                    // Not ours to fix: acknowledge so it does not block the shard.
-                    _ => tracing::error!(id = %entry.id, "undecodable command entry skipped"),
+                    // Not ours to fix: acknowledged so that it does not
+                    // block the shard, and answered where it says whose it is.
+                    _ => {
+                        tracing::error!(id = %entry.id, "undecodable command entry skipped");
+                        metrics::counter!("chat_worker_commands_total", "type" => "unreadable", "outcome" => "internal")
+                            .increment(1);
+                        if let Some(Ok(address)) = payload.as_deref().map(serde_json::from_str::<ReplyAddress>) {
+                            unreadable.push((batch.len(), address.unreadable()));
+                        }
+                    }
                 }
             }
             // Entries read as new were never handed out before; once an
@@ -182,7 +191,7 @@ impl ShardConsumer {
             };
             failures = 0;
             metrics::histogram!("chat_worker_stage_seconds", "stage" => "apply").record(applying.elapsed());
-            unsent = Some(Unsent { events: Processor::outcome_events(&batch, results), ids });
+            unsent = Some(Unsent { events: Processor::outcome_events_among(&batch, results, unreadable), ids });
         }
     }
 

@@ -532,3 +532,40 @@ async fn a_command_the_database_refuses_does_not_hold_up_its_shard() {
     assert_eq!(ack["messageId"], 1, "the refused command took no id: {ack}");
     cluster.wait_for_log(&cluster.workers[0], "the database refuses this command").await;
 }
+
+/// A command no worker can read (a gateway newer than the workers, say)
+/// is answered `internal` on the connection its envelope names, in its
+/// place among that connection's replies, and the commands after it in
+/// the shard are applied.
+#[tokio::test]
+async fn a_command_no_worker_can_read_is_answered_and_holds_nothing_up() {
+    let cluster = Cluster::start(Options::default(), 1, 1).await;
+    let chat = cluster.group(0, "alice", &["bob"]).await;
+    let url = format!("ws://127.0.0.1:{}/ws", cluster.gateways[0].port);
+    let mut alice = testkit::client::open(&url, &cluster.token("alice"), "alice").await.expect("open");
+    let welcome = alice.recv().await;
+    let connection: u64 = welcome["connectionId"].as_str().and_then(|id| id.parse().ok()).expect("connectionId");
+    cluster.shard_owner(chat).await;
+    let unreadable = json!({
+        "id": "written-by-hand-2",
+        "origin": {"node": welcome["node"], "connection": connection},
+        "user": "alice",
+        "reference": "from-the-future",
+        "command": {"type": "teleport", "chat_id": chat},
+        "received_at": 0,
+    });
+    let keys = cluster.keys();
+    let mut redis = cluster.redis().await;
+    let _: String = redis::cmd("XADD")
+        .arg(keys.command_stream(keys.shard_of(chat)))
+        .arg("*")
+        .arg("c")
+        .arg(unreadable.to_string())
+        .query_async(&mut redis)
+        .await
+        .expect("XADD");
+    let refusal = alice.recv_type("error").await;
+    assert_eq!((&refusal["ref"], &refusal["code"]), (&json!("from-the-future"), &json!("internal")), "{refusal}");
+    let ack = alice.send_message(chat, "after", "fine").await;
+    assert_eq!(ack["messageId"], 1, "{ack}");
+}
