@@ -234,3 +234,48 @@ impl Processor {
         events
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{json, Value};
+    use shared::bus::{Origin, ReplyAddress};
+    use shared::model::Command;
+
+    use super::*;
+
+    fn envelope(reference: &str) -> CommandEnvelope {
+        CommandEnvelope {
+            id: reference.into(),
+            origin: Origin { node: "gw".into(), connection: 1 },
+            user: "alice".into(),
+            reference: Some(json!(reference)),
+            command: Command::Delete { chat_id: 1, message_id: 1 },
+            received_at: 0,
+        }
+    }
+
+    fn unreadable(reference: &str) -> Event {
+        let address = json!({"origin": {"node": "gw", "connection": 1}, "reference": reference, "received_at": 0});
+        serde_json::from_value::<ReplyAddress>(address).expect("an address").unreadable()
+    }
+
+    fn references(events: &[Event]) -> Vec<Value> {
+        events
+            .iter()
+            .map(|e| match e {
+                Event::Reply { reference, .. } => reference.clone().unwrap_or_default(),
+                other => panic!("not a reply: {other:?}"),
+            })
+            .collect()
+    }
+
+    /// Each unreadable entry's reply keeps its place among the batch's.
+    #[test]
+    fn replies_to_unreadable_entries_keep_their_place() {
+        let batch = [envelope("b"), envelope("d")];
+        let results = vec![Err(Refusal::internal()), Err(Refusal::internal())];
+        let among = vec![(0, unreadable("a")), (1, unreadable("c")), (2, unreadable("e"))];
+        let events = Processor::outcome_events_among(&batch, results, among);
+        assert_eq!(references(&events), ["a", "b", "c", "d", "e"].map(|r| json!(r)));
+    }
+}
