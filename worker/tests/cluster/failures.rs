@@ -518,16 +518,7 @@ async fn a_command_the_database_refuses_does_not_hold_up_its_shard() {
         },
         received_at: 0,
     };
-    let keys = cluster.keys();
-    let mut redis = cluster.redis().await;
-    let _: String = redis::cmd("XADD")
-        .arg(keys.command_stream(keys.shard_of(chat)))
-        .arg("*")
-        .arg("c")
-        .arg(serde_json::to_string(&refused).expect("JSON"))
-        .query_async(&mut redis)
-        .await
-        .expect("XADD");
+    cluster.append_command(chat, serde_json::to_string(&refused).expect("JSON")).await;
     let ack = alice.send_message(chat, "after", "fine").await;
     assert_eq!(ack["messageId"], 1, "the refused command took no id: {ack}");
     cluster.wait_for_log(&cluster.workers[0], "the database refuses this command").await;
@@ -554,16 +545,7 @@ async fn a_command_no_worker_can_read_is_answered_and_holds_nothing_up() {
         "command": {"type": "teleport", "chat_id": chat},
         "received_at": 0,
     });
-    let keys = cluster.keys();
-    let mut redis = cluster.redis().await;
-    let _: String = redis::cmd("XADD")
-        .arg(keys.command_stream(keys.shard_of(chat)))
-        .arg("*")
-        .arg("c")
-        .arg(unreadable.to_string())
-        .query_async(&mut redis)
-        .await
-        .expect("XADD");
+    cluster.append_command(chat, unreadable.to_string()).await;
     let refusal = alice.recv_type("error").await;
     assert_eq!((&refusal["ref"], &refusal["code"]), (&json!("from-the-future"), &json!("internal")), "{refusal}");
     let ack = alice.send_message(chat, "after", "fine").await;

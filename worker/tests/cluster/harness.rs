@@ -230,6 +230,20 @@ impl Cluster {
             .expect("redis")
     }
 
+    /// Appends `payload` to `chat`'s command stream, as a gateway would a
+    /// command: for entries no gateway would write.
+    pub async fn append_command(&self, chat: i64, payload: String) {
+        let keys = self.keys();
+        let _: String = redis::cmd("XADD")
+            .arg(keys.command_stream(keys.shard_of(chat)))
+            .arg("*")
+            .arg("c")
+            .arg(payload)
+            .query_async(&mut self.redis().await)
+            .await
+            .expect("XADD");
+    }
+
     /// The id of the worker holding the lease of `chat`'s shard, waiting
     /// for one to hold it.
     pub async fn shard_owner(&self, chat: i64) -> String {
