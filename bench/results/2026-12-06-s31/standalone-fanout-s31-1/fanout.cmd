@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-s31 /tmp/build-s31/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:18413/ws --http-url http://127.0.0.1:18413 --data-dir /tmp/tmp.nMtzrRk2eH --server-pid 25124 --report bench/results/2026-12-06-standalone-s31fan-s31-1/fanout.json --charts bench/results/2026-12-06-standalone-s31fan-s31-1/fanout

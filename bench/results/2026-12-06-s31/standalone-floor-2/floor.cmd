@@ -1,0 +1,1 @@
+target/release/loadtest floor --connections 2000 --rate 20000 --duration 10
