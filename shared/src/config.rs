@@ -96,42 +96,35 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 
 /// A URL with its passwords replaced, safe to log: the one in the user
 /// info and any query parameter that names one (`password=`, `pass=`,
-/// `sslpassword=`...). Split as URL parsers split it, so as sqlx and
-/// redis-rs read it: the authority ends at the first `/`, `?` or `#`, and
-/// the user info at its last `@` (a user name may hold one, and so may a
-/// password that was not percent-encoded).
+/// `sslpassword=`...). Read by the URL parser sqlx and redis-rs use, so
+/// the user info is where they find it (up to the last `@` of the
+/// authority: a user name may hold one, as Azure's `user@tenant` does). A
+/// URL that does not parse is not shown at all: where its password ends
+/// cannot be told, and nothing could connect with it either.
 pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
+    // Nowhere to put a password (an SQLite path, say, which need not parse
+    // as a URL: sqlx reads it as a path).
+    if !url.contains(['@', '?']) {
         return url.to_owned();
+    }
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return "(a URL that does not parse; not shown, as it may hold a password)".to_owned();
     };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let authority = match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{user}:***@{host}"),
-            None => authority.to_owned(),
-        },
-        None => authority.to_owned(),
-    };
-    let tail = match tail.split_once('?') {
-        Some((path, query)) => {
-            let (query, fragment) = match query.split_once('#') {
-                Some((query, fragment)) => (query, Some(fragment)),
-                None => (query, None),
-            };
-            let query: Vec<String> = query
-                .split('&')
-                .map(|pair| match pair.split_once('=') {
-                    Some((key, _)) if names_a_secret(key) => format!("{key}=***"),
-                    _ => pair.to_owned(),
-                })
-                .collect();
-            let fragment = fragment.map(|f| format!("#{f}")).unwrap_or_default();
-            format!("{path}?{}{fragment}", query.join("&"))
-        }
-        None => tail.to_owned(),
-    };
-    format!("{scheme}://{authority}{tail}")
+    if parsed.password().is_some() {
+        // Only fails for URLs that cannot have a password, which this has.
+        let _ = parsed.set_password(Some("***"));
+    }
+    if parsed.query_pairs().any(|(key, _)| names_a_secret(&key)) {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(key, value)| {
+                let value = if names_a_secret(&key) { "***".to_owned() } else { value.into_owned() };
+                (key.into_owned(), value)
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    parsed.to_string()
 }
 
 fn names_a_secret(key: &str) -> bool {
@@ -167,11 +160,15 @@ mod tests {
             ),
             ("redis+unix:///run/redis.sock?pass=secret", "redis+unix:///run/redis.sock?pass=***"),
             // An `@` in the user name (Azure), or unencoded in the password.
-            ("postgres://app@tenant:secret@h/db", "postgres://app@tenant:***@h/db"),
+            ("postgres://app@tenant:secret@h/db", "postgres://app%40tenant:***@h/db"),
             ("postgres://u:se@cret@h/db", "postgres://u:***@h/db"),
+            // Not a URL any parser reads: not shown.
+            ("postgres://u:se/cret@h/db", "(a URL that does not parse; not shown, as it may hold a password)"),
+            ("postgres://u:se?cret@h/db", "(a URL that does not parse; not shown, as it may hold a password)"),
             // An `@` after the authority is not user info.
             ("postgres://h/db?application_name=a@b", "postgres://h/db?application_name=a@b"),
             ("sqlite://data/chat.db?mode=rwc", "sqlite://data/chat.db?mode=rwc"),
+            ("sqlite://my data/chat.db", "sqlite://my data/chat.db"),
         ] {
             assert_eq!(redact_url(url), redacted, "{url}");
             assert!(!redact_url(url).contains("secret") && !redact_url(url).contains("cret"), "{url}");
