@@ -253,6 +253,7 @@ impl Store {
     /// the members it had.
     pub async fn delete_chat(&self, chat: ChatId, by: &str) -> Result<Vec<UserId>, StoreRefusal> {
         let mut tx = self.writer.begin().await?;
+        lock_for_change(&mut tx, chat).await?;
         membership(&mut *tx, chat, by).await?.require()?;
         let (creator,): (String,) =
             sqlx::query_as("SELECT creator FROM chats WHERE id = $1").bind(chat).fetch_one(&mut *tx).await?;
@@ -280,6 +281,7 @@ impl Store {
             return Err(Refusal::bad_request(format!("{user:?} is not a valid user id")).into());
         }
         let mut tx = self.writer.begin().await?;
+        lock_for_change(&mut tx, chat).await?;
         membership(&mut *tx, chat, by).await?.require()?;
         require_group(&mut tx, chat).await?;
         let members = members_of(&mut *tx, chat).await?;
@@ -291,11 +293,11 @@ impl Store {
         }
         // A newcomer's marks start at 0 like everyone's (PROTOCOL.md 5): the
         // history's status counts them once they are in the chat. Ranges of
-        // an earlier membership go first: on PostgreSQL a mark committed
-        // alongside the removal can outlive it (the removal's delete does
-        // not see it), and would show in receipts and take the key of the
-        // same range marked again, a refusal the worker would retry for
-        // ever.
+        // an earlier membership go first: on PostgreSQL a mark applied
+        // alongside the removal can outlive it (its worker may have read the
+        // membership before the removal committed), and would show in
+        // receipts and take the key of the same range marked again, a
+        // refusal the worker would retry for ever.
         sqlx::query("DELETE FROM mark_ranges WHERE chat_id = $1 AND user_id = $2")
             .bind(chat)
             .bind(user)
@@ -316,6 +318,7 @@ impl Store {
     /// remove anyone. Returns the members before the removal.
     pub async fn remove_member(&self, chat: ChatId, by: &str, user: &str) -> Result<Vec<UserId>, StoreRefusal> {
         let mut tx = self.writer.begin().await?;
+        lock_for_change(&mut tx, chat).await?;
         membership(&mut *tx, chat, by).await?.require()?;
         require_group(&mut tx, chat).await?;
         let (creator,): (String,) =
@@ -385,6 +388,26 @@ impl Store {
         }
         Ok(chats)
     }
+}
+
+/// Takes `chat`'s row lock before anything of the chat is read: every
+/// command a worker applies holds it until its commit, so under
+/// PostgreSQL's read committed the statements after it see what those
+/// commands wrote. Without it, a deletion or a membership change made
+/// alongside a worker's batch missed the batch's rows: a member added as
+/// the chat was deleted outlived it (and a `new` of theirs stalled the
+/// shard), a mark range outlived its membership. `not_found` if the chat is
+/// gone.
+async fn lock_for_change(tx: &mut sqlx::Transaction<'_, sqlx::Any>, chat: ChatId) -> Result<(), StoreRefusal> {
+    let locked = sqlx::query("UPDATE chats SET last_event_id = last_event_id WHERE id = $1")
+        .bind(chat)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    if locked == 0 {
+        return Err(Refusal::no_chat().into());
+    }
+    Ok(())
 }
 
 async fn require_group(tx: &mut sqlx::Transaction<'static, sqlx::Any>, chat: ChatId) -> Result<(), StoreRefusal> {

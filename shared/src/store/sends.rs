@@ -108,9 +108,13 @@ pub(super) async fn apply_run(
                 .map_err(Refusal::clone),
             Fate::Refused(refusal) => Err(refusal.clone()),
             Fate::New(offset) => {
-                let (first_message, first_event) = first_ids
-                    .get(&message.chat)
-                    .ok_or_else(|| StoreError::Corrupt(format!("chat {} vanished within a batch", message.chat)))?;
+                // Deleted since its members were read. Once an error that
+                // the worker retried for ever, stalling the shard, when a
+                // member outlived its chat.
+                let Some(&(first_message, first_event)) = first_ids.get(&message.chat) else {
+                    results.push(Err(Refusal::no_chat()));
+                    continue;
+                };
                 let (message_id, event_id) = (first_message + offset, first_event + offset);
                 let event = ChatEvent {
                     chat_id: message.chat,

@@ -198,3 +198,89 @@ async fn last_seen_times_are_recorded_for_a_whole_batch() {
         }
     }
 }
+
+/// A member row left behind by a chat's deletion (a member added as the
+/// chat was deleted, before deletions took the chat's lock) made that
+/// member's run of `new`s an error the worker retried for ever; it is a
+/// `not_found` refusal.
+#[tokio::test]
+async fn a_run_of_sends_to_a_chat_deleted_under_its_members_is_refused() {
+    for (store, _dir, url) in stores_with_urls().await {
+        let chat = group(&store, "alice", &["bob"]).await;
+        store.delete_chat(chat, "alice").await.expect("deleted");
+        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url).await.expect("connected underneath");
+        sqlx::query("INSERT INTO members (chat_id, user_id, joined_at) VALUES ($1, 'carol', 1)")
+            .bind(chat)
+            .execute(&mut conn)
+            .await
+            .expect("an orphan member");
+        let run: Vec<_> = (1..=3).map(|i| ("carol".to_string(), send(chat, &format!("c{i}"), "m"))).collect();
+        let results = store.apply_pairs(&run, 10).await.expect("applied, not failed");
+        for result in results {
+            assert_eq!(result.expect_err("refused").code, ErrorCode::NotFound);
+        }
+    }
+}
+
+/// A membership change waits for a worker's transaction in the chat to
+/// commit, and then sees its rows: a mark range written by a command
+/// applied alongside a removal is removed with the membership
+/// (PostgreSQL; SQLite's one writer orders them anyway).
+#[tokio::test]
+async fn a_removal_waits_for_a_command_in_flight_and_takes_its_rows_along() {
+    let Some((store, _dir, url)) =
+        stores_with_urls().await.into_iter().find(|(s, _, _)| s.backend() == shared::store::Backend::Postgres)
+    else {
+        return;
+    };
+    let chat = group(&store, "alice", &["bob"]).await;
+    store.apply_pairs(&[("alice".to_string(), send(chat, "c1", "m"))], 10).await.expect("sent");
+    // A worker's transaction, as far as a mark of bob's: the chat locked,
+    // the range written, not yet committed.
+    let mut worker = <sqlx::AnyConnection as sqlx::Connection>::connect(&url).await.expect("connected underneath");
+    sqlx::query("BEGIN").execute(&mut worker).await.expect("begin");
+    sqlx::query("UPDATE chats SET last_event_id = last_event_id WHERE id = $1")
+        .bind(chat)
+        .execute(&mut worker)
+        .await
+        .expect("locked");
+    sqlx::query(
+        "INSERT INTO mark_ranges (chat_id, user_id, kind, first_message_id, last_message_id, at) \
+         VALUES ($1, 'bob', 'dlvrd', 1, 1, 20)",
+    )
+    .bind(chat)
+    .execute(&mut worker)
+    .await
+    .expect("a range");
+    let removal = store.remove_member(chat, "bob", "bob");
+    tokio::pin!(removal);
+    let mut watcher = <sqlx::AnyConnection as sqlx::Connection>::connect(&url).await.expect("connected underneath");
+    let waiting = async {
+        loop {
+            // Lock waits have no notification to await; the removal's
+            // backend shows one once it blocks.
+            let (waiters,): (i64,) = sqlx::query_as(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .fetch_one(&mut watcher)
+            .await
+            .expect("pg_stat_activity");
+            if waiters > 0 {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::select! {
+        removed = &mut removal => panic!("the removal did not wait for the transaction in flight: {removed:?}"),
+        () = waiting => {}
+    }
+    sqlx::query("COMMIT").execute(&mut worker).await.expect("commit");
+    removal.await.expect("removed");
+    let (left,): (i64,) = sqlx::query_as("SELECT count(*) FROM mark_ranges WHERE chat_id = $1 AND user_id = 'bob'")
+        .bind(chat)
+        .fetch_one(&mut worker)
+        .await
+        .expect("count");
+    assert_eq!(left, 0, "the range went with the membership");
+}
