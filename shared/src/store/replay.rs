@@ -122,11 +122,13 @@ pub(super) fn replay_bound(chat_row: Option<(i64, i64, i64)>, since: EventId) ->
     Ok(last_event_id)
 }
 
-/// The chat's row and a page of its events. On PostgreSQL one statement,
-/// whose lateral join keeps the page an index range of the chat's events
-/// and returns the chat's row once, with no payload, when the page is
-/// empty. SQLite has no lateral join, and in process a statement is no
-/// round trip: two statements on one connection.
+/// The chat's row and a page of its events, in one statement, so that both
+/// come from one snapshot: read in two, a prune committed between them
+/// made the page start past events the chat's row still said were kept, a
+/// gap the client was not told of. On PostgreSQL a lateral join keeps the
+/// page an index range of the chat's events; SQLite has none, and its page
+/// is a subquery on the parameters alone. Either returns the chat's row
+/// once, with no payload, when the page is empty.
 async fn read_page(
     pool: &AnyPool,
     backend: Backend,
@@ -135,44 +137,26 @@ async fn read_page(
     since: EventId,
     limit: i64,
 ) -> Result<PageRead, StoreError> {
-    if backend == Backend::Postgres {
-        let rows: Vec<(i64, i64, i64, Option<String>)> = sqlx::query_as(
+    let sql = match backend {
+        Backend::Postgres => {
             "SELECT c.first_retained_event_id, c.last_event_id, \
                (SELECT COUNT(*) FROM members m WHERE m.chat_id = c.id AND m.user_id = $2), e.payload \
              FROM chats c LEFT JOIN LATERAL \
                (SELECT id, payload FROM events WHERE chat_id = c.id AND id > $3 ORDER BY id LIMIT $4) AS e ON TRUE \
-             WHERE c.id = $1 ORDER BY e.id",
-        )
-        .bind(chat)
-        .bind(user)
-        .bind(since)
-        .bind(limit)
-        .fetch_all(pool)
-        .await?;
-        let chat_row = rows.first().map(|&(first, last, member_rows, _)| (first, last, member_rows));
-        return Ok((chat_row, rows.into_iter().filter_map(|row| row.3).collect()));
-    }
-    let mut conn = pool.acquire().await?;
-    let chat_row: Option<(i64, i64, i64)> = sqlx::query_as(
-        "SELECT first_retained_event_id, last_event_id, \
-           (SELECT COUNT(*) FROM members m WHERE m.chat_id = c.id AND m.user_id = $2) \
-         FROM chats c WHERE c.id = $1",
-    )
-    .bind(chat)
-    .bind(user)
-    .fetch_optional(&mut *conn)
-    .await?;
-    if chat_row.is_none() {
-        return Ok((None, Vec::new()));
-    }
-    let rows: Vec<(String,)> =
-        sqlx::query_as("SELECT payload FROM events WHERE chat_id = $1 AND id > $2 ORDER BY id LIMIT $3")
-            .bind(chat)
-            .bind(since)
-            .bind(limit)
-            .fetch_all(&mut *conn)
-            .await?;
-    Ok((chat_row, rows.into_iter().map(|(payload,)| payload).collect()))
+             WHERE c.id = $1 ORDER BY e.id"
+        }
+        Backend::Sqlite => {
+            "SELECT c.first_retained_event_id, c.last_event_id, \
+               (SELECT COUNT(*) FROM members m WHERE m.chat_id = c.id AND m.user_id = $2), e.payload \
+             FROM chats c LEFT JOIN \
+               (SELECT id, payload FROM events WHERE chat_id = $1 AND id > $3 ORDER BY id LIMIT $4) AS e ON 1 \
+             WHERE c.id = $1 ORDER BY e.id"
+        }
+    };
+    let rows: Vec<(i64, i64, i64, Option<String>)> =
+        sqlx::query_as(sql).bind(chat).bind(user).bind(since).bind(limit).fetch_all(pool).await?;
+    let chat_row = rows.first().map(|&(first, last, member_rows, _)| (first, last, member_rows));
+    Ok((chat_row, rows.into_iter().filter_map(|row| row.3).collect()))
 }
 
 /// [`read_page`] for many requests in one PostgreSQL statement: each
