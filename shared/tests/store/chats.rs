@@ -244,14 +244,7 @@ async fn a_removal_waits_for_a_command_in_flight_and_takes_its_rows_along() {
         .execute(&mut worker)
         .await
         .expect("locked");
-    sqlx::query(
-        "INSERT INTO mark_ranges (chat_id, user_id, kind, first_message_id, last_message_id, at) \
-         VALUES ($1, 'bob', 'dlvrd', 1, 1, 20)",
-    )
-    .bind(chat)
-    .execute(&mut worker)
-    .await
-    .expect("a range");
+    write_delivered_range(&mut worker, chat, "bob", 1, 20).await;
     let removal = store.remove_member(chat, "bob", "bob");
     tokio::pin!(removal);
     let mut watcher = <sqlx::AnyConnection as sqlx::Connection>::connect(&url).await.expect("connected underneath");

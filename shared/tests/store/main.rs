@@ -63,6 +63,22 @@ impl ApplyPairs for Store {
     }
 }
 
+/// Writes a delivered range of `user`'s straight into `mark_ranges`, as a
+/// worker's transaction would, for tests of what such a row meets.
+async fn write_delivered_range(conn: &mut sqlx::AnyConnection, chat: i64, user: &str, last: i64, at: i64) {
+    sqlx::query(
+        "INSERT INTO mark_ranges (chat_id, user_id, kind, first_message_id, last_message_id, at) \
+         VALUES ($1, $2, 'dlvrd', 1, $3, $4)",
+    )
+    .bind(chat)
+    .bind(user)
+    .bind(last)
+    .bind(at)
+    .execute(conn)
+    .await
+    .expect("a range");
+}
+
 fn send(chat: i64, cid: &str, text: &str) -> Command {
     Command::Send { chat_id: chat, client_message_id: cid.into(), text: text.into(), attachments: json!([]) }
 }

@@ -148,14 +148,7 @@ async fn a_member_added_back_marks_afresh_over_a_range_left_behind() {
         store.remove_member(chat, "bob", "bob").await.expect("left");
         // What that race leaves behind.
         let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url).await.expect("connected underneath");
-        sqlx::query(
-            "INSERT INTO mark_ranges (chat_id, user_id, kind, first_message_id, last_message_id, at) \
-             VALUES ($1, 'bob', 'dlvrd', 1, 2, 15)",
-        )
-        .bind(chat)
-        .execute(&mut conn)
-        .await
-        .expect("a leftover range");
+        write_delivered_range(&mut conn, chat, "bob", 2, 15).await;
 
         store.add_member(chat, "alice", "bob", 20).await.expect("added back");
         let receipts = store.receipts(chat, "alice", 2).await.expect("receipts");
