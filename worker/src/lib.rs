@@ -23,5 +23,6 @@ pub mod lease;
 pub mod processor;
 pub mod retention;
 pub mod stream;
+pub mod stream_entries;
 
 pub use processor::Processor;

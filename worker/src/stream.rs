@@ -8,7 +8,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redis::streams::StreamReadReply;
 use shared::bus::keys::{Keys, GROUP};
 use shared::bus::redis::RedisBroker;
 use shared::bus::redis_connection::RedisConnection;
@@ -18,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::group_commit::GroupCommit;
 use crate::processor::Processor;
+use crate::stream_entries::entries_of;
 
 /// How long one read waits for new entries before checking `stop`.
 const BLOCK_MS: u64 = 1_000;
@@ -99,7 +99,7 @@ impl ShardConsumer {
                 read.arg("BLOCK").arg(BLOCK_MS);
             }
             read.arg("STREAMS").arg(&stream).arg(from);
-            let reply: Result<(Option<StreamReadReply>,), _> = if carries_batch {
+            let reply: Result<(redis::Value,), _> = if carries_batch {
                 // Waited for even when stopping (at most BLOCK_MS): it
                 // carries a batch's acknowledgement.
                 request.query_async(&mut reader).await
@@ -113,9 +113,7 @@ impl ShardConsumer {
                 }
             };
             let entries = match reply {
-                Ok((reply,)) => {
-                    reply.map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect::<Vec<_>>()).unwrap_or_default()
-                }
+                Ok((reply,)) => entries_of(reply),
                 Err(e) => {
                     // Redis may have handed out entries in a reply that was
                     // lost, and may not have run the XACK: both wait,
@@ -155,8 +153,8 @@ impl ShardConsumer {
                     queue_wait.record(read_at.saturating_sub(appended_at).max(0) as f64 / 1000.0);
                 }
                 ids.push(entry.id.clone());
-                let payload: Option<String> = entry.get("c");
-                match payload.as_deref().map(serde_json::from_str::<CommandEnvelope>) {
+                let payload = entry.payload.as_deref();
+                match payload.map(serde_json::from_str::<CommandEnvelope>) {
                     Some(Ok(envelope)) => batch.push(envelope),
                     // Not ours to fix: acknowledged so that it does not
                     // block the shard, and answered where it says whose it is.
@@ -164,7 +162,7 @@ impl ShardConsumer {
                         tracing::error!(id = %entry.id, "undecodable command entry skipped");
                         metrics::counter!("chat_worker_commands_total", "type" => "unreadable", "outcome" => "internal")
                             .increment(1);
-                        if let Some(Ok(address)) = payload.as_deref().map(serde_json::from_str::<ReplyAddress>) {
+                        if let Some(Ok(address)) = payload.map(serde_json::from_str::<ReplyAddress>) {
                             unreadable.push((batch.len(), address.unreadable()));
                         }
                     }

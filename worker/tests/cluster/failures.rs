@@ -551,3 +551,25 @@ async fn a_command_no_worker_can_read_is_answered_and_holds_nothing_up() {
     let ack = alice.send_message(chat, "after", "fine").await;
     assert_eq!(ack["messageId"], 1, "{ack}");
 }
+
+/// A stream entry whose field names are not UTF-8 (nothing of ours writes
+/// one) is skipped like any unreadable entry: the commands after it are
+/// applied. Once it made every read of its shard fail.
+#[tokio::test]
+async fn an_entry_with_a_field_name_that_is_not_text_holds_nothing_up() {
+    let cluster = Cluster::start(Options::default(), 1, 1).await;
+    let chat = cluster.group(0, "alice", &["bob"]).await;
+    let mut alice = cluster.connect(0, "alice").await;
+    cluster.shard_owner(chat).await;
+    let keys = cluster.keys();
+    let _: String = redis::cmd("XADD")
+        .arg(keys.command_stream(keys.shard_of(chat)))
+        .arg("*")
+        .arg(&b"\xff"[..])
+        .arg("x")
+        .query_async(&mut cluster.redis().await)
+        .await
+        .expect("XADD");
+    let ack = alice.send_message(chat, "after", "fine").await;
+    assert_eq!(ack["messageId"], 1, "{ack}");
+}
