@@ -343,7 +343,13 @@ impl Reader<'_> {
                 let lane = self.node.commands.lane_of(command.chat_id());
                 self.sequence += 1;
                 let envelope = CommandEnvelope {
-                    id: format!("{}-{}-{}", self.node.incarnation, self.handle.id, self.sequence),
+                    // The connection number's low half, the part that
+                    // counts: the high half is the same for every
+                    // connection of this process (`node.rs`) and would only
+                    // lengthen the key the workers store every command
+                    // under. So ids stay as long as before the numbers
+                    // started at random.
+                    id: format!("{}-{}-{}", self.node.incarnation, self.handle.id as u32, self.sequence),
                     origin: Origin { node: self.node.id.clone(), connection: self.handle.id },
                     user: self.handle.user.clone(),
                     reference: reference.clone(),
