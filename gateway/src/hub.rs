@@ -478,8 +478,10 @@ impl HubSink {
             Event::Chat(event) => hub.chat_event(event, batch),
             Event::Typing { chat, user } => hub.typing(chat, &user),
             Event::Presence { user, online, last_seen, chats, seq } => {
-                // Ordered (and remembered) only where someone hears it.
-                if !chats.iter().any(|chat| hub.chats.contains_key(chat)) || !hub.latest_presence.is_news(&user, seq) {
+                // Numbered ones (a cluster's) are ordered, and remembered,
+                // only where someone hears them; standalone's are all news.
+                let heard_here = || chats.iter().any(|chat| hub.chats.contains_key(chat));
+                if seq != 0 && (!heard_here() || !hub.latest_presence.is_news(&user, seq)) {
                     return;
                 }
                 let frame = Arc::new(if online {
