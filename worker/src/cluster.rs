@@ -140,6 +140,7 @@ impl Worker {
                 let stop = CancellationToken::new();
                 let consumer = ShardConsumer {
                     shard,
+                    worker: self.id.clone(),
                     keys: self.keys.clone(),
                     processor: processor.clone(),
                     committer: committer.clone(),

@@ -9,6 +9,7 @@
 mod harness;
 
 mod failures;
+mod leases;
 mod presence;
 mod protocol;
 mod standalone;

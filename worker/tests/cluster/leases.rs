@@ -1,0 +1,68 @@
+//! Shard leases: a worker reads a shard's commands only while it holds the
+//! shard's lease, so one chat's commands are applied in the order sent even
+//! when a stalled worker and its successor both believe they own a shard.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::harness::{Cluster, Options};
+
+/// The worker's lease is taken over behind its back (as if it had stalled
+/// past its TTL and a successor had taken the shard) just before a command
+/// arrives. The worker must not take that command: a successor reading the
+/// shard would apply the commands after it first. Once the lease is free
+/// again, the worker takes the shard back and applies it.
+#[tokio::test]
+async fn a_worker_whose_lease_was_taken_reads_nothing_more_from_the_shard() {
+    let cluster = Cluster::start(Options::default(), 1, 1).await;
+    let chat = cluster.group(0, "alice", &["bob"]).await;
+    let mut alice = cluster.connect(0, "alice").await;
+    // The worker's consumer is running and waiting for this shard's commands.
+    assert_eq!(alice.send_message(chat, "first", "one").await["messageId"], 1);
+
+    let keys = cluster.keys();
+    let (stream, lease) = (keys.command_stream(keys.shard_of(chat)), keys.shard_lease(keys.shard_of(chat)));
+    let mut redis = cluster.redis().await;
+    let _: () = redis::cmd("SET")
+        .arg(&lease)
+        .arg("successor")
+        .arg("PX")
+        .arg(60_000)
+        .query_async(&mut redis)
+        .await
+        .expect("SET");
+    alice.send(json!({"type": "new", "chatId": chat, "clientMessageId": "second", "message": "two"})).await;
+    let started = Instant::now();
+    let second = loop {
+        let last: Vec<(String, Vec<(String, String)>)> = redis::cmd("XREVRANGE")
+            .arg(&stream)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut redis)
+            .await
+            .expect("XREVRANGE");
+        match last.into_iter().next() {
+            Some((id, fields)) if fields.iter().any(|(_, command)| command.contains("\"second\"")) => break id,
+            _ => {}
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "the gateway never appended the command");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    cluster.wait_for_log(&cluster.workers[0], "lease lost").await;
+
+    let groups: Vec<std::collections::HashMap<String, redis::Value>> =
+        redis::cmd("XINFO").arg("GROUPS").arg(&stream).query_async(&mut redis).await.expect("XINFO");
+    let delivered = match groups.first().and_then(|group| group.get("last-delivered-id")) {
+        Some(redis::Value::BulkString(id)) => String::from_utf8_lossy(id).into_owned(),
+        other => panic!("no consumer group: {other:?}"),
+    };
+    assert_ne!(delivered, second, "the worker took a command from a shard it no longer held");
+
+    let _: () = redis::cmd("DEL").arg(&lease).query_async(&mut redis).await.expect("DEL");
+    let ack = alice.recv_type("ack").await;
+    assert_eq!((&ack["clientMessageId"], &ack["messageId"]), (&json!("second"), &json!(2)), "{ack}");
+    assert_eq!(cluster.shard_owner(chat).await, cluster.workers[0].name);
+}
