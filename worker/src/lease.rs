@@ -44,37 +44,16 @@ end
 return 0
 "#;
 
-/// Reads the shard's stream for its consumer group, but only while this
-/// worker holds the shard's lease: the check and the read are one step in
-/// Redis. A worker stalled past its lease (frozen, starved of CPU) could
-/// otherwise take new entries after its successor took over, and apply
-/// them after entries the successor read later: one chat's commands out
-/// of the order sent. Entries read before the takeover are no such risk:
-/// they are pending, the successor reads them first, and whichever applies
-/// a command second finds it recorded.
-///
-/// KEYS: lease, stream. ARGV: worker, group, consumer, count, from (`0`
-/// for the pending entries, `>` for new ones). Returns the XREADGROUP
-/// reply; when nothing is new, the group's last delivered id, after which
-/// to wait; `LEASELOST` when another worker (or none) holds the lease.
-pub const READ_IF_OWNED: &str = r#"
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then
-  return redis.error_reply('LEASELOST this worker no longer holds the shard')
+/// The check before a read of a shard (`crate::shard_read`): 1 if this
+/// worker holds the shard's lease; if not, 0, after writing the read's
+/// fence key, which the read's transaction WATCHes, so that the read does
+/// not run. KEYS: lease, fence. ARGV: worker.
+pub const CHECK_BEFORE_READ: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return 1
 end
-local read = redis.pcall('XREADGROUP', 'GROUP', ARGV[2], ARGV[3], 'COUNT', ARGV[4], 'STREAMS', KEYS[2], ARGV[5])
-if read then
-  return read
-end
-for _, group in ipairs(redis.call('XINFO', 'GROUPS', KEYS[2])) do
-  local fields = {}
-  for i = 1, #group, 2 do
-    fields[group[i]] = group[i + 1]
-  end
-  if fields['name'] == ARGV[2] then
-    return fields['last-delivered-id']
-  end
-end
-return '0-0'
+redis.call('SET', KEYS[2], 1, 'PX', 60000)
+return 0
 "#;
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ pub mod group_commit;
 pub mod lease;
 pub mod processor;
 pub mod retention;
+pub mod shard_read;
 pub mod stream;
 pub mod stream_entries;
 

@@ -3,9 +3,8 @@
 //! published and the batch acknowledged (XACK) in the request that reads
 //! the next batch. A failure anywhere before the XACK leaves the entries
 //! pending, and they are applied again, which the store recognises by
-//! command id. Every read checks the shard's lease in the same step
-//! ([`crate::lease::READ_IF_OWNED`]); a script cannot block, so the
-//! request waits for new entries with a plain XREAD before it.
+//! command id. Every read is fenced by the shard's lease
+//! ([`crate::shard_read`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,12 +17,8 @@ use shared::clock::now_ms;
 use tokio_util::sync::CancellationToken;
 
 use crate::group_commit::GroupCommit;
-use crate::lease::READ_IF_OWNED;
 use crate::processor::Processor;
-use crate::stream_entries::{entries_of, Entry};
-
-/// How long one read waits for new entries before checking `stop`.
-const BLOCK_MS: u64 = 1_000;
+use crate::shard_read::{Read, ShardRead};
 
 pub struct ShardConsumer {
     pub shard: u32,
@@ -46,30 +41,12 @@ struct Unsent {
     ids: Vec<String>,
 }
 
-/// What a read of the shard found.
-enum Read {
-    Entries(Vec<Entry>),
-    /// Nothing new after this id: wait for entries after it.
-    NothingAfter(String),
-}
-
-impl Read {
-    fn of(reply: redis::Value) -> Read {
-        match reply {
-            redis::Value::BulkString(id) => Read::NothingAfter(String::from_utf8_lossy(&id).into_owned()),
-            reply => Read::Entries(entries_of(reply)),
-        }
-    }
-}
-
 impl ShardConsumer {
     /// Runs until `stop`; a batch in hand is finished, published and
     /// acknowledged first, so stopping never leaves work half done.
     pub async fn run(self, stop: CancellationToken) {
         let stream = self.keys.command_stream(self.shard);
-        let consumer = self.keys.shard_consumer(self.shard);
-        let lease = self.keys.shard_lease(self.shard);
-        let read_if_owned = redis::Script::new(READ_IF_OWNED);
+        let read = ShardRead::new(&self.keys, self.shard, &self.worker, self.processor.max_batch());
         // Blocking reads get a connection of their own: a BLOCK on the
         // shared multiplexed connection would stall everything behind it.
         let mut reader = loop {
@@ -86,7 +63,10 @@ impl ShardConsumer {
         let mut backlog = true;
         let mut failures = 0u32;
         let mut unsent: Option<Unsent> = None;
-        let mut wait_after: Option<String> = None;
+        // The group's last delivered id, once known: only this worker
+        // reads the shard, so its reads move it.
+        let mut position: Option<String> = None;
+        let mut wait = false;
         tracing::info!(shard = self.shard, "consuming");
         loop {
             let stopping = stop.is_cancelled();
@@ -117,28 +97,12 @@ impl ShardConsumer {
                 break;
             }
             // After a read that found nothing, or a batch that emptied the
-            // stream, the request waits for an entry after the last one
-            // handed out with a plain XREAD, which hands nothing out: it
-            // holds the connection until one comes, then the script reads.
-            if let Some(after) = wait_after.take() {
-                request
-                    .cmd("XREAD")
-                    .arg("BLOCK")
-                    .arg(BLOCK_MS)
-                    .arg("COUNT")
-                    .arg(1)
-                    .arg("STREAMS")
-                    .arg(&stream)
-                    .arg(after);
-                request.ignore();
-            }
-            let from = if backlog { "0" } else { ">" };
-            let mut read = read_if_owned.prepare_invoke();
-            read.key(&lease).key(&stream);
-            read.arg(&self.worker).arg(GROUP).arg(&consumer).arg(self.processor.max_batch()).arg(from);
-            request.invoke_script(&read);
-            let reply: Result<(redis::Value,), _> = if carries_batch {
-                // Waited for even when stopping (at most BLOCK_MS): it
+            // stream, the read waits for the next entry.
+            let wait_after = if wait { position.as_deref() } else { None };
+            read.add_to(&mut request, backlog, wait_after, !backlog && position.is_none());
+            wait = false;
+            let reply: Result<(i64, redis::Value), _> = if carries_batch {
+                // Waited for even when stopping (at most a second): it
                 // carries a batch's acknowledgement.
                 request.query_async(&mut reader).await
             } else {
@@ -150,38 +114,34 @@ impl ShardConsumer {
                     _ = stop.cancelled() => return,
                 }
             };
-            let entries = match reply.map(|(reply,)| Read::of(reply)) {
+            let entries = match reply.map(ShardRead::outcome) {
                 Ok(Read::Entries(entries)) => entries,
-                Ok(Read::NothingAfter(after)) => {
-                    backlog = false;
-                    wait_after = Some(after);
+                Ok(Read::NothingNew(known)) => {
+                    if backlog {
+                        backlog = false;
+                    } else {
+                        position = known.or(position);
+                        wait = true;
+                    }
                     continue;
+                }
+                Ok(Read::Interrupted) => continue,
+                Ok(Read::LeaseLost) => {
+                    // The worker's next lease round sees it too and forgets
+                    // the shard.
+                    tracing::warn!(shard = self.shard, "lease lost; stopped consuming the shard");
+                    return;
                 }
                 Err(e) => {
                     // Redis may have handed out entries in a reply that was
                     // lost, and may not have run the XACK: both wait,
                     // pending, in the backlog.
                     backlog = true;
-                    if answered(&e, "LEASELOST") {
-                        // The worker's next lease round sees it too and
-                        // forgets the shard. A batch whose XACK failed
-                        // with it is pending for the next owner.
-                        tracing::warn!(shard = self.shard, "lease lost; stopped consuming the shard");
-                        return;
-                    }
+                    position = None;
                     if carries_batch {
                         metrics::counter!("chat_redis_errors_total", "op" => "publish").increment(1);
                     }
-                    if answered(&e, "NOSCRIPT") {
-                        // Redis's script cache is empty: its first read
-                        // since Redis started.
-                        if let Err(e) = read_if_owned.prepare_invoke().load_async(&mut reader).await {
-                            tracing::warn!(error = %e, shard = self.shard, "loading the read script failed");
-                            if sleep_or_stop(backoff(&mut failures), &stop).await {
-                                return;
-                            }
-                        }
-                    } else if answered(&e, "NOGROUP") {
+                    if answered(&e, "NOGROUP") {
                         // New stream, or Redis restarted empty.
                         self.create_group(&stream).await;
                     } else {
@@ -198,8 +158,9 @@ impl ShardConsumer {
                 backlog = false;
                 continue;
             }
-            if !backlog && entries.len() < self.processor.max_batch() {
-                wait_after = entries.last().map(|entry| entry.id.clone());
+            if !backlog {
+                position = entries.last().map(|entry| entry.id.clone());
+                wait = entries.len() < self.processor.max_batch();
             }
             let mut ids = Vec::with_capacity(entries.len());
             let mut batch = Vec::with_capacity(entries.len());

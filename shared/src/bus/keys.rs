@@ -43,6 +43,13 @@ impl Keys {
         format!("{}lease:{shard}", self.prefix)
     }
 
+    /// Written when a worker finds it no longer holds `shard`'s lease just
+    /// before reading the shard; the read's transaction WATCHes it, so the
+    /// read does not run (`worker::shard_read`).
+    pub fn shard_read_fence(&self, shard: u32) -> String {
+        format!("{}readfence:{shard}", self.prefix)
+    }
+
     /// A live worker's heartbeat key (with a TTL).
     pub fn worker_alive(&self, worker: &str) -> String {
         format!("{}worker:{worker}", self.prefix)
