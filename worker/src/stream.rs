@@ -120,11 +120,15 @@ impl ShardConsumer {
                     if backlog {
                         backlog = false;
                     } else {
-                        position = known.or(position);
+                        // Not asked for, the position may be behind (a
+                        // wait from it would end at once): the next read
+                        // asks for it.
+                        position = known;
                         wait = true;
                     }
                     continue;
                 }
+                // Nothing was read: read again at once.
                 Ok(Read::Interrupted) => continue,
                 Ok(Read::LeaseLost) => {
                     // The worker's next lease round sees it too and forgets
@@ -141,7 +145,7 @@ impl ShardConsumer {
                     if carries_batch {
                         metrics::counter!("chat_redis_errors_total", "op" => "publish").increment(1);
                     }
-                    if answered(&e, "NOGROUP") {
+                    if answered_nogroup(&e) {
                         // New stream, or Redis restarted empty.
                         self.create_group(&stream).await;
                     } else {
@@ -234,10 +238,10 @@ impl ShardConsumer {
     }
 }
 
-/// Whether Redis answered with the error `code` (NOGROUP: no such stream
-/// or group), alone or as one command of a pipeline.
-fn answered(e: &redis::RedisError, code: &str) -> bool {
-    e.clone().into_server_errors().is_some_and(|errors| errors.iter().any(|(_, error)| error.code() == code))
+/// Whether Redis answered NOGROUP (no such stream or group), alone or as
+/// one command of a pipeline or transaction.
+fn answered_nogroup(e: &redis::RedisError) -> bool {
+    e.clone().into_server_errors().is_some_and(|errors| errors.iter().any(|(_, error)| error.code() == "NOGROUP"))
 }
 
 /// The time Redis appended a stream entry: the first part of its id.
