@@ -29,6 +29,7 @@ use shared::store::{within, Store};
 use shared::sync::lock;
 
 use crate::handle::{ClientHandle, ConnectionId};
+use crate::latest::Latest;
 use crate::node::STORE_DEADLINE;
 use crate::ordering::{classify, Next};
 use crate::outbound::{Framed, Outbound, RenderedEvent};
@@ -147,6 +148,11 @@ pub struct Hub {
     users: DashMap<String, Arc<LocalUser>>,
     chats: DashMap<ChatId, ChatEntry>,
     latest_presence: LatestPresence,
+    /// The membership version last applied per (user, chat): changes made
+    /// through two gateways are published in no particular order, and a
+    /// removal arriving after the re-add that followed it would leave a
+    /// member unsubscribed from their chat.
+    latest_membership: Latest<(String, ChatId)>,
 }
 
 impl Hub {
@@ -158,6 +164,7 @@ impl Hub {
             users: DashMap::new(),
             chats: DashMap::new(),
             latest_presence: LatestPresence::new(),
+            latest_membership: Latest::new(),
         })
     }
 
@@ -491,7 +498,12 @@ impl HubSink {
                 });
                 hub.to_co_members(&user, &chats, &frame);
             }
-            Event::ChatList { user, action, chat } => {
+            Event::ChatList { user, action, chat, version } => {
+                let key = (user, chat.id);
+                if !hub.latest_membership.is_current(&key, version.max(0) as u64) {
+                    return;
+                }
+                let (user, _) = key;
                 hub.membership_changed(&user, chat.id, chat.last_event_id, action);
                 hub.to_user(&user, &Arc::new(Framed { kind: "chats", bytes: render::chats(action, &chat) }));
             }

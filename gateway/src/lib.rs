@@ -33,6 +33,7 @@ pub mod frame_metrics;
 pub mod handle;
 pub mod heartbeat;
 pub mod hub;
+pub mod latest;
 pub mod node;
 pub mod ordering;
 pub mod outbound;

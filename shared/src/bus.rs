@@ -97,8 +97,16 @@ pub enum Event {
         #[serde(default)]
         seq: u64,
     },
-    /// A chat appeared, changed or disappeared for `user`.
-    ChatList { user: UserId, action: ChatAction, chat: Box<ChatSummary> },
+    /// A chat appeared, changed or disappeared for `user`. `version`: the
+    /// chat's membership version after the change (0 from a gateway older
+    /// than the numbering: always applied).
+    ChatList {
+        user: UserId,
+        action: ChatAction,
+        chat: Box<ChatSummary>,
+        #[serde(default)]
+        version: i64,
+    },
     /// The answer to one command, for the connection that sent it.
     Reply { origin: Origin, reference: Option<Value>, result: Result<Applied, Refusal>, received_at: Millis },
 }

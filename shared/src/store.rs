@@ -38,7 +38,7 @@ mod summaries;
 use sqlx::any::AnyPoolOptions;
 use sqlx::AnyPool;
 
-pub use chats::{ChatCreated, NewChat};
+pub use chats::{ChatCreated, MembershipChange, NewChat, CREATED_MEMBERSHIP_VERSION};
 pub use checkpoint::Checkpointed;
 pub use commands::{Delivery, Outcome, Submitted};
 pub use deadline::within;

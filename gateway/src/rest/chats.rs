@@ -15,7 +15,7 @@ use shared::clock::now_ms;
 use shared::error::Refusal;
 use shared::model::{ChatAction, ChatId, ChatKind, ChatSummary};
 use shared::protocol::native::outbound::{chat_json, rest_error};
-use shared::store::{within, NewChat, StoreRefusal};
+use shared::store::{within, NewChat, StoreRefusal, CREATED_MEMBERSHIP_VERSION};
 
 use super::auth::{id, ApiError, Caller};
 use crate::node::{Node, STORE_DEADLINE};
@@ -63,7 +63,7 @@ pub async fn create(
     if created.earlier {
         tracing::debug!(chat = created.chat_id, "a chat creation retried under its idempotency key");
     }
-    announce(&node, created.chat_id, &created.members, ChatAction::Created).await;
+    announce(&node, created.chat_id, &created.members, ChatAction::Created, CREATED_MEMBERSHIP_VERSION).await;
     let summary =
         within(STORE_DEADLINE, node.store.summary(created.chat_id, &user)).await?.ok_or_else(Refusal::no_chat)?;
     Ok((StatusCode::CREATED, Json(chat_json(&summary))).into_response())
@@ -94,9 +94,9 @@ pub async fn delete(
     let chat = id(&chat, "chatId")?;
     // Each member's last view of the chat goes with the `deleted` frame.
     let before = summaries(&node, chat, &within(STORE_DEADLINE, node.store.members(chat)).await?).await;
-    let members = within(STORE_DEADLINE, node.store.delete_chat(chat, &user)).await?;
-    for summary in before.into_iter().filter(|(m, _)| members.contains(m)) {
-        publish(&node, summary.0, ChatAction::Deleted, summary.1).await;
+    let deleted = within(STORE_DEADLINE, node.store.delete_chat(chat, &user)).await?;
+    for summary in before.into_iter().filter(|(m, _)| deleted.members.contains(m)) {
+        publish(&node, summary.0, ChatAction::Deleted, summary.1, deleted.version).await;
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -116,10 +116,10 @@ pub async fn add_member(
     let chat = id(&chat, "chatId")?;
     let request: AddMember =
         serde_json::from_slice(&body).map_err(|e| Refusal::bad_request(format!("invalid body: {e}")))?;
-    let members = within(STORE_DEADLINE, node.store.add_member(chat, &user, &request.user_id, now_ms())).await?;
-    announce(&node, chat, std::slice::from_ref(&request.user_id), ChatAction::Created).await;
-    let others: Vec<String> = members.into_iter().filter(|m| *m != request.user_id).collect();
-    announce(&node, chat, &others, ChatAction::Updated).await;
+    let added = within(STORE_DEADLINE, node.store.add_member(chat, &user, &request.user_id, now_ms())).await?;
+    announce(&node, chat, std::slice::from_ref(&request.user_id), ChatAction::Created, added.version).await;
+    let others: Vec<String> = added.members.into_iter().filter(|m| *m != request.user_id).collect();
+    announce(&node, chat, &others, ChatAction::Updated, added.version).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -135,19 +135,20 @@ pub async fn remove_member(
         return Err(Refusal::bad_request(format!("{removed:?} is not a valid user id")).into());
     }
     let last_view = within(STORE_DEADLINE, node.store.summary(chat, &removed)).await?;
-    let members = within(STORE_DEADLINE, node.store.remove_member(chat, &user, &removed)).await?;
+    let change = within(STORE_DEADLINE, node.store.remove_member(chat, &user, &removed)).await?;
     if let Some(view) = last_view {
-        publish(&node, removed.clone(), ChatAction::Deleted, view).await;
+        publish(&node, removed.clone(), ChatAction::Deleted, view, change.version).await;
     }
-    let others: Vec<String> = members.into_iter().filter(|m| *m != removed).collect();
-    announce(&node, chat, &others, ChatAction::Updated).await;
+    let others: Vec<String> = change.members.into_iter().filter(|m| *m != removed).collect();
+    announce(&node, chat, &others, ChatAction::Updated, change.version).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Sends each of `users` the chat as they see it now.
-async fn announce(node: &Node, chat: ChatId, users: &[String], action: ChatAction) {
+/// Sends each of `users` the chat as they see it now, as of membership
+/// `version`.
+async fn announce(node: &Node, chat: ChatId, users: &[String], action: ChatAction, version: i64) {
     for (user, summary) in summaries(node, chat, users).await {
-        publish(node, user, action, summary).await;
+        publish(node, user, action, summary, version).await;
     }
 }
 
@@ -163,8 +164,8 @@ async fn summaries(node: &Node, chat: ChatId, users: &[String]) -> Vec<(String, 
     views
 }
 
-async fn publish(node: &Node, user: String, action: ChatAction, chat: ChatSummary) {
-    let event = Event::ChatList { user, action, chat: Box::new(chat) };
+async fn publish(node: &Node, user: String, action: ChatAction, chat: ChatSummary, version: i64) {
+    let event = Event::ChatList { user, action, chat: Box::new(chat), version };
     if let Err(e) = node.broker.publish(event).await {
         tracing::warn!(error = %e, "chat change not announced");
     }

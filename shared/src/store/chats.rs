@@ -39,6 +39,19 @@ pub struct ChatCreated {
     pub earlier: bool,
 }
 
+/// A chat's membership version when it is created (the column's default,
+/// migration 0006); each change after counts one more.
+pub const CREATED_MEMBERSHIP_VERSION: i64 = 1;
+
+/// What a membership change (or a deletion) did: the members it names, and
+/// the chat's membership version after it, which orders the `chats` frames
+/// of changes made through different gateways.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MembershipChange {
+    pub members: Vec<UserId>,
+    pub version: i64,
+}
+
 /// A creation's `Idempotency-Key`, with a digest of what it asked for.
 struct Keyed<'a> {
     key: &'a str,
@@ -251,9 +264,9 @@ impl Store {
 
     /// Deletes a chat with everything in it. Only its creator may. Returns
     /// the members it had.
-    pub async fn delete_chat(&self, chat: ChatId, by: &str) -> Result<Vec<UserId>, StoreRefusal> {
+    pub async fn delete_chat(&self, chat: ChatId, by: &str) -> Result<MembershipChange, StoreRefusal> {
         let mut tx = self.writer.begin().await?;
-        lock_for_change(&mut tx, chat).await?;
+        let version = lock_for_change(&mut tx, chat).await?;
         membership(&mut *tx, chat, by).await?.require()?;
         let (creator,): (String,) =
             sqlx::query_as("SELECT creator FROM chats WHERE id = $1").bind(chat).fetch_one(&mut *tx).await?;
@@ -266,7 +279,7 @@ impl Store {
         }
         sqlx::query("DELETE FROM chats WHERE id = $1").bind(chat).execute(&mut *tx).await?;
         tx.commit().await?;
-        Ok(members)
+        Ok(MembershipChange { members, version })
     }
 
     /// Adds `user` to group `chat`; any member may. Returns the members after.
@@ -276,12 +289,12 @@ impl Store {
         by: &str,
         user: &str,
         now: Millis,
-    ) -> Result<Vec<UserId>, StoreRefusal> {
+    ) -> Result<MembershipChange, StoreRefusal> {
         if !valid_user_id(user) {
             return Err(Refusal::bad_request(format!("{user:?} is not a valid user id")).into());
         }
         let mut tx = self.writer.begin().await?;
-        lock_for_change(&mut tx, chat).await?;
+        let version = lock_for_change(&mut tx, chat).await?;
         membership(&mut *tx, chat, by).await?.require()?;
         require_group(&mut tx, chat).await?;
         let members = members_of(&mut *tx, chat).await?;
@@ -311,14 +324,14 @@ impl Store {
             .await?;
         let members = members_of(&mut *tx, chat).await?;
         tx.commit().await?;
-        Ok(members)
+        Ok(MembershipChange { members, version })
     }
 
     /// Removes `user` from group `chat`: members may leave; the creator may
     /// remove anyone. Returns the members before the removal.
-    pub async fn remove_member(&self, chat: ChatId, by: &str, user: &str) -> Result<Vec<UserId>, StoreRefusal> {
+    pub async fn remove_member(&self, chat: ChatId, by: &str, user: &str) -> Result<MembershipChange, StoreRefusal> {
         let mut tx = self.writer.begin().await?;
-        lock_for_change(&mut tx, chat).await?;
+        let version = lock_for_change(&mut tx, chat).await?;
         membership(&mut *tx, chat, by).await?.require()?;
         require_group(&mut tx, chat).await?;
         let (creator,): (String,) =
@@ -338,7 +351,7 @@ impl Store {
                 .await?;
         }
         tx.commit().await?;
-        Ok(members)
+        Ok(MembershipChange { members, version })
     }
 
     pub async fn members(&self, chat: ChatId) -> Result<Vec<UserId>, StoreError> {
@@ -397,17 +410,15 @@ impl Store {
 /// alongside a worker's batch missed the batch's rows: a member added as
 /// the chat was deleted outlived it (and a `new` of theirs stalled the
 /// shard), a mark range outlived its membership. `not_found` if the chat is
-/// gone.
-async fn lock_for_change(tx: &mut sqlx::Transaction<'_, sqlx::Any>, chat: ChatId) -> Result<(), StoreRefusal> {
-    let locked = sqlx::query("UPDATE chats SET last_event_id = last_event_id WHERE id = $1")
-        .bind(chat)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
-    if locked == 0 {
-        return Err(Refusal::no_chat().into());
-    }
-    Ok(())
+/// gone. Counts the change: the chat's membership version after it.
+async fn lock_for_change(tx: &mut sqlx::Transaction<'_, sqlx::Any>, chat: ChatId) -> Result<i64, StoreRefusal> {
+    let version: Option<(i64,)> = sqlx::query_as(
+        "UPDATE chats SET membership_version = membership_version + 1 WHERE id = $1 RETURNING membership_version",
+    )
+    .bind(chat)
+    .fetch_optional(&mut **tx)
+    .await?;
+    version.map(|(version,)| version).ok_or_else(|| Refusal::no_chat().into())
 }
 
 async fn require_group(tx: &mut sqlx::Transaction<'static, sqlx::Any>, chat: ChatId) -> Result<(), StoreRefusal> {

@@ -133,15 +133,22 @@ async fn dialogs_are_unique_and_membership_rules_hold() {
         assert_eq!(summary.name, "bob", "a dialog is named after the other member");
 
         let chat = group(&store, "alice", &["bob"]).await;
-        assert!(store.add_member(chat, "bob", "carol", 3).await.is_ok(), "any member adds");
+        // Each change counts one more in the chat's membership version; a
+        // refused one counts nothing.
+        let added = store.add_member(chat, "bob", "carol", 3).await.expect("any member adds");
+        assert_eq!(added.version, CREATED_MEMBERSHIP_VERSION + 1);
         let err = store.remove_member(chat, "bob", "carol").await.expect_err("only creator removes others");
         assert!(matches!(err, StoreRefusal::Refused(ref r) if r.code == ErrorCode::Forbidden));
-        assert!(store.remove_member(chat, "carol", "carol").await.is_ok(), "anyone leaves");
+        let left = store.remove_member(chat, "carol", "carol").await.expect("anyone leaves");
+        assert_eq!(left.version, CREATED_MEMBERSHIP_VERSION + 2);
         let err = store.delete_chat(chat, "bob").await.expect_err("only creator deletes");
         assert!(matches!(err, StoreRefusal::Refused(ref r) if r.code == ErrorCode::Forbidden));
         assert_eq!(
             store.delete_chat(chat, "alice").await.expect("deleted"),
-            vec!["alice".to_string(), "bob".to_string()]
+            MembershipChange {
+                members: vec!["alice".to_string(), "bob".to_string()],
+                version: CREATED_MEMBERSHIP_VERSION + 3
+            }
         );
         assert!(store.summary(chat, "alice").await.expect("ok").is_none());
         let of = store.chat_ids_of_users(&["bob", "alice", "nobody"]).await.expect("ok");

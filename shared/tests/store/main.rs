@@ -6,8 +6,8 @@ use serde_json::json;
 use shared::error::ErrorCode;
 use shared::model::{ChatEvent, ChatKind, Command, DeliveryStatus, EventKind, MarkKind};
 use shared::store::{
-    BoundsRequest, Checkpointed, Delivery, HistoryQuery, NewChat, Outcome, PageRequest, Retention, Store, StoreRefusal,
-    Submitted,
+    BoundsRequest, Checkpointed, Delivery, HistoryQuery, MembershipChange, NewChat, Outcome, PageRequest, Retention,
+    Store, StoreRefusal, Submitted, CREATED_MEMBERSHIP_VERSION,
 };
 
 mod chats;

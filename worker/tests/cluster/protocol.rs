@@ -1,7 +1,10 @@
 //! The protocol holds unchanged when a chat's members sit on different
 //! gateways and their commands go to different workers.
 
+use redis::AsyncCommands;
 use serde_json::json;
+use shared::bus::Event;
+use shared::model::{ChatAction, ChatKind, ChatSummary};
 
 use crate::harness::{Cluster, Options};
 
@@ -203,4 +206,57 @@ async fn user_ids_postgres_cannot_hold_are_refused_as_bad_requests() {
         let (status, error) = cluster.call(0, method, "alice", &path, None).await;
         assert_eq!((status, error["code"].as_str()), (400, Some("bad_request")), "{method} {path}: {error}");
     }
+}
+
+/// Membership changes made through two gateways are published in no
+/// particular order. A removal reaching a gateway after the re-add that
+/// followed it must not take the member's chat away again: each change
+/// carries the chat's membership version, and one below the last the
+/// gateway applied for that member and chat is dropped.
+#[tokio::test]
+async fn a_membership_change_older_than_the_last_applied_is_dropped() {
+    let cluster = Cluster::start(Options::default(), 2, 1).await;
+    let chat = cluster.group(0, "bob", &["alice"]).await;
+    let mut bob = cluster.connect(0, "bob").await;
+    let mut alice = cluster.connect(1, "alice").await;
+    let members = format!("/v1/chats/{chat}/members");
+    // Created at version 1; the removal is 2, the re-add 3.
+    assert_eq!(cluster.call(0, "DELETE", "bob", &format!("{members}/alice"), None).await.0, 204);
+    assert_eq!(alice.recv_type("chats").await["action"], "deleted");
+    assert_eq!(cluster.call(0, "POST", "bob", &members, Some(json!({"userId": "alice"}))).await.0, 204);
+    assert_eq!(alice.recv_type("chats").await["action"], "created");
+
+    // The removal again, as if the re-add's publishing had overtaken it.
+    let stale = Event::ChatList {
+        user: "alice".into(),
+        action: ChatAction::Deleted,
+        chat: Box::new(ChatSummary {
+            kind: ChatKind::Group,
+            id: chat,
+            name: "g".into(),
+            photo_url: None,
+            members: vec!["bob".into(), "alice".into()],
+            last_message_text: None,
+            last_message_time: None,
+            last_message_author: None,
+            last_message_status: None,
+            missed: 0,
+            is_mine: false,
+            last_message_id: 0,
+            last_event_id: 0,
+            last_activity_at: 0,
+        }),
+        version: 2,
+    };
+    let payload = serde_json::to_string(&stale).expect("JSON");
+    let _: i64 = cluster.redis().await.publish(cluster.keys().user_channel("alice"), payload).await.expect("PUBLISH");
+
+    bob.send_message(chat, "after", "still here?").await;
+    let next = loop {
+        let frame = alice.recv().await;
+        if frame["type"] == "new" || frame["type"] == "chats" {
+            break frame;
+        }
+    };
+    assert_eq!((&next["type"], &next["message"]), (&json!("new"), &json!("still here?")), "{next}");
 }
