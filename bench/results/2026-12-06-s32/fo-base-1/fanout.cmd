@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-base /tmp/build-base/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:22210/ws --http-url http://127.0.0.1:22210 --data-dir /tmp/tmp.sP3aqhkBe8 --server-pid 12068 --report bench/results/2026-12-06-standalone-s32fo-base-1/fanout.json --charts bench/results/2026-12-06-standalone-s32fo-base-1/fanout

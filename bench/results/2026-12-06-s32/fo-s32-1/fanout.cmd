@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-s32 /tmp/build-s32/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:17764/ws --http-url http://127.0.0.1:17764 --data-dir /tmp/tmp.mKPrvDdqZo --server-pid 12244 --report bench/results/2026-12-06-standalone-s32fo-s32-1/fanout.json --charts bench/results/2026-12-06-standalone-s32fo-s32-1/fanout

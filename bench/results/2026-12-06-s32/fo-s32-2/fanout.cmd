@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-s32 /tmp/build-s32/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:27483/ws --http-url http://127.0.0.1:27483 --data-dir /tmp/tmp.ldv6qmL6wD --server-pid 12342 --report bench/results/2026-12-06-standalone-s32fo-s32-2/fanout.json --charts bench/results/2026-12-06-standalone-s32fo-s32-2/fanout
