@@ -312,13 +312,18 @@ impl Hub {
     }
 
     /// A chat appeared for or disappeared from `user`: follow it here.
-    fn membership_changed(&self, user: &str, chat: ChatId, last_event_id: EventId, action: ChatAction) {
-        let Some(local) = self.user(user) else { return };
+    /// Returns the action to show the user. An `updated` chat is one they
+    /// are a member of; if this node does not follow it for them, its
+    /// `created` was overtaken (a later change published sooner, then the
+    /// `created` dropped as older), so it is followed and shown as created.
+    fn membership_changed(&self, user: &str, chat: ChatId, last_event_id: EventId, action: ChatAction) -> ChatAction {
+        let Some(local) = self.user(user) else { return action };
         match action {
-            ChatAction::Created => {
+            ChatAction::Created | ChatAction::Updated => {
                 let added = lock(&local.state).chats.insert(chat);
                 if added {
                     self.subscribe(&local, chat, last_event_id);
+                    return ChatAction::Created;
                 }
             }
             ChatAction::Deleted => {
@@ -333,8 +338,8 @@ impl Hub {
                     self.unsubscribe(&local, chat);
                 }
             }
-            ChatAction::Updated => {}
         }
+        action
     }
 
     /// A persisted chat event arrived: deliver it in order, once, filling a
@@ -504,8 +509,8 @@ impl HubSink {
                     return;
                 }
                 let (user, _) = key;
-                hub.membership_changed(&user, chat.id, chat.last_event_id, action);
-                hub.to_user(&user, &Arc::new(Framed { kind: "chats", bytes: render::chats(action, &chat) }));
+                let shown = hub.membership_changed(&user, chat.id, chat.last_event_id, action);
+                hub.to_user(&user, &Arc::new(Framed { kind: "chats", bytes: render::chats(shown, &chat) }));
             }
             Event::Reply { origin, reference, result, received_at } => {
                 let Some(handle) = hub.connections.get(&origin.connection).map(|c| c.clone()) else { return };

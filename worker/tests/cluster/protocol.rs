@@ -4,7 +4,10 @@
 use redis::AsyncCommands;
 use serde_json::json;
 use shared::bus::Event;
-use shared::model::{ChatAction, ChatKind, ChatSummary};
+use shared::clock::now_ms;
+use shared::model::{ChatAction, ChatSummary};
+use shared::store::Store;
+use testkit::client::Client;
 
 use crate::harness::{Cluster, Options};
 
@@ -227,36 +230,54 @@ async fn a_membership_change_older_than_the_last_applied_is_dropped() {
     assert_eq!(alice.recv_type("chats").await["action"], "created");
 
     // The removal again, as if the re-add's publishing had overtaken it.
-    let stale = Event::ChatList {
-        user: "alice".into(),
-        action: ChatAction::Deleted,
-        chat: Box::new(ChatSummary {
-            kind: ChatKind::Group,
-            id: chat,
-            name: "g".into(),
-            photo_url: None,
-            members: vec!["bob".into(), "alice".into()],
-            last_message_text: None,
-            last_message_time: None,
-            last_message_author: None,
-            last_message_status: None,
-            missed: 0,
-            is_mine: false,
-            last_message_id: 0,
-            last_event_id: 0,
-            last_activity_at: 0,
-        }),
-        version: 2,
-    };
-    let payload = serde_json::to_string(&stale).expect("JSON");
-    let _: i64 = cluster.redis().await.publish(cluster.keys().user_channel("alice"), payload).await.expect("PUBLISH");
+    let store = Store::connect(&cluster.database_url).await.expect("store");
+    let view = store.summary(chat, "alice").await.expect("read").expect("a member");
+    publish_chat_list(&cluster, "alice", ChatAction::Deleted, view, 2).await;
 
     bob.send_message(chat, "after", "still here?").await;
-    let next = loop {
-        let frame = alice.recv().await;
-        if frame["type"] == "new" || frame["type"] == "chats" {
-            break frame;
-        }
-    };
+    let next = next_chat_frame(&mut alice).await;
     assert_eq!((&next["type"], &next["message"]), (&json!("new"), &json!("still here?")), "{next}");
+}
+
+/// A new member's `created` can be overtaken by the `updated` of a later
+/// change (another member added through another gateway a moment after),
+/// and is then dropped as older. The `updated` makes the member's gateway
+/// follow the chat for them, shown as `created`, since it is the first
+/// they hear of it.
+#[tokio::test]
+async fn an_update_overtaking_a_members_creation_makes_the_chat_theirs_here() {
+    let cluster = Cluster::start(Options::default(), 2, 1).await;
+    let chat = cluster.group(0, "bob", &["alice"]).await;
+    let mut bob = cluster.connect(0, "bob").await;
+    let mut carol = cluster.connect(1, "carol").await;
+    // Carol added underneath, unannounced: the announcements come by hand.
+    let store = Store::connect(&cluster.database_url).await.expect("store");
+    let added = store.add_member(chat, "bob", "carol", now_ms()).await.expect("added");
+    let view = store.summary(chat, "carol").await.expect("read").expect("a member");
+    publish_chat_list(&cluster, "carol", ChatAction::Updated, view.clone(), added.version + 1).await;
+    publish_chat_list(&cluster, "carol", ChatAction::Created, view, added.version).await;
+
+    let shown = next_chat_frame(&mut carol).await;
+    assert_eq!((&shown["type"], &shown["action"]), (&json!("chats"), &json!("created")), "{shown}");
+    bob.send_message(chat, "hello", "hello carol").await;
+    let next = next_chat_frame(&mut carol).await;
+    assert_eq!((&next["type"], &next["message"]), (&json!("new"), &json!("hello carol")), "{next}");
+}
+
+/// Publishes a `chats` event to `user`'s channel, as a gateway would after
+/// a membership change.
+async fn publish_chat_list(cluster: &Cluster, user: &str, action: ChatAction, chat: ChatSummary, version: i64) {
+    let event = Event::ChatList { user: user.into(), action, chat: Box::new(chat), version };
+    let payload = serde_json::to_string(&event).expect("JSON");
+    let _: i64 = cluster.redis().await.publish(cluster.keys().user_channel(user), payload).await.expect("PUBLISH");
+}
+
+/// The next `new` or `chats` frame, past presence and the like.
+async fn next_chat_frame(client: &mut Client) -> serde_json::Value {
+    loop {
+        let frame = client.recv().await;
+        if frame["type"] == "new" || frame["type"] == "chats" {
+            return frame;
+        }
+    }
 }
