@@ -77,6 +77,9 @@ impl ShardRead {
             request.arg(after).ignore();
         }
         request.cmd("WATCH").arg(&self.lease).arg(&self.fence).ignore();
+        // EVAL, not EVALSHA: a script missing from Redis's cache (after a
+        // restart, a SCRIPT FLUSH) would fail the check and leave the
+        // transaction after it to run.
         request.cmd("EVAL").arg(CHECK_BEFORE_READ).arg(2).arg(&self.lease).arg(&self.fence).arg(&self.worker);
         request.cmd("MULTI").ignore();
         request.cmd("XREADGROUP").arg("GROUP").arg(GROUP).arg(&self.consumer).arg("COUNT").arg(self.count);
