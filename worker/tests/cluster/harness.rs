@@ -230,6 +230,14 @@ impl Cluster {
             .expect("redis")
     }
 
+    /// Publishes `event` where the cluster's processes would, through the
+    /// same broker: for announcements in an order none would make.
+    pub async fn publish(&self, event: shared::bus::Event) {
+        let connection = shared::bus::redis::connect(&self.redis_url).await.expect("redis");
+        let broker = shared::bus::redis::RedisBroker::new(&self.redis_url, connection, self.keys());
+        broker.publish(&event).await.expect("published");
+    }
+
     /// Appends `payload` to `chat`'s command stream, as a gateway would a
     /// command: for entries no gateway would write.
     pub async fn append_command(&self, chat: i64, payload: String) {

@@ -259,8 +259,7 @@ async fn an_announcement_older_than_the_last_applied_is_dropped() {
         seq,
     };
     for event in [offline(1, latest - 1), offline(2, latest + 1)] {
-        let payload = serde_json::to_string(&event).expect("JSON");
-        let _: i64 = redis.publish(cluster.keys().presence_channel(), payload).await.expect("PUBLISH");
+        cluster.publish(event).await;
     }
     let heard = bob.recv_type("offline").await;
     assert_eq!((&heard["userId"], &heard["lastSeen"]), (&json!("alice"), &json!(2)), "{heard}");

@@ -1,7 +1,6 @@
 //! The protocol holds unchanged when a chat's members sit on different
 //! gateways and their commands go to different workers.
 
-use redis::AsyncCommands;
 use serde_json::json;
 use shared::bus::Event;
 use shared::clock::now_ms;
@@ -264,12 +263,10 @@ async fn an_update_overtaking_a_members_creation_makes_the_chat_theirs_here() {
     assert_eq!((&next["type"], &next["message"]), (&json!("new"), &json!("hello carol")), "{next}");
 }
 
-/// Publishes a `chats` event to `user`'s channel, as a gateway would after
-/// a membership change.
+/// Publishes a `chats` event for `user`, as a gateway would after a
+/// membership change.
 async fn publish_chat_list(cluster: &Cluster, user: &str, action: ChatAction, chat: ChatSummary, version: i64) {
-    let event = Event::ChatList { user: user.into(), action, chat: Box::new(chat), version };
-    let payload = serde_json::to_string(&event).expect("JSON");
-    let _: i64 = cluster.redis().await.publish(cluster.keys().user_channel(user), payload).await.expect("PUBLISH");
+    cluster.publish(Event::ChatList { user: user.into(), action, chat: Box::new(chat), version }).await;
 }
 
 /// The next `new` or `chats` frame, past presence and the like.
