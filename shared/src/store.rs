@@ -229,13 +229,21 @@ where
     Ok(Membership::of(row.map(|(_, count)| count)))
 }
 
-/// The marks of those of `pairs` (chat, user) that are memberships, in one
-/// statement: a pair missing from the answer is not a member. Runs of
-/// `new` use it as their membership check, runs of marks for the marks.
-async fn marks_of_members<'a>(
+/// A membership as a batch read it: the member's marks, and the chat's
+/// membership version in the same snapshot.
+#[derive(Debug, Clone, Copy)]
+struct MemberRow {
+    marks: Marks,
+    membership_version: i64,
+}
+
+/// Those of `pairs` (chat, user) that are memberships, in one statement: a
+/// pair missing from the answer is not a member. Runs of `new` use it as
+/// their membership check, runs of marks for the marks.
+async fn members_of_pairs<'a>(
     conn: &mut sqlx::AnyConnection,
     pairs: impl IntoIterator<Item = (ChatId, &'a str)>,
-) -> Result<std::collections::HashMap<(ChatId, &'a str), Marks>, StoreError> {
+) -> Result<std::collections::HashMap<(ChatId, &'a str), MemberRow>, StoreError> {
     let mut pairs: Vec<(ChatId, &str)> = pairs.into_iter().collect();
     pairs.sort_unstable();
     pairs.dedup();
@@ -246,17 +254,20 @@ async fn marks_of_members<'a>(
     let keys_table = keys.table(&mut placeholders::Placeholders::for_connection(conn), "v");
     // A join, not `(…) IN (VALUES …)`, which SQLite answers with a scan.
     let sql = format!(
-        "SELECT m.chat_id, m.user_id, m.delivered_mark, m.read_mark FROM {keys_table} JOIN members m \
-           ON m.chat_id = v.column1 AND m.user_id = v.column2"
+        "SELECT m.chat_id, m.user_id, m.delivered_mark, m.read_mark, c.membership_version \
+         FROM {keys_table} JOIN members m ON m.chat_id = v.column1 AND m.user_id = v.column2 \
+           JOIN chats c ON c.id = m.chat_id"
     );
     let mut args = sqlx::any::AnyArguments::default();
     keys.add_to(&mut args)?;
-    let query = sqlx::query_as_with::<_, (i64, String, i64, i64), _>(&sql, args);
-    let rows: std::collections::HashMap<(i64, String), Marks> = query
+    let query = sqlx::query_as_with::<_, (i64, String, i64, i64, i64), _>(&sql, args);
+    let rows: std::collections::HashMap<(i64, String), MemberRow> = query
         .fetch_all(&mut *conn)
         .await?
         .into_iter()
-        .map(|(chat, user, delivered, read)| ((chat, user), Marks { delivered, read }))
+        .map(|(chat, user, delivered, read, membership_version)| {
+            ((chat, user), MemberRow { marks: Marks { delivered, read }, membership_version })
+        })
         .collect();
     Ok(pairs
         .into_iter()

@@ -182,18 +182,29 @@ pub(super) struct Counters {
 /// only allocated after every check passed, so a refused command never
 /// leaves a gap.
 /// Also answers, in the same statement, whether `user` is a member: one
-/// round trip instead of two on the hottest path.
+/// round trip instead of two on the hottest path. That answer comes from
+/// the statement's snapshot, taken before any wait for the row; when the
+/// chat's membership version moved during the wait (a change committed
+/// just ahead, on PostgreSQL), membership is looked up again, now final
+/// since the row is held.
 async fn lock_chat(tx: &mut Tx, chat: ChatId, user: &str) -> Result<Option<(Counters, bool)>, StoreError> {
-    let row: Option<(i64, i64, i64)> = sqlx::query_as(
+    let row: Option<(i64, i64, i64, i64, i64)> = sqlx::query_as(
         "UPDATE chats SET last_event_id = last_event_id WHERE id = $1 \
-         RETURNING last_message_id, last_event_id, \
+         RETURNING last_message_id, last_event_id, membership_version, \
+           (SELECT s.membership_version FROM chats s WHERE s.id = $1), \
            (SELECT COUNT(*) FROM members m WHERE m.chat_id = $1 AND m.user_id = $2)",
     )
     .bind(chat)
     .bind(user)
     .fetch_optional(&mut **tx)
     .await?;
-    Ok(row.map(|(last_message_id, last_event_id, member)| (Counters { last_message_id, last_event_id }, member > 0)))
+    let Some((last_message_id, last_event_id, version, version_seen, member_rows)) = row else { return Ok(None) };
+    let member = if version == version_seen {
+        member_rows > 0
+    } else {
+        super::membership(&mut **tx, chat, user).await? == super::Membership::Member
+    };
+    Ok(Some((Counters { last_message_id, last_event_id }, member)))
 }
 
 async fn apply(
@@ -245,6 +256,22 @@ macro_rules! advance {
 }
 pub(super) use advance;
 
+/// The condition, added to [`advance`] on PostgreSQL, that chat `$1`'s
+/// membership did not change while the update waited for its row. The
+/// membership check reads the statement's snapshot, taken before the wait
+/// (read committed re-checks only the row itself): a removal committed
+/// just ahead would otherwise let its member's `new` through. The row's
+/// version, the latest once the wait is over, is compared with the
+/// snapshot's; when they differ nothing is updated, and the caller looks
+/// again. SQLite's one writer cannot interleave the two, so its
+/// statements go without it.
+macro_rules! membership_unmoved {
+    () => {
+        " AND membership_version = (SELECT s.membership_version FROM chats s WHERE s.id = $1)"
+    };
+}
+pub(super) use membership_unmoved;
+
 /// Advances the chat's counters by one if `user` is a member of it, and
 /// inserts the message under the new id unless it is a retry (the unique
 /// key (chat, sender, clientMessageId)): the new last message id and event
@@ -270,6 +297,7 @@ async fn advance_and_insert(
     const ADVANCE_AND_INSERT: &str = concat!(
         "WITH advanced AS (",
         advance!(),
+        membership_unmoved!(),
         " RETURNING last_message_id, last_event_id), \
          inserted AS (INSERT INTO messages \
            (chat_id, message_id, user_id, client_message_id, body, attachments, created_at, new_event_id) \
@@ -335,9 +363,10 @@ async fn send(
     now: Millis,
 ) -> Result<Result<Outcome, Refusal>, StoreError> {
     let Content { text, attachments } = content;
-    let Some((message_id, event_id, inserted)) =
-        advance_and_insert(tx, chat, user, client_message_id, content, now).await?
-    else {
+    let (message_id, event_id, inserted) = loop {
+        if let Some(advanced) = advance_and_insert(tx, chat, user, client_message_id, content, now).await? {
+            break advanced;
+        }
         // A retry of a message stored while the sender was a member is
         // answered as the first time, as a run of sends answers it
         // (`sends.rs`): it was accepted then, and refusing it now would
@@ -345,10 +374,14 @@ async fn send(
         if let Some(stored) = stored_send(tx, chat, user, client_message_id).await? {
             return Ok(Ok(stored));
         }
-        return Ok(Err(match super::membership(&mut **tx, chat, user).await? {
-            super::Membership::NoChat => Refusal::no_chat(),
-            _ => Refusal::not_member(),
-        }));
+        match super::membership(&mut **tx, chat, user).await? {
+            super::Membership::NoChat => return Ok(Err(Refusal::no_chat())),
+            super::Membership::NotMember => return Ok(Err(Refusal::not_member())),
+            // Still a member: the membership moved while the update waited
+            // ([`membership_unmoved`]); the next statement's snapshot has
+            // the change.
+            super::Membership::Member => continue,
+        }
     };
     if !inserted {
         // An idempotent retry: put the counters back (this transaction holds

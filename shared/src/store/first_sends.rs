@@ -26,7 +26,7 @@
 use sqlx::any::AnyArguments;
 
 use super::batch_rows::{add, BatchRows, Column, Value};
-use super::commands::{advance, Outcome};
+use super::commands::{advance, membership_unmoved, Outcome};
 use super::event_log::{encode_event, kind_column};
 use super::placeholders::Placeholders;
 use super::records::encode_reply;
@@ -38,6 +38,7 @@ use crate::model::{Applied, ChatEvent, Command, EventId, EventKind, MessageId, M
 const SEND_ALONE: &str = concat!(
     "WITH advanced AS (",
     advance!(),
+    membership_unmoved!(),
     " AND NOT EXISTS (SELECT 1 FROM messages s \
           WHERE s.chat_id = $1 AND s.user_id = $2 AND s.client_message_id = $4) \
       RETURNING last_message_id, last_event_id), \
@@ -55,16 +56,27 @@ const SEND_ALONE: &str = concat!(
 /// Many `new`s at once: the batch's rows are one JSON parameter (see
 /// [`BatchRows`]), numbered by their place in the batch (`column1`). Each
 /// write is conditioned on `ok`, the common case for every row, read from
-/// the statement's snapshot before any write.
+/// the statement's snapshot before any write. `ok` also takes the chats'
+/// row locks first (`locked`) and requires each chat's membership version,
+/// the latest once any wait for the row is over, to be the snapshot's: a
+/// membership change committed while the statement waited would not be
+/// seen by the checks, which read the snapshot ([`membership_unmoved`]).
+/// A single chat's update could simply not match, but here the other
+/// chats' writes would go ahead: all or nothing needs the check before
+/// any write.
 const SENDS_ALONE: &str = "\
 WITH v AS MATERIALIZED (SELECT * FROM {rows}), \
+locked AS MATERIALIZED (SELECT c.id, c.membership_version FROM chats c \
+    WHERE c.id IN (SELECT column2 FROM v) ORDER BY c.id FOR NO KEY UPDATE), \
 ok AS (SELECT \
     NOT EXISTS (SELECT 1 FROM v WHERE NOT EXISTS (SELECT 1 FROM chats c WHERE c.id = v.column2)) \
     AND NOT EXISTS (SELECT 1 FROM v WHERE NOT EXISTS \
         (SELECT 1 FROM members m WHERE m.chat_id = v.column2 AND m.user_id = v.column3)) \
     AND NOT EXISTS (SELECT 1 FROM v CROSS JOIN LATERAL (SELECT 1 FROM messages s \
         WHERE s.chat_id = v.column2 AND s.user_id = v.column3 AND s.client_message_id = v.column4 LIMIT 1) AS s) \
-    AND (SELECT count(DISTINCT (column2, column3, column4)) FROM v) = (SELECT count(*) FROM v) AS ok), \
+    AND (SELECT count(DISTINCT (column2, column3, column4)) FROM v) = (SELECT count(*) FROM v) \
+    AND (SELECT count(*) FROM locked l JOIN chats c ON c.id = l.id AND c.membership_version = l.membership_version) \
+      = (SELECT count(DISTINCT column2) FROM v) AS ok), \
 counts AS (SELECT column2 AS chat_id, count(*) AS new FROM v GROUP BY column2), \
 advanced AS (UPDATE chats SET last_message_id = last_message_id + counts.new, \
       last_event_id = last_event_id + counts.new, last_activity_at = {now} \

@@ -56,7 +56,9 @@ pub(super) async fn apply_run(
     now: Millis,
 ) -> Result<Vec<Result<Outcome, Refusal>>, StoreError> {
     let mut chats = lock_chats(tx, run).await?;
-    let mut marks = super::marks_of_members(tx, run.iter().map(|c| (c.chat, c.user))).await?;
+    // Read after the locks: on PostgreSQL this statement's snapshot then
+    // has every membership change of these chats committed before them.
+    let mut members = super::members_of_pairs(tx, run.iter().map(|c| (c.chat, c.user))).await?;
     let mut changed: BTreeMap<(ChatId, &str), Marks> = BTreeMap::new();
     let mut ranges: Vec<(ChatId, &str, MarkedRange)> = Vec::new();
     let mut results = Vec::with_capacity(run.len());
@@ -67,7 +69,7 @@ pub(super) async fn apply_run(
             results.push(Err(Refusal::no_chat()));
             continue;
         };
-        let Some(current) = marks.get_mut(&(command.chat, command.user)) else {
+        let Some(current) = members.get_mut(&(command.chat, command.user)).map(|member| &mut member.marks) else {
             results.push(Err(Refusal::not_member()));
             continue;
         };

@@ -23,7 +23,7 @@ use super::batch_rows::{add, BatchRows, Column, Value};
 use super::commands::{Content, Tx};
 use super::event_log::EventLog;
 use super::placeholders::Placeholders;
-use super::{Membership, Outcome, StoreError};
+use super::{MemberRow, Membership, Outcome, StoreError};
 use crate::error::Refusal;
 use crate::model::{Applied, ChatEvent, ChatId, EventId, EventKind, MessageId, Millis};
 
@@ -67,30 +67,27 @@ pub(super) async fn apply_run(
     now: Millis,
 ) -> Result<Vec<Result<Outcome, Refusal>>, StoreError> {
     let stored = stored_before(tx, run).await?;
-    let members = super::marks_of_members(tx, run.iter().map(|m| (m.chat, m.user))).await?;
-    let mut fates = Vec::with_capacity(run.len());
-    let mut first_of: HashMap<(ChatId, &str, &str), usize> = HashMap::new();
-    let mut new_per_chat: HashMap<ChatId, i64> = HashMap::new();
-    for (index, message) in run.iter().enumerate() {
-        let fate = if let Some(&(id, at)) = stored.get(&message.key()) {
-            Fate::Stored(id, at)
-        } else if let Some(&first) = first_of.get(&message.key()) {
-            Fate::Twin(first)
-        } else if !members.contains_key(&(message.chat, message.user)) {
-            Fate::Refused(match super::membership(&mut **tx, message.chat, message.user).await? {
-                Membership::NoChat => Refusal::no_chat(),
-                _ => Refusal::not_member(),
-            })
-        } else {
-            first_of.insert(message.key(), index);
-            let count = new_per_chat.entry(message.chat).or_default();
-            *count += 1;
-            Fate::New(*count - 1)
-        };
-        fates.push(fate);
-    }
+    let mut members = super::members_of_pairs(tx, run.iter().map(|m| (m.chat, m.user))).await?;
     // (chat → the first message id and event id of its new messages)
-    let first_ids = advance_counters(tx, &new_per_chat, now).await?;
+    let mut first_ids: HashMap<ChatId, (MessageId, EventId)> = HashMap::new();
+    let fates = loop {
+        let (fates, new_per_chat) = decide(tx, run, &stored, &members).await?;
+        let to_advance: HashMap<ChatId, (i64, i64)> =
+            new_per_chat.into_iter().filter(|(chat, _)| !first_ids.contains_key(chat)).collect();
+        let advanced = advance_counters(tx, &to_advance, now).await?;
+        let moved: Vec<ChatId> = to_advance.keys().filter(|chat| !advanced.contains_key(chat)).copied().collect();
+        first_ids.extend(advanced);
+        if moved.is_empty() {
+            break fates;
+        }
+        // Their membership changed (or they were deleted) after it was
+        // read: read it again, and decide those chats' messages anew.
+        // The others keep their fates and their ids.
+        let again = run.iter().filter(|m| moved.contains(&m.chat)).map(|m| (m.chat, m.user));
+        let fresh = super::members_of_pairs(tx, again).await?;
+        members.retain(|(chat, _), _| !moved.contains(chat));
+        members.extend(fresh);
+    };
     let mut results: Vec<Result<Outcome, Refusal>> = Vec::with_capacity(run.len());
     let mut inserts = Vec::new();
     for (message, fate) in run.iter().zip(&fates) {
@@ -108,9 +105,10 @@ pub(super) async fn apply_run(
                 .map_err(Refusal::clone),
             Fate::Refused(refusal) => Err(refusal.clone()),
             Fate::New(offset) => {
-                // Deleted since its members were read. Once an error that
-                // the worker retried for ever, stalling the shard, when a
-                // member outlived its chat.
+                // The loop above advanced every chat with a new message or
+                // decided again without it. Were it missed all the same, a
+                // refusal: an error is retried for ever, stalling the
+                // shard (once the fate of a member that outlived its chat).
                 let Some(&(first_message, first_event)) = first_ids.get(&message.chat) else {
                     results.push(Err(Refusal::no_chat()));
                     continue;
@@ -137,6 +135,39 @@ pub(super) async fn apply_run(
     }
     insert_messages(tx, &inserts, now).await?;
     Ok(results)
+}
+
+/// Each message's fate, given what is stored and who is a member, and
+/// per chat the number of new messages and the membership version under
+/// which they were decided.
+async fn decide<'a>(
+    tx: &mut Tx,
+    run: &'a [NewMessage<'a>],
+    stored: &HashMap<(ChatId, &str, &str), (MessageId, Millis)>,
+    members: &HashMap<(ChatId, &str), MemberRow>,
+) -> Result<(Vec<Fate>, HashMap<ChatId, (i64, i64)>), StoreError> {
+    let mut fates = Vec::with_capacity(run.len());
+    let mut first_of: HashMap<(ChatId, &str, &str), usize> = HashMap::new();
+    let mut new_per_chat: HashMap<ChatId, (i64, i64)> = HashMap::new();
+    for (index, message) in run.iter().enumerate() {
+        let fate = if let Some(&(id, at)) = stored.get(&message.key()) {
+            Fate::Stored(id, at)
+        } else if let Some(&first) = first_of.get(&message.key()) {
+            Fate::Twin(first)
+        } else if let Some(member) = members.get(&(message.chat, message.user)) {
+            first_of.insert(message.key(), index);
+            let (count, _) = new_per_chat.entry(message.chat).or_insert((0, member.membership_version));
+            *count += 1;
+            Fate::New(*count - 1)
+        } else {
+            Fate::Refused(match super::membership(&mut **tx, message.chat, message.user).await? {
+                Membership::NoChat => Refusal::no_chat(),
+                _ => Refusal::not_member(),
+            })
+        };
+        fates.push(fate);
+    }
+    Ok((fates, new_per_chat))
 }
 
 /// The run's messages that are already stored (retries), by key.
@@ -192,18 +223,22 @@ async fn stored_before<'a>(
 
 /// Advances each chat's counters by its number of new messages in one
 /// statement, which also takes the chats' write locks; returns per chat
-/// the first message id and event id the run may use.
+/// the first message id and event id the run may use. A chat whose
+/// membership version is no longer the one its messages were decided
+/// under is left as it is and missing from the answer: on PostgreSQL a
+/// change can commit between the read of the memberships and this update,
+/// or while the update waits for the row.
 async fn advance_counters(
     tx: &mut Tx,
-    new_per_chat: &HashMap<ChatId, i64>,
+    new_per_chat: &HashMap<ChatId, (i64, i64)>,
     now: Millis,
-) -> Result<HashMap<ChatId, (MessageId, i64)>, StoreError> {
+) -> Result<HashMap<ChatId, (MessageId, EventId)>, StoreError> {
     if new_per_chat.is_empty() {
         return Ok(HashMap::new());
     }
-    let mut counts = BatchRows::new(tx, &[Column::Int, Column::Int]);
-    for (chat, count) in new_per_chat {
-        counts.push([Value::Int(*chat), Value::Int(*count)]);
+    let mut counts = BatchRows::new(tx, &[Column::Int, Column::Int, Column::Int]);
+    for (chat, (count, membership_version)) in new_per_chat {
+        counts.push([Value::Int(*chat), Value::Int(*count), Value::Int(*membership_version)]);
     }
     let mut params = Placeholders::for_connection(tx);
     let now_param = params.one();
@@ -211,7 +246,7 @@ async fn advance_counters(
     let sql = format!(
         "UPDATE chats SET last_message_id = last_message_id + v.column2, \
            last_event_id = last_event_id + v.column2, last_activity_at = {now_param} \
-         FROM {counts_table} WHERE chats.id = v.column1 \
+         FROM {counts_table} WHERE chats.id = v.column1 AND chats.membership_version = v.column3 \
          RETURNING chats.id, chats.last_message_id, chats.last_event_id"
     );
     let mut args = AnyArguments::default();
@@ -222,7 +257,7 @@ async fn advance_counters(
     Ok(rows
         .into_iter()
         .filter_map(|(chat, last_message, last_event)| {
-            let count = new_per_chat.get(&chat)?;
+            let (count, _) = new_per_chat.get(&chat)?;
             Some((chat, (last_message - count + 1, last_event - count + 1)))
         })
         .collect())

@@ -13,6 +13,7 @@ use shared::store::{
 mod chats;
 mod edits;
 mod marks;
+mod membership_race;
 mod redelivery;
 mod schema;
 mod sends;

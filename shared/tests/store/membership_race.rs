@@ -1,0 +1,150 @@
+//! A command that reaches its chat's row lock just behind a membership
+//! change is judged by the membership that change left: a member removed
+//! is refused, and a member who stays is not refused because someone else
+//! joined. PostgreSQL only: read committed gives each statement the
+//! snapshot it took before it waited, and SQLite's one writer orders the
+//! two anyway.
+//!
+//! Every way a command is applied is taken: a lone `new` and a batch of
+//! them on the first delivery (one statement each, `first_sends.rs`), and
+//! on a repeat a `new`, a run of them, an edit, a delete, a mark and a run
+//! of marks.
+
+use super::*;
+
+/// A membership change as the store makes one, held open: the chat's row
+/// locked by counting the change, the member row changed, not committed.
+enum Change {
+    Remove(&'static str),
+    Add(&'static str),
+}
+
+impl Change {
+    fn statement(&self) -> (&'static str, &'static str) {
+        match self {
+            Change::Remove(user) => ("DELETE FROM members WHERE chat_id = $1 AND user_id = $2", user),
+            Change::Add(user) => ("INSERT INTO members (chat_id, user_id, joined_at) VALUES ($1, $2, 1)", user),
+        }
+    }
+}
+
+/// bob's commands of each case; message 1 is alice's and 2 is bob's.
+fn cases(chat: i64) -> Vec<(&'static str, Delivery, Vec<Command>)> {
+    let edit = Command::Edit { chat_id: chat, message_id: 2, text: "changed".into(), attachments: json!([]) };
+    let delete = Command::Delete { chat_id: chat, message_id: 2 };
+    vec![
+        ("a lone new, first delivery", Delivery::First, vec![send(chat, "n1", "late")]),
+        ("two news, first delivery", Delivery::First, vec![send(chat, "n1", "late"), send(chat, "n2", "late")]),
+        ("a lone new", Delivery::Repeat, vec![send(chat, "n1", "late")]),
+        (
+            "a run of news",
+            Delivery::Repeat,
+            vec![send(chat, "n1", "late"), send(chat, "n2", "late"), send(chat, "n3", "late")],
+        ),
+        ("an edit", Delivery::Repeat, vec![edit]),
+        ("a delete", Delivery::Repeat, vec![delete]),
+        ("a mark", Delivery::Repeat, vec![mark(chat, 1, MarkKind::Delivered)]),
+        ("a run of marks", Delivery::Repeat, vec![mark(chat, 1, MarkKind::Delivered), mark(chat, 1, MarkKind::Read)]),
+    ]
+}
+
+#[tokio::test]
+async fn a_member_removed_while_their_command_waited_is_refused() {
+    for_each_case(Change::Remove("bob"), |name, results| {
+        for result in results {
+            let refusal = result.expect_err(name);
+            assert_eq!(refusal.code, ErrorCode::Forbidden, "{name}: {refusal:?}");
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_member_whose_chat_gained_someone_while_their_command_waited_is_not_refused() {
+    for_each_case(Change::Add("carol"), |name, results| {
+        for result in results {
+            result.unwrap_or_else(|refusal| panic!("{name}: refused {refusal:?}"));
+        }
+    })
+    .await;
+}
+
+async fn for_each_case(change: Change, check: impl Fn(&str, Vec<Result<Outcome, shared::error::Refusal>>)) {
+    let Some((store, _dir, url)) =
+        stores_with_urls().await.into_iter().find(|(s, _, _)| s.backend() == shared::store::Backend::Postgres)
+    else {
+        return;
+    };
+    let mut underneath = <sqlx::AnyConnection as sqlx::Connection>::connect(&url).await.expect("connected underneath");
+    let mut watcher = <sqlx::AnyConnection as sqlx::Connection>::connect(&url).await.expect("connected underneath");
+    for index in 0..cases(0).len() {
+        let chat = group(&store, "alice", &["bob"]).await;
+        store.apply_pairs(&[("alice".to_string(), send(chat, "a1", "first"))], 10).await.expect("sent");
+        store.apply_pairs(&[("bob".to_string(), send(chat, "b1", "second"))], 11).await.expect("sent");
+        let (name, delivery, commands) = cases(chat).swap_remove(index);
+        let (events_before, messages_before) = stored_state(&mut underneath, chat).await;
+
+        sqlx::query("BEGIN").execute(&mut underneath).await.expect("begin");
+        sqlx::query("UPDATE chats SET membership_version = membership_version + 1 WHERE id = $1")
+            .bind(chat)
+            .execute(&mut underneath)
+            .await
+            .expect("the chat locked");
+        let (statement, user) = change.statement();
+        sqlx::query(statement).bind(chat).bind(user).execute(&mut underneath).await.expect("the member changed");
+
+        let ids: Vec<String> = (0..commands.len()).map(|i| format!("{name}-{i}")).collect();
+        let batch: Vec<Submitted> =
+            commands.iter().zip(&ids).map(|(command, id)| Submitted { id, user: "bob", command }).collect();
+        let applying = store.apply_batch(&batch, 20, delivery);
+        tokio::pin!(applying);
+        tokio::select! {
+            applied = &mut applying => panic!("{name}: applied without waiting for the change: {applied:?}"),
+            () = a_lock_waiter(&mut watcher) => {}
+        }
+        sqlx::query("COMMIT").execute(&mut underneath).await.expect("commit");
+        let results = applying.await.unwrap_or_else(|error| panic!("{name}: failed: {error}"));
+        let refused = results.iter().all(Result::is_err);
+        check(name, results);
+        if refused {
+            assert_eq!(
+                stored_state(&mut underneath, chat).await,
+                (events_before, messages_before),
+                "{name}: nothing stored"
+            );
+        }
+    }
+}
+
+/// Waits until a statement of this database waits for a row lock. Lock
+/// waits have nothing to await; the waiting backend shows one.
+async fn a_lock_waiter(watcher: &mut sqlx::AnyConnection) {
+    loop {
+        let (waiters,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&mut *watcher)
+        .await
+        .expect("pg_stat_activity");
+        if waiters > 0 {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
+/// The chat's last event id, and its messages with their content.
+async fn stored_state(conn: &mut sqlx::AnyConnection, chat: i64) -> (i64, String) {
+    let (last_event_id,): (i64,) = sqlx::query_as("SELECT last_event_id FROM chats WHERE id = $1")
+        .bind(chat)
+        .fetch_one(&mut *conn)
+        .await
+        .expect("chat");
+    let messages: Vec<(i64, String, Option<i64>)> =
+        sqlx::query_as("SELECT message_id, body, deleted_at FROM messages WHERE chat_id = $1 ORDER BY message_id")
+            .bind(chat)
+            .fetch_all(&mut *conn)
+            .await
+            .expect("messages");
+    (last_event_id, format!("{messages:?}"))
+}
