@@ -56,31 +56,33 @@ const SEND_ALONE: &str = concat!(
 /// Many `new`s at once: the batch's rows are one JSON parameter (see
 /// [`BatchRows`]), numbered by their place in the batch (`column1`). Each
 /// write is conditioned on `ok`, the common case for every row, read from
-/// the statement's snapshot before any write. `ok` also takes the chats'
-/// row locks first (`locked`) and requires each chat's membership version,
-/// the latest once any wait for the row is over, to be the snapshot's: a
-/// membership change committed while the statement waited would not be
-/// seen by the checks, which read the snapshot ([`membership_unmoved`]).
-/// A single chat's update could simply not match, but here the other
-/// chats' writes would go ahead: all or nothing needs the check before
-/// any write.
+/// the statement's snapshot before any write.
+///
+/// Those checks read the snapshot, so a membership change committed while
+/// the statement waited for a chat's row would go unseen
+/// ([`membership_unmoved`]). Each chat is updated only if its membership
+/// version once the row is held is the one the snapshot has (`counts`),
+/// but a chat left out would leave the others' writes standing, so the
+/// last line then fails the statement, which undoes all of it: an invalid
+/// boolean, SQLSTATE 22P02, saying [`MEMBERSHIP_MOVED`]. The caller takes
+/// that as "not the common case". Locking every chat ahead of the checks
+/// instead (`FOR NO KEY UPDATE`) cost PostgreSQL 6 % more CPU a message
+/// at saturation (docs/benchmarks-journal.md, thirty-third session).
 const SENDS_ALONE: &str = "\
 WITH v AS MATERIALIZED (SELECT * FROM {rows}), \
-locked AS MATERIALIZED (SELECT c.id, c.membership_version FROM chats c \
-    WHERE c.id IN (SELECT column2 FROM v) ORDER BY c.id FOR NO KEY UPDATE), \
 ok AS (SELECT \
     NOT EXISTS (SELECT 1 FROM v WHERE NOT EXISTS (SELECT 1 FROM chats c WHERE c.id = v.column2)) \
     AND NOT EXISTS (SELECT 1 FROM v WHERE NOT EXISTS \
         (SELECT 1 FROM members m WHERE m.chat_id = v.column2 AND m.user_id = v.column3)) \
     AND NOT EXISTS (SELECT 1 FROM v CROSS JOIN LATERAL (SELECT 1 FROM messages s \
         WHERE s.chat_id = v.column2 AND s.user_id = v.column3 AND s.client_message_id = v.column4 LIMIT 1) AS s) \
-    AND (SELECT count(DISTINCT (column2, column3, column4)) FROM v) = (SELECT count(*) FROM v) \
-    AND (SELECT count(*) FROM locked l JOIN chats c ON c.id = l.id AND c.membership_version = l.membership_version) \
-      = (SELECT count(DISTINCT column2) FROM v) AS ok), \
-counts AS (SELECT column2 AS chat_id, count(*) AS new FROM v GROUP BY column2), \
+    AND (SELECT count(DISTINCT (column2, column3, column4)) FROM v) = (SELECT count(*) FROM v) AS ok), \
+counts AS (SELECT v.column2 AS chat_id, count(*) AS new, c.membership_version \
+    FROM v JOIN chats c ON c.id = v.column2 GROUP BY v.column2, c.membership_version), \
 advanced AS (UPDATE chats SET last_message_id = last_message_id + counts.new, \
       last_event_id = last_event_id + counts.new, last_activity_at = {now} \
-    FROM counts WHERE chats.id = counts.chat_id AND (SELECT ok FROM ok) \
+    FROM counts WHERE chats.id = counts.chat_id AND chats.membership_version = counts.membership_version \
+      AND (SELECT ok FROM ok) \
     RETURNING chats.id, chats.last_message_id - counts.new AS message_base, \
       chats.last_event_id - counts.new AS event_base), \
 numbered AS (SELECT v.*, \
@@ -95,7 +97,12 @@ logged AS (INSERT INTO events (chat_id, id, message_id, kind, payload, created_a
     FROM numbered), \
 recorded AS (INSERT INTO processed_commands (id, chat_id, first_event_id, last_event_id, result, created_at) \
     SELECT column10, column2, event_id, event_id, column11 || message_id || column12, {now} FROM numbered) \
-SELECT column1, message_id, event_id FROM numbered";
+SELECT column1, message_id, event_id FROM numbered \
+WHERE CASE WHEN NOT (SELECT ok FROM ok) OR (SELECT count(*) FROM advanced) = (SELECT count(*) FROM counts) \
+    THEN true ELSE CAST('{moved} ' || (SELECT count(*) FROM advanced) AS boolean) END";
+
+/// What [`SENDS_ALONE`] says when a chat's membership moved under it.
+const MEMBERSHIP_MOVED: &str = "membership moved while waiting";
 
 /// The columns of [`SENDS_ALONE`]'s rows: place in the batch, chat, sender,
 /// clientMessageId, text, attachments, the event's payload cut around its
@@ -260,12 +267,16 @@ async fn apply_many(
     let sql = SENDS_ALONE
         .replace("{rows}", &rows.table(&mut params, "r"))
         .replace("{now}", &now_param)
-        .replace("{kind}", &kind_param);
+        .replace("{kind}", &kind_param)
+        .replace("{moved}", MEMBERSHIP_MOVED);
     let mut args = AnyArguments::default();
     add(&mut args, now)?;
     add(&mut args, kind_column(&pending[0].event.kind))?;
     rows.add_to(&mut args)?;
-    let numbered: Vec<(i64, i64, i64)> = sqlx::query_as_with(&sql, args).fetch_all(&store.writer).await?;
+    let numbered: Vec<(i64, i64, i64)> = match sqlx::query_as_with(&sql, args).fetch_all(&store.writer).await {
+        Err(sqlx::Error::Database(error)) if error.message().contains(MEMBERSHIP_MOVED) => return Ok(None),
+        numbered => numbered?,
+    };
     if numbered.is_empty() {
         return Ok(None);
     }

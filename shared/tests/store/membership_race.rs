@@ -8,7 +8,8 @@
 //! Every way a command is applied is taken: a lone `new` and a batch of
 //! them on the first delivery (one statement each, `first_sends.rs`), and
 //! on a repeat a `new`, a run of them, an edit, a delete, a mark and a run
-//! of marks.
+//! of marks; the batches also with commands in a second chat, which
+//! must be applied whatever becomes of the first's.
 
 use super::*;
 
@@ -28,48 +29,59 @@ impl Change {
     }
 }
 
-/// bob's commands of each case; message 1 is alice's and 2 is bob's.
-fn cases(chat: i64) -> Vec<(&'static str, Delivery, Vec<Command>)> {
+/// bob's commands of each case, in `chat`, whose membership changes, and
+/// in `other`, which stays as it is; in each, message 1 is alice's and 2
+/// is bob's.
+fn cases(chat: i64, other: i64) -> Vec<(&'static str, Delivery, Vec<Command>)> {
     let edit = Command::Edit { chat_id: chat, message_id: 2, text: "changed".into(), attachments: json!([]) };
     let delete = Command::Delete { chat_id: chat, message_id: 2 };
+    let news = |chats: &[i64]| -> Vec<Command> {
+        chats.iter().enumerate().map(|(i, &chat)| send(chat, &format!("n{i}"), "late")).collect()
+    };
     vec![
-        ("a lone new, first delivery", Delivery::First, vec![send(chat, "n1", "late")]),
-        ("two news, first delivery", Delivery::First, vec![send(chat, "n1", "late"), send(chat, "n2", "late")]),
-        ("a lone new", Delivery::Repeat, vec![send(chat, "n1", "late")]),
-        (
-            "a run of news",
-            Delivery::Repeat,
-            vec![send(chat, "n1", "late"), send(chat, "n2", "late"), send(chat, "n3", "late")],
-        ),
+        ("a lone new, first delivery", Delivery::First, news(&[chat])),
+        ("two news, first delivery", Delivery::First, news(&[chat, chat])),
+        ("news to two chats, first delivery", Delivery::First, news(&[other, chat, other])),
+        ("a lone new", Delivery::Repeat, news(&[chat])),
+        ("a run of news", Delivery::Repeat, news(&[chat, chat, chat])),
+        ("a run of news to two chats", Delivery::Repeat, news(&[other, chat, other, chat])),
         ("an edit", Delivery::Repeat, vec![edit]),
         ("a delete", Delivery::Repeat, vec![delete]),
         ("a mark", Delivery::Repeat, vec![mark(chat, 1, MarkKind::Delivered)]),
         ("a run of marks", Delivery::Repeat, vec![mark(chat, 1, MarkKind::Delivered), mark(chat, 1, MarkKind::Read)]),
+        (
+            "a run of marks in two chats",
+            Delivery::Repeat,
+            vec![
+                mark(other, 1, MarkKind::Delivered),
+                mark(chat, 1, MarkKind::Delivered),
+                mark(other, 1, MarkKind::Read),
+            ],
+        ),
     ]
 }
 
 #[tokio::test]
 async fn a_member_removed_while_their_command_waited_is_refused() {
-    for_each_case(Change::Remove("bob"), |name, results| {
-        for result in results {
-            let refusal = result.expect_err(name);
-            assert_eq!(refusal.code, ErrorCode::Forbidden, "{name}: {refusal:?}");
-        }
+    for_each_case(Change::Remove("bob"), |name, result| {
+        let refusal = result.expect_err(name);
+        assert_eq!(refusal.code, ErrorCode::Forbidden, "{name}: {refusal:?}");
     })
     .await;
 }
 
 #[tokio::test]
 async fn a_member_whose_chat_gained_someone_while_their_command_waited_is_not_refused() {
-    for_each_case(Change::Add("carol"), |name, results| {
-        for result in results {
-            result.unwrap_or_else(|refusal| panic!("{name}: refused {refusal:?}"));
-        }
+    for_each_case(Change::Add("carol"), |name, result| {
+        result.unwrap_or_else(|refusal| panic!("{name}: refused {refusal:?}"));
     })
     .await;
 }
 
-async fn for_each_case(change: Change, check: impl Fn(&str, Vec<Result<Outcome, shared::error::Refusal>>)) {
+/// Runs each case behind `change` held open, and hands `check` the result
+/// of each command in the changed chat; those in the other chat must
+/// stand.
+async fn for_each_case(change: Change, check: impl Fn(&str, Result<Outcome, shared::error::Refusal>)) {
     let Some((store, _dir, url)) =
         stores_with_urls().await.into_iter().find(|(s, _, _)| s.backend() == shared::store::Backend::Postgres)
     else {
@@ -77,12 +89,14 @@ async fn for_each_case(change: Change, check: impl Fn(&str, Vec<Result<Outcome, 
     };
     let mut underneath = <sqlx::AnyConnection as sqlx::Connection>::connect(&url).await.expect("connected underneath");
     let mut watcher = <sqlx::AnyConnection as sqlx::Connection>::connect(&url).await.expect("connected underneath");
-    for index in 0..cases(0).len() {
-        let chat = group(&store, "alice", &["bob"]).await;
-        store.apply_pairs(&[("alice".to_string(), send(chat, "a1", "first"))], 10).await.expect("sent");
-        store.apply_pairs(&[("bob".to_string(), send(chat, "b1", "second"))], 11).await.expect("sent");
-        let (name, delivery, commands) = cases(chat).swap_remove(index);
-        let (events_before, messages_before) = stored_state(&mut underneath, chat).await;
+    for index in 0..cases(0, 0).len() {
+        let (chat, other) = (group(&store, "alice", &["bob"]).await, group(&store, "alice", &["bob"]).await);
+        for in_chat in [chat, other] {
+            store.apply_pairs(&[("alice".to_string(), send(in_chat, "a1", "first"))], 10).await.expect("sent");
+            store.apply_pairs(&[("bob".to_string(), send(in_chat, "b1", "second"))], 11).await.expect("sent");
+        }
+        let (name, delivery, commands) = cases(chat, other).swap_remove(index);
+        let before = stored_state(&mut underneath, chat).await;
 
         sqlx::query("BEGIN").execute(&mut underneath).await.expect("begin");
         sqlx::query("UPDATE chats SET membership_version = membership_version + 1 WHERE id = $1")
@@ -104,14 +118,15 @@ async fn for_each_case(change: Change, check: impl Fn(&str, Vec<Result<Outcome, 
         }
         sqlx::query("COMMIT").execute(&mut underneath).await.expect("commit");
         let results = applying.await.unwrap_or_else(|error| panic!("{name}: failed: {error}"));
-        let refused = results.iter().all(Result::is_err);
-        check(name, results);
-        if refused {
-            assert_eq!(
-                stored_state(&mut underneath, chat).await,
-                (events_before, messages_before),
-                "{name}: nothing stored"
-            );
+        for (command, result) in commands.iter().zip(results) {
+            if command.chat_id() == chat {
+                check(name, result);
+            } else {
+                result.unwrap_or_else(|refusal| panic!("{name}: refused in the other chat: {refusal:?}"));
+            }
+        }
+        if matches!(change, Change::Remove(_)) {
+            assert_eq!(stored_state(&mut underneath, chat).await, before, "{name}: nothing stored");
         }
     }
 }
