@@ -24,7 +24,7 @@ pub mod signal;
 /// restart it on the same port, a client's socket can take it, even as a
 /// connection to itself (the bench scripts' picker, scripts/lib/services.sh,
 /// lost a port that way). Ports this process handed out are not handed
-/// out again.
+/// out again, nor those another test process holds ([`reserve`]).
 pub fn free_port() -> u16 {
     use std::collections::BTreeSet;
     use std::hash::{BuildHasher, Hasher};
@@ -37,12 +37,48 @@ pub fn free_port() -> u16 {
         let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
         hasher.write_u64(attempt);
         let port = (LOWEST + (hasher.finish() % u64::from(below - LOWEST)) as u32) as u16;
-        if !handed_out.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        if !handed_out.contains(&port) && reserve(port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
             handed_out.insert(port);
             return port;
         }
     }
     panic!("no free port between {LOWEST} and {below}")
+}
+
+/// Reserves `port` for this process, against every other process that
+/// picks ports here: a lock on a file named after it, which the kernel
+/// releases when the process ends, however it ends. Why: tests run as
+/// many processes at once, each with its own memory of what it handed
+/// out, and two of them drew the same port in the moment before either
+/// bound it (one full run in five failed so). `false` if another holds
+/// it; where no lock file can be made, `true`, as before reservations.
+fn reserve(port: u16) -> bool {
+    use std::sync::Mutex;
+    static HELD: Mutex<Vec<std::fs::File>> = Mutex::new(Vec::new());
+    let Ok(file) = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(lock_path(port)) else {
+        return true;
+    };
+    match file.try_lock() {
+        Ok(()) => {
+            HELD.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(file);
+            true
+        }
+        Err(std::fs::TryLockError::WouldBlock) => false,
+        Err(std::fs::TryLockError::Error(_)) => true,
+    }
+}
+
+/// The file whose lock reserves `port`, in a directory all users may
+/// write to (made once, shared by every test run on the machine). The
+/// files stay, empty, one per port ever drawn: removing one would race a
+/// process about to lock it.
+fn lock_path(port: u16) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join("testkit-ports");
+    if std::fs::create_dir(&dir).is_ok() {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777));
+    }
+    dir.join(port.to_string())
 }
 
 /// The first port of the kernel's ephemeral range (Linux's default where
@@ -76,5 +112,16 @@ mod tests {
         }
         let distinct: std::collections::BTreeSet<_> = ports.iter().collect();
         assert_eq!(distinct.len(), ports.len(), "a port handed out twice: {ports:?}");
+    }
+
+    /// What another process would meet: a lock of its own on a handed-out
+    /// port's file is refused (locks of two opens conflict as two
+    /// processes' do).
+    #[test]
+    fn a_handed_out_port_is_reserved_against_other_processes() {
+        let port = super::free_port();
+        let other = std::fs::File::open(super::lock_path(port)).expect("the port's lock file");
+        assert!(matches!(other.try_lock(), Err(std::fs::TryLockError::WouldBlock)), "port {port} not reserved");
+        assert!(!super::reserve(port), "port {port} reserved twice");
     }
 }
