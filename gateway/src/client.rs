@@ -350,8 +350,8 @@ impl Reader<'_> {
                     // under. So ids stay as long as before the numbers
                     // started at random.
                     id: format!("{}-{}-{}", self.node.incarnation, self.handle.id as u32, self.sequence),
-                    origin: Origin { node: self.node.id.clone(), connection: self.handle.id },
-                    user: self.handle.user.clone(),
+                    origin: Origin { node: self.node.id.clone(), connection: self.handle.id, sequence: self.sequence },
+                    user: self.handle.user.to_string(),
                     reference: reference.clone(),
                     command,
                     received_at: now,
@@ -400,7 +400,7 @@ impl Reader<'_> {
     /// beside the queue's future holding it, and every connection's task is
     /// as large as this state (`CommandQueue::submit` says more).
     fn submit<'s>(&'s self, envelope: CommandEnvelope, reference: &'s Ref) -> impl Future<Output = ()> + 's {
-        self.handle.command_submitted();
+        self.handle.command_submitted(envelope.origin.sequence);
         let queued = self.node.commands.submit(envelope);
         async move {
             if let Err(e) = queued.await {
@@ -430,7 +430,7 @@ impl Reader<'_> {
             let refusal = match within(STORE_DEADLINE, self.node.store.membership(chat, user)).await {
                 // A member whose chat list here has not caught up yet.
                 Ok(Membership::Member) => {
-                    let _ = self.node.broker.publish(Event::Typing { chat, user: user.clone() }).await;
+                    let _ = self.node.broker.publish(Event::Typing { chat, user: user.to_string() }).await;
                     return;
                 }
                 Ok(other) => other.require().err().unwrap_or_else(Refusal::internal),
@@ -439,7 +439,7 @@ impl Reader<'_> {
             return self.refuse(reference, &refusal, None).await;
         };
         if local.typing_allowed(chat, std::time::Instant::now()) {
-            let _ = self.node.broker.publish(Event::Typing { chat, user: user.clone() }).await;
+            let _ = self.node.broker.publish(Event::Typing { chat, user: user.to_string() }).await;
         }
     }
 
@@ -453,7 +453,10 @@ impl Reader<'_> {
         // counted, that closed clients that pinged.
         let bounds = {
             let _store_wait = self.handle.deadline_paused();
-            self.node.sync_pages.bounds(BoundsRequest { user: self.handle.user.clone(), since: since.clone() }).await
+            self.node
+                .sync_pages
+                .bounds(BoundsRequest { user: self.handle.user.to_string(), since: since.clone() })
+                .await
         };
         let bounds = bounds.unwrap_or_else(|e| {
             tracing::warn!(error = %e, "sync read failed");
@@ -482,7 +485,7 @@ impl Reader<'_> {
     async fn replay(&self, reference: &Ref, chat: ChatId, from: EventId, end: EventId) -> bool {
         let mut cursor = from;
         loop {
-            let request = PageRequest { chat, user: self.handle.user.clone(), since: cursor };
+            let request = PageRequest { chat, user: self.handle.user.to_string(), since: cursor };
             let read = {
                 let _store_wait = self.handle.deadline_paused();
                 self.node.sync_pages.page(request).await

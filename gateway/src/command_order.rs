@@ -87,7 +87,7 @@ mod tests {
     fn envelope(sequence: u64) -> CommandEnvelope {
         CommandEnvelope {
             id: sequence.to_string(),
-            origin: Origin { node: "n".into(), connection: 1 },
+            origin: Origin { node: "n".into(), connection: 1, sequence: 1 },
             user: "u".into(),
             reference: None,
             command: Command::Delete { chat_id: 1, message_id: 1 },

@@ -4,7 +4,7 @@
 //! share it.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU16, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
@@ -13,13 +13,16 @@ use shared::clock::now_ms;
 
 use crate::outbound::{Outbound, RenderedEvent};
 use crate::outbound_queue::Pushed;
+use crate::owed_replies::{Arrival, OwedReplies};
 use crate::write_through::{Deferred, FanOutBatch, Socket, WriteState, Written};
 
 pub type ConnectionId = u64;
 
 pub struct ClientHandle {
     pub id: ConnectionId,
-    pub user: String,
+    /// A `Box<str>`, not a `String`: 8 bytes fewer keep the handle in
+    /// the allocator's 256-byte size class (`owed_replies`).
+    pub user: Box<str>,
     /// Taken by whoever queues or writes (see `write_through`); held for
     /// a queue push or one non-blocking write, never across an await.
     write: Mutex<WriteState>,
@@ -37,8 +40,8 @@ pub struct ClientHandle {
     /// or of the moment the connection was served; `NOT_SERVED_YET` before
     /// that and while the deadline is paused.
     last_ping: AtomicI64,
-    /// Commands submitted whose reply has not come back yet.
-    in_flight: AtomicU32,
+    /// The replies the connection's commands are owed.
+    replies: OwedReplies,
     /// Set when the node drains this connection: its reader stops taking
     /// commands, its writer carries on until the close.
     reading_stopped: AtomicBool,
@@ -66,28 +69,41 @@ impl ClientHandle {
     pub fn new(id: ConnectionId, user: String, queue_limit: usize) -> Self {
         ClientHandle {
             id,
-            user,
+            user: user.into_boxed_str(),
             write: Mutex::new(WriteState::on_connect(queue_limit)),
             close_code: AtomicU16::new(0),
             writer: AtomicWaker::new(),
             reader: AtomicWaker::new(),
             last_ping: AtomicI64::new(NOT_SERVED_YET),
-            in_flight: AtomicU32::new(0),
+            replies: OwedReplies::default(),
             reading_stopped: AtomicBool::new(false),
         }
     }
 
-    pub fn command_submitted(&self) {
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
+    /// Command `sequence` (its number on this connection) was handed to
+    /// the queue.
+    pub fn command_submitted(&self, sequence: u64) {
+        self.replies.submitted(sequence);
     }
 
-    /// A reply arrived, or the command was not accepted. Saturating: a
-    /// redelivered command may be answered twice. The last one answered
+    /// A reply to command `sequence` arrived: whether it goes to the
+    /// client (not if it repeats one given, see `owed_replies`).
+    pub fn reply_arrived(&self, sequence: u64) -> bool {
+        match self.replies.arrived(sequence) {
+            Arrival::Owed => {
+                self.command_settled();
+                true
+            }
+            Arrival::Forgotten => true,
+            Arrival::Repeat => false,
+        }
+    }
+
+    /// A command was answered, or not accepted. The last one answered
     /// wakes the reader, which may hold commands until then
     /// (`command_order`).
     pub fn command_settled(&self) {
-        let before = self.in_flight.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| Some(n.saturating_sub(1)));
-        if before == Ok(1) {
+        if self.replies.settle() {
             self.reader.wake();
         }
     }
@@ -95,7 +111,7 @@ impl ClientHandle {
     /// Replies may have been lost (the broker reconnected): waiting for them
     /// would hold this connection's next commands for good.
     pub fn settle_all(&self) {
-        if self.in_flight.swap(0, Ordering::AcqRel) > 0 {
+        if self.replies.forget() {
             self.reader.wake();
         }
     }
@@ -106,7 +122,7 @@ impl ClientHandle {
     }
 
     pub fn commands_in_flight(&self) -> u32 {
-        self.in_flight.load(Ordering::Acquire)
+        self.replies.in_flight()
     }
 
     pub fn stop_reading(&self) {
@@ -427,6 +443,14 @@ mod tests {
 
     async fn queued(handle: &ClientHandle) -> Vec<&'static str> {
         kinds(std::future::poll_fn(|cx| handle.poll_queued(cx)).await)
+    }
+
+    /// Every connection carries its handle in an `Arc`, 16 bytes more:
+    /// within mimalloc's 256-byte size class, not the next (320).
+    #[test]
+    fn the_handle_keeps_its_size_class() {
+        let size = std::mem::size_of::<ClientHandle>();
+        assert!(size + 16 <= 256, "{size} bytes");
     }
 
     /// A reply queues at once while there is room; with the queue full it

@@ -178,11 +178,11 @@ impl Hub {
     pub fn register(&self, handle: Arc<ClientHandle>) -> (Arc<LocalUser>, bool) {
         self.connections.insert(handle.id, handle.clone());
         let mut fresh = false;
-        let entry = self.users.entry(handle.user.clone()).or_insert_with(|| {
+        let entry = self.users.entry(handle.user.to_string()).or_insert_with(|| {
             fresh = true;
             self.broker.subscribe_user(&handle.user);
             Arc::new(LocalUser {
-                id: handle.user.clone(),
+                id: handle.user.to_string(),
                 connections: Mutex::new(Vec::new()),
                 state: Mutex::new(UserState { left_while_loading: Some(HashSet::new()), ..Default::default() }),
                 loaded: tokio::sync::watch::Sender::new(false),
@@ -218,7 +218,7 @@ impl Hub {
         self.connections.remove(&handle.id);
         // The broker is told under the map's shard lock, like `register`
         // tells it, so a reconnect racing this cannot end unsubscribed.
-        let removed = self.users.remove_if(&handle.user, |_, user| {
+        let removed = self.users.remove_if(&*handle.user, |_, user| {
             let mut connections = lock(&user.connections);
             connections.retain(|c| c.id != handle.id);
             let last = connections.is_empty();
@@ -514,7 +514,9 @@ impl HubSink {
             }
             Event::Reply { origin, reference, result, received_at } => {
                 let Some(handle) = hub.connections.get(&origin.connection).map(|c| c.clone()) else { return };
-                handle.command_settled();
+                if !handle.reply_arrived(origin.sequence) {
+                    return;
+                }
                 let (kind, frame) = match &result {
                     Ok(applied) => ("ack", render::ack(&reference, applied)),
                     Err(refusal) => ("error", render::error(&reference, refusal, None)),

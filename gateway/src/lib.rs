@@ -38,6 +38,7 @@ pub mod node;
 pub mod ordering;
 pub mod outbound;
 pub mod outbound_queue;
+pub mod owed_replies;
 pub mod presence;
 pub mod reassembly;
 pub mod rest;

@@ -21,11 +21,18 @@ use serde_json::Value;
 use crate::error::Refusal;
 use crate::model::{Applied, ChatAction, ChatEvent, ChatId, ChatSummary, Command, Millis, UserId};
 
-/// Which connection a command came from, so its reply finds the way back.
+/// Which connection a command came from, so its reply finds the way back,
+/// and which of its commands it is.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Origin {
     pub node: String,
     pub connection: u64,
+    /// The command's number on its connection, counted from 1: the
+    /// gateway tells a reply repeated (a redelivered command, answered
+    /// again) from a new one by it. 0 from a gateway that did not number
+    /// its commands, whose replies are taken as they come.
+    #[serde(default)]
+    pub sequence: u64,
 }
 
 /// One client command on its way to a worker.

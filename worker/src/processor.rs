@@ -246,7 +246,7 @@ mod tests {
     fn envelope(reference: &str) -> CommandEnvelope {
         CommandEnvelope {
             id: reference.into(),
-            origin: Origin { node: "gw".into(), connection: 1 },
+            origin: Origin { node: "gw".into(), connection: 1, sequence: 1 },
             user: "alice".into(),
             reference: Some(json!(reference)),
             command: Command::Delete { chat_id: 1, message_id: 1 },

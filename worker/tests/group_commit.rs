@@ -35,7 +35,7 @@ async fn group(store: &Store) -> i64 {
 fn send(id: &str, chat: i64, text: &str) -> CommandEnvelope {
     CommandEnvelope {
         id: id.into(),
-        origin: Origin { node: "test".into(), connection: 1 },
+        origin: Origin { node: "test".into(), connection: 1, sequence: 0 },
         user: "alice".into(),
         reference: None,
         command: Command::Send {

@@ -83,7 +83,7 @@ mod tests {
     fn envelope(id: &str) -> CommandEnvelope {
         CommandEnvelope {
             id: id.to_owned(),
-            origin: Origin { node: "n".into(), connection: 1 },
+            origin: Origin { node: "n".into(), connection: 1, sequence: 1 },
             user: "u".into(),
             reference: None,
             command: Command::Delete { chat_id: 1, message_id: 1 },

@@ -507,7 +507,7 @@ async fn a_command_the_database_refuses_does_not_hold_up_its_shard() {
     cluster.shard_owner(chat).await;
     let refused = shared::bus::CommandEnvelope {
         id: "written-by-hand-1".into(),
-        origin: shared::bus::Origin { node: "elsewhere".into(), connection: 1 },
+        origin: shared::bus::Origin { node: "elsewhere".into(), connection: 1, sequence: 1 },
         user: "alice".into(),
         reference: None,
         command: shared::model::Command::Send {

@@ -12,4 +12,5 @@ mod failures;
 mod leases;
 mod presence;
 mod protocol;
+mod replies;
 mod standalone;
