@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-guard /tmp/build-guard/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:12214/ws --http-url http://127.0.0.1:12214 --data-dir /tmp/tmp.aFUpojz6O4 --server-pid 10214 --report bench/results/2026-12-06-standalone-s33rfo-guard-2/fanout.json --charts bench/results/2026-12-06-standalone-s33rfo-guard-2/fanout

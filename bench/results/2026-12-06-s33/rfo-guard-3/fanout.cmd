@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-guard /tmp/build-guard/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:23906/ws --http-url http://127.0.0.1:23906 --data-dir /tmp/tmp.iKnHLGQuBr --server-pid 10373 --report bench/results/2026-12-06-standalone-s33rfo-guard-3/fanout.json --charts bench/results/2026-12-06-standalone-s33rfo-guard-3/fanout

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-guard /tmp/build-guard/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:20908/ws --http-url http://127.0.0.1:20908 --data-dir /tmp/tmp.3ZFwG7WqyX --server-pid 10668 --report bench/results/2026-12-06-standalone-s33ridle-guard-1/idle.json --charts bench/results/2026-12-06-standalone-s33ridle-guard-1/idle

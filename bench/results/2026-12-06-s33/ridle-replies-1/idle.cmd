@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-replies /tmp/build-replies/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:26508/ws --http-url http://127.0.0.1:26508 --data-dir /tmp/tmp.LEGsj3sGvW --server-pid 10769 --report bench/results/2026-12-06-standalone-s33ridle-replies-1/idle.json --charts bench/results/2026-12-06-standalone-s33ridle-replies-1/idle
