@@ -255,25 +255,9 @@ async fn a_removal_waits_for_a_command_in_flight_and_takes_its_rows_along() {
     let removal = store.remove_member(chat, "bob", "bob");
     tokio::pin!(removal);
     let mut watcher = <sqlx::AnyConnection as sqlx::Connection>::connect(&url).await.expect("connected underneath");
-    let waiting = async {
-        loop {
-            // Lock waits have no notification to await; the removal's
-            // backend shows one once it blocks.
-            let (waiters,): (i64,) = sqlx::query_as(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
-            )
-            .fetch_one(&mut watcher)
-            .await
-            .expect("pg_stat_activity");
-            if waiters > 0 {
-                return;
-            }
-            tokio::task::yield_now().await;
-        }
-    };
     tokio::select! {
         removed = &mut removal => panic!("the removal did not wait for the transaction in flight: {removed:?}"),
-        () = waiting => {}
+        () = a_lock_waiter(&mut watcher) => {}
     }
     sqlx::query("COMMIT").execute(&mut worker).await.expect("commit");
     removal.await.expect("removed");

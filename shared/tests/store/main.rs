@@ -98,3 +98,20 @@ async fn group(store: &Store, creator: &str, others: &[&str]) -> i64 {
     };
     store.create_chat(creator, request, 1).await.map_err(|e| e.0).expect("created").chat_id
 }
+
+/// Waits until a statement of this database waits for a row lock. Lock
+/// waits have nothing to await; the waiting backend shows one.
+async fn a_lock_waiter(watcher: &mut sqlx::AnyConnection) {
+    loop {
+        let (waiters,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&mut *watcher)
+        .await
+        .expect("pg_stat_activity");
+        if waiters > 0 {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+}

@@ -131,23 +131,6 @@ async fn for_each_case(change: Change, check: impl Fn(&str, Result<Outcome, shar
     }
 }
 
-/// Waits until a statement of this database waits for a row lock. Lock
-/// waits have nothing to await; the waiting backend shows one.
-async fn a_lock_waiter(watcher: &mut sqlx::AnyConnection) {
-    loop {
-        let (waiters,): (i64,) = sqlx::query_as(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
-        )
-        .fetch_one(&mut *watcher)
-        .await
-        .expect("pg_stat_activity");
-        if waiters > 0 {
-            return;
-        }
-        tokio::task::yield_now().await;
-    }
-}
-
 /// The chat's last event id, and its messages with their content.
 async fn stored_state(conn: &mut sqlx::AnyConnection, chat: i64) -> (i64, String) {
     let (last_event_id,): (i64,) = sqlx::query_as("SELECT last_event_id FROM chats WHERE id = $1")
