@@ -58,14 +58,19 @@ fn reserve(port: u16) -> bool {
     let Ok(file) = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(lock_path(port)) else {
         return true;
     };
-    match file.try_lock() {
+    match try_lock(&file) {
         Ok(()) => {
             HELD.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(file);
             true
         }
-        Err(std::fs::TryLockError::WouldBlock) => false,
-        Err(std::fs::TryLockError::Error(_)) => true,
+        Err(error) => error != rustix::io::Errno::WOULDBLOCK,
     }
+}
+
+/// An exclusive `flock` on `file`, without waiting. rustix's, not std's
+/// `File::try_lock`, which needs Rust 1.89 (the workspace keeps 1.88).
+fn try_lock(file: &std::fs::File) -> rustix::io::Result<()> {
+    rustix::fs::flock(file, rustix::fs::FlockOperation::NonBlockingLockExclusive)
 }
 
 /// The file whose lock reserves `port`, in a directory all users may
@@ -121,7 +126,7 @@ mod tests {
     fn a_handed_out_port_is_reserved_against_other_processes() {
         let port = super::free_port();
         let other = std::fs::File::open(super::lock_path(port)).expect("the port's lock file");
-        assert!(matches!(other.try_lock(), Err(std::fs::TryLockError::WouldBlock)), "port {port} not reserved");
+        assert_eq!(super::try_lock(&other), Err(rustix::io::Errno::WOULDBLOCK), "port {port} not reserved");
         assert!(!super::reserve(port), "port {port} reserved twice");
     }
 }
