@@ -9,8 +9,15 @@
 //! key when the lease is not this worker's. A successor that took the lease
 //! before the check fails it; one that takes it after the check touches
 //! the lease. Either way the transaction does not run and nothing is handed
-//! out. (The check may fail to run only when Redis is out of memory or
-//! busy with a script, and then no successor can take the lease either.)
+//! out. The check fails to run when Redis is out of memory (then the
+//! queued `XREADGROUP` is refused too) or busy with another client's
+//! script past its time limit (then a successor cannot take the lease
+//! either). One gap is left: a request that Redis reads in two parts just
+//! as such a script ends could have its `WATCH` and check refused and its
+//! transaction run. The read's reply is then an error, so this worker
+//! applies nothing, but what it was handed waits, pending, until the
+//! shard's owner next reads its backlog. It takes a foreign script of over
+//! 5 s ending at a lease handover.
 //!
 //! Not a script that checks and reads: Redis copies every entry a script
 //! reads into Lua and back, about 2.4 µs an entry on this machine, three
