@@ -515,6 +515,7 @@ impl HubSink {
             Event::Reply { origin, reference, result, received_at } => {
                 let Some(handle) = hub.connections.get(&origin.connection).map(|c| c.clone()) else { return };
                 if !handle.reply_arrived(origin.sequence) {
+                    metrics::counter!("chat_replies_repeated_total").increment(1);
                     return;
                 }
                 let (kind, frame) = match &result {

@@ -44,6 +44,9 @@ async fn a_reply_published_twice_reaches_its_client_once() {
         .await;
     let next = alice.recv_type("ack").await;
     assert_eq!(next["ref"], "second", "the repeated reply reached the client: {next}");
+    let (_, metrics) = cluster.text(cluster.gateways[0].port, "/metrics").await;
+    let repeated = metrics.lines().find_map(|line| line.strip_prefix("chat_replies_repeated_total "));
+    assert_eq!(repeated.map(str::trim), Some("1"), "counted once:\n{metrics}");
 }
 
 /// The command whose `ref` is `reference`, as the gateway queued it in
