@@ -1,7 +1,8 @@
 //! A command that reaches its chat's row lock just behind a membership
 //! change is judged by the membership that change left: a member removed
-//! is refused, and a member who stays is not refused because someone else
-//! joined. PostgreSQL only: read committed gives each statement the
+//! is refused, a member who stays is not refused because someone else
+//! joined, and a command in a chat deleted meanwhile is refused as for
+//! no chat. PostgreSQL only: read committed gives each statement the
 //! snapshot it took before it waited, and SQLite's one writer orders the
 //! two anyway.
 //!
@@ -14,17 +15,25 @@
 use super::*;
 
 /// A membership change as the store makes one, held open: the chat's row
-/// locked by counting the change, the member row changed, not committed.
+/// locked by counting the change, the rows changed, not committed.
 enum Change {
     Remove(&'static str),
     Add(&'static str),
+    DeleteChat,
 }
 
 impl Change {
-    fn statement(&self) -> (&'static str, &'static str) {
+    /// The statements after the count, of `$1` the chat and, where given,
+    /// `$2` the user.
+    fn statements(&self) -> Vec<(&'static str, Option<&'static str>)> {
         match self {
-            Change::Remove(user) => ("DELETE FROM members WHERE chat_id = $1 AND user_id = $2", user),
-            Change::Add(user) => ("INSERT INTO members (chat_id, user_id, joined_at) VALUES ($1, $2, 1)", user),
+            Change::Remove(user) => vec![("DELETE FROM members WHERE chat_id = $1 AND user_id = $2", Some(user))],
+            Change::Add(user) => {
+                vec![("INSERT INTO members (chat_id, user_id, joined_at) VALUES ($1, $2, 1)", Some(user))]
+            }
+            Change::DeleteChat => {
+                vec![("DELETE FROM members WHERE chat_id = $1", None), ("DELETE FROM chats WHERE id = $1", None)]
+            }
         }
     }
 }
@@ -71,6 +80,15 @@ async fn a_member_removed_while_their_command_waited_is_refused() {
 }
 
 #[tokio::test]
+async fn a_command_in_a_chat_deleted_while_it_waited_is_refused_as_for_no_chat() {
+    for_each_case(Change::DeleteChat, |name, result| {
+        let refusal = result.expect_err(name);
+        assert_eq!(refusal.code, ErrorCode::NotFound, "{name}: {refusal:?}");
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_member_whose_chat_gained_someone_while_their_command_waited_is_not_refused() {
     for_each_case(Change::Add("carol"), |name, result| {
         result.unwrap_or_else(|refusal| panic!("{name}: refused {refusal:?}"));
@@ -104,8 +122,14 @@ async fn for_each_case(change: Change, check: impl Fn(&str, Result<Outcome, shar
             .execute(&mut underneath)
             .await
             .expect("the chat locked");
-        let (statement, user) = change.statement();
-        sqlx::query(statement).bind(chat).bind(user).execute(&mut underneath).await.expect("the member changed");
+        for (statement, user) in change.statements() {
+            let query = sqlx::query(statement).bind(chat);
+            let query = match user {
+                Some(user) => query.bind(user),
+                None => query,
+            };
+            query.execute(&mut underneath).await.expect("changed");
+        }
 
         let ids: Vec<String> = (0..commands.len()).map(|i| format!("{name}-{i}")).collect();
         let batch: Vec<Submitted> =
@@ -125,17 +149,27 @@ async fn for_each_case(change: Change, check: impl Fn(&str, Result<Outcome, shar
                 result.unwrap_or_else(|refusal| panic!("{name}: refused in the other chat: {refusal:?}"));
             }
         }
-        if matches!(change, Change::Remove(_)) {
-            assert_eq!(stored_state(&mut underneath, chat).await, before, "{name}: nothing stored");
+        match change {
+            Change::Remove(_) => {
+                assert_eq!(stored_state(&mut underneath, chat).await, before, "{name}: nothing stored")
+            }
+            Change::DeleteChat => {
+                assert_eq!(
+                    stored_state(&mut underneath, chat).await.1,
+                    before.1,
+                    "{name}: no message stored or changed"
+                )
+            }
+            Change::Add(_) => {}
         }
     }
 }
 
 /// The chat's last event id, and its messages with their content.
-async fn stored_state(conn: &mut sqlx::AnyConnection, chat: i64) -> (i64, String) {
-    let (last_event_id,): (i64,) = sqlx::query_as("SELECT last_event_id FROM chats WHERE id = $1")
+async fn stored_state(conn: &mut sqlx::AnyConnection, chat: i64) -> (Option<i64>, String) {
+    let last_event_id: Option<i64> = sqlx::query_scalar("SELECT last_event_id FROM chats WHERE id = $1")
         .bind(chat)
-        .fetch_one(&mut *conn)
+        .fetch_optional(&mut *conn)
         .await
         .expect("chat");
     let messages: Vec<(i64, String, Option<i64>)> =
