@@ -31,6 +31,14 @@ impl CommandBudget {
         CommandBudget { available_milli: u64::from(allowance.burst) * 1000, refilled_at: now }
     }
 
+    /// Whether the bucket is full again by `now`: one made anew would be
+    /// the same.
+    pub fn is_full(&self, allowance: Allowance, now: Millis) -> bool {
+        let elapsed_ms = u64::try_from(now.saturating_sub(self.refilled_at)).unwrap_or(0);
+        let refill = elapsed_ms.saturating_mul(u64::from(allowance.per_second));
+        self.available_milli.saturating_add(refill) >= u64::from(allowance.burst) * 1000
+    }
+
     /// Takes one command's worth; false when the allowance is spent.
     pub fn take(&mut self, allowance: Allowance, now: Millis) -> bool {
         if allowance.per_second == 0 {

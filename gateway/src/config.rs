@@ -85,6 +85,17 @@ pub struct Settings {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub command_burst: u32,
 
+    /// REST calls one user may make a second on this node, sustained; past
+    /// it they are refused with 429 `rate_limited`. 0 for no limit.
+    #[arg(long, env = "REST_RATE", default_value_t = 20, global = true)]
+    pub rest_rate: u32,
+
+    /// REST calls one user may make at once after a quiet spell, beyond
+    /// `REST_RATE`.
+    #[arg(long, env = "REST_BURST", default_value_t = 200, global = true,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub rest_burst: u32,
+
     /// On SIGTERM, close connections (1012) in paced batches over this many
     /// seconds, so clients reconnect elsewhere without a stampede.
     #[arg(long, env = "DRAIN_SECONDS", default_value_t = 10, global = true,
@@ -101,6 +112,10 @@ pub struct Settings {
 impl Settings {
     pub fn command_allowance(&self) -> crate::command_budget::Allowance {
         crate::command_budget::Allowance { per_second: self.command_rate, burst: self.command_burst }
+    }
+
+    pub fn rest_allowance(&self) -> crate::command_budget::Allowance {
+        crate::command_budget::Allowance { per_second: self.rest_rate, burst: self.rest_burst }
     }
 
     pub fn database_url(&self) -> String {

@@ -25,6 +25,7 @@ use crate::hub::{Hub, HubSink};
 use crate::outbound::Outbound;
 use crate::presence::cluster::ClusterPresence;
 use crate::presence::Presence;
+use crate::rest::allowance::RestAllowance;
 use crate::rest::auth::ApiError;
 use crate::sync_pages::SyncPages;
 
@@ -72,6 +73,8 @@ pub struct Node {
     pub incarnation: String,
     pub settings: Settings,
     pub auth: Authenticator,
+    /// Each user's REST calls on this node (`rest::allowance`).
+    pub rest_allowance: RestAllowance,
     pub store: Store,
     /// Loads the chat lists of connections setting up.
     pub chat_lists: ChatLists,
@@ -234,6 +237,7 @@ impl Node {
             id,
             incarnation: format!("{:016x}", rand::random::<u64>()),
             auth: Authenticator::new(secret),
+            rest_allowance: RestAllowance::new(settings.rest_allowance()),
             chat_lists: ChatLists::start(store.clone()),
             sync_pages: SyncPages::start(store.clone()),
             store,

@@ -2,6 +2,7 @@
 //! including unknown routes and malformed bodies, is the JSON
 //! `{"code","message"}` shape.
 
+pub mod allowance;
 pub mod auth;
 mod chats;
 pub mod framework_errors;

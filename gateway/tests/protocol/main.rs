@@ -12,6 +12,7 @@ mod marks;
 mod messaging;
 mod mutated_frames;
 mod presence;
+mod rest_allowance;
 mod shutdown;
 mod slow_consumer;
 mod sync;

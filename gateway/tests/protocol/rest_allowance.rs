@@ -1,0 +1,27 @@
+//! REST calls past a user's allowance (`REST_RATE`, `REST_BURST`) are
+//! refused with 429 `rate_limited`, and other users' calls go on.
+
+use crate::common::TestServer;
+
+#[tokio::test]
+async fn rest_calls_past_a_users_allowance_are_refused_and_others_go_on() {
+    let server = TestServer::start_with(|s| {
+        s.rest_rate = 1;
+        s.rest_burst = 2;
+    })
+    .await;
+    // Two at once, then one a second: ten calls in a row meet a refusal
+    // unless they take eight seconds.
+    let mut answers = Vec::new();
+    for _ in 0..10 {
+        answers.push(server.call("GET", "alice", "/v1/chats", None).await);
+    }
+    assert_eq!(answers[0].0, 200, "{:?}", answers[0]);
+    let (_, refusal) = answers.iter().find(|(status, _)| *status == 429).expect("a call refused");
+    assert_eq!(refusal["code"], "rate_limited", "{refusal}");
+    let (status, body) = server.call("GET", "bob", "/v1/chats", None).await;
+    assert_eq!(status, 200, "bob's allowance is his own: {body}");
+    let metrics = reqwest::get(server.url("/metrics")).await.expect("metrics").text().await.expect("text");
+    let counted = metrics.lines().find_map(|line| line.strip_prefix("chat_rest_rate_limited_total "));
+    assert!(counted.and_then(|n| n.trim().parse::<f64>().ok()) >= Some(1.0), "{metrics}");
+}
