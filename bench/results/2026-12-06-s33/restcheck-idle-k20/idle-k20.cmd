@@ -1,0 +1,1 @@
+target/release/loadtest run idle --connections 19000 --chats-per-user 20 --group-size 10 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:18630/ws --http-url http://127.0.0.1:18630 --data-dir /tmp/tmp.e5c4CiHarF --server-pid 11936 --report bench/results/2026-12-06-standalone-s33-restcheck/idle-k20.json --charts bench/results/2026-12-06-standalone-s33-restcheck/idle-k20
