@@ -3,7 +3,8 @@
 //! take the worker's time from everyone else's commands; past its
 //! allowance a command is refused with `rate_limited` and not applied, so
 //! the client knows to slow down and resend. Pings are never counted (they
-//! keep the connection alive) and typing has its own limit per chat.
+//! keep the connection alive) and typing has its own limit per chat. The
+//! REST allowance (`rest::allowance`) keeps the same bucket per user.
 
 use shared::model::Millis;
 
@@ -34,9 +35,15 @@ impl CommandBudget {
     /// Whether the bucket is full again by `now`: one made anew would be
     /// the same.
     pub fn is_full(&self, allowance: Allowance, now: Millis) -> bool {
+        self.available_by(allowance, now) >= u64::from(allowance.burst) * 1000
+    }
+
+    /// What may be taken at `now`, in thousandths. A clock stepped back
+    /// refills nothing, and takes nothing away.
+    fn available_by(&self, allowance: Allowance, now: Millis) -> u64 {
         let elapsed_ms = u64::try_from(now.saturating_sub(self.refilled_at)).unwrap_or(0);
         let refill = elapsed_ms.saturating_mul(u64::from(allowance.per_second));
-        self.available_milli.saturating_add(refill) >= u64::from(allowance.burst) * 1000
+        self.available_milli.saturating_add(refill).min(u64::from(allowance.burst) * 1000)
     }
 
     /// Takes one command's worth; false when the allowance is spent.
@@ -44,11 +51,7 @@ impl CommandBudget {
         if allowance.per_second == 0 {
             return true;
         }
-        // A clock stepped back refills nothing, and takes nothing away.
-        let elapsed_ms = u64::try_from(now.saturating_sub(self.refilled_at)).unwrap_or(0);
-        let full = u64::from(allowance.burst) * 1000;
-        let refill = elapsed_ms.saturating_mul(u64::from(allowance.per_second));
-        self.available_milli = self.available_milli.saturating_add(refill).min(full);
+        self.available_milli = self.available_by(allowance, now);
         self.refilled_at = self.refilled_at.max(now);
         if self.available_milli < 1000 {
             return false;
