@@ -1,9 +1,11 @@
 //! One WebSocket connection: authentication before the upgrade, then a
 //! reader and a writer.
 //!
-//! The reader owns the socket's read half (fastwebsockets' `read_frame` is
-//! not cancel-safe, so nothing else touches it) and handles the client's
-//! frames one at a time, which keeps each sender's commands in order. The
+//! The reader owns the socket's read half and handles the client's frames
+//! one at a time, which keeps each sender's commands in order. It drops a
+//! read in progress when commands it holds are released; the vendored
+//! `read_frame` is cancel-safe for that (vendor/fastwebsockets/PATCHED.md;
+//! upstream's is not). The
 //! writer (`writer`) owns the write half and drains the connection's bounded
 //! outbound queue; close replies go through it too. The reader's other
 //! replies (`pong`, `error`, and WebSocket pongs) are written at once while
@@ -220,7 +222,8 @@ impl Reader<'_> {
                 // finish.
                 _ = std::future::poll_fn(|cx| handle.poll_stop_for_reader(cx)) => return,
                 // Commands held for order go once those before them are
-                // answered (`command_order`).
+                // answered (`command_order`). The read this drops may be
+                // mid-frame: what it read stays in the read half's buffer.
                 _ = std::future::poll_fn(|cx| handle.poll_settled_for_reader(cx)), if self.order.is_holding() => {
                     // Boxed: rare, and a connection's task is as large as
                     // its largest wait.

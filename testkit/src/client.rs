@@ -50,6 +50,16 @@ impl Client {
         self.ws.send(message).await.expect("send");
     }
 
+    /// Writes bytes to the socket under the WebSocket layer, as one TCP
+    /// write: with [`masked_text_frame`], a frame cut in parts that reach
+    /// the server at moments the test chooses.
+    pub async fn write_bytes(&mut self, bytes: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        let MaybeTlsStream::Plain(socket) = self.ws.get_mut() else { panic!("tests speak plain ws://") };
+        socket.write_all(bytes).await.expect("write");
+        socket.flush().await.expect("flush");
+    }
+
     /// The next message of any kind; panics if the connection ends or none
     /// comes.
     #[allow(clippy::result_large_err)]
@@ -158,6 +168,28 @@ impl Client {
         // Read until the server's close reply so the server saw it.
         while let Ok(Some(Ok(_))) = tokio::time::timeout(WAIT, self.ws.next()).await {}
     }
+}
+
+/// A client's text frame as it goes on the wire (RFC 6455 5.2): final,
+/// masked, with the length in the header's shortest form.
+pub fn masked_text_frame(text: &str) -> Vec<u8> {
+    let payload = text.as_bytes();
+    let mask = [0x37, 0xfa, 0x21, 0x3d];
+    let mut frame = vec![0x81];
+    match payload.len() {
+        short @ 0..=125 => frame.push(0x80 | short as u8),
+        medium @ 126..=0xffff => {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&(medium as u16).to_be_bytes());
+        }
+        long => {
+            frame.push(0x80 | 127);
+            frame.extend_from_slice(&(long as u64).to_be_bytes());
+        }
+    }
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, byte)| byte ^ mask[i % 4]));
+    frame
 }
 
 fn rand_suffix() -> u64 {

@@ -673,7 +673,10 @@ impl ReadHalf {
       }};
     }
 
-    // Read the first two bytes
+    // Patched (see PATCHED.md): nothing is taken out of the buffer until the
+    // whole frame is in it. `read_buf` either appends bytes or stays
+    // pending, so a caller may drop this future at any await and call again
+    // without losing a frame's header (cancel safety).
     while self.buffer.remaining() < 2 {
       eof!(stream.read_buf(&mut self.buffer).await?);
     }
@@ -697,31 +700,32 @@ impl ReadHalf {
       _ => 0,
     };
 
-    self.buffer.advance(2);
-    while self.buffer.remaining() < extra + masked as usize * 4 {
+    let header_len = 2 + extra + masked as usize * 4;
+    while self.buffer.remaining() < header_len {
       eof!(stream.read_buf(&mut self.buffer).await?);
     }
 
     let payload_len: usize = match extra {
       0 => usize::from(length_code),
-      2 => self.buffer.get_u16() as usize,
-      #[cfg(any(target_pointer_width = "64", target_pointer_width = "128"))]
-      8 => self.buffer.get_u64() as usize,
-      // On 32bit systems, usize is only 4bytes wide so we must check for usize overflowing
-      #[cfg(any(
-        target_pointer_width = "8",
-        target_pointer_width = "16",
-        target_pointer_width = "32"
-      ))]
-      8 => match usize::try_from(self.buffer.get_u64()) {
-        Ok(length) => length,
-        Err(_) => return Err(WebSocketError::FrameTooLarge),
-      },
-      _ => unreachable!(),
+      2 => usize::from(u16::from_be_bytes([self.buffer[2], self.buffer[3]])),
+      _ => {
+        let mut length = [0; 8];
+        length.copy_from_slice(&self.buffer[2..10]);
+        match usize::try_from(u64::from_be_bytes(length)) {
+          Ok(length) => length,
+          Err(_) => return Err(WebSocketError::FrameTooLarge),
+        }
+      }
     };
 
     let mask = if masked {
-      Some(self.buffer.get_u32().to_be_bytes())
+      let at = 2 + extra;
+      Some([
+        self.buffer[at],
+        self.buffer[at + 1],
+        self.buffer[at + 2],
+        self.buffer[at + 3],
+      ])
     } else {
       None
     };
@@ -739,11 +743,15 @@ impl ReadHalf {
     }
 
     // Reserve a bit more to try to get next frame header and avoid a syscall to read it next time
-    self.buffer.reserve(payload_len + MAX_HEADER_SIZE);
-    while payload_len > self.buffer.remaining() {
+    let frame_len = header_len + payload_len;
+    self
+      .buffer
+      .reserve((frame_len + MAX_HEADER_SIZE).saturating_sub(self.buffer.len()));
+    while frame_len > self.buffer.remaining() {
       eof!(stream.read_buf(&mut self.buffer).await?);
     }
 
+    self.buffer.advance(header_len);
     // if we read too much it will stay in the buffer, for the next call to this method
     let payload = self.buffer.split_to(payload_len);
     // Patched (see PATCHED.md): a connection waiting for its next frame keeps

@@ -109,6 +109,46 @@ async fn a_connection_s_commands_are_applied_in_order_across_shards() {
     assert!(acks.windows(2).all(|pair| pair[0].1 <= pair[1].1), "applied in order: {acks:?}");
 }
 
+/// A frame that arrives in two parts, with the answer that releases a held
+/// command coming between them, is read whole. The gateway's reader waits
+/// for the next frame and for that answer at once, and drops the read in
+/// progress to release the command; the read taken up again must still
+/// have the frame's header (vendor/fastwebsockets/PATCHED.md). It used to
+/// read payload bytes as a header and close the connection with 1002.
+#[tokio::test]
+async fn a_frame_cut_around_a_released_command_is_read_whole() {
+    let mut cluster = Cluster::start(Options::default(), 1, 0).await;
+    let keys = cluster.keys();
+    let first = cluster.group(0, "alice", &["bob"]).await;
+    let mut second = cluster.group(0, "alice", &["bob"]).await;
+    while keys.shard_of(second) == keys.shard_of(first) {
+        second = cluster.group(0, "alice", &["bob"]).await;
+    }
+    let mut alice = cluster.connect(0, "alice").await;
+    let new = |r: i64, chat: i64| json!({"type": "new", "ref": r, "chatId": chat, "clientMessageId": format!("cut{r}"), "message": "m"});
+    alice.send(new(1, first)).await;
+    alice.send(new(2, second)).await;
+    let third = testkit::client::masked_text_frame(&new(3, first).to_string());
+    let (head, tail) = third.split_at(10);
+    alice.write_bytes(head).await;
+
+    // No worker ran until now: the second command is held, and the answer
+    // to the first releases it while the third frame is half read.
+    cluster.start_worker();
+    let mut refs = Vec::new();
+    while refs.len() < 2 {
+        let frame = alice.recv().await;
+        assert_ne!(frame["type"], "error", "{frame}");
+        if frame["type"] == "ack" {
+            refs.push(frame["ref"].as_i64().expect("ref"));
+        }
+    }
+    alice.write_bytes(tail).await;
+    let ack = alice.recv_type("ack").await;
+    refs.push(ack["ref"].as_i64().expect("ref"));
+    assert_eq!(refs, [1, 2, 3], "{}", cluster.logs());
+}
+
 #[tokio::test]
 async fn both_binaries_expose_metrics_and_health() {
     let cluster = Cluster::start(Options::default(), 1, 1).await;
