@@ -15,7 +15,7 @@ use shared::clock::now_ms;
 use shared::error::Refusal;
 use shared::model::{ChatAction, ChatId, ChatKind, ChatSummary};
 use shared::protocol::native::outbound::{chat_json, rest_error};
-use shared::store::{within, NewChat, StoreRefusal, CREATED_MEMBERSHIP_VERSION};
+use shared::store::{within, MemberViews, NewChat, StoreRefusal, CREATED_MEMBERSHIP_VERSION};
 
 use super::auth::{id, ApiError, Caller};
 use crate::node::{Node, STORE_DEADLINE};
@@ -63,7 +63,8 @@ pub async fn create(
     if created.earlier {
         tracing::debug!(chat = created.chat_id, "a chat creation retried under its idempotency key");
     }
-    announce(&node, created.chat_id, &created.members, ChatAction::Created, CREATED_MEMBERSHIP_VERSION).await;
+    let views = read_views(&node, created.chat_id).await;
+    announce(&node, views.as_ref(), &created.members, ChatAction::Created, CREATED_MEMBERSHIP_VERSION).await;
     let summary =
         within(STORE_DEADLINE, node.store.summary(created.chat_id, &user)).await?.ok_or_else(Refusal::no_chat)?;
     Ok((StatusCode::CREATED, Json(chat_json(&summary))).into_response())
@@ -92,11 +93,16 @@ pub async fn delete(
     Path(chat): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let chat = id(&chat, "chatId")?;
-    // Each member's last view of the chat goes with the `deleted` frame.
-    let before = summaries(&node, chat, &within(STORE_DEADLINE, node.store.members(chat)).await?).await;
+    // Each member's last view of the chat goes with the `deleted` frame, so
+    // it is read before the deletion; a caller who may not delete the chat
+    // is refused before that read.
+    within(STORE_DEADLINE, node.store.may_delete(chat, &user)).await?;
+    let before = within(STORE_DEADLINE, node.store.member_views(chat)).await?;
     let deleted = within(STORE_DEADLINE, node.store.delete_chat(chat, &user)).await?;
-    for summary in before.into_iter().filter(|(m, _)| deleted.members.contains(m)) {
-        publish(&node, summary.0, ChatAction::Deleted, summary.1, deleted.version).await;
+    for member in deleted.members {
+        if let Some(view) = before.as_ref().and_then(|views| views.as_seen_by(&member)) {
+            publish(&node, member, ChatAction::Deleted, view, deleted.version).await;
+        }
     }
     Ok(StatusCode::NO_CONTENT)
 }
@@ -117,9 +123,11 @@ pub async fn add_member(
     let request: AddMember =
         serde_json::from_slice(&body).map_err(|e| Refusal::bad_request(format!("invalid body: {e}")))?;
     let added = within(STORE_DEADLINE, node.store.add_member(chat, &user, &request.user_id, now_ms())).await?;
-    announce(&node, chat, std::slice::from_ref(&request.user_id), ChatAction::Created, added.version).await;
+    let views = read_views(&node, chat).await;
+    let newcomer = std::slice::from_ref(&request.user_id);
+    announce(&node, views.as_ref(), newcomer, ChatAction::Created, added.version).await;
     let others: Vec<String> = added.members.into_iter().filter(|m| *m != request.user_id).collect();
-    announce(&node, chat, &others, ChatAction::Updated, added.version).await;
+    announce(&node, views.as_ref(), &others, ChatAction::Updated, added.version).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -140,28 +148,33 @@ pub async fn remove_member(
         publish(&node, removed.clone(), ChatAction::Deleted, view, change.version).await;
     }
     let others: Vec<String> = change.members.into_iter().filter(|m| *m != removed).collect();
-    announce(&node, chat, &others, ChatAction::Updated, change.version).await;
+    let views = read_views(&node, chat).await;
+    announce(&node, views.as_ref(), &others, ChatAction::Updated, change.version).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Sends each of `users` the chat as they see it now, as of membership
-/// `version`.
-async fn announce(node: &Node, chat: ChatId, users: &[String], action: ChatAction, version: i64) {
-    for (user, summary) in summaries(node, chat, users).await {
-        publish(node, user, action, summary, version).await;
+/// The chat as each member sees it now, read once for all of them; `None`
+/// (logged) when it cannot be read, and then nobody is told.
+async fn read_views(node: &Node, chat: ChatId) -> Option<MemberViews> {
+    match within(STORE_DEADLINE, node.store.member_views(chat)).await {
+        Ok(views) => views,
+        Err(e) => {
+            tracing::warn!(error = %e, chat, "chat change not announced");
+            None
+        }
     }
 }
 
-async fn summaries(node: &Node, chat: ChatId, users: &[String]) -> Vec<(String, ChatSummary)> {
-    let mut views = Vec::with_capacity(users.len());
+/// Sends each of `users` the chat as they see it, as of membership
+/// `version`. Each member's summary is made and published in turn: one
+/// announcement to a large group holds one summary at a time.
+async fn announce(node: &Node, views: Option<&MemberViews>, users: &[String], action: ChatAction, version: i64) {
+    let Some(views) = views else { return };
     for user in users {
-        match within(STORE_DEADLINE, node.store.summary(chat, user)).await {
-            Ok(Some(summary)) => views.push((user.clone(), summary)),
-            Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, "chat change not announced to one member"),
+        if let Some(summary) = views.as_seen_by(user) {
+            publish(node, user.clone(), action, summary, version).await;
         }
     }
-    views
 }
 
 async fn publish(node: &Node, user: String, action: ChatAction, chat: ChatSummary, version: i64) {

@@ -267,12 +267,7 @@ impl Store {
     pub async fn delete_chat(&self, chat: ChatId, by: &str) -> Result<MembershipChange, StoreRefusal> {
         let mut tx = self.writer.begin().await?;
         let version = lock_for_change(&mut tx, chat).await?;
-        membership(&mut *tx, chat, by).await?.require()?;
-        let (creator,): (String,) =
-            sqlx::query_as("SELECT creator FROM chats WHERE id = $1").bind(chat).fetch_one(&mut *tx).await?;
-        if creator != by {
-            return Err(Refusal::forbidden("only the chat's creator may delete it").into());
-        }
+        require_creator(&mut tx, chat, by).await?;
         let members = members_of(&mut *tx, chat).await?;
         for table in ["events", "mark_ranges", "messages", "members"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE chat_id = $1")).bind(chat).execute(&mut *tx).await?;
@@ -280,6 +275,14 @@ impl Store {
         sqlx::query("DELETE FROM chats WHERE id = $1").bind(chat).execute(&mut *tx).await?;
         tx.commit().await?;
         Ok(MembershipChange { members, version })
+    }
+
+    /// Refuses as [`delete_chat`](Self::delete_chat) would, changing
+    /// nothing: a caller that reads the chat before deleting it refuses a
+    /// stranger before that read. A chat's creator never changes, so the
+    /// answer holds until the deletion checks again.
+    pub async fn may_delete(&self, chat: ChatId, by: &str) -> Result<(), StoreRefusal> {
+        require_creator(&mut *self.reader.acquire().await?, chat, by).await
     }
 
     /// Adds `user` to group `chat`; any member may. Returns the members after.
@@ -419,6 +422,16 @@ async fn lock_for_change(tx: &mut sqlx::Transaction<'_, sqlx::Any>, chat: ChatId
     .fetch_optional(&mut **tx)
     .await?;
     version.map(|(version,)| version).ok_or_else(|| Refusal::no_chat().into())
+}
+
+async fn require_creator(db: &mut sqlx::AnyConnection, chat: ChatId, by: &str) -> Result<(), StoreRefusal> {
+    membership(&mut *db, chat, by).await?.require()?;
+    let (creator,): (String,) =
+        sqlx::query_as("SELECT creator FROM chats WHERE id = $1").bind(chat).fetch_one(&mut *db).await?;
+    if creator != by {
+        return Err(Refusal::forbidden("only the chat's creator may delete it").into());
+    }
+    Ok(())
 }
 
 async fn require_group(tx: &mut sqlx::Transaction<'static, sqlx::Any>, chat: ChatId) -> Result<(), StoreRefusal> {

@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 
 use super::{Store, StoreError};
-use crate::model::{delivery_status, ChatId, ChatKind, ChatSummary, MessageId, UserId};
+use crate::model::{
+    delivery_status, ChatId, ChatKind, ChatSummary, DeliveryStatus, EventId, MessageId, Millis, UserId,
+};
 
 /// id, kind, name, photo_url, last_message_id, last_event_id, last_activity_at.
 type ChatRow = (i64, String, Option<String>, Option<String>, i64, i64, i64);
@@ -66,7 +68,7 @@ impl Store {
         .bind(chat)
         .fetch_all(&self.reader)
         .await?;
-        let last: HashMap<ChatId, (i64, String, String, i64)> =
+        let last: HashMap<ChatId, LastMessage> =
             last.into_iter().map(|(c, id, author, body, at)| (c, (id, author, body, at))).collect();
         let missed: Vec<(i64, i64)> = sqlx::query_as(
             "SELECT s.chat_id, COUNT(*) FROM messages s JOIN members m ON m.chat_id = s.chat_id AND m.user_id = $1 \
@@ -82,39 +84,140 @@ impl Store {
 
         chats
             .into_iter()
-            .map(|(id, kind, name, photo_url, last_message_id, last_event_id, last_activity_at)| {
-                let kind = ChatKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("chat kind {kind}")))?;
-                let marks = members.remove(&id).unwrap_or_default();
-                let member_ids: Vec<UserId> = marks.iter().map(|m| m.user.clone()).collect();
-                // A dialog is named after the other member, as the caller sees it.
-                let name = match kind {
-                    ChatKind::Dialog => member_ids.iter().find(|m| *m != user).cloned().unwrap_or_default(),
-                    ChatKind::Group => name.unwrap_or_default(),
-                };
-                let last_message = last.get(&id);
-                Ok(ChatSummary {
-                    kind,
-                    id,
-                    name,
-                    photo_url,
-                    last_message_text: last_message.map(|l| l.2.clone()),
-                    last_message_time: last_message.map(|l| l.3),
-                    last_message_author: last_message.map(|l| l.1.clone()),
-                    last_message_status: last_message.map(|(message_id, author, _, _)| {
-                        delivery_status(
-                            *message_id,
-                            author,
-                            marks.iter().map(|m| (m.user.as_str(), m.delivered, m.read)),
-                        )
-                    }),
-                    missed: missed.get(&id).copied().unwrap_or(0),
-                    is_mine: last_message.is_some_and(|l| l.1 == user),
-                    members: member_ids,
-                    last_message_id,
-                    last_event_id,
-                    last_activity_at,
-                })
+            .map(|row| {
+                let marks = members.remove(&row.0).unwrap_or_default();
+                let last_message = last.get(&row.0);
+                let missed = missed.get(&row.0).copied().unwrap_or(0);
+                let view = ChatView::new(row, &marks, last_message.cloned())?;
+                Ok(view.as_seen_by(user, missed))
             })
             .collect()
+    }
+
+    /// `chat` as each of its members sees it, read for all of them at once:
+    /// announcing a change to a group of N members this way reads O(N)
+    /// rows, where N calls of [`summary`](Self::summary) would read N².
+    /// `None` if there is no such chat.
+    pub async fn member_views(&self, chat: ChatId) -> Result<Option<MemberViews>, StoreError> {
+        let row: Option<ChatRow> = sqlx::query_as(
+            "SELECT id, kind, name, photo_url, last_message_id, last_event_id, last_activity_at \
+             FROM chats WHERE id = $1",
+        )
+        .bind(chat)
+        .fetch_optional(&self.reader)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let marks: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT user_id, delivered_mark, read_mark FROM members WHERE chat_id = $1 ORDER BY user_id",
+        )
+        .bind(chat)
+        .fetch_all(&self.reader)
+        .await?;
+        let marks: Vec<MemberMarks> =
+            marks.into_iter().map(|(user, delivered, read)| MemberMarks { user, delivered, read }).collect();
+        let last: Option<(i64, String, String, i64)> = sqlx::query_as(
+            "SELECT message_id, user_id, body, created_at FROM messages \
+             WHERE chat_id = $1 AND deleted_at IS NULL ORDER BY message_id DESC LIMIT 1",
+        )
+        .bind(chat)
+        .fetch_optional(&self.reader)
+        .await?;
+        let missed: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT m.user_id, COUNT(*) FROM members m JOIN messages s ON s.chat_id = m.chat_id \
+             WHERE m.chat_id = $1 AND s.message_id > m.read_mark AND s.user_id <> m.user_id \
+               AND s.deleted_at IS NULL \
+             GROUP BY m.user_id",
+        )
+        .bind(chat)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(Some(MemberViews { view: ChatView::new(row, &marks, last)?, missed: missed.into_iter().collect() }))
+    }
+}
+
+/// The last message that is not deleted: id, author, text, time.
+type LastMessage = (i64, String, String, i64);
+
+/// What every member sees alike: the chat, its members, its last message
+/// and that message's status.
+struct ChatView {
+    kind: ChatKind,
+    id: ChatId,
+    name: Option<String>,
+    photo_url: Option<String>,
+    members: Vec<UserId>,
+    last_message: Option<LastMessage>,
+    last_message_status: Option<DeliveryStatus>,
+    last_message_id: MessageId,
+    last_event_id: EventId,
+    last_activity_at: Millis,
+}
+
+impl ChatView {
+    fn new(row: ChatRow, marks: &[MemberMarks], last_message: Option<LastMessage>) -> Result<Self, StoreError> {
+        let (id, kind, name, photo_url, last_message_id, last_event_id, last_activity_at) = row;
+        let kind = ChatKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("chat kind {kind}")))?;
+        let last_message_status = last_message.as_ref().map(|(message_id, author, _, _)| {
+            delivery_status(*message_id, author, marks.iter().map(|m| (m.user.as_str(), m.delivered, m.read)))
+        });
+        Ok(ChatView {
+            kind,
+            id,
+            name,
+            photo_url,
+            members: marks.iter().map(|m| m.user.clone()).collect(),
+            last_message,
+            last_message_status,
+            last_message_id,
+            last_event_id,
+            last_activity_at,
+        })
+    }
+
+    fn as_seen_by(&self, user: &str, missed: i64) -> ChatSummary {
+        // A dialog is named after the other member, as the caller sees it.
+        let name = match self.kind {
+            ChatKind::Dialog => self.members.iter().find(|m| *m != user).cloned().unwrap_or_default(),
+            ChatKind::Group => self.name.clone().unwrap_or_default(),
+        };
+        let last = self.last_message.as_ref();
+        ChatSummary {
+            kind: self.kind,
+            id: self.id,
+            name,
+            photo_url: self.photo_url.clone(),
+            last_message_text: last.map(|l| l.2.clone()),
+            last_message_time: last.map(|l| l.3),
+            last_message_author: last.map(|l| l.1.clone()),
+            last_message_status: self.last_message_status,
+            missed,
+            is_mine: last.is_some_and(|l| l.1 == user),
+            members: self.members.clone(),
+            last_message_id: self.last_message_id,
+            last_event_id: self.last_event_id,
+            last_activity_at: self.last_activity_at,
+        }
+    }
+}
+
+/// A chat as each of its members sees it ([`Store::member_views`]); each
+/// member's summary is made when asked for, so that announcing to N
+/// members holds one at a time.
+pub struct MemberViews {
+    view: ChatView,
+    missed: HashMap<UserId, i64>,
+}
+
+impl MemberViews {
+    pub fn members(&self) -> &[UserId] {
+        &self.view.members
+    }
+
+    /// The chat as `user` sees it; `None` if `user` is not a member.
+    pub fn as_seen_by(&self, user: &str) -> Option<ChatSummary> {
+        self.view.members.iter().any(|m| m == user).then(|| {
+            let missed = self.missed.get(user).copied().unwrap_or(0);
+            self.view.as_seen_by(user, missed)
+        })
     }
 }

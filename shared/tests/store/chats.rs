@@ -268,3 +268,74 @@ async fn a_removal_waits_for_a_command_in_flight_and_takes_its_rows_along() {
         .expect("count");
     assert_eq!(left, 0, "the range went with the membership");
 }
+
+/// Announcing a change to a chat's members reads the chat once for all of
+/// them (`member_views`); each member must get what `summary` gives them:
+/// their own missed count, whether the last message is theirs, a dialog
+/// named after the other member.
+#[tokio::test]
+async fn member_views_give_each_member_their_own_summary() {
+    for (store, _dir) in stores().await {
+        let chat = group(&store, "alice", &["bob", "carol"]).await;
+        let authors = ["alice", "bob", "alice", "carol", "bob"];
+        let sends: Vec<_> =
+            authors.iter().enumerate().map(|(i, a)| (a.to_string(), send(chat, &format!("v{i}"), "m"))).collect();
+        store.apply_pairs(&sends, 100).await.expect("sent");
+        let marks = [
+            ("bob".to_string(), mark(chat, 2, MarkKind::Read)),
+            ("carol".to_string(), mark(chat, 4, MarkKind::Delivered)),
+            ("alice".to_string(), mark(chat, 3, MarkKind::Read)),
+        ];
+        store.apply_pairs(&marks, 200).await.expect("marked");
+        // The newest message is deleted: the one before stands for the chat.
+        store
+            .apply_pairs(&[("bob".to_string(), Command::Delete { chat_id: chat, message_id: 5 })], 300)
+            .await
+            .expect("ok");
+
+        let dialog = NewChat {
+            kind: ChatKind::Dialog,
+            name: None,
+            photo_url: None,
+            members: vec!["dave".into()],
+            idempotency_key: None,
+        };
+        let dialog = store.create_chat("carol", dialog, 400).await.map_err(|e| e.0).expect("created").chat_id;
+        store.apply_pairs(&[("dave".to_string(), send(dialog, "d1", "hi"))], 500).await.expect("sent");
+
+        for (chat, members) in [(chat, vec!["alice", "bob", "carol"]), (dialog, vec!["carol", "dave"])] {
+            let views = store.member_views(chat).await.expect("read").expect("a chat");
+            assert_eq!(views.members(), members.as_slice());
+            for member in members {
+                let summary = store.summary(chat, member).await.expect("read").expect("a member");
+                assert_eq!(views.as_seen_by(member), Some(summary), "{member} in chat {chat}");
+            }
+            assert_eq!(views.as_seen_by("erin"), None, "not a member");
+        }
+        let bob = store.member_views(chat).await.expect("read").expect("a chat").as_seen_by("bob").expect("bob");
+        assert_eq!((bob.missed, bob.last_message_id, bob.last_message_text.as_deref()), (2, 5, Some("m")));
+        assert!(store.member_views(chat + dialog + 1).await.expect("read").is_none(), "no such chat");
+    }
+}
+
+/// A deletion's caller is checked before the gateway reads every member's
+/// view of the chat, with the refusals the deletion itself gives.
+#[tokio::test]
+async fn may_delete_refuses_as_the_deletion_would() {
+    for (store, _dir) in stores().await {
+        let chat = group(&store, "alice", &["bob"]).await;
+        let code = |r: Result<(), StoreRefusal>| match r {
+            Ok(()) => None,
+            Err(StoreRefusal::Refused(refusal)) => Some(refusal.code),
+            Err(e) => panic!("{e:?}"),
+        };
+        assert_eq!(code(store.may_delete(chat, "alice").await), None);
+        assert_eq!(code(store.may_delete(chat, "bob").await), Some(ErrorCode::Forbidden), "a member, not the creator");
+        assert_eq!(code(store.may_delete(chat, "mallory").await), Some(ErrorCode::Forbidden), "not a member");
+        assert_eq!(code(store.may_delete(chat + 1, "alice").await), Some(ErrorCode::NotFound), "no such chat");
+        for by in ["bob", "mallory"] {
+            let refused = store.delete_chat(chat, by).await.map(|_| ()).map_err(|e| code(Err(e)));
+            assert_eq!(refused, Err(code(store.may_delete(chat, by).await)), "{by}");
+        }
+    }
+}
