@@ -13,6 +13,9 @@ Checks, per rendered stream:
   * configMapKeyRef/secretKeyRef keys exist in the ConfigMap/Secret when that
     object is part of the render (an out-of-band Secret is reported, not
     failed);
+  * every key of a rendered ConfigMap is read by some container: containers
+    pick keys one by one (configMapKeyRef), so a key added to config.env
+    alone would never reach a process;
   * the gateway's terminationGracePeriodSeconds exceeds its preStop sleep
     plus DRAIN_SECONDS plus a 5 s margin;
   * a Deployment scaled by an HPA or a ScaledObject has no spec.replicas,
@@ -60,6 +63,16 @@ def check(path):
     secrets = {d["metadata"]["name"]: {**(d.get("data") or {}), **(d.get("stringData") or {})}
                for d in by_kind.get("Secret", [])}
     external_secrets = set()
+    # ConfigMap name -> keys some container reads; ALL_KEYS when one takes the
+    # whole map (envFrom, or a volume without items).
+    configmap_reads = {}
+    ALL_KEYS = None
+
+    def reads(name, key=ALL_KEYS):
+        if key is ALL_KEYS:
+            configmap_reads[name] = ALL_KEYS
+        elif configmap_reads.get(name, set()) is not ALL_KEYS:
+            configmap_reads.setdefault(name, set()).add(key)
 
     workloads = [d for k in ("Deployment", "StatefulSet", "Job") for d in by_kind.get(k, [])]
     pods = []  # (workload, pod labels, containers)
@@ -68,6 +81,25 @@ def check(path):
         tpl = w["spec"]["template"]
         spec = tpl["spec"]
         pods.append((w, tpl["metadata"].get("labels") or {}, spec["containers"]))
+        for c in spec["containers"] + (spec.get("initContainers") or []):
+            for env in c.get("env") or []:
+                ref = (env.get("valueFrom") or {}).get("configMapKeyRef")
+                if ref:
+                    reads(ref["name"], ref["key"])
+            for src in c.get("envFrom") or []:
+                if "configMapRef" in src:
+                    reads(src["configMapRef"]["name"])
+        for vol in spec.get("volumes") or []:
+            sources = [vol] + list((vol.get("projected") or {}).get("sources") or [])
+            for src in sources:
+                cm = src.get("configMap")
+                if cm is None:
+                    continue
+                if cm.get("items"):
+                    for item in cm["items"]:
+                        reads(cm["name"], item["key"])
+                else:
+                    reads(cm["name"])
         psc = spec.get("securityContext") or {}
         if psc.get("runAsNonRoot") is not True:
             errors.append(f"{ident}: pod securityContext.runAsNonRoot is not true")
@@ -239,6 +271,20 @@ def check(path):
             for w, _, cs in selected:
                 if ep.get("port") and ep["port"] not in {q.get("name") for c in cs for q in c.get("ports") or []}:
                     errors.append(f"{ident}: port {ep['port']!r} is not a container port of {w['metadata']['name']}")
+
+    # ConfigMap keys no container reads.
+    unread_maps = 0
+    for name, data in sorted(configmaps.items()):
+        read = configmap_reads.get(name, set())
+        if read is ALL_KEYS:
+            continue
+        unread = sorted(set(data) - read)
+        if unread:
+            unread_maps += 1
+            errors.append(f"ConfigMap/{name}: no container reads {', '.join(unread)}: add a configMapKeyRef "
+                          "to the Deployment (or Job) whose process uses it")
+    if configmaps and not unread_maps:
+        notes.append(f"every key of {len(configmaps)} ConfigMap(s) read by a container")
 
     if not any(np["spec"].get("podSelector") == {} and not np["spec"].get("ingress") and not np["spec"].get("egress")
                and set(np["spec"].get("policyTypes") or []) >= {"Ingress", "Egress"}
