@@ -40,6 +40,7 @@ use tokio::net::TcpStream;
 use crate::command_budget::CommandBudget;
 use crate::command_order::CommandOrder;
 use crate::handle::ClientHandle;
+use crate::hub::ChatsLoad;
 use crate::node::{Node, STORE_DEADLINE};
 use crate::outbound::{Outbound, SyncEnd};
 use crate::reassembly::{Message, Reassembly, Violation};
@@ -123,14 +124,13 @@ async fn serve(node: Arc<Node>, user: String, socket: UpgradeFut) -> Result<(), 
         match node.chat_lists.of(&user).await {
             Ok(chats) => node.hub.chats_loaded(&local, chats),
             Err(e) => {
-                tracing::warn!(error = %e, "could not load the user's chats; closing");
-                local.loading_failed();
-                handle.close(close::GOING_AWAY);
+                tracing::warn!(error = %e, "could not load the user's chats; closing the user's connections");
+                local.loading_failed(close::GOING_AWAY);
             }
         }
-    } else {
-        // Another connection of this user is loading the chats right now.
-        local.wait_loaded(LOAD_WAIT).await;
+    } else if local.wait_loaded(LOAD_WAIT).await == ChatsLoad::Failed {
+        // Another connection of this user loaded the chats, and failed.
+        handle.close(close::GOING_AWAY);
     }
     node.presence.connected(&user, local.chat_ids()).await;
     drop(setup);

@@ -48,9 +48,20 @@ pub struct LocalUser {
     pub id: String,
     connections: Mutex<Vec<Arc<ClientHandle>>>,
     state: Mutex<UserState>,
-    /// True once the user's chats are loaded (or their loading gave up):
-    /// a second connection opening meanwhile waits for it before reading.
-    loaded: tokio::sync::watch::Sender<bool>,
+    /// How loading the user's chats went: a second connection opening
+    /// meanwhile waits for it before reading.
+    loaded: tokio::sync::watch::Sender<ChatsLoad>,
+}
+
+/// Where loading a user's chat list on this node stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChatsLoad {
+    Loading,
+    Loaded,
+    /// The load failed: every connection of the user here is closed (the
+    /// chats are followed per user, so one left open would follow none of
+    /// them), and the next connection once they are gone loads again.
+    Failed,
 }
 
 #[derive(Default)]
@@ -63,15 +74,23 @@ struct UserState {
 }
 
 impl LocalUser {
-    /// Waits (up to `limit`) until the user's chats are subscribed here.
-    pub async fn wait_loaded(&self, limit: Duration) {
+    /// Waits (up to `limit`) until the user's chats are subscribed here,
+    /// or their loading failed; `Loading` when `limit` passed first (the
+    /// load still subscribes them when it ends).
+    pub async fn wait_loaded(&self, limit: Duration) -> ChatsLoad {
         let mut loaded = self.loaded.subscribe();
-        let _ = tokio::time::timeout(limit, loaded.wait_for(|l| *l)).await;
+        let _ = tokio::time::timeout(limit, loaded.wait_for(|l| *l != ChatsLoad::Loading)).await;
+        let outcome = *loaded.borrow();
+        outcome
     }
 
-    /// Loading failed: let waiting connections go on (without the chats).
-    pub fn loading_failed(&self) {
-        self.loaded.send_replace(true);
+    /// Loading failed: closes every connection of the user here with
+    /// `code`, and those still waiting for the load close too.
+    pub fn loading_failed(&self, code: u16) {
+        self.loaded.send_replace(ChatsLoad::Failed);
+        self.each_connection(|c| {
+            c.close(code);
+        });
     }
 
     /// The user's chats as this node follows them, once they are loaded
@@ -185,7 +204,7 @@ impl Hub {
                 id: handle.user.to_string(),
                 connections: Mutex::new(Vec::new()),
                 state: Mutex::new(UserState { left_while_loading: Some(HashSet::new()), ..Default::default() }),
-                loaded: tokio::sync::watch::Sender::new(false),
+                loaded: tokio::sync::watch::Sender::new(ChatsLoad::Loading),
             })
         });
         // Added while the map shard is held: `unregister` decides "last
@@ -208,7 +227,7 @@ impl Hub {
         for (chat, last_event_id) in joined {
             self.subscribe(user, chat, last_event_id);
         }
-        user.loaded.send_replace(true);
+        user.loaded.send_replace(ChatsLoad::Loaded);
     }
 
     /// Removes a connection; drops the user's subscriptions with their last
@@ -539,7 +558,7 @@ mod tests {
             id: id.to_owned(),
             connections: Mutex::default(),
             state: Mutex::default(),
-            loaded: tokio::sync::watch::Sender::new(false),
+            loaded: tokio::sync::watch::Sender::new(ChatsLoad::Loading),
         })
     }
 

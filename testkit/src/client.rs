@@ -35,7 +35,7 @@ pub struct Client {
 }
 
 /// How a connection ended, as the client saw it.
-#[derive(Debug, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Ended {
     Closed(u16),
     Dropped,
