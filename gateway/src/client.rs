@@ -322,15 +322,7 @@ impl Reader<'_> {
         let now = now_ms();
         let allowance = self.node.settings.command_allowance();
         if !matches!(request, Request::Ping | Request::Typing { .. }) && !self.budget.take(allowance, now) {
-            metrics::counter!("chat_commands_rate_limited_total").increment(1);
-            let refusal = Refusal::new(
-                ErrorCode::RateLimited,
-                format!(
-                    "more than {} commands a second (bursts of {}); slow down, then resend",
-                    allowance.per_second, allowance.burst
-                ),
-            );
-            return self.refuse(&reference, &refusal, None).await;
+            return self.refuse_rate_limited(&reference).await;
         }
         match request {
             Request::Ping => {
@@ -421,7 +413,20 @@ impl Reader<'_> {
         self.refuse(reference, &refusal, None).await;
     }
 
-    async fn typing(&self, reference: &Ref, chat: ChatId) {
+    async fn refuse_rate_limited(&self, reference: &Ref) {
+        metrics::counter!("chat_commands_rate_limited_total").increment(1);
+        let allowance = self.node.settings.command_allowance();
+        let refusal = Refusal::new(
+            ErrorCode::RateLimited,
+            format!(
+                "more than {} commands a second (bursts of {}); slow down, then resend",
+                allowance.per_second, allowance.burst
+            ),
+        );
+        self.refuse(reference, &refusal, None).await
+    }
+
+    async fn typing(&mut self, reference: &Ref, chat: ChatId) {
         let user = &self.handle.user;
         let member = match self.node.hub.user(user) {
             Some(local) if local.is_member(chat) => Some(local),
@@ -429,7 +434,13 @@ impl Reader<'_> {
         };
         let Some(local) = member else {
             // Not subscribed here: either not a member or not loaded yet;
-            // the store decides which error applies.
+            // the store decides which error applies. That costs a query,
+            // so it counts against the command allowance: a client typing
+            // into chats it is not in would otherwise query unthrottled.
+            if !self.budget.take(self.node.settings.command_allowance(), now_ms()) {
+                return self.refuse_rate_limited(reference).await;
+            }
+            let user = &self.handle.user;
             let refusal = match within(STORE_DEADLINE, self.node.store.membership(chat, user)).await {
                 // A member whose chat list here has not caught up yet.
                 Ok(Membership::Member) => {

@@ -29,3 +29,28 @@ async fn typing_reaches_other_members_once_per_second() {
     let mut eve = server.connect("eve").await;
     assert_eq!(eve.request(json!({"type": "typing", "chatId": chat})).await["code"], "forbidden");
 }
+
+/// Typing into a chat the node does not know the user to be in asks the
+/// store, so it counts against the command allowance; typing into one's
+/// own chats does not.
+#[tokio::test]
+async fn typing_checked_against_the_store_counts_against_the_allowance() {
+    let server = TestServer::start_with(|s| {
+        s.command_rate = 1;
+        s.command_burst = 3;
+    })
+    .await;
+    let chat = server.group("alice", &["bob"]).await;
+    let mut alice = server.connect("alice").await;
+    let mut bob = server.connect("bob").await;
+    for _ in 0..5 {
+        alice.send(json!({"type": "typing", "chatId": chat})).await;
+    }
+    assert_eq!(bob.recv_type("typing").await["userId"], "alice");
+    let mut codes = Vec::new();
+    for _ in 0..10 {
+        codes.push(alice.request(json!({"type": "typing", "chatId": 999})).await["code"].clone());
+    }
+    assert_eq!(codes[0], "not_found", "{codes:?}");
+    assert!(codes.contains(&json!("rate_limited")), "ten store checks in a row meet the limit: {codes:?}");
+}
