@@ -6,7 +6,10 @@ use std::net::SocketAddr;
 use clap::{Args, Parser, Subcommand};
 use shared::config as defaults;
 
-#[derive(Debug, Parser)]
+// No `Debug`: it holds secrets (the JWT secret, URLs with passwords) that
+// any `{:?}` would print; what is logged of the URLs is redacted
+// (`redact_url`).
+#[derive(Parser)]
 #[command(name = "gateway", version, about = "Chat gateway: WebSocket and REST front of the chat service")]
 pub struct Cli {
     #[command(flatten)]
@@ -28,7 +31,10 @@ pub enum Command {
     },
 }
 
-#[derive(Debug, Clone, Args)]
+// No `Debug`: it holds secrets (the JWT secret, URLs with passwords) that
+// any `{:?}` would print; what is logged of the URLs is redacted
+// (`redact_url`).
+#[derive(Clone, Args)]
 pub struct Settings {
     /// Address to listen on for WebSocket and HTTP.
     #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:8080", global = true)]

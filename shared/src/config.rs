@@ -13,12 +13,15 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 * 1024;
 pub const MAX_FRAME_BYTES: usize = 64 * 1024;
 pub const DEFAULT_RETENTION_DAYS: u64 = 7;
 pub const DEFAULT_RETENTION_EVENTS: i64 = 10_000;
+const MAX_RETENTION_DAYS: u64 = 100_000;
 
 pub const DEFAULT_STREAM_SHARDS: u32 = 16;
 pub const DEFAULT_REDIS_PREFIX: &str = "chat:";
 
 /// What every process of a cluster must agree on.
-#[derive(Debug, Clone, Args)]
+// No `Debug`: the Redis URL may carry a password, which any `{:?}` would
+// print.
+#[derive(Clone, Args)]
 pub struct ClusterArgs {
     /// Redis for commands and events. Set: cluster mode; unset: standalone.
     #[arg(long, env = "REDIS_URL", hide_env_values = true, global = true)]
@@ -45,12 +48,16 @@ impl ClusterArgs {
 /// Settings every binary has the same way.
 #[derive(Debug, Clone, Args)]
 pub struct CommonArgs {
-    /// Keep chat events for `sync` at least this many days,
-    #[arg(long, env = "RETENTION_DAYS", default_value_t = DEFAULT_RETENTION_DAYS, global = true)]
+    /// Keep chat events for `sync` at least this many days (at most
+    /// 100,000, about 270 years: "for ever" in milliseconds must not
+    /// overflow),
+    #[arg(long, env = "RETENTION_DAYS", default_value_t = DEFAULT_RETENTION_DAYS, global = true,
+          value_parser = clap::value_parser!(u64).range(0..=MAX_RETENTION_DAYS))]
     pub retention_days: u64,
 
     /// and at least this many of the newest events per chat.
-    #[arg(long, env = "RETENTION_EVENTS", default_value_t = DEFAULT_RETENTION_EVENTS, global = true)]
+    #[arg(long, env = "RETENTION_EVENTS", default_value_t = DEFAULT_RETENTION_EVENTS, global = true,
+          value_parser = clap::value_parser!(i64).range(0..))]
     pub retention_events: i64,
 
     /// Not ready once the database (or Redis) has not answered for this
@@ -84,13 +91,14 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let n: u64 = number.parse().map_err(|_| format!("{text:?} is not a duration like 30s, 15m, 1h or 7d"))?;
-    let seconds = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
+    let unit_seconds: u64 = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
         _ => return Err(format!("{text:?}: unknown unit {unit:?} (use s, m, h or d)")),
     };
+    let seconds = n.checked_mul(unit_seconds).ok_or_else(|| format!("{text:?} is too long"))?;
     Ok(Duration::from_secs(seconds))
 }
 
@@ -143,6 +151,28 @@ mod tests {
         assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(604_800)));
         assert!(parse_duration("1y").is_err());
         assert!(parse_duration("h").is_err());
+    }
+
+    #[test]
+    fn durations_that_overflow_are_refused() {
+        assert!(parse_duration("213503982334602d").is_err(), "u64::MAX / 86,400 + 1 days");
+        assert!(parse_duration("18446744073709551616").is_err(), "past u64");
+    }
+
+    #[test]
+    fn retention_settings_are_refused_out_of_range() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            common: CommonArgs,
+        }
+        let parse = |args: &[&str]| <Cli as clap::Parser>::try_parse_from([&["test"], args].concat());
+        let longest = parse(&["--retention-days", "100000"]).expect("the longest retention");
+        assert!(longest.common.retention().max_age_ms > 0, "no overflow");
+        assert!(parse(&["--retention-days", "100001"]).is_err());
+        assert!(parse(&["--retention-days", "999999999999999999"]).is_err());
+        assert!(parse(&["--retention-events", "-1"]).is_err());
+        assert!(parse(&["--retention-events", "0"]).is_ok());
     }
 
     #[test]

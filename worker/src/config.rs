@@ -3,7 +3,9 @@
 use clap::{Args, Parser, Subcommand};
 use shared::config::ClusterArgs;
 
-#[derive(Debug, Parser)]
+// No `Debug`: the database and Redis URLs may carry passwords, which any
+// `{:?}` would print; what is logged of them is redacted (`redact_url`).
+#[derive(Parser)]
 #[command(name = "worker", version, about = "Chat worker: applies commands from Redis Streams to PostgreSQL")]
 pub struct Cli {
     #[command(flatten)]
@@ -18,7 +20,9 @@ pub enum Command {
     Migrate,
 }
 
-#[derive(Debug, Clone, Args)]
+// No `Debug`: the database and Redis URLs may carry passwords, which any
+// `{:?}` would print; what is logged of them is redacted (`redact_url`).
+#[derive(Clone, Args)]
 pub struct Settings {
     /// PostgreSQL, e.g. postgres://user:pass@host/db.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true, global = true)]
