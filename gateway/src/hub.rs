@@ -36,6 +36,8 @@ use crate::outbound::{Framed, Outbound, RenderedEvent};
 use crate::presence::order::LatestPresence;
 use crate::write_through::FanOutBatch;
 
+mod repair;
+
 /// Typing is forwarded at most once per this interval per user and chat.
 pub const TYPING_INTERVAL: Duration = Duration::from_secs(1);
 /// Chats checked for missed events per statement (see
@@ -67,10 +69,20 @@ pub enum ChatsLoad {
 #[derive(Default)]
 struct UserState {
     chats: HashSet<ChatId>,
+    /// `chats` events applied: a re-read of the user's chats started
+    /// before one of them must not undo it (`repair`).
+    membership_changes: u64,
     /// Chats the user left while their chat list was loading; the load
     /// must not resubscribe them. `None` once the list is loaded.
     left_while_loading: Option<HashSet<ChatId>>,
     last_typing: HashMap<ChatId, Instant>,
+}
+
+impl UserState {
+    /// `membership_changes` once the chats are loaded; `None` before.
+    fn loaded_changes(&self) -> Option<u64> {
+        self.left_while_loading.is_none().then_some(self.membership_changes)
+    }
 }
 
 impl LocalUser {
@@ -172,6 +184,8 @@ pub struct Hub {
     /// removal arriving after the re-add that followed it would leave a
     /// member unsubscribed from their chat.
     latest_membership: Latest<(String, ChatId)>,
+    /// Held by the membership re-read after a reconnect, one at a time.
+    repairing: tokio::sync::Mutex<()>,
 }
 
 impl Hub {
@@ -184,6 +198,7 @@ impl Hub {
             chats: DashMap::new(),
             latest_presence: LatestPresence::new(),
             latest_membership: Latest::new(),
+            repairing: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -337,6 +352,7 @@ impl Hub {
     /// `created` dropped as older), so it is followed and shown as created.
     fn membership_changed(&self, user: &str, chat: ChatId, last_event_id: EventId, action: ChatAction) -> ChatAction {
         let Some(local) = self.user(user) else { return action };
+        lock(&local.state).membership_changes += 1;
         match action {
             ChatAction::Created | ChatAction::Updated => {
                 let added = lock(&local.state).chats.insert(chat);
@@ -498,6 +514,10 @@ impl EventSink for HubSink {
 
     fn replies_may_be_lost(&self) {
         self.0.for_each_connection(ClientHandle::settle_all);
+    }
+
+    fn memberships_may_be_stale(&self) {
+        self.0.repair_memberships();
     }
 }
 

@@ -223,6 +223,7 @@ impl RedisBroker {
         }
         tracing::info!(channels = all.len(), "listening for events");
         sink.replies_may_be_lost();
+        sink.memberships_may_be_stale();
         sink.resync(all.iter().filter_map(|c| self.inner.keys.chat_of_channel(c)).collect());
         let mut ping = tokio::time::interval(SUBSCRIPTION_PING_EVERY);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

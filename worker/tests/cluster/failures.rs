@@ -578,3 +578,43 @@ async fn an_entry_with_a_field_name_that_is_not_text_holds_nothing_up() {
     let ack = alice.send_message(chat, "after", "fine").await;
     assert_eq!(ack["messageId"], 1, "{ack}");
 }
+
+/// A member removed while Redis was down: the removal's `chats` event could
+/// not be published, so the gateway holding the member never heard of it.
+/// Once its subscription is back, it reads its users' chats again and stops
+/// delivering the chat's events to the removed member; before, bob went on
+/// receiving the group's messages until all his connections closed.
+#[tokio::test]
+async fn a_removal_announced_while_redis_was_down_is_repaired_after_it() {
+    let mut cluster = Cluster::start(Options { private_redis: true, ..Options::default() }, 1, 1).await;
+    let chat = cluster.group(0, "alice", &["bob", "carol"]).await;
+    let mut alice = cluster.connect(0, "alice").await;
+    let mut bob = cluster.connect(0, "bob").await;
+    let mut carol = cluster.connect(0, "carol").await;
+    alice.send_message(chat, "before", "before the outage").await;
+    assert_eq!(bob.recv_type("new").await["clientMessageId"], "before");
+
+    cluster.redis.as_mut().expect("private redis").stop();
+    let (status, body) = cluster.call(0, "DELETE", "alice", &format!("/v1/chats/{chat}/members/bob"), None).await;
+    assert_eq!(status, 204, "stored, though not announced: {body}");
+    cluster.redis.as_mut().expect("private redis").start_again().expect("redis back");
+    cluster.wait_for_log(&cluster.gateways[0].service, "memberships repaired after a reconnect").await;
+
+    let started = Instant::now();
+    loop {
+        let reply =
+            alice.request(json!({"type": "new", "chatId": chat, "clientMessageId": "after", "message": "after"})).await;
+        if reply["type"] == "ack" {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "no recovery: {reply}\n{}", cluster.logs());
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    while carol.recv_type("new").await["clientMessageId"] != "after" {}
+    // Carol and bob are on the same gateway: had bob still been among the
+    // chat's members there, he would have had it by the time carol did.
+    let heard = bob.drain().await;
+    assert!(heard.iter().all(|f| f["type"] != "new"), "the removed member heard the chat: {heard:?}");
+    let (_, metrics) = cluster.text(cluster.gateways[0].port, "/metrics").await;
+    assert!(metrics.contains("chat_memberships_repaired_total{change=\"dropped\"} 1"), "{metrics}");
+}

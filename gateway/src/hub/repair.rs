@@ -1,0 +1,113 @@
+//! Membership re-read after the broker reconnects.
+//!
+//! The hub learns which chats a local user follows from their chat list,
+//! loaded when their first connection opens, and from then on only from
+//! `chats` events on the user's channel. An event published while this
+//! node was not listening (Redis restarted, the subscription dropped) is
+//! gone, and with it the change: a removed member would go on receiving
+//! the chat's events here, an added one would receive none. So after a
+//! reconnect every loaded user's chats are read again and the hub follows
+//! what the store says.
+//!
+//! A `chats` event applied while a user's list is being read wins: the
+//! read may predate it. Such a user is read again, a few times at most.
+//! No frame is sent for a repaired membership: the `chats` frame owed for
+//! it carries a view of the chat this node cannot rebuild (a removed
+//! member's last one); a client learns of it from its next chat list, as
+//! after any reconnect.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use shared::model::ChatId;
+use shared::store::within;
+use shared::sync::lock;
+
+use super::{Hub, LocalUser};
+use crate::node::STORE_DEADLINE;
+
+/// Users whose chats one statement reads.
+const USERS_PER_READ: usize = 256;
+/// Reads of a user whose membership kept changing while it was read.
+const PASSES: usize = 3;
+
+impl Hub {
+    /// Re-reads every loaded local user's chats and follows what the store
+    /// says. One runs at a time; another asked for meanwhile runs after it.
+    pub(super) fn repair_memberships(self: &Arc<Self>) {
+        let hub = self.clone();
+        tokio::spawn(async move {
+            let _one_at_a_time = hub.repairing.lock().await;
+            let mut users: Vec<Arc<LocalUser>> = hub.users.iter().map(|u| u.value().clone()).collect();
+            for _ in 0..PASSES {
+                let mut moved = Vec::new();
+                for part in users.chunks(USERS_PER_READ) {
+                    moved.extend(hub.repair_part(part).await);
+                }
+                if moved.is_empty() {
+                    return;
+                }
+                users = moved;
+            }
+            tracing::warn!(users = users.len(), "memberships kept changing while re-read; left as they are");
+        });
+    }
+
+    /// Repairs `users`; returns those whose membership changed while read.
+    async fn repair_part(&self, users: &[Arc<LocalUser>]) -> Vec<Arc<LocalUser>> {
+        let before: Vec<Option<u64>> = users.iter().map(|u| lock(&u.state).loaded_changes()).collect();
+        let names: Vec<&str> = users.iter().map(|u| u.id.as_str()).collect();
+        let stored = match within(STORE_DEADLINE, self.store.chats_of_users(&names)).await {
+            Ok(stored) => stored,
+            Err(e) => {
+                tracing::warn!(error = %e, users = users.len(), "could not re-read memberships after a reconnect");
+                return Vec::new();
+            }
+        };
+        let mut moved = Vec::new();
+        for (user, before) in users.iter().zip(before) {
+            // Still loading (its load reads the store now), or gone.
+            let Some(before) = before else { continue };
+            if !self.users.get(&user.id).is_some_and(|u| Arc::ptr_eq(&u, user)) {
+                continue;
+            }
+            let stored: HashMap<ChatId, i64> = stored.get(&user.id).into_iter().flatten().copied().collect();
+            let (followed, dropped) = {
+                let mut state = lock(&user.state);
+                if state.loaded_changes() != Some(before) {
+                    moved.push(user.clone());
+                    continue;
+                }
+                let dropped: Vec<ChatId> = state.chats.iter().filter(|c| !stored.contains_key(c)).copied().collect();
+                let followed: Vec<(ChatId, i64)> =
+                    stored.iter().filter(|(c, _)| !state.chats.contains(c)).map(|(c, e)| (*c, *e)).collect();
+                for chat in &dropped {
+                    state.chats.remove(chat);
+                }
+                state.chats.extend(followed.iter().map(|(c, _)| *c));
+                (followed, dropped)
+            };
+            // Outside the user's lock: the hub's lock order takes a chat's
+            // map shard first.
+            for chat in &dropped {
+                self.unsubscribe(user, *chat);
+            }
+            for (chat, last_event_id) in &followed {
+                self.subscribe(user, *chat, *last_event_id);
+            }
+            if !followed.is_empty() || !dropped.is_empty() {
+                metrics::counter!("chat_memberships_repaired_total", "change" => "followed")
+                    .increment(followed.len() as u64);
+                metrics::counter!("chat_memberships_repaired_total", "change" => "dropped")
+                    .increment(dropped.len() as u64);
+                tracing::info!(
+                    user = user.id,
+                    followed = followed.len(),
+                    dropped = dropped.len(),
+                    "memberships repaired after a reconnect"
+                );
+            }
+        }
+        moved
+    }
+}
