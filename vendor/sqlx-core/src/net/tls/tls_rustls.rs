@@ -101,6 +101,9 @@ where
         feature = "_tls-rustls-ring-webpki",
         feature = "_tls-rustls-ring-native-roots"
     ))]
+    // Patched: rustls 0.23.48 deprecates ring's provider (no post-quantum
+    // key exchange); the code is upstream's, unchanged.
+    #[allow(deprecated)]
     let provider = Arc::new(rustls::crypto::ring::default_provider());
 
     // Unwrapping is safe here because we use a default provider.
