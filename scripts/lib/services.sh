@@ -1,7 +1,8 @@
 # Private Redis and PostgreSQL servers on free ports, for the test command
 # and the benchmarks. Source it; call `services_start_redis` and
 # `services_start_postgres`; `services_stop` (set as an EXIT trap) removes
-# everything. Installs Debian's redis-server and postgresql when missing.
+# everything. Installs Debian's redis-server and postgresql when missing,
+# and openssl, with which the TLS tests make their certificates.
 # SERVICES_PG_EXTRA adds server options for a diagnosis, e.g.
 # "-c shared_preload_libraries=pg_stat_statements" (docs/benchmarks-journal.md).
 # SERVICES_PG_FSYNC=on makes PostgreSQL flush its log to disk at every
@@ -23,6 +24,7 @@ services_install() {
     local missing=()
     command -v redis-server >/dev/null || missing+=(redis-server)
     compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
+    command -v openssl >/dev/null || missing+=(openssl)
     if [ ${#missing[@]} -gt 0 ]; then
         echo "services: installing ${missing[*]} from Debian's packages"
         local sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo

@@ -8,7 +8,7 @@ use serde_json::Value;
 use testkit::client::Client;
 use testkit::process::{binary, Service};
 use testkit::proxy::Proxy;
-use testkit::services::{fresh_database, PostgresServer, RedisServer};
+use testkit::services::{fresh_database, PostgresServer, RedisServer, TestCa};
 
 pub const SECRET: &str = "cluster-test-secret";
 
@@ -22,6 +22,13 @@ pub struct Options {
     /// Gateways and workers reach Redis through a proxy the test may
     /// silence.
     pub redis_through_proxy: bool,
+    /// Private Redis and PostgreSQL servers that take TLS connections only,
+    /// with certificates from a CA made for the test. The processes reach
+    /// them at `rediss://localhost` and with `sslmode=verify-full`, and
+    /// trust the CA through `SSL_CERT_FILE` (Redis) and `sslrootcert`
+    /// (PostgreSQL). Not with `redis_through_proxy`; [`Cluster::publish`]
+    /// connects without the CA.
+    pub tls: bool,
 }
 
 pub struct Gateway {
@@ -42,14 +49,24 @@ pub struct Cluster {
     pub postgres: Option<PostgresServer>,
     /// Between the processes and Redis, when asked for.
     pub redis_proxy: Option<Proxy>,
+    /// The CA behind the servers' certificates, with TLS.
+    pub ca: Option<TestCa>,
     heartbeat_timeout_ms: u64,
     http: reqwest::Client,
 }
 
 impl Cluster {
     pub async fn start(options: Options, gateways: usize, workers: usize) -> Cluster {
-        let redis = options.private_redis.then(|| RedisServer::start().expect("private redis"));
-        let postgres = options.private_postgres.then(|| PostgresServer::start().expect("private postgres"));
+        assert!(!(options.tls && options.redis_through_proxy), "the proxy passes plain Redis only");
+        let ca = options.tls.then(|| TestCa::generate().expect("test CA"));
+        let redis = match &ca {
+            Some(ca) => Some(RedisServer::start_tls(ca).expect("private redis with TLS")),
+            None => options.private_redis.then(|| RedisServer::start().expect("private redis")),
+        };
+        let postgres = match &ca {
+            Some(ca) => Some(PostgresServer::start_tls(ca).expect("private postgres with TLS")),
+            None => options.private_postgres.then(|| PostgresServer::start().expect("private postgres")),
+        };
         let redis_url = match &redis {
             Some(r) => r.url(),
             None => std::env::var("TEST_REDIS_URL").expect("TEST_REDIS_URL (run ./scripts/test)"),
@@ -78,6 +95,7 @@ impl Cluster {
             redis,
             postgres,
             redis_proxy,
+            ca,
             heartbeat_timeout_ms: options.heartbeat_timeout_ms.unwrap_or(20_000),
             http: reqwest::Client::new(),
         };
@@ -90,15 +108,21 @@ impl Cluster {
         cluster
     }
 
-    fn common_env(&self) -> HashMap<String, String> {
-        HashMap::from([
+    /// What every process of the cluster is started with.
+    pub fn common_env(&self) -> HashMap<String, String> {
+        let mut env = HashMap::from([
             (
                 "REDIS_URL".into(),
                 self.redis_proxy.as_ref().map_or(self.redis_url.clone(), |p| format!("redis://{}", p.addr)),
             ),
             ("DATABASE_URL".into(), self.database_url.clone()),
             ("REDIS_PREFIX".into(), self.prefix.clone()),
-        ])
+        ]);
+        if let Some(ca) = &self.ca {
+            // What the system's trust store is read from (rustls-native-certs).
+            env.insert("SSL_CERT_FILE".into(), ca.ca_cert().display().to_string());
+        }
+        env
     }
 
     pub fn start_worker(&mut self) {
@@ -223,11 +247,17 @@ impl Cluster {
 
     /// A connection to the cluster's Redis, for looking behind its back.
     pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(self.redis_url.as_str())
-            .expect("redis url")
-            .get_multiplexed_async_connection()
-            .await
-            .expect("redis")
+        let client = match &self.ca {
+            None => redis::Client::open(self.redis_url.as_str()),
+            Some(ca) => redis::Client::build_with_tls(
+                self.redis_url.as_str(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(std::fs::read(ca.ca_cert()).expect("CA certificate")),
+                },
+            ),
+        };
+        client.expect("redis url").get_multiplexed_async_connection().await.expect("redis")
     }
 
     /// Publishes `event` where the cluster's processes would, through the
@@ -267,7 +297,11 @@ impl Cluster {
             if let Some(owner) = owner {
                 return owner;
             }
-            assert!(started.elapsed() < Duration::from_secs(10), "no worker took shard of chat {chat}");
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "no worker took shard of chat {chat}\n{}",
+                self.logs()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }

@@ -14,3 +14,4 @@ mod presence;
 mod protocol;
 mod replies;
 mod standalone;
+mod tls;
