@@ -124,6 +124,7 @@ async fn serve(node: Arc<Node>, user: String, socket: UpgradeFut) -> Result<(), 
         match node.chat_lists.of(&user).await {
             Ok(chats) => node.hub.chats_loaded(&local, chats),
             Err(e) => {
+                metrics::counter!("chat_database_errors_total").increment(1);
                 tracing::warn!(error = %e, "could not load the user's chats; closing the user's connections");
                 local.loading_failed(close::GOING_AWAY);
             }
@@ -448,7 +449,10 @@ impl Reader<'_> {
                     return;
                 }
                 Ok(other) => other.require().err().unwrap_or_else(Refusal::internal),
-                Err(_) => Refusal::internal(),
+                Err(_) => {
+                    metrics::counter!("chat_database_errors_total").increment(1);
+                    Refusal::internal()
+                }
             };
             return self.refuse(reference, &refusal, None).await;
         };
@@ -473,6 +477,7 @@ impl Reader<'_> {
                 .await
         };
         let bounds = bounds.unwrap_or_else(|e| {
+            metrics::counter!("chat_database_errors_total").increment(1);
             tracing::warn!(error = %e, "sync read failed");
             vec![Err(Refusal::internal()); since.len()]
         });
@@ -511,6 +516,7 @@ impl Reader<'_> {
                     return false;
                 }
                 Err(e) => {
+                    metrics::counter!("chat_database_errors_total").increment(1);
                     tracing::warn!(error = %e, "sync read failed");
                     self.refuse(reference, &Refusal::internal(), Some(chat)).await;
                     return false;

@@ -407,6 +407,7 @@ impl Hub {
                 let stored = match within(STORE_DEADLINE, hub.store.last_event_ids(part)).await {
                     Ok(stored) => stored,
                     Err(e) => {
+                        metrics::counter!("chat_database_errors_total").increment(1);
                         tracing::warn!(error = %e, chats = part.len(), "could not check chats for missed events");
                         continue;
                     }
@@ -444,6 +445,7 @@ impl Hub {
                     break;
                 }
                 Err(e) => {
+                    metrics::counter!("chat_database_errors_total").increment(1);
                     tracing::warn!(error = %e, chat, attempt, "filling a gap from the store failed");
                     tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
                 }

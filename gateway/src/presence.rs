@@ -224,7 +224,10 @@ impl Presence {
                     self.last_seen.remove_if(*user, |_, t| t == at);
                 }
             }
-            Err(e) => tracing::warn!(error = %e, users = gone.len(), "could not persist last seen"),
+            Err(e) => {
+                metrics::counter!("chat_database_errors_total").increment(1);
+                tracing::warn!(error = %e, users = gone.len(), "could not persist last seen")
+            }
         }
         let unknown: Vec<&str> =
             batch.iter().filter(|(_, t)| t.chats.is_none()).map(|(user, _)| user.as_str()).collect();
@@ -233,6 +236,7 @@ impl Presence {
             match within(STORE_DEADLINE, store.chat_ids_of_users(&unknown)).await {
                 Ok(chats) => read = chats,
                 Err(e) => {
+                    metrics::counter!("chat_database_errors_total").increment(1);
                     tracing::warn!(error = %e, users = unknown.len(), "presence not announced: chats unavailable")
                 }
             }

@@ -60,6 +60,7 @@ impl Hub {
         let stored = match within(STORE_DEADLINE, self.store.chats_of_users(&names)).await {
             Ok(stored) => stored,
             Err(e) => {
+                metrics::counter!("chat_database_errors_total").increment(1);
                 tracing::warn!(error = %e, users = users.len(), "could not re-read memberships after a reconnect");
                 return Vec::new();
             }

@@ -295,6 +295,11 @@ async fn a_silent_postgres_gets_timely_errors_and_the_gateway_recovers() {
         .find_map(|line| line.strip_prefix("chat_database_timeouts_total "))
         .and_then(|value| value.trim().parse::<f64>().ok());
     assert!(timeouts >= Some(2.0), "the list and the chat list load each timed out: {timeouts:?}");
+    let errors = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("chat_database_errors_total "))
+        .and_then(|value| value.trim().parse::<f64>().ok());
+    assert!(errors >= Some(2.0), "the list and the chat list load each count as an error: {errors:?}");
 
     let (status, body) =
         tokio::time::timeout(bound, cluster.call(0, "GET", "alice", "/v1/chats", None)).await.expect("answered");
