@@ -4,6 +4,7 @@
 //! share it.
 
 use std::collections::VecDeque;
+use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
@@ -390,10 +391,15 @@ impl ClientHandle {
     /// nothing meanwhile, so the client's pings wait in the socket, and
     /// that wait is not the client's silence. The silence before still
     /// counts when the clock runs again, as the guard drops.
-    pub fn deadline_paused(&self) -> DeadlinePause<'_> {
-        let silent_for = now_ms().saturating_sub(self.last_ping()).max(0);
-        self.last_ping.store(NOT_SERVED_YET, Ordering::Relaxed);
-        DeadlinePause { handle: self, silent_for }
+    pub fn deadline_paused(&self) -> DeadlinePause<&Self> {
+        DeadlinePause::start(self)
+    }
+
+    /// As [`deadline_paused`](Self::deadline_paused), for a wait held by a
+    /// future that outlives the reader's borrow: the in-process command
+    /// queue's while it is full.
+    pub fn deadline_paused_owned(self: &Arc<Self>) -> DeadlinePause<Arc<Self>> {
+        DeadlinePause::start(self.clone())
     }
 
     pub fn last_ping(&self) -> i64 {
@@ -402,12 +408,20 @@ impl ClientHandle {
 }
 
 /// See [`ClientHandle::deadline_paused`].
-pub struct DeadlinePause<'a> {
-    handle: &'a ClientHandle,
+pub struct DeadlinePause<H: Deref<Target = ClientHandle>> {
+    handle: H,
     silent_for: i64,
 }
 
-impl Drop for DeadlinePause<'_> {
+impl<H: Deref<Target = ClientHandle>> DeadlinePause<H> {
+    fn start(handle: H) -> Self {
+        let silent_for = now_ms().saturating_sub(handle.last_ping()).max(0);
+        handle.last_ping.store(NOT_SERVED_YET, Ordering::Relaxed);
+        DeadlinePause { handle, silent_for }
+    }
+}
+
+impl<H: Deref<Target = ClientHandle>> Drop for DeadlinePause<H> {
     fn drop(&mut self) {
         self.handle.touch(now_ms() - self.silent_for);
     }

@@ -164,9 +164,18 @@ impl CommandQueue {
     /// future holding it too; Redis's future is boxed (a round trip dwarfs
     /// the allocation). See [`memory::MemoryCommands::submit`] for why the
     /// size counts.
-    pub fn submit(&self, envelope: CommandEnvelope) -> impl Future<Output = Result<(), BusError>> + '_ {
+    ///
+    /// `while_full` makes what is held while the in-process queue is full
+    /// and the caller waits for room ([`memory::MemoryCommands::submit`]).
+    /// Redis's append is bounded by its response timeout, so it is not
+    /// called there.
+    pub fn submit<G: Send + 'static>(
+        &self,
+        envelope: CommandEnvelope,
+        while_full: impl FnOnce() -> G,
+    ) -> impl Future<Output = Result<(), BusError>> + '_ {
         match self {
-            CommandQueue::Memory(q) => Either::Left(q.submit(envelope)),
+            CommandQueue::Memory(q) => Either::Left(q.submit(envelope, while_full)),
             CommandQueue::Redis(q) => Either::Right(Box::pin(q.submit(envelope))),
         }
     }

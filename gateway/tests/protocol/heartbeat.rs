@@ -103,3 +103,47 @@ async fn a_client_that_stops_reading_then_pinging_still_goes_offline() {
         "the reset is counted:\n{metrics}"
     );
 }
+
+/// A client whose commands wait for room in the in-process command queue
+/// (the embedded worker stalled on its database) is not read meanwhile:
+/// its pings wait in the socket. That wait is the server's, not the
+/// client's silence, and the heartbeat must not close it for it.
+#[tokio::test]
+async fn a_client_held_by_a_full_command_queue_is_not_closed_for_silence() {
+    use sqlx::Connection;
+
+    let server = TestServer::start_with(|s| {
+        s.heartbeat_timeout_ms = 300;
+        s.command_queue = 1;
+    })
+    .await;
+    let chat = server.group("alice", &["bob"]).await;
+    let mut alice = server.connect("alice").await;
+    // Another writer holds SQLite's write lock: the embedded worker's next
+    // transaction waits for it (the store's busy timeout is 10 s).
+    let url = format!("sqlite://{}/chat.db", server.dir.path().display());
+    let mut writer = sqlx::SqliteConnection::connect(&url).await.expect("a second connection");
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut writer).await.expect("the write lock");
+    // One command the worker holds, one in the queue, the rest at the
+    // reader, which waits for room and reads nothing meanwhile.
+    for i in 0..6 {
+        alice
+            .send(json!({"type": "new", "ref": i, "chatId": chat, "clientMessageId": format!("q{i}"), "message": "m"}))
+            .await;
+    }
+    // Ten timeouts of pings the server cannot read yet.
+    for _ in 0..30 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        alice.send(json!({"type": "ping"})).await;
+    }
+    sqlx::query("ROLLBACK").execute(&mut writer).await.expect("the lock released");
+    let mut acked = Vec::new();
+    while acked.len() < 6 {
+        let frame = alice.recv().await;
+        assert!(["ack", "new", "pong"].contains(&frame["type"].as_str().unwrap_or_default()), "{frame}");
+        if frame["type"] == "ack" {
+            acked.push(frame["ref"].as_i64().expect("ref"));
+        }
+    }
+    assert_eq!(acked, [0, 1, 2, 3, 4, 5]);
+}

@@ -5,7 +5,6 @@ use std::future::{ready, Future};
 use std::sync::{Arc, OnceLock};
 
 use futures_util::future::Either;
-use futures_util::FutureExt;
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 
@@ -31,12 +30,26 @@ impl MemoryCommands {
     /// `async fn` around `send` stored the command three times over (the
     /// envelope in each layer and in `send`'s own state), 792 bytes against
     /// a pointer and a tag.
-    pub fn submit(&self, envelope: CommandEnvelope) -> impl Future<Output = Result<(), BusError>> + '_ {
+    ///
+    /// `while_full` is called only when the caller must wait, and what it
+    /// returns is held until the command is queued: the gateway pauses the
+    /// connection's heartbeat with it, since its reader reads no ping
+    /// meanwhile.
+    pub fn submit<G: Send + 'static>(
+        &self,
+        envelope: CommandEnvelope,
+        while_full: impl FnOnce() -> G,
+    ) -> impl Future<Output = Result<(), BusError>> + '_ {
         match self.tx.try_send(envelope) {
             Ok(()) => Either::Left(ready(Ok(()))),
             Err(TrySendError::Closed(_)) => Either::Left(ready(Err(BusError::Closed))),
             Err(TrySendError::Full(envelope)) => {
-                Either::Right(Box::pin(self.tx.send(envelope)).map(|sent| sent.map_err(|_| BusError::Closed)))
+                let waiting = while_full();
+                Either::Right(Box::pin(async move {
+                    let sent = self.tx.send(envelope).await.map_err(|_| BusError::Closed);
+                    drop(waiting);
+                    sent
+                }))
             }
         }
     }
@@ -96,13 +109,13 @@ mod tests {
     #[tokio::test]
     async fn a_full_queue_makes_the_submit_wait_and_keeps_the_order() {
         let (commands, mut worker) = command_channel(1);
-        assert!(matches!(commands.submit(envelope("a")).now_or_never(), Some(Ok(()))));
-        let mut waiting = Box::pin(commands.submit(envelope("b")));
+        assert!(matches!(commands.submit(envelope("a"), || ()).now_or_never(), Some(Ok(()))));
+        let mut waiting = Box::pin(commands.submit(envelope("b"), || ()));
         assert!((&mut waiting).now_or_never().is_none(), "a full queue queued at once");
         assert_eq!(worker.recv().await.map(|e| e.id), Some("a".into()));
         waiting.await.expect("queued once there was room");
         assert_eq!(worker.recv().await.map(|e| e.id), Some("b".into()));
         drop(worker);
-        assert!(matches!(commands.submit(envelope("c")).await, Err(BusError::Closed)));
+        assert!(matches!(commands.submit(envelope("c"), || ()).await, Err(BusError::Closed)));
     }
 }
