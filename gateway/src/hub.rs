@@ -433,15 +433,18 @@ impl Hub {
     }
 
     /// Reads events `(after, upto]` of `chat` from the store, then delivers
-    /// them and whatever arrived meanwhile, in order. If the store stays
-    /// unavailable the gap is skipped rather than holding the chat forever;
-    /// clients recover it with `sync`.
-    async fn fill(&self, chat: ChatId, after: EventId, upto: EventId) {
-        let mut missing = Vec::new();
+    /// them and whatever arrived meanwhile, in order. Past `upto` another
+    /// hole may show among what arrived meanwhile (events lost in a second
+    /// drop of the subscription): it is filled the same way, each fill
+    /// reaching further. If the store stays unavailable, or lacks events
+    /// it should hold (pruned), the gap is skipped rather than holding the
+    /// chat forever; clients recover it with `sync`.
+    async fn fill(self: &Arc<Self>, chat: ChatId, after: EventId, upto: EventId) {
+        let mut read = None;
         for attempt in 0..FILL_ATTEMPTS {
             match within(STORE_DEADLINE, self.store.events_between(chat, after, upto)).await {
                 Ok(events) => {
-                    missing = events;
+                    read = Some(events);
                     break;
                 }
                 Err(e) => {
@@ -451,16 +454,29 @@ impl Hub {
                 }
             }
         }
+        let filled = read.is_some();
         // Declared first, so dropped (and written) after the chat's lock.
         let mut batch = FanOutBatch::new();
         let Some(mut entry) = self.chats.get_mut(&chat) else { return };
-        let mut events: Vec<Arc<ChatEvent>> = missing.into_iter().map(Arc::new).collect();
+        let mut events: Vec<Arc<ChatEvent>> = read.unwrap_or_default().into_iter().map(Arc::new).collect();
         events.append(&mut entry.filling.take().map(|waiting| *waiting).unwrap_or_default());
         events.sort_by_key(|e| e.id);
-        for event in events {
-            // Past a gap the store could not fill, delivery resumes.
-            if event.id > entry.last_event_id {
-                fan_out(&mut entry, &event, &mut batch);
+        let mut events = events.into_iter();
+        while let Some(event) = events.next() {
+            match classify(entry.last_event_id, event.id) {
+                Next::Duplicate => {}
+                Next::Deliver => fan_out(&mut entry, &event, &mut batch),
+                Next::Gap { after, before } if filled && after >= upto => {
+                    metrics::counter!("chat_event_gaps_total").increment(1);
+                    let mut waiting = vec![event];
+                    waiting.extend(events);
+                    entry.filling = Some(Box::new(waiting));
+                    drop(entry);
+                    self.spawn_fill(chat, after, before - 1);
+                    return;
+                }
+                // Past a gap the store could not fill, delivery resumes.
+                Next::Gap { .. } => fan_out(&mut entry, &event, &mut batch),
             }
         }
     }
@@ -586,6 +602,66 @@ mod tests {
 
     fn members(entry: &ChatEntry) -> Vec<&str> {
         entry.users.iter().map(|u| u.id.as_str()).collect()
+    }
+
+    /// Events lost in two drops of the subscription: 2–4 before event 5
+    /// arrives, and 6–7 while the fill for the first gap runs, with 8
+    /// waiting behind it. Both holes are filled from the store, and the
+    /// connection gets 2 to 8 in order; the second hole was skipped.
+    #[tokio::test]
+    async fn a_second_gap_behind_a_fill_is_filled_too() {
+        use shared::bus::memory::MemoryBroker;
+        use shared::bus::{Broker, Event};
+        use shared::model::{ChatKind, Command};
+        use shared::store::{Delivery, NewChat, Submitted};
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::connect(&format!("sqlite://{}/t.db", dir.path().display())).await.expect("store");
+        let request = NewChat {
+            kind: ChatKind::Group,
+            name: Some("g".into()),
+            photo_url: None,
+            members: vec!["bob".into()],
+            idempotency_key: None,
+        };
+        let chat = store.create_chat("alice", request, 1).await.map_err(|e| e.0).expect("chat").chat_id;
+        let mut events = Vec::new();
+        for i in 1..=8 {
+            let command = Command::Send {
+                chat_id: chat,
+                client_message_id: format!("m{i}"),
+                text: "hi".into(),
+                attachments: serde_json::json!([]),
+            };
+            let id = format!("c{i}");
+            let submitted = [Submitted { id: &id, user: "alice", command: &command }];
+            let outcome = store.apply_batch(&submitted, 10, Delivery::Repeat).await.expect("applied");
+            events.extend(outcome.into_iter().next().expect("one").expect("sent").events);
+        }
+        assert_eq!(events.iter().map(|e| e.id).collect::<Vec<_>>(), (1..=8).collect::<Vec<_>>());
+
+        let hub = Hub::new(Broker::Memory(MemoryBroker::default()), store);
+        let handle = Arc::new(ClientHandle::new(1, "bob".into(), 64));
+        let (bob, fresh) = hub.register(handle.clone());
+        assert!(fresh);
+        hub.chats_loaded(&bob, [(chat, 1)]);
+        let sink = HubSink(hub.clone());
+        let event = |id: EventId| Event::Chat(Arc::new(events[id as usize - 1].clone()));
+        sink.deliver(event(5));
+        sink.deliver(event(8));
+
+        let mut delivered = Vec::new();
+        while delivered.last() != Some(&8) {
+            let items =
+                tokio::time::timeout(Duration::from_secs(10), std::future::poll_fn(|cx| handle.poll_queued(cx)))
+                    .await
+                    .unwrap_or_else(|_| panic!("stopped at {delivered:?}"));
+            delivered.extend(items.into_iter().filter_map(|item| match item {
+                Outbound::Event(event) => Some(event.id),
+                _ => None,
+            }));
+        }
+        assert_eq!(delivered, (2..=8).collect::<Vec<_>>());
     }
 
     #[test]
