@@ -340,7 +340,7 @@ impl ClusterPresence {
     }
 
     /// Renews this node's lease and reaps dead nodes, every second, until
-    /// `stop`; then gives the lease up and clears this node's entries.
+    /// `stop`; then gives the lease up, for the others to reap what is left.
     pub async fn run(self: Arc<Self>, presence: Arc<Presence>, stop: CancellationToken) {
         let (this, presence) = (&*self, &*presence);
         shared::periodic::every(TICK, stop, move || async move {
@@ -351,12 +351,17 @@ impl ClusterPresence {
             std::ops::ControlFlow::Continue(())
         })
         .await;
-        // Leaving: this node's users have all disconnected by now.
+        // Leaving: give the lease up and leave the rest to the other
+        // gateways, which reap this node at their next round as they would
+        // a dead one's. Its users have normally disconnected by now and
+        // there is nothing left to reap; but a disconnect whose count
+        // never reached Redis in the drain (a timeout), or a connection
+        // cut short at exit, leaves a user counted here, and only reaping
+        // takes that count back and announces the user offline. Deleting
+        // the node's user list here, as before, left such a user online
+        // for good.
         let mut redis = self.redis.clone();
         let _: redis::RedisResult<()> = redis.del(self.keys.node_alive(&self.node)).await;
-        let _: redis::RedisResult<()> = redis.del(self.keys.node_users(&self.node)).await;
-        let _: redis::RedisResult<()> = redis.del(self.keys.node_presence_ops(&self.node)).await;
-        let _: redis::RedisResult<()> = redis.srem(self.keys.nodes(), &self.node).await;
     }
 
     /// Replaces whatever Redis holds for this node with its local counts,

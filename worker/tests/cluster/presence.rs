@@ -195,6 +195,31 @@ async fn a_gateway_reaped_after_a_stall_announces_its_users_online_again() {
     assert!(!reaped, "the reaping's record is cleared once answered");
 }
 
+/// A gateway that stops (SIGTERM) gives its lease up and leaves its
+/// entries for the other gateways to reap, as a dead one's: a user it still
+/// counts (a disconnect that never reached Redis during the drain, written
+/// into Redis here) is announced offline by them. It used to delete its own
+/// list of users, which left such a user online for good.
+#[tokio::test]
+async fn a_stopped_gateway_s_leftover_users_are_reaped_by_the_others() {
+    let mut cluster = Cluster::start(Options::default(), 2, 1).await;
+    cluster.group(0, "alice", &["ghost"]).await;
+    let mut alice = cluster.connect(0, "alice").await;
+    let keys = cluster.keys();
+    let mut redis = cluster.redis().await;
+    let _: () = redis.hset(keys.online("ghost"), "gw-1", 1).await.expect("a count");
+    let _: () = redis.sadd(keys.node_users("gw-1"), "ghost").await.expect("listed");
+    let (_, body) = cluster.call(0, "GET", "alice", "/v1/presence?users=ghost", None).await;
+    assert_eq!(body["users"][0]["online"], true, "{body}");
+
+    let stopped = cluster.gateways[1].service.terminate(std::time::Duration::from_secs(30)).expect("stopped");
+    assert_eq!(stopped, Some(0), "{}", cluster.logs());
+    let offline = alice.recv_type("offline").await;
+    assert_eq!(offline["userId"], "ghost", "{offline}");
+    let (_, body) = cluster.call(0, "GET", "alice", "/v1/presence?users=ghost", None).await;
+    assert_eq!(body["users"][0]["online"], false, "{body}");
+}
+
 /// Each gateway times the announcements it makes for operators
 /// (`chat_presence_delay_seconds`), and only those: bob's `online` on the
 /// first, alice's `online` and `offline` on the second.
