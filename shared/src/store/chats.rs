@@ -17,6 +17,9 @@ use crate::model::{storable, ChatId, ChatKind, Millis, UserId};
 pub const MAX_MEMBERS: usize = 10_000;
 /// Longest group name, in characters.
 pub const MAX_NAME_CHARS: usize = 256;
+/// Longest `photoUrl`, in bytes: a URL, not the picture. Every member's
+/// chat list and every `chats` frame about the chat carries it.
+pub const MAX_PHOTO_URL_BYTES: usize = 2048;
 
 #[derive(Debug, Clone)]
 pub struct NewChat {
@@ -120,6 +123,10 @@ impl Store {
             }
         };
         if let Some(photo_url) = &request.photo_url {
+            if photo_url.len() > MAX_PHOTO_URL_BYTES {
+                let refusal = Refusal::bad_request(format!("photoUrl is longer than {MAX_PHOTO_URL_BYTES} bytes"));
+                return Err((refusal.into(), None));
+            }
             storable("photoUrl", photo_url).map_err(|refusal| (refusal.into(), None))?;
         }
         if members.len() > MAX_MEMBERS {

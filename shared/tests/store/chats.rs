@@ -170,6 +170,18 @@ async fn dialogs_are_unique_and_membership_rules_hold() {
             let StoreRefusal::Refused(refusal) = err else { panic!("{field}: not a refusal: {err:?}") };
             assert_eq!(refusal.message, format!("{field} must not contain U+0000"));
         }
+
+        let photo = |bytes: usize| NewChat {
+            kind: ChatKind::Group,
+            name: Some("g".into()),
+            photo_url: Some(format!("https://cdn.example/{}", "p".repeat(bytes - 20))),
+            members: vec![],
+            idempotency_key: None,
+        };
+        store.create_chat("alice", photo(2048), 5).await.map_err(|e| e.0).expect("the longest photoUrl");
+        let (err, _) = store.create_chat("alice", photo(2049), 5).await.expect_err("refused");
+        let StoreRefusal::Refused(refusal) = err else { panic!("not a refusal: {err:?}") };
+        assert_eq!(refusal.message, "photoUrl is longer than 2048 bytes");
     }
 }
 
