@@ -397,8 +397,9 @@ impl Reader<'_> {
     /// as large as this state (`CommandQueue::submit` says more).
     fn submit<'s>(&'s self, envelope: CommandEnvelope, reference: &'s Ref) -> impl Future<Output = ()> + 's {
         self.handle.command_submitted(envelope.origin.sequence);
-        // A full in-process queue holds the reader, which reads no ping
-        // meanwhile: that wait is the server's, not the client's silence.
+        // The reader reads no ping while the command waits (for room in a
+        // full in-process queue, or for Redis's answer): that wait is the
+        // server's, not the client's silence.
         let queued = self.node.commands.submit(envelope, || self.handle.deadline_paused_owned());
         async move {
             if let Err(e) = queued.await {

@@ -396,8 +396,8 @@ impl ClientHandle {
     }
 
     /// As [`deadline_paused`](Self::deadline_paused), for a wait held by a
-    /// future that outlives the reader's borrow: the in-process command
-    /// queue's while it is full.
+    /// future that outlives the reader's borrow: a command's hand-off to
+    /// the queue (`CommandQueue::submit`).
     pub fn deadline_paused_owned(self: &Arc<Self>) -> DeadlinePause<Arc<Self>> {
         DeadlinePause::start(self.clone())
     }

@@ -165,18 +165,26 @@ impl CommandQueue {
     /// the allocation). See [`memory::MemoryCommands::submit`] for why the
     /// size counts.
     ///
-    /// `while_full` makes what is held while the in-process queue is full
-    /// and the caller waits for room ([`memory::MemoryCommands::submit`]).
-    /// Redis's append is bounded by its response timeout, so it is not
-    /// called there.
+    /// `while_waiting` makes what is held while the caller waits: for the
+    /// in-process queue only when it is full
+    /// ([`memory::MemoryCommands::submit`]); for Redis always, as every
+    /// append is a round trip, and one waits its turn on the shared
+    /// connection (up to the response timeout) when Redis is behind.
     pub fn submit<G: Send + 'static>(
         &self,
         envelope: CommandEnvelope,
-        while_full: impl FnOnce() -> G,
+        while_waiting: impl FnOnce() -> G,
     ) -> impl Future<Output = Result<(), BusError>> + '_ {
         match self {
-            CommandQueue::Memory(q) => Either::Left(q.submit(envelope, while_full)),
-            CommandQueue::Redis(q) => Either::Right(Box::pin(q.submit(envelope))),
+            CommandQueue::Memory(q) => Either::Left(q.submit(envelope, while_waiting)),
+            CommandQueue::Redis(q) => {
+                let waiting = while_waiting();
+                Either::Right(Box::pin(async move {
+                    let appended = q.submit(envelope).await;
+                    drop(waiting);
+                    appended
+                }))
+            }
         }
     }
 

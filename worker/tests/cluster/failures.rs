@@ -623,3 +623,34 @@ async fn a_removal_announced_while_redis_was_down_is_repaired_after_it() {
     let (_, metrics) = cluster.text(cluster.gateways[0].port, "/metrics").await;
     assert!(metrics.contains("chat_memberships_repaired_total{change=\"dropped\"} 1"), "{metrics}");
 }
+
+/// A command waiting for Redis's answer (here from a Redis gone silent,
+/// until the 2 s response timeout) holds the connection's reader, which
+/// reads no ping meanwhile. That wait is the server's, not the client's
+/// silence: a shorter heartbeat timeout must not close the connection. It
+/// did, and under a saturated Redis it closed clients that pinged as asked.
+#[tokio::test]
+async fn a_command_waiting_for_redis_does_not_count_against_the_heartbeat() {
+    let options = Options { redis_through_proxy: true, heartbeat_timeout_ms: Some(1_000), ..Options::default() };
+    let cluster = Cluster::start(options, 1, 1).await;
+    let chat = cluster.group(0, "alice", &["bob"]).await;
+    let mut alice = cluster.connect(0, "alice").await;
+    cluster.redis_proxy.as_ref().expect("proxy").silence_open_connections();
+    alice.send(json!({"type": "new", "ref": "held", "chatId": chat, "clientMessageId": "h", "message": "x"})).await;
+    // Pings every 200 ms behind it, read once the append is answered or
+    // has timed out.
+    let started = Instant::now();
+    let reply = loop {
+        assert!(started.elapsed() < Duration::from_secs(10), "no reply\n{}", cluster.logs());
+        alice.send(json!({"type": "ping"})).await;
+        if let Ok(frame) = tokio::time::timeout(Duration::from_millis(200), alice.recv()).await {
+            if frame["ref"] == "held" {
+                break frame;
+            }
+        }
+    };
+    assert!(started.elapsed() > Duration::from_secs(1), "the append outlasted the heartbeat timeout");
+    assert!(reply["type"] == "error" || reply["type"] == "ack", "{reply}");
+    alice.send(json!({"type": "ping", "ref": "after"})).await;
+    while alice.recv().await["ref"] != "after" {}
+}
