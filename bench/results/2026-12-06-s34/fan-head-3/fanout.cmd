@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-head /tmp/build-head/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:13721/ws --http-url http://127.0.0.1:13721 --data-dir /tmp/tmp.jlGKAnsrJb --server-pid 15538 --report bench/results/2026-12-06-standalone-s34fan-head-3/fanout.json --charts bench/results/2026-12-06-standalone-s34fan-head-3/fanout

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-base /tmp/build-base/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:31239/ws --http-url http://127.0.0.1:31239 --data-dir /tmp/tmp.UECuiKv4Fn --server-pid 15972 --report bench/results/2026-12-06-standalone-s34fanr-base-3/fanout.json --charts bench/results/2026-12-06-standalone-s34fanr-base-3/fanout

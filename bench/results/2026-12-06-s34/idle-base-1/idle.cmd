@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-base /tmp/build-base/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:16119/ws --http-url http://127.0.0.1:16119 --data-dir /tmp/tmp.zWxvXK4Uid --server-pid 16151 --report bench/results/2026-12-06-standalone-s34idle-base-1/idle.json --charts bench/results/2026-12-06-standalone-s34idle-base-1/idle
