@@ -437,12 +437,7 @@ async fn silent_redis_connections_are_replaced_and_nothing_is_missed() {
     // The clients here do not ping; the heartbeat must outlast the test.
     let options = Options { redis_through_proxy: true, heartbeat_timeout_ms: Some(120_000), ..Options::default() };
     let cluster = Cluster::start(options, 1, 1).await;
-    let chat = cluster.group(0, "alice", &["bob"]).await;
-    let keys = cluster.keys();
-    let mut elsewhere = cluster.group(0, "alice", &["bob"]).await;
-    while keys.shard_of(elsewhere) == keys.shard_of(chat) {
-        elsewhere = cluster.group(0, "alice", &["bob"]).await;
-    }
+    let (chat, elsewhere) = cluster.groups_on_two_shards(0, "alice", &["bob"]).await;
     let mut alice = cluster.connect(0, "alice").await;
     let mut bob = cluster.connect(0, "bob").await;
     alice.send_message(chat, "before", "the subscription works").await;

@@ -241,6 +241,18 @@ impl Cluster {
     }
 
     /// The cluster's Redis names (its prefix, the default shard count).
+    /// Two groups of `creator` and `others` whose commands go to different
+    /// shards' streams.
+    pub async fn groups_on_two_shards(&self, gateway: usize, creator: &str, others: &[&str]) -> (i64, i64) {
+        let keys = self.keys();
+        let first = self.group(gateway, creator, others).await;
+        let mut second = self.group(gateway, creator, others).await;
+        while keys.shard_of(second) == keys.shard_of(first) {
+            second = self.group(gateway, creator, others).await;
+        }
+        (first, second)
+    }
+
     pub fn keys(&self) -> shared::bus::keys::Keys {
         shared::bus::keys::Keys::new(&self.prefix, shared::config::DEFAULT_STREAM_SHARDS)
     }

@@ -68,12 +68,8 @@ async fn members_on_different_gateways_see_one_ordered_chat() {
 #[tokio::test]
 async fn a_connection_s_commands_are_applied_in_order_across_shards() {
     let mut cluster = Cluster::start(Options::default(), 1, 0).await;
+    let (first, second) = cluster.groups_on_two_shards(0, "alice", &["bob"]).await;
     let keys = cluster.keys();
-    let first = cluster.group(0, "alice", &["bob"]).await;
-    let mut second = cluster.group(0, "alice", &["bob"]).await;
-    while keys.shard_of(second) == keys.shard_of(first) {
-        second = cluster.group(0, "alice", &["bob"]).await;
-    }
     let mut alice = cluster.connect(0, "alice").await;
     let new = |r: i64, chat: i64| json!({"type": "new", "ref": r, "chatId": chat, "clientMessageId": format!("o{r}"), "message": "m"});
     alice.send(new(1, first)).await;
@@ -118,12 +114,7 @@ async fn a_connection_s_commands_are_applied_in_order_across_shards() {
 #[tokio::test]
 async fn a_frame_cut_around_a_released_command_is_read_whole() {
     let mut cluster = Cluster::start(Options::default(), 1, 0).await;
-    let keys = cluster.keys();
-    let first = cluster.group(0, "alice", &["bob"]).await;
-    let mut second = cluster.group(0, "alice", &["bob"]).await;
-    while keys.shard_of(second) == keys.shard_of(first) {
-        second = cluster.group(0, "alice", &["bob"]).await;
-    }
+    let (first, second) = cluster.groups_on_two_shards(0, "alice", &["bob"]).await;
     let mut alice = cluster.connect(0, "alice").await;
     let new = |r: i64, chat: i64| json!({"type": "new", "ref": r, "chatId": chat, "clientMessageId": format!("cut{r}"), "message": "m"});
     alice.send(new(1, first)).await;
