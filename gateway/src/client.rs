@@ -135,6 +135,10 @@ async fn serve(node: Arc<Node>, user: String, socket: UpgradeFut) -> Result<(), 
     }
     node.presence.connected(&user, local.chat_ids()).await;
     drop(setup);
+    // The welcome's serverTime is the server's clock as the client reads
+    // it, and the setup above can take seconds: rendered again, in place.
+    let welcome = render::welcome(&user, &id.to_string(), &node.id, node.settings.heartbeat_timeout_ms, now_ms());
+    handle.refresh_welcome(welcome);
     // The heartbeat's clock starts now, not at the upgrade: until here the
     // server read nothing and wrote no welcome. Counted from the upgrade,
     // a storm of users in 20 chats, whose welcomes took 12 s to come,

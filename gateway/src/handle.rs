@@ -138,6 +138,18 @@ impl ClientHandle {
         self.write.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Renders the welcome queued first again, with `welcome`: until the
+    /// writer starts, after the connection's setup, it is still there.
+    /// Nothing if it is not (the connection closed meanwhile).
+    pub fn refresh_welcome(&self, welcome: bytes::Bytes) {
+        let mut state = self.write_state();
+        if let Some(first) = state.queue.front_mut() {
+            if matches!(first, Outbound::Frame(framed) if framed.kind == "welcome") {
+                *first = Outbound::frame("welcome", welcome);
+            }
+        }
+    }
+
     /// Gives the fan-out the socket to write through.
     pub fn attach_socket(&self, socket: Arc<Socket>) {
         self.write_state().attach(socket);
@@ -457,6 +469,29 @@ mod tests {
 
     async fn queued(handle: &ClientHandle) -> Vec<&'static str> {
         kinds(std::future::poll_fn(|cx| handle.poll_queued(cx)).await)
+    }
+
+    /// The welcome rendered again after setup takes the first one's place,
+    /// ahead of what was queued meanwhile; with no welcome in front,
+    /// nothing changes.
+    #[tokio::test]
+    async fn a_refreshed_welcome_takes_the_first_ones_place() {
+        let handle = ClientHandle::new(1, "u".into(), 8);
+        assert_eq!(handle.push(Outbound::frame("welcome", Bytes::from_static(b"old"))), Ok(()));
+        assert_eq!(handle.push(Outbound::frame("online", Bytes::from_static(b"{}"))), Ok(()));
+        handle.refresh_welcome(Bytes::from_static(b"new"));
+        let items = std::future::poll_fn(|cx| handle.poll_queued(cx)).await;
+        let frames: Vec<(&str, &[u8])> = items
+            .iter()
+            .filter_map(|item| match item {
+                Outbound::Frame(framed) => Some((framed.kind, &framed.bytes[..])),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(frames, [("welcome", &b"new"[..]), ("online", &b"{}"[..])]);
+        assert_eq!(handle.push(Outbound::frame("online", Bytes::from_static(b"{}"))), Ok(()));
+        handle.refresh_welcome(Bytes::from_static(b"late"));
+        assert_eq!(queued(&handle).await, ["online"]);
     }
 
     /// Every connection carries its handle in an `Arc`, 16 bytes more:

@@ -72,6 +72,11 @@ impl OutboundQueue {
         self.items.pop_front()
     }
 
+    /// The first item, to be replaced in place.
+    pub fn front_mut(&mut self) -> Option<&mut Outbound> {
+        self.items.front_mut()
+    }
+
     /// The writer has ended: drops what is queued and refuses what comes.
     pub fn end(&mut self) {
         self.ended = true;

@@ -315,6 +315,8 @@ async fn a_silent_postgres_gets_timely_errors_and_the_gateway_recovers() {
 /// user's chats) owes no ping for that wait: the server read nothing from
 /// it, and the welcome that starts its client's ping interval came only
 /// at the end. Counted from the upgrade, the heartbeat closed it at once.
+/// The welcome's `serverTime` is read when it is written, not at the
+/// upgrade.
 #[tokio::test]
 async fn a_slow_setup_does_not_count_against_the_heartbeat() {
     const TIMEOUT_MS: u64 = 1_000;
@@ -328,8 +330,15 @@ async fn a_slow_setup_does_not_count_against_the_heartbeat() {
     let mut bob = testkit::client::open(&url, &cluster.token("bob"), "bob").await.expect("upgrade");
     // The stall itself: twice the timeout, within the store's 5 s deadline.
     tokio::time::sleep(Duration::from_millis(2 * TIMEOUT_MS)).await;
+    let thawed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis();
     postgres.thaw();
-    assert_eq!(bob.recv().await["type"], "welcome");
+    let welcome = bob.recv().await;
+    assert_eq!(welcome["type"], "welcome");
+    // Its serverTime is the server's clock when it is written, after the
+    // setup, not at the upgrade two seconds before (same machine, same
+    // clock).
+    let server_time = welcome["serverTime"].as_u64().expect("serverTime") as u128;
+    assert!(server_time >= thawed, "serverTime {server_time} is from before the setup ended at {thawed}");
     // Quiet for a while after the welcome, as a client may be: long
     // enough for the sweep (every 50 ms here) to close a connection whose
     // deadline ran during setup, short enough to leave a loaded machine
