@@ -42,7 +42,7 @@ use crate::command_order::CommandOrder;
 use crate::handle::ClientHandle;
 use crate::hub::ChatsLoad;
 use crate::node::{Node, STORE_DEADLINE};
-use crate::outbound::{Outbound, SyncEnd};
+use crate::outbound::{Outbound, ReplayPage, SyncEnd};
 use crate::reassembly::{Message, Reassembly, Violation};
 use crate::rest::auth::{bearer_token, ApiError};
 use crate::writer::write_loop;
@@ -510,7 +510,17 @@ impl Reader<'_> {
     /// the client told why) if a page could not be read.
     async fn replay(&self, reference: &Ref, chat: ChatId, from: EventId, end: EventId) -> bool {
         let mut cursor = from;
+        let mut previous: Option<tokio::sync::oneshot::Receiver<()>> = None;
         loop {
+            // The next page is read once the writer has taken the one
+            // before (`ReplayPage`): a client that does not read stops the
+            // replay here, with two pages at most held for it.
+            if let Some(taken) = previous.take() {
+                let _ = taken.await;
+                if self.handle.is_closed() {
+                    return false;
+                }
+            }
             let request = PageRequest { chat, user: self.handle.user.to_string(), since: cursor };
             let read = {
                 let _store_wait = self.handle.deadline_paused();
@@ -532,7 +542,9 @@ impl Reader<'_> {
             let Some(last) = page.events.last().map(|e| e.id) else { return true };
             let frames =
                 page.events.iter().filter(|e| e.id <= end).map(|e| Arc::new(crate::hub::render_event(e))).collect();
-            self.reply(Outbound::Replay(frames)).await;
+            let (taken, is_taken) = tokio::sync::oneshot::channel();
+            self.reply(Outbound::Replay(Box::new(ReplayPage { events: frames, taken }))).await;
+            previous = Some(is_taken);
             cursor = last;
             if cursor >= end {
                 return true;

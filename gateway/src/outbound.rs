@@ -45,6 +45,17 @@ pub struct SyncEnd {
     pub all: Vec<ChatId>,
 }
 
+/// A page of a `sync`'s replay. Dropped once the writer has encoded it,
+/// which `taken` tells the reader: it queues the next page only then, so a
+/// client that syncs a long history and does not read holds about two
+/// pages here, not a queue full of them (`OUTBOUND_QUEUE` pages of up to
+/// 500 events each).
+#[derive(Debug)]
+pub struct ReplayPage {
+    pub events: Vec<Arc<RenderedEvent>>,
+    pub taken: tokio::sync::oneshot::Sender<()>,
+}
+
 /// One item of a connection's bounded outbound queue. Kept to 32 bytes
 /// (payloads behind pointers): every item waiting takes a slot this size,
 /// up to `OUTBOUND_QUEUE` of them for a client that reads slowly.
@@ -60,7 +71,7 @@ pub enum Outbound {
     /// replay is written, so that replay and live events interleave in order.
     SyncBegin(Vec<ChatId>),
     /// Replayed events, ascending per chat.
-    Replay(Vec<Arc<RenderedEvent>>),
+    Replay(Box<ReplayPage>),
     /// The `sync` replay is complete: write its ack, then the held events.
     /// `synced` are the chats replayed (with the client's `since`), `all`
     /// every chat the sync named, refused ones included.

@@ -124,7 +124,8 @@ impl Writer<'_> {
                 let released = handle.write_state().cursors.release();
                 self.replay(released);
             }
-            Outbound::Replay(events) => self.replay(events),
+            // The page goes (and with it its `taken`) once encoded.
+            Outbound::Replay(page) => self.replay(page.events),
             Outbound::SyncEnd(end) => {
                 let (synced, release) = handle.write_state().cursors.end_sync(&end.all, &end.synced);
                 self.text("ack", &render::ack_synced(&end.reference, &synced));

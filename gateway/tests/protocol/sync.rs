@@ -156,3 +156,39 @@ async fn a_late_sync_fills_in_below_live_events_without_repeating_them() {
     }
     assert_eq!(tablet_view, vec![3, 4, 5, 6], "the missed ones, not 7 again");
 }
+
+/// A replay of several pages (500 events each): each page is queued once
+/// the writer has taken the one before, and the client gets every event
+/// once, in order, then the ack.
+#[tokio::test]
+async fn a_replay_of_several_pages_comes_whole_and_in_order() {
+    const EVENTS: i64 = 1_234;
+    let server = TestServer::start().await;
+    let chat = server.group("alice", &["bob"]).await;
+    let mut alice = server.connect("alice").await;
+    for i in 1..=EVENTS {
+        alice
+            .send(json!({"type": "new", "ref": i, "chatId": chat, "clientMessageId": format!("p{i}"), "message": "m"}))
+            .await;
+    }
+    let mut acked = 0;
+    while acked < EVENTS {
+        if alice.recv().await["type"] == "ack" {
+            acked += 1;
+        }
+    }
+    let mut bob = server.connect("bob").await;
+    bob.send(json!({"type": "sync", "ref": "all", "since": {chat.to_string(): 0}})).await;
+    let mut ids = Vec::new();
+    let ack = loop {
+        let frame = bob.recv().await;
+        if frame["type"] == "ack" {
+            break frame;
+        }
+        if frame["type"] == "new" {
+            ids.push(frame["id"].as_i64().expect("id"));
+        }
+    };
+    assert_eq!(ack["synced"], json!({chat.to_string(): EVENTS}), "{ack}");
+    assert_eq!(ids, (1..=EVENTS).collect::<Vec<_>>());
+}
