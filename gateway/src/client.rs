@@ -225,7 +225,13 @@ impl Reader<'_> {
                 biased;
                 // Closed, or shutdown: stop taking commands, let the writer
                 // finish.
-                _ = std::future::poll_fn(|cx| handle.poll_stop_for_reader(cx)) => return,
+                _ = std::future::poll_fn(|cx| handle.poll_stop_for_reader(cx)) => {
+                    if self.order.is_holding() && !handle.is_closed() {
+                        // Boxed: rare, as above.
+                        Box::pin(self.refuse_held()).await;
+                    }
+                    return;
+                }
                 // Commands held for order go once those before them are
                 // answered (`command_order`). The read this drops may be
                 // mid-frame: what it read stays in the read half's buffer.
@@ -389,6 +395,22 @@ impl Reader<'_> {
         for envelope in released {
             let reference = envelope.reference.clone();
             self.submit(envelope, &reference).await;
+        }
+    }
+
+    /// A drain stopped the reader while commands were held for order
+    /// (read, never handed on): each is answered before the connection's
+    /// 1012, so that the client knows it was not applied rather than
+    /// guessing from a missing reply.
+    async fn refuse_held(&mut self) {
+        let refusal = Refusal::new(
+            ErrorCode::Internal,
+            "the server is restarting; the command was not applied; resend it after reconnecting",
+        );
+        while self.order.is_holding() {
+            for envelope in self.order.release() {
+                self.refuse(&envelope.reference, &refusal, None).await;
+            }
         }
     }
 

@@ -309,3 +309,27 @@ async fn next_chat_frame(client: &mut Client) -> serde_json::Value {
         }
     }
 }
+
+/// A gateway drained (SIGTERM) while a connection holds a command for
+/// order behind an unanswered one answers the held command, not applied,
+/// before its 1012: the client knows to resend it rather than guessing
+/// from a reply that never comes.
+#[tokio::test]
+async fn a_drain_answers_the_commands_held_for_order() {
+    let cluster = Cluster::start(Options::default(), 1, 0).await;
+    let (first, second) = cluster.groups_on_two_shards(0, "alice", &["bob"]).await;
+    let mut alice = cluster.connect(0, "alice").await;
+    let new = |r: i64, chat: i64| json!({"type": "new", "ref": r, "chatId": chat, "clientMessageId": format!("d{r}"), "message": "m"});
+    // No worker: the first stays unanswered, the second is held behind it.
+    alice.send(new(1, first)).await;
+    alice.send(new(2, second)).await;
+    alice.send(json!({"type": "ping", "ref": "read"})).await;
+    while alice.recv().await["ref"] != "read" {}
+
+    let gateway = cluster.gateways[0].service.pid().expect("running");
+    testkit::signal::send(gateway, testkit::signal::Signal::TERM).expect("SIGTERM");
+    let refused = alice.recv().await;
+    assert_eq!((refused["type"].as_str(), refused["ref"].as_i64()), (Some("error"), Some(2)), "{refused}");
+    assert_eq!(refused["code"], "internal", "{refused}");
+    assert_eq!(alice.ended().await, testkit::client::Ended::Closed(1012));
+}
