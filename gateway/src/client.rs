@@ -529,7 +529,8 @@ impl Reader<'_> {
     }
 
     /// Replays `chat`'s events in `(from, end]`, page by page; false (and
-    /// the client told why) if a page could not be read.
+    /// the client told why) if a page could not be read, or (untold) if
+    /// the connection closed meanwhile.
     async fn replay(&self, reference: &Ref, chat: ChatId, from: EventId, end: EventId) -> bool {
         let mut cursor = from;
         let mut previous: Option<tokio::sync::oneshot::Receiver<()>> = None;
