@@ -110,10 +110,10 @@ async fn serve(node: Arc<Node>, user: String, socket: UpgradeFut) -> Result<(), 
 
     let id = node.next_connection.fetch_add(1, Ordering::Relaxed);
     let handle = Arc::new(ClientHandle::new(id, user.clone(), node.settings.outbound_queue));
-    // The welcome is the first frame: queue it before the hub can queue
-    // anything else for this connection.
-    let welcome = render::welcome(&user, &id.to_string(), &node.id, node.settings.heartbeat_timeout_ms, now_ms());
-    let _ = handle.push(Outbound::frame("welcome", welcome));
+    // The welcome is the first frame: its place is taken before the hub
+    // can queue anything else for this connection, and it is rendered once
+    // setup is done (below). Nothing is written before then.
+    let _ = handle.push(Outbound::frame("welcome", bytes::Bytes::new()));
     let setup = node.setup_permits.acquire().await;
     let (local, fresh) = node.hub.register(handle.clone());
     metrics::gauge!("chat_open_connections").increment(1.0);
@@ -136,9 +136,9 @@ async fn serve(node: Arc<Node>, user: String, socket: UpgradeFut) -> Result<(), 
     node.presence.connected(&user, local.chat_ids()).await;
     drop(setup);
     // The welcome's serverTime is the server's clock as the client reads
-    // it, and the setup above can take seconds: rendered again, in place.
+    // it, and the setup above can take seconds: rendered now, in its place.
     let welcome = render::welcome(&user, &id.to_string(), &node.id, node.settings.heartbeat_timeout_ms, now_ms());
-    handle.refresh_welcome(welcome);
+    handle.fill_welcome(welcome);
     // The heartbeat's clock starts now, not at the upgrade: until here the
     // server read nothing and wrote no welcome. Counted from the upgrade,
     // a storm of users in 20 chats, whose welcomes took 12 s to come,

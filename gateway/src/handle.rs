@@ -138,10 +138,11 @@ impl ClientHandle {
         self.write.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Renders the welcome queued first again, with `welcome`: until the
-    /// writer starts, after the connection's setup, it is still there.
-    /// Nothing if it is not (the connection closed meanwhile).
-    pub fn refresh_welcome(&self, welcome: bytes::Bytes) {
+    /// Fills in the welcome whose place was queued first: until the writer
+    /// starts, after the connection's setup, it is still there. Nothing if
+    /// it is not (the connection closed meanwhile, and a closing writer
+    /// skips what is queued).
+    pub fn fill_welcome(&self, welcome: bytes::Bytes) {
         let mut state = self.write_state();
         if let Some(first) = state.queue.front_mut() {
             if matches!(first, Outbound::Frame(framed) if framed.kind == "welcome") {
@@ -471,15 +472,15 @@ mod tests {
         kinds(std::future::poll_fn(|cx| handle.poll_queued(cx)).await)
     }
 
-    /// The welcome rendered again after setup takes the first one's place,
+    /// The welcome rendered after setup takes the place queued for it,
     /// ahead of what was queued meanwhile; with no welcome in front,
     /// nothing changes.
     #[tokio::test]
-    async fn a_refreshed_welcome_takes_the_first_ones_place() {
+    async fn a_filled_welcome_takes_its_place_ahead_of_what_came_since() {
         let handle = ClientHandle::new(1, "u".into(), 8);
         assert_eq!(handle.push(Outbound::frame("welcome", Bytes::from_static(b"old"))), Ok(()));
         assert_eq!(handle.push(Outbound::frame("online", Bytes::from_static(b"{}"))), Ok(()));
-        handle.refresh_welcome(Bytes::from_static(b"new"));
+        handle.fill_welcome(Bytes::from_static(b"new"));
         let items = std::future::poll_fn(|cx| handle.poll_queued(cx)).await;
         let frames: Vec<(&str, &[u8])> = items
             .iter()
@@ -490,7 +491,7 @@ mod tests {
             .collect();
         assert_eq!(frames, [("welcome", &b"new"[..]), ("online", &b"{}"[..])]);
         assert_eq!(handle.push(Outbound::frame("online", Bytes::from_static(b"{}"))), Ok(()));
-        handle.refresh_welcome(Bytes::from_static(b"late"));
+        handle.fill_welcome(Bytes::from_static(b"late"));
         assert_eq!(queued(&handle).await, ["online"]);
     }
 
