@@ -159,6 +159,7 @@ async fn read_views(node: &Node, chat: ChatId) -> Option<MemberViews> {
     match within(STORE_DEADLINE, node.store.member_views(chat)).await {
         Ok(views) => views,
         Err(e) => {
+            metrics::counter!("chat_database_errors_total").increment(1);
             tracing::warn!(error = %e, chat, "chat change not announced");
             None
         }
