@@ -30,6 +30,7 @@
 pub mod cluster;
 pub mod order;
 mod pending;
+mod scripts;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -44,11 +45,13 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::node::STORE_DEADLINE;
+use cluster::Decided;
 use pending::{PendingTransitions, Transition};
 
 /// Standalone's announcements are numbered 0: one announcer, this node's,
-/// makes them all, in order (see `Event::Presence`).
-const STANDALONE_SEQ: u64 = 0;
+/// makes them all, in order (see `Event::Presence`), so each transition
+/// follows the one before it here.
+const STANDALONE: Decided = Decided { seq: 0, follows: 0 };
 
 /// The most users announced per statement: bounds one chat query's answer
 /// (this many users times their chats) and one publish.
@@ -93,11 +96,12 @@ impl Presence {
             *count == 1
         };
         let first = match &self.cluster {
-            None => first_here.then_some(STANDALONE_SEQ),
+            None => first_here.then_some(STANDALONE),
             Some(cluster) => cluster.connected(user).await,
         };
-        if let Some(seq) = first {
-            self.transition(user, Transition { online: true, at: now_ms(), chats, seq });
+        if let Some(decided) = first {
+            let (seq, follows) = (decided.seq, Some(decided.follows));
+            self.transition(user, Transition { online: true, at: now_ms(), chats, seq, follows });
         }
     }
 
@@ -113,13 +117,14 @@ impl Presence {
             })
             .is_some();
         let last = match &self.cluster {
-            None => last_here.then_some(STANDALONE_SEQ),
+            None => last_here.then_some(STANDALONE),
             Some(cluster) => cluster.disconnected(user).await,
         };
-        if let Some(seq) = last {
+        if let Some(decided) = last {
+            let (seq, follows) = (decided.seq, Some(decided.follows));
             let at = now_ms();
             self.last_seen.insert(user.to_owned(), at);
-            self.transition(user, Transition { online: false, at, chats, seq });
+            self.transition(user, Transition { online: false, at, chats, seq, follows });
         }
     }
 
@@ -132,20 +137,22 @@ impl Presence {
         }
     }
 
-    /// A transition Redis confirmed late: the answer to the change that
-    /// made it was lost, and its retry told.
-    pub fn settled(&self, user: &str, online: bool, at: Millis, seq: u64) {
+    /// A transition Redis decided other than as a connection here came or
+    /// went: confirmed late (the answer to the change that made it was
+    /// lost, and its retry told), or announced again. `follows`: the
+    /// number of the user's transition before it, if known.
+    pub fn settled(&self, user: &str, online: bool, at: Millis, seq: u64, follows: Option<u64>) {
         if !online {
             self.last_seen.insert(user.to_owned(), at);
         }
-        self.transition(user, Transition { online, at, chats: None, seq });
+        self.transition(user, Transition { online, at, chats: None, seq, follows });
     }
 
     /// Users whose last connection was on a node that died.
     pub fn reaped(&self, users: Vec<String>, seq: u64) {
         let at = now_ms();
         for user in users {
-            self.settled(&user, false, at, seq);
+            self.settled(&user, false, at, seq, None);
         }
     }
 
@@ -237,12 +244,14 @@ impl Presence {
                 Ok(chats) => read = chats,
                 Err(e) => {
                     metrics::counter!("chat_database_errors_total").increment(1);
-                    tracing::warn!(error = %e, users = unknown.len(), "presence not announced: chats unavailable")
+                    tracing::warn!(error = %e, users = unknown.len(), "presence not announced: chats unavailable");
+                    self.announce_again(unknown.iter().copied());
                 }
             }
         }
         let mut events = Vec::with_capacity(batch.len());
         let mut happened_at = Vec::with_capacity(batch.len());
+        let mut users = Vec::with_capacity(batch.len());
         for (user, transition) in batch {
             let chats: Arc<[ChatId]> = match &transition.chats {
                 Some(known) => known.clone(),
@@ -256,6 +265,7 @@ impl Presence {
                 continue;
             }
             happened_at.push(transition.at);
+            users.push(user.as_str());
             events.push(Event::Presence {
                 user: user.clone(),
                 online: transition.online,
@@ -274,7 +284,21 @@ impl Presence {
                     delay.record(now.saturating_sub(at).max(0) as f64 / 1000.0);
                 }
             }
-            Err(e) => tracing::warn!(error = %e, users = happened_at.len(), "presence not announced"),
+            Err(e) => {
+                tracing::warn!(error = %e, users = users.len(), "presence not announced");
+                self.announce_again(users);
+            }
+        }
+    }
+
+    /// In a cluster, has these users' state announced again at the next
+    /// lease round: their transition did not go out, and a later one of
+    /// theirs may have, on another node, so it cannot just be retried.
+    /// Standalone has no such later one; what it fails to announce stays
+    /// unannounced.
+    fn announce_again<'a>(&self, users: impl IntoIterator<Item = &'a str>) {
+        if let Some(cluster) = &self.cluster {
+            cluster.recount(users.into_iter().map(str::to_owned), now_ms());
         }
     }
 }

@@ -19,7 +19,17 @@
 //! announces online again those of them it still holds. A node restarting
 //! under the same `NODE_ID` reaps its own previous entries before taking
 //! connections.
+//!
+//! Each transition decided is recorded as its user's last, with its
+//! number. That tells a node writing back whom co-members last heard go
+//! offline, and a node holding a transition not yet announced whether its
+//! opposite came straight after it (`pending.rs`). A transition that may
+//! never have reached co-members (its announcement failed, or its change
+//! was unanswered when Redis forgot everything) is not retried as such, as
+//! a later one may have gone out elsewhere: the user's state is announced
+//! again from the counts instead.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -32,6 +42,7 @@ use shared::model::Millis;
 use shared::sync::lock;
 use tokio_util::sync::CancellationToken;
 
+use super::scripts::{COUNT, REAP, RECOUNT, RESTORE};
 use super::Presence;
 
 /// A node's lease lasts this long unless renewed; it is renewed every
@@ -44,124 +55,31 @@ const FORGET_CHUNK: usize = 1_000;
 /// Users' counts written back per round trip after Redis forgot the node.
 const RESTORE_CHUNK: usize = 500;
 
-/// Defines `total(key)`: a user's total over every node, the sum of the
-/// counts under `key`. Totals are sums because a node's count may be -1
-/// until a retried connect arrives.
-macro_rules! lua_total {
-    () => {
-        "local function total(key)
-  local sum = 0
-  for _, v in ipairs(redis.call('HVALS', key)) do sum = sum + tonumber(v) end
-  return sum
-end
-"
-    };
+/// How a transition was decided in Redis: the number to announce it under
+/// and the number of the user's transition just before it.
+#[derive(Debug, Clone, Copy)]
+pub struct Decided {
+    pub seq: u64,
+    pub follows: u64,
 }
 
-/// Defines `next_seq(key)`: the number of a transition about to be
-/// announced, above every one taken before it cluster-wide (scripts run one
-/// at a time). Redis's clock in microseconds, or one more than the last
-/// number when that is ahead, so that numbers keep rising after a Redis
-/// restart that lost the key; gateways remember numbers for minutes
-/// (`presence/order.rs`). `string.format`, because Lua would write the
-/// number in exponent notation, losing its last digits.
-macro_rules! lua_next_seq {
-    () => {
-        "local function next_seq(key)
-  local time = redis.call('TIME')
-  local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
-  local seq = redis.call('INCR', key)
-  if seq < now then
-    redis.call('SET', key, string.format('%d', now))
-    seq = now
-  end
-  return seq
-end
-"
-    };
+/// Why a node is reaped (see [`REAP`]).
+#[derive(Clone, Copy)]
+enum Reaping {
+    Dead,
+    Previous,
+    Rewrite,
 }
 
-/// KEYS: the user's counts, the node's user set, the node's change records,
-/// the users the node's reaping announced offline (a connect here that
-/// makes the user online announces it, so the write-back must not again),
-/// the presence sequence.
-/// ARGV: node, user, change id, +1 or -1.
-/// Returns {the user's total right after this change, the total now, the
-/// number to announce it under}: the totals the same for a change made
-/// now, different for one retried after others; the number 0 for a change
-/// made now that moved no total across zero.
-const COUNT: &str = concat!(
-    lua_total!(),
-    lua_next_seq!(),
-    r#"
-local done = redis.call('HGET', KEYS[3], ARGV[3])
-if done then return {tonumber(done), total(KEYS[1]), next_seq(KEYS[5])} end
-local n = redis.call('HINCRBY', KEYS[1], ARGV[1], tonumber(ARGV[4]))
-if n == 0 then
-  redis.call('HDEL', KEYS[1], ARGV[1])
-  redis.call('SREM', KEYS[2], ARGV[2])
-else
-  redis.call('SADD', KEYS[2], ARGV[2])
-end
-local after = total(KEYS[1])
-redis.call('HSET', KEYS[3], ARGV[3], after)
-if after == 1 and tonumber(ARGV[4]) == 1 then redis.call('SREM', KEYS[4], ARGV[2]) end
-local crossed = (after == 1 and tonumber(ARGV[4]) == 1) or (after == 0 and tonumber(ARGV[4]) == -1)
-return {after, after, crossed and next_seq(KEYS[5]) or 0}
-"#
-);
-
-/// KEYS: the node's user set, the node set, the node's lease, the node's
-/// change records, the users its reaping announced offline, the presence
-/// sequence.
-/// ARGV: node, key prefix, "force" to reap even with a live lease (a node
-/// clearing its own entries, which announces nothing it must take back).
-/// Returns {the number to announce them under, the users left with no
-/// connection anywhere}.
-const REAP: &str = concat!(
-    lua_total!(),
-    lua_next_seq!(),
-    r#"
-local others = ARGV[3] ~= 'force'
-if others and redis.call('EXISTS', KEYS[3]) == 1 then return {0, {}} end
-local gone = {}
-for _, user in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  local key = ARGV[2] .. 'online:' .. user
-  redis.call('HDEL', key, ARGV[1])
-  if total(key) <= 0 then
-    table.insert(gone, user)
-    if others then redis.call('SADD', KEYS[5], user) end
-  end
-end
-if others and #gone > 0 then redis.call('EXPIRE', KEYS[5], 86400) end
-redis.call('DEL', KEYS[1])
-redis.call('DEL', KEYS[4])
-redis.call('SREM', KEYS[2], ARGV[1])
-if #gone == 0 then return {0, gone} end
-return {next_seq(KEYS[6]), gone}
-"#
-);
-
-/// Re-asserts this node's count for one user after Redis lost it (a
-/// restart, or a reaping after a stall). KEYS: the user's counts, the
-/// node's user set, the users the node's reaping announced offline, the
-/// presence sequence.
-/// ARGV: node, user, count. Returns the number to announce the user online
-/// again under, if it must be: its reaping announced it offline, and no
-/// node (this one included) has announced it online since; 0 otherwise.
-const RESTORE: &str = concat!(
-    lua_total!(),
-    lua_next_seq!(),
-    r#"
-local before = total(KEYS[1])
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-redis.call('SADD', KEYS[2], ARGV[2])
-if before <= 0 and total(KEYS[1]) > 0 and redis.call('SISMEMBER', KEYS[3], ARGV[2]) == 1 then
-  return next_seq(KEYS[4])
-end
-return 0
-"#
-);
+impl Reaping {
+    fn arg(self) -> &'static str {
+        match self {
+            Reaping::Dead => "dead",
+            Reaping::Previous => "previous",
+            Reaping::Rewrite => "rewrite",
+        }
+    }
+}
 
 pub struct ClusterPresence {
     redis: RedisConnection,
@@ -178,6 +96,9 @@ pub struct ClusterPresence {
     /// Changes whose answer was lost, in the order they were made; each
     /// round retries them until Redis answers.
     unanswered: Mutex<Vec<Unanswered>>,
+    /// Users whose state is to be announced again from their counts, and
+    /// from when (see [`RECOUNT`]).
+    recount: Mutex<HashMap<String, Millis>>,
 }
 
 struct Unanswered {
@@ -199,26 +120,29 @@ impl ClusterPresence {
             next_change: AtomicU64::new(0),
             answered: Mutex::new(Vec::new()),
             unanswered: Mutex::new(Vec::new()),
+            recount: Mutex::new(HashMap::new()),
         }
     }
 
     /// Applies (or, for a retried `change`, looks up) one connection's
     /// arrival or departure: the user's total right after it, and now, and
-    /// the number to announce it under (see [`COUNT`]).
-    async fn count(&self, user: &str, change: u64, connect: bool) -> redis::RedisResult<(i64, i64, u64)> {
+    /// the transition to announce if any (see [`COUNT`]).
+    async fn count(&self, user: &str, change: u64, connect: bool) -> redis::RedisResult<(i64, i64, Option<Decided>)> {
         let mut redis = self.redis.clone();
-        self.count
+        let (after, now, seq, follows): (i64, i64, u64, u64) = self
+            .count
             .key(self.keys.online(user))
             .key(self.keys.node_users(&self.node))
             .key(self.keys.node_presence_ops(&self.node))
-            .key(self.keys.node_reaped(&self.node))
+            .key(self.keys.presence_last(user))
             .key(self.keys.presence_seq())
             .arg(&self.node)
             .arg(user)
             .arg(change)
             .arg(if connect { 1 } else { -1 })
             .invoke_async(&mut redis)
-            .await
+            .await?;
+        Ok((after, now, (seq != 0).then_some(Decided { seq, follows })))
     }
 
     /// Held while a connection changes its user's counts (see `counting`).
@@ -226,28 +150,28 @@ impl ClusterPresence {
         self.counting.read().await
     }
 
-    /// If this connection made the user online cluster-wide, the number to
-    /// announce it under.
-    pub async fn connected(&self, user: &str) -> Option<u64> {
+    /// If this connection made the user online cluster-wide, the
+    /// transition to announce.
+    pub async fn connected(&self, user: &str) -> Option<Decided> {
         self.changed(user, true).await
     }
 
-    /// If this disconnect made the user offline cluster-wide, the number to
-    /// announce it under.
-    pub async fn disconnected(&self, user: &str) -> Option<u64> {
+    /// If this disconnect made the user offline cluster-wide, the
+    /// transition to announce.
+    pub async fn disconnected(&self, user: &str) -> Option<Decided> {
         self.changed(user, false).await
     }
 
     /// Counts a connection in or out; if that moved the user's total across
-    /// zero, the number to announce it under. A change whose answer is lost
+    /// zero, the transition to announce. A change whose answer is lost
     /// counts as no transition for now:
     /// [`ClusterPresence::retry_unanswered`] settles it.
-    async fn changed(&self, user: &str, connect: bool) -> Option<u64> {
+    async fn changed(&self, user: &str, connect: bool) -> Option<Decided> {
         let change = self.next_change.fetch_add(1, Ordering::Relaxed);
         match self.count(user, change, connect).await {
-            Ok((after, _, seq)) => {
+            Ok((_, _, decided)) => {
                 lock(&self.answered).push(change);
-                (after == if connect { 1 } else { 0 }).then_some(seq)
+                decided
             }
             Err(e) => {
                 metrics::counter!("chat_redis_errors_total", "op" => "presence").increment(1);
@@ -268,11 +192,10 @@ impl ClusterPresence {
         let mut waiting = waiting.into_iter();
         while let Some(lost) = waiting.next() {
             match self.count(&lost.user, lost.change, lost.connect).await {
-                Ok((after, now, seq)) => {
+                Ok((_, _, decided)) => {
                     lock(&self.answered).push(lost.change);
-                    let target = if lost.connect { 1 } else { 0 };
-                    if after == target && (now > 0) == lost.connect {
-                        presence.settled(&lost.user, lost.connect, lost.at, seq);
+                    if let Some(decided) = decided {
+                        presence.settled(&lost.user, lost.connect, lost.at, decided.seq, Some(decided.follows));
                     }
                 }
                 Err(e) => {
@@ -304,6 +227,46 @@ impl ClusterPresence {
         Ok(())
     }
 
+    /// Has `users`' state announced again from their counts at the first
+    /// round from `from` on: their last transition may never have reached
+    /// co-members.
+    pub fn recount(&self, users: impl IntoIterator<Item = String>, from: Millis) {
+        let mut recount = lock(&self.recount);
+        for user in users {
+            let due = recount.entry(user).or_insert(from);
+            *due = (*due).min(from);
+        }
+    }
+
+    /// Announces the state of the users whose recount is due.
+    async fn recount_due(&self, presence: &Presence) -> redis::RedisResult<()> {
+        let now = now_ms();
+        let due: Vec<String> =
+            lock(&self.recount).iter().filter(|(_, from)| **from <= now).map(|(user, _)| user.clone()).collect();
+        let mut redis = self.redis.clone();
+        let recount = redis::Script::new(RECOUNT);
+        for chunk in due.chunks(RESTORE_CHUNK) {
+            let mut pipeline = redis::pipe();
+            pipeline.load_script(&recount).ignore();
+            for user in chunk {
+                let mut invocation = recount.prepare_invoke();
+                invocation.key(self.keys.online(user)).key(self.keys.presence_last(user)).key(self.keys.presence_seq());
+                pipeline.invoke_script(&invocation);
+            }
+            let states: Vec<(u8, u64, u64)> = pipeline.query_async(&mut redis).await?;
+            let at = now_ms();
+            let mut recount = lock(&self.recount);
+            for (user, (online, seq, follows)) in chunk.iter().zip(states) {
+                recount.remove(user);
+                presence.settled(user, online == 1, at, seq, Some(follows));
+            }
+        }
+        if !due.is_empty() {
+            tracing::info!(users = due.len(), "presence announced again from the counts");
+        }
+        Ok(())
+    }
+
     pub async fn is_online(&self, user: &str) -> bool {
         let mut redis = self.redis.clone();
         let counts: redis::RedisResult<Vec<i64>> = redis.hvals(self.keys.online(user)).await;
@@ -312,18 +275,17 @@ impl ClusterPresence {
 
     /// The users `node`'s reaping left offline, and the number to announce
     /// them under.
-    async fn reap(&self, node: &str, force: bool) -> redis::RedisResult<(u64, Vec<String>)> {
+    async fn reap(&self, node: &str, reaping: Reaping) -> redis::RedisResult<(u64, Vec<String>)> {
         let mut redis = self.redis.clone();
         redis::Script::new(REAP)
             .key(self.keys.node_users(node))
             .key(self.keys.nodes())
             .key(self.keys.node_alive(node))
             .key(self.keys.node_presence_ops(node))
-            .key(self.keys.node_reaped(node))
             .key(self.keys.presence_seq())
             .arg(node)
             .arg(&self.prefix)
-            .arg(if force { "force" } else { "" })
+            .arg(reaping.arg())
             .invoke_async(&mut redis)
             .await
     }
@@ -332,11 +294,7 @@ impl ClusterPresence {
     /// returns the users that leaves offline, and the number to announce
     /// them under.
     pub async fn reap_previous_self(&self) -> redis::RedisResult<(u64, Vec<String>)> {
-        let gone = self.reap(&self.node, true).await?;
-        // A previous life's users were reaped with it; none is here now.
-        let mut redis = self.redis.clone();
-        let _: i64 = redis.del(self.keys.node_reaped(&self.node)).await?;
-        Ok(gone)
+        self.reap(&self.node, Reaping::Previous).await
     }
 
     /// Renews this node's lease and reaps dead nodes, every second, until
@@ -365,12 +323,13 @@ impl ClusterPresence {
     }
 
     /// Replaces whatever Redis holds for this node with its local counts,
-    /// and announces online again the users whose reaping (this node
-    /// stalled past its lease) announced them offline. A write-back that
-    /// fails part way is started over, and may announce some of them twice.
+    /// and announces online again the users it brings back whom co-members
+    /// last heard go offline (this node's reaping, as it stalled past its
+    /// lease, announced them so). A write-back that fails part way is
+    /// started over, and may announce some of them twice.
     async fn write_counts_back(&self, presence: &Presence) -> redis::RedisResult<()> {
         let mut redis = self.redis.clone();
-        self.reap(&self.node, true).await?;
+        self.reap(&self.node, Reaping::Rewrite).await?;
         let _: i64 = redis.sadd(self.keys.nodes(), &self.node).await?;
         let restore = redis::Script::new(RESTORE);
         let at = now_ms();
@@ -383,22 +342,21 @@ impl ClusterPresence {
                 invocation
                     .key(self.keys.online(user))
                     .key(self.keys.node_users(&self.node))
-                    .key(self.keys.node_reaped(&self.node))
+                    .key(self.keys.presence_last(user))
                     .key(self.keys.presence_seq());
                 invocation.arg(&self.node).arg(user).arg(*count);
                 pipeline.invoke_script(&invocation);
             }
-            let announce: Vec<u64> = pipeline.query_async(&mut redis).await?;
-            for ((user, _), seq) in chunk.iter().zip(announce) {
+            let announce: Vec<(u64, u64)> = pipeline.query_async(&mut redis).await?;
+            for ((user, _), (seq, follows)) in chunk.iter().zip(announce) {
                 if seq != 0 {
-                    presence.settled(user, true, at, seq);
+                    presence.settled(user, true, at, seq, Some(follows));
                     online_again += 1;
                 }
             }
         }
-        let _: i64 = redis.del(self.keys.node_reaped(&self.node)).await?;
         if online_again > 0 {
-            tracing::info!(users = online_again, "this gateway was reaped; its users announced online again");
+            tracing::info!(users = online_again, "this gateway was forgotten; its users announced online again");
         }
         Ok(())
     }
@@ -419,9 +377,7 @@ impl ClusterPresence {
             // its count meanwhile, or the count written back would miss it
             // or hold it twice. First clear what a change made since (a
             // departure counted after a reaping leaves -1): the counts
-            // restored are the whole truth. Those it leaves offline have no
-            // connection here and were announced offline by whoever reaped
-            // us; those it brings back are announced online again.
+            // restored are the whole truth.
             let _restoring = self.counting.write().await;
             if let Err(e) = self.write_counts_back(presence).await {
                 // Forgotten again, so that the next round starts over.
@@ -429,18 +385,25 @@ impl ClusterPresence {
                 return Err(e);
             }
             // The counts just restored include every change made so far,
-            // and Redis lost the records of those answered or not.
-            lock(&self.unanswered).clear();
+            // and Redis lost the records of those answered or not. But a
+            // change still unanswered may have moved its user across zero,
+            // unannounced: a user who connected while Redis was away, or
+            // left then for good. Their state is announced from the counts
+            // once the other gateways, which Redis may have forgotten too,
+            // have had time to write theirs back.
+            let unanswered = std::mem::take(&mut *lock(&self.unanswered));
+            self.recount(unanswered.into_iter().map(|lost| lost.user), now_ms() + NODE_LEASE.as_millis() as Millis);
             lock(&self.answered).clear();
         } else {
             self.retry_unanswered(presence).await?;
             self.forget_answered().await?;
         }
+        self.recount_due(presence).await?;
         let nodes: Vec<String> = redis.smembers(self.keys.nodes()).await?;
         for node in nodes.into_iter().filter(|n| *n != self.node) {
             let alive: bool = redis.exists(self.keys.node_alive(&node)).await?;
             if !alive {
-                let (seq, gone) = self.reap(&node, false).await?;
+                let (seq, gone) = self.reap(&node, Reaping::Dead).await?;
                 if !gone.is_empty() {
                     tracing::info!(node, users = gone.len(), "reaped a dead gateway");
                 }

@@ -23,6 +23,12 @@ pub struct Transition {
     /// Orders it against transitions other gateways announce for the user
     /// (`Event::Presence`).
     pub seq: u64,
+    /// The number of the user's transition just before this one, when
+    /// known: a waiting opposite cancels with this one only if it is that
+    /// transition. Otherwise another gateway announced a change in between
+    /// (the user came back on it and left again), and co-members must hear
+    /// this one.
+    pub follows: Option<u64>,
 }
 
 #[derive(Default)]
@@ -37,13 +43,17 @@ pub struct PendingTransitions {
 impl PendingTransitions {
     pub fn record(&mut self, user: &str, transition: Transition) {
         match self.by_user.get_mut(user) {
-            Some((waiting, place)) if waiting.online != transition.online => {
+            Some((waiting, place))
+                if waiting.online != transition.online && transition.follows == Some(waiting.seq) =>
+            {
                 let place = *place;
                 self.by_user.remove(user);
                 self.queue.remove(&place);
             }
-            // The same again (a late confirmation): it keeps its place,
-            // and the chats known with the first.
+            // A later state (the same again, confirmed late, or its
+            // opposite with another gateway's changes in between) goes out
+            // instead: it keeps the place, and the chats known with the
+            // first.
             Some((waiting, _)) => {
                 let chats = transition.chats.or_else(|| waiting.chats.take());
                 *waiting = Transition { chats, ..transition };
@@ -74,7 +84,7 @@ mod tests {
     use super::*;
 
     fn went(online: bool, at: Millis) -> Transition {
-        Transition { online, at, chats: None, seq: 0 }
+        Transition { online, at, chats: None, seq: 0, follows: Some(0) }
     }
 
     #[test]
@@ -107,11 +117,28 @@ mod tests {
     fn a_repeated_transition_keeps_the_chats_first_known() {
         let mut pending = PendingTransitions::default();
         let chats: Arc<[ChatId]> = Arc::from([7, 9]);
-        pending.record("u0", Transition { online: true, at: 1, chats: Some(chats.clone()), seq: 0 });
+        pending.record("u0", Transition { chats: Some(chats.clone()), ..went(true, 1) });
         pending.record("u0", went(true, 2));
-        assert_eq!(
-            pending.take(10),
-            vec![("u0".to_string(), Transition { online: true, at: 2, chats: Some(chats), seq: 0 })]
-        );
+        assert_eq!(pending.take(10), vec![("u0".to_string(), Transition { chats: Some(chats), ..went(true, 2) })]);
+    }
+
+    /// In a cluster: u0 went offline here (10), came back on another
+    /// gateway and left it again (11, 12, announced there), and is back
+    /// here (13). Cancelling 10 with 13 would leave co-members with 12's
+    /// `offline`; 13 goes out instead. u1's return follows its departure
+    /// directly, so the two cancel.
+    #[test]
+    fn an_opposite_cancels_only_the_transition_it_follows() {
+        let mut pending = PendingTransitions::default();
+        let decided = |online, seq, follows| Transition { online, at: seq as Millis, chats: None, seq, follows };
+        pending.record("u0", decided(false, 10, Some(9)));
+        pending.record("u1", decided(false, 20, Some(19)));
+        pending.record("u0", decided(true, 13, Some(12)));
+        pending.record("u1", decided(true, 21, Some(20)));
+        assert_eq!(pending.take(10), vec![("u0".to_string(), decided(true, 13, Some(12)))]);
+        // Nor does an opposite of unknown lineage (a reaping's) cancel.
+        pending.record("u2", decided(true, 30, Some(29)));
+        pending.record("u2", decided(false, 31, None));
+        assert_eq!(pending.take(10), vec![("u2".to_string(), decided(false, 31, None))]);
     }
 }

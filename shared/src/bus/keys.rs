@@ -95,11 +95,13 @@ impl Keys {
         format!("{}nodeops:{node}", self.prefix)
     }
 
-    /// Per reaped node: the users its reaping announced offline. Read if
-    /// the node was only stalled and comes back to write its counts back,
-    /// so that it announces them online again; gone after a day otherwise.
-    pub fn node_reaped(&self, node: &str) -> String {
-        format!("{}nodereaped:{node}", self.prefix)
+    /// Per user: the number and direction (`s`, `o`) of the last presence
+    /// transition decided for them, kept an hour. Whether an `online` and
+    /// `offline` waiting to be announced on one node may cancel (nothing
+    /// came between them on another), and whether a node bringing a user
+    /// back after Redis forgot its counts must announce them online.
+    pub fn presence_last(&self, user: &str) -> String {
+        format!("{}presencelast:{user}", self.prefix)
     }
 
     /// The number the latest presence transition took, cluster-wide: each

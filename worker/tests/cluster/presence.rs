@@ -190,9 +190,128 @@ async fn a_gateway_reaped_after_a_stall_announces_its_users_online_again() {
         assert_eq!(view["online"], true, "{view}");
     }
     let mut redis = cluster.redis().await;
-    let reaped: bool =
-        redis::cmd("EXISTS").arg(cluster.keys().node_reaped("gw-1")).query_async(&mut redis).await.expect("exists");
-    assert!(!reaped, "the reaping's record is cleared once answered");
+    let last: HashMap<String, String> = redis.hgetall(cluster.keys().presence_last("alice")).await.expect("HGETALL");
+    assert_eq!(last.get("o").map(String::as_str), Some("1"), "alice's last transition recorded online: {last:?}");
+}
+
+/// While Redis is down, bob connects and carol, online before, leaves for
+/// good: neither change is answered, and the Redis that comes back has
+/// forgotten everything. Once the gateway has written its counts back, it
+/// announces both users' state from the counts: bob online, carol offline.
+/// It used to drop the unanswered changes with the records Redis lost, and
+/// alice went on seeing bob offline and carol online.
+#[tokio::test]
+async fn changes_unanswered_while_redis_was_away_are_announced_once_it_is_back() {
+    let mut cluster = Cluster::start(Options { private_redis: true, ..Options::default() }, 1, 1).await;
+    cluster.group(0, "alice", &["bob", "carol"]).await;
+    let mut alice = cluster.connect(0, "alice").await;
+    let carol = cluster.connect(0, "carol").await;
+    assert_eq!(alice.recv_type("online").await["userId"], "carol");
+
+    cluster.redis.as_mut().expect("private redis").stop();
+    let _bob = cluster.connect(0, "bob").await;
+    carol.close().await;
+    let gateway = &cluster.gateways[0].service;
+    let started = std::time::Instant::now();
+    while gateway.log().matches("presence change unanswered").count() < 2 {
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "{}", gateway.log());
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    cluster.redis.as_mut().expect("private redis").start_again().expect("redis back");
+
+    let mut states = HashMap::new();
+    while states.len() < 2 {
+        let frame = alice.recv().await;
+        if frame["type"] == "online" || frame["type"] == "offline" {
+            let user = frame["userId"].as_str().expect("userId").to_owned();
+            assert!(states.insert(user, frame["type"].clone()).is_none(), "twice: {frame}");
+        }
+    }
+    assert_eq!(states.get("bob"), Some(&json!("online")), "{states:?}");
+    assert_eq!(states.get("carol"), Some(&json!("offline")), "{states:?}");
+    let (status, body) = cluster.call(0, "GET", "alice", "/v1/presence?users=bob,carol", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!((&body["users"][0]["online"], &body["users"][1]["online"]), (&json!(true), &json!(false)), "{body}");
+}
+
+/// Alice leaves gw-0, whose `offline` waits behind a batch held up in the
+/// database; she comes and goes on gw-1, which announces both; she is back
+/// on gw-0 before its `offline` went out. That `offline` and her return
+/// are not consecutive (gw-1's two came between), so they must not cancel:
+/// bob would be left with gw-1's `offline` while alice is connected. Her
+/// `online` from gw-0 goes out instead.
+#[tokio::test]
+async fn a_return_cancels_no_departure_another_gateway_announced_changes_after() {
+    use sqlx::Connection;
+    let cluster = Cluster::start(Options::default(), 2, 1).await;
+    cluster.group(0, "bob", &["alice", "x", "y"]).await;
+    let mut bob = cluster.connect(0, "bob").await;
+    let x = cluster.connect(0, "x").await;
+    let y = cluster.connect(0, "y").await;
+    let alice = cluster.connect(0, "alice").await;
+    assert_eq!(heard(&mut bob, "online", 3).await.len(), 3);
+
+    // gw-0's announcer takes x's `offline` and waits on x's row.
+    let mut database = sqlx::PgConnection::connect(&cluster.database_url).await.expect("database");
+    sqlx::query("INSERT INTO users (user_id) VALUES ('x') ON CONFLICT DO NOTHING")
+        .execute(&mut database)
+        .await
+        .expect("x's row");
+    let mut holding = database.begin().await.expect("BEGIN");
+    sqlx::query("SELECT 1 FROM users WHERE user_id = 'x' FOR UPDATE").execute(&mut *holding).await.expect("lock");
+    x.close().await;
+    let mut watching = sqlx::PgConnection::connect(&cluster.database_url).await.expect("database");
+    let started = std::time::Instant::now();
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&mut watching)
+        .await
+        .expect("pg_stat_activity");
+        if waiting > 0 {
+            break;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "x's offline never waited");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    let redis = cluster.redis().await;
+    let counts = cluster.keys().online("alice");
+    let counted = |expected: Vec<i64>| {
+        let (mut redis, counts) = (redis.clone(), counts.clone());
+        async move {
+            let started = std::time::Instant::now();
+            loop {
+                let now: Vec<i64> = redis.hvals(&counts).await.expect("HVALS");
+                if now == expected {
+                    return;
+                }
+                assert!(started.elapsed() < std::time::Duration::from_secs(10), "{now:?}, not {expected:?}");
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+    };
+    alice.close().await;
+    counted(vec![]).await;
+    let on_gw_1 = cluster.connect(1, "alice").await;
+    assert_eq!(bob.recv_type("online").await["userId"], "alice");
+    on_gw_1.close().await;
+    assert_eq!(bob.recv_type("offline").await["userId"], "alice");
+    let _alice = cluster.connect(0, "alice").await;
+    counted(vec![1]).await;
+    holding.commit().await.expect("COMMIT");
+
+    assert_eq!(bob.recv_type("offline").await["userId"], "x");
+    y.close().await;
+    let next = loop {
+        let frame = bob.recv().await;
+        if frame["type"] == "online" || frame["type"] == "offline" {
+            break frame;
+        }
+    };
+    assert_eq!((&next["type"], &next["userId"]), (&json!("online"), &json!("alice")), "{next}");
+    assert_eq!(bob.recv_type("offline").await["userId"], "y");
 }
 
 /// A gateway that stops (SIGTERM) gives its lease up and leaves its

@@ -1,0 +1,181 @@
+//! The Lua scripts behind cluster presence (`cluster.rs`). Each runs
+//! atomically in Redis, so a user's count, total and transitions change
+//! together, and exactly one node sees each crossing of zero.
+
+/// Defines `total(key)`: a user's total over every node, the sum of the
+/// counts under `key`. Totals are sums because a node's count may be -1
+/// until a retried connect arrives.
+macro_rules! lua_total {
+    () => {
+        "local function total(key)
+  local sum = 0
+  for _, v in ipairs(redis.call('HVALS', key)) do sum = sum + tonumber(v) end
+  return sum
+end
+"
+    };
+}
+
+/// Defines `next_seq(key)`: the number of a transition about to be
+/// announced, above every one taken before it cluster-wide (scripts run one
+/// at a time). Redis's clock in microseconds, or one more than the last
+/// number when that is ahead, so that numbers keep rising after a Redis
+/// restart that lost the key; gateways remember numbers for minutes
+/// (`presence/order.rs`). `string.format`, because Lua would write the
+/// number in exponent notation, losing its last digits.
+macro_rules! lua_next_seq {
+    () => {
+        "local function next_seq(key)
+  local time = redis.call('TIME')
+  local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
+  local seq = redis.call('INCR', key)
+  if seq < now then
+    redis.call('SET', key, string.format('%d', now))
+    seq = now
+  end
+  return seq
+end
+"
+    };
+}
+
+/// Defines `decide(last, seq_key, online)`: records a transition of the
+/// user whose last-transition record is `last`, about to be announced, and
+/// returns its number and the number of the user's transition before it
+/// (0 when unknown). The record tells a gateway holding a transition not
+/// yet announced whether its opposite came straight after it, so that the
+/// two may cancel (`presence/pending.rs`), and tells a node writing its
+/// counts back whether co-members last heard the user go offline. It
+/// lasts an hour past the user's last transition, longer than any stall
+/// a gateway's clients would sit through, and bounds Redis's memory to
+/// the users who came or went within the hour (about 100 bytes each).
+macro_rules! lua_decide {
+    () => {
+        "local function decide(last, seq_key, online)
+  local before = tonumber(redis.call('HGET', last, 's')) or 0
+  local seq = next_seq(seq_key)
+  redis.call('HSET', last, 's', string.format('%d', seq), 'o', online and 1 or 0)
+  redis.call('EXPIRE', last, 3600)
+  return seq, before
+end
+"
+    };
+}
+
+/// KEYS: the user's counts, the node's user set, the node's change records,
+/// the user's last-transition record, the presence sequence.
+/// ARGV: node, user, change id, +1 or -1.
+/// Returns {the user's total right after this change, the total now, the
+/// number to announce it under, the number of the user's transition before
+/// it}. The totals are the same for a change made now and may differ for
+/// one retried after others. The number is 0 when there is nothing to
+/// announce: the change moved no total across zero, or, retried, the user
+/// has changed state since (that later change was announced instead).
+pub const COUNT: &str = concat!(
+    lua_total!(),
+    lua_next_seq!(),
+    lua_decide!(),
+    r#"
+local connect = tonumber(ARGV[4]) == 1
+local done = redis.call('HGET', KEYS[3], ARGV[3])
+if done then
+  local after, now = tonumber(done), total(KEYS[1])
+  if after == (connect and 1 or 0) and (now > 0) == connect then
+    local seq, before = decide(KEYS[4], KEYS[5], connect)
+    return {after, now, seq, before}
+  end
+  return {after, now, 0, 0}
+end
+local n = redis.call('HINCRBY', KEYS[1], ARGV[1], tonumber(ARGV[4]))
+if n == 0 then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  redis.call('SREM', KEYS[2], ARGV[2])
+else
+  redis.call('SADD', KEYS[2], ARGV[2])
+end
+local after = total(KEYS[1])
+redis.call('HSET', KEYS[3], ARGV[3], after)
+if (after == 1 and connect) or (after == 0 and not connect) then
+  local seq, before = decide(KEYS[4], KEYS[5], connect)
+  return {after, after, seq, before}
+end
+return {after, after, 0, 0}
+"#
+);
+
+/// KEYS: the node's user set, the node set, the node's lease, the node's
+/// change records, the presence sequence.
+/// ARGV: node, key prefix, and what the reaping is for:
+/// - `dead`: another node's, only if its lease lapsed;
+/// - `previous`: this node's previous run's entries, at start;
+/// - `rewrite`: this node's own entries, cleared before writing its counts
+///   back; nothing is announced, as the counts written back are the truth.
+///
+/// Returns {the number to announce them under, the users left with no
+/// connection anywhere}, both empty for `rewrite`.
+pub const REAP: &str = concat!(
+    lua_total!(),
+    lua_next_seq!(),
+    r#"
+if ARGV[3] == 'dead' and redis.call('EXISTS', KEYS[3]) == 1 then return {0, {}} end
+local gone = {}
+for _, user in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local key = ARGV[2] .. 'online:' .. user
+  redis.call('HDEL', key, ARGV[1])
+  if total(key) <= 0 then table.insert(gone, user) end
+end
+redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[4])
+redis.call('SREM', KEYS[2], ARGV[1])
+if #gone == 0 or ARGV[3] == 'rewrite' then return {0, {}} end
+local seq = next_seq(KEYS[5])
+for _, user in ipairs(gone) do
+  local last = ARGV[2] .. 'presencelast:' .. user
+  redis.call('HSET', last, 's', string.format('%d', seq), 'o', 0)
+  redis.call('EXPIRE', last, 3600)
+end
+return {seq, gone}
+"#
+);
+
+/// Re-asserts this node's count for one user after Redis lost it (a
+/// restart, or a reaping after a stall). KEYS: the user's counts, the
+/// node's user set, the user's last-transition record, the presence
+/// sequence.
+/// ARGV: node, user, count. Returns {the number to announce the user online
+/// again under, the number of the transition before it} if it must be:
+/// the count brings the user back online and co-members last heard them go
+/// offline (this node's reaping announced it, or another node's recount
+/// while this one had yet to write back); {0, 0} otherwise.
+pub const RESTORE: &str = concat!(
+    lua_total!(),
+    lua_next_seq!(),
+    lua_decide!(),
+    r#"
+local before = total(KEYS[1])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+redis.call('SADD', KEYS[2], ARGV[2])
+if before <= 0 and total(KEYS[1]) > 0 and redis.call('HGET', KEYS[3], 'o') == '0' then
+  local seq, last = decide(KEYS[3], KEYS[4], true)
+  return {seq, last}
+end
+return {0, 0}
+"#
+);
+
+/// Announces a user's state now, whatever co-members last heard: for a
+/// user whose transition may have gone unannounced (its change's answer
+/// was lost along with Redis's memory, or its announcement could not be
+/// published). KEYS: the user's counts, the user's last-transition record,
+/// the presence sequence. Returns {1 if online, else 0, the number to
+/// announce it under, the number of the transition before it}.
+pub const RECOUNT: &str = concat!(
+    lua_total!(),
+    lua_next_seq!(),
+    lua_decide!(),
+    r#"
+local online = total(KEYS[1]) > 0
+local seq, before = decide(KEYS[2], KEYS[3], online)
+return {online and 1 or 0, seq, before}
+"#
+);
