@@ -77,6 +77,13 @@ impl Refusal {
     pub fn internal() -> Self {
         Self::new(ErrorCode::Internal, "internal error; the command was not applied")
     }
+    /// A write whose outcome is unknown: the store did not answer in time.
+    pub fn outcome_unknown() -> Self {
+        Self::new(
+            ErrorCode::Internal,
+            "internal error; the database did not answer in time and the command may have been applied; resending it is safe",
+        )
+    }
     pub fn not_member() -> Self {
         Self::forbidden("you are not a member of this chat")
     }

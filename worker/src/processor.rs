@@ -115,7 +115,8 @@ impl Processor {
             Ok(results) => results,
             Err(e) => {
                 tracing::error!(error = %e, commands = batch.len(), "store failed; commands refused as internal");
-                batch.iter().map(|_| Err(Refusal::internal())).collect()
+                let refusal = Self::refusal_for(&e);
+                batch.iter().map(|_| Err(refusal.clone())).collect()
             }
         };
         if let Err(e) = broker.publish_all(Self::outcome_events(batch, results)).await {
@@ -123,6 +124,17 @@ impl Processor {
             tracing::warn!(error = %e, "publishing events failed");
         }
         batch.clear();
+    }
+
+    /// What the clients of a batch the store failed are told. A failure
+    /// rolled the batch back; but a batch whose deadline passed may have
+    /// committed all the same (`shared::store::deadline`), and saying
+    /// "not applied" then would be false. Either way a resend is safe.
+    fn refusal_for(error: &StoreError) -> Refusal {
+        match error {
+            StoreError::Timeout(_) => Refusal::outcome_unknown(),
+            _ => Refusal::internal(),
+        }
     }
 
     /// Applies `batch` in one transaction. `seen_before`: the queue may
@@ -267,6 +279,17 @@ mod tests {
                 other => panic!("not a reply: {other:?}"),
             })
             .collect()
+    }
+
+    /// A batch the store did not answer in time may have been committed;
+    /// its clients are not told it was not applied.
+    #[test]
+    fn a_batch_past_its_deadline_is_answered_as_maybe_applied() {
+        let timed_out = Processor::refusal_for(&StoreError::Timeout(APPLY_TIMEOUT));
+        assert_eq!(timed_out, Refusal::outcome_unknown());
+        assert!(timed_out.message.contains("may have been applied"), "{}", timed_out.message);
+        let failed = Processor::refusal_for(&StoreError::Stopped);
+        assert_eq!(failed, Refusal::internal());
     }
 
     /// Each unreadable entry's reply keeps its place among the batch's.
