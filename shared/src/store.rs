@@ -15,6 +15,7 @@
 
 mod batch_rows;
 mod changes;
+mod chat_quota;
 mod chats;
 mod checkpoint;
 mod commands;
@@ -38,6 +39,7 @@ mod summaries;
 use sqlx::any::AnyPoolOptions;
 use sqlx::AnyPool;
 
+pub use chat_quota::MAX_CHATS_PER_USER;
 pub use chats::{ChatCreated, MembershipChange, NewChat, CREATED_MEMBERSHIP_VERSION};
 pub use checkpoint::Checkpointed;
 pub use commands::{Delivery, Outcome, Submitted};

@@ -7,6 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 use sqlx::any::AnyArguments;
 
 use super::batch_rows::{BatchRows, Column, Value};
+use super::chat_quota::require_room;
 use super::placeholders::Placeholders;
 use super::{members_of, membership, Backend, Store, StoreError, StoreRefusal};
 use crate::auth::valid_user_id;
@@ -168,9 +169,9 @@ impl Store {
             (Err(e), _) => match &dialog_key {
                 Some(key) => match self.dialog_with_key(key).await {
                     Ok(Some(existing)) => Err((Refusal::conflict("that dialog exists already").into(), Some(existing))),
-                    _ => Err((e.into(), None)),
+                    _ => Err((e, None)),
                 },
-                None => Err((e.into(), None)),
+                None => Err((e, None)),
             },
         }
     }
@@ -224,9 +225,11 @@ impl Store {
         members: &BTreeSet<UserId>,
         keyed: Option<&Keyed<'_>>,
         now: Millis,
-    ) -> Result<Option<ChatId>, StoreError> {
+    ) -> Result<Option<ChatId>, StoreRefusal> {
         let NewChatRow { kind, name, photo_url, dialog_key } = chat;
         let mut tx = self.writer.begin().await?;
+        let joining: Vec<&str> = members.iter().map(String::as_str).collect();
+        require_room(&mut tx, &joining).await?;
         let (chat_id,): (i64,) = sqlx::query_as(
             "INSERT INTO chats (kind, name, photo_url, creator, dialog_key, created_at, last_activity_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING id",
@@ -314,6 +317,7 @@ impl Store {
         if members.len() >= MAX_MEMBERS {
             return Err(Refusal::bad_request(format!("a chat has at most {MAX_MEMBERS} members")).into());
         }
+        require_room(&mut tx, &[user]).await?;
         // A newcomer's marks start at 0 like everyone's (PROTOCOL.md 5): the
         // history's status counts them once they are in the chat. Ranges of
         // an earlier membership go first: on PostgreSQL a mark applied

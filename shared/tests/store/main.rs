@@ -10,6 +10,7 @@ use shared::store::{
     Store, StoreRefusal, Submitted, CREATED_MEMBERSHIP_VERSION,
 };
 
+mod chat_quota;
 mod chats;
 mod edits;
 mod marks;
