@@ -50,6 +50,9 @@ use crate::writer::write_loop;
 /// How long a user's second connection waits for the first one to load
 /// the user's chats.
 const LOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a connection's setup waits for Redis to confirm its user's
+/// channel: Redis's own response timeout.
+const SUBSCRIBE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 #[derive(Deserialize)]
 pub struct TokenQuery {
@@ -121,6 +124,13 @@ async fn serve(node: Arc<Node>, user: String, socket: UpgradeFut) -> Result<(), 
     // Subscribe before reading, so that a command the client sends right
     // after the welcome is followed by its own event on this connection.
     if fresh {
+        // The user's channel first, then their chats: a membership change
+        // published in between would otherwise be in neither. If Redis
+        // cannot confirm in time, the listener is reconnecting, and reads
+        // everyone's chats again once it is back (`hub/repair.rs`).
+        if !node.broker.user_subscribed(&user, SUBSCRIBE_WAIT).await {
+            tracing::warn!("the user's channel is not confirmed subscribed; loading their chats anyway");
+        }
         match node.chat_lists.of(&user).await {
             Ok(chats) => node.hub.chats_loaded(&local, chats),
             Err(e) => {

@@ -10,6 +10,7 @@ pub mod keys;
 pub mod memory;
 pub mod redis;
 pub mod redis_connection;
+pub mod subscribed;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -244,6 +245,15 @@ impl Broker {
     pub fn subscribe_user(&self, user: &str) {
         if let Broker::Redis(b) = self {
             b.want(b.keys().user_channel(user), true);
+        }
+    }
+    /// Waits (up to `limit`) until `user`'s channel, subscribed with
+    /// [`Broker::subscribe_user`], is live: what is published to it from
+    /// then on arrives. Whether it is; in process at once.
+    pub async fn user_subscribed(&self, user: &str, limit: std::time::Duration) -> bool {
+        match self {
+            Broker::Memory(_) => true,
+            Broker::Redis(b) => b.subscribed().wait(&b.keys().user_channel(user), limit).await,
         }
     }
     pub fn unsubscribe_user(&self, user: &str) {

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::keys::Keys;
 use super::redis_connection::RedisConnection;
+use super::subscribed::Subscribed;
 use super::{BusError, CommandEnvelope, Event, EventSink};
 use crate::sync::lock;
 
@@ -107,6 +108,7 @@ struct Inner {
     desired: Mutex<HashSet<String>>,
     dirty: Mutex<HashSet<String>>,
     wake: Notify,
+    subscribed: Subscribed,
 }
 
 impl RedisBroker {
@@ -119,12 +121,18 @@ impl RedisBroker {
                 desired: Mutex::new(HashSet::new()),
                 dirty: Mutex::new(HashSet::new()),
                 wake: Notify::new(),
+                subscribed: Subscribed::default(),
             }),
         }
     }
 
     pub fn keys(&self) -> &Keys {
         &self.inner.keys
+    }
+
+    /// The channels Redis has confirmed subscribed.
+    pub fn subscribed(&self) -> &Subscribed {
+        &self.inner.subscribed
     }
 
     /// The channel an event goes to.
@@ -195,7 +203,9 @@ impl RedisBroker {
             if stop.is_cancelled() {
                 return;
             }
-            match self.listen_once(&sink, &stop).await {
+            let listened = self.listen_once(&sink, &stop).await;
+            self.inner.subscribed.forget_all();
+            match listened {
                 Ok(()) => return,
                 Err(e) => {
                     metrics::counter!("chat_redis_errors_total", "op" => "subscribe").increment(1);
@@ -220,6 +230,7 @@ impl RedisBroker {
         let all: Vec<String> = lock(&self.inner.desired).iter().cloned().collect();
         for chunk in all.chunks(SUBSCRIBE_CHUNK) {
             answered(subscriber.subscribe(chunk)).await?;
+            self.inner.subscribed.confirm(chunk);
         }
         tracing::info!(channels = all.len(), "listening for events");
         sink.replies_may_be_lost();
@@ -259,13 +270,18 @@ impl RedisBroker {
                     let dirty: Vec<String> = lock(&self.inner.dirty).drain().collect();
                     let (add, remove): (Vec<String>, Vec<String>) = {
                         let desired = lock(&self.inner.desired);
-                        dirty.into_iter().partition(|c| desired.contains(c))
+                        let (add, remove) = dirty.into_iter().partition(|c| desired.contains(c));
+                        // Under the same lock as `want`: a channel wanted
+                        // again from here on waits for its next SUBSCRIBE.
+                        self.inner.subscribed.forget(&remove);
+                        (add, remove)
                     };
                     if !remove.is_empty() {
                         answered(subscriber.unsubscribe(&remove)).await?;
                     }
                     if !add.is_empty() {
                         answered(subscriber.subscribe(&add)).await?;
+                        self.inner.subscribed.confirm(&add);
                         let chats: Vec<_> = add.iter().filter_map(|c| self.inner.keys.chat_of_channel(c)).collect();
                         if !chats.is_empty() {
                             sink.resync(chats);
