@@ -449,7 +449,16 @@ impl Reader<'_> {
         self.handle.command_settled();
         metrics::counter!("chat_redis_errors_total", "op" => "submit").increment(1);
         tracing::warn!(error = %e, "command not accepted");
-        let refusal = Refusal::new(ErrorCode::Internal, "the command could not be queued; retry");
+        // Only a closed queue is sure to have taken nothing: Redis may have
+        // appended a command whose answer timed out or whose connection
+        // broke after sending it, and a worker then applies it.
+        let message = match e {
+            BusError::Closed => "the command could not be queued; retry",
+            BusError::Unavailable(_) => {
+                "the command queue did not answer; the command may have been applied; resending it is safe"
+            }
+        };
+        let refusal = Refusal::new(ErrorCode::Internal, message);
         self.refuse(reference, &refusal, None).await;
     }
 

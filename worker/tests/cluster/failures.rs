@@ -655,6 +655,11 @@ async fn a_command_waiting_for_redis_does_not_count_against_the_heartbeat() {
     };
     assert!(started.elapsed() > Duration::from_secs(1), "the append outlasted the heartbeat timeout");
     assert!(reply["type"] == "error" || reply["type"] == "ack", "{reply}");
+    if reply["type"] == "error" {
+        // The append may have reached Redis before its answer was lost.
+        let message = reply["message"].as_str().expect("message");
+        assert!(message.contains("may have been applied"), "{reply}");
+    }
     alice.send(json!({"type": "ping", "ref": "after"})).await;
     while alice.recv().await["ref"] != "after" {}
 }
