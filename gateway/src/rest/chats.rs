@@ -178,9 +178,33 @@ async fn announce(node: &Node, views: Option<&MemberViews>, users: &[String], ac
     }
 }
 
+/// A `chats` event that could not be published is published again, every
+/// second for up to [`ANNOUNCE_RETRIES`] seconds. Only this node's
+/// connection to Redis may have failed while the members' gateways listen
+/// on, and those would follow the old membership until their own next
+/// reconnect (which reads it again, `hub::repair`): a removed member would
+/// go on receiving the chat. A repeat reaching a gateway that had the first
+/// (whose answer was lost) is applied again, so the member may get the
+/// same `chats` frame twice; one older than a change announced meanwhile is
+/// dropped by its version, which gateways remember longer than this.
 async fn publish(node: &Node, user: String, action: ChatAction, chat: ChatSummary, version: i64) {
     let event = Event::ChatList { user, action, chat: Box::new(chat), version };
-    if let Err(e) = node.broker.publish(event).await {
-        tracing::warn!(error = %e, "chat change not announced");
-    }
+    let Err(e) = node.broker.publish(event.clone()).await else { return };
+    metrics::counter!("chat_redis_errors_total", "op" => "publish").increment(1);
+    tracing::warn!(error = %e, "chat change not announced; retrying it every second");
+    let broker = node.broker.clone();
+    tokio::spawn(async move {
+        for _ in 0..ANNOUNCE_RETRIES {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            match broker.publish(event.clone()).await {
+                Ok(()) => return tracing::info!("chat change announced on a retry"),
+                Err(_) => metrics::counter!("chat_redis_errors_total", "op" => "publish").increment(1),
+            }
+        }
+        tracing::warn!("chat change not announced; its members' gateways follow it once they reconnect to Redis");
+    });
 }
+
+/// Seconds a failed `chats` event is retried for: well inside the 1 to 2
+/// minutes gateways remember versions for (`gateway::latest`).
+const ANNOUNCE_RETRIES: u32 = 30;

@@ -8,6 +8,7 @@
 
 mod harness;
 
+mod chat_changes;
 mod failures;
 mod leases;
 mod presence;
