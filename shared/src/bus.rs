@@ -6,11 +6,11 @@
 //! Every event names its audience (a chat, some users, or one connection),
 //! so a node only needs to hear about the chats and users it holds.
 
+pub mod channels;
 pub mod keys;
 pub mod memory;
 pub mod redis;
 pub mod redis_connection;
-pub mod subscribed;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -253,7 +253,7 @@ impl Broker {
     pub async fn user_subscribed(&self, user: &str, limit: std::time::Duration) -> bool {
         match self {
             Broker::Memory(_) => true,
-            Broker::Redis(b) => b.subscribed().wait(&b.keys().user_channel(user), limit).await,
+            Broker::Redis(b) => b.channels().wait(&b.keys().user_channel(user), limit).await,
         }
     }
     pub fn unsubscribe_user(&self, user: &str) {

@@ -18,9 +18,9 @@ use redis::aio::ConnectionManagerConfig;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::channels::Channels;
 use super::keys::Keys;
 use super::redis_connection::RedisConnection;
-use super::subscribed::Subscribed;
 use super::{BusError, CommandEnvelope, Event, EventSink};
 use crate::sync::lock;
 
@@ -105,10 +105,9 @@ struct Inner {
     publisher: RedisConnection,
     /// Channels this node wants, and those changed since the last
     /// reconciliation.
-    desired: Mutex<HashSet<String>>,
+    channels: Channels,
     dirty: Mutex<HashSet<String>>,
     wake: Notify,
-    subscribed: Subscribed,
 }
 
 impl RedisBroker {
@@ -118,10 +117,9 @@ impl RedisBroker {
                 url: url.to_owned(),
                 keys,
                 publisher,
-                desired: Mutex::new(HashSet::new()),
+                channels: Channels::default(),
                 dirty: Mutex::new(HashSet::new()),
                 wake: Notify::new(),
-                subscribed: Subscribed::default(),
             }),
         }
     }
@@ -130,9 +128,9 @@ impl RedisBroker {
         &self.inner.keys
     }
 
-    /// The channels Redis has confirmed subscribed.
-    pub fn subscribed(&self) -> &Subscribed {
-        &self.inner.subscribed
+    /// The channels wanted, and those Redis confirmed subscribed.
+    pub fn channels(&self) -> &Channels {
+        &self.inner.channels
     }
 
     /// The channel an event goes to.
@@ -182,15 +180,7 @@ impl RedisBroker {
 
     /// Marks `channel` as wanted or not; the listener applies it.
     pub fn want(&self, channel: String, wanted: bool) {
-        let changed = {
-            let mut desired = lock(&self.inner.desired);
-            if wanted {
-                desired.insert(channel.clone())
-            } else {
-                desired.remove(&channel)
-            }
-        };
-        if changed {
+        if self.inner.channels.want(&channel, wanted) {
             lock(&self.inner.dirty).insert(channel);
             self.inner.wake.notify_one();
         }
@@ -204,7 +194,7 @@ impl RedisBroker {
                 return;
             }
             let listened = self.listen_once(&sink, &stop).await;
-            self.inner.subscribed.forget_all();
+            self.inner.channels.forget_all();
             match listened {
                 Ok(()) => return,
                 Err(e) => {
@@ -227,10 +217,10 @@ impl RedisBroker {
         // Everything wanted now is (re)subscribed; later changes arrive as
         // dirty channels.
         lock(&self.inner.dirty).clear();
-        let all: Vec<String> = lock(&self.inner.desired).iter().cloned().collect();
+        let all = self.inner.channels.all();
         for chunk in all.chunks(SUBSCRIBE_CHUNK) {
             answered(subscriber.subscribe(chunk)).await?;
-            self.inner.subscribed.confirm(chunk);
+            self.inner.channels.confirm(chunk);
         }
         tracing::info!(channels = all.len(), "listening for events");
         sink.replies_may_be_lost();
@@ -268,20 +258,13 @@ impl RedisBroker {
                 }
                 _ = self.inner.wake.notified() => {
                     let dirty: Vec<String> = lock(&self.inner.dirty).drain().collect();
-                    let (add, remove): (Vec<String>, Vec<String>) = {
-                        let desired = lock(&self.inner.desired);
-                        let (add, remove) = dirty.into_iter().partition(|c| desired.contains(c));
-                        // Under the same lock as `want`: a channel wanted
-                        // again from here on waits for its next SUBSCRIBE.
-                        self.inner.subscribed.forget(&remove);
-                        (add, remove)
-                    };
+                    let (add, remove) = self.inner.channels.partition(dirty);
                     if !remove.is_empty() {
                         answered(subscriber.unsubscribe(&remove)).await?;
                     }
                     if !add.is_empty() {
                         answered(subscriber.subscribe(&add)).await?;
-                        self.inner.subscribed.confirm(&add);
+                        self.inner.channels.confirm(&add);
                         let chats: Vec<_> = add.iter().filter_map(|c| self.inner.keys.chat_of_channel(c)).collect();
                         if !chats.is_empty() {
                             sink.resync(chats);
