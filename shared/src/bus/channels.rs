@@ -10,11 +10,13 @@
 //! would be in neither: a removed member would go on receiving the chat on
 //! that node, an added one would receive nothing.
 //!
-//! The flag lives beside the wanted channel, not in a set of its own: a
-//! second copy of every channel's name was 0.1 KiB more per connection in
-//! the cluster's churn benchmark.
+//! The confirmed channels are a second set, a copy of their names: a map
+//! of each wanted channel to a flag, in one set under one lock, measured
+//! 1 KiB more resident memory per connection in the cluster's `idle`
+//! benchmark, reproducibly and for reasons not found
+//! (docs/benchmarks-journal.md, thirty-fifth session).
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -23,15 +25,21 @@ use tokio::sync::watch;
 use crate::sync::lock;
 
 pub struct Channels {
-    /// Each wanted channel, and whether Redis confirmed its SUBSCRIBE.
-    wanted: Mutex<HashMap<String, bool>>,
+    wanted: Mutex<HashSet<String>>,
+    /// Wanted channels whose SUBSCRIBE Redis confirmed. Taken only inside
+    /// `wanted`'s lock when both are.
+    live: Mutex<HashSet<String>>,
     /// Bumped whenever channels are confirmed.
     confirmed: watch::Sender<u64>,
 }
 
 impl Default for Channels {
     fn default() -> Self {
-        Channels { wanted: Mutex::new(HashMap::new()), confirmed: watch::Sender::new(0) }
+        Channels {
+            wanted: Mutex::new(HashSet::new()),
+            live: Mutex::new(HashSet::new()),
+            confirmed: watch::Sender::new(0),
+        }
     }
 }
 
@@ -41,45 +49,50 @@ impl Channels {
     /// until its next SUBSCRIBE, even if its UNSUBSCRIBE never went out.
     pub fn want(&self, channel: &str, wanted: bool) -> bool {
         let mut channels = lock(&self.wanted);
+        if wanted && channels.contains(channel) {
+            return false;
+        }
+        lock(&self.live).remove(channel);
         match wanted {
-            true if channels.contains_key(channel) => false,
-            true => channels.insert(channel.to_owned(), false).is_none(),
-            false => channels.remove(channel).is_some(),
+            true => channels.insert(channel.to_owned()),
+            false => channels.remove(channel),
         }
     }
 
     /// Every wanted channel, for a new subscription to subscribe.
     pub fn all(&self) -> Vec<String> {
-        lock(&self.wanted).keys().cloned().collect()
+        lock(&self.wanted).iter().cloned().collect()
     }
 
     /// Splits changed channels into those to subscribe and those to
     /// unsubscribe, as wanted now.
     pub fn partition(&self, changed: Vec<String>) -> (Vec<String>, Vec<String>) {
         let channels = lock(&self.wanted);
-        changed.into_iter().partition(|c| channels.contains_key(c))
+        changed.into_iter().partition(|c| channels.contains(c))
     }
 
     /// Redis answered a SUBSCRIBE of `subscribed`; those still wanted are
     /// live.
     pub fn confirm(&self, subscribed: &[String]) {
-        let mut channels = lock(&self.wanted);
+        let channels = lock(&self.wanted);
+        let mut live = lock(&self.live);
         for channel in subscribed {
-            if let Some(confirmed) = channels.get_mut(channel) {
-                *confirmed = true;
+            if channels.contains(channel) {
+                live.insert(channel.clone());
             }
         }
+        drop(live);
         drop(channels);
         self.confirmed.send_modify(|n| *n += 1);
     }
 
     /// The subscription's connection is gone, and every channel with it.
     pub fn forget_all(&self) {
-        lock(&self.wanted).values_mut().for_each(|confirmed| *confirmed = false);
+        lock(&self.live).clear();
     }
 
     fn is_live(&self, channel: &str) -> bool {
-        lock(&self.wanted).get(channel).copied().unwrap_or(false)
+        lock(&self.live).contains(channel)
     }
 
     /// Waits until `channel` is confirmed, up to `limit`; whether it is.
