@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-base /tmp/build-base/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:10323/ws --http-url http://127.0.0.1:10323 --data-dir /tmp/tmp.RnE499QrYE --server-pid 21971 --report bench/results/2026-12-06-standalone-s35idle-base-1/idle.json --charts bench/results/2026-12-06-standalone-s35idle-base-1/idle

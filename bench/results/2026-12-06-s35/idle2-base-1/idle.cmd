@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-base /tmp/build-base/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:18578/ws --http-url http://127.0.0.1:18578 --data-dir /tmp/tmp.VgGGaYLQMX --server-pid 22170 --report bench/results/2026-12-06-standalone-s35idle2-base-1/idle.json --charts bench/results/2026-12-06-standalone-s35idle2-base-1/idle

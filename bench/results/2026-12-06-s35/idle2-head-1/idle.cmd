@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-head /tmp/build-head/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:19731/ws --http-url http://127.0.0.1:19731 --data-dir /tmp/tmp.ZRI1aozWAq --server-pid 22116 --report bench/results/2026-12-06-standalone-s35idle2-head-1/idle.json --charts bench/results/2026-12-06-standalone-s35idle2-head-1/idle
