@@ -91,10 +91,7 @@ async fn a_join_waits_for_a_concurrent_join_of_the_same_user() {
     let second = store.add_member(chat, "bob", "zed", 2);
     tokio::pin!(second);
     let mut watcher = <sqlx::AnyConnection as sqlx::Connection>::connect(&url).await.expect("connected underneath");
-    tokio::select! {
-        added = &mut second => panic!("the second join did not wait for the first: {added:?}"),
-        () = a_lock_waiter(&mut watcher) => {}
-    }
+    until_it_waits_for_a_lock(&mut watcher, second.as_mut(), "the second join").await;
     sqlx::query("COMMIT").execute(&mut first).await.expect("commit");
     refused_for_zed(second.await);
 }

@@ -267,10 +267,7 @@ async fn a_removal_waits_for_a_command_in_flight_and_takes_its_rows_along() {
     let removal = store.remove_member(chat, "bob", "bob");
     tokio::pin!(removal);
     let mut watcher = <sqlx::AnyConnection as sqlx::Connection>::connect(&url).await.expect("connected underneath");
-    tokio::select! {
-        removed = &mut removal => panic!("the removal did not wait for the transaction in flight: {removed:?}"),
-        () = a_lock_waiter(&mut watcher) => {}
-    }
+    until_it_waits_for_a_lock(&mut watcher, removal.as_mut(), "the removal").await;
     sqlx::query("COMMIT").execute(&mut worker).await.expect("commit");
     removal.await.expect("removed");
     let (left,): (i64,) = sqlx::query_as("SELECT count(*) FROM mark_ranges WHERE chat_id = $1 AND user_id = 'bob'")

@@ -100,6 +100,21 @@ async fn group(store: &Store, creator: &str, others: &[&str]) -> i64 {
     store.create_chat(creator, request, 1).await.map_err(|e| e.0).expect("created").chat_id
 }
 
+/// Polls `work` until a statement of this database waits for a lock, and
+/// fails if `work` finishes first: it was to wait for a transaction the
+/// test holds open underneath. The caller finishes `work` once it lets
+/// that transaction go.
+async fn until_it_waits_for_a_lock<T: std::fmt::Debug>(
+    watcher: &mut sqlx::AnyConnection,
+    work: std::pin::Pin<&mut impl std::future::Future<Output = T>>,
+    what: &str,
+) {
+    tokio::select! {
+        done = work => panic!("{what} did not wait for the transaction in flight: {done:?}"),
+        () = a_lock_waiter(watcher) => {}
+    }
+}
+
 /// Waits until a statement of this database waits for a row lock. Lock
 /// waits have nothing to await; the waiting backend shows one.
 async fn a_lock_waiter(watcher: &mut sqlx::AnyConnection) {

@@ -136,10 +136,7 @@ async fn for_each_case(change: Change, check: impl Fn(&str, Result<Outcome, shar
             commands.iter().zip(&ids).map(|(command, id)| Submitted { id, user: "bob", command }).collect();
         let applying = store.apply_batch(&batch, 20, delivery);
         tokio::pin!(applying);
-        tokio::select! {
-            applied = &mut applying => panic!("{name}: applied without waiting for the change: {applied:?}"),
-            () = a_lock_waiter(&mut watcher) => {}
-        }
+        until_it_waits_for_a_lock(&mut watcher, applying.as_mut(), name).await;
         sqlx::query("COMMIT").execute(&mut underneath).await.expect("commit");
         let results = applying.await.unwrap_or_else(|error| panic!("{name}: failed: {error}"));
         for (command, result) in commands.iter().zip(results) {
