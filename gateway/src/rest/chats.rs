@@ -190,7 +190,7 @@ async fn announce(node: &Node, views: Option<&MemberViews>, users: &[String], ac
 async fn publish(node: &Node, user: String, action: ChatAction, chat: ChatSummary, version: i64) {
     let event = Event::ChatList { user, action, chat: Box::new(chat), version };
     let Err(e) = node.broker.publish(event.clone()).await else { return };
-    metrics::counter!("chat_redis_errors_total", "op" => "publish").increment(1);
+    metrics::counter!("chat_redis_errors_total", "op" => "announce").increment(1);
     tracing::warn!(error = %e, "chat change not announced; retrying it every second");
     let broker = node.broker.clone();
     tokio::spawn(async move {
@@ -198,7 +198,7 @@ async fn publish(node: &Node, user: String, action: ChatAction, chat: ChatSummar
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
             match broker.publish(event.clone()).await {
                 Ok(()) => return tracing::info!("chat change announced on a retry"),
-                Err(_) => metrics::counter!("chat_redis_errors_total", "op" => "publish").increment(1),
+                Err(_) => metrics::counter!("chat_redis_errors_total", "op" => "announce").increment(1),
             }
         }
         tracing::warn!("chat change not announced; its members' gateways follow it once they reconnect to Redis");
