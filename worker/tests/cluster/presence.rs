@@ -218,6 +218,9 @@ async fn changes_unanswered_while_redis_was_away_are_announced_once_it_is_back()
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     cluster.redis.as_mut().expect("private redis").start_again().expect("redis back");
+    // Some seconds pass before the announcement (reconnecting, writing
+    // back, then the others' time to write back): more than one frame's wait.
+    cluster.wait_for_log(&cluster.gateways[0].service, "presence announced again from the counts").await;
 
     let mut states = HashMap::new();
     while states.len() < 2 {
