@@ -40,6 +40,12 @@ async fn stores_with_urls() -> Vec<(Store, tempfile::TempDir, String)> {
     stores
 }
 
+/// The PostgreSQL store of [`stores_with_urls`], for a test of what only
+/// PostgreSQL's concurrent writers can do; `None` without a server.
+async fn postgres_store() -> Option<(Store, tempfile::TempDir, String)> {
+    stores_with_urls().await.into_iter().find(|(s, _, _)| s.backend() == shared::store::Backend::Postgres)
+}
+
 /// The tests name commands as (user, command) pairs; each gets a fresh
 /// command id here.
 trait ApplyPairs {

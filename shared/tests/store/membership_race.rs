@@ -100,11 +100,7 @@ async fn a_member_whose_chat_gained_someone_while_their_command_waited_is_not_re
 /// of each command in the changed chat; those in the other chat must
 /// stand.
 async fn for_each_case(change: Change, check: impl Fn(&str, Result<Outcome, shared::error::Refusal>)) {
-    let Some((store, _dir, url)) =
-        stores_with_urls().await.into_iter().find(|(s, _, _)| s.backend() == shared::store::Backend::Postgres)
-    else {
-        return;
-    };
+    let Some((store, _dir, url)) = postgres_store().await else { return };
     let mut underneath = <sqlx::AnyConnection as sqlx::Connection>::connect(&url).await.expect("connected underneath");
     let mut watcher = <sqlx::AnyConnection as sqlx::Connection>::connect(&url).await.expect("connected underneath");
     for index in 0..cases(0, 0).len() {
