@@ -17,19 +17,28 @@ use crate::error::Refusal;
 /// The most chats one user may be in.
 pub const MAX_CHATS_PER_USER: usize = 10_000;
 
-/// Refuses, before `users` (in ascending order) all join one more chat, if
-/// any of them is in [`MAX_CHATS_PER_USER`] chats already.
+/// The advisory locks' first key on PostgreSQL ("chat" in ASCII), apart
+/// from any other use of advisory locks.
+const LOCK_SPACE: i32 = 0x6368_6174;
+/// Users' counts are locked by bucket of their name's hash, 256 buckets:
+/// a lock per user made a creation of 10,000 members take 10,000 locks.
+/// PostgreSQL's shared lock table is sized for 64 per connection by
+/// default (one such creation fit on this machine's server, with its
+/// slack), and a few at once would exhaust it: "out of shared memory".
+const LOCK_BUCKETS_MASK: i32 = 0xff;
+
+/// Refuses, before `users` all join one more chat, if any of them is in
+/// [`MAX_CHATS_PER_USER`] chats already.
 ///
-/// On PostgreSQL each user's count stays locked until the transaction ends
-/// (an advisory lock per user, taken in the users' order, so that two
-/// joins each holding one can't wait for the other): two transactions
-/// adding the same user to different chats would otherwise both see room
-/// for one more. SQLite has one writer at a time.
+/// On PostgreSQL the users' counts stay locked until the transaction ends
+/// (an advisory lock per bucket of users, taken in the buckets' order, so
+/// that two joins each holding one can't wait for the other): two
+/// transactions adding the same user to different chats would otherwise
+/// both see room for one more. SQLite has one writer at a time.
 pub(super) async fn require_room(conn: &mut AnyConnection, users: &[&str]) -> Result<(), StoreRefusal> {
     if users.is_empty() {
         return Ok(());
     }
-    debug_assert!(users.is_sorted(), "locks are taken in order");
     let backend = Backend::of(conn);
     let users_table = || {
         let mut rows = BatchRows::for_backend(backend, &[Column::Text]);
@@ -44,8 +53,9 @@ pub(super) async fn require_room(conn: &mut AnyConnection, users: &[&str]) -> Re
         // The sorted subquery, kept apart by OFFSET 0, fixes the order the
         // locks are taken in.
         let sql = format!(
-            "SELECT pg_advisory_xact_lock(hashtextextended('chats-of:' || u.column1, 0)) \
-             FROM (SELECT v.column1 FROM {table} ORDER BY v.column1 OFFSET 0) AS u"
+            "SELECT pg_advisory_xact_lock({LOCK_SPACE}, b.bucket) \
+             FROM (SELECT DISTINCT hashtext(v.column1) & {LOCK_BUCKETS_MASK} AS bucket FROM {table} \
+                   ORDER BY bucket OFFSET 0) AS b"
         );
         let mut args = AnyArguments::default();
         rows.add_to(&mut args)?;
