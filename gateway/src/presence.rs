@@ -245,14 +245,14 @@ impl Presence {
                 Err(e) => {
                     metrics::counter!("chat_database_errors_total").increment(1);
                     tracing::warn!(error = %e, users = unknown.len(), "presence not announced: chats unavailable");
-                    self.announce_again(unknown.iter().copied());
+                    self.announce_again(batch.iter().filter(|(_, t)| t.chats.is_none()));
                 }
             }
         }
         let mut events = Vec::with_capacity(batch.len());
         let mut happened_at = Vec::with_capacity(batch.len());
-        let mut users = Vec::with_capacity(batch.len());
-        for (user, transition) in batch {
+        let mut announced = Vec::with_capacity(batch.len());
+        for entry @ (user, transition) in batch {
             let chats: Arc<[ChatId]> = match &transition.chats {
                 Some(known) => known.clone(),
                 None => match read.remove(user.as_str()) {
@@ -265,7 +265,7 @@ impl Presence {
                 continue;
             }
             happened_at.push(transition.at);
-            users.push(user.as_str());
+            announced.push(entry);
             events.push(Event::Presence {
                 user: user.clone(),
                 online: transition.online,
@@ -285,8 +285,8 @@ impl Presence {
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, users = users.len(), "presence not announced");
-                self.announce_again(users);
+                tracing::warn!(error = %e, users = announced.len(), "presence not announced");
+                self.announce_again(announced);
             }
         }
     }
@@ -296,9 +296,9 @@ impl Presence {
     /// theirs may have, on another node, so it cannot just be retried.
     /// Standalone has no such later one; what it fails to announce stays
     /// unannounced.
-    fn announce_again<'a>(&self, users: impl IntoIterator<Item = &'a str>) {
+    fn announce_again<'a>(&self, transitions: impl IntoIterator<Item = &'a (String, Transition)>) {
         if let Some(cluster) = &self.cluster {
-            cluster.recount(users.into_iter().map(str::to_owned), now_ms());
+            cluster.recount(transitions.into_iter().map(|(user, t)| (user.clone(), t.at)), now_ms());
         }
     }
 }

@@ -96,9 +96,20 @@ pub struct ClusterPresence {
     /// Changes whose answer was lost, in the order they were made; each
     /// round retries them until Redis answers.
     unanswered: Mutex<Vec<Unanswered>>,
-    /// Users whose state is to be announced again from their counts, and
-    /// from when (see [`RECOUNT`]).
-    recount: Mutex<HashMap<String, Millis>>,
+    /// Users whose state is to be announced again from their counts (see
+    /// [`RECOUNT`]).
+    recount: Mutex<HashMap<String, Recount>>,
+}
+
+/// A user's state to announce again.
+#[derive(Clone, Copy)]
+struct Recount {
+    /// Not before this time.
+    from: Millis,
+    /// When the last change that may have gone unannounced happened: an
+    /// `offline` found by the recount says the user was last seen then
+    /// (rather than at the recount, seconds or minutes later).
+    at: Millis,
 }
 
 struct Unanswered {
@@ -228,37 +239,48 @@ impl ClusterPresence {
     }
 
     /// Has `users`' state announced again from their counts at the first
-    /// round from `from` on: their last transition may never have reached
-    /// co-members.
-    pub fn recount(&self, users: impl IntoIterator<Item = String>, from: Millis) {
+    /// round from `from` on: their last transition, made at the time given
+    /// with each, may never have reached co-members.
+    pub fn recount(&self, users: impl IntoIterator<Item = (String, Millis)>, from: Millis) {
         let mut recount = lock(&self.recount);
-        for user in users {
-            let due = recount.entry(user).or_insert(from);
-            *due = (*due).min(from);
+        for (user, at) in users {
+            let waiting = recount.entry(user).or_insert(Recount { from, at });
+            *waiting = Recount { from: waiting.from.min(from), at: waiting.at.max(at) };
         }
     }
 
-    /// Announces the state of the users whose recount is due.
+    /// Announces the state of the users whose recount is due. They are
+    /// taken out first, so that a recount asked for meanwhile (another
+    /// announcement failed) waits for the next round, and put back if
+    /// Redis does not answer.
     async fn recount_due(&self, presence: &Presence) -> redis::RedisResult<()> {
         let now = now_ms();
-        let due: Vec<String> =
-            lock(&self.recount).iter().filter(|(_, from)| **from <= now).map(|(user, _)| user.clone()).collect();
+        let due: Vec<(String, Recount)> = {
+            let mut recount = lock(&self.recount);
+            let users: Vec<String> =
+                recount.iter().filter(|(_, r)| r.from <= now).map(|(user, _)| user.clone()).collect();
+            users.into_iter().filter_map(|user| recount.remove(&user).map(|r| (user, r))).collect()
+        };
         let mut redis = self.redis.clone();
-        let recount = redis::Script::new(RECOUNT);
-        for chunk in due.chunks(RESTORE_CHUNK) {
+        let script = redis::Script::new(RECOUNT);
+        for (n, chunk) in due.chunks(RESTORE_CHUNK).enumerate() {
             let mut pipeline = redis::pipe();
-            pipeline.load_script(&recount).ignore();
-            for user in chunk {
-                let mut invocation = recount.prepare_invoke();
+            pipeline.load_script(&script).ignore();
+            for (user, _) in chunk {
+                let mut invocation = script.prepare_invoke();
                 invocation.key(self.keys.online(user)).key(self.keys.presence_last(user)).key(self.keys.presence_seq());
                 pipeline.invoke_script(&invocation);
             }
-            let states: Vec<(u8, u64, u64)> = pipeline.query_async(&mut redis).await?;
-            let at = now_ms();
-            let mut recount = lock(&self.recount);
-            for (user, (online, seq, follows)) in chunk.iter().zip(states) {
-                recount.remove(user);
-                presence.settled(user, online == 1, at, seq, Some(follows));
+            let states: Vec<(u8, u64, u64)> = match pipeline.query_async(&mut redis).await {
+                Ok(states) => states,
+                Err(e) => {
+                    let left = due[n * RESTORE_CHUNK..].iter().map(|(user, r)| (user.clone(), r.at));
+                    self.recount(left, now);
+                    return Err(e);
+                }
+            };
+            for ((user, r), (online, seq, follows)) in chunk.iter().zip(states) {
+                presence.settled(user, online == 1, r.at, seq, Some(follows));
             }
         }
         if !due.is_empty() {
@@ -392,7 +414,8 @@ impl ClusterPresence {
             // once the other gateways, which Redis may have forgotten too,
             // have had time to write theirs back.
             let unanswered = std::mem::take(&mut *lock(&self.unanswered));
-            self.recount(unanswered.into_iter().map(|lost| lost.user), now_ms() + NODE_LEASE.as_millis() as Millis);
+            let from = now_ms() + NODE_LEASE.as_millis() as Millis;
+            self.recount(unanswered.into_iter().map(|lost| (lost.user, lost.at)), from);
             lock(&self.answered).clear();
         } else {
             self.retry_unanswered(presence).await?;

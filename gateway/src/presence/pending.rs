@@ -43,6 +43,10 @@ pub struct PendingTransitions {
 impl PendingTransitions {
     pub fn record(&mut self, user: &str, transition: Transition) {
         match self.by_user.get_mut(user) {
+            // Decided before the one waiting, though recorded after it (two
+            // connections' changes, or a recount, finishing out of order):
+            // the waiting one is the later state. Standalone numbers all 0.
+            Some((waiting, _)) if transition.seq < waiting.seq => {}
             Some((waiting, place))
                 if waiting.online != transition.online && transition.follows == Some(waiting.seq) =>
             {
@@ -136,6 +140,11 @@ mod tests {
         pending.record("u0", decided(true, 13, Some(12)));
         pending.record("u1", decided(true, 21, Some(20)));
         assert_eq!(pending.take(10), vec![("u0".to_string(), decided(true, 13, Some(12)))]);
+        // A transition decided before the waiting one, recorded after it,
+        // changes nothing.
+        pending.record("u3", decided(true, 41, Some(40)));
+        pending.record("u3", decided(false, 40, Some(39)));
+        assert_eq!(pending.take(10), vec![("u3".to_string(), decided(true, 41, Some(40)))]);
         // Nor does an opposite of unknown lineage (a reaping's) cancel.
         pending.record("u2", decided(true, 30, Some(29)));
         pending.record("u2", decided(false, 31, None));
