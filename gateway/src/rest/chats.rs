@@ -10,10 +10,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
-use shared::bus::Event;
+use shared::bus::{Broker, Event};
 use shared::clock::now_ms;
 use shared::error::Refusal;
-use shared::model::{ChatAction, ChatId, ChatKind, ChatSummary};
+use shared::model::{ChatAction, ChatId, ChatKind};
 use shared::protocol::native::outbound::{chat_json, rest_error};
 use shared::store::{within, MemberViews, NewChat, StoreRefusal, CREATED_MEMBERSHIP_VERSION};
 
@@ -99,11 +99,7 @@ pub async fn delete(
     within(STORE_DEADLINE, node.store.may_delete(chat, &user)).await?;
     let before = within(STORE_DEADLINE, node.store.member_views(chat)).await?;
     let deleted = within(STORE_DEADLINE, node.store.delete_chat(chat, &user)).await?;
-    for member in deleted.members {
-        if let Some(view) = before.as_ref().and_then(|views| views.as_seen_by(&member)) {
-            publish(&node, member, ChatAction::Deleted, view, deleted.version).await;
-        }
-    }
+    announce(&node, before.as_ref(), &deleted.members, ChatAction::Deleted, deleted.version).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -145,7 +141,13 @@ pub async fn remove_member(
     let last_view = within(STORE_DEADLINE, node.store.summary(chat, &removed)).await?;
     let change = within(STORE_DEADLINE, node.store.remove_member(chat, &user, &removed)).await?;
     if let Some(view) = last_view {
-        publish(&node, removed.clone(), ChatAction::Deleted, view, change.version).await;
+        let event = Event::ChatList {
+            user: removed.clone(),
+            action: ChatAction::Deleted,
+            chat: Box::new(view),
+            version: change.version,
+        };
+        publish_in_turn(&node, std::iter::once(event)).await;
     }
     let others: Vec<String> = change.members.into_iter().filter(|m| *m != removed).collect();
     let views = read_views(&node, chat).await;
@@ -168,43 +170,69 @@ async fn read_views(node: &Node, chat: ChatId) -> Option<MemberViews> {
 
 /// Sends each of `users` the chat as they see it, as of membership
 /// `version`. Each member's summary is made and published in turn: one
-/// announcement to a large group holds one summary at a time.
+/// announcement to a large group holds one summary at a time, unless
+/// Redis fails it. Then the rest are not tried one by one (each would wait
+/// for Redis's timeout), and the whole remainder is published again
+/// later ([`announce_later`]).
 async fn announce(node: &Node, views: Option<&MemberViews>, users: &[String], action: ChatAction, version: i64) {
     let Some(views) = views else { return };
-    for user in users {
-        if let Some(summary) = views.as_seen_by(user) {
-            publish(node, user.clone(), action, summary, version).await;
+    let events = users.iter().filter_map(|user| {
+        let summary = views.as_seen_by(user)?;
+        Some(Event::ChatList { user: user.clone(), action, chat: Box::new(summary), version })
+    });
+    publish_in_turn(node, events).await;
+}
+
+/// Publishes `events` one at a time, made as they are taken (see
+/// [`announce`]).
+async fn publish_in_turn(node: &Node, events: impl Iterator<Item = Event>) {
+    let mut unannounced = Vec::new();
+    for event in events {
+        if !unannounced.is_empty() {
+            unannounced.push(event);
+            continue;
         }
+        if let Err(e) = node.broker.publish(event.clone()).await {
+            metrics::counter!("chat_redis_errors_total", "op" => "announce").increment(1);
+            tracing::warn!(error = %e, "chat change not announced; retrying it every second");
+            unannounced.push(event);
+        }
+    }
+    if !unannounced.is_empty() {
+        announce_later(node.broker.clone(), unannounced);
     }
 }
 
-/// A `chats` event that could not be published is published again, every
-/// second for up to [`ANNOUNCE_RETRIES`] seconds. Only this node's
-/// connection to Redis may have failed while the members' gateways listen
-/// on, and those would follow the old membership until their own next
-/// reconnect (which reads it again, `hub::repair`): a removed member would
-/// go on receiving the chat. A repeat reaching a gateway that had the first
-/// (whose answer was lost) is applied again, so the member may get the
-/// same `chats` frame twice; one older than a change announced meanwhile is
-/// dropped by its version, which gateways remember longer than this.
-async fn publish(node: &Node, user: String, action: ChatAction, chat: ChatSummary, version: i64) {
-    let event = Event::ChatList { user, action, chat: Box::new(chat), version };
-    let Err(e) = node.broker.publish(event.clone()).await else { return };
-    metrics::counter!("chat_redis_errors_total", "op" => "announce").increment(1);
-    tracing::warn!(error = %e, "chat change not announced; retrying it every second");
-    let broker = node.broker.clone();
+/// Publishes `events` again, every second for [`ANNOUNCE_RETRY_FOR`]. Only
+/// this node's connection to Redis may have failed while the members'
+/// gateways listen on, and those would follow the old membership until
+/// their own next reconnect (which reads it again, `hub::repair`): a
+/// removed member would go on receiving the chat. A repeat reaching a
+/// gateway that had the first (whose answer was lost) is applied again, so
+/// a member may get the same `chats` frame twice; one older than a change
+/// announced meanwhile is dropped by its version, which gateways remember
+/// for longer than the retries last.
+fn announce_later(broker: Broker, events: Vec<Event>) {
     tokio::spawn(async move {
-        for _ in 0..ANNOUNCE_RETRIES {
+        let deadline = tokio::time::Instant::now() + ANNOUNCE_RETRY_FOR;
+        loop {
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-            match broker.publish(event.clone()).await {
-                Ok(()) => return tracing::info!("chat change announced on a retry"),
+            if tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            match broker.publish_all(events.clone()).await {
+                Ok(()) => return tracing::info!(events = events.len(), "chat change announced on a retry"),
                 Err(_) => metrics::counter!("chat_redis_errors_total", "op" => "announce").increment(1),
             }
         }
-        tracing::warn!("chat change not announced; its members' gateways follow it once they reconnect to Redis");
+        tracing::warn!(
+            events = events.len(),
+            "chat change not announced; its members' gateways follow it once they reconnect to Redis"
+        );
     });
 }
 
-/// Seconds a failed `chats` event is retried for: well inside the 1 to 2
+/// How long a failed announcement is retried: its last attempt starts
+/// before this and ends within Redis's timeouts, well inside the 1 to 2
 /// minutes gateways remember versions for (`gateway::latest`).
-const ANNOUNCE_RETRIES: u32 = 30;
+const ANNOUNCE_RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(30);
