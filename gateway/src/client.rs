@@ -51,7 +51,8 @@ use crate::writer::write_loop;
 /// the user's chats.
 const LOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 /// How long a connection's setup waits for Redis to confirm its user's
-/// channel: Redis's own response timeout.
+/// channel (not at all while the subscription is not listening): Redis's
+/// own response timeout.
 const SUBSCRIBE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 #[derive(Deserialize)]
@@ -125,14 +126,17 @@ async fn serve(node: Arc<Node>, user: String, socket: UpgradeFut) -> Result<(), 
     // after the welcome is followed by its own event on this connection.
     if fresh {
         // The user's channel first, then their chats: a membership change
-        // published in between would otherwise be in neither. If Redis
-        // cannot confirm in time, the listener is reconnecting, and reads
-        // everyone's chats again once it is back (`hub/repair.rs`).
-        if !node.broker.user_subscribed(&user, SUBSCRIBE_WAIT).await {
-            tracing::warn!("the user's channel is not confirmed subscribed; loading their chats anyway");
-        }
+        // published in between would otherwise be in neither. Without the
+        // subscription listening, or past the wait, the chats are loaded
+        // anyway and read again once the channel is live.
+        let live = node.broker.user_subscribed(&user, SUBSCRIBE_WAIT).await;
         match node.chat_lists.of(&user).await {
-            Ok(chats) => node.hub.chats_loaded(&local, chats),
+            Ok(chats) => {
+                node.hub.chats_loaded(&local, chats);
+                if !live {
+                    node.hub.repair_once_subscribed(local.clone());
+                }
+            }
             Err(e) => {
                 metrics::counter!("chat_database_errors_total").increment(1);
                 tracing::warn!(error = %e, "could not load the user's chats; closing the user's connections");

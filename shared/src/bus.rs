@@ -249,8 +249,18 @@ impl Broker {
     }
     /// Waits (up to `limit`) until `user`'s channel, subscribed with
     /// [`Broker::subscribe_user`], is live: what is published to it from
-    /// then on arrives. Whether it is; in process at once.
+    /// then on arrives. Whether it is; in process at once. While the
+    /// subscription is not listening (Redis does not answer), says no at
+    /// once rather than hold the caller `limit`.
     pub async fn user_subscribed(&self, user: &str, limit: std::time::Duration) -> bool {
+        match self {
+            Broker::Memory(_) => true,
+            Broker::Redis(b) if !b.channels().is_listening() => false,
+            Broker::Redis(b) => b.channels().wait(&b.keys().user_channel(user), limit).await,
+        }
+    }
+    /// [`Broker::user_subscribed`], waiting through a reconnect.
+    pub async fn user_subscribed_eventually(&self, user: &str, limit: std::time::Duration) -> bool {
         match self {
             Broker::Memory(_) => true,
             Broker::Redis(b) => b.channels().wait(&b.keys().user_channel(user), limit).await,

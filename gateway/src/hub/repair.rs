@@ -30,6 +30,8 @@ use crate::node::STORE_DEADLINE;
 const USERS_PER_READ: usize = 256;
 /// Reads of a user whose membership kept changing while it was read.
 const PASSES: usize = 3;
+/// How long a single user's repair waits for their channel to be live.
+const SUBSCRIBED_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Hub {
     /// Re-reads every loaded local user's chats and follows what the store
@@ -50,6 +52,30 @@ impl Hub {
                 users = moved;
             }
             tracing::warn!(users = users.len(), "memberships kept changing while re-read; left as they are");
+        });
+    }
+
+    /// Once Redis confirms `user`'s channel, reads their chats again and
+    /// follows what the store says: for a user whose chats were loaded
+    /// before the channel was live (setup could not wait for it), since a
+    /// change published in between reached neither. A user still loading
+    /// then is left to that load, which reads after the confirmation.
+    pub fn repair_once_subscribed(self: &Arc<Self>, user: Arc<LocalUser>) {
+        let hub = self.clone();
+        tokio::spawn(async move {
+            if !hub.broker.user_subscribed_eventually(&user.id, SUBSCRIBED_WAIT).await {
+                // Still not live: the listener is reconnecting, and its
+                // reconnect reads every loaded user's chats again.
+                return;
+            }
+            let _one_at_a_time = hub.repairing.lock().await;
+            let mut users = vec![user];
+            for _ in 0..PASSES {
+                users = hub.repair_part(&users).await;
+                if users.is_empty() {
+                    return;
+                }
+            }
         });
     }
 

@@ -17,6 +17,7 @@
 //! (docs/benchmarks-journal.md, thirty-fifth session).
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -31,6 +32,9 @@ pub struct Channels {
     live: Mutex<HashSet<String>>,
     /// Bumped whenever channels are confirmed.
     confirmed: watch::Sender<u64>,
+    /// Whether the subscription is connected and has subscribed every
+    /// channel wanted when it connected.
+    listening: AtomicBool,
 }
 
 impl Default for Channels {
@@ -39,6 +43,7 @@ impl Default for Channels {
             wanted: Mutex::new(HashSet::new()),
             live: Mutex::new(HashSet::new()),
             confirmed: watch::Sender::new(0),
+            listening: AtomicBool::new(false),
         }
     }
 }
@@ -86,13 +91,25 @@ impl Channels {
         self.confirmed.send_modify(|n| *n += 1);
     }
 
+    /// The subscription has subscribed every channel wanted when it
+    /// connected.
+    pub fn listening(&self) {
+        self.listening.store(true, Ordering::Relaxed);
+    }
+
     /// The subscription's connection is gone, and every channel with it.
     pub fn forget_all(&self) {
+        self.listening.store(false, Ordering::Relaxed);
         lock(&self.live).clear();
     }
 
     fn is_live(&self, channel: &str) -> bool {
         lock(&self.live).contains(channel)
+    }
+
+    /// Whether the subscription is connected (see `listening`).
+    pub fn is_listening(&self) -> bool {
+        self.listening.load(Ordering::Relaxed)
     }
 
     /// Waits until `channel` is confirmed, up to `limit`; whether it is.

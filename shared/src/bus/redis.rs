@@ -222,6 +222,7 @@ impl RedisBroker {
             answered(subscriber.subscribe(chunk)).await?;
             self.inner.channels.confirm(chunk);
         }
+        self.inner.channels.listening();
         tracing::info!(channels = all.len(), "listening for events");
         sink.replies_may_be_lost();
         sink.memberships_may_be_stale();
