@@ -127,12 +127,14 @@ impl Processor {
     }
 
     /// What the clients of a batch the store failed are told. A failure
-    /// rolled the batch back; but a batch whose deadline passed may have
-    /// committed all the same (`shared::store::deadline`), and saying
-    /// "not applied" then would be false. Either way a resend is safe.
+    /// the database answered rolled the batch back; but a batch whose
+    /// deadline passed may have committed all the same
+    /// (`shared::store::deadline`), as may one whose connection failed
+    /// under its `COMMIT`, and saying "not applied" then would be false.
+    /// Either way a resend is safe.
     fn refusal_for(error: &StoreError) -> Refusal {
         match error {
-            StoreError::Timeout(_) => Refusal::outcome_unknown(),
+            StoreError::Timeout(_) | StoreError::Database(sqlx::Error::Io(_)) => Refusal::outcome_unknown(),
             _ => Refusal::internal(),
         }
     }
@@ -288,6 +290,8 @@ mod tests {
         let timed_out = Processor::refusal_for(&StoreError::Timeout(APPLY_TIMEOUT));
         assert_eq!(timed_out, Refusal::outcome_unknown());
         assert!(timed_out.message.contains("may have been applied"), "{}", timed_out.message);
+        let broken = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        assert_eq!(Processor::refusal_for(&StoreError::Database(sqlx::Error::Io(broken))), Refusal::outcome_unknown());
         let failed = Processor::refusal_for(&StoreError::Stopped);
         assert_eq!(failed, Refusal::internal());
     }
