@@ -77,11 +77,12 @@ impl Refusal {
     pub fn internal() -> Self {
         Self::new(ErrorCode::Internal, "internal error; the command was not applied")
     }
-    /// A write whose outcome is unknown: the store did not answer in time.
+    /// A write whose outcome is unknown: the store's answer was lost (it
+    /// did not come in time, or the connection failed).
     pub fn outcome_unknown() -> Self {
         Self::new(
             ErrorCode::Internal,
-            "internal error; the database did not answer in time and the command may have been applied; resending it is safe",
+            "internal error; the database's answer was lost and the command may have been applied; resending it is safe",
         )
     }
     pub fn not_member() -> Self {
