@@ -1,4 +1,5 @@
-//! Membership re-read after the broker reconnects.
+//! Membership re-read after the broker reconnects, or after a user's
+//! channel went live only once their chats were loaded.
 //!
 //! The hub learns which chats a local user follows from their chat list,
 //! loaded when their first connection opens, and from then on only from
@@ -7,7 +8,8 @@
 //! gone, and with it the change: a removed member would go on receiving
 //! the chat's events here, an added one would receive none. So after a
 //! reconnect every loaded user's chats are read again and the hub follows
-//! what the store says.
+//! what the store says; and so are one user's, whose chats were loaded
+//! before Redis confirmed their channel.
 //!
 //! A `chats` event applied while a user's list is being read wins: the
 //! read may predate it. Such a user is read again, a few times at most.
@@ -35,48 +37,46 @@ const SUBSCRIBED_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Hub {
     /// Re-reads every loaded local user's chats and follows what the store
-    /// says. One runs at a time; another asked for meanwhile runs after it.
+    /// says.
     pub(super) fn repair_memberships(self: &Arc<Self>) {
         let hub = self.clone();
         tokio::spawn(async move {
-            let _one_at_a_time = hub.repairing.lock().await;
-            let mut users: Vec<Arc<LocalUser>> = hub.users.iter().map(|u| u.value().clone()).collect();
-            for _ in 0..PASSES {
-                let mut moved = Vec::new();
-                for part in users.chunks(USERS_PER_READ) {
-                    moved.extend(hub.repair_part(part).await);
-                }
-                if moved.is_empty() {
-                    return;
-                }
-                users = moved;
-            }
-            tracing::warn!(users = users.len(), "memberships kept changing while re-read; left as they are");
+            let users = hub.users.iter().map(|u| u.value().clone()).collect();
+            hub.repair(users).await;
         });
     }
 
     /// Once Redis confirms `user`'s channel, reads their chats again and
     /// follows what the store says: for a user whose chats were loaded
     /// before the channel was live (setup could not wait for it), since a
-    /// change published in between reached neither. A user still loading
-    /// then is left to that load, which reads after the confirmation.
+    /// change published in between reached neither.
     pub fn repair_once_subscribed(self: &Arc<Self>, user: Arc<LocalUser>) {
         let hub = self.clone();
         tokio::spawn(async move {
-            if !hub.broker.user_subscribed_eventually(&user.id, SUBSCRIBED_WAIT).await {
-                // Still not live: the listener is reconnecting, and its
-                // reconnect reads every loaded user's chats again.
-                return;
-            }
-            let _one_at_a_time = hub.repairing.lock().await;
-            let mut users = vec![user];
-            for _ in 0..PASSES {
-                users = hub.repair_part(&users).await;
-                if users.is_empty() {
-                    return;
-                }
+            // Still not live after the wait: the listener is reconnecting,
+            // and its reconnect reads every loaded user's chats again.
+            if hub.broker.user_subscribed_eventually(&user.id, SUBSCRIBED_WAIT).await {
+                hub.repair(vec![user]).await;
             }
         });
+    }
+
+    /// Repairs `users`, and again those whose membership changed while
+    /// read, a few passes at most. One repair runs at a time; another asked
+    /// for meanwhile runs after it.
+    async fn repair(&self, mut users: Vec<Arc<LocalUser>>) {
+        let _one_at_a_time = self.repairing.lock().await;
+        for _ in 0..PASSES {
+            let mut moved = Vec::new();
+            for part in users.chunks(USERS_PER_READ) {
+                moved.extend(self.repair_part(part).await);
+            }
+            if moved.is_empty() {
+                return;
+            }
+            users = moved;
+        }
+        tracing::warn!(users = users.len(), "memberships kept changing while re-read; left as they are");
     }
 
     /// Repairs `users`; returns those whose membership changed while read.
