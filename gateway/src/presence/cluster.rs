@@ -261,17 +261,15 @@ impl ClusterPresence {
                 recount.iter().filter(|(_, r)| r.from <= now).map(|(user, _)| user.clone()).collect();
             users.into_iter().filter_map(|user| recount.remove(&user).map(|r| (user, r))).collect()
         };
-        let mut redis = self.redis.clone();
+        if due.is_empty() {
+            return Ok(());
+        }
         let script = redis::Script::new(RECOUNT);
         for (n, chunk) in due.chunks(RESTORE_CHUNK).enumerate() {
-            let mut pipeline = redis::pipe();
-            pipeline.load_script(&script).ignore();
-            for (user, _) in chunk {
-                let mut invocation = script.prepare_invoke();
+            let states = self.per_user(&script, chunk, |invocation, (user, _)| {
                 invocation.key(self.keys.online(user)).key(self.keys.presence_last(user)).key(self.keys.presence_seq());
-                pipeline.invoke_script(&invocation);
-            }
-            let states: Vec<(u8, u64, u64)> = match pipeline.query_async(&mut redis).await {
+            });
+            let states: Vec<(u8, u64, u64)> = match states.await {
                 Ok(states) => states,
                 Err(e) => {
                     let left = due[n * RESTORE_CHUNK..].iter().map(|(user, r)| (user.clone(), r.at));
@@ -283,10 +281,27 @@ impl ClusterPresence {
                 presence.settled(user, online == 1, r.at, seq, Some(follows));
             }
         }
-        if !due.is_empty() {
-            tracing::info!(users = due.len(), "presence announced again from the counts");
-        }
+        tracing::info!(users = due.len(), "presence announced again from the counts");
         Ok(())
+    }
+
+    /// Runs `script` once per item of `items`, with the keys and arguments
+    /// `invoke` gives it, in one round trip. The script is loaded first:
+    /// Redis may have restarted empty since it last ran.
+    async fn per_user<I, T: redis::FromRedisValue>(
+        &self,
+        script: &redis::Script,
+        items: &[I],
+        invoke: impl Fn(&mut redis::ScriptInvocation<'_>, &I),
+    ) -> redis::RedisResult<Vec<T>> {
+        let mut pipeline = redis::pipe();
+        pipeline.load_script(script).ignore();
+        for item in items {
+            let mut invocation = script.prepare_invoke();
+            invoke(&mut invocation, item);
+            pipeline.invoke_script(&invocation);
+        }
+        pipeline.query_async(&mut self.redis.clone()).await
     }
 
     pub async fn is_online(&self, user: &str) -> bool {
@@ -357,19 +372,16 @@ impl ClusterPresence {
         let at = now_ms();
         let mut online_again = 0;
         for chunk in presence.local_counts().chunks(RESTORE_CHUNK) {
-            let mut pipeline = redis::pipe();
-            pipeline.load_script(&restore).ignore();
-            for (user, count) in chunk {
-                let mut invocation = restore.prepare_invoke();
-                invocation
-                    .key(self.keys.online(user))
-                    .key(self.keys.node_users(&self.node))
-                    .key(self.keys.presence_last(user))
-                    .key(self.keys.presence_seq());
-                invocation.arg(&self.node).arg(user).arg(*count);
-                pipeline.invoke_script(&invocation);
-            }
-            let announce: Vec<(u64, u64)> = pipeline.query_async(&mut redis).await?;
+            let announce: Vec<(u64, u64)> = self
+                .per_user(&restore, chunk, |invocation, (user, count)| {
+                    invocation
+                        .key(self.keys.online(user))
+                        .key(self.keys.node_users(&self.node))
+                        .key(self.keys.presence_last(user))
+                        .key(self.keys.presence_seq());
+                    invocation.arg(&self.node).arg(user).arg(*count);
+                })
+                .await?;
             for ((user, _), (seq, follows)) in chunk.iter().zip(announce) {
                 if seq != 0 {
                     presence.settled(user, true, at, seq, Some(follows));
