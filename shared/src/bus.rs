@@ -9,8 +9,10 @@
 pub mod channels;
 pub mod keys;
 pub mod memory;
+pub mod presence_log;
 pub mod redis;
 pub mod redis_connection;
+pub mod stream_entries;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -24,6 +24,5 @@ pub mod processor;
 pub mod retention;
 pub mod shard_read;
 pub mod stream;
-pub mod stream_entries;
 
 pub use processor::Processor;

@@ -30,7 +30,7 @@ use redis::{Pipeline, Value};
 use shared::bus::keys::{Keys, GROUP};
 
 use crate::lease::CHECK_BEFORE_READ;
-use crate::stream_entries::{entries_of, Entry};
+use shared::bus::stream_entries::{entries_of, Entry, COMMAND_FIELD};
 
 /// How long a wait for new entries lasts before the consumer checks
 /// whether it should stop.
@@ -106,7 +106,7 @@ impl ShardRead {
         let mut results = results.into_iter();
         match results.next() {
             Some(Value::Nil) | None => Read::NothingNew(results.next().and_then(last_delivered)),
-            Some(read) => Read::Entries(entries_of(read)),
+            Some(read) => Read::Entries(entries_of(read, COMMAND_FIELD)),
         }
     }
 }

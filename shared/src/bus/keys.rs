@@ -78,6 +78,12 @@ impl Keys {
         format!("{}presence", self.prefix)
     }
 
+    /// The last minute or so of what went out on the presence channel, for
+    /// a gateway whose subscription dropped (`bus::presence_log`).
+    pub fn presence_log(&self) -> String {
+        format!("{}presencelog", self.prefix)
+    }
+
     /// Per user: node -> open connections on that node.
     pub fn online(&self, user: &str) -> String {
         format!("{}online:{user}", self.prefix)

@@ -6,7 +6,8 @@
 //! are kept as a desired set that a single task reconciles with Redis, so
 //! the hub's subscribe/unsubscribe calls never wait on the network, and a
 //! reconnect simply re-applies the whole set and asks the sink to check the
-//! chats for events missed meanwhile.
+//! chats for events missed meanwhile. Presence announcements missed
+//! meanwhile are read again from their log (`presence_log`).
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -20,8 +21,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::channels::Channels;
 use super::keys::Keys;
+use super::presence_log;
 use super::redis_connection::RedisConnection;
+use super::stream_entries::COMMAND_FIELD;
 use super::{BusError, CommandEnvelope, Event, EventSink};
+use crate::clock::now_ms;
+use crate::model::Millis;
 use crate::sync::lock;
 
 /// Streams are capped (approximately) at this many entries each, so a
@@ -84,7 +89,7 @@ impl RedisCommands {
             .arg("~")
             .arg(STREAM_MAX_LEN)
             .arg("*")
-            .arg("c")
+            .arg(COMMAND_FIELD)
             .arg(payload)
             .query_async(&mut connection)
             .await
@@ -173,6 +178,9 @@ impl RedisBroker {
     pub fn add_publishes(&self, pipeline: &mut redis::Pipeline, events: &[Event]) -> Result<(), BusError> {
         for event in events {
             let payload = serde_json::to_string(event).map_err(|e| BusError::Unavailable(e.to_string()))?;
+            if matches!(event, Event::Presence { .. }) {
+                presence_log::append(pipeline, &self.inner.keys, &payload);
+            }
             pipeline.publish(self.channel(event), payload).ignore();
         }
         Ok(())
@@ -189,11 +197,14 @@ impl RedisBroker {
     /// Receives events for `sink` until `stop`, reconnecting as needed.
     pub async fn listen(self, sink: Arc<dyn EventSink>, stop: CancellationToken) {
         let mut backoff = Duration::from_millis(100);
+        // When the subscription last showed itself alive: none before the
+        // first, which has missed nothing this node's clients could be owed.
+        let mut last_heard = None;
         loop {
             if stop.is_cancelled() {
                 return;
             }
-            let listened = self.listen_once(&sink, &stop).await;
+            let listened = self.listen_once(&sink, &stop, &mut last_heard).await;
             self.inner.channels.forget_all();
             match listened {
                 Ok(()) => return,
@@ -211,7 +222,12 @@ impl RedisBroker {
         }
     }
 
-    async fn listen_once(&self, sink: &Arc<dyn EventSink>, stop: &CancellationToken) -> Result<(), redis::RedisError> {
+    async fn listen_once(
+        &self,
+        sink: &Arc<dyn EventSink>,
+        stop: &CancellationToken,
+        last_heard: &mut Option<Millis>,
+    ) -> Result<(), redis::RedisError> {
         let client = redis::Client::open(self.inner.url.as_str())?;
         let (mut subscriber, mut messages) = answered(client.get_async_pubsub()).await?.split();
         // Everything wanted now is (re)subscribed; later changes arrive as
@@ -227,6 +243,12 @@ impl RedisBroker {
         sink.replies_may_be_lost();
         sink.memberships_may_be_stale();
         sink.resync(all.iter().filter_map(|c| self.inner.keys.chat_of_channel(c)).collect());
+        let presence = self.inner.keys.presence_channel();
+        if let Some(since) = last_heard.replace(now_ms()) {
+            if all.contains(&presence) {
+                self.reread_presence(since, sink.clone());
+            }
+        }
         let mut ping = tokio::time::interval(SUBSCRIPTION_PING_EVERY);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_message = Instant::now();
@@ -237,6 +259,7 @@ impl RedisBroker {
                     // chat, which recovers what was published meanwhile.
                     if last_message.elapsed() >= SUBSCRIPTION_PING_EVERY {
                         answered(subscriber.ping::<redis::Value>()).await?;
+                        *last_heard = Some(now_ms());
                     }
                 }
                 message = messages.next() => {
@@ -244,6 +267,7 @@ impl RedisBroker {
                         return Err(redis::RedisError::from(std::io::Error::other("subscriber connection closed")));
                     };
                     last_message = Instant::now();
+                    *last_heard = Some(now_ms());
                     // Whatever else has arrived goes with it, in order, as
                     // one batch: the sink writes each connection once per
                     // batch (a member's receipts from every other member).
@@ -275,6 +299,33 @@ impl RedisBroker {
                 _ = stop.cancelled() => return Ok(()),
             }
         }
+    }
+
+    /// Has the presence announcements made since `last_heard` read again
+    /// and delivered (`presence_log`), in the background: the subscription
+    /// is live again, and its events flow meanwhile.
+    fn reread_presence(&self, last_heard: Millis, sink: Arc<dyn EventSink>) {
+        let (from, cut_short) = presence_log::reread_from(last_heard, now_ms());
+        if cut_short {
+            tracing::warn!(
+                unheard_for_ms = now_ms() - last_heard,
+                "presence announcements older than {} s are not read again; co-members may show stale presence",
+                presence_log::REREAD_AT_MOST_MS / 1000
+            );
+        }
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            match presence_log::reread(&inner.publisher, &inner.keys, from, sink.as_ref()).await {
+                Ok(read) => {
+                    metrics::counter!("chat_presence_reread_total").increment(read as u64);
+                    tracing::info!(read, "presence announcements read again after the subscription came back");
+                }
+                Err(e) => {
+                    metrics::counter!("chat_redis_errors_total", "op" => "presence_reread").increment(1);
+                    tracing::warn!(error = %e, "could not read presence announcements again; co-members may show stale presence");
+                }
+            }
+        });
     }
 }
 

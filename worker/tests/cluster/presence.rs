@@ -342,6 +342,43 @@ async fn a_stopped_gateway_s_leftover_users_are_reaped_by_the_others() {
     assert_eq!(body["users"][0]["online"], false, "{body}");
 }
 
+/// The gateway's event subscription drops and cannot come back (Redis
+/// refuses SUBSCRIBE) while alice leaves: her `offline` is published to no
+/// one. Once the subscription is back, bob hears it, read again from the
+/// presence log, and before it nothing the gateway had delivered already
+/// (carol's and alice's `online`, earlier in the log). Without the log,
+/// bob went on seeing alice online.
+#[tokio::test]
+async fn an_announcement_published_while_the_subscription_was_down_arrives_once_it_is_back() {
+    let cluster = Cluster::start(Options { private_redis: true, ..Options::default() }, 1, 1).await;
+    cluster.group(0, "bob", &["alice", "carol"]).await;
+    let mut bob = cluster.connect(0, "bob").await;
+    let _carol = cluster.connect(0, "carol").await;
+    assert_eq!(bob.recv_type("online").await["userId"], "carol");
+    let alice = cluster.connect(0, "alice").await;
+    assert_eq!(bob.recv_type("online").await["userId"], "alice");
+
+    let mut redis = cluster.redis().await;
+    let acl = |rule: &'static str| redis::cmd("ACL").arg("SETUSER").arg("default").arg(rule).clone();
+    let _: () = acl("-subscribe").query_async(&mut redis).await.expect("ACL");
+    let _: () = redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("pubsub").query_async(&mut redis).await.expect("KILL");
+    let gateway = &cluster.gateways[0].service;
+    cluster.wait_for_log(gateway, "event subscription lost").await;
+    alice.close().await;
+    // bob, carol and alice online, then alice offline.
+    announcements_timed(&cluster, 0, 4).await;
+    let _: () = acl("+subscribe").query_async(&mut redis).await.expect("ACL");
+
+    let frame = loop {
+        let frame = bob.recv().await;
+        if frame["type"] == "online" || frame["type"] == "offline" {
+            break frame;
+        }
+    };
+    assert_eq!((&frame["type"], &frame["userId"]), (&json!("offline"), &json!("alice")), "{frame}");
+    cluster.wait_for_log(gateway, "presence announcements read again").await;
+}
+
 /// Each gateway times the announcements it makes for operators
 /// (`chat_presence_delay_seconds`), and only those: bob's `online` on the
 /// first, alice's `online` and `offline` on the second.

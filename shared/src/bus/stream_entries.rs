@@ -1,23 +1,27 @@
-//! The entries of an XREADGROUP reply, read by hand. redis-rs's
+//! The entries of an XREADGROUP or XRANGE reply, read by hand. redis-rs's
 //! `StreamReadReply` fails the whole reply when one entry's field names
-//! are not UTF-8, and a reply that never parses left its shard reading the
-//! same pending entry again for ever. Here such an entry is one without a
-//! command, which the consumer answers if it can, logs and acknowledges
-//! like any entry it cannot decode.
+//! are not UTF-8, and a reply that never parses left a worker's shard
+//! reading the same pending entry again for ever. Here such an entry is
+//! one without a payload, which the consumer answers if it can, logs and
+//! acknowledges like any entry it cannot decode.
 
 use redis::Value;
 
-/// One stream entry: its id, and its `c` field (the command) if that is
-/// there and is text.
+/// The field a command stream's entry carries its command in.
+pub const COMMAND_FIELD: &str = "c";
+
+/// One stream entry: its id, and its payload field if that is there and
+/// is text.
 #[derive(Debug, PartialEq)]
 pub struct Entry {
     pub id: String,
     pub payload: Option<String>,
 }
 
-/// The entries of every stream in `reply` (RESP2's array of [key, entries]
-/// pairs or RESP3's map), in order; none for a read that timed out (nil).
-pub fn entries_of(reply: Value) -> Vec<Entry> {
+/// The entries of every stream in an XREAD(GROUP) `reply` (RESP2's array
+/// of [key, entries] pairs or RESP3's map), in order, with their `field`;
+/// none for a read that timed out (nil).
+pub fn entries_of(reply: Value, field: &str) -> Vec<Entry> {
     let streams: Vec<Value> = match reply {
         Value::Array(streams) => streams
             .into_iter()
@@ -29,19 +33,20 @@ pub fn entries_of(reply: Value) -> Vec<Entry> {
         Value::Map(streams) => streams.into_iter().map(|(_, entries)| entries).collect(),
         _ => Vec::new(),
     };
-    streams
-        .into_iter()
-        .flat_map(|entries| match entries {
-            Value::Array(entries) => entries,
-            _ => Vec::new(),
-        })
-        .filter_map(entry_of)
-        .collect()
+    streams.into_iter().flat_map(|entries| range_entries_of(entries, field)).collect()
+}
+
+/// The entries of an XRANGE `reply`, in order, with their `field`.
+pub fn range_entries_of(reply: Value, field: &str) -> Vec<Entry> {
+    match reply {
+        Value::Array(entries) => entries.into_iter().filter_map(|entry| entry_of(entry, field.as_bytes())).collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// `[id, [field, value, ...]]`; the fields are nil for an entry deleted
 /// while it was pending.
-fn entry_of(entry: Value) -> Option<Entry> {
+fn entry_of(entry: Value, field: &[u8]) -> Option<Entry> {
     let Value::Array(parts) = entry else { return None };
     let mut parts = parts.into_iter();
     let id = text(parts.next()?)?;
@@ -50,7 +55,7 @@ fn entry_of(entry: Value) -> Option<Entry> {
             let mut fields = fields.into_iter();
             let mut payload = None;
             while let (Some(name), Some(value)) = (fields.next(), fields.next()) {
-                if matches!(&name, Value::BulkString(name) if name.as_slice() == b"c") {
+                if matches!(&name, Value::BulkString(name) if name.as_slice() == field) {
                     payload = text(value);
                 }
             }
@@ -58,7 +63,7 @@ fn entry_of(entry: Value) -> Option<Entry> {
         }
         Some(Value::Map(fields)) => fields
             .into_iter()
-            .find(|(name, _)| matches!(name, Value::BulkString(name) if name.as_slice() == b"c"))
+            .find(|(name, _)| matches!(name, Value::BulkString(name) if name.as_slice() == field))
             .and_then(|(_, value)| text(value)),
         _ => None,
     };
@@ -105,8 +110,8 @@ mod tests {
             Entry { id: "4-0".into(), payload: None },
             Entry { id: "5-0".into(), payload: None },
         ];
-        assert_eq!(entries_of(resp2), expected);
-        assert_eq!(entries_of(resp3), expected);
-        assert!(entries_of(Value::Nil).is_empty(), "a read that timed out");
+        assert_eq!(entries_of(resp2, COMMAND_FIELD), expected);
+        assert_eq!(entries_of(resp3, COMMAND_FIELD), expected);
+        assert!(entries_of(Value::Nil, COMMAND_FIELD).is_empty(), "a read that timed out");
     }
 }
