@@ -186,6 +186,9 @@ pub struct Hub {
     latest_membership: Latest<(String, ChatId)>,
     /// Held by the membership re-read after a reconnect, one at a time.
     repairing: tokio::sync::Mutex<()>,
+    /// Users whose channel went live only once their chats were loaded,
+    /// to read again together by the next repair (`hub::repair`).
+    awaiting_repair: Mutex<Vec<Arc<LocalUser>>>,
 }
 
 impl Hub {
@@ -199,6 +202,7 @@ impl Hub {
             latest_presence: LatestPresence::new(),
             latest_membership: Latest::new(),
             repairing: tokio::sync::Mutex::new(()),
+            awaiting_repair: Mutex::default(),
         })
     }
 

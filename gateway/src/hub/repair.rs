@@ -49,14 +49,24 @@ impl Hub {
     /// Once Redis confirms `user`'s channel, reads their chats again and
     /// follows what the store says: for a user whose chats were loaded
     /// before the channel was live (setup could not wait for it), since a
-    /// change published in between reached neither.
+    /// change published in between reached neither. Users whose channels
+    /// go live together (the subscription came back after an outage that
+    /// thousands connected through) are read together, as many per
+    /// statement as a whole node's repair reads.
     pub fn repair_once_subscribed(self: &Arc<Self>, user: Arc<LocalUser>) {
         let hub = self.clone();
         tokio::spawn(async move {
             // Still not live after the wait: the listener is reconnecting,
             // and its reconnect reads every loaded user's chats again.
-            if hub.broker.user_subscribed_eventually(&user.id, SUBSCRIBED_WAIT).await {
-                hub.repair(vec![user]).await;
+            if !hub.broker.user_subscribed_eventually(&user.id, SUBSCRIBED_WAIT).await {
+                return;
+            }
+            lock(&hub.awaiting_repair).push(user);
+            let _one_at_a_time = hub.repairing.lock().await;
+            // Whoever gets the lock first takes every user queued by then.
+            let users = std::mem::take(&mut *lock(&hub.awaiting_repair));
+            if !users.is_empty() {
+                hub.repair_in_passes(users).await;
             }
         });
     }
@@ -64,8 +74,13 @@ impl Hub {
     /// Repairs `users`, and again those whose membership changed while
     /// read, a few passes at most. One repair runs at a time; another asked
     /// for meanwhile runs after it.
-    async fn repair(&self, mut users: Vec<Arc<LocalUser>>) {
+    async fn repair(&self, users: Vec<Arc<LocalUser>>) {
         let _one_at_a_time = self.repairing.lock().await;
+        self.repair_in_passes(users).await;
+    }
+
+    /// [`Hub::repair`], with the lock held.
+    async fn repair_in_passes(&self, mut users: Vec<Arc<LocalUser>>) {
         for _ in 0..PASSES {
             let mut moved = Vec::new();
             for part in users.chunks(USERS_PER_READ) {
