@@ -57,6 +57,15 @@ const STANDALONE: Decided = Decided { seq: 0, follows: 0 };
 /// (this many users times their chats) and one publish.
 const ANNOUNCE_BATCH: usize = 256;
 
+/// Why `GET /v1/presence` could not be answered.
+#[derive(Debug, thiserror::Error)]
+pub enum ViewError {
+    #[error("presence counts unavailable: {0}")]
+    Counts(redis::RedisError),
+    #[error(transparent)]
+    Store(shared::store::StoreError),
+}
+
 pub struct Presence {
     /// This node's open connections per user.
     local: DashMap<String, usize>,
@@ -164,34 +173,36 @@ impl Presence {
         self.local.iter().map(|e| (e.key().clone(), *e.value())).collect()
     }
 
-    async fn is_online(&self, user: &str) -> bool {
-        match &self.cluster {
-            None => self.local.contains_key(user),
-            Some(cluster) => cluster.is_online(user).await,
-        }
-    }
-
     fn transition(&self, user: &str, transition: Transition) {
         lock(&self.pending).record(user, transition);
         self.wake.notify_one();
     }
 
-    /// `GET /v1/presence`: an online user was last seen now.
-    pub async fn view(&self, store: &Store, users: &[String]) -> Result<Vec<PresenceView>, shared::store::StoreError> {
-        let mut views = Vec::with_capacity(users.len());
-        for user in users {
-            let online = self.is_online(user).await;
-            let last_seen = if online {
-                Some(now_ms())
-            } else {
-                match self.last_seen.get(user).map(|t| *t) {
-                    Some(t) => Some(t),
-                    None => within(STORE_DEADLINE, store.last_seen(user)).await?,
-                }
-            };
-            views.push(PresenceView { user_id: user.clone(), online, last_seen });
-        }
-        Ok(views)
+    /// `GET /v1/presence`: an online user was last seen now. One round trip
+    /// to Redis for every user's counts, one statement for the last-seen
+    /// times not held here.
+    pub async fn view(&self, store: &Store, users: &[String]) -> Result<Vec<PresenceView>, ViewError> {
+        let online: Vec<bool> = match &self.cluster {
+            None => users.iter().map(|user| self.local.contains_key(user)).collect(),
+            Some(cluster) => cluster.online_all(users).await.map_err(ViewError::Counts)?,
+        };
+        // Taken before the store is read: a time leaves this map only once
+        // it is stored.
+        let held: Vec<Option<Millis>> = users.iter().map(|user| self.last_seen.get(user).map(|t| *t)).collect();
+        let unheld: Vec<&str> = users
+            .iter()
+            .zip(&online)
+            .zip(&held)
+            .filter(|((_, online), held)| !**online && held.is_none())
+            .map(|((user, _), _)| user.as_str())
+            .collect();
+        let stored = within(STORE_DEADLINE, store.last_seen_all(&unheld)).await.map_err(ViewError::Store)?;
+        let now = now_ms();
+        let views = users.iter().zip(online).zip(held).map(|((user, online), held)| {
+            let last_seen = if online { Some(now) } else { held.or_else(|| stored.get(user).copied()) };
+            PresenceView { user_id: user.clone(), online, last_seen }
+        });
+        Ok(views.collect())
     }
 
     /// The announcer. Runs until `stop`, then announces what is left. A

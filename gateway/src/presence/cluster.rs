@@ -304,10 +304,16 @@ impl ClusterPresence {
         pipeline.query_async(&mut self.redis.clone()).await
     }
 
-    pub async fn is_online(&self, user: &str) -> bool {
+    /// Whether each of `users` has a connection anywhere, in one round
+    /// trip.
+    pub async fn online_all(&self, users: &[String]) -> redis::RedisResult<Vec<bool>> {
+        let mut pipeline = redis::pipe();
+        for user in users {
+            pipeline.hvals(self.keys.online(user));
+        }
         let mut redis = self.redis.clone();
-        let counts: redis::RedisResult<Vec<i64>> = redis.hvals(self.keys.online(user)).await;
-        counts.map(|counts| counts.iter().sum::<i64>() > 0).unwrap_or(false)
+        let counts: Vec<Vec<i64>> = pipeline.query_async(&mut redis).await?;
+        Ok(counts.iter().map(|counts| counts.iter().sum::<i64>() > 0).collect())
     }
 
     /// The users `node`'s reaping left offline, and the number to announce

@@ -11,6 +11,7 @@ use shared::protocol::native::outbound::presence_json;
 
 use super::auth::{ApiError, Caller};
 use crate::node::Node;
+use crate::presence::ViewError;
 
 /// Users one request may ask about.
 const MAX_USERS: usize = 500;
@@ -35,6 +36,15 @@ pub async fn presence(
     if let Some(invalid) = users.iter().find(|u| !shared::auth::valid_user_id(u)) {
         return Err(Refusal::bad_request(format!("{invalid:?} is not a valid user id")).into());
     }
-    let views: Vec<Value> = node.presence.view(&node.store, &users).await?.iter().map(presence_json).collect();
-    Ok(Json(json!({ "users": views })))
+    let views = match node.presence.view(&node.store, &users).await {
+        Ok(views) => views,
+        Err(ViewError::Store(e)) => return Err(e.into()),
+        // Everyone offline would be an answer, and a wrong one.
+        Err(ViewError::Counts(e)) => {
+            metrics::counter!("chat_redis_errors_total", "op" => "presence").increment(1);
+            tracing::warn!(error = %e, "presence counts unavailable for a REST request");
+            return Err(ApiError::unavailable("presence is unavailable (Redis did not answer); try again"));
+        }
+    };
+    Ok(Json(json!({ "users": views.iter().map(presence_json).collect::<Vec<Value>>() })))
 }

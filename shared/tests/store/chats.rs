@@ -212,9 +212,14 @@ async fn last_seen_times_are_recorded_for_a_whole_batch() {
         store.set_last_seen_all(&[("alice", 10)]).await.expect("first");
         store.set_last_seen_all(&[("alice", 20), ("bob", 30), ("q\"uote", 40)]).await.expect("batch");
         store.set_last_seen_all(&[]).await.expect("nothing to record");
-        for (user, at) in [("alice", Some(20)), ("bob", Some(30)), ("q\"uote", Some(40)), ("carol", None)] {
-            assert_eq!(store.last_seen(user).await.expect("read"), at, "{user} on {:?}", store.backend());
-        }
+        let seen = store.last_seen_all(&["alice", "bob", "q\"uote", "carol", "alice"]).await.expect("read");
+        let expected = std::collections::HashMap::from([
+            ("alice".to_owned(), 20),
+            ("bob".to_owned(), 30),
+            ("q\"uote".to_owned(), 40),
+        ]);
+        assert_eq!(seen, expected, "carol was never seen; on {:?}", store.backend());
+        assert!(store.last_seen_all(&[]).await.expect("nobody").is_empty());
     }
 }
 

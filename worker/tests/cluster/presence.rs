@@ -379,6 +379,22 @@ async fn an_announcement_published_while_the_subscription_was_down_arrives_once_
     cluster.wait_for_log(gateway, "presence announcements read again").await;
 }
 
+/// With Redis away a gateway cannot tell who is online: `GET
+/// /v1/presence` answers 503 rather than everyone offline, as it used to.
+#[tokio::test]
+async fn rest_presence_is_unavailable_rather_than_wrong_while_redis_is_away() {
+    let mut cluster = Cluster::start(Options { private_redis: true, ..Options::default() }, 1, 1).await;
+    cluster.group(0, "alice", &["bob"]).await;
+    let _bob = cluster.connect(0, "bob").await;
+    let (status, body) = cluster.call(0, "GET", "alice", "/v1/presence?users=bob,carol", None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!((&body["users"][0]["online"], &body["users"][1]["online"]), (&json!(true), &json!(false)), "{body}");
+
+    cluster.redis.as_mut().expect("private redis").stop();
+    let (status, body) = cluster.call(0, "GET", "alice", "/v1/presence?users=bob", None).await;
+    assert_eq!((status, &body["code"]), (503, &json!("internal")), "{body}");
+}
+
 /// Each gateway times the announcements it makes for operators
 /// (`chat_presence_delay_seconds`), and only those: bob's `online` on the
 /// first, alice's `online` and `offline` on the second.
