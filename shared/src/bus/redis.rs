@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{FutureExt, StreamExt};
 use redis::aio::ConnectionManagerConfig;
+use redis::Value;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -25,8 +26,6 @@ use super::presence_log;
 use super::redis_connection::RedisConnection;
 use super::stream_entries::COMMAND_FIELD;
 use super::{BusError, CommandEnvelope, Event, EventSink};
-use crate::clock::now_ms;
-use crate::model::Millis;
 use crate::sync::lock;
 
 /// Streams are capped (approximately) at this many entries each, so a
@@ -165,10 +164,36 @@ impl RedisBroker {
         if events.is_empty() {
             return Ok(());
         }
+        // Replies are read one by one: a presence log append Redis refused
+        // (its memory full) must not count as a failure of the
+        // announcement, which went out all the same.
         let mut pipeline = redis::pipe();
-        self.add_publishes(&mut pipeline, events)?;
+        pipeline.ignore_errors();
+        let mut is_log_append = Vec::with_capacity(events.len());
+        for event in events {
+            if self.push_publish(&mut pipeline, event, false)? {
+                is_log_append.push(true);
+            }
+            is_log_append.push(false);
+        }
         let mut publisher = self.inner.publisher.clone();
-        let () = pipeline.query_async(&mut publisher).await.map_err(unavailable)?;
+        let replies: Vec<Value> = pipeline.query_async(&mut publisher).await.map_err(unavailable)?;
+        let mut refused_appends = 0;
+        for (reply, is_log_append) in replies.iter().zip(is_log_append) {
+            match reply {
+                Value::ServerError(e) if is_log_append => {
+                    refused_appends += 1;
+                    if refused_appends == 1 {
+                        tracing::warn!(error = %e, "presence log append refused; a gateway resubscribing will miss it");
+                    }
+                }
+                Value::ServerError(e) => return Err(BusError::Unavailable(e.to_string())),
+                _ => {}
+            }
+        }
+        if refused_appends > 0 {
+            metrics::counter!("chat_redis_errors_total", "op" => "presence_log").increment(refused_appends);
+        }
         Ok(())
     }
 
@@ -177,13 +202,27 @@ impl RedisBroker {
     /// before anything the caller appends after them on the same connection.
     pub fn add_publishes(&self, pipeline: &mut redis::Pipeline, events: &[Event]) -> Result<(), BusError> {
         for event in events {
-            let payload = serde_json::to_string(event).map_err(|e| BusError::Unavailable(e.to_string()))?;
-            if matches!(event, Event::Presence { .. }) {
-                presence_log::append(pipeline, &self.inner.keys, &payload);
-            }
-            pipeline.publish(self.channel(event), payload).ignore();
+            self.push_publish(pipeline, event, true)?;
         }
         Ok(())
+    }
+
+    /// Appends `event`'s PUBLISH to `pipeline`, after its append to the
+    /// presence log if it is an announcement; says whether it is.
+    fn push_publish(&self, pipeline: &mut redis::Pipeline, event: &Event, ignored: bool) -> Result<bool, BusError> {
+        let payload = serde_json::to_string(event).map_err(|e| BusError::Unavailable(e.to_string()))?;
+        let logged = matches!(event, Event::Presence { .. });
+        if logged {
+            presence_log::append(pipeline, &self.inner.keys, &payload);
+            if ignored {
+                pipeline.ignore();
+            }
+        }
+        pipeline.publish(self.channel(event), payload);
+        if ignored {
+            pipeline.ignore();
+        }
+        Ok(logged)
     }
 
     /// Marks `channel` as wanted or not; the listener applies it.
@@ -197,8 +236,8 @@ impl RedisBroker {
     /// Receives events for `sink` until `stop`, reconnecting as needed.
     pub async fn listen(self, sink: Arc<dyn EventSink>, stop: CancellationToken) {
         let mut backoff = Duration::from_millis(100);
-        // When the subscription last showed itself alive: none before the
-        // first, which has missed nothing this node's clients could be owed.
+        // When the subscription last showed itself alive, to tell when an
+        // outage outlasted what the presence log's re-read recovers.
         let mut last_heard = None;
         loop {
             if stop.is_cancelled() {
@@ -226,7 +265,7 @@ impl RedisBroker {
         &self,
         sink: &Arc<dyn EventSink>,
         stop: &CancellationToken,
-        last_heard: &mut Option<Millis>,
+        last_heard: &mut Option<Instant>,
     ) -> Result<(), redis::RedisError> {
         let client = redis::Client::open(self.inner.url.as_str())?;
         let (mut subscriber, mut messages) = answered(client.get_async_pubsub()).await?.split();
@@ -243,23 +282,33 @@ impl RedisBroker {
         sink.replies_may_be_lost();
         sink.memberships_may_be_stale();
         sink.resync(all.iter().filter_map(|c| self.inner.keys.chat_of_channel(c)).collect());
-        let presence = self.inner.keys.presence_channel();
-        if let Some(since) = last_heard.replace(now_ms()) {
-            if all.contains(&presence) {
-                self.reread_presence(since, sink.clone());
+        if let Some(unheard) = last_heard.replace(Instant::now()).map(|at| at.elapsed()) {
+            if unheard.as_millis() > presence_log::REREAD_MS as u128 {
+                tracing::warn!(
+                    unheard_for_s = unheard.as_secs(),
+                    "presence announcements older than {} s are not read again; co-members may show stale presence",
+                    presence_log::REREAD_MS / 1000
+                );
             }
         }
+        // Read here, between live events rather than beside them: the sink
+        // checks an announcement's number and delivers it in two steps, and
+        // a second deliverer could slip a later one in between.
+        let mut reread_due = all.contains(&self.inner.keys.presence_channel()).then(tokio::time::Instant::now);
         let mut ping = tokio::time::interval(SUBSCRIPTION_PING_EVERY);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_message = Instant::now();
         loop {
             tokio::select! {
+                _ = tokio::time::sleep_until(reread_due.unwrap_or_else(tokio::time::Instant::now)), if reread_due.is_some() => {
+                    reread_due = self.reread_presence(sink.as_ref()).await;
+                }
                 _ = ping.tick() => {
                     // The reconnect that follows a silent ping resyncs every
                     // chat, which recovers what was published meanwhile.
                     if last_message.elapsed() >= SUBSCRIPTION_PING_EVERY {
                         answered(subscriber.ping::<redis::Value>()).await?;
-                        *last_heard = Some(now_ms());
+                        *last_heard = Some(Instant::now());
                     }
                 }
                 message = messages.next() => {
@@ -267,7 +316,7 @@ impl RedisBroker {
                         return Err(redis::RedisError::from(std::io::Error::other("subscriber connection closed")));
                     };
                     last_message = Instant::now();
-                    *last_heard = Some(now_ms());
+                    *last_heard = Some(last_message);
                     // Whatever else has arrived goes with it, in order, as
                     // one batch: the sink writes each connection once per
                     // batch (a member's receipts from every other member).
@@ -301,31 +350,32 @@ impl RedisBroker {
         }
     }
 
-    /// Has the presence announcements made since `last_heard` read again
-    /// and delivered (`presence_log`), in the background: the subscription
-    /// is live again, and its events flow meanwhile.
-    fn reread_presence(&self, last_heard: Millis, sink: Arc<dyn EventSink>) {
-        let (from, cut_short) = presence_log::reread_from(last_heard, now_ms());
-        if cut_short {
-            tracing::warn!(
-                unheard_for_ms = now_ms() - last_heard,
-                "presence announcements older than {} s are not read again; co-members may show stale presence",
-                presence_log::REREAD_AT_MOST_MS / 1000
-            );
-        }
-        let inner = self.inner.clone();
-        tokio::spawn(async move {
-            match presence_log::reread(&inner.publisher, &inner.keys, from, sink.as_ref()).await {
-                Ok(read) => {
-                    metrics::counter!("chat_presence_reread_total").increment(read as u64);
-                    tracing::info!(read, "presence announcements read again after the subscription came back");
+    /// Reads the presence log's last announcements again and delivers them
+    /// (`presence_log`); when Redis did not answer, when to try again.
+    async fn reread_presence(&self, sink: &dyn EventSink) -> Option<tokio::time::Instant> {
+        match presence_log::reread(&self.inner.publisher, &self.inner.keys, sink).await {
+            Ok(reread) => {
+                metrics::counter!("chat_presence_reread_total").increment(reread.read as u64);
+                tracing::info!(
+                    read = reread.read,
+                    "presence announcements of the last {} s read again",
+                    presence_log::REREAD_MS / 1000
+                );
+                if reread.cut_short {
+                    tracing::warn!(
+                        "more than {} presence announcements in {} s: the oldest are not read again; co-members may show stale presence",
+                        presence_log::MAX_LEN,
+                        presence_log::REREAD_MS / 1000
+                    );
                 }
-                Err(e) => {
-                    metrics::counter!("chat_redis_errors_total", "op" => "presence_reread").increment(1);
-                    tracing::warn!(error = %e, "could not read presence announcements again; co-members may show stale presence");
-                }
+                None
             }
-        });
+            Err(e) => {
+                metrics::counter!("chat_redis_errors_total", "op" => "presence_reread").increment(1);
+                tracing::warn!(error = %e, "could not read presence announcements again; retrying in a second");
+                Some(tokio::time::Instant::now() + REREAD_RETRY)
+            }
+        }
     }
 }
 
@@ -338,6 +388,9 @@ async fn answered<T>(request: impl Future<Output = redis::RedisResult<T>>) -> re
         Err(_) => Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into()),
     }
 }
+
+/// How long a failed presence re-read waits before the next try.
+const REREAD_RETRY: Duration = Duration::from_secs(1);
 
 /// The most events of the subscription handed to the sink as one batch.
 const DELIVER_AT_ONCE: usize = 256;

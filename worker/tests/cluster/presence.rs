@@ -376,7 +376,27 @@ async fn an_announcement_published_while_the_subscription_was_down_arrives_once_
         }
     };
     assert_eq!((&frame["type"], &frame["userId"]), (&json!("offline"), &json!("alice")), "{frame}");
-    cluster.wait_for_log(gateway, "presence announcements read again").await;
+}
+
+/// The presence log refusing an append (its key holds a string here; in
+/// production, Redis's memory is full) does not fail the announcement,
+/// which went out all the same: bob hears alice, and the announcer counts
+/// it published. It used to count it failed, and announce her again.
+#[tokio::test]
+async fn an_announcement_the_presence_log_refuses_still_counts_as_made() {
+    let cluster = Cluster::start(Options::default(), 1, 1).await;
+    cluster.group(0, "bob", &["alice"]).await;
+    let mut bob = cluster.connect(0, "bob").await;
+    announcements_timed(&cluster, 0, 1).await;
+    let mut redis = cluster.redis().await;
+    let _: () = redis.set(cluster.keys().presence_log(), "not a stream").await.expect("SET");
+
+    let _alice = cluster.connect(0, "alice").await;
+    assert_eq!(bob.recv_type("online").await["userId"], "alice");
+    announcements_timed(&cluster, 0, 2).await;
+    let gateway = &cluster.gateways[0].service;
+    assert!(gateway.log().contains("presence log append refused"), "{}", gateway.log());
+    assert!(!gateway.log().contains("presence not announced"), "{}", gateway.log());
 }
 
 /// With Redis away a gateway cannot tell who is online: `GET
