@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-final LABEL=s36-final bench/rest-presence.sh
