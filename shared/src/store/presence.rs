@@ -38,6 +38,19 @@ impl Store {
         Ok(())
     }
 
+    /// `users` as a table `v` of one column, `column1`, and the arguments
+    /// it binds: the left side of a lookup per user.
+    fn users_table<'q>(&self, users: &[&'q str]) -> Result<(String, sqlx::any::AnyArguments<'q>), StoreError> {
+        let mut keys = BatchRows::for_backend(self.backend, &[Column::Text]);
+        for user in users {
+            keys.push([Value::Text(user)]);
+        }
+        let table = keys.table(&mut Placeholders::for_backend(self.backend), "v");
+        let mut args = sqlx::any::AnyArguments::default();
+        keys.add_to(&mut args)?;
+        Ok((table, args))
+    }
+
     /// When each of `users` was last seen, in one statement (a user never
     /// seen is absent): `GET /v1/presence` asks about up to 500 at once,
     /// and one statement each kept the caller waiting for 500 round trips.
@@ -47,11 +60,7 @@ impl Store {
         if users.is_empty() {
             return Ok(HashMap::new());
         }
-        let mut keys = BatchRows::for_backend(self.backend, &[Column::Text]);
-        for user in users {
-            keys.push([Value::Text(user)]);
-        }
-        let table = keys.table(&mut Placeholders::for_backend(self.backend), "v");
+        let (table, args) = self.users_table(users)?;
         let sql = match self.backend {
             Backend::Postgres => format!(
                 "SELECT v.column1, u.last_seen FROM {table} CROSS JOIN LATERAL \
@@ -62,8 +71,6 @@ impl Store {
                  WHERE u.last_seen IS NOT NULL"
             ),
         };
-        let mut args = sqlx::any::AnyArguments::default();
-        keys.add_to(&mut args)?;
         let rows: Vec<(String, i64)> = sqlx::query_as_with(&sql, args).fetch_all(&self.reader).await?;
         Ok(rows.into_iter().collect())
     }
@@ -81,11 +88,7 @@ impl Store {
         if users.is_empty() {
             return Ok(HashMap::new());
         }
-        let mut keys = BatchRows::for_backend(self.backend, &[Column::Text]);
-        for user in users {
-            keys.push([Value::Text(user)]);
-        }
-        let table = keys.table(&mut Placeholders::for_backend(self.backend), "v");
+        let (table, args) = self.users_table(users)?;
         let sql = match self.backend {
             Backend::Postgres => format!(
                 "SELECT v.column1, m.chat_id FROM {table} CROSS JOIN LATERAL \
@@ -95,8 +98,6 @@ impl Store {
                 format!("SELECT v.column1, m.chat_id FROM {table} JOIN members m ON m.user_id = v.column1")
             }
         };
-        let mut args = sqlx::any::AnyArguments::default();
-        keys.add_to(&mut args)?;
         let rows: Vec<(String, ChatId)> = sqlx::query_as_with(&sql, args).fetch_all(&self.reader).await?;
         let mut chats: HashMap<UserId, Vec<ChatId>> = HashMap::new();
         for (user, chat) in rows {
