@@ -47,46 +47,55 @@ pub fn append(pipeline: &mut redis::Pipeline, keys: &Keys, payload: &str) {
     pipeline.cmd("XADD").arg(keys.presence_log()).arg("MAXLEN").arg("~").arg(MAX_LEN).arg("*").arg(FIELD).arg(payload);
 }
 
-/// What a re-read found.
-#[derive(Debug, PartialEq)]
+/// A re-read in progress, a page at a time: the listener reads one page
+/// between live events, so that a full log (a hundred pages) does not hold
+/// back the events, replies and subscriptions it carries meanwhile.
+#[derive(Debug, Default)]
 pub struct Reread {
-    /// Announcements read and handed on.
+    /// Where the next page starts; none before the window is known.
+    start: Option<String>,
+    /// Announcements read and handed on so far.
     pub read: usize,
     /// The log no longer reaches back the whole window: more than
     /// [`MAX_LEN`] announcements were made in it, the oldest are gone.
     pub cut_short: bool,
 }
 
-/// Reads the announcements of the last [`REREAD_MS`] and hands them to
-/// `sink` page by page, in the order they were appended.
-pub async fn reread(
-    connection: &RedisConnection,
-    keys: &Keys,
-    sink: &dyn EventSink,
-) -> Result<Reread, redis::RedisError> {
-    let key = keys.presence_log();
-    let mut connection = connection.clone();
-    let ((seconds, micros), oldest, len): ((i64, i64), Value, usize) = redis::pipe()
-        .cmd("TIME")
-        .cmd("XRANGE")
-        .arg(&key)
-        .arg("-")
-        .arg("+")
-        .arg("COUNT")
-        .arg(1)
-        .cmd("XLEN")
-        .arg(&key)
-        .query_async(&mut connection)
-        .await?;
-    let from = seconds * 1000 + micros / 1000 - REREAD_MS;
-    let oldest = range_entries_of(oldest, FIELD).first().and_then(|entry| id_ms(&entry.id));
-    let cut_short = len >= MAX_LEN && oldest.is_some_and(|oldest| oldest > from);
-    let mut start = from.max(0).to_string();
-    let mut read = 0;
-    loop {
+impl Reread {
+    /// Takes the next step: finds the window (by Redis's clock), or reads
+    /// the next page of it and hands its announcements to `sink`, in the
+    /// order they were appended. Whether the re-read is done. A step that
+    /// failed can be taken again.
+    pub async fn step(
+        &mut self,
+        connection: &RedisConnection,
+        keys: &Keys,
+        sink: &dyn EventSink,
+    ) -> Result<bool, redis::RedisError> {
+        let key = keys.presence_log();
+        let mut connection = connection.clone();
+        let Some(start) = &self.start else {
+            let ((seconds, micros), oldest, len): ((i64, i64), Value, usize) = redis::pipe()
+                .cmd("TIME")
+                .cmd("XRANGE")
+                .arg(&key)
+                .arg("-")
+                .arg("+")
+                .arg("COUNT")
+                .arg(1)
+                .cmd("XLEN")
+                .arg(&key)
+                .query_async(&mut connection)
+                .await?;
+            let from = seconds * 1000 + micros / 1000 - REREAD_MS;
+            let oldest = range_entries_of(oldest, FIELD).first().and_then(|entry| id_ms(&entry.id));
+            self.cut_short = len >= MAX_LEN && oldest.is_some_and(|oldest| oldest > from);
+            self.start = Some(from.max(0).to_string());
+            return Ok(false);
+        };
         let page: Value = redis::cmd("XRANGE")
             .arg(&key)
-            .arg(&start)
+            .arg(start)
             .arg("+")
             .arg("COUNT")
             .arg(PAGE)
@@ -94,14 +103,11 @@ pub async fn reread(
             .await?;
         let full = matches!(&page, Value::Array(entries) if entries.len() == PAGE);
         let entries = range_entries_of(page, FIELD);
-        let Some(last) = entries.last() else { return Ok(Reread { read, cut_short }) };
-        start = format!("({}", last.id);
-        read += entries.len();
-        let events = entries.iter().filter_map(|entry| decode(&entry.id, entry.payload.as_deref())).collect();
-        sink.deliver_all(events);
-        if !full {
-            return Ok(Reread { read, cut_short });
-        }
+        let Some(last) = entries.last() else { return Ok(true) };
+        self.start = Some(format!("({}", last.id));
+        self.read += entries.len();
+        sink.deliver_all(entries.iter().filter_map(|entry| decode(&entry.id, entry.payload.as_deref())).collect());
+        Ok(!full)
     }
 }
 

@@ -156,10 +156,11 @@ impl RedisBroker {
     /// Publishes `events` in order in one pipeline: one round trip for a
     /// whole batch instead of one per event, which is what bounds a shard's
     /// throughput and its acks' latency. A single connection keeps them in
-    /// order; on error an unknown prefix may have gone out, which the
-    /// redelivery that follows repeats (gateways drop chat events they
-    /// already delivered by id; a reply may reach its client twice, as it
-    /// could when events were published one by one).
+    /// order; on a connection error an unknown prefix may have gone out,
+    /// and a command Redis refused does not stop those after it, so a
+    /// retry may repeat events (gateways drop chat events they already
+    /// delivered by id; a reply may reach its client twice, as it could
+    /// when events were published one by one).
     pub async fn publish_all(&self, events: &[Event]) -> Result<(), BusError> {
         if events.is_empty() {
             return Ok(());
@@ -181,7 +182,9 @@ impl RedisBroker {
         let mut refused_appends = 0;
         for (reply, is_log_append) in replies.iter().zip(is_log_append) {
             match reply {
-                Value::ServerError(e) if is_log_append => {
+                // Refusals of the log alone; any other (READONLY: this
+                // connection reaches a demoted primary) fails the batch.
+                Value::ServerError(e) if is_log_append && matches!(e.code(), "OOM" | "WRONGTYPE") => {
                     refused_appends += 1;
                     if refused_appends == 1 {
                         tracing::warn!(error = %e, "presence log append refused; a gateway resubscribing will miss it");
@@ -200,6 +203,8 @@ impl RedisBroker {
     /// Appends a PUBLISH of each of `events`, in order and with their
     /// replies ignored, to a pipeline the caller sends: Redis runs them
     /// before anything the caller appends after them on the same connection.
+    /// Unlike [`RedisBroker::publish_all`], a presence log append Redis
+    /// refuses fails the caller's pipeline; workers publish no presence.
     pub fn add_publishes(&self, pipeline: &mut redis::Pipeline, events: &[Event]) -> Result<(), BusError> {
         for event in events {
             self.push_publish(pipeline, event, true)?;
@@ -294,14 +299,14 @@ impl RedisBroker {
         // Read here, between live events rather than beside them: the sink
         // checks an announcement's number and delivers it in two steps, and
         // a second deliverer could slip a later one in between.
-        let mut reread_due = all.contains(&self.inner.keys.presence_channel()).then(tokio::time::Instant::now);
+        let mut reread = all.contains(&self.inner.keys.presence_channel()).then(RereadSchedule::now);
         let mut ping = tokio::time::interval(SUBSCRIPTION_PING_EVERY);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_message = Instant::now();
         loop {
             tokio::select! {
-                _ = tokio::time::sleep_until(reread_due.unwrap_or_else(tokio::time::Instant::now)), if reread_due.is_some() => {
-                    reread_due = self.reread_presence(sink.as_ref()).await;
+                _ = tokio::time::sleep_until(reread.as_ref().map_or_else(tokio::time::Instant::now, |r| r.due)), if reread.is_some() => {
+                    self.reread_presence_step(&mut reread, sink.as_ref()).await;
                 }
                 _ = ping.tick() => {
                     // The reconnect that follows a silent ping resyncs every
@@ -350,32 +355,48 @@ impl RedisBroker {
         }
     }
 
-    /// Reads the presence log's last announcements again and delivers them
-    /// (`presence_log`); when Redis did not answer, when to try again.
-    async fn reread_presence(&self, sink: &dyn EventSink) -> Option<tokio::time::Instant> {
-        match presence_log::reread(&self.inner.publisher, &self.inner.keys, sink).await {
-            Ok(reread) => {
-                metrics::counter!("chat_presence_reread_total").increment(reread.read as u64);
-                tracing::info!(
-                    read = reread.read,
-                    "presence announcements of the last {} s read again",
-                    presence_log::REREAD_MS / 1000
-                );
-                if reread.cut_short {
+    /// Takes the next step of the presence log's re-read
+    /// (`presence_log::Reread`), and schedules the one after it: at once,
+    /// or after a failure later and later; none once done.
+    async fn reread_presence_step(&self, schedule: &mut Option<RereadSchedule>, sink: &dyn EventSink) {
+        let Some(reread) = schedule else { return };
+        match reread.progress.step(&self.inner.publisher, &self.inner.keys, sink).await {
+            Ok(false) => reread.due = tokio::time::Instant::now(),
+            Ok(true) => {
+                let (read, cut_short) = (reread.progress.read, reread.progress.cut_short);
+                *schedule = None;
+                metrics::counter!("chat_presence_reread_total").increment(read as u64);
+                let window = presence_log::REREAD_MS / 1000;
+                tracing::info!(read, "presence announcements of the last {window} s read again");
+                if cut_short {
                     tracing::warn!(
-                        "more than {} presence announcements in {} s: the oldest are not read again; co-members may show stale presence",
-                        presence_log::MAX_LEN,
-                        presence_log::REREAD_MS / 1000
+                        "more than {} presence announcements in {window} s: the oldest are not read again; co-members may show stale presence",
+                        presence_log::MAX_LEN
                     );
                 }
-                None
             }
             Err(e) => {
                 metrics::counter!("chat_redis_errors_total", "op" => "presence_reread").increment(1);
-                tracing::warn!(error = %e, "could not read presence announcements again; retrying in a second");
-                Some(tokio::time::Instant::now() + REREAD_RETRY)
+                tracing::warn!(error = %e, retry_in_s = reread.retry.as_secs(), "could not read presence announcements again");
+                reread.due = tokio::time::Instant::now() + reread.retry;
+                reread.retry = (reread.retry * 2).min(REREAD_RETRY_MAX);
             }
         }
+    }
+}
+
+/// A re-read of the presence log under way on this subscription.
+struct RereadSchedule {
+    progress: presence_log::Reread,
+    /// When its next step is due.
+    due: tokio::time::Instant,
+    /// How long it waits after its next failure.
+    retry: Duration,
+}
+
+impl RereadSchedule {
+    fn now() -> Self {
+        RereadSchedule { progress: Default::default(), due: tokio::time::Instant::now(), retry: REREAD_RETRY }
     }
 }
 
@@ -389,8 +410,11 @@ async fn answered<T>(request: impl Future<Output = redis::RedisResult<T>>) -> re
     }
 }
 
-/// How long a failed presence re-read waits before the next try.
+/// How long a failed presence re-read step waits before its first retry;
+/// the wait doubles up to [`REREAD_RETRY_MAX`] (a log key Redis keeps
+/// refusing need not be asked about every second).
 const REREAD_RETRY: Duration = Duration::from_secs(1);
+const REREAD_RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// The most events of the subscription handed to the sink as one batch.
 const DELIVER_AT_ONCE: usize = 256;

@@ -1,0 +1,54 @@
+//! The presence log against a real Redis: announcements published through
+//! the broker are read back, in order and across pages, when a listener
+//! subscribes (shared/src/bus/presence_log.rs).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use shared::bus::keys::Keys;
+use shared::bus::redis::{connect, RedisBroker};
+use shared::bus::{Event, EventSink};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+struct Collect(mpsc::UnboundedSender<Event>);
+
+impl EventSink for Collect {
+    fn deliver(&self, event: Event) {
+        let _ = self.0.send(event);
+    }
+}
+
+fn announcement(n: u64) -> Event {
+    Event::Presence { user: format!("p{n}"), online: n % 2 == 0, last_seen: 0, chats: Arc::from(vec![1]), seq: n }
+}
+
+/// 2,500 announcements (three pages of the re-read) and a typing event,
+/// published before anyone listened: a listener that subscribes to the
+/// presence channel gets every announcement from the log, once and in
+/// order, and nothing that is not one.
+#[tokio::test]
+async fn a_subscribing_listener_reads_back_every_announcement_in_order() {
+    const ANNOUNCED: u64 = 2_500;
+    let url = std::env::var("TEST_REDIS_URL").expect("TEST_REDIS_URL (run ./scripts/test)");
+    let keys = Keys::new(&format!("{}:", testkit::unique("plog")), 1);
+    let redis = RedisBroker::new(&url, connect(&url).await.expect("redis"), keys.clone());
+    let mut events: Vec<Event> = (1..=ANNOUNCED).map(announcement).collect();
+    events.insert(1_000, Event::Typing { chat: 1, user: "t".into() });
+    redis.publish_all(&events).await.expect("published");
+
+    let (sink, mut arrived) = mpsc::unbounded_channel();
+    let stop = CancellationToken::new();
+    redis.want(keys.presence_channel(), true);
+    let listening = tokio::spawn(redis.clone().listen(Arc::new(Collect(sink)), stop.clone()));
+    for expected in 1..=ANNOUNCED {
+        let got = tokio::time::timeout(Duration::from_secs(10), arrived.recv()).await;
+        match got {
+            Ok(Some(Event::Presence { seq, user, .. })) => assert_eq!((seq, user), (expected, format!("p{expected}"))),
+            other => panic!("announcement {expected}: {other:?}"),
+        }
+    }
+    stop.cancel();
+    listening.await.expect("listener");
+    assert!(arrived.try_recv().is_err(), "nothing but the announcements");
+}
