@@ -1,0 +1,1 @@
+LABEL=s36-1 bench/presence-catch-up.sh

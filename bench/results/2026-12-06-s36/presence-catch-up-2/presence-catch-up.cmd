@@ -1,0 +1,1 @@
+LABEL=s36-2 bench/presence-catch-up.sh

@@ -1,0 +1,1 @@
+LABEL=s36-3 bench/presence-catch-up.sh
