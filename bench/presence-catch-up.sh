@@ -11,8 +11,12 @@ cd "$(dirname "$0")/.."
 source scripts/lib/services.sh
 source bench/common.sh presence-catch-up
 
-gateway_pid=""
-trap 'kill $gateway_pid 2>/dev/null || true; wait 2>/dev/null || true; services_stop' EXIT
+# measure runs in a pipeline's subshell: the gateway's pid goes through a file.
+stop_all() {
+    if [ -f "$results/gateway.pid" ]; then kill "$(cat "$results/gateway.pid")" 2>/dev/null || true; rm -f "$results/gateway.pid"; fi
+    services_stop
+}
+trap stop_all EXIT
 services_install
 services_dir=$(mktemp -d); chmod 755 "$services_dir"
 services_start_redis
@@ -35,7 +39,7 @@ PY
     echo "log: $(redis-cli -u "$REDIS_URL" XLEN chat:presencelog) entries, $(redis-cli -u "$REDIS_URL" MEMORY USAGE chat:presencelog SAMPLES 0) bytes"
     echo "progress: starting the gateway" >&2
     NODE_ID=gw-1 RUST_LOG=info NO_COLOR=1 "$server_bin"/gateway --listen 127.0.0.1:0 > "$results/gateway.log" 2>&1 &
-    gateway_pid=$!
+    echo $! > "$results/gateway.pid"
     until grep -q "read again" "$results/gateway.log"; do sleep 0.05; done
     python3 - "$results/gateway.log" <<'PY'
 import re, sys, datetime
