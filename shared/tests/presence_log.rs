@@ -20,7 +20,13 @@ impl EventSink for Collect {
 }
 
 fn announcement(n: u64) -> Event {
-    Event::Presence { user: format!("p{n}"), online: n % 2 == 0, last_seen: 0, chats: Arc::from(vec![1]), seq: n }
+    Event::Presence {
+        user: format!("p{n}"),
+        online: n.is_multiple_of(2),
+        last_seen: 0,
+        chats: Arc::from(vec![1]),
+        seq: n,
+    }
 }
 
 /// 2,500 announcements (three pages of the re-read) and a typing event,
