@@ -177,11 +177,12 @@ impl Node {
             Arc::new(ClusterPresence::new(redis.clone(), keys.clone(), &settings.cluster.redis_prefix, &node_id));
         let presence = Presence::clustered_with(cluster_presence.clone());
         // A previous process under this id may have died with users online.
-        let (seq, stale) = cluster_presence.reap_previous_self().await?;
+        let at = shared::clock::now_ms();
+        let (seq, stale) = cluster_presence.reap_previous_self(at).await?;
         if !stale.is_empty() {
             tracing::info!(users = stale.len(), "cleared presence left by a previous run of this node");
         }
-        presence.reaped(stale, seq);
+        presence.reaped(stale, seq, at);
 
         let health = Health::new(settings.common.unreachable_grace_ms, true);
         let stop_others = CancellationToken::new();

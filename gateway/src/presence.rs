@@ -104,13 +104,14 @@ impl Presence {
             *count += 1;
             *count == 1
         };
+        let at = now_ms();
         let first = match &self.cluster {
             None => first_here.then_some(STANDALONE),
-            Some(cluster) => cluster.connected(user).await,
+            Some(cluster) => cluster.connected(user, at).await,
         };
         if let Some(decided) = first {
             let (seq, follows) = (decided.seq, Some(decided.follows));
-            self.transition(user, Transition { online: true, at: now_ms(), chats, seq, follows });
+            self.transition(user, Transition { online: true, at, chats, seq, follows });
         }
     }
 
@@ -125,13 +126,13 @@ impl Presence {
                 *n == 0
             })
             .is_some();
+        let at = now_ms();
         let last = match &self.cluster {
             None => last_here.then_some(STANDALONE),
-            Some(cluster) => cluster.disconnected(user).await,
+            Some(cluster) => cluster.disconnected(user, at).await,
         };
         if let Some(decided) = last {
             let (seq, follows) = (decided.seq, Some(decided.follows));
-            let at = now_ms();
             self.last_seen.insert(user.to_owned(), at);
             self.transition(user, Transition { online: false, at, chats, seq, follows });
         }
@@ -157,9 +158,8 @@ impl Presence {
         self.transition(user, Transition { online, at, chats: None, seq, follows });
     }
 
-    /// Users whose last connection was on a node that died.
-    pub fn reaped(&self, users: Vec<String>, seq: u64) {
-        let at = now_ms();
+    /// Users whose last connection was on a node that died, reaped at `at`.
+    pub fn reaped(&self, users: Vec<String>, seq: u64, at: Millis) {
         for user in users {
             self.settled(&user, false, at, seq, None);
         }
@@ -178,28 +178,23 @@ impl Presence {
         self.wake.notify_one();
     }
 
-    /// `GET /v1/presence`: an online user was last seen now. One round trip
-    /// to Redis for every user's counts, one statement for the last-seen
-    /// times not held here.
+    /// `GET /v1/presence`: an online user was last seen now, an offline one
+    /// at the latest of the times known for their last departure: Redis's
+    /// record of the user's last transition (made by whichever gateway saw
+    /// them go, before it stores the time), this node's times not yet
+    /// stored, the store's. One round trip to Redis and one statement.
     pub async fn view(&self, store: &Store, users: &[String]) -> Result<Vec<PresenceView>, ViewError> {
-        let online: Vec<bool> = match &self.cluster {
-            None => users.iter().map(|user| self.local.contains_key(user)).collect(),
-            Some(cluster) => cluster.online_all(users).await.map_err(ViewError::Counts)?,
+        let states: Vec<(bool, Option<Millis>)> = match &self.cluster {
+            None => users.iter().map(|user| (self.local.contains_key(user), None)).collect(),
+            Some(cluster) => cluster.states_all(users).await.map_err(ViewError::Counts)?,
         };
-        // Taken before the store is read: a time leaves this map only once
-        // it is stored.
         let held: Vec<Option<Millis>> = users.iter().map(|user| self.last_seen.get(user).map(|t| *t)).collect();
-        let unheld: Vec<&str> = users
-            .iter()
-            .zip(&online)
-            .zip(&held)
-            .filter(|((_, online), held)| !**online && held.is_none())
-            .map(|((user, _), _)| user.as_str())
-            .collect();
-        let stored = within(STORE_DEADLINE, store.last_seen_all(&unheld)).await.map_err(ViewError::Store)?;
+        let offline: Vec<&str> =
+            users.iter().zip(&states).filter(|(_, (online, _))| !online).map(|(user, _)| user.as_str()).collect();
+        let stored = within(STORE_DEADLINE, store.last_seen_all(&offline)).await.map_err(ViewError::Store)?;
         let now = now_ms();
-        let views = users.iter().zip(online).zip(held).map(|((user, online), held)| {
-            let last_seen = if online { Some(now) } else { held.or_else(|| stored.get(user).copied()) };
+        let views = users.iter().zip(states).zip(held).map(|((user, (online, departed)), held)| {
+            let last_seen = if online { Some(now) } else { departed.max(held).max(stored.get(user).copied()) };
             PresenceView { user_id: user.clone(), online, last_seen }
         });
         Ok(views.collect())

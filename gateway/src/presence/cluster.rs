@@ -138,7 +138,13 @@ impl ClusterPresence {
     /// Applies (or, for a retried `change`, looks up) one connection's
     /// arrival or departure: the user's total right after it, and now, and
     /// the transition to announce if any (see [`COUNT`]).
-    async fn count(&self, user: &str, change: u64, connect: bool) -> redis::RedisResult<(i64, i64, Option<Decided>)> {
+    async fn count(
+        &self,
+        user: &str,
+        change: u64,
+        connect: bool,
+        at: Millis,
+    ) -> redis::RedisResult<(i64, i64, Option<Decided>)> {
         let mut redis = self.redis.clone();
         let (after, now, seq, follows): (i64, i64, u64, u64) = self
             .count
@@ -151,6 +157,7 @@ impl ClusterPresence {
             .arg(user)
             .arg(change)
             .arg(if connect { 1 } else { -1 })
+            .arg(at)
             .invoke_async(&mut redis)
             .await?;
         Ok((after, now, (seq != 0).then_some(Decided { seq, follows })))
@@ -161,25 +168,25 @@ impl ClusterPresence {
         self.counting.read().await
     }
 
-    /// If this connection made the user online cluster-wide, the
-    /// transition to announce.
-    pub async fn connected(&self, user: &str) -> Option<Decided> {
-        self.changed(user, true).await
+    /// If this connection, opened at `at`, made the user online
+    /// cluster-wide, the transition to announce.
+    pub async fn connected(&self, user: &str, at: Millis) -> Option<Decided> {
+        self.changed(user, true, at).await
     }
 
-    /// If this disconnect made the user offline cluster-wide, the
+    /// If this disconnect, at `at`, made the user offline cluster-wide, the
     /// transition to announce.
-    pub async fn disconnected(&self, user: &str) -> Option<Decided> {
-        self.changed(user, false).await
+    pub async fn disconnected(&self, user: &str, at: Millis) -> Option<Decided> {
+        self.changed(user, false, at).await
     }
 
     /// Counts a connection in or out; if that moved the user's total across
     /// zero, the transition to announce. A change whose answer is lost
     /// counts as no transition for now:
     /// [`ClusterPresence::retry_unanswered`] settles it.
-    async fn changed(&self, user: &str, connect: bool) -> Option<Decided> {
+    async fn changed(&self, user: &str, connect: bool, at: Millis) -> Option<Decided> {
         let change = self.next_change.fetch_add(1, Ordering::Relaxed);
-        match self.count(user, change, connect).await {
+        match self.count(user, change, connect, at).await {
             Ok((_, _, decided)) => {
                 lock(&self.answered).push(change);
                 decided
@@ -187,7 +194,7 @@ impl ClusterPresence {
             Err(e) => {
                 metrics::counter!("chat_redis_errors_total", "op" => "presence").increment(1);
                 tracing::warn!(error = %e, "presence change unanswered; retrying it every second");
-                lock(&self.unanswered).push(Unanswered { change, user: user.to_owned(), connect, at: now_ms() });
+                lock(&self.unanswered).push(Unanswered { change, user: user.to_owned(), connect, at });
                 None
             }
         }
@@ -202,7 +209,7 @@ impl ClusterPresence {
         let waiting = std::mem::take(&mut *lock(&self.unanswered));
         let mut waiting = waiting.into_iter();
         while let Some(lost) = waiting.next() {
-            match self.count(&lost.user, lost.change, lost.connect).await {
+            match self.count(&lost.user, lost.change, lost.connect, lost.at).await {
                 Ok((_, _, decided)) => {
                     lock(&self.answered).push(lost.change);
                     if let Some(decided) = decided {
@@ -266,8 +273,9 @@ impl ClusterPresence {
         }
         let script = redis::Script::new(RECOUNT);
         for (n, chunk) in due.chunks(RESTORE_CHUNK).enumerate() {
-            let states = self.per_user(&script, chunk, |invocation, (user, _)| {
+            let states = self.per_user(&script, chunk, |invocation, (user, r)| {
                 invocation.key(self.keys.online(user)).key(self.keys.presence_last(user)).key(self.keys.presence_seq());
+                invocation.arg(r.at);
             });
             let states: Vec<(u8, u64, u64)> = match states.await {
                 Ok(states) => states,
@@ -304,21 +312,31 @@ impl ClusterPresence {
         pipeline.query_async(&mut self.redis.clone()).await
     }
 
-    /// Whether each of `users` has a connection anywhere, in one round
-    /// trip.
-    pub async fn online_all(&self, users: &[String]) -> redis::RedisResult<Vec<bool>> {
+    /// Whether each of `users` has a connection anywhere and, for one who
+    /// has none, when their last transition (an `offline`) happened if
+    /// Redis still records it: in one round trip.
+    pub async fn states_all(&self, users: &[String]) -> redis::RedisResult<Vec<(bool, Option<Millis>)>> {
         let mut pipeline = redis::pipe();
         for user in users {
             pipeline.hvals(self.keys.online(user));
+            pipeline.cmd("HMGET").arg(self.keys.presence_last(user)).arg("o").arg("t");
         }
         let mut redis = self.redis.clone();
-        let counts: Vec<Vec<i64>> = pipeline.query_async(&mut redis).await?;
-        Ok(counts.iter().map(|counts| counts.iter().sum::<i64>() > 0).collect())
+        let replies: Vec<redis::Value> = pipeline.query_async(&mut redis).await?;
+        let mut replies = replies.into_iter();
+        let mut states = Vec::with_capacity(users.len());
+        while let (Some(counts), Some(last)) = (replies.next(), replies.next()) {
+            let counts: Vec<i64> = redis::from_redis_value(counts)?;
+            let (direction, at): (Option<u8>, Option<Millis>) = redis::from_redis_value(last)?;
+            let online = counts.iter().sum::<i64>() > 0;
+            states.push((online, at.filter(|_| !online && direction == Some(0))));
+        }
+        Ok(states)
     }
 
     /// The users `node`'s reaping left offline, and the number to announce
     /// them under.
-    async fn reap(&self, node: &str, reaping: Reaping) -> redis::RedisResult<(u64, Vec<String>)> {
+    async fn reap(&self, node: &str, reaping: Reaping, at: Millis) -> redis::RedisResult<(u64, Vec<String>)> {
         let mut redis = self.redis.clone();
         redis::Script::new(REAP)
             .key(self.keys.node_users(node))
@@ -329,15 +347,16 @@ impl ClusterPresence {
             .arg(node)
             .arg(&self.prefix)
             .arg(reaping.arg())
+            .arg(at)
             .invoke_async(&mut redis)
             .await
     }
 
-    /// Clears what a previous process under this node's id left behind;
-    /// returns the users that leaves offline, and the number to announce
-    /// them under.
-    pub async fn reap_previous_self(&self) -> redis::RedisResult<(u64, Vec<String>)> {
-        self.reap(&self.node, Reaping::Previous).await
+    /// Clears what a previous process under this node's id left behind,
+    /// at `at`; returns the users that leaves offline, and the number to
+    /// announce them under.
+    pub async fn reap_previous_self(&self, at: Millis) -> redis::RedisResult<(u64, Vec<String>)> {
+        self.reap(&self.node, Reaping::Previous, at).await
     }
 
     /// Renews this node's lease and reaps dead nodes, every second, until
@@ -372,7 +391,7 @@ impl ClusterPresence {
     /// started over, and may announce some of them twice.
     async fn write_counts_back(&self, presence: &Presence) -> redis::RedisResult<()> {
         let mut redis = self.redis.clone();
-        self.reap(&self.node, Reaping::Rewrite).await?;
+        self.reap(&self.node, Reaping::Rewrite, now_ms()).await?;
         let _: i64 = redis.sadd(self.keys.nodes(), &self.node).await?;
         let restore = redis::Script::new(RESTORE);
         let at = now_ms();
@@ -385,7 +404,7 @@ impl ClusterPresence {
                         .key(self.keys.node_users(&self.node))
                         .key(self.keys.presence_last(user))
                         .key(self.keys.presence_seq());
-                    invocation.arg(&self.node).arg(user).arg(*count);
+                    invocation.arg(&self.node).arg(user).arg(*count).arg(at);
                 })
                 .await?;
             for ((user, _), (seq, follows)) in chunk.iter().zip(announce) {
@@ -444,11 +463,12 @@ impl ClusterPresence {
         for node in nodes.into_iter().filter(|n| *n != self.node) {
             let alive: bool = redis.exists(self.keys.node_alive(&node)).await?;
             if !alive {
-                let (seq, gone) = self.reap(&node, Reaping::Dead).await?;
+                let at = now_ms();
+                let (seq, gone) = self.reap(&node, Reaping::Dead, at).await?;
                 if !gone.is_empty() {
                     tracing::info!(node, users = gone.len(), "reaped a dead gateway");
                 }
-                presence.reaped(gone, seq);
+                presence.reaped(gone, seq, at);
             }
         }
         Ok(())

@@ -39,10 +39,12 @@ end
     };
 }
 
-/// Defines `decide(last, seq_key, online)`: records a transition of the
-/// user whose last-transition record is `last`, about to be announced, and
-/// returns its number and the number of the user's transition before it
-/// (0 when unknown). The record tells a gateway holding a transition not
+/// Defines `decide(last, seq_key, online, at)`: records a transition of
+/// the user whose last-transition record is `last`, made at `at` (ms, the
+/// gateway's clock) and about to be announced, and returns its number and
+/// the number of the user's transition before it (0 when unknown). The
+/// time is what `GET /v1/presence` on any gateway says an offline user was
+/// last seen at, before the gateway that announces them has stored it. The record tells a gateway holding a transition not
 /// yet announced whether its opposite came straight after it, so that the
 /// two may cancel (`presence/pending.rs`), and tells a node writing its
 /// counts back whether co-members last heard the user go offline. It
@@ -51,10 +53,10 @@ end
 /// the users who came or went within the hour (about 100 bytes each).
 macro_rules! lua_decide {
     () => {
-        "local function decide(last, seq_key, online)
+        "local function decide(last, seq_key, online, at)
   local before = tonumber(redis.call('HGET', last, 's')) or 0
   local seq = next_seq(seq_key)
-  redis.call('HSET', last, 's', string.format('%d', seq), 'o', online and 1 or 0)
+  redis.call('HSET', last, 's', string.format('%d', seq), 'o', online and 1 or 0, 't', at)
   redis.call('EXPIRE', last, 3600)
   return seq, before
 end
@@ -64,7 +66,7 @@ end
 
 /// KEYS: the user's counts, the node's user set, the node's change records,
 /// the user's last-transition record, the presence sequence.
-/// ARGV: node, user, change id, +1 or -1.
+/// ARGV: node, user, change id, +1 or -1, when the change happened (ms).
 /// Returns {the user's total right after this change, the total now, the
 /// number to announce it under, the number of the user's transition before
 /// it}. The totals are the same for a change made now and may differ for
@@ -81,7 +83,7 @@ local done = redis.call('HGET', KEYS[3], ARGV[3])
 if done then
   local after, now = tonumber(done), total(KEYS[1])
   if after == (connect and 1 or 0) and (now > 0) == connect then
-    local seq, before = decide(KEYS[4], KEYS[5], connect)
+    local seq, before = decide(KEYS[4], KEYS[5], connect, ARGV[5])
     return {after, now, seq, before}
   end
   return {after, now, 0, 0}
@@ -96,7 +98,7 @@ end
 local after = total(KEYS[1])
 redis.call('HSET', KEYS[3], ARGV[3], after)
 if (after == 1 and connect) or (after == 0 and not connect) then
-  local seq, before = decide(KEYS[4], KEYS[5], connect)
+  local seq, before = decide(KEYS[4], KEYS[5], connect, ARGV[5])
   return {after, after, seq, before}
 end
 return {after, after, 0, 0}
@@ -105,7 +107,8 @@ return {after, after, 0, 0}
 
 /// KEYS: the node's user set, the node set, the node's lease, the node's
 /// change records, the presence sequence.
-/// ARGV: node, key prefix, and what the reaping is for:
+/// ARGV: node, key prefix, what the reaping is for, and when it happens
+/// (ms: the users it leaves offline were last seen then). What for:
 /// - `dead`: another node's, only if its lease lapsed;
 /// - `previous`: this node's previous run's entries, at start;
 /// - `rewrite`: this node's own entries, cleared before writing its counts
@@ -131,7 +134,7 @@ if #gone == 0 or ARGV[3] == 'rewrite' then return {0, {}} end
 local seq = next_seq(KEYS[5])
 for _, user in ipairs(gone) do
   local last = ARGV[2] .. 'presencelast:' .. user
-  redis.call('HSET', last, 's', string.format('%d', seq), 'o', 0)
+  redis.call('HSET', last, 's', string.format('%d', seq), 'o', 0, 't', ARGV[4])
   redis.call('EXPIRE', last, 3600)
 end
 return {seq, gone}
@@ -142,7 +145,7 @@ return {seq, gone}
 /// restart, or a reaping after a stall). KEYS: the user's counts, the
 /// node's user set, the user's last-transition record, the presence
 /// sequence.
-/// ARGV: node, user, count. Returns {the number to announce the user online
+/// ARGV: node, user, count, now (ms). Returns {the number to announce the user online
 /// again under, the number of the transition before it} if it must be:
 /// the count brings the user back online and co-members last heard them go
 /// offline (this node's reaping announced it, or another node's recount
@@ -156,7 +159,7 @@ local before = total(KEYS[1])
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 redis.call('SADD', KEYS[2], ARGV[2])
 if before <= 0 and total(KEYS[1]) > 0 and redis.call('HGET', KEYS[3], 'o') == '0' then
-  local seq, last = decide(KEYS[3], KEYS[4], true)
+  local seq, last = decide(KEYS[3], KEYS[4], true, ARGV[4])
   return {seq, last}
 end
 return {0, 0}
@@ -167,15 +170,16 @@ return {0, 0}
 /// user whose transition may have gone unannounced (its change's answer
 /// was lost along with Redis's memory, or its announcement could not be
 /// published). KEYS: the user's counts, the user's last-transition record,
-/// the presence sequence. Returns {1 if online, else 0, the number to
-/// announce it under, the number of the transition before it}.
+/// the presence sequence. ARGV: when the user's last change that may have
+/// gone unannounced happened (ms). Returns {1 if online, else 0, the number
+/// to announce it under, the number of the transition before it}.
 pub const RECOUNT: &str = concat!(
     lua_total!(),
     lua_next_seq!(),
     lua_decide!(),
     r#"
 local online = total(KEYS[1]) > 0
-local seq, before = decide(KEYS[2], KEYS[3], online)
+local seq, before = decide(KEYS[2], KEYS[3], online, ARGV[1])
 return {online and 1 or 0, seq, before}
 "#
 );

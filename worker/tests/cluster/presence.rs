@@ -263,21 +263,7 @@ async fn a_return_cancels_no_departure_another_gateway_announced_changes_after()
     let mut holding = database.begin().await.expect("BEGIN");
     sqlx::query("SELECT 1 FROM users WHERE user_id = 'x' FOR UPDATE").execute(&mut *holding).await.expect("lock");
     x.close().await;
-    let mut watching = sqlx::PgConnection::connect(&cluster.database_url).await.expect("database");
-    let started = std::time::Instant::now();
-    loop {
-        let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
-        )
-        .fetch_one(&mut watching)
-        .await
-        .expect("pg_stat_activity");
-        if waiting > 0 {
-            break;
-        }
-        assert!(started.elapsed() < std::time::Duration::from_secs(10), "x's offline never waited");
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    until_a_statement_waits_for_a_lock(&cluster, "x's offline").await;
 
     let redis = cluster.redis().await;
     let counts = cluster.keys().online("alice");
@@ -317,7 +303,62 @@ async fn a_return_cancels_no_departure_another_gateway_announced_changes_after()
     assert_eq!(bob.recv_type("offline").await["userId"], "y");
 }
 
-/// A gateway that stops (SIGTERM) gives its lease up and leaves its
+/// Waits until a statement in the cluster's database waits for a lock the
+/// test holds: `what` is then held up behind it.
+async fn until_a_statement_waits_for_a_lock(cluster: &Cluster, what: &str) {
+    use sqlx::Connection;
+    let mut watching = sqlx::PgConnection::connect(&cluster.database_url).await.expect("database");
+    let started = std::time::Instant::now();
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(&mut watching)
+        .await
+        .expect("pg_stat_activity");
+        if waiting > 0 {
+            return;
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "{what} never waited");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// Alice leaves gw-1, whose announcer is then held on her row in
+/// PostgreSQL before it can store when she left. `GET /v1/presence` on
+/// gw-0 already says when, from Redis's record of her departure, rather
+/// than the time stored before (or nothing); and it is the time her
+/// `offline` carries once it goes out.
+#[tokio::test]
+async fn rest_presence_tells_when_a_user_left_before_their_gateway_stored_it() {
+    use sqlx::Connection;
+    let cluster = Cluster::start(Options::default(), 2, 1).await;
+    cluster.group(0, "bob", &["alice"]).await;
+    let mut database = sqlx::PgConnection::connect(&cluster.database_url).await.expect("database");
+    sqlx::query("INSERT INTO users (user_id, last_seen) VALUES ('alice', 1000)")
+        .execute(&mut database)
+        .await
+        .expect("alice's row, as an old departure left it");
+    let mut bob = cluster.connect(0, "bob").await;
+    let alice = cluster.connect(1, "alice").await;
+    assert_eq!(bob.recv_type("online").await["userId"], "alice");
+
+    let mut holding = database.begin().await.expect("BEGIN");
+    sqlx::query("SELECT 1 FROM users WHERE user_id = 'alice' FOR UPDATE").execute(&mut *holding).await.expect("lock");
+    let leaving = shared::clock::now_ms();
+    alice.close().await;
+    until_a_statement_waits_for_a_lock(&cluster, "alice's offline").await;
+    let (status, body) = cluster.call(0, "GET", "bob", "/v1/presence?users=alice", None).await;
+    assert_eq!((status, &body["users"][0]["online"]), (200, &json!(false)), "{body}");
+    let last_seen = body["users"][0]["lastSeen"].as_i64().expect("lastSeen");
+    assert!(last_seen >= leaving, "{body}: alice left at {leaving} or after");
+
+    holding.commit().await.expect("COMMIT");
+    let offline = bob.recv_type("offline").await;
+    assert_eq!((&offline["userId"], offline["lastSeen"].as_i64()), (&json!("alice"), Some(last_seen)), "{offline}");
+}
+
+/// A gateway that stops (SIGTERM) gives its lease up/// A gateway that stops (SIGTERM) gives its lease up and leaves its
 /// entries for the other gateways to reap, as a dead one's: a user it still
 /// counts (a disconnect that never reached Redis during the drain, written
 /// into Redis here) is announced offline by them. It used to delete its own
