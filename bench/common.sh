@@ -32,6 +32,19 @@ bench_record() {
     "$@" | tee "$results/$name.txt"
 }
 
+# bench_services: a private Redis and PostgreSQL (scripts/lib/services.sh,
+# which the caller sources and stops), their URLs exported with the JWT
+# secret the benchmarks sign with, and the schema migrated by SERVER_BIN's
+# worker.
+bench_services() {
+    services_install
+    services_dir=$(mktemp -d); chmod 755 "$services_dir"
+    services_start_redis
+    services_start_postgres
+    export REDIS_URL=$SERVICES_REDIS_URL DATABASE_URL=$SERVICES_POSTGRES_URL JWT_SECRET=bench-secret
+    "$server_bin"/worker migrate
+}
+
 # bench_wait_ready PORT: the gateway answers /readyz.
 bench_wait_ready() {
     for _ in $(seq 1 300); do

@@ -17,12 +17,7 @@ stop_all() {
     services_stop
 }
 trap stop_all EXIT
-services_install
-services_dir=$(mktemp -d); chmod 755 "$services_dir"
-services_start_redis
-services_start_postgres
-export REDIS_URL=$SERVICES_REDIS_URL DATABASE_URL=$SERVICES_POSTGRES_URL JWT_SECRET=bench-secret
-"$server_bin"/worker migrate
+bench_services
 
 measure() {
     echo "progress: appending 100,000 announcements" >&2

@@ -19,12 +19,7 @@ stop_all() {
     services_stop
 }
 trap stop_all EXIT
-services_install
-services_dir=$(mktemp -d); chmod 755 "$services_dir"
-services_start_redis
-services_start_postgres
-export REDIS_URL=$SERVICES_REDIS_URL DATABASE_URL=$SERVICES_POSTGRES_URL JWT_SECRET=bench-secret
-"$server_bin"/worker migrate
+bench_services
 "$server_bin"/worker > "$results/worker.log" 2>&1 &
 worker_pid=$!
 port=$(free_port)
