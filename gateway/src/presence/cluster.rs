@@ -21,7 +21,7 @@
 //! connections.
 //!
 //! Each transition decided is recorded as its user's last, with its
-//! number. That tells a node writing back whom co-members last heard go
+//! number and time. That tells a node writing back whom co-members last heard go
 //! offline, and a node holding a transition not yet announced whether its
 //! opposite came straight after it (`pending.rs`). A transition that may
 //! never have reached co-members (its announcement failed, or its change
@@ -323,11 +323,17 @@ impl ClusterPresence {
         }
         let mut redis = self.redis.clone();
         let replies: Vec<redis::Value> = pipeline.query_async(&mut redis).await?;
+        if replies.len() != 2 * users.len() {
+            let answer = format!("{} replies for {} users", replies.len(), users.len());
+            return Err((redis::ErrorKind::UnexpectedReturnType, "presence states", answer).into());
+        }
         let mut replies = replies.into_iter();
         let mut states = Vec::with_capacity(users.len());
         while let (Some(counts), Some(last)) = (replies.next(), replies.next()) {
             let counts: Vec<i64> = redis::from_redis_value(counts)?;
-            let (direction, at): (Option<u8>, Option<Millis>) = redis::from_redis_value(last)?;
+            // A record this code did not write is no time at all, rather
+            // than a failed request.
+            let (direction, at): (Option<u8>, Option<Millis>) = redis::from_redis_value(last).unwrap_or((None, None));
             let online = counts.iter().sum::<i64>() > 0;
             states.push((online, at.filter(|_| !online && direction == Some(0))));
         }

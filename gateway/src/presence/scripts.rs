@@ -42,20 +42,28 @@ end
 /// Defines `decide(last, seq_key, online, at)`: records a transition of
 /// the user whose last-transition record is `last`, made at `at` (ms, the
 /// gateway's clock) and about to be announced, and returns its number and
-/// the number of the user's transition before it (0 when unknown). The
-/// time is what `GET /v1/presence` on any gateway says an offline user was
-/// last seen at, before the gateway that announces them has stored it. The record tells a gateway holding a transition not
-/// yet announced whether its opposite came straight after it, so that the
-/// two may cancel (`presence/pending.rs`), and tells a node writing its
-/// counts back whether co-members last heard the user go offline. It
-/// lasts an hour past the user's last transition, longer than any stall
-/// a gateway's clients would sit through, and bounds Redis's memory to
-/// the users who came or went within the hour (about 100 bytes each).
+/// the number of the user's transition before it (0 when unknown).
+///
+/// The record tells a gateway holding a transition not yet announced
+/// whether its opposite came straight after it, so that the two may
+/// cancel (`presence/pending.rs`), and tells a node writing its counts
+/// back whether co-members last heard the user go offline. Its time is
+/// what `GET /v1/presence` on any gateway says an offline user was last
+/// seen at before the gateway announcing them has stored it; an `offline`
+/// never moves it back (a retried change or a recount carries the time of
+/// an older change). It lasts an hour past the user's last transition,
+/// longer than any stall a gateway's clients would sit through, and
+/// bounds Redis's memory to the users who came or went within the hour
+/// (about 120 bytes each).
 macro_rules! lua_decide {
     () => {
         "local function decide(last, seq_key, online, at)
   local before = tonumber(redis.call('HGET', last, 's')) or 0
   local seq = next_seq(seq_key)
+  if not online then
+    local previous = redis.call('HGET', last, 't')
+    if previous and tonumber(previous) > tonumber(at) then at = previous end
+  end
   redis.call('HSET', last, 's', string.format('%d', seq), 'o', online and 1 or 0, 't', at)
   redis.call('EXPIRE', last, 3600)
   return seq, before

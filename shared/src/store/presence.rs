@@ -14,8 +14,10 @@ use super::{Backend, Store, StoreError};
 use crate::model::{ChatId, Millis, UserId};
 
 impl Store {
-    /// Records when each of `seen`'s users was last seen, in one statement.
-    /// Each user at most once.
+    /// Records when each of `seen`'s users was last seen, in one statement;
+    /// a time earlier than the one stored is kept out (a retried change or
+    /// a recount announces the time of an older change). Each user at most
+    /// once.
     pub async fn set_last_seen_all(&self, seen: &[(&str, Millis)]) -> Result<(), StoreError> {
         if seen.is_empty() {
             return Ok(());
@@ -30,7 +32,9 @@ impl Store {
         // the insert, not to a join of the select.
         let sql = format!(
             "INSERT INTO users (user_id, last_seen) SELECT v.column1, v.column2 FROM {table} WHERE true \
-             ON CONFLICT (user_id) DO UPDATE SET last_seen = excluded.last_seen"
+             ON CONFLICT (user_id) DO UPDATE SET last_seen = CASE \
+               WHEN users.last_seen IS NULL OR excluded.last_seen > users.last_seen THEN excluded.last_seen \
+               ELSE users.last_seen END"
         );
         let mut args = sqlx::any::AnyArguments::default();
         rows.add_to(&mut args)?;

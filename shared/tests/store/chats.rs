@@ -205,13 +205,15 @@ async fn presence_reads_each_users_chats() {
 }
 
 /// The presence announcer persists a batch of users' last-seen times in
-/// one statement: new users are inserted, known ones updated.
+/// one statement: new users are inserted, known ones updated, never to an
+/// earlier time.
 #[tokio::test]
 async fn last_seen_times_are_recorded_for_a_whole_batch() {
     for (store, _dir) in stores().await {
         store.set_last_seen_all(&[("alice", 10)]).await.expect("first");
         store.set_last_seen_all(&[("alice", 20), ("bob", 30), ("q\"uote", 40)]).await.expect("batch");
         store.set_last_seen_all(&[]).await.expect("nothing to record");
+        store.set_last_seen_all(&[("bob", 25)]).await.expect("an older time");
         let seen = store.last_seen_all(&["alice", "bob", "q\"uote", "carol", "alice"]).await.expect("read");
         let expected = std::collections::HashMap::from([
             ("alice".to_owned(), 20),

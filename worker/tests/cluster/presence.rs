@@ -303,15 +303,17 @@ async fn a_return_cancels_no_departure_another_gateway_announced_changes_after()
     assert_eq!(bob.recv_type("offline").await["userId"], "y");
 }
 
-/// Waits until a statement in the cluster's database waits for a lock the
-/// test holds: `what` is then held up behind it.
+/// Waits until a statement in the cluster's database waits for a row lock
+/// the test holds (not an advisory lock, which chat changes take):
+/// `what` is then held up behind it.
 async fn until_a_statement_waits_for_a_lock(cluster: &Cluster, what: &str) {
     use sqlx::Connection;
     let mut watching = sqlx::PgConnection::connect(&cluster.database_url).await.expect("database");
     let started = std::time::Instant::now();
     loop {
         let waiting: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock' AND wait_event <> 'advisory'",
         )
         .fetch_one(&mut watching)
         .await
@@ -358,7 +360,7 @@ async fn rest_presence_tells_when_a_user_left_before_their_gateway_stored_it() {
     assert_eq!((&offline["userId"], offline["lastSeen"].as_i64()), (&json!("alice"), Some(last_seen)), "{offline}");
 }
 
-/// A gateway that stops (SIGTERM) gives its lease up/// A gateway that stops (SIGTERM) gives its lease up and leaves its
+/// A gateway that stops (SIGTERM) gives its lease up and leaves its
 /// entries for the other gateways to reap, as a dead one's: a user it still
 /// counts (a disconnect that never reached Redis during the drain, written
 /// into Redis here) is announced offline by them. It used to delete its own
