@@ -21,9 +21,10 @@
 //! connections.
 //!
 //! Each transition decided is recorded as its user's last, with its
-//! number and time. That tells a node writing back whom co-members last heard go
-//! offline, and a node holding a transition not yet announced whether its
-//! opposite came straight after it (`pending.rs`). A transition that may
+//! number and time. That tells a node writing back whom co-members last
+//! heard go offline, a node holding a transition not yet announced
+//! whether its opposite came straight after it (`pending.rs`), and
+//! `GET /v1/presence` on any node when an offline user left. A transition that may
 //! never have reached co-members (its announcement failed, or its change
 //! was unanswered when Redis forgot everything) is not retried as such, as
 //! a later one may have gone out elsewhere: the user's state is announced
