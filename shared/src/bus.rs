@@ -211,12 +211,19 @@ pub enum Broker {
 
 impl Broker {
     pub async fn publish(&self, event: Event) -> Result<(), BusError> {
+        self.publish_or_keep(event).await.map_err(|(e, _)| e)
+    }
+
+    /// [`Broker::publish`], handing the event back when it did not go out,
+    /// for a caller that tries it again later (without a copy made for
+    /// every event that went out).
+    pub async fn publish_or_keep(&self, event: Event) -> Result<(), (BusError, Event)> {
         match self {
             Broker::Memory(b) => {
                 b.publish(event);
                 Ok(())
             }
-            Broker::Redis(b) => b.publish(&event).await,
+            Broker::Redis(b) => b.publish(&event).await.map_err(|e| (e, event)),
         }
     }
 

@@ -192,7 +192,7 @@ async fn publish_in_turn(node: &Node, events: impl Iterator<Item = Event>) {
             unannounced.push(event);
             continue;
         }
-        if let Err(e) = node.broker.publish(event.clone()).await {
+        if let Err((e, event)) = node.broker.publish_or_keep(event).await {
             metrics::counter!("chat_redis_errors_total", "op" => "announce").increment(1);
             tracing::warn!(error = %e, "chat change not announced; retrying it every second");
             unannounced.push(event);
