@@ -137,17 +137,11 @@ impl ClusterPresence {
     }
 
     /// Applies (or, for a retried `change`, looks up) one connection's
-    /// arrival or departure: the user's total right after it, and now, and
-    /// the transition to announce if any (see [`COUNT`]).
-    async fn count(
-        &self,
-        user: &str,
-        change: u64,
-        connect: bool,
-        at: Millis,
-    ) -> redis::RedisResult<(i64, i64, Option<Decided>)> {
+    /// arrival or departure: the transition to announce if any (see
+    /// [`COUNT`], whose totals only its own retry logic needs).
+    async fn count(&self, user: &str, change: u64, connect: bool, at: Millis) -> redis::RedisResult<Option<Decided>> {
         let mut redis = self.redis.clone();
-        let (after, now, seq, follows): (i64, i64, u64, u64) = self
+        let (_after, _now, seq, follows): (i64, i64, u64, u64) = self
             .count
             .key(self.keys.online(user))
             .key(self.keys.node_users(&self.node))
@@ -161,7 +155,7 @@ impl ClusterPresence {
             .arg(at)
             .invoke_async(&mut redis)
             .await?;
-        Ok((after, now, (seq != 0).then_some(Decided { seq, follows })))
+        Ok((seq != 0).then_some(Decided { seq, follows }))
     }
 
     /// Held while a connection changes its user's counts (see `counting`).
@@ -188,7 +182,7 @@ impl ClusterPresence {
     async fn changed(&self, user: &str, connect: bool, at: Millis) -> Option<Decided> {
         let change = self.next_change.fetch_add(1, Ordering::Relaxed);
         match self.count(user, change, connect, at).await {
-            Ok((_, _, decided)) => {
+            Ok(decided) => {
                 lock(&self.answered).push(change);
                 decided
             }
@@ -211,7 +205,7 @@ impl ClusterPresence {
         let mut waiting = waiting.into_iter();
         while let Some(lost) = waiting.next() {
             match self.count(&lost.user, lost.change, lost.connect, lost.at).await {
-                Ok((_, _, decided)) => {
+                Ok(decided) => {
                     lock(&self.answered).push(lost.change);
                     if let Some(decided) = decided {
                         presence.settled(&lost.user, lost.connect, lost.at, decided.seq, Some(decided.follows));
