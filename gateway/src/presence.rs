@@ -280,7 +280,7 @@ impl Presence {
                 seq: transition.seq,
             });
         }
-        match broker.publish_all(events).await {
+        match broker.publish_presence(events).await {
             Ok(()) => {
                 // How far announcements run behind the connections: the
                 // one presence figure users notice.

@@ -238,6 +238,18 @@ impl Broker {
         }
     }
 
+    /// Publishes presence announcements in order, over Redis in one round
+    /// trip and each kept in the presence log too (`redis::RedisBroker::publish_presence`).
+    pub async fn publish_presence(&self, announcements: Vec<Event>) -> Result<(), BusError> {
+        match self {
+            Broker::Memory(b) => {
+                b.publish_all(announcements);
+                Ok(())
+            }
+            Broker::Redis(b) => b.publish_presence(&announcements).await,
+        }
+    }
+
     /// The node wants `chat`'s events from now on (its first local member
     /// connected). In memory everything reaches the one node anyway.
     pub fn subscribe_chat(&self, chat: ChatId) {

@@ -39,9 +39,10 @@ async fn a_subscribing_listener_reads_back_every_announcement_in_order() {
     let url = std::env::var("TEST_REDIS_URL").expect("TEST_REDIS_URL (run ./scripts/test)");
     let keys = Keys::new(&format!("{}:", testkit::unique("plog")), 1);
     let redis = RedisBroker::new(&url, connect(&url).await.expect("redis"), keys.clone());
-    let mut events: Vec<Event> = (1..=ANNOUNCED).map(announcement).collect();
-    events.insert(1_000, Event::Typing { chat: 1, user: "t".into() });
-    redis.publish_all(&events).await.expect("published");
+    let announcements: Vec<Event> = (1..=ANNOUNCED).map(announcement).collect();
+    redis.publish_presence(&announcements[..1_000]).await.expect("published");
+    redis.publish_all(&[Event::Typing { chat: 1, user: "t".into() }]).await.expect("published");
+    redis.publish_presence(&announcements[1_000..]).await.expect("published");
 
     let (sink, mut arrived) = mpsc::unbounded_channel();
     let stop = CancellationToken::new();

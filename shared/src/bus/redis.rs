@@ -156,35 +156,56 @@ impl RedisBroker {
     /// Publishes `events` in order in one pipeline: one round trip for a
     /// whole batch instead of one per event, which is what bounds a shard's
     /// throughput and its acks' latency. A single connection keeps them in
-    /// order; on a connection error an unknown prefix may have gone out,
-    /// and a command Redis refused does not stop those after it, so a
-    /// retry may repeat events (gateways drop chat events they already
-    /// delivered by id; a reply may reach its client twice, as it could
-    /// when events were published one by one).
+    /// order; on error an unknown prefix may have gone out, which the
+    /// redelivery that follows repeats (gateways drop chat events they
+    /// already delivered by id; a reply may reach its client twice, as it
+    /// could when events were published one by one).
     pub async fn publish_all(&self, events: &[Event]) -> Result<(), BusError> {
         if events.is_empty() {
             return Ok(());
         }
-        // Replies are read one by one: a presence log append Redis refused
-        // (its memory full) must not count as a failure of the
-        // announcement, which went out all the same.
+        let mut pipeline = redis::pipe();
+        self.add_publishes(&mut pipeline, events)?;
+        let mut publisher = self.inner.publisher.clone();
+        let () = pipeline.query_async(&mut publisher).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    /// Appends a PUBLISH of each of `events`, in order and with their
+    /// replies ignored, to a pipeline the caller sends: Redis runs them
+    /// before anything the caller appends after them on the same connection.
+    pub fn add_publishes(&self, pipeline: &mut redis::Pipeline, events: &[Event]) -> Result<(), BusError> {
+        for event in events {
+            pipeline.publish(self.channel(event), encode(event)?).ignore();
+        }
+        Ok(())
+    }
+
+    /// Publishes presence announcements as [`RedisBroker::publish_all`]
+    /// does, each appended to the presence log first (`presence_log`).
+    /// Replies are read one by one: an append Redis refuses for the log
+    /// alone (`OOM`: its memory full; `WRONGTYPE`) must not count as a
+    /// failure of the announcement, which went out all the same; any other
+    /// refusal (`READONLY`: this connection reaches a demoted primary)
+    /// fails the batch.
+    pub async fn publish_presence(&self, announcements: &[Event]) -> Result<(), BusError> {
+        if announcements.is_empty() {
+            return Ok(());
+        }
         let mut pipeline = redis::pipe();
         pipeline.ignore_errors();
-        let mut is_log_append = Vec::with_capacity(events.len());
-        for event in events {
-            if self.push_publish(&mut pipeline, event, false)? {
-                is_log_append.push(true);
-            }
-            is_log_append.push(false);
+        for announcement in announcements {
+            let payload = encode(announcement)?;
+            presence_log::append(&mut pipeline, &self.inner.keys, &payload);
+            pipeline.publish(self.channel(announcement), payload);
         }
         let mut publisher = self.inner.publisher.clone();
         let replies: Vec<Value> = pipeline.query_async(&mut publisher).await.map_err(unavailable)?;
         let mut refused_appends = 0;
-        for (reply, is_log_append) in replies.iter().zip(is_log_append) {
+        // Each announcement's append, then its PUBLISH.
+        for (n, reply) in replies.iter().enumerate() {
             match reply {
-                // Refusals of the log alone; any other (READONLY: this
-                // connection reaches a demoted primary) fails the batch.
-                Value::ServerError(e) if is_log_append && matches!(e.code(), "OOM" | "WRONGTYPE") => {
+                Value::ServerError(e) if n % 2 == 0 && matches!(e.code(), "OOM" | "WRONGTYPE") => {
                     refused_appends += 1;
                     if refused_appends == 1 {
                         tracing::warn!(error = %e, "presence log append refused; a gateway resubscribing will miss it");
@@ -198,36 +219,6 @@ impl RedisBroker {
             metrics::counter!("chat_redis_errors_total", "op" => "presence_log").increment(refused_appends);
         }
         Ok(())
-    }
-
-    /// Appends a PUBLISH of each of `events`, in order and with their
-    /// replies ignored, to a pipeline the caller sends: Redis runs them
-    /// before anything the caller appends after them on the same connection.
-    /// Unlike [`RedisBroker::publish_all`], a presence log append Redis
-    /// refuses fails the caller's pipeline; workers publish no presence.
-    pub fn add_publishes(&self, pipeline: &mut redis::Pipeline, events: &[Event]) -> Result<(), BusError> {
-        for event in events {
-            self.push_publish(pipeline, event, true)?;
-        }
-        Ok(())
-    }
-
-    /// Appends `event`'s PUBLISH to `pipeline`, after its append to the
-    /// presence log if it is an announcement; says whether it is.
-    fn push_publish(&self, pipeline: &mut redis::Pipeline, event: &Event, ignored: bool) -> Result<bool, BusError> {
-        let payload = serde_json::to_string(event).map_err(|e| BusError::Unavailable(e.to_string()))?;
-        let logged = matches!(event, Event::Presence { .. });
-        if logged {
-            presence_log::append(pipeline, &self.inner.keys, &payload);
-            if ignored {
-                pipeline.ignore();
-            }
-        }
-        pipeline.publish(self.channel(event), payload);
-        if ignored {
-            pipeline.ignore();
-        }
-        Ok(logged)
     }
 
     /// Marks `channel` as wanted or not; the listener applies it.
@@ -398,6 +389,10 @@ impl RereadSchedule {
     fn now() -> Self {
         RereadSchedule { progress: Default::default(), due: tokio::time::Instant::now(), retry: REREAD_RETRY }
     }
+}
+
+fn encode(event: &Event) -> Result<String, BusError> {
+    serde_json::to_string(event).map_err(|e| BusError::Unavailable(e.to_string()))
 }
 
 /// `request`'s answer, or a timeout error once `RESPONSE_TIMEOUT` has
