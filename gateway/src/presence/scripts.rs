@@ -39,10 +39,9 @@ end
     };
 }
 
-/// Defines `decide(last, seq_key, online, at)`: records a transition of
-/// the user whose last-transition record is `last`, made at `at` (ms, the
-/// gateway's clock) and about to be announced, and returns its number and
-/// the number of the user's transition before it (0 when unknown).
+/// Defines `record(last, seq, online, at)`: records a transition numbered
+/// `seq`, made at `at` (ms, the gateway's clock), as the last of the user
+/// whose last-transition record is `last`.
 ///
 /// The record tells a gateway holding a transition not yet announced
 /// whether its opposite came straight after it, so that the two may
@@ -55,17 +54,30 @@ end
 /// longer than any stall a gateway's clients would sit through, and
 /// bounds Redis's memory to the users who came or went within the hour
 /// (136 bytes each, by `MEMORY USAGE`).
-macro_rules! lua_decide {
+macro_rules! lua_record {
     () => {
-        "local function decide(last, seq_key, online, at)
-  local before = tonumber(redis.call('HGET', last, 's')) or 0
-  local seq = next_seq(seq_key)
+        "local function record(last, seq, online, at)
   if not online then
     local previous = redis.call('HGET', last, 't')
     if previous and tonumber(previous) > tonumber(at) then at = previous end
   end
   redis.call('HSET', last, 's', string.format('%d', seq), 'o', online and 1 or 0, 't', at)
   redis.call('EXPIRE', last, 3600)
+end
+"
+    };
+}
+
+/// Defines `decide(last, seq_key, online, at)` (with `record`):
+/// numbers a transition of the user whose last-transition record is
+/// `last`, about to be announced, records it, and returns its number and
+/// the number of the user's transition before it (0 when unknown).
+macro_rules! lua_decide {
+    () => {
+        "local function decide(last, seq_key, online, at)
+  local before = tonumber(redis.call('HGET', last, 's')) or 0
+  local seq = next_seq(seq_key)
+  record(last, seq, online, at)
   return seq, before
 end
 "
@@ -84,6 +96,7 @@ end
 pub const COUNT: &str = concat!(
     lua_total!(),
     lua_next_seq!(),
+    lua_record!(),
     lua_decide!(),
     r#"
 local connect = tonumber(ARGV[4]) == 1
@@ -127,6 +140,7 @@ return {after, after, 0, 0}
 pub const REAP: &str = concat!(
     lua_total!(),
     lua_next_seq!(),
+    lua_record!(),
     r#"
 if ARGV[3] == 'dead' and redis.call('EXISTS', KEYS[3]) == 1 then return {0, {}} end
 local gone = {}
@@ -141,9 +155,7 @@ redis.call('SREM', KEYS[2], ARGV[1])
 if #gone == 0 or ARGV[3] == 'rewrite' then return {0, {}} end
 local seq = next_seq(KEYS[5])
 for _, user in ipairs(gone) do
-  local last = ARGV[2] .. 'presencelast:' .. user
-  redis.call('HSET', last, 's', string.format('%d', seq), 'o', 0, 't', ARGV[4])
-  redis.call('EXPIRE', last, 3600)
+  record(ARGV[2] .. 'presencelast:' .. user, seq, false, ARGV[4])
 end
 return {seq, gone}
 "#
@@ -161,6 +173,7 @@ return {seq, gone}
 pub const RESTORE: &str = concat!(
     lua_total!(),
     lua_next_seq!(),
+    lua_record!(),
     lua_decide!(),
     r#"
 local before = total(KEYS[1])
@@ -184,6 +197,7 @@ return {0, 0}
 pub const RECOUNT: &str = concat!(
     lua_total!(),
     lua_next_seq!(),
+    lua_record!(),
     lua_decide!(),
     r#"
 local online = total(KEYS[1]) > 0
