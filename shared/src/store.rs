@@ -86,6 +86,15 @@ impl StoreError {
         e.try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
             .is_some_and(|e| e.code().starts_with("22") || e.code().starts_with("54"))
     }
+
+    /// Whether a write that failed so may have committed all the same: its
+    /// deadline passed (a `COMMIT` already queued completes regardless,
+    /// `store::deadline`), or its connection failed under it, and the
+    /// database's answer was lost. Any other failure was answered, and
+    /// rolled the write back.
+    pub fn may_have_committed(&self) -> bool {
+        matches!(self, StoreError::Timeout(_) | StoreError::Database(sqlx::Error::Io(_)))
+    }
 }
 
 /// Either the request was refused for a reason the client can act on, or the
@@ -288,4 +297,18 @@ where
         .fetch_all(db)
         .await?;
     Ok(rows.into_iter().map(|r| r.0).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_lost_answer_may_have_committed() {
+        let broken = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        assert!(StoreError::Database(sqlx::Error::Io(broken)).may_have_committed());
+        assert!(StoreError::Timeout(std::time::Duration::from_secs(10)).may_have_committed());
+        assert!(!StoreError::Database(sqlx::Error::RowNotFound).may_have_committed());
+        assert!(!StoreError::Stopped.may_have_committed());
+    }
 }

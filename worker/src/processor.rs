@@ -126,16 +126,14 @@ impl Processor {
         batch.clear();
     }
 
-    /// What the clients of a batch the store failed are told. A failure
-    /// the database answered rolled the batch back; but a batch whose
-    /// deadline passed may have committed all the same
-    /// (`shared::store::deadline`), as may one whose connection failed
-    /// under its `COMMIT`, and saying "not applied" then would be false.
-    /// Either way a resend is safe.
+    /// What the clients of a batch the store failed are told: "not
+    /// applied" would be false for one that may have committed all the
+    /// same. Either way a resend is safe.
     fn refusal_for(error: &StoreError) -> Refusal {
-        match error {
-            StoreError::Timeout(_) | StoreError::Database(sqlx::Error::Io(_)) => Refusal::outcome_unknown(),
-            _ => Refusal::internal(),
+        if error.may_have_committed() {
+            Refusal::outcome_unknown()
+        } else {
+            Refusal::internal()
         }
     }
 
@@ -290,8 +288,6 @@ mod tests {
         let timed_out = Processor::refusal_for(&StoreError::Timeout(APPLY_TIMEOUT));
         assert_eq!(timed_out, Refusal::outcome_unknown());
         assert!(timed_out.message.contains("may have been applied"), "{}", timed_out.message);
-        let broken = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
-        assert_eq!(Processor::refusal_for(&StoreError::Database(sqlx::Error::Io(broken))), Refusal::outcome_unknown());
         let failed = Processor::refusal_for(&StoreError::Stopped);
         assert_eq!(failed, Refusal::internal());
     }
