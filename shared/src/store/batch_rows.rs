@@ -55,6 +55,15 @@ impl<'q> BatchRows<'q> {
         BatchRows { backend, columns, values: Vec::new() }
     }
 
+    /// One text column, a row per value: the keys of a lookup per user.
+    pub fn texts(backend: Backend, values: &[&'q str]) -> BatchRows<'q> {
+        let mut rows = Self::for_backend(backend, &[Column::Text]);
+        for value in values {
+            rows.push([Value::Text(value)]);
+        }
+        rows
+    }
+
     /// Adds a row: one value per column, in the columns' order.
     pub fn push<const N: usize>(&mut self, row: [Value<'q>; N]) {
         debug_assert_eq!(N, self.columns.len(), "a row has one value per column");

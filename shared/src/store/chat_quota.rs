@@ -9,7 +9,7 @@
 use sqlx::any::AnyArguments;
 use sqlx::AnyConnection;
 
-use super::batch_rows::{add, BatchRows, Column, Value};
+use super::batch_rows::{add, BatchRows};
 use super::placeholders::Placeholders;
 use super::{Backend, StoreRefusal};
 use crate::error::Refusal;
@@ -40,15 +40,8 @@ pub(super) async fn require_room(conn: &mut AnyConnection, users: &[&str]) -> Re
         return Ok(());
     }
     let backend = Backend::of(conn);
-    let users_table = || {
-        let mut rows = BatchRows::for_backend(backend, &[Column::Text]);
-        for user in users {
-            rows.push([Value::Text(user)]);
-        }
-        rows
-    };
     if backend == Backend::Postgres {
-        let rows = users_table();
+        let rows = BatchRows::texts(backend, users);
         let table = rows.table(&mut Placeholders::for_backend(backend), "v");
         // The sorted subquery, kept apart by OFFSET 0, fixes the order the
         // locks are taken in.
@@ -61,7 +54,7 @@ pub(super) async fn require_room(conn: &mut AnyConnection, users: &[&str]) -> Re
         rows.add_to(&mut args)?;
         sqlx::query_with(&sql, args).execute(&mut *conn).await?;
     }
-    let rows = users_table();
+    let rows = BatchRows::texts(backend, users);
     let mut params = Placeholders::for_backend(backend);
     let table = rows.table(&mut params, "v");
     let (limit, bound) = (params.one(), params.one());

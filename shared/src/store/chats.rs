@@ -388,11 +388,7 @@ impl Store {
     /// no lateral joins, probes its join by key). A membership whose chat
     /// is gone (none should be) is skipped.
     pub async fn chats_of_users(&self, users: &[&str]) -> Result<HashMap<String, Vec<(ChatId, i64)>>, StoreError> {
-        let mut keys = BatchRows::for_backend(self.backend, &[Column::Text]);
-        for user in users {
-            keys.push([Value::Text(user)]);
-        }
-        let users_table = keys.table(&mut Placeholders::for_backend(self.backend), "v");
+        let (users_table, args) = self.users_table(users)?;
         let last_event_id = "(SELECT c.last_event_id FROM chats c WHERE c.id = m.chat_id)";
         let sql = match self.backend {
             Backend::Postgres => format!(
@@ -404,8 +400,6 @@ impl Store {
                 "SELECT v.column1, m.chat_id, {last_event_id} FROM {users_table} JOIN members m ON m.user_id = v.column1"
             ),
         };
-        let mut args = AnyArguments::default();
-        keys.add_to(&mut args)?;
         let rows: Vec<(String, ChatId, Option<i64>)> = sqlx::query_as_with(&sql, args).fetch_all(&self.reader).await?;
         let mut chats: HashMap<String, Vec<(ChatId, i64)>> = HashMap::new();
         for (user, chat, last) in rows {

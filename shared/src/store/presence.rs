@@ -44,11 +44,11 @@ impl Store {
 
     /// `users` as a table `v` of one column, `column1`, and the arguments
     /// it binds: the left side of a lookup per user.
-    fn users_table<'q>(&self, users: &[&'q str]) -> Result<(String, sqlx::any::AnyArguments<'q>), StoreError> {
-        let mut keys = BatchRows::for_backend(self.backend, &[Column::Text]);
-        for user in users {
-            keys.push([Value::Text(user)]);
-        }
+    pub(super) fn users_table<'q>(
+        &self,
+        users: &[&'q str],
+    ) -> Result<(String, sqlx::any::AnyArguments<'q>), StoreError> {
+        let keys = BatchRows::texts(self.backend, users);
         let table = keys.table(&mut Placeholders::for_backend(self.backend), "v");
         let mut args = sqlx::any::AnyArguments::default();
         keys.add_to(&mut args)?;
