@@ -242,21 +242,20 @@ impl Presence {
                 tracing::warn!(error = %e, users = gone.len(), "could not persist last seen")
             }
         }
-        let unknown: Vec<&str> =
-            batch.iter().filter(|(_, t)| t.chats.is_none()).map(|(user, _)| user.as_str()).collect();
+        let unknown: Vec<&(String, Transition)> = batch.iter().filter(|(_, t)| t.chats.is_none()).collect();
         let mut read = HashMap::new();
         if !unknown.is_empty() {
-            match within(STORE_DEADLINE, store.chat_ids_of_users(&unknown)).await {
+            let users: Vec<&str> = unknown.iter().map(|(user, _)| user.as_str()).collect();
+            match within(STORE_DEADLINE, store.chat_ids_of_users(&users)).await {
                 Ok(chats) => read = chats,
                 Err(e) => {
                     metrics::counter!("chat_database_errors_total").increment(1);
-                    tracing::warn!(error = %e, users = unknown.len(), "presence not announced: chats unavailable");
-                    self.announce_again(batch.iter().filter(|(_, t)| t.chats.is_none()));
+                    tracing::warn!(error = %e, users = users.len(), "presence not announced: chats unavailable");
+                    self.announce_again(unknown);
                 }
             }
         }
         let mut events = Vec::with_capacity(batch.len());
-        let mut happened_at = Vec::with_capacity(batch.len());
         let mut announced = Vec::with_capacity(batch.len());
         for entry @ (user, transition) in batch {
             let chats: Arc<[ChatId]> = match &transition.chats {
@@ -270,7 +269,6 @@ impl Presence {
             if chats.is_empty() {
                 continue;
             }
-            happened_at.push(transition.at);
             announced.push(entry);
             events.push(Event::Presence {
                 user: user.clone(),
@@ -286,8 +284,8 @@ impl Presence {
                 // one presence figure users notice.
                 let now = now_ms();
                 let delay = metrics::histogram!("chat_presence_delay_seconds");
-                for at in happened_at {
-                    delay.record(now.saturating_sub(at).max(0) as f64 / 1000.0);
+                for (_, transition) in announced {
+                    delay.record(now.saturating_sub(transition.at).max(0) as f64 / 1000.0);
                 }
             }
             Err(e) => {
