@@ -17,7 +17,6 @@ stop_cluster() {
     pids=()
 }
 trap 'stop_cluster; services_stop' EXIT
-services_install
 # An acked message is durable only if PostgreSQL flushed its log to disk.
 export SERVICES_PG_FSYNC=${SERVICES_PG_FSYNC:-on}
 # Four server processes share this machine's two cores with Redis,
@@ -35,11 +34,8 @@ echo "TOKIO_WORKER_THREADS=$threads (each gateway and worker); PostgreSQL fsync=
 start_cluster() {
     stop_cluster
     services_stop 2>/dev/null || true
-    services_dir=$(mktemp -d); chmod 755 "$services_dir"
-    services_start_redis
-    services_start_postgres
-    export REDIS_URL=$SERVICES_REDIS_URL DATABASE_URL=$SERVICES_POSTGRES_URL JWT_SECRET=bench-secret DRAIN_SECONDS=1
-    "$server_bin"/worker migrate
+    bench_services
+    export DRAIN_SECONDS=1
     for n in 1 2; do
         TOKIO_WORKER_THREADS=$threads WORKER_ID=worker-$n ADMIN_LISTEN=127.0.0.1:0 "$server_bin"/worker > "$results/worker-$n.log" 2>&1 &
         pids+=($!)
