@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shared::bus::keys::Keys;
+use shared::bus::presence_log::Reread;
 use shared::bus::redis::{connect, RedisBroker};
 use shared::bus::{Event, EventSink};
 use tokio::sync::mpsc;
@@ -58,4 +59,38 @@ async fn a_subscribing_listener_reads_back_every_announcement_in_order() {
     stop.cancel();
     listening.await.expect("listener");
     assert!(arrived.try_recv().is_err(), "nothing but the announcements");
+}
+
+/// The re-read warns that it could not reach back the whole window only
+/// when Redis trimmed entries off the log inside it, not for a log that
+/// was never trimmed, however long, nor for one not made yet.
+#[tokio::test]
+async fn a_re_read_is_cut_short_only_by_a_log_trimmed_inside_the_window() {
+    let url = std::env::var("TEST_REDIS_URL").expect("TEST_REDIS_URL (run ./scripts/test)");
+    let keys = Keys::new(&format!("{}:", testkit::unique("plogcut")), 1);
+    let connection = connect(&url).await.expect("redis");
+    let redis = RedisBroker::new(&url, connection.clone(), keys.clone());
+    let (sink, _arrived) = mpsc::unbounded_channel();
+    let sink = Collect(sink);
+    let reread = || async {
+        let mut reread = Reread::default();
+        while !reread.step(&connection, &keys, &sink).await.expect("step") {}
+        (reread.read, reread.cut_short)
+    };
+    assert_eq!(reread().await, (0, false), "no log yet");
+
+    let announcements: Vec<Event> = (1..=3).map(announcement).collect();
+    redis.publish_presence(&announcements).await.expect("published");
+    assert_eq!(reread().await, (3, false), "never trimmed");
+
+    let mut trimming = connection.clone();
+    let trimmed: usize = redis::cmd("XTRIM")
+        .arg(keys.presence_log())
+        .arg("MAXLEN")
+        .arg(1)
+        .query_async(&mut trimming)
+        .await
+        .expect("xtrim");
+    assert_eq!(trimmed, 2);
+    assert_eq!(reread().await, (1, true), "its two oldest trimmed");
 }

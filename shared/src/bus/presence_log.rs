@@ -56,8 +56,9 @@ pub struct Reread {
     start: Option<String>,
     /// Announcements read and handed on so far.
     pub read: usize,
-    /// The log no longer reaches back the whole window: more than
-    /// [`MAX_LEN`] announcements were made in it, the oldest are gone.
+    /// The log no longer reaches back the whole window: Redis trimmed it
+    /// (more than [`MAX_LEN`] announcements), and its oldest entry left is
+    /// inside the window.
     pub cut_short: bool,
 }
 
@@ -75,7 +76,9 @@ impl Reread {
         let key = keys.presence_log();
         let mut connection = connection.clone();
         let Some(start) = &self.start else {
-            let ((seconds, micros), oldest, len): ((i64, i64), Value, usize) = redis::pipe()
+            // XINFO fails on a log not made yet, which is an empty one.
+            let (time, oldest, info): (Value, Value, Value) = redis::pipe()
+                .ignore_errors()
                 .cmd("TIME")
                 .cmd("XRANGE")
                 .arg(&key)
@@ -83,13 +86,15 @@ impl Reread {
                 .arg("+")
                 .arg("COUNT")
                 .arg(1)
-                .cmd("XLEN")
+                .cmd("XINFO")
+                .arg("STREAM")
                 .arg(&key)
                 .query_async(&mut connection)
                 .await?;
+            let (seconds, micros): (i64, i64) = redis::from_redis_value(time.extract_error()?)?;
             let from = seconds * 1000 + micros / 1000 - REREAD_MS;
-            let oldest = range_entries_of(oldest, FIELD).first().and_then(|entry| id_ms(&entry.id));
-            self.cut_short = len >= MAX_LEN && oldest.is_some_and(|oldest| oldest > from);
+            let oldest = range_entries_of(oldest.extract_error()?, FIELD).first().and_then(|entry| id_ms(&entry.id));
+            self.cut_short = trimmed(&info) && oldest.is_some_and(|oldest| oldest > from);
             self.start = Some(from.max(0).to_string());
             return Ok(false);
         };
@@ -109,6 +114,23 @@ impl Reread {
         sink.deliver_all(entries.iter().filter_map(|entry| decode(&entry.id, entry.payload.as_deref())).collect());
         Ok(!full)
     }
+}
+
+/// Whether Redis trimmed entries off the log whose `XINFO STREAM` reply is
+/// `info`: it has fewer than were ever added to it. (Trimming leaves
+/// `max-deleted-entry-id` alone; only XDEL moves it.)
+fn trimmed(info: &Value) -> bool {
+    let field = |name: &str| -> Option<i64> {
+        let pairs: Vec<(&Value, &Value)> = match info {
+            Value::Array(items) => items.chunks_exact(2).map(|pair| (&pair[0], &pair[1])).collect(),
+            Value::Map(pairs) => pairs.iter().map(|(k, v)| (k, v)).collect(),
+            _ => return None,
+        };
+        let (_, value) =
+            pairs.into_iter().find(|(key, _)| redis::from_redis_value_ref::<String>(key).is_ok_and(|k| k == name))?;
+        redis::from_redis_value_ref(value).ok()
+    };
+    matches!((field("entries-added"), field("length")), (Some(added), Some(length)) if added > length)
 }
 
 /// The milliseconds part of a stream id (`<ms>-<seq>`).
