@@ -5,8 +5,9 @@
 //! frame. A data frame that breaks that sequence is a protocol error and
 //! fails the connection (1002): dropping the unfinished message quietly
 //! would lose a command the client believes it sent. A fragmented binary
-//! message is refused once, when it ends, like a binary frame, and its
-//! payload is not kept. A reassembled text message that is not UTF-8 fails
+//! message is refused once, when it ends, like a binary frame; its payload
+//! is not kept, only counted, so that it is held to the same size limit
+//! as text. A reassembled text message that is not UTF-8 fails
 //! the connection (1007), as a single frame's does (the WebSocket library
 //! checks those); a character split between fragments is whole again by
 //! then.
@@ -47,7 +48,8 @@ pub struct Reassembly {
 #[derive(Debug)]
 enum Unfinished {
     Text(Vec<u8>),
-    Binary,
+    /// The bytes received so far.
+    Binary(usize),
 }
 
 impl Reassembly {
@@ -72,14 +74,20 @@ impl Reassembly {
                 Ok(Message::Unfinished)
             }
             (OpCode::Binary, false) => {
-                self.unfinished = Some(Unfinished::Binary);
+                self.unfinished = Some(Unfinished::Binary(payload.len()));
                 Ok(Message::Unfinished)
             }
             (OpCode::Continuation, _) => match self.unfinished.take() {
                 None => Err(Violation::OutOfSequence),
-                Some(Unfinished::Binary) if fin => Ok(Message::Binary),
-                Some(Unfinished::Binary) => {
-                    self.unfinished = Some(Unfinished::Binary);
+                Some(Unfinished::Binary(received)) => {
+                    let received = received + payload.len();
+                    if received > limit {
+                        return Err(Violation::TooLarge);
+                    }
+                    if fin {
+                        return Ok(Message::Binary);
+                    }
+                    self.unfinished = Some(Unfinished::Binary(received));
                     Ok(Message::Unfinished)
                 }
                 Some(Unfinished::Text(mut text)) => {
@@ -177,5 +185,12 @@ mod tests {
         assert_eq!(reassembly.push(OpCode::Continuation, true, b"67890", LIMIT), Ok(text(b"1234567890")));
         assert_eq!(reassembly.push(OpCode::Text, false, b"12345", LIMIT), Ok(Message::Unfinished));
         assert_eq!(reassembly.push(OpCode::Continuation, true, b"678901", LIMIT), Err(Violation::TooLarge));
+        // Binary too, though its bytes are not kept.
+        let mut reassembly = Reassembly::default();
+        assert_eq!(reassembly.push(OpCode::Binary, false, b"12345", LIMIT), Ok(Message::Unfinished));
+        assert_eq!(reassembly.push(OpCode::Continuation, true, b"67890", LIMIT), Ok(Message::Binary));
+        assert_eq!(reassembly.push(OpCode::Binary, false, b"12345", LIMIT), Ok(Message::Unfinished));
+        assert_eq!(reassembly.push(OpCode::Continuation, false, b"67890", LIMIT), Ok(Message::Unfinished));
+        assert_eq!(reassembly.push(OpCode::Continuation, true, b"1", LIMIT), Err(Violation::TooLarge));
     }
 }

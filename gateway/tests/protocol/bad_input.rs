@@ -69,6 +69,17 @@ async fn a_frame_over_64_kib_closes_with_1009() {
     assert_eq!(exactly.recv().await["code"], "bad_request", "an over-long ref is refused, the frame was read");
     alice.send_raw(Message::text("x".repeat(limit + 1))).await;
     assert_eq!(alice.ended().await, Ended::Closed(1009));
+
+    // A binary message in fragments, each under the limit, is held to it
+    // as a whole, as text is.
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    let mut binary = server.connect("alice").await;
+    let part =
+        |data: Data, fin: bool| Message::Frame(Frame::message(vec![1u8; limit / 2 + 1], OpCode::Data(data), fin));
+    binary.send_raw(part(Data::Binary, false)).await;
+    binary.send_raw(part(Data::Continue, true)).await;
+    assert_eq!(binary.ended().await, Ended::Closed(1009));
 }
 
 /// A message split into frames (RFC 6455, 5.4) is put back together, with
