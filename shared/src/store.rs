@@ -292,11 +292,19 @@ async fn members_of<'e, E>(db: E, chat: ChatId) -> Result<Vec<UserId>, StoreErro
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    let rows: Vec<(String,)> = sqlx::query_as("SELECT user_id FROM members WHERE chat_id = $1 ORDER BY user_id")
-        .bind(chat)
-        .fetch_all(db)
-        .await?;
-    Ok(rows.into_iter().map(|r| r.0).collect())
+    let rows: Vec<(String,)> =
+        sqlx::query_as("SELECT user_id FROM members WHERE chat_id = $1").bind(chat).fetch_all(db).await?;
+    let mut members: Vec<UserId> = rows.into_iter().map(|r| r.0).collect();
+    members.sort_unstable();
+    Ok(members)
+}
+
+/// Member lists go out sorted by their ids' bytes, sorted here rather than
+/// by `ORDER BY`: PostgreSQL orders text by the database's collation (in
+/// most locales `alice` before `Bob`), SQLite by bytes (`Bob` first), and
+/// the protocol is the same on both.
+fn sort_by_user<T>(rows: &mut [T], user: impl Fn(&T) -> &str) {
+    rows.sort_unstable_by(|a, b| user(a).cmp(user(b)));
 }
 
 #[cfg(test)]

@@ -45,15 +45,16 @@ impl Store {
             return Ok(Vec::new());
         }
         let mut members: HashMap<ChatId, Vec<MemberMarks>> = HashMap::new();
-        let rows: Vec<(i64, String, i64, i64)> = sqlx::query_as(
+        let mut rows: Vec<(i64, String, i64, i64)> = sqlx::query_as(
             "SELECT o.chat_id, o.user_id, o.delivered_mark, o.read_mark \
              FROM members m JOIN members o ON o.chat_id = m.chat_id \
-             WHERE m.user_id = $1 AND ($2 = 0 OR m.chat_id = $2) ORDER BY o.user_id",
+             WHERE m.user_id = $1 AND ($2 = 0 OR m.chat_id = $2)",
         )
         .bind(user)
         .bind(chat)
         .fetch_all(&self.reader)
         .await?;
+        super::sort_by_user(&mut rows, |row| &row.1);
         for (chat_id, user, delivered, read) in rows {
             members.entry(chat_id).or_default().push(MemberMarks { user, delivered, read });
         }
@@ -107,12 +108,12 @@ impl Store {
         .fetch_optional(&self.reader)
         .await?;
         let Some(row) = row else { return Ok(None) };
-        let marks: Vec<(String, i64, i64)> = sqlx::query_as(
-            "SELECT user_id, delivered_mark, read_mark FROM members WHERE chat_id = $1 ORDER BY user_id",
-        )
-        .bind(chat)
-        .fetch_all(&self.reader)
-        .await?;
+        let mut marks: Vec<(String, i64, i64)> =
+            sqlx::query_as("SELECT user_id, delivered_mark, read_mark FROM members WHERE chat_id = $1")
+                .bind(chat)
+                .fetch_all(&self.reader)
+                .await?;
+        super::sort_by_user(&mut marks, |row| &row.0);
         let marks: Vec<MemberMarks> =
             marks.into_iter().map(|(user, delivered, read)| MemberMarks { user, delivered, read }).collect();
         let last: Option<(i64, String, String, i64)> = sqlx::query_as(

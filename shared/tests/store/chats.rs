@@ -351,3 +351,38 @@ async fn may_delete_refuses_as_the_deletion_would() {
         }
     }
 }
+
+/// Member lists come sorted by their ids' bytes on both backends, also
+/// where PostgreSQL's collation orders text otherwise: here the members
+/// column takes ICU's root collation, as a database made in a locale
+/// other than C would, which puts `alice` before `Bob`.
+#[tokio::test]
+async fn member_lists_are_in_byte_order_whatever_the_collation() {
+    for (store, _dir, url) in stores_with_urls().await {
+        if store.backend() == shared::store::Backend::Postgres {
+            sqlx::any::install_default_drivers();
+            let mut conn =
+                <sqlx::AnyConnection as sqlx::Connection>::connect(&url).await.expect("connected underneath");
+            sqlx::query(r#"ALTER TABLE members ALTER COLUMN user_id SET DATA TYPE TEXT COLLATE "und-x-icu""#)
+                .execute(&mut conn)
+                .await
+                .expect("a locale's collation");
+        }
+        let chat = group(&store, "alice", &["Bob", "ädam", "carol"]).await;
+        store.apply_pairs(&[("carol".to_string(), send(chat, "c1", "hi"))], 100).await.expect("sent");
+        let marks: Vec<_> =
+            ["alice", "Bob", "ädam"].iter().map(|u| (u.to_string(), mark(chat, 1, MarkKind::Read))).collect();
+        store.apply_pairs(&marks, 200).await.expect("marked");
+
+        let sorted = ["Bob", "alice", "carol", "ädam"];
+        assert_eq!(store.members(chat).await.expect("members"), sorted);
+        let views = store.member_views(chat).await.expect("read").expect("a chat");
+        assert_eq!(views.members(), sorted);
+        assert_eq!(store.summary(chat, "alice").await.expect("read").expect("a member").members, sorted);
+        let page = store.messages(chat, "alice", HistoryQuery::default()).await.expect("history");
+        assert_eq!(page[0].read_members, ["Bob", "alice", "ädam"], "{:?}", store.backend());
+        let receipts = store.receipts(chat, "alice", 1).await.expect("receipts");
+        let order: Vec<&str> = receipts.iter().map(|r| r.user_id.as_str()).collect();
+        assert_eq!(order, ["Bob", "alice", "ädam"]);
+    }
+}
