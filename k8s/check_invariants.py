@@ -22,6 +22,7 @@ Checks, per rendered stream:
     and min <= max;
   * the ScaledObject has exactly one redis-streams trigger per command stream
     REDIS_PREFIX + "cmd:" + 0..STREAM_SHARDS-1, consumer group "workers",
+    scaling on the group's lag (`lagCount`),
     maxReplicaCount <= STREAM_SHARDS, and its TriggerAuthentication exists;
   * Services, PDBs, ServiceMonitors and PodMonitors select pods that exist,
     and their named ports exist;
@@ -209,6 +210,9 @@ def check(path):
             errors.append(f"{ident}: redis-streams triggers do not cover the {shards} command streams exactly "
                           f"(missing {missing}, unexpected {extra}, duplicated {dup})")
         for t in triggers:
+            if "lagCount" not in t["metadata"] or "pendingEntriesCount" in t["metadata"]:
+                errors.append(f"{ident}: trigger for {t['metadata'].get('stream')} must scale on lagCount alone "
+                              f"(the pending list stays under one read's 256 entries whatever the backlog)")
             if t["metadata"].get("consumerGroup") != SHARD_GROUP:
                 errors.append(f"{ident}: trigger for {t['metadata'].get('stream')} uses consumer group "
                               f"{t['metadata'].get('consumerGroup')!r}, not {SHARD_GROUP!r}")
