@@ -347,7 +347,7 @@ impl Reader<'_> {
         let now = now_ms();
         let allowance = self.node.settings.command_allowance();
         if !matches!(request, Request::Ping | Request::Typing { .. }) && !self.budget.take(allowance, now) {
-            return self.refuse_rate_limited(&reference).await;
+            return self.refuse_rate_limited(&reference, request.label()).await;
         }
         match request {
             Request::Ping => {
@@ -356,7 +356,8 @@ impl Reader<'_> {
                 self.reply_text("pong", render::pong(&reference, now)).await;
             }
             Request::Command(command) => {
-                metrics::counter!("chat_frames_in_total", "type" => command.label()).increment(1);
+                let label = command.label();
+                metrics::counter!("chat_frames_in_total", "type" => label).increment(1);
                 // Read off `command`, not the envelope: a local once
                 // borrowed keeps its room in the connection's task across
                 // every later wait, and the envelope is the larger.
@@ -382,7 +383,7 @@ impl Reader<'_> {
                 } else if self.order.hold(lane, envelope, self.node.settings.outbound_queue) {
                     metrics::counter!("chat_commands_held_total").increment(1);
                 } else {
-                    metrics::counter!("chat_commands_rate_limited_total").increment(1);
+                    metrics::counter!("chat_commands_rate_limited_total", "type" => label).increment(1);
                     let refusal = Refusal::new(
                         ErrorCode::RateLimited,
                         "too many commands wait for earlier ones, of other chats, to be applied; resend after their acks",
@@ -466,8 +467,9 @@ impl Reader<'_> {
         self.refuse(reference, &refusal, None).await;
     }
 
-    async fn refuse_rate_limited(&self, reference: &Ref) {
-        metrics::counter!("chat_commands_rate_limited_total").increment(1);
+    /// Refuses a frame of type `label` past the connection's allowance.
+    async fn refuse_rate_limited(&self, reference: &Ref, label: &'static str) {
+        metrics::counter!("chat_commands_rate_limited_total", "type" => label).increment(1);
         let allowance = self.node.settings.command_allowance();
         let refusal = Refusal::new(
             ErrorCode::RateLimited,
@@ -491,7 +493,7 @@ impl Reader<'_> {
             // so it counts against the command allowance: a client typing
             // into chats it is not in would otherwise query unthrottled.
             if !self.budget.take(self.node.settings.command_allowance(), now_ms()) {
-                return self.refuse_rate_limited(reference).await;
+                return self.refuse_rate_limited(reference, "typing").await;
             }
             let user = &self.handle.user;
             let refusal = match within(STORE_DEADLINE, self.node.store.membership(chat, user)).await {

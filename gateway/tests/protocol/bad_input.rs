@@ -249,4 +249,9 @@ async fn commands_past_the_allowance_are_refused_and_not_applied() {
     assert_eq!(alice.recv_type("pong").await["ref"], "still");
     let (_, history) = server.call("GET", "bob", &format!("/v1/chats/{chat}/messages"), None).await;
     assert_eq!(history["messages"].as_array().expect("messages").len(), acked.len(), "refused ones were not stored");
+    // Counted by frame type, for the operator looking for the client.
+    let metrics = reqwest::get(server.url("/metrics")).await.expect("metrics").text().await.expect("text");
+    let counted =
+        metrics.lines().find_map(|line| line.strip_prefix(r#"chat_commands_rate_limited_total{type="new"} "#));
+    assert!(counted.and_then(|n| n.trim().parse::<f64>().ok()) >= Some(refused.len() as f64), "{metrics}");
 }

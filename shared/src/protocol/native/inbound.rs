@@ -40,6 +40,18 @@ pub enum Request {
     Sync { since: Vec<(ChatId, EventId)> },
 }
 
+impl Request {
+    /// The frame's `type`, a bounded label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Request::Ping => "ping",
+            Request::Command(command) => command.label(),
+            Request::Typing { .. } => "typing",
+            Request::Sync { .. } => "sync",
+        }
+    }
+}
+
 /// Parses one text frame. On error the `ref` is still returned when the frame
 /// carried a usable one.
 pub fn parse(frame: &[u8], limits: Limits) -> Result<(Ref, Request), (Ref, Refusal)> {
