@@ -27,25 +27,19 @@ async fn main() {
         eprintln!("worker: DATABASE_URL must be a postgres:// URL");
         std::process::exit(EXIT_CONFIG);
     };
+    // Through the log, so that the migration Job's output is JSON like
+    // every other line when LOG_FORMAT=json. The store names each
+    // migration as it applies it, and the total when done.
     if let Some(Command::Migrate) = cli.command {
-        eprintln!("worker: bringing the schema of {} up to date", shared::config::redact_url(&database_url));
+        let database = shared::config::redact_url(&database_url);
+        tracing::info!(%database, "bringing the schema up to date");
         match Store::connect_migrated(&database_url).await {
             Ok((_, migrated)) if migrated.applied.is_empty() => {
-                eprintln!("worker: nothing to apply; the schema is at version {}", migrated.version)
+                tracing::info!(version = migrated.version, "nothing to apply; the schema is up to date")
             }
-            Ok((_, migrated)) => {
-                for migration in &migrated.applied {
-                    eprintln!("worker: applied {migration}");
-                }
-                eprintln!(
-                    "worker: {} migration(s) applied in {:.1?}; the schema is at version {}",
-                    migrated.applied.len(),
-                    migrated.took,
-                    migrated.version
-                );
-            }
+            Ok(_) => {}
             Err(e) => {
-                eprintln!("worker: migration failed: {e}");
+                tracing::error!(error = %e, "migration failed");
                 std::process::exit(1);
             }
         }
