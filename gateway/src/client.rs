@@ -452,7 +452,11 @@ impl Reader<'_> {
 
     async fn not_queued(&self, reference: &Ref, e: BusError) {
         self.handle.command_settled();
-        metrics::counter!("chat_redis_errors_total", "op" => "submit").increment(1);
+        // A closed queue is this process stopping (standalone's in-process
+        // queue, or Redis's at shutdown), not a Redis failure to alert on.
+        if matches!(e, BusError::Unavailable(_)) {
+            metrics::counter!("chat_redis_errors_total", "op" => "submit").increment(1);
+        }
         tracing::warn!(error = %e, "command not accepted");
         // Only a closed queue is sure to have taken nothing: Redis may have
         // appended a command whose answer timed out or whose connection
