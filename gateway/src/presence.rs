@@ -50,8 +50,10 @@ use pending::{PendingTransitions, Transition};
 
 /// Standalone's announcements are numbered 0: one announcer, this node's,
 /// makes them all, in order (see `Event::Presence`), so each transition
-/// follows the one before it here.
-const STANDALONE: Decided = Decided { seq: 0, follows: 0 };
+/// follows the one before it here; and made at `at`, as the node saw it.
+fn standalone(at: Millis) -> Decided {
+    Decided { seq: 0, follows: 0, at }
+}
 
 /// The most users announced per statement: bounds one chat query's answer
 /// (this many users times their chats) and one publish.
@@ -106,11 +108,11 @@ impl Presence {
         };
         let at = now_ms();
         let first = match &self.cluster {
-            None => first_here.then_some(STANDALONE),
+            None => first_here.then(|| standalone(at)),
             Some(cluster) => cluster.connected(user, at).await,
         };
         if let Some(decided) = first {
-            let (seq, follows) = (decided.seq, Some(decided.follows));
+            let (seq, follows, at) = (decided.seq, Some(decided.follows), decided.at);
             self.transition(user, Transition { online: true, at, chats, seq, follows });
         }
     }
@@ -128,11 +130,11 @@ impl Presence {
             .is_some();
         let at = now_ms();
         let last = match &self.cluster {
-            None => last_here.then_some(STANDALONE),
+            None => last_here.then(|| standalone(at)),
             Some(cluster) => cluster.disconnected(user, at).await,
         };
         if let Some(decided) = last {
-            let (seq, follows) = (decided.seq, Some(decided.follows));
+            let (seq, follows, at) = (decided.seq, Some(decided.follows), decided.at);
             self.last_seen.insert(user.to_owned(), at);
             self.transition(user, Transition { online: false, at, chats, seq, follows });
         }

@@ -56,12 +56,15 @@ const FORGET_CHUNK: usize = 1_000;
 /// Users' counts written back per round trip after Redis forgot the node.
 const RESTORE_CHUNK: usize = 500;
 
-/// How a transition was decided in Redis: the number to announce it under
-/// and the number of the user's transition just before it.
+/// How a transition was decided in Redis: the number to announce it under,
+/// the number of the user's transition just before it, and its time (for
+/// an `offline`, the latest departure of any of the user's connections,
+/// which a retried change may not be).
 #[derive(Debug, Clone, Copy)]
 pub struct Decided {
     pub seq: u64,
     pub follows: u64,
+    pub at: Millis,
 }
 
 /// Why a node is reaped (see [`REAP`]).
@@ -141,7 +144,7 @@ impl ClusterPresence {
     /// [`COUNT`], whose totals only its own retry logic needs).
     async fn count(&self, user: &str, change: u64, connect: bool, at: Millis) -> redis::RedisResult<Option<Decided>> {
         let mut redis = self.redis.clone();
-        let (_after, _now, seq, follows): (i64, i64, u64, u64) = self
+        let (_after, _now, seq, follows, decided_at): (i64, i64, u64, u64, Millis) = self
             .count
             .key(self.keys.online(user))
             .key(self.keys.node_users(&self.node))
@@ -155,7 +158,7 @@ impl ClusterPresence {
             .arg(at)
             .invoke_async(&mut redis)
             .await?;
-        Ok((seq != 0).then_some(Decided { seq, follows }))
+        Ok((seq != 0).then_some(Decided { seq, follows, at: decided_at }))
     }
 
     /// Held while a connection changes its user's counts (see `counting`).
@@ -208,7 +211,7 @@ impl ClusterPresence {
                 Ok(decided) => {
                     lock(&self.answered).push(lost.change);
                     if let Some(decided) = decided {
-                        presence.settled(&lost.user, lost.connect, lost.at, decided.seq, Some(decided.follows));
+                        presence.settled(&lost.user, lost.connect, decided.at, decided.seq, Some(decided.follows));
                     }
                 }
                 Err(e) => {
@@ -272,7 +275,7 @@ impl ClusterPresence {
                 invocation.key(self.keys.online(user)).key(self.keys.presence_last(user)).key(self.keys.presence_seq());
                 invocation.arg(r.at);
             });
-            let states: Vec<(u8, u64, u64)> = match states.await {
+            let states: Vec<(u8, u64, u64, Millis)> = match states.await {
                 Ok(states) => states,
                 Err(e) => {
                     let left = due[n * RESTORE_CHUNK..].iter().map(|(user, r)| (user.clone(), r.at));
@@ -280,8 +283,8 @@ impl ClusterPresence {
                     return Err(e);
                 }
             };
-            for ((user, r), (online, seq, follows)) in chunk.iter().zip(states) {
-                presence.settled(user, online == 1, r.at, seq, Some(follows));
+            for ((user, _), (online, seq, follows, at)) in chunk.iter().zip(states) {
+                presence.settled(user, online == 1, at, seq, Some(follows));
             }
         }
         tracing::info!(users = due.len(), "presence announced again from the counts");

@@ -41,27 +41,40 @@ end
 
 /// Defines `record(last, seq, online, at)`: records a transition numbered
 /// `seq`, made at `at` (ms, the gateway's clock), as the last of the user
-/// whose last-transition record is `last`.
+/// whose last-transition record is `last`, and returns the time recorded.
+/// And `departed(last, at)`: records that one of the user's connections
+/// closed at `at` without taking them offline.
 ///
 /// The record tells a gateway holding a transition not yet announced
 /// whether its opposite came straight after it, so that the two may
 /// cancel (`presence/pending.rs`), and tells a node writing its counts
 /// back whether co-members last heard the user go offline. Its time is
-/// what `GET /v1/presence` on any gateway says an offline user was last
-/// seen at before the gateway announcing them has stored it; an `offline`
-/// never moves it back (a retried change or a recount carries the time of
-/// an older change). It lasts an hour past the user's last transition,
-/// longer than any stall a gateway's clients would sit through, and
-/// bounds Redis's memory to the users who came or went within the hour
-/// (136 bytes each, by `MEMORY USAGE`).
+/// the `lastSeen` of the user's `offline`, and what `GET /v1/presence` on
+/// any gateway says an offline user was last seen at before the gateway
+/// announcing them has stored it: the latest departure of any of their
+/// connections. An `offline` decided by a retried change or a recount
+/// carries the time of an older change, while another connection of the
+/// user's may have closed later elsewhere; so a departure's time never
+/// moves it back, and every departure counts, not only the last. It
+/// lasts an hour past the user's last change, longer than any stall a
+/// gateway's clients would sit through, and bounds Redis's memory to the
+/// users who came or went within the hour (136 bytes each, by `MEMORY
+/// USAGE`).
 macro_rules! lua_record {
     () => {
-        "local function record(last, seq, online, at)
-  if not online then
-    local previous = redis.call('HGET', last, 't')
-    if previous and tonumber(previous) > tonumber(at) then at = previous end
-  end
+        "local function latest(last, at)
+  local previous = redis.call('HGET', last, 't')
+  if previous and tonumber(previous) > tonumber(at) then return previous end
+  return at
+end
+local function record(last, seq, online, at)
+  if not online then at = latest(last, at) end
   redis.call('HSET', last, 's', string.format('%d', seq), 'o', online and 1 or 0, 't', at)
+  redis.call('EXPIRE', last, 3600)
+  return tonumber(at)
+end
+local function departed(last, at)
+  redis.call('HSET', last, 't', latest(last, at))
   redis.call('EXPIRE', last, 3600)
 end
 "
@@ -70,15 +83,16 @@ end
 
 /// Defines `decide(last, seq_key, online, at)` (with `record`):
 /// numbers a transition of the user whose last-transition record is
-/// `last`, about to be announced, records it, and returns its number and
-/// the number of the user's transition before it (0 when unknown).
+/// `last`, about to be announced, records it, and returns its number, the
+/// number of the user's transition before it (0 when unknown) and the
+/// time recorded (for an `offline`, the user's latest departure).
 macro_rules! lua_decide {
     () => {
         "local function decide(last, seq_key, online, at)
   local before = tonumber(redis.call('HGET', last, 's')) or 0
   local seq = next_seq(seq_key)
-  record(last, seq, online, at)
-  return seq, before
+  local recorded = record(last, seq, online, at)
+  return seq, before, recorded
 end
 "
     };
@@ -89,7 +103,7 @@ end
 /// ARGV: node, user, change id, +1 or -1, when the change happened (ms).
 /// Returns {the user's total right after this change, the total now, the
 /// number to announce it under, the number of the user's transition before
-/// it}. The totals are the same for a change made now and may differ for
+/// it, the time to announce it with}. The totals are the same for a change made now and may differ for
 /// one retried after others. The number is 0 when there is nothing to
 /// announce: the change moved no total across zero, or, retried, the user
 /// has changed state since (that later change was announced instead).
@@ -104,10 +118,10 @@ local done = redis.call('HGET', KEYS[3], ARGV[3])
 if done then
   local after, now = tonumber(done), total(KEYS[1])
   if after == (connect and 1 or 0) and (now > 0) == connect then
-    local seq, before = decide(KEYS[4], KEYS[5], connect, ARGV[5])
-    return {after, now, seq, before}
+    local seq, before, at = decide(KEYS[4], KEYS[5], connect, ARGV[5])
+    return {after, now, seq, before, at}
   end
-  return {after, now, 0, 0}
+  return {after, now, 0, 0, 0}
 end
 local n = redis.call('HINCRBY', KEYS[1], ARGV[1], tonumber(ARGV[4]))
 if n == 0 then
@@ -119,10 +133,11 @@ end
 local after = total(KEYS[1])
 redis.call('HSET', KEYS[3], ARGV[3], after)
 if (after == 1 and connect) or (after == 0 and not connect) then
-  local seq, before = decide(KEYS[4], KEYS[5], connect, ARGV[5])
-  return {after, after, seq, before}
+  local seq, before, at = decide(KEYS[4], KEYS[5], connect, ARGV[5])
+  return {after, after, seq, before, at}
 end
-return {after, after, 0, 0}
+if not connect then departed(KEYS[4], ARGV[5]) end
+return {after, after, 0, 0, 0}
 "#
 );
 
@@ -193,7 +208,8 @@ return {0, 0}
 /// published). KEYS: the user's counts, the user's last-transition record,
 /// the presence sequence. ARGV: when the user's last change that may have
 /// gone unannounced happened (ms). Returns {1 if online, else 0, the number
-/// to announce it under, the number of the transition before it}.
+/// to announce it under, the number of the transition before it, the time
+/// to announce it with}.
 pub const RECOUNT: &str = concat!(
     lua_total!(),
     lua_next_seq!(),
@@ -201,7 +217,7 @@ pub const RECOUNT: &str = concat!(
     lua_decide!(),
     r#"
 local online = total(KEYS[1]) > 0
-local seq, before = decide(KEYS[2], KEYS[3], online, ARGV[1])
-return {online and 1 or 0, seq, before}
+local seq, before, at = decide(KEYS[2], KEYS[3], online, ARGV[1])
+return {online and 1 or 0, seq, before, at}
 "#
 );

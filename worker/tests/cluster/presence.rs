@@ -527,3 +527,42 @@ async fn an_announcement_older_than_the_last_applied_is_dropped() {
     let heard = bob.recv_type("offline").await;
     assert_eq!((&heard["userId"], &heard["lastSeen"]), (&json!("alice"), &json!(2)), "{heard}");
 }
+
+/// Alice leaves gw-0, whose change goes unanswered (its record of changes
+/// is unusable for a while), then comes and goes on gw-1, whose changes
+/// cross no zero. When gw-0's retry finally takes her offline, she was last
+/// seen leaving gw-1, not gw-0: her `offline` and `GET /v1/presence` both
+/// say so. The `offline` used to carry the time of the retried change,
+/// earlier than her last departure.
+#[tokio::test]
+async fn an_offline_decided_by_a_retry_carries_the_user_s_latest_departure() {
+    let cluster = Cluster::start(Options::default(), 2, 1).await;
+    cluster.group(0, "bob", &["alice"]).await;
+    let mut bob = cluster.connect(1, "bob").await;
+    let alice_on_0 = cluster.connect(0, "alice").await;
+    assert!(heard(&mut bob, "online", 1).await.contains_key("alice"));
+    let mut redis = cluster.redis().await;
+    let (changes, counts) = (cluster.keys().node_presence_ops("gw-0"), cluster.keys().online("alice"));
+    let _: () = redis.del(&changes).await.expect("del");
+    let _: () = redis.set(&changes, "unusable").await.expect("set");
+
+    alice_on_0.close().await;
+    cluster.wait_for_log(&cluster.gateways[0].service, "presence change unanswered").await;
+    let alice_on_1 = cluster.connect(1, "alice").await;
+    let on_1: Option<i64> = redis.hget(&counts, "gw-1").await.expect("hget");
+    assert_eq!(on_1, Some(1), "her connection counted before its welcome");
+    let leaving = shared::clock::now_ms();
+    alice_on_1.close().await;
+    let started = std::time::Instant::now();
+    while redis.hexists::<_, _, bool>(&counts, "gw-1").await.expect("hexists") {
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "gw-1 never counted her departure");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let _: () = redis.del(&changes).await.expect("del");
+
+    let offline = heard(&mut bob, "offline", 1).await.remove("alice").expect("alice's offline");
+    let last_seen = offline["lastSeen"].as_i64().expect("lastSeen");
+    assert!(last_seen >= leaving, "{offline}: she left gw-1 at {leaving} or after");
+    let (status, body) = cluster.call(0, "GET", "bob", "/v1/presence?users=alice", None).await;
+    assert_eq!((status, &body["users"][0]["lastSeen"]), (200, &json!(last_seen)), "{body}");
+}
