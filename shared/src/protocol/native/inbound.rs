@@ -179,10 +179,13 @@ impl Fields<'_> {
         }
         map.iter()
             .map(|(chat, id)| {
+                // Written as the server writes chatIds (no sign, no leading
+                // zeros): "7", "07" and "+7" would name one chat three
+                // times, each replayed in full.
                 let chat_id = chat
                     .parse::<ChatId>()
                     .ok()
-                    .filter(|c| *c >= 1)
+                    .filter(|c| *c >= 1 && c.to_string() == *chat)
                     .ok_or_else(|| Refusal::bad_request(format!("since key {chat:?} is not a chatId")))?;
                 let id = id
                     .as_i64()
@@ -261,6 +264,11 @@ mod tests {
         .message
         .contains("clientMessageId"));
         assert!(refusal(r#"{"type":"sync","since":{"x":1}}"#).1.message.contains("since"));
+        // One chat under several spellings would be replayed once for each.
+        for alias in ["07", "+7", " 7", "7.0"] {
+            let frame = format!(r#"{{"type":"sync","since":{{"7":0,"{alias}":0}}}}"#);
+            assert!(refusal(&frame).1.message.contains("is not a chatId"), "{alias}");
+        }
         assert!(refusal(r#"[1,2]"#).1.message.contains("object"));
     }
 
