@@ -573,6 +573,13 @@ impl Reader<'_> {
                     return false;
                 }
             }
+            // What this connection already wrote is not read again: a
+            // second sync of a chat (or a sync after live events) costs
+            // only what is new, not the whole log with nothing written.
+            cursor = self.handle.write_state().cursors.written_through(chat, cursor);
+            if cursor >= end {
+                return true;
+            }
             let request = PageRequest { chat, user: self.handle.user.to_string(), since: cursor };
             let read = {
                 let _store_wait = self.handle.deadline_paused();

@@ -8,6 +8,8 @@
 //! strictly in id order. Any other first frame (or a second without one)
 //! releases them.
 
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -110,7 +112,10 @@ pub struct Cursors {
 /// The chats whose live events wait for a `sync`'s replay, and the events.
 #[derive(Debug, Default)]
 struct Holds {
-    holding: Vec<ChatId>,
+    /// Each chat held, with the number of running syncs that name it. A
+    /// map: a sync may name 10,000 chats, and every live event of the
+    /// connection is looked up here while it runs.
+    holding: HashMap<ChatId, u32>,
     held: Vec<Arc<RenderedEvent>>,
 }
 
@@ -156,7 +161,7 @@ impl Cursors {
 
     /// True (and the event kept for later) when `chat` is being held.
     pub fn hold(&mut self, event: &Arc<RenderedEvent>) -> bool {
-        let holding_chat = self.holds.as_ref().is_some_and(|h| h.holding.contains(&event.chat));
+        let holding_chat = self.holds.as_ref().is_some_and(|h| h.holding.contains_key(&event.chat));
         if self.holding_all || holding_chat {
             self.holds.get_or_insert_with(Box::default).held.push(event.clone());
             return true;
@@ -178,7 +183,10 @@ impl Cursors {
     }
 
     pub fn begin_sync(&mut self, chats: &[ChatId]) {
-        self.holds.get_or_insert_with(Box::default).holding.extend_from_slice(chats);
+        let holding = &mut self.holds.get_or_insert_with(Box::default).holding;
+        for chat in chats {
+            *holding.entry(*chat).or_default() += 1;
+        }
     }
 
     /// Ends the sync of `all`: the last id sent per chat of `synced` (at
@@ -191,8 +199,11 @@ impl Cursors {
         let synced = synced.iter().map(|&(chat, from)| (chat, self.last_sent(chat).max(from))).collect();
         if let Some(holds) = self.holds.as_mut() {
             for chat in all {
-                if let Some(at) = holds.holding.iter().position(|c| c == chat) {
-                    holds.holding.swap_remove(at);
+                if let Entry::Occupied(mut syncs) = holds.holding.entry(*chat) {
+                    *syncs.get_mut() -= 1;
+                    if *syncs.get() == 0 {
+                        syncs.remove();
+                    }
                 }
             }
         }
@@ -209,12 +220,23 @@ impl Cursors {
     fn take_released(&mut self) -> Vec<Arc<RenderedEvent>> {
         let Some(holds) = self.holds.as_mut() else { return Vec::new() };
         let held = std::mem::take(&mut holds.held);
-        let (release, keep): (Vec<_>, Vec<_>) = held.into_iter().partition(|e| !holds.holding.contains(&e.chat));
+        let (release, keep): (Vec<_>, Vec<_>) = held.into_iter().partition(|e| !holds.holding.contains_key(&e.chat));
         holds.held = keep;
         if holds.holding.is_empty() && holds.held.is_empty() {
             self.holds = None;
         }
         release
+    }
+
+    /// The highest id `h` such that this connection wrote every event of
+    /// `chat` in `(from, h]`: `from` itself if it did not write `from + 1`.
+    pub fn written_through(&self, chat: ChatId, from: EventId) -> EventId {
+        let Ok(at) = self.sent.binary_search_by_key(&chat, |(c, _)| *c) else { return from };
+        let ranges = &self.sent[at].1;
+        match ranges.get(ranges.partition_point(|&(_, hi)| hi <= from)) {
+            Some(&(lo, hi)) if lo <= from + 1 => hi,
+            _ => from,
+        }
     }
 
     fn last_sent(&self, chat: ChatId) -> EventId {
@@ -269,6 +291,22 @@ mod tests {
         assert!(c.admit(2, 1), "chats are independent");
         assert_eq!(c.sent[0], (1, vec![(3, 6)]), "ranges merge");
         assert_eq!(c.sent[1], (2, vec![(1, 1)]), "chats in order");
+    }
+
+    #[test]
+    fn what_was_written_without_a_gap_after_a_point_is_known() {
+        let mut c = live();
+        for id in [3, 4, 5, 6, 9, 10] {
+            assert!(c.admit(1, id));
+        }
+        assert_eq!(c.written_through(1, 0), 0, "1 never written");
+        assert_eq!(c.written_through(1, 2), 6);
+        assert_eq!(c.written_through(1, 4), 6);
+        assert_eq!(c.written_through(1, 6), 6, "7 never written");
+        assert_eq!(c.written_through(1, 8), 10);
+        assert_eq!(c.written_through(1, 10), 10);
+        assert_eq!(c.written_through(1, 12), 12);
+        assert_eq!(c.written_through(2, 5), 5, "a chat never heard from");
     }
 
     #[test]
