@@ -1,6 +1,8 @@
 //! Reading a chat back over REST: history pages and receipts. (The event
 //! log's replay behind `sync` is in `replay.rs`.)
 
+use std::collections::HashMap;
+
 use super::{members_of, membership, Store, StoreRefusal};
 use crate::error::Refusal;
 use crate::marks::{timestamp_of, MarkedRange};
@@ -105,20 +107,18 @@ impl Store {
         .fetch_all(&self.reader)
         .await?;
         let members = members_of(&self.reader, chat).await?;
+        // By member first: a 10,000-member group's receipts would otherwise
+        // compare every member with every row.
+        let mut ranges_of: HashMap<String, Vec<MarkedRange>> = HashMap::new();
+        for (user, kind, first, last, at) in rows {
+            let kind = if kind == MarkKind::Read.as_str() { MarkKind::Read } else { MarkKind::Delivered };
+            ranges_of.entry(user).or_default().push(MarkedRange { kind, first, last, at });
+        }
         Ok(members
             .into_iter()
             .filter(|m| *m != author)
             .map(|member| {
-                let ranges: Vec<MarkedRange> = rows
-                    .iter()
-                    .filter(|r| r.0 == member)
-                    .map(|r| MarkedRange {
-                        kind: if r.1 == MarkKind::Read.as_str() { MarkKind::Read } else { MarkKind::Delivered },
-                        first: r.2,
-                        last: r.3,
-                        at: r.4,
-                    })
-                    .collect();
+                let ranges = ranges_of.remove(&member).unwrap_or_default();
                 Receipt {
                     delivered_at: timestamp_of(&ranges, MarkKind::Delivered, message_id),
                     read_at: timestamp_of(&ranges, MarkKind::Read, message_id),
