@@ -85,6 +85,14 @@ pub async fn upgrade(
     if node.is_draining() {
         return ApiError::unavailable("the node is shutting down").into_response();
     }
+    // Checked before the upgrade, so two opening at once may both pass:
+    // the cap bounds what one token can multiply, it is not an exact count.
+    let limit = node.settings.user_connections;
+    if limit > 0 && node.hub.connections_of(&user) >= limit {
+        metrics::counter!("chat_connections_closed_total", "reason" => "user_limit").increment(1);
+        let message = format!("{limit} connections of this user are open on this node already; close one first");
+        return ApiError::from(Refusal::new(ErrorCode::RateLimited, message)).into_response();
+    }
     let Ok(ws) = ws else {
         return ApiError::from(Refusal::bad_request("expected a WebSocket upgrade request")).into_response();
     };

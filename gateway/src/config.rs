@@ -91,6 +91,13 @@ pub struct Settings {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub command_burst: u32,
 
+    /// Connections one user may hold open on this node at once; an upgrade
+    /// past it is refused with 429 `rate_limited`. Each connection has its
+    /// own command allowance, sync and queues, so without a cap one token
+    /// multiplies them. 0 for no limit.
+    #[arg(long, env = "USER_CONNECTIONS", default_value_t = 100, global = true)]
+    pub user_connections: usize,
+
     /// REST calls one user may make a second on this node, sustained; past
     /// it they are refused with 429 `rate_limited`. 0 for no limit.
     #[arg(long, env = "REST_RATE", default_value_t = 20, global = true)]

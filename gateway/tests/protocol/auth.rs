@@ -123,3 +123,29 @@ async fn welcome_and_ping() {
     assert_eq!(pong["ref"], 42);
     assert!(pong["ts"].is_i64());
 }
+
+/// A user's open connections on one node are capped (`USER_CONNECTIONS`):
+/// an upgrade past the cap gets 429 `rate_limited` as JSON, other users
+/// are not affected, and a connection closing makes room again.
+#[tokio::test]
+async fn a_user_s_connections_past_the_cap_are_refused_until_one_closes() {
+    let server = TestServer::start_with(|s| s.user_connections = 2).await;
+    let first = server.connect("alice").await;
+    let _second = server.connect("alice").await;
+    let bearer = format!("Bearer {}", server.token("alice"));
+    let (status, body) = ws_status(&server, "", Some(&bearer)).await;
+    assert_eq!((status, body["code"].as_str()), (429, Some("rate_limited")), "{body}");
+    let _bob = server.connect("bob").await;
+
+    first.close().await;
+    let started = std::time::Instant::now();
+    loop {
+        let (status, body) = ws_status(&server, "", Some(&bearer)).await;
+        if status == 101 {
+            break;
+        }
+        assert_eq!(status, 429, "{body}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(10), "the closed connection never made room");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
