@@ -3,6 +3,8 @@
 //! and from these types. Serde derives exist only so that the bus and the
 //! event log can carry them; their field names are internal.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -146,7 +148,9 @@ pub struct ChatSummary {
     pub id: ChatId,
     pub name: String,
     pub photo_url: Option<String>,
-    pub members: Vec<UserId>,
+    /// Shared by every member's view of the chat: announcing a change to
+    /// N members would otherwise copy the N names N times.
+    pub members: Arc<[UserId]>,
     pub last_message_text: Option<String>,
     pub last_message_time: Option<Millis>,
     pub last_message_author: Option<UserId>,
@@ -182,7 +186,8 @@ pub struct MessageView {
     pub timestamp: Millis,
     pub edited_at: Option<Millis>,
     pub deleted: bool,
-    pub members: Vec<UserId>,
+    /// Shared by every message of a page.
+    pub members: Arc<[UserId]>,
     pub delivered_members: Vec<UserId>,
     pub read_members: Vec<UserId>,
     pub status: DeliveryStatus,

@@ -14,7 +14,7 @@ use shared::bus::{Broker, Event};
 use shared::clock::now_ms;
 use shared::error::Refusal;
 use shared::model::{ChatAction, ChatId, ChatKind};
-use shared::protocol::native::outbound::{chat_json, rest_error};
+use shared::protocol::native::outbound::{chat_item, rest_error, ChatItem};
 use shared::store::{within, MemberViews, NewChat, StoreRefusal, CREATED_MEMBERSHIP_VERSION};
 
 use super::auth::{id, ApiError, Caller};
@@ -67,7 +67,7 @@ pub async fn create(
     announce(&node, views.as_ref(), &created.members, ChatAction::Created, CREATED_MEMBERSHIP_VERSION).await;
     let summary =
         within(STORE_DEADLINE, node.store.summary(created.chat_id, &user)).await?.ok_or_else(Refusal::no_chat)?;
-    Ok((StatusCode::CREATED, Json(chat_json(&summary))).into_response())
+    Ok((StatusCode::CREATED, Json(chat_item(&summary))).into_response())
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Refusal> {
@@ -82,9 +82,13 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Refusal> {
     }
 }
 
-pub async fn list(State(node): State<Arc<Node>>, Caller(user): Caller) -> Result<Json<serde_json::Value>, ApiError> {
-    let chats: Vec<_> = within(STORE_DEADLINE, node.store.summaries(&user)).await?.iter().map(chat_json).collect();
-    Ok(Json(json!({ "chats": chats })))
+pub async fn list(State(node): State<Arc<Node>>, Caller(user): Caller) -> Result<Response, ApiError> {
+    #[derive(serde::Serialize)]
+    struct List<'a> {
+        chats: Vec<ChatItem<'a>>,
+    }
+    let summaries = within(STORE_DEADLINE, node.store.summaries(&user)).await?;
+    Ok(Json(List { chats: summaries.iter().map(chat_item).collect() }).into_response())
 }
 
 pub async fn delete(

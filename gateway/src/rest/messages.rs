@@ -4,10 +4,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
+use serde::Serialize;
 use serde_json::{json, Value};
 use shared::error::Refusal;
-use shared::protocol::native::outbound::{message_json, receipt_json};
+use shared::protocol::native::outbound::{message_item, receipt_json, MessageItem};
 use shared::store::{within, HistoryQuery};
 
 use super::auth::{id, ApiError, Caller};
@@ -18,7 +20,7 @@ pub async fn history(
     Caller(user): Caller,
     Path(chat): Path<String>,
     Query(params): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let chat = id(&chat, "chatId")?;
     let number = |name: &str| -> Result<Option<i64>, ApiError> {
         params
@@ -30,9 +32,12 @@ pub async fn history(
             .transpose()
     };
     let query = HistoryQuery { before: number("before")?, after: number("after")?, limit: number("limit")? };
-    let messages: Vec<Value> =
-        within(STORE_DEADLINE, node.store.messages(chat, &user, query)).await?.iter().map(message_json).collect();
-    Ok(Json(json!({ "messages": messages })))
+    let messages = within(STORE_DEADLINE, node.store.messages(chat, &user, query)).await?;
+    #[derive(Serialize)]
+    struct Page<'a> {
+        messages: Vec<MessageItem<'a>>,
+    }
+    Ok(Json(Page { messages: messages.iter().map(message_item).collect() }).into_response())
 }
 
 pub async fn receipts(

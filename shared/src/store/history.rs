@@ -2,6 +2,7 @@
 //! log's replay behind `sync` is in `replay.rs`.)
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::{members_of, membership, Store, StoreRefusal};
 use crate::error::Refusal;
@@ -54,7 +55,7 @@ impl Store {
                 .fetch_all(&self.reader)
                 .await?;
         super::sort_by_user(&mut marks, |row| &row.0);
-        let members: Vec<String> = marks.iter().map(|m| m.0.clone()).collect();
+        let members: Arc<[String]> = marks.iter().map(|m| m.0.clone()).collect();
         let mut views: Vec<MessageView> = rows
             .into_iter()
             .map(|(message_id, author, client_message_id, body, attachments, created_at, edited_at, deleted_at)| {

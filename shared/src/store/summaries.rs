@@ -3,6 +3,7 @@
 //! missed. Built from four set queries rather than per-chat round trips.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::{Store, StoreError};
 use crate::model::{
@@ -146,7 +147,7 @@ struct ChatView {
     id: ChatId,
     name: Option<String>,
     photo_url: Option<String>,
-    members: Vec<UserId>,
+    members: Arc<[UserId]>,
     last_message: Option<LastMessage>,
     last_message_status: Option<DeliveryStatus>,
     last_message_id: MessageId,
@@ -216,7 +217,8 @@ impl MemberViews {
 
     /// The chat as `user` sees it; `None` if `user` is not a member.
     pub fn as_seen_by(&self, user: &str) -> Option<ChatSummary> {
-        self.view.members.iter().any(|m| m == user).then(|| {
+        // Members are sorted (`sort_by_user`).
+        self.view.members.binary_search_by(|m| m.as_str().cmp(user)).is_ok().then(|| {
             let missed = self.missed.get(user).copied().unwrap_or(0);
             self.view.as_seen_by(user, missed)
         })

@@ -378,7 +378,7 @@ async fn member_lists_are_in_byte_order_whatever_the_collation() {
         assert_eq!(store.members(chat).await.expect("members"), sorted);
         let views = store.member_views(chat).await.expect("read").expect("a chat");
         assert_eq!(views.members(), sorted);
-        assert_eq!(store.summary(chat, "alice").await.expect("read").expect("a member").members, sorted);
+        assert_eq!(store.summary(chat, "alice").await.expect("read").expect("a member").members[..], sorted);
         let page = store.messages(chat, "alice", HistoryQuery::default()).await.expect("history");
         assert_eq!(page[0].read_members, ["Bob", "alice", "ädam"], "{:?}", store.backend());
         let receipts = store.receipts(chat, "alice", 1).await.expect("receipts");
