@@ -7,8 +7,8 @@
 //! would lose a command the client believes it sent. A fragmented binary
 //! message is refused once, when it ends, like a binary frame; its payload
 //! is not kept, only counted, so that it is held to the same size limit
-//! as text. A reassembled text message that is not UTF-8 fails
-//! the connection (1007), as a single frame's does (the WebSocket library
+//! as text. A reassembled text message that is not UTF-8 fails the
+//! connection (1007), as a single frame's does (the WebSocket library
 //! checks those); a character split between fragments is whole again by
 //! then.
 

@@ -103,10 +103,12 @@ end
 /// ARGV: node, user, change id, +1 or -1, when the change happened (ms).
 /// Returns {the user's total right after this change, the total now, the
 /// number to announce it under, the number of the user's transition before
-/// it, the time to announce it with}. The totals are the same for a change made now and may differ for
-/// one retried after others. The number is 0 when there is nothing to
-/// announce: the change moved no total across zero, or, retried, the user
-/// has changed state since (that later change was announced instead).
+/// it, the time to announce it with}. The totals are the same for a change
+/// made now and may differ for one retried after others. The number is 0
+/// when there is nothing to announce: the change moved no total across
+/// zero, or, retried, the user has changed state since (that later change
+/// was announced instead). A departure that takes the user nowhere still
+/// moves their record's time (`departed`).
 pub const COUNT: &str = concat!(
     lua_total!(),
     lua_next_seq!(),
