@@ -346,12 +346,17 @@ impl Hub {
         }
     }
 
-    fn to_user(&self, user: &str, frame: &Arc<Framed>) {
-        if let Some(user) = self.users.get(user) {
-            user.each_connection(|c| {
-                let _ = c.push(Outbound::Frame(frame.clone()));
-            });
-        }
+    /// Sends `user`'s connections here the frame `render` makes, made only
+    /// if they have any: standalone hears every member's `chats` event, and
+    /// rendering each (the chat's whole member list) for members not
+    /// connected was most of a large group's membership change.
+    fn to_user(&self, user: &str, render: impl FnOnce() -> Framed) {
+        // Rendered outside the map's lock.
+        let Some(user) = self.user(user) else { return };
+        let frame = Arc::new(render());
+        user.each_connection(|c| {
+            let _ = c.push(Outbound::Frame(frame.clone()));
+        });
     }
 
     /// A chat appeared for or disappeared from `user`: follow it here.
@@ -576,7 +581,7 @@ impl HubSink {
                 }
                 let (user, _) = key;
                 let shown = hub.membership_changed(&user, chat.id, chat.last_event_id, action);
-                hub.to_user(&user, &Arc::new(Framed { kind: "chats", bytes: render::chats(shown, &chat) }));
+                hub.to_user(&user, || Framed { kind: "chats", bytes: render::chats(shown, &chat) });
             }
             Event::Reply { origin, reference, result, received_at } => {
                 let Some(handle) = hub.connections.get(&origin.connection).map(|c| c.clone()) else { return };
