@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# What a group of 10,000 members (the most a chat may have) costs a
+# standalone gateway over REST: creating it with 9,999, then 20
+# membership changes (a 10,000th member added, then removed, ten times),
+# each of which tells every member the chat as they see it; then 50 reads
+# of the creator's chat list. Nobody is connected, so this is the server's own work. Usage:
+#   bench/big-group.sh
+# Results: bench/results/<date>-big-group/ (SERVER_BIN, LABEL: see
+# bench/common.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source bench/common.sh big-group
+
+server_pid=""
+data=$(mktemp -d)
+stop_all() {
+    [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
+    rm -rf "$data"
+}
+trap stop_all EXIT
+port=$(free_port)
+# REST_RATE=0: the calls are timed, not rationed.
+REST_RATE=0 "$server_bin"/gateway --listen "127.0.0.1:$port" --data-dir "$data" > "$results/gateway.log" 2>&1 &
+server_pid=$!
+bench_wait_ready "$port"
+token=$("$server_bin"/gateway token --user alice --data-dir "$data")
+api="http://127.0.0.1:$port/v1"
+echo "${SERVER_BIN:+SERVER_BIN=$SERVER_BIN }${LABEL:+LABEL=$LABEL }bench/big-group.sh" > "$results/big-group.cmd"
+
+# call METHOD PATH [BODY]: prints the call's time in ms; fails on an
+# unexpected status.
+call() {
+    curl -sf -o /dev/null -w '%{time_total}\n' -X "$1" "$api$2" -H "Authorization: Bearer $token" \
+        -H 'Content-Type: application/json' ${3:+--data-binary "$3"} | awk '{printf "%.1f\n", $1 * 1000}'
+}
+rss_mib() { awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$server_pid/status"; }
+
+python3 -c 'import json; print(json.dumps({"type": "group", "name": "big", "members": [f"member-{n:05d}" for n in range(1, 9999)]}))' > "$data/create.json"
+created=$(curl -sf -w '\n%{time_total}' -X POST "$api/chats" -H "Authorization: Bearer $token" \
+    -H 'Content-Type: application/json' --data-binary "@$data/create.json")
+chat=$(echo "$created" | head -1 | python3 -c 'import json, sys; c = json.load(sys.stdin); assert len(c["members"]) == 9999; print(c["id"])')
+create_ms=$(echo "$created" | tail -1 | awk '{printf "%.1f", $1 * 1000}')
+echo "created chat $chat with 9,999 members in $create_ms ms" >&2
+
+changes=()
+for i in $(seq 1 10); do
+    changes+=("$(call POST "/chats/$chat/members" '{"userId":"newcomer"}')")
+    changes+=("$(call DELETE "/chats/$chat/members/newcomer")")
+    echo "progress: $((2 * i))/20 membership changes" >&2
+done
+lists=()
+for i in $(seq 1 50); do lists+=("$(call GET /chats)"); done
+echo "progress: 50/50 chat lists" >&2
+
+summary() { printf '%s\n' "$@" | sort -n | awk '{v[NR] = $1} END {printf "p50 %.1f ms, max %.1f ms", v[int((NR + 1) / 2)], v[NR]}'; }
+{
+    echo "POST /v1/chats, 9,999 members: $create_ms ms"
+    echo "membership change announced to 10,000 members, 20 changes: $(summary "${changes[@]}")"
+    echo "GET /v1/chats (one chat of 9,999 members), 50 calls: $(summary "${lists[@]}")"
+    echo "gateway peak resident memory: $(rss_mib) MiB"
+} | tee "$results/big-group.txt"
