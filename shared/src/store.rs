@@ -299,6 +299,21 @@ where
     Ok(members)
 }
 
+/// Each member of `chat` with their delivered and read marks, sorted by
+/// member.
+async fn member_marks<'e, E>(db: E, chat: ChatId) -> Result<Vec<(UserId, i64, i64)>, StoreError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let mut marks: Vec<(UserId, i64, i64)> =
+        sqlx::query_as("SELECT user_id, delivered_mark, read_mark FROM members WHERE chat_id = $1")
+            .bind(chat)
+            .fetch_all(db)
+            .await?;
+    sort_by_user(&mut marks, |row| &row.0);
+    Ok(marks)
+}
+
 /// Member lists go out sorted by their ids' bytes, sorted here rather than
 /// by `ORDER BY`: PostgreSQL orders text by the database's collation (in
 /// most locales `alice` before `Bob`), SQLite by bytes (`Bob` first), and

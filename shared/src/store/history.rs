@@ -49,12 +49,7 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.reader)
         .await?;
-        let mut marks: Vec<(String, i64, i64)> =
-            sqlx::query_as("SELECT user_id, delivered_mark, read_mark FROM members WHERE chat_id = $1")
-                .bind(chat)
-                .fetch_all(&self.reader)
-                .await?;
-        super::sort_by_user(&mut marks, |row| &row.0);
+        let marks = super::member_marks(&self.reader, chat).await?;
         let members: Arc<[String]> = marks.iter().map(|m| m.0.clone()).collect();
         let mut views: Vec<MessageView> = rows
             .into_iter()

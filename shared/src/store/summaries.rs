@@ -109,12 +109,7 @@ impl Store {
         .fetch_optional(&self.reader)
         .await?;
         let Some(row) = row else { return Ok(None) };
-        let mut marks: Vec<(String, i64, i64)> =
-            sqlx::query_as("SELECT user_id, delivered_mark, read_mark FROM members WHERE chat_id = $1")
-                .bind(chat)
-                .fetch_all(&self.reader)
-                .await?;
-        super::sort_by_user(&mut marks, |row| &row.0);
+        let marks = super::member_marks(&self.reader, chat).await?;
         let marks: Vec<MemberMarks> =
             marks.into_iter().map(|(user, delivered, read)| MemberMarks { user, delivered, read }).collect();
         let last: Option<(i64, String, String, i64)> = sqlx::query_as(
