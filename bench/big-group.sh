@@ -4,28 +4,39 @@
 # membership changes (a 10,000th member added, then removed, ten times),
 # each of which tells every member the chat as they see it; then 50 reads
 # of the creator's chat list. Nobody is connected, so this is the server's own work. Usage:
-#   bench/big-group.sh
-# Results: bench/results/<date>-big-group/ (SERVER_BIN, LABEL: see
-# bench/common.sh).
+#   bench/big-group.sh [standalone|cluster]
+# `cluster`: one gateway on a private Redis and PostgreSQL, and what the
+# changes sent Redis (its total_net_input_bytes). Results:
+# bench/results/<date>-big-group/ (SERVER_BIN, LABEL: see bench/common.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source bench/common.sh big-group
+mode=${1:-standalone}
+source scripts/lib/services.sh
+source bench/common.sh "big-group-$mode"
 
 server_pid=""
 data=$(mktemp -d)
 stop_all() {
     [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
     rm -rf "$data"
+    [ "$mode" = cluster ] && services_stop
+    true
 }
 trap stop_all EXIT
 port=$(free_port)
+redis_in() { redis-cli -u "$REDIS_URL" INFO stats | awk -F: '/^total_net_input_bytes/ {print $2 + 0}'; }
+case $mode in
+    standalone) ;;
+    cluster) bench_services ;;
+    *) echo "usage: bench/big-group.sh [standalone|cluster]" >&2; exit 64 ;;
+esac
 # REST_RATE=0: the calls are timed, not rationed.
-REST_RATE=0 "$server_bin"/gateway --listen "127.0.0.1:$port" --data-dir "$data" > "$results/gateway.log" 2>&1 &
+REST_RATE=0 NODE_ID=gw-1 "$server_bin"/gateway --listen "127.0.0.1:$port" --data-dir "$data" > "$results/gateway.log" 2>&1 &
 server_pid=$!
 bench_wait_ready "$port"
 token=$("$server_bin"/gateway token --user alice --data-dir "$data")
 api="http://127.0.0.1:$port/v1"
-echo "${SERVER_BIN:+SERVER_BIN=$SERVER_BIN }${LABEL:+LABEL=$LABEL }bench/big-group.sh" > "$results/big-group.cmd"
+echo "${SERVER_BIN:+SERVER_BIN=$SERVER_BIN }${LABEL:+LABEL=$LABEL }bench/big-group.sh $mode" > "$results/big-group.cmd"
 
 # call METHOD PATH [BODY]: prints the call's time in ms; fails on an
 # unexpected status.
@@ -42,6 +53,7 @@ chat=$(echo "$created" | head -1 | python3 -c 'import json, sys; c = json.load(s
 create_ms=$(echo "$created" | tail -1 | awk '{printf "%.1f", $1 * 1000}')
 echo "created chat $chat with 9,999 members in $create_ms ms" >&2
 
+[ "$mode" = cluster ] && redis_before=$(redis_in)
 changes=()
 for i in $(seq 1 10); do
     changes+=("$(call POST "/chats/$chat/members" '{"userId":"newcomer"}')")
@@ -56,6 +68,9 @@ summary() { printf '%s\n' "$@" | sort -n | awk '{v[NR] = $1} END {printf "p50 %.
 {
     echo "POST /v1/chats, 9,999 members: $create_ms ms"
     echo "membership change announced to 10,000 members, 20 changes: $(summary "${changes[@]}")"
+    if [ "$mode" = cluster ]; then
+        echo "Redis received $(( ($(redis_in) - redis_before) / 20 / 1000000 )) MB per change"
+    fi
     echo "GET /v1/chats (one chat of 9,999 members), 50 calls: $(summary "${lists[@]}")"
     echo "gateway peak resident memory: $(rss_mib) MiB"
 } | tee "$results/big-group.txt"
