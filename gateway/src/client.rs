@@ -85,16 +85,15 @@ pub async fn upgrade(
     if node.is_draining() {
         return ApiError::unavailable("the node is shutting down").into_response();
     }
-    // Checked before the upgrade, so two opening at once may both pass:
-    // the cap bounds what one token can multiply, it is not an exact count.
-    let limit = node.settings.user_connections;
-    if limit > 0 && node.hub.connections_of(&user) >= limit {
-        metrics::counter!("chat_connections_closed_total", "reason" => "user_limit").increment(1);
-        let message = format!("{limit} connections of this user are open on this node already; close one first");
-        return ApiError::from(Refusal::new(ErrorCode::RateLimited, message)).into_response();
-    }
     let Ok(ws) = ws else {
         return ApiError::from(Refusal::bad_request("expected a WebSocket upgrade request")).into_response();
+    };
+    // Held until the connection's task ends (`user_slots`).
+    let Some(slot) = node.user_slots.take(&user) else {
+        metrics::counter!("chat_connections_closed_total", "reason" => "user_limit").increment(1);
+        let limit = node.user_slots.limit();
+        let message = format!("{limit} connections of this user are open on this node already; close one first");
+        return ApiError::from(Refusal::new(ErrorCode::RateLimited, message)).into_response();
     };
     let (response, socket) = match ws.upgrade() {
         Ok(upgraded) => upgraded,
@@ -105,6 +104,7 @@ pub async fn upgrade(
         if let Err(e) = serve(task_node, user, socket).await {
             tracing::debug!(error = %e, "connection ended with an error");
         }
+        drop(slot);
     });
     response.into_response()
 }

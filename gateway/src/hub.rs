@@ -210,11 +210,6 @@ impl Hub {
         self.users.get(user).map(|u| u.clone())
     }
 
-    /// How many connections `user` has open on this node.
-    pub fn connections_of(&self, user: &str) -> usize {
-        self.users.get(user).map_or(0, |local| lock(&local.connections).len())
-    }
-
     /// Adds a connection. Returns its user and whether the user's chat list
     /// must be loaded (first connection of that user on this node); the
     /// caller then calls [`Hub::chats_loaded`].

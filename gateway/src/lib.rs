@@ -20,6 +20,7 @@
 //! - [`heartbeat`]: the deadline sweep.
 //! - [`rest`]: the REST API and health endpoints.
 //! - [`command_budget`]: how many commands a connection may send.
+//! - [`user_slots`]: how many connections one user may hold on the node.
 //! - [`command_order`]: a connection's commands applied in order across shards.
 //! - [`config`], [`secret`]: settings and the JWT secret.
 
@@ -45,5 +46,6 @@ pub mod rest;
 pub mod secret;
 pub mod server;
 pub mod sync_pages;
+pub mod user_slots;
 pub mod write_through;
 pub mod writer;

@@ -28,6 +28,7 @@ use crate::presence::Presence;
 use crate::rest::allowance::RestAllowance;
 use crate::rest::auth::ApiError;
 use crate::sync_pages::SyncPages;
+use crate::user_slots::UserSlots;
 
 /// How long a draining connection waits for the replies to its commands
 /// already submitted before it is closed anyway.
@@ -91,6 +92,8 @@ pub struct Node {
     /// Connections setting up or tearing down at once (see
     /// [`SETUP_CONCURRENCY`]).
     pub setup_permits: tokio::sync::Semaphore,
+    /// Each user's connections here, capped (`USER_CONNECTIONS`).
+    pub user_slots: Arc<UserSlots>,
     pub metrics: Telemetry,
     pub health: Arc<Health>,
     draining: AtomicBool,
@@ -249,6 +252,7 @@ impl Node {
             next_connection: AtomicU64::new(first_connection_number()),
             connections: TaskTracker::new(),
             setup_permits: tokio::sync::Semaphore::new(setup_concurrency),
+            user_slots: UserSlots::new(settings.user_connections),
             metrics,
             health,
             draining: AtomicBool::new(false),

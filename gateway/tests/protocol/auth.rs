@@ -149,3 +149,25 @@ async fn a_user_s_connections_past_the_cap_are_refused_until_one_closes() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// Upgrades sent all at once are held to the cap too: each takes its
+/// place as it is accepted, not once its connection is set up.
+#[tokio::test]
+async fn a_burst_of_upgrades_gets_no_more_connections_than_the_cap() {
+    let server = TestServer::start_with(|s| s.user_connections = 3).await;
+    let ws_url = server.url("/ws").replacen("http", "ws", 1);
+    let token = server.token("alice");
+    let attempts: Vec<_> = (0..30)
+        .map(|_| {
+            let (ws_url, token) = (ws_url.clone(), token.clone());
+            tokio::spawn(async move { testkit::client::open(&ws_url, &token, "alice").await })
+        })
+        .collect();
+    let mut opened = Vec::new();
+    for attempt in attempts {
+        if let Ok(client) = attempt.await.expect("joined") {
+            opened.push(client);
+        }
+    }
+    assert_eq!(opened.len(), 3, "30 upgrades at once for 3 places");
+}
