@@ -265,7 +265,7 @@ mod tests {
         .contains("clientMessageId"));
         assert!(refusal(r#"{"type":"sync","since":{"x":1}}"#).1.message.contains("since"));
         // One chat under several spellings would be replayed once for each.
-        for alias in ["07", "+7", " 7", "7.0"] {
+        for alias in ["07", "+7", "007"] {
             let frame = format!(r#"{{"type":"sync","since":{{"7":0,"{alias}":0}}}}"#);
             assert!(refusal(&frame).1.message.contains("is not a chatId"), "{alias}");
         }
