@@ -47,6 +47,9 @@ use crate::reassembly::{Message, Reassembly, Violation};
 use crate::rest::auth::{bearer_token, ApiError};
 use crate::writer::write_loop;
 
+/// A `sync` counts as one command, and one more for each this many chats
+/// it names.
+const SYNC_CHATS_PER_COMMAND: usize = 100;
 /// How long a user's second connection waits for the first one to load
 /// the user's chats.
 const LOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -354,7 +357,13 @@ impl Reader<'_> {
         };
         let now = now_ms();
         let allowance = self.node.settings.command_allowance();
-        if !matches!(request, Request::Ping | Request::Typing { .. }) && !self.budget.take(allowance, now) {
+        let cost = match &request {
+            Request::Ping | Request::Typing { .. } => 0,
+            // A sync's reads grow with the chats it names (up to 10,000).
+            Request::Sync { since } => 1 + (since.len() / SYNC_CHATS_PER_COMMAND) as u32,
+            Request::Command(_) => 1,
+        };
+        if cost > 0 && !self.budget.take_many(allowance, now, cost) {
             return self.refuse_rate_limited(&reference, request.label()).await;
         }
         match request {

@@ -48,15 +48,23 @@ impl CommandBudget {
 
     /// Takes one command's worth; false when the allowance is spent.
     pub fn take(&mut self, allowance: Allowance, now: Millis) -> bool {
+        self.take_many(allowance, now, 1)
+    }
+
+    /// Takes `commands` commands' worth at once, or nothing; false when
+    /// the allowance has less. More than a burst costs a burst, so that
+    /// the largest request is still possible from a full bucket.
+    pub fn take_many(&mut self, allowance: Allowance, now: Millis, commands: u32) -> bool {
         if allowance.per_second == 0 {
             return true;
         }
+        let cost = u64::from(commands.min(allowance.burst).max(1)) * 1000;
         self.available_milli = self.available_by(allowance, now);
         self.refilled_at = self.refilled_at.max(now);
-        if self.available_milli < 1000 {
+        if self.available_milli < cost {
             return false;
         }
-        self.available_milli -= 1000;
+        self.available_milli -= cost;
         true
     }
 }
@@ -87,6 +95,17 @@ mod tests {
         assert_eq!(taken(&mut budget, FIVE_A_SECOND, 0, 3), 3);
         let sent: usize = (1..=10).map(|step| taken(&mut budget, FIVE_A_SECOND, step * 100, 1)).sum();
         assert_eq!(sent, 5, "a second in steps of 100 ms carries five");
+    }
+
+    #[test]
+    fn a_request_worth_several_commands_takes_them_all_or_none() {
+        let mut budget = CommandBudget::new(FIVE_A_SECOND, 0);
+        assert!(budget.take_many(FIVE_A_SECOND, 0, 2));
+        assert!(!budget.take_many(FIVE_A_SECOND, 0, 2), "one left");
+        assert!(budget.take(FIVE_A_SECOND, 0), "and it is still there");
+        assert!(!budget.take(FIVE_A_SECOND, 0));
+        assert!(budget.take_many(FIVE_A_SECOND, 1_000, 50), "more than a burst costs a burst");
+        assert!(!budget.take(FIVE_A_SECOND, 1_000));
     }
 
     #[test]

@@ -255,3 +255,24 @@ async fn commands_past_the_allowance_are_refused_and_not_applied() {
         metrics.lines().find_map(|line| line.strip_prefix(r#"chat_commands_rate_limited_total{type="new"} "#));
     assert!(counted.and_then(|n| n.trim().parse::<f64>().ok()) >= Some(refused.len() as f64), "{metrics}");
 }
+
+/// A `sync` costs one command and one more per 100 chats it names: with
+/// five to spend, one naming 200 chats (three) is answered, and a second
+/// straight after it is refused, not read.
+#[tokio::test]
+async fn a_sync_naming_many_chats_costs_more_of_the_allowance() {
+    let server = TestServer::start_with(|s| {
+        s.command_rate = 1;
+        s.command_burst = 5;
+    })
+    .await;
+    let mut alice = server.connect("alice").await;
+    let since: serde_json::Map<String, serde_json::Value> =
+        (1..=200).map(|chat| (chat.to_string(), json!(0))).collect();
+    alice.send(json!({"type": "sync", "ref": "first", "since": since})).await;
+    let ack = alice.recv_type("ack").await;
+    assert_eq!((&ack["ref"], &ack["synced"]), (&json!("first"), &json!({})), "every chat refused as not found");
+    alice.send(json!({"type": "sync", "ref": "second", "since": since})).await;
+    let refusal = alice.recv_type("error").await;
+    assert_eq!((&refusal["ref"], &refusal["code"]), (&json!("second"), &json!("rate_limited")), "{refusal}");
+}
