@@ -3,11 +3,13 @@
 # standalone gateway over REST: creating it with 9,999, then 20
 # membership changes (a 10,000th member added, then removed, ten times),
 # each of which tells every member the chat as they see it; then 50 reads
-# of the creator's chat list. Nobody is connected, so this is the server's own work. Usage:
+# of the creator's chat list. Nobody is connected, so this is the
+# server's own work. Usage:
 #   bench/big-group.sh [standalone|cluster]
 # `cluster`: one gateway on a private Redis and PostgreSQL, and what the
 # changes sent Redis (its total_net_input_bytes). Results:
-# bench/results/<date>-big-group/ (SERVER_BIN, LABEL: see bench/common.sh).
+# bench/results/<date>-big-group-<mode>/ (SERVER_BIN, LABEL: see
+# bench/common.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-standalone}
@@ -60,6 +62,7 @@ for i in $(seq 1 10); do
     changes+=("$(call DELETE "/chats/$chat/members/newcomer")")
     echo "progress: $((2 * i))/20 membership changes" >&2
 done
+[ "$mode" = cluster ] && redis_after=$(redis_in)
 lists=()
 for i in $(seq 1 50); do lists+=("$(call GET /chats)"); done
 echo "progress: 50/50 chat lists" >&2
@@ -69,7 +72,7 @@ summary() { printf '%s\n' "$@" | sort -n | awk '{v[NR] = $1} END {printf "p50 %.
     echo "POST /v1/chats, 9,999 members: $create_ms ms"
     echo "membership change announced to 10,000 members, 20 changes: $(summary "${changes[@]}")"
     if [ "$mode" = cluster ]; then
-        echo "Redis received $(( ($(redis_in) - redis_before) / 20 / 1000000 )) MB per change"
+        echo "Redis received $(( (redis_after - redis_before) / 20 / 1000000 )) MB per change"
     fi
     echo "GET /v1/chats (one chat of 9,999 members), 50 calls: $(summary "${lists[@]}")"
     echo "gateway peak resident memory: $(rss_mib) MiB"
