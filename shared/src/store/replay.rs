@@ -40,6 +40,26 @@ pub struct PageRequest {
 /// which are discarded unless the user may read them.
 type PageRead = (Option<(i64, i64, i64)>, Vec<String>);
 
+/// A page ends once this many bytes of payload (characters, as the
+/// databases count them) came before an event, however few events that
+/// is; at least one event always comes. A client that does not read holds
+/// two pages on the server until its heartbeat closes it, and a page of
+/// 500 events of 64 KiB each was 32 MB.
+const PAGE_BYTES: i64 = 1 << 20;
+
+/// The events of a page as a subquery: those matching `condition`, in id
+/// order, at most `limit` of them, and none once [`PAGE_BYTES`] (the
+/// parameter `bytes`) came before. The window runs over `limit` rows at
+/// most.
+fn page_events(condition: &str, limit: &str, bytes: &str) -> String {
+    format!(
+        "SELECT id, payload FROM \
+           (SELECT id, payload, SUM(LENGTH(payload)) OVER (ORDER BY id) - LENGTH(payload) AS before FROM \
+             (SELECT id, payload FROM events WHERE {condition} ORDER BY id LIMIT {limit}) AS p) AS w \
+         WHERE before < {bytes}"
+    )
+}
+
 impl Store {
     /// Up to `limit` events of `chat` after `since`, for `user`. Answers
     /// `sync_gap` when events the client lacks were pruned by retention, or
@@ -138,23 +158,23 @@ async fn read_page(
     limit: i64,
 ) -> Result<PageRead, StoreError> {
     let sql = match backend {
-        Backend::Postgres => {
+        Backend::Postgres => format!(
             "SELECT c.first_retained_event_id, c.last_event_id, \
                (SELECT COUNT(*) FROM members m WHERE m.chat_id = c.id AND m.user_id = $2), e.payload \
-             FROM chats c LEFT JOIN LATERAL \
-               (SELECT id, payload FROM events WHERE chat_id = c.id AND id > $3 ORDER BY id LIMIT $4) AS e ON TRUE \
-             WHERE c.id = $1 ORDER BY e.id"
-        }
-        Backend::Sqlite => {
+             FROM chats c LEFT JOIN LATERAL ({}) AS e ON TRUE \
+             WHERE c.id = $1 ORDER BY e.id",
+            page_events("chat_id = c.id AND id > $3", "$4", "$5")
+        ),
+        Backend::Sqlite => format!(
             "SELECT c.first_retained_event_id, c.last_event_id, \
                (SELECT COUNT(*) FROM members m WHERE m.chat_id = c.id AND m.user_id = $2), e.payload \
-             FROM chats c LEFT JOIN \
-               (SELECT id, payload FROM events WHERE chat_id = $1 AND id > $3 ORDER BY id LIMIT $4) AS e ON 1 \
-             WHERE c.id = $1 ORDER BY e.id"
-        }
+             FROM chats c LEFT JOIN ({}) AS e ON 1 \
+             WHERE c.id = $1 ORDER BY e.id",
+            page_events("chat_id = $1 AND id > $3", "$4", "$5")
+        ),
     };
     let rows: Vec<(i64, i64, i64, Option<String>)> =
-        sqlx::query_as(sql).bind(chat).bind(user).bind(since).bind(limit).fetch_all(pool).await?;
+        sqlx::query_as(&sql).bind(chat).bind(user).bind(since).bind(limit).bind(PAGE_BYTES).fetch_all(pool).await?;
     let chat_row = rows.first().map(|&(first, last, member_rows, _)| (first, last, member_rows));
     Ok((chat_row, rows.into_iter().filter_map(|row| row.3).collect()))
 }
@@ -170,20 +190,21 @@ async fn read_pages_at_once(pool: &AnyPool, requests: &[PageRequest], limit: i64
     let mut params = Placeholders::for_backend(Backend::Postgres);
     let asks_table = asks.table(&mut params, "v");
     let limit_param = params.one();
+    let bytes_param = params.one();
+    let page = page_events("chat_id = v.column2 AND id > v.column4", &limit_param, &bytes_param);
     let sql = format!(
         "SELECT v.column1, c.first_retained_event_id, c.last_event_id, c.member_rows, e.payload \
          FROM {asks_table} CROSS JOIN LATERAL \
            (SELECT ch.first_retained_event_id, ch.last_event_id, \
               (SELECT COUNT(*) FROM members m WHERE m.chat_id = ch.id AND m.user_id = v.column3) AS member_rows \
             FROM chats ch WHERE ch.id = v.column2 OFFSET 0) AS c \
-         LEFT JOIN LATERAL \
-           (SELECT id, payload FROM events WHERE chat_id = v.column2 AND id > v.column4 ORDER BY id LIMIT {limit_param}) \
-           AS e ON TRUE \
+         LEFT JOIN LATERAL ({page}) AS e ON TRUE \
          ORDER BY v.column1, e.id"
     );
     let mut args = AnyArguments::default();
     asks.add_to(&mut args)?;
     add(&mut args, limit)?;
+    add(&mut args, PAGE_BYTES)?;
     let rows: Vec<(i64, i64, i64, i64, Option<String>)> = sqlx::query_as_with(&sql, args).fetch_all(pool).await?;
     let mut reads: HashMap<i64, PageRead> = HashMap::new();
     for (index, first, last, member_rows, payload) in rows {

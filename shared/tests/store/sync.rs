@@ -29,6 +29,55 @@ async fn a_sync_page_is_cut_at_its_limit_and_read_by_members_only() {
     }
 }
 
+/// A page of large events ends after about a mebibyte, however many fewer
+/// than its limit that is, and the pages after it carry on without a gap
+/// or a repeat; read one client at a time or many at once.
+#[tokio::test]
+async fn a_sync_page_of_large_events_is_cut_by_size() {
+    for (store, _dir) in stores().await {
+        let chat = group(&store, "alice", &["bob"]).await;
+        let other = group(&store, "carol", &["bob"]).await;
+        let big = json!([{"kind": "file", "blob": "x".repeat(60_000)}]);
+        let sends: Vec<_> = (1..=40)
+            .map(|i| {
+                let command = Command::Send {
+                    chat_id: chat,
+                    client_message_id: format!("big{i}"),
+                    text: "m".into(),
+                    attachments: big.clone(),
+                };
+                ("alice".to_string(), command)
+            })
+            .collect();
+        store.apply_pairs(&sends, 10).await.expect("sent");
+        store.apply_pairs(&[("carol".to_string(), send(other, "o1", "m"))], 10).await.expect("sent");
+
+        let mut read = Vec::new();
+        let mut pages = 0;
+        while read.len() < 40 {
+            let since = read.last().copied().unwrap_or(0);
+            let page = store.events_after(chat, "bob", since, 500).await.expect("a page");
+            assert!(!page.events.is_empty(), "a page has one event at least");
+            assert!(page.events.len() < 20, "{} events of 60 KB in one page", page.events.len());
+            read.extend(page.events.iter().map(|e| e.id));
+            pages += 1;
+        }
+        assert_eq!(read, (1..=40).collect::<Vec<_>>(), "in order, none missing or repeated");
+        assert!(pages >= 3, "{pages} pages");
+
+        // Many at once: the large chat's page is cut, the small one whole.
+        let requests = [
+            PageRequest { chat, user: "bob".into(), since: 0 },
+            PageRequest { chat: other, user: "bob".into(), since: 0 },
+        ];
+        let together = store.events_after_many(&requests, 500).await.expect("read");
+        let first = together[0].as_ref().expect("a page");
+        let alone = store.events_after(chat, "bob", 0, 500).await.expect("a page");
+        assert_eq!(first.events.len(), alone.events.len());
+        assert_eq!(together[1].as_ref().expect("a page").events.len(), 1);
+    }
+}
+
 /// Many clients' sync pages read at once are each what the client's read
 /// alone gives: its page, or its refusal (not a member, no such chat,
 /// `since` beyond the log), in the order asked.
