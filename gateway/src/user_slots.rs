@@ -48,11 +48,13 @@ impl UserSlots {
 
 impl Drop for Slot {
     fn drop(&mut self) {
+        // As `Presence::disconnected` counts a user's connections down: one
+        // lock of the map, and the user forgotten at zero.
         if let Some(slots) = &self.slots {
-            if let Some(mut taken) = slots.taken.get_mut(&self.user) {
+            slots.taken.remove_if_mut(&self.user, |_, taken| {
                 *taken = taken.saturating_sub(1);
-            }
-            slots.taken.remove_if(&self.user, |_, taken| *taken == 0);
+                *taken == 0
+            });
         }
     }
 }
