@@ -10,6 +10,9 @@ use serde_json::Value;
 
 use crate::error::Refusal;
 
+mod member_views;
+pub use member_views::{ChatView, LastMessage, MemberViews};
+
 pub type ChatId = i64;
 pub type MessageId = i64;
 pub type EventId = i64;

@@ -13,9 +13,9 @@ use serde_json::json;
 use shared::bus::{Broker, Event};
 use shared::clock::now_ms;
 use shared::error::Refusal;
-use shared::model::{ChatAction, ChatId, ChatKind};
+use shared::model::{ChatAction, ChatId, ChatKind, MemberViews};
 use shared::protocol::native::outbound::{chat_item, rest_error, ChatItem};
-use shared::store::{within, MemberViews, NewChat, StoreRefusal, CREATED_MEMBERSHIP_VERSION};
+use shared::store::{within, NewChat, StoreRefusal, CREATED_MEMBERSHIP_VERSION};
 
 use super::auth::{id, ApiError, Caller};
 use crate::node::{Node, STORE_DEADLINE};

@@ -3,11 +3,10 @@
 //! missed. Built from four set queries rather than per-chat round trips.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use super::{Store, StoreError};
 use crate::model::{
-    delivery_status, ChatId, ChatKind, ChatSummary, DeliveryStatus, EventId, MessageId, Millis, UserId,
+    delivery_status, ChatId, ChatKind, ChatSummary, ChatView, LastMessage, MemberViews, MessageId, UserId,
 };
 
 /// id, kind, name, photo_url, last_message_id, last_event_id, last_activity_at.
@@ -70,7 +69,7 @@ impl Store {
         .bind(chat)
         .fetch_all(&self.reader)
         .await?;
-        let last: HashMap<ChatId, LastMessage> =
+        let last: HashMap<ChatId, LastMessageRow> =
             last.into_iter().map(|(c, id, author, body, at)| (c, (id, author, body, at))).collect();
         let missed: Vec<(i64, i64)> = sqlx::query_as(
             "SELECT s.chat_id, COUNT(*) FROM messages s JOIN members m ON m.chat_id = s.chat_id AND m.user_id = $1 \
@@ -90,7 +89,7 @@ impl Store {
                 let marks = members.remove(&row.0).unwrap_or_default();
                 let last_message = last.get(&row.0);
                 let missed = missed.get(&row.0).copied().unwrap_or(0);
-                let view = ChatView::new(row, &marks, last_message.cloned())?;
+                let view = chat_view(row, &marks, last_message.cloned())?;
                 Ok(view.as_seen_by(user, missed))
             })
             .collect()
@@ -128,94 +127,30 @@ impl Store {
         .bind(chat)
         .fetch_all(&self.reader)
         .await?;
-        Ok(Some(MemberViews { view: ChatView::new(row, &marks, last)?, missed: missed.into_iter().collect() }))
+        Ok(Some(MemberViews::new(chat_view(row, &marks, last)?, missed.into_iter().collect())))
     }
 }
 
-/// The last message that is not deleted: id, author, text, time.
-type LastMessage = (i64, String, String, i64);
+/// The last message that is not deleted, as read: id, author, text, time.
+type LastMessageRow = (i64, String, String, i64);
 
-/// What every member sees alike: the chat, its members, its last message
-/// and that message's status.
-struct ChatView {
-    kind: ChatKind,
-    id: ChatId,
-    name: Option<String>,
-    photo_url: Option<String>,
-    members: Arc<[UserId]>,
-    last_message: Option<LastMessage>,
-    last_message_status: Option<DeliveryStatus>,
-    last_message_id: MessageId,
-    last_event_id: EventId,
-    last_activity_at: Millis,
-}
-
-impl ChatView {
-    fn new(row: ChatRow, marks: &[MemberMarks], last_message: Option<LastMessage>) -> Result<Self, StoreError> {
-        let (id, kind, name, photo_url, last_message_id, last_event_id, last_activity_at) = row;
-        let kind = ChatKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("chat kind {kind}")))?;
-        let last_message_status = last_message.as_ref().map(|(message_id, author, _, _)| {
-            delivery_status(*message_id, author, marks.iter().map(|m| (m.user.as_str(), m.delivered, m.read)))
-        });
-        Ok(ChatView {
-            kind,
-            id,
-            name,
-            photo_url,
-            members: marks.iter().map(|m| m.user.clone()).collect(),
-            last_message,
-            last_message_status,
-            last_message_id,
-            last_event_id,
-            last_activity_at,
-        })
-    }
-
-    fn as_seen_by(&self, user: &str, missed: i64) -> ChatSummary {
-        // A dialog is named after the other member, as the caller sees it.
-        let name = match self.kind {
-            ChatKind::Dialog => self.members.iter().find(|m| *m != user).cloned().unwrap_or_default(),
-            ChatKind::Group => self.name.clone().unwrap_or_default(),
-        };
-        let last = self.last_message.as_ref();
-        ChatSummary {
-            kind: self.kind,
-            id: self.id,
-            name,
-            photo_url: self.photo_url.clone(),
-            last_message_text: last.map(|l| l.2.clone()),
-            last_message_time: last.map(|l| l.3),
-            last_message_author: last.map(|l| l.1.clone()),
-            last_message_status: self.last_message_status,
-            missed,
-            is_mine: last.is_some_and(|l| l.1 == user),
-            members: self.members.clone(),
-            last_message_id: self.last_message_id,
-            last_event_id: self.last_event_id,
-            last_activity_at: self.last_activity_at,
-        }
-    }
-}
-
-/// A chat as each of its members sees it ([`Store::member_views`]); each
-/// member's summary is made when asked for, so that announcing to N
-/// members holds one at a time.
-pub struct MemberViews {
-    view: ChatView,
-    missed: HashMap<UserId, i64>,
-}
-
-impl MemberViews {
-    pub fn members(&self) -> &[UserId] {
-        &self.view.members
-    }
-
-    /// The chat as `user` sees it; `None` if `user` is not a member.
-    pub fn as_seen_by(&self, user: &str) -> Option<ChatSummary> {
-        // Members are sorted (`sort_by_user`).
-        self.view.members.binary_search_by(|m| m.as_str().cmp(user)).is_ok().then(|| {
-            let missed = self.missed.get(user).copied().unwrap_or(0);
-            self.view.as_seen_by(user, missed)
-        })
-    }
+fn chat_view(row: ChatRow, marks: &[MemberMarks], last: Option<LastMessageRow>) -> Result<ChatView, StoreError> {
+    let (id, kind, name, photo_url, last_message_id, last_event_id, last_activity_at) = row;
+    let kind = ChatKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("chat kind {kind}")))?;
+    let last_message = last.map(|(id, author, text, at)| LastMessage { id, author, text, at });
+    let last_message_status = last_message.as_ref().map(|last| {
+        delivery_status(last.id, &last.author, marks.iter().map(|m| (m.user.as_str(), m.delivered, m.read)))
+    });
+    Ok(ChatView {
+        kind,
+        id,
+        name,
+        photo_url,
+        members: marks.iter().map(|m| m.user.clone()).collect(),
+        last_message,
+        last_message_status,
+        last_message_id,
+        last_event_id,
+        last_activity_at,
+    })
 }
