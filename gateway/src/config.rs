@@ -98,6 +98,12 @@ pub struct Settings {
     #[arg(long, env = "USER_CONNECTIONS", default_value_t = 100, global = true)]
     pub user_connections: usize,
 
+    /// Membership changes telling this many members or more are published
+    /// once, for every gateway, instead of once per member. 0: never (for a
+    /// rolling upgrade from a release whose gateways do not hear that).
+    #[arg(long, env = "SHARED_ANNOUNCE_FROM", default_value_t = 100, global = true)]
+    pub shared_announce_from: usize,
+
     /// REST calls one user may make a second on this node, sustained; past
     /// it they are refused with 429 `rate_limited`. 0 for no limit.
     #[arg(long, env = "REST_RATE", default_value_t = 20, global = true)]

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use shared::bus::{Broker, Event, EventSink};
-use shared::model::{ChatAction, ChatEvent, ChatId, EventId};
+use shared::model::{ChatAction, ChatEvent, ChatId, ChatSummary, EventId, UserId};
 use shared::protocol::native::outbound as render;
 use shared::store::{within, Store};
 use shared::sync::lock;
@@ -354,6 +354,19 @@ impl Hub {
         });
     }
 
+    /// `chat` appeared, changed or disappeared for `user`, as of membership
+    /// `version`: unless a later change was applied already, follow it here
+    /// and tell the user's connections.
+    fn chat_list_changed(&self, user: UserId, chat: &ChatSummary, action: ChatAction, version: i64) {
+        let key = (user, chat.id);
+        if !self.latest_membership.is_current(&key, version.max(0) as u64) {
+            return;
+        }
+        let (user, _) = key;
+        let shown = self.membership_changed(&user, chat.id, chat.last_event_id, action);
+        self.to_user(&user, || Framed { kind: "chats", bytes: render::chats(shown, chat) });
+    }
+
     /// A chat appeared for or disappeared from `user`: follow it here.
     /// Returns the action to show the user. An `updated` chat is one they
     /// are a member of; if this node does not follow it for them, its
@@ -570,13 +583,16 @@ impl HubSink {
                 hub.to_co_members(&user, &chats, &frame);
             }
             Event::ChatList { user, action, chat, version } => {
-                let key = (user, chat.id);
-                if !hub.latest_membership.is_current(&key, version.max(0) as u64) {
-                    return;
+                hub.chat_list_changed(user, &chat, action, version);
+            }
+            Event::ChatListToMany { users, action, chat, version } => {
+                // Most of a large group is held elsewhere: only those held
+                // here get a summary made, and a version remembered.
+                for user in users.iter().filter(|user| hub.users.contains_key(user.as_str())) {
+                    if let Some(summary) = chat.as_seen_by(user) {
+                        hub.chat_list_changed(user.clone(), &summary, action, version);
+                    }
                 }
-                let (user, _) = key;
-                let shown = hub.membership_changed(&user, chat.id, chat.last_event_id, action);
-                hub.to_user(&user, || Framed { kind: "chats", bytes: render::chats(shown, &chat) });
             }
             Event::Reply { origin, reference, result, received_at } => {
                 let Some(handle) = hub.connections.get(&origin.connection).map(|c| c.clone()) else { return };

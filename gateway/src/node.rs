@@ -175,6 +175,7 @@ impl Node {
         let hub = Hub::new(broker.clone(), store.clone());
         redis_broker.want(keys.node_channel(&node_id), true);
         redis_broker.want(keys.presence_channel(), true);
+        redis_broker.want(keys.chat_lists_channel(), true);
 
         let cluster_presence =
             Arc::new(ClusterPresence::new(redis.clone(), keys.clone(), &settings.cluster.redis_prefix, &node_id));

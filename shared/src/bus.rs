@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::Refusal;
-use crate::model::{Applied, ChatAction, ChatEvent, ChatId, ChatSummary, Command, Millis, UserId};
+use crate::model::{Applied, ChatAction, ChatEvent, ChatId, ChatSummary, Command, MemberViews, Millis, UserId};
 
 /// Which connection a command came from, so its reply finds the way back,
 /// and which of its commands it is.
@@ -117,6 +117,13 @@ pub enum Event {
         #[serde(default)]
         version: i64,
     },
+    /// A chat appeared, changed or disappeared for each of `users` at once:
+    /// [`Event::ChatList`] for a large group, where one event per member,
+    /// each naming every member, would cost the square of the group's
+    /// size. Goes to every gateway (in a cluster, one channel they all
+    /// hear); each tells the users among `users` it holds, each the chat
+    /// as they see it.
+    ChatListToMany { users: Arc<[UserId]>, action: ChatAction, chat: Arc<MemberViews>, version: i64 },
     /// The answer to one command, for the connection that sent it.
     Reply { origin: Origin, reference: Option<Value>, result: Result<Applied, Refusal>, received_at: Millis },
 }

@@ -1,6 +1,6 @@
 //! PROTOCOL.md 7: chats and membership, and their live effect.
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::common::TestServer;
 
@@ -104,8 +104,30 @@ async fn chat_list_is_newest_activity_first() {
 
 #[tokio::test]
 async fn membership_changes_take_effect_live() {
+    membership_changes_take_effect_live_with(0).await;
+}
+
+/// The same in a group large enough for its changes to be announced in one
+/// event for all members (`Event::ChatListToMany`): every connected member
+/// is told, each the chat as they see it, and follows it or stops.
+#[tokio::test]
+async fn membership_changes_of_a_large_group_take_effect_live() {
+    membership_changes_take_effect_live_with(150).await;
+}
+
+/// Alice's group of bob, dave and `silent` more members who never connect
+/// (named after all four, so the list is the four first).
+async fn membership_changes_take_effect_live_with(silent: usize) {
     let server = TestServer::start().await;
-    let chat = server.group("alice", &["bob", "dave"]).await;
+    let quiet: Vec<String> = (0..silent).map(|n| format!("quiet{n:04}")).collect();
+    let members = |named: &[&str]| -> Value {
+        let mut all: Vec<String> = named.iter().map(|m| m.to_string()).chain(quiet.iter().cloned()).collect();
+        all.sort();
+        json!(all)
+    };
+    let mut others = vec!["bob", "dave"];
+    others.extend(quiet.iter().map(String::as_str));
+    let chat = server.group("alice", &others).await;
     let mut alice = server.connect("alice").await;
     let mut bob = server.connect("bob").await;
     let mut carol = server.connect("carol").await;
@@ -119,7 +141,7 @@ async fn membership_changes_take_effect_live() {
     assert_eq!(created["chat"]["id"], chat);
     let updated = alice.recv_type("chats").await;
     assert_eq!(updated["action"], "updated");
-    assert_eq!(updated["chat"]["members"], json!(["alice", "bob", "carol", "dave"]));
+    assert_eq!(updated["chat"]["members"], members(&["alice", "bob", "carol", "dave"]));
 
     alice.send_message(chat, "c1", "welcome carol").await;
     let new = carol.recv_type("new").await;
@@ -133,11 +155,23 @@ async fn membership_changes_take_effect_live() {
     assert_eq!(deleted["action"], "deleted");
     let updated = alice.recv_type("chats").await;
     assert_eq!(updated["action"], "updated", "the others hear of a removal");
-    assert_eq!(updated["chat"]["members"], json!(["alice", "bob", "dave"]));
+    assert_eq!(updated["chat"]["members"], members(&["alice", "bob", "dave"]));
     let (status, _) = server.call("DELETE", "dave", &format!("/v1/chats/{chat}/members/dave"), None).await;
     assert_eq!(status, 204, "anyone leaves");
     assert_eq!(actions_until_deleted(&mut dave).await, ["updated", "updated", "deleted"]);
-    assert_eq!(alice.recv_type("chats").await["chat"]["members"], json!(["alice", "bob"]));
+    let updated = alice.recv_type("chats").await;
+    assert_eq!(updated["chat"]["members"], members(&["alice", "bob"]));
+    // Each member's own view: bob has not read the two messages, alice
+    // wrote them.
+    let mut for_bob = Vec::new();
+    for _ in 0..3 {
+        for_bob.push(bob.recv_type("chats").await);
+    }
+    let actions: Vec<_> = for_bob.iter().map(|f| f["action"].clone()).collect();
+    assert_eq!(actions, ["updated", "updated", "updated"], "carol added, carol removed, dave gone");
+    let for_bob = &for_bob[2];
+    assert_eq!((&for_bob["chat"]["missed"], &updated["chat"]["missed"]), (&json!(1), &json!(0)), "{for_bob}");
+    assert_eq!((&for_bob["chat"]["isMine"], &updated["chat"]["isMine"]), (&json!(false), &json!(true)));
     alice.send_message(chat, "c2", "carol is gone").await;
     let after = carol.drain().await;
     assert!(after.iter().all(|f| f["type"] != "new"), "a removed member gets no more events: {after:?}");
@@ -149,8 +183,7 @@ async fn membership_changes_take_effect_live() {
     let (status, _) = server.call("DELETE", "alice", &format!("/v1/chats/{chat}"), None).await;
     assert_eq!(status, 204);
     assert_eq!(alice.recv_type("chats").await["action"], "deleted");
-    let for_bob = actions_until_deleted(&mut bob).await;
-    assert_eq!(for_bob, ["updated", "updated", "updated", "deleted"], "every member hears, in order");
+    assert_eq!(actions_until_deleted(&mut bob).await, ["deleted"], "every member hears, in order");
     let refused = alice.request(json!({"type": "new", "chatId": chat, "clientMessageId": "y", "message": "hi"})).await;
     assert_eq!(refused["code"], "not_found");
 }

@@ -78,6 +78,12 @@ impl Keys {
         format!("{}presence", self.prefix)
     }
 
+    /// Membership changes of large groups go to every gateway
+    /// (`Event::ChatListToMany`); each tells the members it holds.
+    pub fn chat_lists_channel(&self) -> String {
+        format!("{}chatlists", self.prefix)
+    }
+
     /// The last minute or so of what went out on the presence channel, for
     /// a gateway whose subscription dropped (`bus::presence_log`).
     pub fn presence_log(&self) -> String {

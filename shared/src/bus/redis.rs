@@ -145,6 +145,7 @@ impl RedisBroker {
             Event::Typing { chat, .. } => keys.chat_channel(*chat),
             Event::Presence { .. } => keys.presence_channel(),
             Event::ChatList { user, .. } => keys.user_channel(user),
+            Event::ChatListToMany { .. } => keys.chat_lists_channel(),
             Event::Reply { origin, .. } => keys.node_channel(&origin.node),
         }
     }
