@@ -7,7 +7,8 @@
 # server's own work. Usage:
 #   bench/big-group.sh [standalone|cluster]
 # `cluster`: one gateway on a private Redis and PostgreSQL, and what the
-# changes sent Redis (its total_net_input_bytes). Results:
+# changes sent Redis and Redis sent on (its total_net_input_bytes and
+# total_net_output_bytes). Results:
 # bench/results/<date>-big-group-<mode>/ (SERVER_BIN, LABEL: see
 # bench/common.sh).
 set -euo pipefail
@@ -26,7 +27,8 @@ stop_all() {
 }
 trap stop_all EXIT
 port=$(free_port)
-redis_in() { redis-cli -u "$REDIS_URL" INFO stats | awk -F: '/^total_net_input_bytes/ {print $2 + 0}'; }
+# Bytes Redis has received and sent (the gateway's subscription included).
+redis_bytes() { redis-cli -u "$REDIS_URL" INFO stats | awk -F: "/^total_net_$1_bytes/ {print \$2 + 0}"; }
 case $mode in
     standalone) ;;
     cluster) bench_services ;;
@@ -55,14 +57,14 @@ chat=$(echo "$created" | head -1 | python3 -c 'import json, sys; c = json.load(s
 create_ms=$(echo "$created" | tail -1 | awk '{printf "%.1f", $1 * 1000}')
 echo "created chat $chat with 9,999 members in $create_ms ms" >&2
 
-[ "$mode" = cluster ] && redis_before=$(redis_in)
+[ "$mode" = cluster ] && in_before=$(redis_bytes input) && out_before=$(redis_bytes output)
 changes=()
 for i in $(seq 1 10); do
     changes+=("$(call POST "/chats/$chat/members" '{"userId":"newcomer"}')")
     changes+=("$(call DELETE "/chats/$chat/members/newcomer")")
     echo "progress: $((2 * i))/20 membership changes" >&2
 done
-[ "$mode" = cluster ] && redis_after=$(redis_in)
+[ "$mode" = cluster ] && in_after=$(redis_bytes input) && out_after=$(redis_bytes output)
 lists=()
 for i in $(seq 1 50); do lists+=("$(call GET /chats)"); done
 echo "progress: 50/50 chat lists" >&2
@@ -72,7 +74,7 @@ summary() { printf '%s\n' "$@" | sort -n | awk '{v[NR] = $1} END {printf "p50 %.
     echo "POST /v1/chats, 9,999 members: $create_ms ms"
     echo "membership change announced to 10,000 members, 20 changes: $(summary "${changes[@]}")"
     if [ "$mode" = cluster ]; then
-        echo "Redis received $(( (redis_after - redis_before) / 20 / 1000000 )) MB per change"
+        echo "Redis received $(( (in_after - in_before) / 20 / 1000 )) kB and sent $(( (out_after - out_before) / 20 / 1000 )) kB per change"
     fi
     echo "GET /v1/chats (one chat of 9,999 members), 50 calls: $(summary "${lists[@]}")"
     echo "gateway peak resident memory: $(rss_mib) MiB"

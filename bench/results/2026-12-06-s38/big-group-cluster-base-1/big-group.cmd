@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-base38 LABEL=s38-base-1 bench/big-group.sh cluster

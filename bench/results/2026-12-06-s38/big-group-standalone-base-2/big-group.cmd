@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-base38 LABEL=s38-base-2 bench/big-group.sh standalone

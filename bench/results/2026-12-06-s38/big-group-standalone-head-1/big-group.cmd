@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-s38 LABEL=s38-head-1 bench/big-group.sh standalone
