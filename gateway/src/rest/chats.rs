@@ -142,6 +142,10 @@ pub async fn remove_member(
     if !shared::auth::valid_user_id(&removed) {
         return Err(Refusal::bad_request(format!("{removed:?} is not a valid user id")).into());
     }
+    // The removed member's last view goes with their `deleted` frame, so it
+    // is read before the removal; a caller who may not remove them is
+    // refused before that read.
+    within(STORE_DEADLINE, node.store.may_remove(chat, &user, &removed)).await?;
     let last_view = within(STORE_DEADLINE, node.store.summary(chat, &removed)).await?;
     let change = within(STORE_DEADLINE, node.store.remove_member(chat, &user, &removed)).await?;
     if let Some(view) = last_view {

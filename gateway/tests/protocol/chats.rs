@@ -212,6 +212,10 @@ async fn rest_errors_are_json_with_the_right_status() {
     }
     let (status, error) = server.call("GET", "eve", &format!("/v1/chats/{chat}/messages"), None).await;
     assert_eq!((status, error["code"].as_str()), (403, Some("forbidden")));
+    let (status, error) = server.call("DELETE", "eve", &format!("/v1/chats/{chat}/members/bob"), None).await;
+    assert_eq!((status, error["code"].as_str()), (403, Some("forbidden")), "a stranger removes no one");
+    let (status, error) = server.call("DELETE", "alice", "/v1/chats/999/members/bob", None).await;
+    assert_eq!((status, error["code"].as_str()), (404, Some("not_found")));
     let raw = reqwest::Client::new()
         .post(server.url("/v1/chats"))
         .bearer_auth(server.token("alice"))

@@ -346,13 +346,7 @@ impl Store {
     pub async fn remove_member(&self, chat: ChatId, by: &str, user: &str) -> Result<MembershipChange, StoreRefusal> {
         let mut tx = self.writer.begin().await?;
         let version = lock_for_change(&mut tx, chat).await?;
-        membership(&mut *tx, chat, by).await?.require()?;
-        require_group(&mut tx, chat).await?;
-        let (creator,): (String,) =
-            sqlx::query_as("SELECT creator FROM chats WHERE id = $1").bind(chat).fetch_one(&mut *tx).await?;
-        if by != user && by != creator {
-            return Err(Refusal::forbidden("only the creator may remove other members").into());
-        }
+        require_may_remove(&mut tx, chat, by, user).await?;
         let members = members_of(&mut *tx, chat).await?;
         if !members.iter().any(|m| m == user) {
             return Err(Refusal::not_found(format!("{user} is not a member")).into());
@@ -366,6 +360,13 @@ impl Store {
         }
         tx.commit().await?;
         Ok(MembershipChange { members, version })
+    }
+
+    /// Refuses as [`remove_member`](Self::remove_member) would before it
+    /// reads the members, changing nothing: a caller that reads the removed
+    /// member's view first refuses a stranger before that read.
+    pub async fn may_remove(&self, chat: ChatId, by: &str, user: &str) -> Result<(), StoreRefusal> {
+        require_may_remove(&mut *self.reader.acquire().await?, chat, by, user).await
     }
 
     pub async fn members(&self, chat: ChatId) -> Result<Vec<UserId>, StoreError> {
@@ -435,6 +436,26 @@ async fn require_creator(db: &mut sqlx::AnyConnection, chat: ChatId, by: &str) -
         sqlx::query_as("SELECT creator FROM chats WHERE id = $1").bind(chat).fetch_one(&mut *db).await?;
     if creator != by {
         return Err(Refusal::forbidden("only the chat's creator may delete it").into());
+    }
+    Ok(())
+}
+
+/// `by` may remove `user` from `chat`: a member of the group, removing
+/// themself or, as its creator, anyone.
+async fn require_may_remove(
+    db: &mut sqlx::AnyConnection,
+    chat: ChatId,
+    by: &str,
+    user: &str,
+) -> Result<(), StoreRefusal> {
+    membership(&mut *db, chat, by).await?.require()?;
+    let (kind, creator): (String, String) =
+        sqlx::query_as("SELECT kind, creator FROM chats WHERE id = $1").bind(chat).fetch_one(&mut *db).await?;
+    if kind != ChatKind::Group.as_str() {
+        return Err(Refusal::bad_request("members can only be changed in a group").into());
+    }
+    if by != user && by != creator {
+        return Err(Refusal::forbidden("only the creator may remove other members").into());
     }
     Ok(())
 }
