@@ -145,9 +145,9 @@ pub trait EventSink: Send + Sync {
     /// The broker (re)connected: replies to commands published while it
     /// was not listening are lost, so no connection should wait for one.
     fn replies_may_be_lost(&self) {}
-    /// The broker (re)connected: membership changes announced on users'
-    /// channels while it was not listening are lost; the sink reads its
-    /// users' chats again.
+    /// The broker (re)connected: membership changes announced (on users'
+    /// channels and `chatlists`) while it was not listening are lost; the
+    /// sink reads its users' chats again.
     fn memberships_may_be_stale(&self) {}
 }
 

@@ -3,7 +3,7 @@
 //!
 //! The hub learns which chats a local user follows from their chat list,
 //! loaded when their first connection opens, and from then on only from
-//! `chats` events on the user's channel. An event published while this
+//! `chats` events on the user's channel or the `chatlists` channel. An event published while this
 //! node was not listening (Redis restarted, the subscription dropped) is
 //! gone, and with it the change: a removed member would go on receiving
 //! the chat's events here, an added one would receive none. So after a

@@ -134,6 +134,14 @@ impl Keys {
         format!("{}nodes", self.prefix)
     }
 
+    /// Whether `channel` is one of a node's own (its replies, presence,
+    /// `chatlists`) rather than a chat's or a user's, of which a node
+    /// holds thousands.
+    pub fn is_node_wide(&self, channel: &str) -> bool {
+        let Some(name) = channel.strip_prefix(&self.prefix) else { return false };
+        !name.starts_with("ev:") && !name.starts_with("user:")
+    }
+
     /// The chat id a chat channel names, if it is one.
     pub fn chat_of_channel(&self, channel: &str) -> Option<ChatId> {
         channel.strip_prefix(&self.prefix)?.strip_prefix("ev:")?.parse().ok()
@@ -152,5 +160,11 @@ mod tests {
         assert_eq!(keys.chat_of_channel(&keys.chat_channel(42)), Some(42));
         assert_eq!(keys.chat_of_channel("t1:user:42"), None);
         assert_eq!(keys.chat_of_channel("other:ev:42"), None);
+        for node_wide in [keys.node_channel("gw-1"), keys.presence_channel(), keys.chat_lists_channel()] {
+            assert!(keys.is_node_wide(&node_wide), "{node_wide}");
+        }
+        for one_of_many in [keys.chat_channel(42), keys.user_channel("alice"), "other:presence".into()] {
+            assert!(!keys.is_node_wide(&one_of_many), "{one_of_many}");
+        }
     }
 }

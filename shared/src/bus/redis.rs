@@ -269,7 +269,13 @@ impl RedisBroker {
         // Everything wanted now is (re)subscribed; later changes arrive as
         // dirty channels.
         lock(&self.inner.dirty).clear();
-        let all = self.inner.channels.all();
+        // The node-wide channels first, in the first chunk: a user's
+        // membership changes come on their own channel and on `chatlists`,
+        // and a connecting user whose channel Redis confirmed before that
+        // one would have their chats read while changes on it went unheard.
+        let (node_wide, others): (Vec<String>, Vec<String>) =
+            self.inner.channels.all().into_iter().partition(|c| self.inner.keys.is_node_wide(c));
+        let all: Vec<String> = node_wide.into_iter().chain(others).collect();
         for chunk in all.chunks(SUBSCRIBE_CHUNK) {
             answered(subscriber.subscribe(chunk)).await?;
             self.inner.channels.confirm(chunk);
