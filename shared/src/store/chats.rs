@@ -432,9 +432,7 @@ async fn lock_for_change(tx: &mut sqlx::Transaction<'_, sqlx::Any>, chat: ChatId
 
 async fn require_creator(db: &mut sqlx::AnyConnection, chat: ChatId, by: &str) -> Result<(), StoreRefusal> {
     membership(&mut *db, chat, by).await?.require()?;
-    let (creator,): (String,) =
-        sqlx::query_as("SELECT creator FROM chats WHERE id = $1").bind(chat).fetch_one(&mut *db).await?;
-    if creator != by {
+    if creator_of(db, chat).await? != by {
         return Err(Refusal::forbidden("only the chat's creator may delete it").into());
     }
     Ok(())
@@ -449,21 +447,26 @@ async fn require_may_remove(
     user: &str,
 ) -> Result<(), StoreRefusal> {
     membership(&mut *db, chat, by).await?.require()?;
-    let (kind, creator): (String, String) =
-        sqlx::query_as("SELECT kind, creator FROM chats WHERE id = $1").bind(chat).fetch_one(&mut *db).await?;
-    if kind != ChatKind::Group.as_str() {
-        return Err(Refusal::bad_request("members can only be changed in a group").into());
-    }
-    if by != user && by != creator {
+    require_group(db, chat).await?;
+    if by != user && by != creator_of(db, chat).await? {
         return Err(Refusal::forbidden("only the creator may remove other members").into());
     }
     Ok(())
 }
 
-async fn require_group(tx: &mut sqlx::Transaction<'static, sqlx::Any>, chat: ChatId) -> Result<(), StoreRefusal> {
-    let (kind,): (String,) =
-        sqlx::query_as("SELECT kind FROM chats WHERE id = $1").bind(chat).fetch_one(&mut **tx).await?;
-    if kind != ChatKind::Group.as_str() {
+/// The chat's creator. Asked after the caller's membership, outside a
+/// transaction (`may_delete`, `may_remove`), the chat can be gone by then:
+/// that is `not_found`, not an error of the store.
+async fn creator_of(db: &mut sqlx::AnyConnection, chat: ChatId) -> Result<String, StoreRefusal> {
+    let creator: Option<(String,)> =
+        sqlx::query_as("SELECT creator FROM chats WHERE id = $1").bind(chat).fetch_optional(&mut *db).await?;
+    Ok(creator.ok_or_else(Refusal::no_chat)?.0)
+}
+
+async fn require_group(db: &mut sqlx::AnyConnection, chat: ChatId) -> Result<(), StoreRefusal> {
+    let kind: Option<(String,)> =
+        sqlx::query_as("SELECT kind FROM chats WHERE id = $1").bind(chat).fetch_optional(&mut *db).await?;
+    if kind.ok_or_else(Refusal::no_chat)?.0 != ChatKind::Group.as_str() {
         return Err(Refusal::bad_request("members can only be changed in a group").into());
     }
     Ok(())
