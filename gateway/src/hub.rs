@@ -587,7 +587,10 @@ impl HubSink {
             }
             Event::ChatListToMany { users, action, chat, version } => {
                 // Most of a large group is held elsewhere: only those held
-                // here get a summary made, and a version remembered.
+                // here get a summary made, and a version remembered. (A
+                // user connecting later loads their chats from the store,
+                // as a cluster's gateway does for a user whose channel it
+                // did not hear; standalone remembered every member's.)
                 for user in users.iter().filter(|user| hub.users.contains_key(user.as_str())) {
                     if let Some(summary) = chat.as_seen_by(user) {
                         hub.chat_list_changed(user.clone(), &summary, action, version);

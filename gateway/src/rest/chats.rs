@@ -184,11 +184,9 @@ async fn read_views(node: &Node, chat: ChatId) -> Option<Arc<MemberViews>> {
 /// the users it holds. Below, one event per user, on the user's channel.
 /// For a group of N, per-user events carry about N² member ids through
 /// Redis in all, but only to the gateways that hold the members; the one
-/// event about 3N (the members, the users told, their unread counts) to
-/// each of G gateways. From 100 users on (the default), the one event
-/// carries less on any fleet of up to 33 gateways. For 10,000 users it
-/// was measured at 300 kB to each gateway, against 1,503 MB in all one per
-/// user: 50 times less on a fleet of 100 (docs/operations.md, Redis).
+/// event 2N to 3N (the members, the users told, their unread counts) to
+/// each of G gateways: less from 100 users on for any fleet of up to 33
+/// gateways (measured in docs/operations.md, Redis).
 ///
 /// Per-user events are made and published in turn, so that one
 /// announcement holds one summary at a time, unless Redis fails it. Then

@@ -104,7 +104,8 @@ async fn chat_list_is_newest_activity_first() {
 
 #[tokio::test]
 async fn membership_changes_take_effect_live() {
-    membership_changes_take_effect_live_with(0).await;
+    // One event per member.
+    membership_changes_take_effect_live_with(0, 0).await;
 }
 
 /// The same in a group large enough for its changes to be announced in one
@@ -112,13 +113,14 @@ async fn membership_changes_take_effect_live() {
 /// is told, each the chat as they see it, and follows it or stops.
 #[tokio::test]
 async fn membership_changes_of_a_large_group_take_effect_live() {
-    membership_changes_take_effect_live_with(150).await;
+    membership_changes_take_effect_live_with(150, 100).await;
 }
 
 /// Alice's group of bob, dave and `silent` more members who never connect
-/// (named after all four, so the list is the four first).
-async fn membership_changes_take_effect_live_with(silent: usize) {
-    let server = TestServer::start().await;
+/// (named after all four, so the list is the four first), with
+/// `SHARED_ANNOUNCE_FROM` at `shared_from`.
+async fn membership_changes_take_effect_live_with(silent: usize, shared_from: usize) {
+    let server = TestServer::start_with(|s| s.shared_announce_from = shared_from).await;
     let quiet: Vec<String> = (0..silent).map(|n| format!("quiet{n:04}")).collect();
     let members = |named: &[&str]| -> Value {
         let mut all: Vec<String> = named.iter().map(|m| m.to_string()).chain(quiet.iter().cloned()).collect();
@@ -161,8 +163,8 @@ async fn membership_changes_take_effect_live_with(silent: usize) {
     assert_eq!(actions_until_deleted(&mut dave).await, ["updated", "updated", "deleted"]);
     let updated = alice.recv_type("chats").await;
     assert_eq!(updated["chat"]["members"], members(&["alice", "bob"]));
-    // Each member's own view: bob has not read the two messages, alice
-    // wrote them.
+    // Each member's own view: bob has not read alice's message, alice
+    // wrote it.
     let mut for_bob = Vec::new();
     for _ in 0..3 {
         for_bob.push(bob.recv_type("chats").await);

@@ -87,6 +87,7 @@ async fn a_large_group_s_membership_changes_cross_redis_once_each() {
     assert_eq!((&created["action"], &created["chat"]["id"]), (&json!("created"), &json!(chat)), "{created}");
     assert_eq!(created["chat"]["members"].as_array().map(Vec::len), Some(153));
     assert_eq!(carol.recv_type("chats").await["action"], "created");
+    assert_eq!(alice.recv_type("chats").await["action"], "created");
     alice.send_message(chat, "m1", "first").await;
     assert_eq!(bob.recv_type("new").await["message"], "first");
 
