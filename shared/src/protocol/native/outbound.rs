@@ -174,19 +174,44 @@ pub fn offline(user_id: &str, last_seen: Millis) -> Bytes {
     render(&json!({"type": "offline", "userId": user_id, "lastSeen": last_seen}))
 }
 
-pub fn chats(action: ChatAction, chat: &ChatSummary) -> Bytes {
+#[derive(Serialize)]
+struct ChatsFrame<'a> {
+    r#type: &'static str,
+    action: &'static str,
+    chat: ChatItem<'a>,
+}
+
+fn chats_frame(action: ChatAction, chat: ChatItem<'_>) -> ChatsFrame<'_> {
     let action = match action {
         ChatAction::Created => "created",
         ChatAction::Updated => "updated",
         ChatAction::Deleted => "deleted",
     };
-    #[derive(Serialize)]
-    struct ChatsFrame<'a> {
-        r#type: &'static str,
-        action: &'static str,
-        chat: ChatItem<'a>,
-    }
-    render(&ChatsFrame { r#type: "chats", action, chat: chat_item(chat) })
+    ChatsFrame { r#type: "chats", action, chat }
+}
+
+pub fn chats(action: ChatAction, chat: &ChatSummary) -> Bytes {
+    render(&chats_frame(action, chat_item(chat)))
+}
+
+/// A `chats` frame in two parts, [`chats_head`] then [`chats_end`], for
+/// the members of a large group: the end, the member list, is the same in
+/// every member's frame, so it is rendered once and held once, however
+/// many members are told. The head ends with `"members":`.
+pub fn chats_head(action: ChatAction, chat: &ChatSummary) -> Bytes {
+    let item = ChatItem { members: None, ..chat_item(chat) };
+    let mut head = serde_json::to_vec(&chats_frame(action, item)).unwrap_or_default();
+    // `}}`: the item's and the frame's; the members come last.
+    head.truncate(head.len().saturating_sub(2));
+    head.extend_from_slice(b",\"members\":");
+    Bytes::from(head)
+}
+
+/// What follows every [`chats_head`] of a chat whose members are `members`.
+pub fn chats_end(members: &[UserId]) -> Bytes {
+    let mut end = serde_json::to_vec(members).unwrap_or_default();
+    end.extend_from_slice(b"}}");
+    Bytes::from(end)
 }
 
 fn status_str(status: DeliveryStatus) -> &'static str {
@@ -207,6 +232,9 @@ fn status_str(status: DeliveryStatus) -> &'static str {
 /// as a client typed after the contract decodes them: an empty text, the
 /// chat's last activity (its creation) as the time, and `sent`. The absent
 /// author (`null`) says there is no message.
+///
+/// The members come last: a large group's `chats` frames share them
+/// ([`chats_head`]).
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ChatItem<'a> {
@@ -214,7 +242,6 @@ pub struct ChatItem<'a> {
     id: ChatId,
     name: &'a str,
     photo_url: Option<&'a str>,
-    members: &'a [UserId],
     last_message_text: &'a str,
     last_message_time: Millis,
     last_message_author: Option<&'a str>,
@@ -223,6 +250,9 @@ pub struct ChatItem<'a> {
     is_mine: bool,
     last_message_id: MessageId,
     last_event_id: EventId,
+    /// Left out only for [`chats_head`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    members: Option<&'a [UserId]>,
 }
 
 pub fn chat_item(chat: &ChatSummary) -> ChatItem<'_> {
@@ -231,7 +261,7 @@ pub fn chat_item(chat: &ChatSummary) -> ChatItem<'_> {
         id: chat.id,
         name: &chat.name,
         photo_url: chat.photo_url.as_deref(),
-        members: &chat.members,
+        members: Some(&chat.members),
         last_message_text: chat.last_message_text.as_deref().unwrap_or(""),
         last_message_time: chat.last_message_time.unwrap_or(chat.last_activity_at),
         last_message_author: chat.last_message_author.as_deref(),
@@ -292,4 +322,44 @@ pub fn presence_json(p: &PresenceView) -> Value {
 /// The JSON body of every REST error: `{"code","message"}`.
 pub fn rest_error(refusal: &Refusal) -> Value {
     json!({"code": refusal.code.as_str(), "message": refusal.message})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ChatKind;
+
+    fn summary(last_message: bool) -> ChatSummary {
+        ChatSummary {
+            kind: ChatKind::Group,
+            id: 7,
+            name: "a \"quoted\" }} name".into(),
+            photo_url: last_message.then(|| "https://example.com/p.png".into()),
+            members: vec!["al\"ice".to_string(), "bob".into(), "ζ}}".into()].into(),
+            last_message_text: last_message.then(|| "hi }}".into()),
+            last_message_time: last_message.then_some(5),
+            last_message_author: last_message.then(|| "bob".into()),
+            last_message_status: None,
+            missed: 3,
+            is_mine: false,
+            last_message_id: 4,
+            last_event_id: 9,
+            last_activity_at: 5,
+        }
+    }
+
+    /// A large group's frames, head and shared end, are the frame rendered
+    /// whole, byte for byte.
+    #[test]
+    fn a_chats_frame_in_two_parts_is_the_whole_frame() {
+        for last_message in [false, true] {
+            let chat = summary(last_message);
+            for action in [ChatAction::Created, ChatAction::Updated, ChatAction::Deleted] {
+                let parts = [chats_head(action, &chat), chats_end(&chat.members)].concat();
+                assert_eq!(parts, chats(action, &chat), "{}", String::from_utf8_lossy(&parts));
+                let parsed: Value = serde_json::from_slice(&parts).expect("JSON");
+                assert_eq!(parsed["chat"]["members"], serde_json::json!(["al\"ice", "bob", "ζ}}"]));
+            }
+        }
+    }
 }
