@@ -314,7 +314,7 @@ impl Hub {
 
     fn typing(&self, chat: ChatId, typist: &str) {
         let Some(entry) = self.chats.get(&chat) else { return };
-        let frame = Arc::new(Framed { kind: "typing", bytes: render::typing(chat, typist) });
+        let frame = Arc::new(Framed::new("typing", render::typing(chat, typist)));
         for user in entry.users.iter().filter(|u| u.id != typist) {
             user.each_connection(|c| {
                 let _ = c.push(Outbound::Frame(frame.clone()));
@@ -357,14 +357,22 @@ impl Hub {
     /// `chat` appeared, changed or disappeared for `user`, as of membership
     /// `version`: unless a later change was applied already, follow it here
     /// and tell the user's connections.
-    fn chat_list_changed(&self, user: UserId, chat: &ChatSummary, action: ChatAction, version: i64) {
+    /// `render` makes the frame from the action shown.
+    fn chat_list_changed(
+        &self,
+        user: UserId,
+        chat: &ChatSummary,
+        action: ChatAction,
+        version: i64,
+        render: impl FnOnce(ChatAction) -> Framed,
+    ) {
         let key = (user, chat.id);
         if !self.latest_membership.is_current(&key, version.max(0) as u64) {
             return;
         }
         let (user, _) = key;
         let shown = self.membership_changed(&user, chat.id, chat.last_event_id, action);
-        self.to_user(&user, || Framed { kind: "chats", bytes: render::chats(shown, chat) });
+        self.to_user(&user, || render(shown));
     }
 
     /// A chat appeared for or disappeared from `user`: follow it here.
@@ -576,14 +584,15 @@ impl HubSink {
                     return;
                 }
                 let frame = Arc::new(if online {
-                    Framed { kind: "online", bytes: render::online(&user) }
+                    Framed::new("online", render::online(&user))
                 } else {
-                    Framed { kind: "offline", bytes: render::offline(&user, last_seen) }
+                    Framed::new("offline", render::offline(&user, last_seen))
                 });
                 hub.to_co_members(&user, &chats, &frame);
             }
             Event::ChatList { user, action, chat, version } => {
-                hub.chat_list_changed(user, &chat, action, version);
+                let whole = |shown| Framed::new("chats", render::chats(shown, &chat));
+                hub.chat_list_changed(user, &chat, action, version, whole);
             }
             Event::ChatListToMany { users, action, chat, version } => {
                 // Most of a large group is held elsewhere: only those held
@@ -591,9 +600,15 @@ impl HubSink {
                 // user connecting later loads their chats from the store,
                 // as a cluster's gateway does for a user whose channel it
                 // did not hear; standalone remembered every member's.)
+                // Their frames share the member list, rendered once.
+                let mut members = None;
                 for user in users.iter().filter(|user| hub.users.contains_key(user.as_str())) {
                     if let Some(summary) = chat.as_seen_by(user) {
-                        hub.chat_list_changed(user.clone(), &summary, action, version);
+                        let spliced = |shown| {
+                            let members = members.get_or_insert_with(|| render::chats_end(chat.members()));
+                            Framed::spliced("chats", render::chats_head(shown, &summary), members.clone())
+                        };
+                        hub.chat_list_changed(user.clone(), &summary, action, version, spliced);
                     }
                 }
             }

@@ -37,6 +37,22 @@ pub struct RenderedEvent {
 pub struct Framed {
     pub kind: &'static str,
     pub bytes: Bytes,
+    /// Written after `bytes`, in the same frame: a part that many
+    /// connections' frames end with, held once. A large group's member
+    /// list, in a `chats` frame to each member: 10,000 members' copies of
+    /// 10,000 names were 1.3 GB.
+    pub shared_end: Option<Bytes>,
+}
+
+impl Framed {
+    pub fn new(kind: &'static str, bytes: Bytes) -> Self {
+        Framed { kind, bytes, shared_end: None }
+    }
+
+    /// A frame of `head`, then `shared_end`.
+    pub fn spliced(kind: &'static str, head: Bytes, shared_end: Bytes) -> Self {
+        Framed { kind, bytes: head, shared_end: Some(shared_end) }
+    }
 }
 
 /// The end of a `sync`: see [`Outbound::SyncEnd`].
@@ -121,7 +137,7 @@ struct Holds {
 
 impl Outbound {
     pub fn frame(kind: &'static str, bytes: Bytes) -> Outbound {
-        Outbound::Frame(Arc::new(Framed { kind, bytes }))
+        Outbound::Frame(Arc::new(Framed::new(kind, bytes)))
     }
 }
 
