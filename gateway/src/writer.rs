@@ -11,6 +11,7 @@
 //! lock, once its queue is empty.
 
 use std::collections::VecDeque;
+use std::io::IoSlice;
 use std::sync::Arc;
 use std::task::Poll;
 
@@ -117,8 +118,7 @@ impl Writer<'_> {
                 }
                 Encoded::Spliced(frame) => {
                     // Boxed: every connection's task holds this future's
-                    // state, which the write inline grew by 176 bytes (40
-                    // boxed, `write_all` apart from `flush`).
+                    // state, which the write inline grew by 176 bytes.
                     Box::pin(self.spliced(frame, socket)).await?;
                     if self.handle.is_closed() {
                         return Ok(Step::Continue);
@@ -229,20 +229,25 @@ impl Writer<'_> {
         frame_metrics::frame_out(frame.kind);
         append_text_head(&mut self.out, frame.bytes.len() + shared_end.len());
         self.out.extend_from_slice(&frame.bytes);
-        self.flush(socket).await?;
-        self.write_all(shared_end, socket).await
+        // What was encoded before, this head, and the end, in one call.
+        let out = std::mem::take(&mut self.out);
+        let mut parts = [IoSlice::new(&out), IoSlice::new(shared_end)];
+        let mut rest = &mut parts[..];
+        while !rest.is_empty() {
+            match socket.try_write_vectored(rest) {
+                Ok(written) => IoSlice::advance_slices(&mut rest, written),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => self.writable(socket).await?,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     /// Writes what is encoded, then lets the buffer go: a connection between
     /// bursts holds no write memory.
     async fn flush(&mut self, socket: &Socket) -> std::io::Result<()> {
-        let written = self.write_all(&self.out, socket).await;
-        self.out = Vec::new();
-        written
-    }
-
-    async fn write_all(&self, bytes: &[u8], socket: &Socket) -> std::io::Result<()> {
-        let mut rest = bytes;
+        let out = std::mem::take(&mut self.out);
+        let mut rest = &out[..];
         while !rest.is_empty() {
             match socket.try_write(rest) {
                 Ok(written) => rest = &rest[written..],
