@@ -4,8 +4,10 @@
 # membership changes (a 10,000th member added, then removed, ten times),
 # each of which tells every member the chat as they see it; then 50 reads
 # of the creator's chat list. Nobody is connected, so this is the
-# server's own work. Usage:
-#   bench/big-group.sh [standalone|cluster]
+# server's own work, unless CONNECTED=N (at most 9,998): then N members
+# hold a connection each (`loadtest run idle`) and each change sends every
+# one of them a `chats` frame naming all 10,000. Usage:
+#   [CONNECTED=N] bench/big-group.sh [standalone|cluster]
 # `cluster`: one gateway on a private Redis and PostgreSQL, and what the
 # changes sent Redis and Redis sent on (its total_net_input_bytes and
 # total_net_output_bytes). Results:
@@ -14,13 +16,22 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-standalone}
+connected=${CONNECTED:-0}
 source scripts/lib/services.sh
 source bench/common.sh "big-group-$mode"
+[ "$connected" -le 9998 ] || { echo "CONNECTED: at most 9,998" >&2; exit 64; }
 
 server_pid=""
+loadtest_pid=""
 data=$(mktemp -d)
+# Each step whatever the last one's status: a load tool stopped by its
+# signal exits non-zero, which under `set -e` would end the trap there and
+# leave the gateway and the services running.
 stop_all() {
-    [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
+    for pid in $loadtest_pid $server_pid; do
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
     rm -rf "$data"
     [ "$mode" = cluster ] && services_stop
     true
@@ -40,7 +51,24 @@ server_pid=$!
 bench_wait_ready "$port"
 token=$("$server_bin"/gateway token --user alice --data-dir "$data")
 api="http://127.0.0.1:$port/v1"
-echo "${SERVER_BIN:+SERVER_BIN=$SERVER_BIN }${LABEL:+LABEL=$LABEL }bench/big-group.sh $mode" > "$results/big-group.cmd"
+echo "${SERVER_BIN:+SERVER_BIN=$SERVER_BIN }${LABEL:+LABEL=$LABEL }${CONNECTED:+CONNECTED=$CONNECTED }bench/big-group.sh $mode" > "$results/big-group.cmd"
+metric() { curl -sf "http://127.0.0.1:$port/metrics" | awk -v m="$1" '$1 == m {print int($2)}' | tail -1; }
+# The members who connect are the load tool's users, member-0 onwards;
+# with nobody connected the ids keep the 12 characters of earlier runs.
+if [ "$connected" -gt 0 ]; then
+    "$loadtest_bin" run idle --connections "$connected" --user-prefix member- --duration 3600 \
+        --ws-url "ws://127.0.0.1:$port/ws" --http-url "http://127.0.0.1:$port" --data-dir "$data" \
+        > "$results/loadtest.log" 2>&1 &
+    loadtest_pid=$!
+    until [ "$(metric chat_open_connections)" = "$connected" ]; do
+        kill -0 "$loadtest_pid" 2>/dev/null || { echo "bench: the load tool stopped:" >&2; tail "$results/loadtest.log" >&2; exit 1; }
+        sleep 0.5
+    done
+    echo "$connected members connected" >&2
+    members='[f"member-{n}" for n in range(0, 9998)]'
+else
+    members='[f"member-{n:05d}" for n in range(1, 9999)]'
+fi
 
 # call METHOD PATH [BODY]: prints the call's time in ms; fails on an
 # unexpected status.
@@ -49,14 +77,17 @@ call() {
         -H 'Content-Type: application/json' ${3:+--data-binary "$3"} | awk '{printf "%.1f\n", $1 * 1000}'
 }
 rss_mib() { awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$server_pid/status"; }
+# The gateway's CPU seconds so far (user and system).
+cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.2f", ($14 + $15) / hz}' "/proc/$server_pid/stat"; }
 
-python3 -c 'import json; print(json.dumps({"type": "group", "name": "big", "members": [f"member-{n:05d}" for n in range(1, 9999)]}))' > "$data/create.json"
+python3 -c "import json; print(json.dumps({'type': 'group', 'name': 'big', 'members': $members}))" > "$data/create.json"
 created=$(curl -sf -w '\n%{time_total}' -X POST "$api/chats" -H "Authorization: Bearer $token" \
     -H 'Content-Type: application/json' --data-binary "@$data/create.json")
 chat=$(echo "$created" | head -1 | python3 -c 'import json, sys; c = json.load(sys.stdin); assert len(c["members"]) == 9999; print(c["id"])')
 create_ms=$(echo "$created" | tail -1 | awk '{printf "%.1f", $1 * 1000}')
 echo "created chat $chat with 9,999 members in $create_ms ms" >&2
 
+cpu_before=$(cpu_s)
 [ "$mode" = cluster ] && in_before=$(redis_bytes input) && out_before=$(redis_bytes output)
 changes=()
 for i in $(seq 1 10); do
@@ -68,6 +99,12 @@ done
 lists=()
 for i in $(seq 1 50); do lists+=("$(call GET /chats)"); done
 echo "progress: 50/50 chat lists" >&2
+if [ "$connected" -gt 0 ]; then
+    # Every connected member's frames encoded, the creation's and 20
+    # changes': what may remain to write is the last ones.
+    until [ "$(metric 'chat_frames_out_total{type="chats"}')" = "$((21 * connected))" ]; do sleep 0.2; done
+fi
+cpu_after=$(cpu_s)
 
 summary() { printf '%s\n' "$@" | sort -n | awk '{v[NR] = $1} END {printf "p50 %.1f ms, max %.1f ms", v[int((NR + 1) / 2)], v[NR]}'; }
 {
@@ -78,4 +115,8 @@ summary() { printf '%s\n' "$@" | sort -n | awk '{v[NR] = $1} END {printf "p50 %.
     fi
     echo "GET /v1/chats (one chat of 9,999 members), 50 calls: $(summary "${lists[@]}")"
     echo "gateway peak resident memory: $(rss_mib) MiB"
+    echo "gateway CPU over the changes and the chat lists${CONNECTED:+, until every frame went out}: $(echo "$cpu_before $cpu_after" | awk '{printf "%.2f", $2 - $1}') s"
+    if [ "$connected" -gt 0 ]; then
+        echo "connections open at the end: $(metric chat_open_connections) of $connected"
+    fi
 } | tee "$results/big-group.txt"

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-splice LABEL=s38-connected-splice-2 CONNECTED=9998 bench/big-group.sh standalone
