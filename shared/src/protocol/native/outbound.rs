@@ -202,6 +202,7 @@ pub fn chats_head(action: ChatAction, chat: &ChatSummary) -> Bytes {
     let item = ChatItem { members: None, ..chat_item(chat) };
     let mut head = serde_json::to_vec(&chats_frame(action, item)).unwrap_or_default();
     // `}}`: the item's and the frame's; the members come last.
+    debug_assert!(head.ends_with(b"}}"));
     head.truncate(head.len().saturating_sub(2));
     head.extend_from_slice(b",\"members\":");
     Bytes::from(head)
