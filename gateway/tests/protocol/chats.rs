@@ -116,6 +116,40 @@ async fn membership_changes_of_a_large_group_take_effect_live() {
     membership_changes_take_effect_live_with(150, 100).await;
 }
 
+/// A member who reads nothing while a large group changes gets every frame
+/// whole once they read again. Those frames share the group's member list
+/// and are written in parts (the member's head, then the list); 40 of some
+/// 130 kB fill the socket, so the parts go out around a full socket.
+#[tokio::test]
+async fn a_large_group_s_frames_reach_a_member_who_paused_reading_whole() {
+    let server = TestServer::start().await;
+    let quiet: Vec<String> = (0..1000).map(|n| format!("{n:04}-{}", "q".repeat(120))).collect();
+    let mut others = vec!["bob"];
+    others.extend(quiet.iter().map(String::as_str));
+    let chat = server.group("alice", &others).await;
+    let mut bob = server.connect("bob").await;
+    let members = format!("/v1/chats/{chat}/members");
+    for _ in 0..20 {
+        let (status, body) = server.call("POST", "alice", &members, Some(json!({"userId": "carol"}))).await;
+        assert_eq!(status, 204, "{body}");
+        let (status, body) = server.call("DELETE", "alice", &format!("{members}/carol"), None).await;
+        assert_eq!(status, 204, "{body}");
+    }
+    for change in 0..40 {
+        let frame = bob.recv_type("chats").await;
+        let with_carol = change % 2 == 0;
+        let count = frame["chat"]["members"].as_array().map(Vec::len);
+        assert_eq!(count, Some(if with_carol { 1003 } else { 1002 }), "change {change}");
+        // Sorted by bytes: the quiet thousand, alice, bob, carol.
+        let last = if with_carol { "carol" } else { "bob" };
+        assert_eq!(
+            (&frame["chat"]["members"][1001], frame["chat"]["members"].as_array().and_then(|m| m.last())),
+            (&json!("bob"), Some(&json!(last))),
+            "change {change}"
+        );
+    }
+}
+
 /// Alice's group of bob, dave and `silent` more members who never connect
 /// (named after all four, so the list is the four first), with
 /// `SHARED_ANNOUNCE_FROM` at `shared_from`.
