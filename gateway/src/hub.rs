@@ -356,8 +356,8 @@ impl Hub {
 
     /// `chat` appeared, changed or disappeared for `user`, as of membership
     /// `version`: unless a later change was applied already, follow it here
-    /// and tell the user's connections.
-    /// `render` makes the frame from the action shown.
+    /// and tell the user's connections the frame `render` makes of the
+    /// action shown.
     fn chat_list_changed(
         &self,
         user: UserId,

@@ -40,7 +40,7 @@ pub struct Framed {
     /// Written after `bytes`, in the same frame: a part that many
     /// connections' frames end with, held once. A large group's member
     /// list, in a `chats` frame to each member: 10,000 members' copies of
-    /// 10,000 names were 1.3 GB.
+    /// 10,000 names are some 1.4 GB.
     pub shared_end: Option<Bytes>,
 }
 
