@@ -179,7 +179,7 @@ async fn serve(node: Arc<Node>, user: String, socket: UpgradeFut) -> Result<(), 
         first_frame: true,
         sequence: 0,
     };
-    tokio::join!(reader.run(read), write_loop(&handle, Arc::new(write), node.settings.outbound_queue));
+    tokio::join!(reader.run(read), write_loop(&handle, Arc::new(write)));
 
     let chats = node.hub.unregister(&handle);
     let teardown = node.setup_permits.acquire().await;

@@ -52,6 +52,12 @@ impl OutboundQueue {
         }
     }
 
+    /// Items the queue holds at most (`OUTBOUND_QUEUE`), which also bounds
+    /// the live events a connection holds back during a `sync`.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
     pub fn is_full(&self) -> bool {
         self.items.len() + self.with_writer >= self.limit
     }
