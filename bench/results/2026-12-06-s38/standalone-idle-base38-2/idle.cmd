@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-base38 target/release/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:12670/ws --http-url http://127.0.0.1:12670 --data-dir /tmp/tmp.EGzRg420ol --server-pid 2104 --report bench/results/2026-12-06-standalone-s38-idle-base38-2/idle.json --charts bench/results/2026-12-06-standalone-s38-idle-base38-2/idle

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-base38 target/release/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:21766/ws --http-url http://127.0.0.1:21766 --data-dir /tmp/tmp.G16RXe34Gm --server-pid 12708 --report bench/results/2026-12-06-standalone-s38-idle-base38-5/idle.json --charts bench/results/2026-12-06-standalone-s38-idle-base38-5/idle

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-final38 target/release/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:22641/ws --http-url http://127.0.0.1:22641 --data-dir /tmp/tmp.d3ZMwMmDLN --server-pid 1942 --report bench/results/2026-12-06-standalone-s38-idle-final38-1/idle.json --charts bench/results/2026-12-06-standalone-s38-idle-final38-1/idle

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-final38 target/release/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:28047/ws --http-url http://127.0.0.1:28047 --data-dir /tmp/tmp.YJd91BbKVc --server-pid 2192 --report bench/results/2026-12-06-standalone-s38-idle-final38-2/idle.json --charts bench/results/2026-12-06-standalone-s38-idle-final38-2/idle

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-final38b target/release/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:18115/ws --http-url http://127.0.0.1:18115 --data-dir /tmp/tmp.Nx9DMSchZ0 --server-pid 12797 --report bench/results/2026-12-06-standalone-s38-idle-final38b-4/idle.json --charts bench/results/2026-12-06-standalone-s38-idle-final38b-4/idle

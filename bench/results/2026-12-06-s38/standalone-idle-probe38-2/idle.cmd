@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-probe38 target/release/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:18620/ws --http-url http://127.0.0.1:18620 --data-dir /tmp/tmp.KRFNedBh6q --server-pid 2868 --report bench/results/2026-12-06-standalone-s38-idle-probe38-2/idle.json --charts bench/results/2026-12-06-standalone-s38-idle-probe38-2/idle
