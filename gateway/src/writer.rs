@@ -64,8 +64,7 @@ pub async fn write_loop(handle: &ClientHandle, socket: Arc<Socket>) {
                 handle.write_state().detach();
                 return;
             }
-            // `write` returns `Flush` never, having flushed.
-            Ok(Step::Continue | Step::Flush) => {}
+            Ok(Step::Continue) => {}
             Err(_) => {
                 handle.close(close::NORMAL);
                 reset(&socket);
@@ -84,8 +83,17 @@ pub async fn write_loop(handle: &ClientHandle, socket: Arc<Socket>) {
 #[derive(PartialEq)]
 enum Step {
     Continue,
-    /// A close frame was encoded: flush and stop.
+    /// A close frame was written: stop.
     Finished,
+}
+
+/// What an item needs once encoded ([`Writer::step`]). Without a payload,
+/// and compared rather than matched in `write` (see there).
+#[derive(PartialEq)]
+enum Encoded {
+    Continue,
+    /// A close frame: flush and stop.
+    Close,
     /// A frame with a shared end was begun: flush, which writes the end
     /// (`Writer::pending`).
     Flush,
@@ -108,17 +116,17 @@ impl Writer<'_> {
     /// Stops early once the connection is closed: the rest is skipped.
     async fn write(&mut self, mut items: VecDeque<Outbound>, socket: &Socket) -> std::io::Result<Step> {
         while let Some(item) = items.pop_front() {
-            // The step is compared, not matched, so that no temporary of it
+            // The step is compared (and has no payload), so that no temporary of it
             // is held across the awaits: every connection's task holds this
             // future's state, and 16 bytes more (408 rather than 392) took
             // an idle connection from 4.3 to 4.8 KiB resident, the task
             // landing in a larger size class.
-            let step = self.step(item);
-            if step == Step::Finished {
+            let encoded = self.step(item);
+            if encoded == Encoded::Close {
                 self.flush(socket).await?;
                 return Ok(Step::Finished);
             }
-            if step == Step::Flush || self.out.len() >= FLUSH_BYTES {
+            if encoded == Encoded::Flush || self.out.len() >= FLUSH_BYTES {
                 self.flush(socket).await?;
                 if self.handle.is_closed() {
                     return Ok(Step::Continue);
@@ -129,17 +137,17 @@ impl Writer<'_> {
         Ok(Step::Continue)
     }
 
-    fn step(&mut self, item: Outbound) -> Step {
+    fn step(&mut self, item: Outbound) -> Encoded {
         let handle = self.handle;
         match item {
             // A closed connection's writer stops at its next flush; a frame
             // the size of a group's member list is not begun before it.
             Outbound::Frame(frame) if frame.shared_end.is_some() => {
                 if handle.is_closed() {
-                    return Step::Continue;
+                    return Encoded::Continue;
                 }
                 self.begin_spliced(frame);
-                return Step::Flush;
+                return Encoded::Flush;
             }
             Outbound::Frame(frame) => self.text(frame.kind, &frame.bytes),
             Outbound::Event(event) => {
@@ -166,10 +174,10 @@ impl Writer<'_> {
             Outbound::Close(code, reason) => {
                 self.encode(Frame::close(code, reason.as_bytes()));
                 self.handle.close(code);
-                return Step::Finished;
+                return Encoded::Close;
             }
         }
-        Step::Continue
+        Encoded::Continue
     }
 
     /// The connection is closing: what is queued is skipped, except a frame
