@@ -40,7 +40,7 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::AnyPool;
 
 pub use chat_quota::MAX_CHATS_PER_USER;
-pub use chats::{ChatCreated, MembershipChange, NewChat, CREATED_MEMBERSHIP_VERSION};
+pub use chats::{ChatCreated, MembershipChange, NewChat, CREATED_MEMBERSHIP_VERSION, MAX_MEMBERS};
 pub use checkpoint::Checkpointed;
 pub use commands::{Delivery, Outcome, Submitted};
 pub use deadline::within;

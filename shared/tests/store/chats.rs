@@ -386,3 +386,40 @@ async fn member_lists_are_in_byte_order_whatever_the_collation() {
         assert_eq!(order, ["Bob", "alice", "ädam"]);
     }
 }
+
+/// A group of the most members a chat may have holds every one of them
+/// (they go in by more than one statement), takes no more, and a member
+/// added once there is room is among the members the change names, where
+/// a read of the members puts them.
+#[tokio::test]
+async fn a_group_of_the_most_members_holds_every_one_and_no_more() {
+    for (store, _dir) in stores().await {
+        let named: Vec<String> = (1..MAX_MEMBERS).map(|i| format!("m{i:05}")).collect();
+        let request = NewChat {
+            kind: ChatKind::Group,
+            name: Some("big".into()),
+            photo_url: None,
+            members: named.clone(),
+            idempotency_key: None,
+        };
+        let created = store.create_chat("alice", request, 1).await.map_err(|e| e.0).expect("created");
+        let mut everyone = named;
+        everyone.push("alice".into());
+        everyone.sort();
+        // Compared whole, but not printed whole: 10,000 names.
+        let backend = store.backend();
+        assert!(created.members == everyone, "{backend:?}: {} members named", created.members.len());
+        let chat = created.chat_id;
+        let stored = store.members(chat).await.expect("members");
+        assert!(stored == everyone, "{backend:?}: {} members stored", stored.len());
+
+        let err = store.add_member(chat, "alice", "zoe", 2).await.expect_err("full");
+        assert!(matches!(err, StoreRefusal::Refused(ref r) if r.code == ErrorCode::BadRequest), "{err:?}");
+        store.remove_member(chat, "alice", "m05000").await.expect("removed");
+        let added = store.add_member(chat, "m00001", "bob", 3).await.expect("room for one");
+        let stored = store.members(chat).await.expect("members");
+        assert_eq!((added.members.len(), stored.len()), (MAX_MEMBERS, MAX_MEMBERS), "{backend:?}");
+        assert!(added.members == stored, "{backend:?}: the members named are those stored, in order");
+        assert_eq!(added.members[..2], ["alice".to_string(), "bob".to_string()]);
+    }
+}

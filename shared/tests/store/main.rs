@@ -7,7 +7,7 @@ use shared::error::ErrorCode;
 use shared::model::{ChatEvent, ChatKind, Command, DeliveryStatus, EventKind, MarkKind};
 use shared::store::{
     BoundsRequest, Checkpointed, Delivery, HistoryQuery, MembershipChange, NewChat, Outcome, PageRequest, Retention,
-    Store, StoreRefusal, Submitted, CREATED_MEMBERSHIP_VERSION,
+    Store, StoreRefusal, Submitted, CREATED_MEMBERSHIP_VERSION, MAX_MEMBERS,
 };
 
 mod chat_quota;
