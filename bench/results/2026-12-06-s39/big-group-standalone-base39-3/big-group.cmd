@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-base39 LABEL=s39-base39-3 bench/big-group.sh standalone
