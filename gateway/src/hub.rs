@@ -594,15 +594,17 @@ impl HubSink {
                 let whole = |shown| Framed::new("chats", render::chats(shown, &chat));
                 hub.chat_list_changed(user, &chat, action, version, whole);
             }
-            Event::ChatListToMany { users, action, chat, version } => {
+            Event::ChatListToMany { untold, action, chat, version } => {
                 // Most of a large group is held elsewhere: only those held
                 // here get a summary made, and a version remembered. (A
                 // user connecting later loads their chats from the store,
                 // as a cluster's gateway does for a user whose channel it
                 // did not hear; standalone remembered every member's.)
                 // Their frames share the member list, rendered once.
+                let untold: HashSet<&str> = untold.iter().map(String::as_str).collect();
+                let told = |user: &&UserId| hub.users.contains_key(user.as_str()) && !untold.contains(user.as_str());
                 let mut members = None;
-                for user in users.iter().filter(|user| hub.users.contains_key(user.as_str())) {
+                for user in chat.members().iter().filter(told) {
                     if let Some(summary) = chat.as_seen_by(user) {
                         let spliced = |shown| {
                             let members = members.get_or_insert_with(|| render::chats_end(chat.members()));

@@ -1,6 +1,7 @@
 //! Chats and members over REST; every change is announced to the affected
 //! members as a `chats` frame (created, updated or deleted).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -184,8 +185,8 @@ async fn read_views(node: &Node, chat: ChatId) -> Option<Arc<MemberViews>> {
 /// the users it holds. Below, one event per user, on the user's channel.
 /// For a group of N, per-user events carry about N² member ids through
 /// Redis in all, but only to the gateways that hold the members; the one
-/// event 2N to 3N (the members, the users told, their unread counts) to
-/// each of G gateways: less from 100 users on for any fleet of up to 33
+/// event N ids and N counts (the members, their unread counts) to each of
+/// G gateways: less from 100 users on for any fleet of up to some 85
 /// gateways (measured in docs/operations.md, Redis).
 ///
 /// Per-user events are made and published in turn, so that one
@@ -197,8 +198,9 @@ async fn announce(node: &Node, views: Option<&Arc<MemberViews>>, users: &[String
     let Some(views) = views else { return };
     let shared_from = node.settings.shared_announce_from;
     if shared_from > 0 && users.len() >= shared_from {
-        let users: Arc<[UserId]> = users.iter().filter(|user| views.is_member(user)).cloned().collect();
-        let event = Event::ChatListToMany { users, action, chat: views.clone(), version };
+        let told: HashSet<&str> = users.iter().map(String::as_str).collect();
+        let untold: Arc<[UserId]> = views.members().iter().filter(|m| !told.contains(m.as_str())).cloned().collect();
+        let event = Event::ChatListToMany { untold, action, chat: views.clone(), version };
         return publish_in_turn(node, std::iter::once(event)).await;
     }
     let events = users.iter().filter_map(|user| {

@@ -5,7 +5,6 @@
 //! store's read, one event through Redis, a gateway's fan-out), where N
 //! per-member summaries, each naming all N members, would be N².
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -70,13 +69,23 @@ impl ChatView {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MemberViews {
     view: ChatView,
-    /// Messages each member has not read; members with none are left out.
-    missed: HashMap<UserId, i64>,
+    /// Messages each member has not read, in the members' order: counts
+    /// rather than a map by name, so that an announcement of the views
+    /// names each member once.
+    missed: Vec<i64>,
 }
 
 impl MemberViews {
-    pub fn new(view: ChatView, missed: HashMap<UserId, i64>) -> Self {
-        MemberViews { view, missed }
+    /// `missed`: members' unread counts; a member with none may be left
+    /// out, and a name that is no member is ignored.
+    pub fn new(view: ChatView, missed: impl IntoIterator<Item = (UserId, i64)>) -> Self {
+        let mut views = MemberViews { missed: vec![0; view.members.len()], view };
+        for (user, count) in missed {
+            if let Some(at) = views.position(&user) {
+                views.missed[at] = count;
+            }
+        }
+        views
     }
 
     pub fn members(&self) -> &[UserId] {
@@ -84,16 +93,60 @@ impl MemberViews {
     }
 
     pub fn is_member(&self, user: &str) -> bool {
-        // Sorted by bytes by the node that read them: every release that
-        // publishes views sorts them so (`store::sort_by_user`).
-        self.view.members.binary_search_by(|m| m.as_str().cmp(user)).is_ok()
+        self.position(user).is_some()
     }
 
     /// The chat as `user` sees it; `None` if `user` is not a member.
     pub fn as_seen_by(&self, user: &str) -> Option<ChatSummary> {
-        self.is_member(user).then(|| {
-            let missed = self.missed.get(user).copied().unwrap_or(0);
-            self.view.as_seen_by(user, missed)
-        })
+        let at = self.position(user)?;
+        // Read, not indexed: the counts may come from another node.
+        Some(self.view.as_seen_by(user, self.missed.get(at).copied().unwrap_or(0)))
+    }
+
+    fn position(&self, user: &str) -> Option<usize> {
+        // Sorted by bytes by the node that read them: every release that
+        // publishes views sorts them so (`store::sort_by_user`).
+        self.view.members.binary_search_by(|m| m.as_str().cmp(user)).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn views(missed: &[(&str, i64)]) -> MemberViews {
+        let view = ChatView {
+            kind: ChatKind::Group,
+            id: 7,
+            name: Some("g".into()),
+            photo_url: None,
+            members: ["alice", "bob", "carol"].map(String::from).into(),
+            last_message: None,
+            last_message_status: None,
+            last_message_id: 0,
+            last_event_id: 0,
+            last_activity_at: 0,
+        };
+        MemberViews::new(view, missed.iter().map(|(user, n)| (user.to_string(), *n)))
+    }
+
+    #[test]
+    fn each_member_sees_their_own_count_and_a_stranger_sees_nothing() {
+        let views = views(&[("carol", 2), ("mallory", 9), ("alice", 1)]);
+        let missed = |user| views.as_seen_by(user).map(|summary| summary.missed);
+        assert_eq!([missed("alice"), missed("bob"), missed("carol")], [Some(1), Some(0), Some(2)]);
+        assert_eq!(missed("mallory"), None);
+    }
+
+    /// The counts may come from another node: fewer than the members (a
+    /// bug there) read as none, rather than a panic here.
+    #[test]
+    fn counts_short_of_the_members_read_as_none() {
+        let mut json = serde_json::to_value(views(&[("alice", 1), ("carol", 3)])).expect("serialises");
+        assert_eq!(json["missed"], serde_json::json!([1, 0, 3]), "one count per member, in order");
+        json["missed"] = serde_json::json!([1]);
+        let views: MemberViews = serde_json::from_value(json).expect("deserialises");
+        let missed = |user| views.as_seen_by(user).map(|summary| summary.missed);
+        assert_eq!([missed("alice"), missed("carol")], [Some(1), Some(0)]);
     }
 }

@@ -127,7 +127,7 @@ impl Store {
         .bind(chat)
         .fetch_all(&self.reader)
         .await?;
-        Ok(Some(MemberViews::new(chat_view(row, &marks, last)?, missed.into_iter().collect())))
+        Ok(Some(MemberViews::new(chat_view(row, &marks, last)?, missed)))
     }
 }
 

@@ -110,7 +110,22 @@ async fn a_large_group_s_membership_changes_cross_redis_once_each() {
     assert_eq!(carol.recv_type("chats").await["action"], "deleted");
     assert_eq!(bob.recv_type("chats").await["chat"]["members"].as_array().map(Vec::len), Some(153));
     alice.send_message(chat, "m2", "second").await;
-    assert_eq!(dave.recv_type("new").await["message"], "second", "the newcomer's gateway follows the chat");
+    let mut dave_heard = Vec::new();
+    let second = loop {
+        let frame = dave.recv().await;
+        if frame["type"] == "new" {
+            break frame;
+        }
+        dave_heard.push(frame);
+    };
+    assert_eq!(second["message"], "second", "the newcomer's gateway follows the chat");
+    // Published after the removal's announcement, which reaches gw-1 first.
+    let dave_chats: Vec<_> = dave_heard
+        .iter()
+        .filter(|f| f["type"] == "chats")
+        .map(|f| (f["action"].clone(), f["chat"]["members"].as_array().map(Vec::len)))
+        .collect();
+    assert_eq!(dave_chats, [(json!("updated"), Some(153))], "carol's departure, and not dave's own arrival again");
     // Carol is on alice's gateway, which passes a chat's events on before
     // the replies the worker publishes after them: still among the chat's
     // members there, she would have had it by the time alice had her ack.
@@ -121,7 +136,7 @@ async fn a_large_group_s_membership_changes_cross_redis_once_each() {
     // the marker arrives, every announcement above has.
     let marker = keys.user_channel("zz-marker");
     let _: () = redis::AsyncCommands::publish(&mut cluster.redis().await, &marker, "end").await.expect("PUBLISH");
-    let (mut to_users, mut to_all) = (Vec::new(), 0);
+    let (mut to_users, mut to_all) = (Vec::new(), Vec::new());
     let mut messages = heard.into_on_message();
     loop {
         let message = tokio::time::timeout(Duration::from_secs(10), messages.next())
@@ -130,10 +145,17 @@ async fn a_large_group_s_membership_changes_cross_redis_once_each() {
             .expect("subscribed");
         match message.get_channel_name() {
             channel if channel == marker => break,
-            channel if channel == keys.chat_lists_channel() => to_all += 1,
+            channel if channel == keys.chat_lists_channel() => {
+                to_all.push(message.get_payload::<String>().expect("a text payload"))
+            }
             channel => to_users.push(channel.to_owned()),
         }
     }
-    assert_eq!(to_all, 3, "the creation, dave's arrival and carol's departure");
+    assert_eq!(to_all.len(), 3, "the creation, dave's arrival and carol's departure");
+    // Each names every member once, unread counts and those told included
+    // (the second and third after alice's message, which all but she missed).
+    for event in &to_all {
+        assert_eq!(event.matches("\"quiet0042\"").count(), 1, "{event}");
+    }
     assert_eq!(to_users, [keys.user_channel("dave"), keys.user_channel("carol")], "each told alone");
 }
