@@ -10,7 +10,8 @@
 //! last id it delivered per chat and fills gaps from the store (see
 //! [`crate::ordering`]), so events lost between a worker and this node (a
 //! Redis reconnect, a worker dying between commit and publish) are still
-//! delivered, in place.
+//! delivered, in place (`hub::delivery`). Events reach the hub through
+//! `hub::sink`.
 //!
 //! Lock order, to stay deadlock-free: a `chats` map shard, then a user's
 //! `connections` mutex; or a `users` map shard, then that mutex. Nothing
@@ -22,29 +23,26 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
-use shared::bus::{Broker, Event, EventSink};
+use shared::bus::Broker;
 use shared::model::{ChatAction, ChatEvent, ChatId, ChatSummary, EventId, UserId};
 use shared::protocol::native::outbound as render;
-use shared::store::{within, Store};
+use shared::store::Store;
 use shared::sync::lock;
 
 use crate::handle::{ClientHandle, ConnectionId};
 use crate::latest::Latest;
-use crate::node::STORE_DEADLINE;
-use crate::ordering::{classify, Next};
-use crate::outbound::{Framed, Outbound, RenderedEvent};
+use crate::outbound::{Framed, Outbound};
 use crate::presence::order::LatestPresence;
-use crate::write_through::FanOutBatch;
 
+mod delivery;
 mod repair;
+mod sink;
+
+pub use delivery::render_event;
+pub use sink::HubSink;
 
 /// Typing is forwarded at most once per this interval per user and chat.
 pub const TYPING_INTERVAL: Duration = Duration::from_secs(1);
-/// Chats checked for missed events per statement (see
-/// [`Store::last_event_ids`]).
-const RESYNC_BATCH: usize = 1_000;
-/// Store reads tried before a gap is given up on.
-const FILL_ATTEMPTS: u32 = 5;
 
 pub struct LocalUser {
     pub id: String,
@@ -406,230 +404,6 @@ impl Hub {
         }
         action
     }
-
-    /// A persisted chat event arrived: deliver it in order, once, filling a
-    /// gap from the store first if there is one.
-    fn chat_event(self: &Arc<Self>, event: Arc<ChatEvent>, batch: &mut FanOutBatch) {
-        let chat = event.chat_id;
-        let Some(mut entry) = self.chats.get_mut(&chat) else { return };
-        if let Some(waiting) = entry.filling.as_mut() {
-            waiting.push(event);
-            return;
-        }
-        match classify(entry.last_event_id, event.id) {
-            Next::Duplicate => {}
-            Next::Deliver => fan_out(&mut entry, &event, batch),
-            Next::Gap { after, before } => {
-                metrics::counter!("chat_event_gaps_total").increment(1);
-                entry.filling = Some(Box::new(vec![event]));
-                drop(entry);
-                self.spawn_fill(chat, after, before - 1);
-            }
-        }
-    }
-
-    /// Checks the store for events of `chats` this node may have missed
-    /// (after (re)subscribing) and delivers them.
-    fn resync_chats(self: &Arc<Self>, chats: Vec<ChatId>) {
-        let hub = self.clone();
-        tokio::spawn(async move {
-            for part in chats.chunks(RESYNC_BATCH) {
-                let stored = match within(STORE_DEADLINE, hub.store.last_event_ids(part)).await {
-                    Ok(stored) => stored,
-                    Err(e) => {
-                        metrics::counter!("chat_database_errors_total").increment(1);
-                        tracing::warn!(error = %e, chats = part.len(), "could not check chats for missed events");
-                        continue;
-                    }
-                };
-                for (chat, stored) in stored {
-                    let Some(mut entry) = hub.chats.get_mut(&chat) else { continue };
-                    // What arrived since the read is delivered already, or
-                    // waits behind the fill and is deduplicated there.
-                    let last = entry.last_event_id;
-                    if entry.filling.is_none() && stored > last {
-                        entry.filling = Some(Box::default());
-                        drop(entry);
-                        hub.spawn_fill(chat, last, stored);
-                    }
-                }
-            }
-        });
-    }
-
-    fn spawn_fill(self: &Arc<Self>, chat: ChatId, after: EventId, upto: EventId) {
-        let hub = self.clone();
-        tokio::spawn(async move { hub.fill(chat, after, upto).await });
-    }
-
-    /// Reads events `(after, upto]` of `chat` from the store, then delivers
-    /// them and whatever arrived meanwhile, in order. Past `upto` another
-    /// hole may show among what arrived meanwhile (events lost in a second
-    /// drop of the subscription): it is filled the same way, each fill
-    /// reaching further. If the store stays unavailable, or lacks events
-    /// it should hold (pruned), the gap is skipped rather than holding the
-    /// chat forever; clients recover it with `sync`.
-    async fn fill(self: &Arc<Self>, chat: ChatId, after: EventId, upto: EventId) {
-        let mut read = None;
-        for attempt in 0..FILL_ATTEMPTS {
-            match within(STORE_DEADLINE, self.store.events_between(chat, after, upto)).await {
-                Ok(events) => {
-                    read = Some(events);
-                    break;
-                }
-                Err(e) => {
-                    metrics::counter!("chat_database_errors_total").increment(1);
-                    tracing::warn!(error = %e, chat, attempt, "filling a gap from the store failed");
-                    tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
-                }
-            }
-        }
-        let filled = read.is_some();
-        // Declared first, so dropped (and written) after the chat's lock.
-        let mut batch = FanOutBatch::new();
-        let Some(mut entry) = self.chats.get_mut(&chat) else { return };
-        let mut events: Vec<Arc<ChatEvent>> = read.unwrap_or_default().into_iter().map(Arc::new).collect();
-        events.append(&mut entry.filling.take().map(|waiting| *waiting).unwrap_or_default());
-        events.sort_by_key(|e| e.id);
-        let mut events = events.into_iter();
-        while let Some(event) = events.next() {
-            match classify(entry.last_event_id, event.id) {
-                Next::Duplicate => {}
-                Next::Deliver => fan_out(&mut entry, &event, &mut batch),
-                Next::Gap { after, before } if filled && after >= upto => {
-                    metrics::counter!("chat_event_gaps_total").increment(1);
-                    let mut waiting = vec![event];
-                    waiting.extend(events);
-                    entry.filling = Some(Box::new(waiting));
-                    drop(entry);
-                    self.spawn_fill(chat, after, before - 1);
-                    return;
-                }
-                // Past a gap the store could not fill, delivery resumes.
-                Next::Gap { .. } => fan_out(&mut entry, &event, &mut batch),
-            }
-        }
-    }
-}
-
-/// Writes `event` to every connection of every local member, rendered once
-/// and shared.
-fn fan_out(entry: &mut ChatEntry, event: &ChatEvent, batch: &mut FanOutBatch) {
-    entry.last_event_id = event.id;
-    let rendered = Arc::new(render_event(event));
-    let mut delivered = 0u64;
-    for user in &entry.users {
-        user.each_connection(|c| {
-            if c.deliver(&rendered, batch).is_ok() {
-                delivered += 1;
-            }
-        });
-    }
-    metrics::counter!("chat_fanout_deliveries_total").increment(delivered);
-}
-
-/// Renders a chat event once, with what the writers need to know about it.
-pub fn render_event(event: &ChatEvent) -> RenderedEvent {
-    RenderedEvent {
-        chat: event.chat_id,
-        id: event.id,
-        kind: render::chat_event_type(&event.kind),
-        stored_at: event.timestamp,
-        frame: render::chat_event(event),
-    }
-}
-
-/// How the bus hands events to the hub. It holds an `Arc<Hub>` because
-/// filling a gap spawns a task that outlives the call.
-pub struct HubSink(pub Arc<Hub>);
-
-impl EventSink for HubSink {
-    fn deliver(&self, event: Event) {
-        self.deliver_within(event, &mut FanOutBatch::new());
-    }
-
-    fn deliver_all(&self, events: Vec<Event>) {
-        // Dropped at the end, which writes what it deferred.
-        let mut batch = FanOutBatch::new();
-        for event in events {
-            self.deliver_within(event, &mut batch);
-        }
-    }
-
-    fn resync(&self, chats: Vec<ChatId>) {
-        self.0.resync_chats(chats);
-    }
-
-    fn replies_may_be_lost(&self) {
-        self.0.for_each_connection(ClientHandle::settle_all);
-    }
-
-    fn memberships_may_be_stale(&self) {
-        self.0.repair_memberships();
-    }
-}
-
-impl HubSink {
-    /// Delivers `event` as part of `batch` (see `write_through`).
-    fn deliver_within(&self, event: Event, batch: &mut FanOutBatch) {
-        let hub = &self.0;
-        match event {
-            Event::Chat(event) => hub.chat_event(event, batch),
-            Event::Typing { chat, user } => hub.typing(chat, &user),
-            Event::Presence { user, online, last_seen, chats, seq } => {
-                // Numbered ones (a cluster's) are ordered, and remembered,
-                // only where someone hears them; standalone's are all news.
-                let heard_here = || chats.iter().any(|chat| hub.chats.contains_key(chat));
-                if seq != 0 && (!heard_here() || !hub.latest_presence.is_news(&user, seq)) {
-                    return;
-                }
-                let frame = Arc::new(if online {
-                    Framed::new("online", render::online(&user))
-                } else {
-                    Framed::new("offline", render::offline(&user, last_seen))
-                });
-                hub.to_co_members(&user, &chats, &frame);
-            }
-            Event::ChatList { user, action, chat, version } => {
-                let whole = |shown| Framed::new("chats", render::chats(shown, &chat));
-                hub.chat_list_changed(user, &chat, action, version, whole);
-            }
-            Event::ChatListToMany { untold, action, chat, version } => {
-                // Most of a large group is held elsewhere: only those held
-                // here get a summary made, and a version remembered. (A
-                // user connecting later loads their chats from the store,
-                // as a cluster's gateway does for a user whose channel it
-                // did not hear; standalone remembered every member's.)
-                // Their frames share the member list, rendered once.
-                let untold: HashSet<&str> = untold.iter().map(String::as_str).collect();
-                let told = |user: &&UserId| hub.users.contains_key(user.as_str()) && !untold.contains(user.as_str());
-                let mut members = None;
-                for user in chat.members().iter().filter(told) {
-                    if let Some(summary) = chat.as_seen_by(user) {
-                        let spliced = |shown| {
-                            let members = members.get_or_insert_with(|| render::chats_end(chat.members()));
-                            Framed::spliced("chats", render::chats_head(shown, &summary), members.clone())
-                        };
-                        hub.chat_list_changed(user.clone(), &summary, action, version, spliced);
-                    }
-                }
-            }
-            Event::Reply { origin, reference, result, received_at } => {
-                let Some(handle) = hub.connections.get(&origin.connection).map(|c| c.clone()) else { return };
-                if !handle.reply_arrived(origin.sequence) {
-                    metrics::counter!("chat_replies_repeated_total").increment(1);
-                    return;
-                }
-                let (kind, frame) = match &result {
-                    Ok(applied) => ("ack", render::ack(&reference, applied)),
-                    Err(refusal) => ("error", render::error(&reference, refusal, None)),
-                };
-                let elapsed = shared::clock::now_ms() - received_at;
-                metrics::histogram!("chat_command_duration_seconds").record(elapsed as f64 / 1000.0);
-                handle.reply(kind, frame, batch);
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -647,66 +421,6 @@ mod tests {
 
     fn members(entry: &ChatEntry) -> Vec<&str> {
         entry.users.iter().map(|u| u.id.as_str()).collect()
-    }
-
-    /// Events lost in two drops of the subscription: 2–4 before event 5
-    /// arrives, and 6–7 while the fill for the first gap runs, with 8
-    /// waiting behind it. Both holes are filled from the store, and the
-    /// connection gets 2 to 8 in order; the second hole was skipped.
-    #[tokio::test]
-    async fn a_second_gap_behind_a_fill_is_filled_too() {
-        use shared::bus::memory::MemoryBroker;
-        use shared::bus::{Broker, Event};
-        use shared::model::{ChatKind, Command};
-        use shared::store::{Delivery, NewChat, Submitted};
-
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::connect(&format!("sqlite://{}/t.db", dir.path().display())).await.expect("store");
-        let request = NewChat {
-            kind: ChatKind::Group,
-            name: Some("g".into()),
-            photo_url: None,
-            members: vec!["bob".into()],
-            idempotency_key: None,
-        };
-        let chat = store.create_chat("alice", request, 1).await.map_err(|e| e.0).expect("chat").chat_id;
-        let mut events = Vec::new();
-        for i in 1..=8 {
-            let command = Command::Send {
-                chat_id: chat,
-                client_message_id: format!("m{i}"),
-                text: "hi".into(),
-                attachments: serde_json::json!([]),
-            };
-            let id = format!("c{i}");
-            let submitted = [Submitted { id: &id, user: "alice", command: &command }];
-            let outcome = store.apply_batch(&submitted, 10, Delivery::Repeat).await.expect("applied");
-            events.extend(outcome.into_iter().next().expect("one").expect("sent").events);
-        }
-        assert_eq!(events.iter().map(|e| e.id).collect::<Vec<_>>(), (1..=8).collect::<Vec<_>>());
-
-        let hub = Hub::new(Broker::Memory(MemoryBroker::default()), store);
-        let handle = Arc::new(ClientHandle::new(1, "bob".into(), 64));
-        let (bob, fresh) = hub.register(handle.clone());
-        assert!(fresh);
-        hub.chats_loaded(&bob, [(chat, 1)]);
-        let sink = HubSink(hub.clone());
-        let event = |id: EventId| Event::Chat(Arc::new(events[id as usize - 1].clone()));
-        sink.deliver(event(5));
-        sink.deliver(event(8));
-
-        let mut delivered = Vec::new();
-        while delivered.last() != Some(&8) {
-            let items =
-                tokio::time::timeout(Duration::from_secs(10), std::future::poll_fn(|cx| handle.poll_queued(cx)))
-                    .await
-                    .unwrap_or_else(|_| panic!("stopped at {delivered:?}"));
-            delivered.extend(items.into_iter().filter_map(|item| match item {
-                Outbound::Event(event) => Some(event.id),
-                _ => None,
-            }));
-        }
-        assert_eq!(delivered, (2..=8).collect::<Vec<_>>());
     }
 
     #[test]
