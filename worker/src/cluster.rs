@@ -16,6 +16,7 @@ use crate::group_commit::{GroupCommit, Hold};
 use crate::lease::{fair_share, preference, surplus, RELEASE, RENEW};
 use crate::processor::Processor;
 use crate::stream::ShardConsumer;
+use crate::stream_trim::trim_applied;
 
 pub struct Worker {
     pub id: String,
@@ -155,9 +156,10 @@ impl Worker {
         Ok(())
     }
 
-    /// Length, pending entries and consumer lag of the streams this worker
-    /// owns; a shard it gave up reads 0 here, so sums over workers count
-    /// each stream once.
+    /// Trims what the streams this worker owns no longer need
+    /// ([`crate::stream_trim`]), then reports their length, pending entries
+    /// and consumer lag; a shard it gave up reads 0 here, so sums over
+    /// workers count each stream once.
     async fn report_streams(&self, owned: &BTreeMap<u32, Owned>) {
         let mut redis = self.redis.clone();
         for shard in 0..self.keys.shards() {
@@ -169,6 +171,14 @@ impl Worker {
                 continue;
             }
             let stream = self.keys.command_stream(shard);
+            if let Err(e) = trim_applied(&mut redis, &stream, GROUP).await {
+                // A stream whose group its consumer has yet to create has
+                // nothing applied to trim.
+                if e.code() != Some("NOGROUP") {
+                    metrics::counter!("chat_redis_errors_total", "op" => "trim").increment(1);
+                    tracing::warn!(error = %e, shard, "could not trim the applied commands off the stream");
+                }
+            }
             let length: redis::RedisResult<i64> = redis.xlen(&stream).await;
             let groups: redis::RedisResult<Vec<std::collections::HashMap<String, redis::Value>>> =
                 redis::cmd("XINFO").arg("GROUPS").arg(&stream).query_async(&mut redis).await;

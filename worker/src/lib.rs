@@ -24,5 +24,6 @@ pub mod processor;
 pub mod retention;
 pub mod shard_read;
 pub mod stream;
+pub mod stream_trim;
 
 pub use processor::Processor;

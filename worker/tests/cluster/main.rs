@@ -15,4 +15,5 @@ mod presence;
 mod protocol;
 mod replies;
 mod standalone;
+mod streams;
 mod tls;
