@@ -53,6 +53,19 @@ start_cluster() {
     urls=(--ws-url "ws://127.0.0.1:${ports[0]}/ws,ws://127.0.0.1:${ports[1]}/ws" --http-url "http://127.0.0.1:${ports[0]}" "${server_pids[@]}")
 }
 
+# What Redis holds as a scenario ends: its memory, and the entries of the
+# command streams (the workers trim what they applied on every lease
+# round, a third of LEASE_TTL_MS, since the thirty-ninth session).
+redis_held() {
+    local entries=0 shard
+    for shard in $(seq 0 15); do
+        entries=$((entries + $(redis-cli -u "$REDIS_URL" XLEN "chat:cmd:$shard")))
+    done
+    local memory
+    memory=$(redis-cli -u "$REDIS_URL" INFO memory | awk -F: '/^used_memory:/ {print $2 + 0}')
+    echo "Redis at the end of $1: used_memory $memory bytes, command stream entries $entries" | tee "$results/$1-redis.txt"
+}
+
 scenarios=("${@:-ack-latency ack-latency-19k throughput throughput-max idle receipts churn silent reconnect}")
 for scenario in ${scenarios[*]}; do
     case $scenario in
@@ -90,6 +103,7 @@ for scenario in ${scenarios[*]}; do
         reconnect-k20) start_cluster; bench_run reconnect-k20 reconnect --chats-per-user 20 --connections 19000 --group-size 10 --rate 200 --connect-rate 3000 --duration 20 "${urls[@]}" ;;
         *) echo "bench: unknown scenario $scenario" >&2; exit 2 ;;
     esac
+    redis_held "$scenario"
 done
 # Every scenario's figures side by side, on the terminal and in the folder.
 echo; "$loadtest_bin" summary "$results" | tee "$results/summary.txt" || true
