@@ -474,14 +474,22 @@ impl Reader<'_> {
         if matches!(e, BusError::Unavailable(_)) {
             metrics::counter!("chat_redis_errors_total", "op" => "submit").increment(1);
         }
-        tracing::warn!(error = %e, "command not accepted");
-        // Only a closed queue is sure to have taken nothing: Redis may have
-        // appended a command whose answer timed out or whose connection
-        // broke after sending it, and a worker then applies it.
+        // A full shard refuses every command to it, counted rather than
+        // logged one by one; its backlog is the workers' gauges' to show.
+        if !matches!(e, BusError::Backlogged(_)) {
+            tracing::warn!(error = %e, "command not accepted");
+        }
+        // Only a closed queue or a full shard is sure to have taken nothing:
+        // Redis may have appended a command whose answer timed out or whose
+        // connection broke after sending it, and a worker then applies it.
         let message = match e {
             BusError::Closed => "the command could not be queued; retry",
             BusError::Unavailable(_) => {
                 "the command queue did not answer; the command may have been applied; resending it is safe"
+            }
+            BusError::Backlogged(_) => {
+                metrics::counter!("chat_commands_refused_backlog_total").increment(1);
+                "the server is behind on this chat's commands; the command was not applied; resend it later"
             }
         };
         let refusal = Refusal::new(ErrorCode::Internal, message);

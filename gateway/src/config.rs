@@ -104,6 +104,14 @@ pub struct Settings {
     #[arg(long, env = "SHARED_ANNOUNCE_FROM", default_value_t = 100, global = true)]
     pub shared_announce_from: usize,
 
+    /// In a cluster, commands to a shard are refused (`internal`, not
+    /// applied) while this many or more wait for the workers in its stream,
+    /// rather than appended until the stream's cap (1,000,000) trims the
+    /// oldest unapplied ones. Read every second (`shared::bus::backlog`).
+    #[arg(long, env = "COMMAND_BACKLOG_LIMIT", default_value_t = 500_000, global = true,
+          value_parser = clap::value_parser!(u64).range(1..=900_000))]
+    pub command_backlog_limit: u64,
+
     /// REST calls one user may make a second on this node, sustained; past
     /// it they are refused with 429 `rate_limited`. 0 for no limit.
     #[arg(long, env = "REST_RATE", default_value_t = 20, global = true)]

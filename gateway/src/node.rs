@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shared::auth::{AuthError, Authenticator};
+use shared::bus::backlog::Backlogs;
 use shared::bus::redis::{RedisBroker, RedisCommands};
 use shared::bus::{memory, Broker, CommandQueue};
 use shared::health::Health;
@@ -189,6 +190,7 @@ impl Node {
         presence.reaped(stale, seq, at);
 
         let health = Health::new(settings.common.unreachable_grace_ms, true);
+        let backlogs = Backlogs::new(keys.shards(), settings.command_backlog_limit);
         let stop_others = CancellationToken::new();
         let others = vec![
             (
@@ -200,9 +202,13 @@ impl Node {
                 "health checks",
                 tokio::spawn(health.clone().watch(store.clone(), Some(redis.clone()), stop_others.clone())),
             ),
+            (
+                "command backlogs",
+                tokio::spawn(backlogs.clone().watch(redis.clone(), keys.clone(), stop_others.clone())),
+            ),
         ];
         let background = Background { worker: None, others, stop_others };
-        let commands = CommandQueue::Redis(RedisCommands::new(redis, keys));
+        let commands = CommandQueue::Redis(RedisCommands::new(redis, keys, backlogs));
         Ok(Self::assemble(
             node_id, settings, secret, metrics, health, store, hub, broker, commands, presence, background,
         ))

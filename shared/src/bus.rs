@@ -6,6 +6,7 @@
 //! Every event names its audience (a chat, some users, or one connection),
 //! so a node only needs to hear about the chats and users it holds.
 
+pub mod backlog;
 pub mod channels;
 pub mod keys;
 pub mod memory;
@@ -160,6 +161,10 @@ pub enum BusError {
     Closed,
     #[error("the bus is unavailable: {0}")]
     Unavailable(String),
+    /// The command's shard has this many commands or more waiting for the
+    /// workers (`bus::backlog`); the command was not appended.
+    #[error("{0} or more commands wait in the shard's stream")]
+    Backlogged(u64),
 }
 
 /// Where gateways put client commands.

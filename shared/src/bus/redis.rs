@@ -20,6 +20,7 @@ use redis::Value;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::backlog::Backlogs;
 use super::channels::Channels;
 use super::keys::Keys;
 use super::presence_log;
@@ -29,9 +30,11 @@ use super::{BusError, CommandEnvelope, Event, EventSink};
 use crate::sync::lock;
 
 /// Streams are capped (approximately) at this many entries each, so a
-/// stalled cluster cannot fill Redis' memory. An entry trimmed unread was
-/// never acknowledged to its client, which retries.
-const STREAM_MAX_LEN: usize = 1_000_000;
+/// stalled cluster cannot fill Redis' memory. Gateways stop appending to a
+/// shard whose backlog is at their limit, below this ([`Backlogs`]): the
+/// cap trims unapplied commands only if that fails. An entry trimmed unread
+/// was never acknowledged to its client, which retries.
+pub const STREAM_MAX_LEN: usize = 1_000_000;
 /// How long a Redis command may take before it counts as failed: a client
 /// then gets an error quickly instead of hanging during an outage.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -65,11 +68,13 @@ pub fn unavailable(e: redis::RedisError) -> BusError {
 pub struct RedisCommands {
     connection: RedisConnection,
     keys: Keys,
+    backlogs: Arc<Backlogs>,
 }
 
 impl RedisCommands {
-    pub fn new(connection: RedisConnection, keys: Keys) -> Self {
-        RedisCommands { connection, keys }
+    /// `backlogs`: refreshed by [`Backlogs::watch`], which the caller runs.
+    pub fn new(connection: RedisConnection, keys: Keys, backlogs: Arc<Backlogs>) -> Self {
+        RedisCommands { connection, keys, backlogs }
     }
 
     pub fn keys(&self) -> &Keys {
@@ -77,9 +82,14 @@ impl RedisCommands {
     }
 
     /// Appends the command to its chat's shard stream. Returns only once
-    /// Redis has it; an error means the command was not accepted.
+    /// Redis has it; an error means the command was not accepted. Refused
+    /// without a round trip while the shard's backlog is at its limit.
     pub async fn submit(&self, envelope: CommandEnvelope) -> Result<(), BusError> {
-        let stream = self.keys.command_stream(self.keys.shard_of(envelope.command.chat_id()));
+        let shard = self.keys.shard_of(envelope.command.chat_id());
+        if self.backlogs.is_full(shard) {
+            return Err(BusError::Backlogged(self.backlogs.limit()));
+        }
+        let stream = self.keys.command_stream(shard);
         let payload = serde_json::to_string(&envelope).map_err(|e| BusError::Unavailable(e.to_string()))?;
         let mut connection = self.connection.clone();
         let _: String = redis::cmd("XADD")

@@ -29,6 +29,8 @@ pub struct Options {
     /// (PostgreSQL). Not with `redis_through_proxy`; [`Cluster::publish`]
     /// connects without the CA.
     pub tls: bool,
+    /// Settings every gateway is started with, besides the cluster's.
+    pub gateway_env: Vec<(&'static str, String)>,
 }
 
 pub struct Gateway {
@@ -52,6 +54,7 @@ pub struct Cluster {
     /// The CA behind the servers' certificates, with TLS.
     pub ca: Option<TestCa>,
     heartbeat_timeout_ms: u64,
+    gateway_env: Vec<(&'static str, String)>,
     http: reqwest::Client,
 }
 
@@ -97,6 +100,7 @@ impl Cluster {
             redis_proxy,
             ca,
             heartbeat_timeout_ms: options.heartbeat_timeout_ms.unwrap_or(20_000),
+            gateway_env: options.gateway_env,
             http: reqwest::Client::new(),
         };
         for _ in 0..workers {
@@ -166,6 +170,7 @@ impl Cluster {
             env.insert("NODE_ID".into(), format!("gw-{index}"));
             env.insert("HEARTBEAT_TIMEOUT_MS".into(), self.heartbeat_timeout_ms.to_string());
             env.insert("DATA_DIR".into(), self.logs.path().join(format!("gw-{index}")).display().to_string());
+            env.extend(self.gateway_env.iter().map(|(name, value)| (name.to_string(), value.clone())));
             let mut service = Service::spawn(name, &binary("gateway"), &[], &env, self.logs.path()).expect("gateway");
             if self.wait_ready(&mut service, port).await {
                 return Gateway { service, port };

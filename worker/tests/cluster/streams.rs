@@ -1,7 +1,11 @@
-//! A shard's command stream in a running cluster holds its backlog, not
-//! every command the workers applied (src/stream_trim.rs).
+//! A shard's command stream in a running cluster: it holds its backlog,
+//! not every command the workers applied (src/stream_trim.rs), and the
+//! gateways stop appending to it at their limit
+//! (shared/src/bus/backlog.rs).
 
 use std::time::{Duration, Instant};
+
+use serde_json::json;
 
 use crate::harness::{Cluster, Options};
 
@@ -32,4 +36,60 @@ async fn applied_commands_are_trimmed_off_their_stream() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(alice.send_message(chat, "after", "still taken").await["messageId"], SENT as i64 + 1);
+}
+
+/// With no worker running, a shard's backlog reaches the gateway's limit
+/// (3 here): the gateway refuses the next command to the shard, without
+/// appending it, and tells the client it was not applied. Once a worker
+/// applies the backlog, the shard takes commands again, and each command
+/// accepted before was applied.
+#[tokio::test]
+async fn a_shard_at_its_backlog_limit_refuses_commands_and_loses_none() {
+    let options = Options { gateway_env: vec![("COMMAND_BACKLOG_LIMIT", "3".into())], ..Options::default() };
+    let mut cluster = Cluster::start(options, 1, 0).await;
+    let chat = cluster.group(0, "alice", &["bob"]).await;
+    let mut alice = cluster.connect(0, "alice").await;
+    let new = |n: usize| json!({"type": "new", "ref": format!("m{n}"), "chatId": chat, "clientMessageId": format!("m{n}"), "message": "hi"});
+    for n in 0..3 {
+        alice.send(new(n)).await;
+    }
+    let keys = cluster.keys();
+    let shard = keys.shard_of(chat);
+    let stream = keys.command_stream(shard);
+    let backlog_read = |backlog: usize| format!("chat_command_backlog{{shard=\"{shard}\"}} {backlog}");
+    // The gateway reads the backlogs every second; its gauge tells when.
+    wait_for_metric(&cluster, &backlog_read(3)).await;
+
+    // Appended, it would wait for a worker: no reply at all.
+    let refused = tokio::time::timeout(Duration::from_secs(10), alice.request(new(3))).await.expect("a reply");
+    assert_eq!((&refused["type"], &refused["code"]), (&json!("error"), &json!("internal")), "{refused}");
+    assert!(refused["message"].as_str().is_some_and(|m| m.contains("not applied")), "{refused}");
+    let mut redis = cluster.redis().await;
+    let length: usize = redis::cmd("XLEN").arg(&stream).query_async(&mut redis).await.expect("XLEN");
+    assert_eq!(length, 3, "the refused command was not appended");
+
+    cluster.start_worker();
+    let mut acked = Vec::new();
+    while acked.len() < 3 {
+        let frame = alice.recv().await;
+        if frame["type"] == "ack" {
+            acked.push((frame["ref"].clone(), frame["messageId"].clone()));
+        }
+    }
+    assert_eq!(acked, [(json!("m0"), json!(1)), (json!("m1"), json!(2)), (json!("m2"), json!(3))]);
+    wait_for_metric(&cluster, &backlog_read(0)).await;
+    assert_eq!(alice.send_message(chat, "m3", "again").await["messageId"], 4);
+}
+
+/// Polls the gateway's `/metrics` until it has the line `line`.
+async fn wait_for_metric(cluster: &Cluster, line: &str) {
+    let started = Instant::now();
+    loop {
+        let (_, metrics) = cluster.text(cluster.gateways[0].port, "/metrics").await;
+        if metrics.lines().any(|l| l == line) {
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "no {line} in:\n{metrics}\n{}", cluster.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -1,0 +1,137 @@
+//! How far behind the workers are on each shard, as a gateway reads it:
+//! the commands appended to the shard's stream and not yet acknowledged
+//! (`XINFO GROUPS`: `lag`, those not handed out yet, plus `pending`).
+//!
+//! A gateway refuses a command to a shard whose backlog reached its limit.
+//! Without that, commands went on being appended until the stream's cap
+//! (`XADD MAXLEN ~`) trimmed the oldest of them: commands Redis had
+//! accepted, never applied, and never answered. A refusal tells the
+//! client that its command was not applied. The limit sits below the cap,
+//! with room for what the gateways append between two reads (a second's
+//! worth).
+//!
+//! The backlog is read from the group rather than from the stream's
+//! length, which also counts applied commands the workers have yet to
+//! trim (`worker::stream_trim`): workers that do not trim (an older
+//! release during a rollout) would otherwise have commands refused
+//! without a backlog. Before a worker created the group, every entry is
+//! backlog. A `lag` Redis cannot tell (after an `XDEL`, which nothing
+//! here sends) counts as none, and the cap stays the last resort.
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::Value;
+use tokio_util::sync::CancellationToken;
+
+use super::keys::{Keys, GROUP};
+use super::redis_connection::RedisConnection;
+use super::BusError;
+
+/// How often the backlogs are read.
+pub const READ_EVERY: Duration = Duration::from_secs(1);
+
+pub struct Backlogs {
+    limit: u64,
+    full: Box<[AtomicBool]>,
+}
+
+impl Backlogs {
+    pub fn new(shards: u32, limit: u64) -> Arc<Self> {
+        Arc::new(Backlogs { limit, full: (0..shards).map(|_| AtomicBool::new(false)).collect() })
+    }
+
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    /// Whether `shard`'s backlog had reached the limit when last read.
+    pub fn is_full(&self, shard: u32) -> bool {
+        self.full.get(shard as usize).is_some_and(|full| full.load(Ordering::Relaxed))
+    }
+
+    /// Reads every shard's backlog, in one round trip, until `stop`. A
+    /// read that fails leaves what the last one found.
+    pub async fn watch(self: Arc<Self>, redis: RedisConnection, keys: Keys, stop: CancellationToken) {
+        crate::periodic::every(READ_EVERY, stop, || {
+            let (backlogs, mut redis, keys) = (self.clone(), redis.clone(), keys.clone());
+            async move {
+                if let Err(e) = backlogs.read(&mut redis, &keys).await {
+                    metrics::counter!("chat_redis_errors_total", "op" => "backlog").increment(1);
+                    tracing::warn!(error = %e, "could not read the command streams' backlogs");
+                }
+                ControlFlow::Continue(())
+            }
+        })
+        .await
+    }
+
+    /// Reads every shard's backlog and remembers which reached the limit.
+    pub async fn read(&self, redis: &mut RedisConnection, keys: &Keys) -> Result<(), BusError> {
+        let mut request = redis::pipe();
+        request.ignore_errors();
+        for shard in 0..self.full.len() as u32 {
+            let stream = keys.command_stream(shard);
+            request.cmd("XLEN").arg(&stream).cmd("XINFO").arg("GROUPS").arg(&stream);
+        }
+        let replies: Vec<Value> = request.query_async(redis).await.map_err(|e| BusError::Unavailable(e.to_string()))?;
+        for (shard, pair) in replies.chunks(2).enumerate() {
+            let [length, groups] = pair else { continue };
+            // A stream not made yet answers XINFO with an error.
+            let groups = (!matches!(groups, Value::ServerError(_))).then_some(groups);
+            let Some(backlog) = backlog(length, groups) else { continue };
+            metrics::gauge!("chat_command_backlog", "shard" => shard.to_string()).set(backlog as f64);
+            self.full[shard].store(backlog >= self.limit, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+}
+
+/// A shard's backlog from its stream's `XLEN` and `XINFO GROUPS` replies
+/// (`None` for the stream's groups: no stream); `None` when Redis answered
+/// neither.
+fn backlog(length: &Value, groups: Option<&Value>) -> Option<u64> {
+    let length = match length {
+        Value::Int(n) => (*n).max(0) as u64,
+        _ => return None,
+    };
+    let Some(groups) = groups else { return Some(length) };
+    let groups: Vec<HashMap<String, Value>> = redis::from_redis_value_ref(groups).ok()?;
+    let ours = groups.iter().find(|g| matches!(g.get("name"), Some(Value::BulkString(n)) if n == GROUP.as_bytes()));
+    let Some(group) = ours else { return Some(length) };
+    let number = |field: &str| match group.get(field) {
+        Some(Value::Int(n)) => (*n).max(0) as u64,
+        _ => 0,
+    };
+    Some(number("lag") + number("pending"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(name: &str, lag: Value, pending: i64) -> Value {
+        Value::Array(vec![
+            Value::BulkString(b"name".to_vec()),
+            Value::BulkString(name.as_bytes().to_vec()),
+            Value::BulkString(b"pending".to_vec()),
+            Value::Int(pending),
+            Value::BulkString(b"lag".to_vec()),
+            lag,
+        ])
+    }
+
+    #[test]
+    fn the_backlog_is_what_the_group_has_not_acknowledged() {
+        let groups = Value::Array(vec![group("other", Value::Int(99), 99), group(GROUP, Value::Int(7), 3)]);
+        assert_eq!(backlog(&Value::Int(500), Some(&groups)), Some(10), "lag and pending, not the length");
+        let unknown_lag = Value::Array(vec![group(GROUP, Value::Nil, 3)]);
+        assert_eq!(backlog(&Value::Int(500), Some(&unknown_lag)), Some(3));
+        assert_eq!(backlog(&Value::Int(4), Some(&Value::Array(vec![]))), Some(4), "no group yet: every entry");
+        assert_eq!(backlog(&Value::Int(0), None), Some(0), "no stream yet");
+        assert_eq!(backlog(&Value::Nil, Some(&groups)), None);
+    }
+}
