@@ -474,8 +474,8 @@ impl Reader<'_> {
         if matches!(e, BusError::Unavailable(_)) {
             metrics::counter!("chat_redis_errors_total", "op" => "submit").increment(1);
         }
-        // A full shard refuses every command to it, counted rather than
-        // logged one by one; its backlog is the workers' gauges' to show.
+        // A full shard refuses every command to it: counted, and its
+        // backlog shown by a gauge, rather than logged one by one.
         if !matches!(e, BusError::Backlogged(_)) {
             tracing::warn!(error = %e, "command not accepted");
         }

@@ -6,6 +6,10 @@ use std::net::SocketAddr;
 use clap::{Args, Parser, Subcommand};
 use shared::config as defaults;
 
+/// The most `COMMAND_BACKLOG_LIMIT` may be: a tenth below the streams' cap,
+/// room for what the fleet appends between two reads of the backlog.
+const BACKLOG_LIMIT_MAX: u64 = shared::bus::redis::STREAM_MAX_LEN / 10 * 9;
+
 // No `Debug`: it holds secrets (the JWT secret, URLs with passwords) that
 // any `{:?}` would print; what is logged of the URLs is redacted
 // (`redact_url`).
@@ -109,7 +113,7 @@ pub struct Settings {
     /// rather than appended until the stream's cap (1,000,000) trims the
     /// oldest unapplied ones. Read every second (`shared::bus::backlog`).
     #[arg(long, env = "COMMAND_BACKLOG_LIMIT", default_value_t = 500_000, global = true,
-          value_parser = clap::value_parser!(u64).range(1..=900_000))]
+          value_parser = clap::value_parser!(u64).range(1..=BACKLOG_LIMIT_MAX))]
     pub command_backlog_limit: u64,
 
     /// REST calls one user may make a second on this node, sustained; past

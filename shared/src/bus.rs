@@ -123,10 +123,10 @@ pub enum Event {
     /// event per member, each naming every member, would cost the square
     /// of the group's size. Goes to every gateway (in a cluster, one
     /// channel they all hear); each tells the members it holds, each the
-    /// chat as they see it. `untold`: members the change is not about,
-    /// almost always none (one who joined by a change made meanwhile,
-    /// which tells them itself). Named by exception so that the event
-    /// names each member once.
+    /// chat as they see it. `untold`: members this event is not for: the
+    /// newcomer of an addition, told `created` on their own, and anyone
+    /// added by a change made meanwhile, which tells them itself. Named by
+    /// exception so that the event names each member once.
     ChatListToMany { untold: Arc<[UserId]>, action: ChatAction, chat: Arc<MemberViews>, version: i64 },
     /// The answer to one command, for the connection that sent it.
     Reply { origin: Origin, reference: Option<Value>, result: Result<Applied, Refusal>, received_at: Millis },

@@ -1,6 +1,7 @@
 //! Trimming a command stream (src/stream_trim.rs) against a real Redis:
 //! only entries the consumer group was handed and has acknowledged go; a
-//! pending one, and everything after it, stays.
+//! pending one, and everything after it, stays; and a long stream is
+//! trimmed whole, by more than one call.
 //!
 //! Needs `TEST_REDIS_URL`: run through `./scripts/test`.
 
@@ -8,7 +9,8 @@ use redis::AsyncCommands;
 use worker::stream_trim::trim_applied;
 
 const GROUP: &str = "g";
-const ENTRIES: usize = 1_000;
+/// More than one call of the trim removes (10,000).
+const ENTRIES: usize = 25_000;
 
 #[tokio::test]
 async fn only_entries_handed_out_and_acknowledged_are_trimmed() {
@@ -58,12 +60,12 @@ async fn only_entries_handed_out_and_acknowledged_are_trimmed() {
     assert!(trimmed > 0, "acknowledged entries before the pending one go");
     let length: usize = redis.xlen(&stream).await.expect("XLEN");
     assert_eq!(length, ENTRIES - trimmed as usize);
-    assert!(length > ENTRIES - 500, "{length}");
 
     let _: i64 = redis.xack(&stream, GROUP, &pending).await.expect("XACK");
     trim_applied(&mut redis, &stream, GROUP).await.expect("trim");
     let length: usize = redis.xlen(&stream).await.expect("XLEN");
-    // `~` keeps the node that holds the last delivered entry.
+    // `~` keeps the node that holds the last delivered entry; the rest
+    // takes the trim three calls.
     assert!(length < 100, "all acknowledged, all but the last node goes: {length} left");
     let _: () = redis.del(&stream).await.expect("DEL");
 }

@@ -11,12 +11,16 @@
 //! worth).
 //!
 //! The backlog is read from the group rather than from the stream's
-//! length, which also counts applied commands the workers have yet to
-//! trim (`worker::stream_trim`): workers that do not trim (an older
+//! length alone, which also counts applied commands the workers have yet
+//! to trim (`worker::stream_trim`): workers that do not trim (an older
 //! release during a rollout) would otherwise have commands refused
-//! without a backlog. Before a worker created the group, every entry is
-//! backlog. A `lag` Redis cannot tell (after an `XDEL`, which nothing
-//! here sends) counts as none, and the cap stays the last resort.
+//! without a backlog. The length still bounds it, since every command not
+//! yet applied is in the stream: Redis before 8.0 can overstate `lag` for
+//! good once the cap has trimmed entries the group never read, which
+//! would keep a shard refused with nothing waiting. Before a worker
+//! created the group, and when Redis cannot tell the `lag` (after an
+//! `XDEL`, which nothing here sends), the backlog is taken to be the
+//! length.
 
 use std::collections::HashMap;
 use std::ops::ControlFlow;
@@ -54,7 +58,9 @@ impl Backlogs {
     }
 
     /// Reads every shard's backlog, in one round trip, until `stop`. A
-    /// read that fails leaves what the last one found.
+    /// read that fails leaves no shard refused: refusing on old news could
+    /// go on long after the workers caught up, and while Redis does not
+    /// answer the gateways, appends fail anyway.
     pub async fn watch(self: Arc<Self>, redis: RedisConnection, keys: Keys, stop: CancellationToken) {
         crate::periodic::every(READ_EVERY, stop, || {
             let (backlogs, mut redis, keys) = (self.clone(), redis.clone(), keys.clone());
@@ -62,6 +68,7 @@ impl Backlogs {
                 if let Err(e) = backlogs.read(&mut redis, &keys).await {
                     metrics::counter!("chat_redis_errors_total", "op" => "backlog").increment(1);
                     tracing::warn!(error = %e, "could not read the command streams' backlogs");
+                    backlogs.full.iter().for_each(|full| full.store(false, Ordering::Relaxed));
                 }
                 ControlFlow::Continue(())
             }
@@ -80,11 +87,16 @@ impl Backlogs {
         let replies: Vec<Value> = request.query_async(redis).await.map_err(|e| BusError::Unavailable(e.to_string()))?;
         for (shard, pair) in replies.chunks(2).enumerate() {
             let [length, groups] = pair else { continue };
-            // A stream not made yet answers XINFO with an error.
-            let groups = (!matches!(groups, Value::ServerError(_))).then_some(groups);
+            let groups = match groups {
+                // A stream not made yet.
+                Value::ServerError(e) if e.details().is_some_and(|d| d.contains("no such key")) => None,
+                // Any other refusal: this shard is left as last read.
+                Value::ServerError(_) => continue,
+                groups => Some(groups),
+            };
             let Some(backlog) = backlog(length, groups) else { continue };
-            metrics::gauge!("chat_command_backlog", "shard" => shard.to_string()).set(backlog as f64);
             self.full[shard].store(backlog >= self.limit, Ordering::Relaxed);
+            metrics::gauge!("chat_command_backlog", "shard" => shard.to_string()).set(backlog as f64);
         }
         Ok(())
     }
@@ -103,10 +115,11 @@ fn backlog(length: &Value, groups: Option<&Value>) -> Option<u64> {
     let ours = groups.iter().find(|g| matches!(g.get("name"), Some(Value::BulkString(n)) if n == GROUP.as_bytes()));
     let Some(group) = ours else { return Some(length) };
     let number = |field: &str| match group.get(field) {
-        Some(Value::Int(n)) => (*n).max(0) as u64,
-        _ => 0,
+        Some(Value::Int(n)) => Some((*n).max(0) as u64),
+        _ => None,
     };
-    Some(number("lag") + number("pending"))
+    let Some(lag) = number("lag") else { return Some(length) };
+    Some((lag + number("pending").unwrap_or(0)).min(length))
 }
 
 #[cfg(test)]
@@ -128,8 +141,9 @@ mod tests {
     fn the_backlog_is_what_the_group_has_not_acknowledged() {
         let groups = Value::Array(vec![group("other", Value::Int(99), 99), group(GROUP, Value::Int(7), 3)]);
         assert_eq!(backlog(&Value::Int(500), Some(&groups)), Some(10), "lag and pending, not the length");
+        assert_eq!(backlog(&Value::Int(6), Some(&groups)), Some(6), "at most the length");
         let unknown_lag = Value::Array(vec![group(GROUP, Value::Nil, 3)]);
-        assert_eq!(backlog(&Value::Int(500), Some(&unknown_lag)), Some(3));
+        assert_eq!(backlog(&Value::Int(500), Some(&unknown_lag)), Some(500), "lag unknown: the length");
         assert_eq!(backlog(&Value::Int(4), Some(&Value::Array(vec![]))), Some(4), "no group yet: every entry");
         assert_eq!(backlog(&Value::Int(0), None), Some(0), "no stream yet");
         assert_eq!(backlog(&Value::Nil, Some(&groups)), None);

@@ -34,7 +34,7 @@ use crate::sync::lock;
 /// shard whose backlog is at their limit, below this ([`Backlogs`]): the
 /// cap trims unapplied commands only if that fails. An entry trimmed unread
 /// was never acknowledged to its client, which retries.
-pub const STREAM_MAX_LEN: usize = 1_000_000;
+pub const STREAM_MAX_LEN: u64 = 1_000_000;
 /// How long a Redis command may take before it counts as failed: a client
 /// then gets an error quickly instead of hanging during an outage.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);

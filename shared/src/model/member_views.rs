@@ -92,10 +92,6 @@ impl MemberViews {
         &self.view.members
     }
 
-    pub fn is_member(&self, user: &str) -> bool {
-        self.position(user).is_some()
-    }
-
     /// The chat as `user` sees it; `None` if `user` is not a member.
     pub fn as_seen_by(&self, user: &str) -> Option<ChatSummary> {
         let at = self.position(user)?;

@@ -22,8 +22,9 @@ pub const MAX_NAME_CHARS: usize = 256;
 /// chat list and every `chats` frame about the chat carries it.
 pub const MAX_PHOTO_URL_BYTES: usize = 2048;
 
-/// Members per `INSERT` at a chat's creation: three parameters each, well
-/// under SQLite's limit on a statement's parameters.
+/// Members per `INSERT` at a chat's creation: three parameters each on
+/// SQLite, well under its limit on a statement's parameters (PostgreSQL
+/// takes each part as one parameter, and would take all at once).
 const MEMBERS_PER_INSERT: usize = 1_000;
 const MEMBER_COLUMNS: &[Column] = &[Column::Int, Column::Text, Column::Int];
 

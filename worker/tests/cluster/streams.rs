@@ -42,31 +42,44 @@ async fn applied_commands_are_trimmed_off_their_stream() {
 /// (3 here): the gateway refuses the next command to the shard, without
 /// appending it, and tells the client it was not applied. Once a worker
 /// applies the backlog, the shard takes commands again, and each command
-/// accepted before was applied.
+/// accepted before was applied. The backlog is read from the workers'
+/// group, which a first worker made before it stopped (before that it is
+/// the stream's length: a unit test in shared/src/bus/backlog.rs).
 #[tokio::test]
 async fn a_shard_at_its_backlog_limit_refuses_commands_and_loses_none() {
     let options = Options { gateway_env: vec![("COMMAND_BACKLOG_LIMIT", "3".into())], ..Options::default() };
-    let mut cluster = Cluster::start(options, 1, 0).await;
+    let mut cluster = Cluster::start(options, 1, 1).await;
     let chat = cluster.group(0, "alice", &["bob"]).await;
     let mut alice = cluster.connect(0, "alice").await;
-    let new = |n: usize| json!({"type": "new", "ref": format!("m{n}"), "chatId": chat, "clientMessageId": format!("m{n}"), "message": "hi"});
-    for n in 0..3 {
+    assert_eq!(alice.send_message(chat, "m0", "first").await["messageId"], 1);
+    cluster.workers[0].terminate(Duration::from_secs(20)).expect("the worker stops");
+
+    let new = |n: usize| {
+        let id = format!("m{n}");
+        json!({"type": "new", "ref": id, "chatId": chat, "clientMessageId": id, "message": "hi"})
+    };
+    for n in 1..=3 {
         alice.send(new(n)).await;
     }
     let keys = cluster.keys();
     let shard = keys.shard_of(chat);
     let stream = keys.command_stream(shard);
+    let redis = cluster.redis().await;
+    let length = || {
+        let mut redis = redis.clone();
+        let stream = stream.clone();
+        async move { redis::cmd("XLEN").arg(&stream).query_async::<usize>(&mut redis).await.expect("XLEN") }
+    };
     let backlog_read = |backlog: usize| format!("chat_command_backlog{{shard=\"{shard}\"}} {backlog}");
     // The gateway reads the backlogs every second; its gauge tells when.
     wait_for_metric(&cluster, &backlog_read(3)).await;
+    let before = length().await;
 
     // Appended, it would wait for a worker: no reply at all.
-    let refused = tokio::time::timeout(Duration::from_secs(10), alice.request(new(3))).await.expect("a reply");
+    let refused = tokio::time::timeout(Duration::from_secs(10), alice.request(new(4))).await.expect("a reply");
     assert_eq!((&refused["type"], &refused["code"]), (&json!("error"), &json!("internal")), "{refused}");
     assert!(refused["message"].as_str().is_some_and(|m| m.contains("not applied")), "{refused}");
-    let mut redis = cluster.redis().await;
-    let length: usize = redis::cmd("XLEN").arg(&stream).query_async(&mut redis).await.expect("XLEN");
-    assert_eq!(length, 3, "the refused command was not appended");
+    assert_eq!(length().await, before, "the refused command was not appended");
 
     cluster.start_worker();
     let mut acked = Vec::new();
@@ -76,9 +89,9 @@ async fn a_shard_at_its_backlog_limit_refuses_commands_and_loses_none() {
             acked.push((frame["ref"].clone(), frame["messageId"].clone()));
         }
     }
-    assert_eq!(acked, [(json!("m0"), json!(1)), (json!("m1"), json!(2)), (json!("m2"), json!(3))]);
+    assert_eq!(acked, [(json!("m1"), json!(2)), (json!("m2"), json!(3)), (json!("m3"), json!(4))]);
     wait_for_metric(&cluster, &backlog_read(0)).await;
-    assert_eq!(alice.send_message(chat, "m3", "again").await["messageId"], 4);
+    assert_eq!(alice.send_message(chat, "m4", "again").await["messageId"], 5);
 }
 
 /// Polls the gateway's `/metrics` until it has the line `line`.
