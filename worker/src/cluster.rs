@@ -2,7 +2,7 @@
 //! and runs a [`ShardConsumer`] per owned shard.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::AsyncCommands;
 use shared::bus::keys::{Keys, GROUP};
@@ -162,6 +162,9 @@ impl Worker {
     /// workers count each stream once.
     async fn report_streams(&self, owned: &BTreeMap<u32, Owned>) {
         let mut redis = self.redis.clone();
+        // The round renews the leases: past a sixth of their TTL, each
+        // stream gets one trim call at most, and the rest waits a round.
+        let trim_until = Instant::now() + Duration::from_millis(self.lease_ttl_ms / 6);
         for shard in 0..self.keys.shards() {
             let label = shard.to_string();
             if !owned.contains_key(&shard) {
@@ -171,7 +174,7 @@ impl Worker {
                 continue;
             }
             let stream = self.keys.command_stream(shard);
-            if let Err(e) = trim_applied(&mut redis, &stream, GROUP).await {
+            if let Err(e) = trim_applied(&mut redis, &stream, GROUP, trim_until).await {
                 // A stream whose group its consumer has yet to create has
                 // nothing applied to trim.
                 if e.code() != Some("NOGROUP") {

@@ -20,6 +20,7 @@
 //! is trimmed by a few calls a round, over a few rounds.
 
 use std::sync::LazyLock;
+use std::time::Instant;
 
 use redis::aio::ConnectionLike;
 use redis::Script;
@@ -57,14 +58,20 @@ return redis.call('XTRIM', KEYS[1], 'MINID', '~', floor, 'LIMIT', ARGV[2])
 /// Removes the entries of `stream` that `group` has been handed and has
 /// acknowledged (all but those in the node that holds the oldest still
 /// needed: see the module's note on `~`), a call at a time while calls
-/// remove nearly their limit. Returns how many went.
-pub async fn trim_applied(redis: &mut impl ConnectionLike, stream: &str, group: &str) -> redis::RedisResult<i64> {
+/// remove nearly their limit and `until` has not passed. Returns how many
+/// went.
+pub async fn trim_applied(
+    redis: &mut impl ConnectionLike,
+    stream: &str,
+    group: &str,
+    until: Instant,
+) -> redis::RedisResult<i64> {
     let mut trimmed = 0;
     for _ in 0..CALLS_PER_ROUND {
         let removed: i64 = TRIM_APPLIED.key(stream).arg(group).arg(LIMIT).invoke_async(redis).await?;
         trimmed += removed;
         // Short of the limit by more than a node's worth: nothing more to trim.
-        if removed < LIMIT / 2 {
+        if removed < LIMIT / 2 || Instant::now() >= until {
             break;
         }
     }

@@ -5,10 +5,17 @@
 //!
 //! Needs `TEST_REDIS_URL`: run through `./scripts/test`.
 
+use std::time::{Duration, Instant};
+
 use redis::AsyncCommands;
 use worker::stream_trim::trim_applied;
 
 const GROUP: &str = "g";
+
+/// A deadline no call of the test reaches.
+fn later() -> Instant {
+    Instant::now() + Duration::from_secs(60)
+}
 /// More than one call of the trim removes (10,000).
 const ENTRIES: usize = 25_000;
 
@@ -19,7 +26,7 @@ async fn only_entries_handed_out_and_acknowledged_are_trimmed() {
     // A key of its own: the test's Redis may be shared with other tests.
     let stream = format!("test:stream-trim:{}", std::process::id());
     let _: () = redis.del(&stream).await.expect("DEL");
-    let refused = trim_applied(&mut redis, &stream, GROUP).await.expect_err("no group yet");
+    let refused = trim_applied(&mut redis, &stream, GROUP, later()).await.expect_err("no group yet");
     assert_eq!(refused.code(), Some("NOGROUP"), "{refused}");
 
     let _: () = redis::cmd("XGROUP")
@@ -38,7 +45,7 @@ async fn only_entries_handed_out_and_acknowledged_are_trimmed() {
         append.cmd("XADD").arg(&stream).arg("*").arg("c").arg(&payload).ignore();
     }
     let _: () = append.query_async(&mut redis).await.expect("XADD");
-    assert_eq!(trim_applied(&mut redis, &stream, GROUP).await.expect("trim"), 0, "nothing handed out yet");
+    assert_eq!(trim_applied(&mut redis, &stream, GROUP, later()).await.expect("trim"), 0, "nothing handed out yet");
 
     let read: redis::streams::StreamReadReply = redis
         .xread_options(
@@ -53,7 +60,7 @@ async fn only_entries_handed_out_and_acknowledged_are_trimmed() {
     let (pending, acked): (Vec<&String>, Vec<&String>) = ids.iter().partition(|id| **id == ids[500]);
     let _: i64 = redis.xack(&stream, GROUP, &acked).await.expect("XACK");
 
-    let trimmed = trim_applied(&mut redis, &stream, GROUP).await.expect("trim");
+    let trimmed = trim_applied(&mut redis, &stream, GROUP, later()).await.expect("trim");
     let kept: Vec<(String, Vec<(String, String)>)> =
         redis::cmd("XRANGE").arg(&stream).arg(pending[0]).arg("+").query_async(&mut redis).await.expect("XRANGE");
     assert_eq!(kept.len(), ENTRIES - 500, "the pending entry and everything after it");
@@ -62,7 +69,10 @@ async fn only_entries_handed_out_and_acknowledged_are_trimmed() {
     assert_eq!(length, ENTRIES - trimmed as usize);
 
     let _: i64 = redis.xack(&stream, GROUP, &pending).await.expect("XACK");
-    trim_applied(&mut redis, &stream, GROUP).await.expect("trim");
+    // Past its deadline, a trim makes one call: 10,000 entries at most.
+    let one_call = trim_applied(&mut redis, &stream, GROUP, Instant::now()).await.expect("trim");
+    assert!((5_000..=10_000).contains(&one_call), "{one_call}");
+    trim_applied(&mut redis, &stream, GROUP, later()).await.expect("trim");
     let length: usize = redis.xlen(&stream).await.expect("XLEN");
     // `~` keeps the node that holds the last delivered entry; the rest
     // takes the trim three calls.
