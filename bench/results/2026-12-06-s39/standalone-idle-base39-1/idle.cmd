@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-base39 target/release/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:22541/ws --http-url http://127.0.0.1:22541 --data-dir /tmp/tmp.rnlAyrZhoZ --server-pid 14319 --report bench/results/2026-12-06-standalone-s39-idle-base39-1/idle.json --charts bench/results/2026-12-06-standalone-s39-idle-base39-1/idle

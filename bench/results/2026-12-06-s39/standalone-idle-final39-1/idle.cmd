@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-final39 target/release/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:21573/ws --http-url http://127.0.0.1:21573 --data-dir /tmp/tmp.8AMKhgaYQ0 --server-pid 14374 --report bench/results/2026-12-06-standalone-s39-idle-final39-1/idle.json --charts bench/results/2026-12-06-standalone-s39-idle-final39-1/idle
