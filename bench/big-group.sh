@@ -6,8 +6,10 @@
 # of the creator's chat list. Nobody is connected, so this is the
 # server's own work, unless CONNECTED=N (at most 9,998): then N members
 # hold a connection each (`loadtest run idle`) and each change sends every
-# one of them a `chats` frame naming all 10,000. Usage:
-#   [CONNECTED=N] bench/big-group.sh [standalone|cluster]
+# one of them a `chats` frame naming all 10,000. UNREAD=1: the creator
+# sends one message before the changes (`--example client`), so that every
+# other member has an unread count. Usage:
+#   [CONNECTED=N] [UNREAD=1] bench/big-group.sh [standalone|cluster]
 # `cluster`: one gateway on a private Redis and PostgreSQL, and what the
 # changes sent Redis and Redis sent on (its total_net_input_bytes and
 # total_net_output_bytes). Results:
@@ -17,18 +19,20 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-standalone}
 connected=${CONNECTED:-0}
+unread=${UNREAD:-0}
 source scripts/lib/services.sh
 source bench/common.sh "big-group-$mode"
 [ "$connected" -le 9998 ] || { echo "CONNECTED: at most 9,998" >&2; exit 64; }
 
 server_pid=""
 loadtest_pid=""
+worker_pid=""
 data=$(mktemp -d)
 # Each step whatever the last one's status: a load tool stopped by its
 # signal exits non-zero, which under `set -e` would end the trap there and
 # leave the gateway and the services running.
 stop_all() {
-    for pid in $loadtest_pid $server_pid; do
+    for pid in $loadtest_pid $worker_pid $server_pid; do
         kill "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
     done
@@ -37,6 +41,8 @@ stop_all() {
     true
 }
 trap stop_all EXIT
+# A signal ends the script through its EXIT trap, which stops the servers.
+trap 'exit 130' INT TERM
 port=$(free_port)
 # Bytes Redis has received and sent (the gateway's subscription included).
 redis_bytes() { redis-cli -u "$REDIS_URL" INFO stats | awk -F: "/^total_net_$1_bytes/ {print \$2 + 0}"; }
@@ -51,7 +57,7 @@ server_pid=$!
 bench_wait_ready "$port"
 token=$("$server_bin"/gateway token --user alice --data-dir "$data")
 api="http://127.0.0.1:$port/v1"
-echo "${SERVER_BIN:+SERVER_BIN=$SERVER_BIN }${LABEL:+LABEL=$LABEL }${CONNECTED:+CONNECTED=$CONNECTED }bench/big-group.sh $mode" > "$results/big-group.cmd"
+echo "${SERVER_BIN:+SERVER_BIN=$SERVER_BIN }${LABEL:+LABEL=$LABEL }${CONNECTED:+CONNECTED=$CONNECTED }${UNREAD:+UNREAD=$UNREAD }bench/big-group.sh $mode" > "$results/big-group.cmd"
 metric() { curl -sf "http://127.0.0.1:$port/metrics" | awk -v m="$1" '$1 == m {print int($2)}' | tail -1; }
 # The members who connect are the load tool's users, member-0 onwards;
 # with nobody connected the ids keep the 12 characters of earlier runs.
@@ -86,6 +92,32 @@ created=$(curl -sf -w '\n%{time_total}' -X POST "$api/chats" -H "Authorization: 
 chat=$(echo "$created" | head -1 | python3 -c 'import json, sys; c = json.load(sys.stdin); assert len(c["members"]) == 9999; print(c["id"])')
 create_ms=$(echo "$created" | tail -1 | awk '{printf "%.1f", $1 * 1000}')
 echo "created chat $chat with 9,999 members in $create_ms ms" >&2
+
+if [ "$unread" = 1 ]; then
+    # The client prints each frame it receives as "< {json}"; the ack
+    # tells that the message is stored. A cluster's needs a worker, which
+    # stops before the changes are measured.
+    cargo build --release -q -p gateway --example client
+    if [ "$mode" = cluster ]; then
+        WORKER_ID=worker-1 ADMIN_LISTEN=127.0.0.1:0 "$server_bin"/worker > "$results/worker.log" 2>&1 &
+        worker_pid=$!
+    fi
+    coproc CLIENT { target/release/examples/client "ws://127.0.0.1:$port/ws" "$token"; }
+    echo "{\"type\":\"new\",\"ref\":\"unread\",\"chatId\":$chat,\"clientMessageId\":\"unread-1\",\"message\":\"unread by all but its author\"}" >&"${CLIENT[1]}"
+    reply=""
+    while read -r frame <&"${CLIENT[0]}"; do
+        case $frame in *'"ref":"unread"'*) reply=$frame; break ;; esac
+    done
+    for pid in "$CLIENT_PID" $worker_pid; do
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    worker_pid=""
+    case $reply in
+        *'"type":"ack"'*) echo "a message sent: 9,998 members have one unread" >&2 ;;
+        *) echo "bench: the message was not acknowledged: ${reply:-no reply}" >&2; exit 1 ;;
+    esac
+fi
 
 cpu_before=$(cpu_s)
 [ "$mode" = cluster ] && in_before=$(redis_bytes input) && out_before=$(redis_bytes output)
