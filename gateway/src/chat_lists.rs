@@ -50,7 +50,6 @@ async fn read(store: Store, users: Vec<String>) -> Vec<Answer> {
 
 #[cfg(test)]
 mod tests {
-    use shared::model::ChatKind;
     use shared::store::NewChat;
 
     use super::*;
@@ -63,13 +62,7 @@ mod tests {
         let store = Store::connect(&format!("sqlite://{}/t.db", dir.path().display())).await.expect("store");
         let mut expected: Vec<ChatList> = vec![Vec::new(); 41];
         for n in 0..40 {
-            let chat = NewChat {
-                kind: ChatKind::Group,
-                name: Some(format!("g{n}")),
-                photo_url: None,
-                members: vec![format!("u{}", n + 1)],
-                idempotency_key: None,
-            };
+            let chat = NewChat::group(format!("g{n}"), [format!("u{}", n + 1)]);
             let created = store.create_chat(&format!("u{n}"), chat, 1).await.map_err(|e| e.0).expect("created");
             expected[n].push((created.chat_id, 0));
             expected[n + 1].push((created.chat_id, 0));

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 use shared::bus::{CommandEnvelope, Origin};
-use shared::model::{ChatKind, Command};
+use shared::model::Command;
 use shared::store::{NewChat, Store};
 use worker::group_commit::{GroupCommit, Hold};
 use worker::processor::Results;
@@ -22,14 +22,7 @@ async fn store() -> Store {
 }
 
 async fn group(store: &Store) -> i64 {
-    let request = NewChat {
-        kind: ChatKind::Group,
-        name: Some("g".into()),
-        photo_url: None,
-        members: vec!["bob".into()],
-        idempotency_key: None,
-    };
-    store.create_chat("alice", request, 1).await.map_err(|e| e.0).expect("created").chat_id
+    store.create_chat("alice", NewChat::group("g", ["bob"]), 1).await.map_err(|e| e.0).expect("created").chat_id
 }
 
 fn send(id: &str, chat: i64, text: &str) -> CommandEnvelope {

@@ -166,7 +166,7 @@ mod tests {
     async fn a_second_gap_behind_a_fill_is_filled_too() {
         use shared::bus::memory::MemoryBroker;
         use shared::bus::{Broker, Event, EventSink};
-        use shared::model::{ChatKind, Command};
+        use shared::model::Command;
         use shared::store::{Delivery, NewChat, Store, Submitted};
 
         use crate::handle::ClientHandle;
@@ -175,13 +175,7 @@ mod tests {
 
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::connect(&format!("sqlite://{}/t.db", dir.path().display())).await.expect("store");
-        let request = NewChat {
-            kind: ChatKind::Group,
-            name: Some("g".into()),
-            photo_url: None,
-            members: vec!["bob".into()],
-            idempotency_key: None,
-        };
+        let request = NewChat::group("g", ["bob"]);
         let chat = store.create_chat("alice", request, 1).await.map_err(|e| e.0).expect("chat").chat_id;
         let mut events = Vec::new();
         for i in 1..=8 {

@@ -40,6 +40,31 @@ pub struct NewChat {
     pub idempotency_key: Option<String>,
 }
 
+impl NewChat {
+    /// A group named `name` of `members` (the creator is added), with no
+    /// photo and no idempotency key.
+    pub fn group<M: Into<UserId>>(name: impl Into<String>, members: impl IntoIterator<Item = M>) -> NewChat {
+        NewChat {
+            kind: ChatKind::Group,
+            name: Some(name.into()),
+            photo_url: None,
+            members: members.into_iter().map(Into::into).collect(),
+            idempotency_key: None,
+        }
+    }
+
+    /// A dialog with `other`, with no idempotency key.
+    pub fn dialog(other: impl Into<UserId>) -> NewChat {
+        NewChat {
+            kind: ChatKind::Dialog,
+            name: None,
+            photo_url: None,
+            members: vec![other.into()],
+            idempotency_key: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChatCreated {
     pub chat_id: ChatId,

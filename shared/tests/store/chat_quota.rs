@@ -41,17 +41,11 @@ async fn a_user_in_the_most_chats_joins_no_more() {
         fill(&url, "zed", MAX_CHATS_PER_USER - 1).await;
         let last = group(&store, "alice", &["zed"]).await;
 
-        let with_zed = NewChat {
-            kind: ChatKind::Group,
-            name: Some("one too many".into()),
-            photo_url: None,
-            members: vec!["bob".into(), "zed".into()],
-            idempotency_key: None,
-        };
+        let with_zed = NewChat::group("one too many", ["bob", "zed"]);
         refused_for_zed(store.create_chat("alice", with_zed.clone(), 2).await.map_err(|e| e.0));
         let bob_s = store.chat_ids_of_users(&["bob"]).await.expect("read");
         assert!(bob_s.is_empty(), "nothing of the refused chat is stored: {bob_s:?}");
-        let dialog = NewChat { kind: ChatKind::Dialog, name: None, members: vec!["alice".into()], ..with_zed.clone() };
+        let dialog = NewChat::dialog("alice");
         refused_for_zed(store.create_chat("zed", dialog, 2).await.map_err(|e| e.0));
 
         let chat = group(&store, "alice", &["bob"]).await;

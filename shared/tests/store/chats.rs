@@ -10,13 +10,7 @@ use super::*;
 #[tokio::test]
 async fn a_creation_retried_under_its_idempotency_key_creates_one_chat() {
     for (store, _dir) in stores().await {
-        let request = |key: &str| NewChat {
-            kind: ChatKind::Group,
-            name: Some("g".into()),
-            photo_url: None,
-            members: vec!["bob".into()],
-            idempotency_key: Some(key.into()),
-        };
+        let request = |key: &str| NewChat { idempotency_key: Some(key.into()), ..NewChat::group("g", ["bob"]) };
         let (first, second) =
             tokio::join!(store.create_chat("alice", request("k1"), 1), store.create_chat("alice", request("k1"), 1));
         let (first, second) = (first.map_err(|e| e.0).expect("first"), second.map_err(|e| e.0).expect("second"));
@@ -60,13 +54,7 @@ async fn a_creation_retried_under_its_idempotency_key_creates_one_chat() {
 #[tokio::test]
 async fn a_key_stored_without_a_digest_is_not_compared() {
     for (store, _dir, url) in stores_with_urls().await {
-        let request = |name: &str| NewChat {
-            kind: ChatKind::Group,
-            name: Some(name.into()),
-            photo_url: None,
-            members: vec!["bob".into()],
-            idempotency_key: Some("old".into()),
-        };
+        let request = |name: &str| NewChat { idempotency_key: Some("old".into()), ..NewChat::group(name, ["bob"]) };
         let first = store.create_chat("alice", request("g"), 1).await.map_err(|e| e.0).expect("created");
         let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url).await.expect("connected underneath");
         sqlx::query("UPDATE chat_creations SET request_digest = NULL").execute(&mut conn).await.expect("forgotten");
@@ -117,13 +105,7 @@ async fn many_chats_last_event_ids_read_at_once_are_each_their_own() {
 #[tokio::test]
 async fn dialogs_are_unique_and_membership_rules_hold() {
     for (store, _dir) in stores().await {
-        let dialog = NewChat {
-            kind: ChatKind::Dialog,
-            name: None,
-            photo_url: None,
-            members: vec!["bob".into()],
-            idempotency_key: None,
-        };
+        let dialog = NewChat::dialog("bob");
         let created = store.create_chat("alice", dialog.clone(), 1).await.map_err(|e| e.0).expect("created");
         let reverse = NewChat { members: vec!["alice".into()], ..dialog.clone() };
         let (err, existing) = store.create_chat("bob", reverse, 2).await.expect_err("conflict");
@@ -157,13 +139,7 @@ async fn dialogs_are_unique_and_membership_rules_hold() {
         assert_eq!(of.len(), 2, "a user in no chat is absent: {of:?}");
 
         // PostgreSQL's text cannot hold U+0000: refused on either backend.
-        let nul_name = NewChat {
-            kind: ChatKind::Group,
-            name: Some("a\0b".into()),
-            photo_url: None,
-            members: vec![],
-            idempotency_key: None,
-        };
+        let nul_name = NewChat::group("a\0b", Vec::<&str>::new());
         let nul_photo = NewChat { name: Some("g".into()), photo_url: Some("\0".into()), ..nul_name.clone() };
         for (request, field) in [(nul_name, "name"), (nul_photo, "photoUrl")] {
             let (err, _) = store.create_chat("alice", request, 4).await.expect_err("refused");
@@ -172,11 +148,8 @@ async fn dialogs_are_unique_and_membership_rules_hold() {
         }
 
         let photo = |bytes: usize| NewChat {
-            kind: ChatKind::Group,
-            name: Some("g".into()),
             photo_url: Some(format!("https://cdn.example/{}", "p".repeat(bytes - 20))),
-            members: vec![],
-            idempotency_key: None,
+            ..NewChat::group("g", Vec::<&str>::new())
         };
         store.create_chat("alice", photo(2048), 5).await.map_err(|e| e.0).expect("the longest photoUrl");
         let (err, _) = store.create_chat("alice", photo(2049), 5).await.expect_err("refused");
@@ -305,13 +278,7 @@ async fn member_views_give_each_member_their_own_summary() {
             .await
             .expect("ok");
 
-        let dialog = NewChat {
-            kind: ChatKind::Dialog,
-            name: None,
-            photo_url: None,
-            members: vec!["dave".into()],
-            idempotency_key: None,
-        };
+        let dialog = NewChat::dialog("dave");
         let dialog = store.create_chat("carol", dialog, 400).await.map_err(|e| e.0).expect("created").chat_id;
         store.apply_pairs(&[("dave".to_string(), send(dialog, "d1", "hi"))], 500).await.expect("sent");
 
@@ -395,13 +362,7 @@ async fn member_lists_are_in_byte_order_whatever_the_collation() {
 async fn a_group_of_the_most_members_holds_every_one_and_no_more() {
     for (store, _dir) in stores().await {
         let named: Vec<String> = (1..MAX_MEMBERS).map(|i| format!("m{i:05}")).collect();
-        let request = NewChat {
-            kind: ChatKind::Group,
-            name: Some("big".into()),
-            photo_url: None,
-            members: named.clone(),
-            idempotency_key: None,
-        };
+        let request = NewChat::group("big", named.clone());
         let created = store.create_chat("alice", request, 1).await.map_err(|e| e.0).expect("created");
         let mut everyone = named;
         everyone.push("alice".into());

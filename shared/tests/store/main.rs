@@ -4,7 +4,7 @@
 
 use serde_json::json;
 use shared::error::ErrorCode;
-use shared::model::{ChatEvent, ChatKind, Command, DeliveryStatus, EventKind, MarkKind};
+use shared::model::{ChatEvent, Command, DeliveryStatus, EventKind, MarkKind};
 use shared::store::{
     BoundsRequest, Checkpointed, Delivery, HistoryQuery, MembershipChange, NewChat, Outcome, PageRequest, Retention,
     Store, StoreRefusal, Submitted, CREATED_MEMBERSHIP_VERSION, MAX_MEMBERS,
@@ -96,14 +96,12 @@ fn mark(chat: i64, m: i64, mark: MarkKind) -> Command {
 }
 
 async fn group(store: &Store, creator: &str, others: &[&str]) -> i64 {
-    let request = NewChat {
-        kind: ChatKind::Group,
-        name: Some("g".into()),
-        photo_url: None,
-        members: others.iter().map(|s| s.to_string()).collect(),
-        idempotency_key: None,
-    };
-    store.create_chat(creator, request, 1).await.map_err(|e| e.0).expect("created").chat_id
+    store
+        .create_chat(creator, NewChat::group("g", others.iter().copied()), 1)
+        .await
+        .map_err(|e| e.0)
+        .expect("created")
+        .chat_id
 }
 
 /// Polls `work` until a statement of this database waits for a lock, and
