@@ -11,7 +11,8 @@ use crate::harness::{Cluster, Options};
 
 /// 60 messages to one chat, each acknowledged, so applied: the worker's
 /// lease round trims them off the chat's shard stream (all but the
-/// stream's last node), and the shard goes on taking commands.
+/// stream's last node: a node holds at most 4 KiB by Redis's default, a
+/// few dozen such commands), and the shard goes on taking commands.
 #[tokio::test]
 async fn applied_commands_are_trimmed_off_their_stream() {
     const SENT: usize = 60;
@@ -44,7 +45,7 @@ async fn applied_commands_are_trimmed_off_their_stream() {
 /// applies the backlog, the shard takes commands again, and each command
 /// accepted before was applied. The backlog is read from the workers'
 /// group, which a first worker made before it stopped (before that it is
-/// the stream's length: a unit test in shared/src/bus/backlog.rs).
+/// the stream's length: shared/tests/backlog.rs).
 #[tokio::test]
 async fn a_shard_at_its_backlog_limit_refuses_commands_and_loses_none() {
     let options = Options { gateway_env: vec![("COMMAND_BACKLOG_LIMIT", "3".into())], ..Options::default() };
