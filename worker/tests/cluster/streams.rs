@@ -11,8 +11,9 @@ use crate::harness::{Cluster, Options};
 
 /// 60 messages to one chat, each acknowledged, so applied: the worker's
 /// lease round trims them off the chat's shard stream (all but the
-/// stream's last node: a node holds at most 4 KiB by Redis's default, a
-/// few dozen such commands), and the shard goes on taking commands.
+/// stream's last node: a node holds at most 4 KiB by Redis's default,
+/// some fifteen commands of about 250 bytes), and the shard goes on
+/// taking commands.
 #[tokio::test]
 async fn applied_commands_are_trimmed_off_their_stream() {
     const SENT: usize = 60;
