@@ -111,7 +111,8 @@ pub struct Settings {
     /// In a cluster, commands to a shard are refused (`internal`, not
     /// applied) while this many or more wait for the workers in its stream,
     /// rather than appended until the stream's cap (1,000,000) trims the
-    /// oldest unapplied ones. Read every second (`shared::bus::backlog`).
+    /// oldest unapplied ones. Read every second, up to 256 shards at a time
+    /// (`shared::bus::backlog`).
     #[arg(long, env = "COMMAND_BACKLOG_LIMIT", default_value_t = 500_000, global = true,
           value_parser = clap::value_parser!(u64).range(1..=BACKLOG_LIMIT_MAX))]
     pub command_backlog_limit: u64,

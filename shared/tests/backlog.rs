@@ -52,3 +52,31 @@ async fn a_shard_is_full_while_its_unacknowledged_commands_reach_the_limit() {
     assert!(!backlogs.is_full(busy), "lag 2 alone is below the limit, though the stream holds 4");
     let _: () = redis.del(&stream).await.expect("DEL");
 }
+
+/// With more shards than one read covers (256), the reads take them in
+/// turn: a shard past the first 256 is read by the second.
+#[tokio::test]
+async fn many_shards_are_read_in_turn() {
+    let url = std::env::var("TEST_REDIS_URL").expect("TEST_REDIS_URL (run ./scripts/test)");
+    let keys = Keys::new(&format!("{}:", testkit::unique("backlogs")), 300);
+    let mut redis = connect(&url).await.expect("redis");
+    let backlogs = Backlogs::new(300, 1);
+    let (early, late) = (7, 299);
+    for shard in [early, late] {
+        let _: String = redis::cmd("XADD")
+            .arg(keys.command_stream(shard))
+            .arg("*")
+            .arg("c")
+            .arg("{}")
+            .query_async(&mut redis)
+            .await
+            .expect("XADD");
+    }
+    backlogs.read(&mut redis, &keys).await.expect("read");
+    assert_eq!((backlogs.is_full(early), backlogs.is_full(late)), (true, false), "the first read: shards 0 to 255");
+    backlogs.read(&mut redis, &keys).await.expect("read");
+    assert_eq!((backlogs.is_full(early), backlogs.is_full(late)), (true, true), "the second: 256 to 299, then 0 on");
+    for shard in [early, late] {
+        let _: () = redis.del(keys.command_stream(shard)).await.expect("DEL");
+    }
+}

@@ -24,7 +24,7 @@
 
 use std::collections::HashMap;
 use std::ops::ControlFlow;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,17 +35,24 @@ use super::keys::{Keys, GROUP};
 use super::redis_connection::RedisConnection;
 use super::BusError;
 
-/// How often the backlogs are read.
+/// How often backlogs are read.
 pub const READ_EVERY: Duration = Duration::from_secs(1);
+/// Shards read at most each time: two commands each, every second, from
+/// every gateway. With more shards (up to 4,096) they are read in turn,
+/// each less often, and each takes as much less of the traffic.
+const SHARDS_PER_READ: u32 = 256;
 
 pub struct Backlogs {
     limit: u64,
     full: Box<[AtomicBool]>,
+    /// The first shard the next read covers.
+    next: AtomicU32,
 }
 
 impl Backlogs {
     pub fn new(shards: u32, limit: u64) -> Arc<Self> {
-        Arc::new(Backlogs { limit, full: (0..shards).map(|_| AtomicBool::new(false)).collect() })
+        let full = (0..shards).map(|_| AtomicBool::new(false)).collect();
+        Arc::new(Backlogs { limit, full, next: AtomicU32::new(0) })
     }
 
     pub fn limit(&self) -> u64 {
@@ -57,7 +64,7 @@ impl Backlogs {
         self.full.get(shard as usize).is_some_and(|full| full.load(Ordering::Relaxed))
     }
 
-    /// Reads every shard's backlog, in one round trip, until `stop`. A
+    /// Reads the shards' backlogs, one round trip a second, until `stop`. A
     /// read that fails leaves no shard refused: refusing on old news could
     /// go on long after the workers caught up, and while Redis does not
     /// answer the gateways, appends fail anyway.
@@ -76,16 +83,23 @@ impl Backlogs {
         .await
     }
 
-    /// Reads every shard's backlog and remembers which reached the limit.
+    /// Reads the backlogs of the next [`SHARDS_PER_READ`] shards (all of
+    /// them, with as many or fewer) and remembers which reached the limit.
     pub async fn read(&self, redis: &mut RedisConnection, keys: &Keys) -> Result<(), BusError> {
+        let shards = self.full.len() as u32;
+        let first = self.next.load(Ordering::Relaxed) % shards.max(1);
+        let count = shards.min(SHARDS_PER_READ);
+        self.next.store((first + count) % shards.max(1), Ordering::Relaxed);
+        let covered: Vec<u32> = (0..count).map(|n| (first + n) % shards).collect();
         let mut request = redis::pipe();
         request.ignore_errors();
-        for shard in 0..self.full.len() as u32 {
+        for &shard in &covered {
             let stream = keys.command_stream(shard);
             request.cmd("XLEN").arg(&stream).cmd("XINFO").arg("GROUPS").arg(&stream);
         }
         let replies: Vec<Value> = request.query_async(redis).await.map_err(|e| BusError::Unavailable(e.to_string()))?;
-        for (shard, pair) in replies.chunks(2).enumerate() {
+        for (&shard, pair) in covered.iter().zip(replies.chunks(2)) {
+            let shard = shard as usize;
             let [length, groups] = pair else { continue };
             let groups = match groups {
                 // A stream not made yet.
