@@ -8,6 +8,7 @@
 
 pub mod backlog;
 pub mod channels;
+pub mod group_info;
 pub mod keys;
 pub mod memory;
 pub mod presence_log;

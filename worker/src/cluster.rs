@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use redis::AsyncCommands;
+use shared::bus::group_info::workers_group;
 use shared::bus::keys::{Keys, GROUP};
 use shared::bus::redis::RedisBroker;
 use shared::bus::redis_connection::RedisConnection;
@@ -183,16 +184,10 @@ impl Worker {
                 }
             }
             let length: redis::RedisResult<i64> = redis.xlen(&stream).await;
-            let groups: redis::RedisResult<Vec<std::collections::HashMap<String, redis::Value>>> =
+            let groups: redis::RedisResult<redis::Value> =
                 redis::cmd("XINFO").arg("GROUPS").arg(&stream).query_async(&mut redis).await;
-            let group = groups.ok().and_then(|gs| {
-                gs.into_iter()
-                    .find(|g| matches!(g.get("name"), Some(redis::Value::BulkString(n)) if n == GROUP.as_bytes()))
-            });
-            let number = |field: &str| match group.as_ref().and_then(|g| g.get(field)) {
-                Some(redis::Value::Int(n)) => *n as f64,
-                _ => 0.0,
-            };
+            let group = groups.ok().as_ref().and_then(workers_group);
+            let number = |field: &str| group.as_ref().and_then(|g| g.count(field)).unwrap_or(0) as f64;
             metrics::gauge!("chat_stream_length", "shard" => label.clone()).set(length.unwrap_or(0) as f64);
             metrics::gauge!("chat_stream_pending", "shard" => label.clone()).set(number("pending"));
             metrics::gauge!("chat_stream_lag", "shard" => label).set(number("lag"));

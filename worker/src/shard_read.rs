@@ -27,6 +27,7 @@
 //! connection until an entry comes.
 
 use redis::{Pipeline, Value};
+use shared::bus::group_info::workers_group;
 use shared::bus::keys::{Keys, GROUP};
 
 use crate::lease::CHECK_BEFORE_READ;
@@ -111,29 +112,9 @@ impl ShardRead {
     }
 }
 
-/// The `last-delivered-id` of our group in an XINFO GROUPS reply (RESP2's
-/// field, value arrays or RESP3's maps).
+/// The `last-delivered-id` of our group in an XINFO GROUPS reply.
 fn last_delivered(groups: Value) -> Option<String> {
-    let Value::Array(groups) = groups else { return None };
-    groups.into_iter().find_map(|group| {
-        let fields: Vec<(Value, Value)> = match group {
-            Value::Map(fields) => fields,
-            Value::Array(flat) => {
-                let mut flat = flat.into_iter();
-                std::iter::from_fn(|| Some((flat.next()?, flat.next()?))).collect()
-            }
-            _ => return None,
-        };
-        let field = |name: &str| {
-            fields.iter().find_map(|(key, value)| match (key, value) {
-                (Value::BulkString(key), Value::BulkString(value)) if key == name.as_bytes() => {
-                    String::from_utf8(value.clone()).ok()
-                }
-                _ => None,
-            })
-        };
-        (field("name")? == GROUP).then(|| field("last-delivered-id")).flatten()
-    })
+    workers_group(&groups)?.text("last-delivered-id")
 }
 
 #[cfg(test)]

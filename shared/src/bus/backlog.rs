@@ -22,7 +22,6 @@
 //! `XDEL`, which nothing here sends), the backlog is taken to be the
 //! length.
 
-use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
@@ -31,7 +30,8 @@ use std::time::Duration;
 use redis::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::keys::{Keys, GROUP};
+use super::group_info::workers_group;
+use super::keys::Keys;
 use super::redis_connection::RedisConnection;
 use super::BusError;
 
@@ -124,21 +124,15 @@ fn backlog(length: &Value, groups: Option<&Value>) -> Option<u64> {
         Value::Int(n) => (*n).max(0) as u64,
         _ => return None,
     };
-    let Some(groups) = groups else { return Some(length) };
-    let groups: Vec<HashMap<String, Value>> = redis::from_redis_value_ref(groups).ok()?;
-    let ours = groups.iter().find(|g| matches!(g.get("name"), Some(Value::BulkString(n)) if n == GROUP.as_bytes()));
-    let Some(group) = ours else { return Some(length) };
-    let number = |field: &str| match group.get(field) {
-        Some(Value::Int(n)) => Some((*n).max(0) as u64),
-        _ => None,
-    };
-    let Some(lag) = number("lag") else { return Some(length) };
-    Some((lag + number("pending").unwrap_or(0)).min(length))
+    let Some(group) = groups.and_then(workers_group) else { return Some(length) };
+    let Some(lag) = group.count("lag") else { return Some(length) };
+    Some((lag + group.count("pending").unwrap_or(0)).min(length))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bus::keys::GROUP;
 
     fn group(name: &str, lag: Value, pending: i64) -> Value {
         Value::Array(vec![
