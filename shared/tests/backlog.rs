@@ -9,13 +9,19 @@ use redis::AsyncCommands;
 use shared::bus::backlog::Backlogs;
 use shared::bus::keys::{Keys, GROUP};
 use shared::bus::redis::connect;
+use shared::bus::redis_connection::RedisConnection;
+
+/// The test's Redis, and keys of a test's own with `shards` streams: the
+/// Redis may be shared with other tests.
+async fn redis_and_keys(shards: u32) -> (RedisConnection, Keys) {
+    let url = std::env::var("TEST_REDIS_URL").expect("TEST_REDIS_URL (run ./scripts/test)");
+    let keys = Keys::new(&format!("{}:", testkit::unique("backlog")), shards);
+    (connect(&url).await.expect("redis"), keys)
+}
 
 #[tokio::test]
 async fn a_shard_is_full_while_its_unacknowledged_commands_reach_the_limit() {
-    let url = std::env::var("TEST_REDIS_URL").expect("TEST_REDIS_URL (run ./scripts/test)");
-    // Keys of its own: the test's Redis may be shared with other tests.
-    let keys = Keys::new(&format!("{}:", testkit::unique("backlog")), 2);
-    let mut redis = connect(&url).await.expect("redis");
+    let (mut redis, keys) = redis_and_keys(2).await;
     let backlogs = Backlogs::new(2, 3);
     let (empty, busy) = (0, 1);
     let stream = keys.command_stream(busy);
@@ -57,9 +63,7 @@ async fn a_shard_is_full_while_its_unacknowledged_commands_reach_the_limit() {
 /// turn: a shard past the first 256 is read by the second.
 #[tokio::test]
 async fn many_shards_are_read_in_turn() {
-    let url = std::env::var("TEST_REDIS_URL").expect("TEST_REDIS_URL (run ./scripts/test)");
-    let keys = Keys::new(&format!("{}:", testkit::unique("backlogs")), 300);
-    let mut redis = connect(&url).await.expect("redis");
+    let (mut redis, keys) = redis_and_keys(300).await;
     let backlogs = Backlogs::new(300, 1);
     let (early, late) = (7, 299);
     for shard in [early, late] {
