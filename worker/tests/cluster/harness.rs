@@ -338,6 +338,20 @@ impl Cluster {
         }
     }
 
+    /// Polls gateway `gateway`'s `/metrics` until it has the line `line`:
+    /// for what a client cannot see.
+    pub async fn wait_for_metric(&self, gateway: usize, line: &str) {
+        let started = Instant::now();
+        loop {
+            let (_, metrics) = self.text(self.gateways[gateway].port, "/metrics").await;
+            if metrics.lines().any(|l| l == line) {
+                return;
+            }
+            assert!(started.elapsed() < Duration::from_secs(10), "no {line} in:\n{metrics}\n{}", self.logs());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// GET a plain-text page (metrics) from `port`.
     pub async fn text(&self, port: u16, path: &str) -> (u16, String) {
         let response = self.http.get(format!("http://127.0.0.1:{port}{path}")).send().await.expect("http");

@@ -74,7 +74,7 @@ async fn a_shard_at_its_backlog_limit_refuses_commands_and_loses_none() {
     };
     let backlog_read = |backlog: usize| format!("chat_command_backlog{{shard=\"{shard}\"}} {backlog}");
     // The gateway reads the backlogs every second; its gauge tells when.
-    wait_for_metric(&cluster, &backlog_read(3)).await;
+    cluster.wait_for_metric(0, &backlog_read(3)).await;
     let before = length().await;
 
     // Appended, it would wait for a worker: no reply at all.
@@ -92,19 +92,6 @@ async fn a_shard_at_its_backlog_limit_refuses_commands_and_loses_none() {
         }
     }
     assert_eq!(acked, [(json!("m1"), json!(2)), (json!("m2"), json!(3)), (json!("m3"), json!(4))]);
-    wait_for_metric(&cluster, &backlog_read(0)).await;
+    cluster.wait_for_metric(0, &backlog_read(0)).await;
     assert_eq!(alice.send_message(chat, "m4", "again").await["messageId"], 5);
-}
-
-/// Polls the gateway's `/metrics` until it has the line `line`.
-async fn wait_for_metric(cluster: &Cluster, line: &str) {
-    let started = Instant::now();
-    loop {
-        let (_, metrics) = cluster.text(cluster.gateways[0].port, "/metrics").await;
-        if metrics.lines().any(|l| l == line) {
-            return;
-        }
-        assert!(started.elapsed() < Duration::from_secs(10), "no {line} in:\n{metrics}\n{}", cluster.logs());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
