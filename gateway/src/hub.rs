@@ -24,17 +24,19 @@ use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use shared::bus::Broker;
-use shared::model::{ChatAction, ChatEvent, ChatId, ChatSummary, EventId, UserId};
+use shared::model::{ChatAction, ChatEvent, ChatId, EventId, UserId};
 use shared::protocol::native::outbound as render;
-use shared::store::Store;
+use shared::store::{Store, StoreError};
 use shared::sync::lock;
 
+use crate::chat_lists::{ChatList, ChatLists};
 use crate::handle::{ClientHandle, ConnectionId};
 use crate::latest::Latest;
 use crate::outbound::{Framed, Outbound};
 use crate::presence::order::LatestPresence;
 
 mod delivery;
+mod overtaken;
 mod repair;
 mod sink;
 
@@ -73,6 +75,9 @@ struct UserState {
     /// Chats the user left while their chat list was loading; the load
     /// must not resubscribe them. `None` once the list is loaded.
     left_while_loading: Option<HashSet<ChatId>>,
+    /// When the list was loaded: changes heard until a while after it may
+    /// have been overtaken (`hub::overtaken`).
+    loaded_at: Option<Instant>,
     last_typing: HashMap<ChatId, Instant>,
 }
 
@@ -173,6 +178,9 @@ impl ChatEntry {
 pub struct Hub {
     broker: Broker,
     store: Store,
+    /// Reads the chats of users connecting here, and of those a change
+    /// heard just after is checked for (`hub::overtaken`).
+    chat_lists: ChatLists,
     connections: DashMap<ConnectionId, Arc<ClientHandle>>,
     users: DashMap<String, Arc<LocalUser>>,
     chats: DashMap<ChatId, ChatEntry>,
@@ -193,6 +201,7 @@ impl Hub {
     pub fn new(broker: Broker, store: Store) -> Arc<Self> {
         Arc::new(Hub {
             broker,
+            chat_lists: ChatLists::start(store.clone()),
             store,
             connections: DashMap::new(),
             users: DashMap::new(),
@@ -206,6 +215,12 @@ impl Hub {
 
     pub fn user(&self, user: &str) -> Option<Arc<LocalUser>> {
         self.users.get(user).map(|u| u.clone())
+    }
+
+    /// `user`'s chats as the store has them, read with whichever other
+    /// users' are waiting (`chat_lists`).
+    pub async fn chat_list(&self, user: &str) -> Result<ChatList, Arc<StoreError>> {
+        self.chat_lists.of(user).await
     }
 
     /// Adds a connection. Returns its user and whether the user's chat list
@@ -239,6 +254,7 @@ impl Hub {
         let joined: Vec<(ChatId, EventId)> = {
             let mut state = lock(&user.state);
             let left = state.left_while_loading.take().unwrap_or_default();
+            state.loaded_at = Some(Instant::now());
             chats.into_iter().filter(|(c, _)| !left.contains(c) && state.chats.insert(*c)).collect()
         };
         for (chat, last_event_id) in joined {
@@ -352,25 +368,42 @@ impl Hub {
         });
     }
 
-    /// `chat` appeared, changed or disappeared for `user`, as of membership
-    /// `version`: unless a later change was applied already, follow it here
-    /// and tell the user's connections the frame `render` makes of the
-    /// action shown.
+    /// `chat` (whose last event is `last_event_id`) appeared, changed or
+    /// disappeared for `user`, as of membership `version`: unless a later
+    /// change was applied already, follow it here and tell the user's
+    /// connections the frame `render` makes of the action shown. One heard
+    /// just after the user's chats were loaded may have been overtaken, and
+    /// is checked first.
     fn chat_list_changed(
-        &self,
+        self: &Arc<Self>,
         user: UserId,
-        chat: &ChatSummary,
+        (chat, last_event_id): (ChatId, EventId),
         action: ChatAction,
         version: i64,
-        render: impl FnOnce(ChatAction) -> Framed,
+        render: impl FnOnce(ChatAction) -> Framed + Send + 'static,
     ) {
-        let key = (user, chat.id);
+        let key = (user, chat);
         if !self.latest_membership.is_current(&key, version.max(0) as u64) {
             return;
         }
         let (user, _) = key;
-        let shown = self.membership_changed(&user, chat.id, chat.last_event_id, action);
-        self.to_user(&user, || render(shown));
+        if let Some(local) = self.user(&user).filter(|local| local.may_be_overtaken(chat, action)) {
+            return self.apply_if_stored(local, (chat, last_event_id), action, version, render);
+        }
+        self.apply_membership_change(&user, (chat, last_event_id), action, render);
+    }
+
+    /// Follows a change [`Hub::chat_list_changed`] let through, and tells
+    /// the user.
+    fn apply_membership_change(
+        &self,
+        user: &str,
+        (chat, last_event_id): (ChatId, EventId),
+        action: ChatAction,
+        render: impl FnOnce(ChatAction) -> Framed,
+    ) {
+        let shown = self.membership_changed(user, chat, last_event_id, action);
+        self.to_user(user, || render(shown));
     }
 
     /// A chat appeared for or disappeared from `user`: follow it here.

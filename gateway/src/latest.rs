@@ -20,7 +20,7 @@ use shared::sync::lock;
 
 /// How long a map of numbers is written before it becomes the one only
 /// read, and then how long it is kept.
-const WINDOW: Duration = Duration::from_secs(60);
+pub(crate) const WINDOW: Duration = Duration::from_secs(60);
 
 pub struct Latest<K> {
     generations: Mutex<Generations<K>>,

@@ -19,7 +19,6 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::chat_lists::ChatLists;
 use crate::config::Settings;
 use crate::handle::Rejected;
 use crate::hub::{Hub, HubSink};
@@ -78,8 +77,6 @@ pub struct Node {
     /// Each user's REST calls on this node (`rest::allowance`).
     pub rest_allowance: RestAllowance,
     pub store: Store,
-    /// Loads the chat lists of connections setting up.
-    pub chat_lists: ChatLists,
     /// Reads the pages of connections' `sync`.
     pub sync_pages: SyncPages,
     pub hub: Arc<Hub>,
@@ -249,7 +246,6 @@ impl Node {
             incarnation: format!("{:016x}", rand::random::<u64>()),
             auth: Authenticator::new(secret),
             rest_allowance: RestAllowance::new(settings.rest_allowance()),
-            chat_lists: ChatLists::start(store.clone()),
             sync_pages: SyncPages::start(store.clone()),
             store,
             hub,

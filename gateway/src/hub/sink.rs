@@ -66,8 +66,9 @@ impl HubSink {
                 hub.to_co_members(&user, &chats, &frame);
             }
             Event::ChatList { user, action, chat, version } => {
-                let whole = |shown| Framed::new("chats", render::chats(shown, &chat));
-                hub.chat_list_changed(user, &chat, action, version, whole);
+                let place = (chat.id, chat.last_event_id);
+                let whole = move |shown| Framed::new("chats", render::chats(shown, &chat));
+                hub.chat_list_changed(user, place, action, version, whole);
             }
             Event::ChatListToMany { untold, action, chat, version } => {
                 // Most of a large group is held elsewhere: only those held
@@ -81,11 +82,11 @@ impl HubSink {
                 let mut members = None;
                 for user in chat.members().iter().filter(told) {
                     if let Some(summary) = chat.as_seen_by(user) {
-                        let spliced = |shown| {
-                            let members = members.get_or_insert_with(|| render::chats_end(chat.members()));
-                            Framed::spliced("chats", render::chats_head(shown, &summary), members.clone())
-                        };
-                        hub.chat_list_changed(user.clone(), &summary, action, version, spliced);
+                        let members = members.get_or_insert_with(|| render::chats_end(chat.members())).clone();
+                        let place = (summary.id, summary.last_event_id);
+                        let spliced =
+                            move |shown| Framed::spliced("chats", render::chats_head(shown, &summary), members);
+                        hub.chat_list_changed(user.clone(), place, action, version, spliced);
                     }
                 }
             }

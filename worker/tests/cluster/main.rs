@@ -10,6 +10,7 @@ mod harness;
 
 mod chat_changes;
 mod failures;
+mod first_load;
 mod leases;
 mod presence;
 mod protocol;
