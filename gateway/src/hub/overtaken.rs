@@ -11,11 +11,16 @@
 //! miss its messages), and an addition would follow a chat the user had
 //! been removed from again (they would receive it).
 //!
+//! The same holds after the node's subscription reconnects, for every
+//! user: the changes announced meanwhile are lost, the users' chats read
+//! again (`hub::repair`), and an earlier change can be heard after.
+//!
 //! An announcement goes out within seconds of its change, or after the
 //! half-minute of retries that a failed publish gets
 //! (`rest::chats::announce_later`): the same bound the versions are
 //! remembered for ([`crate::latest`]). So a change heard while the user's
-//! chats load, or within that bound after, is checked when following it
+//! chats load, or within that bound after they were read (first or again),
+//! is checked when following it
 //! would change what this node follows for the user. Their chats are read
 //! again, with other connections' loads, and the change is applied only
 //! if the store agrees with it. Any other change is applied as it comes.
@@ -87,5 +92,47 @@ impl Hub {
                 hub.apply_membership_change(&local.id, chat, action, render);
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use shared::bus::memory::MemoryBroker;
+    use shared::bus::Broker;
+    use shared::store::{NewChat, Store};
+
+    use super::*;
+    use crate::handle::ClientHandle;
+
+    /// Which changes are checked: those that would change what the node
+    /// follows, while the chats load and for the minute after each read of
+    /// them, the first or a repair's.
+    #[tokio::test]
+    async fn changes_are_checked_around_each_read_of_a_users_chats() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::connect(&format!("sqlite://{}/t.db", dir.path().display())).await.expect("store");
+        let chat = store.create_chat("bob", NewChat::group("g", ["alice"]), 1).await.map_err(|e| e.0).expect("chat");
+        let (chat, other) = (chat.chat_id, chat.chat_id + 1);
+        let hub = Hub::new(Broker::Memory(MemoryBroker::default()), store);
+        let (alice, fresh) = hub.register(Arc::new(ClientHandle::new(1, "alice".into(), 64)));
+        assert!(fresh);
+        let checked = |action| (alice.may_be_overtaken(chat, action), alice.may_be_overtaken(other, action));
+
+        assert_eq!(checked(ChatAction::Created), (true, true), "loading: every addition");
+        assert_eq!(checked(ChatAction::Deleted), (true, true), "loading: every removal, kept out of the load");
+        hub.chats_loaded(&alice, [(chat, 0)]);
+        assert_eq!(checked(ChatAction::Updated), (false, true), "loaded: an update of a chat followed is not");
+        assert_eq!(checked(ChatAction::Deleted), (true, false), "loaded: a removal of a chat not followed is not");
+
+        let long_ago = Instant::now().checked_sub(WINDOW + Duration::from_secs(1)).expect("uptime");
+        lock(&alice.state).loaded_at = Some(long_ago);
+        assert_eq!(checked(ChatAction::Created), (false, false), "a minute on: none");
+        assert_eq!(checked(ChatAction::Deleted), (false, false), "a minute on: none");
+
+        hub.repair(vec![alice.clone()]).await;
+        assert_eq!(checked(ChatAction::Created), (false, true), "repaired: checked again");
+        assert_eq!(checked(ChatAction::Deleted), (true, false), "repaired: checked again");
     }
 }

@@ -13,6 +13,8 @@
 //!
 //! A `chats` event applied while a user's list is being read wins: the
 //! read may predate it. Such a user is read again, a few times at most.
+//! One heard in the minute after the read is checked against the store
+//! first, as after a first load (`hub::overtaken`).
 //! No frame is sent for a repaired membership: the `chats` frame owed for
 //! it carries a view of the chat this node cannot rebuild (a removed
 //! member's last one); a client learns of it from its next chat list, as
@@ -74,7 +76,7 @@ impl Hub {
     /// Repairs `users`, and again those whose membership changed while
     /// read, a few passes at most. One repair runs at a time; another asked
     /// for meanwhile runs after it.
-    async fn repair(&self, users: Vec<Arc<LocalUser>>) {
+    pub(super) async fn repair(&self, users: Vec<Arc<LocalUser>>) {
         let _one_at_a_time = self.repairing.lock().await;
         self.repair_in_passes(users).await;
     }
@@ -127,6 +129,11 @@ impl Hub {
                     state.chats.remove(chat);
                 }
                 state.chats.extend(followed.iter().map(|(c, _)| *c));
+                // A change announced while this node was not listening is
+                // in this read, and an earlier one heard from now on may
+                // have been overtaken by it: checked, as after a first
+                // load (`hub::overtaken`).
+                state.loaded_at = Some(std::time::Instant::now());
                 (followed, dropped)
             };
             // Outside the user's lock: the hub's lock order takes a chat's
