@@ -12,8 +12,9 @@ use crate::node::STORE_DEADLINE;
 
 /// Loaders reading at once: four of the database pool's sixteen
 /// connections, as many for the sync pages' loaders and two for the sync
-/// bounds' ([`crate::sync_pages`]), and the rest for the REST API,
-/// presence and gap fills.
+/// bounds' ([`crate::sync_pages`]), one for membership checks
+/// ([`crate::member_checks`]), and the rest for the REST API, presence and
+/// gap fills.
 const LOADERS: usize = 4;
 /// Users per statement, well under SQLite's limit on parameters.
 const MOST_USERS: usize = 256;

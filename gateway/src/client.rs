@@ -141,7 +141,7 @@ async fn serve(node: Arc<Node>, user: String, socket: UpgradeFut) -> Result<(), 
         // subscription listening, or past the wait, the chats are loaded
         // anyway and read again once the channel is live.
         let live = node.broker.user_subscribed(&user, SUBSCRIBE_WAIT).await;
-        match node.hub.chat_list(&user).await {
+        match node.chat_lists.of(&user).await {
             Ok(chats) => {
                 node.hub.chats_loaded(&local, chats);
                 if !live {

@@ -103,8 +103,9 @@ pub struct Settings {
     pub user_connections: usize,
 
     /// Membership changes telling this many members or more are published
-    /// once, for every gateway, instead of once per member. 0: never (for a
-    /// rolling upgrade from a release whose gateways do not hear that).
+    /// once, for every gateway, instead of once per member, while every
+    /// live gateway reads that event's form. 0: never (for a rolling
+    /// upgrade from a release whose gateways do not hear that).
     #[arg(long, env = "SHARED_ANNOUNCE_FROM", default_value_t = 100, global = true)]
     pub shared_announce_from: usize,
 

@@ -26,12 +26,12 @@ use dashmap::DashMap;
 use shared::bus::Broker;
 use shared::model::{ChatAction, ChatEvent, ChatId, EventId, UserId};
 use shared::protocol::native::outbound as render;
-use shared::store::{Store, StoreError};
+use shared::store::Store;
 use shared::sync::lock;
 
-use crate::chat_lists::{ChatList, ChatLists};
 use crate::handle::{ClientHandle, ConnectionId};
 use crate::latest::Latest;
+use crate::member_checks::MemberChecks;
 use crate::outbound::{Framed, Outbound};
 use crate::presence::order::LatestPresence;
 
@@ -178,9 +178,9 @@ impl ChatEntry {
 pub struct Hub {
     broker: Broker,
     store: Store,
-    /// Reads the chats of users connecting here, and of those a change
-    /// heard just after is checked for (`hub::overtaken`).
-    chat_lists: ChatLists,
+    /// Checks membership changes that may have been overtaken
+    /// (`hub::overtaken`).
+    member_checks: MemberChecks,
     connections: DashMap<ConnectionId, Arc<ClientHandle>>,
     users: DashMap<String, Arc<LocalUser>>,
     chats: DashMap<ChatId, ChatEntry>,
@@ -201,7 +201,7 @@ impl Hub {
     pub fn new(broker: Broker, store: Store) -> Arc<Self> {
         Arc::new(Hub {
             broker,
-            chat_lists: ChatLists::start(store.clone()),
+            member_checks: MemberChecks::start(store.clone()),
             store,
             connections: DashMap::new(),
             users: DashMap::new(),
@@ -215,12 +215,6 @@ impl Hub {
 
     pub fn user(&self, user: &str) -> Option<Arc<LocalUser>> {
         self.users.get(user).map(|u| u.clone())
-    }
-
-    /// `user`'s chats as the store has them, read with whichever other
-    /// users' are waiting (`chat_lists`).
-    pub async fn chat_list(&self, user: &str) -> Result<ChatList, Arc<StoreError>> {
-        self.chat_lists.of(user).await
     }
 
     /// Adds a connection. Returns its user and whether the user's chat list
@@ -355,25 +349,17 @@ impl Hub {
         }
     }
 
-    /// Sends `user`'s connections here the frame `render` makes, made only
-    /// if they have any: standalone hears every member's `chats` event, and
-    /// rendering each (the chat's whole member list) for members not
-    /// connected was most of a large group's membership change.
-    fn to_user(&self, user: &str, render: impl FnOnce() -> Framed) {
-        // Rendered outside the map's lock.
-        let Some(user) = self.user(user) else { return };
-        let frame = Arc::new(render());
-        user.each_connection(|c| {
-            let _ = c.push(Outbound::Frame(frame.clone()));
-        });
-    }
-
     /// `chat` (whose last event is `last_event_id`) appeared, changed or
     /// disappeared for `user`, as of membership `version`: unless a later
     /// change was applied already, follow it here and tell the user's
     /// connections the frame `render` makes of the action shown. One heard
-    /// just after the user's chats were loaded may have been overtaken, and
+    /// just after the user's chats were read may have been overtaken, and
     /// is checked first.
+    ///
+    /// The frame is made only for a user held here: standalone hears every
+    /// member's `chats` event, and rendering each (the chat's whole member
+    /// list) for members not connected was most of a large group's
+    /// membership change.
     fn chat_list_changed(
         self: &Arc<Self>,
         user: UserId,
@@ -386,40 +372,47 @@ impl Hub {
         if !self.latest_membership.is_current(&key, version.max(0) as u64) {
             return;
         }
-        let (user, _) = key;
-        if let Some(local) = self.user(&user).filter(|local| local.may_be_overtaken(chat, action)) {
+        let Some(local) = self.user(&key.0) else { return };
+        if local.may_be_overtaken(chat, action, Instant::now()) {
             return self.apply_if_stored(local, (chat, last_event_id), action, version, render);
         }
-        self.apply_membership_change(&user, (chat, last_event_id), action, render);
+        self.apply_membership_change(&local, (chat, last_event_id), action, render);
     }
 
     /// Follows a change [`Hub::chat_list_changed`] let through, and tells
-    /// the user.
+    /// the user: the frame comes before the chat's events, which start once
+    /// it is followed, and after the last of them, which stop before.
     fn apply_membership_change(
         &self,
-        user: &str,
+        local: &Arc<LocalUser>,
         (chat, last_event_id): (ChatId, EventId),
         action: ChatAction,
         render: impl FnOnce(ChatAction) -> Framed,
     ) {
-        let shown = self.membership_changed(user, chat, last_event_id, action);
-        self.to_user(user, || render(shown));
+        let (shown, follow) = self.membership_changed(local, chat, action);
+        let frame = Arc::new(render(shown));
+        local.each_connection(|c| {
+            let _ = c.push(Outbound::Frame(frame.clone()));
+        });
+        if follow {
+            self.subscribe(local, chat, last_event_id);
+        }
     }
 
-    /// A chat appeared for or disappeared from `user`: follow it here.
-    /// Returns the action to show the user. An `updated` chat is one they
-    /// are a member of; if this node does not follow it for them, its
-    /// `created` was overtaken (a later change published sooner, then the
-    /// `created` dropped as older), so it is followed and shown as created.
-    fn membership_changed(&self, user: &str, chat: ChatId, last_event_id: EventId, action: ChatAction) -> ChatAction {
-        let Some(local) = self.user(user) else { return action };
+    /// A chat appeared for or disappeared from `local`: records it, and
+    /// stops following a chat they left. Returns the action to show the
+    /// user, and whether the chat is now to be followed. An `updated` chat
+    /// is one they are a member of; if this node does not follow it for
+    /// them, its `created` was overtaken (a later change published sooner,
+    /// then the `created` dropped as older), so it is followed and shown as
+    /// created.
+    fn membership_changed(&self, local: &Arc<LocalUser>, chat: ChatId, action: ChatAction) -> (ChatAction, bool) {
         lock(&local.state).membership_changes += 1;
         match action {
             ChatAction::Created | ChatAction::Updated => {
                 let added = lock(&local.state).chats.insert(chat);
                 if added {
-                    self.subscribe(&local, chat, last_event_id);
-                    return ChatAction::Created;
+                    return (ChatAction::Created, true);
                 }
             }
             ChatAction::Deleted => {
@@ -431,11 +424,11 @@ impl Hub {
                     state.chats.remove(&chat)
                 };
                 if removed {
-                    self.unsubscribe(&local, chat);
+                    self.unsubscribe(local, chat);
                 }
             }
         }
-        action
+        (action, false)
     }
 }
 

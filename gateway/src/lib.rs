@@ -14,9 +14,11 @@
 //! - [`outbound_queue`]: the bounded queue of those items, under the connection's lock.
 //! - [`hub`]: local users, chat subscriptions, fan-out.
 //! - [`batched`]: reads many connections ask for at once, many to a statement.
-//! - [`chat_lists`], [`sync_pages`]: the two such reads, when connecting and syncing.
+//! - [`chat_lists`], [`sync_pages`]: the two such reads, when connecting and syncing;
+//!   [`member_checks`]: memberships, for changes that may have been overtaken.
 //! - [`ordering`]: per-chat order and gap detection.
 //! - [`presence`]: online/offline tracking and announcements.
+//! - [`fleet_forms`]: whether every live gateway reads the shared `chats` event's form.
 //! - [`heartbeat`]: the deadline sweep.
 //! - [`rest`]: the REST API and health endpoints.
 //! - [`command_budget`]: how many commands a connection may send.
@@ -30,11 +32,13 @@ pub mod client;
 pub mod command_budget;
 pub mod command_order;
 pub mod config;
+pub mod fleet_forms;
 pub mod frame_metrics;
 pub mod handle;
 pub mod heartbeat;
 pub mod hub;
 pub mod latest;
+pub mod member_checks;
 pub mod node;
 pub mod ordering;
 pub mod outbound;

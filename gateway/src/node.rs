@@ -19,7 +19,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::chat_lists::ChatLists;
 use crate::config::Settings;
+use crate::fleet_forms::FleetForms;
 use crate::handle::Rejected;
 use crate::hub::{Hub, HubSink};
 use crate::outbound::Outbound;
@@ -77,12 +79,16 @@ pub struct Node {
     /// Each user's REST calls on this node (`rest::allowance`).
     pub rest_allowance: RestAllowance,
     pub store: Store,
+    /// Loads the chat lists of connections setting up.
+    pub chat_lists: ChatLists,
     /// Reads the pages of connections' `sync`.
     pub sync_pages: SyncPages,
     pub hub: Arc<Hub>,
     pub broker: Broker,
     pub commands: CommandQueue,
     pub presence: Arc<Presence>,
+    /// Whether every live gateway reads the shared `chats` event.
+    pub fleet_forms: Arc<FleetForms>,
     /// The next connection's number, from [`first_connection_number`].
     pub next_connection: AtomicU64,
     /// Every connection's task, so shutdown can wait for them.
@@ -126,6 +132,7 @@ impl Node {
         let hub = Hub::new(broker.clone(), store.clone());
         memory_broker.attach(Arc::new(HubSink(hub.clone())));
         let presence = Presence::standalone();
+        let fleet_forms = Arc::new(FleetForms::standalone());
 
         let stop_worker = CancellationToken::new();
         let processor = worker::Processor::new(store.clone());
@@ -152,7 +159,18 @@ impl Node {
         let node_id = settings.node_id.clone().unwrap_or_else(generated_node_id);
         let commands = CommandQueue::Memory(commands);
         Ok(Self::assemble(
-            node_id, settings, secret, metrics, health, store, hub, broker, commands, presence, background,
+            node_id,
+            settings,
+            secret,
+            metrics,
+            health,
+            store,
+            hub,
+            broker,
+            commands,
+            presence,
+            fleet_forms,
+            background,
         ))
     }
 
@@ -175,8 +193,10 @@ impl Node {
         redis_broker.want(keys.presence_channel(), true);
         redis_broker.want(keys.chat_lists_channel(), true);
 
+        let fleet_forms = Arc::new(FleetForms::unknown());
+        let prefix = &settings.cluster.redis_prefix;
         let cluster_presence =
-            Arc::new(ClusterPresence::new(redis.clone(), keys.clone(), &settings.cluster.redis_prefix, &node_id));
+            Arc::new(ClusterPresence::new(redis.clone(), keys.clone(), prefix, &node_id, fleet_forms.clone()));
         let presence = Presence::clustered_with(cluster_presence.clone());
         // A previous process under this id may have died with users online.
         let at = shared::clock::now_ms();
@@ -185,6 +205,12 @@ impl Node {
             tracing::info!(users = stale.len(), "cleared presence left by a previous run of this node");
         }
         presence.reaped(stale, seq, at);
+        // The first lease round before serving, so that the node starts
+        // knowing which form of shared event the others read.
+        if let Err(e) = cluster_presence.tick(&presence).await {
+            metrics::counter!("chat_redis_errors_total", "op" => "presence").increment(1);
+            tracing::warn!(error = %e, "presence lease round failed");
+        }
 
         let health = Health::new(settings.common.unreachable_grace_ms, true);
         let backlogs = Backlogs::new(keys.shards(), settings.command_backlog_limit);
@@ -207,7 +233,18 @@ impl Node {
         let background = Background { worker: None, others, stop_others };
         let commands = CommandQueue::Redis(RedisCommands::new(redis, keys, backlogs));
         Ok(Self::assemble(
-            node_id, settings, secret, metrics, health, store, hub, broker, commands, presence, background,
+            node_id,
+            settings,
+            secret,
+            metrics,
+            health,
+            store,
+            hub,
+            broker,
+            commands,
+            presence,
+            fleet_forms,
+            background,
         ))
     }
 
@@ -223,6 +260,7 @@ impl Node {
         broker: Broker,
         commands: CommandQueue,
         presence: Arc<Presence>,
+        fleet_forms: Arc<FleetForms>,
         mut background: Background,
     ) -> Arc<Node> {
         background.others.push((
@@ -246,12 +284,14 @@ impl Node {
             incarnation: format!("{:016x}", rand::random::<u64>()),
             auth: Authenticator::new(secret),
             rest_allowance: RestAllowance::new(settings.rest_allowance()),
+            chat_lists: ChatLists::start(store.clone()),
             sync_pages: SyncPages::start(store.clone()),
             store,
             hub,
             broker,
             commands,
             presence,
+            fleet_forms,
             next_connection: AtomicU64::new(first_connection_number()),
             connections: TaskTracker::new(),
             setup_permits: tokio::sync::Semaphore::new(setup_concurrency),

@@ -83,6 +83,14 @@ impl ReplyAddress {
     }
 }
 
+/// The form of [`Event::ChatListToMany`] this release publishes and reads:
+/// 2 since `239aa446` (members not told named by exception, unread counts
+/// in the member list's order). A gateway names it in its liveness key, and
+/// the shared event goes out only while every live gateway reads it
+/// (`gateway::fleet_forms`). A release that changes the form raises it, and
+/// must still read the form before.
+pub const CHAT_LIST_FORM: u32 = 2;
+
 /// Everything a gateway may need to push to its connections. Serialized
 /// (JSON) when it crosses Redis; the field names are internal, not wire.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -120,7 +128,7 @@ pub enum Event {
         version: i64,
     },
     /// A chat appeared, changed or disappeared for each of its members but
-    /// `untold` at once: [`Event::ChatList`] for a large group, where one
+    /// `untold` at once, in form [`CHAT_LIST_FORM`]: [`Event::ChatList`] for a large group, where one
     /// event per member, each naming every member, would cost the square
     /// of the group's size. Goes to every gateway (in a cluster, one
     /// channel they all hear); each tells the members it holds, each the

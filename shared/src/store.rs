@@ -219,6 +219,17 @@ impl Store {
     pub async fn membership(&self, chat: ChatId, user: &str) -> Result<Membership, StoreError> {
         membership(&self.reader, chat, user).await
     }
+
+    /// Those of `pairs` (chat, user) that are memberships, in one
+    /// statement.
+    pub async fn memberships_among(
+        &self,
+        pairs: &[(ChatId, &str)],
+    ) -> Result<std::collections::HashSet<(ChatId, UserId)>, StoreError> {
+        let mut conn = self.reader.acquire().await?;
+        let found = members_of_pairs(&mut conn, pairs.iter().copied()).await?;
+        Ok(found.into_keys().map(|(chat, user)| (chat, user.to_owned())).collect())
+    }
 }
 
 fn pool_options(max: u32) -> AnyPoolOptions {

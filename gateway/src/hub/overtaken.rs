@@ -15,18 +15,24 @@
 //! user: the changes announced meanwhile are lost, the users' chats read
 //! again (`hub::repair`), and an earlier change can be heard after.
 //!
-//! An announcement goes out within seconds of its change, or after the
-//! half-minute of retries that a failed publish gets
-//! (`rest::chats::announce_later`): the same bound the versions are
-//! remembered for ([`crate::latest`]). So a change heard while the user's
-//! chats load, or within that bound after they were read (first or again),
-//! is checked when following it
-//! would change what this node follows for the user. Their chats are read
-//! again, with other connections' loads, and the change is applied only
-//! if the store agrees with it. Any other change is applied as it comes.
-//! A failed read applies it as heard, as before this check.
+//! An announcement goes out within some 40 s of its change: seconds, or
+//! the half-minute of retries a failed publish gets
+//! (`rest::chats::announce_later`). So a change heard while the user's
+//! chats load, or within a minute after they were read (first or by a
+//! repair; the same minute the versions are remembered for,
+//! [`crate::latest`]), is checked when following it would change what this
+//! node follows for the user: the membership is read from the store
+//! ([`crate::member_checks`], apart from the loads), and the change is
+//! applied only if the store agrees with it and no later change was
+//! applied meanwhile. Any other change is applied as it comes. A failed
+//! read applies it as heard, as before this check.
+//!
+//! The changes a check delays are a recent user's additions (they sync
+//! from the chat's `created` frame) and removals: for the read's few
+//! milliseconds, a removed member goes on receiving the chat here.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use shared::model::{ChatAction, ChatId, EventId};
 use shared::sync::lock;
@@ -38,11 +44,11 @@ use crate::outbound::Framed;
 impl LocalUser {
     /// Whether following `action` on `chat` now would change what this
     /// node follows for the user, while their chats load or within the
-    /// bound after.
-    pub(super) fn may_be_overtaken(&self, chat: ChatId, action: ChatAction) -> bool {
+    /// bound after they were read.
+    pub(super) fn may_be_overtaken(&self, chat: ChatId, action: ChatAction, now: Instant) -> bool {
         let state = lock(&self.state);
         let recent = match state.loaded_at {
-            Some(loaded_at) => loaded_at.elapsed() < WINDOW,
+            Some(loaded_at) => now.saturating_duration_since(loaded_at) < WINDOW,
             None => state.left_while_loading.is_some(),
         };
         let followed = state.chats.contains(&chat);
@@ -56,8 +62,8 @@ impl LocalUser {
 }
 
 impl Hub {
-    /// Reads `local`'s chats, and applies the change if it agrees with
-    /// them (`hub::chat_list_changed`).
+    /// Checks `local`'s membership of the chat in the store, and applies the
+    /// change if it agrees (`hub::chat_list_changed`).
     pub(super) fn apply_if_stored(
         self: &Arc<Self>,
         local: Arc<LocalUser>,
@@ -68,8 +74,8 @@ impl Hub {
     ) {
         let hub = self.clone();
         tokio::spawn(async move {
-            let member = match hub.chat_list(&local.id).await {
-                Ok(chats) => Some(chats.iter().any(|(c, _)| *c == chat.0)),
+            let member = match hub.member_checks.is_member(chat.0, &local.id).await {
+                Ok(member) => Some(member),
                 Err(e) => {
                     metrics::counter!("chat_database_errors_total").increment(1);
                     tracing::warn!(error = %e, user = local.id, "could not check a membership change; applied as heard");
@@ -87,9 +93,14 @@ impl Hub {
                 );
                 return;
             }
-            // A later change heard during the read was applied already.
+            // Gone meanwhile, or gone and back: a new arrival's own read of
+            // its chats follows this change.
+            if !hub.user(&local.id).is_some_and(|current| Arc::ptr_eq(&current, &local)) {
+                return;
+            }
+            // A later change heard during the check was applied already.
             if hub.latest_membership.is_current(&(local.id.clone(), chat.0), version.max(0) as u64) {
-                hub.apply_membership_change(&local.id, chat, action, render);
+                hub.apply_membership_change(&local, chat, action, render);
             }
         });
     }
@@ -118,7 +129,9 @@ mod tests {
         let hub = Hub::new(Broker::Memory(MemoryBroker::default()), store);
         let (alice, fresh) = hub.register(Arc::new(ClientHandle::new(1, "alice".into(), 64)));
         assert!(fresh);
-        let checked = |action| (alice.may_be_overtaken(chat, action), alice.may_be_overtaken(other, action));
+        let checked_at =
+            |action, now| (alice.may_be_overtaken(chat, action, now), alice.may_be_overtaken(other, action, now));
+        let checked = |action| checked_at(action, Instant::now());
 
         assert_eq!(checked(ChatAction::Created), (true, true), "loading: every addition");
         assert_eq!(checked(ChatAction::Deleted), (true, true), "loading: every removal, kept out of the load");
@@ -126,13 +139,15 @@ mod tests {
         assert_eq!(checked(ChatAction::Updated), (false, true), "loaded: an update of a chat followed is not");
         assert_eq!(checked(ChatAction::Deleted), (true, false), "loaded: a removal of a chat not followed is not");
 
-        let long_ago = Instant::now().checked_sub(WINDOW + Duration::from_secs(1)).expect("uptime");
-        lock(&alice.state).loaded_at = Some(long_ago);
-        assert_eq!(checked(ChatAction::Created), (false, false), "a minute on: none");
-        assert_eq!(checked(ChatAction::Deleted), (false, false), "a minute on: none");
+        let a_minute_on = Instant::now() + WINDOW + Duration::from_secs(1);
+        assert_eq!(checked_at(ChatAction::Created, a_minute_on), (false, false), "a minute on: none");
+        assert_eq!(checked_at(ChatAction::Deleted, a_minute_on), (false, false), "a minute on: none");
 
+        let loaded_at = lock(&alice.state).loaded_at.expect("loaded");
         hub.repair(vec![alice.clone()]).await;
-        assert_eq!(checked(ChatAction::Created), (false, true), "repaired: checked again");
-        assert_eq!(checked(ChatAction::Deleted), (true, false), "repaired: checked again");
+        let repaired_at = lock(&alice.state).loaded_at.expect("loaded");
+        assert!(repaired_at > loaded_at, "a repair's read starts the minute again");
+        let a_minute_on = repaired_at + WINDOW + Duration::from_secs(1);
+        assert_eq!(checked_at(ChatAction::Created, a_minute_on), (false, false), "a minute after the repair: none");
     }
 }

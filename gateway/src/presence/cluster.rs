@@ -38,6 +38,7 @@ use std::time::Duration;
 use redis::AsyncCommands;
 use shared::bus::keys::Keys;
 use shared::bus::redis_connection::RedisConnection;
+use shared::bus::CHAT_LIST_FORM;
 use shared::clock::now_ms;
 use shared::model::Millis;
 use shared::sync::lock;
@@ -45,6 +46,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::scripts::{COUNT, REAP, RECOUNT, RESTORE};
 use super::Presence;
+use crate::fleet_forms::{form_of, FleetForms};
 
 /// A node's lease lasts this long unless renewed; it is renewed every
 /// second, and dead nodes are looked for every second, so a dead node's
@@ -90,6 +92,8 @@ pub struct ClusterPresence {
     keys: Keys,
     prefix: String,
     node: String,
+    /// Told each round which shared-event form the live gateways read.
+    forms: Arc<FleetForms>,
     count: redis::Script,
     /// Held (shared) by every connection while it changes its counts, here
     /// and in Redis; held alone while the counts are written back.
@@ -124,12 +128,13 @@ struct Unanswered {
 }
 
 impl ClusterPresence {
-    pub fn new(redis: RedisConnection, keys: Keys, prefix: &str, node: &str) -> Self {
+    pub fn new(redis: RedisConnection, keys: Keys, prefix: &str, node: &str, forms: Arc<FleetForms>) -> Self {
         ClusterPresence {
             redis,
             keys,
             prefix: prefix.to_owned(),
             node: node.to_owned(),
+            forms,
             count: redis::Script::new(COUNT),
             counting: tokio::sync::RwLock::new(()),
             next_change: AtomicU64::new(0),
@@ -424,12 +429,16 @@ impl ClusterPresence {
         Ok(())
     }
 
-    async fn tick(&self, presence: &Presence) -> redis::RedisResult<()> {
+    /// One lease round: renews this node's lease, writes its counts back
+    /// if Redis forgot them, and reaps dead nodes. Run every second, and
+    /// once before the node serves, so that it starts knowing the other
+    /// gateways' forms.
+    pub async fn tick(&self, presence: &Presence) -> redis::RedisResult<()> {
         let mut redis = self.redis.clone();
         let _: () = redis
             .set_options(
                 self.keys.node_alive(&self.node),
-                1,
+                CHAT_LIST_FORM,
                 redis::SetOptions::default().with_expiration(redis::SetExpiry::PX(NODE_LEASE.as_millis() as u64)),
             )
             .await?;
@@ -464,9 +473,13 @@ impl ClusterPresence {
         }
         self.recount_due(presence).await?;
         let nodes: Vec<String> = redis.smembers(self.keys.nodes()).await?;
+        let mut oldest_form = CHAT_LIST_FORM;
         for node in nodes.into_iter().filter(|n| *n != self.node) {
-            let alive: bool = redis.exists(self.keys.node_alive(&node)).await?;
-            if !alive {
+            // A live node's key names the form it reads (`fleet_forms`).
+            let alive: Option<String> = redis.get(self.keys.node_alive(&node)).await?;
+            if let Some(form) = alive {
+                oldest_form = oldest_form.min(form_of(&form));
+            } else {
                 let at = now_ms();
                 let (seq, gone) = self.reap(&node, Reaping::Dead, at).await?;
                 if !gone.is_empty() {
@@ -475,6 +488,7 @@ impl ClusterPresence {
                 presence.reaped(gone, seq, at);
             }
         }
+        self.forms.observed(oldest_form);
         Ok(())
     }
 }

@@ -180,7 +180,8 @@ async fn read_views(node: &Node, chat: ChatId) -> Option<Arc<MemberViews>> {
 /// Sends each of `users` the chat as they see it, as of membership
 /// `version`.
 ///
-/// From `SHARED_ANNOUNCE_FROM` users on, in one event that every gateway
+/// From `SHARED_ANNOUNCE_FROM` users on, while every live gateway reads
+/// its form ([`crate::fleet_forms`]), in one event that every gateway
 /// hears: the chat as all of them see it, which each gateway renders for
 /// the users it holds. Below, one event per user, on the user's channel.
 /// For a group of N, per-user events carry about N² member ids through
@@ -197,7 +198,7 @@ async fn read_views(node: &Node, chat: ChatId) -> Option<Arc<MemberViews>> {
 async fn announce(node: &Node, views: Option<&Arc<MemberViews>>, users: &[String], action: ChatAction, version: i64) {
     let Some(views) = views else { return };
     let shared_from = node.settings.shared_announce_from;
-    if shared_from > 0 && users.len() >= shared_from {
+    if shared_from > 0 && users.len() >= shared_from && node.fleet_forms.shared_event_read_everywhere() {
         let told: HashSet<&str> = users.iter().map(String::as_str).collect();
         let untold: Arc<[UserId]> = views.members().iter().filter(|m| !told.contains(m.as_str())).cloned().collect();
         let event = Event::ChatListToMany { untold, action, chat: views.clone(), version };

@@ -159,3 +159,67 @@ async fn a_large_group_s_membership_changes_cross_redis_once_each() {
     }
     assert_eq!(to_users, [keys.user_channel("dave"), keys.user_channel("carol")], "each told alone");
 }
+
+/// While a gateway that reads an older form of the shared event lives
+/// (here one of a release before the forms, whose liveness key holds
+/// `1`), a large group's change goes out per member, which every release
+/// reads; once it is gone, as one shared event again. Rolling a release
+/// that changes the form out, or back, needs no setting changed.
+#[tokio::test]
+async fn a_large_group_s_change_goes_per_member_while_an_older_gateway_lives() {
+    let options = Options { gateway_env: vec![("SHARED_ANNOUNCE_FROM", "2".into())], ..Options::default() };
+    let cluster = Cluster::start(options, 1, 1).await;
+    let keys = cluster.keys();
+    let mut redis = cluster.redis().await;
+    let older = keys.node_alive("gw-older");
+    let _: () = redis::cmd("SET").arg(&older).arg(1).arg("PX").arg(120_000).query_async(&mut redis).await.expect("SET");
+    let _: i64 = redis::AsyncCommands::sadd(&mut redis, keys.nodes(), "gw-older").await.expect("SADD");
+    cluster.wait_for_metric(0, "chat_fleet_chat_list_form 1").await;
+
+    let client = redis::Client::open(cluster.redis_url.as_str()).expect("redis url");
+    let mut heard = client.get_async_pubsub().await.expect("subscriber");
+    heard.psubscribe(format!("{}*", keys.user_channel(""))).await.expect("PSUBSCRIBE");
+    heard.subscribe(keys.chat_lists_channel()).await.expect("SUBSCRIBE");
+    let mut heard = heard.into_on_message();
+    let mut bob = cluster.connect(0, "bob").await;
+    let chat = cluster.group(0, "alice", &["bob", "carol"]).await;
+    assert_eq!(bob.recv_type("chats").await["action"], "created");
+    let (to_users, to_all) = announcements(&cluster, &mut heard).await;
+    assert_eq!(to_all, 0, "no shared event while the older gateway lives");
+    let mut told = to_users.clone();
+    told.sort();
+    assert_eq!(told, ["alice", "bob", "carol"].map(|u| keys.user_channel(u)), "one event per member");
+
+    let _: i64 = redis::AsyncCommands::del(&mut redis, &older).await.expect("DEL");
+    cluster.wait_for_metric(0, "chat_fleet_chat_list_form 2").await;
+    let members = format!("/v1/chats/{chat}/members");
+    let (status, body) = cluster.call(0, "POST", "alice", &members, Some(json!({"userId": "dave"}))).await;
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(bob.recv_type("chats").await["action"], "updated");
+    let (to_users, to_all) = announcements(&cluster, &mut heard).await;
+    assert_eq!(to_all, 1, "one shared event once it is gone");
+    assert_eq!(to_users, [keys.user_channel("dave")], "and the newcomer told alone");
+}
+
+/// The announcements `heard` so far: the user channels they went to, and
+/// how many went to every gateway. Redis hands a subscriber its messages
+/// in the order published: once a marker published now arrives, every
+/// announcement made before has.
+async fn announcements(
+    cluster: &Cluster,
+    heard: &mut (impl futures_util::Stream<Item = redis::Msg> + Unpin),
+) -> (Vec<String>, usize) {
+    let keys = cluster.keys();
+    let marker = keys.user_channel("zz-marker");
+    let _: () = redis::AsyncCommands::publish(&mut cluster.redis().await, &marker, "end").await.expect("PUBLISH");
+    let (mut to_users, mut to_all) = (Vec::new(), 0);
+    loop {
+        let message =
+            tokio::time::timeout(Duration::from_secs(10), heard.next()).await.expect("the marker arrives").expect("on");
+        match message.get_channel_name() {
+            channel if channel == marker => return (to_users, to_all),
+            channel if channel == keys.chat_lists_channel() => to_all += 1,
+            channel => to_users.push(channel.to_owned()),
+        }
+    }
+}
