@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-final LABEL=s40-final-2-run3 CONNECTED=9998 bench/big-group.sh cluster

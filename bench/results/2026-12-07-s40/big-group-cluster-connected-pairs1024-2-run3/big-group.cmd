@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-pairs1024 LABEL=s40-pairs1024-2-run3 CONNECTED=9998 bench/big-group.sh cluster
