@@ -13,13 +13,15 @@
 //!
 //! The same holds after the node's subscription reconnects, for every
 //! user: the changes announced meanwhile are lost, the users' chats read
-//! again (`hub::repair`), and an earlier change can be heard after.
+//! again (`hub::repair`), and an earlier change can be heard after, from
+//! the reconnect on.
 //!
 //! An announcement goes out within some 40 s of its change: seconds, or
 //! the half-minute of retries a failed publish gets
 //! (`rest::chats::announce_later`). So a change heard while the user's
 //! chats load, or within a minute after they were read (first or by a
-//! repair; the same minute the versions are remembered for,
+//! repair, and from the reconnect that calls for one; the same minute the
+//! versions are remembered for,
 //! [`crate::latest`]), is checked when following it would change what this
 //! node follows for the user: the membership is read from the store
 //! ([`crate::member_checks`], apart from the loads), and the change is
@@ -144,9 +146,12 @@ mod tests {
         assert_eq!(checked_at(ChatAction::Deleted, a_minute_on), (false, false), "a minute on: none");
 
         let loaded_at = lock(&alice.state).loaded_at.expect("loaded");
+        hub.repair_memberships();
+        let reconnected_at = lock(&alice.state).loaded_at.expect("loaded");
+        assert!(reconnected_at > loaded_at, "from the reconnect on, before the repair's read");
         hub.repair(vec![alice.clone()]).await;
         let repaired_at = lock(&alice.state).loaded_at.expect("loaded");
-        assert!(repaired_at > loaded_at, "a repair's read starts the minute again");
+        assert!(repaired_at > reconnected_at, "a repair's read starts the minute again");
         let a_minute_on = repaired_at + WINDOW + Duration::from_secs(1);
         assert_eq!(checked_at(ChatAction::Created, a_minute_on), (false, false), "a minute after the repair: none");
     }

@@ -41,11 +41,16 @@ impl Hub {
     /// Re-reads every loaded local user's chats and follows what the store
     /// says.
     pub(super) fn repair_memberships(self: &Arc<Self>) {
+        let users: Vec<Arc<LocalUser>> = self.users.iter().map(|u| u.value().clone()).collect();
+        // A change heard from now on, before the read as after it, may
+        // have been overtaken by one announced while the node was not
+        // listening: checked (`hub::overtaken`), not sent as it comes.
+        let now = std::time::Instant::now();
+        for user in &users {
+            lock(&user.state).loaded_at = Some(now);
+        }
         let hub = self.clone();
-        tokio::spawn(async move {
-            let users = hub.users.iter().map(|u| u.value().clone()).collect();
-            hub.repair(users).await;
-        });
+        tokio::spawn(async move { hub.repair(users).await });
     }
 
     /// Once Redis confirms `user`'s channel, reads their chats again and
