@@ -132,7 +132,6 @@ impl Node {
         let hub = Hub::new(broker.clone(), store.clone());
         memory_broker.attach(Arc::new(HubSink(hub.clone())));
         let presence = Presence::standalone();
-        let fleet_forms = Arc::new(FleetForms::standalone());
 
         let stop_worker = CancellationToken::new();
         let processor = worker::Processor::new(store.clone());
@@ -159,18 +158,7 @@ impl Node {
         let node_id = settings.node_id.clone().unwrap_or_else(generated_node_id);
         let commands = CommandQueue::Memory(commands);
         Ok(Self::assemble(
-            node_id,
-            settings,
-            secret,
-            metrics,
-            health,
-            store,
-            hub,
-            broker,
-            commands,
-            presence,
-            fleet_forms,
-            background,
+            node_id, settings, secret, metrics, health, store, hub, broker, commands, presence, background,
         ))
     }
 
@@ -193,10 +181,8 @@ impl Node {
         redis_broker.want(keys.presence_channel(), true);
         redis_broker.want(keys.chat_lists_channel(), true);
 
-        let fleet_forms = Arc::new(FleetForms::unknown());
-        let prefix = &settings.cluster.redis_prefix;
         let cluster_presence =
-            Arc::new(ClusterPresence::new(redis.clone(), keys.clone(), prefix, &node_id, fleet_forms.clone()));
+            Arc::new(ClusterPresence::new(redis.clone(), keys.clone(), &settings.cluster.redis_prefix, &node_id));
         let presence = Presence::clustered_with(cluster_presence.clone());
         // A previous process under this id may have died with users online.
         let at = shared::clock::now_ms();
@@ -233,18 +219,7 @@ impl Node {
         let background = Background { worker: None, others, stop_others };
         let commands = CommandQueue::Redis(RedisCommands::new(redis, keys, backlogs));
         Ok(Self::assemble(
-            node_id,
-            settings,
-            secret,
-            metrics,
-            health,
-            store,
-            hub,
-            broker,
-            commands,
-            presence,
-            fleet_forms,
-            background,
+            node_id, settings, secret, metrics, health, store, hub, broker, commands, presence, background,
         ))
     }
 
@@ -260,7 +235,6 @@ impl Node {
         broker: Broker,
         commands: CommandQueue,
         presence: Arc<Presence>,
-        fleet_forms: Arc<FleetForms>,
         mut background: Background,
     ) -> Arc<Node> {
         background.others.push((
@@ -290,8 +264,8 @@ impl Node {
             hub,
             broker,
             commands,
+            fleet_forms: presence.fleet_forms(),
             presence,
-            fleet_forms,
             next_connection: AtomicU64::new(first_connection_number()),
             connections: TaskTracker::new(),
             setup_permits: tokio::sync::Semaphore::new(setup_concurrency),

@@ -44,6 +44,7 @@ use shared::sync::lock;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::fleet_forms::FleetForms;
 use crate::node::STORE_DEADLINE;
 use cluster::Decided;
 use pending::{PendingTransitions, Transition};
@@ -164,6 +165,16 @@ impl Presence {
     pub fn reaped(&self, users: Vec<String>, seq: u64, at: Millis) {
         for user in users {
             self.settled(&user, false, at, seq, None);
+        }
+    }
+
+    /// Whether every live gateway reads the shared `chats` event's form:
+    /// in a cluster as the lease round finds it; standalone, this process
+    /// is the fleet.
+    pub fn fleet_forms(&self) -> Arc<FleetForms> {
+        match &self.cluster {
+            Some(cluster) => cluster.fleet_forms(),
+            None => Arc::new(FleetForms::standalone()),
         }
     }
 

@@ -92,7 +92,8 @@ pub struct ClusterPresence {
     keys: Keys,
     prefix: String,
     node: String,
-    /// Told each round which shared-event form the live gateways read.
+    /// Which shared-event form the live gateways read, as the last round
+    /// found.
     forms: Arc<FleetForms>,
     count: redis::Script,
     /// Held (shared) by every connection while it changes its counts, here
@@ -128,13 +129,13 @@ struct Unanswered {
 }
 
 impl ClusterPresence {
-    pub fn new(redis: RedisConnection, keys: Keys, prefix: &str, node: &str, forms: Arc<FleetForms>) -> Self {
+    pub fn new(redis: RedisConnection, keys: Keys, prefix: &str, node: &str) -> Self {
         ClusterPresence {
             redis,
             keys,
             prefix: prefix.to_owned(),
             node: node.to_owned(),
-            forms,
+            forms: Arc::new(FleetForms::unknown()),
             count: redis::Script::new(COUNT),
             counting: tokio::sync::RwLock::new(()),
             next_change: AtomicU64::new(0),
@@ -427,6 +428,10 @@ impl ClusterPresence {
             tracing::info!(users = online_again, "this gateway was forgotten; its users announced online again");
         }
         Ok(())
+    }
+
+    pub fn fleet_forms(&self) -> Arc<FleetForms> {
+        self.forms.clone()
     }
 
     /// One lease round: renews this node's lease, writes its counts back
