@@ -59,8 +59,7 @@ mod tests {
     /// get their user's chats, however the loaders grouped them.
     #[tokio::test]
     async fn users_setting_up_together_each_get_their_own_chats() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::connect(&format!("sqlite://{}/t.db", dir.path().display())).await.expect("store");
+        let (_dir, store) = crate::test_store::sqlite_store().await;
         let mut expected: Vec<ChatList> = vec![Vec::new(); 41];
         for n in 0..40 {
             let chat = NewChat::group(format!("g{n}"), [format!("u{}", n + 1)]);

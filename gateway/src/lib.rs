@@ -50,6 +50,8 @@ pub mod rest;
 pub mod secret;
 pub mod server;
 pub mod sync_pages;
+#[cfg(test)]
+mod test_store;
 pub mod user_slots;
 pub mod write_through;
 pub mod writer;

@@ -52,8 +52,7 @@ mod tests {
     /// Checks asked together are each answered for their own pair.
     #[tokio::test]
     async fn checks_asked_together_each_get_their_own_answer() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::connect(&format!("sqlite://{}/t.db", dir.path().display())).await.expect("store");
+        let (_dir, store) = crate::test_store::sqlite_store().await;
         let chat = store.create_chat("ann", NewChat::group("g", ["bob"]), 1).await.map_err(|e| e.0).expect("chat");
         let chat = chat.chat_id;
         let checks = Arc::new(MemberChecks::start(store));

@@ -167,14 +167,13 @@ mod tests {
         use shared::bus::memory::MemoryBroker;
         use shared::bus::{Broker, Event, EventSink};
         use shared::model::Command;
-        use shared::store::{Delivery, NewChat, Store, Submitted};
+        use shared::store::{Delivery, NewChat, Submitted};
 
         use crate::handle::ClientHandle;
         use crate::hub::HubSink;
         use crate::outbound::Outbound;
 
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::connect(&format!("sqlite://{}/t.db", dir.path().display())).await.expect("store");
+        let (_dir, store) = crate::test_store::sqlite_store().await;
         let request = NewChat::group("g", ["bob"]);
         let chat = store.create_chat("alice", request, 1).await.map_err(|e| e.0).expect("chat").chat_id;
         let mut events = Vec::new();

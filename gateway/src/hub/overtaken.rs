@@ -114,7 +114,7 @@ mod tests {
 
     use shared::bus::memory::MemoryBroker;
     use shared::bus::Broker;
-    use shared::store::{NewChat, Store};
+    use shared::store::NewChat;
 
     use super::*;
     use crate::handle::ClientHandle;
@@ -124,8 +124,7 @@ mod tests {
     /// them, the first or a repair's.
     #[tokio::test]
     async fn changes_are_checked_around_each_read_of_a_users_chats() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::connect(&format!("sqlite://{}/t.db", dir.path().display())).await.expect("store");
+        let (_dir, store) = crate::test_store::sqlite_store().await;
         let chat = store.create_chat("bob", NewChat::group("g", ["alice"]), 1).await.map_err(|e| e.0).expect("chat");
         let (chat, other) = (chat.chat_id, chat.chat_id + 1);
         let hub = Hub::new(Broker::Memory(MemoryBroker::default()), store);

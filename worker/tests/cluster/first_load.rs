@@ -7,9 +7,8 @@
 //! as heard, the earlier would undo the later.
 
 use serde_json::json;
-use shared::bus::Event;
 use shared::clock::now_ms;
-use shared::model::{ChatAction, ChatSummary};
+use shared::model::ChatAction;
 use shared::store::Store;
 
 use crate::harness::{Cluster, Options};
@@ -17,12 +16,6 @@ use crate::harness::{Cluster, Options};
 /// The counter of such changes the gateway dropped, as it reads once `n`.
 fn overtaken(n: u64) -> String {
     format!("chat_membership_changes_overtaken_total {n}")
-}
-
-/// Publishes a change of alice's membership, late, as the gateway that
-/// made it would have.
-async fn announce_to_alice(cluster: &Cluster, action: ChatAction, view: ChatSummary, version: i64) {
-    cluster.publish(Event::ChatList { user: "alice".into(), action, chat: Box::new(view), version }).await;
 }
 
 /// Alice was removed and added back before she connected; the removal's
@@ -38,7 +31,7 @@ async fn a_removal_announced_after_the_readd_that_followed_it_is_dropped() {
     store.add_member(chat, "bob", "alice", now_ms()).await.expect("added back");
 
     let mut alice = cluster.connect(0, "alice").await;
-    announce_to_alice(&cluster, ChatAction::Deleted, view, removed.version).await;
+    cluster.publish_chat_list("alice", ChatAction::Deleted, view, removed.version).await;
     cluster.wait_for_metric(0, &overtaken(1)).await;
 
     bob.send_message(chat, "after", "still here?").await;
@@ -65,7 +58,7 @@ async fn an_addition_announced_after_the_removal_that_followed_it_is_dropped() {
     store.remove_member(chat, "bob", "alice").await.expect("removed");
 
     let mut alice = cluster.connect(0, "alice").await;
-    announce_to_alice(&cluster, ChatAction::Created, view, added.version).await;
+    cluster.publish_chat_list("alice", ChatAction::Created, view, added.version).await;
     cluster.wait_for_metric(0, &overtaken(1)).await;
 
     bob.send_message(chat, "after", "alice is gone").await;

@@ -285,6 +285,18 @@ impl Cluster {
         broker.publish(&event).await.expect("published");
     }
 
+    /// Publishes a `chats` event for `user`, as a gateway would after a
+    /// membership change: for announcements late or out of order.
+    pub async fn publish_chat_list(
+        &self,
+        user: &str,
+        action: shared::model::ChatAction,
+        chat: shared::model::ChatSummary,
+        version: i64,
+    ) {
+        self.publish(shared::bus::Event::ChatList { user: user.into(), action, chat: Box::new(chat), version }).await;
+    }
+
     /// Appends `payload` to `chat`'s command stream, as a gateway would a
     /// command: for entries no gateway would write.
     pub async fn append_command(&self, chat: i64, payload: String) {

@@ -2,9 +2,8 @@
 //! gateways and their commands go to different workers.
 
 use serde_json::json;
-use shared::bus::Event;
 use shared::clock::now_ms;
-use shared::model::{ChatAction, ChatSummary};
+use shared::model::ChatAction;
 use shared::store::Store;
 use testkit::client::Client;
 
@@ -262,7 +261,7 @@ async fn a_membership_change_older_than_the_last_applied_is_dropped() {
     // The removal again, as if the re-add's publishing had overtaken it.
     let store = Store::connect(&cluster.database_url).await.expect("store");
     let view = store.summary(chat, "alice").await.expect("read").expect("a member");
-    publish_chat_list(&cluster, "alice", ChatAction::Deleted, view, 2).await;
+    cluster.publish_chat_list("alice", ChatAction::Deleted, view, 2).await;
 
     bob.send_message(chat, "after", "still here?").await;
     let next = next_chat_frame(&mut alice).await;
@@ -284,20 +283,14 @@ async fn an_update_overtaking_a_members_creation_makes_the_chat_theirs_here() {
     let store = Store::connect(&cluster.database_url).await.expect("store");
     let added = store.add_member(chat, "bob", "carol", now_ms()).await.expect("added");
     let view = store.summary(chat, "carol").await.expect("read").expect("a member");
-    publish_chat_list(&cluster, "carol", ChatAction::Updated, view.clone(), added.version + 1).await;
-    publish_chat_list(&cluster, "carol", ChatAction::Created, view, added.version).await;
+    cluster.publish_chat_list("carol", ChatAction::Updated, view.clone(), added.version + 1).await;
+    cluster.publish_chat_list("carol", ChatAction::Created, view, added.version).await;
 
     let shown = next_chat_frame(&mut carol).await;
     assert_eq!((&shown["type"], &shown["action"]), (&json!("chats"), &json!("created")), "{shown}");
     bob.send_message(chat, "hello", "hello carol").await;
     let next = next_chat_frame(&mut carol).await;
     assert_eq!((&next["type"], &next["message"]), (&json!("new"), &json!("hello carol")), "{next}");
-}
-
-/// Publishes a `chats` event for `user`, as a gateway would after a
-/// membership change.
-async fn publish_chat_list(cluster: &Cluster, user: &str, action: ChatAction, chat: ChatSummary, version: i64) {
-    cluster.publish(Event::ChatList { user: user.into(), action, chat: Box::new(chat), version }).await;
 }
 
 /// The next `new` or `chats` frame, past presence and the like.
