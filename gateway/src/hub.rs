@@ -14,9 +14,9 @@
 //! `hub::sink`.
 //!
 //! Lock order, to stay deadlock-free: a `chats` map shard, then a user's
-//! `connections` mutex; or a `users` map shard, then that mutex. Nothing
-//! takes a map shard while holding a user's mutex, and no lock is held
-//! across an `.await`.
+//! `connections` or `state` mutex (one at a time); or a `users` map
+//! shard, then the `connections` mutex. Nothing takes a map shard while
+//! holding a user's mutex, and no lock is held across an `.await`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -286,8 +286,20 @@ impl Hub {
 
     /// `last_event_id` is where delivery starts if the node had no local
     /// member of `chat` yet.
+    ///
+    /// Every caller records the chat among the user's first, then comes
+    /// here without the user's lock. A user whose last connection closed
+    /// in between has had their chats unsubscribed, and a chat they left in
+    /// between was unsubscribed for them; added now, they would stay in
+    /// the chat's entry for good, holding the node's subscription to it.
+    /// So, under the chat's shard lock (which `unsubscribe` takes too), a
+    /// chat no longer among the user's is not subscribed.
     fn subscribe(&self, user: &Arc<LocalUser>, chat: ChatId, last_event_id: EventId) {
-        let mut entry = self.chats.entry(chat).or_insert_with(|| ChatEntry { last_event_id, ..Default::default() });
+        let entry = self.chats.entry(chat);
+        if !lock(&user.state).chats.contains(&chat) {
+            return;
+        }
+        let mut entry = entry.or_insert_with(|| ChatEntry { last_event_id, ..Default::default() });
         if entry.users.is_empty() {
             self.broker.subscribe_chat(chat);
         }
@@ -447,6 +459,35 @@ mod tests {
 
     fn members(entry: &ChatEntry) -> Vec<&str> {
         entry.users.iter().map(|u| u.id.as_str()).collect()
+    }
+
+    /// A user whose last connection closed, or who left the chat, between
+    /// the chat being recorded as theirs and its subscription is not
+    /// subscribed: they would stay in the chat's entry, and the node
+    /// subscribed to it, for good.
+    #[tokio::test]
+    async fn a_chat_is_not_subscribed_for_a_user_gone_or_gone_from_it_meanwhile() {
+        let (_dir, store) = crate::test_store::sqlite_store().await;
+        let hub = Hub::new(Broker::Memory(shared::bus::memory::MemoryBroker::default()), store);
+        let handle = Arc::new(ClientHandle::new(1, "alice".into(), 64));
+        let (alice, _) = hub.register(handle.clone());
+        hub.chats_loaded(&alice, []);
+
+        let (_, follow) = hub.membership_changed(&alice, 7, ChatAction::Created);
+        assert!(follow);
+        hub.membership_changed(&alice, 7, ChatAction::Deleted);
+        hub.subscribe(&alice, 7, 0);
+        assert!(!hub.chats.contains_key(&7), "left meanwhile");
+
+        let (_, follow) = hub.membership_changed(&alice, 8, ChatAction::Created);
+        assert!(follow);
+        hub.subscribe(&alice, 8, 0);
+        assert_eq!(hub.chats.get(&8).map(|e| members(&e).len()), Some(1), "followed");
+        let (_, follow) = hub.membership_changed(&alice, 9, ChatAction::Created);
+        assert!(follow);
+        hub.unregister(&handle);
+        hub.subscribe(&alice, 9, 0);
+        assert!(!hub.chats.contains_key(&8) && !hub.chats.contains_key(&9), "gone meanwhile");
     }
 
     #[test]
