@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-base target/release/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:13086/ws --http-url http://127.0.0.1:13086 --data-dir /tmp/tmp.N5qJcz65pf --server-pid 28470 --report bench/results/2026-12-07-standalone-s40-base-3/idle.json --charts bench/results/2026-12-07-standalone-s40-base-3/idle

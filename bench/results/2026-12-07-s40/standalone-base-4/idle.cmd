@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-base target/release/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:16399/ws --http-url http://127.0.0.1:16399 --data-dir /tmp/tmp.IMGaNXMQZp --server-pid 28766 --report bench/results/2026-12-07-standalone-s40-base-4/idle.json --charts bench/results/2026-12-07-standalone-s40-base-4/idle

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-final2 target/release/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:11070/ws --http-url http://127.0.0.1:11070 --data-dir /tmp/tmp.MCzqsDzZ1x --server-pid 28634 --report bench/results/2026-12-07-standalone-s40-final2-3/idle.json --charts bench/results/2026-12-07-standalone-s40-final2-3/idle
