@@ -16,38 +16,53 @@
 //! gateways go on publishing until they are gone.
 //!
 //! Until the first round has read the others (at start, before the node
-//! serves), nothing is known and changes go per member.
+//! serves), nothing is known and changes go per member; and so they do
+//! once the last reading is older than a node's lease (Redis failing the
+//! rounds), in which an older gateway may have arrived unseen.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 
 use shared::bus::CHAT_LIST_FORM;
+use shared::clock::now_ms;
+use shared::model::Millis;
+
+use crate::presence::cluster::NODE_LEASE;
 
 pub struct FleetForms {
     /// The oldest form a live gateway reads; 0 for not known yet.
     oldest: AtomicU32,
+    /// When that was read.
+    read_at: AtomicI64,
 }
 
 impl FleetForms {
-    /// Standalone: this process is the fleet.
+    /// Standalone: this process is the fleet, for good.
     pub fn standalone() -> Self {
-        FleetForms { oldest: AtomicU32::new(CHAT_LIST_FORM) }
+        FleetForms { oldest: AtomicU32::new(CHAT_LIST_FORM), read_at: AtomicI64::new(Millis::MAX) }
     }
 
     /// A cluster's gateway, before its first lease round.
     pub fn unknown() -> Self {
-        FleetForms { oldest: AtomicU32::new(0) }
+        FleetForms { oldest: AtomicU32::new(0), read_at: AtomicI64::new(0) }
     }
 
-    /// What a lease round read: the oldest form among the live gateways,
-    /// this one included.
-    pub fn observed(&self, oldest: u32) {
+    /// What a lease round read at `at`: the oldest form among the live
+    /// gateways, this one included.
+    pub fn observed(&self, oldest: u32, at: Millis) {
         self.oldest.store(oldest, Ordering::Relaxed);
+        self.read_at.store(at, Ordering::Relaxed);
         metrics::gauge!("chat_fleet_chat_list_form").set(f64::from(oldest));
     }
 
-    /// Whether the shared event may go out: every live gateway reads it.
+    /// Whether the shared event may go out: every live gateway reads it,
+    /// as read within a lease.
     pub fn shared_event_read_everywhere(&self) -> bool {
-        self.oldest.load(Ordering::Relaxed) >= CHAT_LIST_FORM
+        self.read_everywhere_at(now_ms())
+    }
+
+    fn read_everywhere_at(&self, now: Millis) -> bool {
+        let fresh = now.saturating_sub(self.read_at.load(Ordering::Relaxed)) < NODE_LEASE.as_millis() as Millis;
+        fresh && self.oldest.load(Ordering::Relaxed) >= CHAT_LIST_FORM
     }
 }
 
@@ -64,13 +79,16 @@ mod tests {
     #[test]
     fn the_shared_event_goes_out_only_while_every_gateway_reads_its_form() {
         let forms = FleetForms::unknown();
-        assert!(!forms.shared_event_read_everywhere(), "not known yet");
-        forms.observed(form_of("1"));
-        assert!(!forms.shared_event_read_everywhere(), "an older gateway lives");
-        forms.observed(CHAT_LIST_FORM);
-        assert!(forms.shared_event_read_everywhere());
-        forms.observed(CHAT_LIST_FORM + 1);
-        assert!(forms.shared_event_read_everywhere(), "newer ones read this one's too");
+        assert!(!forms.read_everywhere_at(1_000), "not known yet");
+        forms.observed(form_of("1"), 1_000);
+        assert!(!forms.read_everywhere_at(1_000), "an older gateway lives");
+        forms.observed(CHAT_LIST_FORM, 1_000);
+        assert!(forms.read_everywhere_at(1_000));
+        forms.observed(CHAT_LIST_FORM + 1, 1_000);
+        assert!(forms.read_everywhere_at(1_000), "newer ones read this one's too");
+        let lease = NODE_LEASE.as_millis() as Millis;
+        assert!(forms.read_everywhere_at(1_000 + lease - 1));
+        assert!(!forms.read_everywhere_at(1_000 + lease), "read a lease ago: an older one may have come since");
         assert!(FleetForms::standalone().shared_event_read_everywhere());
     }
 

@@ -70,8 +70,13 @@ pub enum ChatsLoad {
 struct UserState {
     chats: HashSet<ChatId>,
     /// `chats` events applied: a re-read of the user's chats started
-    /// before one of them must not undo it (`repair`).
-    membership_changes: u64,
+    /// before one of them must not undo it (`repair`). Compared for a
+    /// change across one read, so wrapping is harmless; 32 bits leave room
+    /// for `closed` in the same word.
+    membership_changes: u32,
+    /// The user's last connection here closed: the chats were unsubscribed,
+    /// and none is subscribed for this user again (`Hub::subscribe`).
+    closed: bool,
     /// Chats the user left while their chat list was loading; the load
     /// must not resubscribe them. `None` once the list is loaded.
     left_while_loading: Option<HashSet<ChatId>>,
@@ -83,7 +88,7 @@ struct UserState {
 
 impl UserState {
     /// `membership_changes` once the chats are loaded; `None` before.
-    fn loaded_changes(&self) -> Option<u64> {
+    fn loaded_changes(&self) -> Option<u32> {
         self.left_while_loading.is_none().then_some(self.membership_changes)
     }
 }
@@ -276,6 +281,7 @@ impl Hub {
         let (_, user) = removed?;
         let (chats, loaded): (Arc<[ChatId]>, bool) = {
             let mut state = lock(&user.state);
+            state.closed = true;
             (state.chats.drain().collect(), state.left_while_loading.is_none())
         };
         for chat in chats.iter() {
@@ -289,16 +295,18 @@ impl Hub {
     ///
     /// Every caller records the chat among the user's first, then comes
     /// here without the user's lock. A user whose last connection closed
-    /// in between has had their chats unsubscribed, and a chat they left in
-    /// between was unsubscribed for them; added now, they would stay in
-    /// the chat's entry for good, holding the node's subscription to it.
-    /// So, under the chat's shard lock (which `unsubscribe` takes too), a
-    /// chat no longer among the user's is not subscribed.
+    /// meanwhile has had their chats unsubscribed (or closed before the
+    /// chat was recorded), and a chat they left meanwhile was unsubscribed
+    /// for them; added now, they would stay in the chat's entry for good,
+    /// holding the node's subscription to it. So, under the chat's shard
+    /// lock (which `unsubscribe` takes too), neither is subscribed.
     fn subscribe(&self, user: &Arc<LocalUser>, chat: ChatId, last_event_id: EventId) {
         let entry = self.chats.entry(chat);
-        if !lock(&user.state).chats.contains(&chat) {
+        let state = lock(&user.state);
+        if state.closed || !state.chats.contains(&chat) {
             return;
         }
+        drop(state);
         let mut entry = entry.or_insert_with(|| ChatEntry { last_event_id, ..Default::default() });
         if entry.users.is_empty() {
             self.broker.subscribe_chat(chat);
@@ -419,7 +427,9 @@ impl Hub {
     /// then the `created` dropped as older), so it is followed and shown as
     /// created.
     fn membership_changed(&self, local: &Arc<LocalUser>, chat: ChatId, action: ChatAction) -> (ChatAction, bool) {
-        lock(&local.state).membership_changes += 1;
+        let mut state = lock(&local.state);
+        state.membership_changes = state.membership_changes.wrapping_add(1);
+        drop(state);
         match action {
             ChatAction::Created | ChatAction::Updated => {
                 let added = lock(&local.state).chats.insert(chat);
@@ -462,7 +472,8 @@ mod tests {
     }
 
     /// A user whose last connection closed, or who left the chat, between
-    /// the chat being recorded as theirs and its subscription is not
+    /// the chat being recorded as theirs and its subscription, or whose last
+    /// connection closed before a change on its way recorded it, is not
     /// subscribed: they would stay in the chat's entry, and the node
     /// subscribed to it, for good.
     #[tokio::test]
@@ -488,6 +499,18 @@ mod tests {
         hub.unregister(&handle);
         hub.subscribe(&alice, 9, 0);
         assert!(!hub.chats.contains_key(&8) && !hub.chats.contains_key(&9), "gone meanwhile");
+        // Gone before the chat was recorded: the change was on its way.
+        let (_, follow) = hub.membership_changed(&alice, 10, ChatAction::Created);
+        assert!(follow);
+        hub.subscribe(&alice, 10, 0);
+        assert!(!hub.chats.contains_key(&10), "gone before");
+    }
+
+    /// 240 bytes, 256 with its `Arc`'s counts: the allocator's 256-byte
+    /// class, one per user held. A field more moves it to the next (320).
+    #[test]
+    fn a_local_user_stays_in_its_allocation_class() {
+        assert_eq!(std::mem::size_of::<LocalUser>(), 240);
     }
 
     #[test]

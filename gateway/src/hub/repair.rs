@@ -103,7 +103,7 @@ impl Hub {
 
     /// Repairs `users`; returns those whose membership changed while read.
     async fn repair_part(&self, users: &[Arc<LocalUser>]) -> Vec<Arc<LocalUser>> {
-        let before: Vec<Option<u64>> = users.iter().map(|u| lock(&u.state).loaded_changes()).collect();
+        let before: Vec<Option<u32>> = users.iter().map(|u| lock(&u.state).loaded_changes()).collect();
         let names: Vec<&str> = users.iter().map(|u| u.id.as_str()).collect();
         let stored = match within(STORE_DEADLINE, self.store.chats_of_users(&names)).await {
             Ok(stored) => stored,

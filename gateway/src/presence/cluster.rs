@@ -434,6 +434,19 @@ impl ClusterPresence {
         self.forms.clone()
     }
 
+    /// The other nodes Redis knows, each with its liveness key's value
+    /// (`None`: its lease lapsed).
+    async fn other_nodes(&self, redis: &mut RedisConnection) -> redis::RedisResult<Vec<(String, Option<String>)>> {
+        let nodes: Vec<String> = redis.smembers(self.keys.nodes()).await?;
+        let others: Vec<String> = nodes.into_iter().filter(|n| *n != self.node).collect();
+        if others.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = others.iter().map(|node| self.keys.node_alive(node)).collect();
+        let alive: Vec<Option<String>> = redis::cmd("MGET").arg(keys).query_async(redis).await?;
+        Ok(others.into_iter().zip(alive).collect())
+    }
+
     /// One lease round: renews this node's lease, writes its counts back
     /// if Redis forgot them, and reaps dead nodes. Run every second, and
     /// once before the node serves, so that it starts knowing the other
@@ -448,6 +461,13 @@ impl ClusterPresence {
             )
             .await?;
         let added: i64 = redis.sadd(self.keys.nodes(), &self.node).await?;
+        // The other nodes' keys first, so that a failure in the presence
+        // work below does not leave the forms they read unread (an older
+        // gateway's arrival unseen); an observation goes stale by itself.
+        let others = self.other_nodes(&mut redis).await?;
+        let forms = others.iter().filter_map(|(_, alive)| alive.as_deref());
+        // A live node's key names the form it reads (`fleet_forms`).
+        self.forms.observed(forms.map(form_of).fold(CHAT_LIST_FORM, u32::min), now_ms());
         if added == 1 {
             // Redis forgot this node (it restarted empty, or reaped us after
             // a stall): put our users' counts back. No connection changes
@@ -477,14 +497,10 @@ impl ClusterPresence {
             self.forget_answered().await?;
         }
         self.recount_due(presence).await?;
-        let nodes: Vec<String> = redis.smembers(self.keys.nodes()).await?;
-        let mut oldest_form = CHAT_LIST_FORM;
-        for node in nodes.into_iter().filter(|n| *n != self.node) {
-            // A live node's key names the form it reads (`fleet_forms`).
-            let alive: Option<String> = redis.get(self.keys.node_alive(&node)).await?;
-            if let Some(form) = alive {
-                oldest_form = oldest_form.min(form_of(&form));
-            } else {
+        // Read at the round's start: one that came back since is not
+        // reaped, as the script looks again.
+        for (node, alive) in others {
+            if alive.is_none() {
                 let at = now_ms();
                 let (seq, gone) = self.reap(&node, Reaping::Dead, at).await?;
                 if !gone.is_empty() {
@@ -493,7 +509,6 @@ impl ClusterPresence {
                 presence.reaped(gone, seq, at);
             }
         }
-        self.forms.observed(oldest_form);
         Ok(())
     }
 }
