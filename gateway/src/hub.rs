@@ -80,8 +80,9 @@ struct UserState {
     /// Chats the user left while their chat list was loading; the load
     /// must not resubscribe them. `None` once the list is loaded.
     left_while_loading: Option<HashSet<ChatId>>,
-    /// When the list was loaded: changes heard until a while after it may
-    /// have been overtaken (`hub::overtaken`).
+    /// When the list was last read: loaded, read again by a repair, or
+    /// about to be (the subscription reconnected). Changes heard until a
+    /// while after may have been overtaken (`hub::overtaken`).
     loaded_at: Option<Instant>,
     last_typing: HashMap<ChatId, Instant>,
 }

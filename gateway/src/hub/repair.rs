@@ -13,8 +13,8 @@
 //!
 //! A `chats` event applied while a user's list is being read wins: the
 //! read may predate it. Such a user is read again, a few times at most.
-//! One heard in the minute after the read is checked against the store
-//! first, as after a first load (`hub::overtaken`).
+//! One heard from the reconnect until a minute after the read is checked
+//! against the store first, as after a first load (`hub::overtaken`).
 //! No frame is sent for a repaired membership: the `chats` frame owed for
 //! it carries a view of the chat this node cannot rebuild (a removed
 //! member's last one); a client learns of it from its next chat list, as
