@@ -87,3 +87,47 @@ async fn an_addition_just_after_connecting_is_applied() {
     bob.send_message(chat, "welcome", "welcome alice").await;
     assert_eq!(alice.recv_type("new").await["message"], "welcome alice");
 }
+
+/// As the first test, but the removal's announcement reaches the gateway
+/// while it is still loading alice's chats (the database frozen a moment).
+/// Taken as heard, it kept the chat out of her load.
+#[tokio::test]
+async fn a_removal_heard_while_the_member_s_chats_load_is_checked_too() {
+    let cluster = Cluster::start(Options { private_postgres: true, ..Options::default() }, 1, 1).await;
+    let chat = cluster.group(0, "bob", &["alice"]).await;
+    let mut bob = cluster.connect(0, "bob").await;
+    let store = Store::connect(&cluster.database_url).await.expect("store");
+    let view = store.summary(chat, "alice").await.expect("read").expect("a member");
+    let removed = store.remove_member(chat, "bob", "alice").await.expect("removed");
+    store.add_member(chat, "bob", "alice", now_ms()).await.expect("added back");
+
+    let postgres = cluster.postgres.as_ref().expect("a private PostgreSQL");
+    postgres.freeze();
+    let announce_while_loading = async {
+        // Heard once her channel is subscribed, which comes before the load.
+        let channel = cluster.keys().user_channel("alice");
+        let mut redis = cluster.redis().await;
+        let started = std::time::Instant::now();
+        loop {
+            let (_, subscribers): (String, u64) =
+                redis::cmd("PUBSUB").arg("NUMSUB").arg(&channel).query_async(&mut redis).await.expect("NUMSUB");
+            if subscribers > 0 {
+                break;
+            }
+            assert!(started.elapsed() < std::time::Duration::from_secs(3), "alice's channel never subscribed");
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        cluster.publish_chat_list("alice", ChatAction::Deleted, view, removed.version).await;
+        // The gateway hears its subscriptions in the order published, and
+        // handles them in turn: once bob hears this typing, it has handled
+        // the removal, with alice's chats still loading.
+        cluster.publish(shared::bus::Event::Typing { chat, user: "carol".into() }).await;
+        assert_eq!(bob.recv_type("typing").await["userId"], "carol");
+        postgres.thaw();
+    };
+    let (mut alice, ()) = tokio::join!(cluster.connect(0, "alice"), announce_while_loading);
+    cluster.wait_for_metric(0, &overtaken(1)).await;
+
+    bob.send_message(chat, "after", "still here?").await;
+    assert_eq!(alice.recv_type("new").await["message"], "still here?");
+}
