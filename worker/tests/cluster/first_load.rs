@@ -8,7 +8,7 @@
 
 use serde_json::json;
 use shared::clock::now_ms;
-use shared::model::ChatAction;
+use shared::model::{ChatAction, ChatSummary};
 use shared::store::Store;
 
 use crate::harness::{Cluster, Options};
@@ -18,6 +18,16 @@ fn overtaken(n: u64) -> String {
     format!("chat_membership_changes_overtaken_total {n}")
 }
 
+/// Removes alice from `chat` and adds her back underneath, unannounced;
+/// returns her view of the chat before, and the removal's version.
+async fn removed_and_added_back(cluster: &Cluster, chat: i64) -> (ChatSummary, i64) {
+    let store = Store::connect(&cluster.database_url).await.expect("store");
+    let view = store.summary(chat, "alice").await.expect("read").expect("a member");
+    let removed = store.remove_member(chat, "bob", "alice").await.expect("removed");
+    store.add_member(chat, "bob", "alice", now_ms()).await.expect("added back");
+    (view, removed.version)
+}
+
 /// Alice was removed and added back before she connected; the removal's
 /// announcement comes only after. She stays in the chat.
 #[tokio::test]
@@ -25,13 +35,10 @@ async fn a_removal_announced_after_the_readd_that_followed_it_is_dropped() {
     let cluster = Cluster::start(Options::default(), 1, 1).await;
     let chat = cluster.group(0, "bob", &["alice"]).await;
     let mut bob = cluster.connect(0, "bob").await;
-    let store = Store::connect(&cluster.database_url).await.expect("store");
-    let view = store.summary(chat, "alice").await.expect("read").expect("a member");
-    let removed = store.remove_member(chat, "bob", "alice").await.expect("removed");
-    store.add_member(chat, "bob", "alice", now_ms()).await.expect("added back");
+    let (view, removed) = removed_and_added_back(&cluster, chat).await;
 
     let mut alice = cluster.connect(0, "alice").await;
-    cluster.publish_chat_list("alice", ChatAction::Deleted, view, removed.version).await;
+    cluster.publish_chat_list("alice", ChatAction::Deleted, view, removed).await;
     cluster.wait_for_metric(0, &overtaken(1)).await;
 
     bob.send_message(chat, "after", "still here?").await;
@@ -96,10 +103,7 @@ async fn a_removal_heard_while_the_member_s_chats_load_is_checked_too() {
     let cluster = Cluster::start(Options { private_postgres: true, ..Options::default() }, 1, 1).await;
     let chat = cluster.group(0, "bob", &["alice"]).await;
     let mut bob = cluster.connect(0, "bob").await;
-    let store = Store::connect(&cluster.database_url).await.expect("store");
-    let view = store.summary(chat, "alice").await.expect("read").expect("a member");
-    let removed = store.remove_member(chat, "bob", "alice").await.expect("removed");
-    store.add_member(chat, "bob", "alice", now_ms()).await.expect("added back");
+    let (view, removed) = removed_and_added_back(&cluster, chat).await;
 
     let postgres = cluster.postgres.as_ref().expect("a private PostgreSQL");
     postgres.freeze();
@@ -117,7 +121,7 @@ async fn a_removal_heard_while_the_member_s_chats_load_is_checked_too() {
             assert!(started.elapsed() < std::time::Duration::from_secs(3), "alice's channel never subscribed");
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
-        cluster.publish_chat_list("alice", ChatAction::Deleted, view, removed.version).await;
+        cluster.publish_chat_list("alice", ChatAction::Deleted, view, removed).await;
         // The gateway hears its subscriptions in the order published, and
         // handles them in turn: once bob hears this typing, it has handled
         // the removal, with alice's chats still loading.
