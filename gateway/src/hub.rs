@@ -430,22 +430,20 @@ impl Hub {
     fn membership_changed(&self, local: &Arc<LocalUser>, chat: ChatId, action: ChatAction) -> (ChatAction, bool) {
         let mut state = lock(&local.state);
         state.membership_changes = state.membership_changes.wrapping_add(1);
-        drop(state);
         match action {
             ChatAction::Created | ChatAction::Updated => {
-                let added = lock(&local.state).chats.insert(chat);
-                if added {
+                if state.chats.insert(chat) {
                     return (ChatAction::Created, true);
                 }
             }
             ChatAction::Deleted => {
-                let removed = {
-                    let mut state = lock(&local.state);
-                    if let Some(left) = state.left_while_loading.as_mut() {
-                        left.insert(chat);
-                    }
-                    state.chats.remove(&chat)
-                };
+                if let Some(left) = state.left_while_loading.as_mut() {
+                    left.insert(chat);
+                }
+                let removed = state.chats.remove(&chat);
+                // Released first: the hub's lock order takes a chat's map
+                // shard before a user's lock.
+                drop(state);
                 if removed {
                     self.unsubscribe(local, chat);
                 }
