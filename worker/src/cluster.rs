@@ -2,6 +2,8 @@
 //! and runs a [`ShardConsumer`] per owned shard.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis::AsyncCommands;
@@ -16,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::group_commit::{GroupCommit, Hold};
 use crate::lease::{fair_share, preference, surplus, RELEASE, RENEW};
 use crate::processor::Processor;
+use crate::stray_entries::{oldest_pending, StrayWatch};
 use crate::stream::ShardConsumer;
 use crate::stream_trim::trim_applied;
 
@@ -33,6 +36,10 @@ pub struct Worker {
 struct Owned {
     stop: CancellationToken,
     task: JoinHandle<()>,
+    /// Asks the consumer to read its backlog once more
+    /// ([`crate::stray_entries`]).
+    reread_backlog: Arc<AtomicBool>,
+    strays: StrayWatch,
 }
 
 impl Worker {
@@ -61,7 +68,7 @@ impl Worker {
                 tracing::warn!(error = %e, "lease round failed; keeping current shards");
             }
             metrics::gauge!("chat_worker_owned_shards").set(owned.len() as f64);
-            self.report_streams(&owned).await;
+            self.report_streams(&mut owned).await;
         }
         // Stop every consumer at once, then release each lease as its
         // consumer finishes the batch in hand.
@@ -140,6 +147,7 @@ impl Worker {
                 .await?;
             if taken.is_some() {
                 let stop = CancellationToken::new();
+                let reread_backlog = Arc::new(AtomicBool::new(false));
                 let consumer = ShardConsumer {
                     shard,
                     worker: self.id.clone(),
@@ -149,31 +157,33 @@ impl Worker {
                     broker: broker.clone(),
                     commands: self.redis.clone(),
                     redis_url: self.redis_url.clone(),
+                    reread_backlog: reread_backlog.clone(),
                 };
                 let task = tokio::spawn(consumer.run(stop.clone()));
-                owned.insert(shard, Owned { stop, task });
+                owned.insert(shard, Owned { stop, task, reread_backlog, strays: StrayWatch::default() });
             }
         }
         Ok(())
     }
 
     /// Trims what the streams this worker owns no longer need
-    /// ([`crate::stream_trim`]), then reports their length, pending entries
-    /// and consumer lag; a shard it gave up reads 0 here, so sums over
-    /// workers count each stream once.
-    async fn report_streams(&self, owned: &BTreeMap<u32, Owned>) {
+    /// ([`crate::stream_trim`]), has their consumers read again what was
+    /// handed out past them ([`crate::stray_entries`]), then reports their
+    /// length, pending entries and consumer lag; a shard it gave up reads 0
+    /// here, so sums over workers count each stream once.
+    async fn report_streams(&self, owned: &mut BTreeMap<u32, Owned>) {
         let mut redis = self.redis.clone();
         // The round renews the leases: past a sixth of their TTL, each
         // stream gets one trim call at most, and the rest waits a round.
         let trim_until = Instant::now() + Duration::from_millis(self.lease_ttl_ms / 6);
         for shard in 0..self.keys.shards() {
             let label = shard.to_string();
-            if !owned.contains_key(&shard) {
+            let Some(consumer) = owned.get_mut(&shard) else {
                 for name in ["chat_stream_length", "chat_stream_pending", "chat_stream_lag"] {
                     metrics::gauge!(name, "shard" => label.clone()).set(0.0);
                 }
                 continue;
-            }
+            };
             let stream = self.keys.command_stream(shard);
             if let Err(e) = trim_applied(&mut redis, &stream, GROUP, trim_until).await {
                 // A stream whose group its consumer has yet to create has
@@ -183,12 +193,25 @@ impl Worker {
                     tracing::warn!(error = %e, shard, "could not trim the applied commands off the stream");
                 }
             }
-            let length: redis::RedisResult<i64> = redis.xlen(&stream).await;
-            let groups: redis::RedisResult<redis::Value> =
-                redis::cmd("XINFO").arg("GROUPS").arg(&stream).query_async(&mut redis).await;
-            let group = groups.ok().as_ref().and_then(workers_group);
+            let mut request = redis::pipe();
+            request.ignore_errors();
+            request.xlen(&stream).cmd("XINFO").arg("GROUPS").arg(&stream).cmd("XPENDING").arg(&stream).arg(GROUP);
+            let replies: Vec<redis::Value> = request.query_async(&mut redis).await.unwrap_or_default();
+            let [length, groups, pending] = replies.as_slice() else { continue };
+            let oldest = oldest_pending(pending);
+            if consumer.strays.still_pending(oldest.clone()) {
+                consumer.reread_backlog.store(true, Ordering::Relaxed);
+                metrics::counter!("chat_stream_backlog_rereads_total").increment(1);
+                tracing::warn!(
+                    shard,
+                    entry = oldest.as_deref().unwrap_or_default(),
+                    "an entry has stayed pending for a lease round; the shard's backlog is read again"
+                );
+            }
+            let group = workers_group(groups);
             let number = |field: &str| group.as_ref().and_then(|g| g.count(field)).unwrap_or(0) as f64;
-            metrics::gauge!("chat_stream_length", "shard" => label.clone()).set(length.unwrap_or(0) as f64);
+            let length = if let redis::Value::Int(n) = length { *n } else { 0 };
+            metrics::gauge!("chat_stream_length", "shard" => label.clone()).set(length as f64);
             metrics::gauge!("chat_stream_pending", "shard" => label.clone()).set(number("pending"));
             metrics::gauge!("chat_stream_lag", "shard" => label).set(number("lag"));
         }
@@ -196,7 +219,7 @@ impl Worker {
 
     /// Stops consuming `shard` (after its batch in hand) and releases it.
     async fn give_up(&self, owned: &mut BTreeMap<u32, Owned>, shard: u32) {
-        let Some(Owned { stop, task }) = owned.remove(&shard) else { return };
+        let Some(Owned { stop, task, .. }) = owned.remove(&shard) else { return };
         stop.cancel();
         let _ = task.await;
         let mut redis = self.redis.clone();

@@ -5,6 +5,7 @@
 //! - [`processor`]: applies commands in batches, then publishes events and
 //!   replies.
 //! - [`stream`]: consumes one shard's Redis command stream.
+//! - [`stray_entries`]: entries handed out past the consumer, read again.
 //! - [`group_commit`]: one transaction for the shards' batches waiting
 //!   together.
 //! - [`lease`]: the rules of shard ownership.
@@ -23,6 +24,7 @@ pub mod lease;
 pub mod processor;
 pub mod retention;
 pub mod shard_read;
+pub mod stray_entries;
 pub mod stream;
 pub mod stream_trim;
 

@@ -16,8 +16,9 @@
 //! as such a script ends could have its `WATCH` and check refused and its
 //! transaction run. The read's reply is then an error, so this worker
 //! applies nothing, but what it was handed waits, pending, until the
-//! shard's owner next reads its backlog. It takes a foreign script of over
-//! 5 s ending at a lease handover.
+//! shard's owner reads its backlog again, two of its lease rounds later at
+//! most ([`crate::stray_entries`]). It takes a foreign script of over 5 s
+//! ending at a lease handover.
 //!
 //! Not a script that checks and reads: Redis copies every entry a script
 //! reads into Lua and back, about 2.4 µs an entry on this machine, three

@@ -6,6 +6,7 @@
 //! command id. Every read is fenced by the shard's lease
 //! ([`crate::shard_read`]).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,6 +34,9 @@ pub struct ShardConsumer {
     /// For group creation (never blocks).
     pub commands: RedisConnection,
     pub redis_url: String,
+    /// Set by the worker's lease round when an entry was handed out past
+    /// this consumer ([`crate::stray_entries`]).
+    pub reread_backlog: Arc<AtomicBool>,
 }
 
 /// A batch applied whose events and XACK go out with the next read.
@@ -72,6 +76,13 @@ impl ShardConsumer {
             let stopping = stop.is_cancelled();
             if stopping && unsent.is_none() {
                 break;
+            }
+            // Read after the XACK of the batch in hand, in the same
+            // request: the backlog then holds only what was handed out
+            // past this consumer.
+            if self.reread_backlog.swap(false, Ordering::Relaxed) {
+                backlog = true;
+                wait = false;
             }
             // One request: the last batch's events and replies, its XACK,
             // then the next read. Redis runs them in that order, so nothing

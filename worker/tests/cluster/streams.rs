@@ -95,3 +95,81 @@ async fn a_shard_at_its_backlog_limit_refuses_commands_and_loses_none() {
     cluster.wait_for_metric(0, &backlog_read(0)).await;
     assert_eq!(alice.send_message(chat, "m4", "again").await["messageId"], 5);
 }
+
+/// A command handed out from its shard's stream past the worker's consumer
+/// is applied once the owner's lease round finds it still pending
+/// (src/stray_entries.rs): alice's command is acknowledged, and nothing
+/// of the stream stays pending. A stalled predecessor's read through the
+/// lease fence's one gap (src/shard_read.rs) leaves such an entry; here
+/// the transaction that appends it takes it through the workers' group,
+/// so the consumer never reads it as new. Before, it waited until the
+/// shard changed owner, and held the trim back meanwhile.
+#[tokio::test]
+async fn a_command_handed_out_past_the_consumer_is_applied() {
+    let cluster = Cluster::start(Options::default(), 1, 1).await;
+    let chat = cluster.group(0, "alice", &["bob"]).await;
+    let url = format!("ws://127.0.0.1:{}/ws", cluster.gateways[0].port);
+    let mut alice = testkit::client::open(&url, &cluster.token("alice"), "alice").await.expect("open");
+    let welcome = alice.recv().await;
+    let connection: u64 = welcome["connectionId"].as_str().and_then(|id| id.parse().ok()).expect("connectionId");
+    // Applied, so the workers' group exists and the consumer is reading.
+    assert_eq!(alice.send_message(chat, "first", "one").await["messageId"], 1);
+
+    let astray = shared::bus::CommandEnvelope {
+        id: "handed-out-by-hand".into(),
+        origin: shared::bus::Origin { node: welcome["node"].as_str().expect("node").into(), connection, sequence: 0 },
+        user: "alice".into(),
+        reference: Some(json!("astray")),
+        command: shared::model::Command::Send {
+            chat_id: chat,
+            client_message_id: "astray".into(),
+            text: "two".into(),
+            attachments: json!([]),
+        },
+        received_at: 0,
+    };
+    let keys = cluster.keys();
+    let shard = keys.shard_of(chat);
+    let stream = keys.command_stream(shard);
+    let mut redis = cluster.redis().await;
+    let (appended, handed_out): (String, redis::Value) = redis::pipe()
+        .atomic()
+        .cmd("XADD")
+        .arg(&stream)
+        .arg("*")
+        .arg("c")
+        .arg(serde_json::to_string(&astray).expect("JSON"))
+        .cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg(shared::bus::keys::GROUP)
+        .arg(keys.shard_consumer(shard))
+        .arg("COUNT")
+        .arg(1)
+        .arg("STREAMS")
+        .arg(&stream)
+        .arg(">")
+        .query_async(&mut redis)
+        .await
+        .expect("XADD and XREADGROUP");
+    assert!(format!("{handed_out:?}").contains(&appended), "the test's read took {handed_out:?}, not {appended}");
+
+    let ack = alice.recv_type("ack").await;
+    assert_eq!((&ack["ref"], &ack["messageId"]), (&json!("astray"), &json!(2)), "{ack}");
+    cluster.wait_for_log(&cluster.workers[0], "the shard's backlog is read again").await;
+    // Acknowledged in the request after the reply's: nothing tells when.
+    let started = Instant::now();
+    loop {
+        let summary: redis::Value = redis::cmd("XPENDING")
+            .arg(&stream)
+            .arg(shared::bus::keys::GROUP)
+            .query_async(&mut redis)
+            .await
+            .expect("XPENDING");
+        if matches!(&summary, redis::Value::Array(fields) if fields.first() == Some(&redis::Value::Int(0))) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "still pending: {summary:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(alice.send_message(chat, "third", "three").await["messageId"], 3);
+}
