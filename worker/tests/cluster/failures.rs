@@ -546,14 +546,11 @@ async fn a_command_the_database_refuses_does_not_hold_up_its_shard() {
 async fn a_command_no_worker_can_read_is_answered_and_holds_nothing_up() {
     let cluster = Cluster::start(Options::default(), 1, 1).await;
     let chat = cluster.group(0, "alice", &["bob"]).await;
-    let url = format!("ws://127.0.0.1:{}/ws", cluster.gateways[0].port);
-    let mut alice = testkit::client::open(&url, &cluster.token("alice"), "alice").await.expect("open");
-    let welcome = alice.recv().await;
-    let connection: u64 = welcome["connectionId"].as_str().and_then(|id| id.parse().ok()).expect("connectionId");
+    let (mut alice, origin) = cluster.connect_with_origin(0, "alice").await;
     cluster.shard_owner(chat).await;
     let unreadable = json!({
         "id": "written-by-hand-2",
-        "origin": {"node": welcome["node"], "connection": connection},
+        "origin": origin,
         "user": "alice",
         "reference": "from-the-future",
         "command": {"type": "teleport", "chat_id": chat},

@@ -218,6 +218,20 @@ impl Cluster {
         testkit::client::connect(&url, &self.token(user), user).await.expect("connect")
     }
 
+    /// A connection to `gateway` as `user`, with the reply address its
+    /// welcome gives: for commands written into a stream by hand.
+    pub async fn connect_with_origin(&self, gateway: usize, user: &str) -> (Client, shared::bus::Origin) {
+        let url = format!("ws://127.0.0.1:{}/ws", self.gateways[gateway].port);
+        let mut client = testkit::client::open(&url, &self.token(user), user).await.expect("open");
+        let welcome = client.recv().await;
+        let origin = shared::bus::Origin {
+            node: welcome["node"].as_str().expect("node").into(),
+            connection: welcome["connectionId"].as_str().and_then(|id| id.parse().ok()).expect("connectionId"),
+            sequence: 0,
+        };
+        (client, origin)
+    }
+
     pub async fn call(
         &self,
         gateway: usize,

@@ -108,16 +108,13 @@ async fn a_shard_at_its_backlog_limit_refuses_commands_and_loses_none() {
 async fn a_command_handed_out_past_the_consumer_is_applied() {
     let cluster = Cluster::start(Options::default(), 1, 1).await;
     let chat = cluster.group(0, "alice", &["bob"]).await;
-    let url = format!("ws://127.0.0.1:{}/ws", cluster.gateways[0].port);
-    let mut alice = testkit::client::open(&url, &cluster.token("alice"), "alice").await.expect("open");
-    let welcome = alice.recv().await;
-    let connection: u64 = welcome["connectionId"].as_str().and_then(|id| id.parse().ok()).expect("connectionId");
+    let (mut alice, origin) = cluster.connect_with_origin(0, "alice").await;
     // Applied, so the workers' group exists and the consumer is reading.
     assert_eq!(alice.send_message(chat, "first", "one").await["messageId"], 1);
 
     let astray = shared::bus::CommandEnvelope {
         id: "handed-out-by-hand".into(),
-        origin: shared::bus::Origin { node: welcome["node"].as_str().expect("node").into(), connection, sequence: 0 },
+        origin,
         user: "alice".into(),
         reference: Some(json!("astray")),
         command: shared::model::Command::Send {
