@@ -195,6 +195,8 @@ async fn membership_changes_take_effect_live_with(silent: usize, shared_from: us
     let (status, _) = server.call("DELETE", "dave", &format!("/v1/chats/{chat}/members/dave"), None).await;
     assert_eq!(status, 204, "anyone leaves");
     assert_eq!(actions_until_deleted(&mut dave).await, ["updated", "updated", "deleted"]);
+    let (status, body) = server.call("DELETE", "dave", &format!("/v1/chats/{chat}/members/dave"), None).await;
+    assert_eq!((status, &body["code"]), (404, &json!("not_found")), "a leave retried is told it was done: {body}");
     let updated = alice.recv_type("chats").await;
     assert_eq!(updated["chat"]["members"], members(&["alice", "bob"]));
     // Each member's own view: bob has not read alice's message, alice

@@ -9,7 +9,7 @@ use sqlx::any::AnyArguments;
 use super::batch_rows::{BatchRows, Column, Value};
 use super::chat_quota::require_room;
 use super::placeholders::Placeholders;
-use super::{members_of, membership, Backend, Store, StoreError, StoreRefusal};
+use super::{members_of, membership, Backend, Membership, Store, StoreError, StoreRefusal};
 use crate::auth::valid_user_id;
 use crate::error::Refusal;
 use crate::model::{storable, ChatId, ChatKind, Millis, UserId};
@@ -473,14 +473,20 @@ async fn require_creator(db: &mut sqlx::AnyConnection, chat: ChatId, by: &str) -
 }
 
 /// `by` may remove `user` from `chat`: a member of the group, removing
-/// themself or, as its creator, anyone.
+/// themself or, as its creator, anyone. Leaving a chat one has already
+/// left is `not_found`, as removing anyone else who is not a member: a
+/// retried leave (its first answer lost) is told it was done, not that it
+/// was refused.
 async fn require_may_remove(
     db: &mut sqlx::AnyConnection,
     chat: ChatId,
     by: &str,
     user: &str,
 ) -> Result<(), StoreRefusal> {
-    membership(&mut *db, chat, by).await?.require()?;
+    match membership(&mut *db, chat, by).await? {
+        Membership::NotMember if by == user => return Err(Refusal::not_found(format!("{user} is not a member")).into()),
+        membership => membership.require()?,
+    }
     require_group(db, chat).await?;
     if by != user && by != creator_of(db, chat).await? {
         return Err(Refusal::forbidden("only the creator may remove other members").into());
