@@ -78,8 +78,8 @@ pub async fn upgrade(
             Err(ApiError::unauthorized(&format!("malformed token query: {}", rejection.body_text())))
         }
     };
-    let user = match authenticated {
-        Ok(user) => user,
+    let identity = match authenticated {
+        Ok(identity) => identity,
         Err(e) => {
             metrics::counter!("chat_connections_closed_total", "reason" => "auth_failed").increment(1);
             return e.into_response();
@@ -92,7 +92,7 @@ pub async fn upgrade(
         return ApiError::from(Refusal::bad_request("expected a WebSocket upgrade request")).into_response();
     };
     // Held until the connection's task ends (`user_slots`).
-    let Some(slot) = node.user_slots.take(&user) else {
+    let Some(slot) = node.user_slots.take(&identity.user) else {
         metrics::counter!("chat_connections_closed_total", "reason" => "user_limit").increment(1);
         let limit = node.user_slots.limit();
         let message = format!("{limit} connections of this user are open on this node already; close one first");
@@ -102,9 +102,11 @@ pub async fn upgrade(
         Ok(upgraded) => upgraded,
         Err(_) => return ApiError::from(Refusal::bad_request("bad WebSocket upgrade")).into_response(),
     };
+    let id = node.next_connection.fetch_add(1, Ordering::Relaxed);
+    let handle = Arc::new(ClientHandle::new(id, identity.user, node.settings.outbound_queue));
     let task_node = node.clone();
     node.connections.spawn(async move {
-        if let Err(e) = serve(task_node, user, socket).await {
+        if let Err(e) = serve(task_node, handle, identity.expires_at, socket).await {
             tracing::debug!(error = %e, "connection ended with an error");
         }
         drop(slot);
@@ -112,7 +114,14 @@ pub async fn upgrade(
     response.into_response()
 }
 
-async fn serve(node: Arc<Node>, user: String, socket: UpgradeFut) -> Result<(), WebSocketError> {
+/// Serves `handle`'s connection, opened with a token valid through second
+/// `token_expires_at`.
+async fn serve(
+    node: Arc<Node>,
+    handle: Arc<ClientHandle>,
+    token_expires_at: u64,
+    socket: UpgradeFut,
+) -> Result<(), WebSocketError> {
     // fastwebsockets reads frames; the writer and the fan-out write the
     // socket themselves (see `writer`, `write_through`), so fastwebsockets'
     // write half gets a sink.
@@ -123,8 +132,7 @@ async fn serve(node: Arc<Node>, user: String, socket: UpgradeFut) -> Result<(), 
     // A frame of exactly the limit is allowed; the check is "len >= max".
     read.set_max_message_size(MAX_FRAME_BYTES + 1);
 
-    let id = node.next_connection.fetch_add(1, Ordering::Relaxed);
-    let handle = Arc::new(ClientHandle::new(id, user.clone(), node.settings.outbound_queue));
+    let user = &handle.user;
     // The welcome is the first frame: its place is taken before the hub
     // can queue anything else for this connection, and it is rendered once
     // setup is done (below). Nothing is written before then.
@@ -140,8 +148,8 @@ async fn serve(node: Arc<Node>, user: String, socket: UpgradeFut) -> Result<(), 
         // published in between would otherwise be in neither. Without the
         // subscription listening, or past the wait, the chats are loaded
         // anyway and read again once the channel is live.
-        let live = node.broker.user_subscribed(&user, SUBSCRIBE_WAIT).await;
-        match node.chat_lists.of(&user).await {
+        let live = node.broker.user_subscribed(user, SUBSCRIBE_WAIT).await;
+        match node.chat_lists.of(user).await {
             Ok(chats) => {
                 node.hub.chats_loaded(&local, chats);
                 if !live {
@@ -158,11 +166,11 @@ async fn serve(node: Arc<Node>, user: String, socket: UpgradeFut) -> Result<(), 
         // Another connection of this user loaded the chats, and failed.
         handle.close(close::GOING_AWAY);
     }
-    node.presence.connected(&user, local.chat_ids()).await;
+    node.presence.connected(user, local.chat_ids()).await;
     drop(setup);
     // The welcome's serverTime is the server's clock as the client reads
     // it, and the setup above can take seconds: rendered now, in its place.
-    let welcome = render::welcome(&user, &id.to_string(), &node.id, node.settings.heartbeat_timeout_ms, now_ms());
+    let welcome = render::welcome(user, &handle.id.to_string(), &node.id, node.settings.heartbeat_timeout_ms, now_ms());
     handle.fill_welcome(welcome);
     // The heartbeat's clock starts now, not at the upgrade: until here the
     // server read nothing and wrote no welcome. Counted from the upgrade,
@@ -178,12 +186,13 @@ async fn serve(node: Arc<Node>, user: String, socket: UpgradeFut) -> Result<(), 
         order: CommandOrder::default(),
         first_frame: true,
         sequence: 0,
+        token_expires_at,
     };
     tokio::join!(reader.run(read), write_loop(&handle, Arc::new(write)));
 
     let chats = node.hub.unregister(&handle);
     let teardown = node.setup_permits.acquire().await;
-    node.presence.disconnected(&user, chats).await;
+    node.presence.disconnected(user, chats).await;
     drop(teardown);
     metrics::gauge!("chat_open_connections").decrement(1.0);
     metrics::counter!("chat_connections_closed_total", "reason" => close_reason(handle.close_code())).increment(1);
@@ -209,6 +218,12 @@ fn tcp_halves(upgraded: Upgraded) -> Result<(OwnedReadHalf, OwnedWriteHalf), Web
     Ok(parts.io.into_inner().into_split())
 }
 
+/// Whether a token valid through second `exp` has expired at `now`
+/// (milliseconds), as a new connection's check would find it.
+fn token_expired(exp: u64, now: i64) -> bool {
+    u64::try_from(now.div_euclid(1000)).is_ok_and(|second| second > exp)
+}
+
 /// Whether a text frame is a `sync` (a cheap look before full parsing).
 fn is_sync(payload: &[u8]) -> bool {
     serde_json::from_slice::<serde_json::Value>(payload).is_ok_and(|v| v["type"] == "sync")
@@ -218,6 +233,7 @@ fn close_reason(code: Option<u16>) -> &'static str {
     match code {
         Some(close::HEARTBEAT_TIMEOUT) => "heartbeat",
         Some(close::SLOW_CONSUMER) => "slow",
+        Some(close::TOKEN_EXPIRED) => "token_expired",
         Some(close::SERVICE_RESTART) | Some(close::GOING_AWAY) => "drain",
         Some(close::MESSAGE_TOO_BIG) => "too_big",
         Some(close::PROTOCOL_ERROR) | Some(close::INVALID_PAYLOAD) => "protocol_error",
@@ -238,6 +254,13 @@ struct Reader<'a> {
     first_frame: bool,
     /// Numbers this connection's commands for their unique ids.
     sequence: u64,
+    /// The `exp` of the connection's token (seconds): the first frame
+    /// read after it closes the connection (PROTOCOL.md 1, `exp` is
+    /// enforced). Checked as frames come rather than by the heartbeat's
+    /// sweep, which would need the four bytes on every connection's handle
+    /// that its size class has no room for; a client pings at least every
+    /// 10 s, and one that stops is closed by the heartbeat anyway.
+    token_expires_at: u64,
 }
 
 impl Reader<'_> {
@@ -269,6 +292,10 @@ impl Reader<'_> {
                 frame = read.read_frame(&mut no_obligations) => frame,
             };
             let frame = match frame {
+                Ok(_) if token_expired(self.token_expires_at, now_ms()) => {
+                    self.handle.close(close::TOKEN_EXPIRED);
+                    return;
+                }
                 Ok(frame) => frame,
                 Err(WebSocketError::FrameTooLarge) => {
                     self.handle.close(close::MESSAGE_TOO_BIG);
@@ -634,5 +661,15 @@ impl Reader<'_> {
                 return true;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_token_is_valid_through_its_exp_second() {
+        assert!(!super::token_expired(1_000, 1_000_999));
+        assert!(super::token_expired(1_000, 1_001_000));
+        assert!(!super::token_expired(1_000, -5), "a clock before the epoch expires nothing");
     }
 }

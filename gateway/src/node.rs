@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use shared::auth::{AuthError, Authenticator};
+use shared::auth::{AuthError, Authenticator, Identity};
 use shared::bus::backlog::Backlogs;
 use shared::bus::redis::{RedisBroker, RedisCommands};
 use shared::bus::{memory, Broker, CommandQueue};
@@ -278,7 +278,7 @@ impl Node {
         })
     }
 
-    pub fn authenticate(&self, token: Option<&str>) -> Result<String, ApiError> {
+    pub fn authenticate(&self, token: Option<&str>) -> Result<Identity, ApiError> {
         let token = token.filter(|t| !t.is_empty()).ok_or(AuthError::Missing);
         token.and_then(|t| self.auth.verify(t)).map_err(|e| ApiError::unauthorized(&e.to_string()))
     }

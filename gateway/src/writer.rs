@@ -362,6 +362,7 @@ fn close_text(code: u16) -> &'static str {
     match code {
         close::HEARTBEAT_TIMEOUT => "heartbeat timeout",
         close::SLOW_CONSUMER => "slow consumer",
+        close::TOKEN_EXPIRED => "token expired",
         close::MESSAGE_TOO_BIG => "frame too large",
         close::GOING_AWAY => "server going away",
         close::SERVICE_RESTART => "server restarting; reconnect",

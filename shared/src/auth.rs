@@ -28,6 +28,16 @@ pub enum AuthError {
     BadSubject,
 }
 
+/// Whom a valid token names, and until when it may be used: a WebSocket
+/// opened with it is closed once it expires (`gateway::heartbeat`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub user: UserId,
+    /// The token's `exp`: seconds since the epoch, valid through that
+    /// second.
+    pub expires_at: u64,
+}
+
 /// Verifies and mints tokens with one shared secret. Its `Debug` never shows
 /// the secret.
 #[derive(Clone)]
@@ -59,7 +69,7 @@ impl Authenticator {
         }
     }
 
-    pub fn verify(&self, token: &str) -> Result<UserId, AuthError> {
+    pub fn verify(&self, token: &str) -> Result<Identity, AuthError> {
         let data = decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| match e.kind() {
             jsonwebtoken::errors::ErrorKind::ExpiredSignature => AuthError::Expired,
             _ => AuthError::Invalid,
@@ -68,7 +78,7 @@ impl Authenticator {
         if !valid_user_id(&sub) {
             return Err(AuthError::BadSubject);
         }
-        Ok(sub)
+        Ok(Identity { user: sub, expires_at: data.claims.exp })
     }
 
     /// A token for `user` valid until `exp` (seconds since the epoch).
@@ -97,8 +107,9 @@ mod tests {
     #[test]
     fn round_trip_and_rejections() {
         let auth = Authenticator::new(b"secret");
-        let token = auth.mint("alice", now() + 60);
-        assert_eq!(auth.verify(&token), Ok("alice".to_owned()));
+        let exp = now() + 60;
+        let token = auth.mint("alice", exp);
+        assert_eq!(auth.verify(&token), Ok(Identity { user: "alice".into(), expires_at: exp }));
         assert_eq!(auth.verify(&auth.mint("alice", now() - 1)), Err(AuthError::Expired));
         let other = Authenticator::new(b"other");
         assert_eq!(other.verify(&token), Err(AuthError::Invalid));
@@ -118,6 +129,6 @@ mod tests {
         let hs512 = encode(&Header::new(Algorithm::HS512), &claims, &key).expect("jwt");
         assert_eq!(auth.verify(&hs512), Err(AuthError::Invalid));
         let hs256 = encode(&Header::new(Algorithm::HS256), &claims, &key).expect("jwt");
-        assert_eq!(auth.verify(&hs256), Ok("alice".to_owned()), "the same claims, as HS256");
+        assert_eq!(auth.verify(&hs256).map(|id| id.user), Ok("alice".to_owned()), "the same claims, as HS256");
     }
 }

@@ -84,7 +84,7 @@ impl FromRequestParts<Arc<Node>> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, node: &Arc<Node>) -> Result<Self, Self::Rejection> {
-        let user = node.authenticate(bearer_token(&parts.headers))?;
+        let user = node.authenticate(bearer_token(&parts.headers))?.user;
         if !node.rest_allowance.take(&user, shared::clock::now_ms()) {
             metrics::counter!("chat_rest_rate_limited_total").increment(1);
             let refusal = Refusal::new(ErrorCode::RateLimited, "too many requests; wait a moment, then retry");

@@ -1,8 +1,9 @@
-//! PROTOCOL.md 1: identity. Bad tokens get 401 before any upgrade.
+//! PROTOCOL.md 1: identity. Bad tokens get 401 before any upgrade; a
+//! connection whose token expires is closed.
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
-use crate::common::{token_with, TestServer, SECRET};
+use crate::common::{token_with, Ended, TestServer, SECRET};
 
 async fn ws_status(server: &TestServer, query: &str, header: Option<&str>) -> (u16, Value) {
     let mut request = reqwest::Client::new()
@@ -170,4 +171,29 @@ async fn a_burst_of_upgrades_gets_no_more_connections_than_the_cap() {
         }
     }
     assert_eq!(opened.len(), 3, "30 upgrades at once for 3 places");
+}
+
+/// `exp` is enforced on an open connection too: alice's connection works
+/// while her token is valid; the first frame she sends after its last
+/// second is answered with the close 4002, and bob learns she went
+/// offline.
+#[tokio::test]
+async fn a_connection_is_closed_with_4002_once_its_token_expires() {
+    let server = TestServer::start().await;
+    server.group("alice", &["bob"]).await;
+    let mut bob = server.connect("bob").await;
+    let valid_through = shared::clock::now_ms() / 1000 + 1;
+    let token = shared::auth::Authenticator::new(SECRET).mint("alice", valid_through as u64);
+    let mut alice =
+        testkit::client::connect(&format!("ws://{}/ws", server.addr), &token, "alice").await.expect("connect");
+    alice.send(json!({"type": "ping", "ref": "valid"})).await;
+    assert_eq!(alice.recv_type("pong").await["ref"], "valid");
+    assert_eq!(bob.recv_type("online").await["userId"], "alice");
+    // The token's life is what the test is about: wait it out.
+    let expired_at = (valid_through + 1) * 1000;
+    tokio::time::sleep(std::time::Duration::from_millis((expired_at - shared::clock::now_ms()).max(0) as u64 + 20))
+        .await;
+    alice.send(json!({"type": "ping", "ref": "expired"})).await;
+    assert_eq!(alice.ended().await, Ended::Closed(4002));
+    assert_eq!(bob.recv_type("offline").await["userId"], "alice");
 }

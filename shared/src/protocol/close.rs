@@ -6,6 +6,9 @@ pub const HEARTBEAT_TIMEOUT: u16 = 4000;
 /// The client read too slowly: its bounded outbound queue overflowed. The
 /// client may reconnect and `sync`; nothing persisted is lost.
 pub const SLOW_CONSUMER: u16 = 4001;
+/// The token the connection was opened with has passed its `exp`:
+/// reconnect with a fresh token, then `sync`.
+pub const TOKEN_EXPIRED: u16 = 4002;
 /// A frame or a fragmented message over the 64 KiB frame limit.
 pub const MESSAGE_TOO_BIG: u16 = 1009;
 /// The server is going away without a drain (it could not load the
