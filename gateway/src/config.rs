@@ -135,6 +135,13 @@ pub struct Settings {
           value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub drain_seconds: u64,
 
+    /// Origins whose web pages may call the REST API (CORS): `*`, or
+    /// origins separated by commas, such as `https://app.example.com`.
+    /// Unset, no CORS headers are sent (an app on the gateway's own origin,
+    /// or behind a proxy that serves both, needs none).
+    #[arg(long, env = "CORS_ORIGINS", value_parser = crate::cors::parse, global = true)]
+    pub cors_origins: Option<crate::cors::Origins>,
+
     #[command(flatten)]
     pub common: shared::config::CommonArgs,
 

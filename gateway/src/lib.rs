@@ -3,6 +3,7 @@
 //! events out to every connection of every member.
 //!
 //! - [`server`]: the router and the serve loop.
+//! - [`cors`]: cross-origin REST calls for browser apps (`CORS_ORIGINS`).
 //! - [`node`]: one process and what it holds; standalone wiring.
 //! - [`client`]: one connection: authentication, then its reader.
 //! - [`reassembly`]: fragmented WebSocket messages put back together.
@@ -32,6 +33,7 @@ pub mod client;
 pub mod command_budget;
 pub mod command_order;
 pub mod config;
+pub mod cors;
 pub mod fleet_forms;
 pub mod frame_metrics;
 pub mod handle;

@@ -35,11 +35,17 @@ pub fn listen(address: std::net::SocketAddr) -> std::io::Result<TcpListener> {
 
 /// The whole router, for the binary and for tests.
 pub fn app(node: Arc<Node>) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/ws", get(crate::client::upgrade))
         .merge(crate::rest::routes())
-        .layer(axum::middleware::map_response(crate::rest::framework_errors::as_json))
-        .with_state(node)
+        .layer(axum::middleware::map_response(crate::rest::framework_errors::as_json));
+    // Outermost: a preflight is answered before routing, and every answer,
+    // errors included, carries the headers a page needs to read it.
+    let router = match &node.settings.cors_origins {
+        Some(origins) => router.layer(crate::cors::layer(origins)),
+        None => router,
+    };
+    router.with_state(node)
 }
 
 /// Serves `node` on `listener` until `shutdown` resolves, then shuts the

@@ -7,6 +7,7 @@ mod common;
 mod auth;
 mod bad_input;
 mod chats;
+mod cors;
 mod heartbeat;
 mod marks;
 mod messaging;
