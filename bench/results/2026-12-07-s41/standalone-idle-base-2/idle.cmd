@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-base /tmp/build-new/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:28234/ws --http-url http://127.0.0.1:28234 --data-dir /tmp/tmp.0U0ZkcxP2o --server-pid 6601 --report bench/results/2026-12-07-standalone-s41-base-2/idle.json --charts bench/results/2026-12-07-standalone-s41-base-2/idle

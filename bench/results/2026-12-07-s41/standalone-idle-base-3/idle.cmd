@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-base /tmp/build-new/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:27835/ws --http-url http://127.0.0.1:27835 --data-dir /tmp/tmp.aDnDtt5j21 --server-pid 6710 --report bench/results/2026-12-07-standalone-s41-base-3/idle.json --charts bench/results/2026-12-07-standalone-s41-base-3/idle

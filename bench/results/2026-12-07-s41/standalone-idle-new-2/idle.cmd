@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-new /tmp/build-new/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:12412/ws --http-url http://127.0.0.1:12412 --data-dir /tmp/tmp.MQYLXU0Xnd --server-pid 6461 --report bench/results/2026-12-07-standalone-s41-new-2/idle.json --charts bench/results/2026-12-07-standalone-s41-new-2/idle
