@@ -29,7 +29,8 @@ pub enum AuthError {
 }
 
 /// Whom a valid token names, and until when it may be used: a WebSocket
-/// opened with it is closed once it expires (`gateway::heartbeat`).
+/// opened with it is closed at its first frame after that (the gateway's
+/// connection reader).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     pub user: UserId,
