@@ -134,6 +134,20 @@ async fn fragmented_messages_are_reassembled_and_frames_out_of_sequence_close_wi
     assert_eq!(bob.ended().await, Ended::Closed(1002));
 }
 
+/// A client frame without its mask fails the connection with 1002 (RFC
+/// 6455, 5.1: the server must close it), its payload not acted on. Taken
+/// as it came, the unmasked ping was answered and the connection lived on.
+#[tokio::test]
+async fn an_unmasked_frame_closes_with_1002() {
+    let server = TestServer::start().await;
+    let mut alice = server.connect("alice").await;
+    let ping = br#"{"type":"ping","ref":"unmasked"}"#;
+    let mut frame = vec![0x81, ping.len() as u8];
+    frame.extend_from_slice(ping);
+    alice.write_bytes(&frame).await;
+    assert_eq!(alice.ended().await, Ended::Closed(1002));
+}
+
 /// Text that is not UTF-8 fails the connection with 1007 (RFC 6455, 8.1),
 /// in one frame or in fragments; a character split between fragments is
 /// read whole.

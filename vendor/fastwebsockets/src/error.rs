@@ -30,6 +30,9 @@ pub enum WebSocketError {
   PingFrameTooLarge,
   #[error("Frame too large")]
   FrameTooLarge,
+  /// Patched (see PATCHED.md).
+  #[error("Client frame is not masked")]
+  UnmaskedFrame,
   #[error("Sec-Websocket-Version must be 13")]
   InvalidSecWebsocketVersion,
   #[error("Invalid value")]

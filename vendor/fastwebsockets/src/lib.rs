@@ -693,6 +693,12 @@ impl ReadHalf {
     let opcode = frame::OpCode::try_from(self.buffer[0] & 0b00001111)?;
     let masked = self.buffer[1] & 0b10000000 != 0;
 
+    // Patched (see PATCHED.md): a server must fail the connection on a
+    // client frame that is not masked (RFC 6455, 5.1).
+    if self.role == Role::Server && !masked {
+      return Err(WebSocketError::UnmaskedFrame);
+    }
+
     let length_code = self.buffer[1] & 0x7F;
     let extra = match length_code {
       126 => 2,
