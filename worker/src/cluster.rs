@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::group_commit::{GroupCommit, Hold};
 use crate::lease::{fair_share, preference, surplus, RELEASE, RENEW};
 use crate::processor::Processor;
-use crate::stray_entries::{oldest_pending, StrayWatch};
+use crate::stray_entries::{claim_for, oldest_pending, StrayWatch};
 use crate::stream::ShardConsumer;
 use crate::stream_trim::trim_applied;
 
@@ -54,6 +54,8 @@ impl Worker {
         let mut ticker = tokio::time::interval(Duration::from_millis(self.lease_ttl_ms / 3));
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tracing::info!(worker = %self.id, shards = self.keys.shards(), "worker started");
+        // Shown from the start, so that a first re-read is an increase.
+        metrics::counter!("chat_stream_backlog_rereads_total").absolute(0);
         loop {
             // Stop first: after a slow round the next tick is due at once,
             // and a stopping worker should not start another (see
@@ -197,9 +199,16 @@ impl Worker {
             request.ignore_errors();
             request.xlen(&stream).cmd("XINFO").arg("GROUPS").arg(&stream).cmd("XPENDING").arg(&stream).arg(GROUP);
             let replies: Vec<redis::Value> = request.query_async(&mut redis).await.unwrap_or_default();
-            let [length, groups, pending] = replies.as_slice() else { continue };
+            let reply = |at: usize| replies.get(at).unwrap_or(&redis::Value::Nil);
+            let (length, groups, pending) = (reply(0), reply(1), reply(2));
             let oldest = oldest_pending(pending);
             if consumer.strays.still_pending(oldest.clone()) {
+                let consumer_name = self.keys.shard_consumer(shard);
+                let round = Duration::from_millis(self.lease_ttl_ms / 3);
+                if let Err(e) = claim_for(&mut redis, &stream, &consumer_name, round).await {
+                    metrics::counter!("chat_redis_errors_total", "op" => "claim").increment(1);
+                    tracing::warn!(error = %e, shard, "could not claim the shard's stray entries");
+                }
                 consumer.reread_backlog.store(true, Ordering::Relaxed);
                 metrics::counter!("chat_stream_backlog_rereads_total").increment(1);
                 tracing::warn!(

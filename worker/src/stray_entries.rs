@@ -13,10 +13,26 @@
 //! So the owner's lease round notes the stream's oldest pending entry. The
 //! same entry still the oldest a round later (a third of the lease's TTL)
 //! is astray, or in a batch that has been retrying the store all that
-//! while: either way, the consumer reads its backlog once more after the
-//! batch it holds. When nothing was astray, that read finds nothing.
+//! while: either way, the round gives the shard's consumer every entry
+//! pending that long under any name (a read by hand names its own
+//! consumer, whose entries the shard's backlog read would not return), and
+//! the consumer reads its backlog once more after the batch it holds. When
+//! nothing was astray, that read finds nothing.
+//!
+//! An entry recovered so is applied after commands its sender sent later
+//! to the same chat, which went on meanwhile: late, and out of the order
+//! sent, as it would have been at the next change of owner. Without a
+//! foreign script past Redis's busy limit, or a hand in the workers'
+//! group, there is none.
 
-use redis::Value;
+use std::time::Duration;
+
+use redis::aio::ConnectionLike;
+use redis::{RedisResult, Value};
+use shared::bus::keys::GROUP;
+
+/// Entries one claim moves at most; more move a round later.
+const CLAIM_COUNT: usize = 1_000;
 
 /// The oldest pending entry of one shard's stream, from round to round.
 #[derive(Default)]
@@ -32,6 +48,31 @@ impl StrayWatch {
         self.oldest = oldest;
         astray
     }
+}
+
+/// Gives `consumer` (the shard's) every entry of `stream` pending for
+/// `min_idle` or longer under any consumer of the workers' group, and drops
+/// from the pending list those the stream no longer holds. `JUSTID`: a
+/// claim is not a delivery, so the entries' delivery counts stay as they
+/// were.
+pub async fn claim_for(
+    redis: &mut impl ConnectionLike,
+    stream: &str,
+    consumer: &str,
+    min_idle: Duration,
+) -> RedisResult<()> {
+    let _: Value = redis::cmd("XAUTOCLAIM")
+        .arg(stream)
+        .arg(GROUP)
+        .arg(consumer)
+        .arg(min_idle.as_millis() as u64)
+        .arg("0-0")
+        .arg("COUNT")
+        .arg(CLAIM_COUNT)
+        .arg("JUSTID")
+        .query_async(redis)
+        .await?;
+    Ok(())
 }
 
 /// The oldest pending entry's id from an `XPENDING <stream> <group>`

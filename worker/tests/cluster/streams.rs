@@ -100,10 +100,12 @@ async fn a_shard_at_its_backlog_limit_refuses_commands_and_loses_none() {
 /// is applied once the owner's lease round finds it still pending
 /// (src/stray_entries.rs): alice's command is acknowledged, and nothing
 /// of the stream stays pending. A stalled predecessor's read through the
-/// lease fence's one gap (src/shard_read.rs) leaves such an entry; here
-/// the transaction that appends it takes it through the workers' group,
-/// so the consumer never reads it as new. Before, it waited until the
-/// shard changed owner, and held the trim back meanwhile.
+/// lease fence's one gap (src/shard_read.rs) leaves such an entry under
+/// the shard's consumer name; here the transaction that appends it reads
+/// it through the workers' group under a name of its own, as a read by
+/// hand would, so the consumer never reads it as new and its backlog read
+/// alone would not find it. Before, it waited until the shard changed
+/// owner (for ever, under another name), and held the trim back.
 #[tokio::test]
 async fn a_command_handed_out_past_the_consumer_is_applied() {
     let cluster = Cluster::start(Options::default(), 1, 1).await;
@@ -139,7 +141,7 @@ async fn a_command_handed_out_past_the_consumer_is_applied() {
         .cmd("XREADGROUP")
         .arg("GROUP")
         .arg(shared::bus::keys::GROUP)
-        .arg(keys.shard_consumer(shard))
+        .arg("by-hand")
         .arg("COUNT")
         .arg(1)
         .arg("STREAMS")
