@@ -292,7 +292,8 @@ impl Reader<'_> {
                 frame = read.read_frame(&mut no_obligations) => frame,
             };
             let frame = match frame {
-                Ok(_) if token_expired(self.token_expires_at, now_ms()) => {
+                // A close is answered as a close, expired or not.
+                Ok(frame) if frame.opcode != OpCode::Close && token_expired(self.token_expires_at, now_ms()) => {
                     self.handle.close(close::TOKEN_EXPIRED);
                     return;
                 }

@@ -2,6 +2,9 @@
 //! connection whose token expires is closed.
 
 use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
 
 use crate::common::{token_with, Ended, TestServer, SECRET};
 
@@ -173,19 +176,22 @@ async fn a_burst_of_upgrades_gets_no_more_connections_than_the_cap() {
     assert_eq!(opened.len(), 3, "30 upgrades at once for 3 places");
 }
 
-/// `exp` is enforced on an open connection too: alice's connection works
-/// while her token is valid; the first frame she sends after its last
-/// second is answered with the close 4002, and bob learns she went
-/// offline.
+/// `exp` is enforced on an open connection too: alice's connections work
+/// while her token is valid; the first frame one sends after its last
+/// second is answered with the close 4002, but a close is answered as a
+/// close (1000); once both are gone bob learns she went offline.
 #[tokio::test]
 async fn a_connection_is_closed_with_4002_once_its_token_expires() {
     let server = TestServer::start().await;
     server.group("alice", &["bob"]).await;
     let mut bob = server.connect("bob").await;
-    let valid_through = shared::clock::now_ms() / 1000 + 1;
+    // Two seconds and more: time to connect, ping and hear of each other
+    // on a loaded machine.
+    let valid_through = shared::clock::now_ms() / 1000 + 2;
     let token = shared::auth::Authenticator::new(SECRET).mint("alice", valid_through as u64);
-    let mut alice =
-        testkit::client::connect(&format!("ws://{}/ws", server.addr), &token, "alice").await.expect("connect");
+    let url = format!("ws://{}/ws", server.addr);
+    let mut alice = testkit::client::connect(&url, &token, "alice").await.expect("connect");
+    let mut leaving = testkit::client::connect(&url, &token, "alice").await.expect("connect");
     alice.send(json!({"type": "ping", "ref": "valid"})).await;
     assert_eq!(alice.recv_type("pong").await["ref"], "valid");
     assert_eq!(bob.recv_type("online").await["userId"], "alice");
@@ -195,5 +201,8 @@ async fn a_connection_is_closed_with_4002_once_its_token_expires() {
         .await;
     alice.send(json!({"type": "ping", "ref": "expired"})).await;
     assert_eq!(alice.ended().await, Ended::Closed(4002));
+    let normal = CloseFrame { code: CloseCode::Normal, reason: "".into() };
+    leaving.send_raw(Message::Close(Some(normal))).await;
+    assert_eq!(leaving.ended().await, Ended::Closed(1000));
     assert_eq!(bob.recv_type("offline").await["userId"], "alice");
 }
