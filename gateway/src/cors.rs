@@ -40,8 +40,15 @@ pub fn parse(value: &str) -> Result<Origins, String> {
     Ok(Origins::List(origins))
 }
 
+/// One origin, written as browsers send it, since the layer compares the
+/// bytes: the scheme and host in lower case, and no port where it is the
+/// scheme's own (a browser leaves `:443` off `https`).
 fn origin(text: &str) -> Result<HeaderValue, String> {
-    let host = text.strip_prefix("https://").or_else(|| text.strip_prefix("http://"));
+    let written = text.to_ascii_lowercase();
+    let (host, default_port) = match written.strip_prefix("https://") {
+        Some(host) => (Some(host), ":443"),
+        None => (written.strip_prefix("http://"), ":80"),
+    };
     let well_formed = host.is_some_and(|host| {
         !host.is_empty() && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
     });
@@ -50,7 +57,12 @@ fn origin(text: &str) -> Result<HeaderValue, String> {
             "{text:?} is not an origin: a browser sends its page's origin as scheme://host[:port], without a path or a trailing slash"
         ));
     }
-    HeaderValue::from_str(text).map_err(|e| format!("{text:?}: {e}"))
+    if written.ends_with(default_port) {
+        return Err(format!(
+            "{text:?}: a browser leaves the scheme's own port out of the origin it sends; drop {default_port}"
+        ));
+    }
+    HeaderValue::from_str(&written).map_err(|e| format!("{text:?}: {e}"))
 }
 
 /// The layer that answers preflights and marks responses (errors included,
@@ -75,13 +87,16 @@ mod tests {
     fn origins_are_a_star_or_a_list_of_scheme_host_port() {
         assert_eq!(parse("*"), Ok(Origins::Any));
         assert_eq!(
-            parse("https://app.example.com, http://localhost:3000"),
+            parse("https://App.Example.com, http://localhost:3000"),
             Ok(Origins::List(vec![
                 HeaderValue::from_static("https://app.example.com"),
                 HeaderValue::from_static("http://localhost:3000"),
-            ]))
+            ])),
+            "written as a browser sends it"
         );
-        for bad in ["", ",", "app.example.com", "https://app.example.com/", "https://", "ftp://x", "https://a b"] {
+        let bad = ["", ",", "app.example.com", "https://app.example.com/", "https://", "ftp://x", "https://a b"];
+        let never_sent = ["https://app.example.com:443", "http://localhost:80"];
+        for bad in bad.into_iter().chain(never_sent) {
             assert!(parse(bad).is_err(), "{bad:?} accepted");
         }
     }
