@@ -16,7 +16,7 @@ pub const MAX_CLIENT_MESSAGE_ID_CHARS: usize = 64;
 pub const MAX_REF_CHARS: usize = 128;
 /// Chats one `sync` may name; more would let one frame demand unbounded
 /// work. The frame limit (`config::MAX_FRAME_BYTES`) binds first today: 64
-/// KiB holds 7,000 distinct chatIds at most. This bound stands should that
+/// KiB holds some 7,400 distinct chatIds at most. This bound stands should that
 /// limit grow.
 pub const MAX_SYNC_CHATS: usize = 10_000;
 /// How deep `attachments` may nest, the array itself counting as one. The
