@@ -1,3 +1,4 @@
+use anyhow::Context;
 use clap::Parser as _;
 use gateway::config::{Cli, Command, Settings};
 use gateway::node::Node;
@@ -74,7 +75,8 @@ async fn serve(settings: Settings, secret: &[u8]) -> anyhow::Result<()> {
         Ok(limit) => tracing::info!(limit, "open files allowed"),
         Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
     }
-    let listener = gateway::server::listen(settings.listen)?;
+    let listener = gateway::server::listen(settings.listen)
+        .with_context(|| format!("cannot listen on {} (LISTEN_ADDR, --listen)", settings.listen))?;
     let address = listener.local_addr()?;
     let database = shared::config::redact_url(&settings.database_url());
     let mode = if settings.cluster.redis_url.is_some() {

@@ -1,3 +1,4 @@
+use anyhow::Context;
 use clap::Parser as _;
 use shared::store::Store;
 use tokio_util::sync::CancellationToken;
@@ -56,7 +57,12 @@ async fn main() {
 }
 
 async fn run(settings: Settings, database_url: String, redis_url: String) -> anyhow::Result<()> {
-    let admin = tokio::net::TcpListener::bind(settings.admin_listen).await?;
+    let admin = tokio::net::TcpListener::bind(settings.admin_listen).await.with_context(|| {
+        format!(
+            "cannot listen on {} (ADMIN_LISTEN): each worker on one host needs its own address",
+            settings.admin_listen
+        )
+    })?;
     let telemetry = shared::telemetry::Telemetry::get();
     let store = Store::connect(&database_url).await?;
     let redis = shared::bus::redis::connect(&redis_url).await?;
