@@ -8,7 +8,13 @@
 # flags to every `loadtest run` (e.g. "--ping-ms 25000"), recorded in
 # each run's .cmd like the rest.
 source scripts/lib/free_port.sh
-cargo build --release -q -p gateway -p worker -p loadtest
+# Built only when a binary comes from this checkout: with SERVER_BIN and
+# LOADTEST_BIN both given, a before/after series leaves the working tree
+# alone, and a tree in the middle of an edit neither rebuilds nor fails
+# between its runs.
+if [ -z "${SERVER_BIN:-}" ] || [ -z "${LOADTEST_BIN:-}" ]; then
+    cargo build --release -q -p gateway -p worker -p loadtest
+fi
 server_bin=${SERVER_BIN:-target/release}
 loadtest_bin=${LOADTEST_BIN:-target/release/loadtest}
 results="bench/results/$(date -u +%Y-%m-%d)-$1${LABEL:+-$LABEL}"
