@@ -40,7 +40,15 @@ impl IntoResponse for ApiError {
         let status = self.status.unwrap_or_else(|| {
             StatusCode::from_u16(self.refusal.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
         });
-        (status, Json(rest_error(&self.refusal))).into_response()
+        let body = Json(rest_error(&self.refusal));
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            // Every allowance here refills at least one call a second
+            // (`REST_RATE`, `USER_CONNECTIONS` freeing a slot aside), so one
+            // second is the honest least wait, and tells a client not to
+            // retry at once.
+            return (status, [(header::RETRY_AFTER, "1")], body).into_response();
+        }
+        (status, body).into_response()
     }
 }
 

@@ -19,6 +19,15 @@ async fn rest_calls_past_a_users_allowance_are_refused_and_others_go_on() {
     assert_eq!(answers[0].0, 200, "{:?}", answers[0]);
     let (_, refusal) = answers.iter().find(|(status, _)| *status == 429).expect("a call refused");
     assert_eq!(refusal["code"], "rate_limited", "{refusal}");
+    let refused = reqwest::Client::new()
+        .get(server.url("/v1/chats"))
+        .bearer_auth(server.token("alice"))
+        .send()
+        .await
+        .expect("http");
+    assert_eq!(refused.status(), 429, "the allowance is still spent");
+    let wait = refused.headers().get("retry-after").and_then(|v| v.to_str().ok());
+    assert_eq!(wait, Some("1"), "a refusal says how long to wait");
     let (status, body) = server.call("GET", "bob", "/v1/chats", None).await;
     assert_eq!(status, 200, "bob's allowance is his own: {body}");
     let metrics = reqwest::get(server.url("/metrics")).await.expect("metrics").text().await.expect("text");
