@@ -83,9 +83,9 @@ pub struct Settings {
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000_000))]
     pub command_queue: usize,
 
-    /// Commands (all but `ping` and `typing`) one connection may send a
-    /// second, sustained; past it they are refused with `rate_limited`.
-    /// 0 for no limit.
+    /// Commands (all but `ping`, and `typing` into chats the node knows the
+    /// sender is in) one connection may send a second, sustained; past it
+    /// they are refused with `rate_limited`. 0 for no limit.
     #[arg(long, env = "COMMAND_RATE", default_value_t = 200, global = true)]
     pub command_rate: u32,
 
