@@ -24,13 +24,13 @@ use crate::procstat;
 
 #[derive(Debug, Args)]
 pub struct FloorArgs {
-    #[arg(long, default_value_t = 2_000)]
-    connections: usize,
+    #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(1..))]
+    connections: u64,
     /// Writes per second, over all connections.
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..))]
     rate: u64,
     /// Seconds of measured writing.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     duration: u64,
     /// Bytes per write (a small chat event frame is about 200).
     #[arg(long, default_value_t = 200)]
@@ -57,8 +57,9 @@ pub async fn run(args: FloorArgs) -> anyhow::Result<()> {
         .kill_on_drop(true)
         .spawn()?;
     let sink_pid = sink.id().ok_or_else(|| anyhow::anyhow!("the sink process did not start"))?;
-    let mut streams = Vec::with_capacity(args.connections);
-    for _ in 0..args.connections {
+    let connections = args.connections as usize;
+    let mut streams = Vec::with_capacity(connections);
+    for _ in 0..connections {
         let (stream, _) = listener.accept().await?;
         stream.set_nodelay(true)?;
         streams.push(stream);
@@ -85,7 +86,6 @@ pub async fn run(args: FloorArgs) -> anyhow::Result<()> {
 
     let bar = ProgressBar::new(args.duration);
     bar.set_style(ProgressStyle::with_template("floor: {bar:40} {pos}/{len} s {msg}")?);
-    let per_tick = (args.rate / 1_000).max(1);
     let mut tick = tokio::time::interval(Duration::from_millis(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let (writer_before, sink_before) = (procstat::sample(&[std::process::id()]), procstat::sample(&[sink_pid]));
@@ -93,7 +93,10 @@ pub async fn run(args: FloorArgs) -> anyhow::Result<()> {
     let (mut next, mut writes, mut failed) = (0usize, 0u64, 0u64);
     while started.elapsed() < Duration::from_secs(args.duration) {
         tick.tick().await;
-        for _ in 0..per_tick {
+        // What the rate owes by now, so that rates below a write per tick,
+        // or between whole thousands, are kept.
+        let owed = (started.elapsed().as_secs_f64() * args.rate as f64) as u64;
+        for _ in (writes + failed)..owed {
             let ok = match &mut targets {
                 Targets::Direct(streams) => streams[next].write_all(&frame).await.is_ok(),
                 Targets::Tasks(queues) => queues[next].try_send(()).is_ok(),
@@ -103,7 +106,7 @@ pub async fn run(args: FloorArgs) -> anyhow::Result<()> {
             } else {
                 failed += 1;
             }
-            next = (next + 1) % args.connections;
+            next = (next + 1) % connections;
         }
         bar.set_position(started.elapsed().as_secs());
     }
