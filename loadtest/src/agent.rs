@@ -16,13 +16,23 @@ use crate::seen::Seen;
 use crate::state::{now_us, AgentState};
 use crate::stats::AgentLine;
 
+/// One line to the coordinator. Without it there is no one to report to,
+/// so the agent ends (quietly: the coordinator says what happened).
 fn emit(line: &AgentLine) {
-    if let Ok(text) = serde_json::to_string(line) {
-        println!("{text}");
+    use std::io::Write;
+    let Ok(text) = serde_json::to_string(line) else { return };
+    if writeln!(std::io::stdout().lock(), "{text}").is_err() {
+        std::process::exit(1);
     }
 }
 
 pub async fn run(spec: AgentSpec) -> anyhow::Result<()> {
+    // A Ctrl-C in the terminal reaches every process of the group: the
+    // coordinator alone decides, and ends the run through stdin.
+    let _ignored = (
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?,
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?,
+    );
     let plan = &spec.plan;
     let state =
         Arc::new(AgentState::new(plan.ping_ms, plan.ws_pings, plan.heartbeat_timeout_ms, spec.user_prefix.clone()));
@@ -40,7 +50,7 @@ pub async fn run(spec: AgentSpec) -> anyhow::Result<()> {
     });
 
     let behaviour_of = |n: usize| {
-        let in_group = (n - spec.first_user) % plan.group_size.max(1);
+        let in_group = (n - spec.first_user) % plan.group_size;
         match plan.scenario {
             // Member 0 of each group watches; the others fall silent.
             Scenario::Silent => Behaviour { ping: in_group == 0, mark: false },
@@ -52,7 +62,7 @@ pub async fn run(spec: AgentSpec) -> anyhow::Result<()> {
 
     // Connect, paced.
     let mut connections: Vec<Option<Connection>> = Vec::with_capacity(spec.user_count);
-    let pace = Duration::from_secs_f64(1.0 / plan.connect_rate.max(1) as f64);
+    let pace = Duration::from_secs_f64(1.0 / plan.connect_rate as f64);
     let mut next = tokio::time::Instant::now();
     let mut pending = Vec::new();
     for n in spec.first_user..spec.first_user + spec.user_count {
@@ -61,7 +71,7 @@ pub async fn run(spec: AgentSpec) -> anyhow::Result<()> {
         let (state, url, token, source) = (state.clone(), url_of(n), token(n), spec.source_ip.clone());
         let behaviour = behaviour_of(n);
         if plan.scenario == Scenario::Silent && !behaviour.ping {
-            state.silent_since.lock().unwrap_or_else(|e| e.into_inner()).insert(spec.user(n), now_us());
+            state.went_silent(spec.user(n));
         }
         pending.push(tokio::spawn(async move {
             conn::open(&url, &token, &source, n, behaviour, state, Seen::default()).await
@@ -69,9 +79,16 @@ pub async fn run(spec: AgentSpec) -> anyhow::Result<()> {
     }
     for opened in pending {
         match opened.await {
-            Ok(Ok(connection)) => connections.push(Some(connection)),
-            _ => {
-                state.connect_failed();
+            Ok(Ok(connection)) => {
+                state.connected(connection.opened_in);
+                connections.push(Some(connection));
+            }
+            Ok(Err(e)) => {
+                state.connect_failed(format!("{e:#}"));
+                connections.push(None);
+            }
+            Err(e) => {
+                state.connect_failed(e);
                 connections.push(None);
             }
         }
@@ -226,8 +243,12 @@ async fn storm(
     }
     for (slot, reconnect) in connections.iter_mut().zip(back) {
         match reconnect.await {
-            Ok(Ok(connection)) => *slot = Some(connection),
-            _ => state.connect_failed(),
+            Ok(Ok(connection)) => {
+                state.reconnected(connection.opened_in);
+                *slot = Some(connection);
+            }
+            Ok(Err(e)) => state.connect_failed(format!("{e:#}")),
+            Err(e) => state.connect_failed(e),
         }
     }
 }
@@ -261,8 +282,11 @@ async fn churn(
                 let _ = old.orders.send(Order::Close).await;
                 let n = old.user;
                 match conn::open(&url_of(n), &token(n), &spec.source_ip, n, Behaviour { ping: true, mark: false }, state.clone(), Seen::default()).await {
-                    Ok(connection) => connections[slot] = Some(connection),
-                    Err(_) => state.connect_failed(),
+                    Ok(connection) => {
+                        state.reconnected(connection.opened_in);
+                        connections[slot] = Some(connection);
+                    }
+                    Err(e) => state.connect_failed(format!("{e:#}")),
                 }
             }
             line = commands.recv() => if matches!(line.as_deref(), Some("stop") | None) { return },

@@ -40,6 +40,8 @@ pub enum Order {
 
 pub struct Connection {
     pub user: usize,
+    /// From the TCP connect to the `welcome`.
+    pub opened_in: Duration,
     pub orders: mpsc::Sender<Order>,
     /// Ends with what the next connection of the same client carries on
     /// from.
@@ -78,28 +80,16 @@ pub async fn open(
     mut seen: Seen,
 ) -> anyhow::Result<Connection> {
     let started = Instant::now();
-    let target = url.trim_start_matches("ws://").split('/').next().unwrap_or_default().to_owned();
-    let server: SocketAddr =
-        tokio::net::lookup_host(&target).await?.next().ok_or_else(|| anyhow::anyhow!("no address for {target}"))?;
-    let socket = TcpSocket::new_v4()?;
-    // Without it, bind() to a source address and port 0 reserves a port
-    // by searching the bound ports of that address, which grows with every
-    // connection the agent holds: in a storm of 19,000 reconnects that
-    // search was nearly half of the agents' CPU, and the agents shared the
-    // machine with the server they measured (docs/benchmarks-journal.md,
-    // twenty-ninth session). connect() then picks the port, by 4-tuple.
-    setsockopt(&socket, IpBindAddressNoPort, &true)?;
-    socket.bind(format!("{source_ip}:0").parse()?)?;
-    let stream = socket.connect(server).await?;
-    stream.set_nodelay(true)?;
-    let (mut ws, _) =
-        tokio_tungstenite::client_async_with_config(format!("{url}?token={token}"), stream, Some(socket_config()))
-            .await?;
-    match tokio::time::timeout(Duration::from_secs(30), ws.next()).await {
+    // A server that accepts and then never answers (stopped, overloaded)
+    // must fail the connection, not hang the run.
+    let mut ws = tokio::time::timeout(OPEN_BOUND, handshake(url, token, source_ip))
+        .await
+        .map_err(|_| anyhow::anyhow!("no WebSocket handshake within {}s", OPEN_BOUND.as_secs()))??;
+    match tokio::time::timeout(OPEN_BOUND, ws.next()).await {
         Ok(Some(Ok(Message::Text(text)))) if text.contains("\"welcome\"") => {}
         other => anyhow::bail!("no welcome: {other:?}"),
     }
-    state.record_connect(started.elapsed());
+    let opened_in = started.elapsed();
     let (orders, mut inbox) = mpsc::channel::<Order>(1024);
     let served = tokio::spawn(async move {
         let (mut tx, mut rx) = ws.split();
@@ -163,7 +153,34 @@ pub async fn open(
             }
         }
     });
-    Ok(Connection { user, orders, served })
+    Ok(Connection { user, opened_in, orders, served })
+}
+
+/// How long a connection may take to open, and then to be welcomed.
+const OPEN_BOUND: Duration = Duration::from_secs(30);
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+/// The TCP connection from `source_ip` and the WebSocket upgrade.
+async fn handshake(url: &str, token: &str, source_ip: &str) -> anyhow::Result<Socket> {
+    let target = url.trim_start_matches("ws://").split('/').next().unwrap_or_default().to_owned();
+    let server: SocketAddr =
+        tokio::net::lookup_host(&target).await?.next().ok_or_else(|| anyhow::anyhow!("no address for {target}"))?;
+    let socket = TcpSocket::new_v4()?;
+    // Without it, bind() to a source address and port 0 reserves a port
+    // by searching the bound ports of that address, which grows with every
+    // connection the agent holds: in a storm of 19,000 reconnects that
+    // search was nearly half of the agents' CPU, and the agents shared the
+    // machine with the server they measured (docs/benchmarks-journal.md,
+    // twenty-ninth session). connect() then picks the port, by 4-tuple.
+    setsockopt(&socket, IpBindAddressNoPort, &true)?;
+    socket.bind(format!("{source_ip}:0").parse()?)?;
+    let stream = socket.connect(server).await?;
+    stream.set_nodelay(true)?;
+    let (ws, _) =
+        tokio_tungstenite::client_async_with_config(format!("{url}?token={token}"), stream, Some(socket_config()))
+            .await?;
+    Ok(ws)
 }
 
 /// What the next connection carries on from. Its sends are the unanswered

@@ -18,6 +18,7 @@ use crate::plan::{AgentSpec, Plan, Scenario};
 use crate::procstat;
 use crate::report::{self, Phases};
 use crate::stats::{AgentLine, AgentResult, Counters};
+use crate::stop::Stop;
 
 /// Where the agents' specs are written. They hold the JWT secret, so the
 /// directory is this user's alone, and it is removed however the run ends.
@@ -54,6 +55,12 @@ struct Shared {
 }
 
 pub async fn run(plan: Plan) -> anyhow::Result<()> {
+    plan.check()?;
+    for &pid in &plan.server_pids {
+        anyhow::ensure!(procstat::alive(pid), "--server-pid {pid}: no such process");
+    }
+    // Found missing only after the run, the report's folder would lose it.
+    report::prepare(&plan)?;
     let secret = secret(&plan)?;
     let prefix = plan.user_prefix.clone().unwrap_or_else(|| format!("lt{}-", shared::clock::now_ms() % 1_000_000_000));
     let group = plan.group_size.max(1);
@@ -76,6 +83,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
     let shared = Arc::new(Mutex::new(Shared::default()));
     let mut agents = Vec::new();
     let spec_dir = SpecDir::create()?;
+    let stop = Stop::watch(spec_dir.0.clone(), plan.server_pids.clone());
     for index in 0..agent_count {
         let first = index * per_agent;
         let users = per_agent.min(plan.connections - first);
@@ -99,6 +107,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
         std::fs::write(&path, serde_json::to_vec(&spec)?)?;
         agents.push(spawn_agent(index, &path, users, shared.clone())?);
     }
+    stop.agents(agents.iter().filter_map(|a| a.child.id()).collect());
 
     let bar = ProgressBar::new(plan.connections as u64);
     bar.set_style(
@@ -111,7 +120,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
         let Counters { connected, connect_failures: failed, .. } = totals(&shared);
         bar.set_position(connected);
         bar.set_message(format!("{failed} failed"));
-        if connected + failed >= plan.connections as u64 {
+        if connected + failed >= plan.connections as u64 || stop.now() {
             break;
         }
         anyhow::ensure!(agents_alive(&mut agents), "an agent process exited early");
@@ -140,7 +149,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
     phase.set_prefix("running");
     let started = Instant::now();
     let mut stormed = false;
-    while started.elapsed() < Duration::from_secs(plan.duration) {
+    while started.elapsed() < Duration::from_secs(plan.duration) && !stop.now() {
         tokio::time::sleep(Duration::from_millis(500)).await;
         if plan.scenario == Scenario::Reconnect
             && !stormed
@@ -158,7 +167,9 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
     let (agents_end, machine_end) = (procstat::sample(&agent_pids), procstat::machine());
     phase.finish();
     broadcast(&mut agents, "stop").await;
-    settle(&plan, &shared).await;
+    if !stop.now() {
+        settle(&plan, &shared, &stop).await;
+    }
     broadcast(&mut agents, "finish").await;
     for agent in &mut agents {
         let _ = agent.stdin.shutdown().await;
@@ -182,8 +193,12 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
         measured_seconds,
         agents_cpu_seconds: agents_end.cpu_seconds - agents_connected.cpu_seconds,
         idle_share: machine_connected.zip(machine_end).and_then(|(from, to)| from.idle_share_until(to)),
+        exited: stop.exited(),
+        interrupted: stop.interrupted(),
     };
-    report::write(&plan, results, phases)
+    let problems = report::write(&plan, results, phases)?;
+    anyhow::ensure!(problems.is_empty(), "the run did not measure what was asked:\n  {}", problems.join("\n  "));
+    Ok(())
 }
 
 /// Waits, showing progress, until what was in flight at `stop` has
@@ -197,7 +212,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
 /// that a longer run saw arrive, 5 in another run of the twenty-eighth
 /// session. Ending 30 s after the stop counted only the syncs answered
 /// by then.
-async fn settle(plan: &Plan, shared: &Mutex<Shared>) {
+async fn settle(plan: &Plan, shared: &Mutex<Shared>, stop: &Stop) {
     const STALLED: Duration = Duration::from_secs(10);
     const BOUND: Duration = Duration::from_secs(300);
     let settling = ProgressBar::new_spinner();
@@ -208,7 +223,7 @@ async fn settle(plan: &Plan, shared: &Mutex<Shared>) {
     settling.set_prefix("settling");
     let started = Instant::now();
     let (mut moved, mut last) = (Instant::now(), None);
-    while started.elapsed() < BOUND && moved.elapsed() < STALLED {
+    while started.elapsed() < BOUND && moved.elapsed() < STALLED && !stop.now() {
         tokio::time::sleep(Duration::from_millis(500)).await;
         let now = totals(shared);
         let expected = report::expected_deliveries(plan, now.acked);

@@ -17,6 +17,7 @@ mod report;
 mod seen;
 mod state;
 mod stats;
+mod stop;
 mod summary;
 
 use clap::{Parser, Subcommand};
@@ -55,7 +56,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Summary(args) => summary::run(args),
         Command::FloorSink { address, connections } => floor::sink(address, connections).await,
         Command::Agent { spec } => {
-            let spec: plan::AgentSpec = serde_json::from_slice(&std::fs::read(spec)?)?;
+            let text = std::fs::read(&spec)?;
+            // It holds the JWT secret: on disk no longer than it must be.
+            let _ = std::fs::remove_file(&spec);
+            let spec: plan::AgentSpec = serde_json::from_slice(&text)?;
             agent::run(spec).await?;
             // Exit now: a blocking read of stdin would hold the runtime open.
             use std::io::Write;

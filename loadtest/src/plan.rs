@@ -64,23 +64,26 @@ pub struct Plan {
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     #[serde(skip)]
     pub jwt_secret: Option<String>,
+    /// The server's data folder, whose `jwt-secret` signs the tokens when
+    /// neither --jwt-secret nor JWT_SECRET is given (standalone).
     #[arg(long, env = "DATA_DIR", default_value = "./data")]
     pub data_dir: String,
     /// Connections (users) in total.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, value_parser = at_least_one)]
     pub connections: usize,
     /// Connections per agent process (each process may open at most 20,000
     /// files).
-    #[arg(long, default_value_t = 15_000)]
+    #[arg(long, default_value_t = 15_000, value_parser = at_least_one)]
     pub per_process: usize,
     /// New connections per second per agent while connecting.
-    #[arg(long, default_value_t = 2_000)]
+    #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub connect_rate: u64,
     /// Seconds of the measured phase.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub duration: u64,
-    /// Members per group (fanout, receipts, silent, reconnect).
-    #[arg(long, default_value_t = 10)]
+    /// Members per group (fanout, receipts, silent, reconnect); must divide
+    /// --connections, so that every group is full.
+    #[arg(long, default_value_t = 10, value_parser = at_least_one)]
     pub group_size: usize,
     /// Chats each user is a member of, each of --group-size members
     /// (see `layout.rs`); default 1 where messages flow or presence is
@@ -90,7 +93,7 @@ pub struct Plan {
     #[serde(default)]
     pub chats_per_user: Option<usize>,
     /// Messages per second, in total (fanout, receipts, reconnect).
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     pub rate: u64,
     /// Messages a sender sends back to back, one to each of its chats in
     /// turn, without waiting for acks: a client pipelining across chats.
@@ -99,14 +102,14 @@ pub struct Plan {
     #[serde(default = "default_burst")]
     pub burst: u64,
     /// Connects (and as many disconnects) per second, in total (churn).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
     pub churn_rate: u64,
     /// Where each client's `sync` starts after the storm (reconnect).
     #[arg(long, value_enum, default_value_t = SyncFrom::Newest)]
     #[serde(default)]
     pub sync_from: SyncFrom,
     /// Ping interval in ms.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub ping_ms: u64,
     /// Ping with WebSocket Ping frames, as many native client libraries
     /// do, instead of the protocol's JSON `ping`.
@@ -115,7 +118,7 @@ pub struct Plan {
     pub ws_pings: bool,
     /// The server's HEARTBEAT_TIMEOUT_MS (silent: the bound to measure
     /// against).
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub heartbeat_timeout_ms: u64,
     /// Server processes to measure (RSS, CPU seconds, open fds); repeatable.
     #[arg(long = "server-pid")]
@@ -131,7 +134,40 @@ pub struct Plan {
     pub charts: String,
 }
 
+fn at_least_one(value: &str) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        Ok(_) => Err("must be at least 1".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 impl Plan {
+    /// What the flags cannot say one at a time: a plan whose figures would
+    /// not mean what the report says is refused before anything connects.
+    pub fn check(&self) -> anyhow::Result<()> {
+        for url in &self.ws_url {
+            anyhow::ensure!(url.starts_with("ws://"), "--ws-url {url}: a ws:// URL (the load tool speaks no TLS)");
+        }
+        let chats = self.chats_per_user();
+        if chats > 0 {
+            // A short last group would owe fewer deliveries per message
+            // than the report expects, and count the difference lost.
+            anyhow::ensure!(
+                self.connections.is_multiple_of(self.group_size),
+                "--connections ({}) must be a multiple of --group-size ({}), so that every group is full",
+                self.connections,
+                self.group_size
+            );
+        }
+        anyhow::ensure!(
+            chats > 0 || !self.scenario.measures_deliveries(),
+            "{:?} sends messages into chats: --chats-per-user must be at least 1",
+            self.scenario
+        );
+        Ok(())
+    }
+
     /// Chats per user, after the scenario's default.
     pub fn chats_per_user(&self) -> usize {
         let grouped =

@@ -41,6 +41,15 @@ pub fn each(pids: &[u32]) -> Vec<ProcStat> {
     pids.iter().map(|&pid| one(pid, ticks)).collect()
 }
 
+/// Whether `pid` is a running process (not gone, not a zombie): a server
+/// that died mid-run must not be measured as one that used nothing.
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| Some(stat.rsplit_once(')')?.1.split_whitespace().next()? != "Z"))
+        .unwrap_or(false)
+}
+
 /// The process's command name, or its pid where it cannot be read.
 pub fn name(pid: u32) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/comm")).map_or_else(|_| pid.to_string(), |n| n.trim().to_owned())
@@ -108,6 +117,12 @@ fn parse_machine(stat: &str) -> Option<MachineTicks> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn this_process_is_alive_and_no_process_has_pid_zero() {
+        assert!(alive(std::process::id()));
+        assert!(!alive(0));
+    }
 
     #[test]
     fn the_machine_line_gives_idle_and_total_ticks() {

@@ -25,6 +25,24 @@ pub struct Phases {
     /// The machine's idle share over the measured phase (see
     /// [`crate::procstat::MachineTicks::idle_share_until`]).
     pub idle_share: Option<f64>,
+    /// Server processes that exited during the run: the server's figures
+    /// are not measured then.
+    pub exited: Vec<u32>,
+    /// Whether a person ended the run early.
+    pub interrupted: bool,
+}
+
+/// Makes the report's and the charts' folders before the run, so that a
+/// wrong path costs nothing but this error.
+pub fn prepare(plan: &Plan) -> anyhow::Result<()> {
+    let report = std::path::Path::new(&plan.report);
+    for folder in [report.parent().filter(|p| !p.as_os_str().is_empty()), Some(std::path::Path::new(&plan.charts))]
+        .into_iter()
+        .flatten()
+    {
+        std::fs::create_dir_all(folder).map_err(|e| anyhow::anyhow!("cannot make {}: {e}", folder.display()))?;
+    }
+    Ok(())
 }
 
 fn percentiles(h: &Histogram<u64>) -> Value {
@@ -54,13 +72,17 @@ pub fn expected_deliveries(plan: &Plan, acked: u64) -> u64 {
     }
 }
 
-pub fn write(plan: &Plan, results: Vec<AgentResult>, phases: Phases) -> anyhow::Result<()> {
+/// Writes the report and the charts and prints the summary; returns what
+/// makes the run's figures not mean what was asked, if anything.
+pub fn write(plan: &Plan, results: Vec<AgentResult>, phases: Phases) -> anyhow::Result<Vec<String>> {
     let mut counters = Counters::default();
+    let mut connect_error = None;
     let (mut connect, mut ack, mut delivery, mut scenario) = (histogram(), histogram(), histogram(), histogram());
     let mut offline_lag = histogram();
     let mut timeline: BTreeMap<u64, Second> = BTreeMap::new();
     for r in results {
         counters.add(&r.counters);
+        connect_error = connect_error.or(r.connect_error);
         r.connect_us.into_histogram(&mut connect);
         r.ack_us.into_histogram(&mut ack);
         r.delivery_us.into_histogram(&mut delivery);
@@ -74,6 +96,8 @@ pub fn write(plan: &Plan, results: Vec<AgentResult>, phases: Phases) -> anyhow::
     let lost = expected.saturating_sub(counters.deliveries);
     let (baseline, connected, end) =
         (procstat::total(&phases.baseline), procstat::total(&phases.connected), procstat::total(&phases.end));
+    // A process that exited reads as one that uses nothing.
+    let measured = phases.exited.is_empty();
     let cpu = end.cpu_seconds - connected.cpu_seconds;
     let per_connection = |at: ProcStat| {
         if counters.connected > 0 {
@@ -108,10 +132,14 @@ pub fn write(plan: &Plan, results: Vec<AgentResult>, phases: Phases) -> anyhow::
     let deliveries_per_second = counters.deliveries_in_phase as f64 / phases.measured_seconds.max(0.001);
     let cpu_per_million =
         if counters.deliveries_in_phase > 0 { cpu / counters.deliveries_in_phase as f64 * 1e6 } else { 0.0 };
+    let server_figure = |value: f64| if measured { json!(value) } else { Value::Null };
     let report = json!({
         "scenario": plan.scenario,
         "plan": plan,
         "counters": counters,
+        "connect_error": connect_error,
+        "server_exited": phases.exited,
+        "interrupted": phases.interrupted,
         "expected_deliveries": expected,
         "lost_deliveries": lost,
         "connect_seconds": phases.connect_seconds,
@@ -132,10 +160,10 @@ pub fn write(plan: &Plan, results: Vec<AgentResult>, phases: Phases) -> anyhow::
             "connected": connected,
             "end": end,
             "processes": processes,
-            "rss_per_connection_bytes": memory_per_connection,
-            "rss_per_connection_at_end_bytes": memory_per_connection_at_end,
-            "cpu_seconds_measured": cpu,
-            "cpu_seconds_per_million_deliveries": cpu_per_million,
+            "rss_per_connection_bytes": server_figure(memory_per_connection),
+            "rss_per_connection_at_end_bytes": server_figure(memory_per_connection_at_end),
+            "cpu_seconds_measured": server_figure(cpu),
+            "cpu_seconds_per_million_deliveries": server_figure(cpu_per_million),
         },
         "machine": {
             "load_agents_cpu_seconds_measured": phases.agents_cpu_seconds,
@@ -147,16 +175,49 @@ pub fn write(plan: &Plan, results: Vec<AgentResult>, phases: Phases) -> anyhow::
             .map(|(s, t)| json!([s, t.sent, t.acked, t.delivered, t.slowest_ack_us as f64 / 1000.0]))
             .collect::<Vec<_>>(),
     });
-    std::fs::write(&plan.report, serde_json::to_vec_pretty(&report)?)?;
     print_summary(plan, &report);
+    std::fs::write(&plan.report, serde_json::to_vec_pretty(&report)?)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", plan.report))?;
     crate::charts::draw(plan, &[("send→ack", &ack), ("send→delivery", &delivery)], &timeline)?;
     eprintln!("report: {}  charts: {}/", plan.report, plan.charts);
-    Ok(())
+    Ok(problems(plan, &counters, &phases, connect_error.as_deref()))
+}
+
+/// What makes a run's figures not describe the load asked for.
+fn problems(plan: &Plan, c: &Counters, phases: &Phases, connect_error: Option<&str>) -> Vec<String> {
+    let mut found = Vec::new();
+    if phases.interrupted {
+        found.push(format!(
+            "interrupted: the figures cover {:.0} s of the {} s asked",
+            phases.measured_seconds, plan.duration
+        ));
+    }
+    for pid in &phases.exited {
+        found.push(format!("server process {pid} exited during the run: the server's figures are not measured"));
+    }
+    if c.connect_failures > 0 {
+        let why = connect_error.map(|e| format!(" (the first: {e})")).unwrap_or_default();
+        found.push(format!("{} connection(s) failed to open{why}", c.connect_failures));
+    }
+    // Silent clients are meant to be closed by the server.
+    if c.disconnects > 0 && plan.scenario != Scenario::Silent {
+        found.push(format!("the server closed or lost {} connection(s) during the run", c.disconnects));
+    }
+    if c.silent_offline < c.silent {
+        found.push(format!(
+            "{} of {} silent clients' offline never came (is the server's HEARTBEAT_TIMEOUT_MS {} ms, as \
+             --heartbeat-timeout-ms says, and shorter than the run?)",
+            c.silent - c.silent_offline,
+            c.silent,
+            plan.heartbeat_timeout_ms
+        ));
+    }
+    found
 }
 
 fn print_summary(plan: &Plan, r: &Value) {
     let c = &r["counters"];
-    let row = |name: &str, value: String| println!("  {name:<34} {value}");
+    let row = |name: &str, value: String| println!("  {name:<38} {value}");
     println!("\n== loadtest {:?}: {} connections ==", plan.scenario, plan.connections);
     if plan.chats_per_user() > 0 {
         row("chats per user, members per chat", format!("{}, {}", plan.chats_per_user(), plan.group_size.max(1)));
@@ -165,6 +226,15 @@ fn print_summary(plan: &Plan, r: &Value) {
         row("sends per burst, over the chats", format!("{}", plan.burst));
     }
     row("connected / failed", format!("{} / {}", c["connected"], c["connect_failures"]));
+    if matches!(plan.scenario, Scenario::Churn | Scenario::Reconnect) {
+        row("reconnected during the run", format!("{}", c["reconnected"]));
+    }
+    if c["disconnects"].as_u64().unwrap_or(0) > 0 {
+        row("closed or lost by the server", format!("{}", c["disconnects"]));
+    }
+    if plan.scenario == Scenario::Silent {
+        row("silent clients / offline seen", format!("{} / {}", c["silent"], c["silent_offline"]));
+    }
     row(
         "connect time, rate",
         format!(
@@ -174,6 +244,9 @@ fn print_summary(plan: &Plan, r: &Value) {
         ),
     );
     row("sent / acked / errors", format!("{} / {} / {}", c["sent"], c["acked"], c["errors"]));
+    if plan.scenario == Scenario::Receipts {
+        row("marks acked (dlvrd + read)", format!("{}", c["marks_acked"]));
+    }
     let rate_limited = c["rate_limited"].as_u64().unwrap_or(0);
     if rate_limited > 0 {
         row("of the errors, rate_limited", format!("{rate_limited} (see below)"));
@@ -215,28 +288,32 @@ fn print_summary(plan: &Plan, r: &Value) {
             continue;
         }
         row(
-            &format!("{name} ms p50/p90/p99/p99.9/max"),
+            &format!("{name} ms p50/90/99/99.9/max"),
             format!("{}/{}/{}/{}/{}", l["p50_ms"], l["p90_ms"], l["p99_ms"], l["p999_ms"], l["max_ms"]),
         );
     }
     let s = &r["server"];
-    row("server RSS at end (MiB)", format!("{:.1}", s["end"]["rss_bytes"].as_f64().unwrap_or(0.0) / 1048576.0));
-    row(
-        "server RSS per connection (KiB)",
-        format!("{:.2}", s["rss_per_connection_bytes"].as_f64().unwrap_or(0.0) / 1024.0),
-    );
-    if plan.scenario == Scenario::Idle {
-        row(
-            "server RSS per conn. at end (KiB)",
-            format!("{:.2}", s["rss_per_connection_at_end_bytes"].as_f64().unwrap_or(0.0) / 1024.0),
-        );
+    if s["cpu_seconds_measured"].is_null() {
+        row("server figures", "not measured: a server process exited".into());
+    } else if !plan.server_pids.is_empty() {
+        let figure = |value: &Value, scale: f64| value.as_f64().unwrap_or(0.0) / scale;
+        row("server RSS at end (MiB)", format!("{:.1}", figure(&s["end"]["rss_bytes"], 1048576.0)));
+        row("server RSS per connection (KiB)", format!("{:.2}", figure(&s["rss_per_connection_bytes"], 1024.0)));
+        if plan.scenario == Scenario::Idle {
+            row(
+                "server RSS per conn. at end (KiB)",
+                format!("{:.2}", figure(&s["rss_per_connection_at_end_bytes"], 1024.0)),
+            );
+        }
+        row("server CPU s (measured phase)", format!("{:.2}", figure(&s["cpu_seconds_measured"], 1.0)));
+        if plan.scenario.measures_deliveries() {
+            row(
+                "server CPU s per 1M deliveries",
+                format!("{:.2}", figure(&s["cpu_seconds_per_million_deliveries"], 1.0)),
+            );
+        }
+        row("server open fds at end", format!("{}", s["end"]["open_fds"]));
     }
-    row("server CPU s (measured phase)", format!("{:.2}", s["cpu_seconds_measured"].as_f64().unwrap_or(0.0)));
-    row(
-        "server CPU s per 1M deliveries",
-        format!("{:.2}", s["cpu_seconds_per_million_deliveries"].as_f64().unwrap_or(0.0)),
-    );
-    row("server open fds at end", format!("{}", s["end"]["open_fds"]));
     if let Some(processes) = s["processes"].as_array().filter(|p| p.len() > 1) {
         for p in processes {
             let mib = |phase: &str| p[phase]["rss_bytes"].as_f64().unwrap_or(0.0) / 1048576.0;

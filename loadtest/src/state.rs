@@ -21,8 +21,11 @@ pub fn now_us() -> u64 {
 #[derive(Default)]
 struct Atomics {
     connected: AtomicU64,
+    reconnected: AtomicU64,
     connect_failures: AtomicU64,
     disconnects: AtomicU64,
+    silent: AtomicU64,
+    silent_offline: AtomicU64,
     sent: AtomicU64,
     resent: AtomicU64,
     acked: AtomicU64,
@@ -60,7 +63,8 @@ pub struct AgentState {
     offline_lag: Mutex<Histogram<u64>>,
     timeline: Mutex<BTreeMap<u64, Second>>,
     /// Silent scenario: when each silent user connected (µs since epoch).
-    pub silent_since: Mutex<HashMap<String, u64>>,
+    silent_since: Mutex<HashMap<String, u64>>,
+    connect_error: Mutex<Option<String>>,
     pub heartbeat_timeout_us: u64,
     /// Reconnect scenario: when the storm began.
     pub storm_at: Mutex<Option<Instant>>,
@@ -81,6 +85,7 @@ impl AgentState {
             offline_lag: Mutex::new(histogram()),
             timeline: Mutex::new(BTreeMap::new()),
             silent_since: Mutex::new(HashMap::new()),
+            connect_error: Mutex::new(None),
             heartbeat_timeout_us: heartbeat_timeout_ms * 1000,
             storm_at: Mutex::new(None),
         }
@@ -95,13 +100,33 @@ impl AgentState {
         f(self.timeline.lock().unwrap_or_else(|e| e.into_inner()).entry(second).or_default());
     }
 
-    pub fn record_connect(&self, took: Duration) {
+    /// A connection opened before the measured phase.
+    pub fn connected(&self, took: Duration) {
         self.n.connected.fetch_add(1, Ordering::Relaxed);
+        self.record_connect(took);
+    }
+
+    /// A connection opened again during the phase (churn, a storm).
+    pub fn reconnected(&self, took: Duration) {
+        self.n.reconnected.fetch_add(1, Ordering::Relaxed);
+        self.record_connect(took);
+    }
+
+    fn record_connect(&self, took: Duration) {
         let _ = self.connect.lock().unwrap_or_else(|e| e.into_inner()).record(took.as_micros().max(1) as u64);
     }
 
-    pub fn connect_failed(&self) {
+    /// Keeps the first failure's reason: a run where every connection
+    /// fails should say why, once.
+    pub fn connect_failed(&self, why: impl std::fmt::Display) {
         self.n.connect_failures.fetch_add(1, Ordering::Relaxed);
+        self.connect_error.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(|| why.to_string());
+    }
+
+    /// Silent: `user` goes silent now; its co-members' `offline` is awaited.
+    pub fn went_silent(&self, user: String) {
+        self.n.silent.fetch_add(1, Ordering::Relaxed);
+        self.silent_since.lock().unwrap_or_else(|e| e.into_inner()).insert(user, now_us());
     }
 
     /// The measured phase begins (`go`) or ends (`stop`). Rates count only
@@ -236,6 +261,7 @@ impl AgentState {
                     .as_deref()
                     .and_then(|u| self.silent_since.lock().unwrap_or_else(|e| e.into_inner()).remove(u));
                 if let Some(since) = silent {
+                    self.n.silent_offline.fetch_add(1, Ordering::Relaxed);
                     // How long past its deadline the silent client's offline came.
                     let past = now.saturating_sub(since + self.heartbeat_timeout_us);
                     let _ = self.scenario.lock().unwrap_or_else(|e| e.into_inner()).record(past.max(1));
@@ -275,8 +301,11 @@ impl AgentState {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         Counters {
             connected: get(&n.connected),
+            reconnected: get(&n.reconnected),
             connect_failures: get(&n.connect_failures),
             disconnects: get(&n.disconnects),
+            silent: get(&n.silent),
+            silent_offline: get(&n.silent_offline),
             sent: get(&n.sent),
             resent: get(&n.resent),
             acked: get(&n.acked),
@@ -309,6 +338,7 @@ impl AgentState {
             scenario_us: rec(&self.scenario),
             offline_lag_us: rec(&self.offline_lag),
             timeline: self.timeline.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(s, t)| (*s, *t)).collect(),
+            connect_error: self.connect_error.lock().unwrap_or_else(|e| e.into_inner()).clone(),
         }
     }
 }

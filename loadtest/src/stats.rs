@@ -11,9 +11,21 @@ pub fn histogram() -> Histogram<u64> {
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct Counters {
+    /// Connections opened before the measured phase: the ones held at
+    /// once. Reports from before 2026-12-07 counted a churn's or a storm's
+    /// reopenings here too.
     pub connected: u64,
+    /// Connections opened again during the phase (churn, a storm).
+    #[serde(default)]
+    pub reconnected: u64,
     pub connect_failures: u64,
+    /// Connections the server closed or lost, not the client.
     pub disconnects: u64,
+    /// Silent: clients that went silent, and those whose `offline` came.
+    #[serde(default)]
+    pub silent: u64,
+    #[serde(default)]
+    pub silent_offline: u64,
     pub sent: u64,
     /// Unanswered sends sent again after a reconnect (same message, same
     /// `clientMessageId`); not part of `sent`.
@@ -65,8 +77,11 @@ pub struct Counters {
 impl Counters {
     pub fn add(&mut self, o: &Counters) {
         self.connected += o.connected;
+        self.reconnected += o.reconnected;
         self.connect_failures += o.connect_failures;
         self.disconnects += o.disconnects;
+        self.silent += o.silent;
+        self.silent_offline += o.silent_offline;
         self.sent += o.sent;
         self.resent += o.resent;
         self.replayed += o.replayed;
@@ -148,6 +163,9 @@ pub struct AgentResult {
     /// inside the tagged `AgentLine`, JSON map keys could not come back as
     /// numbers.
     pub timeline: Vec<(u64, Second)>,
+    /// Why the first connection that failed did, if one did.
+    #[serde(default)]
+    pub connect_error: Option<String>,
 }
 
 /// What an agent prints on stdout, one JSON object per line.

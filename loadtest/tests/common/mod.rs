@@ -2,7 +2,7 @@
 //! run against it over real WebSockets, for the load tool's own tests.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use clap::Parser;
@@ -42,22 +42,41 @@ pub async fn gateway(adjust: impl FnOnce(&mut Settings)) -> Gateway {
 /// Runs `loadtest run ARGS...` against `gateway`; returns its JSON report
 /// and where it drew its charts.
 pub async fn run(gateway: &Gateway, args: &[&str]) -> (Value, PathBuf) {
-    let report = gateway.dir.path().join("report.json");
-    let charts = gateway.dir.path().join("charts");
+    let (report, charts) = (gateway.dir.path().join("report.json"), gateway.dir.path().join("charts"));
+    let ran = loadtest(gateway, args, &report, &charts).output().await.expect("loadtest ran");
+    assert!(ran.status.success(), "loadtest failed: {}: {}", ran.status, String::from_utf8_lossy(&ran.stderr));
+    let report = serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("JSON report");
+    (report, charts)
+}
+
+/// Runs `loadtest run ARGS...` against `gateway`, which must fail; returns
+/// what it said on stderr, and its report if it wrote one.
+#[allow(dead_code)] // each test binary compiles this module; not all fail runs
+pub async fn run_failing(gateway: &Gateway, args: &[&str]) -> (String, Option<Value>) {
+    let (report, charts) = (gateway.dir.path().join("failed.json"), gateway.dir.path().join("failed-charts"));
+    let ran = loadtest(gateway, args, &report, &charts).output().await.expect("loadtest ran");
+    let said = String::from_utf8_lossy(&ran.stderr).into_owned();
+    assert!(!ran.status.success(), "loadtest should have failed: {said}");
+    let report = std::fs::read(&report).ok().map(|r| serde_json::from_slice(&r).expect("JSON report"));
+    (said, report)
+}
+
+fn loadtest(gateway: &Gateway, args: &[&str], report: &Path, charts: &Path) -> tokio::process::Command {
     let addr = gateway.addr;
-    let ran = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadtest"))
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadtest"));
+    command
         .arg("run")
         .args(args)
         .args(["--ws-url", &format!("ws://{addr}/ws"), "--http-url", &format!("http://{addr}")])
-        .args(["--jwt-secret", SECRET, "--report"])
-        .arg(&report)
+        .arg("--report")
+        .arg(report)
         .arg("--charts")
-        .arg(&charts)
+        .arg(charts)
         .stdout(Stdio::null())
-        .status()
-        .await
-        .expect("loadtest ran");
-    assert!(ran.success(), "loadtest failed: {ran}");
-    let report = serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("JSON report");
-    (report, charts)
+        .stderr(Stdio::piped());
+    // A test may sign with another secret than the gateway's.
+    if !args.contains(&"--jwt-secret") {
+        command.args(["--jwt-secret", SECRET]);
+    }
+    command
 }

@@ -1,0 +1,41 @@
+//! A run that cannot measure what was asked says why and fails, rather
+//! than ending with figures that look like a result.
+
+mod common;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_that_do_not_divide_the_connections_are_refused_before_connecting() {
+    let gateway = common::gateway(|_| {}).await;
+    let args = ["fanout", "--connections", "25", "--group-size", "10", "--rate", "20", "--duration", "1"];
+    let (said, report) = common::run_failing(&gateway, &args).await;
+    assert!(said.contains("must be a multiple of --group-size"), "{said}");
+    assert!(report.is_none(), "nothing ran");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_refused_by_the_server_fail_the_run_and_say_why() {
+    let gateway = common::gateway(|_| {}).await;
+    let args = ["idle", "--connections", "5", "--duration", "1", "--jwt-secret", "not-the-servers-secret"];
+    let (said, report) = common::run_failing(&gateway, &args).await;
+    assert!(said.contains("5 connection(s) failed to open"), "{said}");
+    assert!(said.contains("401"), "the server's answer is named: {said}");
+    let report = report.expect("the report of what was measured");
+    assert_eq!(report["counters"]["connect_failures"], 5, "{report}");
+}
+
+/// Silent clients whose `offline` never comes (the server's heartbeat
+/// timeout is longer than the run) are counted and fail the run; with the
+/// server's timeout, every one comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_run_counts_the_offlines_that_came() {
+    let args = ["silent", "--connections", "20", "--group-size", "10", "--ping-ms", "500", "--duration", "3"];
+    let quick = common::gateway(|settings| settings.heartbeat_timeout_ms = 1000).await;
+    let (report, _) = common::run(&quick, &[&args[..], &["--heartbeat-timeout-ms", "1000"]].concat()).await;
+    let counters = &report["counters"];
+    assert_eq!((&counters["silent"], &counters["silent_offline"]), (&18.into(), &18.into()), "{counters}");
+
+    let slow = common::gateway(|_| {}).await;
+    let (said, report) = common::run_failing(&slow, &[&args[..], &["--heartbeat-timeout-ms", "1000"]].concat()).await;
+    assert!(said.contains("18 of 18 silent clients' offline never came"), "{said}");
+    assert_eq!(report.expect("report")["counters"]["silent_offline"], 0);
+}
