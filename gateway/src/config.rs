@@ -59,7 +59,7 @@ pub struct Settings {
     pub jwt_secret: Option<String>,
 
     /// This node's name in `welcome` and logs (default: generated).
-    #[arg(long, env = "NODE_ID", global = true)]
+    #[arg(long, env = "NODE_ID", global = true, value_parser = clap::builder::NonEmptyStringValueParser::new())]
     pub node_id: Option<String>,
 
     /// Close a connection that sent no ping for this long (ms).
@@ -67,8 +67,10 @@ pub struct Settings {
           value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
     pub heartbeat_timeout_ms: u64,
 
-    /// Longest message text in bytes; longer gets `too_large`.
-    #[arg(long, env = "MAX_MESSAGE_BYTES", default_value_t = defaults::DEFAULT_MAX_MESSAGE_BYTES, global = true)]
+    /// Longest message text in bytes; longer gets `too_large`. At most the
+    /// 64 KiB a WebSocket message may have.
+    #[arg(long, env = "MAX_MESSAGE_BYTES", default_value_t = defaults::DEFAULT_MAX_MESSAGE_BYTES, global = true,
+          value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=defaults::MAX_FRAME_BYTES as u64))]
     pub max_message_bytes: usize,
 
     /// Frames one connection may have queued before it is closed as a slow

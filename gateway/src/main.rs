@@ -57,14 +57,15 @@ fn parse_or_exit() -> Cli {
 /// Cluster mode needs the secret every node shares, and PostgreSQL;
 /// standalone makes its own secret if none is given.
 fn secret(settings: &Settings) -> anyhow::Result<Vec<u8>> {
+    settings.cluster.check_redis_url().map_err(anyhow::Error::msg)?;
     if settings.cluster.redis_url.is_none() {
         return gateway::secret::standalone_secret(settings.jwt_secret.as_deref(), &settings.data_dir);
     }
     let Some(secret) = settings.jwt_secret.as_deref().filter(|s| !s.is_empty()) else {
         anyhow::bail!("cluster mode (REDIS_URL is set) requires JWT_SECRET, shared by every gateway");
     };
-    if !settings.database_url.as_deref().is_some_and(|u| u.starts_with("postgres")) {
-        anyhow::bail!("cluster mode (REDIS_URL is set) requires a postgres:// DATABASE_URL");
+    if !settings.database_url.as_deref().is_some_and(shared::config::is_postgres_url) {
+        anyhow::bail!("cluster mode (REDIS_URL is set) requires a postgres:// (or postgresql://) DATABASE_URL");
     }
     Ok(secret.as_bytes().to_vec())
 }

@@ -168,7 +168,7 @@ pub trait EventSink: Send + Sync {
 pub enum BusError {
     #[error("the command queue is closed (shutting down)")]
     Closed,
-    #[error("the bus is unavailable: {0}")]
+    #[error("Redis is unavailable: {0}")]
     Unavailable(String),
     /// The command's shard has this many commands or more waiting for the
     /// workers (`bus::backlog`); the command was not appended.

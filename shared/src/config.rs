@@ -39,7 +39,25 @@ pub struct ClusterArgs {
     pub stream_shards: u32,
 }
 
+/// Whether `url` names a PostgreSQL database, as cluster mode needs.
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
 impl ClusterArgs {
+    /// A set `REDIS_URL` that cannot be used is a configuration error, found
+    /// before anything connects (and never echoed: it may hold a password).
+    /// Empty is one too: a Secret whose key is missing must not start a
+    /// gateway in standalone mode, or a worker that fails later.
+    pub fn check_redis_url(&self) -> Result<(), String> {
+        match self.redis_url.as_deref() {
+            None => Ok(()),
+            Some("") => Err("REDIS_URL is set but empty".into()),
+            // redis' parse errors name the part at fault, never the URL.
+            Some(url) => redis::Client::open(url).map(|_| ()).map_err(|e| format!("REDIS_URL cannot be used: {e}")),
+        }
+    }
+
     pub fn keys(&self) -> crate::bus::keys::Keys {
         crate::bus::keys::Keys::new(&self.redis_prefix, self.stream_shards)
     }
@@ -61,8 +79,9 @@ pub struct CommonArgs {
     pub retention_events: i64,
 
     /// Not ready once the database (or Redis) has not answered for this
-    /// long (ms).
-    #[arg(long, env = "UNREACHABLE_GRACE_MS", default_value_t = crate::health::DEFAULT_UNREACHABLE_GRACE_MS, global = true)]
+    /// long (ms), at most a day.
+    #[arg(long, env = "UNREACHABLE_GRACE_MS", default_value_t = crate::health::DEFAULT_UNREACHABLE_GRACE_MS, global = true,
+          value_parser = clap::value_parser!(u64).range(0..=86_400_000))]
     pub unreachable_grace_ms: u64,
 
     /// Log format: text or json.

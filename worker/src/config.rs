@@ -35,7 +35,7 @@ pub struct Settings {
     pub cluster: ClusterArgs,
 
     /// This worker's name in Redis and logs (default: generated).
-    #[arg(long, env = "WORKER_ID", global = true)]
+    #[arg(long, env = "WORKER_ID", global = true, value_parser = clap::builder::NonEmptyStringValueParser::new())]
     pub worker_id: Option<String>,
 
     /// A shard lease lasts this long unless renewed (ms). A dead worker's

@@ -24,8 +24,8 @@ async fn main() {
         }
     };
     shared::process::init_logging(&cli.settings.common.log_format);
-    let Some(database_url) = cli.settings.database_url.clone().filter(|u| u.starts_with("postgres")) else {
-        eprintln!("worker: DATABASE_URL must be a postgres:// URL");
+    let Some(database_url) = cli.settings.database_url.clone().filter(|u| shared::config::is_postgres_url(u)) else {
+        eprintln!("worker: DATABASE_URL must be a postgres:// (or postgresql://) URL");
         std::process::exit(EXIT_CONFIG);
     };
     // Through the log, so that the migration Job's output is JSON like
@@ -50,6 +50,10 @@ async fn main() {
         eprintln!("worker: REDIS_URL is required");
         std::process::exit(EXIT_CONFIG);
     };
+    if let Err(e) = cli.settings.cluster.check_redis_url() {
+        eprintln!("worker: {e}");
+        std::process::exit(EXIT_CONFIG);
+    }
     if let Err(e) = run(cli.settings, database_url, redis_url).await {
         tracing::error!("{e:#}");
         std::process::exit(1);

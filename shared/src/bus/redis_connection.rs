@@ -31,9 +31,13 @@ struct Shared {
 }
 
 impl RedisConnection {
-    /// Connects now, so that a wrong address fails at once.
+    /// Connects now, so that a wrong address fails at once, and so does a
+    /// missing password: a Redis that wants one accepts the connection and
+    /// refuses each command, which left a worker running for ever with no
+    /// shards.
     pub async fn connect(client: redis::Client, config: ConnectionManagerConfig) -> RedisResult<Self> {
-        let manager = ConnectionManager::new_with_config(client.clone(), config.clone()).await?;
+        let mut manager = ConnectionManager::new_with_config(client.clone(), config.clone()).await?;
+        redis::cmd("PING").query_async::<()>(&mut manager).await?;
         Ok(RedisConnection { shared: Arc::new(Shared { client, config, current: Mutex::new((0, manager)) }) })
     }
 

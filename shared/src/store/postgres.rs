@@ -29,6 +29,17 @@ fn migrator() -> &'static sqlx::migrate::Migrator {
 /// a server restart an idle connection fails the ping, not a request.
 const ALIVE_WITHOUT_PING: Duration = Duration::from_millis(500);
 
+/// Why the pool could not open its first connection. The pool retries a
+/// refused connection until its deadline and then says only that it timed
+/// out, which reads as a pool too small; one direct attempt names the
+/// cause (`Connection refused`, a host that does not resolve).
+async fn why_unreachable(url: &str) -> StoreError {
+    match tokio::time::timeout(Duration::from_secs(5), sqlx::AnyConnection::connect(url)).await {
+        Ok(Err(cause)) => StoreError::Database(cause),
+        _ => StoreError::Database(sqlx::Error::PoolTimedOut),
+    }
+}
+
 pub(super) async fn open(url: &str) -> Result<(Store, Migrated), StoreError> {
     let pool = pool_options(16)
         .test_before_acquire(false)
@@ -41,7 +52,11 @@ pub(super) async fn open(url: &str) -> Result<(Store, Migrated), StoreError> {
             })
         })
         .connect(url)
-        .await?;
+        .await;
+    let pool = match pool {
+        Err(sqlx::Error::PoolTimedOut) => return Err(why_unreachable(url).await),
+        pool => pool?,
+    };
     let migrated = migrations::apply(&pool, migrator()).await?;
     Ok((Store { writer: pool.clone(), reader: pool, backend: Backend::Postgres, log: Default::default() }, migrated))
 }

@@ -225,6 +225,85 @@ async fn an_invalid_setting_stops_either_binary_with_64_naming_it() {
     }
 }
 
+/// A set `REDIS_URL` that cannot be used, and in cluster mode a
+/// `DATABASE_URL` that is not PostgreSQL's, are configuration errors (64),
+/// named, found before anything connects.
+#[tokio::test]
+async fn unusable_redis_and_database_urls_stop_either_binary_with_64() {
+    let logs = tempfile::tempdir().expect("dir");
+    let cases = [
+        ("REDIS_URL", "", "postgres://nobody@127.0.0.1:1/none", "REDIS_URL is set but empty"),
+        ("REDIS_URL", "http://x", "postgres://nobody@127.0.0.1:1/none", "REDIS_URL cannot be used"),
+        ("DATABASE_URL", "redis://127.0.0.1:1", "postgres", "postgres:// (or postgresql://)"),
+    ];
+    for binary in ["gateway", "worker"] {
+        for (case, (setting, redis_url, database_url, said)) in cases.into_iter().enumerate() {
+            let env = std::collections::HashMap::from([
+                ("REDIS_URL".to_string(), redis_url.to_string()),
+                ("DATABASE_URL".to_string(), database_url.to_string()),
+                ("JWT_SECRET".to_string(), "s".to_string()),
+            ]);
+            let name = format!("{binary}-{case}");
+            let mut process =
+                testkit::process::Service::spawn(&name, &testkit::process::binary(binary), &[], &env, logs.path())
+                    .expect("spawn");
+            let code = process.wait_exit(std::time::Duration::from_secs(10)).expect("exits");
+            let log = process.log();
+            assert_eq!(code, Some(64), "{binary} with a bad {setting}: {log}");
+            assert!(log.contains(said), "{binary} says what is wrong with {setting}: {log}");
+        }
+    }
+}
+
+/// A Redis that wants a password the URL lacks accepts the connection and
+/// refuses each command: the worker ran on with no shards, and the gateway
+/// stopped with a protocol error that named neither. Both stop at start,
+/// saying so.
+#[tokio::test]
+async fn a_redis_that_wants_a_password_the_url_lacks_stops_either_binary() {
+    let cluster = Cluster::start(Options { private_redis: true, ..Options::default() }, 0, 0).await;
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("requirepass")
+        .arg("only-with-this")
+        .query_async(&mut cluster.redis().await)
+        .await
+        .expect("a password");
+    let mut env = cluster.common_env();
+    env.insert("JWT_SECRET".into(), "s".into());
+    env.insert("ADMIN_LISTEN".into(), format!("127.0.0.1:{}", testkit::free_port()));
+    env.insert("LISTEN_ADDR".into(), format!("127.0.0.1:{}", testkit::free_port()));
+    for binary in ["gateway", "worker"] {
+        let mut process =
+            testkit::process::Service::spawn(binary, &testkit::process::binary(binary), &[], &env, cluster.logs.path())
+                .expect("spawn");
+        let code = process.wait_exit(std::time::Duration::from_secs(20)).expect("exits");
+        let log = process.log();
+        assert_eq!(code, Some(1), "{binary}: {log}");
+        assert!(log.contains("Redis is unavailable") && log.contains("NOAUTH"), "{binary} says why: {log}");
+    }
+}
+
+/// A PostgreSQL that refuses connections at start is named as the cause:
+/// the pool retries a refused connection until its deadline, then says
+/// only that it timed out, which reads as a pool too small.
+#[tokio::test]
+async fn a_database_refusing_connections_at_start_is_named_as_the_cause() {
+    let logs = tempfile::tempdir().expect("dir");
+    let env = std::collections::HashMap::from([
+        ("REDIS_URL".to_string(), "redis://127.0.0.1:1".to_string()),
+        ("DATABASE_URL".to_string(), format!("postgres://nobody@127.0.0.1:{}/none", testkit::free_port())),
+        ("ADMIN_LISTEN".to_string(), format!("127.0.0.1:{}", testkit::free_port())),
+    ]);
+    let mut worker =
+        testkit::process::Service::spawn("worker", &testkit::process::binary("worker"), &[], &env, logs.path())
+            .expect("spawn");
+    let code = worker.wait_exit(std::time::Duration::from_secs(30)).expect("exits");
+    let log = worker.log();
+    assert_eq!(code, Some(1), "{log}");
+    assert!(log.contains("Connection refused") && !log.contains("pool timed out"), "{log}");
+}
+
 /// User ids no user can have, in a REST path or query, are the client's
 /// mistake (400), also where PostgreSQL would refuse them (a U+0000) with
 /// an error that read as the server's (500).
