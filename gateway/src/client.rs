@@ -29,6 +29,7 @@ use shared::bus::{BusError, CommandEnvelope, Event, Origin};
 use shared::clock::now_ms;
 use shared::config::MAX_FRAME_BYTES;
 use shared::error::{ErrorCode, Refusal};
+use shared::log_gate::LogGate;
 use shared::model::{ChatId, EventId};
 use shared::protocol::close;
 use shared::protocol::native::inbound::{self, Ref, Request};
@@ -503,9 +504,13 @@ impl Reader<'_> {
             metrics::counter!("chat_redis_errors_total", "op" => "submit").increment(1);
         }
         // A full shard refuses every command to it: counted, and its
-        // backlog shown by a gauge, rather than logged one by one.
+        // backlog shown by a gauge, rather than logged one by one. Other
+        // refusals come in runs too (an outage): a line per interval.
+        static NOT_ACCEPTED: LogGate = LogGate::new(5_000);
         if !matches!(e, BusError::Backlogged(_)) {
-            tracing::warn!(error = %e, "command not accepted");
+            if let Some(held_back) = NOT_ACCEPTED.pass(now_ms()) {
+                tracing::warn!(error = %e, held_back, "command not accepted (one line per 5 s at most)");
+            }
         }
         // Only a closed queue or a full shard is sure to have taken nothing:
         // Redis may have appended a command whose answer timed out or whose

@@ -25,6 +25,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod health;
+pub mod log_gate;
 pub mod marks;
 pub mod model;
 pub mod periodic;

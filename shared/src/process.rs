@@ -14,14 +14,26 @@ const SECRET_PRINTING_TARGET: &str = "sqlx_postgres::options::parse=error";
 /// parameter it does not know stays off: it prints the parameter's value,
 /// and the one such parameter people set is libpq's `sslpassword`.
 pub fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| "info,sqlx::postgres::notice=warn".into())
-        .add_directive(SECRET_PRINTING_TARGET.parse().expect("a valid directive"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let (filter, refused) = match tracing_subscriber::EnvFilter::try_from_default_env() {
+        Ok(filter) => (filter, None),
+        Err(e) => {
+            let refused = std::env::var_os("RUST_LOG").filter(|v| !v.is_empty()).map(|_| e);
+            ("info,sqlx::postgres::notice=warn".into(), refused)
+        }
+    };
+    let filter = filter.add_directive(SECRET_PRINTING_TARGET.parse().expect("a valid directive"));
+    // Colour codes only for a person at a terminal: a log file or a log
+    // collector would keep them as text.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
     if format == "json" {
         builder.json().init();
     } else {
         builder.init();
+    }
+    if let Some(e) = refused {
+        tracing::warn!(error = %e, "RUST_LOG does not parse; logging at the default level instead");
     }
 }
 

@@ -211,11 +211,17 @@ impl Worker {
                 }
                 consumer.reread_backlog.store(true, Ordering::Relaxed);
                 metrics::counter!("chat_stream_backlog_rereads_total").increment(1);
-                tracing::warn!(
-                    shard,
-                    entry = oldest.as_deref().unwrap_or_default(),
-                    "an entry has stayed pending for a lease round; the shard's backlog is read again"
-                );
+                let entry = oldest.as_deref().unwrap_or_default();
+                if consumer.strays.first_report() {
+                    tracing::warn!(
+                        shard,
+                        entry,
+                        "an entry has stayed pending for a lease round (astray, or in a batch retrying the \
+                         store); the shard's backlog is read again"
+                    );
+                } else {
+                    tracing::debug!(shard, entry, "the same entry is still pending; the backlog is read again");
+                }
             }
             let group = workers_group(groups);
             let number = |field: &str| group.as_ref().and_then(|g| g.count(field)).unwrap_or(0) as f64;

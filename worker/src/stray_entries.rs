@@ -38,6 +38,9 @@ const CLAIM_COUNT: usize = 1_000;
 #[derive(Default)]
 pub struct StrayWatch {
     oldest: Option<String>,
+    /// The last entry logged as astray: a batch retrying through a database
+    /// outage stays the oldest round after round, and is worth one line.
+    logged: Option<String>,
 }
 
 impl StrayWatch {
@@ -47,6 +50,14 @@ impl StrayWatch {
         let astray = oldest.is_some() && oldest == self.oldest;
         self.oldest = oldest;
         astray
+    }
+
+    /// Whether the entry [`StrayWatch::still_pending`] found is yet to be
+    /// logged; true once per entry.
+    pub fn first_report(&mut self) -> bool {
+        let first = self.logged != self.oldest;
+        self.logged.clone_from(&self.oldest);
+        first
     }
 }
 
@@ -98,6 +109,16 @@ mod tests {
         assert!(watch.still_pending(Some("5-0".into())));
         // Still there: asked for again, in case the last read failed.
         assert!(watch.still_pending(Some("5-0".into())));
+    }
+
+    #[test]
+    fn an_entry_astray_round_after_round_is_reported_once() {
+        let mut watch = StrayWatch::default();
+        watch.still_pending(Some("5-0".into()));
+        assert!(watch.still_pending(Some("5-0".into())) && watch.first_report());
+        assert!(watch.still_pending(Some("5-0".into())) && !watch.first_report());
+        watch.still_pending(Some("8-0".into()));
+        assert!(watch.still_pending(Some("8-0".into())) && watch.first_report(), "another entry is news");
     }
 
     #[test]
