@@ -131,8 +131,9 @@ pub struct Settings {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub rest_burst: u32,
 
-    /// On SIGTERM, close connections (1012) in paced batches over this many
-    /// seconds, so clients reconnect elsewhere without a stampede.
+    /// On SIGTERM, close connections (1012) in paced batches, 100 ms apart,
+    /// that take at most this many seconds, so clients reconnect elsewhere
+    /// without a stampede.
     #[arg(long, env = "DRAIN_SECONDS", default_value_t = 10, global = true,
           value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub drain_seconds: u64,

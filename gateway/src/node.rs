@@ -289,7 +289,7 @@ impl Node {
 
     /// Drains and stops the node without losing what it accepted: readiness
     /// goes false and new upgrades are refused; connections are closed in
-    /// paced batches over `DRAIN_SECONDS`, each one after it stopped taking
+    /// paced batches within `DRAIN_SECONDS`, each one after it stopped taking
     /// commands and got the replies to those it sent, with 1012 so the
     /// client reconnects elsewhere; then the embedded worker (standalone)
     /// and the background tasks stop.
