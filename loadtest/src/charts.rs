@@ -57,9 +57,7 @@ fn latency(path: &str, series: &[(&str, &Histogram<u64>)], labels: bool) -> anyh
         .build_cartesian_2d(0f64..4f64, 0f64..max_ms * 1.1)?;
     let mut mesh = chart.configure_mesh();
     if labels {
-        mesh.x_desc("percentile (1 = 90%, 2 = 99%, 3 = 99.9%)")
-            .y_desc("ms")
-            .x_label_formatter(&|n| format!("{:.3}%", 100.0 * (1.0 - 10f64.powf(-n))));
+        mesh.x_desc("percentile").y_desc("ms").x_labels(5).x_label_formatter(&|n| percentile_label(*n));
     } else {
         mesh.disable_x_mesh().disable_y_mesh().x_labels(0).y_labels(0);
     }
@@ -82,6 +80,13 @@ fn latency(path: &str, series: &[(&str, &Histogram<u64>)], labels: bool) -> anyh
         }
     }
     finish(chart, root, labels)
+}
+
+/// The percentile at `nines` on the x axis (1: 90%, 2: 99%), as a person
+/// writes it: `99.9%`, not `99.900%`.
+fn percentile_label(nines: f64) -> String {
+    let percent = format!("{:.4}", 100.0 * (1.0 - 10f64.powf(-nines)));
+    format!("{}%", percent.trim_end_matches('0').trim_end_matches('.'))
 }
 
 /// Picks one figure of a second.
@@ -159,4 +164,13 @@ fn finish<'a, X: Ranged, Y: Ranged>(
     }
     root.present()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn percentiles_are_labelled_as_people_write_them() {
+        let labels: Vec<String> = [0.0, 1.0, 2.0, 3.0, 4.0].into_iter().map(super::percentile_label).collect();
+        assert_eq!(labels, ["0%", "90%", "99%", "99.9%", "99.99%"]);
+    }
 }

@@ -178,7 +178,16 @@ pub fn write(plan: &Plan, results: Vec<AgentResult>, phases: Phases) -> anyhow::
     print_summary(plan, &report);
     std::fs::write(&plan.report, serde_json::to_vec_pretty(&report)?)
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", plan.report))?;
-    crate::charts::draw(plan, &[("send→ack", &ack), ("send→delivery", &delivery)], &timeline)?;
+    // Each scenario's own measure: connecting where nothing is sent, the
+    // wait for `offline` or for the syncs where that is the point.
+    let mut curves = vec![("send→ack", &ack), ("send→delivery", &delivery)];
+    match plan.scenario {
+        Scenario::Idle | Scenario::Churn => curves.push(("connect", &connect)),
+        Scenario::Silent => curves.push(("heartbeat deadline→offline", &scenario)),
+        Scenario::Reconnect => curves.push(("drop→synced", &scenario)),
+        Scenario::Fanout | Scenario::Receipts => {}
+    }
+    crate::charts::draw(plan, &curves, &timeline)?;
     eprintln!("report: {}  charts: {}/", plan.report, plan.charts);
     Ok(problems(plan, &counters, &phases, connect_error.as_deref()))
 }
