@@ -134,7 +134,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
     let members_announced = plan.scenario.measures_deliveries()
         || (matches!(plan.scenario, Scenario::Idle | Scenario::Churn) && plan.chats_per_user() > 0);
     if members_announced {
-        presence_settled(&shared).await;
+        presence_settled(&shared, &stop).await;
     }
     let connected = procstat::each(&plan.server_pids);
     let agent_pids: Vec<u32> = agents.iter().filter_map(|a| a.child.id()).collect();
@@ -339,7 +339,7 @@ fn spawn_agent(
 /// 999 frames for two chats of 1,000) is not counted as the scenario's CPU.
 /// Quiet means no new presence frame over a second of progress lines;
 /// waits at most a minute.
-async fn presence_settled(shared: &Mutex<Shared>) {
+async fn presence_settled(shared: &Mutex<Shared>, stop: &Stop) {
     let spinner = ProgressBar::new_spinner();
     spinner.set_prefix("presence");
     spinner.set_style(
@@ -352,7 +352,7 @@ async fn presence_settled(shared: &Mutex<Shared>) {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let now = totals(shared).presence_events;
         spinner.set_message(format!("{now} presence frames received"));
-        if now == last || started.elapsed() > Duration::from_secs(60) {
+        if now == last || started.elapsed() > Duration::from_secs(60) || stop.now() {
             break;
         }
         last = now;
