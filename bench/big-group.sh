@@ -64,7 +64,7 @@ metric() { curl -sf "http://127.0.0.1:$port/metrics" | awk -v m="$1" '$1 == m {p
 if [ "$connected" -gt 0 ]; then
     "$loadtest_bin" run idle --connections "$connected" --user-prefix member- --duration 3600 \
         --ws-url "ws://127.0.0.1:$port/ws" --http-url "http://127.0.0.1:$port" --data-dir "$data" \
-        > "$results/loadtest.log" 2>&1 &
+        --report "$results/loadtest.json" --charts "$results/loadtest-charts" > "$results/loadtest.log" 2>&1 &
     loadtest_pid=$!
     until [ "$(metric chat_open_connections)" = "$connected" ]; do
         kill -0 "$loadtest_pid" 2>/dev/null || { echo "bench: the load tool stopped:" >&2; tail "$results/loadtest.log" >&2; exit 1; }

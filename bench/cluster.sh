@@ -108,3 +108,4 @@ done
 # Every scenario's figures side by side, on the terminal and in the folder.
 echo; "$loadtest_bin" summary "$results" | tee "$results/summary.txt" || true
 echo "bench: done; results in $results"
+bench_end

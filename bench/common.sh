@@ -30,12 +30,28 @@ bench_run() {
 }
 
 # bench_record NAME COMMAND...: runs COMMAND with its command line in
-# NAME.cmd and its output in NAME.txt.
+# NAME.cmd and its output in NAME.txt. A run that says it did not measure
+# what was asked (loadtest exits non-zero after its summary, which gives
+# the reasons: connections failed or dropped, a server exited) is listed
+# in the set's FAILED file, and the set goes on with its other scenarios.
 bench_record() {
     local name=$1; shift
     echo "${SERVER_BIN:+SERVER_BIN=$SERVER_BIN }${SERVER_ENV:+SERVER_ENV=\"$SERVER_ENV\" }$*" > "$results/$name.cmd"
     echo; echo "bench: $name: $*"
-    "$@" | tee "$results/$name.txt"
+    local status=0
+    "$@" | tee "$results/$name.txt" || status=$?
+    if [ "$status" -ne 0 ]; then
+        echo "$name: exited $status (see $name.txt)" >> "$results/FAILED"
+    fi
+}
+
+# bench_end: after the set's summary, names the runs that failed, if any,
+# and fails the set.
+bench_end() {
+    if [ -f "$results/FAILED" ]; then
+        echo; echo "bench: these runs did not measure what was asked:"; cat "$results/FAILED"
+        return 1
+    fi
 }
 
 # bench_services: a private Redis and PostgreSQL (scripts/lib/services.sh,

@@ -69,3 +69,4 @@ if compgen -G "$results/*.json" > /dev/null; then
     echo; "$loadtest_bin" summary "$results" | tee "$results/summary.txt" || true
 fi
 echo "bench: done; results in $results"
+bench_end

@@ -133,6 +133,7 @@ pub fn write(plan: &Plan, results: Vec<AgentResult>, phases: Phases) -> anyhow::
     let cpu_per_million =
         if counters.deliveries_in_phase > 0 { cpu / counters.deliveries_in_phase as f64 * 1e6 } else { 0.0 };
     let server_figure = |value: f64| if measured { json!(value) } else { Value::Null };
+    let problems = problems(plan, &counters, &phases, connect_error.as_deref());
     let report = json!({
         "scenario": plan.scenario,
         "plan": plan,
@@ -140,6 +141,7 @@ pub fn write(plan: &Plan, results: Vec<AgentResult>, phases: Phases) -> anyhow::
         "connect_error": connect_error,
         "server_exited": phases.exited,
         "interrupted": phases.interrupted,
+        "problems": problems,
         "expected_deliveries": expected,
         "lost_deliveries": lost,
         "connect_seconds": phases.connect_seconds,
@@ -175,7 +177,7 @@ pub fn write(plan: &Plan, results: Vec<AgentResult>, phases: Phases) -> anyhow::
             .map(|(s, t)| json!([s, t.sent, t.acked, t.delivered, t.slowest_ack_us as f64 / 1000.0]))
             .collect::<Vec<_>>(),
     });
-    print_summary(plan, &report);
+    print_summary(plan, &report, &problems);
     std::fs::write(&plan.report, serde_json::to_vec_pretty(&report)?)
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", plan.report))?;
     // Each scenario's own measure: connecting where nothing is sent, the
@@ -189,7 +191,7 @@ pub fn write(plan: &Plan, results: Vec<AgentResult>, phases: Phases) -> anyhow::
     }
     crate::charts::draw(plan, &curves, &timeline)?;
     eprintln!("report: {}  charts: {}/", plan.report, plan.charts);
-    Ok(problems(plan, &counters, &phases, connect_error.as_deref()))
+    Ok(problems)
 }
 
 /// What makes a run's figures not describe the load asked for.
@@ -224,7 +226,7 @@ fn problems(plan: &Plan, c: &Counters, phases: &Phases, connect_error: Option<&s
     found
 }
 
-fn print_summary(plan: &Plan, r: &Value) {
+fn print_summary(plan: &Plan, r: &Value, problems: &[String]) {
     let c = &r["counters"];
     let row = |name: &str, value: String| println!("  {name:<38} {value}");
     println!("\n== loadtest {:?}: {} connections ==", plan.scenario, plan.connections);
@@ -353,5 +355,11 @@ fn print_summary(plan: &Plan, r: &Value) {
              gateway's COMMAND_RATE / COMMAND_BURST allow. Spread the rate over more connections, or \
              raise those settings on the gateway."
         );
+    }
+    if !problems.is_empty() {
+        println!("\n  The run did not measure what was asked:");
+        for problem in problems {
+            println!("  - {problem}");
+        }
     }
 }

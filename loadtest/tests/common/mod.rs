@@ -50,12 +50,12 @@ pub async fn run(gateway: &Gateway, args: &[&str]) -> (Value, PathBuf) {
 }
 
 /// Runs `loadtest run ARGS...` against `gateway`, which must fail; returns
-/// what it said on stderr, and its report if it wrote one.
+/// what it printed (summary, then errors), and its report if it wrote one.
 #[allow(dead_code)] // each test binary compiles this module; not all fail runs
 pub async fn run_failing(gateway: &Gateway, args: &[&str]) -> (String, Option<Value>) {
     let (report, charts) = (gateway.dir.path().join("failed.json"), gateway.dir.path().join("failed-charts"));
-    let ran = loadtest(gateway, args, &report, &charts).output().await.expect("loadtest ran");
-    let said = String::from_utf8_lossy(&ran.stderr).into_owned();
+    let ran = loadtest(gateway, args, &report, &charts).stdout(Stdio::piped()).output().await.expect("loadtest ran");
+    let said = format!("{}{}", String::from_utf8_lossy(&ran.stdout), String::from_utf8_lossy(&ran.stderr));
     assert!(!ran.status.success(), "loadtest should have failed: {said}");
     let report = std::fs::read(&report).ok().map(|r| serde_json::from_slice(&r).expect("JSON report"));
     (said, report)
