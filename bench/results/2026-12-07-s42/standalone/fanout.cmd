@@ -1,0 +1,1 @@
+SERVER_BIN=target/release target/release/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:19364/ws --http-url http://127.0.0.1:19364 --data-dir /tmp/tmp.zPjuOyZW1P --server-pid 6345 --report bench/results/2026-12-07-standalone-s42/fanout.json --charts bench/results/2026-12-07-standalone-s42/fanout

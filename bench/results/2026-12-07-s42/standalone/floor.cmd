@@ -1,0 +1,1 @@
+SERVER_BIN=target/release target/release/loadtest floor --connections 2000 --rate 20000 --duration 10

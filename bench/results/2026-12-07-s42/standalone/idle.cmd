@@ -1,0 +1,1 @@
+SERVER_BIN=target/release target/release/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:27456/ws --http-url http://127.0.0.1:27456 --data-dir /tmp/tmp.jJrW7AheUj --server-pid 6414 --report bench/results/2026-12-07-standalone-s42/idle.json --charts bench/results/2026-12-07-standalone-s42/idle
