@@ -109,7 +109,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
     }
     stop.agents(agents.iter().filter_map(|a| a.child.id()).collect());
 
-    let bar = ProgressBar::new(plan.connections as u64);
+    let bar = ProgressBar::with_draw_target(Some(plan.connections as u64), crate::progress_target::stderr());
     bar.set_style(
         ProgressStyle::with_template("{prefix:>10} [{bar:40}] {pos}/{len} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -141,7 +141,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
     let (agents_connected, machine_connected) = (procstat::sample(&agent_pids), procstat::machine());
 
     broadcast(&mut agents, "go").await;
-    let phase = ProgressBar::new(plan.duration);
+    let phase = ProgressBar::with_draw_target(Some(plan.duration), crate::progress_target::stderr());
     phase.set_style(
         ProgressStyle::with_template("{prefix:>10} [{bar:40}] {pos}/{len}s {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -215,7 +215,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
 async fn settle(plan: &Plan, shared: &Mutex<Shared>, stop: &Stop) {
     const STALLED: Duration = Duration::from_secs(10);
     const BOUND: Duration = Duration::from_secs(300);
-    let settling = ProgressBar::new_spinner();
+    let settling = ProgressBar::with_draw_target(None, crate::progress_target::stderr());
     settling.set_style(
         ProgressStyle::with_template("{prefix:>10} {spinner} {elapsed} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_spinner()),
@@ -275,7 +275,7 @@ async fn create_chats(plan: &Plan, layout: &Layout, secret: &str, prefix: &str) 
     let auth = shared::auth::Authenticator::new(secret.as_bytes());
     let exp = (shared::clock::now_ms() / 1000) as u64 + 86_400;
     let http = reqwest::Client::new();
-    let bar = ProgressBar::new(count as u64);
+    let bar = ProgressBar::with_draw_target(Some(count as u64), crate::progress_target::stderr());
     bar.set_style(
         ProgressStyle::with_template("{prefix:>10} [{bar:40}] {pos}/{len}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -340,12 +340,12 @@ fn spawn_agent(
 /// Quiet means no new presence frame over a second of progress lines;
 /// waits at most a minute.
 async fn presence_settled(shared: &Mutex<Shared>, stop: &Stop) {
-    let spinner = ProgressBar::new_spinner();
-    spinner.set_prefix("presence");
+    let spinner = ProgressBar::with_draw_target(None, crate::progress_target::stderr());
     spinner.set_style(
         ProgressStyle::with_template("{prefix:>10} {spinner} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_spinner()),
     );
+    spinner.set_prefix("presence");
     let started = Instant::now();
     let mut last = totals(shared).presence_events;
     loop {

@@ -84,7 +84,7 @@ pub async fn run(args: FloorArgs) -> anyhow::Result<()> {
         Targets::Direct(streams)
     };
 
-    let bar = ProgressBar::new(args.duration);
+    let bar = ProgressBar::with_draw_target(Some(args.duration), crate::progress_target::stderr());
     bar.set_style(ProgressStyle::with_template("floor: {bar:40} {pos}/{len} s {msg}")?);
     let mut tick = tokio::time::interval(Duration::from_millis(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);

@@ -13,6 +13,7 @@ mod layout;
 mod outbox;
 mod plan;
 mod procstat;
+mod progress_target;
 mod report;
 mod seen;
 mod state;
