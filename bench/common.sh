@@ -19,6 +19,9 @@ server_bin=${SERVER_BIN:-target/release}
 loadtest_bin=${LOADTEST_BIN:-target/release/loadtest}
 results="bench/results/$(date -u +%Y-%m-%d)-$1${LABEL:+-$LABEL}"
 mkdir -p "$results"
+# A set run again the same day writes to the same folder: only this run's
+# failures count.
+rm -f "$results/FAILED"
 echo "bench: results in $results"
 
 # bench_run NAME LOADTEST-ARGS...: runs `loadtest run` and records the

@@ -67,3 +67,4 @@ EOF
 echo "${SERVER_BIN:+SERVER_BIN=$SERVER_BIN }${LABEL:+LABEL=$LABEL }bench/instructions.sh $short $long" > "$results/summary.cmd"
 gzip -f -9 "$results"/run-*.callgrind
 echo "bench: done; results in $results (where the instructions go: zcat run-$long.callgrind.gz > p; callgrind_annotate --inclusive=yes p)"
+bench_end

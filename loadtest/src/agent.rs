@@ -74,15 +74,18 @@ pub async fn run(spec: AgentSpec) -> anyhow::Result<()> {
             state.went_silent(spec.user(n));
         }
         pending.push(tokio::spawn(async move {
-            conn::open(&url, &token, &source, n, behaviour, state, Seen::default()).await
+            let opened = conn::open(&url, &token, &source, n, behaviour, state.clone(), Seen::default()).await;
+            // Counted as it opens, so that the coordinator's progress moves
+            // while the rest are still being paced.
+            if let Ok(connection) = &opened {
+                state.connected(connection.opened_in);
+            }
+            opened
         }));
     }
     for opened in pending {
         match opened.await {
-            Ok(Ok(connection)) => {
-                state.connected(connection.opened_in);
-                connections.push(Some(connection));
-            }
+            Ok(Ok(connection)) => connections.push(Some(connection)),
             Ok(Err(e)) => {
                 state.connect_failed(format!("{e:#}"));
                 connections.push(None);

@@ -82,13 +82,9 @@ pub async fn open(
     let started = Instant::now();
     // A server that accepts and then never answers (stopped, overloaded)
     // must fail the connection, not hang the run.
-    let mut ws = tokio::time::timeout(OPEN_BOUND, handshake(url, token, source_ip))
+    let ws = tokio::time::timeout(OPEN_BOUND, welcomed(url, token, source_ip))
         .await
-        .map_err(|_| anyhow::anyhow!("no WebSocket handshake within {}s", OPEN_BOUND.as_secs()))??;
-    match tokio::time::timeout(OPEN_BOUND, ws.next()).await {
-        Ok(Some(Ok(Message::Text(text)))) if text.contains("\"welcome\"") => {}
-        other => anyhow::bail!("no welcome: {other:?}"),
-    }
+        .map_err(|_| anyhow::anyhow!("not welcomed within {}s", OPEN_BOUND.as_secs()))??;
     let opened_in = started.elapsed();
     let (orders, mut inbox) = mpsc::channel::<Order>(1024);
     let served = tokio::spawn(async move {
@@ -156,8 +152,17 @@ pub async fn open(
     Ok(Connection { user, opened_in, orders, served })
 }
 
-/// How long a connection may take to open, and then to be welcomed.
+/// How long a connection may take from its TCP connect to its `welcome`.
 const OPEN_BOUND: Duration = Duration::from_secs(30);
+
+/// [`handshake`], then the server's `welcome`.
+async fn welcomed(url: &str, token: &str, source_ip: &str) -> anyhow::Result<Socket> {
+    let mut ws = handshake(url, token, source_ip).await?;
+    match ws.next().await {
+        Some(Ok(Message::Text(text))) if text.contains("\"welcome\"") => Ok(ws),
+        other => anyhow::bail!("no welcome: {other:?}"),
+    }
+}
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
 

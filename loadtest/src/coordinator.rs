@@ -21,22 +21,13 @@ use crate::stats::{AgentLine, AgentResult, Counters};
 use crate::stop::Stop;
 
 /// Where the agents' specs are written. They hold the JWT secret, so the
-/// directory is this user's alone, and it is removed however the run ends.
-struct SpecDir(std::path::PathBuf);
-
-impl SpecDir {
-    fn create() -> std::io::Result<Self> {
-        use std::os::unix::fs::DirBuilderExt;
-        let path = std::env::temp_dir().join(format!("loadtest-{}", std::process::id()));
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&path)?;
-        Ok(SpecDir(path))
-    }
-}
-
-impl Drop for SpecDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// directory is made new, with a name no one can take first, this user's
+/// alone (0700), and removed however the run ends (an abort too:
+/// [`Stop`]).
+fn spec_dir() -> std::io::Result<tempfile::TempDir> {
+    use std::os::unix::fs::PermissionsExt;
+    // tempfile makes directories with the umask's permissions unless told.
+    tempfile::Builder::new().prefix("loadtest-").permissions(std::fs::Permissions::from_mode(0o700)).tempdir()
 }
 
 struct Agent {
@@ -63,7 +54,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
     report::prepare(&plan)?;
     let secret = secret(&plan)?;
     let prefix = plan.user_prefix.clone().unwrap_or_else(|| format!("lt{}-", shared::clock::now_ms() % 1_000_000_000));
-    let group = plan.group_size.max(1);
+    let group = plan.group_size;
     let layout = plan.layout();
     anyhow::ensure!(
         plan.scenario != Scenario::Silent || layout.chats_per_user() <= 1,
@@ -82,8 +73,8 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
     let server_names: Vec<String> = plan.server_pids.iter().map(|&pid| procstat::name(pid)).collect();
     let shared = Arc::new(Mutex::new(Shared::default()));
     let mut agents = Vec::new();
-    let spec_dir = SpecDir::create()?;
-    let stop = Stop::watch(spec_dir.0.clone(), plan.server_pids.clone());
+    let spec_dir = spec_dir()?;
+    let stop = Stop::watch(spec_dir.path().to_owned(), plan.server_pids.clone());
     for index in 0..agent_count {
         let first = index * per_agent;
         let users = per_agent.min(plan.connections - first);
@@ -103,7 +94,7 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
             rate,
             user_prefix: prefix.clone(),
         };
-        let path = spec_dir.0.join(format!("agent-{index}.json"));
+        let path = spec_dir.path().join(format!("agent-{index}.json"));
         std::fs::write(&path, serde_json::to_vec(&spec)?)?;
         agents.push(spawn_agent(index, &path, users, shared.clone())?);
     }
@@ -164,6 +155,9 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
     }
     let measured_seconds = started.elapsed().as_secs_f64();
     let end = procstat::each(&plan.server_pids);
+    // What ended the measured phase; a signal or an exit after it only
+    // cuts the settling short.
+    let (interrupted, exited) = (stop.interrupted(), stop.exited());
     let (agents_end, machine_end) = (procstat::sample(&agent_pids), procstat::machine());
     phase.finish();
     broadcast(&mut agents, "stop").await;
@@ -193,8 +187,9 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
         measured_seconds,
         agents_cpu_seconds: agents_end.cpu_seconds - agents_connected.cpu_seconds,
         idle_share: machine_connected.zip(machine_end).and_then(|(from, to)| from.idle_share_until(to)),
-        exited: stop.exited(),
-        interrupted: stop.interrupted(),
+        settling_cut_short: !interrupted && exited.is_empty() && stop.now(),
+        exited,
+        interrupted,
     };
     let problems = report::write(&plan, results, phases)?;
     anyhow::ensure!(problems.is_empty(), "the run did not measure what was asked (the summary says why)");

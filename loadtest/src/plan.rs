@@ -69,11 +69,11 @@ pub struct Plan {
     #[arg(long, env = "DATA_DIR", default_value = "./data")]
     pub data_dir: String,
     /// Connections (users) in total.
-    #[arg(long, default_value_t = 1000, value_parser = at_least_one)]
+    #[arg(long, default_value_t = 1000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub connections: usize,
     /// Connections per agent process (each process may open at most 20,000
     /// files).
-    #[arg(long, default_value_t = 15_000, value_parser = at_least_one)]
+    #[arg(long, default_value_t = 15_000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub per_process: usize,
     /// New connections per second per agent while connecting.
     #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(1..))]
@@ -83,7 +83,7 @@ pub struct Plan {
     pub duration: u64,
     /// Members per group (fanout, receipts, silent, reconnect); must divide
     /// --connections, so that every group is full.
-    #[arg(long, default_value_t = 10, value_parser = at_least_one)]
+    #[arg(long, default_value_t = 10, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub group_size: usize,
     /// Chats each user is a member of, each of --group-size members
     /// (see `layout.rs`); default 1 where messages flow or presence is
@@ -132,14 +132,6 @@ pub struct Plan {
     /// Where the PNG charts go.
     #[arg(long, default_value = "loadtest-charts")]
     pub charts: String,
-}
-
-fn at_least_one(value: &str) -> Result<usize, String> {
-    match value.parse::<usize>() {
-        Ok(n) if n >= 1 => Ok(n),
-        Ok(_) => Err("must be at least 1".into()),
-        Err(e) => Err(e.to_string()),
-    }
 }
 
 impl Plan {

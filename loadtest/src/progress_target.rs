@@ -30,6 +30,8 @@ struct Lines {
     partial: String,
     written_at: Option<Instant>,
     last: String,
+    /// The newest state not written, for when the bar is done.
+    held: Option<String>,
 }
 
 impl Lines {
@@ -37,13 +39,28 @@ impl Lines {
     /// after the last written.
     fn due(&mut self, line: &str, now: Instant) -> Option<String> {
         let line = line.trim();
-        let quiet = self.written_at.is_none_or(|at| now.duration_since(at) >= EVERY);
-        if line.is_empty() || line == self.last || !quiet {
+        if line.is_empty() || line == self.last {
+            return None;
+        }
+        if self.written_at.is_some_and(|at| now.duration_since(at) < EVERY) {
+            self.held = Some(line.to_owned());
             return None;
         }
         self.written_at = Some(now);
+        self.held = None;
         self.last = line.to_owned();
         Some(self.last.clone())
+    }
+}
+
+/// A bar's last state (its finish: "in 3.2s"), held back by the interval,
+/// is written when the bar goes.
+impl Drop for PlainLines {
+    fn drop(&mut self) {
+        let lines = self.0.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let Some(line) = lines.held.take() {
+            eprintln!("loadtest: {line}");
+        }
     }
 }
 
@@ -116,5 +133,11 @@ mod tests {
         assert_eq!(lines.due("connecting 9/10", later).as_deref(), Some("connecting 9/10"));
         assert_eq!(lines.due("connecting 9/10", later + Duration::from_secs(20)), None, "nothing new");
         assert_eq!(lines.due("  ", later + Duration::from_secs(40)), None);
+        assert_eq!(
+            lines.due("connecting 10/10 in 12s", later + Duration::from_secs(41)).as_deref(),
+            Some("connecting 10/10 in 12s")
+        );
+        assert_eq!(lines.due("next", later + Duration::from_secs(42)), None);
+        assert_eq!(lines.held.as_deref(), Some("next"), "held for the bar's end");
     }
 }

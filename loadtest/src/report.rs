@@ -28,8 +28,11 @@ pub struct Phases {
     /// Server processes that exited during the run: the server's figures
     /// are not measured then.
     pub exited: Vec<u32>,
-    /// Whether a person ended the run early.
+    /// Whether a person ended the measured phase early.
     pub interrupted: bool,
+    /// Whether a signal or a server's exit after the measured phase cut
+    /// the wait for what was in flight short.
+    pub settling_cut_short: bool,
 }
 
 /// Makes the report's and the charts' folders before the run, so that a
@@ -66,7 +69,7 @@ fn percentiles(h: &Histogram<u64>) -> Value {
 pub fn expected_deliveries(plan: &Plan, acked: u64) -> u64 {
     let fanout = matches!(plan.scenario, Scenario::Fanout | Scenario::Receipts | Scenario::Reconnect);
     if fanout {
-        acked * plan.group_size.max(1) as u64
+        acked * plan.group_size as u64
     } else {
         0
     }
@@ -130,9 +133,13 @@ pub fn write(plan: &Plan, results: Vec<AgentResult>, phases: Phases) -> anyhow::
     // Rates and CPU per delivery count what arrived while the load was
     // offered, the same window the server's CPU seconds cover.
     let deliveries_per_second = counters.deliveries_in_phase as f64 / phases.measured_seconds.max(0.001);
-    let cpu_per_million =
-        if counters.deliveries_in_phase > 0 { cpu / counters.deliveries_in_phase as f64 * 1e6 } else { 0.0 };
     let server_figure = |value: f64| if measured { json!(value) } else { Value::Null };
+    // No deliveries, no cost per delivery (rather than a 0 that reads as
+    // free).
+    let cpu_per_million = match counters.deliveries_in_phase {
+        0 => Value::Null,
+        n => server_figure(cpu / n as f64 * 1e6),
+    };
     let problems = problems(plan, &counters, &phases, connect_error.as_deref());
     let report = json!({
         "scenario": plan.scenario,
@@ -165,7 +172,7 @@ pub fn write(plan: &Plan, results: Vec<AgentResult>, phases: Phases) -> anyhow::
             "rss_per_connection_bytes": server_figure(memory_per_connection),
             "rss_per_connection_at_end_bytes": server_figure(memory_per_connection_at_end),
             "cpu_seconds_measured": server_figure(cpu),
-            "cpu_seconds_per_million_deliveries": server_figure(cpu_per_million),
+            "cpu_seconds_per_million_deliveries": cpu_per_million,
         },
         "machine": {
             "load_agents_cpu_seconds_measured": phases.agents_cpu_seconds,
@@ -177,9 +184,11 @@ pub fn write(plan: &Plan, results: Vec<AgentResult>, phases: Phases) -> anyhow::
             .map(|(s, t)| json!([s, t.sent, t.acked, t.delivered, t.slowest_ack_us as f64 / 1000.0]))
             .collect::<Vec<_>>(),
     });
-    print_summary(plan, &report, &problems);
+    // The file first: a Ctrl-C at a terminal also ends a `| tee` that
+    // stdout may go through, and the summary then has nowhere to go.
     std::fs::write(&plan.report, serde_json::to_vec_pretty(&report)?)
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", plan.report))?;
+    print_summary(plan, &report, &problems);
     // Each scenario's own measure: connecting where nothing is sent, the
     // wait for `offline` or for the syncs where that is the point.
     let mut curves = vec![("send→ack", &ack), ("send→delivery", &delivery)];
@@ -201,6 +210,24 @@ fn problems(plan: &Plan, c: &Counters, phases: &Phases, connect_error: Option<&s
         found.push(format!(
             "interrupted: the figures cover {:.0} s of the {} s asked",
             phases.measured_seconds, plan.duration
+        ));
+    }
+    if phases.settling_cut_short {
+        found.push(
+            "the wait for what was in flight was cut short (a signal, or a server's exit): lost and never-arrived \
+             counts are not final"
+                .to_owned(),
+        );
+    }
+    if plan.scenario.measures_deliveries() && c.acked_in_phase == 0 {
+        found.push("no message was acked during the measured phase".to_owned());
+    }
+    if c.syncs_failed > 0 || c.synced + c.syncs_failed < c.syncs_asked {
+        found.push(format!(
+            "of {} syncs after the storm, {} failed and {} were never answered",
+            c.syncs_asked,
+            c.syncs_failed,
+            c.syncs_asked.saturating_sub(c.synced + c.syncs_failed)
         ));
     }
     for pid in &phases.exited {
@@ -226,12 +253,21 @@ fn problems(plan: &Plan, c: &Counters, phases: &Phases, connect_error: Option<&s
     found
 }
 
+/// `println!` that does not panic when stdout has closed (a `| tee` ended
+/// by the same Ctrl-C): the report is written already.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 fn print_summary(plan: &Plan, r: &Value, problems: &[String]) {
     let c = &r["counters"];
-    let row = |name: &str, value: String| println!("  {name:<38} {value}");
-    println!("\n== loadtest {:?}: {} connections ==", plan.scenario, plan.connections);
+    let row = |name: &str, value: String| out!("  {name:<38} {value}");
+    out!("\n== loadtest {:?}: {} connections ==", plan.scenario, plan.connections);
     if plan.chats_per_user() > 0 {
-        row("chats per user, members per chat", format!("{}, {}", plan.chats_per_user(), plan.group_size.max(1)));
+        row("chats per user, members per chat", format!("{}, {}", plan.chats_per_user(), plan.group_size));
     }
     if plan.burst > 1 {
         row("sends per burst, over the chats", format!("{}", plan.burst));
@@ -320,13 +356,20 @@ fn print_summary(plan: &Plan, r: &Value, problems: &[String]) {
         if plan.scenario.measures_deliveries() {
             row(
                 "server CPU s per 1M deliveries",
-                format!("{:.2}", figure(&s["cpu_seconds_per_million_deliveries"], 1.0)),
+                s["cpu_seconds_per_million_deliveries"]
+                    .as_f64()
+                    .map_or("– (none delivered)".into(), |v| format!("{v:.2}")),
             );
         }
         row("server open fds at end", format!("{}", s["end"]["open_fds"]));
     }
     if let Some(processes) = s["processes"].as_array().filter(|p| p.len() > 1) {
+        let exited: Vec<&Value> = r["server_exited"].as_array().map(|e| e.iter().collect()).unwrap_or_default();
         for p in processes {
+            if exited.contains(&&p["pid"]) {
+                row(&format!("  {} {}", p["name"].as_str().unwrap_or("?"), p["pid"]), "exited during the run".into());
+                continue;
+            }
             let mib = |phase: &str| p[phase]["rss_bytes"].as_f64().unwrap_or(0.0) / 1048576.0;
             let cpu =
                 p["end"]["cpu_seconds"].as_f64().unwrap_or(0.0) - p["connected"]["cpu_seconds"].as_f64().unwrap_or(0.0);
@@ -350,16 +393,16 @@ fn print_summary(plan: &Plan, r: &Value, problems: &[String]) {
         row("machine idle (measured phase)", format!("{:.0} %", idle * 100.0));
     }
     if rate_limited > 0 {
-        println!(
+        out!(
             "\n  {rate_limited} commands were refused as rate_limited: a connection sent faster than the \
              gateway's COMMAND_RATE / COMMAND_BURST allow. Spread the rate over more connections, or \
              raise those settings on the gateway."
         );
     }
     if !problems.is_empty() {
-        println!("\n  The run did not measure what was asked:");
+        out!("\n  The run did not measure what was asked:");
         for problem in problems {
-            println!("  - {problem}");
+            out!("  - {problem}");
         }
     }
 }

@@ -28,14 +28,16 @@ async fn connections_refused_by_the_server_fail_the_run_and_say_why() {
 /// server's timeout, every one comes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_run_counts_the_offlines_that_came() {
-    let args = ["silent", "--connections", "20", "--group-size", "10", "--ping-ms", "500", "--duration", "3"];
-    let quick = common::gateway(|settings| settings.heartbeat_timeout_ms = 1000).await;
-    let (report, _) = common::run(&quick, &[&args[..], &["--heartbeat-timeout-ms", "1000"]].concat()).await;
+    // Watchers ping four times per timeout: a stalled machine must not
+    // have them closed too.
+    let args = ["silent", "--connections", "20", "--group-size", "10", "--ping-ms", "500", "--duration", "4"];
+    let quick = common::gateway(|settings| settings.heartbeat_timeout_ms = 2000).await;
+    let (report, _) = common::run(&quick, &[&args[..], &["--heartbeat-timeout-ms", "2000"]].concat()).await;
     let counters = &report["counters"];
     assert_eq!((&counters["silent"], &counters["silent_offline"]), (&18.into(), &18.into()), "{counters}");
 
     let slow = common::gateway(|_| {}).await;
-    let (said, report) = common::run_failing(&slow, &[&args[..], &["--heartbeat-timeout-ms", "1000"]].concat()).await;
+    let (said, report) = common::run_failing(&slow, &[&args[..], &["--heartbeat-timeout-ms", "2000"]].concat()).await;
     assert!(said.contains("18 of 18 silent clients' offline never came"), "{said}");
     assert_eq!(report.expect("report")["counters"]["silent_offline"], 0);
 }

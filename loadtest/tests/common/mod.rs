@@ -1,6 +1,9 @@
 //! A real standalone gateway in this process, and the load tool's binary
 //! run against it over real WebSockets, for the load tool's own tests.
 
+// Each test binary compiles this module and uses part of it.
+#![allow(dead_code)]
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -51,7 +54,6 @@ pub async fn run(gateway: &Gateway, args: &[&str]) -> (Value, PathBuf) {
 
 /// Runs `loadtest run ARGS...` against `gateway`, which must fail; returns
 /// what it printed (summary, then errors), and its report if it wrote one.
-#[allow(dead_code)] // each test binary compiles this module; not all fail runs
 pub async fn run_failing(gateway: &Gateway, args: &[&str]) -> (String, Option<Value>) {
     let (report, charts) = (gateway.dir.path().join("failed.json"), gateway.dir.path().join("failed-charts"));
     let ran = loadtest(gateway, args, &report, &charts).stdout(Stdio::piped()).output().await.expect("loadtest ran");
@@ -61,7 +63,9 @@ pub async fn run_failing(gateway: &Gateway, args: &[&str]) -> (String, Option<Va
     (said, report)
 }
 
-fn loadtest(gateway: &Gateway, args: &[&str], report: &Path, charts: &Path) -> tokio::process::Command {
+/// The command `loadtest run ARGS...` against `gateway`, writing its report
+/// and charts where given; stdout discarded, stderr piped.
+pub fn loadtest(gateway: &Gateway, args: &[&str], report: &Path, charts: &Path) -> tokio::process::Command {
     let addr = gateway.addr;
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadtest"));
     command
