@@ -509,7 +509,7 @@ impl Reader<'_> {
         static NOT_ACCEPTED: LogGate = LogGate::new(5_000);
         if !matches!(e, BusError::Backlogged(_)) {
             if let Some(held_back) = NOT_ACCEPTED.pass(now_ms()) {
-                tracing::warn!(error = %e, held_back, "command not accepted (one line per 5 s at most)");
+                tracing::warn!(error = %e, held_back, "command not accepted");
             }
         }
         // Only a closed queue or a full shard is sure to have taken nothing:

@@ -15,6 +15,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() {
     let cli = parse_or_exit();
     shared::process::init_logging(&cli.settings.common.log_format);
+    if let Err(e) = cli.settings.cluster.check_redis_url() {
+        eprintln!("gateway: {e}");
+        std::process::exit(EXIT_CONFIG);
+    }
     let secret = match secret(&cli.settings) {
         Ok(secret) => secret,
         Err(e) => {
@@ -57,7 +61,6 @@ fn parse_or_exit() -> Cli {
 /// Cluster mode needs the secret every node shares, and PostgreSQL;
 /// standalone makes its own secret if none is given.
 fn secret(settings: &Settings) -> anyhow::Result<Vec<u8>> {
-    settings.cluster.check_redis_url().map_err(anyhow::Error::msg)?;
     if settings.cluster.redis_url.is_none() {
         return gateway::secret::standalone_secret(settings.jwt_secret.as_deref(), &settings.data_dir);
     }

@@ -14,12 +14,14 @@ const SECRET_PRINTING_TARGET: &str = "sqlx_postgres::options::parse=error";
 /// parameter it does not know stays off: it prints the parameter's value,
 /// and the one such parameter people set is libpq's `sslpassword`.
 pub fn init_logging(format: &str) {
-    let (filter, refused) = match tracing_subscriber::EnvFilter::try_from_default_env() {
-        Ok(filter) => (filter, None),
-        Err(e) => {
-            let refused = std::env::var_os("RUST_LOG").filter(|v| !v.is_empty()).map(|_| e);
-            ("info,sqlx::postgres::notice=warn".into(), refused)
-        }
+    const DEFAULT: &str = "info,sqlx::postgres::notice=warn";
+    // A blank RUST_LOG (a manifest's `RUST_LOG: ""`) parses as a filter
+    // that lets nothing through, errors included: it counts as unset.
+    let asked = std::env::var("RUST_LOG").ok().filter(|v| !v.trim().is_empty());
+    let (filter, refused) = match asked.map(tracing_subscriber::EnvFilter::try_new) {
+        None => (DEFAULT.into(), None),
+        Some(Ok(filter)) => (filter, None),
+        Some(Err(e)) => (DEFAULT.into(), Some(e)),
     };
     let filter = filter.add_directive(SECRET_PRINTING_TARGET.parse().expect("a valid directive"));
     // Colour codes only for a person at a terminal: a log file or a log

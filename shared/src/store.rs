@@ -185,7 +185,7 @@ impl Store {
         sqlx::any::install_default_drivers();
         if url.starts_with("sqlite:") {
             sqlite::open(url).await
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        } else if crate::config::is_postgres_url(url) {
             postgres::open(url).await
         } else {
             Err(StoreError::UnsupportedUrl)

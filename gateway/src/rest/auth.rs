@@ -20,6 +20,8 @@ pub struct ApiError {
     refusal: Refusal,
     /// Overrides the status the code maps to.
     status: Option<StatusCode>,
+    /// Seconds for a `Retry-After` header.
+    retry_after: Option<&'static str>,
 }
 
 impl ApiError {
@@ -31,7 +33,18 @@ impl ApiError {
     /// draining, or its database did not answer in time); retry, elsewhere
     /// if need be.
     pub fn unavailable(message: &str) -> Self {
-        ApiError { refusal: Refusal::new(ErrorCode::Internal, message), status: Some(StatusCode::SERVICE_UNAVAILABLE) }
+        ApiError {
+            refusal: Refusal::new(ErrorCode::Internal, message),
+            status: Some(StatusCode::SERVICE_UNAVAILABLE),
+            retry_after: None,
+        }
+    }
+
+    /// 429: a call past the user's REST allowance, which refills at least
+    /// one call a second (`REST_RATE` is a whole number), so one second is
+    /// the honest least wait, and tells a client not to retry at once.
+    pub fn past_allowance(message: &str) -> Self {
+        ApiError { retry_after: Some("1"), ..ApiError::from(Refusal::new(ErrorCode::RateLimited, message)) }
     }
 }
 
@@ -41,20 +54,16 @@ impl IntoResponse for ApiError {
             StatusCode::from_u16(self.refusal.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
         });
         let body = Json(rest_error(&self.refusal));
-        if status == StatusCode::TOO_MANY_REQUESTS {
-            // Every allowance here refills at least one call a second
-            // (`REST_RATE`, `USER_CONNECTIONS` freeing a slot aside), so one
-            // second is the honest least wait, and tells a client not to
-            // retry at once.
-            return (status, [(header::RETRY_AFTER, "1")], body).into_response();
+        match self.retry_after {
+            Some(seconds) => (status, [(header::RETRY_AFTER, seconds)], body).into_response(),
+            None => (status, body).into_response(),
         }
-        (status, body).into_response()
     }
 }
 
 impl From<Refusal> for ApiError {
     fn from(refusal: Refusal) -> Self {
-        ApiError { refusal, status: None }
+        ApiError { refusal, status: None, retry_after: None }
     }
 }
 
@@ -95,8 +104,7 @@ impl FromRequestParts<Arc<Node>> for Caller {
         let user = node.authenticate(bearer_token(&parts.headers))?.user;
         if !node.rest_allowance.take(&user, shared::clock::now_ms()) {
             metrics::counter!("chat_rest_rate_limited_total").increment(1);
-            let refusal = Refusal::new(ErrorCode::RateLimited, "too many requests; wait a moment, then retry");
-            return Err(ApiError::from(refusal));
+            return Err(ApiError::past_allowance("too many requests; wait a moment, then retry"));
         }
         Ok(Caller(user))
     }

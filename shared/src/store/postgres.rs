@@ -32,16 +32,21 @@ const ALIVE_WITHOUT_PING: Duration = Duration::from_millis(500);
 /// Why the pool could not open its first connection. The pool retries a
 /// refused connection until its deadline and then says only that it timed
 /// out, which reads as a pool too small; one direct attempt names the
-/// cause (`Connection refused`, a host that does not resolve).
-async fn why_unreachable(url: &str) -> StoreError {
+/// cause (`Connection refused`, a host that does not resolve). `None`: the
+/// database answers now (it has just come up), so the pool may try again.
+async fn why_unreachable(url: &str) -> Option<StoreError> {
     match tokio::time::timeout(Duration::from_secs(5), sqlx::AnyConnection::connect(url)).await {
-        Ok(Err(cause)) => StoreError::Database(cause),
-        _ => StoreError::Database(sqlx::Error::PoolTimedOut),
+        Ok(Ok(reached)) => {
+            let _ = reached.close().await;
+            None
+        }
+        Ok(Err(cause)) => Some(StoreError::Database(cause)),
+        Err(_) => Some(StoreError::Database(sqlx::Error::PoolTimedOut)),
     }
 }
 
-pub(super) async fn open(url: &str) -> Result<(Store, Migrated), StoreError> {
-    let pool = pool_options(16)
+async fn connect_pool(url: &str) -> Result<sqlx::AnyPool, sqlx::Error> {
+    pool_options(16)
         .test_before_acquire(false)
         .before_acquire(|conn, meta| {
             Box::pin(async move {
@@ -52,9 +57,15 @@ pub(super) async fn open(url: &str) -> Result<(Store, Migrated), StoreError> {
             })
         })
         .connect(url)
-        .await;
-    let pool = match pool {
-        Err(sqlx::Error::PoolTimedOut) => return Err(why_unreachable(url).await),
+        .await
+}
+
+pub(super) async fn open(url: &str) -> Result<(Store, Migrated), StoreError> {
+    let pool = match connect_pool(url).await {
+        Err(sqlx::Error::PoolTimedOut) => match why_unreachable(url).await {
+            Some(cause) => return Err(cause),
+            None => connect_pool(url).await?,
+        },
         pool => pool?,
     };
     let migrated = migrations::apply(&pool, migrator()).await?;
