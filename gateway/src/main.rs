@@ -36,7 +36,7 @@ async fn main() {
         return;
     }
     if let Err(e) = serve(cli.settings, &secret).await {
-        tracing::error!("{e:#}");
+        tracing::error!("{}", shared::process::describe(e.as_ref()));
         std::process::exit(1);
     }
 }

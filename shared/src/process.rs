@@ -39,6 +39,24 @@ pub fn init_logging(format: &str) {
     }
 }
 
+/// An error and its causes on one line, each cause once: sqlx's errors
+/// repeat their source's text in their own, so `{:#}` printed
+/// `role "x" does not exist: error returned from database: role "x" does
+/// not exist: role "x" does not exist`.
+pub fn describe(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = error.to_string();
+    let mut cause = error.source();
+    while let Some(next) = cause {
+        let text = next.to_string();
+        if !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        cause = next.source();
+    }
+    line
+}
+
 /// Resolves on SIGTERM (Kubernetes, `docker stop`) or Ctrl-C.
 pub async fn shutdown_signal() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -53,6 +71,29 @@ pub async fn shutdown_signal() {
 
 #[cfg(test)]
 mod tests {
+    #[derive(Debug)]
+    struct Layer(&'static str, Option<Box<Layer>>);
+
+    impl std::fmt::Display for Layer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Layer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|l| l as _)
+        }
+    }
+
+    #[test]
+    fn a_cause_already_in_the_message_is_not_repeated() {
+        let inner = Layer("role \"x\" does not exist", None);
+        let sqlx = Layer("error returned from database: role \"x\" does not exist", Some(Box::new(inner)));
+        let ours = Layer("cannot start", Some(Box::new(sqlx)));
+        assert_eq!(super::describe(&ours), "cannot start: error returned from database: role \"x\" does not exist");
+    }
+
     #[test]
     fn the_directive_that_silences_secrets_parses() {
         let directive = super::SECRET_PRINTING_TARGET.parse::<tracing_subscriber::filter::Directive>();

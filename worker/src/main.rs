@@ -55,7 +55,7 @@ async fn main() {
         std::process::exit(EXIT_CONFIG);
     }
     if let Err(e) = run(cli.settings, database_url, redis_url).await {
-        tracing::error!("{e:#}");
+        tracing::error!("{}", shared::process::describe(e.as_ref()));
         std::process::exit(1);
     }
 }
