@@ -192,3 +192,19 @@ async fn a_replay_of_several_pages_comes_whole_and_in_order() {
     assert_eq!(ack["synced"], json!({chat.to_string(): EVENTS}), "{ack}");
     assert_eq!(ids, (1..=EVENTS).collect::<Vec<_>>());
 }
+
+/// A client that knows no chats yet (a first start) still sends `sync`
+/// first, with an empty `since`: it is acked with nothing synced, and the
+/// chats' live events follow.
+#[tokio::test]
+async fn a_first_sync_naming_no_chats_is_acked_and_live_events_follow() {
+    let server = TestServer::start().await;
+    let chat = server.group("alice", &["bob"]).await;
+    let mut bob = server.connect("bob").await;
+    let reply = bob.request(json!({"type": "sync", "since": {}})).await;
+    assert_eq!((reply["type"].as_str(), &reply["synced"]), (Some("ack"), &json!({})), "{reply}");
+    let mut alice = server.connect("alice").await;
+    alice.send_message(chat, "c1", "hello").await;
+    let new = bob.recv_type("new").await;
+    assert_eq!((&new["chatId"], &new["message"]), (&json!(chat), &json!("hello")), "{new}");
+}
