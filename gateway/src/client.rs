@@ -12,7 +12,6 @@
 //! nothing is queued (`ClientHandle::reply_from_reader`). Both run in the
 //! connection's one task, joined, so a connection costs one task.
 
-use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -21,20 +20,15 @@ use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use fastwebsockets::upgrade::{IncomingUpgrade, UpgradeFut};
-use fastwebsockets::{Frame, OpCode, Role, WebSocketError};
+use fastwebsockets::{Role, WebSocketError};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use serde::Deserialize;
-use shared::bus::{BusError, CommandEnvelope, Event, Origin};
 use shared::clock::now_ms;
 use shared::config::MAX_FRAME_BYTES;
 use shared::error::{ErrorCode, Refusal};
-use shared::log_gate::LogGate;
-use shared::model::{ChatId, EventId};
 use shared::protocol::close;
-use shared::protocol::native::inbound::{self, Ref, Request};
 use shared::protocol::native::outbound as render;
-use shared::store::{within, BoundsRequest, Membership, PageRequest};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 
@@ -42,15 +36,17 @@ use crate::command_budget::CommandBudget;
 use crate::command_order::CommandOrder;
 use crate::handle::ClientHandle;
 use crate::hub::ChatsLoad;
-use crate::node::{Node, STORE_DEADLINE};
-use crate::outbound::{Outbound, ReplayPage, SyncEnd};
-use crate::reassembly::{Message, Reassembly, Violation};
+use crate::node::Node;
+use crate::outbound::Outbound;
+use crate::reassembly::Reassembly;
 use crate::rest::auth::{bearer_token, ApiError};
 use crate::writer::write_loop;
 
-/// A `sync` counts as one command, and one more for each this many chats
-/// it names.
-const SYNC_CHATS_PER_COMMAND: usize = 100;
+mod reader;
+mod sync;
+
+use reader::Reader;
+
 /// How long a user's second connection waits for the first one to load
 /// the user's chats.
 const LOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -225,11 +221,6 @@ fn token_expired(exp: u64, now: i64) -> bool {
     u64::try_from(now.div_euclid(1000)).is_ok_and(|second| second > exp)
 }
 
-/// Whether a text frame is a `sync` (a cheap look before full parsing).
-fn is_sync(payload: &[u8]) -> bool {
-    serde_json::from_slice::<serde_json::Value>(payload).is_ok_and(|v| v["type"] == "sync")
-}
-
 fn close_reason(code: Option<u16>) -> &'static str {
     match code {
         Some(close::HEARTBEAT_TIMEOUT) => "heartbeat",
@@ -239,434 +230,6 @@ fn close_reason(code: Option<u16>) -> &'static str {
         Some(close::MESSAGE_TOO_BIG) => "too_big",
         Some(close::PROTOCOL_ERROR) | Some(close::INVALID_PAYLOAD) => "protocol_error",
         _ => "normal",
-    }
-}
-
-type ReadHalf = fastwebsockets::WebSocketRead<OwnedReadHalf>;
-
-struct Reader<'a> {
-    node: &'a Arc<Node>,
-    handle: &'a Arc<ClientHandle>,
-    fragments: Reassembly,
-    budget: CommandBudget,
-    order: CommandOrder,
-    /// No frame read yet: live events are held until the first one (see
-    /// `outbound`).
-    first_frame: bool,
-    /// Numbers this connection's commands for their unique ids.
-    sequence: u64,
-    /// The `exp` of the connection's token (seconds): the first frame
-    /// read after it closes the connection (PROTOCOL.md 1, `exp` is
-    /// enforced). Checked as frames come rather than by the heartbeat's
-    /// sweep, which would need the four bytes on every connection's handle
-    /// that its size class has no room for; a client pings at least every
-    /// 10 s, and one that stops is closed by the heartbeat anyway.
-    token_expires_at: u64,
-}
-
-impl Reader<'_> {
-    async fn run(mut self, mut read: ReadHalf) {
-        // Auto-pong and auto-close are off, so nothing is ever obligated.
-        let mut no_obligations = |_: Frame<'_>| async { Ok::<(), std::convert::Infallible>(()) };
-        let handle = self.handle;
-        loop {
-            let frame = tokio::select! {
-                biased;
-                // Closed, or shutdown: stop taking commands, let the writer
-                // finish.
-                _ = std::future::poll_fn(|cx| handle.poll_stop_for_reader(cx)) => {
-                    if self.order.is_holding() && !handle.is_closed() {
-                        // Boxed: rare, as above.
-                        Box::pin(self.refuse_held()).await;
-                    }
-                    return;
-                }
-                // Commands held for order go once those before them are
-                // answered (`command_order`). The read this drops may be
-                // mid-frame: what it read stays in the read half's buffer.
-                _ = std::future::poll_fn(|cx| handle.poll_settled_for_reader(cx)), if self.order.is_holding() => {
-                    // Boxed: rare, and a connection's task is as large as
-                    // its largest wait.
-                    Box::pin(self.submit_released()).await;
-                    continue;
-                }
-                frame = read.read_frame(&mut no_obligations) => frame,
-            };
-            let frame = match frame {
-                // A close is answered as a close, expired or not.
-                Ok(frame) if frame.opcode != OpCode::Close && token_expired(self.token_expires_at, now_ms()) => {
-                    self.handle.close(close::TOKEN_EXPIRED);
-                    return;
-                }
-                Ok(frame) => frame,
-                Err(WebSocketError::FrameTooLarge) => {
-                    self.handle.close(close::MESSAGE_TOO_BIG);
-                    return;
-                }
-                Err(WebSocketError::UnexpectedEOF) | Err(WebSocketError::IoError(_)) => {
-                    self.handle.close(close::NORMAL);
-                    return;
-                }
-                Err(WebSocketError::InvalidUTF8) => {
-                    self.handle.close(close::INVALID_PAYLOAD);
-                    return;
-                }
-                Err(_) => {
-                    self.handle.close(close::PROTOCOL_ERROR);
-                    return;
-                }
-            };
-            if self.first_frame {
-                self.first_frame = false;
-                if !(frame.opcode == OpCode::Text && frame.fin && is_sync(&frame.payload)) {
-                    // Not a sync: live events flow from now on.
-                    self.reply(Outbound::Release).await;
-                }
-            }
-            match frame.opcode {
-                OpCode::Text | OpCode::Binary | OpCode::Continuation => {
-                    match self.fragments.push(frame.opcode, frame.fin, &frame.payload, MAX_FRAME_BYTES) {
-                        Ok(Message::Text(text)) => self.on_text(&text).await,
-                        Ok(Message::Binary) => {
-                            let refusal =
-                                Refusal::bad_request("binary frames are not part of the protocol; send JSON text");
-                            self.reply_text("error", render::error(&None, &refusal, None)).await;
-                        }
-                        Ok(Message::Unfinished) => {}
-                        Err(Violation::TooLarge) => {
-                            self.handle.close(close::MESSAGE_TOO_BIG);
-                            return;
-                        }
-                        Err(Violation::OutOfSequence) => {
-                            self.handle.close(close::PROTOCOL_ERROR);
-                            return;
-                        }
-                        Err(Violation::NotUtf8) => {
-                            self.handle.close(close::INVALID_PAYLOAD);
-                            return;
-                        }
-                    }
-                }
-                OpCode::Ping => {
-                    self.handle.touch(now_ms());
-                    let _ = self.handle.pong_from_reader(frame.payload.to_vec().into_boxed_slice()).await;
-                }
-                OpCode::Pong => {}
-                OpCode::Close => {
-                    self.reply(Outbound::Close(close::NORMAL, "")).await;
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Queues a reply owed to this client, waiting for room: a client that
-    /// pipelines commands without reading only slows itself.
-    async fn reply(&self, item: Outbound) {
-        let _ = self.handle.push_wait(item).await;
-    }
-
-    /// A text reply, written at once if nothing is queued before it.
-    async fn reply_text(&self, kind: &'static str, frame: bytes::Bytes) {
-        let _ = self.handle.reply_from_reader(kind, frame).await;
-    }
-
-    async fn refuse(&self, reference: &Ref, refusal: &Refusal, chat: Option<ChatId>) {
-        self.reply_text("error", render::error(reference, refusal, chat)).await;
-    }
-
-    async fn on_text(&mut self, text: &[u8]) {
-        let limits = inbound::Limits { max_text_bytes: self.node.settings.max_message_bytes };
-        let (reference, request) = match inbound::parse(text, limits) {
-            Ok(parsed) => parsed,
-            Err((reference, refusal)) => {
-                metrics::counter!("chat_frames_in_total", "type" => "invalid").increment(1);
-                return self.refuse(&reference, &refusal, None).await;
-            }
-        };
-        let now = now_ms();
-        let allowance = self.node.settings.command_allowance();
-        let cost = match &request {
-            Request::Ping | Request::Typing { .. } => 0,
-            // A sync's reads grow with the chats it names (up to 10,000).
-            Request::Sync { since } => 1 + (since.len() / SYNC_CHATS_PER_COMMAND) as u32,
-            Request::Command(_) => 1,
-        };
-        if cost > 0 && !self.budget.take_many(allowance, now, cost) {
-            return self.refuse_rate_limited(&reference, request.label()).await;
-        }
-        match request {
-            Request::Ping => {
-                metrics::counter!("chat_frames_in_total", "type" => "ping").increment(1);
-                self.handle.touch(now);
-                self.reply_text("pong", render::pong(&reference, now)).await;
-            }
-            Request::Command(command) => {
-                let label = command.label();
-                metrics::counter!("chat_frames_in_total", "type" => label).increment(1);
-                // Read off `command`, not the envelope: a local once
-                // borrowed keeps its room in the connection's task across
-                // every later wait, and the envelope is the larger.
-                let lane = self.node.commands.lane_of(command.chat_id());
-                self.sequence += 1;
-                let envelope = CommandEnvelope {
-                    // The connection number's low half, the part that
-                    // counts: the high half is the same for every
-                    // connection of this process (`node.rs`) and would only
-                    // lengthen the key the workers store every command
-                    // under. So ids stay as long as before the numbers
-                    // started at random.
-                    id: format!("{}-{}-{}", self.node.incarnation, self.handle.id as u32, self.sequence),
-                    origin: Origin { node: self.node.id.clone(), connection: self.handle.id, sequence: self.sequence },
-                    user: self.handle.user.to_string(),
-                    reference: reference.clone(),
-                    command,
-                    received_at: now,
-                };
-                let in_flight = self.handle.commands_in_flight();
-                if self.order.may_submit(lane, in_flight) {
-                    self.submit(envelope, &reference).await;
-                } else if self.order.hold(lane, envelope, self.node.settings.outbound_queue) {
-                    metrics::counter!("chat_commands_held_total").increment(1);
-                } else {
-                    metrics::counter!("chat_commands_rate_limited_total", "type" => label).increment(1);
-                    let refusal = Refusal::new(
-                        ErrorCode::RateLimited,
-                        "too many commands wait for earlier ones, of other chats, to be applied; resend after their acks",
-                    );
-                    self.refuse(&reference, &refusal, None).await;
-                }
-            }
-            Request::Typing { chat_id } => {
-                metrics::counter!("chat_frames_in_total", "type" => "typing").increment(1);
-                // Boxed, as is `sync`: a connection's task is as large as
-                // its largest state, and these two, rarer than commands and
-                // pings, were the largest (about 600 bytes each).
-                Box::pin(self.typing(&reference, chat_id)).await;
-            }
-            Request::Sync { since } => {
-                metrics::counter!("chat_frames_in_total", "type" => "sync").increment(1);
-                Box::pin(self.sync(reference, since)).await;
-            }
-        }
-    }
-
-    async fn submit_released(&mut self) {
-        let released = self.order.release();
-        for envelope in released {
-            let reference = envelope.reference.clone();
-            self.submit(envelope, &reference).await;
-        }
-    }
-
-    /// A drain stopped the reader while commands were held for order
-    /// (read, never handed on): each is answered before the connection's
-    /// 1012, so that the client knows it was not applied rather than
-    /// guessing from a missing reply.
-    async fn refuse_held(&mut self) {
-        let refusal = Refusal::new(
-            ErrorCode::Internal,
-            "the server is restarting; the command was not applied; resend it after reconnecting",
-        );
-        while self.order.is_holding() {
-            for envelope in self.order.release() {
-                self.refuse(&envelope.reference, &refusal, None).await;
-            }
-        }
-    }
-
-    /// Hands a command to the workers; a queue that refuses it is told to
-    /// the client (under `reference`, the command's), whose command then was
-    /// not applied.
-    ///
-    /// Not an `async fn`: that would keep the envelope in its own state
-    /// beside the queue's future holding it, and every connection's task is
-    /// as large as this state (`CommandQueue::submit` says more).
-    fn submit<'s>(&'s self, envelope: CommandEnvelope, reference: &'s Ref) -> impl Future<Output = ()> + 's {
-        self.handle.command_submitted(envelope.origin.sequence);
-        // The reader reads no ping while the command waits (for room in a
-        // full in-process queue, or for Redis's answer): that wait is the
-        // server's, not the client's silence.
-        let queued = self.node.commands.submit(envelope, || self.handle.deadline_paused_owned());
-        async move {
-            if let Err(e) = queued.await {
-                // Boxed, as the refusal's wait is rare.
-                Box::pin(self.not_queued(reference, e)).await;
-            }
-        }
-    }
-
-    async fn not_queued(&self, reference: &Ref, e: BusError) {
-        self.handle.command_settled();
-        // A closed queue is this process stopping (standalone's in-process
-        // queue, or Redis's at shutdown), not a Redis failure to alert on.
-        if matches!(e, BusError::Unavailable(_)) {
-            metrics::counter!("chat_redis_errors_total", "op" => "submit").increment(1);
-        }
-        // A full shard refuses every command to it: counted, and its
-        // backlog shown by a gauge, rather than logged one by one. Other
-        // refusals come in runs too (an outage): a line per interval.
-        static NOT_ACCEPTED: LogGate = LogGate::new(5_000);
-        if !matches!(e, BusError::Backlogged(_)) {
-            if let Some(held_back) = NOT_ACCEPTED.pass(now_ms()) {
-                tracing::warn!(error = %e, held_back, "command not accepted");
-            }
-        }
-        // Only a closed queue or a full shard is sure to have taken nothing:
-        // Redis may have appended a command whose answer timed out or whose
-        // connection broke after sending it, and a worker then applies it.
-        let message = match e {
-            BusError::Closed => "the command could not be queued; retry",
-            BusError::Unavailable(_) => {
-                "the command queue did not answer; the command may have been applied; resending it is safe"
-            }
-            BusError::Backlogged(_) => {
-                metrics::counter!("chat_commands_refused_backlog_total").increment(1);
-                "the server is behind on this chat's commands; the command was not applied; resend it later"
-            }
-        };
-        let refusal = Refusal::new(ErrorCode::Internal, message);
-        self.refuse(reference, &refusal, None).await;
-    }
-
-    /// Refuses a frame of type `label` past the connection's allowance.
-    async fn refuse_rate_limited(&self, reference: &Ref, label: &'static str) {
-        metrics::counter!("chat_commands_rate_limited_total", "type" => label).increment(1);
-        let allowance = self.node.settings.command_allowance();
-        let refusal = Refusal::new(
-            ErrorCode::RateLimited,
-            format!(
-                "more than {} commands a second (bursts of {}); slow down, then resend",
-                allowance.per_second, allowance.burst
-            ),
-        );
-        self.refuse(reference, &refusal, None).await
-    }
-
-    async fn typing(&mut self, reference: &Ref, chat: ChatId) {
-        let user = &self.handle.user;
-        let member = match self.node.hub.user(user) {
-            Some(local) if local.is_member(chat) => Some(local),
-            _ => None,
-        };
-        let Some(local) = member else {
-            // Not subscribed here: either not a member or not loaded yet;
-            // the store decides which error applies. That costs a query,
-            // so it counts against the command allowance: a client typing
-            // into chats it is not in would otherwise query unthrottled.
-            if !self.budget.take(self.node.settings.command_allowance(), now_ms()) {
-                return self.refuse_rate_limited(reference, "typing").await;
-            }
-            let user = &self.handle.user;
-            let refusal = match within(STORE_DEADLINE, self.node.store.membership(chat, user)).await {
-                // A member whose chat list here has not caught up yet.
-                Ok(Membership::Member) => {
-                    let _ = self.node.broker.publish(Event::Typing { chat, user: user.to_string() }).await;
-                    return;
-                }
-                Ok(other) => other.require().err().unwrap_or_else(Refusal::internal),
-                Err(_) => {
-                    metrics::counter!("chat_database_errors_total").increment(1);
-                    Refusal::internal()
-                }
-            };
-            return self.refuse(reference, &refusal, None).await;
-        };
-        if local.typing_allowed(chat, std::time::Instant::now()) {
-            let _ = self.node.broker.publish(Event::Typing { chat, user: user.to_string() }).await;
-        }
-    }
-
-    /// Replays what the client missed (PROTOCOL.md 4). The writer holds live
-    /// events of these chats from `SyncBegin` to `SyncEnd`, then drops what
-    /// the replay already covered, so the client sees each event once, in
-    /// order.
-    async fn sync(&self, reference: Ref, since: Vec<(ChatId, EventId)>) {
-        self.reply(Outbound::SyncBegin(since.iter().map(|(chat, _)| *chat).collect())).await;
-        // In a storm of users in 20 chats the reads queued for over 20 s:
-        // counted, that closed clients that pinged.
-        let bounds = {
-            let _store_wait = self.handle.deadline_paused();
-            self.node
-                .sync_pages
-                .bounds(BoundsRequest { user: self.handle.user.to_string(), since: since.clone() })
-                .await
-        };
-        let bounds = bounds.unwrap_or_else(|e| {
-            metrics::counter!("chat_database_errors_total").increment(1);
-            tracing::warn!(error = %e, "sync read failed");
-            vec![Err(Refusal::internal()); since.len()]
-        });
-        let mut synced = Vec::with_capacity(since.len());
-        for (&(chat, from), bound) in since.iter().zip(bounds) {
-            // Replay up to where the log stood when the bounds were read;
-            // live delivery carries on from there.
-            match bound {
-                Ok(end) if end == from => synced.push((chat, from)),
-                Ok(end) => {
-                    if self.replay(&reference, chat, from, end).await {
-                        synced.push((chat, from));
-                    }
-                }
-                Err(refusal) => self.refuse(&reference, &refusal, Some(chat)).await,
-            }
-        }
-        let all = since.into_iter().map(|(chat, _)| chat).collect();
-        self.reply(Outbound::SyncEnd(Box::new(SyncEnd { reference, synced, all }))).await;
-    }
-
-    /// Replays `chat`'s events in `(from, end]`, page by page; false (and
-    /// the client told why) if a page could not be read, or (untold) if
-    /// the connection closed meanwhile.
-    async fn replay(&self, reference: &Ref, chat: ChatId, from: EventId, end: EventId) -> bool {
-        let mut cursor = from;
-        let mut previous: Option<tokio::sync::oneshot::Receiver<()>> = None;
-        loop {
-            // The next page is read once the writer has taken the one
-            // before (`ReplayPage`): a client that does not read stops the
-            // replay here, with two pages at most held for it.
-            if let Some(taken) = previous.take() {
-                let _ = taken.await;
-                if self.handle.is_closed() {
-                    return false;
-                }
-            }
-            // What this connection already wrote is not read again: a
-            // second sync of a chat (or a sync after live events) costs
-            // only what is new, not the whole log with nothing written.
-            cursor = self.handle.write_state().cursors.written_through(chat, cursor);
-            if cursor >= end {
-                return true;
-            }
-            let request = PageRequest { chat, user: self.handle.user.to_string(), since: cursor };
-            let read = {
-                let _store_wait = self.handle.deadline_paused();
-                self.node.sync_pages.page(request).await
-            };
-            let page = match read {
-                Ok(Ok(page)) => page,
-                Ok(Err(refusal)) => {
-                    self.refuse(reference, &refusal, Some(chat)).await;
-                    return false;
-                }
-                Err(e) => {
-                    metrics::counter!("chat_database_errors_total").increment(1);
-                    tracing::warn!(error = %e, "sync read failed");
-                    self.refuse(reference, &Refusal::internal(), Some(chat)).await;
-                    return false;
-                }
-            };
-            let Some(last) = page.events.last().map(|e| e.id) else { return true };
-            let frames =
-                page.events.iter().filter(|e| e.id <= end).map(|e| Arc::new(crate::hub::render_event(e))).collect();
-            let (taken, is_taken) = tokio::sync::oneshot::channel();
-            self.reply(Outbound::Replay(Box::new(ReplayPage { events: frames, taken }))).await;
-            previous = Some(is_taken);
-            cursor = last;
-            if cursor >= end {
-                return true;
-            }
-        }
     }
 }
 
