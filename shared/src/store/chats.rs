@@ -12,7 +12,7 @@ use super::placeholders::Placeholders;
 use super::{members_of, membership, Backend, Membership, Store, StoreError, StoreRefusal};
 use crate::auth::valid_user_id;
 use crate::error::Refusal;
-use crate::model::{storable, ChatId, ChatKind, Millis, UserId};
+use crate::model::{storable, ChatId, ChatKind, MarkKind, Millis, UserId};
 
 /// The most members one chat may have; bounds the work of one fan-out.
 pub const MAX_MEMBERS: usize = 10_000;
@@ -350,24 +350,27 @@ impl Store {
             return Err(Refusal::bad_request(format!("a chat has at most {MAX_MEMBERS} members")).into());
         }
         require_room(&mut tx, &[user]).await?;
-        // A newcomer's marks start at 0 like everyone's (PROTOCOL.md 5): the
-        // history's status counts them once they are in the chat. Ranges of
-        // an earlier membership go first: on PostgreSQL a mark applied
-        // alongside the removal can outlive it (its worker may have read the
-        // membership before the removal committed), and would show in
-        // receipts and take the key of the same range marked again, a
-        // refusal the worker would retry for ever.
-        sqlx::query("DELETE FROM mark_ranges WHERE chat_id = $1 AND user_id = $2")
-            .bind(chat)
-            .bind(user)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("INSERT INTO members (chat_id, user_id, joined_at) VALUES ($1, $2, $3)")
-            .bind(chat)
-            .bind(user)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        // A newcomer's marks start at 0 like everyone's (PROTOCOL.md 5); a
+        // member added back resumes theirs, which only move forward: their
+        // `dlvrd` and `read` events are in the chat's log for good, and
+        // marks reset to 0 would have the next ones go back on them. A
+        // member's marks are the ends of their marked ranges, which a
+        // removal keeps, so they are read from there, a range committed
+        // alongside the removal included.
+        sqlx::query(
+            "INSERT INTO members (chat_id, user_id, joined_at, delivered_mark, read_mark) VALUES ($1, $2, $3, \
+             COALESCE((SELECT MAX(last_message_id) FROM mark_ranges \
+                       WHERE chat_id = $1 AND user_id = $2 AND kind = $4), 0), \
+             COALESCE((SELECT MAX(last_message_id) FROM mark_ranges \
+                       WHERE chat_id = $1 AND user_id = $2 AND kind = $5), 0))",
+        )
+        .bind(chat)
+        .bind(user)
+        .bind(now)
+        .bind(MarkKind::Delivered.as_str())
+        .bind(MarkKind::Read.as_str())
+        .execute(&mut *tx)
+        .await?;
         // The members after, without reading them again: the chat's row
         // lock keeps every other change out until the commit.
         members.insert(at, user.to_owned());
@@ -385,13 +388,13 @@ impl Store {
         if !members.iter().any(|m| m == user) {
             return Err(Refusal::not_found(format!("{user} is not a member")).into());
         }
-        for table in ["members", "mark_ranges"] {
-            sqlx::query(&format!("DELETE FROM {table} WHERE chat_id = $1 AND user_id = $2"))
-                .bind(chat)
-                .bind(user)
-                .execute(&mut *tx)
-                .await?;
-        }
+        // Their marked ranges stay: receipts read only members' ranges, and
+        // a member added back resumes their marks from them.
+        sqlx::query("DELETE FROM members WHERE chat_id = $1 AND user_id = $2")
+            .bind(chat)
+            .bind(user)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(MembershipChange { members, version })
     }

@@ -134,16 +134,53 @@ async fn a_run_of_marks_gets_what_each_would_get_alone() {
     }
 }
 
-/// On PostgreSQL a member's removal does not see a mark of theirs committed
-/// alongside it (read committed), so that mark's range can outlive the
-/// membership. Added back, the member marks from 0 again: the leftover
-/// range must neither take the key the new one needs (a refused insert a
-/// worker would retry for ever, its shard stalled) nor show in receipts.
+/// Marks only move forward (PROTOCOL.md 5), across a removal too: a member
+/// added back resumes the marks their events announced, rather than
+/// starting from 0 and having their next mark events go back on them.
 #[tokio::test]
-async fn a_member_added_back_marks_afresh_over_a_range_left_behind() {
+async fn a_member_added_back_resumes_their_marks() {
+    for (store, _dir) in stores().await {
+        let chat = group(&store, "alice", &["bob"]).await;
+        let sends = |range: std::ops::RangeInclusive<i32>| -> Vec<(String, Command)> {
+            range.map(|i| ("alice".to_string(), send(chat, &format!("c{i}"), "m"))).collect()
+        };
+        store.apply_pairs(&sends(1..=3), 10).await.expect("sent");
+        store.apply_pairs(&[("bob".to_string(), mark(chat, 3, MarkKind::Delivered))], 20).await.expect("ok");
+        store.apply_pairs(&[("bob".to_string(), mark(chat, 2, MarkKind::Read))], 30).await.expect("ok");
+        store.remove_member(chat, "bob", "bob").await.expect("left");
+        store.apply_pairs(&sends(4..=5), 40).await.expect("sent while bob was away");
+        store.add_member(chat, "alice", "bob", 50).await.expect("added back");
+
+        let bob_view = store.summary(chat, "bob").await.expect("ok").expect("member");
+        assert_eq!(bob_view.missed, 3, "messages 3 to 5 are above his read mark, 2");
+        let receipts = |m| store.receipts(chat, "alice", m);
+        let bob_of =
+            |r: Vec<shared::model::Receipt>| r.into_iter().map(|r| (r.delivered_at, r.read_at)).collect::<Vec<_>>();
+        assert_eq!(bob_of(receipts(2).await.expect("receipts")), [(Some(20), Some(30))]);
+        assert_eq!(bob_of(receipts(4).await.expect("receipts")), [(None, None)]);
+
+        let r = store.apply_pairs(&[("bob".to_string(), mark(chat, 3, MarkKind::Delivered))], 60).await.expect("ok");
+        assert!(r[0].as_ref().expect("ok").events.is_empty(), "delivered through 3 already");
+        let r = store.apply_pairs(&[("bob".to_string(), mark(chat, 5, MarkKind::Read))], 70).await.expect("ok");
+        let events = &r[0].as_ref().expect("ok").events;
+        assert_eq!(
+            events.iter().map(|e| (e.message_id, e.kind.clone())).collect::<Vec<_>>(),
+            [(5, EventKind::Mark { mark: MarkKind::Delivered }), (5, EventKind::Mark { mark: MarkKind::Read })]
+        );
+        assert_eq!(bob_of(receipts(3).await.expect("receipts")), [(Some(20), Some(70))]);
+        assert_eq!(bob_of(receipts(4).await.expect("receipts")), [(Some(70), Some(70))]);
+    }
+}
+
+/// On PostgreSQL a mark of a member's committed alongside their removal can
+/// leave a range the members row never recorded. Added back, the member
+/// resumes from that range too: marking it again must not take its key (a
+/// refused insert a worker would retry for ever, its shard stalled).
+#[tokio::test]
+async fn a_member_added_back_resumes_over_a_range_left_behind() {
     for (store, _dir, url) in stores_with_urls().await {
         let chat = group(&store, "alice", &["bob"]).await;
-        let sends: Vec<_> = (1..=2).map(|i| ("alice".to_string(), send(chat, &format!("c{i}"), "m"))).collect();
+        let sends: Vec<_> = (1..=3).map(|i| ("alice".to_string(), send(chat, &format!("c{i}"), "m"))).collect();
         store.apply_pairs(&sends, 10).await.expect("sent");
         store.remove_member(chat, "bob", "bob").await.expect("left");
         // What that race leaves behind.
@@ -151,14 +188,12 @@ async fn a_member_added_back_marks_afresh_over_a_range_left_behind() {
         write_delivered_range(&mut conn, chat, "bob", 2, 15).await;
 
         store.add_member(chat, "alice", "bob", 20).await.expect("added back");
-        let receipts = store.receipts(chat, "alice", 2).await.expect("receipts");
-        assert_eq!(receipts.iter().map(|r| (r.user_id.as_str(), r.delivered_at)).collect::<Vec<_>>(), [("bob", None)]);
+        let delivered_at = |r: Vec<shared::model::Receipt>| r.into_iter().map(|r| r.delivered_at).collect::<Vec<_>>();
+        assert_eq!(delivered_at(store.receipts(chat, "alice", 2).await.expect("receipts")), [Some(15)]);
         let marked = store.apply_pairs(&[("bob".to_string(), mark(chat, 2, MarkKind::Delivered))], 30).await;
+        assert!(marked.expect("applied")[0].as_ref().expect("ok").events.is_empty(), "delivered through 2 already");
+        let marked = store.apply_pairs(&[("bob".to_string(), mark(chat, 3, MarkKind::Delivered))], 40).await;
         assert_eq!(marked.expect("applied")[0].as_ref().expect("marked").events.len(), 1);
-        let receipts = store.receipts(chat, "alice", 2).await.expect("receipts");
-        assert_eq!(
-            receipts.iter().map(|r| (r.user_id.as_str(), r.delivered_at)).collect::<Vec<_>>(),
-            [("bob", Some(30))]
-        );
+        assert_eq!(delivered_at(store.receipts(chat, "alice", 3).await.expect("receipts")), [Some(40)]);
     }
 }
