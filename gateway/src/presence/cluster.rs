@@ -16,7 +16,11 @@
 //! (atomically, so only one does), dropping its counts and announcing
 //! offline for the users left with none. If it had only stalled, it finds
 //! itself forgotten when it comes back, writes its counts back and
-//! announces online again those of them it still holds. A node restarting
+//! announces online again those of them it still holds. Until then it
+//! counts nothing in Redis (a departure would meet no count of its own
+//! and could take a user online elsewhere to a total of 0); the count
+//! written back holds such changes, and a user whose state they changed
+//! is announced from the counts afterwards. A node restarting
 //! under the same `NODE_ID` reaps its own previous entries before taking
 //! connections.
 //!
@@ -119,6 +123,17 @@ struct Recount {
     /// `offline` found by the recount says the user was last seen then
     /// (rather than at the recount, seconds or minutes later).
     at: Millis,
+    /// Announced only if not the state co-members last heard: every change
+    /// to announce was one this node did not count, forgotten.
+    only_if_changed: bool,
+}
+
+/// What came of counting a connection's arrival or departure.
+enum Counted {
+    /// Counted: the transition to announce, if any.
+    Yes(Option<Decided>),
+    /// Not counted: this node is forgotten until it writes its counts back.
+    NotWhileForgotten,
 }
 
 struct Unanswered {
@@ -148,15 +163,16 @@ impl ClusterPresence {
     /// Applies (or, for a retried `change`, looks up) one connection's
     /// arrival or departure: the transition to announce if any (see
     /// [`COUNT`], whose totals only its own retry logic needs).
-    async fn count(&self, user: &str, change: u64, connect: bool, at: Millis) -> redis::RedisResult<Option<Decided>> {
+    async fn count(&self, user: &str, change: u64, connect: bool, at: Millis) -> redis::RedisResult<Counted> {
         let mut redis = self.redis.clone();
-        let (_after, _now, seq, follows, decided_at): (i64, i64, u64, u64, Millis) = self
+        let (_after, _now, seq, follows, decided_at, forgotten): (i64, i64, u64, u64, Millis, u8) = self
             .count
             .key(self.keys.online(user))
             .key(self.keys.node_users(&self.node))
             .key(self.keys.node_presence_ops(&self.node))
             .key(self.keys.presence_last(user))
             .key(self.keys.presence_seq())
+            .key(self.keys.nodes())
             .arg(&self.node)
             .arg(user)
             .arg(change)
@@ -164,7 +180,10 @@ impl ClusterPresence {
             .arg(at)
             .invoke_async(&mut redis)
             .await?;
-        Ok((seq != 0).then_some(Decided { seq, follows, at: decided_at }))
+        if forgotten == 1 {
+            return Ok(Counted::NotWhileForgotten);
+        }
+        Ok(Counted::Yes((seq != 0).then_some(Decided { seq, follows, at: decided_at })))
     }
 
     /// Held while a connection changes its user's counts (see `counting`).
@@ -191,9 +210,13 @@ impl ClusterPresence {
     async fn changed(&self, user: &str, connect: bool, at: Millis) -> Option<Decided> {
         let change = self.next_change.fetch_add(1, Ordering::Relaxed);
         match self.count(user, change, connect, at).await {
-            Ok(decided) => {
+            Ok(Counted::Yes(decided)) => {
                 lock(&self.answered).push(change);
                 decided
+            }
+            Ok(Counted::NotWhileForgotten) => {
+                self.recount_once_back(user, at);
+                None
             }
             Err(e) => {
                 metrics::counter!("chat_redis_errors_total", "op" => "presence").increment(1);
@@ -214,12 +237,13 @@ impl ClusterPresence {
         let mut waiting = waiting.into_iter();
         while let Some(lost) = waiting.next() {
             match self.count(&lost.user, lost.change, lost.connect, lost.at).await {
-                Ok(decided) => {
+                Ok(Counted::Yes(decided)) => {
                     lock(&self.answered).push(lost.change);
                     if let Some(decided) = decided {
                         presence.settled(&lost.user, lost.connect, decided.at, decided.seq, Some(decided.follows));
                     }
                 }
+                Ok(Counted::NotWhileForgotten) => self.recount_once_back(&lost.user, lost.at),
                 Err(e) => {
                     // Keep the order: this one first, then the rest, then
                     // whatever failed meanwhile.
@@ -253,11 +277,29 @@ impl ClusterPresence {
     /// round from `from` on: their last transition, made at the time given
     /// with each, may never have reached co-members.
     pub fn recount(&self, users: impl IntoIterator<Item = (String, Millis)>, from: Millis) {
-        let mut recount = lock(&self.recount);
         for (user, at) in users {
-            let waiting = recount.entry(user).or_insert(Recount { from, at });
-            *waiting = Recount { from: waiting.from.min(from), at: waiting.at.max(at) };
+            self.recount_user(user, Recount { from, at, only_if_changed: false });
         }
+    }
+
+    /// Has `user`'s state announced from the counts, if it is not what
+    /// co-members last heard, once this node has written its counts back:
+    /// a change of theirs made at `at` was not counted, this node being
+    /// forgotten ([`COUNT`]). Not before the other gateways, which Redis
+    /// may have forgotten too, have had time to write theirs back.
+    fn recount_once_back(&self, user: &str, at: Millis) {
+        let from = now_ms() + NODE_LEASE.as_millis() as Millis;
+        self.recount_user(user.to_owned(), Recount { from, at, only_if_changed: true });
+    }
+
+    fn recount_user(&self, user: String, asked: Recount) {
+        let mut recount = lock(&self.recount);
+        let waiting = recount.entry(user).or_insert(asked);
+        *waiting = Recount {
+            from: waiting.from.min(asked.from),
+            at: waiting.at.max(asked.at),
+            only_if_changed: waiting.only_if_changed && asked.only_if_changed,
+        };
     }
 
     /// Announces the state of the users whose recount is due. They are
@@ -279,18 +321,21 @@ impl ClusterPresence {
         for (n, chunk) in due.chunks(RESTORE_CHUNK).enumerate() {
             let states = self.per_user(&script, chunk, |invocation, (user, r)| {
                 invocation.key(self.keys.online(user)).key(self.keys.presence_last(user)).key(self.keys.presence_seq());
-                invocation.arg(r.at);
+                invocation.arg(r.at).arg(u8::from(r.only_if_changed));
             });
             let states: Vec<(u8, u64, u64, Millis)> = match states.await {
                 Ok(states) => states,
                 Err(e) => {
-                    let left = due[n * RESTORE_CHUNK..].iter().map(|(user, r)| (user.clone(), r.at));
-                    self.recount(left, now);
+                    for (user, r) in &due[n * RESTORE_CHUNK..] {
+                        self.recount_user(user.clone(), Recount { from: now, ..*r });
+                    }
                     return Err(e);
                 }
             };
             for ((user, _), (online, seq, follows, at)) in chunk.iter().zip(states) {
-                presence.settled(user, online == 1, at, seq, Some(follows));
+                if seq != 0 {
+                    presence.settled(user, online == 1, at, seq, Some(follows));
+                }
             }
         }
         tracing::info!(users = due.len(), "presence announced again from the counts");
@@ -460,7 +505,11 @@ impl ClusterPresence {
                 redis::SetOptions::default().with_expiration(redis::SetExpiry::PX(NODE_LEASE.as_millis() as u64)),
             )
             .await?;
-        let added: i64 = redis.sadd(self.keys.nodes(), &self.node).await?;
+        // Joined to the node set by the write-back only, under the lock
+        // that keeps connections from counting: counted between a join
+        // and the write-back, a departure would meet no count of this
+        // node's and leave -1 (`COUNT`).
+        let known: bool = redis.sismember(self.keys.nodes(), &self.node).await?;
         // The other nodes' keys first, so that a failure in the presence
         // work below does not leave the forms they read unread (an older
         // gateway's arrival unseen); an observation goes stale by itself.
@@ -468,13 +517,13 @@ impl ClusterPresence {
         let forms = others.iter().filter_map(|(_, alive)| alive.as_deref());
         // A live node's key names the form it reads (`fleet_forms`).
         self.forms.observed(forms.map(form_of).fold(CHAT_LIST_FORM, u32::min), now_ms());
-        if added == 1 {
+        if !known {
             // Redis forgot this node (it restarted empty, or reaped us after
-            // a stall): put our users' counts back. No connection changes
-            // its count meanwhile, or the count written back would miss it
-            // or hold it twice. First clear what a change made since (a
-            // departure counted after a reaping leaves -1): the counts
-            // restored are the whole truth.
+            // a stall), or it is starting: put our users' counts back. No
+            // connection changes its count meanwhile, or the count written
+            // back would miss it or hold it twice. First clear whatever
+            // Redis still holds of this node's: the counts restored are
+            // the whole truth.
             let _restoring = self.counting.write().await;
             if let Err(e) = self.write_counts_back(presence).await {
                 // Forgotten again, so that the next round starts over.

@@ -99,16 +99,25 @@ end
 }
 
 /// KEYS: the user's counts, the node's user set, the node's change records,
-/// the user's last-transition record, the presence sequence.
+/// the user's last-transition record, the presence sequence, the node set.
 /// ARGV: node, user, change id, +1 or -1, when the change happened (ms).
 /// Returns {the user's total right after this change, the total now, the
 /// number to announce it under, the number of the user's transition before
-/// it, the time to announce it with}. The totals are the same for a change
+/// it, the time to announce it with, 1 if nothing was counted as the node
+/// is forgotten, else 0}. The totals are the same for a change
 /// made now and may differ for one retried after others. The number is 0
 /// when there is nothing to announce: the change moved no total across
 /// zero, or, retried, the user has changed state since (that later change
 /// was announced instead). A departure that takes the user nowhere still
 /// moves their record's time (`departed`).
+///
+/// A node missing from the node set (reaped after a stall, or Redis
+/// restarted empty) has no counts here until it writes them back: a
+/// departure counted now would take the node's count to -1 and the
+/// user's total to 0 while the user is still online on another node, a
+/// false `offline`. Nothing is counted; the count written back holds the
+/// change, and the node announces the user's state afterwards if it is
+/// not what co-members last heard (`RECOUNT`).
 pub const COUNT: &str = concat!(
     lua_total!(),
     lua_next_seq!(),
@@ -116,14 +125,15 @@ pub const COUNT: &str = concat!(
     lua_decide!(),
     r#"
 local connect = tonumber(ARGV[4]) == 1
+if redis.call('SISMEMBER', KEYS[6], ARGV[1]) == 0 then return {0, 0, 0, 0, 0, 1} end
 local done = redis.call('HGET', KEYS[3], ARGV[3])
 if done then
   local after, now = tonumber(done), total(KEYS[1])
   if after == (connect and 1 or 0) and (now > 0) == connect then
     local seq, before, at = decide(KEYS[4], KEYS[5], connect, ARGV[5])
-    return {after, now, seq, before, at}
+    return {after, now, seq, before, at, 0}
   end
-  return {after, now, 0, 0, 0}
+  return {after, now, 0, 0, 0, 0}
 end
 local n = redis.call('HINCRBY', KEYS[1], ARGV[1], tonumber(ARGV[4]))
 if n == 0 then
@@ -136,10 +146,10 @@ local after = total(KEYS[1])
 redis.call('HSET', KEYS[3], ARGV[3], after)
 if (after == 1 and connect) or (after == 0 and not connect) then
   local seq, before, at = decide(KEYS[4], KEYS[5], connect, ARGV[5])
-  return {after, after, seq, before, at}
+  return {after, after, seq, before, at, 0}
 end
 if not connect then departed(KEYS[4], ARGV[5]) end
-return {after, after, 0, 0, 0}
+return {after, after, 0, 0, 0, 0}
 "#
 );
 
@@ -204,13 +214,17 @@ return {0, 0}
 "#
 );
 
-/// Announces a user's state now, whatever co-members last heard: for a
-/// user whose transition may have gone unannounced (its change's answer
-/// was lost along with Redis's memory, or its announcement could not be
-/// published). KEYS: the user's counts, the user's last-transition record,
-/// the presence sequence. ARGV: when the user's last change that may have
-/// gone unannounced happened (ms). Returns {1 if online, else 0, the number
-/// to announce it under, the number of the transition before it, the time
+/// Announces a user's state now from the counts. Whatever co-members last
+/// heard, for a user whose transition may have gone unannounced (its
+/// change's answer was lost along with Redis's memory, or its announcement
+/// could not be published); only if it is not the state last recorded (or
+/// none is), for a change a forgotten node did not count (`COUNT`), which
+/// decided nothing. KEYS: the user's counts, the user's last-transition
+/// record, the presence sequence. ARGV: when the user's last change that
+/// may have gone unannounced happened (ms); 1 for "only if not the state
+/// last recorded", else 0.
+/// Returns {1 if online, else 0, the number to announce it under (0:
+/// nothing to announce), the number of the transition before it, the time
 /// to announce it with}.
 pub const RECOUNT: &str = concat!(
     lua_total!(),
@@ -219,6 +233,9 @@ pub const RECOUNT: &str = concat!(
     lua_decide!(),
     r#"
 local online = total(KEYS[1]) > 0
+if ARGV[2] == '1' and redis.call('HGET', KEYS[2], 'o') == (online and '1' or '0') then
+  return {online and 1 or 0, 0, 0, 0}
+end
 local seq, before, at = decide(KEYS[2], KEYS[3], online, ARGV[1])
 return {online and 1 or 0, seq, before, at}
 "#

@@ -194,6 +194,50 @@ async fn a_gateway_reaped_after_a_stall_announces_its_users_online_again() {
     assert_eq!(last.get("o").map(String::as_str), Some("1"), "alice's last transition recorded online: {last:?}");
 }
 
+/// A stalled gateway reaped by the other, as above, and carol's device on it
+/// closed during the stall while her other device stays on the other
+/// gateway. The stalled one reads the close as it carries on, possibly
+/// before it has written its counts back: counted then against a count
+/// the reaping had dropped, the departure took her total to 0 and she was
+/// announced offline, never to come back online (an audit saw it in three
+/// runs of three). She must stay online throughout.
+#[tokio::test]
+async fn a_departure_read_by_a_reaped_gateway_takes_no_one_offline_who_is_online_elsewhere() {
+    let cluster = Cluster::start(Options::default(), 2, 1).await;
+    cluster.group(0, "carol", &["watcher", "bob", "dave"]).await;
+    let mut watcher = cluster.connect(0, "watcher").await;
+    let _carol_here = cluster.connect(0, "carol").await;
+    let carol_there = cluster.connect(1, "carol").await;
+    let _bob = cluster.connect(1, "bob").await;
+    assert_eq!(heard(&mut watcher, "online", 2).await.len(), 2);
+
+    let stalled = &cluster.gateways[1].service;
+    stalled.pause().expect("SIGSTOP");
+    let offline = heard(&mut watcher, "offline", 1).await;
+    assert!(offline.contains_key("bob"), "{offline:?}");
+    drop(carol_there);
+    stalled.resume().expect("SIGCONT");
+    // Her departure has been counted, or left uncounted, once the gauge
+    // falls: the gateway lowers it after presence is done with it.
+    cluster.wait_for_metric(1, "chat_open_connections 1").await;
+    let online = heard(&mut watcher, "online", 1).await;
+    assert!(online.contains_key("bob"), "{online:?}");
+    // Announced after anything decided before it, by the same gateway.
+    let _dave = cluster.connect(1, "dave").await;
+    loop {
+        let frame = watcher.recv().await;
+        assert_ne!((&frame["type"], &frame["userId"]), (&json!("offline"), &json!("carol")), "{frame}");
+        if frame["type"] == "online" && frame["userId"] == "dave" {
+            break;
+        }
+    }
+    let mut redis = cluster.redis().await;
+    let last: HashMap<String, String> = redis.hgetall(cluster.keys().presence_last("carol")).await.expect("HGETALL");
+    assert_eq!(last.get("o").map(String::as_str), Some("1"), "carol's last transition recorded online: {last:?}");
+    let (status, body) = cluster.call(0, "GET", "watcher", "/v1/presence?users=carol", None).await;
+    assert_eq!((status, &body["users"][0]["online"]), (200, &json!(true)), "{body}");
+}
+
 /// While Redis is down, bob connects and carol, online before, leaves for
 /// good: neither change is answered, and the Redis that comes back has
 /// forgotten everything. Once the gateway has written its counts back, it
