@@ -38,6 +38,7 @@ use crate::handle::ClientHandle;
 use crate::hub::ChatsLoad;
 use crate::node::Node;
 use crate::outbound::Outbound;
+use crate::outbound_queue::QueueLimits;
 use crate::reassembly::Reassembly;
 use crate::rest::auth::{bearer_token, ApiError};
 use crate::writer::write_loop;
@@ -100,7 +101,8 @@ pub async fn upgrade(
         Err(_) => return ApiError::from(Refusal::bad_request("bad WebSocket upgrade")).into_response(),
     };
     let id = node.next_connection.fetch_add(1, Ordering::Relaxed);
-    let handle = Arc::new(ClientHandle::new(id, identity.user, node.settings.outbound_queue));
+    let limits = QueueLimits { items: node.settings.outbound_queue as u32, bytes: node.settings.outbound_bytes };
+    let handle = Arc::new(ClientHandle::new(id, identity.user, limits));
     let task_node = node.clone();
     node.connections.spawn(async move {
         if let Err(e) = serve(task_node, handle, identity.expires_at, socket).await {

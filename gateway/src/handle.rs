@@ -13,7 +13,7 @@ use futures_util::task::AtomicWaker;
 use shared::clock::now_ms;
 
 use crate::outbound::{Outbound, RenderedEvent};
-use crate::outbound_queue::Pushed;
+use crate::outbound_queue::{Pushed, QueueLimits};
 use crate::owed_replies::{Arrival, OwedReplies};
 use crate::write_through::{Deferred, FanOutBatch, Socket, WriteState, Written};
 
@@ -67,11 +67,11 @@ pub enum Rejected {
 impl ClientHandle {
     /// `queue_limit`: how many items may wait for the writer before the
     /// connection is closed as a slow consumer.
-    pub fn new(id: ConnectionId, user: String, queue_limit: usize) -> Self {
+    pub fn new(id: ConnectionId, user: String, queue_limits: QueueLimits) -> Self {
         ClientHandle {
             id,
             user: user.into_boxed_str(),
-            write: Mutex::new(WriteState::on_connect(queue_limit)),
+            write: Mutex::new(WriteState::on_connect(queue_limits)),
             close_code: AtomicU16::new(0),
             writer: AtomicWaker::new(),
             reader: AtomicWaker::new(),
@@ -144,10 +144,8 @@ impl ClientHandle {
     /// skips what is queued).
     pub fn fill_welcome(&self, welcome: bytes::Bytes) {
         let mut state = self.write_state();
-        if let Some(first) = state.queue.front_mut() {
-            if matches!(first, Outbound::Frame(framed) if framed.kind == "welcome") {
-                *first = Outbound::frame("welcome", welcome);
-            }
+        if matches!(state.queue.front(), Some(Outbound::Frame(framed)) if framed.kind == "welcome") {
+            state.queue.replace_front(Outbound::frame("welcome", welcome));
         }
     }
 
@@ -477,7 +475,7 @@ mod tests {
     /// nothing changes.
     #[tokio::test]
     async fn a_filled_welcome_takes_its_place_ahead_of_what_came_since() {
-        let handle = ClientHandle::new(1, "u".into(), 8);
+        let handle = ClientHandle::new(1, "u".into(), QueueLimits::items(8));
         assert_eq!(handle.push(Outbound::frame("welcome", Bytes::from_static(b"old"))), Ok(()));
         assert_eq!(handle.push(Outbound::frame("online", Bytes::from_static(b"{}"))), Ok(()));
         handle.fill_welcome(Bytes::from_static(b"new"));
@@ -508,7 +506,7 @@ mod tests {
     /// written it; a close ends the wait.
     #[tokio::test]
     async fn a_reply_waits_for_room_and_a_close_ends_the_wait() {
-        let handle = ClientHandle::new(1, "u".into(), 1);
+        let handle = ClientHandle::new(1, "u".into(), QueueLimits::items(1));
         let reply = |kind| Outbound::frame(kind, Bytes::from_static(b"{}"));
         assert_eq!(handle.push_wait(reply("first")).now_or_never(), Some(Ok(())));
         let mut waiting = Box::pin(handle.push_wait(reply("second")));
@@ -529,7 +527,7 @@ mod tests {
     /// more is queued.
     #[tokio::test]
     async fn an_idle_writer_is_woken_by_the_next_item_and_an_ended_one_takes_none() {
-        let handle = ClientHandle::new(1, "u".into(), 8);
+        let handle = ClientHandle::new(1, "u".into(), QueueLimits::items(8));
         assert_eq!(handle.push(Outbound::frame("welcome", Bytes::from_static(b"{}"))), Ok(()));
         assert_eq!(queued(&handle).await, ["welcome"]);
         let mut waiting = Box::pin(queued(&handle));
@@ -544,7 +542,7 @@ mod tests {
 
     #[test]
     fn a_paused_deadline_keeps_the_silence_before_and_not_the_pause() {
-        let handle = ClientHandle::new(1, "u".into(), 1);
+        let handle = ClientHandle::new(1, "u".into(), QueueLimits::items(1));
         handle.touch(now_ms() - 5_000);
         let paused = handle.deadline_paused();
         let much_later = now_ms() + 3_600_000;

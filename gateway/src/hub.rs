@@ -479,7 +479,7 @@ mod tests {
     async fn a_chat_is_not_subscribed_for_a_user_gone_or_gone_from_it_meanwhile() {
         let (_dir, store) = crate::test_store::sqlite_store().await;
         let hub = Hub::new(Broker::Memory(shared::bus::memory::MemoryBroker::default()), store);
-        let handle = Arc::new(ClientHandle::new(1, "alice".into(), 64));
+        let handle = Arc::new(ClientHandle::new(1, "alice".into(), crate::outbound_queue::QueueLimits::items(64)));
         let (alice, _) = hub.register(handle.clone());
         hub.chats_loaded(&alice, []);
 

@@ -139,6 +139,24 @@ impl Outbound {
     pub fn frame(kind: &'static str, bytes: Bytes) -> Outbound {
         Outbound::Frame(Arc::new(Framed::new(kind, bytes)))
     }
+
+    /// What this item counts against its queue's bytes (`OUTBOUND_BYTES`):
+    /// its frames' payloads, which the writer copies into its buffer.
+    /// Replay pages count nothing: a `sync` has two queued at most
+    /// (`client/sync.rs`), so they are bounded apart.
+    pub fn queued_bytes(&self) -> u32 {
+        let bytes = match self {
+            Outbound::Frame(framed) => framed.bytes.len() + framed.shared_end.as_ref().map_or(0, Bytes::len),
+            Outbound::Event(event) => event.frame.len(),
+            Outbound::Pong(payload) | Outbound::Rest(payload) => payload.len(),
+            Outbound::SyncBegin(_)
+            | Outbound::Replay(_)
+            | Outbound::SyncEnd(_)
+            | Outbound::Release
+            | Outbound::Close(..) => 0,
+        };
+        u32::try_from(bytes).unwrap_or(u32::MAX)
+    }
 }
 
 impl Cursors {

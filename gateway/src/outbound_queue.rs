@@ -1,5 +1,11 @@
 //! A connection's outbound queue: what its writer has yet to write, in
-//! order, bounded.
+//! order, bounded in items and in bytes.
+//!
+//! Why bytes too: the writer encodes everything it takes into one buffer
+//! of its own, so a client that does not read holds a copy of what is
+//! queued for it, and items differ in size a thousandfold. At 1,024 items
+//! of 64 KiB messages, a hundred such connections of one account held
+//! gigabytes (found by a hostile-client audit).
 //!
 //! It lives under the connection's write lock (`handle`, `write_through`)
 //! rather than in a channel. Every push took that lock already, to keep
@@ -14,31 +20,51 @@ use std::collections::VecDeque;
 
 use crate::outbound::Outbound;
 
+/// The fields are 32-bit so that the queue, with the byte counts, keeps
+/// the size it had (`ClientHandle` fills its allocation's size class).
 pub struct OutboundQueue {
     items: VecDeque<Outbound>,
-    /// How many items the writer took last and may still be writing: they
-    /// count against the limit until it comes back for more, so that a
-    /// client that does not read is closed after as many items as before
-    /// the writer began taking them all at once.
-    with_writer: usize,
-    limit: usize,
+    /// How many items, and bytes, the writer took last and may still be
+    /// writing: they count against the limits until it comes back for
+    /// more, so that a client that does not read is closed after as much as
+    /// before the writer began taking everything at once.
+    with_writer: u32,
+    with_writer_bytes: u32,
+    /// Bytes of the frames queued.
+    bytes: u32,
+    limits: QueueLimits,
     /// The writer has ended: nothing queued would be written.
     ended: bool,
+}
+
+/// How much one connection may have queued (`OUTBOUND_QUEUE`,
+/// `OUTBOUND_BYTES`).
+#[derive(Debug, Clone, Copy)]
+pub struct QueueLimits {
+    pub items: u32,
+    pub bytes: u32,
+}
+
+impl QueueLimits {
+    /// Limited in items only.
+    pub const fn items(items: u32) -> Self {
+        QueueLimits { items, bytes: u32::MAX }
+    }
 }
 
 /// What became of an item offered to [`OutboundQueue::push`].
 #[derive(Debug, PartialEq, Eq)]
 pub enum Pushed {
     Queued,
-    /// The queue holds `limit` items already.
+    /// The queue holds as many items or bytes as it may already.
     Full,
     /// The writer has ended.
     Ended,
 }
 
 impl OutboundQueue {
-    pub fn new(limit: usize) -> Self {
-        OutboundQueue { items: VecDeque::new(), with_writer: 0, limit, ended: false }
+    pub fn new(limits: QueueLimits) -> Self {
+        OutboundQueue { items: VecDeque::new(), with_writer: 0, with_writer_bytes: 0, bytes: 0, limits, ended: false }
     }
 
     pub fn push(&mut self, item: Outbound) -> Pushed {
@@ -47,6 +73,7 @@ impl OutboundQueue {
         } else if self.is_full() {
             Pushed::Full
         } else {
+            self.bytes = self.bytes.saturating_add(item.queued_bytes());
             self.items.push_back(item);
             Pushed::Queued
         }
@@ -55,11 +82,12 @@ impl OutboundQueue {
     /// Items the queue holds at most (`OUTBOUND_QUEUE`), which also bounds
     /// the live events a connection holds back during a `sync`.
     pub fn limit(&self) -> usize {
-        self.limit
+        self.limits.items as usize
     }
 
     pub fn is_full(&self) -> bool {
-        self.items.len() + self.with_writer >= self.limit
+        self.items.len() as u64 + u64::from(self.with_writer) >= u64::from(self.limits.items)
+            || u64::from(self.bytes) + u64::from(self.with_writer_bytes) >= u64::from(self.limits.bytes)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -70,23 +98,34 @@ impl OutboundQueue {
     /// for once it has written what it took before; the queue is left
     /// empty, without an allocation.
     pub fn take_all(&mut self) -> VecDeque<Outbound> {
-        self.with_writer = self.items.len();
+        self.with_writer = self.items.len() as u32;
+        self.with_writer_bytes = std::mem::take(&mut self.bytes);
         std::mem::take(&mut self.items)
     }
 
     pub fn take_front(&mut self) -> Option<Outbound> {
-        self.items.pop_front()
+        let item = self.items.pop_front()?;
+        self.bytes = self.bytes.saturating_sub(item.queued_bytes());
+        Some(item)
     }
 
-    /// The first item, to be replaced in place.
-    pub fn front_mut(&mut self) -> Option<&mut Outbound> {
-        self.items.front_mut()
+    pub fn front(&self) -> Option<&Outbound> {
+        self.items.front()
+    }
+
+    /// Replaces the first item, if there is one.
+    pub fn replace_front(&mut self, item: Outbound) {
+        if let Some(first) = self.items.front_mut() {
+            self.bytes = self.bytes.saturating_sub(first.queued_bytes()).saturating_add(item.queued_bytes());
+            *first = item;
+        }
     }
 
     /// The writer has ended: drops what is queued and refuses what comes.
     pub fn end(&mut self) {
         self.ended = true;
         self.items = VecDeque::new();
+        self.bytes = 0;
     }
 }
 
@@ -96,7 +135,7 @@ mod tests {
 
     #[test]
     fn a_queue_keeps_order_up_to_its_limit_counting_what_the_writer_holds() {
-        let mut queue = OutboundQueue::new(2);
+        let mut queue = OutboundQueue::new(QueueLimits::items(2));
         assert_eq!(queue.push(Outbound::Close(1, "a")), Pushed::Queued);
         assert_eq!(queue.push(Outbound::Close(2, "b")), Pushed::Queued);
         assert_eq!(queue.push(Outbound::Close(3, "c")), Pushed::Full);
@@ -116,5 +155,20 @@ mod tests {
         queue.end();
         assert!(queue.is_empty());
         assert_eq!(queue.push(Outbound::Release), Pushed::Ended);
+    }
+
+    #[test]
+    fn a_queue_is_full_past_its_bytes_counting_what_the_writer_holds() {
+        let mut queue = OutboundQueue::new(QueueLimits { items: 100, bytes: 10 });
+        let rest = |n: usize| Outbound::Rest(vec![0; n].into_boxed_slice());
+        assert_eq!(queue.push(rest(6)), Pushed::Queued);
+        assert_eq!(queue.push(rest(6)), Pushed::Queued, "room left before it: one item may go past");
+        assert_eq!(queue.push(rest(1)), Pushed::Full);
+        assert_eq!(queue.take_all().len(), 2);
+        assert_eq!(queue.push(rest(1)), Pushed::Full, "the writer is still writing 12 bytes");
+        assert!(queue.take_all().is_empty());
+        assert_eq!(queue.push(rest(9)), Pushed::Queued);
+        assert_eq!(queue.take_front().map(|item| item.queued_bytes()), Some(9));
+        assert_eq!(queue.push(rest(9)), Pushed::Queued, "what is taken off the front no longer counts");
     }
 }

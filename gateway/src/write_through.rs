@@ -32,7 +32,7 @@ use shared::clock::now_ms;
 use crate::frame_metrics;
 use crate::handle::ClientHandle;
 use crate::outbound::{Cursors, Outbound, RenderedEvent};
-use crate::outbound_queue::OutboundQueue;
+use crate::outbound_queue::{OutboundQueue, QueueLimits};
 use crate::writer::append_frame;
 
 /// How many connections the fan-out writes itself per batch of events; the
@@ -48,6 +48,15 @@ use crate::writer::append_frame;
 /// against 42 and 43 with every delivery queued (docs/benchmarks-journal.md,
 /// seventeenth session).
 pub const WRITES_THROUGH_PER_BATCH: usize = 64;
+
+/// Bytes the fan-out encodes for one connection in a batch; past them the
+/// connection's frames are queued for its writer, where they count
+/// against `OUTBOUND_BYTES`. A batch carries up to 4,096 commands: encoded
+/// all, a client that does not read held a copy of every message of the
+/// batch, a hundred megabytes at most sizes, past any limit of the queue's
+/// (found by a hostile-client audit). A few hundred frames of the usual
+/// sizes fit.
+const DEFERRED_BYTES: usize = 256 * 1024;
 
 /// The write half of a connection's socket, shared by its writer and the
 /// fan-out (both write through `&self`, one at a time by the rule above).
@@ -93,10 +102,10 @@ pub enum Written {
 
 impl WriteState {
     /// A new connection's state: busy until its welcome is written.
-    pub fn on_connect(queue_limit: usize) -> Self {
+    pub fn on_connect(limits: QueueLimits) -> Self {
         WriteState {
             cursors: Cursors::on_connect(),
-            queue: OutboundQueue::new(queue_limit),
+            queue: OutboundQueue::new(limits),
             writer_busy: true,
             socket: None,
             deferred: Vec::new(),
@@ -146,9 +155,10 @@ impl WriteState {
         self.append(Frame::pong(Payload::Borrowed(payload)))
     }
 
-    /// The rule that lets anyone but the writer write the socket.
+    /// The rule that lets anyone but the writer write the socket, while
+    /// what it deferred in this batch is below its bound.
     fn writer_idle(&self) -> bool {
-        self.socket.is_some() && !self.writer_busy
+        self.socket.is_some() && !self.writer_busy && self.deferred.len() < DEFERRED_BYTES
     }
 
     fn encode(&mut self, kind: &'static str, payload: &[u8]) -> Deferred {

@@ -192,7 +192,7 @@ mod tests {
         assert_eq!(events.iter().map(|e| e.id).collect::<Vec<_>>(), (1..=8).collect::<Vec<_>>());
 
         let hub = Hub::new(Broker::Memory(MemoryBroker::default()), store);
-        let handle = Arc::new(ClientHandle::new(1, "bob".into(), 64));
+        let handle = Arc::new(ClientHandle::new(1, "bob".into(), crate::outbound_queue::QueueLimits::items(64)));
         let (bob, fresh) = hub.register(handle.clone());
         assert!(fresh);
         hub.chats_loaded(&bob, [(chat, 1)]);

@@ -128,7 +128,8 @@ mod tests {
         let chat = store.create_chat("bob", NewChat::group("g", ["alice"]), 1).await.map_err(|e| e.0).expect("chat");
         let (chat, other) = (chat.chat_id, chat.chat_id + 1);
         let hub = Hub::new(Broker::Memory(MemoryBroker::default()), store);
-        let (alice, fresh) = hub.register(Arc::new(ClientHandle::new(1, "alice".into(), 64)));
+        let (alice, fresh) =
+            hub.register(Arc::new(ClientHandle::new(1, "alice".into(), crate::outbound_queue::QueueLimits::items(64))));
         assert!(fresh);
         let checked_at =
             |action, now| (alice.may_be_overtaken(chat, action, now), alice.may_be_overtaken(other, action, now));
