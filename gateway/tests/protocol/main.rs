@@ -14,6 +14,7 @@ mod messaging;
 mod mutated_frames;
 mod presence;
 mod rest_allowance;
+mod rest_timeouts;
 mod shutdown;
 mod slow_consumer;
 mod sync;

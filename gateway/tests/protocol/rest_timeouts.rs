@@ -1,0 +1,55 @@
+//! A REST request that never completes holds nothing for long: its
+//! answer is a JSON 408 once `REQUEST_TIMEOUT` is up, and a shutdown does
+//! not wait for it past `SHUTDOWN_GRACE` (found by a hostile-client audit:
+//! announced bodies that never came filled a gateway's files and kept it
+//! from stopping).
+
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::common::TestServer;
+
+/// Sends a chat creation's headers, announcing a body it never sends, and
+/// returns once the server waits for that body: asked to, hyper answers
+/// `100 Continue` when the handler first reads it.
+async fn request_without_its_body(server: &TestServer) -> TcpStream {
+    let mut tcp = TcpStream::connect(server.addr).await.expect("connect");
+    let head = format!(
+        "POST /v1/chats HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\nExpect: 100-continue\r\n\r\n",
+        server.token("alice")
+    );
+    tcp.write_all(head.as_bytes()).await.expect("headers sent");
+    let mut interim = Vec::new();
+    while !interim.ends_with(b"\r\n\r\n") {
+        interim.push(tcp.read_u8().await.expect("an interim answer"));
+    }
+    assert!(interim.starts_with(b"HTTP/1.1 100"), "{}", String::from_utf8_lossy(&interim));
+    tcp
+}
+
+#[tokio::test]
+async fn a_request_whose_body_never_comes_is_answered_408_in_json() {
+    let server = TestServer::start().await;
+    let mut tcp = request_without_its_body(&server).await;
+    let wait = gateway::server::REQUEST_TIMEOUT + Duration::from_secs(10);
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(wait, tcp.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "no answer within {wait:?}");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    let body: Value = serde_json::from_str(answer.split("\r\n\r\n").nth(1).expect("a body")).expect("JSON");
+    assert_eq!(body["code"], "bad_request", "{body}");
+}
+
+#[tokio::test]
+async fn a_shutdown_does_not_wait_for_a_request_that_never_completes() {
+    let mut server = TestServer::start().await;
+    let _tcp = request_without_its_body(&server).await;
+    let bound = gateway::server::SHUTDOWN_GRACE + Duration::from_secs(10);
+    assert!(bound < gateway::server::REQUEST_TIMEOUT, "the test tells the grace from the request timeout");
+    assert!(tokio::time::timeout(bound, server.stop()).await.is_ok(), "still stopping after {bound:?}");
+}
