@@ -14,20 +14,13 @@ use testkit::process::{binary, Service};
 #[tokio::test]
 async fn a_bare_gateway_runs_standalone_with_the_contract_defaults() {
     let dir = tempfile::tempdir().expect("dir");
-    let (mut gateway, listen) = start_bare(dir.path()).await;
+    let (mut gateway, listen) = start_bare(dir.path(), &HashMap::new()).await;
     let live = reqwest::get(format!("http://{listen}/healthz")).await.expect("healthz");
     assert_eq!(live.status(), 200);
     assert!(dir.path().join("data/chat.db").is_file(), "the default database file");
 
-    let token = std::process::Command::new(binary("gateway"))
-        .args(["token", "--user", "alice"])
-        .current_dir(dir.path())
-        .env_clear()
-        .output()
-        .expect("gateway token");
-    assert!(token.status.success(), "{}", String::from_utf8_lossy(&token.stderr));
-    let token = String::from_utf8(token.stdout).expect("token text");
-    let mut alice = testkit::client::open(&format!("ws://{listen}/ws"), token.trim(), "alice").await.expect("accepted");
+    let token = token_in(dir.path(), "alice");
+    let mut alice = testkit::client::open(&format!("ws://{listen}/ws"), &token, "alice").await.expect("accepted");
     let welcome = alice.recv().await;
     assert_eq!(welcome["type"], "welcome", "{welcome}");
     assert_eq!(welcome["heartbeatTimeout"], 20_000, "{welcome}");
@@ -36,16 +29,66 @@ async fn a_bare_gateway_runs_standalone_with_the_contract_defaults() {
     assert_eq!(gateway.terminate(Duration::from_secs(20)).expect("stops"), Some(0), "{}", gateway.log());
 }
 
-/// Starts `gateway --listen 127.0.0.1:PORT` in `dir` and waits until it is
-/// ready. A port found free can be taken by another test's process before
-/// the gateway binds it; then it is started again on another.
-async fn start_bare(dir: &Path) -> (Service, String) {
+/// A gateway stalls past the heartbeat deadline while its clients go on
+/// pinging: the pings wait unread in the sockets. When the gateway carries
+/// on, no client may be closed for them (the first sweep closed every
+/// connection of a gateway, 2 ms after SIGCONT, in an audit).
+#[tokio::test]
+async fn clients_that_pinged_through_a_gateway_s_stall_are_not_closed_for_it() {
+    const CLIENTS: usize = 50;
+    let dir = tempfile::tempdir().expect("dir");
+    let settings = HashMap::from([("HEARTBEAT_TIMEOUT_MS".to_string(), "2000".to_string())]);
+    let (mut gateway, listen) = start_bare(dir.path(), &settings).await;
+    let token = token_in(dir.path(), "alice");
+    let mut clients = Vec::new();
+    for _ in 0..CLIENTS {
+        let mut client = testkit::client::open(&format!("ws://{listen}/ws"), &token, "alice").await.expect("accepted");
+        assert_eq!(client.recv().await["type"], "welcome");
+        clients.push(client);
+    }
+
+    gateway.pause().expect("SIGSTOP");
+    // Twice the deadline, pinging as a client must (the pause is the
+    // scenario, not a wait for something to happen).
+    for n in 0..8 {
+        for client in &mut clients {
+            client.send(serde_json::json!({"type": "ping", "ref": n})).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    gateway.resume().expect("SIGCONT");
+    for client in &mut clients {
+        client.send(serde_json::json!({"type": "ping", "ref": 8})).await;
+        for n in 0..=8 {
+            let pong = client.recv().await;
+            assert_eq!((&pong["type"], &pong["ref"]), (&"pong".into(), &n.into()), "{pong}\n{}", gateway.log());
+        }
+    }
+    assert_eq!(gateway.terminate(Duration::from_secs(20)).expect("stops"), Some(0), "{}", gateway.log());
+}
+
+/// A token for `user` from `gateway token`, run in `dir` as a newcomer would.
+fn token_in(dir: &Path, user: &str) -> String {
+    let token = std::process::Command::new(binary("gateway"))
+        .args(["token", "--user", user])
+        .current_dir(dir)
+        .env_clear()
+        .output()
+        .expect("gateway token");
+    assert!(token.status.success(), "{}", String::from_utf8_lossy(&token.stderr));
+    String::from_utf8(token.stdout).expect("token text").trim().to_owned()
+}
+
+/// Starts `gateway --listen 127.0.0.1:PORT` in `dir`, with `settings` in
+/// its environment, and waits until it is ready. A port found free can be
+/// taken by another test's process before the gateway binds it; then it is
+/// started again on another.
+async fn start_bare(dir: &Path, settings: &HashMap<String, String>) -> (Service, String) {
     let http = reqwest::Client::new();
     for _ in 0..5 {
         let listen = format!("127.0.0.1:{}", testkit::free_port());
-        let mut gateway =
-            Service::spawn_in("gateway", &binary("gateway"), &["--listen", &listen], &HashMap::new(), dir, dir)
-                .expect("gateway");
+        let mut gateway = Service::spawn_in("gateway", &binary("gateway"), &["--listen", &listen], settings, dir, dir)
+            .expect("gateway");
         let started = Instant::now();
         loop {
             // Readiness has no push signal to await. Ours is the one that
