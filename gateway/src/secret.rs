@@ -4,7 +4,7 @@
 
 use std::fs::OpenOptions;
 use std::io::{ErrorKind, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 
 const FILE_NAME: &str = "jwt-secret";
@@ -20,7 +20,8 @@ pub fn standalone_secret(configured: Option<&str>, data_dir: &str) -> anyhow::Re
         Err(e) if e.kind() == ErrorKind::NotFound => {}
         Err(e) => anyhow::bail!("cannot read {}: {e}", path.display()),
     }
-    std::fs::create_dir_all(data_dir)?;
+    // Readable by this user only, as the database in it (`store::sqlite`).
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(data_dir)?;
     let secret: String = (0..32).map(|_| format!("{:02x}", rand::random::<u8>())).collect();
     match OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
         Ok(mut file) => {

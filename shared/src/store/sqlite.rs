@@ -92,11 +92,8 @@ fn take_synchronous(url: &str) -> Result<(String, Synchronous), StoreError> {
 pub(super) async fn open(url: &str) -> Result<(Store, Migrated), StoreError> {
     let (url, synchronous) = take_synchronous(url)?;
     let url = url.as_str();
-    if let Some(dir) = file_path(url).and_then(|p| Path::new(p).parent().map(Path::to_path_buf)) {
-        if !dir.as_os_str().is_empty() {
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| StoreError::Corrupt(format!("cannot create {}: {e}", dir.display())))?;
-        }
+    if let Some(path) = file_path(url) {
+        private_file(Path::new(path)).map_err(|e| StoreError::Corrupt(format!("cannot create {path}: {e}")))?;
     }
     let url = if url.contains('?') { url.to_owned() } else { format!("{url}?mode=rwc") };
     let log = Arc::new(LogWatch::default());
@@ -149,6 +146,12 @@ async fn pragmas(conn: &mut sqlx::AnyConnection, synchronous: Synchronous) -> Re
 /// file stays under 17 MiB.
 const WRITER_CHECKPOINT_PAGES: u32 = 4000;
 
+/// What a checkpoint that starts the log over truncates it to. A large
+/// transaction grows the log past what the checkpoints above keep it to
+/// (ten 10,000-member groups made it 21 MiB, found by an audit), and
+/// SQLite never gives that space back otherwise.
+const LOG_SIZE_LIMIT_BYTES: u64 = 17 * 1024 * 1024;
+
 /// `temp_store = MEMORY` keeps SQLite's temporary data (statement
 /// journals, the tables `RETURNING` and sorting fill) in memory. Adopted
 /// when every batch's multi-row `INSERT`s kept statement journals, each
@@ -159,9 +162,30 @@ const WRITER_CHECKPOINT_PAGES: u32 = 4000;
 async fn writer_pragmas(conn: &mut sqlx::AnyConnection, synchronous: Synchronous) -> Result<(), sqlx::Error> {
     use sqlx::Executor;
     pragmas(conn, synchronous).await?;
-    conn.execute(format!("PRAGMA wal_autocheckpoint = {WRITER_CHECKPOINT_PAGES}; PRAGMA temp_store = MEMORY").as_str())
-        .await?;
+    conn.execute(
+        format!(
+            "PRAGMA wal_autocheckpoint = {WRITER_CHECKPOINT_PAGES}; PRAGMA journal_size_limit = {LOG_SIZE_LIMIT_BYTES}; \
+             PRAGMA temp_store = MEMORY"
+        )
+        .as_str(),
+    )
+    .await?;
     Ok(())
+}
+
+/// Creates the database file, and its folder, readable by this user only,
+/// unless they exist: they hold every message. SQLite makes its files
+/// readable by everyone (0644), and the log and shared-memory files beside
+/// the database take the database file's permissions.
+fn private_file(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    }
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(e),
+        _ => Ok(()),
+    }
 }
 
 /// The file path inside `sqlite://PATH` or `sqlite:PATH`, if it names a file.

@@ -18,6 +18,15 @@ async fn a_bare_gateway_runs_standalone_with_the_contract_defaults() {
     let live = reqwest::get(format!("http://{listen}/healthz")).await.expect("healthz");
     assert_eq!(live.status(), 200);
     assert!(dir.path().join("data/chat.db").is_file(), "the default database file");
+    // Every message is in there: readable by this user only.
+    let mode = |name: &str| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(dir.path().join(name)).map(|m| m.permissions().mode() & 0o777).unwrap_or(0)
+    };
+    assert_eq!(mode("data"), 0o700, "the data folder");
+    for file in ["data/chat.db", "data/chat.db-wal", "data/chat.db-shm", "data/jwt-secret"] {
+        assert_eq!(mode(file), 0o600, "{file}");
+    }
 
     let token = token_in(dir.path(), "alice");
     let mut alice = testkit::client::open(&format!("ws://{listen}/ws"), &token, "alice").await.expect("accepted");
