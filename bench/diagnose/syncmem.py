@@ -31,19 +31,20 @@ def drain(s, stop):
         except socket.timeout:
             pass
 
-port, alice, bob, chat, n, size = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
-a = connect(port, alice)
-stop = threading.Event(); t = threading.Thread(target=drain, args=(a, stop)); t.start()
-text = "x" * size
-for i in range(n):
-    a.sendall(frame(json.dumps({"type": "new", "chatId": chat, "clientMessageId": f"m{i}", "message": text})))
-a.sendall(frame(json.dumps({"type": "ping", "ref": "done"})))
-time.sleep(float(sys.argv[7]))  # let the embedded worker store them
-b = connect(port, bob)
-b.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-b.sendall(frame(json.dumps({"type": "sync", "ref": "s", "since": {str(chat): 0}})))
-time.sleep(4)  # bob never reads
-print("bob has read nothing for 4 s")
-sys.stdout.flush()
-time.sleep(1)
-stop.set(); t.join()
+if __name__ == "__main__":  # unreadmem.py imports connect and frame
+    port, alice, bob, chat, n, size = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+    a = connect(port, alice)
+    stop = threading.Event(); t = threading.Thread(target=drain, args=(a, stop)); t.start()
+    text = "x" * size
+    for i in range(n):
+        a.sendall(frame(json.dumps({"type": "new", "chatId": chat, "clientMessageId": f"m{i}", "message": text})))
+    a.sendall(frame(json.dumps({"type": "ping", "ref": "done"})))
+    time.sleep(float(sys.argv[7]))  # let the embedded worker store them
+    b = connect(port, bob)
+    b.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    b.sendall(frame(json.dumps({"type": "sync", "ref": "s", "since": {str(chat): 0}})))
+    time.sleep(4)  # bob never reads
+    print("bob has read nothing for 4 s")
+    sys.stdout.flush()
+    time.sleep(1)
+    stop.set(); t.join()

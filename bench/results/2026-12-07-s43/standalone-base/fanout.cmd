@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-base /tmp/build-new/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:31896/ws --http-url http://127.0.0.1:31896 --data-dir /tmp/tmp.zpBrYuuY9e --server-pid 14072 --report bench/results/2026-12-07-standalone-s43-base/fanout.json --charts bench/results/2026-12-07-standalone-s43-base/fanout

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-base /tmp/build-new/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:19315/ws --http-url http://127.0.0.1:19315 --data-dir /tmp/tmp.IT39EJDnks --server-pid 14195 --report bench/results/2026-12-07-standalone-s43-base/idle.json --charts bench/results/2026-12-07-standalone-s43-base/idle

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-new /tmp/build-new/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:10243/ws --http-url http://127.0.0.1:10243 --data-dir /tmp/tmp.sHn17TEMRK --server-pid 14522 --report bench/results/2026-12-07-standalone-s43-new-r5/fanout.json --charts bench/results/2026-12-07-standalone-s43-new-r5/fanout

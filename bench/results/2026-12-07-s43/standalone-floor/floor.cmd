@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-new /tmp/build-new/loadtest floor --connections 2000 --rate 20000 --duration 10

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-new /tmp/build-new/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:14328/ws --http-url http://127.0.0.1:14328 --data-dir /tmp/tmp.7VtM7jCCis --server-pid 14245 --report bench/results/2026-12-07-standalone-s43-new/idle.json --charts bench/results/2026-12-07-standalone-s43-new/idle
