@@ -34,6 +34,14 @@ pub const LISTEN_BACKLOG: u32 = 65_535;
 /// handler answers within the store's 5 s deadline.
 pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// hyper's read buffer per HTTP connection, which bounds a request's line
+/// and headers (past about this: 431). hyper's default, about 400 KB, let a client
+/// that trickles headers it never ends hold that much for the 30 s hyper
+/// gives them, before any token is checked: 500 such connections took
+/// 250 MB (found by a hostile-client audit). A token is well under 1 KB;
+/// bodies are read through the buffer in parts, whatever their size.
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+
 /// How long a shutdown waits, once the node has stopped (its store closed),
 /// for the HTTP requests still in progress to be answered and their
 /// answers taken: REST was served throughout the drain, and one still
@@ -117,6 +125,7 @@ async fn serve_http(tcp: TcpStream, app: Router, mut stopping: watch::Receiver<b
     // request's headers (idle keep-alive too); without one it never would.
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
+        .max_buf_size(MAX_HEAD_BYTES)
         .serve_connection(TokioIo::new(tcp), TowerToHyperService::new(app))
         .with_upgrades();
     tokio::pin!(connection);

@@ -1,8 +1,10 @@
-//! A REST request that never completes holds nothing for long: its
-//! answer is a JSON 408 once `REQUEST_TIMEOUT` is up, and a shutdown does
-//! not wait for it past `SHUTDOWN_GRACE` (found by a hostile-client audit:
-//! announced bodies that never came filled a gateway's files and kept it
-//! from stopping).
+//! What one HTTP request may hold (found by a hostile-client audit):
+//! a REST request that never completes gets a JSON 408 once
+//! `REQUEST_TIMEOUT` is up, and a shutdown does not wait for it past
+//! `SHUTDOWN_GRACE` (announced bodies that never came filled a gateway's
+//! files and kept it from stopping); headers are buffered up to about
+//! `MAX_HEAD_BYTES` (slow, huge ones held 500 KB each before any token was
+//! checked).
 
 use std::time::Duration;
 
@@ -52,4 +54,23 @@ async fn a_shutdown_does_not_wait_for_a_request_that_never_completes() {
     let bound = gateway::server::SHUTDOWN_GRACE + Duration::from_secs(10);
     assert!(bound < gateway::server::REQUEST_TIMEOUT, "the test tells the grace from the request timeout");
     assert!(tokio::time::timeout(bound, server.stop()).await.is_ok(), "still stopping after {bound:?}");
+}
+
+/// A request whose line and headers pass `MAX_HEAD_BYTES` is refused (431)
+/// rather than buffered, before any token is checked. (hyper checks the
+/// bound when a read leaves the headers unfinished, so a head just past it
+/// may complete in the read that crosses it: twice the bound here, well
+/// under hyper's default of about 400 KB.)
+#[tokio::test]
+async fn headers_past_the_bound_are_refused() {
+    let server = TestServer::start().await;
+    let mut tcp = TcpStream::connect(server.addr).await.expect("connect");
+    let padding = "x".repeat(2 * gateway::server::MAX_HEAD_BYTES);
+    let head = format!("GET /healthz HTTP/1.1\r\nHost: gateway\r\nX-Padding: {padding}\r\n\r\n");
+    // The server may answer and close before it has read it all.
+    let _ = tcp.write_all(head.as_bytes()).await;
+    let mut answer = Vec::new();
+    let _ = tcp.read_to_end(&mut answer).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
 }
