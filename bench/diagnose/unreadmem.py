@@ -1,13 +1,15 @@
 """Driver of unreadmem.sh: bob opens READERS connections that send one
-ping and then read nothing; alice sends MESSAGES frames of about 63 KB to
+ping (or, with FIRST=none, nothing at all, so that the gateway holds
+their live events for a first frame) and then read nothing; alice sends MESSAGES frames of about 63 KB to
 their group in one write and reads what comes back. Prints the gateway's
 peak resident memory over SECONDS, sampled every 0.25 s. Arguments: port, gateway pid,
-alice's token, bob's token, chat id, readers, messages, seconds."""
+alice's token, bob's token, chat id, readers, messages, seconds, first
+frame (ping or none)."""
 import json, socket, sys, threading, time
 
 from syncmem import connect, frame  # the same hand-made WebSocket
 
-port, pid, alice, bob, chat, readers, messages, seconds = sys.argv[1:9]
+port, pid, alice, bob, chat, readers, messages, seconds, first = sys.argv[1:10]
 port, pid, chat, readers, messages, seconds = int(port), int(pid), int(chat), int(readers), int(messages), float(seconds)
 
 def rss_kib():
@@ -18,7 +20,8 @@ bobs = []
 for _ in range(readers):
     b = connect(port, bob)
     b.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    b.sendall(frame(json.dumps({"type": "ping"})))
+    if first == "ping":
+        b.sendall(frame(json.dumps({"type": "ping"})))
     bobs.append(b)
 a = connect(port, alice)
 stop = threading.Event()

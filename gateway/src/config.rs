@@ -80,13 +80,15 @@ pub struct Settings {
           value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(8..=1_000_000))]
     pub outbound_queue: usize,
 
-    /// Bytes of frames one connection may have queued before it is closed
-    /// as a slow consumer (4001), whatever the count of frames: a client
-    /// that does not read holds this much of the node's memory at most,
-    /// and one account up to `USER_CONNECTIONS` times it. Replays of a
-    /// `sync` are bounded apart (two pages of 1 MiB at most).
+    /// Bytes of frames one connection may have queued, or held back for a
+    /// `sync` or its first frame, before it is closed as a slow consumer
+    /// (4001), whatever the count of frames: about what a client that does
+    /// not read keeps of the node's memory at most, and one account up to
+    /// `USER_CONNECTIONS` times it. Replays of a `sync` are bounded apart
+    /// (two pages of 1 MiB at most). At least 1 MiB: the fan-out may leave
+    /// a connection 256 KiB of one batch to finish.
     #[arg(long, env = "OUTBOUND_BYTES", default_value_t = 4 * 1024 * 1024, global = true,
-          value_parser = clap::value_parser!(u32).range(131_072..=1_073_741_824))]
+          value_parser = clap::value_parser!(u32).range(1_048_576..=1_073_741_824))]
     pub outbound_bytes: u32,
 
     /// Commands waiting for the embedded worker before senders wait.

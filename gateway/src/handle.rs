@@ -65,8 +65,8 @@ pub enum Rejected {
 }
 
 impl ClientHandle {
-    /// `queue_limit`: how many items may wait for the writer before the
-    /// connection is closed as a slow consumer.
+    /// `queue_limits`: how many items, and bytes of them, may wait for the
+    /// writer before the connection is closed as a slow consumer.
     pub fn new(id: ConnectionId, user: String, queue_limits: QueueLimits) -> Self {
         ClientHandle {
             id,

@@ -133,6 +133,10 @@ struct Holds {
     /// connection is looked up here while it runs.
     holding: HashMap<ChatId, u32>,
     held: Vec<Arc<RenderedEvent>>,
+    /// The held events' frames' bytes, which count against
+    /// `OUTBOUND_BYTES` as queued ones do: released, they are encoded for
+    /// this connection all at once.
+    held_bytes: usize,
 }
 
 impl Outbound {
@@ -141,12 +145,15 @@ impl Outbound {
     }
 
     /// What this item counts against its queue's bytes (`OUTBOUND_BYTES`):
-    /// its frames' payloads, which the writer copies into its buffer.
-    /// Replay pages count nothing: a `sync` has two queued at most
-    /// (`client/sync.rs`), so they are bounded apart.
+    /// its frames' payloads, which a connection that does not read keeps
+    /// alive (shared ones) or holds a copy of (the rest of a write the
+    /// fan-out began). A frame's shared end does not count: it is written
+    /// from where it is shared, never copied, and a large group's member
+    /// list would otherwise fill the bound in thirty changes. Replay pages
+    /// count nothing: a `sync` has two queued at most (`client/sync.rs`).
     pub fn queued_bytes(&self) -> u32 {
         let bytes = match self {
-            Outbound::Frame(framed) => framed.bytes.len() + framed.shared_end.as_ref().map_or(0, Bytes::len),
+            Outbound::Frame(framed) => framed.bytes.len(),
             Outbound::Event(event) => event.frame.len(),
             Outbound::Pong(payload) | Outbound::Rest(payload) => payload.len(),
             Outbound::SyncBegin(_)
@@ -197,7 +204,9 @@ impl Cursors {
     pub fn hold(&mut self, event: &Arc<RenderedEvent>) -> bool {
         let holding_chat = self.holds.as_ref().is_some_and(|h| h.holding.contains_key(&event.chat));
         if self.holding_all || holding_chat {
-            self.holds.get_or_insert_with(Box::default).held.push(event.clone());
+            let holds = self.holds.get_or_insert_with(Box::default);
+            holds.held.push(event.clone());
+            holds.held_bytes += event.frame.len();
             return true;
         }
         false
@@ -214,6 +223,10 @@ impl Cursors {
 
     pub fn held_len(&self) -> usize {
         self.holds.as_ref().map_or(0, |h| h.held.len())
+    }
+
+    pub fn held_bytes(&self) -> usize {
+        self.holds.as_ref().map_or(0, |h| h.held_bytes)
     }
 
     pub fn begin_sync(&mut self, chats: &[ChatId]) {
@@ -256,6 +269,7 @@ impl Cursors {
         let held = std::mem::take(&mut holds.held);
         let (release, keep): (Vec<_>, Vec<_>) = held.into_iter().partition(|e| !holds.holding.contains_key(&e.chat));
         holds.held = keep;
+        holds.held_bytes = holds.held.iter().map(|e| e.frame.len()).sum();
         if holds.holding.is_empty() && holds.held.is_empty() {
             self.holds = None;
         }

@@ -1,11 +1,14 @@
 //! A connection's outbound queue: what its writer has yet to write, in
 //! order, bounded in items and in bytes.
 //!
-//! Why bytes too: the writer encodes everything it takes into one buffer
-//! of its own, so a client that does not read holds a copy of what is
-//! queued for it, and items differ in size a thousandfold. At 1,024 items
-//! of 64 KiB messages, a hundred such connections of one account held
-//! gigabytes (found by a hostile-client audit).
+//! Why bytes too: items differ in size a thousandfold, and a client that
+//! does not read keeps its items alive: the rest of a write the fan-out
+//! began, a copy of its own, and shared frames that every other recipient
+//! has long written. At 1,024 items of 64 KiB messages, a hundred such
+//! connections of one account held gigabytes (found by a hostile-client
+//! audit). Live events held back for a first frame or a `sync` count
+//! against the same bytes (`outbound::Cursors`): released, they are
+//! encoded for the connection at once.
 //!
 //! It lives under the connection's write lock (`handle`, `write_through`)
 //! rather than in a channel. Every push took that lock already, to keep
@@ -83,6 +86,12 @@ impl OutboundQueue {
     /// the live events a connection holds back during a `sync`.
     pub fn limit(&self) -> usize {
         self.limits.items as usize
+    }
+
+    /// Bytes the queue holds at most (`OUTBOUND_BYTES`), which also bound
+    /// the live events a connection holds back.
+    pub fn byte_limit(&self) -> usize {
+        self.limits.bytes as usize
     }
 
     pub fn is_full(&self) -> bool {

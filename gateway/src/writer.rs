@@ -151,11 +151,11 @@ impl Writer<'_> {
             }
             Outbound::Frame(frame) => self.text(frame.kind, &frame.bytes),
             Outbound::Event(event) => {
-                // The queue's limit, read here rather than kept in every
+                // The queue's limits, read here rather than kept in every
                 // connection's writer.
                 let mut state = handle.write_state();
-                let hold_limit = state.queue.limit();
-                self.live(&mut state.cursors, hold_limit, event);
+                let limits = (state.queue.limit(), state.queue.byte_limit());
+                self.live(&mut state.cursors, limits, event);
             }
             Outbound::SyncBegin(chats) => handle.write_state().cursors.begin_sync(&chats),
             Outbound::Release => {
@@ -190,9 +190,13 @@ impl Writer<'_> {
         self.encode(Frame::close(code, close_text(code).as_bytes()));
     }
 
-    fn live(&mut self, cursors: &mut Cursors, hold_limit: usize, event: Arc<RenderedEvent>) {
+    /// `hold_limits`: the most events, and bytes of them, held back.
+    fn live(&mut self, cursors: &mut Cursors, hold_limits: (usize, usize), event: Arc<RenderedEvent>) {
         if cursors.hold(&event) {
-            if cursors.held_len() > hold_limit {
+            // Released, they are encoded all at once: bounded in bytes too,
+            // or a client that sends no first frame, or syncs and does not
+            // read, had 1,024 frames of 64 KB encoded for it.
+            if cursors.held_len() > hold_limits.0 || cursors.held_bytes() > hold_limits.1 {
                 self.held_too_many(cursors);
             }
             return;
