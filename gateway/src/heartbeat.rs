@@ -8,7 +8,7 @@
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use shared::clock::now_ms;
 use shared::protocol::close;
@@ -32,49 +32,60 @@ pub fn sweep_interval(timeout_ms: u64) -> Duration {
 
 /// How late a sweep must be to tell that this process stopped running in
 /// between (paused, starved of CPU, its VM frozen).
-const STALL_MS: i64 = 1_000;
+const STALL: Duration = Duration::from_secs(1);
 
 pub async fn sweep(hub: Arc<Hub>, timeout_ms: u64, stop: CancellationToken) {
     let interval = sweep_interval(timeout_ms);
-    let mut sweeps = Sweeps::new(interval, now_ms());
+    let mut sweeps = Sweeps::new(interval, Duration::from_millis(timeout_ms), Instant::now());
     shared::periodic::every(interval, stop, || {
-        let now = now_ms();
-        if sweeps.may_close(now) {
-            hub.for_each_connection(|c| {
-                if expired(c.last_ping(), now, timeout_ms) && c.close(close::HEARTBEAT_TIMEOUT) {
-                    metrics::counter!("chat_heartbeat_timeouts_total").increment(1);
-                }
-            });
-        }
+        let judged_at = now_ms() - sweeps.stalled_ms(Instant::now());
+        hub.for_each_connection(|c| {
+            if expired(c.last_ping(), judged_at, timeout_ms) && c.close(close::HEARTBEAT_TIMEOUT) {
+                metrics::counter!("chat_heartbeat_timeouts_total").increment(1);
+            }
+        });
         std::future::ready(ControlFlow::Continue(()))
     })
     .await
 }
 
-/// When the sweeps ran, to tell one that follows a stall of this process.
+/// When the sweeps ran, to tell those that follow a stall of this process.
+/// A monotonic clock: a step of the wall clock is no stall.
 struct Sweeps {
-    interval_ms: i64,
-    last: i64,
-    skipped: bool,
+    interval: Duration,
+    timeout: Duration,
+    last: Instant,
+    /// The last stall's length, and until when it is not held against
+    /// anyone.
+    stalled: Duration,
+    forgiven_until: Instant,
 }
 
 impl Sweeps {
-    fn new(interval: Duration, now: i64) -> Self {
-        Sweeps { interval_ms: interval.as_millis() as i64, last: now, skipped: false }
+    fn new(interval: Duration, timeout: Duration, now: Instant) -> Self {
+        Sweeps { interval, timeout, last: now, stalled: Duration::ZERO, forgiven_until: now }
     }
 
-    /// Whether the sweep at `now` may close connections. Not the first
-    /// after a stall: the clients' pings of the meantime wait unread in
-    /// their sockets, and closing on them punished clients for the
-    /// server's stall (all of a gateway's, 2 ms after it carried on, in an
-    /// audit); the readers take them before the next sweep. Never two
-    /// sweeps in a row, so that a node overloaded for good still closes
-    /// dead connections.
-    fn may_close(&mut self, now: i64) -> bool {
-        let late = now - self.last > self.interval_ms + STALL_MS;
+    /// How much earlier than `now` the sweep at `now` judges deadlines.
+    /// After this process stalled, its clients' pings of the meantime wait
+    /// unread in their sockets, and closing on them punished the clients
+    /// for the server's stall (all of a gateway's, 2 ms after it carried
+    /// on, in an audit). The readers take them as the runtime gets round
+    /// to them, which on a node of many connections can take longer than a
+    /// sweep; so for a whole timeout after a stall, deadlines are moved by
+    /// its length. A connection already dead before it is still closed.
+    fn stalled_ms(&mut self, now: Instant) -> i64 {
+        let since_last = now.saturating_duration_since(self.last);
         self.last = now;
-        self.skipped = late && !self.skipped;
-        !self.skipped
+        if since_last > self.interval + STALL {
+            self.stalled = since_last - self.interval;
+            self.forgiven_until = now + self.timeout;
+        }
+        if now < self.forgiven_until {
+            self.stalled.as_millis() as i64
+        } else {
+            0
+        }
     }
 }
 
@@ -90,14 +101,17 @@ mod tests {
     }
 
     #[test]
-    fn the_first_sweep_after_a_stall_closes_nothing_and_the_next_one_does() {
-        let mut sweeps = Sweeps::new(Duration::from_millis(250), 0);
-        assert!(sweeps.may_close(250));
-        assert!(sweeps.may_close(1_400), "late by less than the stall bound");
-        assert!(!sweeps.may_close(9_400), "after a stall");
-        assert!(sweeps.may_close(9_650));
-        assert!(!sweeps.may_close(12_000));
-        assert!(sweeps.may_close(14_000), "late again, but never two skipped in a row");
+    fn deadlines_move_by_a_stall_for_a_timeout_after_it() {
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let mut sweeps = Sweeps::new(Duration::from_millis(250), Duration::from_millis(20_000), start);
+        assert_eq!(sweeps.stalled_ms(at(250)), 0);
+        assert_eq!(sweeps.stalled_ms(at(1_400)), 0, "late by less than a stall");
+        assert_eq!(sweeps.stalled_ms(at(9_400)), 7_750, "after a stall of 8 s, less the sweep's own interval");
+        for ms in (9_650..29_400).step_by(250) {
+            assert_eq!(sweeps.stalled_ms(at(ms)), 7_750, "within a timeout of the stall, at {ms}");
+        }
+        assert_eq!(sweeps.stalled_ms(at(29_400)), 0, "a timeout after it, deadlines are as they were");
     }
 
     #[test]
