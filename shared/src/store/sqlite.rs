@@ -176,16 +176,28 @@ async fn writer_pragmas(conn: &mut sqlx::AnyConnection, synchronous: Synchronous
 /// Creates the database file, and its folder, readable by this user only,
 /// unless they exist: they hold every message. SQLite makes its files
 /// readable by everyone (0644), and the log and shared-memory files beside
-/// the database take the database file's permissions.
+/// the database take the database file's permissions. An existing file
+/// (made by an older release, say) others may read is left as it is, and
+/// said.
 fn private_file(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
     if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
     }
     match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(e),
-        _ => Ok(()),
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
+        Err(_) => {}
+        Ok(_) => return Ok(()),
     }
+    let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        tracing::warn!(
+            path = %path.display(),
+            mode = format!("{mode:o}"),
+            "the database may be read by other users; chmod 600 it and its -wal and -shm files, and 700 its folder"
+        );
+    }
+    Ok(())
 }
 
 /// The file path inside `sqlite://PATH` or `sqlite:PATH`, if it names a file.
