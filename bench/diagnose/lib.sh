@@ -55,3 +55,22 @@ diagnose_cpu_delta() {
     join -t'|' "$tmp/0" "$tmp/1" | awk -F'|' '{printf "%s %.2f CPU-s in 10 s\n", $1, ($3-$2)/100}' > "$out"
     rm -rf "$tmp"
 }
+
+# diagnose_alice_and_bob BUILD_DIR PORT [NAME=VALUE...]: starts BUILD_DIR's
+# gateway, standalone, on PORT with an empty data directory and the given
+# settings, stopped and removed when the script exits; sets `gw` (its
+# pid), `dir`, `alice` and `bob` (their tokens) and `chat` (a group of the
+# two).
+diagnose_alice_and_bob() {
+    local bin=$1 port=$2
+    shift 2
+    dir=$(mktemp -d)
+    env "$@" DATA_DIR="$dir" LISTEN_ADDR="127.0.0.1:$port" "$bin/gateway" > "$dir/log" 2>&1 &
+    gw=$!
+    trap 'kill $gw 2>/dev/null; wait $gw 2>/dev/null; rm -rf "$dir"' EXIT
+    until curl -sf "127.0.0.1:$port/healthz" > /dev/null; do sleep 0.1; done
+    alice=$(DATA_DIR=$dir "$bin/gateway" token --user alice)
+    bob=$(DATA_DIR=$dir "$bin/gateway" token --user bob)
+    chat=$(curl -s -X POST "127.0.0.1:$port/v1/chats" -H "Authorization: Bearer $alice" \
+        -d '{"type":"group","name":"g","members":["bob"]}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+}

@@ -12,15 +12,9 @@
 set -u
 bin=$1; port=$2; messages=${3:-6000}; wait_s=${4:-15}
 here=$(cd "$(dirname "$0")" && pwd)
-dir=$(mktemp -d)
-COMMAND_RATE=0 DATA_DIR=$dir LISTEN_ADDR=127.0.0.1:$port "$bin/gateway" > "$dir/log" 2>&1 &
-gw=$!
-trap 'kill $gw 2>/dev/null; wait $gw 2>/dev/null; rm -rf "$dir"' EXIT
-until curl -sf "127.0.0.1:$port/healthz" >/dev/null; do sleep 0.1; done
-alice=$(DATA_DIR=$dir "$bin/gateway" token --user alice)
-bob=$(DATA_DIR=$dir "$bin/gateway" token --user bob)
-chat=$(curl -s -X POST "127.0.0.1:$port/v1/chats" -H "Authorization: Bearer $alice" \
-    -d '{"type":"group","name":"g","members":["bob"]}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+# shellcheck source=bench/diagnose/lib.sh
+source "$here/lib.sh"
+diagnose_alice_and_bob "$bin" "$port" COMMAND_RATE=0
 rss() { awk '/VmRSS/ {print $2}' "/proc/$gw/status"; }
 echo "syncmem: alice sends $messages messages of 8,000 bytes"
 python3 "$here/syncmem.py" "$port" "$alice" "$bob" "$chat" "$messages" 8000 "$wait_s" | while read -r line; do

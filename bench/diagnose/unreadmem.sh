@@ -14,15 +14,9 @@
 set -u
 bin=$1; port=$2; readers=${3:-99}; messages=${4:-600}; first=${5:-ping}
 here=$(cd "$(dirname "$0")" && pwd)
-dir=$(mktemp -d)
-DATA_DIR=$dir LISTEN_ADDR=127.0.0.1:$port "$bin/gateway" > "$dir/log" 2>&1 &
-gw=$!
-trap 'kill $gw 2>/dev/null; wait $gw 2>/dev/null; rm -rf "$dir"' EXIT
-until curl -sf "127.0.0.1:$port/healthz" >/dev/null; do sleep 0.1; done
-alice=$(DATA_DIR=$dir "$bin/gateway" token --user alice)
-bob=$(DATA_DIR=$dir "$bin/gateway" token --user bob)
-chat=$(curl -s -X POST "127.0.0.1:$port/v1/chats" -H "Authorization: Bearer $alice" \
-    -d '{"type":"group","name":"g","members":["bob"]}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+# shellcheck source=bench/diagnose/lib.sh
+source "$here/lib.sh"
+diagnose_alice_and_bob "$bin" "$port"
 echo "unreadmem: $readers connections of bob's stop reading; alice sends $messages messages at once"
 (cd "$here" && python3 unreadmem.py "$port" "$gw" "$alice" "$bob" "$chat" "$readers" "$messages" 15 "$first") | sed 's/^/unreadmem: /'
 slow=$(curl -s "127.0.0.1:$port/metrics" | awk '/^chat_connections_closed_total\{reason="slow"\}/ {print $2}')
