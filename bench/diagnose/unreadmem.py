@@ -7,7 +7,7 @@ alice's token, bob's token, chat id, readers, messages, seconds, first
 frame (ping or none)."""
 import json, socket, sys, threading, time
 
-from syncmem import connect, frame  # the same hand-made WebSocket
+from syncmem import connect, drain, frame  # the same hand-made WebSocket
 
 port, pid, alice, bob, chat, readers, messages, seconds, first = sys.argv[1:10]
 port, pid, chat, readers, messages, seconds = int(port), int(pid), int(chat), int(readers), int(messages), float(seconds)
@@ -25,14 +25,7 @@ for _ in range(readers):
     bobs.append(b)
 a = connect(port, alice)
 stop = threading.Event()
-def drain():
-    a.settimeout(0.5)
-    while not stop.is_set():
-        try:
-            if not a.recv(1 << 16): return
-        except socket.timeout:
-            pass
-threading.Thread(target=drain, daemon=True).start()
+threading.Thread(target=drain, args=(a, stop), daemon=True).start()
 attachment = [{"k": "y" * 47000}]
 burst = b"".join(frame(json.dumps({"type": "new", "chatId": chat, "clientMessageId": f"u{i}", "message": "x" * 16000,
                                    "attachments": attachment})) for i in range(messages))
