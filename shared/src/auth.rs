@@ -90,11 +90,13 @@ impl Authenticator {
     }
 }
 
-/// User ids are 1..=128 characters with no control characters and no comma
-/// (the presence endpoint takes a comma-separated list).
+/// User ids are 1..=128 characters with no control characters and no comma,
+/// and do not start or end with white space: the presence endpoint takes a
+/// comma-separated list and trims its names, so such a user could not be
+/// asked about (found by a hostile-client audit: `sub` " " was accepted).
 pub fn valid_user_id(id: &str) -> bool {
     let chars = id.chars().count();
-    (1..=MAX_USER_ID_CHARS).contains(&chars) && !id.chars().any(|c| c.is_control() || c == ',')
+    (1..=MAX_USER_ID_CHARS).contains(&chars) && id.trim() == id && !id.chars().any(|c| c.is_control() || c == ',')
 }
 
 #[cfg(test)]
@@ -116,6 +118,10 @@ mod tests {
         assert_eq!(other.verify(&token), Err(AuthError::Invalid));
         assert_eq!(auth.verify("garbage"), Err(AuthError::Invalid));
         assert_eq!(auth.verify(&auth.mint("a,b", now() + 60)), Err(AuthError::BadSubject));
+        for spaced in [" ", " bob", "bob\u{2003}"] {
+            assert_eq!(auth.verify(&auth.mint(spaced, now() + 60)), Err(AuthError::BadSubject), "{spaced:?}");
+        }
+        assert!(auth.verify(&auth.mint("bob smith", now() + 60)).is_ok(), "white space inside is a name's");
         assert_eq!(auth.verify(&auth.mint("", now() + 60)), Err(AuthError::BadSubject));
     }
 
