@@ -214,7 +214,12 @@ fn tcp_halves(upgraded: Upgraded) -> Result<(OwnedReadHalf, OwnedWriteHalf), Web
             "the client sent data before the WebSocket handshake's answer",
         )));
     }
-    Ok(parts.io.into_inner().into_split())
+    let tcp = parts.io.into_inner();
+    // REST's bound on a peer that takes nothing (`server::SEND_STALL`) is
+    // not a WebSocket's: a client whose window stays shut is closed as a
+    // slow consumer or for its heartbeat, with a close code, as before.
+    let _ = crate::server::set_send_stall(&tcp, std::time::Duration::ZERO);
+    Ok(tcp.into_split())
 }
 
 /// Whether a token valid through second `exp` has expired at `now`

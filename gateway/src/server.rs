@@ -42,6 +42,16 @@ pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 /// bodies are read through the buffer in parts, whatever their size.
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 
+/// How long an HTTP connection's peer may take none of what it is sent
+/// before the kernel drops the connection (`TCP_USER_TIMEOUT`, which also
+/// bounds the probes of a peer that keeps its window shut). hyper has no
+/// write timeout, and a client that asked for a large answer and never
+/// read it held it in the gateway's memory for good: twelve unread history
+/// pages of a 10,000-member group held 1 GB (found by a hostile-client
+/// audit). A WebSocket sets it back to the system's default at its upgrade
+/// (`client::tcp_halves`): its slow consumers are the outbound queue's.
+pub const SEND_STALL: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// How long a shutdown waits, once the node has stopped (its store closed),
 /// for the HTTP requests still in progress to be answered and their
 /// answers taken: REST was served throughout the drain, and one still
@@ -104,6 +114,7 @@ pub async fn run(
                     // ack would otherwise wait for the client's delayed ACK,
                     // ~40 ms).
                     let _ = tcp.set_nodelay(true);
+                    let _ = set_send_stall(&tcp, SEND_STALL);
                     connections.spawn(serve_http(tcp, app.clone(), stopping.clone()));
                 }
                 Err(e) => accept_failed(e).await,
@@ -137,6 +148,13 @@ async fn serve_http(tcp: TcpStream, app: Router, mut stopping: watch::Receiver<b
     // answer would hold the process past its drain for as long as it
     // liked: dropped, it is cut off.
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, connection).await;
+}
+
+/// Sets how long `tcp`'s peer may take nothing before the kernel drops the
+/// connection; zero for the system's default.
+pub fn set_send_stall(tcp: &TcpStream, stall: std::time::Duration) -> nix::Result<()> {
+    let ms = u32::try_from(stall.as_millis()).unwrap_or(u32::MAX);
+    nix::sys::socket::setsockopt(tcp, nix::sys::socket::sockopt::TcpUserTimeout, &ms)
 }
 
 /// A failed accept: a client that gave up is nothing; anything else, most

@@ -74,3 +74,42 @@ async fn headers_past_the_bound_are_refused() {
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
 }
+
+/// A client that asks for a large answer and takes none of it is dropped
+/// by the kernel once `SEND_STALL` has passed (`TCP_USER_TIMEOUT`), rather
+/// than held with its answer for good: reading after that meets the end of
+/// the connection long before the whole answer.
+#[tokio::test]
+async fn an_answer_never_read_is_dropped_after_the_send_stall() {
+    let server = TestServer::start().await;
+    let chat = server.group("alice", &["bob"]).await;
+    let mut alice = server.connect("alice").await;
+    let (text, attachments) = ("x".repeat(16_000), serde_json::json!([{"k": "y".repeat(44_000)}]));
+    for i in 0..200 {
+        let ack = alice
+            .request(serde_json::json!({"type": "new", "chatId": chat, "clientMessageId": format!("c{i}"),
+                "message": text, "attachments": attachments}))
+            .await;
+        assert_eq!(ack["type"], "ack", "{ack}");
+    }
+    let path = format!("/v1/chats/{chat}/messages?limit=200");
+    let whole =
+        reqwest::Client::new().get(server.url(&path)).bearer_auth(server.token("bob")).send().await.expect("answer");
+    let whole = whole.bytes().await.expect("read whole").len();
+
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("a small window");
+    let mut tcp = socket.connect(server.addr).await.expect("connect");
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: gateway\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+        server.token("bob")
+    );
+    tcp.write_all(request.as_bytes()).await.expect("request sent");
+    // The scenario: a client that reads nothing for longer than the stall.
+    tokio::time::sleep(gateway::server::SEND_STALL + Duration::from_secs(10)).await;
+    let (mut received, mut chunk) = (0, vec![0u8; 1 << 16]);
+    while let Ok(n @ 1..) = tcp.read(&mut chunk).await {
+        received += n;
+    }
+    assert!(received < whole, "{received} bytes of an answer of {whole}: the connection was kept");
+}
