@@ -146,7 +146,9 @@ impl Reader<'_> {
                 }
                 OpCode::Pong => {}
                 OpCode::Close => {
-                    self.reply(Outbound::Close(close::NORMAL, "")).await;
+                    let code = close::reply_to(&frame.payload);
+                    let reason = if code == close::NORMAL { "" } else { "bad close frame" };
+                    self.reply(Outbound::Close(code, reason)).await;
                     return;
                 }
             }

@@ -148,6 +148,26 @@ async fn an_unmasked_frame_closes_with_1002() {
     assert_eq!(alice.ended().await, Ended::Closed(1002));
 }
 
+/// A Close frame is answered by what it holds (RFC 6455 5.5.1, 7.4): 1000
+/// to a valid one, 1002 to a lone byte or a code no peer may send, 1007 to
+/// a reason that is not UTF-8. Each was answered 1000.
+#[tokio::test]
+async fn a_close_frame_is_answered_by_what_it_holds() {
+    let server = TestServer::start().await;
+    let cases: [(&[u8], u16); 5] =
+        [(b"\x03\xe8bye", 1000), (b"\x03", 1002), (b"\x03\xed", 1002), (b"\x13\x88", 1002), (b"\x03\xe8\xff", 1007)];
+    for (payload, answer) in cases {
+        let mut alice = server.connect("alice").await;
+        // Masked by hand: the client library refuses to send such frames.
+        let mask = [0x11, 0x22, 0x33, 0x44];
+        let mut frame = vec![0x88, 0x80 | payload.len() as u8];
+        frame.extend_from_slice(&mask);
+        frame.extend(payload.iter().enumerate().map(|(i, byte)| byte ^ mask[i % 4]));
+        alice.write_bytes(&frame).await;
+        assert_eq!(alice.ended().await, Ended::Closed(answer), "{payload:?}");
+    }
+}
+
 /// Text that is not UTF-8 fails the connection with 1007 (RFC 6455, 8.1),
 /// in one frame or in fragments; a character split between fragments is
 /// read whole.
