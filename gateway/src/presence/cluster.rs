@@ -318,6 +318,7 @@ impl ClusterPresence {
             return Ok(());
         }
         let script = redis::Script::new(RECOUNT);
+        let mut announced = 0;
         for (n, chunk) in due.chunks(RESTORE_CHUNK).enumerate() {
             let states = self.per_user(&script, chunk, |invocation, (user, r)| {
                 invocation.key(self.keys.online(user)).key(self.keys.presence_last(user)).key(self.keys.presence_seq());
@@ -335,10 +336,15 @@ impl ClusterPresence {
             for ((user, _), (online, seq, follows, at)) in chunk.iter().zip(states) {
                 if seq != 0 {
                     presence.settled(user, online == 1, at, seq, Some(follows));
+                    announced += 1;
                 }
             }
         }
-        tracing::info!(users = due.len(), "presence announced again from the counts");
+        // A recount asked only in case a state changed may announce
+        // nothing: after a stall, most of them.
+        if announced > 0 {
+            tracing::info!(users = announced, "presence announced again from the counts");
+        }
         Ok(())
     }
 
