@@ -82,16 +82,10 @@ impl OutboundQueue {
         }
     }
 
-    /// Items the queue holds at most (`OUTBOUND_QUEUE`), which also bounds
-    /// the live events a connection holds back during a `sync`.
-    pub fn limit(&self) -> usize {
-        self.limits.items as usize
-    }
-
-    /// Bytes the queue holds at most (`OUTBOUND_BYTES`), which also bound
-    /// the live events a connection holds back.
-    pub fn byte_limit(&self) -> usize {
-        self.limits.bytes as usize
+    /// What the queue holds at most (`OUTBOUND_QUEUE`, `OUTBOUND_BYTES`),
+    /// which also bounds the live events a connection holds back.
+    pub fn limits(&self) -> QueueLimits {
+        self.limits
     }
 
     pub fn is_full(&self) -> bool {

@@ -22,6 +22,7 @@ use shared::protocol::native::outbound as render;
 use crate::frame_metrics;
 use crate::handle::ClientHandle;
 use crate::outbound::{Cursors, Framed, Outbound, RenderedEvent, CONNECT_HOLD};
+use crate::outbound_queue::QueueLimits;
 use crate::write_through::Socket;
 
 /// A wake-up's frames are written once they reach this many bytes, so a
@@ -154,7 +155,7 @@ impl Writer<'_> {
                 // The queue's limits, read here rather than kept in every
                 // connection's writer.
                 let mut state = handle.write_state();
-                let limits = (state.queue.limit(), state.queue.byte_limit());
+                let limits = state.queue.limits();
                 self.live(&mut state.cursors, limits, event);
             }
             Outbound::SyncBegin(chats) => handle.write_state().cursors.begin_sync(&chats),
@@ -191,12 +192,12 @@ impl Writer<'_> {
     }
 
     /// `hold_limits`: the most events, and bytes of them, held back.
-    fn live(&mut self, cursors: &mut Cursors, hold_limits: (usize, usize), event: Arc<RenderedEvent>) {
+    fn live(&mut self, cursors: &mut Cursors, hold_limits: QueueLimits, event: Arc<RenderedEvent>) {
         if cursors.hold(&event) {
             // Released, they are encoded all at once: bounded in bytes too,
             // or a client that sends no first frame, or syncs and does not
             // read, had 1,024 frames of 64 KB encoded for it.
-            if cursors.held_len() > hold_limits.0 || cursors.held_bytes() > hold_limits.1 {
+            if cursors.held_len() > hold_limits.items as usize || cursors.held_bytes() > hold_limits.bytes as usize {
                 self.held_too_many(cursors);
             }
             return;
