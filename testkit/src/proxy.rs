@@ -45,6 +45,22 @@ impl Proxy {
         Ok(Proxy { addr, generation, tasks })
     }
 
+    /// A proxy in front of the server `url` names (`postgres://…`,
+    /// `redis://…`), and `url` with the proxy's address in its place.
+    pub async fn in_front_of(url: &str) -> anyhow::Result<(Proxy, String)> {
+        let mut url = reqwest::Url::parse(url)?;
+        let host = url.host_str().ok_or_else(|| anyhow::anyhow!("{url} names no host"))?;
+        let port = url.port().ok_or_else(|| anyhow::anyhow!("{url} names no port"))?;
+        let target = tokio::net::lookup_host((host, port))
+            .await?
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("{host} has no address"))?;
+        let proxy = Proxy::start(target).await?;
+        url.set_host(Some("127.0.0.1"))?;
+        url.set_port(Some(proxy.addr.port())).map_err(|()| anyhow::anyhow!("{url} takes no port"))?;
+        Ok((proxy, url.to_string()))
+    }
+
     /// From now on the connections open now carry nothing either way; they
     /// are not closed. Connections made later work.
     pub fn silence_open_connections(&self) {

@@ -29,6 +29,18 @@ fn migrator() -> &'static sqlx::migrate::Migrator {
 /// a server restart an idle connection fails the ping, not a request.
 const ALIVE_WITHOUT_PING: Duration = Duration::from_millis(500);
 
+/// An idle connection that does not answer its ping within this is closed,
+/// and the pool opens a new one in its place. A connection whose far end
+/// went away without a word (a failover behind the same address, a route
+/// that dropped packets while the server gave up on the connection) never
+/// answers: unbounded, every idle one held its taker until the caller's
+/// own deadline (5 s for a gateway's read, 10 s for a worker's batch), one
+/// after the other, and the health check's ping never found a live one.
+/// The ping is a round trip with no work in it: one that takes a second
+/// means a server that is gone, or too loaded to serve the statement after
+/// it in time anyway.
+const IDLE_PING_LIMIT: Duration = Duration::from_secs(1);
+
 /// Why the pool could not open its first connection. The pool retries a
 /// refused connection until its deadline and then says only that it timed
 /// out, which reads as a pool too small; one direct attempt names the
@@ -51,7 +63,16 @@ async fn connect_pool(url: &str) -> Result<sqlx::AnyPool, sqlx::Error> {
         .before_acquire(|conn, meta| {
             Box::pin(async move {
                 if meta.idle_for >= ALIVE_WITHOUT_PING {
-                    conn.ping().await?;
+                    match tokio::time::timeout(IDLE_PING_LIMIT, conn.ping()).await {
+                        Ok(answered) => answered?,
+                        Err(_) => {
+                            let silent = std::io::Error::new(
+                                std::io::ErrorKind::TimedOut,
+                                format!("an idle connection did not answer a ping within {IDLE_PING_LIMIT:?}"),
+                            );
+                            return Err(sqlx::Error::Io(silent));
+                        }
+                    }
                 }
                 Ok(true)
             })
