@@ -1,10 +1,11 @@
 //! A TCP proxy whose open connections a test can silence, as a failover
 //! or a dead host does to a client's half-open connections: the
 //! connections stay open and nothing comes back, while new connections
-//! reach the server.
+//! reach the server. Or it can cut its client off altogether, as a
+//! network policy or a broken route does, and mend the path later.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -15,6 +16,8 @@ pub struct Proxy {
     pub addr: SocketAddr,
     /// Connections accepted in an earlier generation are silent.
     generation: Arc<AtomicU64>,
+    /// New connections are closed at once.
+    refusing: Arc<AtomicBool>,
     tasks: Arc<Mutex<Vec<AbortHandle>>>,
 }
 
@@ -24,11 +27,15 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let generation = Arc::new(AtomicU64::new(0));
+        let refusing = Arc::new(AtomicBool::new(false));
         let tasks: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
         let accepting = {
-            let (generation, tasks) = (Arc::clone(&generation), Arc::clone(&tasks));
+            let (generation, refusing, tasks) = (Arc::clone(&generation), Arc::clone(&refusing), Arc::clone(&tasks));
             tokio::spawn(async move {
                 while let Ok((client, _)) = listener.accept().await {
+                    if refusing.load(Ordering::SeqCst) {
+                        continue;
+                    }
                     let Ok(server) = TcpStream::connect(target).await else { continue };
                     let born = generation.load(Ordering::SeqCst);
                     let (client_read, client_write) = client.into_split();
@@ -42,7 +49,7 @@ impl Proxy {
             })
         };
         tasks.lock().unwrap().push(accepting.abort_handle());
-        Ok(Proxy { addr, generation, tasks })
+        Ok(Proxy { addr, generation, refusing, tasks })
     }
 
     /// A proxy in front of the server `url` names (`postgres://…`,
@@ -65,6 +72,19 @@ impl Proxy {
     /// are not closed. Connections made later work.
     pub fn silence_open_connections(&self) {
         self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// From now on the open connections are silent and new ones are closed
+    /// as soon as they are made, until [`Proxy::mend`].
+    pub fn cut(&self) {
+        self.refusing.store(true, Ordering::SeqCst);
+        self.silence_open_connections();
+    }
+
+    /// New connections reach the server again; those open at the cut stay
+    /// silent.
+    pub fn mend(&self) {
+        self.refusing.store(false, Ordering::SeqCst);
     }
 }
 

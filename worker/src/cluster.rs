@@ -1,5 +1,14 @@
 //! The worker process in a cluster: holds a fair share of the shard leases
 //! and runs a [`ShardConsumer`] per owned shard.
+//!
+//! A worker whose database has not answered for `UNREACHABLE_GRACE_MS`
+//! steps aside: it gives its shards up and stops counting as live, so the
+//! workers that still reach the database take them. Its lease rounds need
+//! Redis alone, so a worker cut off from PostgreSQL used to keep renewing
+//! its leases, and its shards' chats stalled until someone deleted it.
+//! When every worker is cut off, no one holds the shards and the commands
+//! wait in the streams, as they would have waited behind failing retries;
+//! the first worker the database answers again takes them.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,6 +20,7 @@ use shared::bus::group_info::workers_group;
 use shared::bus::keys::{Keys, GROUP};
 use shared::bus::redis::RedisBroker;
 use shared::bus::redis_connection::RedisConnection;
+use shared::health::Health;
 use shared::store::Store;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -31,6 +41,8 @@ pub struct Worker {
     pub commit_hold: Hold,
     pub store: Store,
     pub redis: RedisConnection,
+    /// Whether the database answered lately ([`Health::watch`]).
+    pub health: Arc<Health>,
 }
 
 struct Owned {
@@ -49,13 +61,14 @@ impl Worker {
     pub async fn run(self, stop: CancellationToken) {
         let broker = RedisBroker::new(&self.redis_url, self.redis.clone(), self.keys.clone());
         let processor = Processor::with_redelivery(self.store.clone());
-        let committer = GroupCommit::start(processor.clone(), self.commit_hold);
+        let mut committer = GroupCommit::start(processor.clone(), self.commit_hold);
         let mut owned: BTreeMap<u32, Owned> = BTreeMap::new();
-        let mut ticker = tokio::time::interval(Duration::from_millis(self.lease_ttl_ms / 3));
+        let mut ticker = tokio::time::interval(self.round());
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tracing::info!(worker = %self.id, shards = self.keys.shards(), "worker started");
         // Shown from the start, so that a first re-read is an increase.
         metrics::counter!("chat_stream_backlog_rereads_total").absolute(0);
+        let mut stepped_aside = false;
         loop {
             // Stop first: after a slow round the next tick is due at once,
             // and a stopping worker should not start another (see
@@ -65,26 +78,69 @@ impl Worker {
                 _ = stop.cancelled() => break,
                 _ = ticker.tick() => {}
             }
-            if let Err(e) = self.rebalance(&mut owned, &processor, &committer, &broker).await {
+            let cut_off = !self.health.readiness().database;
+            let stepping_aside = cut_off && !stepped_aside;
+            if cut_off != stepped_aside {
+                stepped_aside = cut_off;
+                if stepped_aside {
+                    tracing::warn!(
+                        worker = %self.id,
+                        shards = owned.len(),
+                        "the database has not answered for UNREACHABLE_GRACE_MS; giving the shards up to workers \
+                         that reach it"
+                    );
+                } else {
+                    tracing::info!(worker = %self.id, "the database answers again; taking a share of the shards");
+                }
+            }
+            if stepped_aside {
+                // A batch in hand waits for a database that does not answer:
+                // it is abandoned, pending, for the next owner to apply.
+                let until = tokio::time::Instant::now() + self.round();
+                if let Err(e) = self.leave(&mut owned, Some(until)).await {
+                    metrics::counter!("chat_redis_errors_total", "op" => "lease").increment(1);
+                    tracing::warn!(error = %e, "could not leave the live workers; the liveness key lapses by itself");
+                }
+                if stepping_aside {
+                    committer.abandon();
+                    committer = GroupCommit::start(processor.clone(), self.commit_hold);
+                }
+            } else if let Err(e) = self.rebalance(&mut owned, &processor, &committer, &broker).await {
                 metrics::counter!("chat_redis_errors_total", "op" => "lease").increment(1);
                 tracing::warn!(error = %e, "lease round failed; keeping current shards");
             }
             metrics::gauge!("chat_worker_owned_shards").set(owned.len() as f64);
             self.report_streams(&mut owned).await;
         }
-        // Stop every consumer at once, then release each lease as its
-        // consumer finishes the batch in hand.
+        // Each consumer finishes the batch in hand before its lease goes.
+        let _ = self.leave(&mut owned, None).await;
+        tracing::info!(worker = %self.id, "worker stopped; shards released");
+    }
+
+    /// A lease round's period: a third of the lease's TTL.
+    fn round(&self) -> Duration {
+        Duration::from_millis(self.lease_ttl_ms / 3)
+    }
+
+    /// Gives every shard up and leaves the live workers, whose fair shares
+    /// then cover its shards. The consumers are stopped all at once, and
+    /// each lease is released as its consumer finishes the batch in hand,
+    /// or at `until`.
+    async fn leave(
+        &self,
+        owned: &mut BTreeMap<u32, Owned>,
+        until: Option<tokio::time::Instant>,
+    ) -> redis::RedisResult<()> {
         for consumer in owned.values() {
             consumer.stop.cancel();
         }
         let shards: Vec<u32> = owned.keys().copied().collect();
         for shard in shards {
-            self.give_up(&mut owned, shard).await;
+            self.give_up(owned, shard, until).await;
         }
         let mut redis = self.redis.clone();
-        let _: Result<(), _> = redis.del(self.keys.worker_alive(&self.id)).await;
-        let _: Result<(), _> = redis.srem(self.keys.workers(), &self.id).await;
-        tracing::info!(worker = %self.id, "worker stopped; shards released");
+        let _: () = redis.del(self.keys.worker_alive(&self.id)).await?;
+        redis.srem(self.keys.workers(), &self.id).await
     }
 
     async fn rebalance(
@@ -130,7 +186,7 @@ impl Worker {
         let target = fair_share(self.keys.shards(), live);
         let owned_set: BTreeSet<u32> = owned.keys().copied().collect();
         for shard in surplus(&owned_set, target) {
-            self.give_up(owned, shard).await;
+            self.give_up(owned, shard, None).await;
         }
         for shard in preference(&self.id, self.keys.shards()) {
             if owned.len() >= target {
@@ -204,8 +260,7 @@ impl Worker {
             let oldest = oldest_pending(pending);
             if consumer.strays.still_pending(oldest.clone()) {
                 let consumer_name = self.keys.shard_consumer(shard);
-                let round = Duration::from_millis(self.lease_ttl_ms / 3);
-                if let Err(e) = claim_for(&mut redis, &stream, &consumer_name, round).await {
+                if let Err(e) = claim_for(&mut redis, &stream, &consumer_name, self.round()).await {
                     metrics::counter!("chat_redis_errors_total", "op" => "claim").increment(1);
                     tracing::warn!(error = %e, shard, "could not claim the shard's stray entries");
                 }
@@ -232,11 +287,23 @@ impl Worker {
         }
     }
 
-    /// Stops consuming `shard` (after its batch in hand) and releases it.
-    async fn give_up(&self, owned: &mut BTreeMap<u32, Owned>, shard: u32) {
-        let Some(Owned { stop, task, .. }) = owned.remove(&shard) else { return };
+    /// Stops consuming `shard` (after its batch in hand, or at `until`) and
+    /// releases it. A consumer cut short leaves its batch pending, and the
+    /// next owner applies it once, as after a kill.
+    async fn give_up(&self, owned: &mut BTreeMap<u32, Owned>, shard: u32, until: Option<tokio::time::Instant>) {
+        let Some(Owned { stop, mut task, .. }) = owned.remove(&shard) else { return };
         stop.cancel();
-        let _ = task.await;
+        match until {
+            None => {
+                let _ = task.await;
+            }
+            Some(until) => {
+                if tokio::time::timeout_at(until, &mut task).await.is_err() {
+                    task.abort();
+                    let _ = task.await;
+                }
+            }
+        }
         let mut redis = self.redis.clone();
         let released: Result<i64, _> =
             redis::Script::new(RELEASE).key(self.keys.shard_lease(shard)).arg(&self.id).invoke_async(&mut redis).await;

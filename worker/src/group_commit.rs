@@ -73,6 +73,7 @@ impl Hold {
 #[derive(Clone)]
 pub struct GroupCommit {
     requests: mpsc::Sender<Request>,
+    committer: tokio::task::AbortHandle,
 }
 
 struct Request {
@@ -85,8 +86,19 @@ impl GroupCommit {
     /// Starts the committer; it stops once every handle is dropped.
     pub fn start(processor: Processor, hold: Hold) -> GroupCommit {
         let (requests, queue) = mpsc::channel(64);
-        tokio::spawn(commit(processor, hold, queue));
-        GroupCommit { requests }
+        let committer = tokio::spawn(commit(processor, hold, queue)).abort_handle();
+        GroupCommit { requests, committer }
+    }
+
+    /// Drops the transaction in progress and everything queued, answering
+    /// [`StoreError::Stopped`]: for a worker that gave its shards up because
+    /// the database stopped answering. Left running, the committer would
+    /// wait out the store's deadline on each batch, and a worker taking
+    /// shards again would queue behind it. A transaction dropped may still
+    /// commit, as one past its deadline may: the next owner re-applies its
+    /// commands, which the store recognises.
+    pub fn abandon(&self) {
+        self.committer.abort();
     }
 
     /// Applies `batch` as [`Processor::apply_isolating`] does, possibly in one

@@ -91,6 +91,7 @@ async fn run(settings: Settings, database_url: String, redis_url: String) -> any
         commit_hold: worker::group_commit::Hold::up_to(std::time::Duration::from_micros(settings.group_commit_hold_us)),
         store: store.clone(),
         redis,
+        health: health.clone(),
     };
     let running = tokio::spawn(worker.run(stop.clone()));
     shared::process::shutdown_signal().await;

@@ -119,3 +119,38 @@ async fn a_held_batch_is_applied_with_or_without_company() {
     assert_eq!(message_ids(held.expect("applied")), [(two, 1)]);
     assert_eq!(message_ids(company.expect("applied")), [(one, 3), (two, 2)]);
 }
+
+/// A committer abandoned (by a worker giving its shards up because the
+/// database stopped answering) drops the transaction in progress: a batch
+/// waiting on a connection gone silent is answered `Stopped` at once, not
+/// after the store's 10 s deadline, which would hold up the batches of a
+/// worker that takes shards again.
+#[tokio::test]
+async fn an_abandoned_committer_lets_go_of_a_transaction_on_a_silent_connection() {
+    let admin = std::env::var("TEST_DATABASE_URL").expect("TEST_DATABASE_URL (run ./scripts/test)");
+    let url = testkit::services::fresh_database(&admin).await.expect("database");
+    let (proxy, through_proxy) = testkit::proxy::Proxy::in_front_of(&url).await.expect("proxy");
+    let store = Store::connect(&through_proxy).await.expect("store");
+    let chat = group(&store).await;
+    let committer = GroupCommit::start(Processor::with_redelivery(store), Hold::NONE);
+    // Used just now, the connection is taken again without a ping.
+    let first = committer.apply(Arc::new(vec![send("first", chat, "one")]), false).await.expect("applied");
+    assert_eq!(message_ids(first), [(chat, 1)]);
+
+    proxy.silence_open_connections();
+    let waiting = tokio::spawn({
+        let committer = committer.clone();
+        async move { committer.apply(Arc::new(vec![send("second", chat, "two")]), false).await }
+    });
+    // The test's runtime has one thread: these turns let the batch reach
+    // the committer and its statement go out.
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    committer.abandon();
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(2), waiting)
+        .await
+        .expect("answered at once")
+        .expect("the task ran");
+    assert!(matches!(answer, Err(shared::store::StoreError::Stopped)), "{answer:?}");
+}

@@ -130,8 +130,14 @@ impl Cluster {
     }
 
     pub fn start_worker(&mut self) {
+        self.start_worker_with(&[]);
+    }
+
+    /// Starts a worker with `settings` over the cluster's own.
+    pub fn start_worker_with(&mut self, settings: &[(&str, String)]) {
         let index = self.workers.len();
         let mut env = self.common_env();
+        env.extend(settings.iter().map(|(name, value)| (name.to_string(), value.clone())));
         env.insert("WORKER_ID".into(), format!("worker-{index}"));
         // Short leases: a dead worker's shards move within about a second.
         env.insert("LEASE_TTL_MS".into(), "1000".into());
@@ -367,9 +373,19 @@ impl Cluster {
     /// Polls gateway `gateway`'s `/metrics` until it has the line `line`:
     /// for what a client cannot see.
     pub async fn wait_for_metric(&self, gateway: usize, line: &str) {
+        self.wait_for_metric_at(self.gateways[gateway].port, line).await
+    }
+
+    /// [`Cluster::wait_for_metric`] for the process whose metrics are at
+    /// `port` (a worker's admin port, say), which may still be starting.
+    pub async fn wait_for_metric_at(&self, port: u16, line: &str) {
         let started = Instant::now();
         loop {
-            let (_, metrics) = self.text(self.gateways[gateway].port, "/metrics").await;
+            let page = self.http.get(format!("http://127.0.0.1:{port}/metrics")).send().await;
+            let metrics = match page {
+                Ok(page) => page.text().await.unwrap_or_default(),
+                Err(e) => e.to_string(),
+            };
             if metrics.lines().any(|l| l == line) {
                 return;
             }

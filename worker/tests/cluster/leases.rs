@@ -66,3 +66,55 @@ async fn a_worker_whose_lease_was_taken_reads_nothing_more_from_the_shard() {
     assert_eq!((&ack["clientMessageId"], &ack["messageId"]), (&json!("second"), &json!(2)), "{ack}");
     assert_eq!(cluster.shard_owner(chat).await, cluster.workers[0].name);
 }
+
+/// A worker that reaches Redis but not PostgreSQL (a network policy, a
+/// broken route) gives its shards up once the database has not answered
+/// for `UNREACHABLE_GRACE_MS`, and the worker that reaches it applies their
+/// commands, the one in hand included, once each. When the path is mended
+/// it takes its share again. It used to go on renewing its leases through
+/// Redis, and its shards' chats stalled until someone deleted it.
+#[tokio::test]
+async fn a_worker_cut_off_from_the_database_hands_its_shards_over() {
+    let mut cluster = Cluster::start(Options::default(), 1, 1).await;
+    let (proxy, through_proxy) = testkit::proxy::Proxy::in_front_of(&cluster.database_url).await.expect("proxy");
+    cluster.start_worker_with(&[("DATABASE_URL", through_proxy), ("UNREACHABLE_GRACE_MS", "1000".to_string())]);
+    let cut_off_admin = cluster.worker_admin_ports[1];
+    // 16 shards, two live workers: eight each.
+    cluster.wait_for_metric_at(cut_off_admin, "chat_worker_owned_shards 8").await;
+    let mut chat = cluster.group(0, "alice", &["bob"]).await;
+    for _ in 0..16 {
+        if cluster.shard_owner(chat).await == "worker-1" {
+            break;
+        }
+        chat = cluster.group(0, "alice", &["bob"]).await;
+    }
+    assert_eq!(cluster.shard_owner(chat).await, "worker-1", "none of 17 chats on worker-1's shards");
+    let mut alice = cluster.connect(0, "alice").await;
+    let mut bob = cluster.connect(0, "bob").await;
+    assert_eq!(alice.send_message(chat, "before", "one").await["messageId"], 1);
+
+    proxy.cut();
+    let during = json!({"type": "new", "chatId": chat, "clientMessageId": "during", "message": "two"});
+    // Without the handover, no reply comes, and the client gives up.
+    let reply = alice.request(during).await;
+    assert_eq!((&reply["type"], &reply["messageId"]), (&json!("ack"), &json!(2)), "{reply}");
+    assert_eq!(cluster.shard_owner(chat).await, "worker-0");
+    cluster.wait_for_metric_at(cut_off_admin, "chat_worker_owned_shards 0").await;
+
+    proxy.mend();
+    cluster.wait_for_metric_at(cut_off_admin, "chat_worker_owned_shards 8").await;
+    // Surplus goes highest shard first: worker-1 gets the same eight back.
+    assert_eq!(cluster.shard_owner(chat).await, "worker-1");
+    assert_eq!(alice.send_message(chat, "after", "three").await["messageId"], 3);
+    let mut delivered = Vec::new();
+    while delivered.last() != Some(&json!("after")) {
+        let new = bob.recv_type("new").await;
+        delivered.push(new["clientMessageId"].clone());
+    }
+    assert_eq!(delivered, [json!("before"), json!("during"), json!("after")], "each once, in order");
+    assert!(
+        bob.drain().await.iter().all(|frame| frame["type"] != "new"),
+        "a message delivered twice\n{}",
+        cluster.logs()
+    );
+}
