@@ -70,15 +70,16 @@ pub async fn run(spec: AgentSpec) -> anyhow::Result<()> {
         next += pace;
         let (state, url, token, source) = (state.clone(), url_of(n), token(n), spec.source_ip.clone());
         let behaviour = behaviour_of(n);
-        if plan.scenario == Scenario::Silent && !behaviour.ping {
-            state.went_silent(spec.user(n));
-        }
+        let silent = (plan.scenario == Scenario::Silent && !behaviour.ping).then(|| spec.user(n));
         pending.push(tokio::spawn(async move {
             let opened = conn::open(&url, &token, &source, n, behaviour, state.clone(), Seen::default()).await;
             // Counted as it opens, so that the coordinator's progress moves
             // while the rest are still being paced.
             if let Ok(connection) = &opened {
                 state.connected(connection.opened_in);
+                if let Some(user) = silent {
+                    state.went_silent(user, connection.welcomed_at_us);
+                }
             }
             opened
         }));

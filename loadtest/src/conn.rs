@@ -17,7 +17,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::incoming::Incoming;
 use crate::outbox::Outbox;
 use crate::seen::Seen;
-use crate::state::AgentState;
+use crate::state::{now_us, AgentState};
 
 /// How a connection behaves.
 #[derive(Debug, Clone, Copy)]
@@ -42,6 +42,10 @@ pub struct Connection {
     pub user: usize,
     /// From the TCP connect to the `welcome`.
     pub opened_in: Duration,
+    /// When the server wrote the `welcome` (µs since the epoch), where its
+    /// heartbeat deadline starts: the welcome's `serverTime`, kept between
+    /// the connect and the welcome's arrival on this host's clock.
+    pub welcomed_at_us: u64,
     pub orders: mpsc::Sender<Order>,
     /// Ends with what the next connection of the same client carries on
     /// from.
@@ -80,12 +84,15 @@ pub async fn open(
     mut seen: Seen,
 ) -> anyhow::Result<Connection> {
     let started = Instant::now();
+    let started_at_us = now_us();
     // A server that accepts and then never answers (stopped, overloaded)
     // must fail the connection, not hang the run.
-    let ws = tokio::time::timeout(OPEN_BOUND, welcomed(url, token, source_ip))
+    let (ws, server_time_ms) = tokio::time::timeout(OPEN_BOUND, welcomed(url, token, source_ip))
         .await
         .map_err(|_| anyhow::anyhow!("not welcomed within {}s", OPEN_BOUND.as_secs()))??;
     let opened_in = started.elapsed();
+    let arrived_at_us = now_us();
+    let welcomed_at_us = server_time_ms.map_or(arrived_at_us, |ms| (ms * 1000).clamp(started_at_us, arrived_at_us));
     let (orders, mut inbox) = mpsc::channel::<Order>(1024);
     let served = tokio::spawn(async move {
         let (mut tx, mut rx) = ws.split();
@@ -149,17 +156,20 @@ pub async fn open(
             }
         }
     });
-    Ok(Connection { user, opened_in, orders, served })
+    Ok(Connection { user, opened_in, welcomed_at_us, orders, served })
 }
 
 /// How long a connection may take from its TCP connect to its `welcome`.
 const OPEN_BOUND: Duration = Duration::from_secs(30);
 
-/// [`handshake`], then the server's `welcome`.
-async fn welcomed(url: &str, token: &str, source_ip: &str) -> anyhow::Result<Socket> {
+/// [`handshake`], then the server's `welcome`, with its `serverTime`.
+async fn welcomed(url: &str, token: &str, source_ip: &str) -> anyhow::Result<(Socket, Option<u64>)> {
     let mut ws = handshake(url, token, source_ip).await?;
     match ws.next().await {
-        Some(Ok(Message::Text(text))) if text.contains("\"welcome\"") => Ok(ws),
+        Some(Ok(Message::Text(text))) if text.contains("\"welcome\"") => {
+            let welcome: Value = serde_json::from_str(&text)?;
+            Ok((ws, welcome["serverTime"].as_u64()))
+        }
         other => anyhow::bail!("no welcome: {other:?}"),
     }
 }

@@ -62,7 +62,7 @@ pub struct AgentState {
     scenario: Mutex<Histogram<u64>>,
     offline_lag: Mutex<Histogram<u64>>,
     timeline: Mutex<BTreeMap<u64, Second>>,
-    /// Silent scenario: when each silent user connected (µs since epoch).
+    /// Silent scenario: when each silent user was welcomed (µs since epoch).
     silent_since: Mutex<HashMap<String, u64>>,
     connect_error: Mutex<Option<String>>,
     pub heartbeat_timeout_us: u64,
@@ -123,10 +123,13 @@ impl AgentState {
         self.connect_error.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(|| why.to_string());
     }
 
-    /// Silent: `user` goes silent now; its co-members' `offline` is awaited.
-    pub fn went_silent(&self, user: String) {
+    /// Silent: `user`, welcomed at `since_us`, pings no more; its
+    /// co-members' `offline` is awaited. The server's deadline runs from
+    /// its welcome, not from the connect attempt, which in a connect burst
+    /// came seconds before and made every `offline` look that much later.
+    pub fn went_silent(&self, user: String, since_us: u64) {
         self.n.silent.fetch_add(1, Ordering::Relaxed);
-        self.silent_since.lock().unwrap_or_else(|e| e.into_inner()).insert(user, now_us());
+        self.silent_since.lock().unwrap_or_else(|e| e.into_inner()).insert(user, since_us);
     }
 
     /// The measured phase begins (`go`) or ends (`stop`). Rates count only
