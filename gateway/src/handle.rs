@@ -15,7 +15,7 @@ use shared::clock::now_ms;
 use crate::outbound::{Outbound, RenderedEvent};
 use crate::outbound_queue::{Pushed, QueueLimits};
 use crate::owed_replies::{Arrival, OwedReplies};
-use crate::write_through::{Deferred, FanOutBatch, Socket, WriteState, Written};
+use crate::write_through::{Deferred, FanOutBatch, Held, Socket, WriteState, Written};
 
 pub type ConnectionId = u64;
 
@@ -154,14 +154,31 @@ impl ClientHandle {
         self.write_state().attach(socket);
     }
 
-    /// Delivers a live chat event: deferred, to be written when `batch`
-    /// ends, if the writer is idle and the batch has room; queued for the
-    /// writer otherwise (see `write_through`).
+    /// Delivers a live chat event: held while the connection waits for its
+    /// first frame; deferred, to be written when `batch` ends, if the writer
+    /// is idle and the batch has room; queued for the writer otherwise (see
+    /// `write_through`).
     pub fn deliver(self: &Arc<Self>, event: &Arc<RenderedEvent>, batch: &mut FanOutBatch) -> Result<(), Rejected> {
         if self.is_closed() {
             return Err(Rejected::Closed);
         }
-        self.defer_or_queue(batch, |state| state.defer(event), || Outbound::Event(event.clone()))
+        let mut state = self.write_state();
+        match state.hold_while_connecting(event) {
+            Held::Kept => Ok(()),
+            Held::PastBound => self.queue_locked(&mut state, Outbound::Release),
+            Held::TooMany => {
+                if self.close(shared::protocol::close::SLOW_CONSUMER) {
+                    metrics::counter!("chat_slow_consumer_disconnects_total").increment(1);
+                }
+                Err(Rejected::Slow)
+            }
+            Held::No => self.defer_or_queue_locked(
+                &mut state,
+                batch,
+                |state| state.defer(event),
+                || Outbound::Event(event.clone()),
+            ),
+        }
     }
 
     /// Delivers the reply to one of this connection's commands the same
@@ -180,9 +197,18 @@ impl ClientHandle {
         defer: impl FnOnce(&mut WriteState) -> Deferred,
         item: impl FnOnce() -> Outbound,
     ) -> Result<(), Rejected> {
-        let mut state = self.write_state();
+        self.defer_or_queue_locked(&mut self.write_state(), batch, defer, item)
+    }
+
+    fn defer_or_queue_locked(
+        self: &Arc<Self>,
+        state: &mut WriteState,
+        batch: &mut FanOutBatch,
+        defer: impl FnOnce(&mut WriteState) -> Deferred,
+        item: impl FnOnce() -> Outbound,
+    ) -> Result<(), Rejected> {
         // A connection already in the batch takes more frames past its bound.
-        let deferred = if batch.has_room() || state.has_deferred() { defer(&mut state) } else { Deferred::Queue };
+        let deferred = if batch.has_room() || state.has_deferred() { defer(state) } else { Deferred::Queue };
         match deferred {
             Deferred::Encoded { first } => {
                 if first {
@@ -191,7 +217,7 @@ impl ClientHandle {
                 Ok(())
             }
             Deferred::Duplicate => Ok(()),
-            Deferred::Queue => self.queue_locked(&mut state, item()),
+            Deferred::Queue => self.queue_locked(state, item()),
         }
     }
 

@@ -90,6 +90,21 @@ pub enum Deferred {
     Queue,
 }
 
+/// What became of a live event offered to
+/// [`WriteState::hold_while_connecting`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Held {
+    /// Not held: the connection's connect hold is over.
+    No,
+    /// Held, for the writer to release.
+    Kept,
+    /// Held, and the hold is past its bound: queue `Outbound::Release`.
+    PastBound,
+    /// Past twice the bound: the writer has not taken the release while a
+    /// whole bound's worth more arrived. Close the connection (4001).
+    TooMany,
+}
+
 /// What became of a connection's deferred bytes when written.
 pub enum Written {
     /// All of them, or there were none.
@@ -136,6 +151,32 @@ impl WriteState {
         }
         frame_metrics::delivered_after(now_ms().saturating_sub(event.stored_at));
         self.encode(event.kind, &event.frame)
+    }
+
+    /// A connection waiting for its first frame holds its live events (see
+    /// `outbound`). The fan-out holds them itself, under the lock, where it
+    /// used to queue them for the writer to hold: a burst larger than the
+    /// queue's bound, arriving before the writer ran (or while it was still
+    /// setting up), then closed a client that read promptly with 4001,
+    /// where the hold's bound is meant to release what it holds (found by
+    /// a client developer's audit). Past that bound, the writer is asked
+    /// once to release; until it does, what arrives is held too, behind
+    /// what it will write, up to twice the bound.
+    pub fn hold_while_connecting(&mut self, event: &Arc<RenderedEvent>) -> Held {
+        if !self.cursors.is_holding_all() {
+            return Held::No;
+        }
+        self.cursors.hold(event);
+        let limits = self.queue.limits();
+        let (items, bytes) = (self.cursors.held_len(), self.cursors.held_bytes());
+        let past = |bounds: usize| items > limits.items as usize * bounds || bytes > limits.bytes as usize * bounds;
+        if past(2) {
+            Held::TooMany
+        } else if past(1) && self.cursors.ask_release() {
+            Held::PastBound
+        } else {
+            Held::Kept
+        }
     }
 
     /// Encodes a reply into the deferred bytes if the writer is idle.
@@ -229,5 +270,34 @@ impl Drop for FanOutBatch {
         for connection in self.deferred_to.drain(..) {
             connection.write_deferred();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    fn event(id: i64) -> Arc<RenderedEvent> {
+        Arc::new(RenderedEvent { chat: 1, id, kind: "new", stored_at: 0, frame: Bytes::from_static(b"{}") })
+    }
+
+    /// Bound of two: the third event asks for the release, once; the fifth
+    /// is past twice the bound; once released, nothing more is held.
+    #[test]
+    fn the_connect_hold_asks_for_its_release_past_its_bound_and_gives_up_past_twice() {
+        let mut state = WriteState::on_connect(QueueLimits { items: 2, bytes: 1 << 20 });
+        let held: Vec<Held> = (1..=5).map(|id| state.hold_while_connecting(&event(id))).collect();
+        assert_eq!(held, [Held::Kept, Held::Kept, Held::PastBound, Held::Kept, Held::TooMany]);
+        assert_eq!(state.cursors.release().len(), 5, "all of them, for the writer");
+        assert_eq!(state.hold_while_connecting(&event(6)), Held::No);
+    }
+
+    #[test]
+    fn the_connect_hold_counts_bytes_too() {
+        let mut state = WriteState::on_connect(QueueLimits { items: 100, bytes: 3 });
+        let held: Vec<Held> = (1..=4).map(|id| state.hold_while_connecting(&event(id))).collect();
+        assert_eq!(held, [Held::Kept, Held::PastBound, Held::Kept, Held::TooMany]);
     }
 }

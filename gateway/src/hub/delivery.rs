@@ -195,6 +195,9 @@ mod tests {
         let handle = Arc::new(ClientHandle::new(1, "bob".into(), crate::outbound_queue::QueueLimits::items(64)));
         let (bob, fresh) = hub.register(handle.clone());
         assert!(fresh);
+        // As after the client's first frame: live events are no longer
+        // held, and with no writer running they wait in the queue.
+        handle.write_state().cursors.release();
         hub.chats_loaded(&bob, [(chat, 1)]);
         let sink = HubSink(hub.clone());
         let event = |id: EventId| Event::Chat(Arc::new(events[id as usize - 1].clone()));

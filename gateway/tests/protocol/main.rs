@@ -7,6 +7,7 @@ mod common;
 mod auth;
 mod bad_input;
 mod chats;
+mod connect_hold;
 mod cors;
 mod heartbeat;
 mod http_limits;
