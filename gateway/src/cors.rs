@@ -66,7 +66,9 @@ fn origin(text: &str) -> Result<HeaderValue, String> {
 }
 
 /// The layer that answers preflights and marks responses (errors included,
-/// so a page can read their JSON) for `origins`.
+/// so a page can read their JSON) for `origins`. `Retry-After` is exposed:
+/// a page is told to wait what a 429 names, and without it a browser hides
+/// the header from the page (found by a client developer's audit).
 pub fn layer(origins: &Origins) -> CorsLayer {
     let allowed = match origins {
         Origins::Any => AllowOrigin::any(),
@@ -76,6 +78,7 @@ pub fn layer(origins: &Origins) -> CorsLayer {
         .allow_origin(allowed)
         .allow_methods([Method::GET, Method::POST, Method::DELETE])
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, HeaderName::from_static("idempotency-key")])
+        .expose_headers([header::RETRY_AFTER])
         .max_age(PREFLIGHT_MAX_AGE)
 }
 

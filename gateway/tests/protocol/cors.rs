@@ -4,7 +4,7 @@
 
 use reqwest::header::{
     ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN,
-    ACCESS_CONTROL_REQUEST_HEADERS, ACCESS_CONTROL_REQUEST_METHOD, ORIGIN,
+    ACCESS_CONTROL_EXPOSE_HEADERS, ACCESS_CONTROL_REQUEST_HEADERS, ACCESS_CONTROL_REQUEST_METHOD, ORIGIN,
 };
 use reqwest::{Method, Response};
 
@@ -50,6 +50,37 @@ async fn the_origins_named_may_call_the_rest_api_from_a_browser() {
 
     let stranger = preflight(&server, "https://elsewhere.example.com").await;
     assert_eq!(allowed_origin(&stranger), None);
+}
+
+/// A page past its allowance can read how long to wait: `Retry-After` is
+/// exposed to it, as a browser hides every header not named so.
+#[tokio::test]
+async fn a_page_refused_as_rate_limited_can_read_how_long_to_wait() {
+    let server = TestServer::start_with(|s| {
+        s.cors_origins = Some(gateway::cors::parse(APP).expect("origins"));
+        s.rest_rate = 1;
+        s.rest_burst = 1;
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let mut refused = None;
+    for _ in 0..10 {
+        let answer = http.get(server.url("/v1/chats")).bearer_auth(server.token("alice")).header(ORIGIN, APP).send();
+        let answer = answer.await.expect("http");
+        if answer.status() == 429 {
+            refused = Some(answer);
+            break;
+        }
+    }
+    let refused = refused.expect("a call past a burst of one is refused");
+    let header = |name| refused.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    assert_eq!(header(reqwest::header::RETRY_AFTER), "1");
+    assert_eq!(header(ACCESS_CONTROL_ALLOW_ORIGIN), APP);
+    assert!(
+        header(ACCESS_CONTROL_EXPOSE_HEADERS).to_ascii_lowercase().contains("retry-after"),
+        "{:?}",
+        refused.headers()
+    );
 }
 
 /// Unset, no CORS headers: a preflight is an OPTIONS like any other,
