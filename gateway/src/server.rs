@@ -34,8 +34,9 @@ pub const LISTEN_BACKLOG: u32 = 65_535;
 /// handler answers within the store's 5 s deadline.
 pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// hyper's read buffer per HTTP connection, which bounds a request's line
-/// and headers (past about this: 431). hyper's default, about 400 KB, let a client
+/// hyper's read buffer per HTTP connection, which bounds a request's
+/// headers (431 past it; hyper checks it before each read, so one read can
+/// take the headers to about twice this). hyper's default, about 400 KB, let a client
 /// that trickles headers it never ends hold that much for the 30 s hyper
 /// gives them, before any token is checked: 500 such connections took
 /// 250 MB (found by a hostile-client audit). A token is well under 1 KB;
