@@ -166,12 +166,6 @@ impl ClientHandle {
         match state.hold_while_connecting(event) {
             Held::Kept => Ok(()),
             Held::PastBound => self.queue_locked(&mut state, Outbound::Release),
-            Held::TooMany => {
-                if self.close(shared::protocol::close::SLOW_CONSUMER) {
-                    metrics::counter!("chat_slow_consumer_disconnects_total").increment(1);
-                }
-                Err(Rejected::Slow)
-            }
             Held::No => self.defer_or_queue_locked(
                 &mut state,
                 batch,
@@ -256,6 +250,7 @@ impl ClientHandle {
     }
 
     fn try_queue(&self, state: &mut WriteState, item: Outbound) -> Result<(), Rejected> {
+        state.queueing(&item);
         match state.queue.push(item) {
             Pushed::Queued => {
                 if !state.writer_busy {

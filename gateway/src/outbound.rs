@@ -137,9 +137,6 @@ struct Holds {
     /// `OUTBOUND_BYTES` as queued ones do: released, they are encoded for
     /// this connection all at once.
     held_bytes: usize,
-    /// The connect hold is past its bound and its writer was asked to
-    /// release it (`Outbound::Release`).
-    release_asked: bool,
 }
 
 impl Outbound {
@@ -230,13 +227,6 @@ impl Cursors {
 
     pub fn held_bytes(&self) -> usize {
         self.holds.as_ref().map_or(0, |h| h.held_bytes)
-    }
-
-    /// Notes that the writer was asked to release what is held; true the
-    /// first time only.
-    pub fn ask_release(&mut self) -> bool {
-        let holds = self.holds.get_or_insert_with(Box::default);
-        !std::mem::replace(&mut holds.release_asked, true)
     }
 
     pub fn begin_sync(&mut self, chats: &[ChatId]) {

@@ -20,8 +20,10 @@
 //! the same lock, so later events queue behind it until the writer has
 //! written everything and finds its queue empty. A write the socket takes
 //! only in part hands the rest to the writer as the first item of its
-//! queue. Events of a chat being held (on connect, during a `sync`) go
-//! through the writer, which owns that logic.
+//! queue. Events a new connection holds until its first frame are held
+//! here, under the same lock, until a release is queued
+//! ([`WriteState::hold_while_connecting`]); events of a chat held for a
+//! `sync` go through the writer, which owns that logic.
 
 use std::io::ErrorKind;
 use std::sync::Arc;
@@ -72,6 +74,10 @@ pub struct WriteState {
     /// fan-out must queue too. While it is false the writer waits for the
     /// queue, and whoever queues wakes it.
     pub writer_busy: bool,
+    /// The end of the connect hold (`Outbound::Release` or a first
+    /// `sync`'s `SyncEnd`) is queued: live events queue behind it from now
+    /// on, not held ahead of what was queued after it.
+    release_queued: bool,
     /// None until the connection is set up, and again once its writer ended.
     socket: Option<Arc<Socket>>,
     /// Frames the fan-out encoded during its current batch, written when
@@ -100,9 +106,6 @@ pub enum Held {
     Kept,
     /// Held, and the hold is past its bound: queue `Outbound::Release`.
     PastBound,
-    /// Past twice the bound: the writer has not taken the release while a
-    /// whole bound's worth more arrived. Close the connection (4001).
-    TooMany,
 }
 
 /// What became of a connection's deferred bytes when written.
@@ -122,6 +125,7 @@ impl WriteState {
             cursors: Cursors::on_connect(),
             queue: OutboundQueue::new(limits),
             writer_busy: true,
+            release_queued: false,
             socket: None,
             deferred: Vec::new(),
         }
@@ -159,23 +163,26 @@ impl WriteState {
     /// queue's bound, arriving before the writer ran (or while it was still
     /// setting up), then closed a client that read promptly with 4001,
     /// where the hold's bound is meant to release what it holds (found by
-    /// a client developer's audit). Past that bound, the writer is asked
-    /// once to release; until it does, what arrives is held too, behind
-    /// what it will write, up to twice the bound.
+    /// a client developer's audit). Past that bound a release is queued;
+    /// once one is queued, by anyone, events queue behind it, so none is
+    /// written ahead of a frame queued after the release (the ack of the
+    /// first command, a `chats` frame announcing the event's chat).
     pub fn hold_while_connecting(&mut self, event: &Arc<RenderedEvent>) -> Held {
-        if !self.cursors.is_holding_all() {
+        if !self.cursors.is_holding_all() || self.release_queued {
             return Held::No;
         }
         self.cursors.hold(event);
         let limits = self.queue.limits();
-        let (items, bytes) = (self.cursors.held_len(), self.cursors.held_bytes());
-        let past = |bounds: usize| items > limits.items as usize * bounds || bytes > limits.bytes as usize * bounds;
-        if past(2) {
-            Held::TooMany
-        } else if past(1) && self.cursors.ask_release() {
-            Held::PastBound
-        } else {
-            Held::Kept
+        if self.cursors.held_len() > limits.items as usize || self.cursors.held_bytes() > limits.bytes as usize {
+            return Held::PastBound;
+        }
+        Held::Kept
+    }
+
+    /// Notes what `item`, about to be queued, means for the connect hold.
+    pub fn queueing(&mut self, item: &Outbound) {
+        if matches!(item, Outbound::Release | Outbound::SyncEnd(_)) {
+            self.release_queued = true;
         }
     }
 
@@ -283,21 +290,25 @@ mod tests {
         Arc::new(RenderedEvent { chat: 1, id, kind: "new", stored_at: 0, frame: Bytes::from_static(b"{}") })
     }
 
-    /// Bound of two: the third event asks for the release, once; the fifth
-    /// is past twice the bound; once released, nothing more is held.
+    /// Bound of two: the third event is past it, and once a release is
+    /// queued nothing more is held (it queues behind the release); a frame
+    /// queued meanwhile does not end the hold.
     #[test]
-    fn the_connect_hold_asks_for_its_release_past_its_bound_and_gives_up_past_twice() {
+    fn the_connect_hold_holds_up_to_its_bound_then_lets_events_queue_behind_the_release() {
         let mut state = WriteState::on_connect(QueueLimits { items: 2, bytes: 1 << 20 });
-        let held: Vec<Held> = (1..=5).map(|id| state.hold_while_connecting(&event(id))).collect();
-        assert_eq!(held, [Held::Kept, Held::Kept, Held::PastBound, Held::Kept, Held::TooMany]);
-        assert_eq!(state.cursors.release().len(), 5, "all of them, for the writer");
-        assert_eq!(state.hold_while_connecting(&event(6)), Held::No);
+        let held: Vec<Held> = (1..=3).map(|id| state.hold_while_connecting(&event(id))).collect();
+        assert_eq!(held, [Held::Kept, Held::Kept, Held::PastBound]);
+        state.queueing(&Outbound::frame("online", Bytes::from_static(b"{}")));
+        assert_eq!(state.hold_while_connecting(&event(4)), Held::PastBound, "still holding");
+        state.queueing(&Outbound::Release);
+        assert_eq!(state.hold_while_connecting(&event(5)), Held::No);
+        assert_eq!(state.cursors.release().len(), 4, "what was held, for the writer");
     }
 
     #[test]
     fn the_connect_hold_counts_bytes_too() {
         let mut state = WriteState::on_connect(QueueLimits { items: 100, bytes: 3 });
-        let held: Vec<Held> = (1..=4).map(|id| state.hold_while_connecting(&event(id))).collect();
-        assert_eq!(held, [Held::Kept, Held::PastBound, Held::Kept, Held::TooMany]);
+        let held: Vec<Held> = (1..=2).map(|id| state.hold_while_connecting(&event(id))).collect();
+        assert_eq!(held, [Held::Kept, Held::PastBound]);
     }
 }

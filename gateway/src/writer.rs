@@ -191,14 +191,16 @@ impl Writer<'_> {
         self.encode(Frame::close(code, close_text(code).as_bytes()));
     }
 
-    /// `hold_limits`: the most events, and bytes of them, held back.
+    /// `hold_limits`: the most events, and bytes of them, held back for a
+    /// running `sync`. (Events reach the writer only once the connect hold
+    /// has been released: the fan-out holds those itself.)
     fn live(&mut self, cursors: &mut Cursors, hold_limits: QueueLimits, event: Arc<RenderedEvent>) {
         if cursors.hold(&event) {
             // Released, they are encoded all at once: bounded in bytes too,
-            // or a client that sends no first frame, or syncs and does not
-            // read, had 1,024 frames of 64 KB encoded for it.
+            // or a client that syncs and does not read had 1,024 frames of
+            // 64 KB encoded for it.
             if cursors.held_len() > hold_limits.items as usize || cursors.held_bytes() > hold_limits.bytes as usize {
-                self.held_too_many(cursors);
+                self.held_too_many();
             }
             return;
         }
@@ -208,12 +210,9 @@ impl Writer<'_> {
         }
     }
 
-    fn held_too_many(&mut self, cursors: &mut Cursors) {
-        if cursors.is_holding_all() {
-            // Waiting for a first frame is not worth more than this.
-            let released = cursors.release();
-            self.replay_with(cursors, released);
-        } else if self.handle.close(close::SLOW_CONSUMER) {
+    /// A `sync`'s hold past its bound: the client is not keeping up.
+    fn held_too_many(&mut self) {
+        if self.handle.close(close::SLOW_CONSUMER) {
             metrics::counter!("chat_slow_consumer_disconnects_total").increment(1);
         }
     }
