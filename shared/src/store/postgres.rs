@@ -41,6 +41,19 @@ const ALIVE_WITHOUT_PING: Duration = Duration::from_millis(500);
 /// it in time anyway.
 const IDLE_PING_LIMIT: Duration = Duration::from_secs(1);
 
+/// How long the server lets a transaction wait for its client's next
+/// statement before it ends the session (`idle_in_transaction_session_timeout`,
+/// off by default). A client whose path went silent in the middle of a
+/// transaction never sends its `ROLLBACK`, and the server, hearing nothing
+/// to say otherwise, keeps the transaction and its row locks for as long
+/// as TCP lets it, hours at the defaults: a worker that took over the
+/// shards of one cut off from the database waited on those locks, batch
+/// after batch (found reviewing the session that hands such shards over).
+/// Every transaction here sends its statements back to back and is given
+/// at most 10 s, so only a client that is gone, or stalled past that,
+/// meets this bound, and a stalled one retries.
+const IDLE_IN_TRANSACTION_LIMIT: &str = "15s";
+
 /// Why the pool could not open its first connection. The pool retries a
 /// refused connection until its deadline and then says only that it timed
 /// out, which reads as a pool too small; one direct attempt names the
@@ -59,6 +72,12 @@ async fn why_unreachable(url: &str) -> Option<StoreError> {
 
 async fn connect_pool(url: &str) -> Result<sqlx::AnyPool, sqlx::Error> {
     pool_options(16)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                let limit = format!("SET idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION_LIMIT}'");
+                sqlx::query(&limit).execute(conn).await.map(|_| ())
+            })
+        })
         .test_before_acquire(false)
         .before_acquire(|conn, meta| {
             Box::pin(async move {
@@ -91,4 +110,21 @@ pub(super) async fn open(url: &str) -> Result<(Store, Migrated), StoreError> {
     };
     let migrated = migrations::apply(&pool, migrator()).await?;
     Ok((Store { writer: pool.clone(), reader: pool, backend: Backend::Postgres, log: Default::default() }, migrated))
+}
+
+#[cfg(test)]
+mod tests {
+    /// The pool's connections carry the bound on idle transactions. On
+    /// PostgreSQL only, when `TEST_DATABASE_URL` names one (`scripts/test`
+    /// always does).
+    #[tokio::test]
+    async fn a_pooled_connection_ends_a_transaction_left_idle() {
+        let Ok(admin) = std::env::var("TEST_DATABASE_URL") else { return };
+        sqlx::any::install_default_drivers();
+        let url = testkit::services::fresh_database(&admin).await.expect("database");
+        let pool = super::connect_pool(&url).await.expect("pool");
+        let setting: String =
+            sqlx::query_scalar("SHOW idle_in_transaction_session_timeout").fetch_one(&pool).await.expect("SHOW");
+        assert_eq!(setting, super::IDLE_IN_TRANSACTION_LIMIT);
+    }
 }
