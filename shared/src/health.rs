@@ -24,6 +24,12 @@ const PING_LIMIT: Duration = Duration::from_secs(2);
 pub struct Health {
     grace_ms: i64,
     database_ok_at: AtomicI64,
+    /// Since when every check of the database failed, or 0 while the last
+    /// one answered; and the reverse. For a state held over several checks
+    /// (a worker stepping aside, and back), where one answer among misses,
+    /// or a check that ran late, must not count.
+    database_failing_since: AtomicI64,
+    database_answering_since: AtomicI64,
     /// `None`-like: `i64::MAX` when there is no Redis to check.
     redis_ok_at: AtomicI64,
     stopping: AtomicBool,
@@ -54,6 +60,8 @@ impl Health {
         Arc::new(Health {
             grace_ms: grace_ms as i64,
             database_ok_at: AtomicI64::new(now),
+            database_failing_since: AtomicI64::new(0),
+            database_answering_since: AtomicI64::new(now),
             redis_ok_at: AtomicI64::new(if with_redis { now } else { i64::MAX }),
             stopping: AtomicBool::new(false),
         })
@@ -90,10 +98,21 @@ impl Health {
         .await
     }
 
+    /// How long every check of the database has failed (0 while the last
+    /// one answered).
+    pub fn database_failing_for_ms(&self) -> i64 {
+        since(&self.database_failing_since)
+    }
+
+    /// How long every check of the database has answered (0 while the last
+    /// one failed).
+    pub fn database_answering_for_ms(&self) -> i64 {
+        since(&self.database_answering_since)
+    }
+
     async fn check(&self, store: &Store, redis: Option<RedisConnection>) {
-        if tokio::time::timeout(PING_LIMIT, store.ping()).await == Ok(true) {
-            self.database_ok_at.store(now_ms(), Ordering::Release);
-        }
+        let answered = tokio::time::timeout(PING_LIMIT, store.ping()).await == Ok(true);
+        self.database_checked(answered, now_ms());
         if let Some(mut redis) = redis {
             let pong: Result<String, _> = redis::cmd("PING").query_async(&mut redis).await;
             if pong.is_ok() {
@@ -101,11 +120,42 @@ impl Health {
             }
         }
     }
+
+    fn database_checked(&self, answered: bool, now: i64) {
+        let (this, other) = if answered {
+            self.database_ok_at.store(now, Ordering::Release);
+            (&self.database_answering_since, &self.database_failing_since)
+        } else {
+            (&self.database_failing_since, &self.database_answering_since)
+        };
+        let _ = this.compare_exchange(0, now, Ordering::AcqRel, Ordering::Acquire);
+        other.store(0, Ordering::Release);
+    }
+}
+
+fn since(at: &AtomicI64) -> i64 {
+    match at.load(Ordering::Acquire) {
+        0 => 0,
+        at => now_ms().saturating_sub(at).max(1),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_of_failed_or_answered_checks_is_timed_from_its_first() {
+        let health = Health::new(1_000, false);
+        assert!(health.database_answering_for_ms() >= 1, "answering from the start");
+        health.database_checked(false, now_ms() - 5_000);
+        health.database_checked(false, now_ms() - 1_000);
+        assert_eq!(health.database_answering_for_ms(), 0);
+        assert!(health.database_failing_for_ms() >= 5_000, "from the first miss, not the last");
+        health.database_checked(true, now_ms());
+        assert_eq!(health.database_failing_for_ms(), 0, "one answer ends the run");
+        assert!(health.database_answering_for_ms() >= 1);
+    }
 
     #[test]
     fn readiness_follows_stopping_and_staleness() {

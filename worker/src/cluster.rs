@@ -1,14 +1,6 @@
 //! The worker process in a cluster: holds a fair share of the shard leases
-//! and runs a [`ShardConsumer`] per owned shard.
-//!
-//! A worker whose database has not answered for `UNREACHABLE_GRACE_MS`
-//! steps aside: it gives its shards up and stops counting as live, so the
-//! workers that still reach the database take them. Its lease rounds need
-//! Redis alone, so a worker cut off from PostgreSQL used to keep renewing
-//! its leases, and its shards' chats stalled until someone deleted it.
-//! When every worker is cut off, no one holds the shards and the commands
-//! wait in the streams, as they would have waited behind failing retries;
-//! the first worker the database answers again takes them.
+//! and runs a [`ShardConsumer`] per owned shard, unless its database does
+//! not answer while another worker's does ([`crate::stand_aside`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::group_commit::{GroupCommit, Hold};
 use crate::lease::{fair_share, preference, surplus, RELEASE, RENEW};
 use crate::processor::Processor;
+use crate::stand_aside::{StandAside, Turn};
 use crate::stray_entries::{claim_for, oldest_pending, StrayWatch};
 use crate::stream::ShardConsumer;
 use crate::stream_trim::trim_applied;
@@ -43,6 +36,9 @@ pub struct Worker {
     pub redis: RedisConnection,
     /// Whether the database answered lately ([`Health::watch`]).
     pub health: Arc<Health>,
+    /// `UNREACHABLE_GRACE_MS`: how long the database must fail every check
+    /// before the worker stands aside, and answer before it comes back.
+    pub unreachable_grace_ms: u64,
 }
 
 struct Owned {
@@ -68,7 +64,10 @@ impl Worker {
         tracing::info!(worker = %self.id, shards = self.keys.shards(), "worker started");
         // Shown from the start, so that a first re-read is an increase.
         metrics::counter!("chat_stream_backlog_rereads_total").absolute(0);
-        let mut stepped_aside = false;
+        let mut stand = StandAside::new(self.unreachable_grace_ms);
+        // Learnt from the last lease round: another live worker's database
+        // answered its last check.
+        let mut others_reach = false;
         loop {
             // Stop first: after a slow round the next tick is due at once,
             // and a stopping worker should not start another (see
@@ -78,22 +77,37 @@ impl Worker {
                 _ = stop.cancelled() => break,
                 _ = ticker.tick() => {}
             }
-            let cut_off = !self.health.readiness().database;
-            let stepping_aside = cut_off && !stepped_aside;
-            if cut_off != stepped_aside {
-                stepped_aside = cut_off;
-                if stepped_aside {
+            let failing_ms = self.health.database_failing_for_ms();
+            let turn = stand.turn(failing_ms, self.health.database_answering_for_ms(), others_reach);
+            match turn {
+                Turn::SteppingAside => {
                     tracing::warn!(
                         worker = %self.id,
                         shards = owned.len(),
-                        "the database has not answered for UNREACHABLE_GRACE_MS; giving the shards up to workers \
-                         that reach it"
+                        failing_ms,
+                        "the database does not answer, and another worker's does: giving the shards up to the \
+                         workers that reach it"
                     );
-                } else {
-                    tracing::info!(worker = %self.id, "the database answers again; taking a share of the shards");
+                    // Consumers waiting on the committer get their answer
+                    // (`Stopped`) at once, and its transaction is dropped:
+                    // left running it would wait out the store's deadline.
+                    for consumer in owned.values() {
+                        consumer.stop.cancel();
+                    }
+                    committer.abandon();
+                    committer = GroupCommit::start(processor.clone(), self.commit_hold);
                 }
+                Turn::HoldingAlone => tracing::warn!(
+                    worker = %self.id,
+                    failing_ms,
+                    "the database does not answer, nor does any other worker's: keeping the shards"
+                ),
+                Turn::Rejoining => {
+                    tracing::info!(worker = %self.id, "the database answers again; taking a share of the shards")
+                }
+                Turn::Holding | Turn::Aside => {}
             }
-            if stepped_aside {
+            if matches!(turn, Turn::SteppingAside | Turn::Aside) {
                 // A batch in hand waits for a database that does not answer:
                 // it is abandoned, pending, for the next owner to apply.
                 let until = tokio::time::Instant::now() + self.round();
@@ -101,13 +115,14 @@ impl Worker {
                     metrics::counter!("chat_redis_errors_total", "op" => "lease").increment(1);
                     tracing::warn!(error = %e, "could not leave the live workers; the liveness key lapses by itself");
                 }
-                if stepping_aside {
-                    committer.abandon();
-                    committer = GroupCommit::start(processor.clone(), self.commit_hold);
+            } else {
+                match self.rebalance(&mut owned, &processor, &committer, &broker, failing_ms == 0).await {
+                    Ok(reach) => others_reach = reach,
+                    Err(e) => {
+                        metrics::counter!("chat_redis_errors_total", "op" => "lease").increment(1);
+                        tracing::warn!(error = %e, "lease round failed; keeping current shards");
+                    }
                 }
-            } else if let Err(e) = self.rebalance(&mut owned, &processor, &committer, &broker).await {
-                metrics::counter!("chat_redis_errors_total", "op" => "lease").increment(1);
-                tracing::warn!(error = %e, "lease round failed; keeping current shards");
             }
             metrics::gauge!("chat_worker_owned_shards").set(owned.len() as f64);
             self.report_streams(&mut owned).await;
@@ -143,30 +158,41 @@ impl Worker {
         redis.srem(self.keys.workers(), &self.id).await
     }
 
+    /// One lease round; `reaching`: this worker's database answered its
+    /// last check. Returns whether another live worker's did.
     async fn rebalance(
         &self,
         owned: &mut BTreeMap<u32, Owned>,
         processor: &Processor,
         committer: &GroupCommit,
         broker: &RedisBroker,
-    ) -> redis::RedisResult<()> {
+        reaching: bool,
+    ) -> redis::RedisResult<bool> {
         let mut redis = self.redis.clone();
         let ttl = self.lease_ttl_ms;
+        // The liveness key's value says whether the worker reaches its
+        // database (older releases wrote 1 always).
         let _: () = redis
             .set_options(
                 self.keys.worker_alive(&self.id),
-                1,
+                u8::from(reaching),
                 redis::SetOptions::default().with_expiration(redis::SetExpiry::PX(ttl)),
             )
             .await?;
         let _: () = redis.sadd(self.keys.workers(), &self.id).await?;
         let workers: Vec<String> = redis.smembers(self.keys.workers()).await?;
         let mut live = 0;
+        let mut others_reach = false;
         for worker in workers {
-            if redis.exists(self.keys.worker_alive(&worker)).await? {
-                live += 1;
-            } else {
-                let _: () = redis.srem(self.keys.workers(), &worker).await?;
+            let reaches: Option<u8> = redis.get(self.keys.worker_alive(&worker)).await?;
+            match reaches {
+                Some(reaches) => {
+                    live += 1;
+                    others_reach |= worker != self.id && reaches == 1;
+                }
+                None => {
+                    let _: () = redis.srem(self.keys.workers(), &worker).await?;
+                }
             }
         }
         // Renew what we hold; a lease found lost means another worker owns
@@ -221,7 +247,7 @@ impl Worker {
                 owned.insert(shard, Owned { stop, task, reread_backlog, strays: StrayWatch::default() });
             }
         }
-        Ok(())
+        Ok(others_reach)
     }
 
     /// Trims what the streams this worker owns no longer need

@@ -10,6 +10,8 @@
 //!   together.
 //! - [`lease`]: the rules of shard ownership.
 //! - [`cluster`]: the worker process: leases and one consumer per shard.
+//! - [`stand_aside`]: when a worker cut off from its database gives its
+//!   shards up.
 //! - [`retention`]: prunes the event log to the retention window.
 //! - [`checkpoint`]: standalone's SQLite checkpoints, beside the writer.
 //! - [`config`]: the worker's settings.
@@ -24,6 +26,7 @@ pub mod lease;
 pub mod processor;
 pub mod retention;
 pub mod shard_read;
+pub mod stand_aside;
 pub mod stray_entries;
 pub mod stream;
 pub mod stream_trim;

@@ -92,6 +92,7 @@ async fn run(settings: Settings, database_url: String, redis_url: String) -> any
         store: store.clone(),
         redis,
         health: health.clone(),
+        unreachable_grace_ms: settings.common.unreachable_grace_ms,
     };
     let running = tokio::spawn(worker.run(stop.clone()));
     shared::process::shutdown_signal().await;

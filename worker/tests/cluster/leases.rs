@@ -68,9 +68,10 @@ async fn a_worker_whose_lease_was_taken_reads_nothing_more_from_the_shard() {
 }
 
 /// A worker that reaches Redis but not PostgreSQL (a network policy, a
-/// broken route) gives its shards up once the database has not answered
-/// for `UNREACHABLE_GRACE_MS`, and the worker that reaches it applies their
-/// commands, the one in hand included, once each. When the path is mended
+/// broken route) gives its shards up once its database has failed every
+/// check for `UNREACHABLE_GRACE_MS` (3 s at least) while another worker's
+/// answers, and that worker applies their commands, the one in hand
+/// included, once each. When the path is mended and has answered as long,
 /// it takes its share again. It used to go on renewing its leases through
 /// Redis, and its shards' chats stalled until someone deleted it.
 #[tokio::test]
