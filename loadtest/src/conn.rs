@@ -92,7 +92,9 @@ pub async fn open(
         .map_err(|_| anyhow::anyhow!("not welcomed within {}s", OPEN_BOUND.as_secs()))??;
     let opened_in = started.elapsed();
     let arrived_at_us = now_us();
-    let welcomed_at_us = server_time_ms.map_or(arrived_at_us, |ms| (ms * 1000).clamp(started_at_us, arrived_at_us));
+    // min then max, not clamp: a clock stepped back meanwhile leaves
+    // `started_at_us` past `arrived_at_us`, where clamp panics.
+    let welcomed_at_us = server_time_ms.map_or(arrived_at_us, |ms| (ms * 1000).min(arrived_at_us).max(started_at_us));
     let (orders, mut inbox) = mpsc::channel::<Order>(1024);
     let served = tokio::spawn(async move {
         let (mut tx, mut rx) = ws.split();

@@ -18,6 +18,8 @@ pub struct Proxy {
     generation: Arc<AtomicU64>,
     /// New connections are closed at once.
     refusing: Arc<AtomicBool>,
+    /// Bytes silenced connections were sent and did not pass on.
+    dropped: Arc<AtomicU64>,
     tasks: Arc<Mutex<Vec<AbortHandle>>>,
 }
 
@@ -28,9 +30,11 @@ impl Proxy {
         let addr = listener.local_addr()?;
         let generation = Arc::new(AtomicU64::new(0));
         let refusing = Arc::new(AtomicBool::new(false));
+        let dropped = Arc::new(AtomicU64::new(0));
         let tasks: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
         let accepting = {
-            let (generation, refusing, tasks) = (Arc::clone(&generation), Arc::clone(&refusing), Arc::clone(&tasks));
+            let (generation, refusing, dropped, tasks) =
+                (Arc::clone(&generation), Arc::clone(&refusing), Arc::clone(&dropped), Arc::clone(&tasks));
             tokio::spawn(async move {
                 while let Ok((client, _)) = listener.accept().await {
                     if refusing.load(Ordering::SeqCst) {
@@ -40,8 +44,10 @@ impl Proxy {
                     let born = generation.load(Ordering::SeqCst);
                     let (client_read, client_write) = client.into_split();
                     let (server_read, server_write) = server.into_split();
-                    let up = tokio::spawn(pump(client_read, server_write, Arc::clone(&generation), born));
-                    let down = tokio::spawn(pump(server_read, client_write, Arc::clone(&generation), born));
+                    let silenced =
+                        Silenced { generation: Arc::clone(&generation), born, dropped: Arc::clone(&dropped) };
+                    let up = tokio::spawn(pump(client_read, server_write, silenced.clone()));
+                    let down = tokio::spawn(pump(server_read, client_write, silenced));
                     let mut tasks = tasks.lock().unwrap();
                     tasks.push(up.abort_handle());
                     tasks.push(down.abort_handle());
@@ -49,7 +55,7 @@ impl Proxy {
             })
         };
         tasks.lock().unwrap().push(accepting.abort_handle());
-        Ok(Proxy { addr, generation, refusing, tasks })
+        Ok(Proxy { addr, generation, refusing, dropped, tasks })
     }
 
     /// A proxy in front of the server `url` names (`postgres://…`,
@@ -86,23 +92,33 @@ impl Proxy {
     pub fn mend(&self) {
         self.refusing.store(false, Ordering::SeqCst);
     }
+
+    /// Bytes sent over silenced connections, in either direction, that
+    /// went no further: that something was sent into the silence.
+    pub fn bytes_dropped(&self) -> u64 {
+        self.dropped.load(Ordering::SeqCst)
+    }
+}
+
+/// Whether a connection is silenced: its generation is past.
+#[derive(Clone)]
+struct Silenced {
+    generation: Arc<AtomicU64>,
+    born: u64,
+    dropped: Arc<AtomicU64>,
 }
 
 /// Copies `from` to `to` until either end closes; once its connection's
 /// generation is past, reads and drops what arrives.
-async fn pump(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    generation: Arc<AtomicU64>,
-    born: u64,
-) {
+async fn pump(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp::OwnedWriteHalf, silenced: Silenced) {
     let mut buffer = vec![0u8; 16 * 1024];
     loop {
         let n = match from.read(&mut buffer).await {
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
-        if generation.load(Ordering::SeqCst) != born {
+        if silenced.generation.load(Ordering::SeqCst) != silenced.born {
+            silenced.dropped.fetch_add(n as u64, Ordering::SeqCst);
             continue;
         }
         if to.write_all(&buffer[..n]).await.is_err() {

@@ -142,10 +142,12 @@ async fn an_abandoned_committer_lets_go_of_a_transaction_on_a_silent_connection(
         let committer = committer.clone();
         async move { committer.apply(Arc::new(vec![send("second", chat, "two")]), false).await }
     });
-    // The test's runtime has one thread: these turns let the batch reach
-    // the committer and its statement go out.
-    for _ in 0..10 {
-        tokio::task::yield_now().await;
+    // Abandoned once its statement went into the silence: in flight, not
+    // still queued (a queued request is answered `Stopped` either way).
+    let started = std::time::Instant::now();
+    while proxy.bytes_dropped() == 0 {
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "the statement never went out");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
     committer.abandon();
     let answer = tokio::time::timeout(std::time::Duration::from_secs(2), waiting)

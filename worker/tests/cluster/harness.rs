@@ -133,14 +133,15 @@ impl Cluster {
         self.start_worker_with(&[]);
     }
 
-    /// Starts a worker with `settings` over the cluster's own.
+    /// Starts a worker with `settings` over the cluster's own (all but
+    /// `ADMIN_LISTEN`).
     pub fn start_worker_with(&mut self, settings: &[(&str, String)]) {
         let index = self.workers.len();
         let mut env = self.common_env();
-        env.extend(settings.iter().map(|(name, value)| (name.to_string(), value.clone())));
         env.insert("WORKER_ID".into(), format!("worker-{index}"));
         // Short leases: a dead worker's shards move within about a second.
         env.insert("LEASE_TTL_MS".into(), "1000".into());
+        env.extend(settings.iter().map(|(name, value)| (name.to_string(), value.clone())));
         let admin_port = testkit::free_port();
         env.insert("ADMIN_LISTEN".into(), format!("127.0.0.1:{admin_port}"));
         self.worker_admin_ports.push(admin_port);
