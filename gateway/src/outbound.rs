@@ -120,6 +120,9 @@ pub enum Outbound {
 pub struct Cursors {
     sent: Vec<(ChatId, Vec<(EventId, EventId)>)>,
     holding_all: bool,
+    /// The connection's first frame was a `sync`, which ends the connect
+    /// hold when it ends: the hold's one-second timer is off.
+    first_frame_sync: bool,
     /// Only while a `sync` runs: boxed, so that every other connection
     /// carries one pointer for it (every connection has cursors).
     holds: Option<Box<Holds>>,
@@ -169,7 +172,7 @@ impl Outbound {
 impl Cursors {
     /// A new connection's cursors, holding everything until released.
     pub fn on_connect() -> Self {
-        Cursors { sent: Vec::new(), holding_all: true, holds: None }
+        Cursors { sent: Vec::new(), holding_all: true, first_frame_sync: false, holds: None }
     }
 
     /// Whether to write event `id` of `chat` now (and record it as sent):
@@ -216,6 +219,12 @@ impl Cursors {
         self.holding_all
     }
 
+    /// Whether the connect hold waits for its one-second timer: it holds,
+    /// and no first `sync` has begun (that ends the hold with its `ack`).
+    pub fn waits_for_first_frame(&self) -> bool {
+        self.holding_all && !self.first_frame_sync
+    }
+
     /// Whether any chat's live events are being held.
     pub fn holds_any(&self) -> bool {
         self.holding_all || self.holds.as_ref().is_some_and(|h| !h.holding.is_empty())
@@ -230,6 +239,7 @@ impl Cursors {
     }
 
     pub fn begin_sync(&mut self, chats: &[ChatId]) {
+        self.first_frame_sync |= self.holding_all;
         let holding = &mut self.holds.get_or_insert_with(Box::default).holding;
         for chat in chats {
             *holding.entry(*chat).or_default() += 1;
@@ -387,6 +397,20 @@ mod tests {
         assert_eq!(synced, vec![(1, 10)]);
         assert_eq!(release.len(), 1);
         assert!(!c.admit(1, release[0].id), "the held copy of 10 is a duplicate now");
+    }
+
+    /// The one-second timer releases the connect hold only while no first
+    /// frame came: a first `sync` ends the hold with its own `ack`.
+    #[test]
+    fn a_first_sync_stops_the_connect_holds_timer() {
+        let mut c = Cursors::on_connect();
+        assert!(c.waits_for_first_frame());
+        c.begin_sync(&[]);
+        assert!(c.is_holding_all() && !c.waits_for_first_frame(), "still held, for the sync's ack");
+        let mut later = Cursors::on_connect();
+        later.release();
+        later.begin_sync(&[1]);
+        assert!(!later.waits_for_first_frame());
     }
 
     #[test]

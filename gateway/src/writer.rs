@@ -43,11 +43,13 @@ pub async fn write_loop(handle: &ClientHandle, socket: Arc<Socket>) {
     let hold_until = tokio::time::Instant::now() + CONNECT_HOLD;
     // A connection holds all live events from its connect until released,
     // never again after: once it stops, the writer stops asking, which
-    // would take the lock at every wake-up.
+    // would take the lock at every wake-up. A first `sync` stops the
+    // timer: its `ack` ends the hold, and other chats' events released at
+    // the second came before it, where protocol.md puts them after.
     let mut holding = true;
     loop {
         if holding {
-            holding = handle.write_state().cursors.is_holding_all();
+            holding = handle.write_state().cursors.waits_for_first_frame();
         }
         let items = tokio::select! {
             biased;
@@ -219,10 +221,7 @@ impl Writer<'_> {
 
     fn replay(&mut self, events: Vec<Arc<RenderedEvent>>) {
         let handle = self.handle;
-        self.replay_with(&mut handle.write_state().cursors, events);
-    }
-
-    fn replay_with(&mut self, cursors: &mut Cursors, events: Vec<Arc<RenderedEvent>>) {
+        let cursors = &mut handle.write_state().cursors;
         for event in events {
             if cursors.admit(event.chat, event.id) {
                 self.text(event.kind, &event.frame);

@@ -12,8 +12,8 @@ use crate::common::TestServer;
 
 /// Each round, a fresh connection of bob's is welcomed and sends nothing,
 /// and alice sends twice the queue's bound at once: the first eight are
-/// held, the ninth asks the writer to release them, and the rest are held
-/// behind them until it does.
+/// held, the ninth is held too and queues their release, and the rest
+/// queue behind it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_past_the_bound_during_the_connect_hold_is_released_in_order() {
     const QUEUE: usize = 8;
