@@ -104,6 +104,18 @@ impl Health {
         since(&self.database_failing_since)
     }
 
+    /// When the first of the checks failing in a row began (ms since the
+    /// epoch), or 0 while the last one answered.
+    pub fn database_failing_since_ms(&self) -> i64 {
+        self.database_failing_since.load(Ordering::Acquire)
+    }
+
+    /// When the last check the database answered began (ms since the
+    /// epoch; the process's start before the first check).
+    pub fn database_answered_at_ms(&self) -> i64 {
+        self.database_ok_at.load(Ordering::Acquire)
+    }
+
     /// How long every check of the database has answered (0 while the last
     /// one failed).
     pub fn database_answering_for_ms(&self) -> i64 {
@@ -111,8 +123,11 @@ impl Health {
     }
 
     async fn check(&self, store: &Store, redis: Option<RedisConnection>) {
+        // Timed from its start: a ping into a silent path fails only at
+        // its 2 s limit, and the outage began before it was sent.
+        let started = now_ms();
         let answered = tokio::time::timeout(PING_LIMIT, store.ping()).await == Ok(true);
-        self.database_checked(answered, now_ms());
+        self.database_checked(answered, started);
         if let Some(mut redis) = redis {
             let pong: Result<String, _> = redis::cmd("PING").query_async(&mut redis).await;
             if pong.is_ok() {

@@ -65,9 +65,9 @@ impl Worker {
         // Shown from the start, so that a first re-read is an increase.
         metrics::counter!("chat_stream_backlog_rereads_total").absolute(0);
         let mut stand = StandAside::new(self.unreachable_grace_ms);
-        // Learnt from the last lease round: another live worker's database
-        // answered its last check.
-        let mut others_reach = false;
+        // From the last lease round: when another live worker's database
+        // last answered it (ms since the epoch).
+        let mut others_answered_at = 0;
         loop {
             // Stop first: after a slow round the next tick is due at once,
             // and a stopping worker should not start another (see
@@ -78,6 +78,12 @@ impl Worker {
                 _ = ticker.tick() => {}
             }
             let failing_ms = self.health.database_failing_for_ms();
+            // Another worker reaches its database if it answered after
+            // this one's stopped answering: a value read a round ago, or
+            // written before an outage that took every worker's, does not
+            // count (older releases wrote 1, which never does).
+            let failing_since = self.health.database_failing_since_ms();
+            let others_reach = failing_since > 0 && others_answered_at > failing_since;
             let turn = stand.turn(failing_ms, self.health.database_answering_for_ms(), others_reach);
             match turn {
                 Turn::SteppingAside => {
@@ -116,8 +122,8 @@ impl Worker {
                     tracing::warn!(error = %e, "could not leave the live workers; the liveness key lapses by itself");
                 }
             } else {
-                match self.rebalance(&mut owned, &processor, &committer, &broker, failing_ms == 0).await {
-                    Ok(reach) => others_reach = reach,
+                match self.rebalance(&mut owned, &processor, &committer, &broker).await {
+                    Ok(answered_at) => others_answered_at = answered_at,
                     Err(e) => {
                         metrics::counter!("chat_redis_errors_total", "op" => "lease").increment(1);
                         tracing::warn!(error = %e, "lease round failed; keeping current shards");
@@ -158,37 +164,38 @@ impl Worker {
         redis.srem(self.keys.workers(), &self.id).await
     }
 
-    /// One lease round; `reaching`: this worker's database answered its
-    /// last check. Returns whether another live worker's did.
+    /// One lease round. Returns when another live worker's database last
+    /// answered it (ms since the epoch; 0 for none).
     async fn rebalance(
         &self,
         owned: &mut BTreeMap<u32, Owned>,
         processor: &Processor,
         committer: &GroupCommit,
         broker: &RedisBroker,
-        reaching: bool,
-    ) -> redis::RedisResult<bool> {
+    ) -> redis::RedisResult<i64> {
         let mut redis = self.redis.clone();
         let ttl = self.lease_ttl_ms;
-        // The liveness key's value says whether the worker reaches its
-        // database (older releases wrote 1 always).
+        // The liveness key's value: when this worker's database last
+        // answered it (older releases wrote 1).
         let _: () = redis
             .set_options(
                 self.keys.worker_alive(&self.id),
-                u8::from(reaching),
+                self.health.database_answered_at_ms(),
                 redis::SetOptions::default().with_expiration(redis::SetExpiry::PX(ttl)),
             )
             .await?;
         let _: () = redis.sadd(self.keys.workers(), &self.id).await?;
         let workers: Vec<String> = redis.smembers(self.keys.workers()).await?;
         let mut live = 0;
-        let mut others_reach = false;
+        let mut others_answered_at = 0;
         for worker in workers {
-            let reaches: Option<u8> = redis.get(self.keys.worker_alive(&worker)).await?;
-            match reaches {
-                Some(reaches) => {
+            let answered_at: Option<String> = redis.get(self.keys.worker_alive(&worker)).await?;
+            match answered_at {
+                Some(answered_at) => {
                     live += 1;
-                    others_reach |= worker != self.id && reaches == 1;
+                    if worker != self.id {
+                        others_answered_at = others_answered_at.max(answered_at.parse().unwrap_or(0));
+                    }
                 }
                 None => {
                     let _: () = redis.srem(self.keys.workers(), &worker).await?;
@@ -247,7 +254,7 @@ impl Worker {
                 owned.insert(shard, Owned { stop, task, reread_backlog, strays: StrayWatch::default() });
             }
         }
-        Ok(others_reach)
+        Ok(others_answered_at)
     }
 
     /// Trims what the streams this worker owns no longer need
