@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-base /tmp/build-new/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:10082/ws --http-url http://127.0.0.1:10082 --data-dir /tmp/tmp.VFJSlkahCL --server-pid 15291 --report bench/results/2026-12-07-standalone-s44-base-4/fanout.json --charts bench/results/2026-12-07-standalone-s44-base-4/fanout

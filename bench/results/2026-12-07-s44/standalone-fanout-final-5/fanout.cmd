@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-final /tmp/build-new/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:16648/ws --http-url http://127.0.0.1:16648 --data-dir /tmp/tmp.R89nFiaCR2 --server-pid 16106 --report bench/results/2026-12-07-standalone-s44-final-5/fanout.json --charts bench/results/2026-12-07-standalone-s44-final-5/fanout

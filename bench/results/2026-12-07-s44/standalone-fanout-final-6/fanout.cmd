@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-final /tmp/build-new/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:14894/ws --http-url http://127.0.0.1:14894 --data-dir /tmp/tmp.Umk7ExRIwc --server-pid 16342 --report bench/results/2026-12-07-standalone-s44-final-6/fanout.json --charts bench/results/2026-12-07-standalone-s44-final-6/fanout
