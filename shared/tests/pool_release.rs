@@ -66,3 +66,32 @@ async fn a_query_dropped_before_its_answer_leaves_its_connection_usable() {
     assert_eq!(row.get::<i32, _>("answer"), 42);
     assert_eq!(row.get::<i32, _>("v"), 0);
 }
+
+/// A dropped transaction's connection is pinged as it goes back, to send
+/// its `ROLLBACK`; on a connection whose server went silent that ping never
+/// ended, and the connection held its pool slot until TCP gave up (a
+/// quarter of an hour), where a path cut in the middle of transactions
+/// could take the whole pool. The ping is bounded (2 s), and the slot goes
+/// to a new connection.
+#[tokio::test]
+async fn a_dropped_transaction_on_a_silent_connection_gives_its_slot_back() {
+    let url = database().await;
+    pool(&url).await;
+    let (proxy, through_proxy) = testkit::proxy::Proxy::in_front_of(&url).await.expect("proxy");
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(30))
+        .connect(&through_proxy)
+        .await
+        .expect("pool");
+    {
+        let mut tx = pool.begin().await.expect("begin");
+        sqlx::query("UPDATE t SET v = 1 WHERE id = 1").execute(&mut *tx).await.expect("update");
+        proxy.silence_open_connections();
+        // Dropped uncommitted: its rollback goes into the silence.
+    }
+    let taken = tokio::time::timeout(Duration::from_secs(10), pool.acquire()).await;
+    let mut conn = taken.expect("the slot came back").expect("a new connection");
+    let v: i32 = sqlx::query_scalar("SELECT 1").fetch_one(&mut *conn).await.expect("a live connection");
+    assert_eq!(v, 1);
+}

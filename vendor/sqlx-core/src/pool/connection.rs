@@ -15,6 +15,10 @@ use std::future::Future;
 
 const CLOSE_ON_DROP_TIMEOUT: Duration = Duration::from_secs(5);
 
+// Patched (see PATCHED.md): how long the ping on release may take before the
+// connection is given up as broken.
+const PING_ON_RELEASE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// A connection managed by a [`Pool`][crate::pool::Pool].
 ///
 /// Will be returned to the pool on-drop.
@@ -324,7 +328,16 @@ impl<DB: Database> Floating<DB, Live<DB>> {
         // returned to the pool; also of course, if it was dropped due to an error
         // this is simply a band-aid as SQLx-next connections should be able
         // to recover from cancellations
-        if let Err(error) = self.raw.ping().await {
+        // Patched: bounded. A connection whose server went silent never
+        // answers, and held its pool slot until TCP gave up.
+        let pinged = match crate::rt::timeout(PING_ON_RELEASE_TIMEOUT, self.raw.ping()).await {
+            Ok(pinged) => pinged,
+            Err(_) => Err(Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the ping on release went unanswered",
+            ))),
+        };
+        if let Err(error) = pinged {
             tracing::warn!(
                 %error,
                 "error occurred while testing the connection on-release",
