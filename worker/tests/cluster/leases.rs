@@ -119,3 +119,40 @@ async fn a_worker_cut_off_from_the_database_hands_its_shards_over() {
         cluster.logs()
     );
 }
+
+/// When no worker reaches the database (PostgreSQL down for everyone),
+/// none stands aside: each keeps its shards and says so once, and when the
+/// database is back the commands are applied where they were. Moving every
+/// shard, then back as the workers returned, would only add to the outage.
+#[tokio::test]
+async fn workers_all_cut_off_from_the_database_keep_their_shards() {
+    let mut cluster = Cluster::start(Options::default(), 1, 0).await;
+    let mut proxies = Vec::new();
+    for _ in 0..2 {
+        let (proxy, through_proxy) = testkit::proxy::Proxy::in_front_of(&cluster.database_url).await.expect("proxy");
+        cluster.start_worker_with(&[("DATABASE_URL", through_proxy), ("UNREACHABLE_GRACE_MS", "1000".to_string())]);
+        proxies.push(proxy);
+    }
+    for admin in cluster.worker_admin_ports.clone() {
+        cluster.wait_for_metric_at(admin, "chat_worker_owned_shards 8").await;
+    }
+    let chat = cluster.group(0, "alice", &["bob"]).await;
+    let mut alice = cluster.connect(0, "alice").await;
+    assert_eq!(alice.send_message(chat, "before", "one").await["messageId"], 1);
+
+    for proxy in &proxies {
+        proxy.cut();
+    }
+    for worker in &cluster.workers {
+        cluster.wait_for_log(worker, "nor does any other worker's: keeping the shards").await;
+    }
+    for admin in cluster.worker_admin_ports.clone() {
+        cluster.wait_for_metric_at(admin, "chat_worker_owned_shards 8").await;
+    }
+    assert!(!cluster.logs().contains("giving the shards up"), "a worker stood aside:\n{}", cluster.logs());
+
+    for proxy in &proxies {
+        proxy.mend();
+    }
+    assert_eq!(alice.send_message(chat, "after", "two").await["messageId"], 2);
+}
