@@ -26,7 +26,7 @@ pub struct Health {
     database_ok_at: AtomicI64,
     /// Since when every check of the database failed, or 0 while the last
     /// one answered; and the reverse. For a state held over several checks
-    /// (a worker stepping aside, and back), where one answer among misses,
+    /// (a worker standing aside, and back), where one answer among misses,
     /// or a check that ran late, must not count.
     database_failing_since: AtomicI64,
     database_answering_since: AtomicI64,
