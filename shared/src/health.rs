@@ -127,7 +127,24 @@ impl Health {
         // its 2 s limit, and the outage began before it was sent.
         let started = now_ms();
         let answered = tokio::time::timeout(PING_LIMIT, store.ping()).await == Ok(true);
+        let failing_since = self.database_failing_since.load(Ordering::Acquire);
         self.database_checked(answered, started);
+        // One line when an outage starts, with its cause, and one when it
+        // ends: the store's own errors say "pool timed out" (found carried
+        // for many sessions as a runtime error that hides its cause).
+        match (answered, failing_since) {
+            (false, 0) => {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let cause = store.why_unreachable().await.unwrap_or_else(|| "it takes new connections".into());
+                    tracing::warn!(%cause, "the database does not answer its health check");
+                });
+            }
+            (true, since) if since > 0 => {
+                tracing::info!(after_ms = started.saturating_sub(since), "the database answers its health check again");
+            }
+            _ => {}
+        }
         if let Some(mut redis) = redis {
             let pong: Result<String, _> = redis::cmd("PING").query_async(&mut redis).await;
             if pong.is_ok() {

@@ -201,6 +201,25 @@ impl Store {
         sqlx::query("SELECT 1").execute(&self.reader).await.is_ok()
     }
 
+    /// Why a new connection to the database fails now, for a log line;
+    /// `None` when one can be made. The pool retries a refused connection
+    /// until its deadline and then says only "pool timed out", which reads
+    /// as a pool too small; one direct attempt names the cause
+    /// (`Connection refused`, a name that does not resolve, a password
+    /// refused). The error names no secret: not the URL, nor its password.
+    pub async fn why_unreachable(&self) -> Option<String> {
+        use sqlx::ConnectOptions;
+        let options = self.reader.connect_options();
+        match tokio::time::timeout(std::time::Duration::from_secs(5), options.connect()).await {
+            Ok(Ok(connection)) => {
+                let _ = sqlx::Connection::close(connection).await;
+                None
+            }
+            Ok(Err(cause)) => Some(cause.to_string()),
+            Err(_) => Some("a new connection got no answer within 5 s".into()),
+        }
+    }
+
     pub async fn close(&self) {
         self.writer.close().await;
         self.reader.close().await;

@@ -101,9 +101,13 @@ async fn a_worker_cut_off_from_the_database_hands_its_shards_over() {
     assert_eq!((&reply["type"], &reply["messageId"]), (&json!("ack"), &json!(2)), "{reply}");
     assert_eq!(cluster.shard_owner(chat).await, "worker-0");
     cluster.wait_for_metric_at(cut_off_admin, "chat_worker_owned_shards 0").await;
+    // The outage's start is logged once, with what a new connection met.
+    cluster.wait_for_log(&cluster.workers[1], "the database does not answer its health check").await;
+    assert!(cluster.workers[1].log().contains("cause=error communicating with database"), "{}", cluster.logs());
 
     proxy.mend();
     cluster.wait_for_metric_at(cut_off_admin, "chat_worker_owned_shards 8").await;
+    assert!(cluster.workers[1].log().contains("the database answers its health check again"));
     // Surplus goes highest shard first: worker-1 gets the same eight back.
     assert_eq!(cluster.shard_owner(chat).await, "worker-1");
     assert_eq!(alice.send_message(chat, "after", "three").await["messageId"], 3);
