@@ -13,8 +13,7 @@ use testkit::proxy::Proxy;
 #[tokio::test]
 async fn an_idle_connection_gone_silent_is_replaced_by_a_new_one() {
     let admin = std::env::var("TEST_DATABASE_URL").expect("TEST_DATABASE_URL (run ./scripts/test)");
-    let url = testkit::services::fresh_database(&admin).await.expect("a fresh database");
-    let (proxy, through_proxy) = Proxy::in_front_of(&url).await.expect("proxy");
+    let (proxy, through_proxy) = Proxy::fresh_database_behind(&admin).await.expect("a database behind a proxy");
     let store = Store::connect(&through_proxy).await.expect("store");
     assert!(store.ping().await, "the database answers through the proxy");
 

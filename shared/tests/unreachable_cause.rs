@@ -11,8 +11,7 @@ use testkit::proxy::Proxy;
 #[tokio::test]
 async fn a_database_out_of_reach_is_named_by_its_cause() {
     let admin = std::env::var("TEST_DATABASE_URL").expect("TEST_DATABASE_URL (run ./scripts/test)");
-    let url = testkit::services::fresh_database(&admin).await.expect("a fresh database");
-    let (proxy, through_proxy) = Proxy::in_front_of(&url).await.expect("proxy");
+    let (proxy, through_proxy) = Proxy::fresh_database_behind(&admin).await.expect("a database behind a proxy");
     let store = Store::connect(&through_proxy).await.expect("store");
     assert_eq!(store.why_unreachable().await, None, "it takes new connections");
 

@@ -74,6 +74,13 @@ impl Proxy {
         Ok((proxy, url.to_string()))
     }
 
+    /// A fresh database on the PostgreSQL server `admin_url` names, behind
+    /// a proxy of its own; the URL is the proxy's.
+    pub async fn fresh_database_behind(admin_url: &str) -> anyhow::Result<(Proxy, String)> {
+        let url = crate::services::fresh_database(admin_url).await?;
+        Proxy::in_front_of(&url).await
+    }
+
     /// From now on the connections open now carry nothing either way; they
     /// are not closed. Connections made later work.
     pub fn silence_open_connections(&self) {

@@ -128,8 +128,8 @@ async fn a_held_batch_is_applied_with_or_without_company() {
 #[tokio::test]
 async fn an_abandoned_committer_lets_go_of_a_transaction_on_a_silent_connection() {
     let admin = std::env::var("TEST_DATABASE_URL").expect("TEST_DATABASE_URL (run ./scripts/test)");
-    let url = testkit::services::fresh_database(&admin).await.expect("database");
-    let (proxy, through_proxy) = testkit::proxy::Proxy::in_front_of(&url).await.expect("proxy");
+    let (proxy, through_proxy) =
+        testkit::proxy::Proxy::fresh_database_behind(&admin).await.expect("a database behind a proxy");
     let store = Store::connect(&through_proxy).await.expect("store");
     let chat = group(&store).await;
     let committer = GroupCommit::start(Processor::with_redelivery(store), Hold::NONE);
