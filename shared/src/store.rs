@@ -201,23 +201,10 @@ impl Store {
         sqlx::query("SELECT 1").execute(&self.reader).await.is_ok()
     }
 
-    /// Why a new connection to the database fails now, for a log line;
-    /// `None` when one can be made. The pool retries a refused connection
-    /// until its deadline and then says only "pool timed out", which reads
-    /// as a pool too small; one direct attempt names the cause
-    /// (`Connection refused`, a name that does not resolve, a password
-    /// refused). The error names no secret: not the URL, nor its password.
+    /// Why a new connection to the database fails now, for a log line
+    /// ([`connection_refusal`]); `None` when one can be made.
     pub async fn why_unreachable(&self) -> Option<String> {
-        use sqlx::ConnectOptions;
-        let options = self.reader.connect_options();
-        match tokio::time::timeout(std::time::Duration::from_secs(5), options.connect()).await {
-            Ok(Ok(connection)) => {
-                let _ = sqlx::Connection::close(connection).await;
-                None
-            }
-            Ok(Err(cause)) => Some(cause.to_string()),
-            Err(_) => Some("a new connection got no answer within 5 s".into()),
-        }
+        connection_refusal(&self.reader.connect_options()).await.map(|cause| cause.to_string())
     }
 
     pub async fn close(&self) {
@@ -248,6 +235,25 @@ impl Store {
         let mut conn = self.reader.acquire().await?;
         let found = members_of_pairs(&mut conn, pairs.iter().copied()).await?;
         Ok(found.into_keys().map(|(chat, user)| (chat, user.to_owned())).collect())
+    }
+}
+
+/// Why one direct connection with `options` is not made now (`None`: it
+/// is). The pool retries a refused connection until its deadline and then
+/// says only "pool timed out", which reads as a pool too small; one attempt
+/// names the cause (`Connection refused`, a name that does not resolve, a
+/// password refused, or no answer within 5 s). The error names no secret:
+/// not the URL, nor its password.
+async fn connection_refusal(options: &sqlx::any::AnyConnectOptions) -> Option<StoreError> {
+    use sqlx::ConnectOptions;
+    let limit = std::time::Duration::from_secs(5);
+    match tokio::time::timeout(limit, options.connect()).await {
+        Ok(Ok(connection)) => {
+            let _ = sqlx::Connection::close(connection).await;
+            None
+        }
+        Ok(Err(cause)) => Some(StoreError::Database(cause)),
+        Err(_) => Some(StoreError::Timeout(limit)),
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use sqlx::Connection;
 
 use super::migrations::{self, Migrated};
-use super::{pool_options, Backend, Store, StoreError};
+use super::{connection_refusal, pool_options, Backend, Store, StoreError};
 
 /// A binary older than the schema (a rollback, or an old pod during a
 /// rollout) still starts: migrations are additive, so it ignores the newer
@@ -54,22 +54,6 @@ const IDLE_PING_LIMIT: Duration = Duration::from_secs(1);
 /// meets this bound, and a stalled one retries.
 const IDLE_IN_TRANSACTION_LIMIT: &str = "15s";
 
-/// Why the pool could not open its first connection. The pool retries a
-/// refused connection until its deadline and then says only that it timed
-/// out, which reads as a pool too small; one direct attempt names the
-/// cause (`Connection refused`, a host that does not resolve). `None`: the
-/// database answers now (it has just come up), so the pool may try again.
-async fn why_unreachable(url: &str) -> Option<StoreError> {
-    match tokio::time::timeout(Duration::from_secs(5), sqlx::AnyConnection::connect(url)).await {
-        Ok(Ok(reached)) => {
-            let _ = reached.close().await;
-            None
-        }
-        Ok(Err(cause)) => Some(StoreError::Database(cause)),
-        Err(_) => Some(StoreError::Database(sqlx::Error::PoolTimedOut)),
-    }
-}
-
 async fn connect_pool(url: &str) -> Result<sqlx::AnyPool, sqlx::Error> {
     pool_options(16)
         .after_connect(|conn, _| {
@@ -102,7 +86,9 @@ async fn connect_pool(url: &str) -> Result<sqlx::AnyPool, sqlx::Error> {
 
 pub(super) async fn open(url: &str) -> Result<(Store, Migrated), StoreError> {
     let pool = match connect_pool(url).await {
-        Err(sqlx::Error::PoolTimedOut) => match why_unreachable(url).await {
+        // Why, in one direct attempt; `None`: the database answers now (it
+        // has just come up), so the pool may try again.
+        Err(sqlx::Error::PoolTimedOut) => match connection_refusal(&url.parse()?).await {
             Some(cause) => return Err(cause),
             None => connect_pool(url).await?,
         },
