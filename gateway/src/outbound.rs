@@ -16,6 +16,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use shared::model::{ChatId, EventId};
 
+use crate::outbound_queue::QueueLimits;
+
 /// How long a new connection holds live events waiting for a first frame.
 pub const CONNECT_HOLD: Duration = Duration::from_secs(1);
 
@@ -236,6 +238,13 @@ impl Cursors {
 
     pub fn held_bytes(&self) -> usize {
         self.holds.as_ref().map_or(0, |h| h.held_bytes)
+    }
+
+    /// Whether more events, or bytes of them, are held than `limits` allow
+    /// (`OUTBOUND_QUEUE`, `OUTBOUND_BYTES`): released, they are encoded for
+    /// the connection all at once.
+    pub fn held_past(&self, limits: QueueLimits) -> bool {
+        self.held_len() > limits.items as usize || self.held_bytes() > limits.bytes as usize
     }
 
     pub fn begin_sync(&mut self, chats: &[ChatId]) {

@@ -172,8 +172,7 @@ impl WriteState {
             return Held::No;
         }
         self.cursors.hold(event);
-        let limits = self.queue.limits();
-        if self.cursors.held_len() > limits.items as usize || self.cursors.held_bytes() > limits.bytes as usize {
+        if self.cursors.held_past(self.queue.limits()) {
             return Held::PastBound;
         }
         Held::Kept

@@ -198,10 +198,9 @@ impl Writer<'_> {
     /// has been released: the fan-out holds those itself.)
     fn live(&mut self, cursors: &mut Cursors, hold_limits: QueueLimits, event: Arc<RenderedEvent>) {
         if cursors.hold(&event) {
-            // Released, they are encoded all at once: bounded in bytes too,
-            // or a client that syncs and does not read had 1,024 frames of
-            // 64 KB encoded for it.
-            if cursors.held_len() > hold_limits.items as usize || cursors.held_bytes() > hold_limits.bytes as usize {
+            // Bounded in bytes too, or a client that syncs and does not read
+            // had 1,024 frames of 64 KB encoded for it at the release.
+            if cursors.held_past(hold_limits) {
                 self.held_too_many();
             }
             return;
