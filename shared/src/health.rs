@@ -126,7 +126,7 @@ impl Health {
         // Timed from its start: a ping into a silent path fails only at
         // its 2 s limit, and the outage began before it was sent.
         let started = now_ms();
-        let answered = tokio::time::timeout(PING_LIMIT, store.ping()).await == Ok(true);
+        let answered = store.ping_within(PING_LIMIT).await;
         let failing_since = self.database_failing_since.load(Ordering::Acquire);
         self.database_checked(answered, started);
         // One line when an outage starts, with its cause, and one when it

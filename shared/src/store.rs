@@ -196,9 +196,20 @@ impl Store {
         self.backend
     }
 
-    /// True when the database answers a trivial query.
-    pub async fn ping(&self) -> bool {
-        sqlx::query("SELECT 1").execute(&self.reader).await.is_ok()
+    /// True when the database answers a trivial query within `limit`. A
+    /// connection that took the query and gave no answer is not given back
+    /// to the pool: given back, it went to the next taker without a ping
+    /// (it had just been used), and a health check every second met the
+    /// same silent connection each time, for good.
+    pub async fn ping_within(&self, limit: std::time::Duration) -> bool {
+        let Ok(Ok(mut connection)) = tokio::time::timeout(limit, self.reader.acquire()).await else { return false };
+        match tokio::time::timeout(limit, sqlx::query("SELECT 1").execute(&mut *connection)).await {
+            Ok(answered) => answered.is_ok(),
+            Err(_) => {
+                drop(connection.detach());
+                false
+            }
+        }
     }
 
     /// Why a new connection to the database fails now, for a log line
