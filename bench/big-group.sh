@@ -8,8 +8,12 @@
 # hold a connection each (`loadtest run idle`) and each change sends every
 # one of them a `chats` frame naming all 10,000. UNREAD=1: the creator
 # sends one message before the changes (`--example client`), so that every
-# other member has an unread count. Usage:
-#   [CONNECTED=N] [UNREAD=1] bench/big-group.sh [standalone|cluster]
+# other member has an unread count. HISTORY=1: at the end the creator
+# sends 200 messages, every member's delivered and read marks are set to
+# the last of them in the database (as if all had read everything: each
+# history item then names every other member twice more), and the
+# creator reads the page of 200 ten times. Usage:
+#   [CONNECTED=N] [UNREAD=1] [HISTORY=1] bench/big-group.sh [standalone|cluster]
 # `cluster`: one gateway on a private Redis and PostgreSQL, and what the
 # changes sent Redis and Redis sent on (its total_net_input_bytes and
 # total_net_output_bytes). Results:
@@ -20,6 +24,7 @@ cd "$(dirname "$0")/.."
 mode=${1:-standalone}
 connected=${CONNECTED:-0}
 unread=${UNREAD:-0}
+history=${HISTORY:-0}
 source scripts/lib/services.sh
 source bench/common.sh "big-group-$mode"
 [ "$connected" -le 9998 ] || { echo "CONNECTED: at most 9,998" >&2; exit 64; }
@@ -57,7 +62,7 @@ server_pid=$!
 bench_wait_ready "$port"
 token=$("$server_bin"/gateway token --user alice --data-dir "$data")
 api="http://127.0.0.1:$port/v1"
-echo "${SERVER_BIN:+SERVER_BIN=$SERVER_BIN }${LABEL:+LABEL=$LABEL }${CONNECTED:+CONNECTED=$CONNECTED }${UNREAD:+UNREAD=$UNREAD }bench/big-group.sh $mode" > "$results/big-group.cmd"
+echo "${SERVER_BIN:+SERVER_BIN=$SERVER_BIN }${LABEL:+LABEL=$LABEL }${CONNECTED:+CONNECTED=$CONNECTED }${UNREAD:+UNREAD=$UNREAD }${HISTORY:+HISTORY=$HISTORY }bench/big-group.sh $mode" > "$results/big-group.cmd"
 metric() { curl -sf "http://127.0.0.1:$port/metrics" | awk -v m="$1" '$1 == m {print int($2)}' | tail -1; }
 # The members who connect are the load tool's users, member-0 onwards;
 # with nobody connected the ids keep the 12 characters of earlier runs.
@@ -100,30 +105,38 @@ if [ "$connected" -gt 0 ]; then
     told_ms=$(echo "$create_started $(date +%s.%N)" | awk '{printf "%.0f", ($2 - $1) * 1000}')
 fi
 
-if [ "$unread" = 1 ]; then
-    # The client prints each frame it receives as "< {json}"; the ack
-    # tells that the message is stored. A cluster's needs a worker, which
-    # stops before the changes are measured.
+# send_messages N TAG: the creator sends N messages to the group and waits
+# for their acks, which tell that they are stored. The client prints each
+# frame it receives as "< {json}". A cluster's needs a worker, which stops
+# before anything else is measured.
+send_messages() {
+    local count=$1 tag=$2 acked=0 frame
     cargo build --release -q -p gateway --example client
     if [ "$mode" = cluster ]; then
-        WORKER_ID=worker-1 ADMIN_LISTEN=127.0.0.1:0 "$server_bin"/worker > "$results/worker.log" 2>&1 &
+        WORKER_ID=worker-1 ADMIN_LISTEN=127.0.0.1:0 "$server_bin"/worker >> "$results/worker.log" 2>&1 &
         worker_pid=$!
     fi
     coproc CLIENT { target/release/examples/client "ws://127.0.0.1:$port/ws" "$token"; }
-    echo "{\"type\":\"new\",\"ref\":\"unread\",\"chatId\":$chat,\"clientMessageId\":\"unread-1\",\"message\":\"unread by all but its author\"}" >&"${CLIENT[1]}"
-    reply=""
-    while read -r frame <&"${CLIENT[0]}"; do
-        case $frame in *'"ref":"unread"'*) reply=$frame; break ;; esac
+    for n in $(seq 1 "$count"); do
+        echo "{\"type\":\"new\",\"ref\":\"$tag-$n\",\"chatId\":$chat,\"clientMessageId\":\"$tag-$n\",\"message\":\"$tag message $n\"}" >&"${CLIENT[1]}"
+    done
+    while [ "$acked" -lt "$count" ] && read -r frame <&"${CLIENT[0]}"; do
+        case $frame in
+            *'"type":"ack"'*"\"ref\":\"$tag-"*) acked=$((acked + 1)) ;;
+            *'"type":"error"'*) echo "bench: a message was refused: $frame" >&2; break ;;
+        esac
     done
     for pid in "$CLIENT_PID" $worker_pid; do
         kill "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
     done
     worker_pid=""
-    case $reply in
-        *'"type":"ack"'*) echo "a message sent: 9,998 members have one unread" >&2 ;;
-        *) echo "bench: the message was not acknowledged: ${reply:-no reply}" >&2; exit 1 ;;
-    esac
+    [ "$acked" = "$count" ] || { echo "bench: $acked of $count messages acknowledged" >&2; exit 1; }
+}
+
+if [ "$unread" = 1 ]; then
+    send_messages 1 unread
+    echo "a message sent: 9,998 members have one unread" >&2
 fi
 
 cpu_before=$(cpu_s)
@@ -144,6 +157,31 @@ if [ "$connected" -gt 0 ]; then
     until [ "$(metric 'chat_frames_out_total{type="chats"}')" = "$((21 * connected))" ]; do sleep 0.2; done
 fi
 cpu_after=$(cpu_s)
+run_peak=$(rss_mib)
+
+if [ "$history" = 1 ]; then
+    send_messages 200 history
+    mark="(SELECT MAX(message_id) FROM messages WHERE chat_id = $chat)"
+    marks="UPDATE members SET delivered_mark = $mark, read_mark = $mark WHERE chat_id = $chat"
+    case $mode in
+        standalone) sqlite3 -cmd '.timeout 10000' "$data/chat.db" "$marks" ;;
+        cluster) psql -q "$DATABASE_URL" -c "$marks" ;;
+    esac
+    echo "200 messages sent and marked read by all 9,999 members" >&2
+    # The peak from here on: writing 5 to clear_refs starts VmHWM over.
+    echo 5 > "/proc/$server_pid/clear_refs"
+    history_rss_before=$(awk '/VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$server_pid/status")
+    history_cpu_before=$(cpu_s)
+    pages=()
+    for i in $(seq 1 10); do
+        pages+=("$(curl -sf -o "$data/page.json" -w '%{time_total}\n' "$api/chats/$chat/messages?limit=200" \
+            -H "Authorization: Bearer $token" | awk '{printf "%.1f\n", $1 * 1000}')")
+        echo "progress: $i/10 history pages" >&2
+    done
+    history_cpu_after=$(cpu_s)
+    page_check=$(python3 -c 'import json, sys; p = json.load(open(sys.argv[1]))["messages"]; assert len(p) == 200 and all(m["status"] == "read" and len(m["readMembers"]) == 9998 for m in p), "not 200 messages read by all"; print("200 messages, each read by the 9,998 other members")' "$data/page.json")
+    page_bytes=$(stat -c %s "$data/page.json")
+fi
 
 summary() { printf '%s\n' "$@" | sort -n | awk '{v[NR] = $1} END {printf "p50 %.1f ms, max %.1f ms", v[int((NR + 1) / 2)], v[NR]}'; }
 {
@@ -156,8 +194,13 @@ summary() { printf '%s\n' "$@" | sort -n | awk '{v[NR] = $1} END {printf "p50 %.
         echo "Redis received $(( (in_after - in_before) / 20 / 1000 )) kB and sent $(( (out_after - out_before) / 20 / 1000 )) kB per change"
     fi
     echo "GET /v1/chats (one chat of 9,999 members), 50 calls: $(summary "${lists[@]}")"
-    echo "gateway peak resident memory: $(rss_mib) MiB"
+    echo "gateway peak resident memory${HISTORY:+ before the history reads}: $run_peak MiB"
     echo "gateway CPU over the changes and the chat lists${CONNECTED:+, until every frame went out}: $(echo "$cpu_before $cpu_after" | awk '{printf "%.2f", $2 - $1}') s"
+    if [ "$history" = 1 ]; then
+        echo "GET /v1/chats/$chat/messages?limit=200 ($page_check, $page_bytes bytes), 10 calls: $(summary "${pages[@]}")"
+        echo "gateway resident memory over the history reads: $history_rss_before MiB before, peak $(rss_mib) MiB"
+        echo "gateway CPU over the history reads: $(echo "$history_cpu_before $history_cpu_after" | awk '{printf "%.2f", $2 - $1}') s"
+    fi
     if [ "$connected" -gt 0 ]; then
         echo "connections open at the end: $(metric chat_open_connections) of $connected"
     fi
