@@ -1,19 +1,27 @@
 //! History and receipts over REST.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::extract::{Path, Query, State};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Serialize;
+use futures_util::stream;
 use serde_json::{json, Value};
 use shared::error::Refusal;
-use shared::protocol::native::outbound::{message_item, receipt_json, MessageItem};
+use shared::protocol::native::outbound::{history_page, receipt_json};
 use shared::store::{within, HistoryQuery};
 
 use super::auth::{id, ApiError, Caller};
 use crate::node::{Node, STORE_DEADLINE};
+
+/// A history page goes out in pieces of about this much JSON, each written
+/// when the connection is ready for more: a slow reader holds the page's rows,
+/// not its rendering.
+const PAGE_PIECE_BYTES: usize = 64 * 1024;
 
 pub async fn history(
     State(node): State<Arc<Node>>,
@@ -33,11 +41,8 @@ pub async fn history(
     };
     let query = HistoryQuery { before: number("before")?, after: number("after")?, limit: number("limit")? };
     let messages = within(STORE_DEADLINE, node.store.messages(chat, &user, query)).await?;
-    #[derive(Serialize)]
-    struct Page<'a> {
-        messages: Vec<MessageItem<'a>>,
-    }
-    Ok(Json(Page { messages: messages.iter().map(message_item).collect() }).into_response())
+    let pieces = history_page(messages, PAGE_PIECE_BYTES).map(Ok::<_, Infallible>);
+    Ok(([(header::CONTENT_TYPE, "application/json")], Body::from_stream(stream::iter(pieces))).into_response())
 }
 
 pub async fn receipts(

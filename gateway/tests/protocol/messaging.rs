@@ -219,6 +219,33 @@ async fn history_pages_ascend_and_respect_before_after_limit() {
     assert_eq!(ids(&page), (11..=60).collect::<Vec<_>>(), "a default page of 50");
 }
 
+/// A page written out in several pieces (64 KiB each) arrives as one JSON
+/// document, labelled as such, with every message in order.
+#[tokio::test]
+async fn a_history_page_larger_than_its_pieces_arrives_whole() {
+    let server = TestServer::start().await;
+    let chat = server.group("alice", &["bob"]).await;
+    let mut alice = server.connect("alice").await;
+    let text = |i: usize| format!("{i:03} {}", "ü".repeat(2000));
+    for i in 1..=60 {
+        alice.send_message(chat, &format!("c{i}"), &text(i)).await;
+    }
+    let response = reqwest::Client::new()
+        .get(server.url(&format!("/v1/chats/{chat}/messages?limit=200")))
+        .bearer_auth(server.token("bob"))
+        .send()
+        .await
+        .expect("http");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let body = response.bytes().await.expect("body");
+    assert!(body.len() > 3 * 64 * 1024, "{} bytes: not several pieces", body.len());
+    let page: Value = serde_json::from_slice(&body).expect("one JSON document");
+    let texts: Vec<&str> =
+        page["messages"].as_array().expect("messages").iter().map(|m| m["message"].as_str().expect("text")).collect();
+    assert_eq!(texts, (1..=60).map(text).collect::<Vec<_>>());
+}
+
 /// Attachments nested as deep as allowed (32 levels) go through every copy
 /// the system makes: stored, delivered, replayed by `sync`; one level more
 /// is refused up front rather than stored beyond what can be read back.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::{members_of, membership, Store, StoreRefusal};
 use crate::error::Refusal;
 use crate::marks::{timestamp_of, MarkedRange};
-use crate::model::{delivery_status, ChatId, MarkKind, MessageId, MessageView, Receipt};
+use crate::model::{delivery_status, ChatId, MarkKind, MemberMarks, MessageId, MessageView, Receipt};
 
 /// message_id, author, client_message_id, body, attachments, created_at,
 /// edited_at, deleted_at.
@@ -49,18 +49,22 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.reader)
         .await?;
-        let marks = super::member_marks(&self.reader, chat).await?;
-        let members: Arc<[String]> = marks.iter().map(|m| m.0.clone()).collect();
+        let members: Arc<[MemberMarks]> = super::member_marks(&self.reader, chat)
+            .await?
+            .into_iter()
+            .map(|(user_id, delivered, read)| MemberMarks { user_id, delivered, read })
+            .collect();
         let mut views: Vec<MessageView> = rows
             .into_iter()
             .map(|(message_id, author, client_message_id, body, attachments, created_at, edited_at, deleted_at)| {
-                let others = || marks.iter().filter(|m| m.0 != author);
                 MessageView {
                     chat_id: chat,
                     message_id,
-                    status: delivery_status(message_id, &author, marks.iter().map(|m| (m.0.as_str(), m.1, m.2))),
-                    delivered_members: others().filter(|m| m.1 >= message_id).map(|m| m.0.clone()).collect(),
-                    read_members: others().filter(|m| m.2 >= message_id).map(|m| m.0.clone()).collect(),
+                    status: delivery_status(
+                        message_id,
+                        &author,
+                        members.iter().map(|m| (m.user_id.as_str(), m.delivered, m.read)),
+                    ),
                     user_id: author,
                     client_message_id,
                     text: body,

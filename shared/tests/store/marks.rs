@@ -35,9 +35,9 @@ async fn marks_change_status_receipts_and_missed() {
         let page = store.messages(chat, "alice", HistoryQuery::default()).await.expect("history");
         assert_eq!(page.len(), 10);
         assert_eq!(page[4].status, DeliveryStatus::Delivered);
-        assert_eq!(page[4].read_members, vec!["bob".to_string()]);
+        assert_eq!(page[4].reached(MarkKind::Read).collect::<Vec<_>>(), ["bob"]);
         assert_eq!(page[6].status, DeliveryStatus::Sent);
-        assert_eq!(page[6].delivered_members, vec!["bob".to_string()]);
+        assert_eq!(page[6].reached(MarkKind::Delivered).collect::<Vec<_>>(), ["bob"]);
 
         let bob_view = store.summary(chat, "bob").await.expect("ok").expect("member");
         assert_eq!(bob_view.missed, 2);
