@@ -1,0 +1,1 @@
+LABEL=history-base HISTORY=1 bench/big-group.sh standalone
