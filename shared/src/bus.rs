@@ -8,6 +8,7 @@
 
 pub mod backlog;
 pub mod channels;
+mod event_json;
 pub mod group_info;
 pub mod keys;
 pub mod memory;
@@ -93,7 +94,8 @@ pub const CHAT_LIST_FORM: u32 = 2;
 
 /// Everything a gateway may need to push to its connections. Serialized
 /// (JSON) when it crosses Redis; the field names are internal, not wire.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Read back field by field (`event_json`), in the JSON serde derives.
+#[derive(Debug, Clone, Serialize)]
 #[serde(tag = "ev", rename_all = "snake_case")]
 pub enum Event {
     /// A persisted event, for every member's connections.

@@ -6,11 +6,13 @@
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::error::Refusal;
 
+mod attachments;
 mod member_views;
+pub use attachments::Attachments;
+pub(crate) use attachments::TaggedFields;
 pub use member_views::{ChatView, LastMessage, MemberViews};
 
 pub type ChatId = i64;
@@ -80,13 +82,32 @@ pub struct ChatEvent {
     pub kind: EventKind,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Read through [`TaggedFields`], in the JSON serde derives for it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum EventKind {
-    New { client_message_id: String, text: String, attachments: Value },
-    Edit { text: String, attachments: Value },
+    New { client_message_id: String, text: String, attachments: Attachments },
+    Edit { text: String, attachments: Attachments },
     Delete,
     Mark { mark: MarkKind },
+}
+
+impl<'de> Deserialize<'de> for EventKind {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut f = TaggedFields::read(deserializer)?;
+        let kind: String = f.take("kind")?;
+        Ok(match kind.as_str() {
+            "new" => EventKind::New {
+                client_message_id: f.take("client_message_id")?,
+                text: f.take("text")?,
+                attachments: f.attachments()?,
+            },
+            "edit" => EventKind::Edit { text: f.take("text")?, attachments: f.attachments()? },
+            "delete" => EventKind::Delete,
+            "mark" => EventKind::Mark { mark: f.take("mark")? },
+            other => return Err(serde::de::Error::unknown_variant(other, &["new", "edit", "delete", "mark"])),
+        })
+    }
 }
 
 /// Refuses a string no store can keep: PostgreSQL's `text` cannot hold
@@ -103,13 +124,40 @@ pub fn storable(field: &str, value: &str) -> Result<(), Refusal> {
 
 /// A state-changing command from a client, already validated for shape.
 /// Membership and authorship are checked by the worker against the store.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Read through [`TaggedFields`], in the JSON serde derives for it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Command {
-    Send { chat_id: ChatId, client_message_id: String, text: String, attachments: Value },
-    Edit { chat_id: ChatId, message_id: MessageId, text: String, attachments: Value },
+    Send { chat_id: ChatId, client_message_id: String, text: String, attachments: Attachments },
+    Edit { chat_id: ChatId, message_id: MessageId, text: String, attachments: Attachments },
     Delete { chat_id: ChatId, message_id: MessageId },
     Mark { chat_id: ChatId, message_id: MessageId, mark: MarkKind },
+}
+
+impl<'de> Deserialize<'de> for Command {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let mut f = TaggedFields::read(deserializer)?;
+        let op: String = f.take("op")?;
+        Ok(match op.as_str() {
+            "send" => Command::Send {
+                chat_id: f.take("chat_id")?,
+                client_message_id: f.take("client_message_id")?,
+                text: f.take("text")?,
+                attachments: f.attachments()?,
+            },
+            "edit" => Command::Edit {
+                chat_id: f.take("chat_id")?,
+                message_id: f.take("message_id")?,
+                text: f.take("text")?,
+                attachments: f.attachments()?,
+            },
+            "delete" => Command::Delete { chat_id: f.take("chat_id")?, message_id: f.take("message_id")? },
+            "mark" => {
+                Command::Mark { chat_id: f.take("chat_id")?, message_id: f.take("message_id")?, mark: f.take("mark")? }
+            }
+            other => return Err(serde::de::Error::unknown_variant(other, &["send", "edit", "delete", "mark"])),
+        })
+    }
 }
 
 impl Command {
@@ -185,7 +233,7 @@ pub struct MessageView {
     pub user_id: UserId,
     pub client_message_id: String,
     pub text: String,
-    pub attachments: Value,
+    pub attachments: Attachments,
     pub timestamp: Millis,
     pub edited_at: Option<Millis>,
     pub deleted: bool,

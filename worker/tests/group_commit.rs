@@ -7,7 +7,6 @@
 
 use std::sync::Arc;
 
-use serde_json::json;
 use shared::bus::{CommandEnvelope, Origin};
 use shared::model::Command;
 use shared::store::{NewChat, Store};
@@ -35,7 +34,7 @@ fn send(id: &str, chat: i64, text: &str) -> CommandEnvelope {
             chat_id: chat,
             client_message_id: id.into(),
             text: text.into(),
-            attachments: json!([]),
+            attachments: shared::model::Attachments::none(),
         },
         received_at: 0,
     }

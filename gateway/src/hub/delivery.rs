@@ -182,7 +182,7 @@ mod tests {
                 chat_id: chat,
                 client_message_id: format!("m{i}"),
                 text: "hi".into(),
-                attachments: serde_json::json!([]),
+                attachments: shared::model::Attachments::none(),
             };
             let id = format!("c{i}");
             let submitted = [Submitted { id: &id, user: "alice", command: &command }];

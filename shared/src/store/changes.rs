@@ -2,13 +2,11 @@
 //! apply twice: an edit that changes nothing and the delete of a deleted
 //! message are acknowledged without an event.
 
-use serde_json::Value;
-
 use super::commands::{locked_for, next_event_id, Content, Outcome, Tx};
 use super::event_log::{decode_event, encode_event, EventLog};
 use super::StoreError;
 use crate::error::Refusal;
-use crate::model::{Applied, ChatEvent, ChatId, EventId, EventKind, MessageId, Millis};
+use crate::model::{Applied, Attachments, ChatEvent, ChatId, EventId, EventKind, MessageId, Millis};
 
 /// What changing a message by its author needs to know of it.
 struct OwnMessage {
@@ -73,9 +71,9 @@ pub(super) async fn edit(
     // An edit that changes nothing, such as one resent after its ack was
     // lost, is acknowledged as of when the message got that content, with
     // no event: members would only see the same text again.
-    // The text first: a real edit then never parses the stored attachments.
-    let unchanged = message.text == text
-        && serde_json::from_str::<Value>(&message.attachments).is_ok_and(|stored| &stored == attachments);
+    // Attachments are stored and sent in one form (`Attachments`), so
+    // equal text is equal JSON.
+    let unchanged = message.text == text && message.attachments == attachments.as_str();
     if unchanged {
         return Ok(Ok(Outcome {
             applied: Applied { chat_id: chat, message_id, client_message_id: None, timestamp: message.content_since },
@@ -88,7 +86,7 @@ pub(super) async fn edit(
     .bind(chat)
     .bind(message_id)
     .bind(text)
-    .bind(attachments.to_string())
+    .bind(attachments.as_str())
     .bind(now)
     .execute(&mut **tx)
     .await?;
@@ -201,7 +199,7 @@ async fn redact_events(
         match &mut event.kind {
             EventKind::New { text, attachments, .. } | EventKind::Edit { text, attachments } => {
                 text.clear();
-                *attachments = Value::Array(Vec::new());
+                *attachments = Attachments::none();
             }
             _ => continue,
         }

@@ -11,14 +11,13 @@
 
 use std::collections::{HashMap, HashSet};
 
-use serde_json::Value;
 use sqlx::{Any, Transaction};
 
 use super::event_log::EventLog;
 use super::{changes, first_sends, mark_runs, records, sends, Store, StoreError};
 use crate::error::Refusal;
 use crate::marks::{apply_mark, Marks};
-use crate::model::{Applied, ChatEvent, ChatId, Command, EventId, EventKind, MarkKind, MessageId, Millis};
+use crate::model::{Applied, Attachments, ChatEvent, ChatId, Command, EventId, EventKind, MarkKind, MessageId, Millis};
 
 /// A command to apply: its unique id, its sender and what it asks.
 #[derive(Debug, Clone, Copy)]
@@ -231,7 +230,7 @@ async fn apply(
 #[derive(Clone, Copy)]
 pub(super) struct Content<'a> {
     pub text: &'a str,
-    pub attachments: &'a Value,
+    pub attachments: &'a Attachments,
 }
 
 /// Locks the chat for `user`'s command: its counters, or the refusal
@@ -305,7 +304,7 @@ async fn advance_and_insert(
            ON CONFLICT (chat_id, user_id, client_message_id) DO NOTHING RETURNING 1) \
          SELECT last_message_id, last_event_id, EXISTS (SELECT 1 FROM inserted) FROM advanced"
     );
-    let attachments = content.attachments.to_string();
+    let attachments = content.attachments.as_str();
     if super::Backend::of(tx) == super::Backend::Postgres {
         let advanced = sqlx::query_as(ADVANCE_AND_INSERT)
             .bind(chat)

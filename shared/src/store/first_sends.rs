@@ -127,7 +127,7 @@ const ROW: &[Column] = &[
 struct Pending<'a> {
     submitted: &'a Submitted<'a>,
     text: &'a str,
-    attachments: String,
+    attachments: &'a str,
     event: ChatEvent,
     applied: Applied,
     payload: String,
@@ -157,7 +157,7 @@ impl<'a> Pending<'a> {
         };
         let payload = encode_event(&event);
         let reply = encode_reply(Ok(&applied));
-        Some(Pending { submitted, text, attachments: attachments.to_string(), event, applied, payload, reply })
+        Some(Pending { submitted, text, attachments: attachments.as_str(), event, applied, payload, reply })
     }
 
     /// The payload cut around its id and message id, the reply around its
@@ -223,7 +223,7 @@ async fn apply_one(
         .bind(now)
         .bind(pending.client_message_id())
         .bind(pending.text)
-        .bind(pending.attachments.as_str())
+        .bind(pending.attachments)
         .bind(kind_column(&pending.event.kind))
         .bind(before_id)
         .bind(before_message_id)
@@ -253,7 +253,7 @@ async fn apply_many(
             Value::Text(p.submitted.user),
             Value::Text(p.client_message_id()),
             Value::Text(p.text),
-            Value::Text(&p.attachments),
+            Value::Text(p.attachments),
             Value::Text(before_id),
             Value::Text(before_message_id),
             Value::Text(payload_rest),

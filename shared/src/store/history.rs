@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::{members_of, membership, Store, StoreRefusal};
 use crate::error::Refusal;
 use crate::marks::{timestamp_of, MarkedRange};
-use crate::model::{delivery_status, ChatId, MarkKind, MemberMarks, MessageId, MessageView, Receipt};
+use crate::model::{delivery_status, Attachments, ChatId, MarkKind, MemberMarks, MessageId, MessageView, Receipt};
 
 /// message_id, author, client_message_id, body, attachments, created_at,
 /// edited_at, deleted_at.
@@ -68,7 +68,7 @@ impl Store {
                     user_id: author,
                     client_message_id,
                     text: body,
-                    attachments: serde_json::from_str(&attachments).unwrap_or_else(|_| serde_json::json!([])),
+                    attachments: Attachments::from_stored(attachments),
                     timestamp: created_at,
                     edited_at,
                     deleted: deleted_at.is_some(),

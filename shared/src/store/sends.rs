@@ -286,7 +286,7 @@ async fn insert_messages(
             Value::Text(message.user),
             Value::Text(message.client_message_id),
             Value::Text(message.content.text),
-            Value::Owned(message.content.attachments.to_string()),
+            Value::Text(message.content.attachments.as_str()),
             Value::Int(now),
             Value::Int(*event_id),
         ]);

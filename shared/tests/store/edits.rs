@@ -11,7 +11,15 @@ async fn an_edit_that_changes_nothing_makes_no_event() {
     for (store, _dir) in stores().await {
         let chat = group(&store, "alice", &["bob"]).await;
         let edit = |text: &str, attachments: serde_json::Value| {
-            ("alice".to_string(), Command::Edit { chat_id: chat, message_id: 1, text: text.into(), attachments })
+            (
+                "alice".to_string(),
+                Command::Edit {
+                    chat_id: chat,
+                    message_id: 1,
+                    text: text.into(),
+                    attachments: shared::model::Attachments::from_value(&attachments),
+                },
+            )
         };
         store.apply_pairs(&[("alice".into(), send(chat, "c1", "hello"))], 10).await.expect("sent")[0]
             .as_ref()
@@ -47,7 +55,12 @@ async fn edit_delete_rules_and_sync_with_retention() {
         let edit = |user: &str, text: &str| {
             (
                 user.to_string(),
-                Command::Edit { chat_id: chat, message_id: 1, text: text.into(), attachments: json!([]) },
+                Command::Edit {
+                    chat_id: chat,
+                    message_id: 1,
+                    text: text.into(),
+                    attachments: shared::model::Attachments::none(),
+                },
             )
         };
         let del = |user: &str| (user.to_string(), Command::Delete { chat_id: chat, message_id: 1 });
@@ -122,7 +135,7 @@ async fn a_deleted_message_is_redacted_however_it_was_stored() {
                     chat_id: chat,
                     message_id: 2,
                     text: "secret".into(),
-                    attachments: json!([1]),
+                    attachments: shared::model::Attachments::from_value(&json!([1])),
                 })],
                 4,
             )
@@ -156,7 +169,8 @@ async fn a_deleted_message_is_redacted_however_it_was_stored() {
                 _ => None,
             })
             .collect();
-        let redacted: Vec<_> = [1, 2, 3, 4, 5, 2].into_iter().map(|m| (m, "", json!([]))).collect();
+        let redacted: Vec<_> =
+            [1, 2, 3, 4, 5, 2].into_iter().map(|m| (m, "", shared::model::Attachments::none())).collect();
         assert_eq!(contents, redacted, "every new and edit of a deleted message is emptied");
     }
 }

@@ -88,7 +88,12 @@ async fn write_delivered_range(conn: &mut sqlx::AnyConnection, chat: i64, user: 
 }
 
 fn send(chat: i64, cid: &str, text: &str) -> Command {
-    Command::Send { chat_id: chat, client_message_id: cid.into(), text: text.into(), attachments: json!([]) }
+    Command::Send {
+        chat_id: chat,
+        client_message_id: cid.into(),
+        text: text.into(),
+        attachments: shared::model::Attachments::none(),
+    }
 }
 
 fn mark(chat: i64, m: i64, mark: MarkKind) -> Command {

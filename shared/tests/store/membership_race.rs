@@ -42,7 +42,12 @@ impl Change {
 /// in `other`, which stays as it is; in each, message 1 is alice's and 2
 /// is bob's.
 fn cases(chat: i64, other: i64) -> Vec<(&'static str, Delivery, Vec<Command>)> {
-    let edit = Command::Edit { chat_id: chat, message_id: 2, text: "changed".into(), attachments: json!([]) };
+    let edit = Command::Edit {
+        chat_id: chat,
+        message_id: 2,
+        text: "changed".into(),
+        attachments: shared::model::Attachments::none(),
+    };
     let delete = Command::Delete { chat_id: chat, message_id: 2 };
     let news = |chats: &[i64]| -> Vec<Command> {
         chats.iter().enumerate().map(|(i, &chat)| send(chat, &format!("n{i}"), "late")).collect()

@@ -7,7 +7,12 @@ use super::*;
 /// it were applied again, the edit then changing nothing and answered
 /// without its event.
 fn send_and_fix(chat: i64) -> [Command; 2] {
-    let edit = Command::Edit { chat_id: chat, message_id: 1, text: "fixed".into(), attachments: json!([]) };
+    let edit = Command::Edit {
+        chat_id: chat,
+        message_id: 1,
+        text: "fixed".into(),
+        attachments: shared::model::Attachments::none(),
+    };
     [send(chat, "c1", "typo"), edit]
 }
 
@@ -71,7 +76,12 @@ async fn a_command_queued_twice_in_one_batch_is_applied_once() {
     for (store, _dir) in stores().await {
         let chat = group(&store, "alice", &["bob"]).await;
         let commands = [send(chat, "c1", "hello")];
-        let edit = Command::Edit { chat_id: chat, message_id: 1, text: "edited".into(), attachments: json!([]) };
+        let edit = Command::Edit {
+            chat_id: chat,
+            message_id: 1,
+            text: "edited".into(),
+            attachments: shared::model::Attachments::none(),
+        };
         let batch = [
             Submitted { id: "twin-send", user: "alice", command: &commands[0] },
             Submitted { id: "twin-edit", user: "alice", command: &edit },

@@ -87,12 +87,19 @@ async fn an_upgraded_database_keeps_each_message_s_new_event() {
             timestamp: 1,
             kind,
         };
-        let new =
-            |text: &str| EventKind::New { client_message_id: text.into(), text: text.into(), attachments: json!([]) };
+        let new = |text: &str| EventKind::New {
+            client_message_id: text.into(),
+            text: text.into(),
+            attachments: shared::model::Attachments::none(),
+        };
         let events = [
             event(1, 1, new("one")),
             event(2, 2, new("two")),
-            event(3, 1, EventKind::Edit { text: "one, edited".into(), attachments: json!([]) }),
+            event(
+                3,
+                1,
+                EventKind::Edit { text: "one, edited".into(), attachments: shared::model::Attachments::none() },
+            ),
         ];
         for statement in [
             "INSERT INTO chats (kind, name, creator, last_message_id, last_event_id, created_at, last_activity_at) \

@@ -94,7 +94,7 @@ fn send_with_zeros_inside(chat_id: i64, cid: &str) -> Command {
         chat_id,
         client_message_id: cid.into(),
         text: r#""id":0,"message_id":0"#.into(),
-        attachments: json!([{"id": 0, "message_id": 0}]),
+        attachments: shared::model::Attachments::from_value(&json!([{"id": 0, "message_id": 0}])),
     }
 }
 
@@ -205,7 +205,12 @@ async fn a_run_of_sends_gets_what_each_would_get_alone() {
         let a = group(&store, "alice", &["bob"]).await;
         let b = group(&store, "bob", &["carol"]).await;
         store.apply_pairs(&[("alice".into(), send(a, "old", "stored before"))], 5).await.expect("applied");
-        let edit = Command::Edit { chat_id: a, message_id: 2, text: "edited".into(), attachments: json!([]) };
+        let edit = Command::Edit {
+            chat_id: a,
+            message_id: 2,
+            text: "edited".into(),
+            attachments: shared::model::Attachments::none(),
+        };
         let batch: Vec<(String, Command)> = vec![
             ("alice".into(), send(a, "a1", "new in a")),
             ("bob".into(), send(b, "b1", "new in b")),

@@ -37,7 +37,7 @@ async fn a_sync_page_of_large_events_is_cut_by_size() {
     for (store, _dir) in stores().await {
         let chat = group(&store, "alice", &["bob"]).await;
         let other = group(&store, "carol", &["bob"]).await;
-        let big = json!([{"kind": "file", "blob": "x".repeat(60_000)}]);
+        let big = shared::model::Attachments::from_value(&json!([{"kind": "file", "blob": "x".repeat(60_000)}]));
         let sends: Vec<_> = (1..=40)
             .map(|i| {
                 let command = Command::Send {

@@ -528,7 +528,7 @@ async fn a_command_the_database_refuses_does_not_hold_up_its_shard() {
             chat_id: chat,
             client_message_id: "refused".into(),
             text: "a\0b".into(),
-            attachments: json!([]),
+            attachments: shared::model::Attachments::none(),
         },
         received_at: 0,
     };

@@ -123,7 +123,7 @@ async fn a_command_handed_out_past_the_consumer_is_applied() {
             chat_id: chat,
             client_message_id: "astray".into(),
             text: "two".into(),
-            attachments: json!([]),
+            attachments: shared::model::Attachments::none(),
         },
         received_at: 0,
     };

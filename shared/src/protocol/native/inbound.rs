@@ -8,7 +8,7 @@
 use serde_json::{Map, Value};
 
 use crate::error::{ErrorCode, Refusal};
-use crate::model::{storable, ChatId, Command, EventId, MarkKind, MessageId};
+use crate::model::{storable, Attachments, ChatId, Command, EventId, MarkKind, MessageId};
 
 /// `clientMessageId` is 1..=64 characters (PROTOCOL.md section 3).
 pub const MAX_CLIENT_MESSAGE_ID_CHARS: usize = 64;
@@ -153,7 +153,7 @@ impl Fields<'_> {
     }
 
     /// `message` and `attachments?` of `new` and `edit`.
-    fn content(&self, limits: Limits) -> Result<(String, Value), Refusal> {
+    fn content(&self, limits: Limits) -> Result<(String, Attachments), Refusal> {
         let text = self.string("message")?;
         if text.len() > limits.max_text_bytes {
             return Err(Refusal::new(
@@ -163,14 +163,14 @@ impl Fields<'_> {
         }
         storable("message", text)?;
         let attachments = match self.0.get("attachments") {
-            None | Some(Value::Null) => Value::Array(Vec::new()),
-            Some(Value::Array(items)) if items.iter().all(Value::is_object) => Value::Array(items.clone()),
+            None | Some(Value::Null) => return Ok((text.to_owned(), Attachments::none())),
+            Some(attachments @ Value::Array(items)) if items.iter().all(Value::is_object) => attachments,
             Some(_) => return Err(Refusal::bad_request("attachments must be an array of JSON objects")),
         };
-        if depth(&attachments) > MAX_ATTACHMENT_DEPTH {
+        if depth(attachments) > MAX_ATTACHMENT_DEPTH {
             return Err(Refusal::bad_request(format!("attachments nest deeper than {MAX_ATTACHMENT_DEPTH} levels")));
         }
-        Ok((text.to_owned(), attachments))
+        Ok((text.to_owned(), Attachments::from_value(attachments)))
     }
 
     fn since(&self) -> Result<Vec<(ChatId, EventId)>, Refusal> {
@@ -231,7 +231,7 @@ mod tests {
                 chat_id: 1,
                 client_message_id: "c1".into(),
                 text: "hi".into(),
-                attachments: Value::Array(vec![])
+                attachments: Attachments::none()
             })
         );
         let (_, req) = parse(br#"{"type":"read","chatId":2,"messageId":3}"#, LIMITS).expect("valid");

@@ -8,8 +8,8 @@ use serde_json::{json, Value};
 
 use crate::error::Refusal;
 use crate::model::{
-    Applied, ChatAction, ChatEvent, ChatId, ChatSummary, DeliveryStatus, EventId, EventKind, MarkKind, MessageId,
-    MessageView, Millis, PresenceView, Receipt, UserId,
+    Applied, Attachments, ChatAction, ChatEvent, ChatId, ChatSummary, DeliveryStatus, EventId, EventKind, MarkKind,
+    MessageId, MessageView, Millis, PresenceView, Receipt, UserId,
 };
 
 use super::inbound::Ref;
@@ -123,7 +123,7 @@ struct EventFrame<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     message: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    attachments: Option<&'a Value>,
+    attachments: Option<&'a Attachments>,
     timestamp: Millis,
 }
 
@@ -284,7 +284,7 @@ struct MessageItem<'a> {
     user_id: &'a str,
     client_message_id: &'a str,
     message: &'a str,
-    attachments: &'a Value,
+    attachments: &'a Attachments,
     timestamp: Millis,
     edited_at: Option<Millis>,
     deleted: bool,
@@ -428,7 +428,7 @@ mod tests {
                 user_id: "bob".into(),
                 client_message_id: format!("c{message_id}"),
                 text: "hi ]}".into(),
-                attachments: serde_json::json!([]),
+                attachments: Attachments::none(),
                 timestamp: 5,
                 edited_at: None,
                 deleted: false,
