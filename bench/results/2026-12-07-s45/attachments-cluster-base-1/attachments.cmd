@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-new LABEL=base-1 bench/attachments.sh cluster
