@@ -15,6 +15,8 @@ use std::collections::VecDeque;
 
 use shared::bus::CommandEnvelope;
 
+use crate::outbound_queue::QueueLimits;
+
 /// The commands of one connection that wait for earlier ones.
 #[derive(Debug, Default)]
 pub struct CommandOrder {
@@ -25,8 +27,20 @@ pub struct CommandOrder {
     /// size decides the size class of its allocation (2 KiB when this was
     /// written, a few dozen bytes to spare), while few connections ever
     /// hold a command.
-    #[allow(clippy::box_collection)] // 8 bytes here instead of 32, on purpose
-    held: Option<Box<VecDeque<(u32, CommandEnvelope)>>>,
+    held: Option<Box<Held>>,
+}
+
+#[derive(Debug, Default)]
+struct Held {
+    commands: VecDeque<(u32, CommandEnvelope)>,
+    /// Of the commands, by [`held_size`].
+    bytes: usize,
+}
+
+/// What a held command keeps of the node's memory: its envelope and what
+/// the client wrote into it (text, attachments, ids).
+fn held_size(envelope: &CommandEnvelope) -> usize {
+    std::mem::size_of::<CommandEnvelope>() + envelope.id.len() + envelope.command.content_bytes()
 }
 
 impl CommandOrder {
@@ -46,13 +60,19 @@ impl CommandOrder {
     }
 
     /// Holds a command behind those before it; false, and dropped, when
-    /// `limit` wait already (refuse it, unapplied).
-    pub fn hold(&mut self, lane: u32, envelope: CommandEnvelope, limit: usize) -> bool {
-        let held = self.held.get_or_insert_with(Box::default);
-        if held.len() >= limit {
-            return false;
+    /// as many commands or bytes as `limits` allow wait already (refuse it,
+    /// unapplied). Bytes as well as commands: a thousand commands of 64 KiB
+    /// would be 64 MiB held for one connection.
+    pub fn hold(&mut self, lane: u32, envelope: CommandEnvelope, limits: QueueLimits) -> bool {
+        let size = held_size(&envelope);
+        if let Some(held) = &self.held {
+            if held.commands.len() >= limits.items as usize || held.bytes + size > limits.bytes as usize {
+                return false;
+            }
         }
-        held.push_back((lane, envelope));
+        let held = self.held.get_or_insert_with(Box::default);
+        held.commands.push_back((lane, envelope));
+        held.bytes += size;
         true
     }
 
@@ -67,11 +87,12 @@ impl CommandOrder {
     /// of another lane waits for these in turn.
     pub fn release(&mut self) -> Vec<CommandEnvelope> {
         let Some(held) = self.held.as_mut() else { return Vec::new() };
-        let Some(&(lane, _)) = held.front() else { return Vec::new() };
+        let Some(&(lane, _)) = held.commands.front() else { return Vec::new() };
         self.lane = lane;
-        let run = held.iter().take_while(|(l, _)| *l == lane).count();
-        let released = held.drain(..run).map(|(_, envelope)| envelope).collect();
-        if held.is_empty() {
+        let run = held.commands.iter().take_while(|(l, _)| *l == lane).count();
+        let released: Vec<CommandEnvelope> = held.commands.drain(..run).map(|(_, envelope)| envelope).collect();
+        held.bytes -= released.iter().map(held_size).sum::<usize>();
+        if held.commands.is_empty() {
             self.held = None;
         }
         released
@@ -101,7 +122,7 @@ mod tests {
         if order.may_submit(lane, in_flight) {
             return Some(sequence);
         }
-        assert!(order.hold(lane, envelope(sequence), 8));
+        assert!(order.hold(lane, envelope(sequence), QueueLimits::items(8)));
         None
     }
 
@@ -152,9 +173,34 @@ mod tests {
         let mut order = CommandOrder::default();
         assert!(order.may_submit(1, 0));
         assert!(!order.may_submit(2, 1));
-        assert!(order.hold(2, envelope(2), 2));
-        assert!(order.hold(2, envelope(3), 2));
-        assert!(!order.hold(2, envelope(4), 2));
+        assert!(order.hold(2, envelope(2), QueueLimits::items(2)));
+        assert!(order.hold(2, envelope(3), QueueLimits::items(2)));
+        assert!(!order.hold(2, envelope(4), QueueLimits::items(2)));
         assert_eq!(ids(order.release()), ["2", "3"]);
+    }
+
+    #[test]
+    fn past_the_bytes_limit_a_command_is_not_held_until_some_are_released() {
+        let large = |sequence: u64, lane: u32| CommandEnvelope {
+            command: Command::Send {
+                chat_id: lane.into(),
+                client_message_id: "c".into(),
+                text: "x".repeat(40_000),
+                attachments: shared::model::Attachments::none(),
+            },
+            ..envelope(sequence)
+        };
+        let limits = QueueLimits { items: 100, bytes: 100_000 };
+        let mut order = CommandOrder::default();
+        assert!(order.may_submit(1, 0));
+        assert!(!order.may_submit(2, 1));
+        assert!(order.hold(2, large(2, 2), limits));
+        assert!(order.hold(3, large(3, 3), limits));
+        assert!(!order.hold(3, large(4, 3), limits), "a third of 40 kB is past 100 kB");
+        assert!(order.hold(3, envelope(5), limits), "a small one still fits");
+        assert_eq!(ids(order.release()), ["2"]);
+        assert!(order.hold(3, large(6, 3), limits), "room again once one went");
+        assert_eq!(ids(order.release()), ["3", "5", "6"]);
+        assert!(!order.is_holding());
     }
 }

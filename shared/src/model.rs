@@ -170,6 +170,18 @@ impl Command {
         }
     }
 
+    /// Bytes of what the client wrote into the command: text, attachments
+    /// and its own message id.
+    pub fn content_bytes(&self) -> usize {
+        match self {
+            Command::Send { client_message_id, text, attachments, .. } => {
+                client_message_id.len() + text.len() + attachments.as_str().len()
+            }
+            Command::Edit { text, attachments, .. } => text.len() + attachments.as_str().len(),
+            Command::Delete { .. } | Command::Mark { .. } => 0,
+        }
+    }
+
     /// A short, bounded label for metrics and logs.
     pub fn label(&self) -> &'static str {
         match self {

@@ -22,6 +22,7 @@ use crate::command_order::CommandOrder;
 use crate::handle::ClientHandle;
 use crate::node::{Node, STORE_DEADLINE};
 use crate::outbound::Outbound;
+use crate::outbound_queue::QueueLimits;
 use crate::reassembly::{Message, Reassembly, Violation};
 
 use super::token_expired;
@@ -221,7 +222,7 @@ impl Reader<'_> {
                 let in_flight = self.handle.commands_in_flight();
                 if self.order.may_submit(lane, in_flight) {
                     self.submit(envelope, &reference).await;
-                } else if self.order.hold(lane, envelope, self.node.settings.outbound_queue) {
+                } else if self.order.hold(lane, envelope, self.held_limits()) {
                     metrics::counter!("chat_commands_held_total").increment(1);
                 } else {
                     metrics::counter!("chat_commands_rate_limited_total", "type" => label).increment(1);
@@ -244,6 +245,14 @@ impl Reader<'_> {
                 Box::pin(self.sync(reference, since)).await;
             }
         }
+    }
+
+    /// What may wait for earlier commands: as many commands and bytes as
+    /// may wait to be written to the connection (`OUTBOUND_QUEUE`,
+    /// `OUTBOUND_BYTES`).
+    fn held_limits(&self) -> QueueLimits {
+        let settings = &self.node.settings;
+        QueueLimits { items: settings.outbound_queue as u32, bytes: settings.outbound_bytes }
     }
 
     async fn submit_released(&mut self) {
