@@ -376,8 +376,17 @@ impl Reader<'_> {
             };
             return self.refuse(reference, &refusal, None).await;
         };
-        if local.typing_allowed(chat, std::time::Instant::now()) {
-            let _ = self.node.broker.publish(Event::Typing { chat, user: user.to_string() }).await;
+        if !local.typing_allowed(chat, std::time::Instant::now()) {
+            return;
         }
+        // A notice forwarded costs a command of the allowance, dropped
+        // silently past it like a throttled one: once a second and chat is
+        // nothing to a person, but a user in thousands of chats could
+        // otherwise have every one of them told each second.
+        if !self.budget.take(self.node.settings.command_allowance(), now_ms()) {
+            metrics::counter!("chat_commands_rate_limited_total", "type" => "typing").increment(1);
+            return;
+        }
+        let _ = self.node.broker.publish(Event::Typing { chat, user: user.to_string() }).await;
     }
 }
