@@ -8,6 +8,7 @@ mod chats;
 pub mod framework_errors;
 mod health;
 mod messages;
+mod pieces;
 mod presence;
 
 use std::sync::Arc;

@@ -15,10 +15,11 @@ use shared::bus::{Broker, Event};
 use shared::clock::now_ms;
 use shared::error::Refusal;
 use shared::model::{ChatAction, ChatId, ChatKind, MemberViews, UserId};
-use shared::protocol::native::outbound::{chat_item, rest_error, ChatItem};
+use shared::protocol::native::outbound::{chat_item, chat_list, rest_error};
 use shared::store::{within, NewChat, StoreRefusal, CREATED_MEMBERSHIP_VERSION};
 
 use super::auth::{id, ApiError, Caller};
+use super::pieces;
 use crate::node::{Node, STORE_DEADLINE};
 
 #[derive(Deserialize)]
@@ -84,12 +85,8 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Refusal> {
 }
 
 pub async fn list(State(node): State<Arc<Node>>, Caller(user): Caller) -> Result<Response, ApiError> {
-    #[derive(serde::Serialize)]
-    struct List<'a> {
-        chats: Vec<ChatItem<'a>>,
-    }
     let summaries = within(STORE_DEADLINE, node.store.summaries(&user)).await?;
-    Ok(Json(List { chats: summaries.iter().map(chat_item).collect() }).into_response())
+    Ok(pieces::answer(chat_list(summaries, pieces::PIECE_BYTES)))
 }
 
 pub async fn delete(

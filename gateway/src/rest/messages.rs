@@ -1,27 +1,19 @@
 //! History and receipts over REST.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::sync::Arc;
 
-use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::Json;
-use futures_util::stream;
 use serde_json::{json, Value};
 use shared::error::Refusal;
 use shared::protocol::native::outbound::{history_page, receipt_json};
 use shared::store::{within, HistoryQuery};
 
 use super::auth::{id, ApiError, Caller};
+use super::pieces;
 use crate::node::{Node, STORE_DEADLINE};
-
-/// A history page goes out in pieces of about this much JSON, each written
-/// when the connection is ready for more: a slow reader holds the page's rows,
-/// not its rendering.
-const PAGE_PIECE_BYTES: usize = 64 * 1024;
 
 pub async fn history(
     State(node): State<Arc<Node>>,
@@ -41,8 +33,7 @@ pub async fn history(
     };
     let query = HistoryQuery { before: number("before")?, after: number("after")?, limit: number("limit")? };
     let messages = within(STORE_DEADLINE, node.store.messages(chat, &user, query)).await?;
-    let pieces = history_page(messages, PAGE_PIECE_BYTES).map(Ok::<_, Infallible>);
-    Ok(([(header::CONTENT_TYPE, "application/json")], Body::from_stream(stream::iter(pieces))).into_response())
+    Ok(pieces::answer(history_page(messages, pieces::PIECE_BYTES)))
 }
 
 pub async fn receipts(

@@ -328,13 +328,36 @@ impl Serialize for MemberIds<'_> {
     }
 }
 
-/// A history page, `{"messages":[...]}`, rendered piece by piece as the
-/// answer is written, each piece as soon as it holds `piece_bytes`. A page
-/// of 200 messages of a 10,000-member group that all read them is 90 MB of
-/// JSON; rendered whole, a gateway held that (and 550 MiB at its peak) for
-/// each such request until its client had read it.
+/// A history page, `{"messages":[...]}`, in pieces (see [`listed`]). A
+/// page of 200 messages of a 10,000-member group that all read them is 90
+/// MB of JSON; rendered whole, a gateway held that (and 550 MiB at its
+/// peak) for each such request until its client had read it.
 pub fn history_page(messages: Vec<MessageView>, piece_bytes: usize) -> impl Iterator<Item = Bytes> + Send {
-    let mut messages = messages.into_iter();
+    listed("messages", messages, piece_bytes, |message, out| {
+        // Serializing our own plain structs to a Vec cannot fail.
+        let _ = serde_json::to_writer(out, &message_item(message));
+    })
+}
+
+/// A chat list, `{"chats":[...]}`, in pieces (see [`listed`]): every item
+/// names its chat's members, so the list of a user in a hundred groups
+/// of 10,000 is 14 MB.
+pub fn chat_list(chats: Vec<ChatSummary>, piece_bytes: usize) -> impl Iterator<Item = Bytes> + Send {
+    listed("chats", chats, piece_bytes, |chat, out| {
+        let _ = serde_json::to_writer(out, &chat_item(chat));
+    })
+}
+
+/// `{"<field>":[...]}` rendered piece by piece as the answer is written,
+/// each piece as soon as it holds `piece_bytes`, so that a large answer
+/// is never held rendered whole.
+fn listed<T: Send>(
+    field: &'static str,
+    items: Vec<T>,
+    piece_bytes: usize,
+    render: fn(&T, &mut Vec<u8>),
+) -> impl Iterator<Item = Bytes> + Send {
+    let mut items = items.into_iter();
     let mut started = false;
     let mut written = 0usize;
     let mut ended = false;
@@ -344,11 +367,11 @@ pub fn history_page(messages: Vec<MessageView>, piece_bytes: usize) -> impl Iter
         }
         let mut piece = Vec::with_capacity(piece_bytes.min(64 * 1024));
         if !started {
-            piece.extend_from_slice(b"{\"messages\":[");
+            piece.extend_from_slice(format!("{{\"{field}\":[").as_bytes());
             started = true;
         }
         while piece.len() < piece_bytes {
-            let Some(message) = messages.next() else {
+            let Some(item) = items.next() else {
                 piece.extend_from_slice(b"]}");
                 ended = true;
                 break;
@@ -356,8 +379,7 @@ pub fn history_page(messages: Vec<MessageView>, piece_bytes: usize) -> impl Iter
             if written > 0 {
                 piece.push(b',');
             }
-            // Serializing our own plain structs to a Vec cannot fail.
-            let _ = serde_json::to_writer(&mut piece, &message_item(&message));
+            render(&item, &mut piece);
             written += 1;
         }
         Some(Bytes::from(piece))
@@ -464,6 +486,20 @@ mod tests {
                     assert_eq!(item["deliveredMembers"], serde_json::json!(reached(0)), "{item}");
                     assert_eq!(item["readMembers"], serde_json::json!(reached(1)), "{item}");
                 }
+            }
+        }
+    }
+
+    /// A chat list in pieces is the list rendered whole.
+    #[test]
+    fn a_chat_list_in_pieces_is_the_whole_list() {
+        for count in [0, 1, 3] {
+            let chats: Vec<ChatSummary> = (0..count).map(|n| summary(n % 2 == 0)).collect();
+            let whole = serde_json::json!({ "chats": chats.iter().map(chat_item).collect::<Vec<_>>() });
+            for piece_bytes in [1, 100, 1 << 20] {
+                let pieces: Vec<Bytes> = chat_list(chats.clone(), piece_bytes).collect();
+                let read: Value = serde_json::from_slice(&pieces.concat()).expect("JSON");
+                assert_eq!(read, whole, "{count} chats in pieces of {piece_bytes}");
             }
         }
     }
