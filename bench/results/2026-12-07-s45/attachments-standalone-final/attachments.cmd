@@ -1,0 +1,1 @@
+LABEL=s45-final bench/attachments.sh standalone
