@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-base /tmp/build-final/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:10212/ws --http-url http://127.0.0.1:10212 --data-dir /tmp/tmp.ooBsgkKfh9 --server-pid 12221 --report bench/results/2026-12-07-standalone-s45-base-2/fanout.json --charts bench/results/2026-12-07-standalone-s45-base-2/fanout

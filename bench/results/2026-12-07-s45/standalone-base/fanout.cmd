@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-base /tmp/build-final/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:27821/ws --http-url http://127.0.0.1:27821 --data-dir /tmp/tmp.4ZNBJQkfNK --server-pid 11978 --report bench/results/2026-12-07-standalone-s45-base/fanout.json --charts bench/results/2026-12-07-standalone-s45-base/fanout

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-final /tmp/build-final/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:14728/ws --http-url http://127.0.0.1:14728 --data-dir /tmp/tmp.iBPAzrfNlV --server-pid 12139 --report bench/results/2026-12-07-standalone-s45-final-2/fanout.json --charts bench/results/2026-12-07-standalone-s45-final-2/fanout

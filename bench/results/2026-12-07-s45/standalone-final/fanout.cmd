@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-final /tmp/build-final/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:13841/ws --http-url http://127.0.0.1:13841 --data-dir /tmp/tmp.esVuqrrLTZ --server-pid 12059 --report bench/results/2026-12-07-standalone-s45-final/fanout.json --charts bench/results/2026-12-07-standalone-s45-final/fanout
