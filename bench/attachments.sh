@@ -19,18 +19,7 @@ source bench/common.sh "attachments-$mode"
 server_pid=""
 worker_pid=""
 data=$(mktemp -d)
-# Each step whatever the last one's status, so that nothing is left running.
-stop_all() {
-    for pid in ${CLIENT_PID:-} $worker_pid $server_pid; do
-        kill "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$data"
-    [ "$mode" = cluster ] && services_stop
-    true
-}
-trap stop_all EXIT
-trap 'exit 130' INT TERM
+bench_stop_at_exit CLIENT_PID worker_pid server_pid
 case $mode in
     standalone) ;;
     cluster) bench_services ;;

@@ -33,21 +33,7 @@ server_pid=""
 loadtest_pid=""
 worker_pid=""
 data=$(mktemp -d)
-# Each step whatever the last one's status: a load tool stopped by its
-# signal exits non-zero, which under `set -e` would end the trap there and
-# leave the gateway and the services running.
-stop_all() {
-    for pid in $loadtest_pid $worker_pid $server_pid; do
-        kill "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    rm -rf "$data"
-    [ "$mode" = cluster ] && services_stop
-    true
-}
-trap stop_all EXIT
-# A signal ends the script through its EXIT trap, which stops the servers.
-trap 'exit 130' INT TERM
+bench_stop_at_exit loadtest_pid worker_pid server_pid
 port=$(free_port)
 # Bytes Redis has received and sent (the gateway's subscription included).
 redis_bytes() { redis-cli -u "$REDIS_URL" INFO stats | awk -F: "/^total_net_$1_bytes/ {print \$2 + 0}"; }

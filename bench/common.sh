@@ -70,6 +70,30 @@ bench_services() {
     "$server_bin"/worker migrate
 }
 
+# bench_stop_at_exit VAR...: however the script ends, stops the processes
+# whose pids the variables VAR... hold by then, each step whatever the
+# last one's status (a load tool stopped by its signal exits non-zero,
+# which under `set -e` would end the trap there and leave the servers
+# running), removes $data, and stops the private services, if any
+# (scripts/lib/services.sh). A signal ends the script through that trap.
+bench_stop_at_exit() {
+    bench_stopped_at_exit=("$@")
+    trap bench_stop_all EXIT
+    trap 'exit 130' INT TERM
+}
+bench_stop_all() {
+    local name pid
+    for name in "${bench_stopped_at_exit[@]}"; do
+        pid=${!name:-}
+        [ -n "$pid" ] || continue
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -rf "${data:-}"
+    if declare -F services_stop > /dev/null; then services_stop; fi
+    true
+}
+
 # bench_wait_ready PORT: the gateway answers /readyz.
 bench_wait_ready() {
     for _ in $(seq 1 300); do
