@@ -12,7 +12,6 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
@@ -60,25 +59,27 @@ impl fmt::Debug for Attachments {
 }
 
 /// The fields of an internally tagged object (a command, an event's kind),
-/// each as its JSON text. serde's derived form of such enums reads the
-/// whole object into a tree of its own before it knows the variant, which
-/// would cost attachments what keeping them as text saves; read this way,
-/// every field is parsed once, from its own text, and attachments not at
-/// all. Needs `serde_json`'s reader, which the bus and the event log use.
-pub(crate) struct TaggedFields(BTreeMap<String, Box<RawValue>>);
+/// each as its JSON text, borrowed from what is being read. serde's
+/// derived form of such enums reads the whole object into a tree of its
+/// own before it knows the variant, which would cost attachments what
+/// keeping them as text saves; read this way, every field is parsed once,
+/// from its own text, and attachments are copied, not parsed. Needs
+/// `serde_json::from_str` or `from_slice`, which the bus and the event log
+/// use (a reader it cannot borrow from is refused).
+pub(crate) struct TaggedFields<'de>(BTreeMap<String, &'de RawValue>);
 
-impl TaggedFields {
-    pub fn read<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+impl<'de> TaggedFields<'de> {
+    pub fn read<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         BTreeMap::deserialize(deserializer).map(TaggedFields)
     }
 
-    pub fn take<T: DeserializeOwned, E: serde::de::Error>(&mut self, name: &'static str) -> Result<T, E> {
+    pub fn take<T: Deserialize<'de>, E: serde::de::Error>(&mut self, name: &'static str) -> Result<T, E> {
         let raw = self.0.remove(name).ok_or_else(|| E::missing_field(name))?;
         serde_json::from_str(raw.get()).map_err(|e| E::custom(format_args!("{name}: {e}")))
     }
 
     /// [`TaggedFields::take`] for a field older writers may have left out.
-    pub fn take_or_default<T: DeserializeOwned + Default, E: serde::de::Error>(
+    pub fn take_or_default<T: Deserialize<'de> + Default, E: serde::de::Error>(
         &mut self,
         name: &'static str,
     ) -> Result<T, E> {
@@ -89,7 +90,10 @@ impl TaggedFields {
     }
 
     pub fn attachments<E: serde::de::Error>(&mut self) -> Result<Attachments, E> {
-        self.0.remove("attachments").map(Attachments).ok_or_else(|| E::missing_field("attachments"))
+        self.0
+            .remove("attachments")
+            .map(|raw| Attachments(raw.to_owned()))
+            .ok_or_else(|| E::missing_field("attachments"))
     }
 }
 
