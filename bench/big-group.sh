@@ -180,7 +180,7 @@ summary() { printf '%s\n' "$@" | sort -n | awk '{v[NR] = $1} END {printf "p50 %.
         echo "Redis received $(( (in_after - in_before) / 20 / 1000 )) kB and sent $(( (out_after - out_before) / 20 / 1000 )) kB per change"
     fi
     echo "GET /v1/chats (one chat of 9,999 members), 50 calls: $(summary "${lists[@]}")"
-    echo "gateway peak resident memory${HISTORY:+ before the history reads}: $run_peak MiB"
+    echo "gateway peak resident memory$([ "$history" = 1 ] && echo " before the history reads"): $run_peak MiB"
     echo "gateway CPU over the changes and the chat lists${CONNECTED:+, until every frame went out}: $(echo "$cpu_before $cpu_after" | awk '{printf "%.2f", $2 - $1}') s"
     if [ "$history" = 1 ]; then
         echo "GET /v1/chats/$chat/messages?limit=200 ($page_check, $page_bytes bytes), 10 calls: $(summary "${pages[@]}")"
