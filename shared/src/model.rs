@@ -238,7 +238,7 @@ pub enum ChatAction {
 }
 
 /// A message as history shows it to a member (PROTOCOL.md 7).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MessageView {
     pub chat_id: ChatId,
     pub message_id: MessageId,
@@ -269,7 +269,7 @@ impl MessageView {
 }
 
 /// A member of a chat and how far their marks reach.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MemberMarks {
     pub user_id: UserId,
     pub delivered: MessageId,
