@@ -20,7 +20,7 @@ use serde_json::Value;
 /// (compact, object keys sorted), so that two that are equal as JSON are
 /// equal as text: an edit that resends the same attachments changes
 /// nothing, whatever the order of their keys.
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize)]
 #[serde(transparent)]
 pub struct Attachments(Box<RawValue>);
 
@@ -32,7 +32,9 @@ impl Attachments {
 
     /// The attachments a client sent, already checked for their shape.
     pub fn from_value(value: &Value) -> Self {
-        RawValue::from_string(value.to_string()).map(Attachments).unwrap_or_else(|_| Attachments::none())
+        // Written straight into a raw value, not written and then scanned
+        // again as `from_string` would.
+        serde_json::value::to_raw_value(value).map(Attachments).unwrap_or_else(|_| Attachments::none())
     }
 
     /// Attachments as the store keeps them, written by [`Attachments::as_str`];
