@@ -10,7 +10,7 @@
 //! last id it delivered per chat and fills gaps from the store (see
 //! [`crate::ordering`]), so events lost between a worker and this node (a
 //! Redis reconnect, a worker dying between commit and publish) are still
-//! delivered, in place (`hub::delivery`). Events reach the hub through
+//! delivered, in place (`hub::delivery`, `hub::gap_fill`). Events reach the hub through
 //! `hub::sink`.
 //!
 //! Lock order, to stay deadlock-free: a `chats` map shard, then a user's
@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use shared::bus::Broker;
-use shared::model::{ChatAction, ChatEvent, ChatId, EventId, UserId};
+use shared::model::{ChatAction, ChatId, EventId, UserId};
 use shared::protocol::native::outbound as render;
 use shared::store::Store;
 use shared::sync::lock;
@@ -36,6 +36,7 @@ use crate::outbound::{Framed, Outbound};
 use crate::presence::order::LatestPresence;
 
 mod delivery;
+mod gap_fill;
 mod overtaken;
 mod repair;
 mod sink;
@@ -156,10 +157,9 @@ struct ChatEntry {
     users: Vec<Arc<LocalUser>>,
     last_event_id: EventId,
     /// While a gap is being filled from the store, later events wait here.
-    /// Boxed on purpose: 8 bytes in every entry instead of 24, for a queue
-    /// that exists only while a gap is filled.
-    #[allow(clippy::box_collection)]
-    filling: Option<Box<Vec<Arc<ChatEvent>>>>,
+    /// Boxed: 8 bytes in every entry, for what exists only while a gap is
+    /// filled.
+    filling: Option<Box<gap_fill::Waiting>>,
 }
 
 impl ChatEntry {

@@ -95,21 +95,25 @@ impl Store {
         reads.into_iter().zip(requests).map(|(read, r)| page_from(read, r.since)).collect()
     }
 
-    /// Events of `chat` in `(after, upto]`, for a gateway filling a gap in
-    /// what it received (no membership check: the gateway asks for itself).
+    /// The first `limit` events of `chat` in `(after, upto]`, for a gateway
+    /// filling a gap in what it received (no membership check: the gateway
+    /// asks for itself).
     pub async fn events_between(
         &self,
         chat: ChatId,
         after: EventId,
         upto: EventId,
+        limit: usize,
     ) -> Result<Vec<ChatEvent>, StoreError> {
-        let rows: Vec<(String,)> =
-            sqlx::query_as("SELECT payload FROM events WHERE chat_id = $1 AND id > $2 AND id <= $3 ORDER BY id")
-                .bind(chat)
-                .bind(after)
-                .bind(upto)
-                .fetch_all(&self.reader)
-                .await?;
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT payload FROM events WHERE chat_id = $1 AND id > $2 AND id <= $3 ORDER BY id LIMIT $4",
+        )
+        .bind(chat)
+        .bind(after)
+        .bind(upto)
+        .bind(limit as i64)
+        .fetch_all(&self.reader)
+        .await?;
         rows.iter().map(|r| decode_event(&r.0)).collect()
     }
 }

@@ -102,6 +102,31 @@ async fn many_chats_last_event_ids_read_at_once_are_each_their_own() {
     }
 }
 
+/// What a gateway filling a gap reads: the chat's events after `after` up
+/// to `upto`, at most `limit` of them, from the first.
+#[tokio::test]
+async fn events_between_reads_a_page_of_the_range_in_order() {
+    for (store, _dir) in stores().await {
+        let chat = group(&store, "alice", &["bob"]).await;
+        let other = group(&store, "alice", &["bob"]).await;
+        let sends: Vec<_> = (1..=6)
+            .flat_map(|i| [chat, other].map(|c| ("alice".to_string(), send(c, &format!("e{c}-{i}"), "m"))))
+            .collect();
+        store.apply_pairs(&sends, 10).await.expect("sent");
+        let ids = |events: Vec<ChatEvent>| events.iter().map(|e| (e.chat_id, e.id)).collect::<Vec<_>>();
+        let read = |after, upto, limit| store.events_between(chat, after, upto, limit);
+        assert_eq!(
+            ids(read(1, 5, 10).await.expect("range")),
+            [2, 3, 4, 5].map(|id| (chat, id)),
+            "{:?}",
+            store.backend()
+        );
+        assert_eq!(ids(read(1, 5, 2).await.expect("page")), [(chat, 2), (chat, 3)]);
+        assert_eq!(ids(read(3, 100, 10).await.expect("past the last")), [4, 5, 6].map(|id| (chat, id)));
+        assert!(read(6, 9, 10).await.expect("none").is_empty());
+    }
+}
+
 #[tokio::test]
 async fn dialogs_are_unique_and_membership_rules_hold() {
     for (store, _dir) in stores().await {
