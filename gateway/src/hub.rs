@@ -15,7 +15,8 @@
 //!
 //! Lock order, to stay deadlock-free: a `chats` map shard, then a user's
 //! `connections` or `state` mutex (one at a time); or a `users` map
-//! shard, then the `connections` mutex. Nothing takes a map shard while
+//! shard, then the `connections` mutex; the presence numbers'
+//! (`latest_presence`) mutex comes before all of these. Nothing takes a map shard while
 //! holding a user's mutex, and no lock is held across an `.await`.
 
 use std::collections::{HashMap, HashSet};
@@ -38,6 +39,7 @@ use crate::presence::order::LatestPresence;
 mod delivery;
 mod gap_fill;
 mod overtaken;
+mod presence_reread;
 mod repair;
 mod sink;
 

@@ -38,23 +38,12 @@ impl<K: Hash + Eq> Latest<K> {
         Latest { generations: Mutex::new(generations) }
     }
 
-    /// Whether an announcement numbered `number` for `key` is newer than
-    /// every one applied here lately; if so, it is now the latest. 0 is
-    /// always news and not remembered: it comes from where announcements
-    /// are made in order (standalone's presence) or from a gateway older
-    /// than the numbers.
-    pub fn is_news<Q>(&self, key: &Q, number: u64) -> bool
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
-    {
-        self.applies_at(key, number, false, Instant::now())
-    }
-
-    /// As [`Latest::is_news`], but the last applied number again is
-    /// applied again too: for announcements that are made again on
-    /// purpose (a retried chat creation announces the chat anew, since the
-    /// first attempt's announcement may be what was lost).
+    /// Whether an announcement numbered `number` for `key` is no older
+    /// than any applied here lately; if so, it is now the latest. The last
+    /// applied number again applies again, unlike in
+    /// [`Latest::apply_if_news`]: for announcements made again on purpose
+    /// (a retried chat creation announces the chat anew, since the first
+    /// attempt's announcement may be what was lost).
     pub fn is_current<Q>(&self, key: &Q, number: u64) -> bool
     where
         K: Borrow<Q>,
@@ -63,12 +52,37 @@ impl<K: Hash + Eq> Latest<K> {
         self.applies_at(key, number, true, Instant::now())
     }
 
+    /// Whether an announcement numbered `number` for `key` is newer than
+    /// every one applied here lately; if so, it is now the latest, and
+    /// `apply` runs before any other number is checked here: where
+    /// announcements have more than one deliverer, none can apply an older
+    /// one after a newer one it let through. (`apply` must take no lock
+    /// that is held while checking.) 0 is always news and not remembered:
+    /// it comes from where announcements are made in order (standalone's
+    /// presence) or from a gateway older than the numbers.
+    pub fn apply_if_news<Q>(&self, key: &Q, number: u64, apply: impl FnOnce()) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        self.apply_at(key, number, false, Instant::now(), apply)
+    }
+
     fn applies_at<Q>(&self, key: &Q, number: u64, again: bool, now: Instant) -> bool
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
+        self.apply_at(key, number, again, now, || ())
+    }
+
+    fn apply_at<Q>(&self, key: &Q, number: u64, again: bool, now: Instant, apply: impl FnOnce()) -> bool
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         if number == 0 {
+            apply();
             return true;
         }
         let mut generations = lock(&self.generations);
@@ -78,6 +92,7 @@ impl<K: Hash + Eq> Latest<K> {
             Some(latest) if number < latest || (number == latest && !again) => false,
             _ => {
                 generations.current.insert(key.to_owned(), number);
+                apply();
                 true
             }
         }
@@ -115,6 +130,18 @@ mod tests {
         assert!(latest.applies_at("ann", 0, false, now), "unnumbered");
         assert!(latest.applies_at("ann", 0, false, now), "unnumbered, again");
         assert!(!latest.applies_at("ann", 11, false, now), "unnumbered ones are not remembered");
+    }
+
+    #[test]
+    fn only_news_is_applied() {
+        let latest = Latest::<String>::new();
+        let mut applied = Vec::new();
+        let mut news = Vec::new();
+        for number in [2, 1, 2, 3, 0, 0] {
+            news.push(latest.apply_if_news("ann", number, || applied.push(number)));
+        }
+        assert_eq!(news, [true, false, false, true, true, true]);
+        assert_eq!(applied, [2, 3, 0, 0]);
     }
 
     #[test]

@@ -153,6 +153,13 @@ pub trait EventSink: Send + Sync {
     fn deliver_all(&self, events: Vec<Event>) {
         events.into_iter().for_each(|event| self.deliver(event));
     }
+    /// Presence announcements read again from their log after the broker
+    /// subscribed (`presence_log`), in the order they were made. Those of
+    /// users in many chats come without them (`chats` empty), for the sink
+    /// to look up.
+    fn presence_reread(&self, events: Vec<Event>) {
+        self.deliver_all(events);
+    }
     /// The broker (re)subscribed to these chats: events published while it
     /// was not listening may be missing at the tail; the sink checks the
     /// store and fills in.

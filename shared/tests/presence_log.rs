@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shared::bus::keys::Keys;
-use shared::bus::presence_log::Reread;
+use shared::bus::presence_log::{Reread, CHATS_LOGGED_MAX};
 use shared::bus::redis::{connect, RedisBroker};
 use shared::bus::{Event, EventSink};
 use tokio::sync::mpsc;
@@ -93,4 +93,39 @@ async fn a_re_read_is_cut_short_only_by_a_log_trimmed_inside_the_window() {
         .expect("xtrim");
     assert_eq!(trimmed, 2);
     assert_eq!(reread().await, (1, true), "its two oldest trimmed");
+}
+
+/// The log names the chats of a user in up to `CHATS_LOGGED_MAX` of them,
+/// and none of a user in more: the size of an entry, the most Redis holds
+/// per announcement, does not grow with the user's chats.
+#[tokio::test]
+async fn the_log_names_no_chats_of_a_user_in_many() {
+    let url = std::env::var("TEST_REDIS_URL").expect("TEST_REDIS_URL (run ./scripts/test)");
+    let keys = Keys::new(&format!("{}:", testkit::unique("plogmany")), 1);
+    let connection = connect(&url).await.expect("redis");
+    let redis = RedisBroker::new(&url, connection.clone(), keys.clone());
+    let in_chats = |user: &str, count: i64| Event::Presence {
+        user: user.into(),
+        online: true,
+        last_seen: 0,
+        chats: (1..=count).collect::<Vec<_>>().into(),
+        seq: 1,
+    };
+    redis.publish_presence(&[in_chats("many", 10_000)]).await.expect("published");
+    let mut measuring = connection.clone();
+    let bytes: usize =
+        redis::cmd("MEMORY").arg("USAGE").arg(keys.presence_log()).query_async(&mut measuring).await.expect("usage");
+    // A stream of one small entry takes some 4.7 KB; naming the 10,000
+    // chats took it to some 50 KB.
+    assert!(bytes < 8_192, "the log holds {bytes} bytes for one announcement");
+    redis.publish_presence(&[in_chats("few", CHATS_LOGGED_MAX as i64)]).await.expect("published");
+
+    let (sink, mut arrived) = mpsc::unbounded_channel();
+    let mut reread = Reread::default();
+    while !reread.step(&connection, &keys, &Collect(sink.clone())).await.expect("step") {}
+    let mut logged = Vec::new();
+    while let Ok(Event::Presence { user, chats, .. }) = arrived.try_recv() {
+        logged.push((user, chats.len()));
+    }
+    assert_eq!(logged, [("many".to_string(), 0), ("few".to_string(), CHATS_LOGGED_MAX)]);
 }

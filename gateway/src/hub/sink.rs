@@ -31,6 +31,15 @@ impl EventSink for HubSink {
         }
     }
 
+    fn presence_reread(&self, events: Vec<Event>) {
+        let (chatless, carried): (Vec<Event>, Vec<Event>) =
+            events.into_iter().partition(|event| matches!(event, Event::Presence { chats, .. } if chats.is_empty()));
+        self.deliver_all(carried);
+        if !chatless.is_empty() {
+            self.0.deliver_with_chats_read(chatless);
+        }
+    }
+
     fn resync(&self, chats: Vec<ChatId>) {
         self.0.resync_chats(chats);
     }
@@ -55,15 +64,21 @@ impl HubSink {
                 // Numbered ones (a cluster's) are ordered, and remembered,
                 // only where someone hears them; standalone's are all news.
                 let heard_here = || chats.iter().any(|chat| hub.chats.contains_key(chat));
-                if seq != 0 && (!heard_here() || !hub.latest_presence.is_news(&user, seq)) {
+                if seq != 0 && !heard_here() {
                     return;
                 }
-                let frame = Arc::new(if online {
-                    Framed::new("online", render::online(&user))
-                } else {
-                    Framed::new("offline", render::offline(&user, last_seen))
+                // Checked and told in one step: announcements read again
+                // whose chats were looked up (`hub::presence_reread`) are
+                // delivered beside the listener's, and an older state
+                // must not be told after a newer one.
+                hub.latest_presence.apply_if_news(&user, seq, || {
+                    let frame = Arc::new(if online {
+                        Framed::new("online", render::online(&user))
+                    } else {
+                        Framed::new("offline", render::offline(&user, last_seen))
+                    });
+                    hub.to_co_members(&user, &chats, &frame);
                 });
-                hub.to_co_members(&user, &chats, &frame);
             }
             Event::ChatList { user, action, chat, version } => {
                 let place = (chat.id, chat.last_event_id);

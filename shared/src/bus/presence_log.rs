@@ -22,6 +22,8 @@
 //! appended after is published after the subscription was live (each
 //! PUBLISH follows its append on one connection), so it arrives.
 
+use std::sync::Arc;
+
 use redis::Value;
 
 use super::keys::Keys;
@@ -41,10 +43,32 @@ pub const MAX_LEN: usize = 100_000;
 const PAGE: usize = 1_000;
 /// The field an entry carries its announcement in.
 const FIELD: &str = "e";
+/// The most chats an entry names. The log is capped in entries, so it is
+/// the size of each that bounds Redis's memory: a user in 10,000 chats
+/// made entries of some 80 KB, and one flapping connection could fill the
+/// log with them (8 GB). An announcement of a user in more chats is logged
+/// without them, and a gateway reading it again looks the user's chats up
+/// (`EventSink::presence_reread`).
+pub const CHATS_LOGGED_MAX: usize = 32;
 
-/// Appends `payload`, a presence announcement, to the log in `pipeline`.
-pub fn append(pipeline: &mut redis::Pipeline, keys: &Keys, payload: &str) {
-    pipeline.cmd("XADD").arg(keys.presence_log()).arg("MAXLEN").arg("~").arg(MAX_LEN).arg("*").arg(FIELD).arg(payload);
+/// Appends `announcement`, published as `payload`, to the log in
+/// `pipeline`: as published, or without its chats if they are many.
+pub fn append(pipeline: &mut redis::Pipeline, keys: &Keys, announcement: &Event, payload: &str) {
+    let chatless = match announcement {
+        Event::Presence { user, online, last_seen, chats, seq } if chats.len() > CHATS_LOGGED_MAX => {
+            let without = Event::Presence {
+                user: user.clone(),
+                online: *online,
+                last_seen: *last_seen,
+                chats: Arc::from([]),
+                seq: *seq,
+            };
+            serde_json::to_string(&without).ok()
+        }
+        _ => None,
+    };
+    let entry = chatless.as_deref().unwrap_or(payload);
+    pipeline.cmd("XADD").arg(keys.presence_log()).arg("MAXLEN").arg("~").arg(MAX_LEN).arg("*").arg(FIELD).arg(entry);
 }
 
 /// A re-read in progress, a page at a time: the listener reads one page
@@ -111,7 +135,7 @@ impl Reread {
         let Some(last) = entries.last() else { return Ok(true) };
         self.start = Some(format!("({}", last.id));
         self.read += entries.len();
-        sink.deliver_all(entries.iter().filter_map(|entry| decode(&entry.id, entry.payload.as_deref())).collect());
+        sink.presence_reread(entries.iter().filter_map(|entry| decode(&entry.id, entry.payload.as_deref())).collect());
         Ok(!full)
     }
 }

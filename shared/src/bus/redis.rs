@@ -207,7 +207,7 @@ impl RedisBroker {
         pipeline.ignore_errors();
         for announcement in announcements {
             let payload = encode(announcement)?;
-            presence_log::append(&mut pipeline, &self.inner.keys, &payload);
+            presence_log::append(&mut pipeline, &self.inner.keys, announcement, &payload);
             pipeline.publish(self.channel(announcement), payload);
         }
         let mut publisher = self.inner.publisher.clone();

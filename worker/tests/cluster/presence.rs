@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use redis::AsyncCommands;
 use serde_json::{json, Value};
+use shared::bus::presence_log::CHATS_LOGGED_MAX;
 use shared::bus::Event;
 use testkit::client::Client;
 
@@ -437,8 +438,25 @@ async fn a_stopped_gateway_s_leftover_users_are_reaped_by_the_others() {
 /// bob went on seeing alice online.
 #[tokio::test]
 async fn an_announcement_published_while_the_subscription_was_down_arrives_once_it_is_back() {
+    published_while_the_subscription_was_down(0).await;
+}
+
+/// As above, with alice in more chats than the presence log names
+/// (`CHATS_LOGGED_MAX`): her `offline` is logged without them, and the
+/// gateway reads them from the store to tell bob.
+#[tokio::test]
+async fn an_announcement_logged_without_its_many_chats_still_reaches_co_members() {
+    published_while_the_subscription_was_down(CHATS_LOGGED_MAX).await;
+}
+
+/// alice, bob and carol share a group, and alice is in `more` chats of her
+/// own beside it.
+async fn published_while_the_subscription_was_down(more: usize) {
     let cluster = Cluster::start(Options { private_redis: true, ..Options::default() }, 1, 1).await;
     cluster.group(0, "bob", &["alice", "carol"]).await;
+    for _ in 0..more {
+        cluster.group(0, "alice", &[]).await;
+    }
     let mut bob = cluster.connect(0, "bob").await;
     let _carol = cluster.connect(0, "carol").await;
     assert_eq!(bob.recv_type("online").await["userId"], "carol");
