@@ -12,8 +12,10 @@
 # sends 200 messages, every member's delivered and read marks are set to
 # the last of them in the database (as if all had read everything: each
 # history item then names every other member twice more), and the
-# creator reads the page of 200 ten times. Usage:
-#   [CONNECTED=N] [UNREAD=1] [HISTORY=1] bench/big-group.sh [standalone|cluster]
+# creator reads the page of 200 ten times. LISTS=N: at the end the
+# creator makes N more groups like the first and reads their chat list
+# (N + 1 groups of 9,999) ten times at once. Usage:
+#   [CONNECTED=N] [UNREAD=1] [HISTORY=1] [LISTS=N] bench/big-group.sh [standalone|cluster]
 # `cluster`: one gateway on a private Redis and PostgreSQL, and what the
 # changes sent Redis and Redis sent on (its total_net_input_bytes and
 # total_net_output_bytes). Results:
@@ -25,6 +27,7 @@ mode=${1:-standalone}
 connected=${CONNECTED:-0}
 unread=${UNREAD:-0}
 history=${HISTORY:-0}
+more_groups=${LISTS:-0}
 source scripts/lib/services.sh
 source bench/common.sh "big-group-$mode"
 [ "$connected" -le 9998 ] || { echo "CONNECTED: at most 9,998" >&2; exit 64; }
@@ -48,7 +51,7 @@ server_pid=$!
 bench_wait_ready "$port"
 token=$("$server_bin"/gateway token --user alice --data-dir "$data")
 api="http://127.0.0.1:$port/v1"
-echo "${SERVER_BIN:+SERVER_BIN=$SERVER_BIN }${LABEL:+LABEL=$LABEL }${CONNECTED:+CONNECTED=$CONNECTED }${UNREAD:+UNREAD=$UNREAD }${HISTORY:+HISTORY=$HISTORY }bench/big-group.sh $mode" > "$results/big-group.cmd"
+echo "${SERVER_BIN:+SERVER_BIN=$SERVER_BIN }${LABEL:+LABEL=$LABEL }${CONNECTED:+CONNECTED=$CONNECTED }${UNREAD:+UNREAD=$UNREAD }${HISTORY:+HISTORY=$HISTORY }${LISTS:+LISTS=$LISTS }bench/big-group.sh $mode" > "$results/big-group.cmd"
 metric() { curl -sf "http://127.0.0.1:$port/metrics" | awk -v m="$1" '$1 == m {print int($2)}' | tail -1; }
 # The members who connect are the load tool's users, member-0 onwards;
 # with nobody connected the ids keep the 12 characters of earlier runs.
@@ -169,6 +172,34 @@ if [ "$history" = 1 ]; then
     page_bytes=$(stat -c %s "$data/page.json")
 fi
 
+if [ "$more_groups" -gt 0 ]; then
+    for i in $(seq 1 "$more_groups"); do
+        curl -sf -o /dev/null -X POST "$api/chats" -H "Authorization: Bearer $token" \
+            -H 'Content-Type: application/json' --data-binary "@$data/create.json"
+        echo "progress: $i/$more_groups more groups of 9,999" >&2
+    done
+    echo 5 > "/proc/$server_pid/clear_refs"
+    lists_rss_before=$(awk '/VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$server_pid/status")
+    lists_cpu_before=$(cpu_s)
+    lists_started=$(date +%s.%N)
+    list_pids=()
+    for i in $(seq 1 10); do
+        curl -sf -o "$data/list-$i.json" "$api/chats" -H "Authorization: Bearer $token" &
+        list_pids+=($!)
+    done
+    for pid in "${list_pids[@]}"; do wait "$pid" || { echo "bench: a chat list read failed" >&2; exit 1; }; done
+    lists_ms=$(echo "$lists_started $(date +%s.%N)" | awk '{printf "%.0f", ($2 - $1) * 1000}')
+    lists_cpu_after=$(cpu_s)
+    lists_check=$(python3 -c '
+import json, sys
+groups = int(sys.argv[1])
+lists = [json.load(open(path))["chats"] for path in sys.argv[2:]]
+assert all(len(chats) == groups and all(len(c["members"]) == 9999 for c in chats) for chats in lists), "not every list names every group whole"
+assert all(chats == lists[0] for chats in lists), "the lists differ"
+print(f"{groups} groups of 9,999 each")' "$((more_groups + 1))" "$data"/list-*.json)
+    lists_bytes=$(stat -c %s "$data/list-1.json")
+fi
+
 summary() { printf '%s\n' "$@" | sort -n | awk '{v[NR] = $1} END {printf "p50 %.1f ms, max %.1f ms", v[int((NR + 1) / 2)], v[NR]}'; }
 {
     echo "POST /v1/chats, 9,999 members: $create_ms ms"
@@ -186,6 +217,11 @@ summary() { printf '%s\n' "$@" | sort -n | awk '{v[NR] = $1} END {printf "p50 %.
         echo "GET /v1/chats/$chat/messages?limit=200 ($page_check, $page_bytes bytes), 10 calls: $(summary "${pages[@]}")"
         echo "gateway resident memory over the history reads: $history_rss_before MiB before, peak $(rss_mib) MiB"
         echo "gateway CPU over the history reads: $(echo "$history_cpu_before $history_cpu_after" | awk '{printf "%.2f", $2 - $1}') s"
+    fi
+    if [ "$more_groups" -gt 0 ]; then
+        echo "GET /v1/chats ($lists_check, $lists_bytes bytes), 10 at once: all answered in $lists_ms ms"
+        echo "gateway resident memory over those reads: $lists_rss_before MiB before, peak $(rss_mib) MiB"
+        echo "gateway CPU over those reads: $(echo "$lists_cpu_before $lists_cpu_after" | awk '{printf "%.2f", $2 - $1}') s"
     fi
     if [ "$connected" -gt 0 ]; then
         echo "connections open at the end: $(metric chat_open_connections) of $connected"

@@ -4,6 +4,7 @@
 
 pub mod allowance;
 pub mod auth;
+mod chat_list;
 mod chats;
 pub mod framework_errors;
 mod health;
@@ -20,7 +21,7 @@ use crate::node::Node;
 
 pub fn routes() -> Router<Arc<Node>> {
     Router::new()
-        .route("/v1/chats", post(chats::create).get(chats::list))
+        .route("/v1/chats", post(chats::create).get(chat_list::list))
         .route("/v1/chats/{chat_id}", delete(chats::delete))
         .route("/v1/chats/{chat_id}/members", post(chats::add_member))
         .route("/v1/chats/{chat_id}/members/{user_id}", delete(chats::remove_member))

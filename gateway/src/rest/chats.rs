@@ -15,11 +15,10 @@ use shared::bus::{Broker, Event};
 use shared::clock::now_ms;
 use shared::error::Refusal;
 use shared::model::{ChatAction, ChatId, ChatKind, MemberViews, UserId};
-use shared::protocol::native::outbound::{chat_item, chat_list, rest_error};
+use shared::protocol::native::outbound::{chat_item, rest_error};
 use shared::store::{within, NewChat, StoreRefusal, CREATED_MEMBERSHIP_VERSION};
 
 use super::auth::{id, ApiError, Caller};
-use super::pieces;
 use crate::node::{Node, STORE_DEADLINE};
 
 #[derive(Deserialize)]
@@ -82,11 +81,6 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Refusal> {
             "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"
         ))),
     }
-}
-
-pub async fn list(State(node): State<Arc<Node>>, Caller(user): Caller) -> Result<Response, ApiError> {
-    let summaries = within(STORE_DEADLINE, node.store.summaries(&user)).await?;
-    Ok(pieces::answer(chat_list(summaries, pieces::PIECE_BYTES)))
 }
 
 pub async fn delete(

@@ -8,13 +8,21 @@ use axum::body::Body;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use futures_util::stream;
+use futures_util::{stream, Stream};
 
 /// About how much JSON one piece holds.
 pub const PIECE_BYTES: usize = 64 * 1024;
 
 /// A 200 answer of JSON `pieces`, sent with `Transfer-Encoding: chunked`.
 pub fn answer(pieces: impl Iterator<Item = Bytes> + Send + 'static) -> Response {
-    let body = Body::from_stream(stream::iter(pieces.map(Ok::<_, Infallible>)));
-    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+    streamed(stream::iter(pieces.map(Ok::<_, Infallible>)))
+}
+
+/// As [`answer`], of pieces that may fail to be made: the answer then ends
+/// cut short.
+pub fn streamed<E>(pieces: impl Stream<Item = Result<Bytes, E>> + Send + 'static) -> Response
+where
+    E: Into<axum::BoxError>,
+{
+    ([(header::CONTENT_TYPE, "application/json")], Body::from_stream(pieces)).into_response()
 }

@@ -102,6 +102,38 @@ async fn chat_list_is_newest_activity_first() {
     assert_eq!(list["chats"][0]["lastEventId"], 3, "the new, bob's dlvrd and read");
 }
 
+/// A list whose chats' members are more than one part reads (5,000: the
+/// gateway reads and writes it a part at a time) is still the whole list,
+/// in order, every chat with all its members.
+#[tokio::test]
+async fn a_chat_list_read_in_parts_is_whole_and_in_order() {
+    let server = TestServer::start().await;
+    let members: Vec<String> = (0..2_000).map(|n| format!("m{n:04}")).collect();
+    let members: Vec<&str> = members.iter().map(String::as_str).collect();
+    let mut groups = Vec::new();
+    for _ in 0..3 {
+        groups.push(server.group("alice", &members).await);
+    }
+    let (_, dialog) =
+        server.call("POST", "alice", "/v1/chats", Some(json!({"type": "dialog", "members": ["bob"]}))).await;
+    let mut alice = server.connect("alice").await;
+    alice.send_message(groups[0], "c1", "bump").await;
+
+    let (status, list) = server.call("GET", "alice", "/v1/chats", None).await;
+    assert_eq!(status, 200);
+    let chats = list["chats"].as_array().expect("chats");
+    let ids: Vec<&Value> = chats.iter().map(|c| &c["id"]).collect();
+    assert_eq!(ids, [&json!(groups[0]), &dialog["id"], &json!(groups[2]), &json!(groups[1])]);
+    let mut whole: Vec<&str> = members.clone();
+    whole.push("alice");
+    whole.sort();
+    for chat in chats.iter().filter(|c| c["type"] == "group") {
+        assert_eq!(chat["members"], json!(whole), "{}", chat["id"]);
+    }
+    assert_eq!(chats[0]["lastMessageText"], "bump");
+    assert_eq!((&chats[1]["name"], &chats[1]["members"]), (&json!("bob"), &json!(["alice", "bob"])));
+}
+
 #[tokio::test]
 async fn membership_changes_take_effect_live() {
     // One event per member.

@@ -1,16 +1,26 @@
 //! ChatList items (PROTOCOL.md 7): a chat as one member sees it, with its
 //! last message, that message's status and how many messages the member
-//! missed. Built from four set queries rather than per-chat round trips.
+//! missed. Built from set queries rather than per-chat round trips, in two
+//! steps, so that a long list need not be held whole: the heads of a
+//! user's chats (each chat, its last message, the user's missed count and
+//! how many members it has), then the members and marks of some of them
+//! at a time.
 
 use std::collections::HashMap;
 
-use super::{Store, StoreError};
+use sqlx::any::AnyArguments;
+
+use super::batch_rows::{BatchRows, Column, Value};
+use super::placeholders::Placeholders;
+use super::{Backend, Store, StoreError};
 use crate::model::{
     delivery_status, ChatId, ChatKind, ChatSummary, ChatView, LastMessage, MemberViews, MessageId, UserId,
 };
 
 /// id, kind, name, photo_url, last_message_id, last_event_id, last_activity_at.
 type ChatRow = (i64, String, Option<String>, Option<String>, i64, i64, i64);
+/// A [`ChatRow`] and how many members the chat has.
+type HeadRow = (i64, String, Option<String>, Option<String>, i64, i64, i64, i64);
 
 struct MemberMarks {
     user: UserId,
@@ -18,21 +28,106 @@ struct MemberMarks {
     read: MessageId,
 }
 
+/// A chat of a user's list before its members are read.
+pub struct ChatHead {
+    row: ChatRow,
+    last: Option<LastMessageRow>,
+    missed: i64,
+    /// How many members the chat had when its head was read: what reading
+    /// them costs.
+    pub members: i64,
+}
+
+/// `heads` in order, in parts whose members together are at most
+/// `most_members` (a chat with more is a part of its own) and which hold
+/// at most `most_chats` chats each.
+pub fn in_parts(heads: Vec<ChatHead>, most_members: i64, most_chats: usize) -> Vec<Vec<ChatHead>> {
+    let mut parts: Vec<Vec<ChatHead>> = Vec::new();
+    let mut members = 0;
+    for head in heads {
+        match parts.last_mut() {
+            Some(part) if part.len() < most_chats && members + head.members <= most_members => {
+                members += head.members;
+                part.push(head);
+            }
+            _ => {
+                members = head.members;
+                parts.push(vec![head]);
+            }
+        }
+    }
+    parts
+}
+
 impl Store {
     /// `user`'s chats, newest activity first.
     pub async fn summaries(&self, user: &str) -> Result<Vec<ChatSummary>, StoreError> {
-        self.summaries_filtered(user, 0).await
+        let heads = self.heads_filtered(user, 0).await?;
+        self.summaries_of(user, heads).await
     }
 
     /// One chat as `user` sees it, if `user` is a member.
     pub async fn summary(&self, chat: ChatId, user: &str) -> Result<Option<ChatSummary>, StoreError> {
-        Ok(self.summaries_filtered(user, chat).await?.into_iter().next())
+        let heads = self.heads_filtered(user, chat).await?;
+        Ok(self.summaries_of(user, heads).await?.into_iter().next())
+    }
+
+    /// The heads of `user`'s chats, newest activity first: their list
+    /// before the members are read ([`Store::summaries_of`]).
+    pub async fn chat_heads(&self, user: &str) -> Result<Vec<ChatHead>, StoreError> {
+        self.heads_filtered(user, 0).await
+    }
+
+    /// `heads` as `user` sees them, with their members and marks as they
+    /// are now, in one statement. A chat `user` has left since its head was
+    /// read is left out.
+    pub async fn summaries_of(&self, user: &str, heads: Vec<ChatHead>) -> Result<Vec<ChatSummary>, StoreError> {
+        if heads.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut keys = BatchRows::for_backend(self.backend, &[Column::Int]);
+        for head in &heads {
+            keys.push([Value::Int(head.row.0)]);
+        }
+        let table = keys.table(&mut Placeholders::for_backend(self.backend), "v");
+        // On PostgreSQL each chat's members are probed by key: `OFFSET 0`
+        // keeps the planner from flattening the subquery into a join it
+        // may hash (as in `Store::chats_of_users`).
+        let sql = match self.backend {
+            Backend::Postgres => format!(
+                "SELECT v.column1, o.user_id, o.delivered_mark, o.read_mark FROM {table} CROSS JOIN LATERAL \
+                   (SELECT user_id, delivered_mark, read_mark FROM members WHERE chat_id = v.column1 OFFSET 0) AS o"
+            ),
+            Backend::Sqlite => format!(
+                "SELECT o.chat_id, o.user_id, o.delivered_mark, o.read_mark FROM {table} \
+                 JOIN members o ON o.chat_id = v.column1"
+            ),
+        };
+        let mut args = AnyArguments::default();
+        keys.add_to(&mut args)?;
+        let mut rows: Vec<(i64, String, i64, i64)> = sqlx::query_as_with(&sql, args).fetch_all(&self.reader).await?;
+        super::sort_by_user(&mut rows, |row| &row.1);
+        let mut members: HashMap<ChatId, Vec<MemberMarks>> = HashMap::new();
+        for (chat_id, user, delivered, read) in rows {
+            members.entry(chat_id).or_default().push(MemberMarks { user, delivered, read });
+        }
+        heads
+            .into_iter()
+            .filter_map(|head| {
+                let marks = members.remove(&head.row.0).unwrap_or_default();
+                if !marks.iter().any(|m| m.user == user) {
+                    return None;
+                }
+                Some(chat_view(head.row, &marks, head.last).map(|view| view.as_seen_by(user, head.missed)))
+            })
+            .collect()
     }
 
     /// `chat == 0` means every chat of `user`.
-    async fn summaries_filtered(&self, user: &str, chat: ChatId) -> Result<Vec<ChatSummary>, StoreError> {
-        let chats: Vec<ChatRow> = sqlx::query_as(
-            "SELECT c.id, c.kind, c.name, c.photo_url, c.last_message_id, c.last_event_id, c.last_activity_at \
+    async fn heads_filtered(&self, user: &str, chat: ChatId) -> Result<Vec<ChatHead>, StoreError> {
+        let chats: Vec<HeadRow> = sqlx::query_as(
+            "SELECT c.id, c.kind, c.name, c.photo_url, c.last_message_id, c.last_event_id, c.last_activity_at, \
+               (SELECT COUNT(*) FROM members o WHERE o.chat_id = c.id) \
              FROM chats c JOIN members m ON m.chat_id = c.id \
              WHERE m.user_id = $1 AND ($2 = 0 OR c.id = $2) \
              ORDER BY c.last_activity_at DESC, c.id DESC",
@@ -43,20 +138,6 @@ impl Store {
         .await?;
         if chats.is_empty() {
             return Ok(Vec::new());
-        }
-        let mut members: HashMap<ChatId, Vec<MemberMarks>> = HashMap::new();
-        let mut rows: Vec<(i64, String, i64, i64)> = sqlx::query_as(
-            "SELECT o.chat_id, o.user_id, o.delivered_mark, o.read_mark \
-             FROM members m JOIN members o ON o.chat_id = m.chat_id \
-             WHERE m.user_id = $1 AND ($2 = 0 OR m.chat_id = $2)",
-        )
-        .bind(user)
-        .bind(chat)
-        .fetch_all(&self.reader)
-        .await?;
-        super::sort_by_user(&mut rows, |row| &row.1);
-        for (chat_id, user, delivered, read) in rows {
-            members.entry(chat_id).or_default().push(MemberMarks { user, delivered, read });
         }
         // The latest message that is not deleted stands for the chat.
         let last: Vec<(i64, i64, String, String, i64)> = sqlx::query_as(
@@ -69,8 +150,6 @@ impl Store {
         .bind(chat)
         .fetch_all(&self.reader)
         .await?;
-        let last: HashMap<ChatId, LastMessageRow> =
-            last.into_iter().map(|(c, id, author, body, at)| (c, (id, author, body, at))).collect();
         let missed: Vec<(i64, i64)> = sqlx::query_as(
             "SELECT s.chat_id, COUNT(*) FROM messages s JOIN members m ON m.chat_id = s.chat_id AND m.user_id = $1 \
              WHERE ($2 = 0 OR s.chat_id = $2) AND s.message_id > m.read_mark AND s.user_id <> $1 \
@@ -81,18 +160,18 @@ impl Store {
         .bind(chat)
         .fetch_all(&self.reader)
         .await?;
+        let mut last: HashMap<ChatId, LastMessageRow> =
+            last.into_iter().map(|(c, id, author, body, at)| (c, (id, author, body, at))).collect();
         let missed: HashMap<ChatId, i64> = missed.into_iter().collect();
-
-        chats
+        Ok(chats
             .into_iter()
-            .map(|row| {
-                let marks = members.remove(&row.0).unwrap_or_default();
-                let last_message = last.get(&row.0);
-                let missed = missed.get(&row.0).copied().unwrap_or(0);
-                let view = chat_view(row, &marks, last_message.cloned())?;
-                Ok(view.as_seen_by(user, missed))
+            .map(|(id, kind, name, photo_url, last_message_id, last_event_id, last_activity_at, members)| ChatHead {
+                row: (id, kind, name, photo_url, last_message_id, last_event_id, last_activity_at),
+                last: last.remove(&id),
+                missed: missed.get(&id).copied().unwrap_or(0),
+                members,
             })
-            .collect()
+            .collect())
     }
 
     /// `chat` as each of its members sees it, read for all of them at once:
@@ -153,4 +232,22 @@ fn chat_view(row: ChatRow, marks: &[MemberMarks], last: Option<LastMessageRow>) 
         last_event_id,
         last_activity_at,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(id: i64, members: i64) -> ChatHead {
+        ChatHead { row: (id, "group".into(), None, None, 0, 0, 0), last: None, missed: 0, members }
+    }
+
+    #[test]
+    fn parts_keep_the_order_within_their_bounds() {
+        let heads = [(1, 3), (2, 3), (3, 9), (4, 1), (5, 1), (6, 1), (7, 2)].map(|(id, members)| head(id, members));
+        let parts = in_parts(heads.into(), 6, 2);
+        let ids: Vec<Vec<i64>> = parts.iter().map(|part| part.iter().map(|h| h.row.0).collect()).collect();
+        assert_eq!(ids, [vec![1, 2], vec![3], vec![4, 5], vec![6, 7]]);
+        assert!(in_parts(Vec::new(), 6, 2).is_empty());
+    }
 }
