@@ -63,7 +63,6 @@ bench_end() {
 # worker.
 bench_services() {
     services_install
-    services_dir=$(mktemp -d); chmod 755 "$services_dir"
     services_start_redis
     services_start_postgres
     export REDIS_URL=$SERVICES_REDIS_URL DATABASE_URL=$SERVICES_POSTGRES_URL JWT_SECRET=bench-secret
