@@ -86,6 +86,16 @@ pub async fn upgrade(
     if node.is_draining() {
         return ApiError::unavailable("the node is shutting down").into_response();
     }
+    // An upgrade is a call of the user's REST allowance: a connection
+    // costs more than most calls (the user's chats loaded, presence
+    // announced to their co-members when it is their first here, and again
+    // when it closes), and a client reconnecting in a loop would otherwise
+    // cost them without bound.
+    if !node.rest_allowance.take(&identity.user, now_ms()) {
+        metrics::counter!("chat_rest_rate_limited_total").increment(1);
+        metrics::counter!("chat_connections_closed_total", "reason" => "rate_limited").increment(1);
+        return ApiError::past_allowance("too many connections and calls; wait a moment, then retry").into_response();
+    }
     let Ok(ws) = ws else {
         return ApiError::from(Refusal::bad_request("expected a WebSocket upgrade request")).into_response();
     };

@@ -6,22 +6,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::common::{token_with, Ended, TestServer, SECRET};
-
-async fn ws_status(server: &TestServer, query: &str, header: Option<&str>) -> (u16, Value) {
-    let mut request = reqwest::Client::new()
-        .get(server.url(&format!("/ws{query}")))
-        .header("Connection", "Upgrade")
-        .header("Upgrade", "websocket")
-        .header("Sec-WebSocket-Version", "13")
-        .header("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==");
-    if let Some(value) = header {
-        request = request.header("Authorization", value);
-    }
-    let response = request.send().await.expect("http");
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
+use crate::common::{token_with, ws_status, Ended, TestServer, SECRET};
 
 #[tokio::test]
 async fn websocket_refuses_missing_garbage_wrong_key_and_expired_tokens() {

@@ -129,3 +129,20 @@ pub fn token_with(secret: &[u8], user: &str, ttl_seconds: i64) -> String {
     let exp = shared::clock::now_ms() / 1000 + ttl_seconds;
     shared::auth::Authenticator::new(secret).mint(user, exp.max(0) as u64)
 }
+
+/// The status and JSON body (Null when there is none) of a WebSocket
+/// upgrade request to `/ws{query}`, with `header` as its `Authorization`.
+pub async fn ws_status(server: &TestServer, query: &str, header: Option<&str>) -> (u16, Value) {
+    let mut request = reqwest::Client::new()
+        .get(server.url(&format!("/ws{query}")))
+        .header("Connection", "Upgrade")
+        .header("Upgrade", "websocket")
+        .header("Sec-WebSocket-Version", "13")
+        .header("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==");
+    if let Some(value) = header {
+        request = request.header("Authorization", value);
+    }
+    let response = request.send().await.expect("http");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
