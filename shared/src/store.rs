@@ -50,7 +50,7 @@ pub use replay::{PageRequest, SyncPage};
 pub use replay_bounds::{Bounds, BoundsRequest};
 pub use retention::Retention;
 pub use sqlite::run_statements_on_this_thread;
-pub use summaries::{in_parts, ChatHead};
+pub use summaries::{in_parts, ChatHead, PartBounds};
 
 use crate::error::Refusal;
 use crate::marks::Marks;

@@ -4,8 +4,10 @@
 //! with their marks) were some 60 MB of a gateway's memory per request,
 //! and a user may make 200 requests at once (`REST_BURST`). Now the heads
 //! of the caller's chats are read first (one user has at most 10,000
-//! chats), then the members of some thousands at a time, each part once
-//! the client has taken the one before.
+//! chats; a head holds no member and no text), then the members and last
+//! messages' texts of some at a time, each part once the client has taken
+//! the one before. (The texts alone, up to `MAX_MESSAGE_BYTES` each, were
+//! up to 160 MB for a user in 10,000 chats.)
 //!
 //! The list is therefore not one snapshot: a part's members are as they
 //! are when it is read. A chat the caller left meanwhile is left out; a
@@ -21,21 +23,21 @@ use bytes::Bytes;
 use futures_util::{stream, StreamExt};
 use shared::model::ChatSummary;
 use shared::protocol::native::outbound::ChatListParts;
-use shared::store::{in_parts, within, ChatHead, StoreError};
+use shared::store::{in_parts, within, ChatHead, PartBounds, StoreError};
 
 use super::auth::{ApiError, Caller};
 use super::pieces;
 use crate::node::{Node, STORE_DEADLINE};
 
-/// Members whose marks one part reads (a chat with more is a part of its
-/// own): about 0.5 MB of rows, and 75 KB of JSON.
-const PART_MEMBERS: i64 = 5_000;
-/// Chats one part reads at most: bounds the statement's list of ids.
-const PART_CHATS: usize = 500;
+/// What one part reads at most (a chat above a bound is a part of its
+/// own): the marks of 5,000 members, about 0.5 MB of rows and 75 KB of
+/// JSON; 1 MB of last messages' texts (each up to `MAX_MESSAGE_BYTES`); and
+/// 500 chats, which bounds the statements' lists of ids.
+const PART: PartBounds = PartBounds { members: 5_000, text_bytes: 1 << 20, chats: 500 };
 
 pub async fn list(State(node): State<Arc<Node>>, Caller(user): Caller) -> Result<Response, ApiError> {
     let heads = within(STORE_DEADLINE, node.store.chat_heads(&user)).await?;
-    let mut parts = in_parts(heads, PART_MEMBERS, PART_CHATS).into_iter();
+    let mut parts = in_parts(heads, PART).into_iter();
     // The first part is read before the answer starts, so that a store
     // failing now is answered with an error rather than a cut list.
     let first = match parts.next() {

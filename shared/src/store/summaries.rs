@@ -2,9 +2,9 @@
 //! last message, that message's status and how many messages the member
 //! missed. Built from set queries rather than per-chat round trips, in two
 //! steps, so that a long list need not be held whole: the heads of a
-//! user's chats (each chat, its last message, the user's missed count and
-//! how many members it has), then the members and marks of some of them
-//! at a time.
+//! user's chats (each chat, its last message but for its text, the user's
+//! missed count and how many members it has), then the members, marks and
+//! last messages' texts of some of them at a time.
 
 use std::collections::HashMap;
 
@@ -14,7 +14,7 @@ use super::batch_rows::{BatchRows, Column, Value};
 use super::placeholders::Placeholders;
 use super::{Backend, Store, StoreError};
 use crate::model::{
-    delivery_status, ChatId, ChatKind, ChatSummary, ChatView, LastMessage, MemberViews, MessageId, UserId,
+    delivery_status, ChatId, ChatKind, ChatSummary, ChatView, LastMessage, MemberViews, MessageId, Millis, UserId,
 };
 
 /// id, kind, name, photo_url, last_message_id, last_event_id, last_activity_at.
@@ -28,30 +28,46 @@ struct MemberMarks {
     read: MessageId,
 }
 
-/// A chat of a user's list before its members are read.
+/// A chat of a user's list before its members and its last message's
+/// text are read.
 pub struct ChatHead {
     row: ChatRow,
-    last: Option<LastMessageRow>,
+    /// The last message that is not deleted: id, author, time.
+    last: Option<(MessageId, UserId, Millis)>,
     missed: i64,
     /// How many members the chat had when its head was read: what reading
     /// them costs.
     pub members: i64,
+    /// How long its last message's text was (0 without one).
+    pub text_bytes: i64,
 }
 
-/// `heads` in order, in parts whose members together are at most
-/// `most_members` (a chat with more is a part of its own) and which hold
-/// at most `most_chats` chats each.
-pub fn in_parts(heads: Vec<ChatHead>, most_members: i64, most_chats: usize) -> Vec<Vec<ChatHead>> {
+/// How much one part of a list may read: a chat above a bound is a part
+/// of its own.
+#[derive(Clone, Copy)]
+pub struct PartBounds {
+    pub members: i64,
+    pub text_bytes: i64,
+    pub chats: usize,
+}
+
+/// `heads` in order, in parts within `bounds`.
+pub fn in_parts(heads: Vec<ChatHead>, bounds: PartBounds) -> Vec<Vec<ChatHead>> {
     let mut parts: Vec<Vec<ChatHead>> = Vec::new();
-    let mut members = 0;
+    let (mut members, mut text_bytes) = (0, 0);
     for head in heads {
         match parts.last_mut() {
-            Some(part) if part.len() < most_chats && members + head.members <= most_members => {
+            Some(part)
+                if part.len() < bounds.chats
+                    && members + head.members <= bounds.members
+                    && text_bytes + head.text_bytes <= bounds.text_bytes =>
+            {
                 members += head.members;
+                text_bytes += head.text_bytes;
                 part.push(head);
             }
             _ => {
-                members = head.members;
+                (members, text_bytes) = (head.members, head.text_bytes);
                 parts.push(vec![head]);
             }
         }
@@ -78,13 +94,14 @@ impl Store {
         self.heads_filtered(user, 0).await
     }
 
-    /// `heads` as `user` sees them, with their members and marks as they
-    /// are now, in one statement. A chat `user` has left since its head was
-    /// read is left out.
+    /// `heads` as `user` sees them, with their members, marks and last
+    /// messages' texts as they are now, in two statements. A chat `user`
+    /// has left since its head was read is left out.
     pub async fn summaries_of(&self, user: &str, heads: Vec<ChatHead>) -> Result<Vec<ChatSummary>, StoreError> {
         if heads.is_empty() {
             return Ok(Vec::new());
         }
+        let mut texts = self.last_texts(&heads).await?;
         let mut keys = BatchRows::for_backend(self.backend, &[Column::Int]);
         for head in &heads {
             keys.push([Value::Int(head.row.0)]);
@@ -118,7 +135,11 @@ impl Store {
                 if !marks.iter().any(|m| m.user == user) {
                     return None;
                 }
-                Some(chat_view(head.row, &marks, head.last).map(|view| view.as_seen_by(user, head.missed)))
+                let last = head.last.map(|(id, author, at)| {
+                    let text = texts.remove(&head.row.0).unwrap_or_default();
+                    (id, author, text, at)
+                });
+                Some(chat_view(head.row, &marks, last).map(|view| view.as_seen_by(user, head.missed)))
             })
             .collect()
     }
@@ -139,9 +160,10 @@ impl Store {
         if chats.is_empty() {
             return Ok(Vec::new());
         }
-        // The latest message that is not deleted stands for the chat.
-        let last: Vec<(i64, i64, String, String, i64)> = sqlx::query_as(
-            "SELECT s.chat_id, s.message_id, s.user_id, s.body, s.created_at \
+        // The latest message that is not deleted stands for the chat. Its
+        // text, up to `MAX_MESSAGE_BYTES`, is read with the chat's part.
+        let last: Vec<(i64, i64, String, i64, i64)> = sqlx::query_as(
+            "SELECT s.chat_id, s.message_id, s.user_id, CAST(LENGTH(s.body) AS BIGINT), s.created_at \
              FROM messages s JOIN members m ON m.chat_id = s.chat_id AND m.user_id = $1 \
              WHERE ($2 = 0 OR s.chat_id = $2) AND s.message_id = \
                (SELECT MAX(x.message_id) FROM messages x WHERE x.chat_id = s.chat_id AND x.deleted_at IS NULL)",
@@ -160,18 +182,51 @@ impl Store {
         .bind(chat)
         .fetch_all(&self.reader)
         .await?;
-        let mut last: HashMap<ChatId, LastMessageRow> =
-            last.into_iter().map(|(c, id, author, body, at)| (c, (id, author, body, at))).collect();
+        let mut last: HashMap<ChatId, (i64, String, i64, i64)> =
+            last.into_iter().map(|(c, id, author, length, at)| (c, (id, author, length, at))).collect();
         let missed: HashMap<ChatId, i64> = missed.into_iter().collect();
         Ok(chats
             .into_iter()
-            .map(|(id, kind, name, photo_url, last_message_id, last_event_id, last_activity_at, members)| ChatHead {
-                row: (id, kind, name, photo_url, last_message_id, last_event_id, last_activity_at),
-                last: last.remove(&id),
-                missed: missed.get(&id).copied().unwrap_or(0),
-                members,
+            .map(|(id, kind, name, photo_url, last_message_id, last_event_id, last_activity_at, members)| {
+                let last = last.remove(&id);
+                ChatHead {
+                    row: (id, kind, name, photo_url, last_message_id, last_event_id, last_activity_at),
+                    text_bytes: last.as_ref().map_or(0, |l| l.2),
+                    last: last.map(|(message, author, _, at)| (message, author, at)),
+                    missed: missed.get(&id).copied().unwrap_or(0),
+                    members,
+                }
             })
             .collect())
+    }
+
+    /// The texts of `heads`' last messages, by chat: empty for one deleted
+    /// since its head was read.
+    async fn last_texts(&self, heads: &[ChatHead]) -> Result<HashMap<ChatId, String>, StoreError> {
+        let mut keys = BatchRows::for_backend(self.backend, &[Column::Int, Column::Int]);
+        for head in heads {
+            if let Some((message, ..)) = &head.last {
+                keys.push([Value::Int(head.row.0), Value::Int(*message)]);
+            }
+        }
+        if keys.len() == 0 {
+            return Ok(HashMap::new());
+        }
+        let table = keys.table(&mut Placeholders::for_backend(self.backend), "v");
+        let sql = match self.backend {
+            Backend::Postgres => format!(
+                "SELECT v.column1, s.body FROM {table} CROSS JOIN LATERAL \
+                   (SELECT body FROM messages WHERE chat_id = v.column1 AND message_id = v.column2 OFFSET 0) AS s"
+            ),
+            Backend::Sqlite => format!(
+                "SELECT s.chat_id, s.body FROM {table} \
+                 JOIN messages s ON s.chat_id = v.column1 AND s.message_id = v.column2"
+            ),
+        };
+        let mut args = AnyArguments::default();
+        keys.add_to(&mut args)?;
+        let rows: Vec<(i64, String)> = sqlx::query_as_with(&sql, args).fetch_all(&self.reader).await?;
+        Ok(rows.into_iter().collect())
     }
 
     /// `chat` as each of its members sees it, read for all of them at once:
@@ -239,15 +294,25 @@ mod tests {
     use super::*;
 
     fn head(id: i64, members: i64) -> ChatHead {
-        ChatHead { row: (id, "group".into(), None, None, 0, 0, 0), last: None, missed: 0, members }
+        ChatHead { row: (id, "group".into(), None, None, 0, 0, 0), last: None, missed: 0, members, text_bytes: members }
     }
 
     #[test]
     fn parts_keep_the_order_within_their_bounds() {
         let heads = [(1, 3), (2, 3), (3, 9), (4, 1), (5, 1), (6, 1), (7, 2)].map(|(id, members)| head(id, members));
-        let parts = in_parts(heads.into(), 6, 2);
+        // Members bound here, text bytes (as many as members) there.
+        let bounds = |members, text_bytes| PartBounds { members, text_bytes, chats: 2 };
+        let parts = in_parts(heads.into(), bounds(6, 100));
         let ids: Vec<Vec<i64>> = parts.iter().map(|part| part.iter().map(|h| h.row.0).collect()).collect();
         assert_eq!(ids, [vec![1, 2], vec![3], vec![4, 5], vec![6, 7]]);
-        assert!(in_parts(Vec::new(), 6, 2).is_empty());
+        let by_text: Vec<Vec<i64>> = in_parts(
+            [(1, 3), (2, 3), (3, 9), (4, 1), (5, 1), (6, 1), (7, 2)].map(|(id, members)| head(id, members)).into(),
+            bounds(100, 6),
+        )
+        .iter()
+        .map(|part| part.iter().map(|h| h.row.0).collect())
+        .collect();
+        assert_eq!(by_text, ids);
+        assert!(in_parts(Vec::new(), bounds(6, 6)).is_empty());
     }
 }

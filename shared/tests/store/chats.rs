@@ -287,8 +287,11 @@ async fn member_views_give_each_member_their_own_summary() {
     for (store, _dir) in stores().await {
         let chat = group(&store, "alice", &["bob", "carol"]).await;
         let authors = ["alice", "bob", "alice", "carol", "bob"];
-        let sends: Vec<_> =
-            authors.iter().enumerate().map(|(i, a)| (a.to_string(), send(chat, &format!("v{i}"), "m"))).collect();
+        let sends: Vec<_> = authors
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (a.to_string(), send(chat, &format!("v{i}"), &format!("m{i}"))))
+            .collect();
         store.apply_pairs(&sends, 100).await.expect("sent");
         let marks = [
             ("bob".to_string(), mark(chat, 2, MarkKind::Read)),
@@ -316,7 +319,7 @@ async fn member_views_give_each_member_their_own_summary() {
             assert_eq!(views.as_seen_by("erin"), None, "not a member");
         }
         let bob = store.member_views(chat).await.expect("read").expect("a chat").as_seen_by("bob").expect("bob");
-        assert_eq!((bob.missed, bob.last_message_id, bob.last_message_text.as_deref()), (2, 5, Some("m")));
+        assert_eq!((bob.missed, bob.last_message_id, bob.last_message_text.as_deref()), (2, 5, Some("m3")));
         assert!(store.member_views(chat + dialog + 1).await.expect("read").is_none(), "no such chat");
     }
 }
