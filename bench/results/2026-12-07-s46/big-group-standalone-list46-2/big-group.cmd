@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-list46 LABEL=list46-2 LISTS=20 bench/big-group.sh standalone

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-text46 LABEL=text46 bench/chat-list.sh
