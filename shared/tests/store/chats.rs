@@ -296,6 +296,8 @@ async fn member_views_give_each_member_their_own_summary() {
         let marks = [
             ("bob".to_string(), mark(chat, 2, MarkKind::Read)),
             ("carol".to_string(), mark(chat, 4, MarkKind::Delivered)),
+            // At another's message: read, so not counted.
+            ("carol".to_string(), mark(chat, 1, MarkKind::Read)),
             ("alice".to_string(), mark(chat, 3, MarkKind::Read)),
         ];
         store.apply_pairs(&marks, 200).await.expect("marked");
