@@ -6,9 +6,9 @@
 # of the creator's chat list. Nobody is connected, so this is the
 # server's own work, unless CONNECTED=N (at most 9,998): then N members
 # hold a connection each (`loadtest run idle`) and each change sends every
-# one of them a `chats` frame naming all 10,000. UNREAD=1: the creator
-# sends one message before the changes (`--example client`), so that every
-# other member has an unread count. HISTORY=1: at the end the creator
+# one of them a `chats` frame naming all 10,000. UNREAD=N: the creator
+# sends N messages before the changes (`--example client`), so that every
+# other member has N unread, which each change counts for every member. HISTORY=1: at the end the creator
 # sends 200 messages, every member's delivered and read marks are set to
 # the last of them in the database (as if all had read everything: each
 # history item then names every other member twice more), and the
@@ -45,8 +45,9 @@ case $mode in
     cluster) bench_services ;;
     *) echo "usage: bench/big-group.sh [standalone|cluster]" >&2; exit 64 ;;
 esac
-# REST_RATE=0: the calls are timed, not rationed.
-REST_RATE=0 NODE_ID=gw-1 "$server_bin"/gateway --listen "127.0.0.1:$port" --data-dir "$data" > "$results/gateway.log" 2>&1 &
+# REST_RATE=0, COMMAND_RATE=0: the calls and messages are timed, not
+# rationed.
+REST_RATE=0 COMMAND_RATE=0 NODE_ID=gw-1 "$server_bin"/gateway --listen "127.0.0.1:$port" --data-dir "$data" > "$results/gateway.log" 2>&1 &
 server_pid=$!
 bench_wait_ready "$port"
 token=$("$server_bin"/gateway token --user alice --data-dir "$data")
@@ -94,10 +95,12 @@ if [ "$connected" -gt 0 ]; then
     told_ms=$(echo "$create_started $(date +%s.%N)" | awk '{printf "%.0f", ($2 - $1) * 1000}')
 fi
 
-# send_messages N TAG: the creator sends N messages to the group and waits
-# for their acks, which tell that they are stored. The client prints each
-# frame it receives as "< {json}". A cluster's needs a worker, which stops
-# before anything else is measured.
+# send_messages N TAG: the creator sends N messages to the group, 100 at a
+# time, and waits for their acks, which tell that they are stored. (The
+# client reads no frame while it is writing one, nor this script while it
+# is sending: thousands at once would fill the pipes both ways.) The
+# client prints each frame it receives as "< {json}". A cluster's needs a
+# worker, which stops before anything else is measured.
 send_messages() {
     local count=$1 tag=$2 acked=0 frame
     cargo build --release -q -p gateway --example client
@@ -108,12 +111,14 @@ send_messages() {
     coproc CLIENT { target/release/examples/client "ws://127.0.0.1:$port/ws" "$token"; }
     for n in $(seq 1 "$count"); do
         echo "{\"type\":\"new\",\"ref\":\"$tag-$n\",\"chatId\":$chat,\"clientMessageId\":\"$tag-$n\",\"message\":\"$tag message $n\"}" >&"${CLIENT[1]}"
-    done
-    while [ "$acked" -lt "$count" ] && read -r frame <&"${CLIENT[0]}"; do
-        case $frame in
-            *'"type":"ack"'*"\"ref\":\"$tag-"*) acked=$((acked + 1)) ;;
-            *'"type":"error"'*) echo "bench: a message was refused: $frame" >&2; break ;;
-        esac
+        [ $((n % 100)) = 0 ] || [ "$n" = "$count" ] || continue
+        while [ "$acked" -lt "$n" ] && read -r frame <&"${CLIENT[0]}"; do
+            case $frame in
+                *'"type":"ack"'*"\"ref\":\"$tag-"*) acked=$((acked + 1)) ;;
+                *'"type":"error"'*) echo "bench: a message was refused: $frame" >&2; break 2 ;;
+            esac
+        done
+        [ $((n % 1000)) = 0 ] && echo "progress: $n/$count messages acked" >&2
     done
     for pid in "$CLIENT_PID" $worker_pid; do
         kill "$pid" 2>/dev/null || true
@@ -123,9 +128,9 @@ send_messages() {
     [ "$acked" = "$count" ] || { echo "bench: $acked of $count messages acknowledged" >&2; exit 1; }
 }
 
-if [ "$unread" = 1 ]; then
-    send_messages 1 unread
-    echo "a message sent: 9,998 members have one unread" >&2
+if [ "$unread" -gt 0 ]; then
+    send_messages "$unread" unread
+    echo "$unread messages sent: 9,998 members have them unread" >&2
 fi
 
 cpu_before=$(cpu_s)

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-text46 LABEL=unread-base46 UNREAD=2000 bench/big-group.sh cluster
