@@ -186,14 +186,7 @@ if [ "$more_groups" -gt 0 ]; then
     echo 5 > "/proc/$server_pid/clear_refs"
     lists_rss_before=$(awk '/VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$server_pid/status")
     lists_cpu_before=$(cpu_s)
-    lists_started=$(date +%s.%N)
-    list_pids=()
-    for i in $(seq 1 10); do
-        curl -sf -o "$data/list-$i.json" "$api/chats" -H "Authorization: Bearer $token" &
-        list_pids+=($!)
-    done
-    for pid in "${list_pids[@]}"; do wait "$pid" || { echo "bench: a chat list read failed" >&2; exit 1; }; done
-    lists_ms=$(echo "$lists_started $(date +%s.%N)" | awk '{printf "%.0f", ($2 - $1) * 1000}')
+    lists_ms=$(bench_ten_lists_at_once "$api" "$token" "$data")
     lists_cpu_after=$(cpu_s)
     lists_check=$(python3 -c '
 import json, sys

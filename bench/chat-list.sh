@@ -73,14 +73,7 @@ wait "$client_pid" || true
 echo 5 > "/proc/$server_pid/clear_refs"
 rss_before=$(rss_mib VmRSS)
 cpu_before=$(cpu_s)
-started=$(date +%s.%N)
-readers=()
-for i in $(seq 1 10); do
-    curl -sf --limit-rate "$rate" -o "$data/list-$i.json" "$api/chats" -H "Authorization: Bearer $token" &
-    readers+=($!)
-done
-for pid in "${readers[@]}"; do wait "$pid" || { echo "bench: a chat list read failed" >&2; exit 1; }; done
-elapsed_ms=$(echo "$started $(date +%s.%N)" | awk '{printf "%.0f", ($2 - $1) * 1000}')
+elapsed_ms=$(bench_ten_lists_at_once "$api" "$token" "$data" --limit-rate "$rate")
 cpu_after=$(cpu_s)
 check=$(python3 -c '
 import json, sys

@@ -120,3 +120,19 @@ bench_need_valgrind() {
     $sudo apt-get update -q > /dev/null
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q valgrind > /dev/null
 }
+
+# bench_ten_lists_at_once API TOKEN DIR [CURL-ARG...]: ten clients read
+# API/chats at once, into DIR/list-1.json to list-10.json; prints the
+# milliseconds until the last had all of its list, and fails if a read did.
+bench_ten_lists_at_once() {
+    local api=$1 token=$2 dir=$3 started pid i
+    local pids=()
+    shift 3
+    started=$(date +%s.%N)
+    for i in $(seq 1 10); do
+        curl -sf "$@" -o "$dir/list-$i.json" "$api/chats" -H "Authorization: Bearer $token" &
+        pids+=($!)
+    done
+    for pid in "${pids[@]}"; do wait "$pid" || { echo "bench: a chat list read failed" >&2; return 1; }; done
+    echo "$started $(date +%s.%N)" | awk '{printf "%.0f", ($2 - $1) * 1000}'
+}
