@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-base46 /tmp/build-last46/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:29019/ws --http-url http://127.0.0.1:29019 --data-dir /tmp/tmp.HgITqrTGkk --server-pid 27271 --report bench/results/2026-12-07-standalone-s46-base46-1/fanout.json --charts bench/results/2026-12-07-standalone-s46-base46-1/fanout

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-last46 /tmp/build-last46/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:19191/ws --http-url http://127.0.0.1:19191 --data-dir /tmp/tmp.daAk3xSfGC --server-pid 27353 --report bench/results/2026-12-07-standalone-s46-last46-1/fanout.json --charts bench/results/2026-12-07-standalone-s46-last46-1/fanout

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-last46 /tmp/build-last46/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:15437/ws --http-url http://127.0.0.1:15437 --data-dir /tmp/tmp.iTp0GRhbXq --server-pid 27401 --report bench/results/2026-12-07-standalone-s46-last46-2/fanout.json --charts bench/results/2026-12-07-standalone-s46-last46-2/fanout
