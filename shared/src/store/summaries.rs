@@ -271,14 +271,19 @@ impl Store {
 /// chat's messages and its members' read marks are sorted together once:
 /// above a member's mark lie the messages counted before it, theirs among
 /// them those counted before it in their own partition. A mark sorts
-/// before a message of the same id, which it has read.
+/// before a message of the same id, which it has read. Messages at or
+/// below the lowest mark count for no one and are not read: the pass
+/// costs the messages above it, never more than counting member by member
+/// did, and a chat whose members are caught up costs its members alone.
 const MISSED_BY_MEMBER: &str = "\
     SELECT user_id, messages_above - own_above FROM ( \
       SELECT user_id, is_message, \
         SUM(is_message) OVER (ORDER BY at DESC, is_message ASC ROWS UNBOUNDED PRECEDING) AS messages_above, \
         SUM(is_message) OVER (PARTITION BY user_id ORDER BY at DESC, is_message ASC ROWS UNBOUNDED PRECEDING) \
           AS own_above \
-      FROM (SELECT message_id AS at, 1 AS is_message, user_id FROM messages WHERE chat_id = $1 AND deleted_at IS NULL \
+      FROM (SELECT message_id AS at, 1 AS is_message, user_id FROM messages \
+              WHERE chat_id = $1 AND deleted_at IS NULL \
+                AND message_id > (SELECT COALESCE(MIN(read_mark), 0) FROM members WHERE chat_id = $1) \
             UNION ALL SELECT read_mark, 0, user_id FROM members WHERE chat_id = $1) AS points \
     ) AS running \
     WHERE is_message = 0 AND messages_above > own_above";
