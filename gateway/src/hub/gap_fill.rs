@@ -38,8 +38,8 @@ const WAITING_MAX: usize = 64;
 #[derive(Default)]
 pub(super) struct Waiting {
     events: Vec<Arc<ChatEvent>>,
-    /// The highest id let go past [`WAITING_MAX`] (0 if none): the fill
-    /// reads up to it.
+    /// The highest id let go past [`WAITING_MAX`], or found in the store by
+    /// a resync while the fill ran (0 if none): the fill reads up to it.
     beyond: EventId,
 }
 
@@ -61,30 +61,38 @@ impl Hub {
     /// Checks the store for events of `chats` this node may have missed
     /// (after (re)subscribing) and delivers them.
     pub(super) fn resync_chats(self: &Arc<Self>, chats: Vec<ChatId>) {
-        let hub = self.clone();
-        tokio::spawn(async move {
-            for part in chats.chunks(RESYNC_BATCH) {
-                let stored = match within(STORE_DEADLINE, hub.store.last_event_ids(part)).await {
-                    Ok(stored) => stored,
-                    Err(e) => {
-                        metrics::counter!("chat_database_errors_total").increment(1);
-                        tracing::warn!(error = %e, chats = part.len(), "could not check chats for missed events");
-                        continue;
-                    }
-                };
-                for (chat, stored) in stored {
-                    let Some(mut entry) = hub.chats.get_mut(&chat) else { continue };
-                    // What arrived since the read is delivered already, or
-                    // waits behind the fill and is deduplicated there.
-                    let last = entry.last_event_id;
-                    if entry.filling.is_none() && stored > last {
+        tokio::spawn(self.clone().resync(chats));
+    }
+
+    async fn resync(self: Arc<Self>, chats: Vec<ChatId>) {
+        for part in chats.chunks(RESYNC_BATCH) {
+            let stored = match within(STORE_DEADLINE, self.store.last_event_ids(part)).await {
+                Ok(stored) => stored,
+                Err(e) => {
+                    metrics::counter!("chat_database_errors_total").increment(1);
+                    tracing::warn!(error = %e, chats = part.len(), "could not check chats for missed events");
+                    continue;
+                }
+            };
+            for (chat, stored) in stored {
+                let Some(mut entry) = self.chats.get_mut(&chat) else { continue };
+                // What arrived since the read is delivered already, or
+                // waits behind the fill and is deduplicated there.
+                let last = entry.last_event_id;
+                match entry.filling.as_mut() {
+                    // A fill under way reads on to what the store holds now:
+                    // events published past its end while the subscription
+                    // was down would otherwise wait for the chat's next one.
+                    Some(waiting) => waiting.beyond = waiting.beyond.max(stored),
+                    None if stored > last => {
                         entry.filling = Some(Box::default());
                         drop(entry);
-                        hub.spawn_fill(chat, last, stored);
+                        self.spawn_fill(chat, last, stored);
                     }
+                    None => {}
                 }
             }
-        });
+        }
     }
 
     pub(super) fn spawn_fill(self: &Arc<Self>, chat: ChatId, after: EventId, upto: EventId) {
@@ -112,17 +120,17 @@ impl Hub {
             let Some(page) = page else {
                 let mut events = std::mem::take(&mut waiting.events);
                 events.sort_by_key(|e| e.id);
-                if waiting.beyond > 0 {
+                for event in events {
+                    if classify(entry.last_event_id, event.id) != Next::Duplicate {
+                        fan_out(&mut entry, &event, &mut batch);
+                    }
+                }
+                if waiting.beyond > entry.last_event_id {
                     tracing::warn!(
                         chat,
                         upto = waiting.beyond,
                         "events of a chat not delivered here: the store stayed unavailable"
                     );
-                }
-                for event in events {
-                    if classify(entry.last_event_id, event.id) != Next::Duplicate {
-                        fan_out(&mut entry, &event, &mut batch);
-                    }
                 }
                 return;
             };
@@ -138,8 +146,9 @@ impl Hub {
                 entry.filling = Some(waiting);
                 continue;
             }
-            if waiting.beyond > upto {
-                upto = std::mem::take(&mut waiting.beyond);
+            let beyond = std::mem::take(&mut waiting.beyond);
+            if beyond > upto {
+                upto = beyond;
                 entry.filling = Some(waiting);
                 continue;
             }
@@ -260,6 +269,19 @@ mod tests {
         sink.deliver(event(5));
         sink.deliver(event(8));
         assert_eq!(delivered_until(&handle, 8).await, (2..=8).collect::<Vec<_>>());
+    }
+
+    /// Subscribed again while a fill runs (after a second drop), the store
+    /// holds events past the fill's end: the fill is told to read on to
+    /// them rather than leave them until the chat's next event.
+    #[tokio::test]
+    async fn a_resync_while_a_fill_runs_extends_it_to_the_store() {
+        let (_dir, hub, _handle, chat, events) = chat_with_events(8).await;
+        // As after event 5 revealed a gap, its fill not yet done.
+        hub.chats.get_mut(&chat).expect("followed").filling = Some(Waiting::starting_with(Arc::new(events[4].clone())));
+        hub.clone().resync(vec![chat]).await;
+        let beyond = hub.chats.get(&chat).and_then(|entry| entry.filling.as_ref().map(|w| w.beyond));
+        assert_eq!(beyond, Some(8));
     }
 
     /// A gap of several store pages, and more events arriving meanwhile
