@@ -15,7 +15,7 @@
 # creator reads the page of 200 ten times. LISTS=N: at the end the
 # creator makes N more groups like the first and reads their chat list
 # (N + 1 groups of 9,999) ten times at once. Usage:
-#   [CONNECTED=N] [UNREAD=1] [HISTORY=1] [LISTS=N] bench/big-group.sh [standalone|cluster]
+#   [CONNECTED=N] [UNREAD=N] [HISTORY=1] [LISTS=N] bench/big-group.sh [standalone|cluster]
 # `cluster`: one gateway on a private Redis and PostgreSQL, and what the
 # changes sent Redis and Redis sent on (its total_net_input_bytes and
 # total_net_output_bytes). Results:
@@ -173,6 +173,7 @@ if [ "$history" = 1 ]; then
         echo "progress: $i/10 history pages" >&2
     done
     history_cpu_after=$(cpu_s)
+    history_peak=$(rss_mib)
     page_check=$(python3 -c 'import json, sys; p = json.load(open(sys.argv[1]))["messages"]; assert len(p) == 200 and all(m["status"] == "read" and len(m["readMembers"]) == 9998 for m in p), "not 200 messages read by all"; print("200 messages, each read by the 9,998 other members")' "$data/page.json")
     page_bytes=$(stat -c %s "$data/page.json")
 fi
@@ -188,6 +189,7 @@ if [ "$more_groups" -gt 0 ]; then
     lists_cpu_before=$(cpu_s)
     lists_ms=$(bench_ten_lists_at_once "$api" "$token" "$data")
     lists_cpu_after=$(cpu_s)
+    lists_peak=$(rss_mib)
     lists_check=$(python3 -c '
 import json, sys
 groups = int(sys.argv[1])
@@ -213,12 +215,12 @@ summary() { printf '%s\n' "$@" | sort -n | awk '{v[NR] = $1} END {printf "p50 %.
     echo "gateway CPU over the changes and the chat lists${CONNECTED:+, until every frame went out}: $(echo "$cpu_before $cpu_after" | awk '{printf "%.2f", $2 - $1}') s"
     if [ "$history" = 1 ]; then
         echo "GET /v1/chats/$chat/messages?limit=200 ($page_check, $page_bytes bytes), 10 calls: $(summary "${pages[@]}")"
-        echo "gateway resident memory over the history reads: $history_rss_before MiB before, peak $(rss_mib) MiB"
+        echo "gateway resident memory over the history reads: $history_rss_before MiB before, peak $history_peak MiB"
         echo "gateway CPU over the history reads: $(echo "$history_cpu_before $history_cpu_after" | awk '{printf "%.2f", $2 - $1}') s"
     fi
     if [ "$more_groups" -gt 0 ]; then
         echo "GET /v1/chats ($lists_check, $lists_bytes bytes), 10 at once: all answered in $lists_ms ms"
-        echo "gateway resident memory over those reads: $lists_rss_before MiB before, peak $(rss_mib) MiB"
+        echo "gateway resident memory over those reads: $lists_rss_before MiB before, peak $lists_peak MiB"
         echo "gateway CPU over those reads: $(echo "$lists_cpu_before $lists_cpu_after" | awk '{printf "%.2f", $2 - $1}') s"
     fi
     if [ "$connected" -gt 0 ]; then

@@ -31,7 +31,9 @@ use crate::node::{Node, STORE_DEADLINE};
 
 /// What one part reads at most (a chat above a bound is a part of its
 /// own): the marks of 5,000 members, about 0.5 MB of rows and 75 KB of
-/// JSON; 1 MB of last messages' texts (each up to `MAX_MESSAGE_BYTES`); and
+/// JSON; a million characters of last messages' texts (counted by the
+/// databases' `LENGTH`, up to 4 MB of UTF-8; each text is at most
+/// `MAX_MESSAGE_BYTES`); and
 /// 500 chats, which bounds the statements' lists of ids.
 const PART: PartBounds = PartBounds { members: 5_000, text_bytes: 1 << 20, chats: 500 };
 

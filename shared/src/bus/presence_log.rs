@@ -45,8 +45,8 @@ const PAGE: usize = 1_000;
 const FIELD: &str = "e";
 /// The most chats an entry names. The log is capped in entries, so it is
 /// the size of each that bounds Redis's memory: a user in 10,000 chats
-/// made entries of some 80 KB, and one flapping connection could fill the
-/// log with them (8 GB). An announcement of a user in more chats is logged
+/// made entries of some 50 KB, and one flapping connection could fill the
+/// log with them (5 GB). An announcement of a user in more chats is logged
 /// without them, and a gateway reading it again looks the user's chats up
 /// (`EventSink::presence_reread`).
 pub const CHATS_LOGGED_MAX: usize = 32;
