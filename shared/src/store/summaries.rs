@@ -179,11 +179,14 @@ impl Store {
         .bind(chat)
         .fetch_all(&self.reader)
         .await?;
+        // Counted per chat from the user's read mark up, by key: as a join,
+        // PostgreSQL may hash every message of every chat against the
+        // user's memberships (it did on a small table).
         let missed: Vec<(i64, i64)> = sqlx::query_as(
-            "SELECT s.chat_id, COUNT(*) FROM messages s JOIN members m ON m.chat_id = s.chat_id AND m.user_id = $1 \
-             WHERE ($2 = 0 OR s.chat_id = $2) AND s.message_id > m.read_mark AND s.user_id <> $1 \
-               AND s.deleted_at IS NULL \
-             GROUP BY s.chat_id",
+            "SELECT m.chat_id, \
+               (SELECT COUNT(*) FROM messages s WHERE s.chat_id = m.chat_id AND s.message_id > m.read_mark \
+                  AND s.user_id <> $1 AND s.deleted_at IS NULL) \
+             FROM members m WHERE m.user_id = $1 AND ($2 = 0 OR m.chat_id = $2)",
         )
         .bind(user)
         .bind(chat)
