@@ -63,6 +63,9 @@ bench_end() {
 # worker.
 bench_services() {
     services_install
+    # The folder services.sh made when sourced, made again after a
+    # services_stop removed it (cluster.sh restarts the services per run).
+    mkdir -p "$services_dir"; chmod 755 "$services_dir"
     services_start_redis
     services_start_postgres
     export REDIS_URL=$SERVICES_REDIS_URL DATABASE_URL=$SERVICES_POSTGRES_URL JWT_SECRET=bench-secret
