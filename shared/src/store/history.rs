@@ -1,12 +1,10 @@
 //! Reading a chat back over REST: history pages and receipts. (The event
 //! log's replay behind `sync` is in `replay.rs`.)
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::{members_of, membership, Store, StoreRefusal};
+use super::{membership, Store, StoreRefusal};
 use crate::error::Refusal;
-use crate::marks::{timestamp_of, MarkedRange};
 use crate::model::{delivery_status, Attachments, ChatId, MarkKind, MemberMarks, MessageId, MessageView, Receipt};
 
 /// message_id, author, client_message_id, body, attachments, created_at,
@@ -98,33 +96,31 @@ impl Store {
         let Some((author,)) = author else {
             return Err(Refusal::not_found(format!("no message {message_id} in this chat")).into());
         };
-        let rows: Vec<(String, String, i64, i64, i64)> = sqlx::query_as(
-            "SELECT user_id, kind, first_message_id, last_message_id, at FROM mark_ranges \
-             WHERE chat_id = $1 AND last_message_id >= $2 AND first_message_id <= $2",
-        )
-        .bind(chat)
-        .bind(message_id)
-        .fetch_all(&self.reader)
-        .await?;
-        let members = members_of(&self.reader, chat).await?;
-        // By member first: a 10,000-member group's receipts would otherwise
-        // compare every member with every row.
-        let mut ranges_of: HashMap<String, Vec<MarkedRange>> = HashMap::new();
-        for (user, kind, first, last, at) in rows {
-            let kind = if kind == MarkKind::Read.as_str() { MarkKind::Read } else { MarkKind::Delivered };
-            ranges_of.entry(user).or_default().push(MarkedRange { kind, first, last, at });
-        }
-        Ok(members
+        // Each member's ranges of one kind never overlap, so the one holding
+        // the message, if any (`marks::timestamp_of`), is the first that ends
+        // at or after it, found by key per member. Read as every range of the chat ending at or
+        // after the message, an early message's receipts cost every mark
+        // made since.
+        let first_at = |kind: &str| {
+            format!(
+                "(SELECT CASE WHEN r.first_message_id <= $2 THEN r.at END FROM mark_ranges r \
+                  WHERE r.chat_id = $1 AND r.user_id = m.user_id AND r.kind = '{kind}' \
+                    AND r.last_message_id >= $2 \
+                  ORDER BY r.last_message_id LIMIT 1)"
+            )
+        };
+        let sql = format!(
+            "SELECT m.user_id, {}, {} FROM members m WHERE m.chat_id = $1",
+            first_at(MarkKind::Delivered.as_str()),
+            first_at(MarkKind::Read.as_str())
+        );
+        let mut rows: Vec<(String, Option<i64>, Option<i64>)> =
+            sqlx::query_as(&sql).bind(chat).bind(message_id).fetch_all(&self.reader).await?;
+        super::sort_by_user(&mut rows, |row| &row.0);
+        Ok(rows
             .into_iter()
-            .filter(|m| *m != author)
-            .map(|member| {
-                let ranges = ranges_of.remove(&member).unwrap_or_default();
-                Receipt {
-                    delivered_at: timestamp_of(&ranges, MarkKind::Delivered, message_id),
-                    read_at: timestamp_of(&ranges, MarkKind::Read, message_id),
-                    user_id: member,
-                }
-            })
+            .filter(|(member, ..)| *member != author)
+            .map(|(user_id, delivered_at, read_at)| Receipt { user_id, delivered_at, read_at })
             .collect())
     }
 }
