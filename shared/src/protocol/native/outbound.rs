@@ -328,17 +328,6 @@ impl Serialize for MemberIds<'_> {
     }
 }
 
-/// A history page, `{"messages":[...]}`, in pieces (see [`listed`]). A
-/// page of 200 messages of a 10,000-member group that all read them is 90
-/// MB of JSON; rendered whole, a gateway held that (and 550 MiB at its
-/// peak) for each such request until its client had read it.
-pub fn history_page(messages: Vec<MessageView>, piece_bytes: usize) -> impl Iterator<Item = Bytes> + Send {
-    listed("messages", messages, piece_bytes, |message, out| {
-        // Serializing our own plain structs to a Vec cannot fail.
-        let _ = serde_json::to_writer(out, &message_item(message));
-    })
-}
-
 /// A chat list, `{"chats":[...]}`, written a part at a time as its parts
 /// are read (`store::in_parts`): every item names its chat's members, so
 /// the list of a user in a hundred groups of 10,000 is 14 MB, and its rows
@@ -366,16 +355,13 @@ impl ChatListParts {
     }
 }
 
-/// `{"<field>":[...]}` rendered piece by piece as the answer is written,
-/// each piece as soon as it holds `piece_bytes`, so that a large answer
-/// is never held rendered whole.
-fn listed<T: Send>(
-    field: &'static str,
-    items: Vec<T>,
-    piece_bytes: usize,
-    render: fn(&T, &mut Vec<u8>),
-) -> impl Iterator<Item = Bytes> + Send {
-    let mut items = items.into_iter();
+/// A history page, `{"messages":[...]}`, rendered piece by piece as the
+/// answer is written, each piece as soon as it holds `piece_bytes`. A page
+/// of 200 messages of a 10,000-member group that all read them is 90 MB of
+/// JSON; rendered whole, a gateway held that (and 550 MiB at its peak) for
+/// each such request until its client had read it.
+pub fn history_page(messages: Vec<MessageView>, piece_bytes: usize) -> impl Iterator<Item = Bytes> + Send {
+    let mut messages = messages.into_iter();
     let mut started = false;
     let mut written = 0usize;
     let mut ended = false;
@@ -385,11 +371,11 @@ fn listed<T: Send>(
         }
         let mut piece = Vec::with_capacity(piece_bytes.min(64 * 1024));
         if !started {
-            piece.extend_from_slice(format!("{{\"{field}\":[").as_bytes());
+            piece.extend_from_slice(b"{\"messages\":[");
             started = true;
         }
         while piece.len() < piece_bytes {
-            let Some(item) = items.next() else {
+            let Some(message) = messages.next() else {
                 piece.extend_from_slice(b"]}");
                 ended = true;
                 break;
@@ -397,7 +383,8 @@ fn listed<T: Send>(
             if written > 0 {
                 piece.push(b',');
             }
-            render(&item, &mut piece);
+            // Serializing our own plain structs to a Vec cannot fail.
+            let _ = serde_json::to_writer(&mut piece, &message_item(&message));
             written += 1;
         }
         Some(Bytes::from(piece))
