@@ -3,7 +3,7 @@
 //! missed. Built from set queries rather than per-chat round trips, in two
 //! steps, so that a long list need not be held whole: the heads of a
 //! user's chats (each chat, its last message but for its text, the user's
-//! missed count and how many members it has), then the members, marks and
+//! missed count and how many members it has, in two statements), then the members, marks and
 //! last messages' texts of some of them at a time.
 
 use std::collections::HashMap;
@@ -19,8 +19,9 @@ use crate::model::{
 
 /// id, kind, name, photo_url, last_message_id, last_event_id, last_activity_at.
 type ChatRow = (i64, String, Option<String>, Option<String>, i64, i64, i64);
-/// A [`ChatRow`] and how many members the chat has.
-type HeadRow = (i64, String, Option<String>, Option<String>, i64, i64, i64, i64);
+/// A [`ChatRow`], how many members the chat has and how many messages the
+/// user missed in it.
+type HeadRow = (i64, String, Option<String>, Option<String>, i64, i64, i64, i64, i64);
 
 struct MemberMarks {
     user: UserId,
@@ -146,9 +147,14 @@ impl Store {
 
     /// `chat == 0` means every chat of `user`.
     async fn heads_filtered(&self, user: &str, chat: ChatId) -> Result<Vec<ChatHead>, StoreError> {
+        // The user's unread count is counted per chat from their read mark
+        // up, by key: as a join, PostgreSQL may hash every message of every
+        // chat against the user's memberships (it did on a small table).
         let chats: Vec<HeadRow> = sqlx::query_as(
             "SELECT c.id, c.kind, c.name, c.photo_url, c.last_message_id, c.last_event_id, c.last_activity_at, \
-               (SELECT COUNT(*) FROM members o WHERE o.chat_id = c.id) \
+               (SELECT COUNT(*) FROM members o WHERE o.chat_id = c.id), \
+               (SELECT COUNT(*) FROM messages s WHERE s.chat_id = c.id AND s.message_id > m.read_mark \
+                  AND s.user_id <> $1 AND s.deleted_at IS NULL) \
              FROM chats c JOIN members m ON m.chat_id = c.id \
              WHERE m.user_id = $1 AND ($2 = 0 OR c.id = $2) \
              ORDER BY c.last_activity_at DESC, c.id DESC",
@@ -179,31 +185,17 @@ impl Store {
         .bind(chat)
         .fetch_all(&self.reader)
         .await?;
-        // Counted per chat from the user's read mark up, by key: as a join,
-        // PostgreSQL may hash every message of every chat against the
-        // user's memberships (it did on a small table).
-        let missed: Vec<(i64, i64)> = sqlx::query_as(
-            "SELECT m.chat_id, \
-               (SELECT COUNT(*) FROM messages s WHERE s.chat_id = m.chat_id AND s.message_id > m.read_mark \
-                  AND s.user_id <> $1 AND s.deleted_at IS NULL) \
-             FROM members m WHERE m.user_id = $1 AND ($2 = 0 OR m.chat_id = $2)",
-        )
-        .bind(user)
-        .bind(chat)
-        .fetch_all(&self.reader)
-        .await?;
         let mut last: HashMap<ChatId, (i64, String, i64, i64)> =
             last.into_iter().map(|(c, id, author, length, at)| (c, (id, author, length, at))).collect();
-        let missed: HashMap<ChatId, i64> = missed.into_iter().collect();
         Ok(chats
             .into_iter()
-            .map(|(id, kind, name, photo_url, last_message_id, last_event_id, last_activity_at, members)| {
+            .map(|(id, kind, name, photo_url, last_message_id, last_event_id, last_activity_at, members, missed)| {
                 let last = last.remove(&id);
                 ChatHead {
                     row: (id, kind, name, photo_url, last_message_id, last_event_id, last_activity_at),
                     text_bytes: last.as_ref().map_or(0, |l| l.2),
                     last: last.map(|(message, author, _, at)| (message, author, at)),
-                    missed: missed.get(&id).copied().unwrap_or(0),
+                    missed,
                     members,
                 }
             })
