@@ -3,8 +3,8 @@
 //! missed. Built from set queries rather than per-chat round trips, in two
 //! steps, so that a long list need not be held whole: the heads of a
 //! user's chats (each chat, its last message but for its text, the user's
-//! missed count and how many members it has, in two statements), then the members, marks and
-//! last messages' texts of some of them at a time.
+//! missed count and how many members it has, in two statements), then the
+//! members, marks and last messages' texts of some of them at a time.
 
 use std::collections::HashMap;
 
