@@ -94,7 +94,7 @@ pub async fn delete(
     // is refused before that read.
     within(STORE_DEADLINE, node.store.may_delete(chat, &user)).await?;
     let before = within(STORE_DEADLINE, node.store.member_views(chat)).await?.map(Arc::new);
-    let deleted = within(STORE_DEADLINE, node.store.delete_chat(chat, &user)).await?;
+    let deleted = within(STORE_DEADLINE, node.store.delete_chat(chat, &user, now_ms())).await?;
     announce(&node, before.as_ref(), &deleted.members, ChatAction::Deleted, deleted.version).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -41,7 +41,7 @@ async fn a_creation_retried_under_its_idempotency_key_creates_one_chat() {
         let refused = |r: &Result<_, (StoreRefusal, _)>| matches!(r, Err((StoreRefusal::Refused(refusal), None)) if refusal.code == ErrorCode::Conflict);
         assert!(a.is_ok() != b.is_ok() && (refused(&a) || refused(&b)), "{a:?} {b:?}");
 
-        store.delete_chat(first.chat_id, "alice").await.expect("deleted");
+        store.delete_chat(first.chat_id, "alice", 5).await.expect("deleted");
         match store.create_chat("alice", request("k1"), 4).await {
             Err((StoreRefusal::Refused(refusal), None)) => assert_eq!(refusal.code, ErrorCode::NotFound, "{refusal:?}"),
             other => panic!("a retry after the chat was deleted: {other:?}"),
@@ -148,10 +148,10 @@ async fn dialogs_are_unique_and_membership_rules_hold() {
         assert!(matches!(err, StoreRefusal::Refused(ref r) if r.code == ErrorCode::Forbidden));
         let left = store.remove_member(chat, "carol", "carol").await.expect("anyone leaves");
         assert_eq!(left.version, CREATED_MEMBERSHIP_VERSION + 2);
-        let err = store.delete_chat(chat, "bob").await.expect_err("only creator deletes");
+        let err = store.delete_chat(chat, "bob", 5).await.expect_err("only creator deletes");
         assert!(matches!(err, StoreRefusal::Refused(ref r) if r.code == ErrorCode::Forbidden));
         assert_eq!(
-            store.delete_chat(chat, "alice").await.expect("deleted"),
+            store.delete_chat(chat, "alice", 5).await.expect("deleted"),
             MembershipChange {
                 members: vec!["alice".to_string(), "bob".to_string()],
                 version: CREATED_MEMBERSHIP_VERSION + 3
@@ -231,7 +231,7 @@ async fn last_seen_times_are_recorded_for_a_whole_batch() {
 async fn a_run_of_sends_to_a_chat_deleted_under_its_members_is_refused() {
     for (store, _dir, url) in stores_with_urls().await {
         let chat = group(&store, "alice", &["bob"]).await;
-        store.delete_chat(chat, "alice").await.expect("deleted");
+        store.delete_chat(chat, "alice", 5).await.expect("deleted");
         let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url).await.expect("connected underneath");
         sqlx::query("INSERT INTO members (chat_id, user_id, joined_at) VALUES ($1, 'carol', 1)")
             .bind(chat)
@@ -342,7 +342,7 @@ async fn may_delete_refuses_as_the_deletion_would() {
         assert_eq!(code(store.may_delete(chat, "mallory").await), Some(ErrorCode::Forbidden), "not a member");
         assert_eq!(code(store.may_delete(chat + 1, "alice").await), Some(ErrorCode::NotFound), "no such chat");
         for by in ["bob", "mallory"] {
-            let refused = store.delete_chat(chat, by).await.map(|_| ()).map_err(|e| code(Err(e)));
+            let refused = store.delete_chat(chat, by, 5).await.map(|_| ()).map_err(|e| code(Err(e)));
             assert_eq!(refused, Err(code(store.may_delete(chat, by).await)), "{by}");
         }
     }

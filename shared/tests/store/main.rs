@@ -15,6 +15,7 @@ mod chats;
 mod edits;
 mod marks;
 mod membership_race;
+mod purge;
 mod redelivery;
 mod schema;
 mod sends;
