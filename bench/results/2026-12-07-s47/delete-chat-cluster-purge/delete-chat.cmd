@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-purge LABEL=purge bench/delete-chat.sh cluster
