@@ -15,9 +15,10 @@ use tokio_util::sync::CancellationToken;
 pub async fn run(store: Store, retention: Retention, every: Duration, stop: CancellationToken) {
     let store = &store;
     shared::periodic::every_until_stopped(every, stop, move || async move {
-        match store.prune(retention, now_ms()).await {
+        let started = std::time::Instant::now();
+        match store.prune(retention, now_ms(), PURGE_STEP).await {
             Ok(0) => {}
-            Ok(n) => tracing::info!(events = n, "pruned events outside the retention window"),
+            Ok(n) => tracing::info!(events = n, took = ?started.elapsed(), "pruned events outside the retention window"),
             Err(e) => tracing::warn!(error = %e, "pruning the event log failed; will retry"),
         }
         match store.purge_deleted_chats(PURGE_STEP).await {

@@ -62,7 +62,7 @@ async fn sync_answers_gaps_and_refusals_per_chat() {
     server
         .node
         .store
-        .prune(Retention { max_age_ms: 0, max_events_per_chat: 2 }, shared::clock::now_ms() + 1)
+        .prune(Retention { max_age_ms: 0, max_events_per_chat: 2 }, shared::clock::now_ms() + 1, 1_000)
         .await
         .expect("prune");
 

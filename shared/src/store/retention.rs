@@ -5,7 +5,7 @@
 //! `sync_gap` exactly when something the client lacks is gone.
 
 use super::{Store, StoreError};
-use crate::model::Millis;
+use crate::model::{ChatId, EventId, Millis};
 
 /// How long applied command ids, and the idempotency keys chats were
 /// created under, are remembered for deduplication.
@@ -26,8 +26,9 @@ pub fn first_retained(current: i64, last_event_id: i64, first_recent: Option<i64
 }
 
 impl Store {
-    /// Prunes what is outside `retention`; returns how many events went.
-    pub async fn prune(&self, retention: Retention, now: Millis) -> Result<u64, StoreError> {
+    /// Prunes what is outside `retention`, at most about `step` events of
+    /// a chat per transaction; returns how many events went.
+    pub async fn prune(&self, retention: Retention, now: Millis, step: i64) -> Result<u64, StoreError> {
         // Only chats holding more than the count window can have anything
         // outside both windows.
         let candidates: Vec<(i64, i64, i64, Option<i64>)> = sqlx::query_as(
@@ -50,23 +51,45 @@ impl Store {
         let mut pruned = 0;
         for (chat, current, last, first_recent) in candidates {
             let keep_from = first_retained(current, last, first_recent, retention.max_events_per_chat);
-            if keep_from == current {
-                continue;
+            // The window moves up a step per transaction, each holding the
+            // chat's row (and on SQLite the one writer) only as long as a
+            // step's deletes take. In one transaction, the first prune
+            // after RETENTION_DAYS was lowered, or of a database kept
+            // whole until then, deleted a million events of a chat at
+            // once: seconds in which the chat's messages waited, on SQLite
+            // every chat's. Event ids are numbered one by one and those
+            // below the first retained are gone, so a step deletes at most
+            // `step` events. Steps after the first delete from the last
+            // one's bound up, not walking the index entries PostgreSQL
+            // keeps of what they deleted until a vacuum.
+            let mut from = current;
+            let mut lowest = EventId::MIN;
+            while from < keep_from {
+                let to = keep_from.min(from.saturating_add(step));
+                pruned += self.move_retention_window(chat, lowest, to).await?;
+                (from, lowest) = (to, to);
             }
-            let mut tx = self.writer.begin().await?;
-            sqlx::query("UPDATE chats SET first_retained_event_id = $2 WHERE id = $1 AND first_retained_event_id < $2")
-                .bind(chat)
-                .bind(keep_from)
-                .execute(&mut *tx)
-                .await?;
-            pruned += sqlx::query("DELETE FROM events WHERE chat_id = $1 AND id < $2")
-                .bind(chat)
-                .bind(keep_from)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            tx.commit().await?;
         }
+        Ok(pruned)
+    }
+
+    /// Makes `to` the first event `chat` keeps, if it kept fewer, and
+    /// deletes those from `lowest` up to it: one transaction.
+    async fn move_retention_window(&self, chat: ChatId, lowest: EventId, to: EventId) -> Result<u64, StoreError> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query("UPDATE chats SET first_retained_event_id = $2 WHERE id = $1 AND first_retained_event_id < $2")
+            .bind(chat)
+            .bind(to)
+            .execute(&mut *tx)
+            .await?;
+        let pruned = sqlx::query("DELETE FROM events WHERE chat_id = $1 AND id >= $2 AND id < $3")
+            .bind(chat)
+            .bind(lowest)
+            .bind(to)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
         Ok(pruned)
     }
 }

@@ -100,10 +100,10 @@ async fn edit_delete_rules_and_sync_with_retention() {
         store.apply_pairs(&sends, 1_000).await.expect("sent");
         // Events 1..=3 at t<=2, 4..=8 at t=1000. Both windows must be
         // exceeded: recent by age keeps everything...
-        store.prune(Retention { max_age_ms: 1_000_000, max_events_per_chat: 4 }, 5_000).await.expect("pruned");
+        store.prune(Retention { max_age_ms: 1_000_000, max_events_per_chat: 4 }, 5_000, 2).await.expect("pruned");
         assert_eq!(store.events_after(chat, "bob", 0, 100).await.expect("all kept").events.len(), 8);
         // ...old by age: the newest 4 (5..=8) stay.
-        store.prune(Retention { max_age_ms: 10, max_events_per_chat: 4 }, 5_000).await.expect("pruned");
+        store.prune(Retention { max_age_ms: 10, max_events_per_chat: 4 }, 5_000, 2).await.expect("pruned");
         let gap = store.events_after(chat, "bob", 3, 100).await.expect_err("gap");
         assert!(matches!(gap, StoreRefusal::Refused(ref r) if r.code == ErrorCode::SyncGap));
         let page = store.events_after(chat, "bob", 4, 100).await.expect("no gap");

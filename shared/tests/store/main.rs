@@ -17,6 +17,7 @@ mod marks;
 mod membership_race;
 mod purge;
 mod redelivery;
+mod retention;
 mod schema;
 mod sends;
 mod sync;
