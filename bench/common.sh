@@ -139,3 +139,61 @@ bench_ten_lists_at_once() {
     for pid in "${pids[@]}"; do wait "$pid" || { echo "bench: a chat list read failed" >&2; return 1; }; done
     echo "$started $(date +%s.%N)" | awk '{printf "%.0f", ($2 - $1) * 1000}'
 }
+
+# bench_long_history CHAT COUNT: gives CHAT, alice's and bob's group,
+# COUNT messages of alice's with their `new` events, bob's delivered and
+# read ranges (one per 10 messages each) and both members' marks at the
+# last message (they have read it all), written straight into the
+# database through the caller's `sql` function (SQL that SQLite and
+# PostgreSQL both run): sending a million messages would take minutes and
+# measure the sends. Their times are of 2023, outside any retention
+# window but by count.
+bench_long_history() {
+    local chat=$1 count=$2
+    echo "progress: writing $count messages into chat $chat" >&2
+    sql "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $count)
+         INSERT INTO messages (chat_id, message_id, user_id, client_message_id, body, attachments, created_at, new_event_id)
+         SELECT $chat, i, 'alice', 'c' || i, 'message number ' || i || ' of a long history', '[]', 1700000000000 + i, i FROM n"
+    echo "progress: messages written; their events" >&2
+    sql "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $count)
+         INSERT INTO events (chat_id, id, message_id, kind, payload, created_at)
+         SELECT $chat, i, i, 'new', '{\"chatId\":$chat,\"eventId\":' || i || ',\"userId\":\"alice\",\"messageId\":' || i
+           || ',\"timestamp\":' || (1700000000000 + i) || ',\"type\":\"new\",\"clientMessageId\":\"c' || i
+           || '\",\"message\":\"message number ' || i || ' of a long history\"}', 1700000000000 + i FROM n"
+    echo "progress: events written; bob's marks" >&2
+    sql "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $count / 10)
+         INSERT INTO mark_ranges (chat_id, user_id, kind, first_message_id, last_message_id, at)
+         SELECT $chat, 'bob', k.kind, i * 10 - 9, i * 10, 1700000000000 + i * 10 FROM n
+         CROSS JOIN (SELECT 'dlvrd' AS kind UNION ALL SELECT 'read') k"
+    sql "UPDATE chats SET last_message_id = $count, last_event_id = $count WHERE id = $chat"
+    # Read up to the last message: a member's unread count, which a
+    # membership change or deletion tells them, then costs nothing (see
+    # docs/benchmarks.md, forty-seventh session, for one who read nothing).
+    sql "UPDATE members SET delivered_mark = $count, read_mark = $count WHERE chat_id = $chat"
+}
+
+# bench_creations_until STOP-FILE API TOKEN OUT: creates empty groups one
+# after another until STOP-FILE exists, a line per call in OUT: when it
+# started (epoch seconds), its status and its seconds. What a long
+# deletion or prune costs the store's other writers.
+bench_creations_until() {
+    local stop=$1 api=$2 token=$3
+    while [ ! -e "$stop" ]; do
+        printf '%s ' "$(date +%s.%N)"
+        curl -s -o /dev/null -w '%{http_code} %{time_total}\n' -X POST "$api/chats" -H "Authorization: Bearer $token" \
+            -H 'Content-Type: application/json' --data-binary '{"type":"group","name":"meanwhile","members":[]}'
+    done > "$4"
+}
+
+# bench_creations_summary OUT FROM TO WHILE: the calls of
+# bench_creations_until in OUT, and on their own those whose span met
+# FROM..TO (epoch seconds), labelled "while WHILE".
+bench_creations_summary() {
+    awk -v from="$2" -v to="$3" -v label="while $4:" '
+        {n++; if ($2 !~ /^2/) bad++; if ($3 > max) max = $3; sum += $3}
+        $1 <= to && $1 + $3 >= from {during++; if ($3 > worst) worst = $3}
+        END {
+            printf "chat creations meanwhile:  %d, %d failed, mean %.1f ms, slowest %.1f ms\n", n, bad, 1000 * sum / n, 1000 * max
+            printf "  %-24s %d, slowest %.1f ms\n", label, during, 1000 * worst
+        }' "$1"
+}

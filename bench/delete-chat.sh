@@ -1,11 +1,8 @@
 #!/usr/bin/env bash
 # What deleting a chat with a long history costs. A group of alice's and
-# bob's is given COUNT messages (default 1,000,000), each with its `new`
-# event, bob's delivered and read ranges, one per 10 messages each, and
-# both members' marks at the last message (they have read it all):
-# written straight into the database in the shape the store writes them,
-# since sending a million messages would take minutes and measure the
-# sends. Then alice deletes the chat over REST. Reports the DELETE's
+# bob's is given COUNT messages (default 1,000,000), with their events
+# and marks, straight into the database (bench_long_history in
+# bench/common.sh). Then alice deletes the chat over REST. Reports the DELETE's
 # status and time, how long until the chat's rows were all gone (the
 # housekeeping purges them within a minute or so, or the deletion did it
 # itself), and the slowest of the chat creations another user makes, one
@@ -51,27 +48,8 @@ api="http://127.0.0.1:$port/v1"
 chat=$(curl -sf -X POST "$api/chats" -H "Authorization: Bearer $alice" -H 'Content-Type: application/json' \
     --data-binary '{"type":"group","name":"long","members":["bob"]}' | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
 
-echo "progress: writing $count messages into chat $chat" >&2
 started=$(date +%s.%N)
-sql "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $count)
-     INSERT INTO messages (chat_id, message_id, user_id, client_message_id, body, attachments, created_at, new_event_id)
-     SELECT $chat, i, 'alice', 'c' || i, 'message number ' || i || ' of a long history', '[]', 1700000000000 + i, i FROM n"
-echo "progress: messages written; their events" >&2
-sql "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $count)
-     INSERT INTO events (chat_id, id, message_id, kind, payload, created_at)
-     SELECT $chat, i, i, 'new', '{\"chatId\":$chat,\"eventId\":' || i || ',\"userId\":\"alice\",\"messageId\":' || i
-       || ',\"timestamp\":' || (1700000000000 + i) || ',\"type\":\"new\",\"clientMessageId\":\"c' || i
-       || '\",\"message\":\"message number ' || i || ' of a long history\"}', 1700000000000 + i FROM n"
-echo "progress: events written; bob's marks" >&2
-sql "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $count / 10)
-     INSERT INTO mark_ranges (chat_id, user_id, kind, first_message_id, last_message_id, at)
-     SELECT $chat, 'bob', k.kind, i * 10 - 9, i * 10, 1700000000000 + i * 10 FROM n
-     CROSS JOIN (SELECT 'dlvrd' AS kind UNION ALL SELECT 'read') k"
-sql "UPDATE chats SET last_message_id = $count, last_event_id = $count WHERE id = $chat"
-# Both have read everything, as members of a chat in use mostly have: a
-# member's unread count, which the deletion tells them, then costs nothing
-# (see docs/benchmarks.md for one who read nothing).
-sql "UPDATE members SET delivered_mark = $count, read_mark = $count WHERE chat_id = $chat"
+bench_long_history "$chat" "$count"
 rows() {
     sql "SELECT (SELECT COUNT(*) FROM messages WHERE chat_id = $chat) + (SELECT COUNT(*) FROM events WHERE chat_id = $chat)
               + (SELECT COUNT(*) FROM mark_ranges WHERE chat_id = $chat)"
@@ -79,16 +57,7 @@ rows() {
 seeded=$(rows)
 printf 'progress: %s rows written in %.0f s\n' "$seeded" "$(echo "$(date +%s.%N) - $started" | bc)" >&2
 
-# carol creates chats one after another until the history is gone; each
-# call's status and seconds go to a file.
-creations() {
-    while [ ! -e "$data/purged" ]; do
-        printf '%s ' "$(date +%s.%N)"
-        curl -s -o /dev/null -w '%{http_code} %{time_total}\n' -X POST "$api/chats" -H "Authorization: Bearer $carol" \
-            -H 'Content-Type: application/json' --data-binary '{"type":"group","name":"meanwhile","members":[]}'
-    done > "$results/creations.txt"
-}
-creations &
+bench_creations_until "$data/purged" "$api" "$carol" "$results/creations.txt" &
 writer_pid=$!
 deleted_at=$(date +%s.%N)
 answer=$(curl -s -o "$results/delete.body" -w '%{http_code} %{time_total}' -X DELETE "$api/chats/$chat" -H "Authorization: Bearer $alice")
@@ -134,13 +103,5 @@ writer_pid=""
         purge_start=$deleted_at
         purge_end=$(echo "$deleted_at + $purged_after" | bc)
     fi
-    # A creation counts when its span meets the purge's (or, without a
-    # purge, the deletion's and its rows').
-    awk -v from="$purge_start" -v to="$purge_end" '
-        {n++; if ($2 !~ /^2/) bad++; if ($3 > max) max = $3; sum += $3}
-        $1 <= to && $1 + $3 >= from {during++; if ($3 > worst) worst = $3}
-        END {
-            printf "chat creations meanwhile:  %d, %d failed, mean %.1f ms, slowest %.1f ms\n", n, bad, 1000 * sum / n, 1000 * max
-            printf "  while it was deleted:    %d, slowest %.1f ms\n", during, 1000 * worst
-        }' "$results/creations.txt"
+    bench_creations_summary "$results/creations.txt" "$purge_start" "$purge_end" "it was deleted"
 } | tee "$results/summary.txt"

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use super::{Store, StoreError};
 use crate::model::{ChatId, Millis};
 
-/// Rows a purge deletes in one statement: a few milliseconds of work.
+/// Rows the housekeeping deletes per statement, a few milliseconds of
+/// work: a purge's step, and how far a prune moves a chat's retention
+/// window per transaction.
 pub const PURGE_STEP: i64 = 2_000;
 
 /// A chat's history tables, each with the key its rows are purged in order

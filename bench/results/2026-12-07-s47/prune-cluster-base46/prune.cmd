@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-base46 LABEL=base46 bench/prune.sh cluster

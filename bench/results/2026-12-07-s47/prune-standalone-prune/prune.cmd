@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-prune LABEL=prune bench/prune.sh standalone
