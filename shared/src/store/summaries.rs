@@ -147,14 +147,26 @@ impl Store {
 
     /// `chat == 0` means every chat of `user`.
     async fn heads_filtered(&self, user: &str, chat: ChatId) -> Result<Vec<ChatHead>, StoreError> {
-        // The user's unread count is counted per chat from their read mark
-        // up, by key: as a join, PostgreSQL may hash every message of every
-        // chat against the user's memberships (it did on a small table).
+        // The user's unread count per chat, by key, as in
+        // [`MISSED_BY_MEMBER`]: in a chat they have never written in, the
+        // chat's counter less their read mark, less the deleted messages
+        // above it; otherwise the messages above their mark by others
+        // that are not deleted, counted. (Counted in every chat, the
+        // messages above the mark cost a lurker in many long chats every
+        // message of them. As a join, PostgreSQL may hash every message
+        // of every chat against the user's memberships; it did on a small
+        // table.)
         let chats: Vec<HeadRow> = sqlx::query_as(
             "SELECT c.id, c.kind, c.name, c.photo_url, c.last_message_id, c.last_event_id, c.last_activity_at, \
                (SELECT COUNT(*) FROM members o WHERE o.chat_id = c.id), \
-               (SELECT COUNT(*) FROM messages s WHERE s.chat_id = c.id AND s.message_id > m.read_mark \
-                  AND s.user_id <> $1 AND s.deleted_at IS NULL) \
+               CASE WHEN (SELECT w.client_message_id FROM messages w WHERE w.chat_id = c.id AND w.user_id = $1 \
+                          ORDER BY w.client_message_id LIMIT 1) IS NOT NULL \
+                 THEN (SELECT COUNT(*) FROM messages s WHERE s.chat_id = c.id AND s.message_id > m.read_mark \
+                         AND s.user_id <> $1 AND s.deleted_at IS NULL) \
+                 ELSE c.last_message_id - m.read_mark \
+                   - (SELECT COUNT(*) FROM messages s WHERE s.chat_id = c.id AND s.deleted_at IS NOT NULL \
+                        AND s.message_id > m.read_mark) \
+               END \
              FROM chats c JOIN members m ON m.chat_id = c.id \
              WHERE m.user_id = $1 AND ($2 = 0 OR c.id = $2) \
              ORDER BY c.last_activity_at DESC, c.id DESC",
@@ -259,30 +271,73 @@ impl Store {
     }
 }
 
-/// Each member's unread count in chat `$1`: the messages by others above
-/// their read mark that are not deleted, for members with any. Counted
-/// per member, a group of 10,000 with 2,000 messages most had not read
-/// cost 20 million index entries, and PostgreSQL more than the store's 5 s
-/// at every membership change, which then went unannounced. Here the
-/// chat's messages and its members' read marks are sorted together once:
-/// above a member's mark lie the messages counted before it, theirs among
-/// them those counted before it in their own partition. A mark sorts
-/// before a message of the same id, which it has read. Messages at or
-/// below the lowest mark count for no one and are not read: the pass
-/// costs the messages above it, never more than counting member by member
-/// did, and a chat whose members are caught up costs its members alone.
+/// Each member's unread count in chat `$1`, for members behind its last
+/// message, in two sorted passes; in both, a mark sorts before a message
+/// of the same id, which it has read.
+///
+/// - Members who have written in the chat: one pass over its messages
+///   that are not deleted, above the lowest of these members' read marks.
+///   Above a mark lie the messages counted before it, the member's own
+///   among them those counted before it in their own partition.
+/// - Members who have not: as message ids are given one by one per chat
+///   and messages are only removed with their chat, their unread count
+///   is the chat's counter less their mark, less the deleted messages
+///   above it, which one pass over the chat's deleted messages
+///   (`messages_deleted`, migration 0008) counts for all of them.
+///
+/// Each pass reads its messages in a subquery of their own, which the
+/// `LIMIT` keeps SQLite from merging into the pass. Merged, SQLite chose
+/// its index for the pass's order rather than for the bound, and read
+/// every message of the chat: by the index of senders (which gives the
+/// partition's order) in the first pass, by the key rather than the
+/// deleted messages' index in the second; a million, 0.2 s each, in a
+/// group whose writers had read everything.
+///
+/// Whether a member has written is found by key in the index of each
+/// sender's clientMessageIds, in their order: PostgreSQL reads that from
+/// the index, where for an `EXISTS` it scanned the table (a database of
+/// one chat of few authors).
+///
+/// Counted member by member, a group of 10,000 with 2,000 messages most
+/// had not read cost 20 million index entries. In one pass over the
+/// messages above the lowest mark of all, one member who had read nothing
+/// made every deletion or membership change of a group cost its whole
+/// history: 1.8 s on SQLite for a million messages (docs/benchmarks.md,
+/// forty-seventh session). Such a member nearly always writes nothing
+/// either; one who writes and reads nothing still costs the messages
+/// above their mark.
 const MISSED_BY_MEMBER: &str = "\
+    WITH marks AS ( \
+      SELECT m.user_id, m.read_mark, \
+        (SELECT o.client_message_id FROM messages o WHERE o.chat_id = $1 AND o.user_id = m.user_id \
+         ORDER BY o.client_message_id LIMIT 1) IS NOT NULL AS wrote \
+      FROM members m JOIN chats c ON c.id = m.chat_id \
+      WHERE m.chat_id = $1 AND m.read_mark < c.last_message_id) \
     SELECT user_id, messages_above - own_above FROM ( \
       SELECT user_id, is_message, \
         SUM(is_message) OVER (ORDER BY at DESC, is_message ASC ROWS UNBOUNDED PRECEDING) AS messages_above, \
         SUM(is_message) OVER (PARTITION BY user_id ORDER BY at DESC, is_message ASC ROWS UNBOUNDED PRECEDING) \
           AS own_above \
-      FROM (SELECT message_id AS at, 1 AS is_message, user_id FROM messages \
+      FROM (SELECT * FROM (SELECT message_id AS at, 1 AS is_message, user_id FROM messages \
               WHERE chat_id = $1 AND deleted_at IS NULL \
-                AND message_id > (SELECT COALESCE(MIN(read_mark), 0) FROM members WHERE chat_id = $1) \
-            UNION ALL SELECT read_mark, 0, user_id FROM members WHERE chat_id = $1) AS points \
+                AND message_id > (SELECT COALESCE(MIN(read_mark), (SELECT last_message_id FROM chats WHERE id = $1)) \
+                                  FROM marks WHERE wrote) \
+              LIMIT 9223372036854775807) AS live \
+            UNION ALL SELECT read_mark, 0, user_id FROM marks WHERE wrote) AS points \
     ) AS running \
-    WHERE is_message = 0 AND messages_above > own_above";
+    WHERE is_message = 0 AND messages_above > own_above \
+    UNION ALL \
+    SELECT user_id, (SELECT last_message_id FROM chats WHERE id = $1) - at - deleted_above FROM ( \
+      SELECT user_id, at, is_message, \
+        SUM(is_message) OVER (ORDER BY at DESC, is_message ASC ROWS UNBOUNDED PRECEDING) AS deleted_above \
+      FROM (SELECT * FROM (SELECT message_id AS at, 1 AS is_message, user_id FROM messages \
+              WHERE chat_id = $1 AND deleted_at IS NOT NULL \
+                AND message_id > (SELECT COALESCE(MIN(read_mark), (SELECT last_message_id FROM chats WHERE id = $1)) \
+                                  FROM marks WHERE NOT wrote) \
+              LIMIT 9223372036854775807) AS deleted \
+            UNION ALL SELECT read_mark, 0, user_id FROM marks WHERE NOT wrote) AS points \
+    ) AS running \
+    WHERE is_message = 0";
 
 /// The last message that is not deleted, as read: id, author, text, time.
 type LastMessageRow = (i64, String, String, i64);

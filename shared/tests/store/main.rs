@@ -21,6 +21,7 @@ mod retention;
 mod schema;
 mod sends;
 mod sync;
+mod unread;
 
 /// A fresh SQLite store, and a fresh PostgreSQL one when `TEST_DATABASE_URL`
 /// names a server: every store test runs against both.
