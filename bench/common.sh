@@ -140,16 +140,17 @@ bench_ten_lists_at_once() {
     echo "$started $(date +%s.%N)" | awk '{printf "%.0f", ($2 - $1) * 1000}'
 }
 
-# bench_long_history CHAT COUNT: gives CHAT, alice's and bob's group,
-# COUNT messages of alice's with their `new` events, bob's delivered and
-# read ranges (one per 10 messages each) and both members' marks at the
-# last message (they have read it all), written straight into the
+# bench_long_history CHAT COUNT [LURKER]: gives CHAT, alice's and bob's
+# group, COUNT messages of alice's with their `new` events, bob's
+# delivered and read ranges (one per 10 messages each) and both members'
+# marks at the last message (they have read it all); with LURKER=1 bob
+# has read nothing (no ranges, marks at 0). Written straight into the
 # database through the caller's `sql` function (SQL that SQLite and
 # PostgreSQL both run): sending a million messages would take minutes and
 # measure the sends. Their times are of 2023, outside any retention
 # window but by count.
 bench_long_history() {
-    local chat=$1 count=$2
+    local chat=$1 count=$2 lurker=${3:-0}
     echo "progress: writing $count messages into chat $chat" >&2
     sql "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $count)
          INSERT INTO messages (chat_id, message_id, user_id, client_message_id, body, attachments, created_at, new_event_id)
@@ -160,8 +161,8 @@ bench_long_history() {
          SELECT $chat, i, i, 'new', '{\"chatId\":$chat,\"eventId\":' || i || ',\"userId\":\"alice\",\"messageId\":' || i
            || ',\"timestamp\":' || (1700000000000 + i) || ',\"type\":\"new\",\"clientMessageId\":\"c' || i
            || '\",\"message\":\"message number ' || i || ' of a long history\"}', 1700000000000 + i FROM n"
-    echo "progress: events written; bob's marks" >&2
-    sql "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $count / 10)
+    echo "progress: events written; the marks" >&2
+    [ "$lurker" = 1 ] || sql "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $count / 10)
          INSERT INTO mark_ranges (chat_id, user_id, kind, first_message_id, last_message_id, at)
          SELECT $chat, 'bob', k.kind, i * 10 - 9, i * 10, 1700000000000 + i * 10 FROM n
          CROSS JOIN (SELECT 'dlvrd' AS kind UNION ALL SELECT 'read') k"
@@ -169,7 +170,9 @@ bench_long_history() {
     # Read up to the last message: a member's unread count, which a
     # membership change or deletion tells them, then costs nothing (see
     # docs/benchmarks.md, forty-seventh session, for one who read nothing).
-    sql "UPDATE members SET delivered_mark = $count, read_mark = $count WHERE chat_id = $chat"
+    local readers="'alice', 'bob'"
+    [ "$lurker" = 1 ] && readers="'alice'"
+    sql "UPDATE members SET delivered_mark = $count, read_mark = $count WHERE chat_id = $chat AND user_id IN ($readers)"
 }
 
 # bench_creations_until STOP-FILE API TOKEN OUT: creates empty groups one

@@ -7,8 +7,10 @@
 # housekeeping purges them within a minute or so, or the deletion did it
 # itself), and the slowest of the chat creations another user makes, one
 # after another, from the deletion until then: what the purge costs the
-# store's other writers. Usage:
-#   [COUNT=N] bench/delete-chat.sh [standalone|cluster]
+# store's other writers. LURKER=1: bob has read nothing, which his unread
+# count, read before the deletion for his `chats` `deleted` frame, then
+# has to count. Usage:
+#   [COUNT=N] [LURKER=1] bench/delete-chat.sh [standalone|cluster]
 # `cluster`: one gateway and one worker on a private Redis and
 # PostgreSQL. Results: bench/results/<date>-delete-chat-<mode>/
 # (SERVER_BIN, LABEL: see bench/common.sh).
@@ -41,7 +43,7 @@ if [ "$mode" = cluster ]; then
     worker_pid=$!
 fi
 bench_wait_ready "$port"
-echo "${SERVER_BIN:+SERVER_BIN=$SERVER_BIN }${LABEL:+LABEL=$LABEL }${COUNT:+COUNT=$COUNT }bench/delete-chat.sh $mode" > "$results/delete-chat.cmd"
+echo "${SERVER_BIN:+SERVER_BIN=$SERVER_BIN }${LABEL:+LABEL=$LABEL }${COUNT:+COUNT=$COUNT }${LURKER:+LURKER=$LURKER }bench/delete-chat.sh $mode" > "$results/delete-chat.cmd"
 alice=$("$server_bin"/gateway token --user alice --data-dir "$data")
 carol=$("$server_bin"/gateway token --user carol --data-dir "$data")
 api="http://127.0.0.1:$port/v1"
@@ -49,7 +51,7 @@ chat=$(curl -sf -X POST "$api/chats" -H "Authorization: Bearer $alice" -H 'Conte
     --data-binary '{"type":"group","name":"long","members":["bob"]}' | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
 
 started=$(date +%s.%N)
-bench_long_history "$chat" "$count"
+bench_long_history "$chat" "$count" "${LURKER:-0}"
 rows() {
     sql "SELECT (SELECT COUNT(*) FROM messages WHERE chat_id = $chat) + (SELECT COUNT(*) FROM events WHERE chat_id = $chat)
               + (SELECT COUNT(*) FROM mark_ranges WHERE chat_id = $chat)"

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-prune /tmp/build-unread/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:15746/ws --http-url http://127.0.0.1:15746 --data-dir /tmp/tmp.emtBXffcGj --server-pid 14126 --report bench/results/2026-12-07-standalone-s47-prune-3/fanout.json --charts bench/results/2026-12-07-standalone-s47-prune-3/fanout

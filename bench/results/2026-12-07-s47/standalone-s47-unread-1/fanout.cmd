@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-unread /tmp/build-unread/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:22207/ws --http-url http://127.0.0.1:22207 --data-dir /tmp/tmp.Wa5pUJREtu --server-pid 14007 --report bench/results/2026-12-07-standalone-s47-unread-1/fanout.json --charts bench/results/2026-12-07-standalone-s47-unread-1/fanout
