@@ -9,8 +9,8 @@ use shared::store::{Retention, Store, PURGE_STEP};
 use tokio_util::sync::CancellationToken;
 
 /// Prunes and purges every `every` until `stop` is cancelled. A prune or
-/// purge in progress then stops where it is (the chat being pruned rolls
-/// back; a purge's steps done stay done); the next process's first round
+/// purge in progress then stops where it is: the step in progress rolls
+/// back, the steps done stay done, and the next process's first round
 /// goes on from there.
 pub async fn run(store: Store, retention: Retention, every: Duration, stop: CancellationToken) {
     let store = &store;

@@ -4,10 +4,7 @@
 -- by one per chat, and messages are only removed with their chat),
 -- instead of every message above the mark counted: a deletion or a
 -- membership change of a group of a million messages, one of whose
--- members had read nothing, took 2.4 s on SQLite (docs/benchmarks.md,
+-- members had read nothing, took 2.4 s on SQLite (docs/benchmarks-journal.md,
 -- forty-seventh session). A message enters the index only when it is
--- deleted: sending costs nothing more. On a large PostgreSQL database,
--- build it by hand beforehand with CREATE INDEX CONCURRENTLY and the same
--- name, which this then keeps: built here, it holds writes to messages up
--- while it is built.
+-- deleted: sending costs nothing more.
 CREATE INDEX IF NOT EXISTS messages_deleted ON messages (chat_id, message_id) WHERE deleted_at IS NOT NULL;

@@ -315,9 +315,10 @@ impl Store {
         // Every read of a chat starts from its row or its members, so the
         // chat is gone for everyone once these two are. Its history is
         // purged later, in steps (store/purge.rs): deleting a million
-        // messages with their events took 4 s on PostgreSQL in one
-        // transaction, all under the chat's lock, and a larger history
-        // would outlast the store's deadline and could never be deleted.
+        // messages with their events and marks in one transaction took
+        // 1.6 s on PostgreSQL and 3.2 s on SQLite, all under the chat's
+        // lock (on SQLite, every write waited), and four million outlasted
+        // the store's deadline: such a chat could not be deleted at all.
         sqlx::query("DELETE FROM members WHERE chat_id = $1").bind(chat).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM chats WHERE id = $1").bind(chat).execute(&mut *tx).await?;
         sqlx::query("INSERT INTO deleted_chats (chat_id, deleted_at) VALUES ($1, $2)")

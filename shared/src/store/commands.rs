@@ -432,8 +432,12 @@ async fn stored_send(
     user: &str,
     client_message_id: &str,
 ) -> Result<Option<Outcome>, StoreError> {
+    // The chat's row too: a deleted chat's messages stay until they are
+    // purged (store/purge.rs), and a retry to it is `not_found` as any
+    // send to it, not answered from them.
     let stored: Option<(i64, i64)> = sqlx::query_as(
-        "SELECT message_id, created_at FROM messages WHERE chat_id = $1 AND user_id = $2 AND client_message_id = $3",
+        "SELECT m.message_id, m.created_at FROM messages m JOIN chats c ON c.id = m.chat_id \
+         WHERE m.chat_id = $1 AND m.user_id = $2 AND m.client_message_id = $3",
     )
     .bind(chat)
     .bind(user)

@@ -36,6 +36,7 @@ impl Store {
     /// cut short (the process stopping, the database failing) leaves the
     /// chat listed and the next one goes on with what is left.
     pub async fn purge_deleted_chats(&self, step: i64) -> Result<Vec<Purged>, StoreError> {
+        let step = step.max(1);
         let pending: Vec<(i64, i64)> = sqlx::query_as("SELECT chat_id, deleted_at FROM deleted_chats ORDER BY chat_id")
             .fetch_all(&self.reader)
             .await?;

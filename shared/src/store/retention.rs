@@ -29,6 +29,7 @@ impl Store {
     /// Prunes what is outside `retention`, at most about `step` events of
     /// a chat per transaction; returns how many events went.
     pub async fn prune(&self, retention: Retention, now: Millis, step: i64) -> Result<u64, StoreError> {
+        let step = step.max(1);
         // Only chats holding more than the count window can have anything
         // outside both windows.
         let candidates: Vec<(i64, i64, i64, Option<i64>)> = sqlx::query_as(

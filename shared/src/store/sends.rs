@@ -170,7 +170,9 @@ async fn decide<'a>(
     Ok((fates, new_per_chat))
 }
 
-/// The run's messages that are already stored (retries), by key.
+/// The run's messages that are already stored (retries), by key. Those of
+/// a deleted chat, whose messages stay until they are purged, are not:
+/// a retry to it is `not_found` as any send to it.
 async fn stored_before<'a>(
     tx: &mut Tx,
     run: &'a [NewMessage<'a>],
@@ -190,7 +192,8 @@ async fn stored_before<'a>(
         // `LIMIT 1` (the key is unique) keeps the planner from turning the
         // lateral subquery back into that join.
         format!(
-            "SELECT v.column1, v.column2, v.column3, m.message_id, m.created_at \
+            "SELECT v.column1, v.column2, v.column3, m.message_id, m.created_at, \
+               (SELECT c.id FROM chats c WHERE c.id = v.column1) \
              FROM {keys_table} CROSS JOIN LATERAL \
                (SELECT message_id, created_at FROM messages \
                 WHERE chat_id = v.column1 AND user_id = v.column2 AND client_message_id = v.column3 \
@@ -200,17 +203,22 @@ async fn stored_before<'a>(
         // A join, not `(…) IN (VALUES …)`: SQLite scans the whole table for
         // the latter, and finds each row by the unique key for the former.
         format!(
-            "SELECT m.chat_id, m.user_id, m.client_message_id, m.message_id, m.created_at \
+            "SELECT m.chat_id, m.user_id, m.client_message_id, m.message_id, m.created_at, \
+               (SELECT c.id FROM chats c WHERE c.id = m.chat_id) \
              FROM {keys_table} JOIN messages m \
                ON m.chat_id = v.column1 AND m.user_id = v.column2 AND m.client_message_id = v.column3"
         )
     };
     let mut args = AnyArguments::default();
     keys.add_to(&mut args)?;
-    let query = sqlx::query_as_with::<_, (i64, String, String, i64, i64), _>(&sql, args);
+    let query = sqlx::query_as_with::<_, (i64, String, String, i64, i64, Option<i64>), _>(&sql, args);
     let rows = query.fetch_all(&mut **tx).await?;
     let mut stored = HashMap::with_capacity(rows.len());
-    for (chat, user, client_message_id, message_id, created_at) in rows {
+    // The chat is looked up in the list of what is selected, for the rows
+    // found only (retries, which are rare), not joined: a join would be
+    // the planner's to order, and every run's statement pays for it.
+    let live = rows.into_iter().filter(|row| row.5.is_some());
+    for (chat, user, client_message_id, message_id, created_at, _) in live {
         // Borrow the key from the run so the map outlives the rows.
         if let Some(message) =
             run.iter().find(|m| m.chat == chat && m.user == user && m.client_message_id == client_message_id)

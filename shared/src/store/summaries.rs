@@ -303,7 +303,7 @@ impl Store {
 /// messages above the lowest mark of all, one member who had read nothing
 /// made every deletion or membership change of a group cost its whole
 /// history: 2.4 s on SQLite and 3.1 s on PostgreSQL for a million
-/// messages (docs/benchmarks.md, forty-seventh session). Such a member
+/// messages (docs/benchmarks-journal.md, forty-seventh session). Such a member
 /// nearly always writes nothing either; one who writes and reads nothing
 /// still costs the messages above their mark.
 const MISSED_BY_MEMBER: &str = "\

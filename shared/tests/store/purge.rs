@@ -54,3 +54,23 @@ async fn a_deleted_chat_s_history_is_purged_in_steps_and_no_other_chat_s() {
         assert_eq!(history.expect("the other chat reads").len(), 7);
     }
 }
+
+/// A retried `new` to a deleted chat is `not_found`, as any send to it,
+/// while the chat's messages are still there to be purged: alone, and in
+/// a run of sends (store/sends.rs), which finds retries its own way.
+#[tokio::test]
+async fn a_retry_to_a_deleted_chat_is_not_answered_from_its_unpurged_messages() {
+    for (store, _dir) in stores().await {
+        let chat = group(&store, "alice", &["bob"]).await;
+        let sends: Vec<_> = (1..=3).map(|i| ("alice".to_string(), send(chat, &format!("r{i}"), "m"))).collect();
+        for result in store.apply_pairs(&sends, 10).await.expect("applied") {
+            result.expect("sent");
+        }
+        store.delete_chat(chat, "alice", 20).await.expect("deleted");
+        let alone = store.apply_pairs(&sends[..1], 30).await.expect("applied");
+        let run = store.apply_pairs(&sends, 30).await.expect("applied");
+        for result in alone.into_iter().chain(run) {
+            assert_eq!(result.expect_err("refused").code, ErrorCode::NotFound);
+        }
+    }
+}
