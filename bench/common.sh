@@ -140,6 +140,43 @@ bench_ten_lists_at_once() {
     echo "$started $(date +%s.%N)" | awk '{printf "%.0f", ($2 - $1) * 1000}'
 }
 
+# bench_history_servers MODE: the servers bench/delete-chat.sh and
+# bench/prune.sh measure, on $data: standalone, one gateway; cluster, one
+# gateway and one worker on a private Redis and PostgreSQL. Defines `sql`
+# (runs SQL on their database) and sets server_pid, worker_pid, `api`,
+# tokens `alice` and `carol`, and `chat`, a group of alice's and bob's.
+# REST_RATE=0: the chat creations meanwhile are timed, not rationed.
+bench_history_servers() {
+    case $1 in
+        standalone) sql() { sqlite3 -cmd '.timeout 10000' "$data/chat.db" "$@"; } ;;
+        cluster)
+            bench_services
+            sql() { psql -Atq "$DATABASE_URL" -c "$@"; }
+            ;;
+    esac
+    local port
+    port=$(free_port)
+    REST_RATE=0 NODE_ID=gw-1 "$server_bin"/gateway --listen "127.0.0.1:$port" --data-dir "$data" > "$results/gateway.log" 2>&1 &
+    server_pid=$!
+    if [ "$1" = cluster ]; then
+        WORKER_ID=worker-1 ADMIN_LISTEN=127.0.0.1:0 "$server_bin"/worker > "$results/worker.log" 2>&1 &
+        worker_pid=$!
+    fi
+    bench_wait_ready "$port"
+    alice=$("$server_bin"/gateway token --user alice --data-dir "$data")
+    carol=$("$server_bin"/gateway token --user carol --data-dir "$data")
+    api="http://127.0.0.1:$port/v1"
+    chat=$(curl -sf -X POST "$api/chats" -H "Authorization: Bearer $alice" -H 'Content-Type: application/json' \
+        --data-binary '{"type":"group","name":"long","members":["bob"]}' | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+}
+
+# bench_history_alive: fails, saying which, if a server of
+# bench_history_servers stopped.
+bench_history_alive() {
+    kill -0 "$server_pid" 2>/dev/null || { echo "bench: the gateway stopped" >&2; return 1; }
+    [ -z "$worker_pid" ] || kill -0 "$worker_pid" 2>/dev/null || { echo "bench: the worker stopped" >&2; return 1; }
+}
+
 # bench_long_history CHAT COUNT [LURKER]: gives CHAT, alice's and bob's
 # group, COUNT messages of alice's with their `new` events, bob's
 # delivered and read ranges (one per 10 messages each) and both members'
@@ -169,7 +206,8 @@ bench_long_history() {
     sql "UPDATE chats SET last_message_id = $count, last_event_id = $count WHERE id = $chat"
     # Read up to the last message: a member's unread count, which a
     # membership change or deletion tells them, then costs nothing (see
-    # docs/benchmarks.md, forty-seventh session, for one who read nothing).
+    # docs/benchmarks-journal.md, forty-seventh session, for one who read
+    # nothing).
     local readers="'alice', 'bob'"
     [ "$lurker" = 1 ] && readers="'alice'"
     sql "UPDATE members SET delivered_mark = $count, read_mark = $count WHERE chat_id = $chat AND user_id IN ($readers)"
@@ -183,8 +221,11 @@ bench_creations_until() {
     local stop=$1 api=$2 token=$3
     while [ ! -e "$stop" ]; do
         printf '%s ' "$(date +%s.%N)"
+        # A call that could not connect is counted as failed (000), not
+        # the end of the loop.
         curl -s -o /dev/null -w '%{http_code} %{time_total}\n' -X POST "$api/chats" -H "Authorization: Bearer $token" \
-            -H 'Content-Type: application/json' --data-binary '{"type":"group","name":"meanwhile","members":[]}'
+            -H 'Content-Type: application/json' --data-binary '{"type":"group","name":"meanwhile","members":[]}' \
+            || echo "000 0"
     done > "$4"
 }
 
@@ -196,7 +237,7 @@ bench_creations_summary() {
         {n++; if ($2 !~ /^2/) bad++; if ($3 > max) max = $3; sum += $3}
         $1 <= to && $1 + $3 >= from {during++; if ($3 > worst) worst = $3}
         END {
-            printf "chat creations meanwhile:  %d, %d failed, mean %.1f ms, slowest %.1f ms\n", n, bad, 1000 * sum / n, 1000 * max
+            printf "chat creations meanwhile:  %d, %d failed, mean %.1f ms, slowest %.1f ms\n", n, bad, n ? 1000 * sum / n : 0, 1000 * max
             printf "  %-24s %d, slowest %.1f ms\n", label, during, 1000 * worst
         }' "$1"
 }

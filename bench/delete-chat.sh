@@ -26,29 +26,12 @@ worker_pid=""
 writer_pid=""
 data=$(mktemp -d)
 bench_stop_at_exit writer_pid worker_pid server_pid
-port=$(free_port)
 case $mode in
-    standalone) sql() { sqlite3 -cmd '.timeout 10000' "$data/chat.db" "$@"; } ;;
-    cluster)
-        bench_services
-        sql() { psql -Atq "$DATABASE_URL" -c "$@"; }
-        ;;
+    standalone | cluster) ;;
     *) echo "usage: bench/delete-chat.sh [standalone|cluster]" >&2; exit 64 ;;
 esac
-# REST_RATE=0: the chat creations meanwhile are timed, not rationed.
-REST_RATE=0 NODE_ID=gw-1 "$server_bin"/gateway --listen "127.0.0.1:$port" --data-dir "$data" > "$results/gateway.log" 2>&1 &
-server_pid=$!
-if [ "$mode" = cluster ]; then
-    WORKER_ID=worker-1 ADMIN_LISTEN=127.0.0.1:0 "$server_bin"/worker > "$results/worker.log" 2>&1 &
-    worker_pid=$!
-fi
-bench_wait_ready "$port"
+bench_history_servers "$mode"
 echo "${SERVER_BIN:+SERVER_BIN=$SERVER_BIN }${LABEL:+LABEL=$LABEL }${COUNT:+COUNT=$COUNT }${LURKER:+LURKER=$LURKER }bench/delete-chat.sh $mode" > "$results/delete-chat.cmd"
-alice=$("$server_bin"/gateway token --user alice --data-dir "$data")
-carol=$("$server_bin"/gateway token --user carol --data-dir "$data")
-api="http://127.0.0.1:$port/v1"
-chat=$(curl -sf -X POST "$api/chats" -H "Authorization: Bearer $alice" -H 'Content-Type: application/json' \
-    --data-binary '{"type":"group","name":"long","members":["bob"]}' | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
 
 started=$(date +%s.%N)
 bench_long_history "$chat" "$count" "${LURKER:-0}"
@@ -75,7 +58,7 @@ if [ "$status" = 204 ]; then
     }
     waited=0
     until [ "$(any_left)" = 0 ]; do
-        kill -0 "$server_pid" 2>/dev/null || { echo "bench: the gateway stopped" >&2; exit 1; }
+        bench_history_alive || exit 1
         echo "progress: ${waited} s since the deletion, the chat's rows still there" >&2
         sleep 1
         waited=$((waited + 1))

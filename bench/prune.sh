@@ -26,30 +26,13 @@ worker_pid=""
 writer_pid=""
 data=$(mktemp -d)
 bench_stop_at_exit writer_pid worker_pid server_pid
-port=$(free_port)
 case $mode in
-    standalone) sql() { sqlite3 -cmd '.timeout 10000' "$data/chat.db" "$@"; } ;;
-    cluster)
-        bench_services
-        sql() { psql -Atq "$DATABASE_URL" -c "$@"; }
-        ;;
+    standalone | cluster) ;;
     *) echo "usage: bench/prune.sh [standalone|cluster]" >&2; exit 64 ;;
 esac
 export RETENTION_DAYS=7 RETENTION_EVENTS=$kept
-# REST_RATE=0: the chat creations meanwhile are timed, not rationed.
-REST_RATE=0 NODE_ID=gw-1 "$server_bin"/gateway --listen "127.0.0.1:$port" --data-dir "$data" > "$results/gateway.log" 2>&1 &
-server_pid=$!
-if [ "$mode" = cluster ]; then
-    WORKER_ID=worker-1 ADMIN_LISTEN=127.0.0.1:0 "$server_bin"/worker > "$results/worker.log" 2>&1 &
-    worker_pid=$!
-fi
-bench_wait_ready "$port"
+bench_history_servers "$mode"
 echo "${SERVER_BIN:+SERVER_BIN=$SERVER_BIN }${LABEL:+LABEL=$LABEL }${COUNT:+COUNT=$COUNT }bench/prune.sh $mode" > "$results/prune.cmd"
-alice=$("$server_bin"/gateway token --user alice --data-dir "$data")
-carol=$("$server_bin"/gateway token --user carol --data-dir "$data")
-api="http://127.0.0.1:$port/v1"
-chat=$(curl -sf -X POST "$api/chats" -H "Authorization: Bearer $alice" -H 'Content-Type: application/json' \
-    --data-binary '{"type":"group","name":"long","members":["bob"]}' | python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])')
 # The servers pruned once at their start; the next is due a minute after.
 bench_long_history "$chat" "$count"
 echo "progress: written; waiting for the next prune" >&2
@@ -60,12 +43,15 @@ started=$(date +%s.%N)
 window=$((count - kept + 1))
 first_kept() { sql "SELECT first_retained_event_id FROM chats WHERE id = $chat"; }
 until [ "$(first_kept)" -ge "$window" ]; do
-    kill -0 "$server_pid" 2>/dev/null || { echo "bench: the gateway stopped" >&2; exit 1; }
+    bench_history_alive || exit 1
     echo "progress: $(printf '%.0f' "$(echo "$(date +%s.%N) - $started" | bc)") s, the chat keeps events from $(first_kept) (of $count; to keep from $window)" >&2
     sleep 1
 done
 log=$(ls "$results"/worker.log 2>/dev/null || echo "$results/gateway.log")
-until grep -q "pruned events outside the retention window" "$log"; do sleep 0.2; done
+until grep -q "pruned events outside the retention window" "$log"; do
+    bench_history_alive || exit 1
+    sleep 0.2
+done
 touch "$data/pruned"
 wait "$writer_pid"
 writer_pid=""

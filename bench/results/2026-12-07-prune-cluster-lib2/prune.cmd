@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-unread LABEL=lib2 bench/prune.sh cluster
