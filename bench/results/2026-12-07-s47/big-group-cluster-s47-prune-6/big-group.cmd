@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-prune LABEL=s47-prune-6 LISTS=20 bench/big-group.sh cluster
