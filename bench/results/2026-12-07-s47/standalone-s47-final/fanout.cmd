@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-final47 /tmp/build-final47/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:18862/ws --http-url http://127.0.0.1:18862 --data-dir /tmp/tmp.toxBsfKIv1 --server-pid 22158 --report bench/results/2026-12-07-standalone-s47-final/fanout.json --charts bench/results/2026-12-07-standalone-s47-final/fanout

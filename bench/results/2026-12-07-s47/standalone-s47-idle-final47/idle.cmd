@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-final47 /tmp/build-final47/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:16042/ws --http-url http://127.0.0.1:16042 --data-dir /tmp/tmp.7l5c1o6IGO --server-pid 22253 --report bench/results/2026-12-07-standalone-s47-idle-final47/idle.json --charts bench/results/2026-12-07-standalone-s47-idle-final47/idle

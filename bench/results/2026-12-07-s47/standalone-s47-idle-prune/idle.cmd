@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-prune /tmp/build-final47/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:23061/ws --http-url http://127.0.0.1:23061 --data-dir /tmp/tmp.K8D9CpCmfh --server-pid 22307 --report bench/results/2026-12-07-standalone-s47-idle-prune/idle.json --charts bench/results/2026-12-07-standalone-s47-idle-prune/idle
