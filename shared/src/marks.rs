@@ -4,8 +4,11 @@
 //! both only moving forward. Marking message `m` marks the whole range above
 //! the old mark with one timestamp, so the history of a member's marks is a
 //! list of contiguous ranges, each with one timestamp. The store keeps exactly
-//! those ranges; [`timestamp_of`] answers "when did this member get message
-//! k" from them, which is what the receipts endpoint shows.
+//! those ranges, and the receipts endpoint answers "when did this member get
+//! message k" from them (store/history.rs): a member's ranges of one kind
+//! never overlap, so it is the first of that kind ending at or after k, if
+//! that one starts at or before k. The tests check that rule against each
+//! message's marks recorded one by one.
 
 use crate::error::Refusal;
 use crate::model::{MarkKind, MessageId, Millis};
@@ -66,16 +69,18 @@ pub fn apply_mark(
     Ok(MarkOutcome { marks, ranges })
 }
 
-/// When message `k` got mark `kind`, from a member's recorded ranges (in any
-/// order). Ranges never overlap because marks only move forward.
-pub fn timestamp_of(ranges: &[MarkedRange], kind: MarkKind, k: MessageId) -> Option<Millis> {
-    ranges.iter().find(|r| r.kind == kind && r.first <= k && k <= r.last).map(|r| r.at)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    /// When message `k` got mark `kind`, by the receipts' rule (see the
+    /// module): the first range of that kind ending at or after `k`, if it
+    /// starts at or before `k`.
+    fn timestamp_of(ranges: &[MarkedRange], kind: MarkKind, k: MessageId) -> Option<Millis> {
+        let first_ending_at_or_after = ranges.iter().filter(|r| r.kind == kind && r.last >= k).min_by_key(|r| r.last);
+        first_ending_at_or_after.filter(|r| r.first <= k).map(|r| r.at)
+    }
 
     fn mark(current: Marks, kind: MarkKind, m: MessageId, at: Millis) -> MarkOutcome {
         apply_mark(current, kind, m, 100, at).expect("valid mark")

@@ -33,8 +33,8 @@ use crate::node::{Node, STORE_DEADLINE};
 /// own): the marks of 5,000 members, about 0.5 MB of rows and 75 KB of
 /// JSON; a million characters of last messages' texts (counted by the
 /// databases' `LENGTH`, up to 4 MB of UTF-8; each text is at most
-/// `MAX_MESSAGE_BYTES`); and
-/// 500 chats, which bounds the statements' lists of ids.
+/// `MAX_MESSAGE_BYTES`); and 500 chats, which bounds the statements'
+/// lists of ids.
 const PART: PartBounds = PartBounds { members: 5_000, text_bytes: 1 << 20, chats: 500 };
 
 pub async fn list(State(node): State<Arc<Node>>, Caller(user): Caller) -> Result<Response, ApiError> {

@@ -97,10 +97,10 @@ impl Store {
             return Err(Refusal::not_found(format!("no message {message_id} in this chat")).into());
         };
         // Each member's ranges of one kind never overlap, so the one holding
-        // the message, if any (`marks::timestamp_of`), is the first that ends
-        // at or after it, found by key per member. Read as every range of the chat ending at or
-        // after the message, an early message's receipts cost every mark
-        // made since.
+        // the message, if any, is the first that ends at or after it
+        // (marks.rs), found by key per member. Read as every range of the
+        // chat ending at or after the message, an early message's receipts
+        // cost every mark made since.
         let first_at = |kind: &str| {
             format!(
                 "(SELECT CASE WHEN r.first_message_id <= $2 THEN r.at END FROM mark_ranges r \
