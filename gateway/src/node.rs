@@ -143,6 +143,7 @@ impl Node {
                 store.clone(),
                 settings.common.retention(),
                 Duration::from_secs(60),
+                worker::turns::Turns::Every,
                 stop_others.clone(),
             )),
         )];

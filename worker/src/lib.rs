@@ -12,7 +12,9 @@
 //! - [`cluster`]: the worker process: leases and one consumer per shard.
 //! - [`stand_aside`]: when a worker cut off from its database gives its
 //!   shards up.
-//! - [`retention`]: prunes the event log to the retention window.
+//! - [`retention`]: the store's housekeeping: prunes the event log to the
+//!   retention window and purges deleted chats' histories.
+//! - [`turns`]: whose turn the housekeeping is in a cluster.
 //! - [`checkpoint`]: standalone's SQLite checkpoints, beside the writer.
 //! - [`config`]: the worker's settings.
 //! - [`admin`]: the metrics and health listener.
@@ -30,5 +32,6 @@ pub mod stand_aside;
 pub mod stray_entries;
 pub mod stream;
 pub mod stream_trim;
+pub mod turns;
 
 pub use processor::Processor;

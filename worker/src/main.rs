@@ -4,6 +4,11 @@ use shared::store::Store;
 use tokio_util::sync::CancellationToken;
 use worker::cluster::Worker;
 use worker::config::{Cli, Command, Settings};
+use worker::turns::{Claim, Turns};
+
+/// How often the store's housekeeping comes round, one worker's turn at a
+/// time.
+const HOUSEKEEPING_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Exit status for invalid configuration (EX_USAGE).
 const EXIT_CONFIG: i32 = 64;
@@ -76,13 +81,20 @@ async fn run(settings: Settings, database_url: String, redis_url: String) -> any
     let stop_admin = CancellationToken::new();
     tracing::info!(admin = %settings.admin_listen, "metrics at /metrics, health at /healthz and /readyz");
     let admin = tokio::spawn(worker::admin::serve(admin, health.clone(), telemetry, stop_admin.clone()));
+    let id = settings.worker_id.clone().unwrap_or_else(|| format!("wk-{:08x}", rand::random::<u32>()));
+    let housekeeping_turns = Turns::Claimed(Claim::new(
+        redis.clone(),
+        settings.cluster.keys().housekeeping_turn(),
+        id.clone(),
+        HOUSEKEEPING_EVERY * 9 / 10,
+    ));
     let retention = tokio::spawn(worker::retention::run(
         store.clone(),
         settings.common.retention(),
-        std::time::Duration::from_secs(60),
+        HOUSEKEEPING_EVERY,
+        housekeeping_turns,
         stop.clone(),
     ));
-    let id = settings.worker_id.clone().unwrap_or_else(|| format!("wk-{:08x}", rand::random::<u32>()));
     let worker = Worker {
         id,
         keys: settings.cluster.keys(),

@@ -50,6 +50,12 @@ impl Keys {
         format!("{}readfence:{shard}", self.prefix)
     }
 
+    /// Held (with a TTL) by the worker whose turn the store's
+    /// housekeeping is (`worker::turns`).
+    pub fn housekeeping_turn(&self) -> String {
+        format!("{}housekeeping", self.prefix)
+    }
+
     /// A live worker's heartbeat key (with a TTL).
     pub fn worker_alive(&self, worker: &str) -> String {
         format!("{}worker:{worker}", self.prefix)
