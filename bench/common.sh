@@ -148,10 +148,14 @@ bench_ten_lists_at_once() {
 # REST_RATE=0: the chat creations meanwhile are timed, not rationed.
 bench_history_servers() {
     case $1 in
-        standalone) sql() { sqlite3 -cmd '.timeout 10000' "$data/chat.db" "$@"; } ;;
+        standalone)
+            sql() { sqlite3 -cmd '.timeout 10000' "$data/chat.db" "$@"; }
+            padding_sql() { echo "replace(hex(zeroblob($1 / 2)), '0', 'x')"; }
+            ;;
         cluster)
             bench_services
             sql() { psql -Atq "$DATABASE_URL" -c "$@"; }
+            padding_sql() { echo "repeat('x', $1 / 2 * 2)"; }
             ;;
     esac
     local port
@@ -177,27 +181,31 @@ bench_history_alive() {
     [ -z "$worker_pid" ] || kill -0 "$worker_pid" 2>/dev/null || { echo "bench: the worker stopped" >&2; return 1; }
 }
 
-# bench_long_history CHAT COUNT [LURKER]: gives CHAT, alice's and bob's
-# group, COUNT messages of alice's with their `new` events, bob's
-# delivered and read ranges (one per 10 messages each) and both members'
-# marks at the last message (they have read it all); with LURKER=1 bob
-# has read nothing (no ranges, marks at 0). Written straight into the
-# database through the caller's `sql` function (SQL that SQLite and
-# PostgreSQL both run): sending a million messages would take minutes and
+# bench_long_history CHAT COUNT [LURKER] [BODY_BYTES]: gives CHAT,
+# alice's and bob's group, COUNT messages of alice's with their `new`
+# events, bob's delivered and read ranges (one per 10 messages each) and
+# both members' marks at the last message (they have read it all); with
+# LURKER=1 bob has read nothing (no ranges, marks at 0). BODY_BYTES (even)
+# pads each message's text with that many bytes, in the message and in
+# its event. Written straight into the database through the caller's
+# `sql` function (SQL that SQLite and PostgreSQL both run, but for
+# `padding_sql`): sending a million messages would take minutes and
 # measure the sends. Their times are of 2023, outside any retention
 # window but by count.
 bench_long_history() {
-    local chat=$1 count=$2 lurker=${3:-0}
+    local chat=$1 count=$2 lurker=${3:-0} body_bytes=${4:-0}
+    local text="'message number ' || i || ' of a long history'"
+    [ "$body_bytes" -gt 0 ] && text="$text || $(padding_sql "$body_bytes")"
     echo "progress: writing $count messages into chat $chat" >&2
     sql "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $count)
          INSERT INTO messages (chat_id, message_id, user_id, client_message_id, body, attachments, created_at, new_event_id)
-         SELECT $chat, i, 'alice', 'c' || i, 'message number ' || i || ' of a long history', '[]', 1700000000000 + i, i FROM n"
+         SELECT $chat, i, 'alice', 'c' || i, $text, '[]', 1700000000000 + i, i FROM n"
     echo "progress: messages written; their events" >&2
     sql "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $count)
          INSERT INTO events (chat_id, id, message_id, kind, payload, created_at)
          SELECT $chat, i, i, 'new', '{\"chatId\":$chat,\"eventId\":' || i || ',\"userId\":\"alice\",\"messageId\":' || i
            || ',\"timestamp\":' || (1700000000000 + i) || ',\"type\":\"new\",\"clientMessageId\":\"c' || i
-           || '\",\"message\":\"message number ' || i || ' of a long history\"}', 1700000000000 + i FROM n"
+           || '\",\"message\":\"' || $text || '\"}', 1700000000000 + i FROM n"
     echo "progress: events written; the marks" >&2
     [ "$lurker" = 1 ] || sql "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $count / 10)
          INSERT INTO mark_ranges (chat_id, user_id, kind, first_message_id, last_message_id, at)

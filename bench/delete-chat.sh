@@ -9,8 +9,10 @@
 # after another, from the deletion until then: what the purge costs the
 # store's other writers. LURKER=1: bob has read nothing, which his unread
 # count, read before the deletion for his `chats` `deleted` frame, then
-# has to count. Usage:
-#   [COUNT=N] [LURKER=1] bench/delete-chat.sh [standalone|cluster]
+# has to count. BODY_BYTES=N (even): each message's text (and its
+# event's) N bytes longer, for what a purge step of large rows holds.
+# Usage:
+#   [COUNT=N] [LURKER=1] [BODY_BYTES=N] bench/delete-chat.sh [standalone|cluster]
 # `cluster`: one gateway and one worker on a private Redis and
 # PostgreSQL. Results: bench/results/<date>-delete-chat-<mode>/
 # (SERVER_BIN, LABEL: see bench/common.sh).
@@ -31,10 +33,10 @@ case $mode in
     *) echo "usage: bench/delete-chat.sh [standalone|cluster]" >&2; exit 64 ;;
 esac
 bench_history_servers "$mode"
-echo "${SERVER_BIN:+SERVER_BIN=$SERVER_BIN }${LABEL:+LABEL=$LABEL }${COUNT:+COUNT=$COUNT }${LURKER:+LURKER=$LURKER }bench/delete-chat.sh $mode" > "$results/delete-chat.cmd"
+echo "${SERVER_BIN:+SERVER_BIN=$SERVER_BIN }${LABEL:+LABEL=$LABEL }${COUNT:+COUNT=$COUNT }${LURKER:+LURKER=$LURKER }${BODY_BYTES:+BODY_BYTES=$BODY_BYTES }bench/delete-chat.sh $mode" > "$results/delete-chat.cmd"
 
 started=$(date +%s.%N)
-bench_long_history "$chat" "$count" "${LURKER:-0}"
+bench_long_history "$chat" "$count" "${LURKER:-0}" "${BODY_BYTES:-0}"
 rows() {
     sql "SELECT (SELECT COUNT(*) FROM messages WHERE chat_id = $chat) + (SELECT COUNT(*) FROM events WHERE chat_id = $chat)
               + (SELECT COUNT(*) FROM mark_ranges WHERE chat_id = $chat)"
@@ -70,7 +72,7 @@ wait "$writer_pid"
 writer_pid=""
 {
     echo "mode:                      $mode"
-    echo "history:                   $count messages, $seeded rows"
+    echo "history:                   $count messages${BODY_BYTES:+ of $BODY_BYTES bytes more}, $seeded rows"
     echo "DELETE:                    status $status in $(printf '%.3f' "${answer#* }") s"
     if [ "$status" = 204 ]; then
         printf 'rows gone after:           %.1f s (the housekeeping runs once a minute)\n' "$purged_after"
