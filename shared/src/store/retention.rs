@@ -18,7 +18,9 @@ pub struct Retention {
 }
 
 /// The first event id to keep: the lower of the two windows' bounds, never
-/// below what was already kept.
+/// below what was already kept. `first_recent` is the first event within
+/// the age window, or `None` if there is none below the count window's
+/// bound (either way the count window's bound is the lower).
 pub fn first_retained(current: i64, last_event_id: i64, first_recent: Option<i64>, max_events: i64) -> i64 {
     let by_count = last_event_id - max_events + 1;
     let by_age = first_recent.unwrap_or(last_event_id + 1);
@@ -31,10 +33,17 @@ impl Store {
     pub async fn prune(&self, retention: Retention, now: Millis, step: i64) -> Result<u64, StoreError> {
         let step = step.max(1);
         // Only chats holding more than the count window can have anything
-        // outside both windows.
+        // outside both windows. The age window's first event matters only
+        // below the count window's (`first_retained` keeps the lower), so
+        // the search for it stops there: from the first event kept, it
+        // reads the events this prune deletes and one more. Unbounded, it
+        // read every event the count window kept, in every chat that got
+        // an event since the last round: with RETENTION_EVENTS' 10,000,
+        // ten thousand rows a chat a minute.
         let candidates: Vec<(i64, i64, i64, Option<i64>)> = sqlx::query_as(
             "SELECT c.id, c.first_retained_event_id, c.last_event_id, \
-               (SELECT MIN(e.id) FROM events e WHERE e.chat_id = c.id AND e.created_at >= $1) \
+               (SELECT MIN(e.id) FROM events e WHERE e.chat_id = c.id \
+                  AND e.id >= c.first_retained_event_id AND e.id <= c.last_event_id - $2 AND e.created_at >= $1) \
              FROM chats c WHERE c.last_event_id - c.first_retained_event_id + 1 > $2",
         )
         .bind(now - retention.max_age_ms)

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-s47 LABEL=s47-2 bench/prune-round.sh cluster

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-s48 LABEL=s48 bench/prune-round.sh standalone
