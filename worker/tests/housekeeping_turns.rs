@@ -1,8 +1,9 @@
 //! The housekeeping's turns (src/turns.rs) against a real Redis: of two
 //! workers whose rounds come within the same period only the first
 //! runs, also when the first comes again; once the claim lapses the
-//! other takes the next round. A chat deleted in between shows which
-//! rounds ran: only a round that ran purges it.
+//! other takes the next round, and a round's end renews only its own
+//! worker's claim. A chat deleted in between shows which rounds ran:
+//! only a round that ran purges it.
 //!
 //! Needs `TEST_REDIS_URL`: run through `./scripts/test`.
 
@@ -68,6 +69,16 @@ async fn one_worker_a_period_runs_the_housekeeping_and_the_next_takes_over_once_
     let holder: String = redis.get(&key).await.expect("GET");
     assert_eq!(holder, "b");
     assert_eq!(round(&store, retention, &mut a).await, Round::NotOurTurn, "now b's claim holds");
+
+    // A round's end renews only its own worker's claim: a round of a's
+    // that outlasted its claim does not lengthen b's.
+    let _: () = redis.pexpire(&key, 5_000).await.expect("PEXPIRE");
+    a.done().await;
+    let held: i64 = redis.pttl(&key).await.expect("PTTL");
+    assert!(held > 0 && held <= 5_000, "b's claim untouched by a: {held} ms");
+    b.done().await;
+    let held: i64 = redis.pttl(&key).await.expect("PTTL");
+    assert!(held > 5_000, "b's claim renewed for the period from its round's end: {held} ms");
 
     let mut standalone = Turns::Every;
     deleted_chat(&store).await;
