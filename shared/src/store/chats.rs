@@ -261,9 +261,11 @@ impl Store {
         let mut tx = self.writer.begin().await?;
         let joining: Vec<&str> = members.iter().map(String::as_str).collect();
         require_room(&mut tx, &joining).await?;
+        // Counted at the chat's first membership version (migration 0006).
         let (chat_id,): (i64,) = sqlx::query_as(
-            "INSERT INTO chats (kind, name, photo_url, creator, dialog_key, created_at, last_activity_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING id",
+            "INSERT INTO chats (kind, name, photo_url, creator, dialog_key, created_at, last_activity_at, \
+               membership_version, member_count, member_count_version) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6, 1, $7, 1) RETURNING id",
         )
         .bind(kind.as_str())
         .bind(name)
@@ -271,6 +273,7 @@ impl Store {
         .bind(creator)
         .bind(dialog_key)
         .bind(now)
+        .bind(joining.len() as i64)
         .fetch_one(&mut *tx)
         .await?;
         // A statement per member was a round trip each: 10,000 of them made
@@ -385,6 +388,7 @@ impl Store {
         // The members after, without reading them again: the chat's row
         // lock keeps every other change out until the commit.
         members.insert(at, user.to_owned());
+        set_member_count(&mut tx, chat, members.len(), version).await?;
         tx.commit().await?;
         Ok(MembershipChange { members, version })
     }
@@ -406,6 +410,7 @@ impl Store {
             .bind(user)
             .execute(&mut *tx)
             .await?;
+        set_member_count(&mut tx, chat, members.len() - 1, version).await?;
         tx.commit().await?;
         Ok(MembershipChange { members, version })
     }
@@ -476,6 +481,25 @@ async fn lock_for_change(tx: &mut sqlx::Transaction<'_, sqlx::Any>, chat: ChatId
     .fetch_optional(&mut **tx)
     .await?;
     version.map(|(version,)| version).ok_or_else(|| Refusal::no_chat().into())
+}
+
+/// Records that `chat` has `members` members at membership `version`
+/// (migration 0009), in the transaction that holds its row since
+/// [`lock_for_change`], so that no other change comes between the count
+/// and the commit.
+async fn set_member_count(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    chat: ChatId,
+    members: usize,
+    version: i64,
+) -> Result<(), StoreError> {
+    sqlx::query("UPDATE chats SET member_count = $2, member_count_version = $3 WHERE id = $1")
+        .bind(chat)
+        .bind(members as i64)
+        .bind(version)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 async fn require_creator(db: &mut sqlx::AnyConnection, chat: ChatId, by: &str) -> Result<(), StoreRefusal> {

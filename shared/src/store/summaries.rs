@@ -155,10 +155,12 @@ impl Store {
         // messages above the mark cost a lurker in many long chats every
         // message of them. As a join, PostgreSQL may hash every message
         // of every chat against the user's memberships; it did on a small
-        // table.)
+        // table.) How many members a chat has is the count its row keeps
+        // (migration 0009), where it is of the chat's membership now.
         let chats: Vec<HeadRow> = sqlx::query_as(
             "SELECT c.id, c.kind, c.name, c.photo_url, c.last_message_id, c.last_event_id, c.last_activity_at, \
-               (SELECT COUNT(*) FROM members o WHERE o.chat_id = c.id), \
+               CASE WHEN c.member_count_version = c.membership_version THEN c.member_count \
+                 ELSE (SELECT COUNT(*) FROM members o WHERE o.chat_id = c.id) END, \
                CASE WHEN (SELECT w.client_message_id FROM messages w WHERE w.chat_id = c.id AND w.user_id = $1 \
                           ORDER BY w.client_message_id LIMIT 1) IS NOT NULL \
                  THEN (SELECT COUNT(*) FROM messages s WHERE s.chat_id = c.id AND s.message_id > m.read_mark \

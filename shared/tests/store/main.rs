@@ -14,6 +14,7 @@ mod chat_quota;
 mod chats;
 mod edits;
 mod marks;
+mod member_counts;
 mod membership_race;
 mod purge;
 mod redelivery;

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-count LABEL=pgss-count-2 LISTS=20 bench/big-group.sh cluster

@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-count LABEL=pgss-count LISTS=20 bench/big-group.sh cluster

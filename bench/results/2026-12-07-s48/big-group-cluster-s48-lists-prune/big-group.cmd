@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-prune LABEL=s48-lists-prune LISTS=20 bench/big-group.sh cluster
