@@ -54,12 +54,22 @@ const IDLE_PING_LIMIT: Duration = Duration::from_secs(1);
 /// meets this bound, and a stalled one retries.
 const IDLE_IN_TRANSACTION_LIMIT: &str = "15s";
 
+/// No statement here is compiled (`jit`, on by default where PostgreSQL
+/// was built with LLVM, as Debian's and most managed services' are). Each
+/// reads or writes a few rows by key, but where the planner's estimate
+/// passes `jit_above_cost`, compiling costs far more than running: a
+/// chat list of 21 groups of 10,000, whose plan counts members in a
+/// branch it then never ran, spent 180 ms compiling and under 1 ms
+/// executing (docs/benchmarks-journal.md, forty-eighth session).
+const NO_JIT: &str = "SET jit = off";
+
 async fn connect_pool(url: &str) -> Result<sqlx::AnyPool, sqlx::Error> {
     pool_options(16)
         .after_connect(|conn, _| {
             Box::pin(async move {
                 let limit = format!("SET idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION_LIMIT}'");
-                sqlx::query(&limit).execute(conn).await.map(|_| ())
+                sqlx::query(&limit).execute(&mut *conn).await?;
+                sqlx::query(NO_JIT).execute(conn).await.map(|_| ())
             })
         })
         .test_before_acquire(false)
@@ -112,5 +122,17 @@ mod tests {
         let setting: String =
             sqlx::query_scalar("SHOW idle_in_transaction_session_timeout").fetch_one(&pool).await.expect("SHOW");
         assert_eq!(setting, super::IDLE_IN_TRANSACTION_LIMIT);
+    }
+
+    /// The pool's connections compile no statement. On PostgreSQL only,
+    /// as above.
+    #[tokio::test]
+    async fn a_pooled_connection_does_not_compile_statements() {
+        let Ok(admin) = std::env::var("TEST_DATABASE_URL") else { return };
+        sqlx::any::install_default_drivers();
+        let url = testkit::services::fresh_database(&admin).await.expect("database");
+        let pool = super::connect_pool(&url).await.expect("pool");
+        let setting: String = sqlx::query_scalar("SHOW jit").fetch_one(&pool).await.expect("SHOW");
+        assert_eq!(setting, "off");
     }
 }
