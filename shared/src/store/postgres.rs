@@ -54,13 +54,13 @@ const IDLE_PING_LIMIT: Duration = Duration::from_secs(1);
 /// meets this bound, and a stalled one retries.
 const IDLE_IN_TRANSACTION_LIMIT: &str = "15s";
 
-/// No statement here is compiled (`jit`, on by default where PostgreSQL
-/// was built with LLVM, as Debian's and most managed services' are). Each
+/// No statement here is compiled (`jit`, on by default since PostgreSQL
+/// 12 wherever it was built with LLVM, as Debian's packages are). Each
 /// reads or writes a few rows by key, but where the planner's estimate
 /// passes `jit_above_cost`, compiling costs far more than running: a
-/// chat list of 21 groups of 10,000, whose plan counts members in a
-/// branch it then never ran, spent 180 ms compiling and under 1 ms
-/// executing (docs/benchmarks-journal.md, forty-eighth session).
+/// chat list of 21 groups of 10,000, whose plan holds a count of members
+/// in a branch it then does not run, spent 180 ms compiling and under
+/// 1 ms executing (docs/benchmarks-journal.md, forty-eighth session).
 const NO_JIT: &str = "SET jit = off";
 
 async fn connect_pool(url: &str) -> Result<sqlx::AnyPool, sqlx::Error> {
