@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-nojit LABEL=s48-sa-lists-nojit-4 LISTS=20 bench/big-group.sh standalone
