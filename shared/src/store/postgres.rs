@@ -110,29 +110,20 @@ pub(super) async fn open(url: &str) -> Result<(Store, Migrated), StoreError> {
 
 #[cfg(test)]
 mod tests {
-    /// The pool's connections carry the bound on idle transactions. On
-    /// PostgreSQL only, when `TEST_DATABASE_URL` names one (`scripts/test`
-    /// always does).
+    /// The pool's connections carry the bound on idle transactions and
+    /// compile no statement. On PostgreSQL only, when `TEST_DATABASE_URL`
+    /// names one (`scripts/test` always does).
     #[tokio::test]
-    async fn a_pooled_connection_ends_a_transaction_left_idle() {
+    async fn a_pooled_connection_carries_the_session_settings() {
         let Ok(admin) = std::env::var("TEST_DATABASE_URL") else { return };
         sqlx::any::install_default_drivers();
         let url = testkit::services::fresh_database(&admin).await.expect("database");
         let pool = super::connect_pool(&url).await.expect("pool");
-        let setting: String =
-            sqlx::query_scalar("SHOW idle_in_transaction_session_timeout").fetch_one(&pool).await.expect("SHOW");
-        assert_eq!(setting, super::IDLE_IN_TRANSACTION_LIMIT);
-    }
-
-    /// The pool's connections compile no statement. On PostgreSQL only,
-    /// as above.
-    #[tokio::test]
-    async fn a_pooled_connection_does_not_compile_statements() {
-        let Ok(admin) = std::env::var("TEST_DATABASE_URL") else { return };
-        sqlx::any::install_default_drivers();
-        let url = testkit::services::fresh_database(&admin).await.expect("database");
-        let pool = super::connect_pool(&url).await.expect("pool");
-        let setting: String = sqlx::query_scalar("SHOW jit").fetch_one(&pool).await.expect("SHOW");
-        assert_eq!(setting, "off");
+        let mut conn = pool.acquire().await.expect("a connection");
+        let idle: String =
+            sqlx::query_scalar("SHOW idle_in_transaction_session_timeout").fetch_one(&mut *conn).await.expect("SHOW");
+        assert_eq!(idle, super::IDLE_IN_TRANSACTION_LIMIT);
+        let jit: String = sqlx::query_scalar("SHOW jit").fetch_one(&mut *conn).await.expect("SHOW");
+        assert_eq!(jit, "off");
     }
 }

@@ -24,6 +24,11 @@ async fn underneath(conn: &mut sqlx::AnyConnection, chat: i64) -> (Option<i64>, 
     .expect("read underneath")
 }
 
+/// Runs `sql` on chat `$1` underneath the store, as another binary would.
+async fn write_underneath(conn: &mut sqlx::AnyConnection, sql: &str, chat: i64) {
+    sqlx::query(sql).bind(chat).execute(conn).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
 #[tokio::test]
 async fn a_chat_list_reads_the_member_count_kept_at_the_chat_s_membership_version() {
     for (store, _dir, url) in stores_with_urls().await {
@@ -39,27 +44,22 @@ async fn a_chat_list_reads_the_member_count_kept_at_the_chat_s_membership_versio
         assert_eq!(listed_members(&store, "alice").await, 2);
 
         // The list reads the kept count: one that is wrong shows.
-        sqlx::query("UPDATE chats SET member_count = 7 WHERE id = $1").bind(chat).execute(&mut conn).await.unwrap();
+        write_underneath(&mut conn, "UPDATE chats SET member_count = 7 WHERE id = $1", chat).await;
         assert_eq!(listed_members(&store, "alice").await, 7, "the kept count, not a count");
         // A binary older than the count adds a member: the version moves
         // past the count's, and the list counts again.
-        sqlx::query("INSERT INTO members (chat_id, user_id, joined_at) VALUES ($1, 'erin', 5)")
-            .bind(chat)
-            .execute(&mut conn)
-            .await
-            .expect("added by an older binary");
-        sqlx::query("UPDATE chats SET membership_version = membership_version + 1 WHERE id = $1")
-            .bind(chat)
-            .execute(&mut conn)
-            .await
-            .expect("its version");
+        write_underneath(&mut conn, "INSERT INTO members (chat_id, user_id, joined_at) VALUES ($1, 'erin', 5)", chat)
+            .await;
+        write_underneath(&mut conn, "UPDATE chats SET membership_version = membership_version + 1 WHERE id = $1", chat)
+            .await;
         assert_eq!(listed_members(&store, "alice").await, 3, "counted: the kept count is of an earlier version");
         // A chat made before the migration keeps no count.
-        sqlx::query("UPDATE chats SET member_count = NULL, member_count_version = NULL WHERE id = $1")
-            .bind(chat)
-            .execute(&mut conn)
-            .await
-            .expect("as before 0009");
+        write_underneath(
+            &mut conn,
+            "UPDATE chats SET member_count = NULL, member_count_version = NULL WHERE id = $1",
+            chat,
+        )
+        .await;
         assert_eq!(listed_members(&store, "alice").await, 3, "counted: no kept count");
         store.add_member(chat, "alice", "frank", 6).await.expect("added");
         assert_eq!(underneath(&mut conn, chat).await, (Some(4), Some(6), 6, 4), "kept again from the next change");
