@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-batch LABEL=pr-batch-1 bench/prune-round.sh standalone
