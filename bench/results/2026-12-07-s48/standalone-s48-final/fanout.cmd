@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-final48 /tmp/build-final48/loadtest run fanout --connections 2000 --group-size 10 --rate 2000 --duration 20 --ws-url ws://127.0.0.1:27123/ws --http-url http://127.0.0.1:27123 --data-dir /tmp/tmp.oAUh7PggZr --server-pid 4198 --report bench/results/2026-12-07-standalone-s48-final/fanout.json --charts bench/results/2026-12-07-standalone-s48-final/fanout

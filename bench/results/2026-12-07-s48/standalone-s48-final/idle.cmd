@@ -1,0 +1,1 @@
+SERVER_BIN=/tmp/build-final48 /tmp/build-final48/loadtest run idle --connections 19000 --connect-rate 3000 --duration 20 --ws-url ws://127.0.0.1:29775/ws --http-url http://127.0.0.1:29775 --data-dir /tmp/tmp.iJsQAn8nuy --server-pid 4235 --report bench/results/2026-12-07-standalone-s48-final/idle.json --charts bench/results/2026-12-07-standalone-s48-final/idle
