@@ -14,8 +14,10 @@
 # history item then names every other member twice more), and the
 # creator reads the page of 200 ten times. LISTS=N: at the end the
 # creator makes N more groups like the first and reads their chat list
-# (N + 1 groups of 9,999) ten times at once. Usage:
-#   [CONNECTED=N] [UNREAD=N] [HISTORY=1] [LISTS=N] bench/big-group.sh [standalone|cluster]
+# (N + 1 groups of 9,999) ten times at once; in a cluster with PGSS=1,
+# PostgreSQL's statements over those lists go to lists-statements.txt
+# (bench_pgss_dump in bench/common.sh). Usage:
+#   [CONNECTED=N] [UNREAD=N] [HISTORY=1] [LISTS=N] [PGSS=1] bench/big-group.sh [standalone|cluster]
 # `cluster`: one gateway on a private Redis and PostgreSQL, and what the
 # changes sent Redis and Redis sent on (its total_net_input_bytes and
 # total_net_output_bytes). Results:
@@ -52,7 +54,7 @@ server_pid=$!
 bench_wait_ready "$port"
 token=$("$server_bin"/gateway token --user alice --data-dir "$data")
 api="http://127.0.0.1:$port/v1"
-echo "${SERVER_BIN:+SERVER_BIN=$SERVER_BIN }${LABEL:+LABEL=$LABEL }${CONNECTED:+CONNECTED=$CONNECTED }${UNREAD:+UNREAD=$UNREAD }${HISTORY:+HISTORY=$HISTORY }${LISTS:+LISTS=$LISTS }bench/big-group.sh $mode" > "$results/big-group.cmd"
+echo "${SERVER_BIN:+SERVER_BIN=$SERVER_BIN }${LABEL:+LABEL=$LABEL }${CONNECTED:+CONNECTED=$CONNECTED }${UNREAD:+UNREAD=$UNREAD }${HISTORY:+HISTORY=$HISTORY }${LISTS:+LISTS=$LISTS }${PGSS:+PGSS=$PGSS }bench/big-group.sh $mode" > "$results/big-group.cmd"
 metric() { curl -sf "http://127.0.0.1:$port/metrics" | awk -v m="$1" '$1 == m {print int($2)}' | tail -1; }
 # The members who connect are the load tool's users, member-0 onwards;
 # with nobody connected the ids keep the 12 characters of earlier runs.
@@ -187,7 +189,9 @@ if [ "$more_groups" -gt 0 ]; then
     echo 5 > "/proc/$server_pid/clear_refs"
     lists_rss_before=$(awk '/VmRSS/ {printf "%.0f", $2 / 1024}' "/proc/$server_pid/status")
     lists_cpu_before=$(cpu_s)
+    [ "$mode" = cluster ] && bench_pgss_reset
     lists_ms=$(bench_ten_lists_at_once "$api" "$token" "$data")
+    [ "$mode" = cluster ] && bench_pgss_dump "$results/lists-statements.txt"
     lists_cpu_after=$(cpu_s)
     lists_peak=$(rss_mib)
     lists_check=$(python3 -c '

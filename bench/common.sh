@@ -67,9 +67,30 @@ bench_services() {
     # services_stop removed it (cluster.sh restarts the services per run).
     mkdir -p "$services_dir"; chmod 755 "$services_dir"
     services_start_redis
+    if [ "${PGSS:-0}" = 1 ]; then
+        SERVICES_PG_EXTRA="${SERVICES_PG_EXTRA:-} -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track_planning=on"
+    fi
     services_start_postgres
     export REDIS_URL=$SERVICES_REDIS_URL DATABASE_URL=$SERVICES_POSTGRES_URL JWT_SECRET=bench-secret
     "$server_bin"/worker migrate
+}
+
+# With PGSS=1, bench_services loads pg_stat_statements into its
+# PostgreSQL, and scripts that support it (bench/big-group.sh) wrap a
+# measured step in bench_pgss_reset and bench_pgss_dump OUT: OUT gets the
+# statements of that step by PostgreSQL's time, with their calls, time
+# executing and planning, and rows. Where a step is slower than its
+# statements suggest, this says which one (docs/benchmarks-journal.md,
+# forty-eighth session). Without PGSS=1 both do nothing.
+bench_pgss_reset() {
+    [ "${PGSS:-0}" = 1 ] || return 0
+    psql -q "$DATABASE_URL" -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" -c "SELECT pg_stat_statements_reset()" >/dev/null
+}
+bench_pgss_dump() {
+    [ "${PGSS:-0}" = 1 ] || return 0
+    psql -q "$DATABASE_URL" -c "SELECT calls, round(total_exec_time::numeric, 1) AS exec_ms,
+        round(total_plan_time::numeric, 1) AS plan_ms, rows, left(regexp_replace(query, '\s+', ' ', 'g'), 150) AS statement
+        FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 12" > "$1"
 }
 
 # bench_stop_at_exit VAR...: however the script ends, stops the processes
