@@ -15,10 +15,9 @@ use crate::turns::Turns;
 /// stops where it is: the step in progress rolls back, the steps done stay
 /// done, and the next round goes on from there.
 pub async fn run(store: Store, retention: Retention, every: Duration, turns: Turns, stop: CancellationToken) {
-    let store = &store;
-    let turns = &tokio::sync::Mutex::new(turns);
+    let (store, turns) = (&store, &turns);
     shared::periodic::every_until_stopped(every, stop, move || async move {
-        round(store, retention, &mut *turns.lock().await).await;
+        round(store, retention, turns).await;
         ControlFlow::Continue(())
     })
     .await
@@ -34,7 +33,7 @@ pub enum Round {
 /// One round of the housekeeping, if it is ours. Each task's outcome is
 /// counted (`chat_housekeeping_rounds_total`), since a failing one only
 /// shows later, as a database that grows: the `HousekeepingFailing` alert.
-pub async fn round(store: &Store, retention: Retention, turns: &mut Turns) -> Round {
+pub async fn round(store: &Store, retention: Retention, turns: &Turns) -> Round {
     if !turns.take().await {
         return Round::NotOurTurn;
     }

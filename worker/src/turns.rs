@@ -44,15 +44,16 @@ impl Claim {
 
 impl Turns {
     /// Whether this round is ours to run.
-    pub async fn take(&mut self) -> bool {
+    pub async fn take(&self) -> bool {
         let Turns::Claimed(claim) = self else { return true };
+        let mut redis = claim.redis.clone();
         let taken: Result<Option<String>, redis::RedisError> = redis::cmd("SET")
             .arg(&claim.key)
             .arg(&claim.holder)
             .arg("NX")
             .arg("PX")
             .arg(millis(claim.hold))
-            .query_async(&mut claim.redis)
+            .query_async(&mut redis)
             .await;
         match taken {
             Ok(answer) => answer.is_some(),
@@ -66,13 +67,14 @@ impl Turns {
 
     /// After a round: the claim holds for another `hold` from now, if it
     /// is still ours.
-    pub async fn done(&mut self) {
+    pub async fn done(&self) {
         let Turns::Claimed(claim) = self else { return };
+        let mut redis = claim.redis.clone();
         let renewed: Result<i64, redis::RedisError> = redis::Script::new(RENEW)
             .key(&claim.key)
             .arg(&claim.holder)
             .arg(millis(claim.hold))
-            .invoke_async(&mut claim.redis)
+            .invoke_async(&mut redis)
             .await;
         if let Err(e) = renewed {
             metrics::counter!("chat_redis_errors_total", "op" => "housekeeping").increment(1);

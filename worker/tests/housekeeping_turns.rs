@@ -39,22 +39,18 @@ async fn one_worker_a_period_runs_the_housekeeping_and_the_next_takes_over_once_
     let retention = Retention { max_age_ms: i64::MAX / 2, max_events_per_chat: 1_000 };
     // Long enough that no round of the test outlives it by accident.
     let period = Duration::from_secs(60);
-    let mut a = Turns::Claimed(Claim::new(redis.clone(), key.clone(), "a".into(), period));
-    let mut b = Turns::Claimed(Claim::new(redis.clone(), key.clone(), "b".into(), period));
+    let a = Turns::Claimed(Claim::new(redis.clone(), key.clone(), "a".into(), period));
+    let b = Turns::Claimed(Claim::new(redis.clone(), key.clone(), "b".into(), period));
 
     deleted_chat(&store).await;
-    assert_eq!(round(&store, retention, &mut a).await, Round::Ran);
+    assert_eq!(round(&store, retention, &a).await, Round::Ran);
     assert_eq!(waiting_for_purge(&url).await, 0, "a's round purged the chat");
     let held: i64 = redis.pttl(&key).await.expect("PTTL");
     assert!(held > 0 && held <= 60_000, "a's claim lapses within the period: {held} ms");
 
     deleted_chat(&store).await;
-    assert_eq!(round(&store, retention, &mut b).await, Round::NotOurTurn, "a's claim holds");
-    assert_eq!(
-        round(&store, retention, &mut a).await,
-        Round::NotOurTurn,
-        "a's own next round waits out the period too"
-    );
+    assert_eq!(round(&store, retention, &b).await, Round::NotOurTurn, "a's claim holds");
+    assert_eq!(round(&store, retention, &a).await, Round::NotOurTurn, "a's own next round waits out the period too");
     assert_eq!(waiting_for_purge(&url).await, 1, "no round ran");
 
     // The claim lapses (a worker that stopped, or the period passed).
@@ -64,11 +60,11 @@ async fn one_worker_a_period_runs_the_housekeeping_and_the_next_takes_over_once_
         assert!(started.elapsed() < Duration::from_secs(10), "the claim never lapsed");
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    assert_eq!(round(&store, retention, &mut b).await, Round::Ran, "b takes the turn");
+    assert_eq!(round(&store, retention, &b).await, Round::Ran, "b takes the turn");
     assert_eq!(waiting_for_purge(&url).await, 0, "b's round purged the chat");
     let holder: String = redis.get(&key).await.expect("GET");
     assert_eq!(holder, "b");
-    assert_eq!(round(&store, retention, &mut a).await, Round::NotOurTurn, "now b's claim holds");
+    assert_eq!(round(&store, retention, &a).await, Round::NotOurTurn, "now b's claim holds");
 
     // A round's end renews only its own worker's claim: a round of a's
     // that outlasted its claim does not lengthen b's.
@@ -80,9 +76,9 @@ async fn one_worker_a_period_runs_the_housekeeping_and_the_next_takes_over_once_
     let held: i64 = redis.pttl(&key).await.expect("PTTL");
     assert!(held > 5_000, "b's claim renewed for the period from its round's end: {held} ms");
 
-    let mut standalone = Turns::Every;
+    let standalone = Turns::Every;
     deleted_chat(&store).await;
-    assert_eq!(round(&store, retention, &mut standalone).await, Round::Ran, "standalone asks no one");
+    assert_eq!(round(&store, retention, &standalone).await, Round::Ran, "standalone asks no one");
     assert_eq!(waiting_for_purge(&url).await, 0);
     let _: () = redis.del(&key).await.expect("DEL");
 }
