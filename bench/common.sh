@@ -161,13 +161,23 @@ bench_ten_lists_at_once() {
     echo "$started $(date +%s.%N)" | awk '{printf "%.0f", ($2 - $1) * 1000}'
 }
 
-# bench_history_servers MODE: the servers bench/delete-chat.sh and
-# bench/prune.sh measure, on $data: standalone, one gateway; cluster, one
-# gateway and one worker on a private Redis and PostgreSQL. Defines `sql`
-# (runs SQL on their database) and sets server_pid, worker_pid, `api`,
-# tokens `alice` and `carol`, and `chat`, a group of alice's and bob's.
-# REST_RATE=0: the chat creations meanwhile are timed, not rationed.
+# bench_history_servers MODE: the servers bench/delete-chat.sh,
+# bench/prune.sh and bench/prune-round.sh measure, on a new $data:
+# standalone, one gateway; cluster, one gateway and one worker on a
+# private Redis and PostgreSQL; any other MODE ends the script with its
+# usage. Stops them, and a writer_pid the script sets, at its exit.
+# Defines `sql` (runs SQL on their database) and `padding_sql`, and sets
+# server_pid, worker_pid, `api`, tokens `alice` and `carol`, and `chat`, a
+# group of alice's and bob's. REST_RATE=0: the chat creations meanwhile
+# are timed, not rationed.
 bench_history_servers() {
+    case $1 in
+        standalone | cluster) ;;
+        *) echo "usage: bench/$(basename "$0") [standalone|cluster]" >&2; exit 64 ;;
+    esac
+    server_pid="" worker_pid="" writer_pid=""
+    data=$(mktemp -d)
+    bench_stop_at_exit writer_pid worker_pid server_pid
     case $1 in
         standalone)
             sql() { sqlite3 -cmd '.timeout 10000' "$data/chat.db" "$@"; }

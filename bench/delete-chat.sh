@@ -23,15 +23,6 @@ count=${COUNT:-1000000}
 source scripts/lib/services.sh
 source bench/common.sh "delete-chat-$mode"
 
-server_pid=""
-worker_pid=""
-writer_pid=""
-data=$(mktemp -d)
-bench_stop_at_exit writer_pid worker_pid server_pid
-case $mode in
-    standalone | cluster) ;;
-    *) echo "usage: bench/delete-chat.sh [standalone|cluster]" >&2; exit 64 ;;
-esac
 bench_history_servers "$mode"
 echo "${SERVER_BIN:+SERVER_BIN=$SERVER_BIN }${LABEL:+LABEL=$LABEL }${COUNT:+COUNT=$COUNT }${LURKER:+LURKER=$LURKER }${BODY_BYTES:+BODY_BYTES=$BODY_BYTES }bench/delete-chat.sh $mode" > "$results/delete-chat.cmd"
 

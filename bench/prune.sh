@@ -21,15 +21,6 @@ kept=10000
 source scripts/lib/services.sh
 source bench/common.sh "prune-$mode"
 
-server_pid=""
-worker_pid=""
-writer_pid=""
-data=$(mktemp -d)
-bench_stop_at_exit writer_pid worker_pid server_pid
-case $mode in
-    standalone | cluster) ;;
-    *) echo "usage: bench/prune.sh [standalone|cluster]" >&2; exit 64 ;;
-esac
 export RETENTION_DAYS=7 RETENTION_EVENTS=$kept
 bench_history_servers "$mode"
 echo "${SERVER_BIN:+SERVER_BIN=$SERVER_BIN }${LABEL:+LABEL=$LABEL }${COUNT:+COUNT=$COUNT }bench/prune.sh $mode" > "$results/prune.cmd"
