@@ -36,6 +36,7 @@ use crate::member_checks::MemberChecks;
 use crate::outbound::{Framed, Outbound};
 use crate::presence::order::LatestPresence;
 
+mod catch_up;
 mod delivery;
 mod gap_fill;
 mod overtaken;
@@ -45,6 +46,17 @@ mod sink;
 
 pub use delivery::render_event;
 pub use sink::HubSink;
+
+/// Where a user's delivery of a chat starts when the node begins following
+/// it for them ([`Hub::subscribe`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Start {
+    /// From what arrives next: the user's connections are opening, and
+    /// their clients `sync` what they miss (PROTOCOL.md 4).
+    Live,
+    /// From the chat's `lastEventId` as announced to the user.
+    CatchUp,
+}
 
 /// Typing is forwarded at most once per this interval per user and chat.
 pub const TYPING_INTERVAL: Duration = Duration::from_secs(1);
@@ -260,7 +272,7 @@ impl Hub {
             chats.into_iter().filter(|(c, _)| !left.contains(c) && state.chats.insert(*c)).collect()
         };
         for (chat, last_event_id) in joined {
-            self.subscribe(user, chat, last_event_id);
+            self.subscribe(user, chat, last_event_id, Start::Live);
         }
         user.loaded.send_replace(ChatsLoad::Loaded);
     }
@@ -303,7 +315,11 @@ impl Hub {
     /// for them; added now, they would stay in the chat's entry for good,
     /// holding the node's subscription to it. So, under the chat's shard
     /// lock (which `unsubscribe` takes too), neither is subscribed.
-    fn subscribe(&self, user: &Arc<LocalUser>, chat: ChatId, last_event_id: EventId) {
+    ///
+    /// `Start::CatchUp`: the user joined the chat while connected, and the
+    /// events of it this node delivered to others after `last_event_id`
+    /// are replayed to their connections first (`hub::catch_up`).
+    fn subscribe(&self, user: &Arc<LocalUser>, chat: ChatId, last_event_id: EventId, start: Start) {
         let entry = self.chats.entry(chat);
         let state = lock(&user.state);
         if state.closed || !state.chats.contains(&chat) {
@@ -314,7 +330,23 @@ impl Hub {
         if entry.users.is_empty() {
             self.broker.subscribe_chat(chat);
         }
+        let behind = start == Start::CatchUp
+            && entry.last_event_id > last_event_id
+            && !entry.users.iter().any(|u| Arc::ptr_eq(u, user));
+        if !behind {
+            entry.add(user);
+            return;
+        }
+        // Held before the user is in the entry: the next event fanned out
+        // to them is held behind the replay.
+        let connections: Vec<Arc<ClientHandle>> = lock(&user.connections).clone();
+        for connection in &connections {
+            connection.write_state().cursors.begin_catch_up(chat);
+        }
         entry.add(user);
+        let upto = entry.last_event_id;
+        drop(entry);
+        tokio::spawn(catch_up::catch_up(self.store.clone(), connections, chat, last_event_id, upto));
     }
 
     fn unsubscribe(&self, user: &Arc<LocalUser>, chat: ChatId) {
@@ -418,7 +450,7 @@ impl Hub {
             let _ = c.push(Outbound::Frame(frame.clone()));
         });
         if follow {
-            self.subscribe(local, chat, last_event_id);
+            self.subscribe(local, chat, last_event_id, Start::CatchUp);
         }
     }
 
@@ -488,22 +520,22 @@ mod tests {
         let (_, follow) = hub.membership_changed(&alice, 7, ChatAction::Created);
         assert!(follow);
         hub.membership_changed(&alice, 7, ChatAction::Deleted);
-        hub.subscribe(&alice, 7, 0);
+        hub.subscribe(&alice, 7, 0, Start::Live);
         assert!(!hub.chats.contains_key(&7), "left meanwhile");
 
         let (_, follow) = hub.membership_changed(&alice, 8, ChatAction::Created);
         assert!(follow);
-        hub.subscribe(&alice, 8, 0);
+        hub.subscribe(&alice, 8, 0, Start::Live);
         assert_eq!(hub.chats.get(&8).map(|e| members(&e).len()), Some(1), "followed");
         let (_, follow) = hub.membership_changed(&alice, 9, ChatAction::Created);
         assert!(follow);
         hub.unregister(&handle);
-        hub.subscribe(&alice, 9, 0);
+        hub.subscribe(&alice, 9, 0, Start::Live);
         assert!(!hub.chats.contains_key(&8) && !hub.chats.contains_key(&9), "gone meanwhile");
         // Gone before the chat was recorded: the change was on its way.
         let (_, follow) = hub.membership_changed(&alice, 10, ChatAction::Created);
         assert!(follow);
-        hub.subscribe(&alice, 10, 0);
+        hub.subscribe(&alice, 10, 0, Start::Live);
         assert!(!hub.chats.contains_key(&10), "gone before");
     }
 

@@ -65,11 +65,11 @@ pub struct SyncEnd {
     pub all: Vec<ChatId>,
 }
 
-/// A page of a `sync`'s replay. Dropped once the writer has encoded it,
-/// which `taken` tells the reader: it queues the next page only then, so a
-/// client that syncs a long history and does not read holds about two
-/// pages here, not a queue full of them (`OUTBOUND_QUEUE` pages of up to
-/// 500 events each).
+/// A page of a `sync`'s replay, or of a catch-up (`hub::catch_up`).
+/// Dropped once the writer has encoded it, which `taken` tells the reader
+/// (or the catch-up): it queues the next page only then, so a client that
+/// syncs a long history and does not read holds about two pages here, not
+/// a queue full of them (`OUTBOUND_QUEUE` pages of up to 500 events each).
 #[derive(Debug)]
 pub struct ReplayPage {
     pub events: Vec<Arc<RenderedEvent>>,
@@ -98,6 +98,9 @@ pub enum Outbound {
     SyncEnd(Box<SyncEnd>),
     /// The client's first frame was not a `sync`: stop holding.
     Release,
+    /// The replay of a chat the node began following for this connection
+    /// late is written (`hub::catch_up`): release its held live events.
+    CatchUpEnd(ChatId),
     /// Reply to a WebSocket Ping, with its payload.
     Pong(Box<[u8]>),
     /// Frames the fan-out encoded for this connection and did not write,
@@ -165,6 +168,7 @@ impl Outbound {
             | Outbound::Replay(_)
             | Outbound::SyncEnd(_)
             | Outbound::Release
+            | Outbound::CatchUpEnd(_)
             | Outbound::Close(..) => 0,
         };
         u32::try_from(bytes).unwrap_or(u32::MAX)
@@ -275,6 +279,31 @@ impl Cursors {
         }
         self.holding_all = false;
         (synced, self.take_released())
+    }
+
+    /// The node began following `chat` for this connection after it had
+    /// delivered some of the chat's events to others (`hub::catch_up`):
+    /// hold the chat's live events until those are replayed. Unlike a
+    /// client's `sync`, this leaves the connect hold as it is.
+    pub fn begin_catch_up(&mut self, chat: ChatId) {
+        *self.holds.get_or_insert_with(Box::default).holding.entry(chat).or_default() += 1;
+    }
+
+    /// The catch-up of `chat` is replayed: the held events to write next.
+    /// None while the connect hold lasts, which releases them itself.
+    pub fn end_catch_up(&mut self, chat: ChatId) -> Vec<Arc<RenderedEvent>> {
+        if let Some(holds) = self.holds.as_mut() {
+            if let Entry::Occupied(mut catch_ups) = holds.holding.entry(chat) {
+                *catch_ups.get_mut() -= 1;
+                if *catch_ups.get() == 0 {
+                    catch_ups.remove();
+                }
+            }
+        }
+        if self.holding_all {
+            return Vec::new();
+        }
+        self.take_released()
     }
 
     /// Stops holding everything held since connect; returns it.
@@ -436,6 +465,53 @@ mod tests {
         let written: Vec<_> = release.into_iter().filter(|e| c.admit(e.chat, e.id)).map(|e| (e.chat, e.id)).collect();
         assert_eq!(written, vec![(2, 9)], "chat 1's held 4 was replayed already; chat 2 flows after the ack");
         assert!(!c.is_holding_all());
+    }
+
+    /// A chat joined while connected: its live events wait for the replay
+    /// of those the node delivered to others before, and then follow it.
+    #[test]
+    fn a_catch_up_holds_its_chat_until_it_ends() {
+        let mut c = live();
+        c.begin_catch_up(1);
+        assert!(c.hold(&ev(1, 6)), "live in the chat caught up is held");
+        assert!(!c.hold(&ev(2, 1)), "other chats flow");
+        let replayed: Vec<_> = (3..=5).filter(|id| c.admit(1, *id)).collect();
+        assert_eq!(replayed, vec![3, 4, 5]);
+        let released: Vec<_> = c.end_catch_up(1).into_iter().map(|e| e.id).collect();
+        assert_eq!(released, vec![6]);
+        assert!(!c.holds_any(), "nothing held after");
+    }
+
+    /// Joined while the connect hold lasts: the catch-up's end leaves the
+    /// connect hold (and its timer) alone, and the release takes the rest.
+    #[test]
+    fn a_catch_up_during_the_connect_hold_leaves_it_to_its_release() {
+        let mut c = Cursors::on_connect();
+        c.begin_catch_up(1);
+        assert!(c.waits_for_first_frame(), "no first frame came");
+        assert!(c.hold(&ev(1, 6)));
+        assert!(c.hold(&ev(2, 9)));
+        assert!(c.end_catch_up(1).is_empty(), "still the connect hold's");
+        assert!(c.waits_for_first_frame());
+        let released: Vec<_> = c.release().into_iter().map(|e| (e.chat, e.id)).collect();
+        assert_eq!(released, vec![(1, 6), (2, 9)]);
+    }
+
+    /// A catch-up still running when the connect hold is released keeps
+    /// its chat held; a client's `sync` of the chat meanwhile does too.
+    #[test]
+    fn a_catch_up_outlasting_a_release_or_a_sync_keeps_its_chat_held() {
+        let mut c = Cursors::on_connect();
+        c.begin_catch_up(1);
+        assert!(c.hold(&ev(1, 6)));
+        assert!(c.hold(&ev(2, 9)));
+        let released: Vec<_> = c.release().into_iter().map(|e| (e.chat, e.id)).collect();
+        assert_eq!(released, vec![(2, 9)], "chat 1 waits for its replay");
+        c.begin_sync(&[1]);
+        let (_, release) = c.end_sync(&[1], &[(1, 0)]);
+        assert!(release.is_empty(), "the catch-up still holds chat 1");
+        let released: Vec<_> = c.end_catch_up(1).into_iter().map(|e| e.id).collect();
+        assert_eq!(released, vec![6]);
     }
 
     #[test]

@@ -165,6 +165,10 @@ impl Writer<'_> {
                 let released = handle.write_state().cursors.release();
                 self.replay(released);
             }
+            Outbound::CatchUpEnd(chat) => {
+                let released = handle.write_state().cursors.end_catch_up(chat);
+                self.replay(released);
+            }
             // The page goes (and with it its `taken`) once encoded.
             Outbound::Replay(page) => self.replay(page.events),
             Outbound::SyncEnd(end) => {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shared::model::{ChatEvent, ChatId, EventId};
-use shared::store::within;
+use shared::store::{within, Store};
 
 use super::delivery::fan_out;
 use super::Hub;
@@ -29,7 +29,7 @@ const FILL_ATTEMPTS: u32 = 5;
 /// Events read from the store per statement. A gap after a long Redis
 /// outage in a busy chat may be many thousands of events, each up to a
 /// frame's 64 KiB.
-const FILL_PAGE: usize = 200;
+pub(super) const FILL_PAGE: usize = 200;
 /// Events arriving while a gap is filled that are kept to be delivered
 /// after it; past these they are let go and read from the store.
 const WAITING_MAX: usize = 64;
@@ -110,7 +110,7 @@ impl Hub {
     /// forever; clients recover it with `sync`.
     async fn fill(self: &Arc<Self>, chat: ChatId, mut after: EventId, mut upto: EventId) {
         'read: loop {
-            let page = self.read_page(chat, after, upto).await;
+            let page = read_page(&self.store, chat, after, upto).await;
             // Declared first, so dropped (and written) after the chat's lock.
             let mut batch = FanOutBatch::new();
             let Some(mut entry) = self.chats.get_mut(&chat) else { return };
@@ -174,22 +174,22 @@ impl Hub {
             return;
         }
     }
+}
 
-    /// Up to [`FILL_PAGE`] events of `chat` in `(after, upto]`, or `None`
-    /// if the store stayed unavailable.
-    async fn read_page(&self, chat: ChatId, after: EventId, upto: EventId) -> Option<Vec<ChatEvent>> {
-        for attempt in 0..FILL_ATTEMPTS {
-            match within(STORE_DEADLINE, self.store.events_between(chat, after, upto, FILL_PAGE)).await {
-                Ok(events) => return Some(events),
-                Err(e) => {
-                    metrics::counter!("chat_database_errors_total").increment(1);
-                    tracing::warn!(error = %e, chat, attempt, "filling a gap from the store failed");
-                    tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
-                }
+/// Up to [`FILL_PAGE`] events of `chat` in `(after, upto]`, or `None` if
+/// the store stayed unavailable.
+pub(super) async fn read_page(store: &Store, chat: ChatId, after: EventId, upto: EventId) -> Option<Vec<ChatEvent>> {
+    for attempt in 0..FILL_ATTEMPTS {
+        match within(STORE_DEADLINE, store.events_between(chat, after, upto, FILL_PAGE)).await {
+            Ok(events) => return Some(events),
+            Err(e) => {
+                metrics::counter!("chat_database_errors_total").increment(1);
+                tracing::warn!(error = %e, chat, attempt, "reading a chat's events from the store failed");
+                tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
             }
         }
-        None
     }
+    None
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ use shared::model::ChatId;
 use shared::store::within;
 use shared::sync::lock;
 
-use super::{Hub, LocalUser};
+use super::{Hub, LocalUser, Start};
 use crate::node::STORE_DEADLINE;
 
 /// Users whose chats one statement reads.
@@ -147,7 +147,7 @@ impl Hub {
                 self.unsubscribe(user, *chat);
             }
             for (chat, last_event_id) in &followed {
-                self.subscribe(user, *chat, *last_event_id);
+                self.subscribe(user, *chat, *last_event_id, Start::CatchUp);
             }
             if !followed.is_empty() || !dropped.is_empty() {
                 metrics::counter!("chat_memberships_repaired_total", "change" => "followed")
