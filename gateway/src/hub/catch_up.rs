@@ -8,8 +8,9 @@
 //! local members by then (up to E, the node's last of the chat). Those
 //! were committed after the member joined, and the contract owes them to
 //! every connection of every member: without this, the first one or more
-//! went missing on the new member's open connections (found by a protocol
-//! audit: one add in three, a `new` sent right after the add's answer).
+//! could go missing on the new member's open connections (found by two
+//! protocol audits, standalone and in a cluster: a `new` sent right after
+//! the add's answer, or into a busy chat).
 //!
 //! So the member's connections hold the chat's live events from the
 //! moment they are added to the chat's entry, events `(L, E]` are read
