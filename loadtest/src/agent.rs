@@ -45,7 +45,7 @@ pub async fn run(spec: AgentSpec) -> anyhow::Result<()> {
         let mut every = tokio::time::interval(Duration::from_millis(500));
         loop {
             every.tick().await;
-            emit(&AgentLine::Progress { counters: progress_state.counters() });
+            emit(&AgentLine::Progress { counters: Box::new(progress_state.counters()) });
         }
     });
 

@@ -317,7 +317,7 @@ fn spawn_agent(
         while let Ok(Some(line)) = lines.next_line().await {
             match serde_json::from_str::<AgentLine>(&line) {
                 Ok(AgentLine::Progress { counters }) => {
-                    shared.lock().unwrap_or_else(|e| e.into_inner()).progress.insert(index, counters);
+                    shared.lock().unwrap_or_else(|e| e.into_inner()).progress.insert(index, *counters);
                 }
                 Ok(AgentLine::Result { result }) => {
                     shared.lock().unwrap_or_else(|e| e.into_inner()).results.insert(index, *result);

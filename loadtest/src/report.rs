@@ -11,6 +11,7 @@ use crate::procstat::{self, ProcStat};
 use crate::stats::{histogram, AgentResult, Counters, Second};
 
 /// Server samples at the phase boundaries, one per server process.
+#[derive(Default)]
 pub struct Phases {
     /// The processes' command names (`gateway`, `worker`), by pid order.
     pub server_names: Vec<String>,
@@ -75,6 +76,12 @@ pub fn expected_deliveries(plan: &Plan, acked: u64) -> u64 {
     }
 }
 
+/// Deliveries owed that did not come: a duplicate does not make up for
+/// one lost (an audit saw 52 lost and 35 duplicated reported as 17 lost).
+fn lost_deliveries(expected: u64, c: &Counters) -> u64 {
+    expected.saturating_sub(c.deliveries.saturating_sub(c.duplicates))
+}
+
 /// Writes the report and the charts and prints the summary; returns what
 /// makes the run's figures not mean what was asked, if anything.
 pub fn write(plan: &Plan, results: Vec<AgentResult>, phases: Phases) -> anyhow::Result<Vec<String>> {
@@ -96,7 +103,7 @@ pub fn write(plan: &Plan, results: Vec<AgentResult>, phases: Phases) -> anyhow::
         }
     }
     let expected = expected_deliveries(plan, counters.acked);
-    let lost = expected.saturating_sub(counters.deliveries);
+    let lost = lost_deliveries(expected, &counters);
     let (baseline, connected, end) =
         (procstat::total(&phases.baseline), procstat::total(&phases.connected), procstat::total(&phases.end));
     // A process that exited reads as one that uses nothing.
@@ -240,6 +247,41 @@ fn problems(plan: &Plan, c: &Counters, phases: &Phases, connect_error: Option<&s
     // Silent clients are meant to be closed by the server.
     if c.disconnects > 0 && plan.scenario != Scenario::Silent {
         found.push(format!("the server closed or lost {} connection(s) during the run", c.disconnects));
+    }
+    // Counted only in what was answered: a send with neither ack nor
+    // error is owed no delivery and timed nowhere, so it would leave the
+    // loss and latency figures clean (an audit paused the server past the
+    // settling wait: 27 % of the sends unanswered, exit 0).
+    let unanswered = c.sent.saturating_sub(c.acked + c.errors);
+    if plan.scenario.measures_deliveries() && unanswered > 0 {
+        found.push(format!(
+            "{unanswered} of {} sends were never answered: the loss and latency figures cover only the answered ones",
+            c.sent
+        ));
+    }
+    if c.errors > 0 {
+        found.push(format!(
+            "the server refused {} send(s), {} of them rate_limited: the load applied is not the load asked",
+            c.errors, c.rate_limited
+        ));
+    }
+    // Each expected to be zero (PROTOCOL.md 4): a run that saw any measured
+    // a server that broke its delivery guarantee.
+    let lost = lost_deliveries(expected_deliveries(plan, c.acked), c);
+    let never_arrived = c.never_arrived.unwrap_or(0);
+    if lost + c.duplicates + c.out_of_order + never_arrived > 0 {
+        found.push(format!(
+            "deliveries broke the guarantee: {lost} lost, {} duplicated, {} out of order (a jump past missing ids), \
+             {never_arrived} never arrived",
+            c.duplicates, c.out_of_order
+        ));
+    }
+    if c.silent_offline_early > 0 {
+        found.push(format!(
+            "{} silent clients' offline came before their deadline, timed as 0 (is the server's \
+             HEARTBEAT_TIMEOUT_MS shorter than --heartbeat-timeout-ms {} ms?)",
+            c.silent_offline_early, plan.heartbeat_timeout_ms
+        ));
     }
     if c.silent_offline < c.silent {
         found.push(format!(
@@ -404,5 +446,39 @@ fn print_summary(plan: &Plan, r: &Value, problems: &[String]) {
         for problem in problems {
             out!("  - {problem}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Duplicates are counted apart: they make up for no delivery lost.
+    #[test]
+    fn a_duplicate_does_not_make_up_for_a_lost_delivery() {
+        let counters = Counters { deliveries: 10_013, duplicates: 35, ..Counters::default() };
+        assert_eq!(lost_deliveries(10_030, &counters), 52);
+        let whole = Counters { deliveries: 10_030, ..Counters::default() };
+        assert_eq!(lost_deliveries(10_030, &whole), 0);
+    }
+
+    /// Sends with neither an ack nor an error are owed no delivery and
+    /// timed nowhere: the run names them rather than ending clean.
+    #[test]
+    fn sends_never_answered_make_the_run_fail() {
+        #[derive(clap::Parser)]
+        struct Args {
+            #[command(flatten)]
+            plan: Plan,
+        }
+        let plan = <Args as clap::Parser>::parse_from(["run", "fanout", "--group-size", "10"]).plan;
+        let answered =
+            Counters { sent: 100, acked: 100, acked_in_phase: 100, deliveries: 1_000, ..Counters::default() };
+        assert!(problems(&plan, &answered, &Phases::default(), None).is_empty());
+        let unanswered = Counters { sent: 130, ..answered };
+        assert_eq!(
+            problems(&plan, &unanswered, &Phases::default(), None),
+            vec!["30 of 130 sends were never answered: the loss and latency figures cover only the answered ones"]
+        );
     }
 }

@@ -26,6 +26,7 @@ struct Atomics {
     disconnects: AtomicU64,
     silent: AtomicU64,
     silent_offline: AtomicU64,
+    silent_offline_early: AtomicU64,
     sent: AtomicU64,
     resent: AtomicU64,
     acked: AtomicU64,
@@ -266,7 +267,11 @@ impl AgentState {
                 if let Some(since) = silent {
                     self.n.silent_offline.fetch_add(1, Ordering::Relaxed);
                     // How long past its deadline the silent client's offline came.
-                    let past = now.saturating_sub(since + self.heartbeat_timeout_us);
+                    let deadline = since + self.heartbeat_timeout_us;
+                    if now < deadline {
+                        self.n.silent_offline_early.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let past = now.saturating_sub(deadline);
                     let _ = self.scenario.lock().unwrap_or_else(|e| e.into_inner()).record(past.max(1));
                 }
             }
@@ -309,6 +314,7 @@ impl AgentState {
             disconnects: get(&n.disconnects),
             silent: get(&n.silent),
             silent_offline: get(&n.silent_offline),
+            silent_offline_early: get(&n.silent_offline_early),
             sent: get(&n.sent),
             resent: get(&n.resent),
             acked: get(&n.acked),
@@ -373,5 +379,23 @@ mod tests {
         // At least the 250 ms it was sent after; at most a generous bound,
         // so that a slow test machine does not fail it.
         assert!((250_000..60_000_000).contains(&lag.max()), "{} µs", lag.max());
+    }
+
+    /// A silent client's `offline` before its deadline is counted as early
+    /// (it is timed as 0): a server whose timeout is shorter than the
+    /// run's would otherwise look perfect. One after it is not.
+    #[test]
+    fn an_offline_before_the_heartbeat_deadline_is_counted_early() {
+        let state = AgentState::new(10_000, false, 30_000, "u".into());
+        let behaviour = Behaviour { ping: true, mark: false };
+        state.went_silent("u1".into(), now_us());
+        state.went_silent("u2".into(), now_us() - 31_000_000);
+        for user in ["u1", "u2"] {
+            let text = format!(r#"{{"type":"offline","userId":"{user}"}}"#);
+            let frame = Incoming::parse(&text).expect("parsed");
+            state.observe(0, &frame, &mut Seen::default(), behaviour);
+        }
+        let counters = state.result().counters;
+        assert_eq!((counters.silent_offline, counters.silent_offline_early), (2, 1));
     }
 }

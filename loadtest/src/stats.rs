@@ -26,6 +26,10 @@ pub struct Counters {
     pub silent: u64,
     #[serde(default)]
     pub silent_offline: u64,
+    /// Of those, the `offline` frames that came before the client's
+    /// heartbeat deadline: the server's timeout is shorter than the run's.
+    #[serde(default)]
+    pub silent_offline_early: u64,
     pub sent: u64,
     /// Unanswered sends sent again after a reconnect (same message, same
     /// `clientMessageId`); not part of `sent`.
@@ -82,6 +86,7 @@ impl Counters {
         self.disconnects += o.disconnects;
         self.silent += o.silent;
         self.silent_offline += o.silent_offline;
+        self.silent_offline_early += o.silent_offline_early;
         self.sent += o.sent;
         self.resent += o.resent;
         self.replayed += o.replayed;
@@ -172,7 +177,7 @@ pub struct AgentResult {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum AgentLine {
-    Progress { counters: Counters },
+    Progress { counters: Box<Counters> },
     Result { result: Box<AgentResult> },
 }
 

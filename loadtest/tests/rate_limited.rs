@@ -1,6 +1,6 @@
 //! A scenario that asks more of a connection than the gateway allows: the
-//! report counts the sends refused as `rate_limited`, and stays exact about
-//! the rest.
+//! report counts the sends refused as `rate_limited`, stays exact about the
+//! rest, and the run fails, since the load applied is not the load asked.
 
 mod common;
 
@@ -13,7 +13,9 @@ async fn sends_past_the_gateways_allowance_are_counted_as_rate_limited() {
     .await;
     // Ten connections at 200 messages a second: 20 each, four times the allowance.
     let args = ["fanout", "--connections", "10", "--group-size", "10", "--rate", "200", "--duration", "2"];
-    let (report, _) = common::run(&gateway, &args).await;
+    let (said, report) = common::run_failing(&gateway, &args).await;
+    assert!(said.contains("rate_limited: the load applied is not the load asked"), "{said}");
+    let report = report.expect("the report of what was measured");
 
     let counters = &report["counters"];
     let count = |name: &str| counters[name].as_u64().unwrap_or_else(|| panic!("{name}: {counters}"));

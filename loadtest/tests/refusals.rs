@@ -41,3 +41,15 @@ async fn a_silent_run_counts_the_offlines_that_came() {
     assert!(said.contains("18 of 18 silent clients' offline never came"), "{said}");
     assert_eq!(report.expect("report")["counters"]["silent_offline"], 0);
 }
+
+/// A server whose heartbeat timeout is shorter than the run was told closes
+/// silent clients before the deadline the run times from: each `offline`
+/// would time as 0, a perfect result. The run counts them early and fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offlines_before_the_deadline_fail_a_silent_run() {
+    let args = ["silent", "--connections", "20", "--group-size", "10", "--ping-ms", "250", "--duration", "6"];
+    let quick = common::gateway(|settings| settings.heartbeat_timeout_ms = 1000).await;
+    let (said, report) = common::run_failing(&quick, &[&args[..], &["--heartbeat-timeout-ms", "4000"]].concat()).await;
+    assert!(said.contains("18 silent clients' offline came before their deadline"), "{said}");
+    assert_eq!(report.expect("report")["counters"]["silent_offline_early"], 18);
+}
