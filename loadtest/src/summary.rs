@@ -16,7 +16,7 @@ pub struct SummaryArgs {
     folders: Vec<PathBuf>,
 }
 
-const HEADER: [&str; 14] = [
+const HEADER: [&str; 15] = [
     "run",
     "connected",
     "connect p99 ms",
@@ -31,6 +31,7 @@ const HEADER: [&str; 14] = [
     "KiB/conn",
     "CPU-s/1M",
     "idle %",
+    "problems",
 ];
 
 pub fn run(args: SummaryArgs) -> anyhow::Result<()> {
@@ -104,6 +105,9 @@ fn read(path: &Path, with_folder: bool) -> Option<Vec<String>> {
             &report["machine"]["idle_share_measured"].as_f64().map(|s| Value::from(s * 100.0)).unwrap_or(Value::Null),
             0,
         ),
+        // What failed the run (its summary says which); "–" in reports
+        // that do not list them (`bench/socketio`'s, and before 2026-12-07).
+        report["problems"].as_array().map_or("–".to_owned(), |found| found.len().to_string()),
     ])
 }
 
@@ -150,6 +154,7 @@ mod tests {
             "latency": {"connect": {"p99_ms": 21.84}, "send_to_ack": {"p99_ms": 7.84}, "send_to_delivery": {"p99_ms": 7.91}, "scenario": null},
             "server": {"rss_per_connection_bytes": 7680.0, "cpu_seconds_per_million_deliveries": 31.712},
             "machine": {"idle_share_measured": 0.124},
+            "problems": ["deliveries broke the guarantee: 3 lost, 1 duplicated, 2 out of order, 5 never arrived"],
         });
         std::fs::write(dir.join("ack-latency.json"), report.to_string()).expect("write");
         std::fs::write(dir.join("other.json"), "{\"pids\": []}").expect("write");
@@ -170,15 +175,18 @@ mod tests {
                 "–",
                 "7.50",
                 "31.71",
-                "12"
+                "12",
+                "1"
             ]
         );
         assert!(read(&dir.join("other.json"), false).is_none());
-        // A report from before the count says so, not zero.
+        // A report from before the counts says so, not zero.
         let mut older = report.clone();
         older["counters"].as_object_mut().expect("counters").remove("never_arrived");
+        older.as_object_mut().expect("report").remove("problems");
         std::fs::write(dir.join("older.json"), older.to_string()).expect("write");
-        assert_eq!(read(&dir.join("older.json"), false).expect("a report")[6], "–");
+        let row_of_older = read(&dir.join("older.json"), false).expect("a report");
+        assert_eq!((row_of_older[6].as_str(), row_of_older[14].as_str()), ("–", "–"));
         let printed = table(&[HEADER.map(str::to_owned).to_vec(), row]);
         let lines: Vec<&str> = printed.lines().collect();
         assert_eq!(lines.len(), 2);
