@@ -78,7 +78,7 @@ pub async fn run(spec: AgentSpec) -> anyhow::Result<()> {
             if let Ok(connection) = &opened {
                 state.connected(connection.opened_in);
                 if let Some(user) = silent {
-                    state.went_silent(user, connection.welcomed_at_us);
+                    state.went_silent(user, connection.welcomed_at_us, connection.started_at_us);
                 }
             }
             opened

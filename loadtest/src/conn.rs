@@ -46,6 +46,9 @@ pub struct Connection {
     /// heartbeat deadline starts: the welcome's `serverTime`, kept between
     /// the connect and the welcome's arrival on this host's clock.
     pub welcomed_at_us: u64,
+    /// When the TCP connect began (µs since the epoch): the server's
+    /// heartbeat deadline cannot start before it.
+    pub started_at_us: u64,
     pub orders: mpsc::Sender<Order>,
     /// Ends with what the next connection of the same client carries on
     /// from.
@@ -158,7 +161,7 @@ pub async fn open(
             }
         }
     });
-    Ok(Connection { user, opened_in, welcomed_at_us, orders, served })
+    Ok(Connection { user, opened_in, welcomed_at_us, started_at_us, orders, served })
 }
 
 /// How long a connection may take from its TCP connect to its `welcome`.

@@ -64,7 +64,7 @@ pub struct AgentState {
     offline_lag: Mutex<Histogram<u64>>,
     timeline: Mutex<BTreeMap<u64, Second>>,
     /// Silent scenario: when each silent user was welcomed (µs since epoch).
-    silent_since: Mutex<HashMap<String, u64>>,
+    silent_since: Mutex<HashMap<String, (u64, u64)>>,
     connect_error: Mutex<Option<String>>,
     pub heartbeat_timeout_us: u64,
     /// Reconnect scenario: when the storm began.
@@ -128,9 +128,13 @@ impl AgentState {
     /// co-members' `offline` is awaited. The server's deadline runs from
     /// its welcome, not from the connect attempt, which in a connect burst
     /// came seconds before and made every `offline` look that much later.
-    pub fn went_silent(&self, user: String, since_us: u64) {
+    /// `earliest_us`: when the connection began. The server's deadline
+    /// cannot start before it, so an `offline` before it plus the timeout
+    /// came early for certain, whatever the resolution of the welcome's
+    /// time (milliseconds) or the moment it stands for.
+    pub fn went_silent(&self, user: String, since_us: u64, earliest_us: u64) {
         self.n.silent.fetch_add(1, Ordering::Relaxed);
-        self.silent_since.lock().unwrap_or_else(|e| e.into_inner()).insert(user, since_us);
+        self.silent_since.lock().unwrap_or_else(|e| e.into_inner()).insert(user, (since_us, earliest_us));
     }
 
     /// The measured phase begins (`go`) or ends (`stop`). Rates count only
@@ -264,14 +268,13 @@ impl AgentState {
                     .user_id
                     .as_deref()
                     .and_then(|u| self.silent_since.lock().unwrap_or_else(|e| e.into_inner()).remove(u));
-                if let Some(since) = silent {
+                if let Some((since, earliest)) = silent {
                     self.n.silent_offline.fetch_add(1, Ordering::Relaxed);
-                    // How long past its deadline the silent client's offline came.
-                    let deadline = since + self.heartbeat_timeout_us;
-                    if now < deadline {
+                    if now < earliest + self.heartbeat_timeout_us {
                         self.n.silent_offline_early.fetch_add(1, Ordering::Relaxed);
                     }
-                    let past = now.saturating_sub(deadline);
+                    // How long past its deadline the silent client's offline came.
+                    let past = now.saturating_sub(since + self.heartbeat_timeout_us);
                     let _ = self.scenario.lock().unwrap_or_else(|e| e.into_inner()).record(past.max(1));
                 }
             }
@@ -388,8 +391,9 @@ mod tests {
     fn an_offline_before_the_heartbeat_deadline_is_counted_early() {
         let state = AgentState::new(10_000, false, 30_000, "u".into());
         let behaviour = Behaviour { ping: true, mark: false };
-        state.went_silent("u1".into(), now_us());
-        state.went_silent("u2".into(), now_us() - 31_000_000);
+        state.went_silent("u1".into(), now_us(), now_us() - 10_000);
+        // Welcomed later than its deadline allows, but connected in time.
+        state.went_silent("u2".into(), now_us(), now_us() - 31_000_000);
         for user in ["u1", "u2"] {
             let text = format!(r#"{{"type":"offline","userId":"{user}"}}"#);
             let frame = Incoming::parse(&text).expect("parsed");
