@@ -332,6 +332,11 @@ fn print_summary(plan: &Plan, r: &Value, problems: &[String]) {
             r["connect_rate_per_second"].as_f64().unwrap_or(0.0)
         ),
     );
+    if plan.scenario.measures_deliveries() {
+        // Beside what was sent: a run that could not keep its rate (its
+        // clients disconnected a while, or short of the CPU) shows it.
+        row("messages/s offered, over seconds", format!("{}, {}", plan.rate, plan.duration));
+    }
     row("sent / acked / errors", format!("{} / {} / {}", c["sent"], c["acked"], c["errors"]));
     if plan.scenario == Scenario::Receipts {
         row("marks acked (dlvrd + read)", format!("{}", c["marks_acked"]));
