@@ -253,10 +253,7 @@ impl Cursors {
 
     pub fn begin_sync(&mut self, chats: &[ChatId]) {
         self.first_frame_sync |= self.holding_all;
-        let holding = &mut self.holds.get_or_insert_with(Box::default).holding;
-        for chat in chats {
-            *holding.entry(*chat).or_default() += 1;
-        }
+        self.hold_chats(chats);
     }
 
     /// Ends the sync of `all`: the last id sent per chat of `synced` (at
@@ -267,16 +264,7 @@ impl Cursors {
         synced: &[(ChatId, EventId)],
     ) -> (Vec<(ChatId, EventId)>, Vec<Arc<RenderedEvent>>) {
         let synced = synced.iter().map(|&(chat, from)| (chat, self.last_sent(chat).max(from))).collect();
-        if let Some(holds) = self.holds.as_mut() {
-            for chat in all {
-                if let Entry::Occupied(mut syncs) = holds.holding.entry(*chat) {
-                    *syncs.get_mut() -= 1;
-                    if *syncs.get() == 0 {
-                        syncs.remove();
-                    }
-                }
-            }
-        }
+        self.unhold_chats(all);
         self.holding_all = false;
         (synced, self.take_released())
     }
@@ -286,24 +274,39 @@ impl Cursors {
     /// hold the chat's live events until those are replayed. Unlike a
     /// client's `sync`, this leaves the connect hold as it is.
     pub fn begin_catch_up(&mut self, chat: ChatId) {
-        *self.holds.get_or_insert_with(Box::default).holding.entry(chat).or_default() += 1;
+        self.hold_chats(&[chat]);
     }
 
     /// The catch-up of `chat` is replayed: the held events to write next.
     /// None while the connect hold lasts, which releases them itself.
     pub fn end_catch_up(&mut self, chat: ChatId) -> Vec<Arc<RenderedEvent>> {
-        if let Some(holds) = self.holds.as_mut() {
-            if let Entry::Occupied(mut catch_ups) = holds.holding.entry(chat) {
-                *catch_ups.get_mut() -= 1;
-                if *catch_ups.get() == 0 {
-                    catch_ups.remove();
-                }
-            }
-        }
+        self.unhold_chats(&[chat]);
         if self.holding_all {
             return Vec::new();
         }
         self.take_released()
+    }
+
+    /// One more sync or catch-up holds each of `chats`.
+    fn hold_chats(&mut self, chats: &[ChatId]) {
+        let holding = &mut self.holds.get_or_insert_with(Box::default).holding;
+        for chat in chats {
+            *holding.entry(*chat).or_default() += 1;
+        }
+    }
+
+    /// One sync or catch-up of each of `chats` has ended; a chat none
+    /// holds any more flows again.
+    fn unhold_chats(&mut self, chats: &[ChatId]) {
+        let Some(holds) = self.holds.as_mut() else { return };
+        for chat in chats {
+            if let Entry::Occupied(mut holders) = holds.holding.entry(*chat) {
+                *holders.get_mut() -= 1;
+                if *holders.get() == 0 {
+                    holders.remove();
+                }
+            }
+        }
     }
 
     /// Stops holding everything held since connect; returns it.
