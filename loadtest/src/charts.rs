@@ -117,12 +117,31 @@ fn slowest_ack(path: &str, timeline: &BTreeMap<u64, Second>, labels: bool) -> an
     let top = timeline.values().map(ms).fold(1.0, f64::max);
     let mut chart = over_time(&root, "slowest send→ack of each second", "ms", timeline, top, labels)?;
     let color = Palette99::pick(1).to_rgba();
-    let points: Vec<(u64, f64)> = timeline.iter().filter(|(_, t)| t.acked > 0).map(|(s, t)| (*s, ms(t))).collect();
-    let drawn = chart.draw_series(LineSeries::new(points, color.stroke_width(2)))?;
-    if labels {
-        drawn.label("slowest send→ack").legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+    // A line through seconds without acks would draw a slowest ack that
+    // no ack had: each stretch of seconds with acks is drawn apart, and a
+    // lone second as a dot.
+    let stretches = stretches_with_acks(timeline);
+    for (i, stretch) in stretches.iter().enumerate() {
+        let points: Vec<(u64, f64)> = stretch.iter().map(|s| (*s, ms(&timeline[s]))).collect();
+        chart.draw_series(points.iter().map(|p| Circle::new(*p, 2, color.filled())))?;
+        let drawn = chart.draw_series(LineSeries::new(points, color.stroke_width(2)))?;
+        if labels && i == 0 {
+            drawn.label("slowest send→ack").legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+        }
     }
     finish(chart, root, labels)
+}
+
+/// The seconds with acks, in runs of consecutive seconds.
+fn stretches_with_acks(timeline: &BTreeMap<u64, Second>) -> Vec<Vec<u64>> {
+    let mut stretches: Vec<Vec<u64>> = Vec::new();
+    for (second, _) in timeline.iter().filter(|(_, t)| t.acked > 0) {
+        match stretches.last_mut() {
+            Some(stretch) if stretch.last().map(|last| last + 1) == Some(*second) => stretch.push(*second),
+            _ => stretches.push(vec![*second]),
+        }
+    }
+    stretches
 }
 
 /// A white chart with the run's seconds across and 0 to a tenth above
@@ -168,6 +187,22 @@ fn finish<'a, X: Ranged, Y: Ranged>(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
+    use crate::stats::Second;
+
+    /// Seconds without acks (the server paused, say) break the line rather
+    /// than being drawn through, and the timeline's missing seconds too.
+    #[test]
+    fn seconds_without_acks_split_the_slowest_ack_line() {
+        let acked = |acked| Second { acked, slowest_ack_us: 1_000, ..Default::default() };
+        let timeline: BTreeMap<u64, Second> =
+            [(0, acked(0)), (1, acked(5)), (2, acked(3)), (3, acked(0)), (4, acked(1)), (6, acked(2)), (7, acked(2))]
+                .into_iter()
+                .collect();
+        assert_eq!(super::stretches_with_acks(&timeline), vec![vec![1, 2], vec![4], vec![6, 7]]);
+    }
+
     #[test]
     fn percentiles_are_labelled_as_people_write_them() {
         let labels: Vec<String> = [0.0, 1.0, 2.0, 3.0, 4.0].into_iter().map(super::percentile_label).collect();
