@@ -102,6 +102,10 @@ pub async fn open(
     let served = tokio::spawn(async move {
         let (mut tx, mut rx) = ws.split();
         let mut outbox = Outbox::default();
+        // What the server's Close frame said, if one came: 1006 (RFC 6455
+        // 7.1.5) when the connection ended without one, 1005 when it
+        // carried no code.
+        let mut close_code = None;
         let mut ping = tokio::time::interval(Duration::from_millis(state.ping_ms));
         ping.tick().await;
         loop {
@@ -119,9 +123,12 @@ pub async fn open(
                             }
                         }
                     }
+                    Some(Ok(Message::Close(frame))) => {
+                        close_code = Some(frame.map_or(1005, |f| u16::from(f.code)));
+                    }
                     Some(Ok(_)) => {}
                     _ => {
-                        state.disconnected();
+                        state.disconnected(close_code.unwrap_or(1006));
                         return leftover(outbox, &mut inbox, seen);
                     }
                 },
@@ -136,7 +143,7 @@ pub async fn open(
                             }
                         }
                         if tx.send(Message::text(frame.to_string())).await.is_err() {
-                            state.disconnected();
+                            state.disconnected(close_code.unwrap_or(1006));
                             return leftover(outbox, &mut inbox, seen);
                         }
                     }

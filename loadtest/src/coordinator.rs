@@ -197,8 +197,8 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
 }
 
 /// Waits, showing progress, until what was in flight at `stop` has
-/// arrived: every send answered, every sync answered and every delivery
-/// the acked messages owe received. Gives up once nothing has moved for
+/// arrived: every send, sync and mark answered, every delivery the acked
+/// messages owe and every event the acked marks owe received. Gives up once nothing has moved for
 /// 10 s (what is missing then is counted lost), or after 5 minutes.
 ///
 /// Why exact: ending on a quiet second (as the agents did) cut off a
@@ -226,15 +226,30 @@ async fn settle(plan: &Plan, shared: &Mutex<Shared>, stop: &Stop) {
         let synced = now.synced + now.syncs_failed;
         let syncs =
             if now.syncs_asked > 0 { format!(", syncs answered {synced}/{}", now.syncs_asked) } else { String::new() };
+        let marks_answered = now.marks_acked + now.marks_failed;
+        let expected_marks = report::expected_mark_events(plan, now.marks_acked);
+        let marks = if now.marks_sent > 0 {
+            format!(
+                ", marks answered {marks_answered}/{}, mark events {}/{expected_marks}",
+                now.marks_sent, now.mark_events
+            )
+        } else {
+            String::new()
+        };
         settling.set_message(format!(
-            "sends answered {answered}/{}{syncs}, deliveries {}/{expected}",
+            "sends answered {answered}/{}{syncs}, deliveries {}/{expected}{marks}",
             now.sent, now.deliveries
         ));
         settling.tick();
-        if answered >= now.sent && synced >= now.syncs_asked && now.deliveries >= expected {
+        if answered >= now.sent
+            && synced >= now.syncs_asked
+            && now.deliveries >= expected
+            && marks_answered >= now.marks_sent
+            && now.mark_events >= expected_marks
+        {
             break;
         }
-        let progress = (answered, synced, now.deliveries);
+        let progress = (answered, synced, now.deliveries, marks_answered, now.mark_events);
         if last != Some(progress) {
             (moved, last) = (Instant::now(), Some(progress));
         }

@@ -76,6 +76,18 @@ pub fn expected_deliveries(plan: &Plan, acked: u64) -> u64 {
     }
 }
 
+/// `dlvrd` and `read` events the run owes for `marks_acked` (receipts):
+/// each mark the scenario sends moves its member's mark, since messages
+/// arrive in order and each is marked once, and its event goes to every
+/// member's connection, the marker's too.
+pub fn expected_mark_events(plan: &Plan, marks_acked: u64) -> u64 {
+    if plan.scenario == Scenario::Receipts {
+        marks_acked * plan.group_size as u64
+    } else {
+        0
+    }
+}
+
 /// Deliveries owed that did not come: a duplicate does not make up for
 /// one lost (an audit saw 52 lost and 35 duplicated reported as 17 lost).
 fn lost_deliveries(expected: u64, c: &Counters) -> u64 {
@@ -104,6 +116,7 @@ pub fn write(plan: &Plan, results: Vec<AgentResult>, phases: Phases) -> anyhow::
     }
     let expected = expected_deliveries(plan, counters.acked);
     let lost = lost_deliveries(expected, &counters);
+    let expected_marks = expected_mark_events(plan, counters.marks_acked);
     let (baseline, connected, end) =
         (procstat::total(&phases.baseline), procstat::total(&phases.connected), procstat::total(&phases.end));
     // A process that exited reads as one that uses nothing.
@@ -158,6 +171,7 @@ pub fn write(plan: &Plan, results: Vec<AgentResult>, phases: Phases) -> anyhow::
         "problems": problems,
         "expected_deliveries": expected,
         "lost_deliveries": lost,
+        "expected_mark_events": expected_marks,
         "connect_seconds": phases.connect_seconds,
         "connect_rate_per_second": counters.connected as f64 / phases.connect_seconds.max(0.001),
         "measured_seconds": phases.measured_seconds,
@@ -247,7 +261,11 @@ fn problems(plan: &Plan, c: &Counters, lost: u64, phases: &Phases, connect_error
     }
     // Silent clients are meant to be closed by the server.
     if c.disconnects > 0 && plan.scenario != Scenario::Silent {
-        found.push(format!("the server closed or lost {} connection(s) during the run", c.disconnects));
+        found.push(format!(
+            "the server closed or lost {} connection(s) during the run ({})",
+            c.disconnects,
+            close_codes(&c.closes)
+        ));
     }
     // Counted only in what was answered: a send with neither ack nor
     // error is owed no delivery and timed nowhere, so it would leave the
@@ -276,6 +294,20 @@ fn problems(plan: &Plan, c: &Counters, lost: u64, phases: &Phases, connect_error
             c.duplicates, c.out_of_order
         ));
     }
+    let marks_unanswered = c.marks_sent.saturating_sub(c.marks_acked + c.marks_failed);
+    if marks_unanswered > 0 || c.marks_failed > 0 {
+        found.push(format!(
+            "of {} marks (dlvrd, read) sent, {} were refused and {marks_unanswered} never answered",
+            c.marks_sent, c.marks_failed
+        ));
+    }
+    let marks_missing = expected_mark_events(plan, c.marks_acked).saturating_sub(c.mark_events);
+    if marks_missing > 0 {
+        found.push(format!(
+            "{marks_missing} of the {} dlvrd and read events the acked marks owe never arrived",
+            expected_mark_events(plan, c.marks_acked)
+        ));
+    }
     if c.silent_offline_early > 0 {
         found.push(format!(
             "{} silent clients' offline came before their deadline, timed as 0 (is the server's \
@@ -293,6 +325,22 @@ fn problems(plan: &Plan, c: &Counters, lost: u64, phases: &Phases, connect_error
         ));
     }
     found
+}
+
+/// The close codes of connections the server closed or lost, as
+/// `4001: 3, 1006 (no Close frame): 1`.
+fn close_codes(closes: &BTreeMap<String, u64>) -> String {
+    let name = |code: &str| match code {
+        "1005" => "1005 (no code)".to_owned(),
+        "1006" => "1006 (no Close frame)".to_owned(),
+        code => code.to_owned(),
+    };
+    let codes: Vec<String> = closes.iter().map(|(code, n)| format!("{}: {n}", name(code))).collect();
+    if codes.is_empty() {
+        "close codes not counted".to_owned()
+    } else {
+        format!("close codes {}", codes.join(", "))
+    }
 }
 
 /// `println!` that does not panic when stdout has closed (a `| tee` ended
@@ -319,7 +367,8 @@ fn print_summary(plan: &Plan, r: &Value, problems: &[String]) {
         row("reconnected during the run", format!("{}", c["reconnected"]));
     }
     if c["disconnects"].as_u64().unwrap_or(0) > 0 {
-        row("closed or lost by the server", format!("{}", c["disconnects"]));
+        let closes = serde_json::from_value(c["closes"].clone()).unwrap_or_default();
+        row("closed or lost by the server", format!("{} ({})", c["disconnects"], close_codes(&closes)));
     }
     if plan.scenario == Scenario::Silent {
         row("silent clients / offline seen", format!("{} / {}", c["silent"], c["silent_offline"]));
@@ -339,7 +388,11 @@ fn print_summary(plan: &Plan, r: &Value, problems: &[String]) {
     }
     row("sent / acked / errors", format!("{} / {} / {}", c["sent"], c["acked"], c["errors"]));
     if plan.scenario == Scenario::Receipts {
-        row("marks acked (dlvrd + read)", format!("{}", c["marks_acked"]));
+        row(
+            "marks sent / acked / refused",
+            format!("{} / {} / {}", c["marks_sent"], c["marks_acked"], c["marks_failed"]),
+        );
+        row("mark events (expected)", format!("{} ({})", c["mark_events"], r["expected_mark_events"]));
     }
     let rate_limited = c["rate_limited"].as_u64().unwrap_or(0);
     if rate_limited > 0 {
@@ -458,6 +511,16 @@ fn print_summary(plan: &Plan, r: &Value, problems: &[String]) {
 mod tests {
     use super::*;
 
+    /// A plan as `loadtest run ARGS...` makes it.
+    fn plan(args: &[&str]) -> Plan {
+        #[derive(clap::Parser)]
+        struct Args {
+            #[command(flatten)]
+            plan: Plan,
+        }
+        <Args as clap::Parser>::parse_from(std::iter::once("run").chain(args.iter().copied())).plan
+    }
+
     /// Duplicates are counted apart: they make up for no delivery lost.
     #[test]
     fn a_duplicate_does_not_make_up_for_a_lost_delivery() {
@@ -467,16 +530,27 @@ mod tests {
         assert_eq!(lost_deliveries(10_030, &whole), 0);
     }
 
+    /// A run the server cut connections of says how: a slow consumer's
+    /// 4001 is not a crash's missing Close frame.
+    #[test]
+    fn connections_the_server_closed_are_named_by_close_code() {
+        let plan = plan(&["idle"]);
+        let counters = Counters {
+            disconnects: 4,
+            closes: [("4001".into(), 3), ("1006".into(), 1)].into_iter().collect(),
+            ..Counters::default()
+        };
+        assert_eq!(
+            problems(&plan, &counters, 0, &Phases::default(), None),
+            vec!["the server closed or lost 4 connection(s) during the run (close codes 1006 (no Close frame): 1, 4001: 3)"]
+        );
+    }
+
     /// Sends with neither an ack nor an error are owed no delivery and
     /// timed nowhere: the run names them rather than ending clean.
     #[test]
     fn sends_never_answered_make_the_run_fail() {
-        #[derive(clap::Parser)]
-        struct Args {
-            #[command(flatten)]
-            plan: Plan,
-        }
-        let plan = <Args as clap::Parser>::parse_from(["run", "fanout", "--group-size", "10"]).plan;
+        let plan = plan(&["fanout", "--group-size", "10"]);
         let answered =
             Counters { sent: 100, acked: 100, acked_in_phase: 100, deliveries: 1_000, ..Counters::default() };
         assert!(problems(&plan, &answered, 0, &Phases::default(), None).is_empty());

@@ -42,7 +42,10 @@ struct Atomics {
     measuring: AtomicBool,
     acked_in_phase: AtomicU64,
     deliveries_in_phase: AtomicU64,
+    marks_sent: AtomicU64,
     marks_acked: AtomicU64,
+    marks_failed: AtomicU64,
+    mark_events: AtomicU64,
     presence_events: AtomicU64,
     presence_in_phase: AtomicU64,
     synced: AtomicU64,
@@ -66,6 +69,8 @@ pub struct AgentState {
     /// Silent scenario: when each silent user was welcomed (µs since epoch).
     silent_since: Mutex<HashMap<String, (u64, u64)>>,
     connect_error: Mutex<Option<String>>,
+    /// Connections the server closed or lost, by close code.
+    closes: Mutex<BTreeMap<u16, u64>>,
     pub heartbeat_timeout_us: u64,
     /// Reconnect scenario: when the storm began.
     pub storm_at: Mutex<Option<Instant>>,
@@ -87,6 +92,7 @@ impl AgentState {
             timeline: Mutex::new(BTreeMap::new()),
             silent_since: Mutex::new(HashMap::new()),
             connect_error: Mutex::new(None),
+            closes: Mutex::new(BTreeMap::new()),
             heartbeat_timeout_us: heartbeat_timeout_ms * 1000,
             storm_at: Mutex::new(None),
         }
@@ -148,8 +154,11 @@ impl AgentState {
         self.n.measuring.load(Ordering::Relaxed)
     }
 
-    pub fn disconnected(&self) {
+    /// The server closed or lost a connection; `code` is its Close
+    /// frame's (1005: none given, 1006: no Close frame).
+    pub fn disconnected(&self, code: u16) {
         self.n.disconnects.fetch_add(1, Ordering::Relaxed);
+        *self.closes.lock().unwrap_or_else(|e| e.into_inner()).entry(code).or_default() += 1;
     }
 
     pub fn sent(&self) {
@@ -206,6 +215,7 @@ impl AgentState {
                         self.delivery.lock().unwrap_or_else(|e| e.into_inner()).record(now.saturating_sub(sent).max(1));
                 }
                 if behaviour.mark && !self.is_user(frame.user_id.as_deref(), user) {
+                    self.n.marks_sent.fetch_add(2, Ordering::Relaxed);
                     let (chat, message) = (frame.chat_id, frame.message_id);
                     return vec![
                         json!({"type": "dlvrd", "ref": "m", "chatId": chat, "messageId": message}),
@@ -213,7 +223,11 @@ impl AgentState {
                     ];
                 }
             }
-            "edit" | "delete" | "dlvrd" | "read" => self.check_order(frame, seen),
+            "dlvrd" | "read" => {
+                self.n.mark_events.fetch_add(1, Ordering::Relaxed);
+                self.check_order(frame, seen);
+            }
+            "edit" | "delete" => self.check_order(frame, seen),
             "ack" => match frame.reference.as_deref() {
                 Some("m") => {
                     self.n.marks_acked.fetch_add(1, Ordering::Relaxed);
@@ -249,6 +263,9 @@ impl AgentState {
             // weighs against what was sent before it ends a run.
             "error" if frame.reference.as_deref() == Some("sync") => {
                 self.n.syncs_failed.fetch_add(1, Ordering::Relaxed);
+            }
+            "error" if frame.reference.as_deref() == Some("m") => {
+                self.n.marks_failed.fetch_add(1, Ordering::Relaxed);
             }
             "error" => {
                 self.n.errors.fetch_add(1, Ordering::Relaxed);
@@ -331,7 +348,17 @@ impl AgentState {
             never_arrived: Some(get(&n.never_arrived)),
             acked_in_phase: get(&n.acked_in_phase),
             deliveries_in_phase: get(&n.deliveries_in_phase),
+            marks_sent: get(&n.marks_sent),
             marks_acked: get(&n.marks_acked),
+            marks_failed: get(&n.marks_failed),
+            mark_events: get(&n.mark_events),
+            closes: self
+                .closes
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .map(|(code, n)| (code.to_string(), *n))
+                .collect(),
             presence_events: get(&n.presence_events),
             presence_in_phase: get(&n.presence_in_phase),
             synced: get(&n.synced),

@@ -1,6 +1,8 @@
 //! What an agent measures, in a form that merges across agents: counters,
 //! HDR histograms (microseconds) and a per-second time series.
 
+use std::collections::BTreeMap;
+
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +23,13 @@ pub struct Counters {
     pub connect_failures: u64,
     /// Connections the server closed or lost, not the client.
     pub disconnects: u64,
+    /// The same, by the code of the server's Close frame: 1005 when it
+    /// gave none, 1006 when the connection ended without one (RFC 6455
+    /// 7.1.5). Keys are text: inside the tagged `AgentLine`, JSON map
+    /// keys could not come back as numbers. Empty in reports from before
+    /// it was counted (2026-12-07).
+    #[serde(default)]
+    pub closes: BTreeMap<String, u64>,
     /// Silent: clients that went silent, and those whose `offline` came.
     #[serde(default)]
     pub silent: u64,
@@ -62,7 +71,19 @@ pub struct Counters {
     pub acked_in_phase: u64,
     #[serde(default)]
     pub deliveries_in_phase: u64,
+    /// Receipts: `dlvrd` and `read` commands sent, acked, and refused;
+    /// and the `dlvrd` and `read` events received. Each mark the scenario
+    /// sends moves its member's mark (messages arrive in order, each is
+    /// marked once), so each acked one owes an event to every member.
+    /// Zero in reports from before they were counted (2026-12-07), but
+    /// the acks.
+    #[serde(default)]
+    pub marks_sent: u64,
     pub marks_acked: u64,
+    #[serde(default)]
+    pub marks_failed: u64,
+    #[serde(default)]
+    pub mark_events: u64,
     pub presence_events: u64,
     /// `online` and `offline` frames that arrived during the measured
     /// phase: in a reconnect storm, nearly all the frames the server
@@ -103,7 +124,13 @@ impl Counters {
         };
         self.acked_in_phase += o.acked_in_phase;
         self.deliveries_in_phase += o.deliveries_in_phase;
+        self.marks_sent += o.marks_sent;
         self.marks_acked += o.marks_acked;
+        self.marks_failed += o.marks_failed;
+        self.mark_events += o.mark_events;
+        for (code, n) in &o.closes {
+            *self.closes.entry(code.clone()).or_default() += n;
+        }
         self.presence_events += o.presence_events;
         self.presence_in_phase += o.presence_in_phase;
         self.synced += o.synced;

@@ -35,6 +35,8 @@ async fn a_silent_run_counts_the_offlines_that_came() {
     let (report, _) = common::run(&quick, &[&args[..], &["--heartbeat-timeout-ms", "2000"]].concat()).await;
     let counters = &report["counters"];
     assert_eq!((&counters["silent"], &counters["silent_offline"]), (&18.into(), &18.into()), "{counters}");
+    // Closed by the heartbeat, with its code (4000).
+    assert_eq!(counters["closes"], serde_json::json!({"4000": 18}), "{counters}");
 
     let slow = common::gateway(|_| {}).await;
     let (said, report) = common::run_failing(&slow, &[&args[..], &["--heartbeat-timeout-ms", "2000"]].concat()).await;

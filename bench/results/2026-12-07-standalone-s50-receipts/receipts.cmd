@@ -1,0 +1,1 @@
+SERVER_BIN=target/release target/release/loadtest run receipts --connections 2000 --group-size 10 --rate 500 --duration 20 --ws-url ws://127.0.0.1:28912/ws --http-url http://127.0.0.1:28912 --data-dir /tmp/tmp.GKMFq258O7 --server-pid 10775 --report bench/results/2026-12-07-standalone-s50-receipts/receipts.json --charts bench/results/2026-12-07-standalone-s50-receipts/receipts
