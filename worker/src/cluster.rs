@@ -198,7 +198,17 @@ impl Worker {
                     }
                 }
                 None => {
-                    let _: () = redis.srem(self.keys.workers(), &worker).await?;
+                    // Only the worker whose removal took it out says so:
+                    // the others find it gone.
+                    let removed: i64 = redis.srem(self.keys.workers(), &worker).await?;
+                    if removed > 0 && worker != self.id {
+                        metrics::counter!("chat_workers_lapsed_total").increment(1);
+                        tracing::warn!(
+                            worker = %worker,
+                            "a worker stopped renewing its liveness without leaving (killed, or stalled past \
+                             the lease); the shards it held are taken over as their leases lapse"
+                        );
+                    }
                 }
             }
         }

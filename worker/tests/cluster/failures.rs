@@ -72,6 +72,12 @@ async fn a_worker_killed_mid_burst_loses_and_duplicates_nothing() {
     };
     assert!(!cluster.workers[victim].is_running(), "the owner was killed mid-burst");
     assert_ne!(cluster.shard_owner(chat).await, owner, "another worker took the shard over");
+    // The survivor says which worker died, where before only its taking
+    // the shards over showed, as an info line per shard.
+    let survivor = &cluster.workers[1 - victim];
+    cluster.wait_for_log(survivor, "stopped renewing its liveness without leaving").await;
+    assert!(survivor.log().contains(&format!("worker={owner}")), "names the dead worker: {}", survivor.log());
+    cluster.wait_for_metric_at(cluster.worker_admin_ports[1 - victim], "chat_workers_lapsed_total 1").await;
     let ids: HashSet<i64> = acked.values().copied().collect();
     assert_eq!(ids, (1..=1000).collect::<HashSet<i64>>(), "1000 messages, each stored once, ids without gaps");
 
