@@ -447,7 +447,11 @@ impl Hub {
         let (shown, follow) = self.membership_changed(local, chat, action);
         let frame = Arc::new(render(shown));
         local.each_connection(|c| {
-            let _ = c.push(Outbound::Frame(frame.clone()));
+            let item = match shown {
+                ChatAction::Deleted => Outbound::Left(frame.clone(), chat),
+                ChatAction::Created | ChatAction::Updated => Outbound::Frame(frame.clone()),
+            };
+            let _ = c.push(item);
         });
         if follow {
             self.subscribe(local, chat, last_event_id, Start::CatchUp);

@@ -153,6 +153,10 @@ impl Writer<'_> {
                 return Encoded::Flush;
             }
             Outbound::Frame(frame) => self.text(frame.kind, &frame.bytes),
+            Outbound::Left(frame, chat) => {
+                handle.write_state().cursors.forget(chat);
+                return self.step(Outbound::Frame(frame));
+            }
             Outbound::Event(event) => {
                 // The queue's limits, read here rather than kept in every
                 // connection's writer.

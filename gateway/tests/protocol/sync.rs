@@ -208,3 +208,39 @@ async fn a_first_sync_naming_no_chats_is_acked_and_live_events_follow() {
     let new = bob.recv_type("new").await;
     assert_eq!((&new["chatId"], &new["message"]), (&json!(chat), &json!("hello")), "{new}");
 }
+
+/// A connection forgets what it wrote of a chat the user left: added back
+/// while the connection stays open, a `sync` of the chat from 0 replays
+/// the events it wrote before the removal too (protocol.md 4). Kept, the
+/// record of every chat a connection ever heard from stayed for its life.
+#[tokio::test]
+async fn a_member_added_back_syncs_on_the_same_connection_from_where_they_ask() {
+    let server = TestServer::start().await;
+    let chat = server.group("alice", &["bob"]).await;
+    let mut alice = server.connect("alice").await;
+    let mut bob = server.connect("bob").await;
+    alice.send_message(chat, "c1", "before").await;
+    assert_eq!(bob.recv_type("new").await["message"], "before");
+
+    let members = format!("/v1/chats/{chat}/members");
+    let (status, _) = server.call("DELETE", "alice", &format!("{members}/bob"), None).await;
+    assert_eq!(status, 204);
+    assert_eq!(bob.recv_type("chats").await["action"], "deleted");
+    alice.send_message(chat, "c2", "while out").await;
+    let (status, _) = server.call("POST", "alice", &members, Some(json!({"userId": "bob"}))).await;
+    assert_eq!(status, 204);
+    assert_eq!(bob.recv_type("chats").await["action"], "created");
+
+    bob.send(json!({"type": "sync", "ref": "s", "since": {chat.to_string(): 0}})).await;
+    let mut replayed = Vec::new();
+    loop {
+        let frame = bob.recv().await;
+        if frame["type"] == "ack" && frame["ref"] == "s" {
+            break;
+        }
+        if frame["type"] == "new" {
+            replayed.push(frame["message"].as_str().expect("text").to_owned());
+        }
+    }
+    assert_eq!(replayed, ["before", "while out"], "every event after 0, the one written before the removal too");
+}
