@@ -197,9 +197,10 @@ pub async fn run(plan: Plan) -> anyhow::Result<()> {
 }
 
 /// Waits, showing progress, until what was in flight at `stop` has
-/// arrived: every send, sync and mark answered, every delivery the acked
-/// messages owe and every event the acked marks owe received. Gives up once nothing has moved for
-/// 10 s (what is missing then is counted lost), or after 5 minutes.
+/// arrived: every send, sync and mark answered, and every delivery the
+/// acked messages owe and every event the acked marks owe received. Gives
+/// up once nothing has moved for 10 s (what is missing then is counted
+/// lost), or after 5 minutes.
 ///
 /// Why exact: ending on a quiet second (as the agents did) cut off a
 /// storm's late deliveries when the server paused for more than that,

@@ -301,11 +301,11 @@ fn problems(plan: &Plan, c: &Counters, lost: u64, phases: &Phases, connect_error
             c.marks_sent, c.marks_failed
         ));
     }
-    let marks_missing = expected_mark_events(plan, c.marks_acked).saturating_sub(c.mark_events);
+    let marks_owed = expected_mark_events(plan, c.marks_acked);
+    let marks_missing = marks_owed.saturating_sub(c.mark_events);
     if marks_missing > 0 {
         found.push(format!(
-            "{marks_missing} of the {} dlvrd and read events the acked marks owe never arrived",
-            expected_mark_events(plan, c.marks_acked)
+            "{marks_missing} of the {marks_owed} dlvrd and read events the acked marks owe never arrived"
         ));
     }
     if c.silent_offline_early > 0 {
