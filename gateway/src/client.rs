@@ -243,6 +243,7 @@ fn close_reason(code: Option<u16>) -> &'static str {
         Some(close::HEARTBEAT_TIMEOUT) => "heartbeat",
         Some(close::SLOW_CONSUMER) => "slow",
         Some(close::TOKEN_EXPIRED) => "token_expired",
+        Some(close::CHATS_CHANGED) => "chats_changed",
         Some(close::SERVICE_RESTART) | Some(close::GOING_AWAY) => "drain",
         Some(close::MESSAGE_TOO_BIG) => "too_big",
         Some(close::PROTOCOL_ERROR) | Some(close::INVALID_PAYLOAD) => "protocol_error",

@@ -152,6 +152,15 @@ impl LocalUser {
         }
     }
 
+    /// Closes every connection of the user here with `code`, each once the
+    /// frames queued before it are written.
+    fn close_after_queued(&self, code: u16) {
+        self.each_connection(|c| {
+            // Refused: the connection is closing already, with its own code.
+            let _ = c.push(Outbound::Close(code, crate::writer::close_text(code)));
+        });
+    }
+
     fn each_connection(&self, mut f: impl FnMut(&Arc<ClientHandle>)) {
         for c in lock(&self.connections).iter() {
             f(c);

@@ -368,11 +368,12 @@ fn append_text_head(out: &mut Vec<u8>, len: usize) {
     }
 }
 
-fn close_text(code: u16) -> &'static str {
+pub(crate) fn close_text(code: u16) -> &'static str {
     match code {
         close::HEARTBEAT_TIMEOUT => "heartbeat timeout",
         close::SLOW_CONSUMER => "slow consumer",
         close::TOKEN_EXPIRED => "token expired",
+        close::CHATS_CHANGED => "chats changed; reconnect",
         close::MESSAGE_TOO_BIG => "frame too large",
         close::GOING_AWAY => "server going away",
         close::SERVICE_RESTART => "server restarting; reconnect",

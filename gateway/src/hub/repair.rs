@@ -15,15 +15,19 @@
 //! read may predate it. Such a user is read again, a few times at most.
 //! One heard from the reconnect until a minute after the read is checked
 //! against the store first, as after a first load (`hub::overtaken`).
-//! No frame is sent for a repaired membership: the `chats` frame owed for
-//! it carries a view of the chat this node cannot rebuild (a removed
-//! member's last one); a client learns of it from its next chat list, as
-//! after any reconnect.
+//! The `chats` frame owed for a repaired membership carries a view of the
+//! chat this node cannot rebuild (a removed member's last one, or a
+//! deleted chat's), and a client keeps its chat list from those frames
+//! while connected: left unsaid, a removal or an addition stayed unknown
+//! to the open connection until its next reconnect. So the user's
+//! connections here are closed with 4003 (`CHATS_CHANGED`), after what is
+//! queued for them, and the client's reconnect reads the chat list.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use shared::model::ChatId;
+use shared::protocol::close;
 use shared::store::within;
 use shared::sync::lock;
 
@@ -158,8 +162,9 @@ impl Hub {
                     user = user.id,
                     followed = followed.len(),
                     dropped = dropped.len(),
-                    "memberships repaired after a reconnect"
+                    "memberships repaired after a reconnect; closing the user's connections here (4003)"
                 );
+                user.close_after_queued(close::CHATS_CHANGED);
             }
         }
         moved

@@ -9,6 +9,10 @@ pub const SLOW_CONSUMER: u16 = 4001;
 /// The token the connection was opened with has passed its `exp`:
 /// reconnect with a fresh token, then `sync`.
 pub const TOKEN_EXPIRED: u16 = 4002;
+/// The user's chats changed while the node could not hear it (Redis
+/// restarted or the subscription dropped), so the `chats` frames owed for
+/// those changes never came: reconnect, `sync`, and read the chat list.
+pub const CHATS_CHANGED: u16 = 4003;
 /// A frame or a fragmented message over the 64 KiB frame limit.
 pub const MESSAGE_TOO_BIG: u16 = 1009;
 /// The server is going away without a drain (it could not load the

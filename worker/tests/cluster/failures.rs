@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use testkit::client::Client;
+use testkit::client::{Client, Ended};
 
 use crate::harness::{Cluster, Options};
 
@@ -293,7 +293,7 @@ async fn a_silent_postgres_gets_timely_errors_and_the_gateway_recovers() {
     let (status, body) = listing.expect("the REST read answered while the database was silent");
     assert_eq!((status, &body["code"]), (503, &json!("internal")), "{body}");
     let ended = connecting.expect("the connections were closed while the database was silent");
-    let going_away = testkit::client::Ended::Closed(1001);
+    let going_away = Ended::Closed(1001);
     assert_eq!(ended, (going_away, going_away), "closed as going away, for the client to reconnect");
     let (_, metrics) = cluster.text(cluster.gateways[0].port, "/metrics").await;
     let timeouts = metrics
@@ -591,27 +591,36 @@ async fn an_entry_with_a_field_name_that_is_not_text_holds_nothing_up() {
     assert_eq!(ack["messageId"], 1, "{ack}");
 }
 
-/// A member removed while Redis was down: the removal's `chats` event could
-/// not be published, so the gateway holding the member never heard of it.
-/// Once its subscription is back, it reads its users' chats again and stops
-/// delivering the chat's events to the removed member; before, bob went on
-/// receiving the group's messages until all his connections closed.
+/// A member removed, and one added, while Redis was down: the changes'
+/// `chats` events could not be published, so the gateway holding the
+/// members never heard of them. Once its subscription is back, it reads
+/// its users' chats again, stops delivering the chat's events to the
+/// removed member, and closes both members' connections there with 4003,
+/// since neither got the `chats` frame it was owed: before, bob went on
+/// receiving the group's messages until all his connections closed, and
+/// later dave received a chat his client was never told he had joined.
 #[tokio::test]
-async fn a_removal_announced_while_redis_was_down_is_repaired_after_it() {
+async fn memberships_changed_while_redis_was_down_are_repaired_after_it() {
     let mut cluster = Cluster::start(Options { private_redis: true, ..Options::default() }, 1, 1).await;
     let chat = cluster.group(0, "alice", &["bob", "carol"]).await;
     let mut alice = cluster.connect(0, "alice").await;
     let mut bob = cluster.connect(0, "bob").await;
     let mut carol = cluster.connect(0, "carol").await;
+    let mut dave = cluster.connect(0, "dave").await;
     alice.send_message(chat, "before", "before the outage").await;
     assert_eq!(bob.recv_type("new").await["clientMessageId"], "before");
 
     cluster.redis.as_mut().expect("private redis").stop();
     let (status, body) = cluster.call(0, "DELETE", "alice", &format!("/v1/chats/{chat}/members/bob"), None).await;
     assert_eq!(status, 204, "stored, though not announced: {body}");
+    let (status, body) =
+        cluster.call(0, "POST", "alice", &format!("/v1/chats/{chat}/members"), Some(json!({"userId": "dave"}))).await;
+    assert_eq!(status, 204, "stored, though not announced: {body}");
     cluster.redis.as_mut().expect("private redis").start_again().expect("redis back");
     cluster.wait_for_log(&cluster.gateways[0].service, "memberships repaired after a reconnect").await;
 
+    assert_eq!(bob.ended().await, Ended::Closed(4003), "the removed member is told to reconnect");
+    assert_eq!(dave.ended().await, Ended::Closed(4003), "the added member is told to reconnect");
     let started = Instant::now();
     loop {
         let reply =
@@ -622,13 +631,17 @@ async fn a_removal_announced_while_redis_was_down_is_repaired_after_it() {
         assert!(started.elapsed() < Duration::from_secs(30), "no recovery: {reply}\n{}", cluster.logs());
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
+    // Carol's membership did not change: her connection stays open.
     while carol.recv_type("new").await["clientMessageId"] != "after" {}
-    // Carol and bob are on the same gateway: had bob still been among the
-    // chat's members there, he would have had it by the time carol did.
-    let heard = bob.drain().await;
-    assert!(heard.iter().all(|f| f["type"] != "new"), "the removed member heard the chat: {heard:?}");
+    let (_, list) = cluster.call(0, "GET", "dave", "/v1/chats", None).await;
+    assert!(list["chats"].as_array().expect("chats").iter().any(|c| c["id"] == chat), "{list}");
+    let mut dave = cluster.connect(0, "dave").await;
+    let synced = dave.request(json!({"type": "sync", "since": {chat.to_string(): 0}})).await;
+    assert_eq!(synced["synced"][chat.to_string()], json!(2), "both messages replayed: {synced}");
     let (_, metrics) = cluster.text(cluster.gateways[0].port, "/metrics").await;
     assert!(metrics.contains("chat_memberships_repaired_total{change=\"dropped\"} 1"), "{metrics}");
+    assert!(metrics.contains("chat_memberships_repaired_total{change=\"followed\"} 1"), "{metrics}");
+    assert!(metrics.contains("chat_connections_closed_total{reason=\"chats_changed\"} 2"), "{metrics}");
 }
 
 /// A command waiting for Redis's answer (here from a Redis gone silent,
