@@ -126,6 +126,12 @@ impl Node {
     /// `settings.database_url()`.
     pub async fn standalone(settings: Settings, secret: &[u8], metrics: Telemetry) -> anyhow::Result<Arc<Node>> {
         let store = Store::connect(&settings.database_url()).await?;
+        // A previous run that died with users online (kill -9, a power
+        // loss) recorded no departure for them.
+        let left_online = store.settle_left_online(shared::clock::now_ms()).await?;
+        if left_online > 0 {
+            tracing::info!(users = left_online, "recorded users a previous run left online as last seen now");
+        }
         let memory_broker = memory::MemoryBroker::new();
         let broker = Broker::Memory(memory_broker.clone());
         let (commands, command_rx) = memory::command_channel(settings.command_queue);

@@ -39,7 +39,7 @@ use dashmap::DashMap;
 use shared::bus::{Broker, Event};
 use shared::clock::now_ms;
 use shared::model::{ChatId, Millis, PresenceView};
-use shared::store::{within, Store};
+use shared::store::{within, PresenceChange, Store};
 use shared::sync::lock;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -237,22 +237,30 @@ impl Presence {
         }
     }
 
-    /// Persists the batch's last-seen times, looks up who to tell where
-    /// the transition did not bring it, and publishes: at most three
-    /// statements or round trips for the whole batch. Users whose chats
-    /// cannot be read are not announced; the rest still are.
+    /// Persists the batch's last-seen times (and standalone, who came
+    /// online), looks up who to tell where the transition did not bring
+    /// it, and publishes: at most three statements or round trips for the
+    /// whole batch. Users whose chats cannot be read are not announced;
+    /// the rest still are.
     async fn announce_batch(&self, store: &Store, broker: &Broker, batch: &[(String, Transition)]) {
-        let gone: Vec<(&str, Millis)> =
-            batch.iter().filter(|(_, t)| !t.online).map(|(user, t)| (user.as_str(), t.at)).collect();
-        match within(STORE_DEADLINE, store.set_last_seen_all(&gone)).await {
+        // Standalone's record of who is online outlives a process that
+        // dies without closing its connections (`Store::settle_left_online`);
+        // a cluster's is in Redis.
+        let standalone = self.cluster.is_none();
+        let changes: Vec<PresenceChange> = batch
+            .iter()
+            .filter(|(_, t)| !t.online || standalone)
+            .map(|(user, t)| PresenceChange { user, at: t.at, online: t.online })
+            .collect();
+        match within(STORE_DEADLINE, store.record_presence_all(&changes)).await {
             Ok(()) => {
-                for (user, at) in &gone {
-                    self.last_seen.remove_if(*user, |_, t| t == at);
+                for gone in changes.iter().filter(|c| !c.online) {
+                    self.last_seen.remove_if(gone.user, |_, t| *t == gone.at);
                 }
             }
             Err(e) => {
                 metrics::counter!("chat_database_errors_total").increment(1);
-                tracing::warn!(error = %e, users = gone.len(), "could not persist last seen")
+                tracing::warn!(error = %e, users = changes.len(), "could not persist last seen")
             }
         }
         let unknown: Vec<&(String, Transition)> = batch.iter().filter(|(_, t)| t.chats.is_none()).collect();

@@ -47,6 +47,7 @@ pub use commands::{Delivery, Outcome, Submitted};
 pub use deadline::within;
 pub use history::HistoryQuery;
 pub use migrations::{Migrated, Migration};
+pub use presence::PresenceChange;
 pub use purge::{Purged, PURGE_STEP};
 pub use replay::{PageRequest, SyncPage};
 pub use replay_bounds::{Bounds, BoundsRequest};

@@ -13,33 +13,61 @@ use super::placeholders::Placeholders;
 use super::{Backend, Store, StoreError};
 use crate::model::{ChatId, Millis, UserId};
 
+/// A user's presence change, as the store records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PresenceChange<'a> {
+    pub user: &'a str,
+    /// When the user came (`online`) or went.
+    pub at: Millis,
+    pub online: bool,
+}
+
 impl Store {
-    /// Records when each of `seen`'s users was last seen, in one statement;
-    /// a time earlier than the one stored is kept out (a retried change or
-    /// a recount announces the time of an older change). Each user at most
-    /// once.
-    pub async fn set_last_seen_all(&self, seen: &[(&str, Millis)]) -> Result<(), StoreError> {
-        if seen.is_empty() {
+    /// Records each of `changes`' users, in one statement: gone at the
+    /// time given (their last seen; a time earlier than the one stored is
+    /// kept out, as a retried change or a recount announces the time of an
+    /// older change), or, where `online`, online since then (standalone's
+    /// mark, migration 0010, which going clears). Each user at most once.
+    pub async fn record_presence_all(&self, changes: &[PresenceChange<'_>]) -> Result<(), StoreError> {
+        if changes.is_empty() {
             return Ok(());
         }
         let mut conn = self.writer.acquire().await?;
-        let mut rows = BatchRows::new(&conn, &[Column::Text, Column::Int]);
-        for (user, at) in seen {
-            rows.push([Value::Text(user), Value::Int(*at)]);
+        let mut rows = BatchRows::new(&conn, &[Column::Text, Column::Int, Column::Int]);
+        for change in changes {
+            rows.push([Value::Text(change.user), Value::Int(change.at), Value::Int(i64::from(change.online))]);
         }
         let table = rows.table(&mut Placeholders::for_connection(&conn), "v");
         // `WHERE true` tells SQLite's parser that `ON CONFLICT` belongs to
         // the insert, not to a join of the select.
         let sql = format!(
-            "INSERT INTO users (user_id, last_seen) SELECT v.column1, v.column2 FROM {table} WHERE true \
+            "INSERT INTO users (user_id, last_seen, online_since) \
+             SELECT v.column1, CASE WHEN v.column3 = 0 THEN v.column2 END, CASE WHEN v.column3 = 1 THEN v.column2 END \
+             FROM {table} WHERE true \
              ON CONFLICT (user_id) DO UPDATE SET last_seen = CASE \
-               WHEN users.last_seen IS NULL OR excluded.last_seen > users.last_seen THEN excluded.last_seen \
-               ELSE users.last_seen END"
+               WHEN excluded.last_seen IS NOT NULL AND (users.last_seen IS NULL OR excluded.last_seen > users.last_seen) \
+               THEN excluded.last_seen ELSE users.last_seen END, \
+             online_since = excluded.online_since"
         );
         let mut args = sqlx::any::AnyArguments::default();
         rows.add_to(&mut args)?;
         sqlx::query_with(&sql, args).execute(&mut *conn).await?;
         Ok(())
+    }
+
+    /// Records the users a process marked online and did not see go (it
+    /// died with their connections open) as last seen `at`, the first
+    /// moment they are known gone, unless a later time is stored; returns
+    /// how many. For standalone's start, before it takes connections.
+    pub async fn settle_left_online(&self, at: Millis) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE users SET last_seen = CASE WHEN last_seen IS NULL OR last_seen < $1 THEN $1 ELSE last_seen END, \
+             online_since = NULL WHERE online_since IS NOT NULL",
+        )
+        .bind(at)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected())
     }
 
     /// `users` as a table `v` of one column, `column1`, and the arguments

@@ -208,10 +208,10 @@ async fn presence_reads_each_users_chats() {
 #[tokio::test]
 async fn last_seen_times_are_recorded_for_a_whole_batch() {
     for (store, _dir) in stores().await {
-        store.set_last_seen_all(&[("alice", 10)]).await.expect("first");
-        store.set_last_seen_all(&[("alice", 20), ("bob", 30), ("q\"uote", 40)]).await.expect("batch");
-        store.set_last_seen_all(&[]).await.expect("nothing to record");
-        store.set_last_seen_all(&[("bob", 25)]).await.expect("an older time");
+        store.record_presence_all(&[gone("alice", 10)]).await.expect("first");
+        store.record_presence_all(&[gone("alice", 20), gone("bob", 30), gone("q\"uote", 40)]).await.expect("batch");
+        store.record_presence_all(&[]).await.expect("nothing to record");
+        store.record_presence_all(&[gone("bob", 25)]).await.expect("an older time");
         let seen = store.last_seen_all(&["alice", "bob", "q\"uote", "carol", "alice"]).await.expect("read");
         let expected = std::collections::HashMap::from([
             ("alice".to_owned(), 20),
@@ -221,6 +221,35 @@ async fn last_seen_times_are_recorded_for_a_whole_batch() {
         assert_eq!(seen, expected, "carol was never seen; on {:?}", store.backend());
         assert!(store.last_seen_all(&[]).await.expect("nobody").is_empty());
     }
+}
+
+/// Standalone marks users online in the store; a start after a process
+/// that died with them online records them as last seen at that start,
+/// leaving a later stored time, and users who went, alone. A mark is
+/// cleared by going, so a later start finds nothing.
+#[tokio::test]
+async fn users_left_online_by_a_dead_process_are_last_seen_at_the_next_start() {
+    for (store, _dir) in stores().await {
+        let came = |user, at| PresenceChange { user, at, online: true };
+        store.record_presence_all(&[gone("alice", 10), gone("dave", 500)]).await.expect("earlier departures");
+        store.record_presence_all(&[came("alice", 20), came("bob", 30), came("carol", 40)]).await.expect("online");
+        store.record_presence_all(&[gone("carol", 50), came("dave", 600)]).await.expect("carol went");
+        // dave's clock was ahead of this start's: his later time stays.
+        assert_eq!(store.settle_left_online(100).await.expect("settle"), 3, "alice, bob and dave");
+        let seen = store.last_seen_all(&["alice", "bob", "carol", "dave"]).await.expect("read");
+        let expected = std::collections::HashMap::from([
+            ("alice".to_owned(), 100),
+            ("bob".to_owned(), 100),
+            ("carol".to_owned(), 50),
+            ("dave".to_owned(), 500),
+        ]);
+        assert_eq!(seen, expected, "on {:?}", store.backend());
+        assert_eq!(store.settle_left_online(200).await.expect("again"), 0, "nothing left marked");
+    }
+}
+
+fn gone(user: &str, at: i64) -> PresenceChange<'_> {
+    PresenceChange { user, at, online: false }
 }
 
 /// A member row left behind by a chat's deletion (a member added as the

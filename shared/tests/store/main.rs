@@ -6,8 +6,8 @@ use serde_json::json;
 use shared::error::ErrorCode;
 use shared::model::{ChatEvent, Command, DeliveryStatus, EventKind, MarkKind};
 use shared::store::{
-    BoundsRequest, Checkpointed, Delivery, HistoryQuery, MembershipChange, NewChat, Outcome, PageRequest, Retention,
-    Store, StoreRefusal, Submitted, CREATED_MEMBERSHIP_VERSION, MAX_MEMBERS,
+    BoundsRequest, Checkpointed, Delivery, HistoryQuery, MembershipChange, NewChat, Outcome, PageRequest,
+    PresenceChange, Retention, Store, StoreRefusal, Submitted, CREATED_MEMBERSHIP_VERSION, MAX_MEMBERS,
 };
 
 mod chat_quota;

@@ -76,6 +76,61 @@ async fn clients_that_pinged_through_a_gateway_s_stall_are_not_closed_for_it() {
     assert_eq!(gateway.terminate(Duration::from_secs(20)).expect("stops"), Some(0), "{}", gateway.log());
 }
 
+/// A standalone gateway killed (kill -9) with users online records no
+/// departure for them, so its next start records them as last seen then.
+/// Before, `GET /v1/presence` answered `lastSeen: null` for a user never
+/// seen leave, and for one who had left once, that older departure,
+/// though both had been online until the kill (found by a presence audit).
+#[tokio::test]
+async fn users_online_when_a_standalone_gateway_was_killed_are_last_seen_at_its_restart() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (mut gateway, listen) = start_bare(dir.path(), &HashMap::new()).await;
+    let ws = format!("ws://{listen}/ws");
+    let (ann, ben) = (token_in(dir.path(), "ann"), token_in(dir.path(), "ben"));
+    let http = reqwest::Client::new();
+    let created = http
+        .post(format!("http://{listen}/v1/chats"))
+        .bearer_auth(&ann)
+        .json(&serde_json::json!({"type": "dialog", "members": ["ben"]}))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(created.status(), 201);
+    let mut ann_ws = testkit::client::connect(&ws, &ann, "ann").await.expect("ann");
+    // ben leaves once, then comes back. Each announcement ann hears went
+    // out after the store recorded it (and ann's own coming before it).
+    let ben_once = testkit::client::connect(&ws, &ben, "ben").await.expect("ben");
+    assert_eq!(ann_ws.recv_type("online").await["userId"], "ben");
+    ben_once.close().await;
+    assert_eq!(ann_ws.recv_type("offline").await["userId"], "ben");
+    let _ben_again = testkit::client::connect(&ws, &ben, "ben").await.expect("ben again");
+    assert_eq!(ann_ws.recv_type("online").await["userId"], "ben");
+    let killed_at = shared::clock::now_ms();
+    gateway.kill9();
+
+    let (mut gateway, listen) = start_bare(dir.path(), &HashMap::new()).await;
+    for user in ["ann", "ben"] {
+        let (online, last_seen) = presence(&http, &listen, &ann, user).await;
+        assert!(!online, "{user}");
+        let last_seen = last_seen.unwrap_or_else(|| panic!("{user} was seen\n{}", gateway.log()));
+        assert!(last_seen >= killed_at, "{user} last seen {last_seen}, before the kill at {killed_at}");
+    }
+    assert_eq!(gateway.terminate(Duration::from_secs(20)).expect("stops"), Some(0), "{}", gateway.log());
+}
+
+/// `user`'s `online` and `lastSeen` from `GET /v1/presence`.
+async fn presence(http: &reqwest::Client, listen: &str, token: &str, user: &str) -> (bool, Option<i64>) {
+    let response = http
+        .get(format!("http://{listen}/v1/presence?users={user}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("presence");
+    let body: serde_json::Value = response.json().await.expect("json");
+    let view = &body["users"][0];
+    (view["online"].as_bool().expect("online"), view["lastSeen"].as_i64())
+}
+
 /// A token for `user` from `gateway token`, run in `dir` as a newcomer would.
 fn token_in(dir: &Path, user: &str) -> String {
     let token = std::process::Command::new(binary("gateway"))
